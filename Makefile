@@ -1,0 +1,44 @@
+# The two commands a newcomer needs:  `make demo`  and  `make test`.
+# Both install what they need (Debian packages, then a virtualenv in .venv) on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Debian packages the build and the tests use: swig + libpcsclite-dev build pyscard.
+DEB_PACKAGES := swig libpcsclite-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench setup system-deps clean
+
+demo: setup
+	$(BIN)/edgegw demo
+
+test: setup
+	$(BIN)/pytest -q
+	$(BIN)/ruff check edgegw tests
+	$(BIN)/mypy
+
+lint: setup
+	$(BIN)/ruff check edgegw tests
+	$(BIN)/ruff format --check edgegw tests
+	$(BIN)/mypy
+
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
