@@ -1,0 +1,3 @@
+from edgegw.cli.main import main
+
+main()

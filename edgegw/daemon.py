@@ -1,0 +1,188 @@
+"""The composition root: parts start in a fixed order and stop along one path, on a budget.
+
+Start: store → local OCPP server → (per charger, on connect) cloud link → READY.
+Stop (SIGTERM/SIGINT, or :meth:`Gateway.shutdown`): STOPPING → stop accepting and close every
+charger connection with 1001 (going away) → each session closes its cloud link → store flushed
+and closed. Whatever is still running when the budget runs out is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+from edgegw.config import Config
+from edgegw.proxy.local import LocalResponder
+from edgegw.proxy.server import OcppServer
+from edgegw.proxy.session import CallFailed, ChargerSession
+from edgegw.sdnotify import Notifier
+from edgegw.store.store import Store
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+
+class ChargerNotConnected(LookupError):
+    pass
+
+
+class Gateway:
+    """The running edgegw daemon."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._notifier = notifier or Notifier({})
+        self._clock = clock
+        self._should_exit = asyncio.Event()
+        self._tasks = TaskOwner("gateway")
+        self.sessions: dict[str, ChargerSession] = {}
+        self._session_changed = asyncio.Condition()
+        self.store: Store | None = None
+        self.server: OcppServer | None = None
+        self._responder: LocalResponder | None = None
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.store = await Store.open(cfg.store.path, message_log_size=cfg.store.message_log_size)
+        self._responder = LocalResponder(
+            self.store,
+            standalone=cfg.cloud is None,
+            heartbeat_interval=cfg.server.heartbeat_interval,
+            unknown_cards=cfg.auth.unknown_cards,
+            clock=self._clock,
+        )
+        self.server = OcppServer(cfg, self.store, self._serve_charger)
+        await self.server.start()
+        for charger in cfg.chargers:
+            if charger.password_hash is None:
+                log.warning(
+                    "%s has no password: any device on the network can connect as it", charger.id
+                )
+        mode = f"relaying to {cfg.cloud.url}" if cfg.cloud else "standalone (no cloud)"
+        log.info("edgegw ready: %d charger(s) configured, %s", len(cfg.chargers), mode)
+        if self._notifier.watchdog_interval:
+            self._tasks.spawn(self._watchdog(self._notifier.watchdog_interval), "watchdog")
+        self._notifier.ready(f"listening on port {self.server.port}")
+        self.started.set()
+
+    async def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Start, serve until asked to stop, then stop. The daemon's one exit path."""
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        try:
+            await self.start()
+            await self._should_exit.wait()
+        finally:
+            await self.stop()
+            if install_signal_handlers:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._should_exit.is_set():
+            log.warning("%s again: stopping now", sig.name)
+            for task in self._tasks.tasks:
+                task.cancel("forced exit")
+        log.info("%s received: shutting down", sig.name)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Ask the daemon to stop (idempotent; safe from signal handlers)."""
+        self._should_exit.set()
+
+    async def stop(self) -> None:
+        self._notifier.stopping()
+        budget = self.config.daemon.shutdown_timeout
+        started = time.monotonic()
+        log.info("stopping: closing %d charger connection(s)", len(self.sessions))
+        try:
+            async with asyncio.timeout(budget):
+                if self.server is not None:
+                    await self.server.stop()
+        except TimeoutError:
+            log.warning("shutdown budget of %.0f s exceeded; cancelling the rest", budget)
+        await self._tasks.close("shutdown")
+        if self.store is not None:
+            await self.store.close()
+        log.info("stopped in %.2f s", time.monotonic() - started)
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    # ------------------------------------------------------------ chargers
+
+    async def _serve_charger(self, charger_id: str, ws: ServerConnection) -> None:
+        assert self.store is not None and self._responder is not None
+        previous = self.sessions.get(charger_id)
+        if previous is not None:
+            log.warning("%s connected again; closing its previous connection", charger_id)
+            await previous.close(1008, "replaced by a new connection")
+        session = ChargerSession(
+            charger_id,
+            ws,
+            config=self.config,
+            charger=self.config.charger(charger_id),
+            store=self.store,
+            responder=self._responder,
+            clock=self._clock,
+        )
+        address = ws.remote_address[0] if ws.remote_address else None
+        log.info("%s connected from %s", charger_id, address)
+        await self.store.charger_seen(charger_id, address, connected=True)
+        await self._set_session(charger_id, session)
+        try:
+            await session.run()
+        finally:
+            if self.sessions.get(charger_id) is session:
+                await self._set_session(charger_id, None)
+                with contextlib.suppress(Exception):
+                    await self.store.charger_seen(charger_id, None, connected=False)
+            log.info(
+                "%s disconnected (code %s %s)", charger_id, ws.close_code, ws.close_reason or ""
+            )
+
+    async def _set_session(self, charger_id: str, session: ChargerSession | None) -> None:
+        async with self._session_changed:
+            if session is None:
+                self.sessions.pop(charger_id, None)
+            else:
+                self.sessions[charger_id] = session
+            self._session_changed.notify_all()
+
+    async def wait_charger(self, charger_id: str, *, connected: bool = True) -> None:
+        """Wait until ``charger_id`` is (or is no longer) connected."""
+        async with self._session_changed:
+            await self._session_changed.wait_for(lambda: (charger_id in self.sessions) == connected)
+
+    async def call(
+        self, charger_id: str, action: str, payload: dict[str, Any], timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Send a gateway call to a connected charger; raises on refusal or disconnect."""
+        session = self.sessions.get(charger_id)
+        if session is None:
+            raise ChargerNotConnected(charger_id)
+        try:
+            return await session.call(action, payload, timeout)
+        except TimeoutError:
+            raise CallFailed(f"{charger_id} did not answer {action} in {timeout:.0f} s") from None

@@ -1,0 +1,122 @@
+"""OCPP 1.6 actions and JSON-schema checks, using the schemas shipped with the ``ocpp`` library.
+
+The library maps schema failures to OCPP 2.0.1 error names; OCPP-J 1.6 spells some of them
+differently (``FormationViolation``, ``OccurenceConstraintViolation``), so the mapping is ours.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft4Validator
+from jsonschema.exceptions import ValidationError as SchemaError
+from ocpp.messages import get_validator
+
+# Calls a charge point sends to its CSMS (core, security extension).
+CHARGER_ACTIONS = frozenset(
+    {
+        "Authorize",
+        "BootNotification",
+        "DataTransfer",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StartTransaction",
+        "StatusNotification",
+        "StopTransaction",
+        "LogStatusNotification",
+        "SecurityEventNotification",
+        "SignCertificate",
+        "SignedFirmwareStatusNotification",
+    }
+)
+
+# Calls a CSMS sends to a charge point.
+CSMS_ACTIONS = frozenset(
+    {
+        "CancelReservation",
+        "ChangeAvailability",
+        "ChangeConfiguration",
+        "ClearCache",
+        "ClearChargingProfile",
+        "DataTransfer",
+        "GetCompositeSchedule",
+        "GetConfiguration",
+        "GetDiagnostics",
+        "GetLocalListVersion",
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        "ReserveNow",
+        "Reset",
+        "SendLocalList",
+        "SetChargingProfile",
+        "TriggerMessage",
+        "UnlockConnector",
+        "UpdateFirmware",
+        "CertificateSigned",
+        "DeleteCertificate",
+        "ExtendedTriggerMessage",
+        "GetInstalledCertificateIds",
+        "GetLog",
+        "InstallCertificate",
+        "SignedUpdateFirmware",
+    }
+)
+
+# Schemas with decimal fields (multipleOf 0.1) must be checked with Decimal floats.
+_DECIMAL_CALLS = frozenset({"SetChargingProfile", "RemoteStartTransaction"})
+_DECIMAL_RESULTS = frozenset({"GetCompositeSchedule"})
+
+_CODES = {
+    "type": "TypeConstraintViolation",
+    "maxLength": "TypeConstraintViolation",
+    "required": "ProtocolError",  # 1.6: "Payload for Action is incomplete"
+    "additionalProperties": "FormationViolation",
+    "enum": "PropertyConstraintViolation",
+    "minimum": "PropertyConstraintViolation",
+    "maximum": "PropertyConstraintViolation",
+    "multipleOf": "PropertyConstraintViolation",
+    "minItems": "OccurenceConstraintViolation",
+    "maxItems": "OccurenceConstraintViolation",
+}
+
+
+class SchemaViolation(ValueError):
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+@cache
+def _validator(kind: int, action: str, use_decimal: bool) -> Draft4Validator:
+    parse_float: Any = decimal.Decimal if use_decimal else float
+    validator: Draft4Validator = get_validator(kind, action, "1.6", parse_float=parse_float)
+    return validator
+
+
+def _check(kind: int, action: str, payload: dict[str, Any], use_decimal: bool) -> None:
+    if use_decimal:
+        payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
+    error: SchemaError | None = next(
+        iter(_validator(kind, action, use_decimal).iter_errors(payload)), None
+    )
+    if error is None:
+        return
+    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    code = _CODES.get(str(error.validator), "FormationViolation")
+    raise SchemaViolation(code, f"{action}: {where}: {error.message}"[:255])
+
+
+def check_call(action: str, payload: dict[str, Any]) -> None:
+    """Raise :class:`SchemaViolation` if ``payload`` is not a valid ``action`` request."""
+    _check(2, action, payload, action in _DECIMAL_CALLS)
+
+
+def check_result(action: str, payload: dict[str, Any]) -> None:
+    """Raise :class:`SchemaViolation` if ``payload`` is not a valid ``action`` response."""
+    _check(3, action, payload, action in _DECIMAL_RESULTS)

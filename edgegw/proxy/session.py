@@ -1,0 +1,246 @@
+"""The I/O shell around one charger's :class:`~edgegw.proxy.link.Link`.
+
+A session owns the charger's WebSocket, its cloud :class:`~edgegw.proxy.upstream.Upstream`
+(when a cloud is configured) and a single executor task that carries out the link's commands
+in order. Readers (charger socket, cloud socket) and the call timer only feed events to the
+link, which answers at once with commands; the executor does the awaiting. When the charger
+goes, everything it owns is cancelled and awaited, and the cloud connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from edgegw.config import ChargerConfig, Config
+from edgegw.proxy.frames import Call, CallError, CallResult
+from edgegw.proxy.link import (
+    AnswerLocally,
+    Command,
+    Exchanged,
+    GatewayDone,
+    Link,
+    ToCharger,
+    ToCloud,
+)
+from edgegw.proxy.local import LocalResponder
+from edgegw.proxy.upstream import NotConnected, Upstream
+from edgegw.store.store import Store
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+
+class CallFailed(RuntimeError):
+    """A gateway call got a CALLERROR, timed out, or the charger went away."""
+
+
+class ChargerSession:
+    """One connected charger: its socket, its link core, its cloud connection."""
+
+    def __init__(
+        self,
+        charger_id: str,
+        ws: ServerConnection,
+        *,
+        config: Config,
+        charger: ChargerConfig | None,
+        store: Store,
+        responder: LocalResponder,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.charger_id = charger_id
+        self.ws = ws
+        self._config = config
+        self._store = store
+        self._responder = responder
+        self._log_frames = config.logging.frames
+        cloud = config.cloud
+        self.link = Link(
+            charger_id,
+            cloud_configured=cloud is not None,
+            validate=config.server.validate_schemas,
+            call_timeout=cloud.call_timeout if cloud else 30.0,
+            clock=clock,
+            new_id=lambda: uuid.uuid4().hex[:24],
+        )
+        self._commands: asyncio.Queue[Command] = asyncio.Queue()
+        self._tasks = TaskOwner(f"charger:{charger_id}")
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._clock = clock
+        self._waiters: dict[str, asyncio.Future[CallResult | CallError]] = {}
+        self.upstream: Upstream | None = None
+        if cloud is not None:
+            request = ws.request
+            headers = request.headers if request is not None else None
+            self.upstream = Upstream(
+                charger_id,
+                cloud,
+                charger,
+                charger_authorization=headers.get("Authorization") if headers else None,
+                user_agent=headers.get("User-Agent") if headers else None,
+                on_connected=lambda: self._feed(self.link.cloud_connected()),
+                on_failed=lambda: self._feed(self.link.cloud_unreachable()),
+                on_message=self._from_cloud,
+                on_disconnected=lambda _reason: self._feed(self.link.cloud_disconnected()),
+            )
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Serve the charger until its socket closes (or the task is cancelled)."""
+        self._tasks.spawn(self._execute(), "executor")
+        if self.upstream is not None:
+            self._tasks.spawn(self.upstream.run(), "upstream")
+        try:
+            async for message in self.ws:
+                if self._log_frames:
+                    log.debug("%s <- charger %s", self.charger_id, message)
+                if isinstance(message, str):
+                    self._store.log_frame(self.charger_id, "charger>", message)
+                self._feed(self.link.on_charger_message(message))
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._finish()
+
+    async def _finish(self) -> None:
+        for command in self.link.charger_closed():
+            self._commands.put_nowait(command)
+        # Let the executor send what the link produced on the way out (errors to the cloud).
+        await self._drain(timeout=1.0)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.upstream is not None:
+            await self.upstream.close()
+        await self._tasks.close(f"{self.charger_id} disconnected")
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(CallFailed(f"{self.charger_id} disconnected"))
+
+    async def _drain(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._commands.join()
+        except TimeoutError:
+            log.warning(
+                "%s: %d command(s) not sent on close", self.charger_id, self._commands.qsize()
+            )
+
+    async def close(self, code: int = 1001, reason: str = "gateway shutting down") -> None:
+        await self.ws.close(code, reason)
+
+    # ------------------------------------------------------------ gateway calls
+
+    async def call(
+        self, action: str, payload: dict[str, Any], timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Send one of the gateway's own calls to the charger and return its answer payload."""
+        message_id, commands = self.link.gateway_call(action, payload)
+        waiter: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
+        self._waiters[message_id] = waiter
+        self._feed(commands)
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await waiter
+        finally:
+            self._waiters.pop(message_id, None)
+        if isinstance(answer, CallError):
+            raise CallFailed(f"{action}: {answer.code} {answer.description}".strip())
+        return answer.payload
+
+    # ------------------------------------------------------------ plumbing
+
+    def _from_cloud(self, message: str | bytes) -> None:
+        if self._log_frames:
+            log.debug("%s <- cloud %s", self.charger_id, message)
+        if isinstance(message, str):
+            self._store.log_frame(self.charger_id, "cloud>", message)
+        self._feed(self.link.on_cloud_message(message))
+
+    def _feed(self, commands: Iterable[Command]) -> None:
+        for command in commands:
+            self._commands.put_nowait(command)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.link.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, deadline - self._clock())
+            self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._feed(self.link.on_timer())
+
+    async def _execute(self) -> None:
+        while True:
+            command = await self._commands.get()
+            try:
+                await self._run(command)
+            except Exception:
+                log.exception("%s: failed to carry out %s", self.charger_id, type(command).__name__)
+            finally:
+                self._commands.task_done()
+
+    async def _run(self, command: Command) -> None:
+        if isinstance(command, ToCharger):
+            self._store.log_frame(self.charger_id, ">charger", command.frame)
+            try:
+                await self.ws.send(command.frame)
+            except ConnectionClosed:
+                log.debug("%s: charger gone before a frame could be sent", self.charger_id)
+        elif isinstance(command, ToCloud):
+            self._store.log_frame(self.charger_id, ">cloud", command.frame)
+            try:
+                assert self.upstream is not None
+                await self.upstream.send(command.frame)
+            except NotConnected:
+                # The disconnect event follows and the link re-routes what was in flight.
+                log.debug("%s: cloud gone before a frame could be sent", self.charger_id)
+        elif isinstance(command, AnswerLocally):
+            answer = await self._responder.answer(self.charger_id, command.call)
+            self._feed(self.link.local_answer(command.call.id, answer))
+        elif isinstance(command, GatewayDone):
+            waiter = self._waiters.get(command.message_id)
+            if waiter is not None and not waiter.done():
+                if command.answer is None:
+                    waiter.set_exception(CallFailed(command.reason))
+                else:
+                    waiter.set_result(command.answer)
+        elif isinstance(command, Exchanged):
+            await self._record(command.call, command.answer, command.answered_by)
+
+    async def _record(self, call: Call, answer: CallResult | CallError, answered_by: str) -> None:
+        if isinstance(answer, CallError):
+            return
+        if call.action == "BootNotification":
+            await self._store.record_boot(self.charger_id, call.payload)
+        elif call.action == "StatusNotification":
+            await self._store.record_status(self.charger_id, call.payload)
+        elif answered_by == "cloud" and call.action == "StartTransaction":
+            transaction_id = answer.payload.get("transactionId")
+            await self._store.transaction_started(
+                self.charger_id,
+                call.payload,
+                transaction_id if isinstance(transaction_id, int) else None,
+                origin="cloud",
+            )
+        elif answered_by == "cloud" and call.action == "StopTransaction":
+            await self._store.transaction_stopped(self.charger_id, call.payload)

@@ -1,0 +1,181 @@
+"""One client connection to the cloud CSMS per connected charger.
+
+websockets' own reconnect iterator (``async for ws in connect(...)``) does the reconnecting; we
+supply the backoff (exponential with full jitter, bounded by the configured delays) and classify
+every failure as retryable: a charger stays connected to the gateway through any cloud outage,
+and an operator may still fix a refused identity at the CSMS. State changes are logged once.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import ssl
+from collections.abc import Callable, Generator
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
+
+from edgegw.config import ChargerConfig, CloudConfig
+
+log = logging.getLogger(__name__)
+
+OCPP16 = Subprotocol("ocpp1.6")
+
+
+class NotConnected(ConnectionError):
+    """The cloud link for this charger is down."""
+
+
+def backoff(min_delay: float, max_delay: float) -> Callable[[], Generator[float]]:
+    """Exponential backoff with full jitter: delays in [d/2, d], d doubling up to max_delay."""
+
+    def delays() -> Generator[float]:
+        delay = min_delay
+        while True:
+            yield random.uniform(delay / 2, delay)
+            delay = min(delay * 2, max_delay)
+
+    return delays
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        hint = {
+            401: " (wrong cloud credentials for this charger?)",
+            403: " (forbidden by the CSMS)",
+            404: " (identity unknown to the CSMS?)",
+        }.get(status, "")
+        return f"HTTP {status}{hint}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Upstream:
+    """The cloud side of one charger's relay."""
+
+    def __init__(
+        self,
+        charger_id: str,
+        cloud: CloudConfig,
+        charger: ChargerConfig | None,
+        *,
+        charger_authorization: str | None,
+        user_agent: str | None,
+        on_connected: Callable[[], None],
+        on_failed: Callable[[], None],
+        on_message: Callable[[str | bytes], None],
+        on_disconnected: Callable[[str], None],
+    ) -> None:
+        self.charger_id = charger_id
+        self._cloud = cloud
+        self._on_connected = on_connected
+        self._on_failed = on_failed
+        self._on_message = on_message
+        self._on_disconnected = on_disconnected
+        self._ws: ClientConnection | None = None
+        self._failing: str | None = None
+        self.url = f"{cloud.url}/{charger_id}"
+        self._headers = self._auth_headers(charger, charger_authorization)
+        self._user_agent = user_agent
+
+    @staticmethod
+    def _auth_headers(
+        charger: ChargerConfig | None, charger_authorization: str | None
+    ) -> dict[str, str]:
+        if charger is not None and charger.cloud_password is not None:
+            user = charger.cloud_username or charger.id
+            token = f"{user}:{charger.cloud_password.get_secret_value()}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(token).decode("ascii")}
+        if charger_authorization is not None:
+            # Invisible relay: the charger's own credentials go to the cloud unchanged.
+            return {"Authorization": charger_authorization}
+        return {}
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.url.startswith("wss://"):
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self._cloud.ca_file) if self._cloud.ca_file else None
+        )
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    async def send(self, frame: str) -> None:
+        ws = self._ws
+        if ws is None:
+            raise NotConnected(self.charger_id)
+        try:
+            await ws.send(frame)
+        except ConnectionClosed as exc:
+            raise NotConnected(self.charger_id) from exc
+
+    def _classify(self, exc: Exception) -> Exception | None:
+        reason = describe(exc)
+        if self._failing != reason:
+            log.warning("%s: cloud unreachable at %s: %s", self.charger_id, self.url, reason)
+            self._failing = reason
+        else:
+            log.debug("%s: cloud still unreachable: %s", self.charger_id, reason)
+        self._on_failed()
+        return None  # always retry
+
+    async def run(self) -> None:
+        """Connect, relay, reconnect — until cancelled."""
+        kwargs: dict[str, Any] = {}
+        context = self._ssl_context()
+        if context is not None:
+            kwargs["ssl"] = context
+        async for ws in connect(
+            self.url,
+            subprotocols=[OCPP16],
+            additional_headers=self._headers,
+            user_agent_header=self._user_agent,
+            proxy=None,
+            compression=None,
+            open_timeout=self._cloud.connect_timeout,
+            ping_interval=self._cloud.ping_interval or None,
+            ping_timeout=self._cloud.ping_timeout,
+            max_size=self._cloud.max_message_size,
+            process_exception=self._classify,
+            reconnect_delays=backoff(
+                self._cloud.reconnect_min_delay, self._cloud.reconnect_max_delay
+            ),
+            logger=logging.getLogger("edgegw.websockets.client"),
+            **kwargs,
+        ):
+            if ws.subprotocol != OCPP16:
+                self._classify(ConnectionError("cloud did not agree to subprotocol ocpp1.6"))
+                await ws.close(1002, "ocpp1.6 required")
+                continue
+            await self._session(ws)
+
+    async def _session(self, ws: ClientConnection) -> None:
+        self._failing = None
+        self._ws = ws
+        log.info("%s: cloud link up (%s)", self.charger_id, self.url)
+        self._on_connected()
+        reason = "closed"
+        try:
+            async for message in ws:
+                self._on_message(message)
+        except ConnectionClosed as exc:
+            reason = f"code {exc.rcvd.code if exc.rcvd else 1006}"
+        finally:
+            self._ws = None
+            if ws.close_code is not None:
+                reason = f"code {ws.close_code} {ws.close_reason}".strip()
+            log.warning("%s: cloud link down (%s)", self.charger_id, reason)
+            self._on_disconnected(reason)
+
+    async def close(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            await ws.close(1001, "charger disconnected")

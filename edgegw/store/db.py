@@ -1,0 +1,130 @@
+"""The SQLite database: opened through an async factory, migrated, checked, closed cleanly.
+
+One aiosqlite connection (one worker thread) is the only writer. WAL keeps readers (the CLI)
+off the writer's back; ``synchronous=NORMAL`` is the default and callers that must survive a
+power cut (the outbox, see the durability rule) commit with ``durable=True`` (``FULL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from edgegw.store.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (corrupt, too new, unreadable)."""
+
+
+class Database:
+    """A migrated aiosqlite connection; use :meth:`open`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        if str(path) != ":memory:":
+            await asyncio.to_thread(_create_private, path)
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from exc
+        db = cls(conn, path)
+        try:
+            await db._prepare()
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def _prepare(self) -> None:
+        try:
+            row = await (await self.conn.execute("PRAGMA quick_check")).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} is not a usable SQLite database ({exc}); move it aside to start "
+                "with an empty one, or restore a backup"
+            ) from exc
+        if row is None or row[0] != "ok":
+            raise StoreError(
+                f"{self.path} failed its integrity check ({row[0] if row else 'no answer'}); "
+                "move it aside to start with an empty one, or restore a backup"
+            )
+        await self.conn.execute("PRAGMA journal_mode=WAL")
+        await self.conn.execute("PRAGMA synchronous=NORMAL")
+        await self.conn.execute("PRAGMA foreign_keys=ON")
+        await self.conn.execute("PRAGMA busy_timeout=5000")
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        row = await (await self.conn.execute("PRAGMA user_version")).fetchone()
+        version = int(row[0]) if row else 0
+        target = len(MIGRATIONS)
+        if version > target:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this edgegw "
+                f"understands ({target}); upgrade edgegw or restore a matching backup"
+            )
+        if version == target:
+            return
+        log.info("migrating database %s from schema %d to %d", self.path, version, target)
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for step in MIGRATIONS[version:]:
+                for statement in _statements(step):
+                    await self.conn.execute(statement)
+            await self.conn.execute(f"PRAGMA user_version={target}")
+            await self.conn.execute("COMMIT")
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+
+    @asynccontextmanager
+    async def transaction(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction; ``durable`` commits with ``synchronous=FULL``."""
+        if durable:
+            await self.conn.execute("PRAGMA synchronous=FULL")
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+        else:
+            await self.conn.execute("COMMIT")
+        finally:
+            if durable:
+                await self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    async def close(self) -> None:
+        try:
+            await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("checkpoint on close failed: %s", exc)
+        await self.conn.close()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (no ';' inside our literals)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _create_private(path: Path) -> None:
+    """Create the directory and an empty database file readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))

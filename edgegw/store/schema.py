@@ -1,0 +1,61 @@
+"""Versioned schema migrations (``PRAGMA user_version``), applied in one transaction."""
+
+from __future__ import annotations
+
+# Each entry migrates from version i to i + 1. Never edit a released entry: append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: chargers, connector status, transactions, message log
+    """
+    CREATE TABLE chargers (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL DEFAULT 'known' CHECK (state IN ('known', 'pending')),
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        last_address TEXT,
+        connected INTEGER NOT NULL DEFAULT 0,
+        refused_count INTEGER NOT NULL DEFAULT 0,
+        refused_reason TEXT,
+        vendor TEXT,
+        model TEXT,
+        serial TEXT,
+        firmware TEXT,
+        last_boot REAL
+    );
+    CREATE TABLE connector_status (
+        charger_id TEXT NOT NULL,
+        connector_id INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        error_code TEXT NOT NULL,
+        info TEXT,
+        charger_time TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (charger_id, connector_id)
+    );
+    CREATE TABLE transactions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        charger_id TEXT NOT NULL,
+        connector_id INTEGER NOT NULL,
+        transaction_id INTEGER,
+        origin TEXT NOT NULL CHECK (origin IN ('cloud', 'gateway')),
+        id_tag TEXT NOT NULL,
+        meter_start INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        meter_stop INTEGER,
+        stopped_at TEXT,
+        stop_reason TEXT,
+        recorded_at REAL NOT NULL
+    );
+    CREATE INDEX transactions_by_charger ON transactions (charger_id, transaction_id);
+    CREATE TABLE message_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        charger_id TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        frame TEXT NOT NULL
+    );
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
+)
