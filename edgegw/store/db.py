@@ -33,6 +33,8 @@ class Database:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        # One connection, many coroutines: write transactions take turns.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -96,19 +98,20 @@ class Database:
     @asynccontextmanager
     async def transaction(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction; ``durable`` commits with ``synchronous=FULL``."""
-        if durable:
-            await self.conn.execute("PRAGMA synchronous=FULL")
-        await self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            await self.conn.execute("ROLLBACK")
-            raise
-        else:
-            await self.conn.execute("COMMIT")
-        finally:
+        async with self._write_lock:
             if durable:
-                await self.conn.execute("PRAGMA synchronous=NORMAL")
+                await self.conn.execute("PRAGMA synchronous=FULL")
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            else:
+                await self.conn.execute("COMMIT")
+            finally:
+                if durable:
+                    await self.conn.execute("PRAGMA synchronous=NORMAL")
 
     async def close(self) -> None:
         try:
