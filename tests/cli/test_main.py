@@ -1,0 +1,46 @@
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from edgegw.auth.passwords import verify_password
+from edgegw.cli.main import app
+
+runner = CliRunner()
+
+
+def test_config_check_ok(tmp_path: Path) -> None:
+    path = tmp_path / "edgegw.toml"
+    path.write_text('[cloud]\nurl = "ws://csms.example.com/ocpp"\n[[chargers]]\nid = "CP1"\n')
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output and "1 charger(s)" in result.output
+    result = runner.invoke(app, ["config", "check", str(path), "--json"])
+    assert json.loads(result.output)["ok"] is True
+
+
+def test_config_check_lists_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "edgegw.toml"
+    path.write_text('[server]\nport = -1\n[[chargers]]\nid = "a/b"\n[extra]\n')
+    result = runner.invoke(app, ["config", "check", str(path), "--json"])
+    assert result.exit_code == 3
+    problems = json.loads(result.output)["problems"]
+    assert {p.split(":")[0] for p in problems} == {"server.port", "chargers[0].id", "extra"}
+
+
+def test_config_check_missing_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "check", str(tmp_path / "none.toml")])
+    assert result.exit_code == 3
+    assert "file not found" in result.output
+
+
+def test_password_hash_from_stdin() -> None:
+    result = runner.invoke(app, ["password-hash", "--stdin"], input="a-long-password-1\n")
+    assert result.exit_code == 0
+    assert verify_password(result.output.strip(), "a-long-password-1")
+
+
+def test_password_hash_refuses_short() -> None:
+    result = runner.invoke(app, ["password-hash", "--stdin"], input="short\n")
+    assert result.exit_code == 1
+    assert "shorter than 8" in result.output
