@@ -8,10 +8,12 @@ and an operator may still fix a refused identity at the CSMS. State changes are 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import random
 import ssl
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -78,6 +80,7 @@ class Upstream:
         self._on_disconnected = on_disconnected
         self._ws: ClientConnection | None = None
         self._failing: str | None = None
+        self._stopping = False
         self.url = f"{cloud.url}/{charger_id}"
         self._headers = self._auth_headers(charger, charger_authorization)
         self._user_agent = user_agent
@@ -141,6 +144,7 @@ class Upstream:
             proxy=None,
             compression=None,
             open_timeout=self._cloud.connect_timeout,
+            close_timeout=2,
             ping_interval=self._cloud.ping_interval or None,
             ping_timeout=self._cloud.ping_timeout,
             max_size=self._cloud.max_message_size,
@@ -154,8 +158,15 @@ class Upstream:
             if ws.subprotocol != OCPP16:
                 self._classify(ConnectionError("cloud did not agree to subprotocol ocpp1.6"))
                 await ws.close(1002, "ocpp1.6 required")
+                await asyncio.sleep(self._cloud.reconnect_max_delay)
                 continue
+            started = time.monotonic()
             await self._session(ws)
+            if self._stopping:
+                break
+            if time.monotonic() - started < self._cloud.reconnect_min_delay:
+                # The cloud accepted and hung up at once: don't hammer it.
+                await asyncio.sleep(random.uniform(0, self._cloud.reconnect_max_delay))
 
     async def _session(self, ws: ClientConnection) -> None:
         self._failing = None
@@ -176,6 +187,8 @@ class Upstream:
             self._on_disconnected(reason)
 
     async def close(self) -> None:
+        """Close the cloud connection for good (the charger has gone)."""
+        self._stopping = True
         ws = self._ws
         if ws is not None:
             await ws.close(1001, "charger disconnected")
