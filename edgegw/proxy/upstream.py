@@ -183,7 +183,8 @@ class Upstream:
             self._ws = None
             if ws.close_code is not None:
                 reason = f"code {ws.close_code} {ws.close_reason}".strip()
-            log.warning("%s: cloud link down (%s)", self.charger_id, reason)
+            level = logging.INFO if self._stopping else logging.WARNING
+            log.log(level, "%s: cloud link down (%s)", self.charger_id, reason)
             self._on_disconnected(reason)
 
     async def close(self) -> None:
