@@ -158,9 +158,8 @@ class Gateway:
                 await self._set_session(charger_id, None)
                 with contextlib.suppress(Exception):
                     await self.store.charger_seen(charger_id, None, connected=False)
-            log.info(
-                "%s disconnected (code %s %s)", charger_id, ws.close_code, ws.close_reason or ""
-            )
+            reason = f" {ws.close_reason}" if ws.close_reason else ""
+            log.info("%s disconnected (code %s%s)", charger_id, ws.close_code, reason)
 
     async def _set_session(self, charger_id: str, session: ChargerSession | None) -> None:
         async with self._session_changed:

@@ -107,7 +107,7 @@ def test_secrets_from_file_and_credentials(tmp_path: Path) -> None:
     text = f"""
 [[chargers]]
 id = "CP1"
-cloud_password = {{ file = "{tmp_path / 'cp1.secret'}" }}
+cloud_password = {{ file = "{tmp_path / "cp1.secret"}" }}
 
 [[chargers]]
 id = "CP2"
@@ -142,7 +142,10 @@ cloud_password = { path = "/x" }
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     text_out = str(info.value)
-    assert "chargers[0].cloud_password: credential 'x' requested but $CREDENTIALS_DIRECTORY" in text_out
+    assert (
+        "chargers[0].cloud_password: credential 'x' requested but $CREDENTIALS_DIRECTORY"
+        in text_out
+    )
     assert "chargers[1].cloud_password: cannot read secret from /nonexistent/secret" in text_out
     assert "chargers[2].cloud_password: must be a string" in text_out
 

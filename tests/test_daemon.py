@@ -60,7 +60,7 @@ port = 0
 url = "{cloud.url}"
 
 [store]
-path = "{tmp_path / 'edgegw.db'}"
+path = "{tmp_path / "edgegw.db"}"
 
 [daemon]
 shutdown_timeout = 5
@@ -71,8 +71,14 @@ id = "CP1"
         )
         env = dict(os.environ, NOTIFY_SOCKET=str(notify.path), WATCHDOG_USEC="200000")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edgegw", "run", "--config", str(config),
-            env=env, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "edgegw",
+            "run",
+            "--config",
+            str(config),
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             ready = await notify.wait_for("READY=1")
@@ -81,8 +87,12 @@ id = "CP1"
             url = f"ws://127.0.0.1:{port}/ocpp"
             async with raw_charger(url, "CP1") as cp:
                 await cp.call("BootNotification", BOOT)
-                start = {"connectorId": 1, "idTag": "TAG1", "meterStart": 100,
-                         "timestamp": "2026-11-21T10:00:00Z"}
+                start = {
+                    "connectorId": 1,
+                    "idTag": "TAG1",
+                    "meterStart": 100,
+                    "timestamp": "2026-11-21T10:00:00Z",
+                }
                 started = await cp.call("StartTransaction", start)
                 assert started[2]["idTagInfo"]["status"] == "Accepted"
                 proc.send_signal(signal.SIGTERM)
@@ -104,7 +114,9 @@ id = "CP1"
         import sqlite3
 
         with sqlite3.connect(tmp_path / "edgegw.db") as db:
-            rows = db.execute("SELECT charger_id, transaction_id, origin FROM transactions").fetchall()
+            rows = db.execute(
+                "SELECT charger_id, transaction_id, origin FROM transactions"
+            ).fetchall()
         assert rows == [("CP1", started[2]["transactionId"], "cloud")]
 
 
@@ -112,7 +124,12 @@ async def test_invalid_config_exits_3_listing_problems(tmp_path: Path) -> None:
     config = tmp_path / "edgegw.toml"
     config.write_text('[server]\nport = "nine thousand"\nfoo = 1\n')
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgegw", "run", "--config", str(config),
+        sys.executable,
+        "-m",
+        "edgegw",
+        "run",
+        "--config",
+        str(config),
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()
@@ -126,7 +143,12 @@ async def test_corrupt_store_exits_1_with_advice(tmp_path: Path) -> None:
     config = tmp_path / "edgegw.toml"
     config.write_text(f'[server]\nport = 0\n[store]\npath = "{db}"\n')
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgegw", "run", "--config", str(config),
+        sys.executable,
+        "-m",
+        "edgegw",
+        "run",
+        "--config",
+        str(config),
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()

@@ -117,12 +117,22 @@ def demo(
         float, typer.Option(help="Stop after this many seconds (0 = until Ctrl-C).", min=0)
     ] = 0,
     port: Annotated[int, typer.Option(help="Gateway port (0 = any free port).")] = 0,
+    session_seconds: Annotated[
+        float, typer.Option(help="Typical length of a simulated session (s).", min=1)
+    ] = 8.0,
 ) -> None:
     """Run the whole system on simulated chargers and a simulated cloud, no hardware needed."""
     from edgegw.demo import run_demo  # noqa: PLC0415
 
     setup_logging("info")
-    ok = asyncio.run(run_demo(chargers=chargers, duration=duration or None, port=port))
+    ok = asyncio.run(
+        run_demo(
+            chargers=chargers,
+            duration=duration or None,
+            port=port,
+            session_seconds=session_seconds,
+        )
+    )
     if not ok:
         raise typer.Exit(1)
 

@@ -35,8 +35,11 @@ async def cloud_handler(ws: ServerConnection) -> None:
         if frame[0] == 2:
             payload: dict[str, object] = {}
             if frame[2] == "BootNotification":
-                payload = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z",
-                           "interval": 300}
+                payload = {
+                    "status": "Accepted",
+                    "currentTime": "2026-01-01T00:00:00Z",
+                    "interval": 300,
+                }
             await ws.send(json.dumps([3, frame[1], payload]))
 
 
@@ -44,23 +47,41 @@ def meter_values(n: int) -> dict[str, object]:
     return {
         "connectorId": 1,
         "transactionId": 1,
-        "meterValue": [{
-            "timestamp": "2026-01-01T00:00:00Z",
-            "sampledValue": [
-                {"value": str(1000 + n), "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
-                {"value": "16.0", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
-                {"value": "16.0", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
-                {"value": "16.0", "measurand": "Current.Import", "phase": "L3", "unit": "A"},
-            ],
-        }],
+        "meterValue": [
+            {
+                "timestamp": "2026-01-01T00:00:00Z",
+                "sampledValue": [
+                    {
+                        "value": str(1000 + n),
+                        "measurand": "Energy.Active.Import.Register",
+                        "unit": "Wh",
+                    },
+                    {"value": "16.0", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+                    {"value": "16.0", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+                    {"value": "16.0", "measurand": "Current.Import", "phase": "L3", "unit": "A"},
+                ],
+            }
+        ],
     }
 
 
-async def charger(url: str, cid: str, interval: float, stop_at: float, rtts: list[float],
-                  errors: list[str], ready: asyncio.Event | None = None) -> None:
+async def charger(  # noqa: PLR0917
+    url: str,
+    cid: str,
+    interval: float,
+    stop_at: float,
+    rtts: list[float],
+    errors: list[str],
+    ready: asyncio.Event | None = None,
+) -> None:
     try:
-        async with connect(f"{url}/{cid}", subprotocols=["ocpp1.6"], proxy=None,  # type: ignore[list-item]
-                           open_timeout=60, ping_interval=None) as ws:
+        async with connect(
+            f"{url}/{cid}",
+            subprotocols=["ocpp1.6"],
+            proxy=None,  # type: ignore[list-item]
+            open_timeout=60,
+            ping_interval=None,
+        ) as ws:
             await ws.send(json.dumps([2, "boot", "BootNotification", BOOT]))
             await ws.recv()
             await asyncio.sleep(random.uniform(0, interval))
@@ -103,7 +124,12 @@ async def run_step(n: int, seconds: float, interval: float, tmp: Path, cloud_por
     sock.bind(str(notify))
     sock.setblocking(False)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgegw", "run", "--config", str(config),
+        sys.executable,
+        "-m",
+        "edgegw",
+        "run",
+        "--config",
+        str(config),
         env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
     )
     loop = asyncio.get_running_loop()
@@ -115,8 +141,9 @@ async def run_step(n: int, seconds: float, interval: float, tmp: Path, cloud_por
     cpu0, _ = proc_stats(proc.pid)
     stop_at = time.monotonic() + seconds
     started = time.monotonic()
-    await asyncio.gather(*(charger(url, f"B{i:05d}", interval, stop_at, rtts, errors)
-                           for i in range(n)))
+    await asyncio.gather(
+        *(charger(url, f"B{i:05d}", interval, stop_at, rtts, errors) for i in range(n))
+    )
     elapsed = time.monotonic() - started
     cpu1, rss = proc_stats(proc.pid)
     proc.terminate()
@@ -142,10 +169,18 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--interval", type=float, default=2.0)
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}; MeterValues every {args.interval} s per charger")
-    async with serve(cloud_handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                     compression=None, ping_interval=None) as cloud:
+    print(
+        f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; MeterValues every {args.interval} s per charger"
+    )
+    async with serve(
+        cloud_handler,
+        "127.0.0.1",
+        0,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        compression=None,
+        ping_interval=None,
+    ) as cloud:
         cloud_port = cloud.sockets[0].getsockname()[1]
         with tempfile.TemporaryDirectory() as tmp:
             for n in args.chargers:

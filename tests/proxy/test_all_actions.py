@@ -40,18 +40,34 @@ CLOUD_CALLS = [
     ("SetChargingProfile", PROFILE, "status"),
     ("GetCompositeSchedule", {"connectorId": 1, "duration": 3600}, "status"),
     ("ClearChargingProfile", {"id": 7}, "status"),
-    ("SendLocalList", {"listVersion": 1, "updateType": "Full",
-                       "localAuthorizationList": [{"idTag": "TAG1",
-                                                   "idTagInfo": {"status": "Accepted"}}]},
-     "status"),
+    (
+        "SendLocalList",
+        {
+            "listVersion": 1,
+            "updateType": "Full",
+            "localAuthorizationList": [{"idTag": "TAG1", "idTagInfo": {"status": "Accepted"}}],
+        },
+        "status",
+    ),
     ("GetLocalListVersion", {}, "listVersion"),
-    ("ReserveNow", {"connectorId": 2, "expiryDate": "2030-01-01T00:00:00Z", "idTag": "TAG1",
-                    "reservationId": 5}, "status"),
+    (
+        "ReserveNow",
+        {
+            "connectorId": 2,
+            "expiryDate": "2030-01-01T00:00:00Z",
+            "idTag": "TAG1",
+            "reservationId": 5,
+        },
+        "status",
+    ),
     ("CancelReservation", {"reservationId": 5}, "status"),
     ("TriggerMessage", {"requestedMessage": "Heartbeat"}, "status"),
     ("GetDiagnostics", {"location": "ftp://example.com/diag"}, None),
-    ("UpdateFirmware", {"location": "ftp://example.com/fw.bin",
-                        "retrieveDate": "2030-01-01T00:00:00Z"}, None),
+    (
+        "UpdateFirmware",
+        {"location": "ftp://example.com/fw.bin", "retrieveDate": "2030-01-01T00:00:00Z"},
+        None,
+    ),
     ("RemoteStartTransaction", {"connectorId": 1, "idTag": "TAG1"}, "status"),
 ]
 
@@ -104,7 +120,9 @@ async def test_every_action_both_ways(cloud: SimCloud, make_gateway: GatewayFact
     assert all(row.origin == "cloud" for row in rows)
     # Answers to cloud calls carried the same ids both ways.
     out_ids = {r.message_id for r in cloud.records if r.direction == "out" and r.message_type == 2}
-    in_answers = {r.message_id for r in cloud.records if r.direction == "in" and r.message_type == 3}
+    in_answers = {
+        r.message_id for r in cloud.records if r.direction == "in" and r.message_type == 3
+    }
     assert out_ids <= in_answers
     assert all(json.loads(raw)[0] in (2, 3, 4) for raw in cloud_in)
 
@@ -123,7 +141,8 @@ async def test_standalone_site_serves_chargers(make_gateway: GatewayFactory) -> 
     assert gateway.store is not None
     rows = await gateway.store.transactions("CP1")
     assert [(r.transaction_id, r.origin, r.stopped_at is not None) for r in rows] == [
-        (tx1, "gateway", True), (tx2, "gateway", False)
+        (tx1, "gateway", True),
+        (tx2, "gateway", False),
     ]
 
 

@@ -71,8 +71,9 @@ def test_charger_call_is_relayed_unchanged_and_answer_routed_back() -> None:
 def test_one_call_in_flight_towards_the_cloud() -> None:
     link = online()
     first = call("a", "Heartbeat", {})
-    second = call("b", "StatusNotification", {"connectorId": 1, "status": "Available",
-                                             "errorCode": "NoError"})
+    second = call(
+        "b", "StatusNotification", {"connectorId": 1, "status": "Available", "errorCode": "NoError"}
+    )
     assert link.on_charger_message(first) == [ToCloud(first)]
     assert link.on_charger_message(second) == []  # waits for the first answer
     out = link.on_cloud_message(result("a", {"currentTime": "2026-01-01T00:00:00Z"}))
@@ -155,7 +156,9 @@ def test_latest_status_per_connector_and_errors_replayed() -> None:
             break
         seen.append(nxt[0])
     assert [(r[3]["connectorId"], r[3]["status"]) for r in seen] == [
-        (1, "Faulted"), (1, "Available"), (2, "Charging")
+        (1, "Faulted"),
+        (1, "Available"),
+        (2, "Charging"),
     ]
 
 
@@ -192,8 +195,10 @@ def test_charger_disconnect_fails_pending_cloud_and_gateway_calls() -> None:
     gw_id, _ = link.gateway_call("GetConfiguration", {})
     out = link.charger_closed()
     errors = sent(out, ToCloud)
-    assert [(e[0], e[1], e[2]) for e in errors] == [(4, "k1", "GenericError"),
-                                                     (4, "k2", "GenericError")]
+    assert [(e[0], e[1], e[2]) for e in errors] == [
+        (4, "k1", "GenericError"),
+        (4, "k2", "GenericError"),
+    ]
     assert [c.message_id for c in out if isinstance(c, GatewayDone)] == [gw_id]
 
 
@@ -205,8 +210,11 @@ def test_invalid_calls_get_the_right_callerror_and_are_not_relayed() -> None:
         call("3", "BootNotification", {"chargePointVendor": "V"}): "ProtocolError",
         call("4", "Authorize", {"idTag": "X" * 21}): "TypeConstraintViolation",
         call("5", "Heartbeat", {"extra": 1}): "FormationViolation",
-        call("6", "StatusNotification", {"connectorId": 1, "status": "Dancing",
-                                         "errorCode": "NoError"}): "PropertyConstraintViolation",
+        call(
+            "6",
+            "StatusNotification",
+            {"connectorId": 1, "status": "Dancing", "errorCode": "NoError"},
+        ): "PropertyConstraintViolation",
     }
     for raw, code in cases.items():
         (reply,) = sent(link.on_charger_message(raw), ToCharger)

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from edgegw.auth.passwords import hash_password
 from edgegw.sim.cloud import SimCloud
-from tests.conftest import GatewayFactory, RawCharger, gateway_url, raw_charger
+from tests.conftest import GatewayFactory, gateway_url, raw_charger
 
 BOOT = {"chargePointVendor": "Vendor", "chargePointModel": "Model"}
 
@@ -30,7 +30,10 @@ async def test_charger_calls_reach_the_cloud_byte_for_byte(
     gateway = await make_gateway(cloud_url=cloud.url)
     async with raw_charger(gateway_url(gateway), "CP1") as cp:
         # Odd but valid spacing: the cloud must see exactly these bytes.
-        raw = '[2,  "b-1", "BootNotification", {"chargePointVendor": "Vendor", "chargePointModel": "Model"}]'
+        raw = (
+            '[2,  "b-1", "BootNotification", '
+            '{"chargePointVendor": "Vendor", "chargePointModel": "Model"}]'
+        )
         await cp.send(raw)
         answer = await cp.recv()
         assert answer[:2] == [3, "b-1"] and answer[2]["status"] == "Accepted"
@@ -211,8 +214,12 @@ async def test_cloud_down_at_connect_then_boot_replayed(make_gateway: GatewayFac
         status = {"connectorId": 1, "status": "Available", "errorCode": "NoError"}
         assert (await cp.call("StatusNotification", status))[0] == 3
         # Transaction messages are refused so the charger keeps them (offline sync is separate).
-        start = {"connectorId": 1, "idTag": "GOODTAG", "meterStart": 0,
-                 "timestamp": "2026-01-01T00:00:00Z"}
+        start = {
+            "connectorId": 1,
+            "idTag": "GOODTAG",
+            "meterStart": 0,
+            "timestamp": "2026-01-01T00:00:00Z",
+        }
         refused = await cp.call("StartTransaction", start)
         assert refused[0] == 4 and refused[2] == "GenericError"
         await cloud.start()

@@ -71,7 +71,7 @@ async def test_message_log_is_bounded(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "edgegw.db", message_log_size=5)
     try:
         for i in range(12):
-            store.log_frame("CP1", "charger>", f"[2,\"{i}\",\"Heartbeat\",{{}}]")
+            store.log_frame("CP1", "charger>", f'[2,"{i}","Heartbeat",{{}}]')
         rows = await store.message_log(limit=100)
         assert len(rows) == 5
         assert rows[0][3] == '[2,"11","Heartbeat",{}]'
