@@ -1,0 +1,734 @@
+"""Load-capping allocator: site state in, one current limit per charging session out.
+
+This is a pure, deterministic function (:func:`allocate`). It does no I/O, reads no clock and
+keeps no memory between calls: everything it needs, including what it decided last time, comes
+in as frozen dataclasses, so every decision can be logged with its inputs, replayed and tested.
+The controller (``edgegw.energy.controller``) runs it about once a second and turns the limits
+into OCPP charging profiles.
+
+Rules, in the order they win:
+
+1. **Safety.** For every phase ``p``: non-EV load + the sum of the limits of the sessions drawing
+   on ``p`` stays within ``limit[p] - margin``. If the non-EV load alone exceeds a phase limit,
+   every session is paused. Without a trustworthy meter reading the EVs share a fixed,
+   installer-set fallback budget instead (see :class:`Site`).
+2. **No current is re-offered before it is free.** A cut is applied at once. A raise (or a start)
+   only uses current that is free even while the chargers still run at their limits in force
+   (``Session.offered_a``), so a raise sent before a pending cut cannot overload a phase.
+   Raises are ramped: at most ``ramp_a_per_s * dt_s`` above the limit in force.
+3. **Minimum or nothing.** IEC 61851 cannot signal less than 6 A (10 % PWM): a session gets at
+   least its ``min_a`` or 0 A (paused), never something in between.
+4. **VIP first,** then the rest. Within a priority, sessions that still have their minimum run
+   time keep running; then sessions that waited longest start; sessions that ran longest are
+   the first to yield. So when not everyone fits, the paused ones rotate (every ``min_run_s``),
+   and a paused car stays paused at least ``min_pause_s``: cars dislike 0 A pauses and some
+   never resume, so switching is kept rare.
+5. **Fair share** (max-min fair, per phase) of what is left, VIPs filled before normal sessions.
+   A single-phase car counts only on the site phase it draws on.
+6. **Reclaim.** A car that has charged for a while but draws clearly less than offered (full
+   battery, delayed charging, a 1-phase car's own limit) is offered its draw plus some headroom;
+   the freed current goes to others. As soon as it draws near its offer again it may ramp up.
+
+Currents are handled as exact fractions internally and every limit is rounded *down* to the
+0.1 A step OCPP can carry (minimums are rounded up), so rounding never breaks rule 1 or 3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import IntEnum, StrEnum
+from fractions import Fraction
+from itertools import pairwise
+
+
+class AllocatorInputError(ValueError):
+    """The site state or the parameters are inconsistent; the message names the field."""
+
+
+class Phase(IntEnum):
+    """A site phase. The value is the index into every per-phase tuple."""
+
+    L1 = 0
+    L2 = 1
+    L3 = 2
+
+    def __str__(self) -> str:
+        return self.name
+
+
+ALL_PHASES: frozenset[Phase] = frozenset(Phase)
+
+PerPhase = tuple[float, float, float]
+"""Amperes per site phase, indexed by :class:`Phase` (L1, L2, L3)."""
+
+
+class Priority(StrEnum):
+    NORMAL = "normal"
+    VIP = "vip"
+
+
+class Mode(StrEnum):
+    """Which budget the round used."""
+
+    NORMAL = "normal"
+    """Meter reading valid: budget = limit - margin - non-EV load."""
+    FALLBACK = "fallback"
+    """No trustworthy non-EV load: the EVs share ``Site.fallback_ev_a``."""
+    OVERLOAD = "overload"
+    """The non-EV load alone exceeds a phase limit: everything paused."""
+
+
+class Reason(StrEnum):
+    """Why a session got its limit. The value goes into the decision log as is."""
+
+    FAIR_SHARE = "fair_share"
+    """Limited by its share of a phase budget."""
+    AT_MAX = "at_max"
+    """Got its maximum current."""
+    AT_FALLBACK = "at_fallback"
+    """Fallback mode: got its configured fallback current."""
+    RECLAIMED = "reclaimed"
+    """Draws clearly less than offered: offered its draw plus headroom."""
+    RAMPING = "ramping"
+    """Raise limited to the ramp rate."""
+    WAITING_FOR_CUTS = "waiting_for_cuts"
+    """Raise or start held back until other sessions' cuts are in force."""
+    PAUSED_NO_CAPACITY = "paused_no_capacity"
+    """Paused: its minimum does not fit next to the sessions ahead of it."""
+    PAUSED_QUEUED = "paused_queued"
+    """Paused although its minimum would fit: a session ahead in the queue needs these phases."""
+    PAUSED_HOLD = "paused_hold"
+    """Paused recently; stays paused until ``min_pause_s`` is over."""
+    PAUSED_BELOW_MINIMUM = "paused_below_minimum"
+    """Its cap (max, or fallback current in fallback mode) is below its minimum."""
+    PAUSED_SITE_OVERLOAD = "paused_site_overload"
+    """The non-EV load alone exceeds the site limit on some phase."""
+
+
+SELF_CAPPED = frozenset({Reason.AT_MAX, Reason.AT_FALLBACK, Reason.RECLAIMED, Reason.RAMPING})
+"""Reasons that mean "held back by its own limit, not by other sessions"."""
+
+
+def _finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise AllocatorInputError(f"{name} must be a finite number, got {value!r}")
+
+
+def _per_phase(name: str, values: Sequence[float], *, minimum: float | None = None) -> None:
+    if len(values) != len(Phase):
+        raise AllocatorInputError(f"{name} needs one value per phase (L1, L2, L3), got {values!r}")
+    for phase, value in zip(Phase, values, strict=True):
+        _finite(f"{name}[{phase}]", value)
+        if minimum is not None and value < minimum:
+            raise AllocatorInputError(f"{name}[{phase}] must be >= {minimum}, got {value}")
+
+
+def _phase_set(name: str, phases: Iterable[int]) -> frozenset[Phase]:
+    try:
+        result = frozenset(Phase(p) for p in phases)
+    except ValueError as exc:
+        raise AllocatorInputError(f"{name} may only hold Phase.L1/L2/L3 (0..2): {exc}") from None
+    if not result:
+        raise AllocatorInputError(f"{name} must name at least one phase")
+    return result
+
+
+@dataclass(frozen=True)
+class Site:
+    """The connection the chargers share.
+
+    ``fallback_ev_a`` is what all chargers together may draw per phase while the non-EV load is
+    unknown (meter lost, or not read yet). Size it as limit - margin - the building's worst-case
+    load. Left unset, there is no safe budget to assume and fallback mode pauses every session,
+    as SmartEVSE does on meter loss. It is never allowed above ``limit - margin``.
+    """
+
+    limit_a: PerPhase
+    margin_a: float = 0.0
+    fallback_ev_a: PerPhase | None = None
+
+    def __post_init__(self) -> None:
+        _per_phase("Site.limit_a", self.limit_a, minimum=0.0)
+        _finite("Site.margin_a", self.margin_a)
+        if self.margin_a < 0:
+            raise AllocatorInputError(f"Site.margin_a must be >= 0, got {self.margin_a}")
+        if self.margin_a >= min(self.limit_a):
+            raise AllocatorInputError(
+                f"Site.margin_a ({self.margin_a} A) must be smaller than every phase limit "
+                f"{self.limit_a!r}"
+            )
+        if self.fallback_ev_a is not None:
+            _per_phase("Site.fallback_ev_a", self.fallback_ev_a, minimum=0.0)
+
+
+@dataclass(frozen=True)
+class Session:
+    """One car on one connector, as the controller knows it this round.
+
+    Phases are *site* phases, after the charger's phase rotation (see :func:`map_phases`):
+    ``charger_phases`` are the site phases the charger is wired to, ``car_phases`` the ones the
+    car actually draws on, or ``None`` while unknown (then all of the charger's phases count).
+    ``measured_a`` is the car's current per site phase (``None`` before any MeterValues).
+
+    ``offered_a`` is the limit in force at the charger now (0 = paused). For a session the
+    gateway has not limited yet, pass whatever the charger would allow on its own (its default
+    profile or its maximum): raises are counted from it. ``started_at``/``paused_at`` (monotonic
+    seconds, same clock as ``SiteState.now``) are when current was last switched on / off;
+    copy them from the :class:`Allocation` once the charger applied it (:meth:`applied`).
+    ``arrived_at`` is when the session began; it orders the queue until the first pause.
+    """
+
+    charger_id: str
+    connector: int
+    priority: Priority = Priority.NORMAL
+    min_a: float = 6.0
+    max_a: float = 16.0
+    fallback_a: float | None = None
+    """Current in fallback mode; ``None`` = its minimum."""
+    charger_phases: frozenset[Phase] = ALL_PHASES
+    car_phases: frozenset[Phase] | None = None
+    measured_a: PerPhase | None = None
+    offered_a: float = 0.0
+    arrived_at: float = 0.0
+    started_at: float | None = None
+    paused_at: float | None = None
+
+    def __post_init__(self) -> None:
+        label = f"Session {self.charger_id!r}/{self.connector}"
+        if self.connector < 0:
+            raise AllocatorInputError(f"{label}: connector must be >= 0")
+        for name in ("min_a", "max_a", "offered_a", "arrived_at"):
+            _finite(f"{label}.{name}", getattr(self, name))
+        if self.min_a <= 0:
+            raise AllocatorInputError(f"{label}: min_a must be > 0, got {self.min_a}")
+        if self.max_a < self.min_a:
+            raise AllocatorInputError(
+                f"{label}: max_a ({self.max_a}) must be >= min_a ({self.min_a})"
+            )
+        if self.fallback_a is not None:
+            _finite(f"{label}.fallback_a", self.fallback_a)
+            if self.fallback_a < 0:
+                raise AllocatorInputError(f"{label}: fallback_a must be >= 0")
+        if self.offered_a < 0:
+            raise AllocatorInputError(f"{label}: offered_a must be >= 0, got {self.offered_a}")
+        for name in ("started_at", "paused_at"):
+            value = getattr(self, name)
+            if value is not None:
+                _finite(f"{label}.{name}", value)
+        object.__setattr__(
+            self, "charger_phases", _phase_set(f"{label}.charger_phases", self.charger_phases)
+        )
+        if self.car_phases is not None:
+            car = _phase_set(f"{label}.car_phases", self.car_phases)
+            if not car <= self.charger_phases:
+                raise AllocatorInputError(
+                    f"{label}: car_phases {sorted(map(str, car))} must be among the charger's "
+                    f"phases {sorted(map(str, self.charger_phases))}"
+                )
+            object.__setattr__(self, "car_phases", car)
+        if self.measured_a is not None:
+            _per_phase(f"{label}.measured_a", self.measured_a)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.charger_id, self.connector)
+
+    @property
+    def label(self) -> str:
+        return f"{self.charger_id}/{self.connector}"
+
+    @property
+    def phases(self) -> frozenset[Phase]:
+        """The site phases this session is counted on."""
+        return self.car_phases if self.car_phases is not None else self.charger_phases
+
+    def applied(self, allocation: Allocation) -> Session:
+        """This session once its charger has applied ``allocation`` (input for the next round)."""
+        if allocation.key != self.key:
+            raise AllocatorInputError(
+                f"allocation for {allocation.label} applied to session {self.label}"
+            )
+        return replace(
+            self,
+            offered_a=allocation.limit_a,
+            started_at=allocation.started_at,
+            paused_at=allocation.paused_at,
+        )
+
+
+@dataclass(frozen=True)
+class AllocatorParams:
+    """Tuning. Defaults follow what the field uses (spec-facts §6)."""
+
+    ramp_a_per_s: float = 1.0
+    """Raise rate; cuts are never ramped."""
+    min_run_s: float = 900.0
+    """A started session is not paused *for rotation* before this (OpenEMS: 900 s slots)."""
+    min_pause_s: float = 120.0
+    """A paused session is not restarted before this, whatever frees up."""
+    reclaim_after_s: float = 60.0
+    """Reclaim only from sessions that have been running this long (cars ramp up slowly)."""
+    reclaim_threshold_a: float = 2.0
+    """Draw this far below the offer counts as "clearly less"."""
+    reclaim_headroom_a: float = 3.0
+    """A reclaimed session is offered its draw plus this; above the threshold, so it is stable."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "ramp_a_per_s",
+            "min_run_s",
+            "min_pause_s",
+            "reclaim_after_s",
+            "reclaim_threshold_a",
+            "reclaim_headroom_a",
+        ):
+            value = getattr(self, name)
+            _finite(f"AllocatorParams.{name}", value)
+            if value < 0:
+                raise AllocatorInputError(f"AllocatorParams.{name} must be >= 0, got {value}")
+        if self.ramp_a_per_s <= 0:
+            raise AllocatorInputError("AllocatorParams.ramp_a_per_s must be > 0")
+        if self.reclaim_headroom_a <= self.reclaim_threshold_a:
+            raise AllocatorInputError(
+                "AllocatorParams.reclaim_headroom_a must be larger than reclaim_threshold_a, "
+                "or a reclaimed session would be raised and reclaimed again every round"
+            )
+
+
+@dataclass(frozen=True)
+class SiteState:
+    """Everything one round decides on.
+
+    ``non_ev_a`` is the load that is not ours, per phase: grid minus measured EV draw when the
+    grid meter includes the chargers (:func:`non_ev_from_grid`), or the reading of a meter of
+    the non-EV load. ``None`` means no trustworthy reading (meter lost or not read yet): the
+    round runs in fallback mode. Negative values (export) are treated as 0: the chargers'
+    feeder cannot count on generation that may stop at any moment.
+    """
+
+    site: Site
+    non_ev_a: PerPhase | None
+    sessions: tuple[Session, ...]
+    now: float
+    dt_s: float
+    """Seconds since the previous round: the ramp allowance is ``ramp_a_per_s * dt_s``."""
+
+    def __post_init__(self) -> None:
+        if self.non_ev_a is not None:
+            _per_phase("SiteState.non_ev_a", self.non_ev_a)
+        _finite("SiteState.now", self.now)
+        _finite("SiteState.dt_s", self.dt_s)
+        if self.dt_s < 0:
+            raise AllocatorInputError(f"SiteState.dt_s must be >= 0, got {self.dt_s}")
+        seen: set[tuple[str, int]] = set()
+        for session in self.sessions:
+            if session.key in seen:
+                raise AllocatorInputError(f"session {session.label} appears twice")
+            seen.add(session.key)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The decision for one session. ``started_at``/``paused_at`` are the updated timestamps."""
+
+    charger_id: str
+    connector: int
+    limit_a: float
+    reason: Reason
+    phases: frozenset[Phase]
+    started_at: float | None
+    paused_at: float | None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.charger_id, self.connector)
+
+    @property
+    def label(self) -> str:
+        return f"{self.charger_id}/{self.connector}"
+
+
+@dataclass(frozen=True)
+class AllocationResult:
+    """One round's decisions, in the order the sessions came in, with per-phase figures."""
+
+    mode: Mode
+    allocations: tuple[Allocation, ...]
+    budget_a: PerPhase
+    """What the EVs may use per phase this round."""
+    used_a: PerPhase
+    """Sum of the limits per phase."""
+    headroom_a: PerPhase
+    """budget - used."""
+    notes: tuple[str, ...] = field(default=())
+    """Human-readable lines for the decision log."""
+
+    def get(self, charger_id: str, connector: int) -> Allocation:
+        for allocation in self.allocations:
+            if allocation.key == (charger_id, connector):
+                return allocation
+        raise KeyError(f"no allocation for {charger_id}/{connector}")
+
+
+def map_phases(wiring: Sequence[Phase], charger_phases: Iterable[Phase]) -> frozenset[Phase]:
+    """Translate the charger's own phases into site phases.
+
+    ``wiring[i]`` is the site phase the charger's phase ``i`` is connected to (OCPP
+    ``ConnectorPhaseRotation``); e.g. a charger wired L2/L3/L1 has ``wiring = (L2, L3, L1)``
+    and a single-phase car, which draws on the charger's L1, loads site L2.
+    """
+    if sorted(wiring) != list(Phase):
+        raise AllocatorInputError(f"wiring must name each site phase once, got {wiring!r}")
+    return frozenset(wiring[p] for p in charger_phases)
+
+
+def non_ev_from_grid(grid_a: PerPhase, sessions: Iterable[Session]) -> PerPhase:
+    """Non-EV load from a grid meter that also measures the chargers: grid - measured EV draw.
+
+    Sessions without a measurement subtract nothing, which overestimates the non-EV load: safe.
+    Clamped at 0 per phase.
+    """
+    _per_phase("grid_a", grid_a)
+    load = [grid_a[p] for p in Phase]
+    for session in sessions:
+        if session.measured_a is not None:
+            for p in Phase:
+                load[p] -= session.measured_a[p]
+    return (max(0.0, load[0]), max(0.0, load[1]), max(0.0, load[2]))
+
+
+# --------------------------------------------------------------------------------------------
+# The algorithm. Exact fractions inside; nothing below is visible to callers.
+
+_STEP = 10  # OCPP limits carry one decimal: 0.1 A steps
+
+
+def _exact(value: float) -> Fraction:
+    # repr() gives the shortest decimal that round-trips, so 6.1 becomes exactly 61/10
+    return Fraction(repr(value))
+
+
+def _floor_step(value: Fraction) -> Fraction:
+    return Fraction(math.floor(value * _STEP), _STEP)
+
+
+def _ceil_step(value: Fraction) -> Fraction:
+    return Fraction(math.ceil(value * _STEP), _STEP)
+
+
+@dataclass
+class _Work:
+    """Per-session scratch state for one round."""
+
+    session: Session
+    phases: frozenset[Phase]
+    lo: Fraction  # minimum, rounded up to the step
+    cap: Fraction  # own cap: max, fallback current or reclaim cap
+    cap_reason: Reason  # AT_MAX, AT_FALLBACK or RECLAIMED
+    upper: Fraction  # min(cap, ramp ceiling)
+    ramp_limited: bool
+    offered: Fraction
+    running: bool
+    held_running: bool = False
+    reason: Reason | None = None  # set when the session is not admitted
+    admitted: bool = False
+    value: Fraction = Fraction(0)
+    final: Fraction = Fraction(0)
+    deferred: bool = False
+
+
+def _budget(state: SiteState, notes: list[str]) -> tuple[Mode, list[Fraction]]:
+    site = state.site
+    limit = [_exact(site.limit_a[p]) for p in Phase]
+    margin = _exact(site.margin_a)
+    zero = Fraction(0)
+    if state.non_ev_a is None:
+        if site.fallback_ev_a is None:
+            notes.append(
+                "non-EV load unknown (meter lost or not read yet) and no fallback budget "
+                "configured: all sessions paused"
+            )
+            return Mode.FALLBACK, [zero, zero, zero]
+        budget = [max(zero, min(_exact(site.fallback_ev_a[p]), limit[p] - margin)) for p in Phase]
+        notes.append(
+            "non-EV load unknown (meter lost or not read yet): fallback EV budget "
+            + _fmt_phases(budget)
+        )
+        return Mode.FALLBACK, budget
+    non_ev = [max(zero, _exact(state.non_ev_a[p])) for p in Phase]
+    budget = [max(zero, limit[p] - margin - non_ev[p]) for p in Phase]
+    overloaded = [p for p in Phase if non_ev[p] > limit[p]]
+    if overloaded:
+        notes.append(
+            "non-EV load alone exceeds the site limit on "
+            + ", ".join(
+                f"{p} ({float(non_ev[p]):.1f} A > {float(limit[p]):.1f} A)" for p in overloaded
+            )
+            + ": all sessions paused"
+        )
+        return Mode.OVERLOAD, budget
+    notes.append("EV budget (limit - margin - non-EV load) " + _fmt_phases(budget))
+    return Mode.NORMAL, budget
+
+
+def _fmt_phases(values: Sequence[Fraction | float]) -> str:
+    return ", ".join(f"{p} {float(values[p]):.1f} A" for p in Phase)
+
+
+def _prepare(session: Session, mode: Mode, state: SiteState, params: AllocatorParams) -> _Work:
+    now = state.now
+    lo = _ceil_step(_exact(session.min_a))
+    cap = _floor_step(_exact(session.max_a))
+    cap_reason = Reason.AT_MAX
+    if mode is Mode.FALLBACK:
+        fallback = lo if session.fallback_a is None else _floor_step(_exact(session.fallback_a))
+        if fallback < cap:
+            cap, cap_reason = fallback, Reason.AT_FALLBACK
+    offered = _exact(session.offered_a)
+    running = offered > 0
+    since_start = now - (
+        session.started_at if session.started_at is not None else session.arrived_at
+    )
+    phases = session.phases
+    if running and session.measured_a is not None and since_start >= params.reclaim_after_s:
+        draw = max(_exact(session.measured_a[p]) for p in phases)
+        if draw < offered - _exact(params.reclaim_threshold_a):
+            reclaim_cap = max(lo, _ceil_step(draw + _exact(params.reclaim_headroom_a)))
+            if reclaim_cap < cap:
+                cap, cap_reason = reclaim_cap, Reason.RECLAIMED
+    ceiling = max(lo, offered + _exact(params.ramp_a_per_s) * _exact(state.dt_s))
+    work = _Work(
+        session=session,
+        phases=phases,
+        lo=lo,
+        cap=cap,
+        cap_reason=cap_reason,
+        upper=min(cap, ceiling),
+        ramp_limited=ceiling < cap,
+        offered=offered,
+        running=running,
+        held_running=running and since_start < params.min_run_s,
+    )
+    if mode is Mode.OVERLOAD:
+        work.reason = Reason.PAUSED_SITE_OVERLOAD
+    elif cap < lo:
+        work.reason = Reason.PAUSED_BELOW_MINIMUM
+    elif (
+        not running
+        and session.paused_at is not None
+        and now - session.paused_at < params.min_pause_s
+    ):
+        work.reason = Reason.PAUSED_HOLD
+    return work
+
+
+def _rank_key(work: _Work) -> tuple[int, int, int, float, str, int]:
+    """Queue order: VIP first; then running sessions still in their minimum run time; then
+    waiting sessions, longest wait first; then running ones, shortest run first (the session
+    that ran longest yields first). Ties go by charger id and connector, never by input order.
+    """
+    s = work.session
+    priority = 0 if s.priority is Priority.VIP else 1
+    if work.running:
+        started = s.started_at if s.started_at is not None else s.arrived_at
+        return (priority, 0 if work.held_running else 1, 1, -started, s.charger_id, s.connector)
+    waiting_since = s.paused_at if s.paused_at is not None else s.arrived_at
+    return (priority, 1, 0, waiting_since, s.charger_id, s.connector)
+
+
+def _admit(ranked: Sequence[_Work], budget: Sequence[Fraction]) -> None:
+    """Give minimums in queue order; who does not fit is paused.
+
+    A waiting session that does not fit reserves its phases: nobody behind it may *start* on
+    them, or sessions behind it could keep starting (and holding their minimum run time) so
+    that it waits forever. Running sessions behind it keep running: they yield to it anyway once
+    it fits. Only reserve if the session would fit next to higher priorities alone; otherwise
+    waiting for its equals cannot help it.
+    """
+    used = [Fraction(0)] * len(Phase)
+    used_above = [Fraction(0)] * len(Phase)  # used by strictly higher priorities
+    reserved: set[Phase] = set()
+    current_priority: Priority | None = None
+    for work in ranked:
+        if work.reason is not None:
+            continue
+        if work.session.priority is not current_priority:
+            current_priority = work.session.priority
+            used_above = list(used)
+        if all(used[p] + work.lo <= budget[p] for p in work.phases):
+            if not work.running and work.phases & reserved:
+                work.reason = Reason.PAUSED_QUEUED
+                continue
+            work.admitted = True
+            for p in work.phases:
+                used[p] += work.lo
+            continue
+        work.reason = Reason.PAUSED_NO_CAPACITY
+        if not work.running and all(used_above[p] + work.lo <= budget[p] for p in work.phases):
+            reserved |= work.phases
+
+
+def _max_level(entries: Sequence[tuple[Fraction, Fraction]], avail: Fraction) -> Fraction | None:
+    """Highest water level L with sum(max(0, min(L, upper) - value)) <= avail.
+
+    ``entries`` are (value, upper) pairs with value < upper. ``None`` when every entry can reach
+    its upper bound.
+    """
+    if sum(upper - value for value, upper in entries) <= avail:
+        return None
+    points = sorted({x for entry in entries for x in entry})
+    filled = Fraction(0)
+    for low, high in pairwise(points):
+        slope = sum(1 for value, upper in entries if value <= low and upper >= high)
+        segment = slope * (high - low)
+        if filled + segment > avail:
+            return low + (avail - filled) / slope
+        filled += segment
+    raise AssertionError("water level not found although the total exceeds the budget")
+
+
+def _fill(group: Sequence[_Work], budget: Sequence[Fraction], totals: list[Fraction]) -> None:
+    """Max-min fair progressive filling across phases: raise everyone's level together; a
+    session stops at its upper bound or when a phase it draws on is full."""
+    active = [w for w in group if w.value < w.upper]
+    while active:
+        levels: dict[Phase, Fraction] = {}
+        for p in Phase:
+            on_phase = [(w.value, w.upper) for w in active if p in w.phases]
+            if on_phase:
+                avail = budget[p] - totals[p]
+                assert avail >= 0, "admission left a phase over budget"
+                level = _max_level(on_phase, avail)
+                if level is not None:
+                    levels[p] = level
+        water = min(levels.values()) if levels else None
+        for w in active:
+            new = w.upper if water is None else max(w.value, min(water, w.upper))
+            if new != w.value:
+                for p in w.phases:
+                    totals[p] += new - w.value
+                w.value = new
+        if water is None:
+            return
+        full = {p for p, level in levels.items() if level == water}
+        active = [w for w in active if w.value < w.upper and not (w.phases & full)]
+
+
+def _make_before_break(
+    ranked: Sequence[_Work], works: Sequence[_Work], budget: Sequence[Fraction]
+) -> None:
+    """Let raises and starts use only current that is free at the limits in force now.
+
+    Cuts are decided this round but take effect only when the charger (and car) follow; until
+    then the old limit counts. Raises are granted in queue order.
+    """
+    free = list(budget)
+    for w in works:
+        for p in w.phases:
+            free[p] -= w.offered
+    for w in ranked:
+        if not w.admitted:
+            continue
+        if w.value <= w.offered:
+            w.final = w.value
+            continue
+        room = min(free[p] for p in w.phases)
+        grant = w.value - w.offered
+        if room < grant:
+            grant = max(Fraction(0), room)
+            w.deferred = True
+        new = w.offered + grant
+        if new < w.lo:
+            w.final = Fraction(0)  # cannot reach its minimum yet: start later
+            continue
+        w.final = new
+        for p in w.phases:
+            free[p] -= grant
+
+
+def _running_reason(w: _Work) -> Reason:
+    if w.deferred:
+        return Reason.WAITING_FOR_CUTS
+    if w.value == w.upper:
+        return Reason.RAMPING if w.ramp_limited else w.cap_reason
+    return Reason.FAIR_SHARE
+
+
+def allocate(state: SiteState, params: AllocatorParams) -> AllocationResult:
+    """Decide every session's current limit for this round (see the module docstring)."""
+    notes: list[str] = []
+    mode, budget = _budget(state, notes)
+    works = [_prepare(s, mode, state, params) for s in state.sessions]
+    ranked = sorted(works, key=_rank_key)
+
+    _admit(ranked, budget)
+    totals = [Fraction(0)] * len(Phase)
+    for w in ranked:
+        if w.admitted:
+            w.value = w.lo
+            for p in w.phases:
+                totals[p] += w.lo
+    for priority in (Priority.VIP, Priority.NORMAL):
+        _fill([w for w in ranked if w.admitted and w.session.priority is priority], budget, totals)
+    _make_before_break(ranked, works, budget)
+
+    allocations: list[Allocation] = []
+    used = [Fraction(0)] * len(Phase)
+    queued: set[tuple[str, int]] = set()
+    for w in works:
+        s = w.session
+        limit = _floor_step(w.final) if w.admitted else Fraction(0)
+        if limit > 0:
+            reason = _running_reason(w)
+        elif w.admitted:
+            reason = Reason.WAITING_FOR_CUTS
+        else:
+            assert w.reason is not None
+            reason = w.reason
+        started_at, paused_at = s.started_at, s.paused_at
+        if limit > 0 and not w.running:
+            started_at = state.now
+        elif limit == 0 and w.running:
+            paused_at = state.now
+        for p in w.phases:
+            used[p] += limit
+        allocations.append(
+            Allocation(
+                charger_id=s.charger_id,
+                connector=s.connector,
+                limit_a=float(limit),
+                reason=reason,
+                phases=w.phases,
+                started_at=started_at,
+                paused_at=paused_at,
+            )
+        )
+        if limit != w.offered or reason is Reason.WAITING_FOR_CUTS:
+            notes.append(
+                f"{s.label} ({s.priority}, {_fmt_set(w.phases)}"
+                f"{'' if s.car_phases is not None else ', phases not yet measured'}): "
+                f"{float(w.offered):.1f} A -> {float(limit):.1f} A ({reason})"
+            )
+        if limit == 0 and reason in (Reason.PAUSED_NO_CAPACITY, Reason.PAUSED_QUEUED):
+            queued.add(s.key)
+    if queued:
+        queue = [w.session.label for w in ranked if w.session.key in queued]
+        notes.append("queue (next to start first): " + ", ".join(queue))
+    return AllocationResult(
+        mode=mode,
+        allocations=tuple(allocations),
+        budget_a=_per_phase_floats(budget),
+        used_a=_per_phase_floats(used),
+        headroom_a=_per_phase_floats([budget[p] - used[p] for p in Phase]),
+        notes=tuple(notes),
+    )
+
+
+def _fmt_set(phases: Iterable[Phase]) -> str:
+    return "+".join(str(p) for p in sorted(phases))
+
+
+def _per_phase_floats(values: Sequence[Fraction]) -> PerPhase:
+    return (float(values[0]), float(values[1]), float(values[2]))
