@@ -366,6 +366,12 @@ class OcppPeer(ChargePoint):  # type: ignore[misc]  # ocpp ships no type informa
             if error is None:
                 raise
             raise error from exc
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # ChargePoint.call waits with asyncio.wait_for, which on Python 3.11 returns the
+            # result instead of raising when a cancel and the answer arrive together. A
+            # swallowed cancel would leave the caller running after TaskOwner.close().
+            raise asyncio.CancelledError
         return cast(JsonDict, snake_to_camel_case(remove_nones(serialize_as_dict(result))))
 
 
