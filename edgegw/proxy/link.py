@@ -134,6 +134,7 @@ class Link:
         self._to_charger: deque[_Pending] = deque()
         self._charger_inflight: _Pending | None = None
         self._replay = _Replay()
+        self._charger_gone = False
         self.stats = LinkStats()
 
     # ------------------------------------------------------------ state for the shell/tests
@@ -204,6 +205,7 @@ class Link:
 
     def charger_closed(self) -> list[Command]:
         """The charger's connection ended: nobody will answer what is queued for it."""
+        self._charger_gone = True
         out: list[Command] = []
         pending = list(self._to_charger)
         if self._charger_inflight is not None:
@@ -234,6 +236,9 @@ class Link:
             if problem is not None:
                 self.stats.rejected += 1
                 return [ToCloud(problem.raw)]
+            if self._charger_gone:
+                error = frames.make_error(frame.id, "GenericError", "charge point is not connected")
+                return [ToCloud(error.raw)]
             self._to_charger.append(_Pending(Origin.CLOUD, frame, epoch=self._epoch))
             return self._pump_charger()
         return self._cloud_answer(frame)

@@ -101,17 +101,24 @@ class Database:
         async with self._write_lock:
             if durable:
                 await self.conn.execute("PRAGMA synchronous=FULL")
-            await self.conn.execute("BEGIN IMMEDIATE")
             try:
+                await self.conn.execute("BEGIN IMMEDIATE")
                 yield self.conn
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await self._rollback()
                 raise
             else:
                 await self.conn.execute("COMMIT")
             finally:
                 if durable:
                     await self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    async def _rollback(self) -> None:
+        # aiosqlite runs statements in order on its own thread, even when the awaiting task was
+        # cancelled: a cancelled BEGIN may still run, so always roll back, shielded, and accept
+        # "no transaction is active" when it did not.
+        with contextlib.suppress(sqlite3.OperationalError):
+            await asyncio.shield(self.conn.execute("ROLLBACK"))
 
     async def close(self) -> None:
         try:

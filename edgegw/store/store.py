@@ -64,6 +64,7 @@ class Store:
         self._log_size = message_log_size
         self._frames: list[tuple[float, str, str, str]] = []
         self._tasks = TaskOwner("store")
+        self._stopping = asyncio.Event()
 
     @classmethod
     async def open(
@@ -76,9 +77,14 @@ class Store:
         return store
 
     async def close(self) -> None:
+        self._stopping.set()  # the flush loop ends between batches, never inside a write
+        for task in self._tasks.tasks:
+            await task
         await self._tasks.close()
-        await self.flush()
-        await self.db.close()
+        try:
+            await self.flush()
+        finally:
+            await self.db.close()
 
     async def _reset_connected(self) -> None:
         # After a crash no charger is connected, whatever the last run wrote.
@@ -235,9 +241,12 @@ class Store:
             self._frames.append((self._clock(), charger_id, direction, frame))
 
     async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(_FLUSH_INTERVAL)
-            await self.flush()
+        while not self._stopping.is_set():
+            try:
+                async with asyncio.timeout(_FLUSH_INTERVAL):
+                    await self._stopping.wait()
+            except TimeoutError:
+                await self.flush()
 
     async def flush(self) -> None:
         if not self._frames:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from edgegw.sim.charger import SimCharger
-from edgegw.sim.cloud import SimCloud
+from edgegw.sim.cloud import CloudRecord, SimCloud
 from tests.conftest import GatewayFactory, gateway_url
 
 PROFILE = {
@@ -72,6 +72,10 @@ CLOUD_CALLS = [
 ]
 
 
+def cloud_boot(cloud: SimCloud) -> CloudRecord:
+    return cloud.find("BootNotification", direction="in")[0]
+
+
 @pytest.fixture
 async def cloud() -> AsyncIterator[SimCloud]:
     async with SimCloud(accepted_tags={"TAG1"}) as sim:
@@ -104,6 +108,14 @@ async def test_every_action_both_ways(cloud: SimCloud, make_gateway: GatewayFact
         stop = await cloud.call("CP1", "RemoteStopTransaction", {"transactionId": 2})
         assert "status" in stop
         assert (await cloud.call("CP1", "Reset", {"type": "Soft"}))["status"] == "Accepted"
+        # The charger's follow-ups (diagnostics upload, firmware install, reboot) come on their
+        # own; let them all reach the cloud before the charger disconnects.
+        await cloud.wait_for(lambda r: r.payload.get("status") == "Uploaded")
+        await cloud.wait_for(lambda r: r.payload.get("status") == "Installed")
+        await cloud.wait_for(
+            lambda r: r.action == "BootNotification" and r.raw != cloud_boot(cloud).raw
+        )
+        await cloud.wait_for(lambda r: r.direction == "in" and r.raw == charger.sent[-1])
 
     # Everything the charger sent reached the cloud byte for byte, in order.
     cloud_in = [r.raw for r in cloud.records if r.direction == "in" and r.charger_id == "CP1"]

@@ -240,3 +240,11 @@ def test_standalone_answers_everything_locally() -> None:
     link, _ = make_link(cloud=False)
     out = link.on_charger_message(call("1", "Heartbeat", {}))
     assert isinstance(out[0], AnswerLocally)
+
+
+def test_cloud_call_after_charger_left_gets_callerror_at_once() -> None:
+    link = online()
+    link.charger_closed()
+    (reply,) = sent(link.on_cloud_message(call("k9", "ClearCache", {})), ToCloud)
+    assert reply[:3] == [4, "k9", "GenericError"]
+    assert link.queued_to_charger == 0
