@@ -120,9 +120,8 @@ id = "CP1"
         assert rows == [("CP1", started[2]["transactionId"], "cloud")]
 
 
-async def test_invalid_config_exits_3_listing_problems(tmp_path: Path) -> None:
-    config = tmp_path / "edgegw.toml"
-    config.write_text('[server]\nport = "nine thousand"\nfoo = 1\n')
+async def run_to_exit(config: Path) -> tuple[int | None, bytes]:
+    """Run `edgegw run --config` until it exits by itself; its exit code and stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -133,7 +132,14 @@ async def test_invalid_config_exits_3_listing_problems(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()
-    assert proc.returncode == 3
+    return proc.returncode, err
+
+
+async def test_invalid_config_exits_3_listing_problems(tmp_path: Path) -> None:
+    config = tmp_path / "edgegw.toml"
+    config.write_text('[server]\nport = "nine thousand"\nfoo = 1\n')
+    code, err = await run_to_exit(config)
+    assert code == 3
     assert b"server.port" in err and b"server.foo: unknown key" in err
 
 
@@ -142,17 +148,8 @@ async def test_corrupt_store_exits_1_with_advice(tmp_path: Path) -> None:
     db.write_bytes(b"garbage" * 1000)
     config = tmp_path / "edgegw.toml"
     config.write_text(f'[server]\nport = 0\n[store]\npath = "{db}"\n')
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edgegw",
-        "run",
-        "--config",
-        str(config),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await proc.communicate()
-    assert proc.returncode == 1
+    code, err = await run_to_exit(config)
+    assert code == 1
     assert b"move it aside" in err
 
 
