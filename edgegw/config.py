@@ -178,15 +178,173 @@ class LoggingConfig(_Model):
 
 
 class AuthConfig(_Model):
+    """How cards are decided when the cloud cannot decide (see ``edgegw.auth.authorizer``)."""
+
     unknown_cards: Literal["reject", "accept"] = Field(
         default="reject",
         description="Cards nobody vouches for when the gateway must decide (standalone/offline).",
     )
+    online_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="Wait this long for the cloud's Authorize answer, then decide locally (s).",
+    )
+    cache_size: int = Field(
+        default=10000, ge=0, le=1_000_000, description="Cards remembered from cloud answers."
+    )
+    cache_days: float = Field(
+        default=30,
+        gt=0,
+        description="A cached Accepted answer without expiryDate is trusted this long (days).",
+    )
+    stop_transaction_on_invalid_id: bool = Field(
+        default=True,
+        description=(
+            "A session accepted offline that the cloud later refuses is stopped (true) or "
+            "allowed to finish and recorded (false)."
+        ),
+    )
+    push_local_list: bool = Field(
+        default=True,
+        description="Keep the local list of chargers that support one in step (SendLocalList).",
+    )
+
+
+class SyncConfig(_Model):
+    """Store-and-forward of transaction messages queued while the cloud was unreachable."""
+
+    max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Tries per queued message before it is parked."
+    )
+    retry_interval: float = Field(
+        default=5.0, gt=0, description="Wait before a retry, times the attempts so far (s)."
+    )
+    max_retry_interval: float = Field(
+        default=300.0, gt=0, description="Longest wait between two tries (s)."
+    )
+
+
+class SiteConfig(_Model):
+    """The site's connection and how the chargers share it (load capping)."""
+
+    limit_a: float | tuple[float, float, float] = Field(
+        description="Main fuse per phase (A): one number, or [L1, L2, L3]."
+    )
+    margin_a: float = Field(default=2.0, ge=0, description="Kept free below the limit (A).")
+    fallback_ev_a: float | tuple[float, float, float] | None = Field(
+        default=None,
+        description=(
+            "What all chargers together may draw per phase while the meter is lost (A). "
+            "Unset: every session is paused until the meter is back."
+        ),
+    )
+    meter_role: Literal["grid", "non_ev"] = Field(
+        default="grid",
+        description="'grid': the meter measures the whole site, chargers included; "
+        "'non_ev': it measures only the building's other loads.",
+    )
+    ramp_a_per_s: float = Field(
+        default=1.0, gt=0, description="Raise rate (A/s); cuts are instant."
+    )
+    control_interval: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between two control rounds."
+    )
+    meter_lost_after: float = Field(
+        default=5.0, gt=0, le=120, description="No valid reading this long → fallback (s)."
+    )
+    min_change_a: float = Field(
+        default=0.5, ge=0, description="A new limit is sent only if it moves at least this (A)."
+    )
+    decision_log_size: int = Field(
+        default=86400, ge=0, description="Control rounds kept in the decision log."
+    )
+
+    def limits(self) -> tuple[float, float, float]:
+        return _per_phase(self.limit_a)
+
+    def fallback(self) -> tuple[float, float, float] | None:
+        return None if self.fallback_ev_a is None else _per_phase(self.fallback_ev_a)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SiteConfig:
+        limits = self.limits()
+        if min(limits) <= 0:
+            raise ValueError("limit_a must be > 0 on every phase")
+        if self.margin_a >= min(limits):
+            raise ValueError(f"margin_a ({self.margin_a} A) must be below every phase limit")
+        fallback = self.fallback()
+        if fallback is not None:
+            for phase, (ev, limit) in enumerate(zip(fallback, limits, strict=True), 1):
+                if ev < 0 or ev > limit - self.margin_a:
+                    raise ValueError(
+                        f"fallback_ev_a on L{phase} ({ev} A) must be between 0 and limit_a - "
+                        f"margin_a ({limit - self.margin_a} A), or the main fuse can trip "
+                        "while the meter is lost"
+                    )
+        return self
+
+
+def _per_phase(value: float | tuple[float, float, float]) -> tuple[float, float, float]:
+    if isinstance(value, int | float):
+        return (float(value), float(value), float(value))
+    return value
+
+
+class BusConfig(_Model):
+    """One physical Modbus connection: a TCP gateway/meter, or an RS-485 serial line (RTU)."""
+
+    transport: Literal["tcp", "rtu"] = Field(description="'tcp' or 'rtu' (RS-485 serial).")
+    host: str | None = Field(default=None, description="TCP: meter or Modbus gateway address.")
+    port: int = Field(default=502, ge=1, le=65535, description="TCP port.")
+    device: str | None = Field(default=None, description="RTU: serial device, e.g. /dev/ttyUSB0.")
+    baudrate: int = Field(default=9600, description="RTU: baud rate.")
+    parity: Literal["N", "E", "O"] = Field(default="N", description="RTU: parity N, E or O.")
+    stopbits: Literal[1, 2] = Field(default=1, description="RTU: stop bits.")
+    bytesize: Literal[7, 8] = Field(default=8, description="RTU: data bits.")
+    timeout: float = Field(default=1.0, gt=0, le=30, description="Answer timeout (s).")
+    retries: int = Field(default=1, ge=0, le=5, description="Retries after a timeout.")
+    interframe_delay: float = Field(
+        default=0.0, ge=0, le=1, description="Extra silence between two requests (s)."
+    )
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> BusConfig:
+        if self.transport == "tcp" and not self.host:
+            raise ValueError("a 'tcp' bus needs host")
+        if self.transport == "rtu" and not self.device:
+            raise ValueError("an 'rtu' bus needs device")
+        if self.baudrate not in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200):
+            raise ValueError(f"baudrate {self.baudrate} is not a standard Modbus RTU rate")
+        return self
+
+
+class MeterConfig(_Model):
+    """A meter on a bus. Exactly one has role 'site' (the one load capping follows)."""
+
+    name: str = Field(default="site", description="Name shown in status and logs.")
+    bus: str = Field(default="main", description="Key of the [buses.<name>] it hangs on.")
+    profile: str = Field(description="Register map: a file name in hardware/meters/ (no .toml).")
+    unit_id: int = Field(default=1, ge=0, le=247, description="Modbus unit (slave) id.")
+    role: Literal["site", "monitor"] = Field(
+        default="site", description="'site': load capping follows it; 'monitor': shown only."
+    )
+    poll_interval: float = Field(default=1.0, gt=0, le=300, description="Seconds between reads.")
 
 
 class DaemonConfig(_Model):
     shutdown_timeout: float = Field(
         default=10, gt=0, le=300, description="Budget for a clean shutdown (s)."
+    )
+
+
+class ControlConfig(_Model):
+    """The local control socket the CLI and the TUI talk to."""
+
+    socket: Path = Field(default=Path("/run/edgegw/control.sock"), description="Unix socket path.")
+    group: str | None = Field(
+        default="edgegw",
+        description="Group allowed to use it (mode 0660); unset: owner only (0600).",
     )
 
 
@@ -205,6 +363,29 @@ class ChargerConfig(_Model):
     cloud_password: Annotated[SecretStr | None, Field(description="Cloud Basic-auth password.")] = (
         None
     )
+    model: str | None = Field(
+        default=None,
+        description="Charger profile: a file name in hardware/chargers/ (no .toml).",
+    )
+    idtag_format: str | None = Field(
+        default=None,
+        description="How it reports card UIDs (default: from its model, else 'auto').",
+    )
+    free_charging_tag: str | None = Field(
+        default=None,
+        description="The idTag it sends when set to free charging; always accepted.",
+    )
+    min_current_a: float = Field(default=6.0, ge=6, le=80, description="Lowest current (A).")
+    max_current_a: float = Field(default=16.0, ge=6, le=500, description="Highest current (A).")
+    fallback_current_a: float = Field(
+        default=0.0, ge=0, le=500, description="Its share while the meter is lost (A; 0 = pause)."
+    )
+    priority: Literal["normal", "vip"] = Field(default="normal", description="'vip' goes first.")
+    phases: str = Field(
+        default="L1L2L3",
+        description="Site phases its L1, L2, L3 are wired to, in order, e.g. 'L2L3L1'; "
+        "a single-phase charger names one phase, e.g. 'L2'.",
+    )
 
     @field_validator("id")
     @classmethod
@@ -215,6 +396,34 @@ class ChargerConfig(_Model):
                 "(no ':' or '/', it is the URL path segment and the Basic-auth user name)"
             )
         return value
+
+    @field_validator("phases")
+    @classmethod
+    def _phases(cls, value: str) -> str:
+        names = [value[i : i + 2].upper() for i in range(0, len(value), 2)]
+        if (
+            len(value) % 2
+            or not 1 <= len(names) <= 3
+            or len(set(names)) != len(names)
+            or any(n not in ("L1", "L2", "L3") for n in names)
+        ):
+            raise ValueError("must be 1 to 3 distinct site phases in order, e.g. 'L1L2L3', 'L2'")
+        return "".join(names)
+
+    @model_validator(mode="after")
+    def _currents(self) -> ChargerConfig:
+        if self.max_current_a < self.min_current_a:
+            raise ValueError(
+                f"max_current_a ({self.max_current_a}) is below min_current_a "
+                f"({self.min_current_a})"
+            )
+        if self.fallback_current_a > self.max_current_a:
+            raise ValueError("fallback_current_a cannot exceed max_current_a")
+        return self
+
+    def site_phases(self) -> tuple[int, ...]:
+        """Indexes (0 = L1) of the site phases its L1, L2, L3 are wired to."""
+        return tuple(int(self.phases[i + 1]) - 1 for i in range(0, len(self.phases), 2))
 
     @field_validator("password_hash")
     @classmethod
@@ -253,8 +462,13 @@ class Config(_Model):
     )
     store: StoreConfig = StoreConfig()
     auth: AuthConfig = AuthConfig()
+    sync: SyncConfig = SyncConfig()
     logging: LoggingConfig = LoggingConfig()
     daemon: DaemonConfig = DaemonConfig()
+    control: ControlConfig = ControlConfig()
+    site: SiteConfig | None = Field(default=None, description="Omit to run without load capping.")
+    buses: dict[str, BusConfig] = Field(default_factory=dict)
+    meters: list[MeterConfig] = Field(default_factory=list)
     chargers: list[ChargerConfig] = Field(default_factory=list)
 
     @field_validator("chargers")
@@ -267,6 +481,37 @@ class Config(_Model):
                 raise ValueError(f"charger id {charger.id!r} is listed twice")
             seen.add(key)
         return chargers
+
+    @model_validator(mode="after")
+    def _energy(self) -> Config:
+        problems: list[str] = []
+        for i, meter in enumerate(self.meters):
+            if meter.bus not in self.buses:
+                problems.append(
+                    f"meters[{i}].bus: no [buses.{meter.bus}] section "
+                    f"(defined: {', '.join(sorted(self.buses)) or 'none'})"
+                )
+        site_meters = [m for m in self.meters if m.role == "site"]
+        if len(site_meters) > 1:
+            problems.append("meters: only one meter may have role = 'site'")
+        if self.site is not None:
+            if not site_meters:
+                problems.append("site: load capping needs a meter with role = 'site'")
+            limits = self.site.limits()
+            fallback = [0.0, 0.0, 0.0]
+            for charger in self.chargers:
+                for phase in charger.site_phases():
+                    fallback[phase] += charger.fallback_current_a
+            for phase, (total, limit) in enumerate(zip(fallback, limits, strict=True), 1):
+                if total > limit - self.site.margin_a:
+                    problems.append(
+                        f"chargers: fallback_current_a adds up to {total:g} A on L{phase}, above "
+                        f"limit_a - margin_a ({limit - self.site.margin_a:g} A): the main fuse "
+                        "could trip while the meter is lost"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def charger(self, charger_id: str) -> ChargerConfig | None:
         for charger in self.chargers:

@@ -19,7 +19,8 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 
 from edgegw.config import Config
-from edgegw.proxy.local import LocalResponder
+from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
+from edgegw.proxy.local import CardAuthority, LocalResponder, SitePolicy
 from edgegw.proxy.server import OcppServer
 from edgegw.proxy.session import CallFailed, ChargerSession
 from edgegw.sdnotify import Notifier
@@ -53,6 +54,10 @@ class Gateway:
         self.store: Store | None = None
         self.server: OcppServer | None = None
         self._responder: LocalResponder | None = None
+        self._finished: dict[str, asyncio.Event] = {}
+        self.observers: list[ChargerObserver] = []
+        self.cloud_filters: list[CloudCallFilter] = []
+        self.cards: CardAuthority = SitePolicy(config.auth.unknown_cards)
         self.started = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -64,7 +69,7 @@ class Gateway:
             self.store,
             standalone=cfg.cloud is None,
             heartbeat_interval=cfg.server.heartbeat_interval,
-            unknown_cards=cfg.auth.unknown_cards,
+            cards=self.cards,
             clock=self._clock,
         )
         self.server = OcppServer(cfg, self.store, self._serve_charger)
@@ -138,6 +143,22 @@ class Gateway:
         if previous is not None:
             log.warning("%s connected again; closing its previous connection", charger_id)
             await previous.close(1008, "replaced by a new connection")
+        # One session per charger at a time: the previous one must be done with the outbox.
+        done = self._finished.get(charger_id)
+        if done is not None:
+            await done.wait()
+        finished = self._finished[charger_id] = asyncio.Event()
+        try:
+            await self._serve_session(charger_id, ws)
+        finally:
+            finished.set()
+            if self._finished.get(charger_id) is finished:
+                del self._finished[charger_id]
+
+    async def _serve_session(self, charger_id: str, ws: ServerConnection) -> None:
+        assert self.store is not None and self._responder is not None
+        transaction_ids = await self.store.outbox.transaction_ids(charger_id)
+        parked = await self.store.outbox.parked_transactions(charger_id)
         session = ChargerSession(
             charger_id,
             ws,
@@ -146,20 +167,33 @@ class Gateway:
             store=self.store,
             responder=self._responder,
             clock=self._clock,
+            transaction_ids=transaction_ids,
+            parked_transactions=parked,
+            observers=self.observers,
+            cloud_filters=self.cloud_filters,
         )
         address = ws.remote_address[0] if ws.remote_address else None
         log.info("%s connected from %s", charger_id, address)
         await self.store.charger_seen(charger_id, address, connected=True)
         await self._set_session(charger_id, session)
+        self._notify(lambda o: o.charger_connected(charger_id))
         try:
             await session.run()
         finally:
+            self._notify(lambda o: o.charger_disconnected(charger_id))
             if self.sessions.get(charger_id) is session:
                 await self._set_session(charger_id, None)
                 with contextlib.suppress(Exception):
                     await self.store.charger_seen(charger_id, None, connected=False)
             reason = f" {ws.close_reason}" if ws.close_reason else ""
             log.info("%s disconnected (code %s%s)", charger_id, ws.close_code, reason)
+
+    def _notify(self, event: Callable[[ChargerObserver], None]) -> None:
+        for observer in self.observers:
+            try:
+                event(observer)
+            except Exception:
+                log.exception("charger observer %r failed", observer)
 
     async def _set_session(self, charger_id: str, session: ChargerSession | None) -> None:
         async with self._session_changed:

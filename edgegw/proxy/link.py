@@ -13,7 +13,13 @@ carries out. All the message-id bookkeeping lives here:
 * when the cloud cannot answer (not configured, unreachable, or too slow), the charger's call is
   handed to the local responder instead (:mod:`edgegw.proxy.local` decides what it answers);
 * when the cloud comes back, the charger's latest locally-answered BootNotification and its
-  latest StatusNotification per connector are sent first, so the cloud's view is whole again.
+  latest StatusNotification per connector are sent first, so the cloud's view is whole again;
+* transaction messages (StartTransaction, StopTransaction, MeterValues of a transaction) the cloud
+  cannot take are committed to the charger's durable outbox by the shell before the charger gets
+  its answer; while the outbox is not empty, new transaction messages queue behind it. The outbox
+  is replayed in order, one CALL in flight, with retries and backoff; a message the cloud keeps
+  refusing is parked, never dropped. Local transaction ids are replaced by the cloud's in every
+  message the cloud sees, and the cloud's ids by the charger's in every call the charger sees.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from edgegw.proxy import frames, schemas
 from edgegw.proxy.frames import Call, CallError, CallResult, FrameError
+from edgegw.store.outbox import QueuedMessage
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,26 @@ class Origin(Enum):
     CLOUD = "cloud"  # a cloud call relayed to the charger
     GATEWAY = "gateway"  # the gateway's own call to the charger
     REPLAY = "replay"  # the gateway re-sending a charger message to the cloud
+    OUTBOX = "outbox"  # a queued transaction message sent from the durable outbox
+
+
+TRANSACTION_MESSAGES = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
+GATEWAY_ANSWERS_CLOUD = frozenset({"SendLocalList", "GetLocalListVersion"})
+"""Cloud calls the gateway answers itself: it owns each charger's local list (see auth)."""
+
+
+def is_transaction_message(call: Call) -> bool:
+    """StartTransaction, StopTransaction and MeterValues *of a transaction* (OCPP 1.6 §3.7)."""
+    if call.action == "MeterValues":
+        return isinstance(call.payload.get("transactionId"), int)
+    return call.action in TRANSACTION_MESSAGES
+
+
+@dataclass(frozen=True, slots=True)
+class SyncParams:
+    max_attempts: int = 5
+    retry_interval: float = 5.0
+    max_retry_interval: float = 300.0
 
 
 # ---------------------------------------------------------------- commands (outputs)
@@ -54,9 +82,54 @@ class ToCloud:
 
 @dataclass(frozen=True, slots=True)
 class AnswerLocally:
-    """The gateway must answer this charger call itself; feed the answer to ``local_answer``."""
+    """The gateway must answer this charger call itself; feed the answer to ``local_answer``.
+
+    With ``queue`` the call is a transaction message for the outbox: commit it first, then
+    answer, and hand the queued message to ``local_answer``.
+    """
 
     call: Call
+    queue: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOutbox:
+    """Load the charger's queued messages after seq ``after``; feed them to ``outbox_loaded``."""
+
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """The cloud accepted a queued message: remove it from the outbox (durably)."""
+
+    message: QueuedMessage
+    answer: CallResult
+    cloud_transaction_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailed:
+    """A queued message was refused or not answered; ``parked``: it will not be tried again."""
+
+    message: QueuedMessage
+    error: str
+    parked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CloudCallForGateway:
+    """A cloud call the gateway answers itself (the local list); send the answer to the cloud."""
+
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class CloudExchanged:
+    """A cloud call relayed to the charger ended (``answer`` None: no answer)."""
+
+    call: Call
+    answer: CallResult | CallError | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +150,18 @@ class Exchanged:
     answered_by: str  # "cloud" | "gateway"
 
 
-Command = ToCharger | ToCloud | AnswerLocally | GatewayDone | Exchanged
+Command = (
+    ToCharger
+    | ToCloud
+    | AnswerLocally
+    | GatewayDone
+    | Exchanged
+    | LoadOutbox
+    | Delivered
+    | DeliveryFailed
+    | CloudCallForGateway
+    | CloudExchanged
+)
 
 
 @dataclass(slots=True)
@@ -86,6 +170,7 @@ class _Pending:
     call: Call
     epoch: int = 0  # cloud connection epoch for CLOUD-origin calls
     deadline: float = 0.0
+    message: QueuedMessage | None = None  # OUTBOX origin: what is being delivered
 
 
 @dataclass(slots=True)
@@ -95,6 +180,8 @@ class LinkStats:
     rejected: int = 0
     answered_locally: int = 0
     timeouts: int = 0
+    delivered: int = 0
+    parked: int = 0
 
 
 @dataclass(slots=True)
@@ -116,11 +203,31 @@ class Link:
         call_timeout: float,
         clock: Callable[[], float],
         new_id: Callable[[], str],
+        authorize_timeout: float | None = None,
+        sync: SyncParams | None = None,
+        transaction_ids: dict[int, int | None] | None = None,
+        parked_transactions: set[int] | None = None,
+        cloud_filter: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+        answer_local_list: bool = False,
     ) -> None:
         self.charger_id = charger_id
         self.cloud_configured = cloud_configured
         self._validate = validate
         self._call_timeout = call_timeout
+        self._authorize_timeout = authorize_timeout or call_timeout
+        self._sync = sync or SyncParams()
+        self._cloud_filter = cloud_filter
+        self._answer_local_list = answer_local_list
+        # Local transaction id -> the cloud's (None until its StartTransaction was accepted).
+        self._tx_map: dict[int, int | None] = dict(transaction_ids or {})
+        self._to_local: dict[int, int] = {c: lo for lo, c in self._tx_map.items() if c is not None}
+        self._parked_tx: set[int] = set(parked_transactions or ())
+        # The outbox: a window of the queued messages, the rest stay on disk until needed.
+        self._outbox: deque[QueuedMessage] = deque()
+        self._outbox_more = False
+        self._outbox_loading = cloud_configured  # the shell loads it first thing
+        self._outbox_last_seq = 0
+        self._retry_at = 0.0
         self._clock = clock
         self._new_id = new_id
         self.cloud_up = False
@@ -147,10 +254,24 @@ class Link:
     def queued_to_charger(self) -> int:
         return len(self._to_charger) + (self._charger_inflight is not None)
 
+    @property
+    def outbox_pending(self) -> bool:
+        """Transaction messages are waiting in the outbox (new ones must queue behind them)."""
+        return bool(self._outbox) or self._outbox_more or self._outbox_loading
+
+    @property
+    def outbox_window(self) -> int:
+        return len(self._outbox)
+
+    def cloud_id(self, local_id: int) -> int | None:
+        return self._tx_map.get(local_id)
+
     def next_deadline(self) -> float | None:
         deadlines = [
             p.deadline for p in (self._cloud_inflight, self._charger_inflight) if p is not None
         ]
+        if self._retry_at and self.cloud_up and self._cloud_inflight is None:
+            deadlines.append(self._retry_at)
         return min(deadlines) if deadlines else None
 
     # ------------------------------------------------------------ charger side
@@ -192,6 +313,7 @@ class Link:
                     pending.call.action,
                     answer.id,
                 )
+            out.append(CloudExchanged(pending.call, answer))
         else:
             out.append(GatewayDone(answer.id, answer))
         out.extend(self._pump_charger())
@@ -236,10 +358,13 @@ class Link:
             if problem is not None:
                 self.stats.rejected += 1
                 return [ToCloud(problem.raw)]
+            if self._answer_local_list and frame.action in GATEWAY_ANSWERS_CLOUD:
+                return [CloudCallForGateway(frame)]
             if self._charger_gone:
                 error = frames.make_error(frame.id, "GenericError", "charge point is not connected")
                 return [ToCloud(error.raw)]
-            self._to_charger.append(_Pending(Origin.CLOUD, frame, epoch=self._epoch))
+            call = self._for_charger(frame)
+            self._to_charger.append(_Pending(Origin.CLOUD, call, epoch=self._epoch))
             return self._pump_charger()
         return self._cloud_answer(frame)
 
@@ -255,6 +380,9 @@ class Link:
         if pending.origin is Origin.CHARGER:
             out.append(ToCharger(answer.raw))
             out.append(Exchanged(pending.call, answer, "cloud"))
+        elif pending.origin is Origin.OUTBOX:
+            assert pending.message is not None
+            out.extend(self._outbox_answer(pending.message, answer))
         else:
             self._replayed(pending.call, answer)
         out.extend(self._pump_cloud())
@@ -271,6 +399,7 @@ class Link:
         self.cloud_connecting = False
         self.cloud_up = True
         self._epoch += 1
+        self._retry_at = 0.0  # a new connection: queued messages go again at once
         replays: list[Call] = []
         if self._replay.boot is not None:
             replays.append(self._replay.boot)
@@ -295,8 +424,9 @@ class Link:
         if pending is not None:
             if pending.origin is Origin.CHARGER:
                 self._to_cloud.appendleft(pending)
-            else:
+            elif pending.origin is Origin.REPLAY:
                 self._replay_failed(pending.call)
+            # OUTBOX: the message is still at the head of the outbox; it goes again next time.
         # Replays not yet sent are kept for the next connection, but not duplicated.
         kept = deque[_Pending]()
         for item in self._to_cloud:
@@ -310,7 +440,12 @@ class Link:
 
     # ------------------------------------------------------------ local answers, timers
 
-    def local_answer(self, message_id: str, answer: CallResult | CallError) -> list[Command]:
+    def local_answer(
+        self,
+        message_id: str,
+        answer: CallResult | CallError,
+        queued: QueuedMessage | None = None,
+    ) -> list[Command]:
         pending = self._local_inflight
         if pending is None or pending.call.id != message_id:
             log.warning("%s: local answer for unknown call %s", self.charger_id, message_id)
@@ -318,6 +453,8 @@ class Link:
         self._local_inflight = None
         self.stats.answered_locally += 1
         call = pending.call
+        if queued is not None:
+            self._queued(queued)
         if isinstance(answer, CallResult) and self.cloud_configured:
             self._remember_for_replay(call)
         out: list[Command] = [ToCharger(answer.raw), Exchanged(call, answer, "gateway")]
@@ -341,8 +478,14 @@ class Link:
             if cloud.origin is Origin.CHARGER:
                 self._to_cloud.appendleft(cloud)
                 out.extend(self._answer_locally_next())
+            elif cloud.origin is Origin.OUTBOX:
+                assert cloud.message is not None
+                out.extend(self._delivery_failed(cloud.message, "no answer in time"))
             else:
                 self._replay_failed(cloud.call)
+            out.extend(self._pump_cloud())
+        elif cloud is None and self._retry_at and self._retry_at <= now:
+            self._retry_at = 0.0
             out.extend(self._pump_cloud())
         charger = self._charger_inflight
         if charger is not None and charger.deadline <= now:
@@ -363,16 +506,41 @@ class Link:
     # ------------------------------------------------------------ internals
 
     def _pump_cloud(self) -> list[Command]:
-        if self._cloud_inflight is not None or self._local_inflight is not None:
+        """Move the next charger call on, then let the outbox use an idle cloud link.
+
+        Charger calls are handled strictly in order (one relayed or one answered locally at a
+        time). Live calls go before the outbox: the charger is waiting for their answer. The
+        outbox waits for the replayed BootNotification and status messages.
+        """
+        if self.cloud_connecting:
             return []
-        if not self._to_cloud or self.cloud_connecting:
-            return []
-        if not self.cloud_up:
-            return self._answer_locally_next()
-        pending = self._to_cloud.popleft()
-        pending.deadline = self._clock() + self._call_timeout
-        self._cloud_inflight = pending
-        return [ToCloud(pending.call.raw)]
+        out: list[Command] = []
+        if self._local_inflight is None and self._cloud_inflight is None and self._to_cloud:
+            head = self._to_cloud[0]
+            if not self.cloud_up:
+                out.extend(self._answer_locally_next())
+            elif head.origin is Origin.CHARGER and self._must_queue(head.call):
+                self._to_cloud.popleft()
+                self._local_inflight = head
+                out.append(AnswerLocally(head.call, queue=True))
+            else:
+                self._to_cloud.popleft()
+                timeout = self._call_timeout
+                if head.origin is Origin.CHARGER and head.call.action == "Authorize":
+                    timeout = self._authorize_timeout
+                head.deadline = self._clock() + timeout
+                self._cloud_inflight = head
+                out.append(ToCloud(self._for_cloud(head.call).raw))
+        if (
+            self.cloud_up
+            and self._cloud_inflight is None
+            and (
+                not self._to_cloud
+                or (self._local_inflight is not None and self._to_cloud[0].origin is Origin.CHARGER)
+            )
+        ):
+            out.extend(self._send_outbox_head())
+        return out
 
     def _answer_locally_next(self) -> list[Command]:
         """Hand the oldest queued charger call to the local responder (one at a time)."""
@@ -382,8 +550,146 @@ class Link:
                 self._replay_failed(pending.call)
                 continue
             self._local_inflight = pending
-            return [AnswerLocally(pending.call)]
+            queue = self.cloud_configured and is_transaction_message(pending.call)
+            return [AnswerLocally(pending.call, queue=queue)]
         return []
+
+    # ------------------------------------------------------------ the outbox
+
+    def outbox_loaded(self, messages: list[QueuedMessage], more: bool) -> list[Command]:
+        """The shell loaded queued messages (after a :class:`LoadOutbox`)."""
+        for message in messages:
+            if message.seq > self._outbox_last_seq:
+                self._outbox.append(message)
+                self._outbox_last_seq = message.seq
+        self._outbox_more = more
+        self._outbox_loading = False
+        return self._pump_cloud()
+
+    def _queued(self, message: QueuedMessage) -> None:
+        if message.action == "StartTransaction" and message.transaction_id is not None:
+            self._tx_map[message.transaction_id] = None
+        if self._outbox_loading or self._outbox_more:
+            self._outbox_more = True  # on disk; a later load brings it in order
+        else:
+            self._outbox.append(message)
+            self._outbox_last_seq = message.seq
+
+    def _must_queue(self, call: Call) -> bool:
+        if not is_transaction_message(call):
+            return False
+        if self.outbox_pending:
+            return True
+        # A message of a transaction started offline whose start the cloud never accepted.
+        local = call.payload.get("transactionId")
+        return isinstance(local, int) and local in self._tx_map and self._tx_map[local] is None
+
+    def _send_outbox_head(self) -> list[Command]:
+        out: list[Command] = []
+        now = self._clock()
+        while self._outbox:
+            message = self._outbox[0]
+            if self._retry_at > now:
+                return out
+            payload = message.payload
+            local = payload.get("transactionId") if message.action != "StartTransaction" else None
+            if isinstance(local, int) and local in self._tx_map:
+                cloud = self._tx_map[local]
+                if cloud is None:
+                    self._outbox.popleft()
+                    out.extend(self._park(message, "its StartTransaction was not accepted"))
+                    continue
+                payload = {**payload, "transactionId": cloud}
+            call = frames.make_call(f"edgegw-{self._new_id()}", message.action, payload)
+            self._cloud_inflight = _Pending(
+                Origin.OUTBOX, call, deadline=now + self._call_timeout, message=message
+            )
+            out.append(ToCloud(call.raw))
+            return out
+        if self._outbox_more and not self._outbox_loading:
+            self._outbox_loading = True
+            out.append(LoadOutbox(self._outbox_last_seq))
+        return out
+
+    def _outbox_answer(
+        self, message: QueuedMessage, answer: CallResult | CallError
+    ) -> list[Command]:
+        if isinstance(answer, CallError):
+            reason = f"{answer.code}: {answer.description}".rstrip(": ")
+            return self._delivery_failed(message, reason)
+        self._outbox.popleft()
+        self._retry_at = 0.0
+        self.stats.delivered += 1
+        cloud_id: int | None = None
+        if message.action == "StartTransaction" and message.transaction_id is not None:
+            value = answer.payload.get("transactionId")
+            if isinstance(value, int):
+                cloud_id = value
+                self._tx_map[message.transaction_id] = value
+                self._to_local[value] = message.transaction_id
+            else:
+                self._parked_tx.add(message.transaction_id)
+        return [Delivered(message, answer, cloud_id)]
+
+    def _delivery_failed(self, message: QueuedMessage, error: str) -> list[Command]:
+        message.attempts += 1
+        if message.attempts >= self._sync.max_attempts:
+            self._outbox.popleft()
+            self._retry_at = 0.0
+            return self._park(message, f"{error} ({message.attempts} attempts)")
+        wait = min(self._sync.retry_interval * message.attempts, self._sync.max_retry_interval)
+        self._retry_at = self._clock() + wait
+        log.warning(
+            "%s: cloud did not take queued %s (%s); retry %d in %.0f s",
+            self.charger_id,
+            message.action,
+            error,
+            message.attempts + 1,
+            wait,
+        )
+        return [DeliveryFailed(message, error, parked=False)]
+
+    def _park(self, message: QueuedMessage, reason: str) -> list[Command]:
+        self.stats.parked += 1
+        if message.action == "StartTransaction" and message.transaction_id is not None:
+            self._parked_tx.add(message.transaction_id)
+        log.error(
+            "%s: queued %s parked: %s; it stays in the outbox for the caretaker",
+            self.charger_id,
+            message.action,
+            reason,
+        )
+        return [DeliveryFailed(message, reason, parked=True)]
+
+    def _for_cloud(self, call: Call) -> Call:
+        """The charger's call as the cloud must see it: with the cloud's transaction id."""
+        local = call.payload.get("transactionId")
+        if call.action in ("StopTransaction", "MeterValues") and isinstance(local, int):
+            cloud = self._tx_map.get(local)
+            if cloud is not None:
+                return frames.make_call(
+                    call.id, call.action, {**call.payload, "transactionId": cloud}
+                )
+        return call
+
+    def _for_charger(self, call: Call) -> Call:
+        """The cloud's call as the charger must see it: its own transaction id, the site cap."""
+        payload = call.payload
+        if call.action == "RemoteStopTransaction":
+            local = self._to_local.get(payload.get("transactionId"))  # type: ignore[arg-type]
+            if local is not None:
+                payload = {**payload, "transactionId": local}
+        elif call.action == "SetChargingProfile":
+            profile = payload.get("csChargingProfiles")
+            if isinstance(profile, dict):
+                local = self._to_local.get(profile.get("transactionId"))  # type: ignore[arg-type]
+                if local is not None:
+                    payload = {**payload, "csChargingProfiles": {**profile, "transactionId": local}}
+        if self._cloud_filter is not None:
+            payload = self._cloud_filter(call.action, payload)
+        if payload is call.payload:
+            return call
+        return frames.make_call(call.id, call.action, payload)
 
     def _pump_charger(self) -> list[Command]:
         if self._charger_inflight is not None or not self._to_charger:

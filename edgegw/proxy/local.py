@@ -3,21 +3,22 @@
 With a cloud configured, the gateway answers a charger call itself only while the cloud is
 unreachable or too slow. Without one (a standalone site) it is the charger's CSMS for everything.
 
-| action                                   | standalone            | cloud unreachable          |
-|------------------------------------------|-----------------------|----------------------------|
-| BootNotification                         | Accepted              | Accepted (replayed later)  |
-| Heartbeat                                | gateway clock         | gateway clock              |
-| StatusNotification, *StatusNotification, | acknowledged          | acknowledged (latest status|
-| SecurityEventNotification                |                       | and errors replayed later) |
-| Authorize                                | site card policy      | site card policy           |
-| StartTransaction, StopTransaction,       | recorded, gateway id  | CALLERROR: the charger     |
-| MeterValues                              |                       | keeps it and retries       |
-| DataTransfer                             | UnknownVendorId       | UnknownVendorId            |
-| SignCertificate                          | Rejected              | Rejected                   |
+| action                                   | standalone            | cloud unreachable            |
+|------------------------------------------|-----------------------|------------------------------|
+| BootNotification                         | Accepted              | Accepted (replayed later)    |
+| Heartbeat                                | gateway clock         | gateway clock                |
+| StatusNotification, *StatusNotification, | acknowledged          | acknowledged (latest status  |
+| SecurityEventNotification                |                       | and errors replayed later)   |
+| Authorize                                | card authority        | card authority               |
+| StartTransaction                         | recorded, gateway id  | outbox, local id (durable)   |
+| StopTransaction, MeterValues of a tx     | recorded              | outbox (durable)             |
+| MeterValues without a transaction        | acknowledged          | acknowledged, not replayed   |
+| DataTransfer                             | UnknownVendorId       | UnknownVendorId              |
+| SignCertificate                          | Rejected              | Rejected                     |
 
-Transaction messages while the cloud is unreachable are refused with a CALLERROR so the charger
-keeps them in its own queue (OCPP 1.6 §3.7: a failed transaction message is retried); the
-durable outbox that answers them locally is the offline-sync work (see the design notes).
+The card authority (``edgegw.auth.authorizer``) decides from the local list, the cache of the
+cloud's answers and the site policy. A session the cloud started (RemoteStartTransaction just
+before the link dropped) is never refused by the offline policy.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from edgegw.proxy import frames
 from edgegw.proxy.frames import Call, CallError, CallResult
+from edgegw.store.outbox import QueuedMessage
 from edgegw.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,9 +43,10 @@ _ACKNOWLEDGED = frozenset(
         "LogStatusNotification",
         "SignedFirmwareStatusNotification",
         "SecurityEventNotification",
+        "MeterValues",
     }
 )
-_TRANSACTION_MESSAGES = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
+_CLOUD_STARTED_TTL = 600.0  # a remote start's idTag is honoured offline for this long (s)
 
 
 def iso_now(clock: Callable[[], float]) -> str:
@@ -54,8 +57,39 @@ def iso_now(clock: Callable[[], float]) -> str:
     )
 
 
+class CardAuthority(Protocol):
+    """Decides cards on the gateway's own authority and learns from the cloud's answers."""
+
+    def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
+        """The OCPP idTagInfo for ``id_tag`` presented at ``charger_id``, decided locally."""
+
+    async def learn(self, id_tag: str, id_tag_info: dict[str, Any]) -> None:
+        """Remember what the cloud answered for ``id_tag``."""
+
+    async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Answer SendLocalList / GetLocalListVersion from the cloud."""
+
+
+class SitePolicy:
+    """The card authority of last resort: the site policy for every card (no lists)."""
+
+    def __init__(self, unknown_cards: Literal["reject", "accept"]) -> None:
+        self._status = "Accepted" if unknown_cards == "accept" else "Invalid"
+
+    def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
+        return {"status": self._status}
+
+    async def learn(self, id_tag: str, id_tag_info: dict[str, Any]) -> None:
+        return None
+
+    async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if action == "GetLocalListVersion":
+            return {"listVersion": -1}
+        return {"status": "NotSupported"}
+
+
 class LocalResponder:
-    """Answers charger calls on the gateway's own authority."""
+    """Answers charger calls on the gateway's own authority; queues transaction messages."""
 
     def __init__(
         self,
@@ -63,32 +97,35 @@ class LocalResponder:
         *,
         standalone: bool,
         heartbeat_interval: int,
-        unknown_cards: Literal["reject", "accept"],
+        cards: CardAuthority,
         clock: Callable[[], float],
     ) -> None:
         self._store = store
         self._standalone = standalone
         self._heartbeat_interval = heartbeat_interval
-        self._unknown_cards = unknown_cards
+        self.cards = cards
         self._clock = clock
+        # (charger, idTag) -> when the cloud asked that charger to start a session for it.
+        self._cloud_started: dict[tuple[str, str], float] = {}
         self._handlers: dict[str, Callable[[str, Call], Awaitable[dict[str, Any]]]] = {
             "BootNotification": self._boot,
             "Heartbeat": self._heartbeat,
             "Authorize": self._authorize,
             "StartTransaction": self._start,
             "StopTransaction": self._stop,
-            "MeterValues": self._empty,
             "DataTransfer": self._data_transfer,
             "SignCertificate": self._rejected,
         }
 
+    def cloud_started(self, charger_id: str, id_tag: str) -> None:
+        """The cloud remote-started a session for ``id_tag``: never refuse it offline."""
+        now = self._clock()
+        self._cloud_started = {
+            k: t for k, t in self._cloud_started.items() if now - t < _CLOUD_STARTED_TTL
+        }
+        self._cloud_started[(charger_id, id_tag.upper())] = now
+
     async def answer(self, charger_id: str, call: Call) -> CallResult | CallError:
-        if call.action in _TRANSACTION_MESSAGES and not self._standalone:
-            return frames.make_error(
-                call.id,
-                "GenericError",
-                "upstream CSMS unreachable; keep this message queued and retry",
-            )
         handler = self._handlers.get(call.action)
         if handler is None:
             handler = self._empty if call.action in _ACKNOWLEDGED else None
@@ -101,11 +138,42 @@ class LocalResponder:
             return frames.make_error(call.id, "InternalError", "gateway failed to process")
         return frames.make_result(call.id, payload)
 
-    def _id_tag_info(self, id_tag: str) -> dict[str, Any]:
-        # The card layers (local list, cache) come with offline authorisation; until then the
-        # site policy for cards nobody vouches for decides.
-        status = "Accepted" if self._unknown_cards == "accept" else "Invalid"
-        return {"status": status}
+    async def queue(
+        self, charger_id: str, call: Call
+    ) -> tuple[CallResult | CallError, QueuedMessage | None]:
+        """Commit a transaction message to the outbox, then answer it (the durability rule).
+
+        If the commit fails the charger gets a CALLERROR and keeps the message itself.
+        """
+        outbox = self._store.outbox
+        try:
+            if call.action == "StartTransaction":
+                message, local_id = await outbox.enqueue_start(charger_id, call.payload)
+                payload: dict[str, Any] = {
+                    "transactionId": local_id,
+                    "idTagInfo": self._start_info(charger_id, str(call.payload["idTag"])),
+                }
+                await self._store.transaction_started(
+                    charger_id, call.payload, local_id, origin="gateway"
+                )
+            else:
+                message = await outbox.enqueue(charger_id, call.action, call.payload)
+                payload = {}
+                if call.action == "StopTransaction":
+                    await self._stopped(charger_id, call)
+        except Exception:
+            log.exception("%s: could not queue %s", charger_id, call.action)
+            error = frames.make_error(
+                call.id, "InternalError", "gateway could not store the message; retry"
+            )
+            return error, None
+        return frames.make_result(call.id, payload), message
+
+    def _start_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
+        started = self._cloud_started.get((charger_id, id_tag.upper()))
+        if started is not None and self._clock() - started < _CLOUD_STARTED_TTL:
+            return {"status": "Accepted"}
+        return self.cards.id_tag_info(charger_id, id_tag)
 
     async def _boot(self, charger_id: str, call: Call) -> dict[str, Any]:
         return {
@@ -118,19 +186,24 @@ class LocalResponder:
         return {"currentTime": iso_now(self._clock)}
 
     async def _authorize(self, charger_id: str, call: Call) -> dict[str, Any]:
-        return {"idTagInfo": self._id_tag_info(str(call.payload["idTag"]))}
+        return {"idTagInfo": self.cards.id_tag_info(charger_id, str(call.payload["idTag"]))}
 
     async def _start(self, charger_id: str, call: Call) -> dict[str, Any]:
+        # Standalone: the gateway is the CSMS and numbers transactions per charger.
         transaction_id = await self._store.next_counter(f"transaction:{charger_id}")
         await self._store.transaction_started(
             charger_id, call.payload, transaction_id, origin="gateway"
         )
         return {
             "transactionId": transaction_id,
-            "idTagInfo": self._id_tag_info(str(call.payload["idTag"])),
+            "idTagInfo": self._start_info(charger_id, str(call.payload["idTag"])),
         }
 
     async def _stop(self, charger_id: str, call: Call) -> dict[str, Any]:
+        await self._stopped(charger_id, call)
+        return {}
+
+    async def _stopped(self, charger_id: str, call: Call) -> None:
         if not await self._store.transaction_stopped(charger_id, call.payload):
             # Acknowledge anyway: a charger re-sends an unacknowledged stop forever.
             log.warning(
@@ -138,7 +211,6 @@ class LocalResponder:
                 charger_id,
                 call.payload.get("transactionId"),
             )
-        return {}
 
     async def _empty(self, charger_id: str, call: Call) -> dict[str, Any]:
         return {}

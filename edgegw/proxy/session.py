@@ -13,20 +13,28 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edgegw.config import ChargerConfig, Config
+from edgegw.proxy import frames
 from edgegw.proxy.frames import Call, CallError, CallResult
+from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.link import (
     AnswerLocally,
+    CloudCallForGateway,
+    CloudExchanged,
     Command,
+    Delivered,
+    DeliveryFailed,
     Exchanged,
     GatewayDone,
     Link,
+    LoadOutbox,
+    SyncParams,
     ToCharger,
     ToCloud,
 )
@@ -55,12 +63,18 @@ class ChargerSession:
         store: Store,
         responder: LocalResponder,
         clock: Callable[[], float] = time.time,
+        transaction_ids: dict[int, int | None] | None = None,
+        parked_transactions: set[int] | None = None,
+        observers: Sequence[ChargerObserver] = (),
+        cloud_filters: Sequence[CloudCallFilter] = (),
     ) -> None:
         self.charger_id = charger_id
         self.ws = ws
         self._config = config
         self._store = store
         self._responder = responder
+        self._observers = tuple(observers)
+        self._filters = tuple(cloud_filters)
         self._log_frames = config.logging.frames
         cloud = config.cloud
         self.link = Link(
@@ -70,6 +84,16 @@ class ChargerSession:
             call_timeout=cloud.call_timeout if cloud else 30.0,
             clock=clock,
             new_id=lambda: uuid.uuid4().hex[:24],
+            authorize_timeout=config.auth.online_timeout,
+            sync=SyncParams(
+                config.sync.max_attempts,
+                config.sync.retry_interval,
+                config.sync.max_retry_interval,
+            ),
+            transaction_ids=transaction_ids,
+            parked_transactions=parked_transactions,
+            cloud_filter=self._filter_cloud_call if self._filters else None,
+            answer_local_list=cloud is not None,
         )
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
         self._tasks = TaskOwner(f"charger:{charger_id}")
@@ -97,6 +121,8 @@ class ChargerSession:
 
     async def run(self) -> None:
         """Serve the charger until its socket closes (or the task is cancelled)."""
+        if self._config.cloud is not None:
+            self._commands.put_nowait(LoadOutbox(0))
         self._tasks.spawn(self._execute(), "executor")
         if self.upstream is not None:
             self._tasks.spawn(self.upstream.run(), "upstream")
@@ -215,8 +241,30 @@ class ChargerSession:
                 # The disconnect event follows and the link re-routes what was in flight.
                 log.debug("%s: cloud gone before a frame could be sent", self.charger_id)
         elif isinstance(command, AnswerLocally):
-            answer = await self._responder.answer(self.charger_id, command.call)
-            self._feed(self.link.local_answer(command.call.id, answer))
+            if command.queue:
+                answer, queued = await self._responder.queue(self.charger_id, command.call)
+                self._feed(self.link.local_answer(command.call.id, answer, queued))
+            else:
+                answer = await self._responder.answer(self.charger_id, command.call)
+                self._feed(self.link.local_answer(command.call.id, answer))
+        elif isinstance(command, LoadOutbox):
+            messages, more = await self._store.outbox.load(self.charger_id, after=command.after)
+            self._feed(self.link.outbox_loaded(messages, more))
+        elif isinstance(command, Delivered):
+            await self._delivered(command)
+        elif isinstance(command, DeliveryFailed):
+            await self._store.outbox.failed(command.message, command.error, parked=command.parked)
+            if command.parked:
+                await self._store.event(
+                    "sync.parked",
+                    f"{command.message.action} parked: {command.error}",
+                    charger_id=self.charger_id,
+                    data={"seq": command.message.seq},
+                )
+        elif isinstance(command, CloudCallForGateway):
+            await self._answer_cloud(command.call)
+        elif isinstance(command, CloudExchanged):
+            self._cloud_exchanged(command.call, command.answer)
         elif isinstance(command, GatewayDone):
             waiter = self._waiters.get(command.message_id)
             if waiter is not None and not waiter.done():
@@ -227,9 +275,107 @@ class ChargerSession:
         elif isinstance(command, Exchanged):
             await self._record(command.call, command.answer, command.answered_by)
 
+    def _filter_cloud_call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        for hook in self._filters:
+            try:
+                payload = hook.filter_cloud_call(self.charger_id, action, payload)
+            except Exception:
+                log.exception("%s: cloud call filter failed on %s", self.charger_id, action)
+        return payload
+
+    def _cloud_exchanged(self, call: Call, answer: CallResult | CallError | None) -> None:
+        response = answer.payload if isinstance(answer, CallResult) else None
+        if (
+            call.action == "RemoteStartTransaction"
+            and response is not None
+            and response.get("status") == "Accepted"
+        ):
+            self._responder.cloud_started(self.charger_id, str(call.payload.get("idTag", "")))
+        for hook in self._filters:
+            try:
+                hook.cloud_call_answered(self.charger_id, call.action, call.payload, response)
+            except Exception:
+                log.exception("%s: cloud call hook failed on %s", self.charger_id, call.action)
+
+    async def _answer_cloud(self, call: Call) -> None:
+        """SendLocalList / GetLocalListVersion: the gateway owns the chargers' local lists."""
+        try:
+            payload = await self._responder.cards.answer_cloud(call.action, call.payload)
+            answer: CallResult | CallError = frames.make_result(call.id, payload)
+        except Exception:
+            log.exception("%s: answering the cloud's %s failed", self.charger_id, call.action)
+            answer = frames.make_error(call.id, "InternalError", "gateway failed to process")
+        await self._run(ToCloud(answer.raw))
+
+    async def _delivered(self, command: Delivered) -> None:
+        message = command.message
+        await self._store.outbox.delivered(message, command.cloud_transaction_id)
+        info = command.answer.payload.get("idTagInfo")
+        id_tag = message.payload.get("idTag")
+        if isinstance(info, dict) and isinstance(id_tag, str):
+            await self._responder.cards.learn(id_tag, info)
+        if (
+            message.action == "StartTransaction"
+            and isinstance(info, dict)
+            and info.get("status") != "Accepted"
+            and message.transaction_id is not None
+        ):
+            await self._refused_after_the_fact(message.transaction_id, str(id_tag), info)
+
+    async def _refused_after_the_fact(
+        self, local_id: int, id_tag: str, info: dict[str, Any]
+    ) -> None:
+        """The cloud refused a card the gateway accepted offline (StopTransactionOnInvalidId)."""
+        status = info.get("status")
+        running = await self._store.transaction_open(self.charger_id, local_id)
+        stop = running and self._config.auth.stop_transaction_on_invalid_id
+        what = "stopping it" if stop else ("it may finish" if running else "it had ended")
+        log.warning(
+            "%s: the cloud answered %s for card %s of transaction %d accepted offline; %s",
+            self.charger_id,
+            status,
+            id_tag,
+            local_id,
+            what,
+        )
+        await self._store.event(
+            "auth.refused_after_offline_start",
+            f"cloud answered {status} for card {id_tag} (transaction {local_id}); {what}",
+            charger_id=self.charger_id,
+            data={"transaction_id": local_id, "id_tag": id_tag, "status": status},
+        )
+        if stop:
+            self._tasks.spawn(self._remote_stop(local_id), f"invalid-id-stop:{local_id}")
+
+    async def _remote_stop(self, local_id: int) -> None:
+        try:
+            answer = await self.call("RemoteStopTransaction", {"transactionId": local_id})
+        except (CallFailed, TimeoutError) as exc:
+            log.warning("%s: could not stop transaction %d: %s", self.charger_id, local_id, exc)
+            return
+        log.info(
+            "%s: RemoteStopTransaction %d: %s", self.charger_id, local_id, answer.get("status")
+        )
+
     async def _record(self, call: Call, answer: CallResult | CallError, answered_by: str) -> None:
         if isinstance(answer, CallError):
             return
+        for observer in self._observers:
+            try:
+                observer.charger_exchanged(
+                    self.charger_id, call.action, call.payload, answer.payload
+                )
+            except Exception:
+                log.exception("%s: observer failed on %s", self.charger_id, call.action)
+        if answered_by == "cloud" and call.action in (
+            "Authorize",
+            "StartTransaction",
+            "StopTransaction",
+        ):
+            info = answer.payload.get("idTagInfo")
+            id_tag = call.payload.get("idTag")
+            if isinstance(info, dict) and isinstance(id_tag, str):
+                await self._responder.cards.learn(id_tag, info)
         if call.action == "BootNotification":
             await self._store.record_boot(self.charger_id, call.payload)
         elif call.action == "StatusNotification":

@@ -58,4 +58,74 @@ MIGRATIONS: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
+    # 1 -> 2: cards, local-list mirror, auth cache, outbox, transaction ids, decisions, events
+    """
+    ALTER TABLE chargers ADD COLUMN idtag_format TEXT;
+    ALTER TABLE chargers ADD COLUMN idtag_format_seen REAL;
+    ALTER TABLE chargers ADD COLUMN local_list_version INTEGER;
+    ALTER TABLE chargers ADD COLUMN capabilities TEXT;
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE cards (
+        id_tag TEXT PRIMARY KEY,
+        owner TEXT NOT NULL DEFAULT '',
+        label TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'Accepted'
+            CHECK (status IN ('Accepted', 'Blocked', 'Expired', 'Invalid')),
+        expiry TEXT,
+        parent_id_tag TEXT,
+        chargers TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE cloud_list (
+        id_tag TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        expiry TEXT,
+        parent_id_tag TEXT
+    );
+    CREATE TABLE auth_cache (
+        id_tag TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        expiry TEXT,
+        parent_id_tag TEXT,
+        learned_at REAL NOT NULL
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        charger_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        transaction_id INTEGER,
+        queued_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'parked')),
+        last_error TEXT
+    );
+    CREATE INDEX outbox_by_charger ON outbox (charger_id, seq);
+    CREATE TABLE transaction_ids (
+        charger_id TEXT NOT NULL,
+        local_id INTEGER NOT NULL,
+        cloud_id INTEGER,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (charger_id, local_id)
+    );
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        mode TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        outputs TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        charger_id TEXT,
+        message TEXT NOT NULL,
+        data TEXT
+    );
+    """,
 )

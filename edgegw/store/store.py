@@ -8,6 +8,7 @@ disk for it; everything else is written when it happens.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from edgegw.store.db import Database
+from edgegw.store.outbox import Outbox
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
 _FLUSH_INTERVAL = 1.0
+_EVENTS_KEPT = 10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class Store:
         self._frames: list[tuple[float, str, str, str]] = []
         self._tasks = TaskOwner("store")
         self._stopping = asyncio.Event()
+        self.outbox = Outbox(db, clock)
 
     @classmethod
     async def open(
@@ -82,6 +86,7 @@ class Store:
             await task
         await self._tasks.close()
         try:
+            await self.outbox.close()
             await self.flush()
         finally:
             await self.db.close()
@@ -232,6 +237,47 @@ class Store:
             args = (charger_id,)
         cursor = await self.db.conn.execute(query + " ORDER BY id", args)
         return [TransactionRow(*r) for r in await cursor.fetchall()]
+
+    async def transaction_open(self, charger_id: str, transaction_id: int) -> bool:
+        """Whether the charger's transaction ``transaction_id`` has not been stopped yet."""
+        cursor = await self.db.conn.execute(
+            "SELECT 1 FROM transactions WHERE charger_id = ? AND transaction_id = ?"
+            " AND stopped_at IS NULL",
+            (charger_id, transaction_id),
+        )
+        return await cursor.fetchone() is not None
+
+    # ------------------------------------------------------------ events
+
+    async def event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        charger_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Record something a caretaker should see (newest first in the TUI)."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO events (at, kind, charger_id, message, data) VALUES (?, ?, ?, ?, ?)",
+                (
+                    self._clock(),
+                    kind,
+                    charger_id,
+                    message,
+                    None if data is None else json.dumps(data, separators=(",", ":")),
+                ),
+            )
+            await conn.execute(
+                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (_EVENTS_KEPT,)
+            )
+
+    async def events(self, limit: int = 100) -> list[tuple[float, str, str | None, str]]:
+        cursor = await self.db.conn.execute(
+            "SELECT at, kind, charger_id, message FROM events ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in await cursor.fetchall()]
 
     # ------------------------------------------------------------ message log
 

@@ -54,6 +54,7 @@ def sent(commands: list[Command], kind: type[ToCharger] | type[ToCloud]) -> list
 
 def online() -> Link:
     link, _ = make_link()
+    assert link.outbox_loaded([], more=False) == []
     assert link.cloud_connected() == []
     return link
 

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from edgegw.auth.passwords import hash_password
 from edgegw.sim.cloud import SimCloud
+from edgegw.store.outbox import LOCAL_ID_BASE
 from tests.conftest import GatewayFactory, gateway_url, raw_charger
 
 BOOT = {"chargePointVendor": "Vendor", "chargePointModel": "Model"}
@@ -202,7 +203,7 @@ async def test_subprotocol_required(cloud: SimCloud, make_gateway: GatewayFactor
 
 
 async def test_cloud_down_at_connect_then_boot_replayed(make_gateway: GatewayFactory) -> None:
-    cloud = SimCloud()
+    cloud = SimCloud(accepted_tags={"GOODTAG"})
     await cloud.start()
     url = cloud.url
     await cloud.stop()  # the port is known, nobody listens
@@ -213,19 +214,24 @@ async def test_cloud_down_at_connect_then_boot_replayed(make_gateway: GatewayFac
         assert (await cp.call("Heartbeat", {}))[0] == 3
         status = {"connectorId": 1, "status": "Available", "errorCode": "NoError"}
         assert (await cp.call("StatusNotification", status))[0] == 3
-        # Transaction messages are refused so the charger keeps them (offline sync is separate).
+        # A transaction message is committed to the outbox, then answered with a local id.
         start = {
             "connectorId": 1,
             "idTag": "GOODTAG",
             "meterStart": 0,
             "timestamp": "2026-01-01T00:00:00Z",
         }
-        refused = await cp.call("StartTransaction", start)
-        assert refused[0] == 4 and refused[2] == "GenericError"
+        answer = await cp.call("StartTransaction", start)
+        assert answer[0] == 3 and answer[2]["transactionId"] >= LOCAL_ID_BASE
+        assert answer[2]["idTagInfo"]["status"] == "Invalid"  # unknown card, site policy
         await cloud.start()
         record = await cloud.wait_for(lambda r: r.action == "BootNotification", timeout=10)
         assert record.payload == BOOT and record.charger_id == "CP1"
         await cloud.wait_for(lambda r: r.action == "StatusNotification")
+        replayed = await cloud.wait_for(lambda r: r.action == "StartTransaction")
+        assert replayed.payload == start  # as the charger recorded it
+        order = [r.action for r in cloud.records if r.direction == "in"]
+        assert order.index("BootNotification") < order.index("StartTransaction")
         # Now online: calls are relayed.
         assert (await cp.call("Heartbeat", {}))[0] == 3
         await cloud.wait_for(lambda r: r.action == "Heartbeat")

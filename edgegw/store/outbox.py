@@ -1,0 +1,295 @@
+"""The durable outbox: transaction messages the cloud has not accepted yet, per charger, in order.
+
+The durability rule (see the design notes) says a transaction message is acknowledged to the
+charger only once the cloud accepted it or it is committed here with ``synchronous=FULL``.
+Every write goes through a :class:`GroupWriter`: writes that arrive while one commit is running
+are committed together in the next one, so a thousand chargers queueing at once cost a few
+fsyncs, not a thousand — and no caller is answered before its own write is on disk.
+
+Transaction ids the gateway hands out while the cloud is away come from one persisted counter
+starting at :data:`LOCAL_ID_BASE`, kept per charger in ``transaction_ids`` with the cloud's id
+once the replayed StartTransaction was accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from edgegw.store.db import Database
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+LOCAL_ID_BASE = 2_000_000_000
+"""First local transaction id. Cloud ids are small counters in practice; int32 leaves room."""
+
+T = TypeVar("T")
+Write = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+class GroupWriter:
+    """Runs queued writes in shared durable transactions; each caller waits for its commit."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self._db = db
+        self._pending: list[tuple[Write, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks = TaskOwner(name)
+        self._tasks.spawn(self._run(), "group-commit")
+
+    async def write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        if self._stopping:
+            raise RuntimeError("the store is closing")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._pending:
+                if self._stopping:
+                    return
+                continue
+            batch, self._pending = self._pending, []
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            async with self._db.transaction(durable=True) as conn:
+                for fn, future in batch:
+                    try:
+                        results.append((future, await fn(conn), None))
+                    except Exception as exc:  # one bad write must not sink the others
+                        results.append((future, None, exc))
+        except Exception as exc:
+            log.exception("outbox commit of %d write(s) failed", len(batch))
+            for _fn, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future, value, error in results:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        self._stopping = True
+        self._wake.set()
+        for task in self._tasks.tasks:
+            await task
+        await self._tasks.close()
+
+
+@dataclass(slots=True)
+class QueuedMessage:
+    """One transaction message waiting for the cloud (payload as the charger sent it)."""
+
+    seq: int
+    charger_id: str
+    action: str
+    payload: dict[str, Any]
+    queued_at: float
+    attempts: int = 0
+    transaction_id: int | None = None
+    """For a StartTransaction the local id it was given; else the payload's transactionId."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRow:
+    charger_id: str
+    queued: int
+    parked: int
+    oldest_queued_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedMessage:
+    seq: int
+    charger_id: str
+    action: str
+    payload: dict[str, Any]
+    queued_at: float
+    attempts: int
+    last_error: str | None
+
+
+class Outbox:
+    """The outbox tables. Created by the :class:`~edgegw.store.store.Store`."""
+
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self._db = db
+        self._clock = clock
+        self._writer = GroupWriter(db, "outbox")
+
+    async def close(self) -> None:
+        await self._writer.close()
+
+    # ------------------------------------------------------------ queueing (charger side)
+
+    async def enqueue(self, charger_id: str, action: str, payload: dict[str, Any]) -> QueuedMessage:
+        """Commit a message to the outbox (durable) and return it."""
+        now = self._clock()
+        text = json.dumps(payload, separators=(",", ":"))
+
+        async def insert(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(
+                "INSERT INTO outbox (charger_id, action, payload, transaction_id, queued_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (charger_id, action, text, _transaction_id(payload), now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        seq = await self._writer.write(insert)
+        return QueuedMessage(seq, charger_id, action, payload, now, 0, _transaction_id(payload))
+
+    async def enqueue_start(
+        self, charger_id: str, payload: dict[str, Any]
+    ) -> tuple[QueuedMessage, int]:
+        """Queue a StartTransaction and hand out its local transaction id, in one commit."""
+        now = self._clock()
+        text = json.dumps(payload, separators=(",", ":"))
+
+        async def insert(conn: aiosqlite.Connection) -> tuple[int, int]:
+            cursor = await conn.execute(
+                "INSERT INTO counters (name, value) VALUES ('local-transaction', ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+                (LOCAL_ID_BASE,),
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            local_id = int(row[0])
+            await conn.execute(
+                "INSERT INTO transaction_ids (charger_id, local_id, created_at) VALUES (?, ?, ?)",
+                (charger_id, local_id, now),
+            )
+            cursor = await conn.execute(
+                "INSERT INTO outbox (charger_id, action, payload, transaction_id, queued_at)"
+                " VALUES (?, 'StartTransaction', ?, ?, ?)",
+                (charger_id, text, local_id, now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid, local_id
+
+        seq, local_id = await self._writer.write(insert)
+        message = QueuedMessage(seq, charger_id, "StartTransaction", payload, now, 0, local_id)
+        return message, local_id
+
+    # ------------------------------------------------------------ replay (cloud side)
+
+    async def load(
+        self, charger_id: str, *, after: int = 0, limit: int = 500
+    ) -> tuple[list[QueuedMessage], bool]:
+        """Queued (not parked) messages after ``after``, oldest first; True if more follow."""
+        cursor = await self._db.conn.execute(
+            "SELECT seq, action, payload, queued_at, attempts, transaction_id FROM outbox"
+            " WHERE charger_id = ? AND seq > ? AND state = 'queued' ORDER BY seq LIMIT ?",
+            (charger_id, after, limit + 1),
+        )
+        rows = list(await cursor.fetchall())
+        more = len(rows) > limit
+        messages = [
+            QueuedMessage(r[0], charger_id, r[1], json.loads(r[2]), r[3], r[4], r[5])
+            for r in rows[:limit]
+        ]
+        return messages, more
+
+    async def delivered(self, message: QueuedMessage, cloud_transaction_id: int | None) -> None:
+        """The cloud accepted ``message``: forget it (and remember the cloud's id for a start)."""
+
+        async def delete(conn: aiosqlite.Connection) -> None:
+            await conn.execute("DELETE FROM outbox WHERE seq = ?", (message.seq,))
+            if message.action == "StartTransaction" and cloud_transaction_id is not None:
+                await conn.execute(
+                    "UPDATE transaction_ids SET cloud_id = ? WHERE charger_id = ? AND local_id = ?",
+                    (cloud_transaction_id, message.charger_id, message.transaction_id),
+                )
+
+        await self._writer.write(delete)
+
+    async def failed(self, message: QueuedMessage, error: str, *, parked: bool) -> None:
+        """A try did not get through; ``parked`` takes it out of the replay for good."""
+
+        async def update(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE outbox SET attempts = ?, last_error = ?, state = ? WHERE seq = ?",
+                (message.attempts, error, "parked" if parked else "queued", message.seq),
+            )
+
+        await self._writer.write(update)
+
+    async def transaction_ids(self, charger_id: str) -> dict[int, int | None]:
+        """Local transaction id → cloud id (``None`` until the cloud accepted the start)."""
+        cursor = await self._db.conn.execute(
+            "SELECT local_id, cloud_id FROM transaction_ids WHERE charger_id = ?", (charger_id,)
+        )
+        return {r[0]: r[1] for r in await cursor.fetchall()}
+
+    async def parked_transactions(self, charger_id: str) -> set[int]:
+        """Local ids whose StartTransaction is parked: their later messages cannot be sent."""
+        cursor = await self._db.conn.execute(
+            "SELECT transaction_id FROM outbox WHERE charger_id = ? AND state = 'parked'"
+            " AND action = 'StartTransaction'",
+            (charger_id,),
+        )
+        return {r[0] for r in await cursor.fetchall() if r[0] is not None}
+
+    # ------------------------------------------------------------ status and repair
+
+    async def status(self) -> list[SyncRow]:
+        cursor = await self._db.conn.execute(
+            "SELECT charger_id, SUM(state = 'queued'), SUM(state = 'parked'),"
+            " MIN(CASE WHEN state = 'queued' THEN queued_at END)"
+            " FROM outbox GROUP BY charger_id ORDER BY charger_id"
+        )
+        return [SyncRow(r[0], int(r[1]), int(r[2]), r[3]) for r in await cursor.fetchall()]
+
+    async def parked(self, charger_id: str | None = None) -> list[ParkedMessage]:
+        query = (
+            "SELECT seq, charger_id, action, payload, queued_at, attempts, last_error FROM outbox"
+            " WHERE state = 'parked'"
+        )
+        args: tuple[Any, ...] = ()
+        if charger_id is not None:
+            query += " AND charger_id = ?"
+            args = (charger_id,)
+        cursor = await self._db.conn.execute(query + " ORDER BY seq", args)
+        return [
+            ParkedMessage(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6])
+            for r in await cursor.fetchall()
+        ]
+
+    async def requeue_parked(self, charger_id: str | None = None) -> int:
+        """Put parked messages back in the queue (after the cause was fixed at the cloud)."""
+
+        async def update(conn: aiosqlite.Connection) -> int:
+            query = "UPDATE outbox SET state = 'queued', attempts = 0 WHERE state = 'parked'"
+            args: tuple[Any, ...] = ()
+            if charger_id is not None:
+                query += " AND charger_id = ?"
+                args = (charger_id,)
+            cursor = await conn.execute(query, args)
+            return cursor.rowcount
+
+        return await self._writer.write(update)
+
+
+def _transaction_id(payload: dict[str, Any]) -> int | None:
+    value = payload.get("transactionId")
+    return value if isinstance(value, int) else None
