@@ -515,7 +515,7 @@ class Link:
         if self.cloud_connecting:
             return []
         out: list[Command] = []
-        if self._local_inflight is None and self._cloud_inflight is None and self._to_cloud:
+        if self._local_inflight is None and self._to_cloud:
             head = self._to_cloud[0]
             if not self.cloud_up:
                 out.extend(self._answer_locally_next())
@@ -523,7 +523,7 @@ class Link:
                 self._to_cloud.popleft()
                 self._local_inflight = head
                 out.append(AnswerLocally(head.call, queue=True))
-            else:
+            elif self._cloud_inflight is None:
                 self._to_cloud.popleft()
                 timeout = self._call_timeout
                 if head.origin is Origin.CHARGER and head.call.action == "Authorize":

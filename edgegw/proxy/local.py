@@ -153,13 +153,14 @@ class LocalResponder:
                     "transactionId": local_id,
                     "idTagInfo": self._start_info(charger_id, str(call.payload["idTag"])),
                 }
-                await self._store.transaction_started(
-                    charger_id, call.payload, local_id, origin="gateway"
-                )
+                if message is not None:
+                    await self._store.transaction_started(
+                        charger_id, call.payload, local_id, origin="gateway"
+                    )
             else:
                 message = await outbox.enqueue(charger_id, call.action, call.payload)
                 payload = {}
-                if call.action == "StopTransaction":
+                if call.action == "StopTransaction" and message is not None:
                     await self._stopped(charger_id, call)
         except Exception:
             log.exception("%s: could not queue %s", charger_id, call.action)

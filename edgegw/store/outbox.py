@@ -6,6 +6,10 @@ Every write goes through a :class:`GroupWriter`: writes that arrive while one co
 are committed together in the next one, so a thousand chargers queueing at once cost a few
 fsyncs, not a thousand — and no caller is answered before its own write is on disk.
 
+A charger re-sends a message it got no answer for (the gateway may have been killed between
+the commit and the answer). Every row keeps a digest of the message, and delivered rows are
+kept for a day, so a re-sent message is recognised and answered as before, never queued twice.
+
 Transaction ids the gateway hands out while the cloud is away come from one persisted counter
 starting at :data:`LOCAL_ID_BASE`, kept per charger in ``transaction_ids`` with the cloud's id
 once the replayed StartTransaction was accepted.
@@ -14,6 +18,7 @@ once the replayed StartTransaction was accepted.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -29,6 +34,8 @@ log = logging.getLogger(__name__)
 
 LOCAL_ID_BASE = 2_000_000_000
 """First local transaction id. Cloud ids are small counters in practice; int32 leaves room."""
+DELIVERED_KEPT_S = 86400.0
+"""Delivered messages are kept this long to recognise a charger re-sending one."""
 
 T = TypeVar("T")
 Write = Callable[[aiosqlite.Connection], Awaitable[Any]]
@@ -142,31 +149,47 @@ class Outbox:
 
     # ------------------------------------------------------------ queueing (charger side)
 
-    async def enqueue(self, charger_id: str, action: str, payload: dict[str, Any]) -> QueuedMessage:
-        """Commit a message to the outbox (durable) and return it."""
+    async def enqueue(
+        self, charger_id: str, action: str, payload: dict[str, Any]
+    ) -> QueuedMessage | None:
+        """Commit a message to the outbox (durable) and return it; None if it was known."""
         now = self._clock()
-        text = json.dumps(payload, separators=(",", ":"))
+        text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        digest = _digest(action, text)
 
-        async def insert(conn: aiosqlite.Connection) -> int:
+        async def insert(conn: aiosqlite.Connection) -> int | None:
+            if await _find(conn, charger_id, digest) is not None:
+                log.info("%s: %s sent again; it was queued before", charger_id, action)
+                return None
             cursor = await conn.execute(
-                "INSERT INTO outbox (charger_id, action, payload, transaction_id, queued_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (charger_id, action, text, _transaction_id(payload), now),
+                "INSERT INTO outbox (charger_id, action, payload, transaction_id, queued_at,"
+                " digest) VALUES (?, ?, ?, ?, ?, ?)",
+                (charger_id, action, text, _transaction_id(payload), now, digest),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
 
         seq = await self._writer.write(insert)
+        if seq is None:
+            return None
         return QueuedMessage(seq, charger_id, action, payload, now, 0, _transaction_id(payload))
 
     async def enqueue_start(
         self, charger_id: str, payload: dict[str, Any]
-    ) -> tuple[QueuedMessage, int]:
-        """Queue a StartTransaction and hand out its local transaction id, in one commit."""
-        now = self._clock()
-        text = json.dumps(payload, separators=(",", ":"))
+    ) -> tuple[QueuedMessage | None, int]:
+        """Queue a StartTransaction and hand out its local transaction id, in one commit.
 
-        async def insert(conn: aiosqlite.Connection) -> tuple[int, int]:
+        A start sent again gets the id it was given the first time, and None for the message.
+        """
+        now = self._clock()
+        text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        digest = _digest("StartTransaction", text)
+
+        async def insert(conn: aiosqlite.Connection) -> tuple[int | None, int]:
+            known = await _find(conn, charger_id, digest)
+            if known is not None and known[1] is not None:
+                log.info("%s: StartTransaction sent again; same transaction id", charger_id)
+                return None, known[1]
             cursor = await conn.execute(
                 "INSERT INTO counters (name, value) VALUES ('local-transaction', ?)"
                 " ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
@@ -180,14 +203,16 @@ class Outbox:
                 (charger_id, local_id, now),
             )
             cursor = await conn.execute(
-                "INSERT INTO outbox (charger_id, action, payload, transaction_id, queued_at)"
-                " VALUES (?, 'StartTransaction', ?, ?, ?)",
-                (charger_id, text, local_id, now),
+                "INSERT INTO outbox (charger_id, action, payload, transaction_id, queued_at,"
+                " digest) VALUES (?, 'StartTransaction', ?, ?, ?, ?)",
+                (charger_id, text, local_id, now, digest),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid, local_id
 
         seq, local_id = await self._writer.write(insert)
+        if seq is None:
+            return None, local_id
         message = QueuedMessage(seq, charger_id, "StartTransaction", payload, now, 0, local_id)
         return message, local_id
 
@@ -213,8 +238,18 @@ class Outbox:
     async def delivered(self, message: QueuedMessage, cloud_transaction_id: int | None) -> None:
         """The cloud accepted ``message``: forget it (and remember the cloud's id for a start)."""
 
+        now = self._clock()
+
         async def delete(conn: aiosqlite.Connection) -> None:
-            await conn.execute("DELETE FROM outbox WHERE seq = ?", (message.seq,))
+            await conn.execute(
+                "UPDATE outbox SET state = 'delivered', delivered_at = ? WHERE seq = ?",
+                (now, message.seq),
+            )
+            await conn.execute(
+                "DELETE FROM outbox WHERE charger_id = ? AND state = 'delivered'"
+                " AND delivered_at < ?",
+                (message.charger_id, now - DELIVERED_KEPT_S),
+            )
             if message.action == "StartTransaction" and cloud_transaction_id is not None:
                 await conn.execute(
                     "UPDATE transaction_ids SET cloud_id = ? WHERE charger_id = ? AND local_id = ?",
@@ -256,7 +291,7 @@ class Outbox:
         cursor = await self._db.conn.execute(
             "SELECT charger_id, SUM(state = 'queued'), SUM(state = 'parked'),"
             " MIN(CASE WHEN state = 'queued' THEN queued_at END)"
-            " FROM outbox GROUP BY charger_id ORDER BY charger_id"
+            " FROM outbox WHERE state != 'delivered' GROUP BY charger_id ORDER BY charger_id"
         )
         return [SyncRow(r[0], int(r[1]), int(r[2]), r[3]) for r in await cursor.fetchall()]
 
@@ -293,3 +328,19 @@ class Outbox:
 def _transaction_id(payload: dict[str, Any]) -> int | None:
     value = payload.get("transactionId")
     return value if isinstance(value, int) else None
+
+
+def _digest(action: str, text: str) -> str:
+    return hashlib.blake2b(f"{action}\n{text}".encode(), digest_size=16).hexdigest()
+
+
+async def _find(
+    conn: aiosqlite.Connection, charger_id: str, digest: str
+) -> tuple[int, int | None] | None:
+    cursor = await conn.execute(
+        "SELECT seq, transaction_id FROM outbox WHERE charger_id = ? AND digest = ?"
+        " ORDER BY seq DESC LIMIT 1",
+        (charger_id, digest),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else (int(row[0]), row[1])

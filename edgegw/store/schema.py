@@ -101,10 +101,13 @@ MIGRATIONS: tuple[str, ...] = (
         transaction_id INTEGER,
         queued_at REAL NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'parked')),
-        last_error TEXT
+        state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'parked', 'delivered')),
+        last_error TEXT,
+        digest TEXT NOT NULL,
+        delivered_at REAL
     );
-    CREATE INDEX outbox_by_charger ON outbox (charger_id, seq);
+    CREATE INDEX outbox_by_charger ON outbox (charger_id, state, seq);
+    CREATE INDEX outbox_by_digest ON outbox (charger_id, digest);
     CREATE TABLE transaction_ids (
         charger_id TEXT NOT NULL,
         local_id INTEGER NOT NULL,

@@ -1,0 +1,224 @@
+"""The outbox part of the relay core, as a playbook: offline queueing, replay, id mapping."""
+
+import itertools
+import json
+from typing import Any
+
+from edgegw.proxy import frames
+from edgegw.proxy.link import (
+    AnswerLocally,
+    Command,
+    Delivered,
+    DeliveryFailed,
+    Link,
+    LoadOutbox,
+    SyncParams,
+    ToCharger,
+    ToCloud,
+)
+from edgegw.store.outbox import QueuedMessage
+from tests.proxy.test_link import Clock, call, result, sent
+
+LOCAL = 2_000_000_001
+START = {
+    "connectorId": 1,
+    "idTag": "AABBCCDD",
+    "meterStart": 10,
+    "timestamp": "2026-01-01T10:00:00Z",
+}
+STOP = {"transactionId": LOCAL, "meterStop": 500, "timestamp": "2026-01-01T11:00:00Z"}
+METER = {
+    "connectorId": 1,
+    "transactionId": LOCAL,
+    "meterValue": [{"timestamp": "2026-01-01T10:30:00Z", "sampledValue": [{"value": "250"}]}],
+}
+
+
+class Harness:
+    """A link plus a fake shell that commits queued messages with increasing seq numbers."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.clock = Clock()
+        counter = itertools.count(1)
+        self.link = Link(
+            "CP1",
+            cloud_configured=True,
+            validate=True,
+            call_timeout=30,
+            clock=self.clock,
+            new_id=lambda: str(next(counter)),
+            sync=SyncParams(max_attempts=3, retry_interval=10, max_retry_interval=60),
+            **kwargs,
+        )
+        self.seq = itertools.count(1)
+        self.next_local = itertools.count(LOCAL)
+
+    def load(self, messages: list[QueuedMessage] | None = None, more: bool = False) -> None:
+        assert self.link.outbox_loaded(messages or [], more) == []
+
+    def offline(self) -> None:
+        self.load()
+        assert self.link.cloud_unreachable() == []
+
+    def charger(self, message_id: str, action: str, payload: dict[str, Any]) -> list[Command]:
+        """Feed a charger call; carry out a queueing AnswerLocally like the shell does."""
+        out = self.link.on_charger_message(call(message_id, action, payload))
+        locals_ = [c for c in out if isinstance(c, AnswerLocally)]
+        if not locals_:
+            return out
+        (local,) = locals_
+        assert local.queue, local
+        seq = next(self.seq)
+        if action == "StartTransaction":
+            tx = next(self.next_local)
+            queued = QueuedMessage(seq, "CP1", action, payload, self.clock.now, 0, tx)
+            answer = frames.make_result(
+                message_id, {"transactionId": tx, "idTagInfo": {"status": "Accepted"}}
+            )
+        else:
+            queued = QueuedMessage(
+                seq, "CP1", action, payload, self.clock.now, 0, payload.get("transactionId")
+            )
+            answer = frames.make_result(message_id, {})
+        return self.link.local_answer(message_id, answer, queued)
+
+
+def test_offline_transaction_is_queued_then_replayed_in_order_with_the_cloud_id() -> None:
+    h = Harness()
+    h.offline()
+    out = h.charger("s", "StartTransaction", START)
+    assert sent(out, ToCharger)[0][2]["transactionId"] == LOCAL
+    h.charger("m", "MeterValues", METER)
+    h.charger("t", "StopTransaction", STOP)
+    assert h.link.outbox_window == 3
+
+    out = h.link.cloud_connected()
+    (start,) = sent(out, ToCloud)
+    assert start[2:] == ["StartTransaction", START]  # exactly as the charger recorded it
+    out = h.link.on_cloud_message(
+        result(start[1], {"transactionId": 77, "idTagInfo": {"status": "Accepted"}})
+    )
+    delivered = [c for c in out if isinstance(c, Delivered)]
+    assert delivered and delivered[0].cloud_transaction_id == 77
+    (meter,) = sent(out, ToCloud)
+    assert meter[2] == "MeterValues" and meter[3]["transactionId"] == 77
+    assert meter[3]["meterValue"] == METER["meterValue"]
+    out = h.link.on_cloud_message(result(meter[1]))
+    (stop,) = sent(out, ToCloud)
+    assert stop[3] == {**STOP, "transactionId": 77}
+    out = h.link.on_cloud_message(result(stop[1]))
+    assert sent(out, ToCloud) == [] and h.link.outbox_window == 0
+    assert not h.link.outbox_pending
+
+
+def test_new_transaction_messages_wait_behind_a_non_empty_outbox() -> None:
+    h = Harness()
+    h.offline()
+    h.charger("s", "StartTransaction", START)
+    out = h.link.cloud_connected()
+    (start,) = sent(out, ToCloud)
+    # Meanwhile the charger sends a meter value of the same transaction: it is queued, not
+    # relayed ahead of its own start; a heartbeat is not a transaction message and goes live.
+    out = h.charger("m", "MeterValues", METER)
+    assert sent(out, ToCloud) == []
+    assert sent(out, ToCharger) == [[3, "m", {}]]
+    out = h.link.on_charger_message(call("h", "Heartbeat", {}))
+    assert out == []  # the cloud link has one call in flight: the start
+    out = h.link.on_cloud_message(
+        result(start[1], {"transactionId": 5, "idTagInfo": {"status": "Accepted"}})
+    )
+    assert sent(out, ToCloud)[0][2] == "Heartbeat"  # live calls go before the outbox
+
+
+def test_refused_message_is_retried_with_backoff_then_parked_with_its_followers() -> None:
+    h = Harness()
+    h.offline()
+    h.charger("s", "StartTransaction", START)
+    h.charger("t", "StopTransaction", STOP)
+    out = h.link.cloud_connected()
+    for attempt in range(1, 4):
+        (start,) = sent(out, ToCloud)
+        out = h.link.on_cloud_message(json.dumps([4, start[1], "InternalError", "db down", {}]))
+        failed = [c for c in out if isinstance(c, DeliveryFailed)]
+        if attempt < 3:
+            assert failed and not failed[0].parked and sent(out, ToCloud) == []
+            assert h.link.on_timer() == []  # not yet
+            h.clock.now += 10 * attempt
+            out = h.link.on_timer()
+    parked = [c for c in out if isinstance(c, DeliveryFailed)]
+    assert [c.message.action for c in parked] == ["StartTransaction", "StopTransaction"]
+    assert all(c.parked for c in parked)
+    assert "not accepted" in parked[1].error
+    # A live message of the parked transaction is queued (and will be parked), never sent
+    # with a local id the cloud does not know.
+    out = h.charger("m", "MeterValues", METER)
+    assert sent(out, ToCloud) == []
+
+
+def test_cloud_calls_get_the_chargers_transaction_id_and_live_calls_the_clouds() -> None:
+    h = Harness(transaction_ids={LOCAL: 77})
+    h.load()
+    h.link.cloud_connected()
+    out = h.link.on_cloud_message(call("r", "RemoteStopTransaction", {"transactionId": 77}))
+    assert sent(out, ToCharger) == [[2, "r", "RemoteStopTransaction", {"transactionId": LOCAL}]]
+    out = h.link.on_charger_message(result("r", {"status": "Accepted"}))
+    assert sent(out, ToCloud) == [[3, "r", {"status": "Accepted"}]]
+    profile = {
+        "connectorId": 1,
+        "csChargingProfiles": {
+            "chargingProfileId": 1,
+            "transactionId": 77,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6}],
+            },
+        },
+    }
+    out = h.link.on_cloud_message(call("p", "SetChargingProfile", profile))
+    assert sent(out, ToCharger)[0][3]["csChargingProfiles"]["transactionId"] == LOCAL
+    h.link.on_charger_message(result("p", {"status": "Accepted"}))
+    # The charger's own later messages reach the cloud with the cloud's id.
+    out = h.link.on_charger_message(call("t", "StopTransaction", STOP))
+    assert sent(out, ToCloud) == [[2, "t", "StopTransaction", {**STOP, "transactionId": 77}]]
+
+
+def test_boot_goes_before_the_outbox_and_large_outboxes_load_in_windows() -> None:
+    h = Harness()
+    first = [
+        QueuedMessage(i, "CP1", "MeterValues", {**METER, "transactionId": 9}, 0.0, 0, 9)
+        for i in (1, 2)
+    ]
+    h.load(first, more=True)
+    h.link.cloud_unreachable()
+    h.link.on_charger_message(
+        call("b", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+    )
+    h.link.local_answer(
+        "b", frames.make_result("b", {"status": "Accepted", "currentTime": "x", "interval": 60})
+    )
+    out = h.link.cloud_connected()
+    assert [m[2] for m in sent(out, ToCloud)] == ["BootNotification"]
+    out = h.link.on_cloud_message(
+        result(sent(out, ToCloud)[0][1], {"status": "Accepted", "currentTime": "x", "interval": 60})
+    )
+    for _ in first:
+        (meter,) = sent(out, ToCloud)
+        out = h.link.on_cloud_message(result(meter[1]))
+    assert LoadOutbox(2) in out  # the next window, after seq 2
+    out = h.link.outbox_loaded(
+        [QueuedMessage(3, "CP1", "MeterValues", METER, 0.0, 0, LOCAL)], False
+    )
+    assert len(sent(out, ToCloud)) == 1
+
+
+def test_cloud_loss_during_replay_keeps_the_message_at_the_head() -> None:
+    h = Harness()
+    h.offline()
+    h.charger("s", "StartTransaction", START)
+    (start,) = sent(h.link.cloud_connected(), ToCloud)
+    h.link.cloud_disconnected()
+    (again,) = sent(h.link.cloud_connected(), ToCloud)
+    assert again[2:] == start[2:] and again[1] != start[1]  # same message, new message id

@@ -1,0 +1,98 @@
+"""The durable outbox: group commits, order, local ids, re-sent messages, parking."""
+
+import asyncio
+from pathlib import Path
+
+from edgegw.store.outbox import LOCAL_ID_BASE
+from edgegw.store.store import Store
+
+START = {
+    "connectorId": 1,
+    "idTag": "AABBCCDD",
+    "meterStart": 0,
+    "timestamp": "2026-01-01T10:00:00Z",
+}
+
+
+def meter(tx: int, value: int) -> dict[str, object]:
+    return {
+        "connectorId": 1,
+        "transactionId": tx,
+        "meterValue": [
+            {"timestamp": "2026-01-01T10:00:00Z", "sampledValue": [{"value": str(value)}]}
+        ],
+    }
+
+
+async def test_queue_survives_a_crash_in_order_with_local_ids(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    store = await Store.open(path)
+    first, tx = await store.outbox.enqueue_start("CP1", START)
+    assert first is not None and tx >= LOCAL_ID_BASE
+    # Many writers at once share commits; each one is answered after its own commit.
+    results = await asyncio.gather(
+        *(store.outbox.enqueue("CP1", "MeterValues", meter(tx, v)) for v in range(50))
+    )
+    assert all(r is not None for r in results)
+    await store.db.conn.close()  # killed: no clean close
+
+    store = await Store.open(path)
+    try:
+        messages, more = await store.outbox.load("CP1", limit=20)
+        assert (
+            more and messages[0].action == "StartTransaction" and messages[0].transaction_id == tx
+        )
+        rest, more = await store.outbox.load("CP1", after=messages[-1].seq, limit=100)
+        assert not more and len(messages) + len(rest) == 51
+        values = [
+            m.payload["meterValue"][0]["sampledValue"][0]["value"] for m in messages[1:] + rest
+        ]
+        assert values == [str(v) for v in range(50)]  # commit order is queue order
+        assert await store.outbox.transaction_ids("CP1") == {tx: None}
+        # The next local id never repeats, even after the crash.
+        _, tx2 = await store.outbox.enqueue_start("CP1", {**START, "connectorId": 2})
+        assert tx2 == tx + 1
+    finally:
+        await store.close()
+
+
+async def test_a_resent_message_is_recognised_before_and_after_delivery(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db")
+    try:
+        first, tx = await store.outbox.enqueue_start("CP1", START)
+        again, tx_again = await store.outbox.enqueue_start("CP1", dict(START))
+        assert first is not None and again is None and tx_again == tx
+        assert await store.outbox.enqueue("CP1", "MeterValues", meter(tx, 1)) is not None
+        assert await store.outbox.enqueue("CP1", "MeterValues", meter(tx, 1)) is None
+        # Another charger may send the very same payload: it is its own message.
+        assert await store.outbox.enqueue("CP2", "MeterValues", meter(tx, 1)) is not None
+        await store.outbox.delivered(first, 42)
+        assert await store.outbox.transaction_ids("CP1") == {tx: 42}
+        assert (await store.outbox.enqueue_start("CP1", START))[0] is None  # delivered, known
+        messages, _ = await store.outbox.load("CP1")
+        assert [m.action for m in messages] == ["MeterValues"]
+    finally:
+        await store.close()
+
+
+async def test_parked_messages_are_kept_visible_and_can_be_requeued(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db")
+    try:
+        start, tx = await store.outbox.enqueue_start("CP1", START)
+        assert start is not None
+        stop = await store.outbox.enqueue(
+            "CP1", "StopTransaction", {"transactionId": tx, "meterStop": 9, "timestamp": "x"}
+        )
+        assert stop is not None
+        start.attempts = 5
+        await store.outbox.failed(start, "InternalError", parked=True)
+        (row,) = await store.outbox.status()
+        assert (row.charger_id, row.queued, row.parked) == ("CP1", 1, 1)
+        (parked,) = await store.outbox.parked()
+        assert parked.action == "StartTransaction" and parked.last_error == "InternalError"
+        assert await store.outbox.parked_transactions("CP1") == {tx}
+        assert await store.outbox.requeue_parked("CP1") == 1
+        messages, _ = await store.outbox.load("CP1")
+        assert [m.action for m in messages] == ["StartTransaction", "StopTransaction"]
+    finally:
+        await store.close()
