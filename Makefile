@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the build and the tests use: swig + libpcsclite-dev build pyscard.
-DEB_PACKAGES := swig libpcsclite-dev
+DEB_PACKAGES := swig libpcsclite-dev socat
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench setup system-deps clean

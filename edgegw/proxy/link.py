@@ -77,7 +77,10 @@ class ToCharger:
 
 @dataclass(frozen=True, slots=True)
 class ToCloud:
+    """Send ``frame`` on the cloud connection of ``epoch``; if it has gone since, drop it."""
+
     frame: str
+    epoch: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +308,7 @@ class Link:
         out: list[Command] = []
         if pending.origin is Origin.CLOUD:
             if pending.epoch == self._epoch and self.cloud_up:
-                out.append(ToCloud(answer.raw))
+                out.append(self._cloud_frame(answer.raw))
             else:
                 log.info(
                     "%s: answer to cloud call %s %s dropped: that cloud link is gone",
@@ -340,7 +343,7 @@ class Link:
                     error = frames.make_error(
                         item.call.id, "GenericError", "charge point is not connected"
                     )
-                    out.append(ToCloud(error.raw))
+                    out.append(self._cloud_frame(error.raw))
             else:
                 out.append(GatewayDone(item.call.id, None, "charger disconnected"))
         return out
@@ -352,17 +355,17 @@ class Link:
         try:
             frame = frames.parse(data)
         except FrameError as exc:
-            return self._bad_frame("cloud", exc, ToCloud)
+            return self._bad_frame("cloud", exc, self._cloud_frame)
         if isinstance(frame, Call):
             problem = self._check_call(frame, schemas.CSMS_ACTIONS, "cloud")
             if problem is not None:
                 self.stats.rejected += 1
-                return [ToCloud(problem.raw)]
+                return [self._cloud_frame(problem.raw)]
             if self._answer_local_list and frame.action in GATEWAY_ANSWERS_CLOUD:
                 return [CloudCallForGateway(frame)]
             if self._charger_gone:
                 error = frames.make_error(frame.id, "GenericError", "charge point is not connected")
-                return [ToCloud(error.raw)]
+                return [self._cloud_frame(error.raw)]
             call = self._for_charger(frame)
             self._to_charger.append(_Pending(Origin.CLOUD, call, epoch=self._epoch))
             return self._pump_charger()
@@ -530,7 +533,7 @@ class Link:
                     timeout = self._authorize_timeout
                 head.deadline = self._clock() + timeout
                 self._cloud_inflight = head
-                out.append(ToCloud(self._for_cloud(head.call).raw))
+                out.append(self._cloud_frame(self._for_cloud(head.call).raw))
         if (
             self.cloud_up
             and self._cloud_inflight is None
@@ -604,7 +607,7 @@ class Link:
             self._cloud_inflight = _Pending(
                 Origin.OUTBOX, call, deadline=now + self._call_timeout, message=message
             )
-            out.append(ToCloud(call.raw))
+            out.append(self._cloud_frame(call.raw))
             return out
         if self._outbox_more and not self._outbox_loading:
             self._outbox_loading = True
@@ -691,6 +694,14 @@ class Link:
             return call
         return frames.make_call(call.id, call.action, payload)
 
+    def _cloud_frame(self, frame: str) -> ToCloud:
+        return ToCloud(frame, self._epoch)
+
+    @property
+    def cloud_epoch(self) -> int:
+        """Changes whenever the cloud connection comes or goes."""
+        return self._epoch
+
     def _pump_charger(self) -> list[Command]:
         if self._charger_inflight is not None or not self._to_charger:
             return []
@@ -757,7 +768,7 @@ class Link:
         return None
 
     def _bad_frame(
-        self, side: str, exc: FrameError, reply: type[ToCharger] | type[ToCloud]
+        self, side: str, exc: FrameError, reply: Callable[[str], ToCharger | ToCloud]
     ) -> list[Command]:
         self.stats.rejected += 1
         if not exc.reply:

@@ -233,6 +233,10 @@ class ChargerSession:
             except ConnectionClosed:
                 log.debug("%s: charger gone before a frame could be sent", self.charger_id)
         elif isinstance(command, ToCloud):
+            if command.epoch != self.link.cloud_epoch:
+                # Decided for a cloud connection that has gone since: the link re-routed it.
+                log.debug("%s: frame for a closed cloud link dropped", self.charger_id)
+                return
             self._store.log_frame(self.charger_id, ">cloud", command.frame)
             try:
                 assert self.upstream is not None
@@ -305,7 +309,7 @@ class ChargerSession:
         except Exception:
             log.exception("%s: answering the cloud's %s failed", self.charger_id, call.action)
             answer = frames.make_error(call.id, "InternalError", "gateway failed to process")
-        await self._run(ToCloud(answer.raw))
+        await self._run(ToCloud(answer.raw, self.link.cloud_epoch))
 
     async def _delivered(self, command: Delivered) -> None:
         message = command.message

@@ -35,6 +35,7 @@ from ocpp.exceptions import GenericError, OCPPError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from websockets.asyncio.connection import Connection
+from websockets.exceptions import ConnectionClosed
 
 __all__ = [
     "NOMINAL_VOLTAGE",
@@ -141,9 +142,15 @@ class FrameTap:
     its question) or right after it is received.
     """
 
-    def __init__(self, ws: Connection, on_frame: Callable[[Frame], None]) -> None:
+    def __init__(
+        self,
+        ws: Connection,
+        on_frame: Callable[[Frame], None],
+        on_unsent: Callable[[str], None] | None = None,
+    ) -> None:
         self.ws = ws
         self._on_frame = on_frame
+        self._on_unsent = on_unsent  # told the message id of a frame the closing socket dropped
         self._calls_in: dict[str, tuple[str, Any]] = {}  # id -> (action, payload) received
         self._actions_out: dict[str, str] = {}  # id -> action of CALLs we sent
         self._errors_in: dict[str, SimCallError] = {}  # CALLERRORs received, by id
@@ -156,7 +163,12 @@ class FrameTap:
 
     async def send(self, text: str) -> None:
         self._observe("out", text)
-        await self.ws.send(text)
+        try:
+            await self.ws.send(text)
+        except ConnectionClosed:
+            if self._on_unsent is not None:
+                self._on_unsent(_message_id(text))
+            raise
 
     def call_payload(self, message_id: str) -> Any:
         """Payload of a CALL received on this connection (camelCase, as on the wire)."""
@@ -413,3 +425,11 @@ class Waiters(Generic[T]):
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}") from None
         finally:
             self._pending.remove(entry)
+
+
+def _message_id(text: str) -> str:
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return ""
+    return str(msg[1]) if isinstance(msg, list) and len(msg) > 1 else ""

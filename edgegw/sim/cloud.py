@@ -141,6 +141,8 @@ class SimCloud:
         self.history = history
         self.records: list[CloudRecord] = []
         self.transactions: dict[tuple[str, int], SimTransaction] = {}
+        self.unsent: set[str] = set()
+        """Message ids of frames recorded as sent that the closing connection dropped."""
         self.connected: set[str] = set()
         self._port = port
         self._server: Server | None = None
@@ -329,7 +331,7 @@ class SimCloud:
         async def answer(action: str, payload: JsonDict) -> JsonDict:
             return await self._answer(charger_id, action, payload)
 
-        peer = _CloudPeer(charger_id, FrameTap(ws, on_frame), answer)
+        peer = _CloudPeer(charger_id, FrameTap(ws, on_frame, self.unsent.add), answer)
         previous = self._peers.get(charger_id)
         self._peers[charger_id] = peer
         if previous is not None:

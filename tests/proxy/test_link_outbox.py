@@ -222,3 +222,17 @@ def test_cloud_loss_during_replay_keeps_the_message_at_the_head() -> None:
     h.link.cloud_disconnected()
     (again,) = sent(h.link.cloud_connected(), ToCloud)
     assert again[2:] == start[2:] and again[1] != start[1]  # same message, new message id
+
+
+def test_a_frame_decided_for_a_lost_cloud_link_is_known_stale() -> None:
+    # The shell carries commands out later; a frame for a link that went and came back
+    # meanwhile must not go out on the new link (the message was re-routed already).
+    h = Harness()
+    h.load()
+    h.link.cloud_connected()
+    out = h.link.on_charger_message(call("h", "Heartbeat", {}))
+    (frame,) = [c for c in out if isinstance(c, ToCloud)]
+    assert frame.epoch == h.link.cloud_epoch
+    h.link.cloud_disconnected()
+    h.link.cloud_connected()
+    assert frame.epoch != h.link.cloud_epoch

@@ -1,0 +1,141 @@
+"""Store-and-forward end to end: real gateway, simulated chargers and cloud, the cloud flapping."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from edgegw.sim.charger import SimCharger
+from edgegw.sim.cloud import SimCloud
+from edgegw.store.outbox import LOCAL_ID_BASE
+from tests.conftest import GatewayFactory, gateway_url
+from tests.sync.record import charger_record, check_cloud_has
+
+TAG = "04A1B2C3"
+FAST_RETRY = {"retry_interval": 0.05, "max_retry_interval": 0.2}
+
+
+async def test_cloud_flapping_during_sessions_loses_and_invents_nothing(
+    make_gateway: GatewayFactory,
+) -> None:
+    cloud = SimCloud(accepted_tags={TAG})
+    await cloud.start()
+    ids = [f"CP{i}" for i in range(5)]
+    gateway = await make_gateway(
+        cloud_url=cloud.url,
+        chargers=[{"id": i} for i in ids],
+        auth={"unknown_cards": "accept", "online_timeout": 0.5},
+        sync=FAST_RETRY,
+    )
+    chargers = [SimCharger(i, gateway_url(gateway), connectors=1) for i in ids]
+    rng = random.Random(7)
+    stop_flapping = asyncio.Event()
+
+    async def flap() -> None:
+        while not stop_flapping.is_set():
+            await asyncio.sleep(rng.uniform(0.1, 0.4))  # simulated outage rhythm
+            if cloud.running:
+                await cloud.stop()
+            else:
+                await cloud.start()
+
+    async def drive(charger: SimCharger) -> int:
+        await charger.connect()
+        await charger.boot()
+        started = 0
+        for _ in range(4):
+            tx = await charger.run_session(TAG, meter_interval=0.03, samples=3)
+            started += tx is not None
+        return started
+
+    flapper = asyncio.create_task(flap())  # noqa: TID251
+    try:
+        started = await asyncio.gather(*(drive(c) for c in chargers))
+    finally:
+        stop_flapping.set()
+        await flapper
+    if not cloud.running:
+        await cloud.start()
+    assert sum(started) == 20
+    expected_stops = sum(started)
+    await cloud.wait_for(
+        lambda _r: (
+            len(
+                [
+                    r
+                    for r in cloud.records
+                    if r.action == "StopTransaction"
+                    and r.direction == "out"
+                    and r.message_type == 3
+                ]
+            )
+            >= expected_stops
+        ),
+        timeout=30,
+    )
+    for charger in chargers:
+        assert check_cloud_has(cloud, charger.charger_id, charger.sent) == 4
+        await charger.close()
+    await cloud.stop()
+    # Both paths were exercised: sessions the cloud numbered and sessions started offline.
+    tx_ids = [
+        p["transactionId"]
+        for c in chargers
+        for a, p in charger_record(c.sent)
+        if a == "StopTransaction"
+    ]
+    assert any(t >= LOCAL_ID_BASE for t in tx_ids) and any(t < LOCAL_ID_BASE for t in tx_ids)
+
+
+async def test_cloud_refusing_a_card_accepted_offline_stops_the_running_session(
+    make_gateway: GatewayFactory,
+) -> None:
+    cloud = SimCloud(blocked_tags={"LOSTCARD"})
+    await cloud.start()
+    url = cloud.url
+    await cloud.stop()
+    gateway = await make_gateway(cloud_url=url, auth={"unknown_cards": "accept"}, sync=FAST_RETRY)
+    async with SimCharger("CP1", gateway_url(gateway), connectors=1) as charger:
+        await charger.boot()
+        tx = await charger.tap("LOSTCARD")
+        assert tx is not None and tx >= LOCAL_ID_BASE  # accepted offline, local id
+        await charger.meter_values(1)
+        await cloud.start()
+        # The replayed start is answered Blocked while the car still charges: the gateway
+        # stops the session (StopTransactionOnInvalidId), with the charger's own id.
+        await charger.wait_call("RemoteStopTransaction", timeout=10)
+        stop = await cloud.wait_for(lambda r: r.action == "StopTransaction", timeout=10)
+        start_answer = cloud.find("StartTransaction", direction="out")[0]
+        assert start_answer.payload["idTagInfo"]["status"] == "Blocked"
+        assert stop.payload["transactionId"] == start_answer.payload["transactionId"]
+        assert stop.payload["reason"] == "Remote"
+        assert gateway.store is not None
+        message = next(m for _a, k, _c, m in await gateway.store.events() if k.startswith("auth."))
+        assert "Blocked" in message and "stopping it" in message
+    await cloud.stop()
+
+
+async def test_cloud_refusing_a_card_can_let_the_session_finish(
+    make_gateway: GatewayFactory,
+) -> None:
+    cloud = SimCloud(blocked_tags={"LOSTCARD"})
+    await cloud.start()
+    url = cloud.url
+    await cloud.stop()
+    gateway = await make_gateway(
+        cloud_url=url,
+        auth={"unknown_cards": "accept", "stop_transaction_on_invalid_id": False},
+        sync=FAST_RETRY,
+    )
+    async with SimCharger("CP1", gateway_url(gateway), connectors=1) as charger:
+        await charger.boot()
+        assert await charger.tap("LOSTCARD") is not None
+        await cloud.start()
+        await cloud.wait_for(lambda r: r.action == "StartTransaction" and r.direction == "out")
+        assert gateway.store is not None
+        await charger.meter_values(1)
+        await charger.end_session(1)
+        await cloud.wait_for(lambda r: r.action == "StopTransaction" and r.direction == "out")
+        assert not [a for a, _ in charger.received if a == "RemoteStopTransaction"]
+        assert check_cloud_has(cloud, "CP1", charger.sent) == 1
+    await cloud.stop()
