@@ -1,0 +1,597 @@
+"""The daemon's end of the control socket: ops for the CLI and the TUI, events for subscribers.
+
+The daemon registers its operations (``register``) and pushes state changes (``publish``); this
+module only moves requests, answers and events, and decides who may do what:
+
+- The socket file is the first gate. It is created ``0660`` and given the configured group (the
+  installers and caretakers allowed to use ``edgegw``), or ``0600`` when there is no usable
+  group. It is bound in a private temporary directory, given its mode and group there, and
+  only then renamed into place, so it is never reachable with looser permissions.
+- Peer credentials (``SO_PEERCRED``) are the second gate: root and the daemon's own user may
+  call every op; anyone else who got through the file permissions may call read-only ops only.
+- One client cannot hurt the daemon or the others: lines are bounded, answers are written with
+  back-pressure (a client that stops reading stops being read), at most ``max_inflight``
+  requests per client run at once, and events go through a bounded per-client queue; a
+  subscriber that lets it fill is dropped with one log line instead of growing memory.
+
+A stale socket file left by a crashed run is replaced; a socket where something still accepts
+connections is never taken over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import grp
+import itertools
+import logging
+import os
+import shutil
+import socket
+import stat
+import struct
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from edgegw.control.protocol import (
+    MAX_LINE,
+    NAME_PATTERN,
+    TOPIC_PATTERN,
+    ControlError,
+    ErrorCode,
+    Framing,
+    LineFramer,
+    LineTooLong,
+    Request,
+    RequestError,
+    encode_error,
+    encode_event,
+    encode_result,
+    parse_request,
+    topic_matches,
+)
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+"""An op's implementation: JSON arguments in, a JSON-able result out (or a ControlError)."""
+
+_MAX_UNIX_PATH = 107  # sun_path is 108 bytes including the terminating NUL
+_MAX_TOPICS = 64
+_READ_CHUNK = 64 * 1024
+
+
+class ControlSocketError(RuntimeError):
+    """The control socket cannot be set up at the configured path."""
+
+
+class AnotherInstanceRunning(ControlSocketError):
+    """Something already answers on the control socket: another edgegw is running."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is on the other end of a connection, as the kernel reports it."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """A snapshot of one connected client (for status displays and tests)."""
+
+    peer: Peer
+    admin: bool
+    connected_at: float
+    topics: tuple[str, ...]
+    queued_events: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    handler: Handler
+    admin: bool
+    description: str
+
+
+def _peer_of(sock: Any) -> Peer:
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return Peer(pid, uid, gid)
+
+
+class _Connection:
+    """One client: reads its requests, runs them, writes answers and its events."""
+
+    def __init__(
+        self,
+        server: ControlServer,
+        number: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: Peer,
+        *,
+        admin: bool,
+        connected_at: float,
+        max_inflight: int,
+        max_queued_events: int,
+    ) -> None:
+        self.server = server
+        self.name = f"client-{number}"
+        self.peer = peer
+        self.admin = admin
+        self.connected_at = connected_at
+        self.topics: tuple[str, ...] = ()
+        self.events: asyncio.Queue[bytes] = asyncio.Queue(max_queued_events)
+        self._reader = reader
+        self._writer = writer
+        self._tasks = TaskOwner(f"control/{self.name}")
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._write_lock = asyncio.Lock()
+        self._requests = itertools.count(1)
+        self._answering: set[asyncio.Task[None]] = set()
+        self._aborted = False
+
+    def describe(self) -> str:
+        return f"{self.name} (pid {self.peer.pid}, uid {self.peer.uid})"
+
+    def info(self) -> ClientInfo:
+        return ClientInfo(
+            self.peer, self.admin, self.connected_at, self.topics, self.events.qsize()
+        )
+
+    def wants(self, topic: str) -> bool:
+        return any(topic_matches(pattern, topic) for pattern in self.topics)
+
+    def offer(self, line: bytes) -> bool:
+        """Queue an event; a client whose queue is full is dropped (returns False)."""
+        if self._aborted:
+            return False
+        try:
+            self.events.put_nowait(line)
+        except asyncio.QueueFull:
+            log.warning(
+                "control %s dropped: it left %d events unread",
+                self.describe(),
+                self.events.qsize(),
+            )
+            self.abort()
+            return False
+        return True
+
+    def abort(self) -> None:
+        """Cut the connection at once, discarding whatever it has not read."""
+        if not self._aborted:
+            self._aborted = True
+            self._writer.transport.abort()
+            while not self.events.empty():
+                self.events.get_nowait()
+
+    async def send(self, line: bytes) -> None:
+        async with self._write_lock:
+            if self._writer.transport.is_closing():
+                raise ConnectionResetError("control client went away")
+            self._writer.write(line)
+            await self._writer.drain()
+
+    async def run(self) -> None:
+        try:
+            self._tasks.spawn(self._pump_events(), "events")
+            await self._read_requests()
+            # The client closed its end: let the answers still being worked out go out first.
+            if self._answering and not self._aborted:
+                await asyncio.wait(self._answering)
+        except ConnectionError:
+            pass
+        finally:
+            await self._tasks.close()
+            if not self._aborted:
+                self._writer.close()
+            self.server._forget(self)
+            log.debug("control %s disconnected", self.describe())
+
+    async def _read_requests(self) -> None:
+        framer = LineFramer(MAX_LINE)
+        while True:
+            data = await self._reader.read(_READ_CHUNK)
+            if data:
+                lines = framer.feed(data)
+            else:  # end of stream: a last line without its newline still counts
+                rest = framer.rest()
+                lines = [rest] if rest.strip() else []
+            for line in lines:
+                await self._slots.acquire()
+                task = self._tasks.spawn(self._answer(line), f"request-{next(self._requests)}")
+                self._answering.add(task)
+                task.add_done_callback(self._answering.discard)
+            if not data:
+                return
+
+    async def _pump_events(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await self.send(await self.events.get())
+
+    async def _answer(self, line: bytes | Literal[Framing.TOO_LONG]) -> None:
+        try:
+            if line is Framing.TOO_LONG:
+                answer: bytes | None = encode_error(
+                    None, ErrorCode.TOO_LARGE, f"request line longer than {MAX_LINE} bytes"
+                )
+            elif not line.strip():
+                answer = None  # blank lines are tolerated (someone typing into socat)
+            else:
+                answer = await self.server._dispatch(self, line)
+            if answer is not None:
+                await self.send(answer)
+        except ConnectionError:
+            pass
+        finally:
+            self._slots.release()
+
+
+class ControlServer:
+    """The control socket. ``register`` ops, ``start``, ``publish`` events, ``close``."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        group: str | None = None,
+        clock: Callable[[], float] = time.time,
+        admin_uids: Collection[int] | None = None,
+        max_clients: int = 64,
+        max_inflight: int = 8,
+        max_queued_events: int = 256,
+    ) -> None:
+        """``admin_uids`` defaults to root and the daemon's own uid."""
+        self.path = Path(path)
+        self._group = group
+        self._clock = clock
+        self._admin_uids = frozenset(admin_uids if admin_uids is not None else {0, os.getuid()})
+        self._max_clients = max_clients
+        self._max_inflight = max_inflight
+        self._max_queued_events = max_queued_events
+        self._ops: dict[str, _Op] = {}
+        self._builtins: dict[str, Callable[[_Connection, dict[str, Any]], Awaitable[Any]]] = {
+            "ping": self._ping,
+            "ops": self._list_ops,
+            "subscribe": self._subscribe,
+        }
+        self._builtin_help = {
+            "ping": "check that the daemon answers; returns its clock",
+            "ops": "list the operations, whether they need admin rights and whether you have them",
+            "subscribe": "receive events for topics (args: topics, e.g. ['charger.*']); "
+            "replaces this connection's earlier subscription",
+        }
+        self._connections: set[_Connection] = set()
+        self._numbers = itertools.count(1)
+        self._tasks = TaskOwner("control")
+        self._server: asyncio.Server | None = None
+        self._identity: tuple[int, int] | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ registry
+
+    def register(
+        self, op: str, handler: Handler, *, admin: bool = False, description: str = ""
+    ) -> None:
+        """Make ``op`` callable. ``admin`` ops are for root and the daemon's user only."""
+        if not NAME_PATTERN.fullmatch(op):
+            raise ValueError(f"op name {op!r} must be dotted lower-case words, e.g. 'sync.status'")
+        if op in self._builtins:
+            raise ValueError(f"op {op!r} is built in")
+        if op in self._ops:
+            raise ValueError(f"op {op!r} is already registered")
+        self._ops[op] = _Op(handler, admin, description)
+
+    def publish(self, topic: str, data: Any) -> int:
+        """Queue an event for every subscriber of ``topic``; returns how many got it.
+
+        Encodes once for all subscribers. Raises ``TypeError``/``ValueError`` if ``data`` is not
+        JSON or too large for one line: that is the caller's bug, not a client's.
+        """
+        if not NAME_PATTERN.fullmatch(topic):
+            raise ValueError(f"topic {topic!r} must be dotted lower-case words")
+        line: bytes | None = None
+        delivered = 0
+        for connection in list(self._connections):
+            if connection.wants(topic):
+                if line is None:
+                    line = encode_event(topic, data)
+                if connection.offer(line):
+                    delivered += 1
+        return delivered
+
+    def clients(self) -> list[ClientInfo]:
+        return [c.info() for c in self._connections]
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Create the socket and accept clients. Raises :class:`ControlSocketError`."""
+        path = self.path
+        if len(os.fsencode(path)) > _MAX_UNIX_PATH:
+            raise ControlSocketError(
+                f"control socket path {path} is longer than {_MAX_UNIX_PATH} bytes"
+            )
+        if self._server is not None or self._closing:
+            raise RuntimeError("a ControlServer is started once")
+        gid = self._group_id()
+        self._make_parent(gid)
+        await self._refuse_live_socket()
+        try:
+            self._server = await self._listen(gid)
+        except OSError as exc:
+            raise ControlSocketError(f"cannot create the control socket {path}: {exc}") from exc
+        st = os.lstat(path)
+        self._identity = (st.st_dev, st.st_ino)
+        log.info("control socket listening on %s (mode %o)", path, stat.S_IMODE(st.st_mode))
+
+    async def _listen(self, gid: int | None) -> asyncio.Server:
+        """Bind in a private directory, set mode and group, listen, then move into place."""
+        path = self.path
+        private = Path(tempfile.mkdtemp(prefix=".", dir=path.parent))  # mode 0700
+        staged = private / "s"
+        try:
+            if len(os.fsencode(staged)) > _MAX_UNIX_PATH:
+                raise ControlSocketError(f"control socket directory {path.parent} is too long")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(os.fsdecode(staged))
+                staged.chmod(0o660 if gid is not None else 0o600)
+                if gid is not None:
+                    try:
+                        os.chown(staged, -1, gid)
+                    except PermissionError as exc:
+                        log.warning(
+                            "cannot give the control socket to group %s (%s); "
+                            "only the daemon's user and root can use it",
+                            self._group,
+                            exc,
+                        )
+                        staged.chmod(0o600)
+                server = await asyncio.start_unix_server(self._accept, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+            try:
+                staged.replace(path)  # atomic; replaces a stale socket file
+            except BaseException:
+                server.close()
+                raise
+            return server
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+    async def close(self) -> None:
+        """Stop accepting, cut every client, wait for their tasks, remove our socket file."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.abort()
+        await self._tasks.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        if self._identity is not None:
+            # Only remove the file if it is still ours (not one a newer daemon put there).
+            with contextlib.suppress(FileNotFoundError):
+                st = os.lstat(self.path)
+                if (st.st_dev, st.st_ino) == self._identity:
+                    self.path.unlink()
+            self._identity = None
+
+    async def __aenter__(self) -> ControlServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _group_id(self) -> int | None:
+        if self._group is None:
+            return None
+        try:
+            return grp.getgrnam(self._group).gr_gid
+        except KeyError:
+            log.warning(
+                "control socket group %s does not exist; "
+                "only the daemon's user and root can use the socket (mode 0600)",
+                self._group,
+            )
+            return None
+
+    def _make_parent(self, gid: int | None) -> None:
+        parent = self.path.parent
+        if parent.is_dir():
+            return
+        try:
+            parent.mkdir(mode=0o750, parents=True)
+            parent.chmod(0o750)  # mkdir's mode is filtered by the umask
+            if gid is not None:
+                # Group members must be able to reach the socket inside it.
+                with contextlib.suppress(PermissionError):
+                    os.chown(parent, -1, gid)
+        except OSError as exc:
+            raise ControlSocketError(
+                f"cannot create the control socket directory {parent}: {exc}"
+            ) from exc
+
+    async def _refuse_live_socket(self) -> None:
+        path = self.path
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ControlSocketError(f"{path} exists and is not a socket; not replacing it")
+        try:
+            async with asyncio.timeout(2):
+                _, writer = await asyncio.open_unix_connection(os.fsdecode(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            log.info("replacing stale control socket %s left by an earlier run", path)
+            return
+        except TimeoutError:
+            pass  # accepted into a full backlog: alive, only busy
+        except OSError as exc:
+            raise ControlSocketError(f"cannot check whether {path} is in use: {exc}") from exc
+        else:
+            writer.close()
+        raise AnotherInstanceRunning(
+            f"another edgegw is running: {path} accepts connections "
+            "(stop it first, e.g. `systemctl stop edgegw`)"
+        )
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.transport.abort()
+            return
+        try:
+            peer = _peer_of(writer.get_extra_info("socket"))
+        except OSError as exc:
+            log.warning("control client refused: no peer credentials (%s)", exc)
+            writer.transport.abort()
+            return
+        if len(self._connections) >= self._max_clients:
+            log.warning(
+                "control client pid %d uid %d refused: %d clients connected",
+                peer.pid,
+                peer.uid,
+                len(self._connections),
+            )
+            writer.write(
+                encode_error(
+                    None,
+                    ErrorCode.UNAVAILABLE,
+                    f"too many control clients ({self._max_clients}); try again later",
+                )
+            )
+            writer.close()
+            return
+        connection = _Connection(
+            self,
+            next(self._numbers),
+            reader,
+            writer,
+            peer,
+            admin=peer.uid in self._admin_uids,
+            connected_at=self._clock(),
+            max_inflight=self._max_inflight,
+            max_queued_events=self._max_queued_events,
+        )
+        self._connections.add(connection)
+        log.debug("control %s connected", connection.describe())
+        self._tasks.spawn(connection.run(), connection.name)
+
+    def _forget(self, connection: _Connection) -> None:
+        self._connections.discard(connection)
+
+    # ------------------------------------------------------------------ requests
+
+    async def _dispatch(self, connection: _Connection, line: bytes) -> bytes:
+        try:
+            request = parse_request(line)
+        except RequestError as exc:
+            return encode_error(exc.request_id, exc.code, exc.message)
+        try:
+            result = await self._run(connection, request)
+        except ControlError as exc:
+            return encode_error(request.id, exc.code, exc.message)
+        try:
+            return encode_result(request.id, result)
+        except LineTooLong as exc:
+            log.warning("control op %s: answer too large (%s)", request.op, exc)
+            return encode_error(
+                request.id,
+                ErrorCode.TOO_LARGE,
+                f"the answer to {request.op!r} is longer than {MAX_LINE} bytes",
+            )
+        except (TypeError, ValueError) as exc:
+            log.error("control op %s returned a result that is not JSON: %s", request.op, exc)
+            return encode_error(request.id, ErrorCode.INTERNAL, _internal_message(request.op))
+
+    async def _run(self, connection: _Connection, request: Request) -> Any:
+        op, args = request.op, request.args
+        handler: Handler
+        builtin = self._builtins.get(op)
+        if builtin is not None:
+            handler = functools.partial(builtin, connection)
+        else:
+            registered = self._ops.get(op)
+            if registered is None:
+                raise ControlError(
+                    ErrorCode.UNKNOWN_OP,
+                    f"unknown op {op!r}; the 'ops' op lists the available ones",
+                )
+            if registered.admin:
+                self._check_admin(connection, op)
+            handler = registered.handler
+        try:
+            return await handler(args)
+        except ControlError:
+            raise
+        except Exception:
+            log.exception("control op %s failed", op)
+            raise ControlError(ErrorCode.INTERNAL, _internal_message(op)) from None
+
+    def _check_admin(self, connection: _Connection, op: str) -> None:
+        peer = connection.peer
+        if not connection.admin:
+            log.warning("control: uid %d (pid %d) refused admin op %s", peer.uid, peer.pid, op)
+            raise ControlError(
+                ErrorCode.PERMISSION_DENIED,
+                f"{op!r} changes the gateway and needs root or the edgegw user; "
+                f"uid {peer.uid} may use read-only ops only",
+            )
+        log.info("control: uid %d (pid %d) calls %s", peer.uid, peer.pid, op)
+
+    async def _ping(self, connection: _Connection, args: dict[str, Any]) -> Any:
+        return {"pong": True, "time": self._clock()}
+
+    async def _list_ops(self, connection: _Connection, args: dict[str, Any]) -> Any:
+        listing = [
+            {"op": name, "admin": False, "allowed": True, "description": text}
+            for name, text in self._builtin_help.items()
+        ]
+        listing += [
+            {
+                "op": name,
+                "admin": op.admin,
+                "allowed": connection.admin or not op.admin,
+                "description": op.description,
+            }
+            for name, op in self._ops.items()
+        ]
+        return sorted(listing, key=lambda entry: str(entry["op"]))
+
+    async def _subscribe(self, connection: _Connection, args: dict[str, Any]) -> Any:
+        topics = args.get("topics")
+        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+            raise ControlError(
+                ErrorCode.BAD_ARGS, "'topics' must be a list of topic names, e.g. ['charger.*']"
+            )
+        if len(topics) > _MAX_TOPICS:
+            raise ControlError(ErrorCode.BAD_ARGS, f"at most {_MAX_TOPICS} topics")
+        bad = [t for t in topics if not TOPIC_PATTERN.fullmatch(t)]
+        if bad:
+            raise ControlError(
+                ErrorCode.BAD_ARGS,
+                f"bad topic(s) {', '.join(map(repr, bad))}: use names like 'charger.status', "
+                "prefixes like 'charger.*', or '*'",
+            )
+        connection.topics = tuple(sorted(set(topics)))
+        return {"topics": list(connection.topics)}
+
+
+def _internal_message(op: str) -> str:
+    return f"{op!r} failed inside edgegw; the daemon's log has the details"
