@@ -344,7 +344,7 @@ class ControlConfig(_Model):
     socket: Path = Field(default=Path("/run/edgegw/control.sock"), description="Unix socket path.")
     group: str | None = Field(
         default="edgegw",
-        description="Group allowed to use it (mode 0660); unset: owner only (0600).",
+        description='Group allowed to use it (mode 0660); "" or unset: owner only (0600).',
     )
 
 

@@ -19,6 +19,8 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 
 from edgegw.config import Config
+from edgegw.control.ops import GatewayOps
+from edgegw.control.server import ControlServer
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.local import CardAuthority, LocalResponder, SitePolicy
 from edgegw.proxy.server import OcppServer
@@ -53,6 +55,7 @@ class Gateway:
         self._session_changed = asyncio.Condition()
         self.store: Store | None = None
         self.server: OcppServer | None = None
+        self.control: ControlServer | None = None
         self._responder: LocalResponder | None = None
         self._finished: dict[str, asyncio.Event] = {}
         self.observers: list[ChargerObserver] = []
@@ -72,6 +75,9 @@ class Gateway:
             cards=self.cards,
             clock=self._clock,
         )
+        self.control = ControlServer(cfg.control.socket, group=cfg.control.group or None)
+        GatewayOps(self, self._clock).register(self.control)
+        await self.control.start()
         self.server = OcppServer(cfg, self.store, self._serve_charger)
         await self.server.start()
         for charger in cfg.chargers:
@@ -126,6 +132,8 @@ class Gateway:
         except TimeoutError:
             log.warning("shutdown budget of %.0f s exceeded; cancelling the rest", budget)
         await self._tasks.close("shutdown")
+        if self.control is not None:
+            await self.control.close()
         if self.store is not None:
             await self.store.close()
         log.info("stopped in %.2f s", time.monotonic() - started)

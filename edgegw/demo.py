@@ -41,6 +41,10 @@ def _config_text(db: Path, port: int, cloud_url: str, chargers: dict[str, str]) 
         "",
         "[store]",
         f'path = "{db}"',
+        "",
+        "[control]",
+        f'socket = "{db.with_suffix(".sock")}"',
+        'group = ""',
     ]
     for charger_id, password_hash in chargers.items():
         lines += ["", "[[chargers]]", f'id = "{charger_id}"', f'password_hash = "{password_hash}"']

@@ -31,9 +31,11 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
         chargers: list[dict[str, Any]] | None = None,
         **sections: dict[str, Any],
     ) -> Gateway:
+        number = next(counter)
         data: dict[str, Any] = {
             "server": {"host": "127.0.0.1", "port": 0, **sections.pop("server", {})},
-            "store": {"path": str(tmp_path / f"gw{next(counter)}.db")},
+            "store": {"path": str(tmp_path / f"gw{number}.db")},
+            "control": {"socket": str(tmp_path / f"gw{number}.sock"), "group": None},
             "chargers": chargers if chargers is not None else [{"id": "CP1"}, {"id": "CP2"}],
             **sections,
         }

@@ -62,6 +62,9 @@ url = "{cloud.url}"
 [store]
 path = "{tmp_path / "edgegw.db"}"
 
+[control]
+socket = "{tmp_path / "control.sock"}"
+
 [daemon]
 shutdown_timeout = 5
 

@@ -231,6 +231,7 @@ class Link:
         self._outbox_loading = cloud_configured  # the shell loads it first thing
         self._outbox_last_seq = 0
         self._retry_at = 0.0
+        self._reload = False
         self._clock = clock
         self._new_id = new_id
         self.cloud_up = False
@@ -567,6 +568,21 @@ class Link:
                 self._outbox_last_seq = message.seq
         self._outbox_more = more
         self._outbox_loading = False
+        if self._reload:
+            return self.reload_outbox()
+        return self._pump_cloud()
+
+    def reload_outbox(self) -> list[Command]:
+        """Parked messages were put back in the queue: read the outbox again from the start."""
+        inflight = self._cloud_inflight
+        if self._outbox_loading or (inflight is not None and inflight.origin is Origin.OUTBOX):
+            self._reload = True  # once the message in flight is answered
+            return []
+        self._reload = False
+        self._outbox.clear()
+        self._outbox_last_seq = 0
+        self._outbox_more = True
+        self._retry_at = 0.0
         return self._pump_cloud()
 
     def _queued(self, message: QueuedMessage) -> None:
@@ -615,6 +631,14 @@ class Link:
         return out
 
     def _outbox_answer(
+        self, message: QueuedMessage, answer: CallResult | CallError
+    ) -> list[Command]:
+        if self._reload:
+            out = self._outbox_answer_now(message, answer)
+            return out + self.reload_outbox()
+        return self._outbox_answer_now(message, answer)
+
+    def _outbox_answer_now(
         self, message: QueuedMessage, answer: CallResult | CallError
     ) -> list[Command]:
         if isinstance(answer, CallError):

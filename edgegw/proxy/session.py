@@ -183,6 +183,10 @@ class ChargerSession:
             raise CallFailed(f"{action}: {answer.code} {answer.description}".strip())
         return answer.payload
 
+    def reload_outbox(self) -> None:
+        """Parked messages were requeued: the link reads the outbox again."""
+        self._feed(self.link.reload_outbox())
+
     # ------------------------------------------------------------ plumbing
 
     def _from_cloud(self, message: str | bytes) -> None:

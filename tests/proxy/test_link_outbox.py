@@ -236,3 +236,13 @@ def test_a_frame_decided_for_a_lost_cloud_link_is_known_stale() -> None:
     h.link.cloud_disconnected()
     h.link.cloud_connected()
     assert frame.epoch != h.link.cloud_epoch
+
+
+def test_requeued_parked_messages_are_read_again_from_the_start() -> None:
+    h = Harness()
+    h.load([QueuedMessage(5, "CP1", "MeterValues", METER, 0.0, 0, LOCAL)])
+    (frame,) = sent(h.link.cloud_connected(), ToCloud)  # the message goes out...
+    assert h.link.reload_outbox() == []  # ...and the caretaker requeues parked ones meanwhile
+    out = h.link.on_cloud_message(result(frame[1]))
+    assert any(isinstance(c, Delivered) for c in out)
+    assert LoadOutbox(0) in out  # from the start: requeued rows have older seq numbers

@@ -1,0 +1,141 @@
+"""The daemon's operations on the control socket: what the CLI and the TUI can see and do.
+
+Read-only operations are open to the ``edgegw`` group; operations that change something are
+admin-only (root or the daemon's user). Each returns plain JSON; times are Unix seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from edgegw import __version__
+from edgegw.control.protocol import ControlError, ErrorCode, get_arg
+from edgegw.control.server import ControlServer
+
+if TYPE_CHECKING:
+    from edgegw.daemon import Gateway
+
+
+class GatewayOps:
+    """Registers the gateway's operations on a :class:`ControlServer`."""
+
+    def __init__(self, gateway: Gateway, clock: Callable[[], float] = time.time) -> None:
+        self._gw = gateway
+        self._clock = clock
+        self._started = clock()
+
+    def register(self, server: ControlServer) -> None:
+        server.register("status", self.status, description="Daemon, cloud link and chargers.")
+        server.register(
+            "sync.status", self.sync_status, description="Per charger: queued, parked, oldest."
+        )
+        server.register("sync.parked", self.sync_parked, description="Messages the cloud refused.")
+        server.register(
+            "sync.retry",
+            self.sync_retry,
+            admin=True,
+            description="Put parked messages back in the queue (args: charger).",
+        )
+        server.register("events", self.events, description="Latest events, newest first.")
+
+    def _store(self) -> Any:
+        store = self._gw.store
+        if store is None:
+            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting")
+        return store
+
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        gw = self._gw
+        store = self._store()
+        chargers = []
+        for row in await store.chargers():
+            session = gw.sessions.get(row.id)
+            chargers.append(
+                {
+                    "id": row.id,
+                    "state": row.state,
+                    "connected": session is not None,
+                    "cloud_link": _link_state(gw, row.id),
+                    "vendor": row.vendor,
+                    "model": row.model,
+                    "last_seen": row.last_seen,
+                    "address": row.last_address,
+                }
+            )
+        return {
+            "version": __version__,
+            "uptime_s": round(self._clock() - self._started, 1),
+            "cloud": gw.config.cloud.url if gw.config.cloud else None,
+            "chargers": chargers,
+        }
+
+    async def sync_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        gw = self._gw
+        now = self._clock()
+        rows = {r.charger_id: r for r in await self._store().outbox.status()}
+        ids = sorted(set(rows) | set(gw.sessions) | {c.id for c in gw.config.chargers})
+        chargers = []
+        for charger_id in ids:
+            row = rows.get(charger_id)
+            oldest = row.oldest_queued_at if row else None
+            chargers.append(
+                {
+                    "id": charger_id,
+                    "connected": charger_id in gw.sessions,
+                    "cloud_link": _link_state(gw, charger_id),
+                    "queued": row.queued if row else 0,
+                    "parked": row.parked if row else 0,
+                    "oldest_age_s": None if oldest is None else round(now - oldest, 1),
+                }
+            )
+        return {
+            "queued": sum(c["queued"] for c in chargers),
+            "parked": sum(c["parked"] for c in chargers),
+            "chargers": chargers,
+        }
+
+    async def sync_parked(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        charger = get_arg(args, "charger", str, None)
+        return [
+            {
+                "seq": p.seq,
+                "charger": p.charger_id,
+                "action": p.action,
+                "payload": p.payload,
+                "queued_at": p.queued_at,
+                "attempts": p.attempts,
+                "error": p.last_error,
+            }
+            for p in await self._store().outbox.parked(charger)
+        ]
+
+    async def sync_retry(self, args: dict[str, Any]) -> dict[str, Any]:
+        charger = get_arg(args, "charger", str, None)
+        count = await self._store().outbox.requeue_parked(charger)
+        for charger_id, session in list(self._gw.sessions.items()):
+            if charger is None or charger == charger_id:
+                session.reload_outbox()
+        return {"requeued": count}
+
+    async def events(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        limit = get_arg(args, "limit", int, 100)
+        if not 1 <= limit <= 10000:
+            raise ControlError(ErrorCode.BAD_ARGS, "limit must be between 1 and 10000")
+        return [
+            {"at": at, "kind": kind, "charger": charger, "message": message}
+            for at, kind, charger, message in await self._store().events(limit)
+        ]
+
+
+def _link_state(gateway: Gateway, charger_id: str) -> str:
+    session = gateway.sessions.get(charger_id)
+    if gateway.config.cloud is None:
+        return "standalone"
+    if session is None:
+        return "charger offline"
+    link = session.link
+    if link.cloud_up:
+        return "replaying" if link.outbox_pending else "online"
+    return "connecting" if link.cloud_connecting else "offline"
