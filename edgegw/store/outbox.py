@@ -36,6 +36,7 @@ LOCAL_ID_BASE = 2_000_000_000
 """First local transaction id. Cloud ids are small counters in practice; int32 leaves room."""
 DELIVERED_KEPT_S = 86400.0
 """Delivered messages are kept this long to recognise a charger re-sending one."""
+_PRUNE_EVERY_S = 300.0
 
 T = TypeVar("T")
 Write = Callable[[aiosqlite.Connection], Awaitable[Any]]
@@ -143,6 +144,7 @@ class Outbox:
         self._db = db
         self._clock = clock
         self._writer = GroupWriter(db, "outbox")
+        self._pruned_at = 0.0
 
     async def close(self) -> None:
         await self._writer.close()
@@ -239,17 +241,20 @@ class Outbox:
         """The cloud accepted ``message``: forget it (and remember the cloud's id for a start)."""
 
         now = self._clock()
+        prune = now - self._pruned_at > _PRUNE_EVERY_S
+        if prune:
+            self._pruned_at = now
 
         async def delete(conn: aiosqlite.Connection) -> None:
             await conn.execute(
                 "UPDATE outbox SET state = 'delivered', delivered_at = ? WHERE seq = ?",
                 (now, message.seq),
             )
-            await conn.execute(
-                "DELETE FROM outbox WHERE charger_id = ? AND state = 'delivered'"
-                " AND delivered_at < ?",
-                (message.charger_id, now - DELIVERED_KEPT_S),
-            )
+            if prune:  # now and then, not per message: it scans the delivered rows
+                await conn.execute(
+                    "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?",
+                    (now - DELIVERED_KEPT_S,),
+                )
             if message.action == "StartTransaction" and cloud_transaction_id is not None:
                 await conn.execute(
                     "UPDATE transaction_ids SET cloud_id = ? WHERE charger_id = ? AND local_id = ?",
