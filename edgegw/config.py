@@ -397,6 +397,16 @@ class ChargerConfig(_Model):
             )
         return value
 
+    @field_validator("idtag_format")
+    @classmethod
+    def _idtag_format(cls, value: str | None) -> str | None:
+        from edgegw.auth.idtags import IdTagFormat  # noqa: PLC0415
+
+        if value is not None and value not in {f.value for f in IdTagFormat}:
+            allowed = ", ".join(f.value for f in IdTagFormat)
+            raise ValueError(f"{value!r} is not an idTag format; use one of: {allowed}")
+        return value
+
     @field_validator("phases")
     @classmethod
     def _phases(cls, value: str) -> str:

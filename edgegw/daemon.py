@@ -18,6 +18,9 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 
+from edgegw.auth.authority import SiteCards
+from edgegw.auth.authorizer import Authorizer
+from edgegw.auth.idtags import IdTagFormat
 from edgegw.config import Config
 from edgegw.control.ops import GatewayOps
 from edgegw.control.server import ControlServer
@@ -61,6 +64,7 @@ class Gateway:
         self.observers: list[ChargerObserver] = []
         self.cloud_filters: list[CloudCallFilter] = []
         self.cards: CardAuthority = SitePolicy(config.auth.unknown_cards)
+        self.authorizer: Authorizer | None = None
         self.started = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -68,6 +72,11 @@ class Gateway:
     async def start(self) -> None:
         cfg = self.config
         self.store = await Store.open(cfg.store.path, message_log_size=cfg.store.message_log_size)
+        formats = {c.id: IdTagFormat(c.idtag_format) for c in cfg.chargers if c.idtag_format}
+        self.authorizer = await Authorizer.open(
+            self.store.db, cfg.auth, formats=formats, clock=self._clock
+        )
+        self.cards = SiteCards(self.authorizer, cfg)
         self._responder = LocalResponder(
             self.store,
             standalone=cfg.cloud is None,
@@ -134,6 +143,8 @@ class Gateway:
         await self._tasks.close("shutdown")
         if self.control is not None:
             await self.control.close()
+        if self.authorizer is not None:
+            await self.authorizer.close()
         if self.store is not None:
             await self.store.close()
         log.info("stopped in %.2f s", time.monotonic() - started)
