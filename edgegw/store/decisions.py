@@ -1,0 +1,176 @@
+"""The decision log: every load-capping round's inputs and outputs, bounded, exportable.
+
+A caretaker asking "why did bay 7 charge at 6 A at 18:02?" needs the meter reading, the
+sessions and the limits that round saw and decided. The controller appends one record per
+round (about one a second) to memory; an owned task writes them in batches, like the message
+log in ``store.py``, so a control round never waits on the disk. The table (``decisions``,
+schema migration 2) keeps the newest ``size`` rounds. :meth:`DecisionLog.export_csv` writes
+a time window as CSV for a spreadsheet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from edgegw.store.db import Database
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+_FLUSH_INTERVAL = 1.0
+_MAX_BUFFERED = 10_000
+"""Rounds kept in memory while the disk is slow; the oldest are dropped beyond (logged)."""
+
+_PAGE = 1000
+
+CSV_COLUMNS = ("id", "at", "time_utc", "mode", "inputs", "outputs")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One stored round. ``at`` is POSIX seconds; inputs and outputs are the JSON objects."""
+
+    id: int
+    at: float
+    mode: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+class DecisionLog:
+    """Bounded, batched decision log on the daemon's database. :meth:`start`, then
+    :meth:`close` (which writes what is still buffered)."""
+
+    def __init__(self, db: Database, *, size: int, flush_interval: float = _FLUSH_INTERVAL) -> None:
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.db = db
+        self.size = size
+        self._flush_interval = flush_interval
+        self._pending: list[tuple[float, str, str, str]] = []
+        self._dropped = 0
+        self._tasks = TaskOwner("decision-log")
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._tasks.spawn(self._flush_loop(), "flush")
+
+    async def close(self) -> None:
+        self._stopping.set()  # the loop ends between batches, never inside a write
+        for task in self._tasks.tasks:
+            await task
+        await self._tasks.close()
+        await self.flush()
+
+    def record(
+        self, at: float, mode: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any]
+    ) -> None:
+        """Queue one round for the next batch (never blocks). ``inputs``/``outputs`` must be
+        JSON-serialisable; non-finite floats are written as null."""
+        if not self.size:
+            return
+        self._pending.append((at, mode, _dumps(inputs), _dumps(outputs)))
+        if len(self._pending) > _MAX_BUFFERED:
+            excess = len(self._pending) - _MAX_BUFFERED
+            del self._pending[:excess]
+            if not self._dropped:
+                log.warning("decision log: the disk is not keeping up; dropping oldest rounds")
+            self._dropped += excess
+
+    async def _flush_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with asyncio.timeout(self._flush_interval):
+                    await self._stopping.wait()
+            except TimeoutError:
+                try:
+                    await self.flush()
+                except Exception:
+                    log.exception("decision log: writing a batch failed; will retry")
+
+    async def flush(self) -> None:
+        """Write what is buffered now, then trim the table to ``size`` rounds."""
+        async with self._lock:
+            if not self._pending:
+                return
+            batch, self._pending = self._pending, []
+            try:
+                async with self.db.transaction() as conn:
+                    await conn.executemany(
+                        "INSERT INTO decisions (at, mode, inputs, outputs) VALUES (?, ?, ?, ?)",
+                        batch,
+                    )
+                    await conn.execute(
+                        "DELETE FROM decisions WHERE id <= (SELECT MAX(id) FROM decisions) - ?",
+                        (self.size,),
+                    )
+            except BaseException:
+                self._pending[:0] = batch  # keep them for the next try
+                raise
+            if self._dropped:
+                log.info("decision log: caught up (%d rounds were dropped)", self._dropped)
+                self._dropped = 0
+
+    async def decisions(
+        self, since: float | None = None, until: float | None = None, limit: int | None = None
+    ) -> list[Decision]:
+        """Stored rounds with ``since <= at < until``, oldest first (buffered ones included)."""
+        await self.flush()
+        rows = await self._page(since, until, after_id=0, limit=-1 if limit is None else limit)
+        return [Decision(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4])) for r in rows]
+
+    async def export_csv(
+        self, out: TextIO, *, since: float | None = None, until: float | None = None
+    ) -> int:
+        """Write rounds with ``since <= at < until`` to ``out`` as CSV; return the row count.
+
+        Columns: ``id, at`` (POSIX s), ``time_utc`` (ISO 8601), ``mode``, then ``inputs`` and
+        ``outputs`` as JSON objects. Rows are fetched in pages, so a day of rounds does not
+        have to fit in memory.
+        """
+        await self.flush()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        last_id = 0
+        count = 0
+        while rows := await self._page(since, until, after_id=last_id, limit=_PAGE):
+            for row in rows:
+                stamp = datetime.fromtimestamp(row[1], UTC).isoformat(timespec="milliseconds")
+                writer.writerow((row[0], f"{row[1]:.3f}", stamp, row[2], row[3], row[4]))
+            count += len(rows)
+            last_id = rows[-1][0]
+        return count
+
+    async def _page(
+        self, since: float | None, until: float | None, *, after_id: int, limit: int
+    ) -> list[tuple[int, float, str, str, str]]:
+        cursor = await self.db.conn.execute(
+            "SELECT id, at, mode, inputs, outputs FROM decisions"
+            " WHERE (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?) AND id > ?"
+            " ORDER BY id LIMIT ?",
+            (since, since, until, until, after_id, limit),
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in await cursor.fetchall()]
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False, default=str)
