@@ -1,0 +1,140 @@
+"""The authorisation cache: what the cloud last said about each idTag, for when it cannot say.
+
+OCPP 1.6 §3.5.1 describes the cache a charge point keeps, and the gateway keeps the same one on
+behalf of its chargers: every ``idTagInfo`` the cloud returns (Authorize, StartTransaction,
+StopTransaction) updates the entry of that idTag, valid or not. When the cloud is unreachable
+the gateway decides from it. Differences from a charger's cache, and why:
+
+* An entry is keyed by the idTag exactly as the charger presented it (case-insensitively): the
+  cloud answered about that string, and a charger that writes cards differently sends a
+  different string that the cloud may well not know.
+* An entry is trusted until the cloud's ``expiryDate`` (then it reads ``Expired``), and never
+  longer than ``max_age`` after the cloud last said it (``cache_days`` in the config): a card
+  the cloud blocked a month ago while the site was offline must not keep working forever.
+  An entry older than that is ignored as if it were not there.
+* ``ConcurrentTx`` is stored as ``Accepted``: it is about one transaction, not the card.
+* Tags on a local list are never cached (spec); the authorizer enforces that, since only it
+  knows the lists.
+
+The cache is bounded: when full, not-valid entries go first (refusals, then entries whose
+``expiryDate`` passed), then the oldest valid ones; the answer just learned is never the one
+evicted (a fresh Blocked is the most useful entry there is). Both orders are kept incrementally, so
+learning is O(1); finding entries past their ``expiryDate`` is a sweep, done at most once per
+``sweep_interval`` and only when the cache is full.
+
+Pure in-memory logic: :mod:`edgegw.store.cards` persists the entries, the authorizer wires both.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from edgegw.auth.locallist import AuthStatus, IdTagInfo
+
+DAY = 86_400.0
+
+
+def cache_key(id_tag: str) -> str:
+    """idTags are ``CiString20``: compared case-insensitively, ignoring stray spaces."""
+    return id_tag.strip().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """The cloud's last word about ``id_tag`` (a :func:`cache_key`), heard at ``learned_at``."""
+
+    id_tag: str
+    info: IdTagInfo
+    learned_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """What :meth:`AuthCache.learn` changed: the entry written and the keys evicted for it."""
+
+    entry: CacheEntry
+    evicted: tuple[str, ...]
+
+
+class AuthCache:
+    """Bounded cache of idTagInfo by idTag. ``size`` 0 disables it (nothing is learned)."""
+
+    __slots__ = ("_invalid", "_last_sweep", "_valid", "max_age", "size", "sweep_interval")
+
+    def __init__(self, *, size: int, max_age: float, sweep_interval: float = 3600.0) -> None:
+        if size < 0 or max_age <= 0:
+            raise ValueError("cache size must be >= 0 and max_age > 0")
+        self.size = size
+        self.max_age = max_age
+        self.sweep_interval = sweep_interval
+        # Learned order (oldest first) within each class: eviction takes the first of _invalid,
+        # else the first of _valid.
+        self._valid: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._invalid: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._last_sweep = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._valid) + len(self._invalid)
+
+    def __iter__(self) -> Iterator[CacheEntry]:
+        """Entries, not-valid first, each class oldest first (the eviction order)."""
+        yield from self._invalid.values()
+        yield from self._valid.values()
+
+    def load(self, entries: Iterable[CacheEntry], now: float) -> list[str]:
+        """Fill from storage (any order). Returns the keys evicted because they do not fit."""
+        for entry in sorted(entries, key=lambda e: e.learned_at):
+            self._insert(entry)
+        return self._shrink(now)
+
+    def get(self, id_tag: str, now: float) -> CacheEntry | None:
+        """The entry for ``id_tag``, or None if there is none or it is older than max_age."""
+        key = cache_key(id_tag)
+        entry = self._valid.get(key) or self._invalid.get(key)
+        if entry is None or now - entry.learned_at >= self.max_age:
+            return None
+        return entry
+
+    def learn(self, id_tag: str, info: IdTagInfo, now: float) -> Learned | None:
+        """Record the cloud's answer; None when the cache is disabled."""
+        if self.size == 0:
+            return None
+        if info.status is AuthStatus.CONCURRENT_TX:
+            info = IdTagInfo(AuthStatus.ACCEPTED, info.expiry, info.parent_id)
+        entry = CacheEntry(cache_key(id_tag), info, now)
+        self.discard(entry.id_tag)
+        evicted = self._shrink(now, room_for=1)
+        self._insert(entry)
+        return Learned(entry, tuple(evicted))
+
+    def discard(self, id_tag: str) -> bool:
+        key = cache_key(id_tag)
+        return self._valid.pop(key, None) is not None or self._invalid.pop(key, None) is not None
+
+    def _insert(self, entry: CacheEntry) -> None:
+        target = self._valid if entry.info.status.valid else self._invalid
+        target[entry.id_tag] = entry
+
+    def _shrink(self, now: float, room_for: int = 0) -> list[str]:
+        evicted: list[str] = []
+        while len(self) + room_for > self.size and len(self):
+            if not self._invalid and now - self._last_sweep >= self.sweep_interval:
+                self._last_sweep = now
+                self._demote_expired(now)
+            source = self._invalid or self._valid
+            key, _ = source.popitem(last=False)
+            evicted.append(key)
+        return evicted
+
+    def _demote_expired(self, now: float) -> None:
+        """Move valid entries whose expiryDate or max_age passed to the not-valid class."""
+        stale = [
+            e
+            for e in self._valid.values()
+            if e.info.expired(now) or now - e.learned_at >= self.max_age
+        ]
+        for entry in sorted(stale, key=lambda e: e.learned_at):
+            del self._valid[entry.id_tag]
+            self._invalid[entry.id_tag] = entry

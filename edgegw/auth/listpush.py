@@ -1,0 +1,553 @@
+"""Keeps each charger's own local authorisation list in step with the gateway's cards.
+
+Why push lists at all: a charger that holds the list decides at once, without a round trip, and
+keeps deciding when it loses the gateway (a switch reboots, a cable is cut). The gateway owns
+every charger's list (it answers the cloud's ``SendLocalList`` itself, see
+:mod:`edgegw.auth.authorizer`), so this module is the only writer of those lists.
+
+What a charger gets: :meth:`Authorizer.local_list` for that charger (installer cards allowed on
+it plus the cloud's list; valid cards, then Blocked ones so a lost card is refused at once, then
+other refusals), written **in the charger's idTag format** (a KEBA gets reversed hex), cut to
+its ``LocalAuthListMaxLength``. Two cards that look the same on that charger keep the more
+restrictive entry; what does not fit or cannot be written is logged, and the gateway still
+decides for those cards when the charger asks.
+
+How (OCPP 1.6 §5.15, §9.4):
+
+* On connect it reads ``LocalAuthListEnabled``, ``LocalAuthListMaxLength``,
+  ``SendLocalListMaxLength`` and ``SupportedFeatureProfiles`` (GetConfiguration), records them
+  in ``chargers.capabilities`` and skips chargers without ``LocalAuthListManagement`` or with
+  the list disabled. Then GetLocalListVersion says whether the charger still holds what was
+  pushed last (the version, and a digest of the content kept in the store, survive restarts).
+* When it does, only the differences go out as a ``Differential`` (unless they are as many as
+  the entries, then a Full is no longer); otherwise a ``Full``. A list
+  longer than ``SendLocalListMaxLength`` is sent as a Full of the first part followed by
+  Differentials. A Differential answered ``Failed`` or ``VersionMismatch`` is followed by a Full.
+* Each charger has its own worker task, so a slow charger holds up nobody else. Changes are
+  coalesced: the worker waits ``settle`` seconds after the first change of a burst and then
+  sends one Differential for all of it (blocking ten cards is one message).
+* A call that fails (timeout, CALLERROR, lost connection) makes the content unknown; the
+  worker tries again with backoff while the charger stays connected.
+
+The pusher talks to chargers only through the injected ``call(charger_id, action, payload)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from edgegw.auth.idtags import IdTagFormat, UnrepresentableError, render
+from edgegw.auth.locallist import AuthStatus, ListEntry
+from edgegw.store.cards import CardStore
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+CallFn = Callable[[str, str, JsonDict], Awaitable[JsonDict]]
+"""``call(charger_id, action, payload)`` returns the charger's answer payload; raises when the
+call fails (CALLERROR, timeout, not connected)."""
+
+PROFILE: Final = "LocalAuthListManagement"
+PROBED_KEYS: Final = (
+    "LocalAuthListEnabled",
+    "LocalAuthListMaxLength",
+    "SendLocalListMaxLength",
+    "SupportedFeatureProfiles",
+)
+_SHOWN: Final = 5  # ids named in a log line about entries left out
+
+
+class _NotSupported(Exception):
+    """The charger answered NotSupported to SendLocalList."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListCapabilities:
+    """What a charger said about its local list (the ``local_list`` capabilities member)."""
+
+    supported: bool
+    enabled: bool | None = None
+    max_length: int | None = None
+    """``LocalAuthListMaxLength``; None when the charger did not say."""
+    send_max: int | None = None
+    """``SendLocalListMaxLength``; None when the charger did not say."""
+    reason: str = ""
+
+    def to_json(self) -> JsonDict:
+        return {
+            "supported": self.supported,
+            "enabled": self.enabled,
+            "max_length": self.max_length,
+            "send_max": self.send_max,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PushStatus:
+    """How one charger's list stands, for the CLI and the TUI."""
+
+    charger_id: str
+    connected: bool
+    capabilities: ListCapabilities | None
+    version: int | None
+    entries: int | None
+    """Entries the charger holds, when known."""
+    left_out: int
+    synced: bool
+    last_error: str | None
+
+
+# A charger's list as the gateway wants it or believes it is: upper-cased idTag -> (idTag, info).
+_Rendered = dict[str, tuple[str, JsonDict]]
+
+
+@dataclass(slots=True)
+class _Charger:
+    charger_id: str
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    connected: bool = False
+    active: bool = False
+    task: asyncio.Task[None] | None = None
+    caps: ListCapabilities | None = None
+    version: int | None = None
+    pushed: _Rendered | None = None
+    left_out: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    reported: str = ""  # the last overflow / collision message logged, to log each once
+
+
+class ListPusher:
+    """Pushes each connected charger's local list; see the module docstring.
+
+    ``entries(charger_id)`` gives the cards the list should hold, best first, and
+    ``charger_format(charger_id)`` how the charger writes them (both from the
+    :class:`~edgegw.auth.authorizer.Authorizer`). Register :meth:`list_changed` with
+    ``Authorizer.on_change`` and call :meth:`charger_connected` / :meth:`charger_disconnected`
+    from the proxy.
+    """
+
+    def __init__(
+        self,
+        store: CardStore,
+        entries: Callable[[str], Sequence[ListEntry]],
+        charger_format: Callable[[str], IdTagFormat],
+        call: CallFn,
+        *,
+        settle: float = 0.5,
+        call_timeout: float = 30.0,
+        retry_min: float = 5.0,
+        retry_max: float = 300.0,
+    ) -> None:
+        self._store = store
+        self._entries = entries
+        self._format = charger_format
+        self._call = call
+        self._settle = settle
+        self._call_timeout = call_timeout
+        self._retry_min = retry_min
+        self._retry_max = retry_max
+        self._chargers: dict[str, _Charger] = {}
+        self._tasks = TaskOwner("listpush")
+
+    # ------------------------------------------------------------ events in
+
+    def charger_connected(self, charger_id: str) -> None:
+        """Start (or restart) keeping ``charger_id``'s list in step."""
+        ch = self._chargers.get(charger_id)
+        if ch is None:
+            ch = self._chargers[charger_id] = _Charger(charger_id)
+        if ch.task is not None:
+            ch.task.cancel("charger reconnected")
+        ch.connected = True
+        ch.active = True
+        ch.idle.clear()
+        ch.task = self._tasks.spawn(self._run(ch), charger_id)
+
+    def charger_disconnected(self, charger_id: str) -> None:
+        ch = self._chargers.get(charger_id)
+        if ch is None:
+            return
+        ch.connected = False
+        ch.active = False
+        if ch.task is not None:
+            ch.task.cancel("charger disconnected")
+            ch.task = None
+        ch.idle.set()
+
+    def list_changed(self) -> None:
+        """The effective list changed: every connected charger gets a (coalesced) update."""
+        for ch in self._chargers.values():
+            if ch.active:
+                ch.dirty.set()
+                ch.idle.clear()
+
+    # ------------------------------------------------------------ status
+
+    def status(self, charger_id: str) -> PushStatus | None:
+        ch = self._chargers.get(charger_id)
+        if ch is None:
+            return None
+        return PushStatus(
+            charger_id=charger_id,
+            connected=ch.connected,
+            capabilities=ch.caps,
+            version=ch.version,
+            entries=None if ch.pushed is None else len(ch.pushed),
+            left_out=ch.left_out,
+            synced=ch.idle.is_set() and ch.active and ch.last_error is None,
+            last_error=ch.last_error,
+        )
+
+    async def wait_idle(self, charger_id: str, timeout: float = 10.0) -> PushStatus:
+        """Wait until the charger's worker has nothing left to do (in step, unsupported, or
+        disconnected) and return its status."""
+        ch = self._chargers.get(charger_id)
+        if ch is None:
+            raise KeyError(f"{charger_id} was never connected")
+        async with asyncio.timeout(timeout):
+            await ch.idle.wait()
+        status = self.status(charger_id)
+        assert status is not None
+        return status
+
+    async def close(self) -> None:
+        await self._tasks.close()
+
+    # ------------------------------------------------------------ the worker
+
+    async def _run(self, ch: _Charger) -> None:
+        while True:
+            try:
+                await self._session(ch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                ch.pushed = None  # an answer may have been lost: the content is unknown now
+                delay = min(self._retry_min * 2**ch.failures, self._retry_max)
+                message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                level = logging.WARNING if ch.failures == 0 else logging.DEBUG
+                log.log(
+                    level,
+                    "%s: local list update failed (%s); trying again in %.0f s",
+                    ch.charger_id,
+                    message,
+                    delay,
+                )
+                ch.failures += 1
+                ch.last_error = message
+                await asyncio.sleep(delay)
+
+    async def _session(self, ch: _Charger) -> None:
+        cid = ch.charger_id
+        ch.dirty.clear()
+        caps = await self._probe(ch)
+        if not caps.supported:
+            self._stand_down(ch, caps)
+            return
+        answer = await self._ask(cid, "GetLocalListVersion", {})
+        reported = int(answer.get("listVersion", -1))
+        if reported < 0:
+            caps = ListCapabilities(False, caps.enabled, reason="GetLocalListVersion said -1")
+            await self._store.set_list_capabilities(cid, caps.to_json())
+            self._stand_down(ch, caps)
+            return
+        stored = await self._store.list_state(cid)
+        desired = self._desired(ch, caps)
+        if ch.pushed is not None and ch.version == reported:
+            pass  # still holds what this process pushed
+        elif reported == stored.version and stored.pushed.get("digest") == _digest(desired):
+            ch.pushed, ch.version = dict(desired), reported  # pushed before a restart
+        else:
+            ch.pushed, ch.version = None, max(reported, stored.version or 0)
+        while True:
+            try:
+                await self._sync(ch, caps, desired)
+            except _NotSupported:
+                caps = ListCapabilities(False, caps.enabled, reason="SendLocalList: NotSupported")
+                await self._store.set_list_capabilities(cid, caps.to_json())
+                self._stand_down(ch, caps)
+                return
+            ch.failures = 0
+            if not ch.dirty.is_set():
+                ch.idle.set()
+                await ch.dirty.wait()
+            await asyncio.sleep(self._settle)  # let the rest of a burst of changes arrive
+            ch.dirty.clear()
+            desired = self._desired(ch, caps)
+
+    def _stand_down(self, ch: _Charger, caps: ListCapabilities) -> None:
+        log.info("%s: no local list pushed (%s)", ch.charger_id, caps.reason)
+        ch.active = False
+        ch.idle.set()
+
+    async def _ask(self, charger_id: str, action: str, payload: JsonDict) -> JsonDict:
+        async with asyncio.timeout(self._call_timeout):
+            return await self._call(charger_id, action, payload)
+
+    async def _probe(self, ch: _Charger) -> ListCapabilities:
+        answer = await self._ask(ch.charger_id, "GetConfiguration", {"key": list(PROBED_KEYS)})
+        values: dict[str, str] = {}
+        for item in answer.get("configurationKey") or []:
+            if isinstance(item, dict) and isinstance(item.get("key"), str):
+                values[item["key"]] = str(item.get("value") or "")
+        profiles_text = values.get("SupportedFeatureProfiles")
+        profiles = None
+        if profiles_text is not None:
+            profiles = {p.strip() for p in profiles_text.split(",")}
+        enabled = _bool(values.get("LocalAuthListEnabled"))
+        max_length = _int(values.get("LocalAuthListMaxLength"))
+        send_max = _int(values.get("SendLocalListMaxLength"))
+        if profiles is not None and PROFILE not in profiles:
+            caps = ListCapabilities(False, enabled, reason=f"{PROFILE} not in its feature profiles")
+        elif enabled is False:
+            caps = ListCapabilities(False, False, reason="LocalAuthListEnabled is false")
+        elif max_length == 0:
+            caps = ListCapabilities(False, enabled, reason="LocalAuthListMaxLength is 0")
+        else:
+            caps = ListCapabilities(True, enabled, max_length, send_max or None)
+        await self._store.set_list_capabilities(ch.charger_id, caps.to_json())
+        ch.caps = caps
+        return caps
+
+    def _desired(self, ch: _Charger, caps: ListCapabilities) -> _Rendered:
+        """The charger's list in its format, cut to its size; reports what was left out."""
+        fmt = self._format(ch.charger_id)
+        entries = self._entries(ch.charger_id)
+        out: _Rendered = {}
+        clashes: list[str] = []
+        unwritable: list[str] = []
+        limit = caps.max_length
+        taken = 0
+        for entry in entries:
+            if limit is not None and len(out) >= limit:
+                break
+            taken += 1
+            try:
+                tag = render(entry.card, fmt)
+            except UnrepresentableError:
+                unwritable.append(entry.card.canonical)
+                continue
+            key = tag.upper()
+            info = entry.info.to_ocpp()
+            held = out.get(key)
+            if held is not None:
+                clashes.append(f"{tag} ({entry.card.canonical})")
+                if held[1]["status"] == AuthStatus.ACCEPTED and info["status"] != held[1]["status"]:
+                    out[key] = (tag, info)  # two cards look alike here: the refusal wins
+                continue
+            out[key] = (tag, info)
+        left = [e.card.canonical for e in entries[taken:]]
+        ch.left_out = len(left) + len(unwritable)
+        self._report(
+            ch,
+            fmt=fmt,
+            limit=limit,
+            total=len(entries),
+            left=left,
+            clashes=clashes,
+            unwritable=unwritable,
+        )
+        return out
+
+    def _report(
+        self,
+        ch: _Charger,
+        *,
+        fmt: IdTagFormat,
+        limit: int | None,
+        total: int,
+        left: list[str],
+        clashes: list[str],
+        unwritable: list[str],
+    ) -> None:
+        lines: list[str] = []
+        if left:
+            lines.append(
+                f"its list holds {limit} entries, so {len(left)} of {total} did not fit "
+                f"({_some(left)}); the gateway still decides for them when asked"
+            )
+        if unwritable:
+            lines.append(
+                f"{len(unwritable)} card(s) cannot be written as {fmt.value} within 20 "
+                f"characters ({_some(unwritable)})"
+            )
+        if clashes:
+            lines.append(
+                f"{len(clashes)} card(s) look like another card in {fmt.value} and share one "
+                f"entry, the more restrictive ({_some(clashes)})"
+            )
+        text = "; ".join(lines)
+        if text and text != ch.reported:
+            log.warning("%s: %s", ch.charger_id, text)
+        ch.reported = text
+
+    async def _sync(self, ch: _Charger, caps: ListCapabilities, desired: _Rendered) -> None:
+        ch.last_error = None
+        if ch.pushed is not None:
+            changes = _diff(ch.pushed, desired)
+            if not changes:
+                return
+            if len(changes) < max(len(desired), 1) and await self._differential(ch, caps, changes):
+                return
+        await self._full(ch, caps, desired)
+
+    async def _send(self, ch: _Charger, full: bool, entries: list[JsonDict]) -> str:
+        assert ch.version is not None
+        version = ch.version + 1
+        payload: JsonDict = {
+            "listVersion": version,
+            "updateType": "Full" if full else "Differential",
+            "localAuthorizationList": entries,
+        }
+        answer = await self._ask(ch.charger_id, "SendLocalList", payload)
+        status = str(answer.get("status"))
+        if status == "NotSupported":
+            raise _NotSupported
+        if status == "Accepted":
+            ch.version = version
+        return status
+
+    async def _differential(
+        self, ch: _Charger, caps: ListCapabilities, changes: list[JsonDict]
+    ) -> bool:
+        """Send ``changes``; False when the charger refused (a Full must follow)."""
+        assert ch.pushed is not None
+        for chunk in _chunks(changes, caps.send_max):
+            status = await self._send(ch, False, chunk)
+            if status != "Accepted":
+                log.info(
+                    "%s answered %s to a differential local list v%d; sending the full list",
+                    ch.charger_id,
+                    status,
+                    (ch.version or 0) + 1,
+                )
+                ch.pushed = None
+                return False
+            _apply(ch.pushed, chunk)
+            await self._record(ch)
+        log.info(
+            "%s: local list v%s sent (%d change(s), %d entries)",
+            ch.charger_id,
+            ch.version,
+            len(changes),
+            len(ch.pushed),
+        )
+        return True
+
+    async def _full(self, ch: _Charger, caps: ListCapabilities, desired: _Rendered) -> None:
+        items = [{"idTag": tag, "idTagInfo": info} for tag, info in desired.values()]
+        chunks = _chunks(items, caps.send_max) or [[]]
+        ch.version = ch.version or 0
+        ch.pushed = None
+        for number, chunk in enumerate(chunks):
+            status = await self._send(ch, number == 0, chunk)
+            if status != "Accepted":
+                log.error(
+                    "%s refused its local list (%s to the %s part of %d entries, "
+                    "SendLocalListMaxLength %s, LocalAuthListMaxLength %s); it keeps what it "
+                    "has until the next change or reconnection",
+                    ch.charger_id,
+                    status,
+                    "first" if number == 0 else f"#{number + 1}",
+                    len(items),
+                    caps.send_max,
+                    caps.max_length,
+                )
+                ch.last_error = f"SendLocalList answered {status}"
+                return
+            if number == 0:
+                ch.pushed = {}
+            assert ch.pushed is not None
+            _apply(ch.pushed, chunk)
+            await self._record(ch)
+        log.info(
+            "%s: full local list v%s sent (%d entries in %d message(s))",
+            ch.charger_id,
+            ch.version,
+            len(items),
+            len(chunks),
+        )
+
+    async def _record(self, ch: _Charger) -> None:
+        assert ch.version is not None and ch.pushed is not None
+        await self._store.set_list_version(
+            ch.charger_id,
+            ch.version,
+            {
+                "digest": _digest(ch.pushed),
+                "format": self._format(ch.charger_id).value,
+                "entries": len(ch.pushed),
+            },
+        )
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _diff(pushed: _Rendered, desired: _Rendered) -> list[JsonDict]:
+    """Differential entries turning ``pushed`` into ``desired``: deletions, then upserts."""
+    out: list[JsonDict] = [{"idTag": tag} for key, (tag, _) in pushed.items() if key not in desired]
+    out.extend(
+        {"idTag": tag, "idTagInfo": info}
+        for key, (tag, info) in desired.items()
+        if pushed.get(key) != (tag, info)
+    )
+    return out
+
+
+def _apply(rendered: _Rendered, entries: list[JsonDict]) -> None:
+    for entry in entries:
+        tag = entry["idTag"]
+        if "idTagInfo" in entry:
+            rendered[tag.upper()] = (tag, entry["idTagInfo"])
+        else:
+            rendered.pop(tag.upper(), None)
+
+
+def _chunks(items: list[JsonDict], size: int | None) -> list[list[JsonDict]]:
+    if not items:
+        return []
+    if size is None or size <= 0:
+        return [items]
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _digest(rendered: _Rendered) -> str:
+    text = json.dumps(sorted(rendered.items()), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _some(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOWN])
+    return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
+
+
+def _bool(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    return None
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return max(int(value.strip()), 0)
+    except ValueError:
+        return None
