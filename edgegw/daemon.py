@@ -24,11 +24,15 @@ from edgegw.auth.idtags import IdTagFormat
 from edgegw.config import Config
 from edgegw.control.ops import GatewayOps
 from edgegw.control.server import ControlServer
+from edgegw.energy.chargermodels import load_models
+from edgegw.energy.controller import LoadController
+from edgegw.energy.meters import MeterService, default_profiles_dir
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.local import CardAuthority, LocalResponder, SitePolicy
 from edgegw.proxy.server import OcppServer
 from edgegw.proxy.session import CallFailed, ChargerSession
 from edgegw.sdnotify import Notifier
+from edgegw.store.decisions import DecisionLog
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
 
@@ -65,6 +69,9 @@ class Gateway:
         self.cloud_filters: list[CloudCallFilter] = []
         self.cards: CardAuthority = SitePolicy(config.auth.unknown_cards)
         self.authorizer: Authorizer | None = None
+        self.meters: MeterService | None = None
+        self.controller: LoadController | None = None
+        self._decisions: DecisionLog | None = None
         self.started = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -84,6 +91,7 @@ class Gateway:
             cards=self.cards,
             clock=self._clock,
         )
+        self._start_energy()
         self.control = ControlServer(cfg.control.socket, group=cfg.control.group or None)
         GatewayOps(self, self._clock).register(self.control)
         await self.control.start()
@@ -100,6 +108,33 @@ class Gateway:
             self._tasks.spawn(self._watchdog(self._notifier.watchdog_interval), "watchdog")
         self._notifier.ready(f"listening on port {self.server.port}")
         self.started.set()
+
+    def _start_energy(self) -> None:
+        """Meters, then (with a [site]) the load-capping controller that follows the site meter."""
+        cfg = self.config
+        assert self.store is not None
+        if cfg.meters:
+            self.meters = MeterService(cfg)
+            self.meters.start()
+        if cfg.site is None:
+            return
+        models = load_models(default_profiles_dir().parent / "chargers")
+        self._decisions = DecisionLog(self.store.db, size=cfg.site.decision_log_size)
+        self._decisions.start()
+        site_meter = self.meters.site_meter if self.meters else None
+        controller = LoadController(
+            cfg,
+            models,
+            self.call,
+            (lambda: site_meter.latest) if site_meter else (lambda: None),
+            self._decisions,
+        )
+        if site_meter is not None:
+            site_meter.add_listener(lambda _sample: controller.meter_event())
+        self.observers.append(controller)
+        self.cloud_filters.append(controller)
+        controller.start()
+        self.controller = controller
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Start, serve until asked to stop, then stop. The daemon's one exit path."""
@@ -143,6 +178,12 @@ class Gateway:
         await self._tasks.close("shutdown")
         if self.control is not None:
             await self.control.close()
+        if self.controller is not None:
+            await self.controller.close()
+        if self.meters is not None:
+            await self.meters.close()
+        if self._decisions is not None:
+            await self._decisions.close()
         if self.authorizer is not None:
             await self.authorizer.close()
         if self.store is not None:
