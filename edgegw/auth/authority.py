@@ -43,8 +43,8 @@ class SiteCards:
         )
         return dict(decision.id_tag_info)
 
-    async def learn(self, id_tag: str, id_tag_info: dict[str, Any]) -> None:
-        await self.authorizer.learn(id_tag, id_tag_info)
+    async def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> None:
+        await self.authorizer.learn(id_tag, id_tag_info, charger_id=charger_id)
 
     async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         if action == "GetLocalListVersion":

@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from edgegw.auth.cache import AuthCache, CacheEntry, cache_key
+from edgegw.auth.cache import DAY, AuthCache, CacheEntry, cache_key
 from edgegw.auth.idtags import CardId, CardIndex, CardLookup, IdTagFormat, parse_card_id
 from edgegw.auth.locallist import (
     AuthStatus,
@@ -66,7 +66,7 @@ from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
-DAY: Final = 86_400.0
+_CONFIRMATIONS: Final = 3  # matches in a row that move a detected idTag format to another
 _YIELD_EVERY: Final = 2000  # bulk index updates give the event loop a turn this often
 
 
@@ -145,9 +145,11 @@ class Authorizer:
         self._cloud_index = CardIndex()
         self._cache = AuthCache(size=config.cache_size, max_age=config.cache_days * DAY)
         self._detected: dict[str, DetectedFormat] = {}
+        self._candidates: dict[str, tuple[IdTagFormat, int]] = {}  # a format not yet confirmed
         self._callbacks: list[ChangeCallback] = []
         self._lock = asyncio.Lock()
         self._tasks = TaskOwner("authorizer")
+        self._closed = False
         self._groups: _Groups | None = None
 
     @classmethod
@@ -187,6 +189,7 @@ class Authorizer:
 
     async def close(self) -> None:
         """Finish pending writes (detected formats), then stop."""
+        self._closed = True
         for task in self._tasks.tasks:
             await asyncio.wait({task})
         await self._tasks.close()
@@ -204,8 +207,11 @@ class Authorizer:
     ) -> Decision:
         """Decide locally whether ``id_tag`` presented at ``charger_id`` may charge.
 
-        ``fmt`` is how that charger writes card ids (``auto`` tries every format and records
-        which one matched). ``free_tag`` is the charger's free-charging tag, if it has one.
+        ``fmt`` is how that charger writes card ids (``auto`` tries every format), normally
+        :meth:`charger_format`. For a charger *configured* as ``auto`` the format that matched
+        is recorded, and a tag that does not match in the detected format is looked up in every
+        format too, so a wrong or outdated detection never locks a card out.
+        ``free_tag`` is the charger's free-charging tag, if it has one.
         """
         t = self._clock() if now is None else now
         if free_tag is not None and id_tag.strip().upper() == free_tag.strip().upper():
@@ -213,20 +219,21 @@ class Authorizer:
                 {"status": "Accepted"}, Layer.FREE_TAG, f"free-charging tag of {charger_id}"
             )
 
-        found = self._installer.lookup(id_tag, fmt)
+        auto = self._configured_format(charger_id) is IdTagFormat.AUTO
+        found = self._lookup(self._installer, id_tag, fmt, auto)
         if found.card is not None:
             card = self._cards.get(found.card.key)
             if card is not None:
-                self._detect(charger_id, fmt, found, t)
+                self._detect(charger_id, found, t)
                 return self._card_decision(card, charger_id, found, t)
         elif found.matches:
             return _ambiguous(found, Layer.INSTALLER, charger_id)
 
-        listed = self._cloud_index.lookup(id_tag, fmt)
+        listed = self._lookup(self._cloud_index, id_tag, fmt, auto)
         if listed.card is not None:
             entry = self._cloud.get(listed.card.key)
             if entry is not None:
-                self._detect(charger_id, fmt, listed, t)
+                self._detect(charger_id, listed, t)
                 return _cloud_decision(entry, listed, t)
         elif listed.matches:
             return _ambiguous(listed, Layer.CLOUD_LIST, charger_id)
@@ -243,18 +250,17 @@ class Authorizer:
         if cached is not None:
             return _cache_decision(cached, id_tag, t)
 
+        unknown = f"{id_tag!r} is on no list and the cache has no recent cloud answer for it"
         if self._config.unknown_cards == "accept":
             return Decision(
                 {"status": "Accepted"},
                 Layer.POLICY,
-                f"{id_tag!r} is on no list and the cloud never answered for it; the site "
-                "accepts unknown cards (auth.unknown_cards = accept)",
+                f"{unknown}; the site accepts unknown cards (auth.unknown_cards = accept)",
             )
         return Decision(
             {"status": "Invalid"},
             Layer.POLICY,
-            f"{id_tag!r} is on no list and the cloud never answered for it; the site refuses "
-            "unknown cards (auth.unknown_cards = reject)",
+            f"{unknown}; the site refuses unknown cards (auth.unknown_cards = reject)",
         )
 
     def _card_decision(
@@ -304,23 +310,40 @@ class Authorizer:
         """The format detected for a charger configured as ``auto`` (for the installer)."""
         return self._detected.get(charger_id)
 
-    def _detect(
-        self, charger_id: str, requested: IdTagFormat, found: CardLookup, now: float
-    ) -> None:
-        """Remember how an ``auto`` charger wrote a card, when the match says so for sure."""
+    @staticmethod
+    def _lookup(index: CardIndex, id_tag: str, fmt: IdTagFormat, auto: bool) -> CardLookup:
+        found = index.lookup(id_tag, fmt)
+        if auto and fmt is not IdTagFormat.AUTO and not found.matches:
+            found = index.lookup(id_tag, IdTagFormat.AUTO)  # the detection may be wrong
+        return found
+
+    def _detect(self, charger_id: str, found: CardLookup, now: float) -> None:
+        """Learn how an ``auto`` charger writes cards from a match that says so for sure.
+
+        The first detection is taken at once. Switching to another format takes
+        :data:`_CONFIRMATIONS` such matches in a row: a charger echoes a remote start's idTag
+        verbatim (usually canonical hex), which says nothing about how it reads cards.
+        """
         fmt = found.fmt
         if (
             fmt is None
-            or requested is not IdTagFormat.AUTO
             or found.ambiguous
             or self._configured_format(charger_id) is not IdTagFormat.AUTO
         ):
             return
-        previous = self._detected.get(charger_id)
-        if previous is not None and previous.fmt is fmt:
-            return
         if not any(m.fmt is fmt and m.lossless for m in found.matches if m.card == found.card):
             return  # a truncated match pins a prefix, not the charger's format
+        previous = self._detected.get(charger_id)
+        if previous is not None:
+            if previous.fmt is fmt:
+                self._candidates.pop(charger_id, None)
+                return
+            seen_fmt, seen = self._candidates.get(charger_id, (fmt, 0))
+            seen = seen + 1 if seen_fmt is fmt else 1
+            if seen < _CONFIRMATIONS:
+                self._candidates[charger_id] = (fmt, seen)
+                return
+        self._candidates.pop(charger_id, None)
         self._detected[charger_id] = DetectedFormat(fmt, now)
         log.info(
             "%s reports card ids as %s (card %s presented as %r)%s",
@@ -330,9 +353,10 @@ class Authorizer:
             found.presented,
             "" if previous is None else f"; it was {previous.fmt.value} before",
         )
-        self._tasks.spawn(
-            self._store.set_detected_format(charger_id, fmt, now), f"format:{charger_id}"
-        )
+        if not self._closed:  # a decision during shutdown is still made, just not recorded
+            self._tasks.spawn(
+                self._store.set_detected_format(charger_id, fmt, now), f"format:{charger_id}"
+            )
         self._changed()
 
     # ------------------------------------------------------------ what the cloud says
@@ -360,7 +384,7 @@ class Authorizer:
             hit = self._cloud_index.lookup(id_tag, fmt)
         if hit.card is not None:
             if charger_id is not None:
-                self._detect(charger_id, fmt, hit, t)
+                self._detect(charger_id, hit, t)
             self._note_conflict(hit.card, info, id_tag)
             if self._cache.discard(id_tag):
                 await self._store.cache_delete([cache_key(id_tag)])

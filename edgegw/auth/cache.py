@@ -30,10 +30,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from edgegw.auth.locallist import AuthStatus, IdTagInfo
 
-DAY = 86_400.0
+DAY: Final = 86_400.0
 
 
 def cache_key(id_tag: str) -> str:

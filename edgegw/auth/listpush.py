@@ -158,11 +158,14 @@ class ListPusher:
         self._retry_max = retry_max
         self._chargers: dict[str, _Charger] = {}
         self._tasks = TaskOwner("listpush")
+        self._closed = False
 
     # ------------------------------------------------------------ events in
 
     def charger_connected(self, charger_id: str) -> None:
         """Start (or restart) keeping ``charger_id``'s list in step."""
+        if self._closed:
+            return
         ch = self._chargers.get(charger_id)
         if ch is None:
             ch = self._chargers[charger_id] = _Charger(charger_id)
@@ -221,6 +224,8 @@ class ListPusher:
         return status
 
     async def close(self) -> None:
+        """Stop every worker (a push in flight is abandoned; the next connect re-checks)."""
+        self._closed = True
         await self._tasks.close()
 
     # ------------------------------------------------------------ the worker
@@ -347,14 +352,15 @@ class ListPusher:
                     out[key] = (tag, info)  # two cards look alike here: the refusal wins
                 continue
             out[key] = (tag, info)
-        left = [e.card.canonical for e in entries[taken:]]
-        ch.left_out = len(left) + len(unwritable)
+        left = len(entries) - taken
+        ch.left_out = left + len(unwritable)
         self._report(
             ch,
             fmt=fmt,
             limit=limit,
             total=len(entries),
             left=left,
+            left_first=[e.card.canonical for e in entries[taken : taken + _SHOWN]],
             clashes=clashes,
             unwritable=unwritable,
         )
@@ -367,15 +373,16 @@ class ListPusher:
         fmt: IdTagFormat,
         limit: int | None,
         total: int,
-        left: list[str],
+        left: int,
+        left_first: list[str],
         clashes: list[str],
         unwritable: list[str],
     ) -> None:
         lines: list[str] = []
         if left:
             lines.append(
-                f"its list holds {limit} entries, so {len(left)} of {total} did not fit "
-                f"({_some(left)}); the gateway still decides for them when asked"
+                f"its list holds {limit} entries, so {left} of {total} did not fit "
+                f"({_some(left_first, left)}); the gateway still decides for them when asked"
             )
         if unwritable:
             lines.append(
@@ -528,9 +535,11 @@ def _digest(rendered: _Rendered) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _some(items: list[str]) -> str:
+def _some(items: list[str], total: int | None = None) -> str:
+    """The first few of ``items`` (``total`` of them in all, default: all there are)."""
+    count = len(items) if total is None else total
     shown = ", ".join(items[:_SHOWN])
-    return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
+    return shown + (f" and {count - _SHOWN} more" if count > _SHOWN else "")
 
 
 def _bool(value: str | None) -> bool | None:

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from edgegw.auth.idtags import (
@@ -297,7 +298,9 @@ date (valid through that day, UTC) or date and time. ``chargers`` lists the char
 works on, separated by spaces (empty: all chargers). ``parent`` is the OCPP parentIdTag.
 """
 
-_COLUMN_ALIASES: Final = {"id_tag": "id", "idtag": "id", "uid": "id", "card": "id"}
+_COLUMN_ALIASES: Final = MappingProxyType(
+    {"id_tag": "id", "idtag": "id", "uid": "id", "card": "id"}
+)
 _CHARGER_SPLIT: Final = re.compile(r"[\s,;]+")
 
 

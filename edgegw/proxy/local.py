@@ -63,8 +63,8 @@ class CardAuthority(Protocol):
     def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
         """The OCPP idTagInfo for ``id_tag`` presented at ``charger_id``, decided locally."""
 
-    async def learn(self, id_tag: str, id_tag_info: dict[str, Any]) -> None:
-        """Remember what the cloud answered for ``id_tag``."""
+    async def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> None:
+        """Remember what the cloud answered for ``id_tag`` presented at ``charger_id``."""
 
     async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Answer SendLocalList / GetLocalListVersion from the cloud."""
@@ -79,7 +79,7 @@ class SitePolicy:
     def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
         return {"status": self._status}
 
-    async def learn(self, id_tag: str, id_tag_info: dict[str, Any]) -> None:
+    async def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> None:
         return None
 
     async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -321,7 +321,7 @@ class ChargerSession:
         info = command.answer.payload.get("idTagInfo")
         id_tag = message.payload.get("idTag")
         if isinstance(info, dict) and isinstance(id_tag, str):
-            await self._responder.cards.learn(id_tag, info)
+            await self._responder.cards.learn(self.charger_id, id_tag, info)
         if (
             message.action == "StartTransaction"
             and isinstance(info, dict)
@@ -383,7 +383,7 @@ class ChargerSession:
             info = answer.payload.get("idTagInfo")
             id_tag = call.payload.get("idTag")
             if isinstance(info, dict) and isinstance(id_tag, str):
-                await self._responder.cards.learn(id_tag, info)
+                await self._responder.cards.learn(self.charger_id, id_tag, info)
         if call.action == "BootNotification":
             await self._store.record_boot(self.charger_id, call.payload)
         elif call.action == "StatusNotification":

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edgegw.auth.authorizer import Authorizer, Layer
+from edgegw.auth.authorizer import Authorizer, Decision, Layer
 from edgegw.auth.idtags import CardId, IdTagFormat, render
 from edgegw.auth.locallist import (
     AuthStatus,
@@ -232,6 +232,26 @@ async def test_formats_are_matched_and_auto_detection_persists(open_auth: Opener
     detected = auth.detected_format("CP2")
     assert detected is not None and (detected.fmt, detected.seen_at) == (F.HEX_REVERSED, NOW)
     assert auth.charger_format("CP2") is F.HEX_REVERSED
+
+
+async def test_a_detection_is_never_a_lock_out(open_auth: Opener) -> None:
+    auth = await open_auth(formats={"CP2": F.AUTO})
+    await auth.add_card(Card(ALICE))
+    await auth.add_card(Card(BOB))
+
+    def tap(presented: str) -> Decision:
+        return auth.decide("CP2", presented, fmt=auth.charger_format("CP2"))
+
+    assert tap(render(ALICE, F.HEX_REVERSED)).accepted
+    assert auth.charger_format("CP2") is F.HEX_REVERSED
+    # a remote start's idTag echoed in canonical hex: accepted, and no evidence of a new format
+    assert tap(ALICE.canonical).accepted
+    assert auth.charger_format("CP2") is F.HEX_REVERSED
+    # new firmware writes decimal: cards work at once, the detection follows after three taps
+    for expected in (F.HEX_REVERSED, F.HEX_REVERSED, F.DEC_LE):
+        decision = tap(render(BOB, F.DEC_LE))
+        assert (decision.accepted, decision.fmt) == (True, F.DEC_LE)
+        assert auth.charger_format("CP2") is expected
 
 
 async def test_detection_ignores_truncated_matches(open_auth: Opener) -> None:
