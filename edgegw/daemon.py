@@ -28,7 +28,7 @@ from edgegw.energy.chargermodels import load_models
 from edgegw.energy.controller import LoadController
 from edgegw.energy.meters import MeterService, default_profiles_dir
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
-from edgegw.proxy.local import CardAuthority, LocalResponder, SitePolicy
+from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.server import OcppServer
 from edgegw.proxy.session import CallFailed, ChargerSession
 from edgegw.sdnotify import Notifier
@@ -67,7 +67,6 @@ class Gateway:
         self._finished: dict[str, asyncio.Event] = {}
         self.observers: list[ChargerObserver] = []
         self.cloud_filters: list[CloudCallFilter] = []
-        self.cards: CardAuthority = SitePolicy(config.auth.unknown_cards)
         self.authorizer: Authorizer | None = None
         self.meters: MeterService | None = None
         self.controller: LoadController | None = None
@@ -83,12 +82,11 @@ class Gateway:
         self.authorizer = await Authorizer.open(
             self.store.db, cfg.auth, formats=formats, clock=self._clock
         )
-        self.cards = SiteCards(self.authorizer, cfg)
         self._responder = LocalResponder(
             self.store,
             standalone=cfg.cloud is None,
             heartbeat_interval=cfg.server.heartbeat_interval,
-            cards=self.cards,
+            cards=SiteCards(self.authorizer, cfg),
             clock=self._clock,
         )
         self._start_energy()

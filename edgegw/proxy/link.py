@@ -267,9 +267,6 @@ class Link:
     def outbox_window(self) -> int:
         return len(self._outbox)
 
-    def cloud_id(self, local_id: int) -> int | None:
-        return self._tx_map.get(local_id)
-
     def next_deadline(self) -> float | None:
         deadlines = [
             p.deadline for p in (self._cloud_inflight, self._charger_inflight) if p is not None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from edgegw.proxy import frames
 from edgegw.proxy.frames import Call, CallError, CallResult
@@ -68,24 +68,6 @@ class CardAuthority(Protocol):
 
     async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Answer SendLocalList / GetLocalListVersion from the cloud."""
-
-
-class SitePolicy:
-    """The card authority of last resort: the site policy for every card (no lists)."""
-
-    def __init__(self, unknown_cards: Literal["reject", "accept"]) -> None:
-        self._status = "Accepted" if unknown_cards == "accept" else "Invalid"
-
-    def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
-        return {"status": self._status}
-
-    async def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> None:
-        return None
-
-    async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if action == "GetLocalListVersion":
-            return {"listVersion": -1}
-        return {"status": "NotSupported"}
 
 
 class LocalResponder:

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import random
+import socket
 import statistics
 import sys
 import tempfile
@@ -110,16 +111,18 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
-async def run_step(n: int, seconds: float, interval: float, tmp: Path, cloud_port: int) -> None:
-    config = tmp / f"bench{n}.toml"
+async def start_gateway(
+    tmp: Path, name: str, cloud_port: int, extra: str = ""
+) -> tuple[asyncio.subprocess.Process, str, socket.socket]:
+    """Run `edgegw run` on a generated config; returns the process, its URL and notify socket."""
+    config = tmp / f"{name}.toml"
     config.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = 0\nallow_unknown_chargers = true\n'
-        f'max_message_size = 65536\n[cloud]\nurl = "ws://127.0.0.1:{cloud_port}/ocpp"\n'
-        f'[store]\npath = "{tmp / f"bench{n}.db"}"\n[logging]\nlevel = "warning"\n'
+        f'[cloud]\nurl = "ws://127.0.0.1:{cloud_port}/ocpp"\n'
+        f'[store]\npath = "{tmp / f"{name}.db"}"\n{extra}\n[logging]\nlevel = "warning"\n'
+        f'[control]\nsocket = "{tmp / f"{name}.control"}"\ngroup = ""\n'
     )
-    notify = tmp / f"notify{n}.sock"
-    import socket
-
+    notify = tmp / f"{name}.notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify))
     sock.setblocking(False)
@@ -133,9 +136,12 @@ async def run_step(n: int, seconds: float, interval: float, tmp: Path, cloud_por
         env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
     )
     loop = asyncio.get_running_loop()
-    ready = (await asyncio.wait_for(loop.sock_recv(sock, 4096), 30)).decode()
-    port = int(ready.rsplit(" ", 1)[1])
-    url = f"ws://127.0.0.1:{port}/ocpp"
+    ready = (await asyncio.wait_for(loop.sock_recv(sock, 4096), 60)).decode()
+    return proc, f"ws://127.0.0.1:{int(ready.rsplit(' ', 1)[1])}/ocpp", sock
+
+
+async def run_step(n: int, seconds: float, interval: float, tmp: Path, cloud_port: int) -> None:
+    proc, url, sock = await start_gateway(tmp, f"bench{n}", cloud_port)
     rtts: list[float] = []
     errors: list[str] = []
     cpu0, _ = proc_stats(proc.pid)

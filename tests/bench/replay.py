@@ -18,7 +18,6 @@ import itertools
 import json
 import os
 import platform
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from edgegw.store.outbox import LOCAL_ID_BASE
 from edgegw.store.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from relay_load import meter_values, proc_stats
+from relay_load import meter_values, proc_stats, start_gateway
 
 
 class Cloud:
@@ -120,7 +119,7 @@ async def main() -> None:
     cloud = Cloud(total)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        db = tmp / "replay.db"
+        db = tmp / "replay.db"  # start_gateway names it after "replay"
         t0 = time.monotonic()
         await fill(db, chargers, args.messages)
         print(f"outbox filled with {total} messages in {time.monotonic() - t0:.1f} s")
@@ -133,29 +132,7 @@ async def main() -> None:
             ping_interval=None,
         ) as server:
             port = server.sockets[0].getsockname()[1]
-            config = tmp / "replay.toml"
-            config.write_text(
-                f'[server]\nhost = "127.0.0.1"\nport = 0\nallow_unknown_chargers = true\n'
-                f'[cloud]\nurl = "ws://127.0.0.1:{port}/ocpp"\n'
-                f'[store]\npath = "{db}"\nmessage_log_size = 0\n[logging]\nlevel = "warning"\n'
-                f'[control]\nsocket = "{tmp / "control.sock"}"\ngroup = ""\n'
-            )
-            notify = tmp / "notify.sock"
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sock.bind(str(notify))
-            sock.setblocking(False)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "edgegw",
-                "run",
-                "--config",
-                str(config),
-                env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
-            )
-            loop = asyncio.get_running_loop()
-            ready = (await asyncio.wait_for(loop.sock_recv(sock, 4096), 60)).decode()
-            url = f"ws://127.0.0.1:{int(ready.rsplit(' ', 1)[1])}/ocpp"
+            proc, url, sock = await start_gateway(tmp, "replay", port, "message_log_size = 0")
             cpu0, _ = proc_stats(proc.pid)
             stop = asyncio.Event()
             clients = [

@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from edgegw.proxy.frames import make_call
+from edgegw.proxy.link import is_transaction_message
 from edgegw.sim.cloud import SimCloud
-
-TX_ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues")
 
 
 def _is_tx(action: str, payload: dict[str, Any]) -> bool:
-    if action == "MeterValues":
-        return "transactionId" in payload
-    return action in TX_ACTIONS
+    return is_transaction_message(make_call("", action, payload))
 
 
 def charger_record(sent: list[str]) -> list[tuple[str, dict[str, Any]]]:
