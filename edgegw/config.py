@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from edgegw.mqtt.settings import MqttConfig
+
 DEFAULT_CONFIG_PATH = Path("/etc/edgegw/edgegw.toml")
 
 # OCPP 2.0.1 limits the identity to 48 chars and forbids ':' (it is the Basic-auth user name);
@@ -477,6 +479,7 @@ class Config(_Model):
     daemon: DaemonConfig = DaemonConfig()
     control: ControlConfig = ControlConfig()
     site: SiteConfig | None = Field(default=None, description="Omit to run without load capping.")
+    mqtt: MqttConfig | None = Field(default=None, description="Omit to publish no telemetry.")
     buses: dict[str, BusConfig] = Field(default_factory=dict)
     meters: list[MeterConfig] = Field(default_factory=list)
     chargers: list[ChargerConfig] = Field(default_factory=list)

@@ -22,8 +22,11 @@ from edgegw.auth.authority import SiteCards
 from edgegw.auth.authorizer import Authorizer
 from edgegw.auth.idtags import IdTagFormat
 from edgegw.config import Config
+from edgegw.control.card_ops import CardOps
+from edgegw.control.charger_ops import ChargerOps
 from edgegw.control.ops import GatewayOps
 from edgegw.control.server import ControlServer
+from edgegw.control.session_ops import SessionOps
 from edgegw.energy.chargermodels import load_models
 from edgegw.energy.controller import LoadController
 from edgegw.energy.meters import MeterService, default_profiles_dir
@@ -92,6 +95,8 @@ class Gateway:
         self._start_energy()
         self.control = ControlServer(cfg.control.socket, group=cfg.control.group or None)
         GatewayOps(self, self._clock).register(self.control)
+        for ops in (CardOps(self), ChargerOps(self), SessionOps(self)):
+            ops.register(self.control)
         await self.control.start()
         self.server = OcppServer(cfg, self.store, self._serve_charger)
         await self.server.start()

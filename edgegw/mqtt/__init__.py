@@ -1,0 +1,1 @@
+"""MQTT telemetry and building integration (Home Assistant discovery included)."""
