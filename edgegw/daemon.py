@@ -21,6 +21,7 @@ from websockets.asyncio.server import ServerConnection
 from edgegw.auth.authority import SiteCards
 from edgegw.auth.authorizer import Authorizer
 from edgegw.auth.idtags import IdTagFormat
+from edgegw.auth.listpush import ListPusher
 from edgegw.config import Config
 from edgegw.control.card_ops import CardOps
 from edgegw.control.charger_ops import ChargerOps
@@ -35,6 +36,7 @@ from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.server import OcppServer
 from edgegw.proxy.session import CallFailed, ChargerSession
 from edgegw.sdnotify import Notifier
+from edgegw.store.cards import CardStore
 from edgegw.store.decisions import DecisionLog
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
@@ -71,6 +73,7 @@ class Gateway:
         self.observers: list[ChargerObserver] = []
         self.cloud_filters: list[CloudCallFilter] = []
         self.authorizer: Authorizer | None = None
+        self.list_pusher: ListPusher | None = None
         self.meters: MeterService | None = None
         self.controller: LoadController | None = None
         self._decisions: DecisionLog | None = None
@@ -92,6 +95,8 @@ class Gateway:
             cards=SiteCards(self.authorizer, cfg),
             clock=self._clock,
         )
+        if cfg.auth.push_local_list:
+            self._start_list_pusher(self.authorizer)
         self._start_energy()
         self.control = ControlServer(cfg.control.socket, group=cfg.control.group or None)
         GatewayOps(self, self._clock).register(self.control)
@@ -111,6 +116,19 @@ class Gateway:
             self._tasks.spawn(self._watchdog(self._notifier.watchdog_interval), "watchdog")
         self._notifier.ready(f"listening on port {self.server.port}")
         self.started.set()
+
+    def _start_list_pusher(self, authorizer: Authorizer) -> None:
+        """Chargers that hold a local list get the site's cards, kept in step on every change."""
+        assert self.store is not None
+        pusher = ListPusher(
+            CardStore(self.store.db, clock=self._clock),
+            authorizer.local_list,
+            authorizer.charger_format,
+            self.call,
+        )
+        authorizer.on_change(pusher.list_changed)
+        self.observers.append(_PusherObserver(pusher))
+        self.list_pusher = pusher
 
     def _start_energy(self) -> None:
         """Meters, then (with a [site]) the load-capping controller that follows the site meter."""
@@ -181,6 +199,8 @@ class Gateway:
         await self._tasks.close("shutdown")
         if self.control is not None:
             await self.control.close()
+        if self.list_pusher is not None:
+            await self.list_pusher.close()
         if self.controller is not None:
             await self.controller.close()
         if self.meters is not None:
@@ -282,3 +302,32 @@ class Gateway:
             return await session.call(action, payload, timeout)
         except TimeoutError:
             raise CallFailed(f"{charger_id} did not answer {action} in {timeout:.0f} s") from None
+
+
+class _PusherObserver:
+    """Starts a charger's list pusher once the charger is ready for the gateway's calls.
+
+    That is after its BootNotification was accepted, or, for a charger that reconnected without
+    rebooting, after its first other call: a charger still booting may not answer anything else.
+    """
+
+    def __init__(self, pusher: ListPusher) -> None:
+        self._pusher = pusher
+        self._waiting: set[str] = set()
+
+    def charger_connected(self, charger_id: str) -> None:
+        self._waiting.add(charger_id)
+
+    def charger_disconnected(self, charger_id: str) -> None:
+        self._waiting.discard(charger_id)
+        self._pusher.charger_disconnected(charger_id)
+
+    def charger_exchanged(
+        self, charger_id: str, action: str, request: dict[str, Any], response: dict[str, Any]
+    ) -> None:
+        if charger_id not in self._waiting:
+            return
+        if action == "BootNotification" and response.get("status") != "Accepted":
+            return
+        self._waiting.discard(charger_id)
+        self._pusher.charger_connected(charger_id)

@@ -68,6 +68,9 @@ socket = "{tmp_path / "control.sock"}"
 [daemon]
 shutdown_timeout = 5
 
+[auth]
+push_local_list = false  # this raw charger answers no gateway calls
+
 [[chargers]]
 id = "CP1"
 """

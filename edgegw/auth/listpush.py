@@ -157,6 +157,7 @@ class ListPusher:
         self._retry_min = retry_min
         self._retry_max = retry_max
         self._chargers: dict[str, _Charger] = {}
+        self._arrivals: dict[str, asyncio.Event] = {}  # wait_idle on a charger not seen yet
         self._tasks = TaskOwner("listpush")
         self._closed = False
 
@@ -175,6 +176,9 @@ class ListPusher:
         ch.active = True
         ch.idle.clear()
         ch.task = self._tasks.spawn(self._run(ch), charger_id)
+        arrival = self._arrivals.pop(charger_id, None)
+        if arrival is not None:
+            arrival.set()
 
     def charger_disconnected(self, charger_id: str) -> None:
         ch = self._chargers.get(charger_id)
@@ -213,11 +217,12 @@ class ListPusher:
 
     async def wait_idle(self, charger_id: str, timeout: float = 10.0) -> PushStatus:
         """Wait until the charger's worker has nothing left to do (in step, unsupported, or
-        disconnected) and return its status."""
-        ch = self._chargers.get(charger_id)
-        if ch is None:
-            raise KeyError(f"{charger_id} was never connected")
+        disconnected) and return its status; a charger not connected yet is waited for."""
         async with asyncio.timeout(timeout):
+            ch = self._chargers.get(charger_id)
+            if ch is None:
+                await self._arrivals.setdefault(charger_id, asyncio.Event()).wait()
+                ch = self._chargers[charger_id]
             await ch.idle.wait()
         status = self.status(charger_id)
         assert status is not None
