@@ -135,7 +135,11 @@ class LocalResponder:
                     "transactionId": local_id,
                     "idTagInfo": self._start_info(charger_id, str(call.payload["idTag"])),
                 }
-                if message is not None:
+                # A copy (``message`` None) may follow a crash between the outbox commit and
+                # this record: record the session then, once.
+                if message is not None or not await self._store.transaction_recorded(
+                    charger_id, local_id
+                ):
                     await self._store.transaction_started(
                         charger_id, call.payload, local_id, origin="gateway"
                     )
@@ -144,6 +148,10 @@ class LocalResponder:
                 payload = {}
                 if call.action == "StopTransaction" and message is not None:
                     await self._stopped(charger_id, call)
+                elif call.action == "StopTransaction":
+                    # A copy: the first may have been committed but not recorded before a
+                    # crash. Closing an already closed session changes nothing.
+                    await self._store.transaction_stopped(charger_id, call.payload)
         except Exception:
             log.exception("%s: could not queue %s", charger_id, call.action)
             error = frames.make_error(

@@ -238,6 +238,14 @@ class Store:
         cursor = await self.db.conn.execute(query + " ORDER BY id", args)
         return [TransactionRow(*r) for r in await cursor.fetchall()]
 
+    async def transaction_recorded(self, charger_id: str, transaction_id: int) -> bool:
+        """Whether the charger's transaction ``transaction_id`` was recorded, open or not."""
+        cursor = await self.db.conn.execute(
+            "SELECT 1 FROM transactions WHERE charger_id = ? AND transaction_id = ?",
+            (charger_id, transaction_id),
+        )
+        return await cursor.fetchone() is not None
+
     async def transaction_open(self, charger_id: str, transaction_id: int) -> bool:
         """Whether the charger's transaction ``transaction_id`` has not been stopped yet."""
         cursor = await self.db.conn.execute(
