@@ -333,13 +333,17 @@ class ChargerSession:
     async def _refused_after_the_fact(
         self, local_id: int, id_tag: str, info: dict[str, Any]
     ) -> None:
-        """The cloud refused a card the gateway accepted offline (StopTransactionOnInvalidId)."""
+        """The cloud refused the card of a session started offline (StopTransactionOnInvalidId).
+
+        The gateway may have refused it too (the charger then usually ended the session at
+        once): the wording says what the cloud answered, not that the gateway had accepted.
+        """
         status = info.get("status")
         running = await self._store.transaction_open(self.charger_id, local_id)
         stop = running and self._config.auth.stop_transaction_on_invalid_id
         what = "stopping it" if stop else ("it may finish" if running else "it had ended")
         log.warning(
-            "%s: the cloud answered %s for card %s of transaction %d accepted offline; %s",
+            "%s: the cloud answered %s for card %s of transaction %d started offline; %s",
             self.charger_id,
             status,
             id_tag,
