@@ -10,8 +10,11 @@ the file is loaded, never at import time, and never printed.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +33,8 @@ from pydantic import (
 )
 
 from edgegw.mqtt.settings import MqttConfig
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgegw/edgegw.toml")
 
@@ -71,8 +76,7 @@ def _resolve_secret(value: SecretSource, info: ValidationInfo) -> SecretStr:
     if isinstance(value, SecretFile):
         path = value.file
     else:
-        ctx: Mapping[str, Any] = info.context or {}
-        directory = ctx.get("credentials_directory") or os.environ.get("CREDENTIALS_DIRECTORY")
+        directory = _credentials_directory(info)
         if not directory:
             raise ValueError(
                 f"credential {value.credential!r} requested but $CREDENTIALS_DIRECTORY is not "
@@ -87,6 +91,51 @@ def _resolve_secret(value: SecretSource, info: ValidationInfo) -> SecretStr:
     if not secret:
         raise ValueError(f"secret file {path} is empty")
     return SecretStr(secret)
+
+
+def _credentials_directory(info: ValidationInfo) -> str | None:
+    ctx: Mapping[str, Any] = info.context or {}
+    directory = ctx.get("credentials_directory") or os.environ.get("CREDENTIALS_DIRECTORY")
+    return str(directory) if directory else None
+
+
+def _secret_path(value: Any, info: ValidationInfo) -> Path | None:
+    """A private-key path: a plain path, ``{ file = ... }`` or ``{ credential = ... }``.
+
+    A systemd credential resolves to ``$CREDENTIALS_DIRECTORY/<name>`` (the key file itself is
+    read by the TLS library, never by us).
+    """
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if set(value) == {"file"}:
+            path = SecretFile.model_validate(value).file
+        elif set(value) == {"credential"}:
+            name = SecretCredential.model_validate(value).credential
+            directory = _credentials_directory(info)
+            if not directory:
+                raise ValueError(
+                    f"credential {name!r} requested but $CREDENTIALS_DIRECTORY is not set "
+                    "(use LoadCredential= in the systemd unit, or a path)"
+                )
+            path = Path(directory) / name
+        else:
+            raise ValueError('must be a path, { file = "..." } or { credential = "..." }')
+    elif isinstance(value, str | Path):
+        path = Path(value)
+    else:
+        raise ValueError('must be a path, { file = "..." } or { credential = "..." }')
+    return _existing(path)
+
+
+def _existing(path: Path | None) -> Path | None:
+    if path is not None and not path.is_file():
+        raise ValueError(f"{path} does not exist or is not a file")
+    return path
+
+
+SecurityProfile = Literal[1, 2, 3]
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ServerConfig(_Model):
@@ -113,6 +162,64 @@ class ServerConfig(_Model):
     validate_schemas: bool = Field(
         default=True, description="Check charger calls against the OCPP 1.6 JSON schemas."
     )
+    # -- transport security (OCPP Security Profiles)
+    security_profile: SecurityProfile = Field(
+        default=1,
+        description="Lowest OCPP Security Profile of the site: 1 = ws:// + Basic auth, "
+        "2 = wss:// + Basic auth, 3 = wss:// + client certificate. With 2 or 3 the port "
+        "speaks TLS only; a charger's own security_profile may raise it, never lower it.",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="Server certificate chain (PEM) for wss://."
+    )
+    tls_key_file: Path | None = Field(
+        default=None,
+        description='Its private key (PEM): a path, { file = "..." } or '
+        '{ credential = "..." } (systemd LoadCredential=).',
+    )
+    tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate(s) (PEM) that sign chargers' client certificates (profile 3).",
+    )
+    tls_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="A second, TLS listener next to the plain port, for a profile-1 site "
+        "where some chargers are raised to profile 2 or 3 (0 = any free port).",
+    )
+    # -- limits
+    handshake_timeout: float = Field(
+        default=10, gt=0, le=120, description="TLS plus WebSocket opening handshake budget (s)."
+    )
+    allowed_networks: list[IpNetwork] = Field(
+        default_factory=list,
+        description='Source networks chargers may connect from, e.g. ["10.0.0.0/8"]; empty = any.',
+    )
+    max_connections_per_address: int = Field(
+        default=32,
+        ge=1,
+        description="Open plus opening connections from one address (IPv6: one /64); raise it "
+        "when many chargers share one NAT address or a local TLS proxy.",
+    )
+    max_pending_handshakes: int = Field(
+        default=64, ge=1, description="Connections in their opening handshake at once."
+    )
+    max_messages_per_second: float = Field(
+        default=20, ge=0, description="Per connection; faster senders are slowed (0 = no limit)."
+    )
+    message_burst: int = Field(
+        default=60, ge=1, description="Messages a connection may send at once above the rate."
+    )
+    flood_close_after: float = Field(
+        default=10, gt=0, description="Close (1008) a connection above the rate this long (s)."
+    )
+    failed_logins_before_backoff: int = Field(
+        default=3, ge=0, description="Failed logins per identity or address before back-off."
+    )
+    login_backoff_max: float = Field(
+        default=300, gt=0, description="Longest back-off after failed logins (s); doubles."
+    )
 
     @field_validator("path")
     @classmethod
@@ -120,6 +227,58 @@ class ServerConfig(_Model):
         if not value.startswith("/") or "//" in value or any(c in value for c in "?#"):
             raise ValueError("must start with '/' and contain no '//', '?' or '#'")
         return value.rstrip("/") or ""
+
+    @field_validator("tls_key_file", mode="before")
+    @classmethod
+    def _key_file(cls, value: Any, info: ValidationInfo) -> Path | None:
+        return _secret_path(value, info)
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        networks: list[IpNetwork] = []
+        for item in value:
+            try:
+                networks.append(ipaddress.ip_network(str(item), strict=True))
+            except ValueError as exc:
+                raise ValueError(
+                    f"{item!r} is not a network like '10.0.0.0/8' or 'fd00::/8' ({exc})"
+                ) from None
+        return networks
+
+    @field_validator("tls_cert_file", "tls_client_ca_file")
+    @classmethod
+    def _file(cls, value: Path | None) -> Path | None:
+        return _existing(value)
+
+    @model_validator(mode="after")
+    def _tls(self) -> ServerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        needs_tls = self.security_profile >= 2 or self.tls_port is not None
+        if needs_tls and self.tls_cert_file is None:
+            what = (
+                "tls_port"
+                if self.security_profile == 1
+                else f"security_profile {self.security_profile}"
+            )
+            raise ValueError(f"{what} needs tls_cert_file and tls_key_file")
+        if self.security_profile == 3 and self.tls_client_ca_file is None:
+            raise ValueError("security_profile 3 needs tls_client_ca_file (the chargers' CA)")
+        if self.tls_port is not None and self.security_profile >= 2:
+            raise ValueError(
+                "tls_port is for a profile-1 site with some TLS chargers; with "
+                f"security_profile {self.security_profile} the port itself is TLS-only"
+            )
+        if self.tls_port is not None and self.tls_port == self.port and self.port != 0:
+            raise ValueError("tls_port must differ from port")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class CloudConfig(_Model):
@@ -142,6 +301,20 @@ class CloudConfig(_Model):
     max_message_size: int = Field(
         default=1024 * 1024, ge=1024, description="Largest frame accepted from the CSMS (bytes)."
     )
+    security_profile: SecurityProfile | None = Field(
+        default=None,
+        description="Security Profile towards the CSMS; default: 1 for ws://, 2 for wss://, "
+        "3 when a client certificate is configured. 2 and 3 need a wss:// url.",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="Client certificate (PEM) of the gateway for profile 3 (a charger's own "
+        "cloud_tls_cert_file takes precedence).",
+    )
+    tls_key_file: Path | None = Field(
+        default=None,
+        description='Its private key: a path, { file = "..." } or { credential = "..." }.',
+    )
 
     @field_validator("url")
     @classmethod
@@ -151,7 +324,26 @@ class CloudConfig(_Model):
             raise ValueError("must be a ws:// or wss:// URL with a host name")
         if parts.query or parts.fragment:
             raise ValueError("must not contain a query or fragment")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "must not contain user:password (it would show in logs); use the chargers' "
+                "cloud_username / cloud_password"
+            )
         return value.rstrip("/")
+
+    @field_validator("tls_key_file", mode="before")
+    @classmethod
+    def _key_file(cls, value: Any, info: ValidationInfo) -> Path | None:
+        return _secret_path(value, info)
+
+    @field_validator("tls_cert_file")
+    @classmethod
+    def _cert_file(cls, value: Path | None) -> Path | None:
+        return _existing(value)
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("wss://")
 
     @model_validator(mode="after")
     def _ca_needs_tls(self) -> CloudConfig:
@@ -162,6 +354,20 @@ class CloudConfig(_Model):
                 raise ValueError(f"ca_file {self.ca_file} does not exist")
         if self.reconnect_max_delay < self.reconnect_min_delay:
             raise ValueError("reconnect_max_delay must be >= reconnect_min_delay")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_cert_file is not None and not self.tls:
+            raise ValueError("tls_cert_file (profile 3) needs a wss:// url")
+        if self.security_profile is not None:
+            if self.security_profile >= 2 and not self.tls:
+                raise ValueError(
+                    f"security_profile {self.security_profile} needs a wss:// url; the gateway "
+                    "never falls back to plain ws://"
+                )
+            if self.security_profile == 1 and self.tls:
+                raise ValueError(
+                    "security_profile 1 is plain ws://; a wss:// url is profile 2 or 3"
+                )
         return self
 
 
@@ -388,6 +594,33 @@ class ChargerConfig(_Model):
         description="Site phases its L1, L2, L3 are wired to, in order, e.g. 'L2L3L1'; "
         "a single-phase charger names one phase, e.g. 'L2'.",
     )
+    security_profile: SecurityProfile | None = Field(
+        default=None,
+        description="Raise this charger above the site's server.security_profile (never lower).",
+    )
+    certificate_cn: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Subject CN of its client certificate when it is not the charger id "
+        "(some vendors put the serial number there).",
+    )
+    cloud_tls_cert_file: Path | None = Field(
+        default=None, description="Its own client certificate towards the cloud (profile 3)."
+    )
+    cloud_tls_key_file: Path | None = Field(
+        default=None,
+        description='Its private key: a path, { file = "..." } or { credential = "..." }.',
+    )
+
+    @field_validator("cloud_tls_key_file", mode="before")
+    @classmethod
+    def _cloud_key_file(cls, value: Any, info: ValidationInfo) -> Path | None:
+        return _secret_path(value, info)
+
+    @field_validator("cloud_tls_cert_file")
+    @classmethod
+    def _cloud_cert_file(cls, value: Path | None) -> Path | None:
+        return _existing(value)
 
     @field_validator("id")
     @classmethod
@@ -431,6 +664,8 @@ class ChargerConfig(_Model):
             )
         if self.fallback_current_a > self.max_current_a:
             raise ValueError("fallback_current_a cannot exceed max_current_a")
+        if (self.cloud_tls_cert_file is None) != (self.cloud_tls_key_file is None):
+            raise ValueError("cloud_tls_cert_file and cloud_tls_key_file go together")
         return self
 
     def site_phases(self) -> tuple[int, ...]:
@@ -526,11 +761,91 @@ class Config(_Model):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _security(self) -> Config:
+        """Profiles are only ever raised, and every raised profile has what it needs."""
+        problems: list[str] = []
+        server = self.server
+        site = server.security_profile
+        for i, charger in enumerate(self.chargers):
+            where = f"chargers[{i}]"
+            profile = charger.security_profile
+            if profile is not None and profile < site:
+                problems.append(
+                    f"{where}.security_profile: {profile} is below the site's "
+                    f"server.security_profile {site}; a charger's profile may only be raised"
+                )
+            effective = max(profile or site, site)
+            if effective >= 2 and not server.tls_enabled:
+                problems.append(
+                    f"{where}.security_profile: profile {effective} needs TLS: set "
+                    "server.tls_port, tls_cert_file and tls_key_file"
+                )
+            if effective == 3 and server.tls_client_ca_file is None:
+                problems.append(
+                    f"{where}.security_profile: profile 3 needs server.tls_client_ca_file"
+                )
+            if effective == 2 and charger.password_hash is None:
+                problems.append(
+                    f"{where}.password_hash: security profile 2 authenticates the charger with "
+                    "its Basic-auth password; set one ('edgegw password-hash')"
+                )
+        cloud = self.cloud
+        if cloud is not None:
+            tls_chargers = site >= 2 or any((c.security_profile or 1) >= 2 for c in self.chargers)
+            if not cloud.tls and tls_chargers and cloud.security_profile is None:
+                problems.append(
+                    "cloud.url: ws:// would carry chargers that use TLS to the gateway over "
+                    "plain text; use wss://, or set cloud.security_profile = 1 to accept that "
+                    "(e.g. the uplink is a VPN)"
+                )
+            if cloud.security_profile == 3 and cloud.tls_cert_file is None:
+                missing = [c.id for c in self.chargers if c.cloud_tls_cert_file is None]
+                if missing:
+                    problems.append(
+                        "cloud.security_profile: 3 needs cloud.tls_cert_file, or "
+                        f"cloud_tls_cert_file on every charger (missing: {', '.join(missing)})"
+                    )
+                if server.allow_unknown_chargers:
+                    problems.append(
+                        "cloud.security_profile: 3 with server.allow_unknown_chargers needs the "
+                        "gateway's own cloud.tls_cert_file"
+                    )
+            for i, charger in enumerate(self.chargers):
+                if charger.cloud_tls_cert_file is not None and not cloud.tls:
+                    problems.append(f"chargers[{i}].cloud_tls_cert_file: needs a wss:// cloud.url")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     def charger(self, charger_id: str) -> ChargerConfig | None:
         for charger in self.chargers:
             if charger.id == charger_id:
                 return charger
         return None
+
+    def security_profile(self, charger_id: str) -> int:
+        """The lowest Security Profile ``charger_id`` may connect with."""
+        site = self.server.security_profile
+        charger = self.charger(charger_id)
+        if charger is None or charger.security_profile is None:
+            return site
+        return max(site, charger.security_profile)
+
+    def cloud_profile(self, charger_id: str) -> int:
+        """The Security Profile of ``charger_id``'s link to the cloud (0 without a cloud)."""
+        cloud = self.cloud
+        if cloud is None:
+            return 0
+        if cloud.security_profile is not None:
+            return cloud.security_profile
+        if not cloud.tls:
+            return 1
+        charger = self.charger(charger_id)
+        has_cert = cloud.tls_cert_file is not None or (
+            charger is not None and charger.cloud_tls_cert_file is not None
+        )
+        return 3 if has_cert else 2
 
 
 def _format_location(loc: tuple[str | int, ...]) -> str:
@@ -552,6 +867,9 @@ def _problems(error: ValidationError) -> list[str]:
     for item in error.errors(include_url=False):
         where = _format_location(tuple(item["loc"]))
         message = item["msg"].removeprefix("Value error, ")
+        if "\n" in message and where == "(top level)":
+            problems.extend(p for p in message.split("\n") if p not in problems)
+            continue
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see the configuration reference)"
         elif item["type"] == "missing":
@@ -586,4 +904,36 @@ def load_config(path: Path, *, credentials_directory: str | None = None) -> Conf
         raise ConfigError(str(path), ["not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [f"TOML syntax error: {exc}"]) from None
-    return parse_config(data, source=str(path), credentials_directory=credentials_directory)
+    config = parse_config(data, source=str(path), credentials_directory=credentials_directory)
+    _warn_if_exposed(path, data)
+    return config
+
+
+def inline_secrets(data: Mapping[str, Any]) -> list[str]:
+    """Key paths of secrets written inline in the file (rather than a file or credential)."""
+    found: list[str] = []
+    chargers = data.get("chargers")
+    if isinstance(chargers, list):
+        for i, charger in enumerate(chargers):
+            if isinstance(charger, dict) and isinstance(charger.get("cloud_password"), str):
+                found.append(f"chargers[{i}].cloud_password")
+    return found
+
+
+def _warn_if_exposed(path: Path, data: Mapping[str, Any]) -> None:
+    """A file with inline secrets should not be readable by other users (mode 0600/0640)."""
+    secrets = inline_secrets(data)
+    if not secrets:
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+        log.warning(
+            "%s holds secrets (%s) but is readable or writable by other users (mode %04o); "
+            "chmod 0640 (root:edgegw) or move them to systemd credentials",
+            path,
+            ", ".join(secrets),
+            stat.S_IMODE(mode),
+        )

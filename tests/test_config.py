@@ -153,3 +153,184 @@ cloud_password = { path = "/x" }
 def test_password_hash_accepted() -> None:
     cfg = parse_config({"chargers": [{"id": "CP1", "password_hash": hash_password("x" * 16)}]})
     assert cfg.chargers[0].password_hash is not None
+
+
+# ------------------------------------------------------------------ security profiles and limits
+
+
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    """Placeholder PEM files: the config checks that they exist; TLS tests load real ones."""
+    files = {}
+    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        path = tmp_path / f"{key}.pem"
+        path.write_text("-----BEGIN PLACEHOLDER-----\n")
+        files[key] = str(path)
+    return files
+
+
+def problems_of(data: dict[str, object]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return info.value.problems
+
+
+def test_security_defaults_keep_existing_sites_working() -> None:
+    cfg = parse_config({"chargers": [{"id": "CP1"}]})
+    assert cfg.server.security_profile == 1 and not cfg.server.tls_enabled
+    assert cfg.security_profile("CP1") == 1 and cfg.security_profile("UNKNOWN") == 1
+    assert cfg.server.allowed_networks == []
+    assert cfg.server.max_message_size == 65536
+    assert cfg.cloud_profile("CP1") == 0
+
+
+def test_server_profiles_need_their_files(tmp_path: Path) -> None:
+    files = tls_files(tmp_path)
+    assert any(
+        "security_profile 2 needs tls_cert_file" in p
+        for p in problems_of({"server": {"security_profile": 2}})
+    )
+    no_ca = {k: v for k, v in files.items() if k != "tls_client_ca_file"}
+    assert any(
+        "security_profile 3 needs tls_client_ca_file" in p
+        for p in problems_of({"server": {"security_profile": 3, **no_ca}})
+    )
+    assert any(
+        "tls_port is for a profile-1 site" in p
+        for p in problems_of({"server": {"security_profile": 2, "tls_port": 9443, **files}})
+    )
+    assert any(
+        "does not exist" in p and p.startswith("server.tls_cert_file")
+        for p in problems_of({"server": {**files, "tls_cert_file": str(tmp_path / "nope.pem")}})
+    )
+    cfg = parse_config({"server": {"security_profile": 3, **files}})
+    assert cfg.server.tls_enabled and cfg.security_profile("anyone") == 3
+
+
+def test_a_charger_profile_is_raised_never_lowered(tmp_path: Path) -> None:
+    files = tls_files(tmp_path)
+    stored = hash_password("x" * 16, log2_n=4)
+    problems = problems_of(
+        {
+            "server": {"security_profile": 2, **files},
+            "chargers": [
+                {"id": "CP1", "password_hash": stored, "security_profile": 1},
+                {"id": "CP2"},
+            ],
+        }
+    )
+    assert problems == [
+        "chargers[0].security_profile: 1 is below the site's server.security_profile 2; "
+        "a charger's profile may only be raised",
+        "chargers[1].password_hash: security profile 2 authenticates the charger with its "
+        "Basic-auth password; set one ('edgegw password-hash')",
+    ]
+    # A profile-1 site with a raised charger needs the TLS listener.
+    problems = problems_of({"chargers": [{"id": "CP1", "security_profile": 3}]})
+    assert any("profile 3 needs TLS: set server.tls_port" in p for p in problems)
+    cfg = parse_config(
+        {
+            "server": {"tls_port": 9443, **files},
+            "chargers": [{"id": "OLD"}, {"id": "NEW", "security_profile": 3}],
+        }
+    )
+    assert (cfg.security_profile("OLD"), cfg.security_profile("NEW")) == (1, 3)
+
+
+def test_cloud_profiles(tmp_path: Path) -> None:
+    files = tls_files(tmp_path)
+    cert = {"tls_cert_file": files["tls_cert_file"], "tls_key_file": files["tls_key_file"]}
+    wss = "wss://csms.example.com/ocpp"
+    assert parse_config({"cloud": {"url": wss}}).cloud_profile("CP1") == 2
+    assert parse_config({"cloud": {"url": wss, **cert}}).cloud_profile("CP1") == 3
+    per_charger = parse_config(
+        {
+            "cloud": {"url": wss},
+            "chargers": [
+                {
+                    "id": "CP1",
+                    "cloud_tls_cert_file": files["tls_cert_file"],
+                    "cloud_tls_key_file": files["tls_key_file"],
+                },
+                {"id": "CP2"},
+            ],
+        }
+    )
+    assert (per_charger.cloud_profile("CP1"), per_charger.cloud_profile("CP2")) == (3, 2)
+    assert any(
+        "security_profile 2 needs a wss:// url" in p and "never falls back" in p
+        for p in problems_of({"cloud": {"url": "ws://csms/ocpp", "security_profile": 2}})
+    )
+    assert any(
+        "3 needs cloud.tls_cert_file, or cloud_tls_cert_file on every charger (missing: CP1)" in p
+        for p in problems_of(
+            {"cloud": {"url": wss, "security_profile": 3}, "chargers": [{"id": "CP1"}]}
+        )
+    )
+    assert any(
+        "must not contain user:password" in p
+        for p in problems_of({"cloud": {"url": "wss://u:secret@csms/ocpp"}})
+    )
+
+
+def test_tls_chargers_are_not_relayed_over_plain_ws(tmp_path: Path) -> None:
+    files = tls_files(tmp_path)
+    stored = hash_password("x" * 16, log2_n=4)
+    data: dict[str, object] = {
+        "server": {"security_profile": 2, **files},
+        "cloud": {"url": "ws://csms.example.com/ocpp"},
+        "chargers": [{"id": "CP1", "password_hash": stored}],
+    }
+    assert any("ws:// would carry chargers that use TLS" in p for p in problems_of(data))
+    data["cloud"] = {"url": "ws://csms.example.com/ocpp", "security_profile": 1}  # a VPN
+    assert parse_config(data).cloud_profile("CP1") == 1
+
+
+def test_key_files_from_systemd_credentials(tmp_path: Path) -> None:
+    files = tls_files(tmp_path)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "gateway-key").write_text("-----BEGIN PLACEHOLDER-----\n")
+    data = {
+        "server": {
+            "security_profile": 2,
+            "tls_cert_file": files["tls_cert_file"],
+            "tls_key_file": {"credential": "gateway-key"},
+        }
+    }
+    cfg = parse_config(data, credentials_directory=str(creds))
+    assert cfg.server.tls_key_file == creds / "gateway-key"
+    data["server"]["tls_key_file"] = {"credential": "missing"}
+    with pytest.raises(ConfigError, match=r"server.tls_key_file: .*missing does not exist"):
+        parse_config(data, credentials_directory=str(creds))
+
+
+def test_limits_and_allowed_networks() -> None:
+    cfg = parse_config(
+        {"server": {"allowed_networks": ["10.0.0.0/8", "fd00::/8"], "max_messages_per_second": 0}}
+    )
+    assert [str(n) for n in cfg.server.allowed_networks] == ["10.0.0.0/8", "fd00::/8"]
+    assert cfg.server.max_messages_per_second == 0
+    problems = problems_of({"server": {"allowed_networks": ["10.0.0.0/8", "10.0.0.1/8"]}})
+    assert problems == [
+        "server.allowed_networks: '10.0.0.1/8' is not a network like '10.0.0.0/8' or "
+        "'fd00::/8' (10.0.0.1/8 has host bits set)"
+    ]
+    assert problems_of({"server": {"max_connections_per_address": 0}})[0].startswith(
+        "server.max_connections_per_address"
+    )
+
+
+def test_readable_config_with_inline_secrets_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, '[[chargers]]\nid = "CP1"\ncloud_password = "inline-secret"\n')
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="edgegw.config"):
+        load_config(path)
+    assert "chargers[0].cloud_password" in caplog.text and "0644" in caplog.text
+    assert "inline-secret" not in caplog.text
+    caplog.clear()
+    path.chmod(0o640)
+    with caplog.at_level("WARNING", logger="edgegw.config"):
+        load_config(path)
+    assert caplog.text == ""

@@ -21,6 +21,10 @@ _LOG2_N = 14  # n = 16384: ~16 MiB of memory per check with r=8
 _R = 8
 _P = 1
 _HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
+_MAXMEM = 256 * 1024 * 1024
+# A stored hash may not make one check cost more than this (a config could otherwise make every
+# login attempt allocate gigabytes on a small box; scrypt needs about 128 * r * n bytes).
+_MAX_COST = 128 * 1024 * 1024
 
 
 def _b64(data: bytes) -> str:
@@ -32,9 +36,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _derive(secret: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(
-        secret, salt=salt, n=1 << log2_n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32
-    )
+    return hashlib.scrypt(secret, salt=salt, n=1 << log2_n, r=r, p=p, maxmem=_MAXMEM, dklen=32)
 
 
 def hash_password(password: str, *, log2_n: int = _LOG2_N) -> str:
@@ -55,6 +57,8 @@ def check_hash_format(stored: str) -> None:
         log2_n, r, p = (int(x) for x in parts[1:4])
         if not (1 <= log2_n <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
             raise ValueError
+        if 128 * r * (1 << log2_n) > _MAX_COST:
+            raise ValueError
         if len(_unb64(parts[4])) < 8 or len(_unb64(parts[5])) != 32:
             raise ValueError
     except ValueError:
@@ -62,6 +66,13 @@ def check_hash_format(stored: str) -> None:
             "is not a password hash; create one with 'edgegw password-hash' "
             "(plain-text passwords are not stored)"
         ) from None
+
+
+def needs_rehash(stored: str) -> bool:
+    """True if ``stored`` uses weaker parameters than :func:`hash_password` does today."""
+    check_hash_format(stored)
+    _, log2_n, r, p, _, _ = stored.split("$")
+    return (int(log2_n), int(r)) < (_LOG2_N, _R) or int(p) < _P
 
 
 def verify_password(stored: str, presented: str) -> bool:

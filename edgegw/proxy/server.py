@@ -1,9 +1,19 @@
 """The local OCPP-J server the site's chargers connect to.
 
-Everything that can be refused is refused at the handshake, before a WebSocket exists:
-a path that is not ``<path>/<identity>`` or an unknown identity gets HTTP 404 (OCPP-J 1.6 §3.1),
-a missing or wrong password HTTP 401. A client that offers no ``ocpp1.6`` subprotocol gets the
-handshake completed without one and is closed at once, as OCPP-J requires.
+Everything that can be refused is refused before a WebSocket exists. At TCP accept
+(:mod:`edgegw.security.guarded`): sources outside ``allowed_networks``, an address over its
+connection limit, too many pending handshakes. At the TLS handshake: a client certificate that
+does not verify, plain ``ws://`` sent to a TLS port. At the HTTP upgrade (here): a path that is
+not ``<path>/<identity>`` or an unknown identity gets HTTP 404 (OCPP-J 1.6 §3.1); a connection
+below the charger's Security Profile, or with a client certificate for another identity, 403;
+a missing or wrong password 401; a source or identity in failed-login back-off 429. A client
+that offers no ``ocpp1.6`` subprotocol gets the handshake completed without one and is closed
+at once, as OCPP-J requires.
+
+Listeners: with ``security_profile`` 2 or 3 the one port speaks TLS only, so there is no
+plain-text path to downgrade to. A profile-1 site may add ``tls_port`` for chargers raised to
+profile 2 or 3. Which listener a charger came through proves nothing by itself: its required
+profile is checked on every connection, and both listeners share the same limits.
 """
 
 from __future__ import annotations
@@ -12,10 +22,13 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import logging
-import weakref
+import math
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from ssl import SSLContext
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -24,12 +37,21 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from edgegw.auth.passwords import verify_password
-from edgegw.config import CHARGER_ID_PATTERN, Config
+from edgegw.config import CHARGER_ID_PATTERN, ChargerConfig, Config
+from edgegw.security.admission import ConnectionGuard, address_key
+from edgegw.security.guarded import GuardedConnection, ListenerPolicy, connection_class
+from edgegw.security.quiet_log import QuietLog
+from edgegw.security.throttle import LoginThrottle
+from edgegw.security.tls import common_name, peer_certificate, server_context
 from edgegw.store.store import Store
+from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
 OCPP16 = Subprotocol("ocpp1.6")
+# scrypt needs ~16 MiB per check; a burst of guesses must not exhaust a small box's memory.
+CONCURRENT_PASSWORD_CHECKS = 2
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="edgegw", charset="UTF-8"'}
 
 SessionHandler = Callable[[str, ServerConnection], Awaitable[None]]
 
@@ -58,52 +80,130 @@ def parse_basic_auth(header: str | None) -> tuple[str, str] | None:
 class OcppServer:
     """Accepts chargers and hands each accepted connection to ``on_session``."""
 
-    def __init__(self, config: Config, store: Store, on_session: SessionHandler) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        on_session: SessionHandler,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._config = config
         self._store = store
         self._on_session = on_session
-        self._server: Server | None = None
-        self._prefix = config.server.path + "/"
-        self._identities: weakref.WeakKeyDictionary[ServerConnection, str] = (
-            weakref.WeakKeyDictionary()
+        self._clock = clock
+        server = config.server
+        self._prefix = server.path + "/"
+        self._guard = ConnectionGuard(
+            allowed_networks=server.allowed_networks,
+            max_per_address=server.max_connections_per_address,
+            max_pending=server.max_pending_handshakes,
+            clock=clock,
         )
+        self._logins = LoginThrottle(
+            free_failures=server.failed_logins_before_backoff,
+            max_delay=server.login_backoff_max,
+            clock=clock,
+        )
+        self._quiet = QuietLog(log, clock=clock)
+        self._tasks = TaskOwner("ocpp-server")
+        self._password_checks = asyncio.Semaphore(CONCURRENT_PASSWORD_CHECKS)
         # Digests of verified passwords: scrypt is deliberately slow, reconnects are not.
         self._verified: dict[str, tuple[str, bytes]] = {}
+        self._plain_server: Server | None = None
+        self._tls_server: Server | None = None
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        sockets = self._server.sockets
-        return int(sockets[0].getsockname()[1])
+        """The main port (``server.port``): TLS with profile 2/3, else plain ws://."""
+        main = self._plain_server or self._tls_server
+        assert main is not None, "server not started"
+        return _port_of(main)
+
+    @property
+    def tls_port(self) -> int | None:
+        """The port that speaks TLS (the main one with profile 2/3), or None."""
+        return None if self._tls_server is None else _port_of(self._tls_server)
+
+    @property
+    def guard(self) -> ConnectionGuard:
+        return self._guard
 
     async def start(self) -> None:
         server = self._config.server
-        self._server = await serve(
+        context = None
+        if server.tls_cert_file is not None and server.tls_key_file is not None:
+            context = server_context(
+                server.tls_cert_file, server.tls_key_file, server.tls_client_ca_file
+            )
+        if server.security_profile >= 2:
+            assert context is not None  # the config requires the files
+            self._tls_server = await self._listen(server.port, context)
+        else:
+            self._plain_server = await self._listen(server.port, None)
+            if server.tls_port is not None and context is not None:
+                self._tls_server = await self._listen(server.tls_port, context)
+        if self._plain_server is not None:
+            log.info(
+                "OCPP server listening on ws://%s:%d%s/<charger id> (security profile 1)",
+                server.host,
+                _port_of(self._plain_server),
+                server.path,
+            )
+        if self._tls_server is not None:
+            log.info(
+                "OCPP server listening on wss://%s:%d%s/<charger id> (TLS >= 1.2, security "
+                "profile %s)",
+                server.host,
+                _port_of(self._tls_server),
+                server.path,
+                "2 or 3" if server.tls_client_ca_file is not None else "2",
+            )
+        if server.allowed_networks:
+            log.info(
+                "chargers may connect only from %s",
+                ", ".join(str(n) for n in server.allowed_networks),
+            )
+
+    async def _listen(self, port: int, context: SSLContext | None) -> Server:
+        server = self._config.server
+        policy = ListenerPolicy(
+            guard=self._guard,
+            tasks=self._tasks,
+            quiet=self._quiet,
+            tls=context,
+            handshake_timeout=server.handshake_timeout,
+            message_rate=server.max_messages_per_second,
+            message_burst=server.message_burst,
+            flood_close_after=server.flood_close_after,
+            max_message_size=server.max_message_size,
+            clock=self._clock,
+        )
+        return await serve(
             self._handle,
             server.host,
-            server.port,
+            port,
             subprotocols=[OCPP16],
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             compression=None,
             max_size=server.max_message_size,
+            open_timeout=server.handshake_timeout,
             ping_interval=server.ping_interval or None,
             ping_timeout=server.ping_timeout,
+            create_connection=connection_class(policy),
             logger=logging.getLogger("edgegw.websockets.server"),
-        )
-        log.info(
-            "OCPP server listening on ws://%s:%d%s/<charger id>",
-            server.host,
-            self.port,
-            server.path,
         )
 
     async def stop(self) -> None:
         """Stop accepting and close every charger connection (code 1001, going away)."""
-        if self._server is None:
-            return
-        self._server.close(close_connections=True)
-        await self._server.wait_closed()
+        servers = [s for s in (self._plain_server, self._tls_server) if s is not None]
+        for server in servers:
+            server.close(close_connections=True)
+        self._guard.abort_pending()
+        await self._tasks.close("server stopping")
+        for server in servers:
+            await server.wait_closed()
 
     # ------------------------------------------------------------ handshake
 
@@ -117,44 +217,160 @@ class OcppServer:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        address = _address(connection)
+        assert isinstance(connection, GuardedConnection)
+        host = connection.host
+        source = "addr:" + address_key(host)
+        wait = self._logins.retry_after(source)
+        if wait > 0:
+            return self._throttled(source, f"source {host}", wait)
         identity = self._identity(request.path)
         if identity is None:
-            log.warning("refused %s: no charger identity in path %r", address, request.path)
+            self._logins.failed(source)
+            self._quiet.warning(
+                "no-identity", "refused %s: no charger identity in path %r", host, request.path
+            )
             return _plain(HTTPStatus.NOT_FOUND, f"connect to {self._prefix}<charger id>")
         charger = self._config.charger(identity)
         if charger is None and not self._config.server.allow_unknown_chargers:
-            log.warning("refused unknown charger %s from %s (HTTP 404)", identity, address)
-            await self._store.charger_refused(identity, address, "unknown identity")
+            self._logins.failed(source)
+            if self._quiet.warning(
+                f"unknown:{identity}",
+                "refused unknown charger %s from %s (HTTP 404)",
+                identity,
+                host,
+            ):
+                await self._store.charger_refused(identity, host, "unknown identity")
             return _plain(HTTPStatus.NOT_FOUND, "unknown charge point")
-        if charger is not None and charger.password_hash is not None:
-            credentials = parse_basic_auth(request.headers.get("Authorization"))
-            if credentials is None or credentials[0] != identity:
-                log.warning("refused %s from %s: no or wrong Basic auth user", identity, address)
-                return _plain(
-                    HTTPStatus.UNAUTHORIZED,
-                    "Basic authentication with the charge point identity required",
-                    {"WWW-Authenticate": 'Basic realm="edgegw", charset="UTF-8"'},
-                )
-            if not await self._check_password(identity, charger.password_hash, credentials[1]):
-                log.warning("refused %s from %s: wrong password (HTTP 401)", identity, address)
-                await self._store.charger_refused(identity, address, "wrong password")
-                return _plain(
-                    HTTPStatus.UNAUTHORIZED,
-                    "wrong password",
-                    {"WWW-Authenticate": 'Basic realm="edgegw", charset="UTF-8"'},
-                )
-        self._identities[connection] = identity
+        connection.identity = identity
+
+        refusal = self._check_transport(connection, identity, charger)
+        if refusal is not None:
+            self._logins.failed(source)
+            return refusal
+        has_certificate = peer_certificate(connection.tls_object) is not None
+        header = request.headers.get("Authorization")
+        if charger is None or charger.password_hash is None:
+            return None
+        if has_certificate and header is None:
+            return None  # profile 3: the certificate is the credential
+        refusal = await self._check_password(connection, identity, charger.password_hash, header)
+        if refusal is not None:
+            return refusal
+        self._logins.succeeded(source)
         return None
 
-    async def _check_password(self, identity: str, stored: str, presented: str) -> bool:
-        digest = hashlib.sha256(presented.encode()).digest()
-        if self._verified.get(identity) == (stored, digest):
-            return True
-        ok = await asyncio.to_thread(verify_password, stored, presented)
-        if ok:
-            self._verified[identity] = (stored, digest)
-        return ok
+    def _check_transport(
+        self, connection: GuardedConnection, identity: str, charger: ChargerConfig | None
+    ) -> Response | None:
+        """The connection meets the charger's Security Profile, and its certificate is its own."""
+        host = connection.host
+        tls = connection.tls_object
+        cert = peer_certificate(tls)
+        required = self._config.security_profile(identity)
+        if cert is not None:
+            expected = (charger.certificate_cn if charger else None) or identity
+            presented = common_name(cert)
+            if presented != expected:
+                self._quiet.warning(
+                    f"cn:{identity}",
+                    "refused %s from %s: its client certificate is for CN %r, expected %r "
+                    "(HTTP 403)",
+                    identity,
+                    host,
+                    presented,
+                    expected,
+                )
+                return _plain(HTTPStatus.FORBIDDEN, "client certificate is not for this identity")
+        if required >= 2 and tls is None:
+            self._quiet.warning(
+                f"plain:{identity}",
+                "refused %s from %s: security profile %d requires TLS (wss://) but it "
+                "connected over plain ws:// (HTTP 403)",
+                identity,
+                host,
+                required,
+            )
+            return _plain(HTTPStatus.FORBIDDEN, f"security profile {required}: connect with wss://")
+        if required == 3 and cert is None:
+            self._quiet.warning(
+                f"nocert:{identity}",
+                "refused %s from %s: security profile 3 requires a client certificate and it "
+                "presented none (HTTP 403)",
+                identity,
+                host,
+            )
+            return _plain(
+                HTTPStatus.FORBIDDEN, "security profile 3: a client certificate is required"
+            )
+        return None
+
+    async def _check_password(
+        self, connection: GuardedConnection, identity: str, stored: str, header: str | None
+    ) -> Response | None:
+        host = connection.host
+        source = "addr:" + address_key(host)
+        account = "id:" + identity
+        credentials = parse_basic_auth(header)
+        if credentials is not None and credentials[0] == identity:
+            if self._cached(identity, stored, credentials[1]):
+                # A password verified before is accepted even while the identity is in
+                # back-off: someone guessing a charger's password cannot lock the charger out.
+                self._logins.succeeded(account)
+                return None
+            wait = self._logins.retry_after(account)
+            if wait > 0:
+                return self._throttled(account, f"charger {identity}", wait)
+            async with self._password_checks:
+                ok = await asyncio.to_thread(verify_password, stored, credentials[1])
+            if ok:
+                self._verified[identity] = (stored, _digest(credentials[1]))
+                self._logins.succeeded(account)
+                return None
+            reason = "wrong password"
+        else:
+            reason = "no or wrong Basic auth user"
+        self._logins.failed(source)
+        delay = self._logins.failed(account)
+        backoff = f"; back-off {delay:.0f} s" if delay else ""
+        if self._quiet.warning(
+            f"password:{identity}",
+            "refused %s from %s: %s (HTTP 401; %d failure(s)%s)",
+            identity,
+            host,
+            reason,
+            self._logins.failures(account),
+            backoff,
+        ):
+            await self._store.charger_refused(identity, host, reason)
+        text = (
+            "wrong password"
+            if reason == "wrong password"
+            else "Basic authentication with the charge point identity required"
+        )
+        return _plain(HTTPStatus.UNAUTHORIZED, text, WWW_AUTHENTICATE)
+
+    def _cached(self, identity: str, stored: str, presented: str) -> bool:
+        cached = self._verified.get(identity)
+        return (
+            cached is not None
+            and cached[0] == stored
+            and hmac.compare_digest(cached[1], _digest(presented))
+        )
+
+    def _throttled(self, key: str, who: str, wait: float) -> Response:
+        seconds = max(1, math.ceil(wait))
+        self._quiet.warning(
+            f"throttled:{key}",
+            "refused %s: too many failed logins, in back-off for %d s more (HTTP 429; "
+            "server.failed_logins_before_backoff)",
+            who,
+            seconds,
+        )
+        return _plain(
+            HTTPStatus.TOO_MANY_REQUESTS,
+            "too many failed attempts; try again later",
+            {"Retry-After": str(seconds)},
+        )
 
     @staticmethod
     def _select_subprotocol(connection: ServerConnection, offered: object) -> Subprotocol | None:
@@ -162,7 +378,9 @@ class OcppServer:
         return OCPP16 if isinstance(offered, (list, tuple)) and OCPP16 in offered else None
 
     async def _handle(self, connection: ServerConnection) -> None:
-        identity = self._identities.pop(connection, None)
+        assert isinstance(connection, GuardedConnection)
+        connection.opened()
+        identity = connection.identity
         if identity is None:  # cannot happen: process_request accepted it
             await connection.close(1011, "internal error")
             return
@@ -170,15 +388,16 @@ class OcppServer:
             log.warning(
                 "refused %s from %s: it did not offer subprotocol ocpp1.6",
                 identity,
-                _address(connection),
+                connection.host,
             )
             await connection.close(1002, "subprotocol ocpp1.6 required")
             return
         await self._on_session(identity, connection)
 
 
-def _address(connection: ServerConnection) -> str:
-    remote = connection.remote_address
-    if isinstance(remote, tuple) and len(remote) >= 2:
-        return f"{remote[0]}:{remote[1]}"
-    return str(remote)
+def _digest(password: str) -> bytes:
+    return hashlib.sha256(password.encode()).digest()
+
+
+def _port_of(server: Server) -> int:
+    return int(server.sockets[0].getsockname()[1])

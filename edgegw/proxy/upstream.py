@@ -4,6 +4,12 @@ websockets' own reconnect iterator (``async for ws in connect(...)``) does the r
 supply the backoff (exponential with full jitter, bounded by the configured delays) and classify
 every failure as retryable: a charger stays connected to the gateway through any cloud outage,
 and an operator may still fix a refused identity at the CSMS. State changes are logged once.
+
+Security Profiles towards the cloud: the scheme of ``cloud.url`` is fixed for the life of the
+link. A ``wss://`` link that fails (bad certificate, TLS refused) is retried as ``wss://`` and
+nothing else; there is no code path that rewrites it to ``ws://``. Profile 2 trusts
+``cloud.ca_file`` alone when it is set (a pinned CA) and the system bundle otherwise; profile 3
+adds a client certificate, the charger's own (``cloud_tls_cert_file``) or the gateway's.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from edgegw.config import ChargerConfig, CloudConfig
+from edgegw.security.tls import TlsSetupError, client_context
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,12 @@ class Upstream:
         self.url = f"{cloud.url}/{charger_id}"
         self._headers = self._auth_headers(charger, charger_authorization)
         self._user_agent = user_agent
+        self._ssl: ssl.SSLContext | None = None
+        self._tls_error: str | None = None
+        try:
+            self._ssl = self.tls_context(cloud, charger)
+        except TlsSetupError as exc:
+            self._tls_error = str(exc)
 
     @staticmethod
     def _auth_headers(
@@ -98,14 +111,18 @@ class Upstream:
             return {"Authorization": charger_authorization}
         return {}
 
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        if not self.url.startswith("wss://"):
+    @staticmethod
+    def tls_context(cloud: CloudConfig, charger: ChargerConfig | None) -> ssl.SSLContext | None:
+        """The TLS client context of this charger's cloud link (None for a ws:// url).
+
+        Raises :class:`~edgegw.security.tls.TlsSetupError` when a file cannot be loaded.
+        """
+        if not cloud.tls:
             return None
-        context = ssl.create_default_context(
-            cafile=str(self._cloud.ca_file) if self._cloud.ca_file else None
-        )
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
+        cert, key = cloud.tls_cert_file, cloud.tls_key_file
+        if charger is not None and charger.cloud_tls_cert_file is not None:
+            cert, key = charger.cloud_tls_cert_file, charger.cloud_tls_key_file
+        return client_context(cloud.ca_file, cert, key)
 
     @property
     def connected(self) -> bool:
@@ -132,10 +149,14 @@ class Upstream:
 
     async def run(self) -> None:
         """Connect, relay, reconnect — until cancelled."""
+        if self._tls_error is not None:
+            # Never fall back to plain text: without its TLS material the link stays down.
+            log.error("%s: cloud link disabled: %s", self.charger_id, self._tls_error)
+            self._on_failed()
+            await asyncio.Event().wait()
         kwargs: dict[str, Any] = {}
-        context = self._ssl_context()
-        if context is not None:
-            kwargs["ssl"] = context
+        if self._ssl is not None:
+            kwargs["ssl"] = self._ssl
         async for ws in connect(
             self.url,
             subprotocols=[OCPP16],

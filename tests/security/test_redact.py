@@ -1,0 +1,41 @@
+"""Secrets in OCPP frames are masked in what is logged or stored."""
+
+from __future__ import annotations
+
+import json
+
+from edgegw.security.redact import redact_frame
+
+
+def test_change_configuration_authorization_key_is_masked() -> None:
+    raw = json.dumps(
+        [2, "c1", "ChangeConfiguration", {"key": "AuthorizationKey", "value": "0011aabbccdd"}]
+    )
+    out = redact_frame(raw)
+    assert "0011aabbccdd" not in out
+    assert json.loads(out) == [
+        2,
+        "c1",
+        "ChangeConfiguration",
+        {"key": "AuthorizationKey", "value": "***"},
+    ]
+
+
+def test_get_configuration_answer_is_masked_but_other_keys_kept() -> None:
+    conf = {
+        "configurationKey": [
+            {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
+            {"key": "authorizationkey", "readonly": False, "value": "s3cret"},
+        ]
+    }
+    out = json.loads(redact_frame(json.dumps([3, "g1", conf])))
+    values = {k["key"]: k["value"] for k in out[2]["configurationKey"]}
+    assert values == {"HeartbeatInterval": "300", "authorizationkey": "***"}
+
+
+def test_frames_without_secrets_are_returned_as_they_are() -> None:
+    raw = '[2, "h",  "Heartbeat", {}]'  # odd spacing kept: the same object comes back
+    assert redact_frame(raw) is raw
+    mention = '[2,"d","DataTransfer",{"vendorId":"v","data":"AuthorizationKey"}]'
+    assert redact_frame(mention) == mention
+    assert redact_frame("AuthorizationKey not json") == "AuthorizationKey not json"
