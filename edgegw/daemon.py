@@ -35,6 +35,7 @@ from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.server import OcppServer
 from edgegw.proxy.session import CallFailed, ChargerSession
+from edgegw.proxy.upstream import Upstream
 from edgegw.sdnotify import Notifier
 from edgegw.store.cards import CardStore
 from edgegw.store.decisions import DecisionLog
@@ -83,6 +84,9 @@ class Gateway:
 
     async def start(self) -> None:
         cfg = self.config
+        if cfg.cloud is not None:
+            for charger in cfg.chargers:  # a bad TLS file fails the start, naming the file
+                Upstream.tls_context(cfg.cloud, charger)
         self.store = await Store.open(cfg.store.path, message_log_size=cfg.store.message_log_size)
         formats = {c.id: IdTagFormat(c.idtag_format) for c in cfg.chargers if c.idtag_format}
         self.authorizer = await Authorizer.open(
@@ -106,7 +110,7 @@ class Gateway:
         self.server = OcppServer(cfg, self.store, self._serve_charger)
         await self.server.start()
         for charger in cfg.chargers:
-            if charger.password_hash is None:
+            if charger.password_hash is None and cfg.security_profile(charger.id) < 3:
                 log.warning(
                     "%s has no password: any device on the network can connect as it", charger.id
                 )

@@ -35,6 +35,8 @@ def _config_text(db: Path, port: int, cloud_url: str, chargers: dict[str, str]) 
         "[server]",
         'host = "127.0.0.1"',
         f"port = {port}",
+        # Every simulated charger connects from this machine: lift the per-address limit.
+        f"max_connections_per_address = {len(chargers) + 8}",
         "",
         "[cloud]",
         f'url = "{cloud_url}"',

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
+import os
 import sys
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
 from edgegw import __version__
 from edgegw.auth.passwords import hash_password
+from edgegw.cli import enroll as _enroll  # noqa: F401 - adds `cards enroll` and `cards learn`
+from edgegw.cli import status as status_cli
+from edgegw.cli.cards import cards_app
+from edgegw.cli.chargers import chargers_app
+from edgegw.cli.cloudcheck import cloud_app
+from edgegw.cli.init import init as init_command
+from edgegw.cli.meter import meter_app
+from edgegw.cli.sessions import sessions_app
 from edgegw.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from edgegw.logs import setup_logging
 
@@ -25,6 +38,13 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Work with the configuration file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(meter_app, name="meter")
+app.add_typer(cloud_app, name="cloud")
+app.command("init")(init_command)
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(cards_app, name="cards")
+app.add_typer(chargers_app, name="chargers")
+status_cli.register(app)
 
 # Exit codes: 0 ok, 1 runtime failure, 2 usage error (typer), 3 invalid configuration.
 EXIT_CONFIG = 3
@@ -47,13 +67,14 @@ def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Run the gateway daemon (what systemd starts)."""
     from edgegw.daemon import Gateway  # noqa: PLC0415
     from edgegw.sdnotify import Notifier  # noqa: PLC0415
+    from edgegw.security.tls import TlsSetupError  # noqa: PLC0415
     from edgegw.store.db import StoreError  # noqa: PLC0415
 
     cfg = _load(config)
     setup_logging(cfg.logging.level)
     try:
         asyncio.run(Gateway(cfg, notifier=Notifier()).run())
-    except StoreError as exc:
+    except (StoreError, TlsSetupError) as exc:
         typer.echo(f"edgegw: {exc}", err=True)
         raise typer.Exit(1) from None
     except OSError as exc:
@@ -61,35 +82,163 @@ def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
         raise typer.Exit(1) from None
 
 
+def _readable_problem(path: Path, what: str) -> str | None:
+    if not path.exists():
+        return f"{what}: {path} does not exist"
+    if not path.is_file():
+        return f"{what}: {path} is not a file"
+    if not os.access(path, os.R_OK):
+        return f"{what}: {path} is not readable by this user (the daemon runs as 'edgegw')"
+    return None
+
+
+def _path_fields(model: BaseModel, where: str) -> Iterator[tuple[str, Path]]:
+    """Every ``*_file`` path of the configuration, with its key path (TLS, CA, passwords)."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        key = f"{where}.{name}" if where else name
+        if isinstance(value, Path) and name.endswith("file"):
+            yield key, value
+        elif isinstance(value, BaseModel):
+            yield from _path_fields(value, key)
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from _path_fields(item, f"{key}[{i}]")
+        elif isinstance(value, dict):
+            for k, item in value.items():
+                if isinstance(item, BaseModel):
+                    yield from _path_fields(item, f"{key}.{k}")
+
+
+def _secret_refs(data: Any, where: str = "") -> Iterator[tuple[str, Path]]:
+    """``{ file = "..." }`` secret references in the raw TOML, with their key paths."""
+    if isinstance(data, dict):
+        if set(data) == {"file"} and isinstance(data["file"], str):
+            yield where, Path(data["file"])
+            return
+        for key, value in data.items():
+            yield from _secret_refs(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            yield from _secret_refs(item, f"{where}[{i}]")
+
+
+def reference_checks(cfg: Config, raw: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Problems and warnings about what the configuration refers to: meter profiles, charger
+    models, certificate and secret files. Nothing is opened but files."""
+    from edgegw.energy.chargermodels import ChargerModelError, load_model  # noqa: PLC0415
+    from edgegw.energy.meters import (  # noqa: PLC0415
+        MeterConfigError,
+        MeterService,
+        default_profiles_dir,
+    )
+
+    problems: list[str] = []
+    warnings: list[str] = []
+    if cfg.meters:
+        try:
+            MeterService(cfg)  # validates buses, unit ids and profiles without opening anything
+        except MeterConfigError as exc:
+            problems.extend(str(exc).splitlines())
+    models_dir = default_profiles_dir().parent / "chargers"
+    for i, charger in enumerate(cfg.chargers):
+        if charger.model is not None:
+            try:
+                load_model(models_dir / f"{charger.model}.toml")
+            except ChargerModelError as exc:
+                known = ", ".join(sorted(p.stem for p in models_dir.glob("*.toml")))
+                problems.append(f"chargers[{i}].model: {'; '.join(exc.problems)} (known: {known})")
+    for key, path in _path_fields(cfg, ""):
+        problem = _readable_problem(path, key)
+        if problem:
+            problems.append(problem)
+    for key, path in _secret_refs(raw):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o077:
+                warnings.append(
+                    f"{key}: secret file {path} can be read by other users; chmod 600 it"
+                )
+    for key, path in _path_fields(cfg, ""):
+        if key.endswith("password_file"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mode & 0o077:
+                    warnings.append(f"{key}: {path} can be read by other users; chmod 600 it")
+    clear_text = cfg.cloud is not None and cfg.cloud.url.startswith("ws://")
+    if clear_text and any(c.cloud_password is not None for c in cfg.chargers):
+        warnings.append(
+            "cloud.url: ws:// sends the cloud passwords in clear text; use wss:// unless "
+            "the link is a VPN"
+        )
+    if not cfg.store.path.parent.is_dir():
+        warnings.append(
+            f"store.path: the directory {cfg.store.path.parent} does not exist yet; systemd "
+            "creates it (StateDirectory=), otherwise create it before starting"
+        )
+    return problems, warnings
+
+
 @config_app.command("check")
 def config_check(
-    file: Annotated[Path, typer.Argument(help="Configuration file to validate.")],
+    file: Annotated[
+        Path | None, typer.Argument(help="Configuration file to validate (default: --config).")
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    credentials_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where { credential = ... } secrets are (default: $CREDENTIALS_DIRECTORY).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Validate a configuration file without starting anything; list every problem."""
+    """Validate a configuration file without starting anything; list every problem.
+
+    Besides the file itself, checks what it refers to: meter profiles, charger models,
+    certificate and secret files. Exits 3 if anything is wrong.
+    """
+    path = file or config
+    problems: list[str] = []
+    warnings: list[str] = []
+    summary: dict[str, Any] = {}
     try:
-        cfg = load_config(file)
+        cfg = load_config(
+            path, credentials_directory=None if credentials_dir is None else str(credentials_dir)
+        )
     except ConfigError as exc:
-        if as_json:
-            typer.echo(json.dumps({"ok": False, "file": str(file), "problems": exc.problems}))
-        else:
-            typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
-    summary = {
-        "ok": True,
-        "file": str(file),
-        "chargers": len(cfg.chargers),
-        "cloud": cfg.cloud.url if cfg.cloud else None,
-        "listen": f"{cfg.server.host}:{cfg.server.port}{cfg.server.path}",
-        "store": str(cfg.store.path),
-    }
+        problems = list(exc.problems)
+    else:
+        more, warnings = reference_checks(cfg, tomllib.loads(path.read_text(encoding="utf-8")))
+        problems += more
+        summary = {
+            "chargers": len(cfg.chargers),
+            "cloud": cfg.cloud.url if cfg.cloud else None,
+            "listen": f"{cfg.server.host}:{cfg.server.port}{cfg.server.path}",
+            "store": str(cfg.store.path),
+            "meters": [f"{m.name}: {m.profile} unit {m.unit_id}" for m in cfg.meters],
+            "site_limit_a": list(cfg.site.limits()) if cfg.site else None,
+        }
+    report = {"ok": not problems, "file": str(path), "problems": problems, "warnings": warnings}
     if as_json:
-        typer.echo(json.dumps(summary))
-        return
-    cloud = f"relaying to {summary['cloud']}" if cfg.cloud else "standalone (no cloud)"
-    typer.echo(
-        f"{file}: OK — {len(cfg.chargers)} charger(s), listening on {summary['listen']}, {cloud}"
-    )
+        typer.echo(json.dumps({**report, **summary}))
+    else:
+        for warning in warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        if problems:
+            lines = "\n".join(f"  - {p}" for p in problems)
+            typer.echo(f"{path}: {len(problems)} problem(s):\n{lines}", err=True)
+            typer.echo(f"Fix them, then run `edgegw config check {path}` again.", err=True)
+        else:
+            cloud = (
+                f"relaying to {summary['cloud']}" if summary["cloud"] else "standalone (no cloud)"
+            )
+            meters = f", {len(summary['meters'])} meter(s)" if summary["meters"] else ""
+            typer.echo(
+                f"{path}: OK — {summary['chargers']} charger(s){meters}, listening on "
+                f"{summary['listen']}, {cloud}"
+            )
+    if problems:
+        raise typer.Exit(EXIT_CONFIG)
 
 
 @app.command("password-hash")

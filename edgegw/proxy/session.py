@@ -40,6 +40,7 @@ from edgegw.proxy.link import (
 )
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.upstream import NotConnected, Upstream
+from edgegw.security.redact import redact_frame
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
 
@@ -129,7 +130,7 @@ class ChargerSession:
         try:
             async for message in self.ws:
                 if self._log_frames:
-                    log.debug("%s <- charger %s", self.charger_id, message)
+                    log.debug("%s <- charger %s", self.charger_id, _loggable(message))
                 if isinstance(message, str):
                     self._store.log_frame(self.charger_id, "charger>", message)
                 self._feed(self.link.on_charger_message(message))
@@ -191,7 +192,7 @@ class ChargerSession:
 
     def _from_cloud(self, message: str | bytes) -> None:
         if self._log_frames:
-            log.debug("%s <- cloud %s", self.charger_id, message)
+            log.debug("%s <- cloud %s", self.charger_id, _loggable(message))
         if isinstance(message, str):
             self._store.log_frame(self.charger_id, "cloud>", message)
         self._feed(self.link.on_cloud_message(message))
@@ -402,3 +403,7 @@ class ChargerSession:
             )
         elif answered_by == "cloud" and call.action == "StopTransaction":
             await self._store.transaction_stopped(self.charger_id, call.payload)
+
+
+def _loggable(message: str | bytes) -> str | bytes:
+    return redact_frame(message) if isinstance(message, str) else message

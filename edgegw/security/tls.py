@@ -81,8 +81,10 @@ def client_context(
         try:
             context.load_cert_chain(cert_file, key_file)
         except (OSError, ssl.SSLError) as exc:
+            key = f"key {key_file}" if key_file else "key (in the same file)"
             raise TlsSetupError(
-                f"cannot load the cloud client certificate {cert_file} with its key: {_reason(exc)}"
+                f"cannot load the cloud client certificate {cert_file} with its {key}: "
+                f"{_reason(exc)}"
             ) from None
     return context
 

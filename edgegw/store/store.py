@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgegw.security.redact import redact_frame
 from edgegw.store.db import Database
 from edgegw.store.outbox import Outbox
 from edgegw.tasks import TaskOwner
@@ -290,9 +291,12 @@ class Store:
     # ------------------------------------------------------------ message log
 
     def log_frame(self, charger_id: str, direction: str, frame: str) -> None:
-        """Append a frame to the bounded message log (written in the next batch)."""
+        """Append a frame to the bounded message log (written in the next batch).
+
+        Passwords a frame may carry (ChangeConfiguration AuthorizationKey) are masked first.
+        """
         if self._log_size:
-            self._frames.append((self._clock(), charger_id, direction, frame))
+            self._frames.append((self._clock(), charger_id, direction, redact_frame(frame)))
 
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():

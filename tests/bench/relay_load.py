@@ -118,6 +118,8 @@ async def start_gateway(
     config = tmp / f"{name}.toml"
     config.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = 0\nallow_unknown_chargers = true\n'
+        # All simulated chargers come from 127.0.0.1: lift the per-address admission limits.
+        "max_connections_per_address = 100000\nmax_pending_handshakes = 100000\n"
         f'[cloud]\nurl = "ws://127.0.0.1:{cloud_port}/ocpp"\n'
         f'[store]\npath = "{tmp / f"{name}.db"}"\n{extra}\n[logging]\nlevel = "warning"\n'
         f'[control]\nsocket = "{tmp / f"{name}.control"}"\ngroup = ""\n'

@@ -6,8 +6,10 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 
+from edgegw.security.tls import TlsSetupError
 from edgegw.sim.cloud import SimCloud
 from tests.conftest import GatewayFactory, gateway_url, raw_charger
 from tests.security.conftest import BOOT, LogWatcher, Pki, issue
@@ -136,19 +138,16 @@ async def test_sp3_without_a_client_certificate_is_refused_by_the_cloud(
         assert not cloud.records
 
 
-async def test_unloadable_client_key_disables_the_link(
-    make_gateway: GatewayFactory, pki: Pki, logs: LogWatcher, tmp_path: Path
+async def test_unloadable_client_key_fails_the_start_naming_the_file(
+    make_gateway: GatewayFactory, pki: Pki, tmp_path: Path
 ) -> None:
     bad_key = tmp_path / "bad.key"
     bad_key.write_text("not a key\n")
     cert = client_cert(pki, trustme.CA(), "GW-1")
     async with SimCloud() as cloud:
-        gateway = await make_gateway(
-            cloud_url=f"wss://localhost:{cloud.port}/ocpp",
-            cloud=cloud_section(pki, tls_cert_file=cert["cert"], tls_key_file=str(bad_key)),
-        )
-        async with raw_charger(gateway_url(gateway), "CP1") as cp:
-            assert (await cp.call("BootNotification", BOOT))[2]["status"] == "Accepted"
-            line = await logs.wait_for("CP1: cloud link disabled")
-            assert "cannot load the cloud client certificate" in line
+        with pytest.raises(TlsSetupError, match=r"bad\.key"):
+            await make_gateway(
+                cloud_url=f"wss://localhost:{cloud.port}/ocpp",
+                cloud=cloud_section(pki, tls_cert_file=cert["cert"], tls_key_file=str(bad_key)),
+            )
         assert not cloud.records
