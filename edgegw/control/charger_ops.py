@@ -1,20 +1,275 @@
-"""Control-socket operations on chargers (filled in by the charger work)."""
+"""Control-socket operations on chargers: what is configured, what is connected, who knocked.
+
+A charger has two records: its section in the configuration file (the installer's intent: id,
+password, model, idTag format, currents) and its row in the store (what the gateway saw: last
+connection, BootNotification details, refused attempts, the idTag format detected from its
+taps). :class:`ChargerService` joins them. The daemon answers the ``chargers.*`` ops with it
+(:class:`ChargerOps`); the CLI uses the same service on a store it opens itself when the daemon
+is not running, so ``edgegw chargers list`` looks the same either way.
+
+Chargers are added, removed and approved by editing the configuration file (the CLI does that,
+keeping the installer's comments); the daemon takes the change on a reload or restart.
+``chargers.pending`` lists the identities that tried to connect and were refused, which is what
+the installer approves.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
+from edgegw.auth.idtags import IdTagFormat
+from edgegw.auth.listpush import ListPusher
+from edgegw.config import ChargerConfig, Config
+from edgegw.control.ops import _link_state  # the status op's wording, shared
+from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
+from edgegw.store.cards import CardStore, DetectedFormat
+from edgegw.store.store import ChargerRow, Store
 
 if TYPE_CHECKING:
     from edgegw.daemon import Gateway
 
+Handler = Callable[["ChargerService", dict[str, Any]], Awaitable[Any]]
+
+_NEVER_SEEN: Final = "never seen"
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    handler: Handler
+    admin: bool
+    description: str
+
+
+class ChargerService:
+    """The ``chargers.*`` ops on a configuration and a store; see the module docstring.
+
+    ``detected`` gives the idTag format detected for a charger (the daemon's authorizer knows
+    the latest; the CLI reads the store). ``connected`` lists the connected chargers and
+    ``link_state`` says how a charger's cloud link is (both only in the daemon).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        detected: Callable[[str], DetectedFormat | None],
+        connected: Callable[[], Collection[str]] = tuple,
+        link_state: Callable[[str], str | None] = lambda _charger_id: None,
+        pusher: ListPusher | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._detected = detected
+        self._connected = connected
+        self._link_state = link_state
+        self._pusher = pusher
+        self._clock = clock
+
+    async def run(self, op: str, args: Mapping[str, Any]) -> Any:
+        """Run the ``chargers.*`` op ``op`` (what the CLI does without a daemon)."""
+        spec = CHARGER_OPS.get(op)
+        if spec is None:
+            raise ControlError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}")
+        return await spec.handler(self, dict(args))
+
+    async def list_chargers(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Every configured charger, and every other identity the gateway let in."""
+        rows = {r.id: r for r in await self._store.chargers()}
+        connected = set(self._connected())
+        out = [self._describe(c.id, c, rows.get(c.id), connected) for c in self._config.chargers]
+        configured = {c.id for c in self._config.chargers}
+        out += [
+            self._describe(row.id, None, row, connected)
+            for row in rows.values()
+            if row.id not in configured and (row.state == "known" or row.id in connected)
+        ]
+        pending = [r for r in rows.values() if _pending(r, configured)]
+        return {"chargers": out, "pending": len(pending)}
+
+    async def show(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One charger, with its connectors and its local list."""
+        charger_id = get_arg(args, "charger", str)
+        config = self._config.charger(charger_id)
+        row = next((r for r in await self._store.chargers() if r.id == charger_id), None)
+        if config is None and row is None:
+            raise self._unknown(charger_id)
+        out = self._describe(charger_id, config, row, set(self._connected()))
+        connectors = await self._store.connector_status(charger_id)
+        out["connectors"] = [
+            {"connector": number, "status": status, "error_code": error}
+            for number, (status, error) in sorted(connectors.items())
+        ]
+        state = await CardStore(self._store.db).list_state(charger_id)
+        local_list: dict[str, Any] = {
+            "version": state.version,
+            "capabilities": state.capabilities or None,
+        }
+        push = self._pusher.status(charger_id) if self._pusher is not None else None
+        if push is not None:
+            local_list.update(
+                entries=push.entries,
+                left_out=push.left_out,
+                in_step=push.synced,
+                last_error=push.last_error,
+            )
+        out["local_list"] = local_list
+        return out
+
+    async def pending(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Identities refused at the handshake that are not configured, newest first.
+
+        Configured chargers that never got in (a wrong password from the first attempt on)
+        are listed too, with ``configured`` set: they need a password, not an approval.
+        """
+        configured = {c.id for c in self._config.chargers}
+        rows = [r for r in await self._store.chargers() if _pending(r, configured)]
+        rows.sort(key=lambda r: r.last_seen, reverse=True)
+        return [
+            {
+                "id": r.id,
+                "configured": r.id in configured,
+                "attempts": r.refused_count,
+                "reason": r.refused_reason,
+                "address": r.last_address,
+                "first_seen": r.first_seen,
+                "last_seen": r.last_seen,
+                "next_step": (
+                    f"edgegw chargers set-password {r.id}"
+                    if r.id in configured
+                    else f"edgegw chargers approve {r.id}"
+                ),
+            }
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _describe(
+        self,
+        charger_id: str,
+        config: ChargerConfig | None,
+        row: ChargerRow | None,
+        connected: set[str],
+    ) -> dict[str, Any]:
+        fmt, source = self.format_of(charger_id)
+        detected = self._detected(charger_id)
+        out: dict[str, Any] = {
+            "id": charger_id,
+            "configured": config is not None,
+            "connected": charger_id in connected,
+            "state": _NEVER_SEEN if row is None else row.state,
+            "cloud_link": self._link_state(charger_id),
+            "idtag_format": fmt.value,
+            "idtag_format_source": source,
+            "detected_format": None
+            if detected is None
+            else {"format": detected.fmt.value, "since": detected.seen_at},
+        }
+        if config is not None:
+            out.update(
+                label=config.label,
+                model=config.model,
+                password=config.password_hash is not None,
+                min_current_a=config.min_current_a,
+                max_current_a=config.max_current_a,
+                fallback_current_a=config.fallback_current_a,
+                priority=config.priority,
+                phases=config.phases,
+            )
+        if row is not None:
+            out.update(
+                address=row.last_address,
+                first_seen=row.first_seen,
+                last_seen=row.last_seen,
+                vendor=row.vendor,
+                reported_model=row.model,
+                serial=row.serial,
+                firmware=row.firmware,
+                last_boot=row.last_boot,
+                refused={"count": row.refused_count, "reason": row.refused_reason}
+                if row.refused_count
+                else None,
+            )
+        return out
+
+    def format_of(self, charger_id: str) -> tuple[IdTagFormat, str]:
+        """How the charger writes card ids, and whether that is configured, detected or unknown."""
+        charger = self._config.charger(charger_id)
+        if charger is not None and charger.idtag_format not in (None, IdTagFormat.AUTO.value):
+            return IdTagFormat(charger.idtag_format), "configured"
+        detected = self._detected(charger_id)
+        if detected is not None:
+            return detected.fmt, "detected"
+        return IdTagFormat.AUTO, "unknown"
+
+    def _unknown(self, charger_id: str) -> ControlError:
+        ids = [c.id for c in self._config.chargers]
+        near = [c for c in ids if c.casefold() == charger_id.casefold()]
+        hint = f" Did you mean {near[0]}? Charger ids are case-sensitive." if near else ""
+        listed = ", ".join(ids) if ids else "none"
+        return ControlError(
+            ErrorCode.NOT_FOUND,
+            f"no charger {charger_id!r}: it is not in the configuration and never connected "
+            f"(configured: {listed}).{hint} Add it with `edgegw chargers add {charger_id}`.",
+        )
+
+
+def _pending(row: ChargerRow, configured: Collection[str]) -> bool:
+    if not row.refused_count:
+        return False
+    return row.id not in configured or row.state == "pending"
+
+
+CHARGER_OPS: Final[Mapping[str, OpSpec]] = {
+    "chargers.list": OpSpec(
+        ChargerService.list_chargers,
+        False,
+        "Configured chargers with what the gateway saw of them, and the count of pending ones.",
+    ),
+    "chargers.show": OpSpec(
+        ChargerService.show, False, "One charger, its connectors and local list (args: charger)."
+    ),
+    "chargers.pending": OpSpec(
+        ChargerService.pending,
+        False,
+        "Identities that tried to connect and were refused (to approve or give a password).",
+    ),
+}
+
 
 class ChargerOps:
-    """Registers the charger operations on a :class:`ControlServer`."""
+    """Registers the ``chargers.*`` operations on a :class:`ControlServer`."""
 
     def __init__(self, gateway: Gateway) -> None:
         self._gw = gateway
 
     def register(self, server: ControlServer) -> None:
-        """No operations yet."""
+        for name, spec in CHARGER_OPS.items():
+            server.register(
+                name, self._handler(spec.handler), admin=spec.admin, description=spec.description
+            )
+
+    def _handler(self, handler: Handler) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+        async def run(args: dict[str, Any]) -> Any:
+            return await handler(self.service(), args)
+
+        return run
+
+    def service(self) -> ChargerService:
+        gw = self._gw
+        if gw.store is None or gw.authorizer is None:
+            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting; try again")
+        return ChargerService(
+            gw.config,
+            gw.store,
+            detected=gw.authorizer.detected_format,
+            connected=lambda: list(gw.sessions),
+            link_state=lambda charger_id: _link_state(gw, charger_id),
+            pusher=gw.list_pusher,
+        )

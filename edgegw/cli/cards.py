@@ -1,0 +1,720 @@
+"""``edgegw cards``: the site's own RFID cards — list, show, add, update, block, import, export.
+
+When the daemon runs, every command goes through it (:mod:`edgegw.control.card_ops`): a block
+takes effect at the next tap, and chargers that hold a local list get the change pushed; the
+command waits a few seconds (``--wait``) and says which chargers have it. When the daemon is not
+running, the command opens the store itself with the same code, so an installer can prepare the
+cards before the first start; the output says which of the two happened.
+
+Card ids can be typed as any reader or charger prints them: ``E43AC9D2``, ``e4:3a:c9:d2``,
+reversed hex or the decimal number on the card with ``--format``, or a token
+(``--format token``). ``edgegw cards show`` lists how each charger of the site will report a
+card.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any, Protocol
+
+import typer
+
+from edgegw.auth.authorizer import Authorizer
+from edgegw.auth.idtags import IdTagFormat
+from edgegw.cli.output import (
+    DEFAULT_CONFIG_PATH,
+    EXIT_DAEMON_DOWN,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    ConfigOption,
+    DaemonClient,
+    JsonOption,
+    control_client,
+    emit,
+    fail,
+    load_config_or_fail,
+    note,
+)
+from edgegw.config import Config
+from edgegw.control.card_ops import MAX_PAGE, CardService
+from edgegw.control.client import (
+    ControlClientError,
+    DaemonNotRunning,
+    PermissionDenied,
+    RemoteError,
+)
+from edgegw.control.protocol import MAX_LINE, ControlError, ErrorCode
+from edgegw.store.db import Database, StoreError
+
+cards_app = typer.Typer(
+    help="The site's RFID cards: list, show, add, update, block, unblock, remove, import, export.",
+    no_args_is_help=True,
+)
+
+_FORMATS = ["token", *(f.value for f in IdTagFormat if f is not IdTagFormat.AUTO)]
+_CSV_LIMIT = MAX_LINE - 64 * 1024  # room for the request around the CSV text
+DEFAULT_WAIT = 5.0
+
+
+def _complete_format(incomplete: str) -> list[str]:
+    return [f for f in _FORMATS if f.startswith(incomplete)]
+
+
+CardArgument = Annotated[
+    str,
+    typer.Argument(
+        help="Card id as printed or read: E43AC9D2, e4:3a:c9:d2, 3536403172 (with --format "
+        "dec_le), or a token.",
+        show_default=False,
+    ),
+]
+FormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help=f"How the card id is written: {', '.join(_FORMATS)} (default: hex, any case and "
+        "separators).",
+        autocompletion=_complete_format,
+    ),
+]
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0,
+        max=30,
+        help="Seconds to wait for chargers holding a local list to confirm the change.",
+    ),
+]
+OwnerOption = Annotated[str | None, typer.Option("--owner", help="Who holds the card.")]
+LabelOption = Annotated[str | None, typer.Option("--label", help="A note: flat, bay, vehicle, ...")]
+ExpiryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--expiry",
+        help="Last valid day (YYYY-MM-DD, through that day UTC) or an ISO date and time.",
+    ),
+]
+ChargersOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--charger",
+        help="Only on this charger (repeat for several; default: every charger).",
+    ),
+]
+ParentOption = Annotated[
+    str | None, typer.Option("--parent", help="Group id (OCPP parentIdTag) shared by cards.")
+]
+StatusOption = Annotated[
+    str | None,
+    typer.Option("--status", help="Accepted, Blocked, Expired or Invalid."),
+]
+
+
+# ------------------------------------------------------------------------------ backends
+
+
+class CardBackend(Protocol):
+    source: str
+    """``daemon`` or ``store``."""
+
+    def call(self, op: str, /, **args: Any) -> Any: ...
+
+
+class _Daemon:
+    source = "daemon"
+
+    def __init__(self, client: DaemonClient) -> None:
+        self._client = client
+
+    def call(self, op: str, /, **args: Any) -> Any:
+        return self._client.call(op, **args)
+
+
+class _Store:
+    """The store opened by the CLI itself, through the same :class:`CardService`.
+
+    One event loop serves every call of a command (:class:`asyncio.Runner`), so paging
+    through a large list opens the store once.
+    """
+
+    source = "store"
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._runner = asyncio.Runner()
+        self._db: Database | None = None
+        quiet_logs()
+        self._auth: Authorizer | None = None
+        self._service: CardService | None = None
+        self._wrote = False
+
+    def __enter__(self) -> _Store:
+        self._runner.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._db is not None:
+                self._runner.run(self._close())
+        finally:
+            self._runner.__exit__(kind, exc, tb)
+        if self._wrote:
+            match_owner(self._config.store.path)
+
+    def call(self, op: str, /, **args: Any) -> Any:
+        writes = op not in ("cards.list", "cards.show", "cards.export")
+        path = self._config.store.path
+        if writes and self._db is None and Path(f"{path}-shm").exists():
+            note(
+                f"warning: {path} looks open in another process; if an edgegw runs with "
+                "another configuration, it sees this change only after a restart"
+            )
+        service = self._runner.run(self._open(create=writes))
+        if writes:
+            self._wrote = True
+        return self._runner.run(service.run(op, args))
+
+    async def _open(self, *, create: bool) -> CardService:
+        if self._service is not None:
+            return self._service
+        cfg = self._config
+        path = cfg.store.path
+        # Reading a store that does not exist yet shows an empty one, without creating it.
+        where = path if create or path.exists() else Path(":memory:")
+        self._db = await Database.open(where)
+        formats = {c.id: IdTagFormat(c.idtag_format) for c in cfg.chargers if c.idtag_format}
+        self._auth = await Authorizer.open(self._db, cfg.auth, formats=formats)
+        self._service = CardService(self._auth, cfg)
+        return self._service
+
+    async def _close(self) -> None:
+        try:
+            if self._auth is not None:
+                await self._auth.close()
+        finally:
+            if self._db is not None:
+                await self._db.close()
+
+
+def quiet_logs() -> None:
+    """Keep the gateway's own log lines (meant for the journal) off the terminal when the CLI
+    runs its code in-process; what matters is in the command's output."""
+    logger = logging.getLogger("edgegw")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+def match_owner(path: Path) -> None:
+    """Give a database file root created to the owner of its directory (the daemon's user).
+
+    An installer who runs ``sudo edgegw cards add`` before the first start would otherwise
+    leave a root-owned 0600 database the daemon cannot open.
+    """
+    if os.geteuid() != 0:
+        return
+    with contextlib.suppress(OSError):
+        owner = path.parent.stat()
+        if owner.st_uid == 0:
+            return
+        for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(path.parent / name, owner.st_uid, owner.st_gid)
+
+
+@contextmanager
+def backend(config_path: Path, json_mode: bool) -> Iterator[CardBackend]:
+    """The daemon if it runs, else the store; says on stderr when it is the store."""
+    config = load_config_or_fail(config_path, json_mode=json_mode)
+    with op_errors(json_mode):
+        try:
+            client = control_client(config)
+        except DaemonNotRunning:
+            client = None
+    if client is not None:
+        yield _Daemon(client)
+        return
+    note(
+        f"edgegw is not running: working on its store {config.store.path} directly; "
+        "changes take effect when it starts"
+    )
+    with op_errors(json_mode), _Store(config) as store:
+        yield store
+
+
+@contextmanager
+def op_errors(json_mode: bool) -> Iterator[None]:
+    """A failed op, from the daemon or from the store, as a message and an exit code."""
+    try:
+        yield
+    except ControlError as exc:
+        _fail_code(exc.code, exc.message, json_mode)
+    except PermissionDenied as exc:
+        hint = None if "sudo" in exc.message else "run the command with sudo"
+        fail(exc.message, EXIT_FAILURE, hint, json_mode=json_mode)
+    except DaemonNotRunning as exc:
+        fail(str(exc), EXIT_DAEMON_DOWN, json_mode=json_mode)
+    except RemoteError as exc:
+        _fail_code(exc.code, exc.message, json_mode)
+    except ControlClientError as exc:
+        fail(str(exc), EXIT_FAILURE, json_mode=json_mode)
+    except StoreError as exc:
+        fail(str(exc), EXIT_FAILURE, json_mode=json_mode)
+    except OSError as exc:
+        fail(
+            f"cannot use the store: {exc}",
+            EXIT_FAILURE,
+            "the database belongs to the edgegw user: run the command with sudo",
+            json_mode=json_mode,
+        )
+
+
+def _fail_code(code: str, message: str, json_mode: bool) -> None:
+    if code == ErrorCode.BAD_ARGS:
+        fail(message, EXIT_USAGE, json_mode=json_mode)
+    if code == ErrorCode.UNKNOWN_OP:
+        fail(
+            message,
+            EXIT_FAILURE,
+            "the running daemon is older than this command: restart it "
+            "(`systemctl restart edgegw`)",
+            json_mode=json_mode,
+        )
+    fail(message, EXIT_FAILURE, json_mode=json_mode)
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+@cards_app.command("list")
+def list_cards(
+    text: Annotated[
+        str | None,
+        typer.Argument(help="Only cards with this text in id, owner, label or chargers."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", help="Only Accepted, Blocked, Expired (also past expiry) or Invalid."
+        ),
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """List the enrolled cards."""
+    cards: list[dict[str, Any]] = []
+    with backend(config, as_json) as cards_backend, op_errors(as_json):
+        while True:
+            page = cards_backend.call(
+                "cards.list", text=text, status=status, offset=len(cards), limit=MAX_PAGE
+            )
+            cards += page["cards"]
+            if not page["cards"] or len(cards) >= page["matched"]:
+                break
+        result = {
+            "ok": True,
+            "source": cards_backend.source,
+            "total": page["total"],
+            "matched": page["matched"],
+            "cards": cards,
+        }
+    emit(result, as_json, _render_list)
+
+
+@cards_app.command("show")
+def show_card(
+    card: CardArgument,
+    *,
+    fmt: FormatOption = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """One card: its details, every form chargers report it in, and how each charger will."""
+    with backend(config, as_json) as cards_backend, op_errors(as_json):
+        shown = cards_backend.call("cards.show", card=card, format=fmt)
+        result = {"ok": True, "source": cards_backend.source, **shown}
+    emit(result, as_json, _render_show)
+
+
+@cards_app.command("add")
+def add_card(
+    card: CardArgument,
+    *,
+    fmt: FormatOption = None,
+    owner: OwnerOption = None,
+    label: LabelOption = None,
+    expiry: ExpiryOption = None,
+    chargers: ChargersOption = None,
+    parent: ParentOption = None,
+    status: StatusOption = None,
+    wait: WaitOption = DEFAULT_WAIT,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Enrol a card (Accepted unless --status says otherwise)."""
+    args = {
+        "card": card,
+        "format": fmt,
+        "owner": owner,
+        "label": label,
+        "expiry": expiry,
+        "chargers": chargers or None,
+        "parent": parent,
+        "status": status,
+        "wait": wait,
+    }
+    _change("cards.add", args, config, as_json)
+
+
+@cards_app.command("update")
+def update_card(
+    card: CardArgument,
+    *,
+    fmt: FormatOption = None,
+    owner: OwnerOption = None,
+    label: LabelOption = None,
+    expiry: ExpiryOption = None,
+    no_expiry: Annotated[
+        bool, typer.Option("--no-expiry", help="The card no longer expires.")
+    ] = False,
+    chargers: ChargersOption = None,
+    all_chargers: Annotated[
+        bool, typer.Option("--all-chargers", help="The card works on every charger again.")
+    ] = False,
+    parent: ParentOption = None,
+    no_parent: Annotated[bool, typer.Option("--no-parent", help="Leave its group.")] = False,
+    status: StatusOption = None,
+    wait: WaitOption = DEFAULT_WAIT,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an enrolled card: owner, label, expiry, chargers, group or status."""
+    for flag, given, value in (
+        ("--no-expiry", no_expiry, expiry),
+        ("--all-chargers", all_chargers, chargers),
+        ("--no-parent", no_parent, parent),
+    ):
+        if given and value:
+            fail(f"{flag} contradicts the value given with it", EXIT_USAGE, json_mode=as_json)
+    args: dict[str, Any] = {
+        "card": card,
+        "format": fmt,
+        "owner": owner,
+        "label": label,
+        "expiry": "" if no_expiry else expiry,
+        "chargers": [] if all_chargers else (chargers or None),
+        "parent": "" if no_parent else parent,
+        "status": status,
+        "wait": wait,
+    }
+    _change("cards.update", args, config, as_json)
+
+
+@cards_app.command("block")
+def block_card(
+    card: CardArgument,
+    *,
+    fmt: FormatOption = None,
+    wait: WaitOption = DEFAULT_WAIT,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Block a card (a lost one): refused from the next tap, also by chargers' local lists."""
+    _change("cards.block", {"card": card, "format": fmt, "wait": wait}, config, as_json)
+
+
+@cards_app.command("unblock")
+def unblock_card(
+    card: CardArgument,
+    *,
+    fmt: FormatOption = None,
+    wait: WaitOption = DEFAULT_WAIT,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Accept a blocked card again."""
+    _change("cards.unblock", {"card": card, "format": fmt, "wait": wait}, config, as_json)
+
+
+@cards_app.command("remove")
+def remove_card(
+    card: CardArgument,
+    *,
+    fmt: FormatOption = None,
+    wait: WaitOption = DEFAULT_WAIT,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Forget a card. To refuse a lost card, block it instead: a removed card falls back to
+    the cloud's answer or the site policy for unknown cards."""
+    _change("cards.remove", {"card": card, "format": fmt, "wait": wait}, config, as_json)
+
+
+def _change(op: str, args: dict[str, Any], config: Path, as_json: bool) -> None:
+    with backend(config, as_json) as cards_backend, op_errors(as_json):
+        if cards_backend.source == "store":
+            args = {**args, "wait": 0}
+        done = cards_backend.call(op, **args)
+        result = {"ok": True, "source": cards_backend.source, **done}
+    emit(result, as_json, _render_change)
+
+
+@cards_app.command("import")
+def import_cards(
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="CSV file (columns id, format, owner, label, status, expiry, chargers, "
+            "parent; only id is required), or - for stdin."
+        ),
+    ],
+    *,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Remove the enrolled cards that are not in the file."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the file and say what would change.")
+    ] = False,
+    wait: WaitOption = DEFAULT_WAIT,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Add or update cards from a CSV file. Broken lines are reported by number and skipped;
+    the others are imported (with --replace, nothing is imported unless every line is good)."""
+    text = _read_csv_file(file, as_json)
+    with backend(config, as_json) as cards_backend, op_errors(as_json):
+        if cards_backend.source == "daemon" and len(text.encode()) > _CSV_LIMIT:
+            fail(
+                f"{file} is {len(text.encode()) // 1024} KiB, more than one request to the "
+                f"daemon carries ({_CSV_LIMIT // 1024} KiB)",
+                EXIT_FAILURE,
+                "split it into smaller files and import them one by one (without --replace)",
+                json_mode=as_json,
+            )
+        done = cards_backend.call(
+            "cards.import",
+            csv=text,
+            replace=replace,
+            dry_run=dry_run,
+            wait=wait if cards_backend.source == "daemon" else 0,
+        )
+    result = {"ok": not done["errors"], "source": cards_backend.source, "file": file, **done}
+    emit(result, as_json, _render_import)
+    if done["errors"]:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _read_csv_file(file: str, json_mode: bool) -> str:
+    try:
+        if file == "-":
+            return sys.stdin.read()
+        return Path(file).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        fail(f"no file {file}", EXIT_USAGE, json_mode=json_mode)
+    except UnicodeDecodeError:
+        fail(
+            f"{file} is not UTF-8 text",
+            EXIT_USAGE,
+            "save it from the spreadsheet as 'CSV UTF-8'",
+            json_mode=json_mode,
+        )
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}", EXIT_FAILURE, json_mode=json_mode)
+
+
+@cards_app.command("export")
+def export_cards(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+) -> None:
+    """Write every enrolled card as CSV (the form `edgegw cards import` reads back)."""
+    parts: list[str] = []
+    exported = 0
+    with backend(config, False) as cards_backend, op_errors(False):
+        while True:
+            page = cards_backend.call("cards.export", offset=exported, limit=MAX_PAGE)
+            text = page["csv"]
+            if parts:
+                text = text.split("\n", 1)[1] if "\n" in text else ""
+            parts.append(text)
+            exported += page["count"]
+            if not page["count"] or exported >= page["total"]:
+                break
+        source = cards_backend.source
+    document = "".join(parts)
+    if output is None:
+        typer.echo(document, nl=False)
+    else:
+        try:
+            output.write_text(document, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror}", EXIT_FAILURE)
+    note(
+        f"exported {exported} card(s) from the {source}"
+        + ("" if output is None else f" to {output}")
+    )
+
+
+# ------------------------------------------------------------------------------ text output
+
+
+def _where(result: dict[str, Any]) -> str:
+    if result["source"] == "daemon":
+        return "in the running daemon"
+    return "in the store (edgegw is not running; it applies them when it starts)"
+
+
+def _card_line(card: dict[str, Any]) -> str:
+    who = ", ".join(x for x in (card["owner"], card["label"]) if x)
+    return f"{card['id']} ({who})" if who else str(card["id"])
+
+
+def _render_list(result: dict[str, Any]) -> str:
+    cards = result["cards"]
+    if not cards:
+        if result["total"]:
+            return f"No card matches ({result['total']} enrolled)."
+        return "No cards enrolled yet. Add one with `edgegw cards add UID --owner NAME`."
+    rows: list[tuple[str, ...]] = [("CARD", "STATUS", "OWNER", "LABEL", "EXPIRY", "CHARGERS")]
+    for card in cards:
+        status = card["status"]
+        if card["effective"] != status:
+            status = f"{status} (past expiry)"
+        rows.append(
+            (
+                card["id"],
+                status,
+                card["owner"],
+                card["label"],
+                card["expiry"] or "-",
+                " ".join(card["chargers"]) if card["chargers"] else "all",
+            )
+        )
+    lines = table(rows)
+    lines.append(f"{result['matched']} of {result['total']} card(s)")
+    return "\n".join(lines)
+
+
+def _render_show(card: dict[str, Any]) -> str:
+    kind = f"{card['uid_bytes']}-byte UID" if card["kind"] == "uid" else "token"
+    status = card["status"]
+    if card["effective"] != status:
+        status = f"{status}, but past its expiry: refused as Expired"
+    lines = []
+    if card.get("read_as"):
+        lines.append(f"({card['read_as']})")
+    lines += [
+        f"Card {card['id']} ({kind})",
+        f"  owner     {card['owner'] or '-'}",
+        f"  label     {card['label'] or '-'}",
+        f"  status    {status}",
+        f"  expiry    {card['expiry'] or 'never'}",
+        f"  chargers  {', '.join(card['chargers']) if card['chargers'] else 'all'}",
+        f"  group     {card['parent'] or '-'}",
+    ]
+    if card["kind"] == "uid":
+        lines.append("How chargers report it, by idTag format:")
+        for variant in card["variants"]:
+            partial = "" if variant["lossless"] else "  (only part of the UID)"
+            lines.append(f"  {variant['format']:<13} {variant['idtag']}{partial}")
+    if card["at_chargers"]:
+        lines.append("At this site:")
+        for at in card["at_chargers"]:
+            if at["format_source"] == "unknown":
+                how = f"{at['idtag']}  (format not known yet: every form is recognised)"
+            else:
+                how = f"{at['idtag']}  ({at['format']}, {at['format_source']})"
+            refused = "" if at["allowed"] else "  — not allowed on this charger"
+            lines.append(f"  {at['charger']:<13} {how}{refused}")
+    return "\n".join(lines)
+
+
+def _render_change(result: dict[str, Any]) -> str:
+    card = result["card"]
+    action = result["action"]
+    who = _card_line(card)
+    if action == "unchanged":
+        text = f"Card {who} was already like that; nothing changed."
+    else:
+        text = f"{action.capitalize()} card {who} {_where(result)}."
+    lines = [text]
+    if action == "blocked" and result["source"] == "daemon":
+        lines.append("It is refused from its next tap.")
+    if action == "removed":
+        lines.append(
+            "It is now decided by the cloud or the site's policy for unknown cards; to refuse "
+            f"it everywhere, add it again and block it (`edgegw cards add {card['id']} "
+            "--status Blocked`)."
+        )
+    lines += [f"Warning: {w}" for w in result["warnings"]]
+    lines += _render_lists(result["local_lists"])
+    return "\n".join(lines)
+
+
+def _render_lists(reports: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for report in reports:
+        state = report["state"]
+        if state == "in_step":
+            lines.append(f"  {report['charger']}: local list updated ({report['detail']})")
+        elif state == "failed":
+            lines.append(f"  {report['charger']}: local list NOT updated: {report['detail']}")
+        else:
+            lines.append(f"  {report['charger']}: local list update pending; {report['detail']}")
+    if lines:
+        lines.insert(0, "Chargers holding a local list:")
+    return lines
+
+
+def _render_import(result: dict[str, Any]) -> str:
+    lines = []
+    counts = (
+        f"{result['added']} added, {result['updated']} updated, "
+        f"{result['unchanged']} unchanged, {result['removed']} removed"
+    )
+    outcome = result["outcome"]
+    if outcome == "imported":
+        lines.append(f"Imported {result['file']} {_where(result)}: {counts}.")
+    elif outcome == "dry_run":
+        lines.append(f"Dry run of {result['file']}: it would give {counts}; nothing was changed.")
+    else:
+        lines.append(f"Nothing imported from {result['file']}: {result['reason']}.")
+    errors = result["errors"]
+    if errors:
+        if outcome == "imported":
+            lines.append(f"{len(errors)} broken line(s) skipped:")
+        elif outcome == "dry_run":
+            lines.append(f"{len(errors)} broken line(s) would be skipped:")
+        else:
+            lines.append("Problems:")
+        lines += [f"  line {e['line']}: {e['message']}" for e in errors]
+        if outcome == "imported":
+            lines.append("Fix these lines and import the file again (the other cards are in).")
+    lines += _render_lists(result["local_lists"])
+    return "\n".join(lines)
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as left-aligned columns (the first row is the heading)."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]

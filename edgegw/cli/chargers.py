@@ -1,0 +1,791 @@
+"""``edgegw chargers``: the site's chargers — list, show, add, remove, passwords, approval.
+
+``list``, ``show`` and ``pending`` join the configuration with what the gateway saw (the
+daemon's view when it runs, else its store). ``add``, ``remove``, ``set-password`` and
+``approve`` edit the configuration file, keeping the installer's comments and layout
+(:mod:`edgegw.cli.configfile`): the file is validated before it is written, written atomically,
+and keeps its mode and owner. Passwords are read from a hidden prompt or a file, stored only as
+scrypt hashes, and never printed.
+
+The daemon reads its configuration when it starts. After an edit the command asks a running
+daemon to reload (the ``config.reload`` op); a daemon without that op is to be restarted, and
+the command says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any, Protocol
+
+import typer
+from pydantic import ValidationError
+
+from edgegw.auth.idtags import IdTagFormat
+from edgegw.auth.passwords import hash_password
+from edgegw.cli.cards import match_owner, op_errors, quiet_logs, table
+from edgegw.cli.configfile import ConfigFile, ConfigFileError, EditRefused
+from edgegw.cli.output import (
+    DEFAULT_CONFIG_PATH,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    START_HINT,
+    ConfigOption,
+    DaemonClient,
+    JsonOption,
+    control_client,
+    emit,
+    fail,
+    note,
+)
+from edgegw.config import CHARGER_ID_PATTERN, Config, ConfigError, parse_config
+from edgegw.control.charger_ops import ChargerService
+from edgegw.control.client import (
+    ControlClientError,
+    DaemonNotRunning,
+    PermissionDenied,
+    RemoteError,
+)
+from edgegw.control.protocol import ErrorCode
+from edgegw.energy.chargermodels import ChargerModelError, load_models
+from edgegw.energy.meters import default_profiles_dir
+from edgegw.store.cards import CardStore
+from edgegw.store.store import Store
+
+chargers_app = typer.Typer(
+    help="The site's chargers: list, show, add, remove, set-password, pending, approve.",
+    no_args_is_help=True,
+)
+
+MIN_PASSWORD = 8
+OCPP_PASSWORD = (16, 40)  # AuthorizationKey length the OCPP 1.6 security whitepaper asks for
+RESTART = "sudo systemctl restart edgegw"
+
+ChargerArgument = Annotated[
+    str, typer.Argument(help="The charger's OCPP identity (last URL path segment).")
+]
+PasswordPromptOption = Annotated[
+    bool,
+    typer.Option("--password-prompt", help="Type the charger's Basic-auth password (hidden)."),
+]
+PasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        help="Read the password from this file (first line); keeps it out of shell history.",
+    ),
+]
+
+
+def _complete_model(incomplete: str) -> list[str]:
+    directory = default_profiles_dir().parent / "chargers"
+    return sorted(p.stem for p in directory.glob(f"{incomplete}*.toml"))
+
+
+def _complete_format(incomplete: str) -> list[str]:
+    return [f.value for f in IdTagFormat if f.value.startswith(incomplete)]
+
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Charger profile in hardware/chargers/ (no .toml).",
+        autocompletion=_complete_model,
+    ),
+]
+LabelOption = Annotated[str | None, typer.Option("--label", help="Name shown to caretakers.")]
+FormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--idtag-format",
+        help="How it reports card UIDs (default: its model's, or auto).",
+        autocompletion=_complete_format,
+    ),
+]
+MinCurrentOption = Annotated[
+    float | None, typer.Option("--min-current", help="Lowest current (A).")
+]
+MaxCurrentOption = Annotated[
+    float | None, typer.Option("--max-current", help="Highest current (A).")
+]
+FallbackOption = Annotated[
+    float | None,
+    typer.Option("--fallback-current", help="Its share while the meter is lost (A; 0 = pause)."),
+]
+PriorityOption = Annotated[str | None, typer.Option("--priority", help="normal or vip.")]
+PhasesOption = Annotated[
+    str | None,
+    typer.Option("--phases", help="Site phases its L1..L3 are wired to, e.g. L1L2L3, L2L3L1, L2."),
+]
+
+
+# ------------------------------------------------------------------------------ backends
+
+
+class ChargerBackend(Protocol):
+    source: str
+
+    def call(self, op: str, /, **args: Any) -> Any: ...
+
+
+class _Daemon:
+    source = "daemon"
+
+    def __init__(self, client: DaemonClient) -> None:
+        self._client = client
+
+    def call(self, op: str, /, **args: Any) -> Any:
+        return self._client.call(op, **args)
+
+
+class _Store:
+    """The daemon's store opened by the CLI, answered by the same :class:`ChargerService`."""
+
+    source = "store"
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._runner = asyncio.Runner()
+        self._store: Store | None = None
+        self._service: ChargerService | None = None
+        quiet_logs()
+
+    def __enter__(self) -> _Store:
+        self._runner.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._store is not None:
+                self._runner.run(self._store.close())
+        finally:
+            self._runner.__exit__(kind, exc, tb)
+
+    def call(self, op: str, /, **args: Any) -> Any:
+        service = self._runner.run(self._open())
+        return self._runner.run(service.run(op, args))
+
+    async def _open(self) -> ChargerService:
+        if self._service is None:
+            path = self._config.store.path
+            # A store that does not exist yet reads as empty, and is not created by reading.
+            self._store = await Store.open(path if path.exists() else Path(":memory:"))
+            detected = await CardStore(self._store.db).detected_formats()
+            self._service = ChargerService(self._config, self._store, detected=detected.get)
+        return self._service
+
+
+@contextmanager
+def backend(config: Config, json_mode: bool) -> Iterator[ChargerBackend]:
+    """The running daemon, else the store (said on stderr)."""
+    with op_errors(json_mode):
+        try:
+            client = control_client(config)
+        except DaemonNotRunning:
+            client = None
+    if client is not None:
+        yield _Daemon(client)
+        return
+    note(f"edgegw is not running: reading its store {config.store.path} directly")
+    with op_errors(json_mode), _Store(config) as store:
+        yield store
+    match_owner(config.store.path)
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+@chargers_app.command("list")
+def list_chargers(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
+    """The configured chargers: connected or not, model, idTag format, last seen."""
+    cfg = _config(config, as_json)
+    with backend(cfg, as_json) as chargers_backend, op_errors(as_json):
+        listing = chargers_backend.call("chargers.list")
+        result = {"ok": True, "source": chargers_backend.source, **listing}
+    emit(result, as_json, _render_list)
+
+
+@chargers_app.command("show")
+def show_charger(
+    charger: ChargerArgument,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """One charger: configuration, what it reported, connectors, idTag format, local list."""
+    cfg = _config(config, as_json)
+    with backend(cfg, as_json) as chargers_backend, op_errors(as_json):
+        shown = chargers_backend.call("chargers.show", charger=charger)
+        result = {"ok": True, "source": chargers_backend.source, **shown}
+    emit(result, as_json, _render_show)
+
+
+@chargers_app.command("pending")
+def pending_chargers(
+    config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False
+) -> None:
+    """Identities that tried to connect and were refused: approve them, or give a password."""
+    cfg = _config(config, as_json)
+    with backend(cfg, as_json) as chargers_backend, op_errors(as_json):
+        pending = chargers_backend.call("chargers.pending")
+        result = {"ok": True, "source": chargers_backend.source, "pending": pending}
+    emit(result, as_json, _render_pending)
+
+
+# ------------------------------------------------------------------------------ editing
+
+
+@chargers_app.command("add")
+def add_charger(
+    charger: ChargerArgument,
+    *,
+    password_prompt: PasswordPromptOption = False,
+    password_file: PasswordFileOption = None,
+    model: ModelOption = None,
+    label: LabelOption = None,
+    idtag_format: FormatOption = None,
+    min_current: MinCurrentOption = None,
+    max_current: MaxCurrentOption = None,
+    fallback_current: FallbackOption = None,
+    priority: PriorityOption = None,
+    phases: PhasesOption = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a charger to the configuration file (comments and layout are kept)."""
+    fields = _fields(
+        charger,
+        model=model,
+        label=label,
+        idtag_format=idtag_format,
+        min_current=min_current,
+        max_current=max_current,
+        fallback_current=fallback_current,
+        priority=priority,
+        phases=phases,
+        json_mode=as_json,
+    )
+    warnings: list[str] = []
+    password = _password(password_prompt, password_file, warnings, as_json, default_prompt=False)
+    _add(config, fields, password, warnings=warnings, action="added", json_mode=as_json)
+
+
+@chargers_app.command("approve")
+def approve_charger(
+    charger: ChargerArgument,
+    *,
+    password_prompt: PasswordPromptOption = False,
+    password_file: PasswordFileOption = None,
+    model: ModelOption = None,
+    label: LabelOption = None,
+    idtag_format: FormatOption = None,
+    min_current: MinCurrentOption = None,
+    max_current: MaxCurrentOption = None,
+    fallback_current: FallbackOption = None,
+    priority: PriorityOption = None,
+    phases: PhasesOption = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Let in a charger that tried to connect with an unknown identity (see `pending`):
+    it is added to the configuration like `add` does."""
+    fields = _fields(
+        charger,
+        model=model,
+        label=label,
+        idtag_format=idtag_format,
+        min_current=min_current,
+        max_current=max_current,
+        fallback_current=fallback_current,
+        priority=priority,
+        phases=phases,
+        json_mode=as_json,
+    )
+    cfg = _config(config, as_json)
+    with backend(cfg, as_json) as chargers_backend, op_errors(as_json):
+        pending = chargers_backend.call("chargers.pending")
+    knocked = next((p for p in pending if p["id"] == charger), None)
+    if knocked is None:
+        near = [p["id"] for p in pending if p["id"].casefold() == charger.casefold()]
+        hint = (
+            f"did you mean {near[0]}? Identities are case-sensitive"
+            if near
+            else f"`edgegw chargers pending` lists who tried; to add a charger that has not "
+            f"tried yet, use `edgegw chargers add {charger}`"
+        )
+        fail(f"{charger} has not tried to connect", EXIT_FAILURE, hint, json_mode=as_json)
+    if knocked["configured"]:
+        fail(
+            f"{charger} is configured already; it was refused because of its password "
+            f"({knocked['reason']})",
+            EXIT_FAILURE,
+            f"set the password it uses: `edgegw chargers set-password {charger}`",
+            json_mode=as_json,
+        )
+    warnings: list[str] = []
+    password = _password(password_prompt, password_file, warnings, as_json, default_prompt=False)
+    extra = {
+        "address": knocked["address"],
+        "attempts": knocked["attempts"],
+    }
+    _add(
+        config,
+        fields,
+        password,
+        warnings=warnings,
+        action="approved",
+        json_mode=as_json,
+        extra=extra,
+    )
+
+
+def _add(
+    config_path: Path,
+    fields: dict[str, Any],
+    password: str | None,
+    *,
+    warnings: list[str],
+    action: str,
+    json_mode: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    charger_id = fields["id"]
+    document = _load_file(config_path, json_mode)
+    near = [c for c in document.charger_ids() if c.casefold() == charger_id.casefold()]
+    if near:
+        fail(
+            f"{near[0]} is already configured in {config_path}"
+            + (
+                ""
+                if near[0] == charger_id
+                else f" (ids differing only in case clash: {charger_id})"
+            ),
+            EXIT_FAILURE,
+            f"change it with `edgegw chargers set-password {near[0]}`, or remove it first",
+            json_mode=json_mode,
+        )
+    if password is None:
+        warnings.append(
+            f"no password: any device on the network can connect as {charger_id}; set one with "
+            f"`edgegw chargers set-password {charger_id}` (and the same on the charger)"
+        )
+    else:
+        fields["password_hash"] = hash_password(password)
+    document.add_charger(fields)
+    cfg = _save(document, json_mode)
+    shown = {k: v for k, v in fields.items() if k != "password_hash"}
+    result = {
+        "ok": True,
+        "action": action,
+        "file": str(config_path),
+        "charger": shown,
+        "password": password is not None,
+        "warnings": warnings,
+        **(extra or {}),
+        "daemon": _apply(cfg, json_mode),
+    }
+    emit(result, json_mode, _render_edit)
+
+
+@chargers_app.command("remove")
+def remove_charger(
+    charger: ChargerArgument,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove a charger from the configuration file (it is refused from then on)."""
+    document = _load_file(config, as_json)
+    if document.charger(charger) is None:
+        _unknown(document, charger, config, as_json)
+    removed = document.remove_charger(charger)
+    cfg = _save(document, as_json)
+    result = {
+        "ok": True,
+        "action": "removed",
+        "file": str(config),
+        "charger": {k: v for k, v in removed.items() if k != "password_hash"},
+        "password": "password_hash" in removed,
+        "warnings": [],
+        "daemon": _apply(cfg, as_json),
+    }
+    emit(result, as_json, _render_edit)
+
+
+@chargers_app.command("set-password")
+def set_password(
+    charger: ChargerArgument,
+    *,
+    password_prompt: PasswordPromptOption = False,
+    password_file: PasswordFileOption = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Set the Basic-auth password a charger must present (asked for, hidden, by default).
+
+    Set the same password on the charger (OCPP AuthorizationKey, or its web interface)."""
+    document = _load_file(config, as_json)
+    if document.charger(charger) is None:
+        _unknown(document, charger, config, as_json)
+    warnings: list[str] = []
+    password = _password(password_prompt, password_file, warnings, as_json, default_prompt=True)
+    assert password is not None
+    document.set_charger_value(charger, "password_hash", hash_password(password))
+    cfg = _save(document, as_json)
+    result = {
+        "ok": True,
+        "action": "password set",
+        "file": str(config),
+        "charger": {"id": charger},
+        "password": True,
+        "warnings": warnings,
+        "daemon": _apply(cfg, as_json),
+    }
+    emit(result, as_json, _render_edit)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _config(path: Path, json_mode: bool) -> Config:
+    """The configuration, leniently: a file whose only problems are elsewhere (a systemd
+    credential that resolves only under systemd) still gives the socket and store paths."""
+    document = _load_file(path, json_mode, code=EXIT_CONFIG)
+    data = document.data()
+    try:
+        return parse_config(data, source=str(path))
+    except ConfigError as exc:
+        problems = exc.problems
+    try:
+        return Config.model_validate({k: data[k] for k in ("control", "store") if k in data})
+    except ValidationError:
+        fail(
+            f"{path} is invalid: " + "; ".join(problems),
+            EXIT_CONFIG,
+            f"check it with `edgegw config check {path}`",
+            json_mode=json_mode,
+        )
+
+
+def _load_file(path: Path, json_mode: bool, *, code: int = EXIT_CONFIG) -> ConfigFile:
+    try:
+        return ConfigFile.load(path)
+    except ConfigFileError as exc:
+        fail(str(exc), code, json_mode=json_mode)
+
+
+def _save(document: ConfigFile, json_mode: bool) -> Config | None:
+    try:
+        return document.save()
+    except EditRefused as exc:
+        fail(
+            f"{exc}: " + "; ".join(exc.problems),
+            EXIT_USAGE,
+            "give valid values (see `edgegw chargers add --help`)",
+            json_mode=json_mode,
+        )
+    except ConfigFileError as exc:
+        fail(str(exc), EXIT_FAILURE, json_mode=json_mode)
+
+
+def _unknown(document: ConfigFile, charger: str, path: Path, json_mode: bool) -> None:
+    ids = document.charger_ids()
+    near = [c for c in ids if c.casefold() == charger.casefold()]
+    hint = (
+        f"did you mean {near[0]}? Identities are case-sensitive"
+        if near
+        else f"configured: {', '.join(ids) or 'none'}; `edgegw chargers list` shows them"
+    )
+    fail(f"{charger} is not configured in {path}", EXIT_FAILURE, hint, json_mode=json_mode)
+
+
+def _fields(
+    charger_id: str,
+    *,
+    model: str | None,
+    label: str | None,
+    idtag_format: str | None,
+    min_current: float | None,
+    max_current: float | None,
+    fallback_current: float | None,
+    priority: str | None,
+    phases: str | None,
+    json_mode: bool,
+) -> dict[str, Any]:
+    if not CHARGER_ID_PATTERN.match(charger_id):
+        fail(
+            f"{charger_id!r} cannot be a charger identity: use 1-48 letters, digits and "
+            ". _ - * + = | @ ~ (no ':' or '/')",
+            EXIT_USAGE,
+            json_mode=json_mode,
+        )
+    if model is not None:
+        _check_model(model, json_mode)
+    fields: dict[str, Any] = {"id": charger_id}
+    for key, value in (
+        ("label", label),
+        ("model", model),
+        ("idtag_format", idtag_format),
+        ("min_current_a", min_current),
+        ("max_current_a", max_current),
+        ("fallback_current_a", fallback_current),
+        ("priority", priority),
+        ("phases", phases),
+    ):
+        if value is not None:
+            fields[key] = value
+    return fields
+
+
+def _check_model(model: str, json_mode: bool) -> None:
+    directory = default_profiles_dir().parent / "chargers"
+    try:
+        models = load_models(directory)
+    except ChargerModelError:
+        models = {}
+        if (directory / f"{model}.toml").is_file():
+            return
+    if model not in models:
+        fail(
+            f"no charger model {model!r} in {directory}",
+            EXIT_USAGE,
+            f"known models: {', '.join(sorted(models)) or 'none'}; "
+            "`edgegw chargers probe` can write one for a new charger",
+            json_mode=json_mode,
+        )
+
+
+def _password(
+    prompt: bool,
+    file: Path | None,
+    warnings: list[str],
+    json_mode: bool,
+    *,
+    default_prompt: bool,
+) -> str | None:
+    if prompt and file is not None:
+        fail("give --password-prompt or --password-file, not both", EXIT_USAGE, json_mode=json_mode)
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read {file}: {exc.strerror}", EXIT_USAGE, json_mode=json_mode)
+        except UnicodeDecodeError:
+            fail(f"{file} is not UTF-8 text", EXIT_USAGE, json_mode=json_mode)
+        lines = text.splitlines()
+        password = lines[0] if lines else ""
+    elif prompt or default_prompt:
+        password = typer.prompt(
+            "Charger password", hide_input=True, confirmation_prompt=True, err=True
+        )
+    else:
+        return None
+    if len(password) < MIN_PASSWORD:
+        fail(
+            f"the password is shorter than {MIN_PASSWORD} characters; refusing it",
+            EXIT_USAGE,
+            f"OCPP asks for {OCPP_PASSWORD[0]} to {OCPP_PASSWORD[1]} characters",
+            json_mode=json_mode,
+        )
+    low, high = OCPP_PASSWORD
+    if not low <= len(password) <= high:
+        warnings.append(
+            f"the password has {len(password)} characters; OCPP 1.6 chargers expect "
+            f"{low} to {high} and some refuse others"
+        )
+    return password
+
+
+def _apply(config: Config | None, json_mode: bool) -> dict[str, str]:
+    """Ask a running daemon to take the edited configuration; say what happened."""
+    if config is None:
+        return {
+            "state": "not_checked",
+            "message": "The file still has earlier problems, so the daemon was not asked to "
+            f"reload: fix them (`edgegw config check`), then `{RESTART}`.",
+        }
+    try:
+        client = control_client(config)
+    except DaemonNotRunning:
+        return {
+            "state": "not_running",
+            "message": f"edgegw is not running; it uses the change when it starts ({START_HINT}).",
+        }
+    except ControlClientError as exc:
+        return {"state": "restart_needed", "message": f"{exc}; `{RESTART}` applies the change."}
+    try:
+        answer = client.call("config.reload")
+    except PermissionDenied:
+        return {
+            "state": "restart_needed",
+            "message": f"Not allowed to ask the daemon to reload; `{RESTART}` applies the change.",
+        }
+    except RemoteError as exc:
+        if exc.code == ErrorCode.UNKNOWN_OP:
+            return {
+                "state": "restart_needed",
+                "message": f"The running daemon cannot reload its configuration: `{RESTART}` "
+                "applies the change (chargers reconnect by themselves).",
+            }
+        return {
+            "state": "reload_failed",
+            "message": f"The daemon did not take the change: {exc.message}",
+        }
+    except ControlClientError as exc:
+        return {"state": "restart_needed", "message": f"{exc}; `{RESTART}` applies the change."}
+    detail = answer.get("message") if isinstance(answer, dict) else None
+    return {"state": "reloaded", "message": detail or "The running daemon took the change."}
+
+
+# ------------------------------------------------------------------------------ text output
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    age = max(0.0, time.time() - seconds)
+    if age < 90:
+        return f"{age:.0f} s ago"
+    if age < 5400:
+        return f"{age / 60:.0f} min ago"
+    if age < 2 * 86400:
+        return f"{age / 3600:.0f} h ago"
+    return f"{age / 86400:.0f} days ago"
+
+
+def _state(charger: dict[str, Any]) -> str:
+    if charger["connected"]:
+        return "connected"
+    if charger["state"] == "never seen":
+        return "never connected"
+    return "offline"
+
+
+def _render_list(result: dict[str, Any]) -> str:
+    chargers = result["chargers"]
+    lines: list[str] = []
+    if not chargers:
+        lines.append("No chargers configured. Add one with `edgegw chargers add ID`.")
+    else:
+        rows: list[Sequence[str]] = [("CHARGER", "STATE", "MODEL", "IDTAG FORMAT", "LAST SEEN")]
+        for c in chargers:
+            name = c["id"] if c["configured"] else f"{c['id']} (not configured)"
+            fmt = c["idtag_format"]
+            if c["idtag_format_source"] != "configured":
+                fmt = "auto" if fmt == "auto" else f"{fmt} (detected)"
+            rows.append(
+                (
+                    name,
+                    _state(c),
+                    c.get("model") or c.get("reported_model") or "-",
+                    fmt,
+                    _ago(c.get("last_seen")),
+                )
+            )
+        lines += table(rows)
+    if result["pending"]:
+        lines.append(
+            f"{result['pending']} identit{'y' if result['pending'] == 1 else 'ies'} tried to "
+            "connect and were refused: `edgegw chargers pending`"
+        )
+    return "\n".join(lines)
+
+
+def _render_show(c: dict[str, Any]) -> str:
+    lines = [f"Charger {c['id']}" + ("" if c["configured"] else " (not configured)")]
+    lines.append(f"  state          {_state(c)}")
+    if c.get("cloud_link"):
+        lines.append(f"  cloud link     {c['cloud_link']}")
+    if c["configured"]:
+        lines += [
+            f"  label          {c['label'] or '-'}",
+            f"  model          {c['model'] or 'generic (no model set)'}",
+            f"  password       {'set' if c['password'] else 'none (anyone can connect as it)'}",
+            f"  current        {c['min_current_a']:g}-{c['max_current_a']:g} A, "
+            f"fallback {c['fallback_current_a']:g} A, {c['priority']}, phases {c['phases']}",
+        ]
+    fmt = c["idtag_format"]
+    source = c["idtag_format_source"]
+    if source == "unknown":
+        fmt = "auto (not detected yet: every form of a card is recognised)"
+    else:
+        fmt = f"{fmt} ({source})"
+    lines.append(f"  idTag format   {fmt}")
+    if "last_seen" in c:
+        lines += [
+            f"  reported       {c['vendor'] or '-'} {c['reported_model'] or ''}".rstrip()
+            + (f", serial {c['serial']}" if c["serial"] else "")
+            + (f", firmware {c['firmware']}" if c["firmware"] else ""),
+            f"  last seen      {_ago(c['last_seen'])} from {c['address'] or '-'}",
+        ]
+        if c["refused"]:
+            lines.append(
+                f"  refused        {c['refused']['count']} time(s), last: {c['refused']['reason']}"
+            )
+    for connector in c["connectors"]:
+        error = connector["error_code"]
+        extra = f" ({error})" if error and error != "NoError" else ""
+        lines.append(f"  connector {connector['connector']}    {connector['status']}{extra}")
+    local = c["local_list"]
+    if local["capabilities"] is not None or local["version"] is not None:
+        caps = local["capabilities"] or {}
+        if caps and not caps.get("supported", True):
+            lines.append("  local list     not supported by the charger")
+        else:
+            state = ""
+            if "in_step" in local:
+                state = ", in step" if local["in_step"] else ", being updated"
+            lines.append(f"  local list     version {local['version']}{state}")
+    return "\n".join(lines)
+
+
+def _render_pending(result: dict[str, Any]) -> str:
+    pending = result["pending"]
+    if not pending:
+        return "No charger was refused. Unknown identities that try to connect show up here."
+    rows: list[Sequence[str]] = [("IDENTITY", "ATTEMPTS", "LAST TRY", "FROM", "WHY", "NEXT STEP")]
+    rows += [
+        (
+            p["id"],
+            str(p["attempts"]),
+            _ago(p["last_seen"]),
+            p["address"] or "-",
+            p["reason"] or "-",
+            p["next_step"],
+        )
+        for p in pending
+    ]
+    return "\n".join(table(rows))
+
+
+def _render_edit(result: dict[str, Any]) -> str:
+    charger = result["charger"]
+    action = result["action"]
+    charger_id, path = charger["id"], result["file"]
+    details = [f"{k} {v}" for k, v in charger.items() if k != "id"]
+    if action in ("added", "approved"):
+        details.append("password set" if result["password"] else "no password")
+    shown = f" ({', '.join(details)})" if details else ""
+    if action == "added":
+        lines = [f"Added charger {charger_id} to {path}{shown}."]
+    elif action == "approved":
+        lines = [f"Approved {charger_id}: added to {path}{shown}."]
+    elif action == "removed":
+        lines = [f"Removed charger {charger_id} from {path}; it is refused from then on."]
+    else:
+        lines = [
+            f"New password for {charger_id} saved in {path}. Set the same on the charger "
+            "(its AuthorizationKey or web interface)."
+        ]
+    lines += [f"Warning: {w}" for w in result["warnings"]]
+    lines.append(result["daemon"]["message"])
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""What every CLI command shares: exit codes, output, errors, config, the daemon's socket.
+
+Commands print their result with :func:`emit` (JSON with ``--json``, else text), end with
+:func:`fail` (a message, an exit code and what to do next), and reach the daemon through
+:func:`control_client`. Exit codes are the same for every command, so scripts can tell a
+stopped daemon from a bad configuration:
+
+==  =========================================================
+0   done
+1   runtime failure (the daemon refused, a file cannot be read)
+2   usage error (bad option value; typer uses it too)
+3   invalid or missing configuration
+4   the daemon is not running and the command needs it
+==  =========================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from edgegw.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from edgegw.control.client import (
+    ControlClientError,
+    DaemonNotRunning,
+    PermissionDenied,
+    RemoteError,
+    call_sync,
+)
+from edgegw.control.protocol import ErrorCode
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_DAEMON_DOWN = 4
+
+START_HINT = "start it with `systemctl start edgegw`"
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Configuration file.", envvar="EDGEGW_CONFIG")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "EXIT_CONFIG",
+    "EXIT_DAEMON_DOWN",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "ConfigOption",
+    "DaemonClient",
+    "JsonOption",
+    "control_client",
+    "control_errors",
+    "emit",
+    "fail",
+    "load_config_or_fail",
+    "note",
+]
+
+
+def emit(data: Any, json_mode: bool, render_text: Callable[[Any], str] | None = None) -> None:
+    """Print ``data`` as one JSON document, or as ``render_text(data)`` for people."""
+    if json_mode or render_text is None:
+        typer.echo(json.dumps(data, ensure_ascii=False))
+    else:
+        text = render_text(data)
+        if text:
+            typer.echo(text)
+
+
+def note(message: str) -> None:
+    """A remark for the person at the terminal (stderr: never mixed into JSON or CSV)."""
+    typer.echo(message, err=True)
+
+
+def fail(
+    message: str, code: int = EXIT_FAILURE, hint: str | None = None, *, json_mode: bool = False
+) -> NoReturn:
+    """Say what went wrong (and what to do next) and exit with ``code``.
+
+    With ``json_mode`` the error is also a JSON object on stdout, so a script reading stdout
+    always gets a document.
+    """
+    if json_mode:
+        typer.echo(
+            json.dumps({"ok": False, "error": message, "hint": hint, "exit_code": code}),
+        )
+    typer.echo(f"edgegw: {message}", err=True)
+    if hint:
+        typer.echo(f"  → {hint}", err=True)
+    raise typer.Exit(code)
+
+
+def load_config_or_fail(path: Path, *, json_mode: bool = False) -> Config:
+    """The configuration at ``path``, or exit 3 listing every problem."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(
+            str(exc),
+            EXIT_CONFIG,
+            f"check it with `edgegw config check {path}`",
+            json_mode=json_mode,
+        )
+
+
+class DaemonClient:
+    """One-shot calls to the running daemon over its control socket (blocking)."""
+
+    def __init__(self, socket: Path, timeout: float = 10.0) -> None:
+        self.socket = socket
+        self.timeout = timeout
+
+    def call(self, op: str, /, **args: Any) -> Any:
+        """Run ``op``; raises a :class:`~edgegw.control.client.ControlClientError` on failure."""
+        return call_sync(self.socket, op, args, timeout=self.timeout)
+
+
+def control_client(config: Config, *, timeout: float = 10.0) -> DaemonClient:
+    """A client of the daemon of ``config``, which answered a ping just now.
+
+    Raises :class:`~edgegw.control.client.DaemonNotRunning` (whose message says how to start
+    it) when no daemon answers, or another ``ControlClientError`` (e.g. ``PermissionDenied``).
+    """
+    client = DaemonClient(config.control.socket, timeout)
+    client.call("ping")
+    return client
+
+
+@contextmanager
+def control_errors(*, json_mode: bool = False) -> Iterator[None]:
+    """Turn a failed daemon call into a clear message and the matching exit code."""
+    try:
+        yield
+    except DaemonNotRunning as exc:
+        fail(str(exc), EXIT_DAEMON_DOWN, json_mode=json_mode)
+    except PermissionDenied as exc:
+        fail(exc.message, EXIT_FAILURE, json_mode=json_mode)
+    except RemoteError as exc:
+        code = EXIT_USAGE if exc.code == ErrorCode.BAD_ARGS else EXIT_FAILURE
+        fail(f"the daemon refused: {exc.message}", code, json_mode=json_mode)
+    except ControlClientError as exc:
+        fail(str(exc), EXIT_FAILURE, json_mode=json_mode)

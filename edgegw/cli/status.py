@@ -1,0 +1,381 @@
+"""``edgegw status``, ``edgegw sync status|parked|retry`` and ``edgegw events``.
+
+These ask the running daemon (ops ``status``, ``sync.*``, ``events``). When it is not running,
+``status`` says so plainly (exit code 4) and shows what the store holds; ``sync`` and ``events``
+read the store directly with the daemon's own op code, and say so: messages queued for the
+cloud are on disk and go out when the daemon starts. ``sync retry`` puts parked messages back
+in the queue either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, cast
+
+import typer
+
+from edgegw.cli.cards import match_owner, op_errors, quiet_logs, table
+from edgegw.cli.output import (
+    DEFAULT_CONFIG_PATH,
+    EXIT_DAEMON_DOWN,
+    START_HINT,
+    ConfigOption,
+    DaemonClient,
+    JsonOption,
+    control_client,
+    emit,
+    load_config_or_fail,
+    note,
+)
+from edgegw.config import Config
+from edgegw.control.client import DaemonNotRunning
+from edgegw.control.ops import GatewayOps
+from edgegw.control.protocol import ControlError, ErrorCode
+from edgegw.store.store import Store
+
+if TYPE_CHECKING:
+    from edgegw.daemon import Gateway
+
+sync_app = typer.Typer(
+    help="Messages waiting for the cloud: status, parked (refused by the cloud), retry.",
+    no_args_is_help=True,
+)
+
+ChargerFilter = Annotated[str | None, typer.Option("--charger", help="Only this charger.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``status``, ``events`` and ``sync`` to the ``edgegw`` command."""
+    app.command("status")(status)
+    app.command("events")(events)
+    app.add_typer(sync_app, name="sync")
+
+
+# ------------------------------------------------------------------------------ backends
+
+
+class StatusBackend(Protocol):
+    source: str
+
+    def call(self, op: str, /, **args: Any) -> Any: ...
+
+
+class _Daemon:
+    source = "daemon"
+
+    def __init__(self, client: DaemonClient) -> None:
+        self._client = client
+
+    def call(self, op: str, /, **args: Any) -> Any:
+        return self._client.call(op, **args)
+
+
+@dataclass
+class _Stopped:
+    """What :class:`GatewayOps` needs of a gateway, for a daemon that is not running:
+    its configuration, its store, and no charger connected."""
+
+    config: Config
+    store: Store
+    sessions: dict[str, Any] = field(default_factory=dict)
+
+
+class _Store:
+    """The store opened by the CLI, answered by the daemon's own :class:`GatewayOps`."""
+
+    source = "store"
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._runner = asyncio.Runner()
+        self._store: Store | None = None
+        self._ops: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]] = {}
+        quiet_logs()
+
+    def __enter__(self) -> _Store:
+        self._runner.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._store is not None:
+                self._runner.run(self._store.close())
+        finally:
+            self._runner.__exit__(kind, exc, tb)
+
+    def call(self, op: str, /, **args: Any) -> Any:
+        self._runner.run(self._open(create=op == "sync.retry"))
+        handler = self._ops.get(op)
+        if handler is None:
+            raise ControlError(ErrorCode.UNAVAILABLE, f"{op!r} needs the running daemon")
+        return self._runner.run(handler(args))
+
+    async def _open(self, *, create: bool) -> None:
+        if self._store is not None:
+            return
+        path = self._config.store.path
+        # A store that does not exist yet reads as empty, and is not created by reading.
+        self._store = await Store.open(path if create or path.exists() else Path(":memory:"))
+        ops = GatewayOps(cast("Gateway", _Stopped(self._config, self._store)))
+        self._ops = {
+            "sync.status": ops.sync_status,
+            "sync.parked": ops.sync_parked,
+            "sync.retry": ops.sync_retry,
+            "events": ops.events,
+        }
+
+
+@contextmanager
+def backend(config: Config, json_mode: bool, *, say: bool = True) -> Iterator[StatusBackend]:
+    """The running daemon, else its store (said on stderr unless ``say`` is false)."""
+    with op_errors(json_mode):
+        try:
+            client = control_client(config)
+        except DaemonNotRunning:
+            client = None
+    if client is not None:
+        yield _Daemon(client)
+        return
+    if say:
+        note(f"edgegw is not running: reading its store {config.store.path} directly")
+    with op_errors(json_mode), _Store(config) as store:
+        yield store
+    match_owner(config.store.path)
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def status(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
+    """Is the gateway running, is the cloud reachable, which chargers are connected."""
+    cfg = load_config_or_fail(config, json_mode=as_json)
+    with backend(cfg, as_json, say=False) as status_backend, op_errors(as_json):
+        if status_backend.source == "daemon":
+            result = {"ok": True, "running": True, **status_backend.call("status")}
+            result["sync"] = _totals(status_backend.call("sync.status"))
+            result["pending_chargers"] = len(status_backend.call("chargers.pending"))
+        else:
+            result = {
+                "ok": False,
+                "running": False,
+                "socket": str(cfg.control.socket),
+                "hint": START_HINT,
+                "cloud": cfg.cloud.url if cfg.cloud else None,
+                "configured_chargers": [c.id for c in cfg.chargers],
+                "sync": _totals(status_backend.call("sync.status")),
+            }
+    emit(result, as_json, _render_status)
+    if not result["running"]:
+        raise typer.Exit(EXIT_DAEMON_DOWN)
+
+
+def _totals(sync: dict[str, Any]) -> dict[str, Any]:
+    return {"queued": sync["queued"], "parked": sync["parked"]}
+
+
+@sync_app.command("status")
+def sync_status(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
+    """Per charger: messages queued for the cloud, parked ones, age of the oldest."""
+    cfg = load_config_or_fail(config, json_mode=as_json)
+    with backend(cfg, as_json) as status_backend, op_errors(as_json):
+        result = {"ok": True, "source": status_backend.source, **status_backend.call("sync.status")}
+    emit(result, as_json, _render_sync)
+
+
+@sync_app.command("parked")
+def sync_parked(
+    charger: ChargerFilter = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Messages the cloud kept refusing: kept, not sent again until `edgegw sync retry`."""
+    cfg = load_config_or_fail(config, json_mode=as_json)
+    with backend(cfg, as_json) as status_backend, op_errors(as_json):
+        parked = status_backend.call("sync.parked", charger=charger)
+        result = {"ok": True, "source": status_backend.source, "parked": parked}
+    emit(result, as_json, _render_parked)
+
+
+@sync_app.command("retry")
+def sync_retry(
+    charger: ChargerFilter = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Put parked messages back in the queue (after the cloud was fixed)."""
+    cfg = load_config_or_fail(config, json_mode=as_json)
+    with backend(cfg, as_json) as status_backend, op_errors(as_json):
+        done = status_backend.call("sync.retry", charger=charger)
+        result = {
+            "ok": True,
+            "source": status_backend.source,
+            "charger": charger,
+            **done,
+        }
+    emit(result, as_json, _render_retry)
+
+
+def events(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first.")] = 50,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """What the gateway recorded for the caretaker, newest first."""
+    cfg = load_config_or_fail(config, json_mode=as_json)
+    with backend(cfg, as_json) as status_backend, op_errors(as_json):
+        found = status_backend.call("events", limit=limit)
+        result = {"ok": True, "source": status_backend.source, "events": found}
+    emit(result, as_json, _render_events)
+
+
+# ------------------------------------------------------------------------------ text output
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{seconds} s"
+
+
+def _render_status(result: dict[str, Any]) -> str:
+    sync = result["sync"]
+    if not result["running"]:
+        lines = [
+            f"edgegw is NOT running (nothing answers at {result['socket']}); {result['hint']}.",
+            f"Configured: {len(result['configured_chargers'])} charger(s), "
+            + (f"cloud {result['cloud']}" if result["cloud"] else "standalone (no cloud)")
+            + ".",
+        ]
+        if sync["queued"] or sync["parked"]:
+            lines.append(
+                f"The store holds {sync['queued']} message(s) for the cloud and "
+                f"{sync['parked']} parked; they are sent when edgegw runs."
+            )
+        return "\n".join(lines)
+    cloud = f"relaying to {result['cloud']}" if result["cloud"] else "standalone (no cloud)"
+    lines = [f"edgegw {result['version']} running for {_duration(result['uptime_s'])}, {cloud}."]
+    chargers = result["chargers"]
+    if chargers:
+        rows = [("CHARGER", "CONNECTED", "CLOUD LINK", "MODEL", "ADDRESS", "LAST SEEN")]
+        rows += [
+            (
+                c["id"],
+                "yes" if c["connected"] else "no",
+                c["cloud_link"],
+                " ".join(x for x in (c["vendor"], c["model"]) if x) or "-",
+                c["address"] or "-",
+                _when(c["last_seen"]),
+            )
+            for c in chargers
+        ]
+        lines += table(rows)
+    else:
+        lines.append("No charger has connected yet.")
+    if sync["queued"] or sync["parked"]:
+        lines.append(
+            f"Waiting for the cloud: {sync['queued']} queued, {sync['parked']} parked "
+            "(`edgegw sync status`)."
+        )
+    if result["pending_chargers"]:
+        lines.append(
+            f"{result['pending_chargers']} unknown identit"
+            f"{'y' if result['pending_chargers'] == 1 else 'ies'} tried to connect: "
+            "`edgegw chargers pending`."
+        )
+    return "\n".join(lines)
+
+
+def _render_sync(result: dict[str, Any]) -> str:
+    chargers = result["chargers"]
+    lines = []
+    if chargers:
+        rows = [("CHARGER", "CONNECTED", "CLOUD LINK", "QUEUED", "PARKED", "OLDEST")]
+        rows += [
+            (
+                c["id"],
+                "yes" if c["connected"] else "no",
+                c["cloud_link"],
+                str(c["queued"]),
+                str(c["parked"]),
+                "-" if c["oldest_age_s"] is None else _duration(c["oldest_age_s"]),
+            )
+            for c in chargers
+        ]
+        lines += table(rows)
+    if not result["queued"] and not result["parked"]:
+        lines.append("Nothing waits for the cloud: every message was delivered.")
+    else:
+        lines.append(f"In total {result['queued']} queued, {result['parked']} parked.")
+        if result["parked"]:
+            lines.append(
+                "Parked messages were refused by the cloud: see `edgegw sync parked`, fix the "
+                "cause, then `edgegw sync retry`."
+            )
+    if result["source"] == "store" and result["queued"]:
+        lines.append("edgegw is not running: the queue is sent when it starts.")
+    return "\n".join(lines)
+
+
+def _render_parked(result: dict[str, Any]) -> str:
+    parked = result["parked"]
+    if not parked:
+        return "No parked messages: the cloud took everything it was sent."
+    lines = []
+    for p in parked:
+        payload = json.dumps(p["payload"], separators=(",", ":"))
+        if len(payload) > 100:
+            payload = payload[:97] + "..."
+        lines += [
+            f"#{p['seq']} {p['charger']} {p['action']} queued {_when(p['queued_at'])}, "
+            f"{p['attempts']} attempt(s)",
+            f"    cloud said: {p['error'] or '-'}",
+            f"    {payload}",
+        ]
+    lines.append(f"{len(parked)} parked message(s). After fixing the cause: `edgegw sync retry`.")
+    return "\n".join(lines)
+
+
+def _render_retry(result: dict[str, Any]) -> str:
+    count = result["requeued"]
+    who = f" of {result['charger']}" if result["charger"] else ""
+    if not count:
+        return f"No parked messages{who} to retry."
+    if result["source"] == "daemon":
+        return f"Put {count} parked message(s){who} back in the queue; they are being sent now."
+    return (
+        f"Put {count} parked message(s){who} back in the queue in the store; edgegw sends "
+        "them when it starts."
+    )
+
+
+def _render_events(result: dict[str, Any]) -> str:
+    found = result["events"]
+    if not found:
+        return "No events recorded yet."
+    rows = [("WHEN", "KIND", "CHARGER", "MESSAGE")]
+    rows += [(_when(e["at"]), e["kind"], e["charger"] or "-", e["message"]) for e in found]
+    return "\n".join(table(rows))
