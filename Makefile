@@ -4,8 +4,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Debian packages the build and the tests use: swig + libpcsclite-dev build pyscard.
-DEB_PACKAGES := swig libpcsclite-dev socat
+# Debian packages the build and the tests use: swig + libpcsclite-dev build pyscard; socat makes
+# the RS-485 pty pairs; pcscd + vsmartcard-vpcd give the card-reader tests a real PC/SC stack.
+DEB_PACKAGES := swig libpcsclite-dev socat pcscd vsmartcard-vpcd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench setup system-deps clean

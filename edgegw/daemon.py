@@ -14,28 +14,33 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 
 from edgegw.auth.authority import SiteCards
 from edgegw.auth.authorizer import Authorizer
-from edgegw.auth.idtags import IdTagFormat
+from edgegw.auth.chargerformats import charger_models, configured_formats
 from edgegw.auth.listpush import ListPusher
-from edgegw.config import Config
+from edgegw.config import Config, ConfigError, load_config
 from edgegw.control.card_ops import CardOps
 from edgegw.control.charger_ops import ChargerOps
+from edgegw.control.energy_ops import EnergyOps
+from edgegw.control.learn_ops import LearnOps
 from edgegw.control.ops import GatewayOps
 from edgegw.control.server import ControlServer
 from edgegw.control.session_ops import SessionOps
-from edgegw.energy.chargermodels import load_models
+from edgegw.energy.chargermodels import ChargerModel
 from edgegw.energy.controller import LoadController
-from edgegw.energy.meters import MeterService, default_profiles_dir
+from edgegw.energy.meters import MeterService
+from edgegw.energy.sampling import MeterSampling
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.server import OcppServer
 from edgegw.proxy.session import CallFailed, ChargerSession
 from edgegw.proxy.upstream import Upstream
+from edgegw.reload import ReloadPlan, plan_reload
 from edgegw.sdnotify import Notifier
 from edgegw.store.cards import CardStore
 from edgegw.store.decisions import DecisionLog
@@ -49,6 +54,10 @@ class ChargerNotConnected(LookupError):
     pass
 
 
+class ReloadError(RuntimeError):
+    """The configuration file could not be reloaded (the message says why)."""
+
+
 class Gateway:
     """The running edgegw daemon."""
 
@@ -58,8 +67,10 @@ class Gateway:
         *,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
         self._notifier = notifier or Notifier({})
         self._clock = clock
         self._should_exit = asyncio.Event()
@@ -77,8 +88,11 @@ class Gateway:
         self.list_pusher: ListPusher | None = None
         self.meters: MeterService | None = None
         self.controller: LoadController | None = None
+        self.sampling: MeterSampling | None = None
+        self.learn_ops: LearnOps | None = None
         self._decisions: DecisionLog | None = None
         self.started = asyncio.Event()
+        self._models: dict[str, ChargerModel] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -88,7 +102,8 @@ class Gateway:
             for charger in cfg.chargers:  # a bad TLS file fails the start, naming the file
                 Upstream.tls_context(cfg.cloud, charger)
         self.store = await Store.open(cfg.store.path, message_log_size=cfg.store.message_log_size)
-        formats = {c.id: IdTagFormat(c.idtag_format) for c in cfg.chargers if c.idtag_format}
+        self._models = charger_models()
+        formats = configured_formats(cfg, self._models)
         self.authorizer = await Authorizer.open(
             self.store.db, cfg.auth, formats=formats, clock=self._clock
         )
@@ -104,7 +119,9 @@ class Gateway:
         self._start_energy()
         self.control = ControlServer(cfg.control.socket, group=cfg.control.group or None)
         GatewayOps(self, self._clock).register(self.control)
-        for ops in (CardOps(self), ChargerOps(self), SessionOps(self)):
+        EnergyOps(self, self._decisions).register(self.control)
+        self.learn_ops = LearnOps(self)
+        for ops in (CardOps(self), ChargerOps(self), SessionOps(self), self.learn_ops):
             ops.register(self.control)
         await self.control.start()
         self.server = OcppServer(cfg, self.store, self._serve_charger)
@@ -143,7 +160,7 @@ class Gateway:
             self.meters.start()
         if cfg.site is None:
             return
-        models = load_models(default_profiles_dir().parent / "chargers")
+        models = self._models
         self._decisions = DecisionLog(self.store.db, size=cfg.site.decision_log_size)
         self._decisions.start()
         site_meter = self.meters.site_meter if self.meters else None
@@ -160,6 +177,10 @@ class Gateway:
         self.cloud_filters.append(controller)
         controller.start()
         self.controller = controller
+        # After the controller, so each charger's safe profile goes out first.
+        self.sampling = MeterSampling(cfg, models, self.call, record_event=self.store.event)
+        self.observers.append(self.sampling)
+        self.cloud_filters.append(self.sampling)
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Start, serve until asked to stop, then stop. The daemon's one exit path."""
@@ -167,6 +188,7 @@ class Gateway:
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
+            loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         try:
             await self.start()
@@ -174,7 +196,7 @@ class Gateway:
         finally:
             await self.stop()
             if install_signal_handlers:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -184,6 +206,45 @@ class Gateway:
                 task.cancel("forced exit")
         log.info("%s received: shutting down", sig.name)
         self.shutdown()
+
+    def _on_reload_signal(self) -> None:
+        log.info("SIGHUP received: reloading the configuration")
+        self._tasks.spawn(self._reload_logged(), "reload")
+
+    async def _reload_logged(self) -> None:
+        try:
+            plan = await self.reload()
+        except ReloadError as exc:
+            log.error("configuration not reloaded: %s", exc)
+            return
+        log.log(logging.INFO if plan.applicable else logging.WARNING, "%s", plan.message())
+
+    async def reload(self) -> ReloadPlan:
+        """Re-read the configuration file and apply what can change live (see
+        :mod:`edgegw.reload`); nothing is applied when anything else changed."""
+        if self.config_path is None:
+            raise ReloadError("the daemon was not started from a configuration file")
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            raise ReloadError(str(exc)) from None
+        plan = plan_reload(self.config, new, load_capping=self.controller is not None)
+        if plan.empty or not plan.applicable:
+            return plan
+        self.config = new
+        if self.server is not None:
+            self.server.use_config(new)
+        for charger_id in plan.removed:
+            session = self.sessions.get(charger_id)
+            if session is not None:
+                await session.close(1008, "removed from the configuration")
+        await self._event("config.reloaded", plan.message())
+        return plan
+
+    async def _event(self, kind: str, message: str) -> None:
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.event(kind, message)
 
     def shutdown(self) -> None:
         """Ask the daemon to stop (idempotent; safe from signal handlers)."""
@@ -205,6 +266,8 @@ class Gateway:
             await self.control.close()
         if self.list_pusher is not None:
             await self.list_pusher.close()
+        if self.sampling is not None:
+            await self.sampling.close()
         if self.controller is not None:
             await self.controller.close()
         if self.meters is not None:

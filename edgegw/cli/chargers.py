@@ -643,6 +643,8 @@ def _apply(config: Config | None, json_mode: bool) -> dict[str, str]:
     except ControlClientError as exc:
         return {"state": "restart_needed", "message": f"{exc}; `{RESTART}` applies the change."}
     detail = answer.get("message") if isinstance(answer, dict) else None
+    if isinstance(answer, dict) and answer.get("needs_restart"):
+        return {"state": "restart_needed", "message": str(detail)}
     return {"state": "reloaded", "message": detail or "The running daemon took the change."}
 
 

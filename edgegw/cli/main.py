@@ -23,6 +23,7 @@ from edgegw.cli import status as status_cli
 from edgegw.cli.cards import cards_app
 from edgegw.cli.chargers import chargers_app
 from edgegw.cli.cloudcheck import cloud_app
+from edgegw.cli.commission import register_commission, register_probe_commands
 from edgegw.cli.init import init as init_command
 from edgegw.cli.meter import meter_app
 from edgegw.cli.sessions import sessions_app
@@ -44,6 +45,8 @@ app.command("init")(init_command)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(cards_app, name="cards")
 app.add_typer(chargers_app, name="chargers")
+register_probe_commands(chargers_app)
+register_commission(app)
 status_cli.register(app)
 
 # Exit codes: 0 ok, 1 runtime failure, 2 usage error (typer), 3 invalid configuration.
@@ -73,7 +76,7 @@ def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     cfg = _load(config)
     setup_logging(cfg.logging.level)
     try:
-        asyncio.run(Gateway(cfg, notifier=Notifier()).run())
+        asyncio.run(Gateway(cfg, notifier=Notifier(), config_path=config).run())
     except (StoreError, TlsSetupError) as exc:
         typer.echo(f"edgegw: {exc}", err=True)
         raise typer.Exit(1) from None

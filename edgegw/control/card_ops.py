@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from edgegw.auth.authorizer import Authorizer
+from edgegw.auth.chargerformats import configured_formats
 from edgegw.auth.idtags import (
     CardId,
     CardIdError,
@@ -105,6 +106,7 @@ class CardService:
     ) -> None:
         self._auth = authorizer
         self._config = config
+        self._formats = configured_formats(config)
         self._pusher = pusher
         self._connected = connected
         self._clock = clock
@@ -176,9 +178,9 @@ class CardService:
 
     def format_of(self, charger_id: str) -> tuple[IdTagFormat, str]:
         """How the charger writes card ids, and whether that is configured, detected or unknown."""
-        charger = self._config.charger(charger_id)
-        if charger is not None and charger.idtag_format not in (None, IdTagFormat.AUTO.value):
-            return IdTagFormat(charger.idtag_format), "configured"
+        configured = self._formats.get(charger_id)
+        if configured is not None:
+            return configured, "configured"
         detected = self._auth.detected_format(charger_id)
         if detected is not None:
             return detected.fmt, "detected"

@@ -39,6 +39,12 @@ class GatewayOps:
             description="Put parked messages back in the queue (args: charger).",
         )
         server.register("events", self.events, description="Latest events, newest first.")
+        server.register(
+            "config.reload",
+            self.config_reload,
+            admin=True,
+            description="Re-read the configuration file; apply charger changes that can go live.",
+        )
 
     def _store(self) -> Any:
         store = self._gw.store
@@ -118,6 +124,22 @@ class GatewayOps:
             if charger is None or charger == charger_id:
                 session.reload_outbox()
         return {"requeued": count}
+
+    async def config_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        from edgegw.daemon import ReloadError  # noqa: PLC0415 - the daemon imports this module
+
+        try:
+            plan = await self._gw.reload()
+        except ReloadError as exc:
+            raise ControlError(ErrorCode.CONFLICT, f"configuration not reloaded: {exc}") from None
+        return {
+            "applied": plan.applicable and not plan.empty,
+            "added": plan.added,
+            "removed": plan.removed,
+            "changed": plan.changed,
+            "needs_restart": plan.needs_restart,
+            "message": plan.message(),
+        }
 
     async def events(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         limit = get_arg(args, "limit", int, 100)

@@ -176,6 +176,21 @@ class LocalList(_Model):
     )
 
 
+class MeterValues(_Model):
+    """How the gateway asks the charger for the per-phase currents load capping needs."""
+
+    sample_interval_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="MeterValueSampleInterval the gateway sets (unset: from site.control_interval)",
+    )
+    measurands: list[str] | None = Field(
+        default=None,
+        description="what MeterValuesSampledData accepts (unset: unknown, the gateway tries)",
+    )
+
+
 class ChargerModel(_Model):
     """One charger family, as loaded from ``hardware/chargers/<id>.toml``."""
 
@@ -189,6 +204,7 @@ class ChargerModel(_Model):
     min_current_a: float = Field(default=6.0, ge=0, le=80, allow_inf_nan=False)
     smart_charging: SmartCharging
     local_list: LocalList
+    meter_values: MeterValues = Field(default_factory=MeterValues)
     notes: list[str] = Field(default_factory=list, description="shown by probe/check")
 
     @property

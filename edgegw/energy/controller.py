@@ -270,6 +270,13 @@ _Pinned = tuple[_Charger, _Session, float, str]
 """A session held at a fixed limit (A per phase) outside the allocator, and why."""
 
 
+def _rescaled(amps: float, planned: float, kept: float) -> float:
+    """``amps`` of a profile planned at ``planned`` A, for the same profile kept at ``kept``."""
+    if amps == planned or planned <= 0:
+        return kept if amps == planned else amps
+    return amps * kept / planned
+
+
 def _phases_of(values: Iterable[float]) -> PerPhase:
     a, b, c = values
     return (a, b, c)
@@ -1106,8 +1113,21 @@ class LoadController:
             if old is None or self._meaningful(old, cmd):
                 desired[cmd.key] = cmd
                 continue
-            desired[cmd.key] = ProfileCommand(  # same profile, fresh split between connectors
-                old.key, old.limit_a, old.payload, cmd.covers, cmd.default_a, old.transaction_id
+            # The old profile stays on the charger, split afresh between its connectors (a
+            # session came or went). The split must add up to the old limit, not the new one:
+            # what counts as in force is what the charger really has. Counting an unsent
+            # raise as in force would hide it from the estimate of the building load, and
+            # the next raise would overload the site by as much (plan values are all
+            # proportional to the profile's limit, so scaling them is exact).
+            desired[cmd.key] = ProfileCommand(
+                old.key,
+                old.limit_a,
+                old.payload,
+                {c: _rescaled(a, cmd.limit_a, old.limit_a) for c, a in cmd.covers.items()},
+                None
+                if cmd.default_a is None
+                else _rescaled(cmd.default_a, cmd.limit_a, old.limit_a),
+                old.transaction_id,
             )
             acked = ch.acked.get(cmd.key)
             if acked is not None and acked.fingerprint == old.fingerprint:

@@ -66,6 +66,7 @@ __all__ = [
     "ModbusFrameError",
     "ModbusTimeout",
     "SanityLimits",
+    "TemplateProfileError",
     "default_profiles_dir",
     "describe_bus",
     "find_profile",
@@ -770,8 +771,16 @@ class MeterPoller:
 # --------------------------------------------------------------------------------------------
 
 
-def find_profile(profile_id: str, directory: Path | None = None) -> MeterProfile:
-    """Load ``<directory>/<profile_id>.toml``; a missing or broken file names what exists."""
+def find_profile(
+    profile_id: str, directory: Path | None = None, *, allow_template: bool = True
+) -> MeterProfile:
+    """Load ``<directory>/<profile_id>.toml``; a missing or broken file names what exists.
+
+    ``allow_template=False`` is for a meter the site really reads: a ``template = true``
+    file (``generic.toml``) holds example registers, and reading a real meter through them
+    would give load capping invented currents, so it raises :class:`TemplateProfileError`
+    saying what to fill in. Tools that only show or serve a profile may load templates.
+    """
     directory = directory or default_profiles_dir()
     path = directory / f"{profile_id}.toml"
     if not path.is_file():
@@ -779,9 +788,29 @@ def find_profile(profile_id: str, directory: Path | None = None) -> MeterProfile
         listing = f"available: {', '.join(known)}" if known else "no profiles there"
         raise MeterConfigError(f"no meter profile {profile_id!r} in {directory} ({listing})")
     try:
-        return load_profile(path)
+        profile = load_profile(path)
     except ProfileError as exc:
         raise MeterConfigError(f"meter profile {profile_id!r} is invalid:\n{exc}") from None
+    if profile.template and not allow_template:
+        raise TemplateProfileError(profile_id, path)
+    return profile
+
+
+class TemplateProfileError(MeterConfigError):
+    """A configured meter names a template profile (``template = true``), not a real meter."""
+
+    def __init__(self, profile_id: str, path: Path) -> None:
+        self.profile_id = profile_id
+        self.path = path
+        copy = path.with_name("<vendor>-<model>.toml")
+        super().__init__(
+            f"meter profile {profile_id!r} ({path}) is a template (template = true), not a "
+            f"meter: its registers are examples. Copy it to {copy}, set id to the new file "
+            "name, fill in name, products, [modbus], [serial] and/or [tcp] and every "
+            "[registers] line from your meter's Modbus register list, delete the line "
+            "`template = true`, and use the new id as this meter's profile "
+            "(hardware/README.md explains each key)"
+        )
 
 
 class MeterService:
@@ -834,7 +863,9 @@ class MeterService:
             units.setdefault(unit, i)
             if meter.profile not in profiles:
                 try:
-                    profiles[meter.profile] = find_profile(meter.profile, profiles_dir)
+                    profiles[meter.profile] = find_profile(
+                        meter.profile, profiles_dir, allow_template=False
+                    )
                 except MeterConfigError as exc:
                     problems.append(f"{key}.profile: {exc}")
                     continue

@@ -129,6 +129,13 @@ class OcppServer:
     def guard(self) -> ConnectionGuard:
         return self._guard
 
+    def use_config(self, config: Config) -> None:
+        """Take a reloaded configuration: the charger list and passwords of new connections.
+
+        Listeners, TLS material and limits stay as they were started.
+        """
+        self._config = config
+
     async def start(self) -> None:
         server = self._config.server
         context = None

@@ -193,6 +193,7 @@ def test_list_and_show_without_the_daemon(tmp_path: Path) -> None:
 async def test_approve_a_charger_that_knocked(tmp_path: Path, make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway(chargers=CHARGERS)
     config = site_file(tmp_path)
+    gateway.config_path = config  # as if `edgegw run --config` had started it
     with pytest.raises(InvalidStatus):
         async with raw_charger(gateway_url(gateway), "NEWCP"):
             pass
@@ -216,6 +217,9 @@ async def test_approve_a_charger_that_knocked(tmp_path: Path, make_gateway: Gate
     )
     assert approved.exit_code == 0, approved.output
     assert "Approved NEWCP" in approved.stdout
-    # This daemon has no config.reload: the installer is told to restart it.
+    # The file differs from what the daemon runs outside [[chargers]] too ([server] port), so
+    # the reload applies nothing and says a restart is needed (tests/test_reload.py covers the
+    # live path).
+    assert "not applied: [server] changed" in approved.stdout
     assert "systemctl restart edgegw" in approved.stdout
     assert verify_password(chargers_in(config)["NEWCP"]["password_hash"], PASSWORD)

@@ -455,6 +455,10 @@ async def test_only_meaningful_changes_are_sent(rig: RigFactory) -> None:
         await r.round()
     assert sent() == base
     assert draws(cp1) == 14
+    # What the controller counts as in force is what the charger has, not the unsent 14.4 A:
+    # counting more would hide 0.4 A of the car's draw from the estimate of the other loads.
+    (session,) = r.charger_state("CP1").sessions
+    assert session.offered_a == 14 and session.limit_a == 14.4
     r.meter.building = (3.4,) * 3  # 0.6 A above what the charger has: sent
     await r.round()
     assert sent() == base + 1

@@ -39,6 +39,7 @@ from edgegw.energy.meters import (
     ModbusFrameError,
     ModbusTimeout,
     SanityLimits,
+    TemplateProfileError,
     default_profiles_dir,
     find_profile,
     implausible,
@@ -689,6 +690,28 @@ def test_profiles_directory_is_injectable(tmp_path: Path) -> None:
     assert service.pollers["main"].profile.id == "my-meter"
     with pytest.raises(MeterConfigError, match=r"no meter profile 'eastron-sdm630'.*my-meter"):
         MeterService(_config([{"profile": "eastron-sdm630"}]), profiles_dir=tmp_path)
+
+
+def test_template_profile_is_refused_for_a_configured_meter(tmp_path: Path) -> None:
+    generic = default_profiles_dir() / "generic.toml"
+    with pytest.raises(MeterConfigError) as caught:
+        MeterService(_config([{"profile": "generic"}]))
+    message = str(caught.value)
+    assert message.startswith(f"meters[0].profile: meter profile 'generic' ({generic}) is a ")
+    for what in ("template = true", "<vendor>-<model>.toml", "[registers]", "[modbus]"):
+        assert what in message
+    assert not caught.value.retryable
+    with pytest.raises(TemplateProfileError, match="is a template"):
+        find_profile("generic", allow_template=False)
+    # Showing or simulating the template is fine; only reading a real meter with it is not.
+    assert find_profile("generic").template
+    # The installer's filled-in copy is a meter like any other.
+    text = generic.read_text().replace('id = "generic"', 'id = "acme-pm3"')
+    (tmp_path / "acme-pm3.toml").write_text(
+        "\n".join(line for line in text.splitlines() if not line.startswith("template ="))
+    )
+    service = MeterService(_config([{"profile": "acme-pm3"}]), profiles_dir=tmp_path)
+    assert not service.pollers["site"].profile.template
 
 
 def test_no_site_meter_when_only_monitors() -> None:

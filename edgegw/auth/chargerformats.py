@@ -1,0 +1,35 @@
+"""Which idTag format each configured charger uses: its own setting, else its model's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from edgegw.auth.idtags import IdTagFormat
+from edgegw.config import Config
+from edgegw.energy.chargermodels import ChargerModel, load_models, model_for
+
+
+def charger_models() -> dict[str, ChargerModel]:
+    """The charger models shipped in hardware/chargers/ of the tree this package runs from."""
+    return load_models(Path(__file__).resolve().parents[2] / "hardware" / "chargers")
+
+
+def configured_formats(
+    config: Config, models: Mapping[str, ChargerModel] | None = None
+) -> dict[str, IdTagFormat]:
+    """Chargers whose format is known from the configuration (``auto`` ones are left out:
+    the authorizer detects those from the cards they report)."""
+    formats: dict[str, IdTagFormat] = {}
+    for charger in config.chargers:
+        if charger.idtag_format:
+            fmt = IdTagFormat(charger.idtag_format)
+        elif charger.model is not None:
+            if models is None:
+                models = charger_models()
+            fmt = model_for(models, charger).idtag_format
+        else:
+            continue
+        if fmt is not IdTagFormat.AUTO:
+            formats[charger.id] = fmt
+    return formats

@@ -1,0 +1,104 @@
+"""What a configuration reload may change while the daemon runs, and what needs a restart.
+
+``edgegw chargers add|remove|set-password|approve`` edit the file and ask the daemon to reload
+(control op ``config.reload``, or SIGHUP from ``systemctl reload edgegw``). A reload applies a
+new file only when every difference is safe to take live:
+
+* chargers added or removed (a removed charger's connection is closed), unless the site caps
+  its load (the controller plans with the set of chargers it started with) or a new charger
+  sets its model, idTag format or free-charging tag (the card authority reads those at start);
+* a charger's password, label, security profile, certificate CN and cloud credentials (they are
+  read on each new connection; the current connection stays up).
+
+Anything else (listeners, the cloud URL, the site, meters, a charger's energy or card settings)
+is read once at start by other parts. Such a file is not applied at all, and the answer names
+what needs ``systemctl restart edgegw``: a half-applied configuration would be worse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgegw.config import ChargerConfig, Config
+
+LIVE_CHARGER_FIELDS = frozenset(
+    {
+        "label",
+        "password_hash",
+        "security_profile",
+        "certificate_cn",
+        "cloud_username",
+        "cloud_password",
+        "cloud_tls_cert_file",
+        "cloud_tls_key_file",
+    }
+)
+CARD_FIELDS = frozenset({"model", "idtag_format", "free_charging_tag"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    """The difference between the running configuration and the file."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    needs_restart: list[str] = field(default_factory=list)
+
+    @property
+    def applicable(self) -> bool:
+        return not self.needs_restart
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.needs_restart)
+
+    def message(self) -> str:
+        if self.empty:
+            return "the configuration file has no changes"
+        if self.needs_restart:
+            return (
+                "not applied: "
+                + "; ".join(self.needs_restart)
+                + " (run `sudo systemctl restart edgegw` to apply the file)"
+            )
+        parts = []
+        for what, ids in (("added", self.added), ("removed", self.removed)):
+            if ids:
+                parts.append(f"{what} {', '.join(ids)}")
+        if self.changed:
+            parts.append(f"updated {', '.join(self.changed)}")
+        return "applied: " + "; ".join(parts)
+
+
+def plan_reload(running: Config, new: Config, *, load_capping: bool) -> ReloadPlan:
+    """Compare ``new`` with ``running``. ``load_capping``: a site controller is running."""
+    restart: list[str] = []
+    for name in type(running).model_fields:
+        if name != "chargers" and getattr(running, name) != getattr(new, name):
+            restart.append(f"[{name}] changed")
+    old = {c.id: c for c in running.chargers}
+    fresh = {c.id: c for c in new.chargers}
+    added = [cid for cid in fresh if cid not in old]
+    removed = [cid for cid in old if cid not in fresh]
+    changed: list[str] = []
+    for cid in fresh.keys() & old.keys():
+        fields = _changed_fields(old[cid], fresh[cid])
+        if not fields:
+            continue
+        live = fields <= LIVE_CHARGER_FIELDS
+        if live:
+            changed.append(cid)
+        else:
+            restart.append(f"{cid}: {', '.join(sorted(fields - LIVE_CHARGER_FIELDS))} changed")
+    if load_capping and (added or removed):
+        restart.append("the set of chargers changed on a load-capped site")
+    for cid in added:
+        set_fields = fresh[cid].model_fields_set & CARD_FIELDS
+        if set_fields:
+            restart.append(f"new charger {cid} sets {', '.join(sorted(set_fields))}")
+    return ReloadPlan(sorted(added), sorted(removed), sorted(changed), restart)
+
+
+def _changed_fields(old: ChargerConfig, new: ChargerConfig) -> set[str]:
+    return {name for name in type(old).model_fields if getattr(old, name) != getattr(new, name)}
