@@ -929,7 +929,7 @@ def _problems(error: ValidationError) -> list[str]:
     for item in error.errors(include_url=False):
         where = _format_location(tuple(item["loc"]))
         message = item["msg"].removeprefix("Value error, ")
-        if "\n" in message and where == "(top level)":
+        if where == "(top level)":  # whole-file checks name their own sections
             problems.extend(p for p in message.split("\n") if p not in problems)
             continue
         if item["type"] == "extra_forbidden":

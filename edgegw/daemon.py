@@ -26,6 +26,7 @@ from edgegw.auth.listpush import ListPusher
 from edgegw.config import Config, ConfigError, load_config
 from edgegw.control.card_ops import CardOps
 from edgegw.control.charger_ops import ChargerOps
+from edgegw.control.commission_ops import CommissionOps
 from edgegw.control.energy_ops import EnergyOps
 from edgegw.control.learn_ops import LearnOps
 from edgegw.control.ops import GatewayOps
@@ -123,6 +124,9 @@ class Gateway:
         self.learn_ops = LearnOps(self)
         for ops in (CardOps(self), ChargerOps(self), SessionOps(self), self.learn_ops):
             ops.register(self.control)
+        commission = CommissionOps(self)
+        self.observers.append(commission.observer)  # before the OCPP server starts
+        commission.register(self.control)
         await self.control.start()
         self.server = OcppServer(cfg, self.store, self._serve_charger)
         await self.server.start()

@@ -24,6 +24,7 @@ from edgegw.cli.cards import cards_app
 from edgegw.cli.chargers import chargers_app
 from edgegw.cli.cloudcheck import cloud_app
 from edgegw.cli.commission import register_commission, register_probe_commands
+from edgegw.cli.energy import energy_app
 from edgegw.cli.init import init as init_command
 from edgegw.cli.meter import meter_app
 from edgegw.cli.sessions import sessions_app
@@ -40,6 +41,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Work with the configuration file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(meter_app, name="meter")
+app.add_typer(energy_app, name="energy")
 app.add_typer(cloud_app, name="cloud")
 app.command("init")(init_command)
 app.add_typer(sessions_app, name="sessions")
