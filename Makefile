@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages the build and the tests use: swig + libpcsclite-dev build pyscard; socat makes
-# the RS-485 pty pairs; pcscd + vsmartcard-vpcd give the card-reader tests a real PC/SC stack.
-DEB_PACKAGES := swig libpcsclite-dev socat pcscd vsmartcard-vpcd
+# the RS-485 pty pairs; pcscd + vsmartcard-vpcd give the card-reader tests a real PC/SC stack;
+# the MQTT tests start their own mosquitto broker.
+DEB_PACKAGES := swig libpcsclite-dev socat pcscd vsmartcard-vpcd mosquitto
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench setup system-deps clean

@@ -36,6 +36,9 @@ from edgegw.energy.chargermodels import ChargerModel
 from edgegw.energy.controller import LoadController
 from edgegw.energy.meters import MeterService
 from edgegw.energy.sampling import MeterSampling
+from edgegw.livestate import LiveState
+from edgegw.mqtt.commands import GatewayControls
+from edgegw.mqtt.publisher import MqttPublisher
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.server import OcppServer
@@ -91,6 +94,8 @@ class Gateway:
         self.controller: LoadController | None = None
         self.sampling: MeterSampling | None = None
         self.learn_ops: LearnOps | None = None
+        self.live: LiveState | None = None
+        self.mqtt: MqttPublisher | None = None
         self._decisions: DecisionLog | None = None
         self.started = asyncio.Event()
         self._models: dict[str, ChargerModel] = {}
@@ -128,6 +133,7 @@ class Gateway:
         self.observers.append(commission.observer)  # before the OCPP server starts
         commission.register(self.control)
         await self.control.start()
+        self._start_telemetry()
         self.server = OcppServer(cfg, self.store, self._serve_charger)
         await self.server.start()
         for charger in cfg.chargers:
@@ -141,6 +147,19 @@ class Gateway:
             self._tasks.spawn(self._watchdog(self._notifier.watchdog_interval), "watchdog")
         self._notifier.ready(f"listening on port {self.server.port}")
         self.started.set()
+
+    def _start_telemetry(self) -> None:
+        """The live picture of the site (TUI, status, MQTT), and MQTT when configured. Before the
+        OCPP server starts: charger sessions take the observers they start with."""
+        self.live = LiveState(self)
+        self.observers.append(self.live)
+        self.live.start()
+        if self.config.mqtt is not None:
+            controls = GatewayControls(
+                self.call, self.live, lambda: self.controller, lambda cid: cid in self.sessions
+            )
+            self.mqtt = MqttPublisher(self.config, self.live, controls=controls)
+            self.mqtt.start()
 
     def _start_list_pusher(self, authorizer: Authorizer) -> None:
         """Chargers that hold a local list get the site's cards, kept in step on every change."""
@@ -266,6 +285,10 @@ class Gateway:
         except TimeoutError:
             log.warning("shutdown budget of %.0f s exceeded; cancelling the rest", budget)
         await self._tasks.close("shutdown")
+        if self.mqtt is not None:
+            await self.mqtt.close()
+        if self.live is not None:
+            await self.live.close()
         if self.control is not None:
             await self.control.close()
         if self.list_pusher is not None:

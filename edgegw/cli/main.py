@@ -20,6 +20,7 @@ from edgegw import __version__
 from edgegw.auth.passwords import hash_password
 from edgegw.cli import enroll as _enroll  # noqa: F401 - adds `cards enroll` and `cards learn`
 from edgegw.cli import status as status_cli
+from edgegw.cli import tui as tui_cli
 from edgegw.cli.cards import cards_app
 from edgegw.cli.chargers import chargers_app
 from edgegw.cli.cloudcheck import cloud_app
@@ -50,6 +51,7 @@ app.add_typer(chargers_app, name="chargers")
 register_probe_commands(chargers_app)
 register_commission(app)
 status_cli.register(app)
+tui_cli.register(app)
 
 # Exit codes: 0 ok, 1 runtime failure, 2 usage error (typer), 3 invalid configuration.
 EXIT_CONFIG = 3
@@ -71,6 +73,7 @@ def _load(path: Path) -> Config:
 def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Run the gateway daemon (what systemd starts)."""
     from edgegw.daemon import Gateway  # noqa: PLC0415
+    from edgegw.mqtt.settings import MqttSetupError  # noqa: PLC0415
     from edgegw.sdnotify import Notifier  # noqa: PLC0415
     from edgegw.security.tls import TlsSetupError  # noqa: PLC0415
     from edgegw.store.db import StoreError  # noqa: PLC0415
@@ -79,7 +82,7 @@ def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     setup_logging(cfg.logging.level)
     try:
         asyncio.run(Gateway(cfg, notifier=Notifier(), config_path=config).run())
-    except (StoreError, TlsSetupError) as exc:
+    except (StoreError, TlsSetupError, MqttSetupError) as exc:
         typer.echo(f"edgegw: {exc}", err=True)
         raise typer.Exit(1) from None
     except OSError as exc:

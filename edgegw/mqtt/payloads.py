@@ -1,0 +1,113 @@
+"""The JSON of the state topics and events, built from :mod:`edgegw.livestate` snapshots.
+
+Flat where Home Assistant reads it: each value is a scalar whose name carries its unit
+(``current_l1_a``, ``power_w``, ``energy_wh``), so a template is ``{{ value_json.power_w }}``
+and a missing value (JSON null) reaches Home Assistant as ``None``, which it shows as unknown.
+A session's idTag and card owner are personal data: they are left out unless the site
+allows them (``mqtt.publish_cards``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgegw.livestate import ChargerLive, ConnectorLive, LiveEvent, Phases, SiteLive
+
+JsonDict = dict[str, Any]
+CARD_FIELDS = frozenset({"id_tag", "owner"})
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _phases(name: str, values: Phases | tuple[float, float, float] | None) -> JsonDict:
+    per_phase = values or (None, None, None)
+    return {f"{name}_l{i}_a": _round(v, 2) for i, v in enumerate(per_phase, 1)}
+
+
+def site_payload(site: SiteLive) -> JsonDict:
+    meter = site.meter
+    return {
+        "at": round(site.at, 3),
+        "limit_a": None if site.limit_a is None else min(site.limit_a),
+        **_phases("limit", site.limit_a),
+        "margin_a": site.margin_a,
+        "mode": site.mode,
+        **_phases("current", site.current_a),
+        "power_w": _round(site.power_w, 1),
+        "energy_import_wh": _round(site.energy_import_wh, 1),
+        "meter": None if meter is None else meter.name,
+        "meter_health": None if meter is None else meter.health,
+        "meter_ok": None if meter is None else meter.ok,
+        "meter_age_s": None if meter is None else meter.age_s,
+        "meter_error": None if meter is None else meter.last_error,
+        **_phases("ev_current", site.ev_current_a),
+        "ev_power_w": _round(site.ev_power_w, 1),
+        "cloud": site.cloud,
+        "cloud_online": site.cloud_online,
+        "cloud_links": dict(site.links),
+        "sync_queued": site.sync_queued,
+        "sync_parked": site.sync_parked,
+        "sync_oldest_age_s": site.sync_oldest_age_s,
+        "chargers_total": site.chargers_total,
+        "chargers_connected": site.chargers_connected,
+        "sessions_active": site.sessions_active,
+    }
+
+
+def _connector(conn: ConnectorLive, cards: bool) -> JsonDict:
+    session = conn.session
+    session_json: JsonDict | None = None
+    if session is not None:
+        session_json = {
+            "transaction_id": session.transaction_id,
+            "started_at": round(session.started_at, 3),
+            "meter_start_wh": session.meter_start_wh,
+            "energy_wh": _round(session.energy_wh, 1),
+            "id_tag_status": session.id_tag_status,
+        }
+        if cards:
+            session_json["id_tag"] = session.id_tag
+            session_json["owner"] = session.owner
+    return {
+        "connector": conn.connector_id,
+        "status": conn.status,
+        "error_code": conn.error_code,
+        "info": conn.info,
+        **_phases("current", conn.current_a),
+        "power_w": _round(conn.power_w, 1),
+        "limit_a": _round(conn.limit_a, 2),
+        "session": session_json,
+    }
+
+
+def charger_payload(charger: ChargerLive, *, cards: bool) -> JsonDict:
+    return {
+        "id": charger.id,
+        "label": charger.label,
+        "connected": charger.connected,
+        "status": charger.status,
+        "enabled": charger.enabled,
+        "cloud_link": charger.cloud_link,
+        "vendor": charger.vendor,
+        "model": charger.model,
+        "firmware": charger.firmware,
+        **_phases("current", charger.current_a),
+        "power_w": _round(charger.power_w, 1),
+        "energy_wh": _round(charger.energy_wh, 1),
+        "sessions_active": charger.sessions_active,
+        "fault": bool(charger.faults),
+        "faults": list(charger.faults),
+        "flags": list(charger.flags),
+        "last_seen": None if charger.last_seen is None else round(charger.last_seen, 3),
+        "connectors": [_connector(c, cards) for c in charger.connectors],
+    }
+
+
+def event_payload(event: LiveEvent, *, cards: bool) -> JsonDict:
+    data = event.as_dict()
+    if not cards:
+        for key in CARD_FIELDS:
+            data.pop(key, None)
+    return data

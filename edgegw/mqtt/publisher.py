@@ -1,0 +1,516 @@
+"""Publishes the live state to the building's MQTT broker (and takes commands, if allowed).
+
+Availability is honest: the broker holds a retained last will ``offline`` on
+``<prefix>/availability``; once connected the gateway says ``online``, and on a clean stop
+``stopped`` before it disconnects. A gateway that dies, or loses its network, is ``offline``
+as soon as the broker notices.
+
+The broker is never on the relay path. :class:`~edgegw.livestate.LiveState` tells the
+publisher *what* changed; the publisher only notes it (a set of dirty topics, bounded by the
+number of chargers) and wakes its own task, which renders the latest state when it sends.
+So while the broker is down or slow nothing piles up: each state topic has at most one
+pending value, the latest, and events wait in a short ring (``event_buffer``, oldest dropped).
+On every (re)connect everything is published again: availability, discovery, every state
+topic, since a restarted broker may have lost its retained messages. A state topic is sent at
+most once per ``min_interval`` and at least once per ``publish_interval``.
+
+The connection follows aiomqtt's reconnect pattern: one reusable client, ``async with`` per
+connection, ``MqttError`` ends it, and the loop reconnects with a doubling, jittered delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+
+from edgegw.config import Config
+from edgegw.livestate import LiveChange, LiveEvent, LiveState, Scope
+from edgegw.mqtt.commands import (
+    CommandRefused,
+    Controls,
+    Parsed,
+    execute,
+    parse_command,
+    request_id_of,
+)
+from edgegw.mqtt.discovery import Discovery, DiscoveryMessage, SiteFeatures
+from edgegw.mqtt.payloads import charger_payload, event_payload, site_payload
+from edgegw.mqtt.settings import MqttConfig, MqttSetupError
+from edgegw.mqtt.topics import CommandRoute, Topics
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+_SITE = ""
+"""The dirty-set key of the site state (charger keys are their ids, never empty)."""
+MAX_RUNNING_COMMANDS = 4
+MAX_PENDING_RESULTS = 50
+COMMAND_TIMEOUT = 40.0
+OUTGOING_QUEUE_LIMIT = 1000
+"""Safety net on paho's own queue (messages not yet acknowledged by a slow broker)."""
+
+
+def _dumps(payload: JsonDict) -> str:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+
+
+async def _end(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` until it has ended.
+
+    On Python 3.11 ``asyncio.wait_for`` (inside aiomqtt's publish and subscribe) drops a
+    cancellation that arrives together with the broker's answer; asking again ends the task.
+    """
+    while not task.done():
+        task.cancel("mqtt closing")
+        await asyncio.wait({task}, timeout=1.0)
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+class MqttPublisher:
+    """The MQTT side of the gateway. :meth:`start` once, :meth:`close` on the way out.
+
+    ``controls`` carries out commands (only with ``mqtt.commands_enabled``); without it
+    commands are neither subscribed to nor announced.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        live: LiveState,
+        *,
+        controls: Controls | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if config.mqtt is None:
+            raise ValueError("MQTT is not configured (no [mqtt] section)")
+        self._config = config
+        self._cfg: MqttConfig = config.mqtt
+        self._live = live
+        self._controls = controls if self._cfg.commands_enabled else None
+        self._clock = clock
+        self.topics = Topics(self._cfg.topic_prefix, self._cfg.discovery_prefix)
+        site = config.site
+        self._discovery = Discovery(
+            self.topics,
+            SiteFeatures(
+                meter=any(m.role == "site" for m in config.meters),
+                cloud=config.cloud is not None,
+                load_capping=site is not None,
+                commands=self._controls is not None,
+                limit_min_a=math.floor(site.margin_a) + 1.0 if site is not None else 0.0,
+                limit_max_a=min(site.limits()) if site is not None else 0.0,
+            ),
+            site_name=f"edgegw {self._cfg.topic_prefix.rsplit('/', 1)[-1]}",
+        )
+        self._tasks = TaskOwner("mqtt")
+        self._client: aiomqtt.Client | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._connection: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._up = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._online = asyncio.Event()
+        self._generation = 0
+        self._dirty: set[str] = set()
+        self._last_sent: dict[str, float] = {}
+        self._events: deque[LiveEvent] = deque(maxlen=self._cfg.event_buffer)
+        self._results: deque[tuple[str, JsonDict]] = deque(maxlen=MAX_PENDING_RESULTS)
+        self._discovered: dict[str, tuple[str, str | None, str | None]] = {}
+        self._rediscover = False
+        self._next_full = 0.0
+        self._running_commands = 0
+        self._closing = False
+        self.dropped_events = 0
+        """Events dropped because the broker was away longer than the ring could hold."""
+        self.published = 0
+        """Messages the broker acknowledged (QoS 1/2) or took (QoS 0)."""
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Read the password, set up TLS, and start connecting (in the background).
+
+        Raises :class:`~edgegw.mqtt.settings.MqttSetupError` when the password file, the CA,
+        the certificate or the key cannot be used; the broker itself being away is not an
+        error (it is retried).
+        """
+        cfg = self._cfg
+        password = cfg.read_password()
+        self._client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=None if password is None else password.get_secret_value(),
+            identifier=cfg.client_id,
+            will=aiomqtt.Will(self.topics.availability, "offline", qos=1, retain=True),
+            keepalive=cfg.keepalive,
+            timeout=cfg.timeout,
+            tls_context=self._tls_context(),
+            tls_insecure=None if cfg.tls is None else not cfg.tls.check_hostname,
+            max_queued_outgoing_messages=OUTGOING_QUEUE_LIMIT,
+            logger=logging.getLogger("edgegw.mqtt.paho"),
+        )
+        self._unsubscribe = self._live.on_change(self._on_live)
+        self._connection = self._tasks.spawn(self._connection_loop(), "connection")
+        self._publisher = self._tasks.spawn(self._publish_loop(), "publish")
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self._cfg.tls
+        if tls is None:
+            return None
+        try:
+            context = ssl.create_default_context(
+                cafile=None if tls.ca_file is None else str(tls.ca_file)
+            )
+            context.check_hostname = tls.check_hostname
+            if tls.cert_file is not None and tls.key_file is not None:
+                context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise MqttSetupError(f"mqtt.tls: cannot use the CA, certificate or key: {exc}") from exc
+        return context
+
+    async def close(self) -> None:
+        """Say ``stopped`` (if connected), disconnect cleanly, end every task."""
+        self._closing = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._wake.set()
+        if self._publisher is not None:
+            await _end(self._publisher)
+        client = self._client
+        if client is not None and self._up.is_set():
+            try:
+                async with asyncio.timeout(min(2.0, self._cfg.timeout)):
+                    await client.publish(self.topics.availability, "stopped", qos=1, retain=True)
+            except (aiomqtt.MqttError, TimeoutError) as exc:
+                log.warning("mqtt: could not say 'stopped' before disconnecting: %s", exc)
+        if self._connection is not None:
+            await _end(self._connection)  # leaving ``async with client`` disconnects cleanly
+        await self._tasks.close("mqtt closing")
+        self._online.clear()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set()
+
+    async def wait_online(self, timeout: float = 10.0) -> None:
+        """Wait until connected and everything (availability, discovery, state) is sent."""
+        async with asyncio.timeout(timeout):
+            await self._online.wait()
+
+    def buffered(self) -> dict[str, int]:
+        """What waits for the broker: dirty state topics, events, command answers."""
+        return {
+            "states": len(self._dirty),
+            "events": len(self._events),
+            "results": len(self._results),
+        }
+
+    # ------------------------------------------------------------ from the live state
+
+    def _on_live(self, change: LiveChange) -> None:
+        """Called on the relay path: note what changed and wake the publisher, nothing more."""
+        if change.scope is Scope.EVENT:
+            if change.event is not None:
+                if self._events.maxlen is not None and len(self._events) >= self._events.maxlen:
+                    self.dropped_events += 1
+                if self._events.maxlen:
+                    self._events.append(change.event)
+        elif change.scope is Scope.SITE:
+            self._dirty.add(_SITE)
+        elif change.charger_id:
+            self._dirty.add(change.charger_id)
+        self._wake.set()
+
+    # ------------------------------------------------------------ connection
+
+    def _where(self) -> str:
+        return f"{self._cfg.host}:{self._cfg.port}"
+
+    async def _connection_loop(self) -> None:
+        assert self._client is not None
+        client = self._client
+        delay = self._cfg.reconnect_min_delay
+        failing = False
+        while not self._closing:
+            was_up = False
+            try:
+                async with client:
+                    log.info("mqtt: connected to %s as %s", self._where(), self._cfg.client_id)
+                    failing = False
+                    delay = self._cfg.reconnect_min_delay
+                    await self._subscribe(client)
+                    self._generation += 1
+                    was_up = True
+                    self._up.set()
+                    self._wake.set()
+                    async for message in client.messages:
+                        self._on_message(message)
+            except aiomqtt.MqttError as exc:
+                if self.closing:  # a failed disconnect must not swallow the cancellation
+                    log.debug("mqtt: disconnect on close failed: %s", exc)
+                    return
+                if was_up:
+                    log.warning(
+                        "mqtt: connection to %s lost (%s); reconnecting",
+                        self._where(),
+                        exc.__cause__ or exc,
+                    )
+                elif not failing:
+                    log.warning(
+                        "mqtt: cannot connect to %s (%s); retrying with backoff", self._where(), exc
+                    )
+                failing = True
+            finally:
+                self._up.clear()
+                self._online.clear()
+                self._wake.set()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(self._cfg.reconnect_max_delay, delay * 2)
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        if self._cfg.discovery:
+            await client.subscribe(self.topics.ha_status, qos=1)
+        if self._controls is not None:
+            for topic in self.topics.command_filters():
+                await client.subscribe(topic, qos=1)
+
+    # ------------------------------------------------------------ publishing
+
+    async def _publish_loop(self) -> None:
+        sent_generation = 0
+        while not self._closing:
+            await self._up.wait()
+            assert self._client is not None
+            generation = self._generation
+            self._wake.clear()
+            try:
+                if sent_generation != generation:
+                    await self._publish_all(self._client)
+                    sent_generation = generation
+                    self._online.set()
+                await self._publish_pending(self._client)
+            except aiomqtt.MqttError as exc:
+                # Lost (the connection loop reconnects) or slow: try again shortly.
+                log.debug("mqtt: publishing failed: %s", exc)
+                await self._idle(self._cfg.reconnect_min_delay)
+                continue
+            await self._idle(self._next_due())
+
+    async def _idle(self, timeout: float | None) -> None:
+        if timeout is not None and timeout <= 0:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    def _next_due(self) -> float | None:
+        """Seconds until a pending state topic may be sent again, or a full refresh is due."""
+        now = self._clock()
+        waits: list[float] = []
+        if self._dirty:
+            waits.append(
+                min(self._last_sent.get(k, -math.inf) for k in self._dirty)
+                + self._cfg.min_interval
+                - now
+            )
+        if self._cfg.publish_interval:
+            waits.append(self._next_full - now)
+        return max(0.0, min(waits)) if waits else None
+
+    async def _send(
+        self, client: aiomqtt.Client, topic: str, payload: str, *, retain: bool, qos: int
+    ) -> None:
+        await client.publish(topic, payload, qos=qos, retain=retain)
+        self.published += 1
+
+    async def _publish_all(self, client: aiomqtt.Client) -> None:
+        await self._send(client, self.topics.availability, "online", retain=True, qos=1)
+        self._discovered.clear()
+        if self._cfg.discovery:
+            await self._publish_site_discovery(client)
+        self._dirty.add(_SITE)
+        self._dirty.update(self._live.charger_ids())
+        self._last_sent.clear()
+        self._next_full = self._clock() + self._cfg.publish_interval
+        await self._publish_pending(client)
+
+    async def _publish_site_discovery(self, client: aiomqtt.Client) -> None:
+        await self._send_discovery(client, self._discovery.site())
+
+    async def _send_discovery(
+        self, client: aiomqtt.Client, messages: list[DiscoveryMessage]
+    ) -> None:
+        for message in messages:
+            await self._send(client, message.topic, _dumps(message.payload), retain=True, qos=1)
+
+    async def _publish_pending(self, client: aiomqtt.Client) -> None:
+        cfg = self._cfg
+        now = self._clock()
+        if cfg.publish_interval and now >= self._next_full:
+            self._next_full = now + cfg.publish_interval
+            self._dirty.add(_SITE)
+            self._dirty.update(self._live.charger_ids())
+            self._last_sent.clear()
+        if self._rediscover and cfg.discovery:
+            self._rediscover = False
+            self._discovered.clear()
+            await self._publish_site_discovery(client)
+            self._dirty.update(self._live.charger_ids())
+            self._last_sent.clear()
+        while self._events:  # removed only once the broker took it: at least once
+            payload = event_payload(self._events[0], cards=cfg.publish_cards)
+            await self._send(client, self.topics.events, _dumps(payload), retain=False, qos=cfg.qos)
+            self._events.popleft()
+        while self._results:
+            topic, result = self._results[0]
+            await self._send(client, topic, _dumps(result), retain=False, qos=1)
+            self._results.popleft()
+        for key in sorted(self._dirty):
+            last = self._last_sent.get(key)
+            if last is not None and now - last < cfg.min_interval:
+                continue
+            self._dirty.discard(key)
+            try:
+                await self._publish_state(client, key)
+            except BaseException:
+                self._dirty.add(key)
+                raise
+            self._last_sent[key] = self._clock()
+
+    async def _publish_state(self, client: aiomqtt.Client, key: str) -> None:
+        cfg = self._cfg
+        if key == _SITE:
+            payload = site_payload(self._live.site())
+            topic = self.topics.site_state
+        else:
+            charger = self._live.charger(key)
+            if charger is None:
+                return
+            if cfg.discovery:
+                seen = (charger.label, charger.vendor, charger.model)
+                if self._discovered.get(key) != seen:
+                    await self._send_discovery(
+                        client,
+                        self._discovery.charger(
+                            key, label=charger.label, vendor=charger.vendor, model=charger.model
+                        ),
+                    )
+                    self._discovered[key] = seen
+            payload = charger_payload(charger, cards=cfg.publish_cards)
+            topic = self.topics.charger_state(key)
+        await self._send(client, topic, _dumps(payload), retain=cfg.retain, qos=cfg.qos)
+
+    # ------------------------------------------------------------ incoming
+
+    def _on_message(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = _payload_bytes(message.payload)
+        if topic == self.topics.ha_status:
+            if payload.strip() == b"online":  # Home Assistant (re)started: announce again
+                self._rediscover = True
+                self._wake.set()
+            return
+        route = self.topics.parse_command(topic)
+        if route is None or self._controls is None:
+            return
+        result_topic = self.topics.result_for(topic)
+        if message.retain:
+            self._answer(
+                result_topic,
+                route,
+                request_id_of(payload),
+                reason="retained commands are ignored: publish commands without the retain flag",
+            )
+            return
+        if self._running_commands >= MAX_RUNNING_COMMANDS:
+            self._answer(
+                result_topic,
+                route,
+                request_id_of(payload),
+                reason=f"busy: {self._running_commands} commands run",
+            )
+            return
+        try:
+            parsed = parse_command(
+                route,
+                payload,
+                site=self._config.site,
+                max_duration=self._cfg.max_limit_duration,
+                known_charger=lambda cid: cid in self._live.charger_ids(),
+            )
+        except CommandRefused as exc:
+            log.info("mqtt: refused %s: %s", topic, exc)
+            self._answer(result_topic, route, request_id_of(payload), reason=str(exc))
+            return
+        self._running_commands += 1
+        self._tasks.spawn(self._run_command(parsed, route, result_topic), f"command:{route.name}")
+
+    async def _run_command(self, parsed: Parsed, route: CommandRoute, result_topic: str) -> None:
+        assert self._controls is not None
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                detail = await execute(self._controls, parsed.command)
+        except CommandRefused as exc:
+            log.info("mqtt: command %s refused: %s", parsed.command, exc)
+            self._answer(result_topic, route, parsed.request_id, reason=str(exc))
+        except TimeoutError:
+            self._answer(
+                result_topic, route, parsed.request_id, reason="timed out; the outcome is unknown"
+            )
+        except Exception as exc:
+            log.exception("mqtt: command %s failed", parsed.command)
+            self._answer(result_topic, route, parsed.request_id, reason=f"internal error: {exc}")
+        else:
+            log.info("mqtt: command %s done: %s", parsed.command, detail)
+            self._answer(result_topic, route, parsed.request_id, detail=detail)
+        finally:
+            self._running_commands -= 1
+
+    def _answer(
+        self,
+        topic: str,
+        route: CommandRoute,
+        request_id: str | None,
+        *,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        result: JsonDict = {
+            "ok": reason is None,
+            "command": route.name,
+            "charger": route.charger_id,
+            "request_id": request_id,
+            "at": round(time.time(), 3),
+        }
+        if reason is not None:
+            result["reason"] = reason
+        if detail is not None:
+            result["detail"] = detail
+        self._results.append((topic, result))
+        self._wake.set()

@@ -1,0 +1,355 @@
+"""The live state: what chargers say, turned into snapshots, events and change notices."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from edgegw.auth.idtags import parse_card_id
+from edgegw.auth.locallist import Card
+from edgegw.config import Config, parse_config
+from edgegw.livestate import (
+    EventKind,
+    LiveChange,
+    LiveState,
+    Measured,
+    Scope,
+    parse_meter_values,
+)
+from edgegw.sim.charger import SimCharger
+from edgegw.sim.cloud import SimCloud
+from edgegw.sim.meter import SimMeter
+from tests.conftest import GatewayFactory, gateway_url
+
+
+@dataclass
+class Parts:
+    """The gateway parts LiveState reads, without a gateway."""
+
+    config: Config
+    sessions: dict[str, Any] = field(default_factory=dict)
+    store: Any = None
+    meters: Any = None
+    controller: Any = None
+    authorizer: Any = None
+
+
+def sampled(*values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"timestamp": "2026-01-01T10:00:00Z", "sampledValue": list(values)}]
+
+
+def test_meter_values_in_every_unit_and_phase_form() -> None:
+    measured = parse_meter_values(
+        sampled(
+            {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW"},
+            {"value": "12.5", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
+            {"value": "10.0", "measurand": "Current.Import", "phase": "L1-N", "unit": "A"},
+            {"value": "11.0", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+            {"value": "99", "measurand": "Current.Import", "phase": "L1-L2", "unit": "A"},
+            {"value": "NaN", "measurand": "Current.Import", "phase": "L3", "unit": "A"},
+            {"value": "230", "measurand": "Voltage", "phase": "L1-N", "unit": "V"},
+        )
+    )
+    assert measured == Measured((10.0, 11.0, None), 7200.0, 12500.0)
+    # Default measurand is the energy register; phase powers add up without a total.
+    measured = parse_meter_values(
+        sampled(
+            {"value": "1000"},
+            {"value": "1000", "measurand": "Power.Active.Import", "phase": "L1"},
+            {"value": "500", "measurand": "Power.Active.Import", "phase": "L2"},
+            {"value": "16", "measurand": "Current.Import"},
+        )
+    )
+    assert measured == Measured((16.0, None, None), 1500.0, 1000.0)
+    # Later entries win; garbage is skipped, not fatal.
+    assert parse_meter_values(
+        [
+            *sampled({"value": "100"}),
+            "junk",
+            {"sampledValue": [{"value": "x"}, {"value": "200"}, None]},
+        ]
+    ) == Measured(register_wh=200.0)
+    assert parse_meter_values([]) == Measured()
+    assert math.isnan(float("nan"))  # (the parser never lets one through)
+
+
+def feed(live: LiveState, charger: str, action: str, request: Any, response: Any) -> None:
+    live.charger_exchanged(charger, action, request, response)
+
+
+def test_a_session_from_start_to_stop() -> None:
+    config = parse_config({"chargers": [{"id": "CP1", "label": "Bay 1"}, {"id": "CP2"}]})
+    owners = {"04A1B2C3": "Alice"}
+    live = LiveState(Parts(config), owner_lookup=lambda _cid, tag: owners.get(tag))
+    changes: list[LiveChange] = []
+    live.on_change(changes.append)
+
+    live.charger_connected("CP1")
+    feed(
+        live,
+        "CP1",
+        "BootNotification",
+        {"chargePointVendor": "ACME", "chargePointModel": "Wallbox", "firmwareVersion": "1.2"},
+        {"status": "Accepted"},
+    )
+    feed(
+        live,
+        "CP1",
+        "StatusNotification",
+        {"connectorId": 1, "status": "Preparing", "errorCode": "NoError"},
+        {},
+    )
+    feed(
+        live,
+        "CP1",
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "04A1B2C3", "meterStart": 1000, "timestamp": "t"},
+        {"transactionId": 7, "idTagInfo": {"status": "Accepted"}},
+    )
+    feed(
+        live,
+        "CP1",
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "transactionId": 7,
+            "meterValue": sampled(
+                {"value": "1500", "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+                {"value": "16", "measurand": "Current.Import", "phase": "L1"},
+                {"value": "3680", "measurand": "Power.Active.Import"},
+            ),
+        },
+        {},
+    )
+    feed(
+        live,
+        "CP1",
+        "StatusNotification",
+        {"connectorId": 1, "status": "Charging", "errorCode": "NoError"},
+        {},
+    )
+
+    cp1 = live.charger("CP1")
+    assert cp1 is not None
+    assert (cp1.status, cp1.enabled, cp1.connected) == ("Charging", True, True)
+    assert (cp1.vendor, cp1.model, cp1.firmware, cp1.label) == ("ACME", "Wallbox", "1.2", "Bay 1")
+    assert cp1.power_w == 3680.0 and cp1.current_a == (16.0, None, None)
+    assert cp1.energy_wh == 500.0 and cp1.sessions_active == 1
+    session = cp1.connectors[0].session
+    assert session is not None
+    assert (session.transaction_id, session.id_tag, session.owner) == (7, "04A1B2C3", "Alice")
+    assert live.charger("CP2") is not None and live.charger("CP2").status == "Offline"  # type: ignore[union-attr]
+
+    feed(
+        live,
+        "CP1",
+        "StopTransaction",
+        {"transactionId": 7, "meterStop": 2000, "timestamp": "t", "reason": "EVDisconnected"},
+        {},
+    )
+    cp1 = live.charger("CP1")
+    assert cp1 is not None and cp1.sessions_active == 0 and cp1.power_w == 0.0
+    kinds = [e.kind for e in live.events()]
+    assert kinds == [
+        EventKind.CHARGER_CONNECTED,
+        EventKind.SESSION_STARTED,
+        EventKind.SESSION_STOPPED,
+    ]
+    stopped = live.events()[-1]
+    assert stopped.data["energy_wh"] == 1000.0 and stopped.data["reason"] == "EVDisconnected"
+    assert stopped.data["owner"] == "Alice" and stopped.connector == 1
+    # Every charger change was told, with the site where totals moved; events carry themselves.
+    assert LiveChange(Scope.CHARGER, "CP1") in changes and LiveChange(Scope.SITE) in changes
+    assert [c.event for c in changes if c.scope is Scope.EVENT] == live.events()
+    # A repeated StopTransaction changes nothing and raises no event.
+    feed(live, "CP1", "StopTransaction", {"transactionId": 7, "meterStop": 2000}, {})
+    assert len(live.events()) == 3
+
+    snapshot = live.snapshot()
+    data = json.loads(json.dumps(snapshot.as_dict()))
+    assert [c["id"] for c in data["chargers"]] == ["CP1", "CP2"]
+    assert data["site"]["cloud"] == "standalone" and data["site"]["chargers_connected"] == 1
+
+
+def test_cards_faults_availability_and_a_listener_that_breaks() -> None:
+    live = LiveState(Parts(parse_config({"chargers": [{"id": "CP1"}]})))
+
+    def broken(_change: LiveChange) -> None:
+        raise RuntimeError("listener bug")
+
+    seen: list[LiveChange] = []
+    live.on_change(broken)
+    remove = live.on_change(seen.append)
+    live.charger_connected("CP1")
+    feed(live, "CP1", "Authorize", {"idTag": "DEADBEEF"}, {"idTagInfo": {"status": "Blocked"}})
+    refused = live.events()[-1]
+    assert refused.kind is EventKind.CARD_REFUSED and refused.data["status"] == "Blocked"
+    assert refused.data["during"] == "Authorize" and refused.data["owner"] is None
+
+    feed(
+        live,
+        "CP1",
+        "StatusNotification",
+        {"connectorId": 1, "status": "Faulted", "errorCode": "GroundFailure", "info": "RCD"},
+        {},
+    )
+    fault = live.events()[-1]
+    assert fault.kind is EventKind.CHARGER_FAULT and fault.data["error_code"] == "GroundFailure"
+    cp1 = live.charger("CP1")
+    assert cp1 is not None and cp1.status == "Faulted"
+    assert cp1.faults == ("connector 1: GroundFailure (RCD)",)
+
+    for connector in (0, 1):
+        feed(
+            live,
+            "CP1",
+            "StatusNotification",
+            {"connectorId": connector, "status": "Unavailable", "errorCode": "NoError"},
+            {},
+        )
+    cp1 = live.charger("CP1")
+    assert cp1 is not None and cp1.enabled is False and cp1.status == "Unavailable"
+    assert cp1.faults == ()
+    # A status the charger made up does not leak into the published set.
+    feed(
+        live,
+        "CP1",
+        "StatusNotification",
+        {"connectorId": 0, "status": "Available", "errorCode": "NoError"},
+        {},
+    )
+    feed(
+        live,
+        "CP1",
+        "StatusNotification",
+        {"connectorId": 1, "status": "Dancing", "errorCode": "NoError"},
+        {},
+    )
+    assert live.charger("CP1").status == "Unknown"  # type: ignore[union-attr]
+    # Nonsense payloads are ignored, never raised into the relay path.
+    feed(live, "CP1", "StatusNotification", {"status": "Charging"}, {})
+    feed(live, "CP1", "MeterValues", {"connectorId": "x"}, {})
+
+    live.charger_disconnected("CP1")
+    cp1 = live.charger("CP1")
+    assert cp1 is not None and cp1.status == "Offline" and cp1.power_w is None
+    count = len(seen)
+    remove()
+    live.charger_connected("CP1")
+    assert len(seen) == count
+
+
+class FakeController:
+    """Just the ``state()`` LiveState reads from the load controller."""
+
+    def __init__(self) -> None:
+        self.limit_a = (32.0, 32.0, 32.0)
+        self.meter = "ok"
+
+    def state(self) -> Any:
+        return SimpleNamespace(limit_a=self.limit_a, mode="normal", meter=self.meter, chargers=())
+
+
+async def test_limit_changes_are_events(tmp_path: Any) -> None:
+    config = parse_config({"chargers": [{"id": "CP1"}]})
+    controller = FakeController()
+    live = LiveState(Parts(config, controller=controller), refresh_interval=0.01)
+    live.start()
+    try:
+        await live.wait_refreshed()
+        assert live.site().limit_a == (32.0, 32.0, 32.0) and live.site().mode == "normal"
+        controller.limit_a = (20.0, 20.0, 20.0)
+        await live.wait_refreshed()
+        await live.wait_refreshed()
+    finally:
+        await live.close()
+    changed = [e for e in live.events() if e.kind is EventKind.LIMIT_CHANGED]
+    assert len(changed) == 1
+    assert changed[0].data == {"limit_a": [20.0, 20.0, 20.0], "previous_limit_a": [32.0] * 3}
+
+
+async def test_through_a_real_gateway_with_its_cloud_down(make_gateway: GatewayFactory) -> None:
+    cloud = SimCloud()
+    await cloud.start()
+    url = cloud.url
+    await cloud.stop()
+    gateway = await make_gateway(cloud_url=url, auth={"unknown_cards": "accept"})
+    assert gateway.authorizer is not None
+    await gateway.authorizer.add_card(Card(parse_card_id("04A1B2C3"), owner="Alice"))
+    live = LiveState(gateway, refresh_interval=0.02, backlog_interval=0.02)
+    gateway.observers.append(live)
+    live.start()
+    try:
+        async with SimCharger("CP1", gateway_url(gateway), connectors=2) as cp:
+            await cp.boot()
+            tx = await cp.tap("04A1B2C3", connector=2)
+            assert tx is not None
+            await cp.meter_values(2)
+            await live.wait_refreshed()
+            await live.wait_refreshed()
+            snapshot = live.snapshot()
+            site = snapshot.site
+            cp1 = next(c for c in snapshot.chargers if c.id == "CP1")
+            assert cp1.connected and cp1.cloud_link == "offline"
+            assert site.cloud == "offline" and site.cloud_online is False
+            assert site.links == {"offline": 1} and site.sync_queued == 2  # start, meter values
+            assert site.sessions_active == 1 and site.ev_power_w == cp1.power_w
+            session = next(c for c in cp1.connectors if c.connector_id == 2).session
+            assert session is not None and session.owner == "Alice"
+            assert session.transaction_id == tx
+    finally:
+        await live.close()
+        gateway.observers.remove(live)
+
+
+async def test_the_site_meter_and_its_loss(make_gateway: GatewayFactory) -> None:
+    async with SimMeter("eastron-sdm630", live=False) as meter:
+        meter.set_currents(10.0, 11.0, 12.0)
+        gateway = await make_gateway(
+            chargers=[{"id": "CP1"}],
+            site={"limit_a": 40, "margin_a": 2, "meter_lost_after": 0.5},
+            buses={"main": {"transport": "tcp", "host": "127.0.0.1", "port": meter.port}},
+            meters=[{"name": "grid", "profile": "eastron-sdm630", "poll_interval": 0.1}],
+        )
+        live = LiveState(gateway, refresh_interval=0.05)
+        live.start()
+        try:
+            while live.site().meter is None or not live.site().meter.ok:  # type: ignore[union-attr]
+                await live.wait_refreshed()
+            site = live.site()
+            assert site.current_a == (10.0, 11.0, 12.0)
+            assert site.limit_a == (40.0, 40.0, 40.0) and site.margin_a == 2
+            assert site.meter is not None and site.meter.name == "grid"
+            await meter.stop()
+            while not any(e.kind is EventKind.METER_LOST for e in live.events()):
+                await live.wait_refreshed()
+            assert live.site().meter.ok is False  # type: ignore[union-attr]
+            await meter.start()
+            while not any(e.kind is EventKind.METER_RESTORED for e in live.events()):
+                await live.wait_refreshed()
+        finally:
+            await live.close()
+
+
+@pytest.mark.parametrize("status", ["Charging", "SuspendedEV"])
+def test_a_session_we_missed_the_start_of(status: str) -> None:
+    live = LiveState(Parts(parse_config({})))
+    live.charger_connected("X1")
+    feed(
+        live,
+        "X1",
+        "MeterValues",
+        {"connectorId": 1, "transactionId": 3, "meterValue": sampled({"value": "9"})},
+        {},
+    )
+    feed(live, "X1", "StatusNotification", {"connectorId": 1, "status": status}, {})
+    x1 = live.charger("X1")
+    assert x1 is not None and x1.status == status and x1.sessions_active == 1
+    session = x1.connectors[0].session
+    assert session is not None and session.transaction_id == 3 and session.energy_wh is None
+    assert live.charger_ids() == ["X1"]
