@@ -335,6 +335,7 @@ class LoadController:
         self._meter_age: float | None = None
         self._held_non_ev: list[float | None] = [None, None, None]
         self._closed = False
+        self._temporary: tuple[PerPhase, float | None] | None = None  # limit, ends at (clock)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -342,6 +343,33 @@ class LoadController:
         """Run rounds every ``control_interval`` and whenever an event asks for one."""
         self._tasks.spawn(self._loop(), "rounds")
         self._kick()  # the first round at once
+
+    def set_temporary_limit(self, limit_a: PerPhase | None, duration_s: float | None) -> None:
+        """Cap the site below its configured limit for a while (a building manager's peak
+        shaving, an MQTT command); ``None`` ends it. It can lower the limit, never raise it
+        above the configuration (the main fuse does not change)."""
+        if limit_a is None:
+            self._temporary = None
+        else:
+            if any(not math.isfinite(a) or a < 0 for a in limit_a):
+                raise ValueError("a temporary limit must be finite and not negative")
+            ends = None if duration_s is None else self._clock() + max(0.0, duration_s)
+            self._temporary = (limit_a, ends)
+        log.info("temporary site limit %s", "ended" if limit_a is None else f"{limit_a} A")
+        self._kick()
+
+    def _limits(self) -> PerPhase:
+        """The limit in force: the configured one, lowered by a temporary limit while it lasts."""
+        configured = self._site.limits()
+        temporary = self._temporary
+        if temporary is None:
+            return configured
+        limit, ends = temporary
+        if ends is not None and self._clock() >= ends:
+            self._temporary = None
+            log.info("temporary site limit expired")
+            return configured
+        return _phases_of(min(configured[p], limit[p]) for p in Phase)
 
     async def close(self) -> None:
         self._closed = True
@@ -711,7 +739,7 @@ class LoadController:
             return
         grid = _phases_of(float(c) for c in currents if c is not None)
         last = self._last_grid
-        limits = self._site.limits()
+        limits = self._limits()
         if (
             last is None
             or any(grid[p] > limits[p] - self._site.margin_a for p in Phase)
@@ -978,7 +1006,7 @@ class LoadController:
                 else _phases_of(max(0.0, fallback[p] - budget_used[p]) for p in Phase)
             )
             site = Site(
-                limit_a=self._site.limits(),
+                limit_a=self._limits(),
                 margin_a=self._site.margin_a,
                 fallback_ev_a=fallback_budget,
             )
@@ -1363,7 +1391,7 @@ class LoadController:
             mode="idle" if result is None else result.mode.value,
             meter=self._meter_state,
             meter_age_s=self._meter_age,
-            limit_a=self._site.limits(),
+            limit_a=self._limits(),
             margin_a=self._site.margin_a,
             grid_a=self._last_grid if self._meter_state == "ok" else None,
             non_ev_a=self._last_non_ev,

@@ -24,6 +24,7 @@ from edgegw.config import Config, parse_config
 from edgegw.energy.chargermodels import ChargerModel, load_models
 from edgegw.energy.controller import ControllerState, Flag, LoadController, Tuning
 from edgegw.energy.registers import Reading
+from edgegw.mqtt.commands import TemporaryLimits
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
 
@@ -578,3 +579,33 @@ async def test_state_reports_limits_sessions_and_decisions(rig: RigFactory) -> N
     assert mode == "normal"
     assert inputs["sessions"][0]["charger"] == "CP1"
     assert outputs["allocations"][0]["limit_a"] == 14
+
+
+async def test_temporary_limit_lowers_the_cap_until_it_expires(rig: RigFactory) -> None:
+    r = await rig([{"id": "CP1"}, {"id": "CP2"}], control_interval=60)
+    cp1 = await r.connect("CP1")
+    cp2 = await r.connect("CP2")
+    await cp1.tap(TAG)
+    await cp2.tap(TAG)
+    await r.settle()
+    assert (draws(cp1), draws(cp2)) == (16, 16)
+
+    assert isinstance(r.controller, TemporaryLimits)  # what MQTT's site limit command needs
+    with pytest.raises(ValueError, match="finite"):
+        r.controller.set_temporary_limit((20.0, float("nan"), 20.0), 60)
+    # Above the configured 40 A it changes nothing: the main fuse does not change.
+    r.controller.set_temporary_limit((50.0, 50.0, 50.0), None)
+    assert r.state().limit_a == (40.0, 40.0, 40.0)
+
+    r.controller.set_temporary_limit((24.0, 24.0, 24.0), 600)
+    await r.round()
+    assert r.state().limit_a == (24.0, 24.0, 24.0)
+    # 24 - 2 margin - 4 A building = 18 A for two cars, cut at once.
+    assert (draws(cp1), draws(cp2)) == (9, 9)
+    assert all(g <= 22 + 1e-9 for g in r.meter.grid())
+
+    await r.round(advance=601)
+    assert r.state().limit_a == (40.0, 40.0, 40.0)  # expired: raises ramp back up
+    for _ in range(30):
+        await r.round()
+    assert (draws(cp1), draws(cp2)) == (16, 16)

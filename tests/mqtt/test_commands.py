@@ -129,7 +129,7 @@ async def test_gateway_controls_need_a_controller_that_takes_temporary_limits(
     async def call(charger_id: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError("no charger call expected")
 
-    controller: Any = object()  # today's LoadController: no temporary limits
+    controller: Any = object()  # a controller without temporary limits
     controls = GatewayControls(call, live, lambda: controller, lambda _cid: False)
     with pytest.raises(CommandRefused, match="cannot take a temporary limit"):
         await controls.set_site_limit(SiteLimit((20.0,) * 3, 60))
