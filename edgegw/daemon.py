@@ -24,11 +24,13 @@ from edgegw.auth.authorizer import Authorizer
 from edgegw.auth.chargerformats import charger_models, configured_formats
 from edgegw.auth.listpush import ListPusher
 from edgegw.config import Config, ConfigError, load_config
+from edgegw.control.action_ops import ActionOps
 from edgegw.control.card_ops import CardOps
 from edgegw.control.charger_ops import ChargerOps
 from edgegw.control.commission_ops import CommissionOps
 from edgegw.control.energy_ops import EnergyOps
 from edgegw.control.learn_ops import LearnOps
+from edgegw.control.live_ops import LiveOps
 from edgegw.control.ops import GatewayOps
 from edgegw.control.server import ControlServer
 from edgegw.control.session_ops import SessionOps
@@ -95,6 +97,7 @@ class Gateway:
         self.sampling: MeterSampling | None = None
         self.learn_ops: LearnOps | None = None
         self.live: LiveState | None = None
+        self.live_ops: LiveOps | None = None
         self.mqtt: MqttPublisher | None = None
         self._decisions: DecisionLog | None = None
         self.started = asyncio.Event()
@@ -151,9 +154,13 @@ class Gateway:
     def _start_telemetry(self) -> None:
         """The live picture of the site (TUI, status, MQTT), and MQTT when configured. Before the
         OCPP server starts: charger sessions take the observers they start with."""
+        assert self.control is not None
         self.live = LiveState(self)
         self.observers.append(self.live)
         self.live.start()
+        self.live_ops = LiveOps(self, self.live)
+        for ops in (self.live_ops, ActionOps(self, live=self.live)):
+            ops.register(self.control)
         if self.config.mqtt is not None:
             controls = GatewayControls(
                 self.call, self.live, lambda: self.controller, lambda cid: cid in self.sessions
@@ -287,6 +294,8 @@ class Gateway:
         await self._tasks.close("shutdown")
         if self.mqtt is not None:
             await self.mqtt.close()
+        if self.live_ops is not None:
+            self.live_ops.close()
         if self.live is not None:
             await self.live.close()
         if self.control is not None:
