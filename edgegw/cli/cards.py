@@ -14,45 +14,41 @@ card.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import typer
 
 from edgegw.auth.authorizer import Authorizer
 from edgegw.auth.idtags import IdTagFormat
+from edgegw.cli.backend import (
+    Backend,
+    StoreBackend,
+    answered,
+    call_op,
+    daemon_or_store,
+    op_errors,
+)
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
-    EXIT_DAEMON_DOWN,
     EXIT_FAILURE,
     EXIT_USAGE,
     ConfigOption,
-    DaemonClient,
     JsonOption,
-    control_client,
     emit,
     fail,
     load_config_or_fail,
     note,
+    table,
+    write_output,
 )
 from edgegw.config import Config
 from edgegw.control.card_ops import MAX_PAGE, CardService
-from edgegw.control.client import (
-    ControlClientError,
-    DaemonNotRunning,
-    PermissionDenied,
-    RemoteError,
-)
-from edgegw.control.protocol import MAX_LINE, ControlError, ErrorCode
-from edgegw.store.db import Database, StoreError
+from edgegw.control.protocol import MAX_LINE
+from edgegw.store.db import Database
 
 cards_app = typer.Typer(
     help="The site's RFID cards: list, show, add, update, block, unblock, remove, import, export.",
@@ -123,86 +119,39 @@ StatusOption = Annotated[
 # ------------------------------------------------------------------------------ backends
 
 
-class CardBackend(Protocol):
-    source: str
-    """``daemon`` or ``store``."""
-
-    def call(self, op: str, /, **args: Any) -> Any: ...
-
-
-class _Daemon:
-    source = "daemon"
-
-    def __init__(self, client: DaemonClient) -> None:
-        self._client = client
-
-    def call(self, op: str, /, **args: Any) -> Any:
-        return self._client.call(op, **args)
-
-
-class _Store:
-    """The store opened by the CLI itself, through the same :class:`CardService`.
-
-    One event loop serves every call of a command (:class:`asyncio.Runner`), so paging
-    through a large list opens the store once.
-    """
-
-    source = "store"
+class _CardStore(StoreBackend):
+    """The store opened by the CLI itself, answered by the same :class:`CardService`."""
 
     def __init__(self, config: Config) -> None:
-        self._config = config
-        self._runner = asyncio.Runner()
+        super().__init__(config)
         self._db: Database | None = None
-        quiet_logs()
         self._auth: Authorizer | None = None
         self._service: CardService | None = None
-        self._wrote = False
-
-    def __enter__(self) -> _Store:
-        self._runner.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._db is not None:
-                self._runner.run(self._close())
-        finally:
-            self._runner.__exit__(kind, exc, tb)
-        if self._wrote:
-            match_owner(self._config.store.path)
 
     def call(self, op: str, /, **args: Any) -> Any:
         writes = op not in ("cards.list", "cards.show", "cards.export")
-        path = self._config.store.path
+        path = self.config.store.path
         if writes and self._db is None and Path(f"{path}-shm").exists():
             note(
                 f"warning: {path} looks open in another process; if an edgegw runs with "
                 "another configuration, it sees this change only after a restart"
             )
-        service = self._runner.run(self._open(create=writes))
+        service = self.run(self._open(create=writes))
         if writes:
-            self._wrote = True
-        return self._runner.run(service.run(op, args))
+            self.touched = True
+        return self.run(service.run(op, args))
 
     async def _open(self, *, create: bool) -> CardService:
         if self._service is not None:
             return self._service
-        cfg = self._config
-        path = cfg.store.path
-        # Reading a store that does not exist yet shows an empty one, without creating it.
-        where = path if create or path.exists() else Path(":memory:")
-        self._db = await Database.open(where)
+        cfg = self.config
+        self._db = await Database.open(self.store_path(create=create))
         formats = {c.id: IdTagFormat(c.idtag_format) for c in cfg.chargers if c.idtag_format}
         self._auth = await Authorizer.open(self._db, cfg.auth, formats=formats)
         self._service = CardService(self._auth, cfg)
         return self._service
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         try:
             if self._auth is not None:
                 await self._auth.close()
@@ -211,90 +160,16 @@ class _Store:
                 await self._db.close()
 
 
-def quiet_logs() -> None:
-    """Keep the gateway's own log lines (meant for the journal) off the terminal when the CLI
-    runs its code in-process; what matters is in the command's output."""
-    logger = logging.getLogger("edgegw")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
-
-
-def match_owner(path: Path) -> None:
-    """Give a database file root created to the owner of its directory (the daemon's user).
-
-    An installer who runs ``sudo edgegw cards add`` before the first start would otherwise
-    leave a root-owned 0600 database the daemon cannot open.
-    """
-    if os.geteuid() != 0:
-        return
-    with contextlib.suppress(OSError):
-        owner = path.parent.stat()
-        if owner.st_uid == 0:
-            return
-        for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.chown(path.parent / name, owner.st_uid, owner.st_gid)
-
-
-@contextmanager
-def backend(config_path: Path, json_mode: bool) -> Iterator[CardBackend]:
+def backend(config_path: Path, json_mode: bool) -> AbstractContextManager[Backend]:
     """The daemon if it runs, else the store; says on stderr when it is the store."""
     config = load_config_or_fail(config_path, json_mode=json_mode)
-    with op_errors(json_mode):
-        try:
-            client = control_client(config)
-        except DaemonNotRunning:
-            client = None
-    if client is not None:
-        yield _Daemon(client)
-        return
-    note(
-        f"edgegw is not running: working on its store {config.store.path} directly; "
-        "changes take effect when it starts"
+    return daemon_or_store(
+        config,
+        json_mode,
+        _CardStore,
+        notice=f"edgegw is not running: working on its store {config.store.path} directly; "
+        "changes take effect when it starts",
     )
-    with op_errors(json_mode), _Store(config) as store:
-        yield store
-
-
-@contextmanager
-def op_errors(json_mode: bool) -> Iterator[None]:
-    """A failed op, from the daemon or from the store, as a message and an exit code."""
-    try:
-        yield
-    except ControlError as exc:
-        _fail_code(exc.code, exc.message, json_mode)
-    except PermissionDenied as exc:
-        hint = None if "sudo" in exc.message else "run the command with sudo"
-        fail(exc.message, EXIT_FAILURE, hint, json_mode=json_mode)
-    except DaemonNotRunning as exc:
-        fail(str(exc), EXIT_DAEMON_DOWN, json_mode=json_mode)
-    except RemoteError as exc:
-        _fail_code(exc.code, exc.message, json_mode)
-    except ControlClientError as exc:
-        fail(str(exc), EXIT_FAILURE, json_mode=json_mode)
-    except StoreError as exc:
-        fail(str(exc), EXIT_FAILURE, json_mode=json_mode)
-    except OSError as exc:
-        fail(
-            f"cannot use the store: {exc}",
-            EXIT_FAILURE,
-            "the database belongs to the edgegw user: run the command with sudo",
-            json_mode=json_mode,
-        )
-
-
-def _fail_code(code: str, message: str, json_mode: bool) -> None:
-    if code == ErrorCode.BAD_ARGS:
-        fail(message, EXIT_USAGE, json_mode=json_mode)
-    if code == ErrorCode.UNKNOWN_OP:
-        fail(
-            message,
-            EXIT_FAILURE,
-            "the running daemon is older than this command: restart it "
-            "(`systemctl restart edgegw`)",
-            json_mode=json_mode,
-        )
-    fail(message, EXIT_FAILURE, json_mode=json_mode)
 
 
 # ------------------------------------------------------------------------------ commands
@@ -344,9 +219,7 @@ def show_card(
     as_json: JsonOption = False,
 ) -> None:
     """One card: its details, every form chargers report it in, and how each charger will."""
-    with backend(config, as_json) as cards_backend, op_errors(as_json):
-        shown = cards_backend.call("cards.show", card=card, format=fmt)
-        result = {"ok": True, "source": cards_backend.source, **shown}
+    result = call_op(backend(config, as_json), as_json, "cards.show", card=card, format=fmt)
     emit(result, as_json, _render_show)
 
 
@@ -424,52 +297,44 @@ def update_card(
     _change("cards.update", args, config, as_json)
 
 
-@cards_app.command("block")
-def block_card(
-    card: CardArgument,
-    *,
-    fmt: FormatOption = None,
-    wait: WaitOption = DEFAULT_WAIT,
-    config: ConfigOption = DEFAULT_CONFIG_PATH,
-    as_json: JsonOption = False,
-) -> None:
-    """Block a card (a lost one): refused from the next tap, also by chargers' local lists."""
-    _change("cards.block", {"card": card, "format": fmt, "wait": wait}, config, as_json)
+def _simple_change(op: str, doc: str) -> Callable[..., None]:
+    """``block``, ``unblock`` and ``remove``: the same arguments, one op each."""
+
+    def command(
+        card: CardArgument,
+        *,
+        fmt: FormatOption = None,
+        wait: WaitOption = DEFAULT_WAIT,
+        config: ConfigOption = DEFAULT_CONFIG_PATH,
+        as_json: JsonOption = False,
+    ) -> None:
+        _change(op, {"card": card, "format": fmt, "wait": wait}, config, as_json)
+
+    command.__doc__ = doc
+    return command
 
 
-@cards_app.command("unblock")
-def unblock_card(
-    card: CardArgument,
-    *,
-    fmt: FormatOption = None,
-    wait: WaitOption = DEFAULT_WAIT,
-    config: ConfigOption = DEFAULT_CONFIG_PATH,
-    as_json: JsonOption = False,
-) -> None:
-    """Accept a blocked card again."""
-    _change("cards.unblock", {"card": card, "format": fmt, "wait": wait}, config, as_json)
-
-
-@cards_app.command("remove")
-def remove_card(
-    card: CardArgument,
-    *,
-    fmt: FormatOption = None,
-    wait: WaitOption = DEFAULT_WAIT,
-    config: ConfigOption = DEFAULT_CONFIG_PATH,
-    as_json: JsonOption = False,
-) -> None:
-    """Forget a card. To refuse a lost card, block it instead: a removed card falls back to
-    the cloud's answer or the site policy for unknown cards."""
-    _change("cards.remove", {"card": card, "format": fmt, "wait": wait}, config, as_json)
+cards_app.command("block")(
+    _simple_change(
+        "cards.block",
+        "Block a card (a lost one): refused from the next tap, also by chargers' local lists.",
+    )
+)
+cards_app.command("unblock")(_simple_change("cards.unblock", "Accept a blocked card again."))
+cards_app.command("remove")(
+    _simple_change(
+        "cards.remove",
+        "Forget a card. To refuse a lost card, block it instead: a removed card falls back to\n"
+        "the cloud's answer or the site policy for unknown cards.",
+    )
+)
 
 
 def _change(op: str, args: dict[str, Any], config: Path, as_json: bool) -> None:
     with backend(config, as_json) as cards_backend, op_errors(as_json):
         if cards_backend.source == "store":
             args = {**args, "wait": 0}
-        done = cards_backend.call(op, **args)
-        result = {"ok": True, "source": cards_backend.source, **done}
+        result = answered(cards_backend, cards_backend.call(op, **args))
     emit(result, as_json, _render_change)
 
 
@@ -558,14 +423,7 @@ def export_cards(
             if not page["count"] or exported >= page["total"]:
                 break
         source = cards_backend.source
-    document = "".join(parts)
-    if output is None:
-        typer.echo(document, nl=False)
-    else:
-        try:
-            output.write_text(document, encoding="utf-8")
-        except OSError as exc:
-            fail(f"cannot write {output}: {exc.strerror}", EXIT_FAILURE)
+    write_output("".join(parts), output)
     note(
         f"exported {exported} card(s) from the {source}"
         + ("" if output is None else f" to {output}")
@@ -709,12 +567,3 @@ def _render_import(result: dict[str, Any]) -> str:
             lines.append("Fix these lines and import the file again (the other cards are in).")
     lines += _render_lists(result["local_lists"])
     return "\n".join(lines)
-
-
-def table(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Rows as left-aligned columns (the first row is the heading)."""
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]

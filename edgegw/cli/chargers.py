@@ -14,20 +14,18 @@ the command says so.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal
 
 import typer
 from pydantic import ValidationError
 
 from edgegw.auth.idtags import IdTagFormat
 from edgegw.auth.passwords import hash_password
-from edgegw.cli.cards import match_owner, op_errors, quiet_logs, table
+from edgegw.cli.backend import Backend, StoreBackend, call_op, daemon_or_store
 from edgegw.cli.configfile import ConfigFile, ConfigFileError, EditRefused
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
@@ -35,13 +33,13 @@ from edgegw.cli.output import (
     EXIT_FAILURE,
     EXIT_USAGE,
     START_HINT,
+    ChargerArgument,
     ConfigOption,
-    DaemonClient,
     JsonOption,
     control_client,
     emit,
     fail,
-    note,
+    table,
 )
 from edgegw.config import CHARGER_ID_PATTERN, Config, ConfigError, parse_config
 from edgegw.control.charger_ops import ChargerService
@@ -66,9 +64,6 @@ MIN_PASSWORD = 8
 OCPP_PASSWORD = (16, 40)  # AuthorizationKey length the OCPP 1.6 security whitepaper asks for
 RESTART = "sudo systemctl restart edgegw"
 
-ChargerArgument = Annotated[
-    str, typer.Argument(help="The charger's OCPP identity (last URL path segment).")
-]
 PasswordPromptOption = Annotated[
     bool,
     typer.Option("--password-prompt", help="Type the charger's Basic-auth password (hidden)."),
@@ -128,79 +123,39 @@ PhasesOption = Annotated[
 # ------------------------------------------------------------------------------ backends
 
 
-class ChargerBackend(Protocol):
-    source: str
-
-    def call(self, op: str, /, **args: Any) -> Any: ...
-
-
-class _Daemon:
-    source = "daemon"
-
-    def __init__(self, client: DaemonClient) -> None:
-        self._client = client
-
-    def call(self, op: str, /, **args: Any) -> Any:
-        return self._client.call(op, **args)
-
-
-class _Store:
+class _ChargerStore(StoreBackend):
     """The daemon's store opened by the CLI, answered by the same :class:`ChargerService`."""
 
-    source = "store"
-
     def __init__(self, config: Config) -> None:
-        self._config = config
-        self._runner = asyncio.Runner()
+        super().__init__(config)
         self._store: Store | None = None
         self._service: ChargerService | None = None
-        quiet_logs()
-
-    def __enter__(self) -> _Store:
-        self._runner.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._store is not None:
-                self._runner.run(self._store.close())
-        finally:
-            self._runner.__exit__(kind, exc, tb)
 
     def call(self, op: str, /, **args: Any) -> Any:
-        service = self._runner.run(self._open())
-        return self._runner.run(service.run(op, args))
+        service = self.run(self._open())
+        return self.run(service.run(op, args))
 
     async def _open(self) -> ChargerService:
         if self._service is None:
-            path = self._config.store.path
-            # A store that does not exist yet reads as empty, and is not created by reading.
-            self._store = await Store.open(path if path.exists() else Path(":memory:"))
+            self._store = await Store.open(self.store_path(create=False))
+            self.touched = True
             detected = await CardStore(self._store.db).detected_formats()
-            self._service = ChargerService(self._config, self._store, detected=detected.get)
+            self._service = ChargerService(self.config, self._store, detected=detected.get)
         return self._service
 
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
 
-@contextmanager
-def backend(config: Config, json_mode: bool) -> Iterator[ChargerBackend]:
+
+def backend(config: Config, json_mode: bool) -> AbstractContextManager[Backend]:
     """The running daemon, else the store (said on stderr)."""
-    with op_errors(json_mode):
-        try:
-            client = control_client(config)
-        except DaemonNotRunning:
-            client = None
-    if client is not None:
-        yield _Daemon(client)
-        return
-    note(f"edgegw is not running: reading its store {config.store.path} directly")
-    with op_errors(json_mode), _Store(config) as store:
-        yield store
-    match_owner(config.store.path)
+    return daemon_or_store(
+        config,
+        json_mode,
+        _ChargerStore,
+        notice=f"edgegw is not running: reading its store {config.store.path} directly",
+    )
 
 
 # ------------------------------------------------------------------------------ reading
@@ -209,11 +164,7 @@ def backend(config: Config, json_mode: bool) -> Iterator[ChargerBackend]:
 @chargers_app.command("list")
 def list_chargers(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
     """The configured chargers: connected or not, model, idTag format, last seen."""
-    cfg = _config(config, as_json)
-    with backend(cfg, as_json) as chargers_backend, op_errors(as_json):
-        listing = chargers_backend.call("chargers.list")
-        result = {"ok": True, "source": chargers_backend.source, **listing}
-    emit(result, as_json, _render_list)
+    emit(_read(config, as_json, "chargers.list"), as_json, _render_list)
 
 
 @chargers_app.command("show")
@@ -223,11 +174,7 @@ def show_charger(
     as_json: JsonOption = False,
 ) -> None:
     """One charger: configuration, what it reported, connectors, idTag format, local list."""
-    cfg = _config(config, as_json)
-    with backend(cfg, as_json) as chargers_backend, op_errors(as_json):
-        shown = chargers_backend.call("chargers.show", charger=charger)
-        result = {"ok": True, "source": chargers_backend.source, **shown}
-    emit(result, as_json, _render_show)
+    emit(_read(config, as_json, "chargers.show", charger=charger), as_json, _render_show)
 
 
 @chargers_app.command("pending")
@@ -235,118 +182,107 @@ def pending_chargers(
     config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False
 ) -> None:
     """Identities that tried to connect and were refused: approve them, or give a password."""
-    cfg = _config(config, as_json)
-    with backend(cfg, as_json) as chargers_backend, op_errors(as_json):
-        pending = chargers_backend.call("chargers.pending")
-        result = {"ok": True, "source": chargers_backend.source, "pending": pending}
-    emit(result, as_json, _render_pending)
+    emit(_read(config, as_json, "chargers.pending", key="pending"), as_json, _render_pending)
+
+
+def _read(
+    config_path: Path, json_mode: bool, op: str, *, key: str | None = None, **args: Any
+) -> dict[str, Any]:
+    """The command's result for ``op``, from the daemon or the store (under ``key`` when
+    the answer is not an object)."""
+    return call_op(
+        backend(_config(config_path, json_mode), json_mode), json_mode, op, key=key, **args
+    )
 
 
 # ------------------------------------------------------------------------------ editing
 
 
-@chargers_app.command("add")
-def add_charger(
-    charger: ChargerArgument,
-    *,
-    password_prompt: PasswordPromptOption = False,
-    password_file: PasswordFileOption = None,
-    model: ModelOption = None,
-    label: LabelOption = None,
-    idtag_format: FormatOption = None,
-    min_current: MinCurrentOption = None,
-    max_current: MaxCurrentOption = None,
-    fallback_current: FallbackOption = None,
-    priority: PriorityOption = None,
-    phases: PhasesOption = None,
-    config: ConfigOption = DEFAULT_CONFIG_PATH,
-    as_json: JsonOption = False,
-) -> None:
-    """Add a charger to the configuration file (comments and layout are kept)."""
-    fields = _fields(
-        charger,
-        model=model,
-        label=label,
-        idtag_format=idtag_format,
-        min_current=min_current,
-        max_current=max_current,
-        fallback_current=fallback_current,
-        priority=priority,
-        phases=phases,
-        json_mode=as_json,
-    )
-    warnings: list[str] = []
-    password = _password(password_prompt, password_file, warnings, as_json, default_prompt=False)
-    _add(config, fields, password, warnings=warnings, action="added", json_mode=as_json)
+def _adding(action: Literal["added", "approved"], doc: str) -> Callable[..., None]:
+    """``add`` and ``approve`` take the same options; ``approve`` also checks that the
+    charger tried to connect."""
+
+    def command(
+        charger: ChargerArgument,
+        *,
+        password_prompt: PasswordPromptOption = False,
+        password_file: PasswordFileOption = None,
+        model: ModelOption = None,
+        label: LabelOption = None,
+        idtag_format: FormatOption = None,
+        min_current: MinCurrentOption = None,
+        max_current: MaxCurrentOption = None,
+        fallback_current: FallbackOption = None,
+        priority: PriorityOption = None,
+        phases: PhasesOption = None,
+        config: ConfigOption = DEFAULT_CONFIG_PATH,
+        as_json: JsonOption = False,
+    ) -> None:
+        fields = _fields(
+            charger,
+            model=model,
+            label=label,
+            idtag_format=idtag_format,
+            min_current=min_current,
+            max_current=max_current,
+            fallback_current=fallback_current,
+            priority=priority,
+            phases=phases,
+            json_mode=as_json,
+        )
+        extra = _knocked(charger, config, as_json) if action == "approved" else None
+        warnings: list[str] = []
+        password = _password(
+            password_prompt, password_file, warnings, as_json, default_prompt=False
+        )
+        _add(
+            config,
+            fields,
+            password,
+            warnings=warnings,
+            action=action,
+            json_mode=as_json,
+            extra=extra,
+        )
+
+    command.__doc__ = doc
+    return command
 
 
-@chargers_app.command("approve")
-def approve_charger(
-    charger: ChargerArgument,
-    *,
-    password_prompt: PasswordPromptOption = False,
-    password_file: PasswordFileOption = None,
-    model: ModelOption = None,
-    label: LabelOption = None,
-    idtag_format: FormatOption = None,
-    min_current: MinCurrentOption = None,
-    max_current: MaxCurrentOption = None,
-    fallback_current: FallbackOption = None,
-    priority: PriorityOption = None,
-    phases: PhasesOption = None,
-    config: ConfigOption = DEFAULT_CONFIG_PATH,
-    as_json: JsonOption = False,
-) -> None:
-    """Let in a charger that tried to connect with an unknown identity (see `pending`):
-    it is added to the configuration like `add` does."""
-    fields = _fields(
-        charger,
-        model=model,
-        label=label,
-        idtag_format=idtag_format,
-        min_current=min_current,
-        max_current=max_current,
-        fallback_current=fallback_current,
-        priority=priority,
-        phases=phases,
-        json_mode=as_json,
+chargers_app.command("add")(
+    _adding("added", "Add a charger to the configuration file (comments and layout are kept).")
+)
+chargers_app.command("approve")(
+    _adding(
+        "approved",
+        "Let in a charger that tried to connect with an unknown identity (see `pending`):\n"
+        "it is added to the configuration like `add` does.",
     )
-    cfg = _config(config, as_json)
-    with backend(cfg, as_json) as chargers_backend, op_errors(as_json):
-        pending = chargers_backend.call("chargers.pending")
+)
+
+
+def _knocked(charger: str, config_path: Path, json_mode: bool) -> dict[str, Any]:
+    """Where from and how often an unknown ``charger`` tried to connect; fails when it did
+    not, or when it is configured (then it needs a password, not an approval)."""
+    pending = _read(config_path, json_mode, "chargers.pending", key="pending")["pending"]
     knocked = next((p for p in pending if p["id"] == charger), None)
     if knocked is None:
-        near = [p["id"] for p in pending if p["id"].casefold() == charger.casefold()]
-        hint = (
-            f"did you mean {near[0]}? Identities are case-sensitive"
-            if near
-            else f"`edgegw chargers pending` lists who tried; to add a charger that has not "
-            f"tried yet, use `edgegw chargers add {charger}`"
+        hint = _did_you_mean(
+            charger,
+            [p["id"] for p in pending],
+            otherwise=f"`edgegw chargers pending` lists who tried; to add a charger that has "
+            f"not tried yet, use `edgegw chargers add {charger}`",
         )
-        fail(f"{charger} has not tried to connect", EXIT_FAILURE, hint, json_mode=as_json)
+        fail(f"{charger} has not tried to connect", EXIT_FAILURE, hint, json_mode=json_mode)
     if knocked["configured"]:
         fail(
             f"{charger} is configured already; it was refused because of its password "
             f"({knocked['reason']})",
             EXIT_FAILURE,
             f"set the password it uses: `edgegw chargers set-password {charger}`",
-            json_mode=as_json,
+            json_mode=json_mode,
         )
-    warnings: list[str] = []
-    password = _password(password_prompt, password_file, warnings, as_json, default_prompt=False)
-    extra = {
-        "address": knocked["address"],
-        "attempts": knocked["attempts"],
-    }
-    _add(
-        config,
-        fields,
-        password,
-        warnings=warnings,
-        action="approved",
-        json_mode=as_json,
-        extra=extra,
-    )
+    return {"address": knocked["address"], "attempts": knocked["attempts"]}
 
 
 def _add(
@@ -361,17 +297,13 @@ def _add(
 ) -> None:
     charger_id = fields["id"]
     document = _load_file(config_path, json_mode)
-    near = [c for c in document.charger_ids() if c.casefold() == charger_id.casefold()]
-    if near:
+    near = _same_id(charger_id, document.charger_ids())
+    if near is not None:
         fail(
-            f"{near[0]} is already configured in {config_path}"
-            + (
-                ""
-                if near[0] == charger_id
-                else f" (ids differing only in case clash: {charger_id})"
-            ),
+            f"{near} is already configured in {config_path}"
+            + ("" if near == charger_id else f" (ids differing only in case clash: {charger_id})"),
             EXIT_FAILURE,
-            f"change it with `edgegw chargers set-password {near[0]}`, or remove it first",
+            f"change it with `edgegw chargers set-password {near}`, or remove it first",
             json_mode=json_mode,
         )
     if password is None:
@@ -382,19 +314,15 @@ def _add(
     else:
         fields["password_hash"] = hash_password(password)
     document.add_charger(fields)
-    cfg = _save(document, json_mode)
-    shown = {k: v for k, v in fields.items() if k != "password_hash"}
-    result = {
-        "ok": True,
-        "action": action,
-        "file": str(config_path),
-        "charger": shown,
-        "password": password is not None,
-        "warnings": warnings,
-        **(extra or {}),
-        "daemon": _apply(cfg, json_mode),
-    }
-    emit(result, json_mode, _render_edit)
+    _report_edit(
+        document,
+        action,
+        fields,
+        password=password is not None,
+        warnings=warnings,
+        json_mode=json_mode,
+        extra=extra,
+    )
 
 
 @chargers_app.command("remove")
@@ -404,21 +332,16 @@ def remove_charger(
     as_json: JsonOption = False,
 ) -> None:
     """Remove a charger from the configuration file (it is refused from then on)."""
-    document = _load_file(config, as_json)
-    if document.charger(charger) is None:
-        _unknown(document, charger, config, as_json)
+    document = _configured(config, charger, as_json)
     removed = document.remove_charger(charger)
-    cfg = _save(document, as_json)
-    result = {
-        "ok": True,
-        "action": "removed",
-        "file": str(config),
-        "charger": {k: v for k, v in removed.items() if k != "password_hash"},
-        "password": "password_hash" in removed,
-        "warnings": [],
-        "daemon": _apply(cfg, as_json),
-    }
-    emit(result, as_json, _render_edit)
+    _report_edit(
+        document,
+        "removed",
+        removed,
+        password="password_hash" in removed,
+        warnings=[],
+        json_mode=as_json,
+    )
 
 
 @chargers_app.command("set-password")
@@ -433,24 +356,44 @@ def set_password(
     """Set the Basic-auth password a charger must present (asked for, hidden, by default).
 
     Set the same password on the charger (OCPP AuthorizationKey, or its web interface)."""
-    document = _load_file(config, as_json)
-    if document.charger(charger) is None:
-        _unknown(document, charger, config, as_json)
+    document = _configured(config, charger, as_json)
     warnings: list[str] = []
     password = _password(password_prompt, password_file, warnings, as_json, default_prompt=True)
     assert password is not None
     document.set_charger_value(charger, "password_hash", hash_password(password))
-    cfg = _save(document, as_json)
+    _report_edit(
+        document,
+        "password set",
+        {"id": charger},
+        password=True,
+        warnings=warnings,
+        json_mode=as_json,
+    )
+
+
+def _report_edit(
+    document: ConfigFile,
+    action: str,
+    charger: dict[str, Any],
+    *,
+    password: bool,
+    warnings: list[str],
+    json_mode: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Save the edited file, ask a running daemon to take it, and say what was done."""
+    saved = _save(document, json_mode)
     result = {
         "ok": True,
-        "action": "password set",
-        "file": str(config),
-        "charger": {"id": charger},
-        "password": True,
+        "action": action,
+        "file": str(document.path),
+        "charger": {k: v for k, v in charger.items() if k != "password_hash"},
+        "password": password,
         "warnings": warnings,
-        "daemon": _apply(cfg, as_json),
+        **(extra or {}),
+        "daemon": _apply(saved, json_mode),
     }
-    emit(result, as_json, _render_edit)
+    emit(result, json_mode, _render_edit)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -497,15 +440,29 @@ def _save(document: ConfigFile, json_mode: bool) -> Config | None:
         fail(str(exc), EXIT_FAILURE, json_mode=json_mode)
 
 
-def _unknown(document: ConfigFile, charger: str, path: Path, json_mode: bool) -> None:
-    ids = document.charger_ids()
-    near = [c for c in ids if c.casefold() == charger.casefold()]
-    hint = (
-        f"did you mean {near[0]}? Identities are case-sensitive"
-        if near
-        else f"configured: {', '.join(ids) or 'none'}; `edgegw chargers list` shows them"
-    )
-    fail(f"{charger} is not configured in {path}", EXIT_FAILURE, hint, json_mode=json_mode)
+def _configured(path: Path, charger: str, json_mode: bool) -> ConfigFile:
+    """The configuration file, which configures ``charger`` (else fail, naming the ones it
+    does configure)."""
+    document = _load_file(path, json_mode)
+    if document.charger(charger) is None:
+        ids = document.charger_ids()
+        hint = _did_you_mean(
+            charger,
+            ids,
+            otherwise=f"configured: {', '.join(ids) or 'none'}; `edgegw chargers list` shows them",
+        )
+        fail(f"{charger} is not configured in {path}", EXIT_FAILURE, hint, json_mode=json_mode)
+    return document
+
+
+def _same_id(charger_id: str, ids: Iterable[str]) -> str | None:
+    """The id among ``ids`` that is ``charger_id`` but for letter case (or is it)."""
+    return next((c for c in ids if c.casefold() == charger_id.casefold()), None)
+
+
+def _did_you_mean(charger_id: str, ids: Iterable[str], *, otherwise: str) -> str:
+    near = _same_id(charger_id, ids)
+    return f"did you mean {near}? Identities are case-sensitive" if near else otherwise
 
 
 def _fields(

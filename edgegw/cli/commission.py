@@ -31,6 +31,7 @@ from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_FAILURE,
     EXIT_USAGE,
+    ChargerArgument,
     ConfigOption,
     JsonOption,
     control_client,
@@ -48,10 +49,6 @@ from edgegw.control.commission_ops import (
 )
 from edgegw.energy.chargermodels import ChargerModelError, load_model
 from edgegw.energy.meters import default_profiles_dir
-
-ChargerArgument = Annotated[
-    str, typer.Argument(help="The charger's OCPP identity (last URL path segment).")
-]
 
 _PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _MARK = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from edgegw.cli.output import (
+    DEFAULT_CONFIG_PATH,
     EXIT_USAGE,
     ConfigOption,
     JsonOption,
@@ -27,8 +28,8 @@ from edgegw.cli.output import (
     fail,
     load_config_or_fail,
     note,
+    write_output,
 )
-from edgegw.config import DEFAULT_CONFIG_PATH
 
 energy_app = typer.Typer(
     help="Load capping: live state and the decision log.", no_args_is_help=True
@@ -169,9 +170,7 @@ def decisions(
             if not page.get("next_since") or not page["decisions"]:
                 break
             args["since"] = page["next_since"]
-    text = decisions_csv(rounds) if fmt == "csv" else json.dumps(rounds, ensure_ascii=False)
-    if output is None:
-        typer.echo(text, nl=fmt == "json")
-    else:
-        output.write_text(text if fmt == "csv" else text + "\n", encoding="utf-8")
+    text = decisions_csv(rounds) if fmt == "csv" else json.dumps(rounds, ensure_ascii=False) + "\n"
+    write_output(text, output)
+    if output is not None:
         note(f"wrote {len(rounds)} round(s) to {output}")

@@ -45,15 +45,14 @@ from edgegw.auth.reader import (
     SeveralReaders,
     resolve_reader,
 )
+from edgegw.cli.backend import Backend, op_errors
 from edgegw.cli.cards import (
-    CardBackend,
     ChargersOption,
     ExpiryOption,
     LabelOption,
     OwnerOption,
     backend,
     cards_app,
-    op_errors,
 )
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
@@ -160,7 +159,7 @@ class CardDetails:
         label = self.label.replace("{n}", str(number)) if self.label else self.label
         return {
             "card": card.canonical,
-            "format": "hex" if card.is_uid else "token",
+            "format": _format_arg(card),
             "owner": self.owner,
             "label": label,
             "expiry": self.expiry,
@@ -277,7 +276,7 @@ class _Session:
     pcsc: PcscReaders
     reader: str
     timeout: float
-    cards: CardBackend
+    cards: Backend
     cfg: Config
     details: CardDetails
     as_json: bool
@@ -363,7 +362,7 @@ class _Session:
         return result
 
 
-def enrol(card: CardId, cards: CardBackend, cfg: Config, args: dict[str, Any]) -> Enrolment:
+def enrol(card: CardId, cards: Backend, cfg: Config, args: dict[str, Any]) -> Enrolment:
     """Add ``card`` with ``cards.add`` (``args``); an enrolled card or a refused one is not an
     error here. Other failures of the backend (daemon gone, store unusable) propagate.
     """
@@ -403,7 +402,7 @@ def enrol(card: CardId, cards: CardBackend, cfg: Config, args: dict[str, Any]) -
 # ------------------------------------------------------------------------------ variants
 
 
-def variant_lines(card: CardId, cards: CardBackend, cfg: Config) -> list[dict[str, Any]]:
+def variant_lines(card: CardId, cards: Backend, cfg: Config) -> list[dict[str, Any]]:
     """How the site's chargers will report ``card``: one entry per idTag format in use.
 
     Each charger's format is the configured one, else the one the gateway detected, else

@@ -33,6 +33,8 @@ import typer
 from pydantic import ValidationError
 
 from edgegw.auth.passwords import hash_password
+from edgegw.cli.meter import BaudrateOption, StopbitsOption, profile_id
+from edgegw.cli.meter import parse_host_port as meter_address
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_CONFIG,
@@ -42,6 +44,7 @@ from edgegw.cli.output import (
     JsonOption,
     emit,
     fail,
+    validation_problems,
 )
 from edgegw.config import (
     BusConfig,
@@ -130,10 +133,6 @@ class SiteAnswers:
 # --------------------------------------------------------------------------------------------
 
 
-def _first_error(exc: ValidationError) -> str:
-    return "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-
-
 def check_charger_ids(text: str) -> list[str]:
     """``"CP1 CP2,CP3"`` -> ids, each a valid OCPP identity, no duplicates."""
     ids = [p for p in text.replace(",", " ").split() if p]
@@ -142,7 +141,7 @@ def check_charger_ids(text: str) -> list[str]:
         try:
             ChargerConfig(id=charger_id)
         except ValidationError as exc:
-            raise InitError(f"charger id {charger_id!r}: {_first_error(exc)}") from None
+            raise InitError(f"charger id {charger_id!r}: {validation_problems(exc)}") from None
         if charger_id.lower() in seen:
             raise InitError(f"charger id {charger_id!r} is given twice")
         seen.add(charger_id.lower())
@@ -153,7 +152,7 @@ def check_cloud_url(text: str) -> str:
     try:
         return CloudConfig(url=text.strip()).url
     except ValidationError as exc:
-        raise InitError(f"cloud URL {text!r}: {_first_error(exc)}") from None
+        raise InitError(f"cloud URL {text!r}: {validation_problems(exc)}") from None
 
 
 def check_site_limit(text: str) -> float | tuple[float, float, float]:
@@ -180,13 +179,12 @@ def check_site(
     try:
         SiteConfig(limit_a=limit, margin_a=margin, fallback_ev_a=fallback)
     except ValidationError as exc:
-        raise InitError(f"site: {_first_error(exc)}") from None
+        raise InitError(f"site: {validation_problems(exc)}") from None
 
 
 def check_profile(name: str, directory: Path | None = None) -> MeterProfile:
-    profile_id = name.strip().lower().replace("_", "-").removesuffix(".toml")
     try:
-        profile = find_profile(profile_id, directory)
+        profile = find_profile(profile_id(name), directory)
     except MeterConfigError as exc:
         raise InitError(str(exc)) from None
     if profile.template:
@@ -198,16 +196,14 @@ def check_meter(meter: MeterAnswers) -> None:
     try:
         meter.bus()
     except ValidationError as exc:
-        raise InitError(f"meter connection: {_first_error(exc)}") from None
+        raise InitError(f"meter connection: {validation_problems(exc)}") from None
     if not 0 <= meter.unit_id <= 247 or (meter.transport == "rtu" and meter.unit_id == 0):
         raise InitError(f"meter unit id {meter.unit_id}: use 1..247")
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
-    from edgegw.cli.meter import parse_host_port as parse  # noqa: PLC0415
-
     try:
-        return parse(text, default_port)
+        return meter_address(text, default_port)
     except ValueError as exc:
         raise InitError(f"meter address: {exc}") from None
 
@@ -759,11 +755,9 @@ def init(
     ] = None,
     meter_rtu: Annotated[str | None, typer.Option(help="Meter on RS-485: serial device.")] = None,
     unit_id: Annotated[int | None, typer.Option(help="Meter unit id.", min=0, max=247)] = None,
-    baudrate: Annotated[
-        int | None, typer.Option(help="RTU baud rate (default: profile's).")
-    ] = None,
+    baudrate: BaudrateOption = None,
     parity: Annotated[str | None, typer.Option(help="RTU parity N, E or O.")] = None,
-    stopbits: Annotated[int | None, typer.Option(help="RTU stop bits 1 or 2.")] = None,
+    stopbits: StopbitsOption = None,
     port: Annotated[
         int, typer.Option(help="Port the chargers connect to.", min=1, max=65535)
     ] = 9000,

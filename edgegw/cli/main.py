@@ -28,8 +28,17 @@ from edgegw.cli.commission import register_commission, register_probe_commands
 from edgegw.cli.energy import energy_app
 from edgegw.cli.init import init as init_command
 from edgegw.cli.meter import meter_app
+from edgegw.cli.output import (
+    DEFAULT_CONFIG_PATH,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    ConfigOption,
+    JsonOption,
+    fail,
+    load_config_or_fail,
+)
 from edgegw.cli.sessions import sessions_app
-from edgegw.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from edgegw.config import Config, ConfigError, load_config
 from edgegw.logs import setup_logging
 
 app = typer.Typer(
@@ -53,41 +62,26 @@ register_commission(app)
 status_cli.register(app)
 tui_cli.register(app)
 
-# Exit codes: 0 ok, 1 runtime failure, 2 usage error (typer), 3 invalid configuration.
-EXIT_CONFIG = 3
-
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Configuration file.", envvar="EDGEGW_CONFIG")
-]
-
-
-def _load(path: Path) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
-
 
 @app.command()
 def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Run the gateway daemon (what systemd starts)."""
     from edgegw.daemon import Gateway  # noqa: PLC0415
     from edgegw.mqtt.settings import MqttSetupError  # noqa: PLC0415
+    from edgegw.proxy import gctuning  # noqa: PLC0415
     from edgegw.sdnotify import Notifier  # noqa: PLC0415
     from edgegw.security.tls import TlsSetupError  # noqa: PLC0415
     from edgegw.store.db import StoreError  # noqa: PLC0415
 
-    cfg = _load(config)
+    cfg = load_config_or_fail(config)
     setup_logging(cfg.logging.level)
+    gctuning.tune()  # thousands of connections: no 0.5 s collector pauses (see gctuning)
     try:
         asyncio.run(Gateway(cfg, notifier=Notifier(), config_path=config).run())
     except (StoreError, TlsSetupError, MqttSetupError) as exc:
-        typer.echo(f"edgegw: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc), EXIT_FAILURE)
     except OSError as exc:
-        typer.echo(f"edgegw: cannot start: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(f"cannot start: {exc}", EXIT_FAILURE)
 
 
 def _readable_problem(path: Path, what: str) -> str | None:
@@ -198,7 +192,7 @@ def config_check(
             help="Where { credential = ... } secrets are (default: $CREDENTIALS_DIRECTORY).",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Validate a configuration file without starting anything; list every problem.
 

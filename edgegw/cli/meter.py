@@ -39,6 +39,7 @@ from edgegw.cli.output import (
     fail,
     load_config_or_fail,
     note,
+    validation_problems,
 )
 from edgegw.config import BusConfig
 from edgegw.energy.meters import (
@@ -98,6 +99,13 @@ HINTS: Final = {
 
 ProgressFn = Callable[[str], None]
 
+BaudrateOption = Annotated[int | None, typer.Option(help="RTU baud rate (default: profile's).")]
+StopbitsOption = Annotated[int | None, typer.Option(help="RTU stop bits 1 or 2.")]
+ProfilesDirOption = Annotated[
+    Path | None, typer.Option(help="Profiles directory (default: hardware/meters).")
+]
+VerboseOption = Annotated[bool, typer.Option(help="Show the Modbus library's debug log.")]
+
 
 # --------------------------------------------------------------------------------------------
 # Small parsers
@@ -145,10 +153,14 @@ def _csv(text: str) -> list[str]:
     return [p for p in text.replace(" ", "").split(",") if p]
 
 
+def profile_id(name: str) -> str:
+    """A meter profile's id as people type it: any case, ``_`` for ``-``, with ``.toml``."""
+    return name.strip().lower().replace("_", "-").removesuffix(".toml")
+
+
 def _resolve_profile(name: str, directory: Path | None, json_mode: bool) -> MeterProfile:
-    profile_id = name.strip().lower().replace("_", "-").removesuffix(".toml")
     try:
-        return find_profile(profile_id, directory)
+        return find_profile(profile_id(name), directory)
     except MeterConfigError as exc:
         fail(str(exc), EXIT_USAGE, "`edgegw meter profiles` lists them", json_mode=json_mode)
 
@@ -488,8 +500,7 @@ def _target_from_flags(
     try:
         bus = BusConfig.model_validate({**settings, "timeout": timeout, "retries": 0})
     except ValidationError as exc:
-        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        fail(f"bad bus settings: {problems}", EXIT_USAGE, json_mode=json_mode)
+        fail(f"bad bus settings: {validation_problems(exc)}", EXIT_USAGE, json_mode=json_mode)
     return _Target(bus, profile, default_unit if unit_id is None else unit_id)
 
 
@@ -591,13 +602,11 @@ def probe(
             "--unit-id", "-u", help="Modbus unit id (default: profile's).", min=0, max=247
         ),
     ] = None,
-    baudrate: Annotated[
-        int | None, typer.Option(help="RTU baud rate (default: profile's).")
-    ] = None,
+    baudrate: BaudrateOption = None,
     parity: Annotated[
         str | None, typer.Option(help="RTU parity N, E or O (default: profile's).")
     ] = None,
-    stopbits: Annotated[int | None, typer.Option(help="RTU stop bits 1 or 2.")] = None,
+    stopbits: StopbitsOption = None,
     timeout: Annotated[float, typer.Option(help="Answer timeout (s).", min=0.01, max=30)] = 1.0,
     meter: Annotated[
         str | None,
@@ -611,10 +620,8 @@ def probe(
     count: Annotated[
         int, typer.Option(help="With --watch: stop after this many reads (0 = Ctrl-C).", min=0)
     ] = 0,
-    profiles_dir: Annotated[
-        Path | None, typer.Option(help="Profiles directory (default: hardware/meters).")
-    ] = None,
-    verbose: Annotated[bool, typer.Option(help="Show the Modbus library's debug log.")] = False,
+    profiles_dir: ProfilesDirOption = None,
+    verbose: VerboseOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Read live values from a meter once (or with --watch) and say which registers failed.
@@ -848,10 +855,8 @@ def scan(
         bool,
         typer.Option("--all", help="RTU: keep trying serial settings after a meter was found."),
     ] = False,
-    profiles_dir: Annotated[
-        Path | None, typer.Option(help="Profiles directory (default: hardware/meters).")
-    ] = None,
-    verbose: Annotated[bool, typer.Option(help="Show the Modbus library's debug log.")] = False,
+    profiles_dir: ProfilesDirOption = None,
+    verbose: VerboseOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Find a meter whose unit id (and on RS-485, baud rate and parity) is unknown.

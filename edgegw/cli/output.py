@@ -1,9 +1,10 @@
 """What every CLI command shares: exit codes, output, errors, config, the daemon's socket.
 
-Commands print their result with :func:`emit` (JSON with ``--json``, else text), end with
-:func:`fail` (a message, an exit code and what to do next), and reach the daemon through
-:func:`control_client`. Exit codes are the same for every command, so scripts can tell a
-stopped daemon from a bad configuration:
+Commands print their result with :func:`emit` (JSON with ``--json``, else text, tables with
+:func:`table`), end with :func:`fail` (a message, an exit code and what to do next), and reach
+the daemon through :func:`control_client` (or :func:`running_daemon`, when it may be stopped).
+Exit codes are the same for every command, so scripts can tell a stopped daemon from a bad
+configuration:
 
 ==  =========================================================
 0   done
@@ -17,12 +18,13 @@ stopped daemon from a bad configuration:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 
 from edgegw.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from edgegw.control.client import (
@@ -46,6 +48,10 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Configuration file.", envvar="EDGEGW_CONFIG")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ChargerArgument = Annotated[
+    str, typer.Argument(help="The charger's OCPP identity (last URL path segment).")
+]
+ChargerFilterOption = Annotated[str | None, typer.Option("--charger", help="Only this charger.")]
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -54,6 +60,8 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_USAGE",
+    "ChargerArgument",
+    "ChargerFilterOption",
     "ConfigOption",
     "DaemonClient",
     "JsonOption",
@@ -63,6 +71,10 @@ __all__ = [
     "fail",
     "load_config_or_fail",
     "note",
+    "running_daemon",
+    "table",
+    "validation_problems",
+    "write_output",
 ]
 
 
@@ -74,6 +86,35 @@ def emit(data: Any, json_mode: bool, render_text: Callable[[Any], str] | None = 
         text = render_text(data)
         if text:
             typer.echo(text)
+
+
+def table(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
+    """Rows as aligned columns (the first row is the heading); columns in ``right`` are
+    right-aligned (numbers), the others left-aligned."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            str(cell).rjust(width) if i in right else str(cell).ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """``text`` to the file ``output``, or as it is to stdout when there is none."""
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}", EXIT_FAILURE)
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """A pydantic validation error as one line, the way the configuration words its own."""
+    return "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
 
 
 def note(message: str) -> None:
@@ -133,6 +174,14 @@ def control_client(config: Config, *, timeout: float = 10.0) -> DaemonClient:
     client = DaemonClient(config.control.socket, timeout)
     client.call("ping")
     return client
+
+
+def running_daemon(config: Config, *, timeout: float = 10.0) -> DaemonClient | None:
+    """:func:`control_client`, or None when no daemon runs (other failures raise)."""
+    try:
+        return control_client(config, timeout=timeout)
+    except DaemonNotRunning:
+        return None
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
@@ -26,18 +26,20 @@ from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_FAILURE,
     EXIT_USAGE,
+    ChargerFilterOption,
     ConfigOption,
     DaemonClient,
     JsonOption,
-    control_client,
     control_errors,
     emit,
     fail,
     load_config_or_fail,
     note,
+    running_daemon,
+    table,
+    write_output,
 )
 from edgegw.config import Config
-from edgegw.control.client import DaemonNotRunning
 from edgegw.store.db import StoreError
 from edgegw.store.sessions import (
     CardResolver,
@@ -72,7 +74,6 @@ CardOption = Annotated[
     str | None,
     typer.Option("--card", help="Only this card (its id in any format a charger reports)."),
 ]
-ChargerOption = Annotated[str | None, typer.Option("--charger", help="Only this charger.")]
 OutputOption = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
 ]
@@ -181,10 +182,9 @@ class _Database:
 def _source(config_path: Path, json_mode: bool) -> _Source:
     config = load_config_or_fail(config_path, json_mode=json_mode)
     with control_errors(json_mode=json_mode):
-        try:
-            return _Daemon(control_client(config), json_mode)
-        except DaemonNotRunning:
-            pass
+        client = running_daemon(config)
+    if client is not None:
+        return _Daemon(client, json_mode)
     note(
         f"edgegw is not running: reading its database {config.store.path} directly "
         "(read-only; sessions are as the daemon last recorded them)"
@@ -220,7 +220,7 @@ def list_sessions(
     since: SinceOption = None,
     until: UntilOption = None,
     card: CardOption = None,
-    charger: ChargerOption = None,
+    charger: ChargerFilterOption = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 50,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: JsonOption = False,
@@ -240,7 +240,7 @@ def export_sessions(
     since: SinceOption = None,
     until: UntilOption = None,
     card: CardOption = None,
-    charger: ChargerOption = None,
+    charger: ChargerFilterOption = None,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
 ) -> None:
     """Export every matching session, oldest first (CSV for spreadsheets, or JSON)."""
@@ -262,7 +262,7 @@ def export_sessions(
             "sessions": found,
         }
         text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
-    _write(text, output)
+    write_output(text, output)
     if output is not None:
         note(f"wrote {len(found)} session(s) to {output} (from the {source.name})")
 
@@ -307,22 +307,12 @@ def report(
         text = _report_csv(data)
     else:
         text = _render_report(data) + "\n"
-    _write(text, output)
+    write_output(text, output)
     uncounted = len(data["open_at_month_end"]) + len(data["unclosed"])
     if fmt is not ReportFormat.TEXT and uncounted:
         note(f"{uncounted} session(s) not counted (open at month end or unclosed); see --json")
     if output is not None:
         note(f"wrote the {month} report to {output} (from the {source.name})")
-
-
-def _write(text: str, output: Path | None) -> None:
-    if output is None:
-        typer.echo(text, nl=False)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror or exc}", EXIT_FAILURE)
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -363,19 +353,7 @@ def _render_list(data: dict[str, Any]) -> str:
                 s["state"],
             )
         )
-    return _table(rows) + f"\n{len(sessions)} session(s)"
-
-
-def _table(rows: Sequence[tuple[str, ...]], right: frozenset[int] = frozenset()) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    return "\n".join([*table(rows), f"{len(sessions)} session(s)"])
 
 
 def _render_report(data: dict[str, Any]) -> str:
@@ -408,7 +386,7 @@ def _render_report(data: dict[str, Any]) -> str:
                 f"{totals['hours']:.2f}",
             )
         )
-        out.append(_table(rows, frozenset({3, 4, 5})))
+        out += table(rows, right={3, 4, 5})
         out += ["", "Per owner:"]
         owner_rows = [
             (
@@ -420,7 +398,7 @@ def _render_report(data: dict[str, Any]) -> str:
             )
             for o in data["owners"]
         ]
-        out.append(_table(owner_rows, frozenset({1, 2, 3, 4})))
+        out += table(owner_rows, right={1, 2, 3, 4})
     else:
         out.append("No session finished in this month.")
     if data["meter_backwards"]:

@@ -9,33 +9,29 @@ in the queue either way.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from edgegw.cli.cards import match_owner, op_errors, quiet_logs, table
+from edgegw.cli.backend import Backend, StoreBackend, call_op, daemon_or_store, op_errors
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_DAEMON_DOWN,
     START_HINT,
+    ChargerFilterOption,
     ConfigOption,
-    DaemonClient,
     JsonOption,
-    control_client,
     emit,
     load_config_or_fail,
-    note,
+    table,
 )
 from edgegw.config import Config
-from edgegw.control.client import DaemonNotRunning
 from edgegw.control.ops import GatewayOps
 from edgegw.control.protocol import ControlError, ErrorCode
 from edgegw.store.store import Store
@@ -48,8 +44,6 @@ sync_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ChargerFilter = Annotated[str | None, typer.Option("--charger", help="Only this charger.")]
-
 
 def register(app: typer.Typer) -> None:
     """Add ``status``, ``events`` and ``sync`` to the ``edgegw`` command."""
@@ -59,22 +53,6 @@ def register(app: typer.Typer) -> None:
 
 
 # ------------------------------------------------------------------------------ backends
-
-
-class StatusBackend(Protocol):
-    source: str
-
-    def call(self, op: str, /, **args: Any) -> Any: ...
-
-
-class _Daemon:
-    source = "daemon"
-
-    def __init__(self, client: DaemonClient) -> None:
-        self._client = client
-
-    def call(self, op: str, /, **args: Any) -> Any:
-        return self._client.call(op, **args)
 
 
 @dataclass
@@ -87,48 +65,27 @@ class _Stopped:
     sessions: dict[str, Any] = field(default_factory=dict)
 
 
-class _Store:
+class _StatusStore(StoreBackend):
     """The store opened by the CLI, answered by the daemon's own :class:`GatewayOps`."""
 
-    source = "store"
-
     def __init__(self, config: Config) -> None:
-        self._config = config
-        self._runner = asyncio.Runner()
+        super().__init__(config)
         self._store: Store | None = None
         self._ops: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]] = {}
-        quiet_logs()
-
-    def __enter__(self) -> _Store:
-        self._runner.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._store is not None:
-                self._runner.run(self._store.close())
-        finally:
-            self._runner.__exit__(kind, exc, tb)
 
     def call(self, op: str, /, **args: Any) -> Any:
-        self._runner.run(self._open(create=op == "sync.retry"))
+        self.run(self._open(create=op == "sync.retry"))
         handler = self._ops.get(op)
         if handler is None:
             raise ControlError(ErrorCode.UNAVAILABLE, f"{op!r} needs the running daemon")
-        return self._runner.run(handler(args))
+        return self.run(handler(args))
 
     async def _open(self, *, create: bool) -> None:
         if self._store is not None:
             return
-        path = self._config.store.path
-        # A store that does not exist yet reads as empty, and is not created by reading.
-        self._store = await Store.open(path if create or path.exists() else Path(":memory:"))
-        ops = GatewayOps(cast("Gateway", _Stopped(self._config, self._store)))
+        self._store = await Store.open(self.store_path(create=create))
+        self.touched = True
+        ops = GatewayOps(cast("Gateway", _Stopped(self.config, self._store)))
         self._ops = {
             "sync.status": ops.sync_status,
             "sync.parked": ops.sync_parked,
@@ -136,23 +93,17 @@ class _Store:
             "events": ops.events,
         }
 
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
 
-@contextmanager
-def backend(config: Config, json_mode: bool, *, say: bool = True) -> Iterator[StatusBackend]:
+
+def backend(
+    config: Config, json_mode: bool, *, say: bool = True
+) -> AbstractContextManager[Backend]:
     """The running daemon, else its store (said on stderr unless ``say`` is false)."""
-    with op_errors(json_mode):
-        try:
-            client = control_client(config)
-        except DaemonNotRunning:
-            client = None
-    if client is not None:
-        yield _Daemon(client)
-        return
-    if say:
-        note(f"edgegw is not running: reading its store {config.store.path} directly")
-    with op_errors(json_mode), _Store(config) as store:
-        yield store
-    match_owner(config.store.path)
+    notice = f"edgegw is not running: reading its store {config.store.path} directly"
+    return daemon_or_store(config, json_mode, _StatusStore, notice=notice if say else None)
 
 
 # ------------------------------------------------------------------------------ commands
@@ -188,42 +139,28 @@ def _totals(sync: dict[str, Any]) -> dict[str, Any]:
 @sync_app.command("status")
 def sync_status(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
     """Per charger: messages queued for the cloud, parked ones, age of the oldest."""
-    cfg = load_config_or_fail(config, json_mode=as_json)
-    with backend(cfg, as_json) as status_backend, op_errors(as_json):
-        result = {"ok": True, "source": status_backend.source, **status_backend.call("sync.status")}
-    emit(result, as_json, _render_sync)
+    emit(_ask(config, as_json, "sync.status"), as_json, _render_sync)
 
 
 @sync_app.command("parked")
 def sync_parked(
-    charger: ChargerFilter = None,
+    charger: ChargerFilterOption = None,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: JsonOption = False,
 ) -> None:
     """Messages the cloud kept refusing: kept, not sent again until `edgegw sync retry`."""
-    cfg = load_config_or_fail(config, json_mode=as_json)
-    with backend(cfg, as_json) as status_backend, op_errors(as_json):
-        parked = status_backend.call("sync.parked", charger=charger)
-        result = {"ok": True, "source": status_backend.source, "parked": parked}
+    result = _ask(config, as_json, "sync.parked", key="parked", charger=charger)
     emit(result, as_json, _render_parked)
 
 
 @sync_app.command("retry")
 def sync_retry(
-    charger: ChargerFilter = None,
+    charger: ChargerFilterOption = None,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: JsonOption = False,
 ) -> None:
     """Put parked messages back in the queue (after the cloud was fixed)."""
-    cfg = load_config_or_fail(config, json_mode=as_json)
-    with backend(cfg, as_json) as status_backend, op_errors(as_json):
-        done = status_backend.call("sync.retry", charger=charger)
-        result = {
-            "ok": True,
-            "source": status_backend.source,
-            "charger": charger,
-            **done,
-        }
+    result = _ask(config, as_json, "sync.retry", extra={"charger": charger}, charger=charger)
     emit(result, as_json, _render_retry)
 
 
@@ -233,11 +170,13 @@ def events(
     as_json: JsonOption = False,
 ) -> None:
     """What the gateway recorded for the caretaker, newest first."""
-    cfg = load_config_or_fail(config, json_mode=as_json)
-    with backend(cfg, as_json) as status_backend, op_errors(as_json):
-        found = status_backend.call("events", limit=limit)
-        result = {"ok": True, "source": status_backend.source, "events": found}
-    emit(result, as_json, _render_events)
+    emit(_ask(config, as_json, "events", key="events", limit=limit), as_json, _render_events)
+
+
+def _ask(config_path: Path, json_mode: bool, op: str, /, **kwargs: Any) -> dict[str, Any]:
+    """``op`` of the daemon, else of its store, as the command's result (see :func:`call_op`)."""
+    cfg = load_config_or_fail(config_path, json_mode=json_mode)
+    return call_op(backend(cfg, json_mode), json_mode, op, **kwargs)
 
 
 # ------------------------------------------------------------------------------ text output

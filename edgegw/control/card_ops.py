@@ -22,8 +22,7 @@ import dataclasses
 import io
 import json
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -55,13 +54,12 @@ from edgegw.auth.locallist import (
     parse_expiry,
 )
 from edgegw.config import Config
+from edgegw.control.optable import OpSpec, register_ops, run_op
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 
 if TYPE_CHECKING:
     from edgegw.daemon import Gateway
-
-Handler = Callable[["CardService", dict[str, Any]], Awaitable[Any]]
 
 MAX_PAGE: Final = 5000
 """Most cards one ``cards.list`` or ``cards.export`` answer carries."""
@@ -75,15 +73,6 @@ _EXPIRY_HELP: Final = (
     "write a date as YYYY-MM-DD (valid through that day, UTC) or a date and time such as "
     "2026-12-31T18:00:00+01:00"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class OpSpec:
-    """One ``cards.*`` op: its handler, whether it changes anything, and its help."""
-
-    handler: Handler
-    admin: bool
-    description: str
 
 
 class CardService:
@@ -113,10 +102,7 @@ class CardService:
 
     async def run(self, op: str, args: Mapping[str, Any]) -> Any:
         """Run the ``cards.*`` op ``op`` (what the CLI does without a daemon)."""
-        spec = CARD_OPS.get(op)
-        if spec is None:
-            raise ControlError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}")
-        return await spec.handler(self, dict(args))
+        return await run_op(CARD_OPS, self, op, args)
 
     # ------------------------------------------------------------------ reading
 
@@ -535,7 +521,7 @@ class CardService:
 
 # ---------------------------------------------------------------------------- the op table
 
-CARD_OPS: Final[Mapping[str, OpSpec]] = {
+CARD_OPS: Final[Mapping[str, OpSpec[CardService]]] = {
     "cards.list": OpSpec(
         CardService.list_cards,
         False,
@@ -579,16 +565,7 @@ class CardOps:
         self._gw = gateway
 
     def register(self, server: ControlServer) -> None:
-        for name, spec in CARD_OPS.items():
-            server.register(
-                name, self._handler(spec.handler), admin=spec.admin, description=spec.description
-            )
-
-    def _handler(self, handler: Handler) -> Callable[[dict[str, Any]], Awaitable[Any]]:
-        async def run(args: dict[str, Any]) -> Any:
-            return await handler(self.service(), args)
-
-        return run
+        register_ops(server, CARD_OPS, self.service)
 
     def service(self) -> CardService:
         gw = self._gw

@@ -16,32 +16,24 @@ the installer approves.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from edgegw.auth.chargerformats import configured_formats
 from edgegw.auth.idtags import IdTagFormat
 from edgegw.auth.listpush import ListPusher
 from edgegw.config import ChargerConfig, Config
-from edgegw.control.ops import _link_state  # the status op's wording, shared
+from edgegw.control.optable import OpSpec, register_ops, run_op
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
+from edgegw.livestate import link_state
 from edgegw.store.cards import CardStore, DetectedFormat
 from edgegw.store.store import ChargerRow, Store
 
 if TYPE_CHECKING:
     from edgegw.daemon import Gateway
 
-Handler = Callable[["ChargerService", dict[str, Any]], Awaitable[Any]]
-
 _NEVER_SEEN: Final = "never seen"
-
-
-@dataclass(frozen=True, slots=True)
-class OpSpec:
-    handler: Handler
-    admin: bool
-    description: str
 
 
 class ChargerService:
@@ -64,6 +56,7 @@ class ChargerService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
+        self._formats = configured_formats(config)
         self._store = store
         self._detected = detected
         self._connected = connected
@@ -73,10 +66,7 @@ class ChargerService:
 
     async def run(self, op: str, args: Mapping[str, Any]) -> Any:
         """Run the ``chargers.*`` op ``op`` (what the CLI does without a daemon)."""
-        spec = CHARGER_OPS.get(op)
-        if spec is None:
-            raise ControlError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}")
-        return await spec.handler(self, dict(args))
+        return await run_op(CHARGER_OPS, self, op, args)
 
     async def list_chargers(self, args: dict[str, Any]) -> dict[str, Any]:
         """Every configured charger, and every other identity the gateway let in."""
@@ -200,9 +190,9 @@ class ChargerService:
 
     def format_of(self, charger_id: str) -> tuple[IdTagFormat, str]:
         """How the charger writes card ids, and whether that is configured, detected or unknown."""
-        charger = self._config.charger(charger_id)
-        if charger is not None and charger.idtag_format not in (None, IdTagFormat.AUTO.value):
-            return IdTagFormat(charger.idtag_format), "configured"
+        configured = self._formats.get(charger_id)
+        if configured is not None:
+            return configured, "configured"  # the charger's own setting, else its model's
         detected = self._detected(charger_id)
         if detected is not None:
             return detected.fmt, "detected"
@@ -226,7 +216,7 @@ def _pending(row: ChargerRow, configured: Collection[str]) -> bool:
     return row.id not in configured or row.state == "pending"
 
 
-CHARGER_OPS: Final[Mapping[str, OpSpec]] = {
+CHARGER_OPS: Final[Mapping[str, OpSpec[ChargerService]]] = {
     "chargers.list": OpSpec(
         ChargerService.list_chargers,
         False,
@@ -250,16 +240,7 @@ class ChargerOps:
         self._gw = gateway
 
     def register(self, server: ControlServer) -> None:
-        for name, spec in CHARGER_OPS.items():
-            server.register(
-                name, self._handler(spec.handler), admin=spec.admin, description=spec.description
-            )
-
-    def _handler(self, handler: Handler) -> Callable[[dict[str, Any]], Awaitable[Any]]:
-        async def run(args: dict[str, Any]) -> Any:
-            return await handler(self.service(), args)
-
-        return run
+        register_ops(server, CHARGER_OPS, self.service)
 
     def service(self) -> ChargerService:
         gw = self._gw
@@ -270,6 +251,6 @@ class ChargerOps:
             gw.store,
             detected=gw.authorizer.detected_format,
             connected=lambda: list(gw.sessions),
-            link_state=lambda charger_id: _link_state(gw, charger_id),
+            link_state=lambda charger_id: link_state(gw.config, gw.sessions.get(charger_id)),
             pusher=gw.list_pusher,
         )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edgegw import __version__
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
+from edgegw.livestate import link_state
 
 if TYPE_CHECKING:
     from edgegw.daemon import Gateway
@@ -63,7 +64,7 @@ class GatewayOps:
                     "id": row.id,
                     "state": row.state,
                     "connected": session is not None,
-                    "cloud_link": _link_state(gw, row.id),
+                    "cloud_link": link_state(gw.config, session),
                     "vendor": row.vendor,
                     "model": row.model,
                     "last_seen": row.last_seen,
@@ -90,7 +91,7 @@ class GatewayOps:
                 {
                     "id": charger_id,
                     "connected": charger_id in gw.sessions,
-                    "cloud_link": _link_state(gw, charger_id),
+                    "cloud_link": link_state(gw.config, gw.sessions.get(charger_id)),
                     "queued": row.queued if row else 0,
                     "parked": row.parked if row else 0,
                     "oldest_age_s": None if oldest is None else round(now - oldest, 1),
@@ -149,15 +150,3 @@ class GatewayOps:
             {"at": at, "kind": kind, "charger": charger, "message": message}
             for at, kind, charger, message in await self._store().events(limit)
         ]
-
-
-def _link_state(gateway: Gateway, charger_id: str) -> str:
-    session = gateway.sessions.get(charger_id)
-    if gateway.config.cloud is None:
-        return "standalone"
-    if session is None:
-        return "charger offline"
-    link = session.link
-    if link.cloud_up:
-        return "replaying" if link.outbox_pending else "online"
-    return "connecting" if link.cloud_connecting else "offline"

@@ -49,10 +49,12 @@ MAX_LENGTH: Final = "MeterValuesSampledDataMaxLength"
 WANTED: Final = ("Current.Import", "Current.Offered")
 """In order of need: the cars' draw per phase, then the limit in force."""
 
+TAKEN: Final = frozenset({"Accepted", "RebootRequired"})
+"""``ChangeConfiguration`` statuses that mean the charger took the value."""
+
 _MIN_INTERVAL_S: Final = 5
 _MAX_INTERVAL_S: Final = 60
 _ROUNDS_PER_SAMPLE: Final = 10
-_TAKEN: Final = frozenset({"Accepted", "RebootRequired"})
 
 
 def sample_interval_for(site: SiteConfig | None, model: ChargerModel) -> int:
@@ -113,30 +115,43 @@ class _Unanswered(Exception):
     """The charger did not answer a call (timeout, CALLERROR, disconnect): try again later."""
 
 
-@dataclass(slots=True)
-class _Key:
+# --------------------------------------------------------------------------------------------
+# Reading a GetConfiguration answer (commissioning reads it too: edgegw.commission)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEntry:
+    """One configuration key as a charger reported it."""
+
     value: str | None
     readonly: bool
 
 
-def _configuration(answer: Mapping[str, Any]) -> dict[str, _Key]:
-    keys: dict[str, _Key] = {}
+def configuration_keys(answer: Mapping[str, Any]) -> dict[str, ConfigEntry]:
+    """``{key: entry}`` from a GetConfiguration.conf payload; malformed entries are skipped."""
+    keys: dict[str, ConfigEntry] = {}
     for entry in answer.get("configurationKey") or ():
         if isinstance(entry, Mapping) and isinstance(entry.get("key"), str):
             value = entry.get("value")
-            keys[entry["key"]] = _Key(
-                None if value is None else str(value), bool(entry.get("readonly", False))
+            keys[entry["key"]] = ConfigEntry(
+                None if value is None else str(value), _flag(entry.get("readonly", False))
             )
     return keys
 
 
-def _csl(value: str | None) -> list[str]:
+def comma_list(value: str | None) -> list[str]:
+    """A comma-separated key value (``"Core,SmartCharging"``) as its items, blanks dropped."""
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
-def _int(value: str | None) -> int | None:
+def int_value(value: str | None) -> int | None:
+    """A key's value as a whole number; None when absent or not one (``"60s"``, ``"-1"``)."""
     text = (value or "").strip()
     return int(text) if text.isdigit() else None
+
+
+# --------------------------------------------------------------------------------------------
+# Configuring the chargers
 
 
 class MeterSampling:
@@ -219,7 +234,7 @@ class MeterSampling:
             action == "ChangeConfiguration"
             and payload.get("key") in (SAMPLED_DATA, SAMPLE_INTERVAL)
             and response is not None
-            and response.get("status") in _TAKEN
+            and response.get("status") in TAKEN
         ):
             log.info(
                 "%s: the cloud changed %s; checking the meter values load capping needs",
@@ -298,7 +313,7 @@ class MeterSampling:
             "GetConfiguration",
             {"key": [SAMPLED_DATA, SAMPLE_INTERVAL, MAX_LENGTH]},
         )
-        keys = _configuration(answer)
+        keys = configuration_keys(answer)
         refused: dict[str, str] = {}
         reboot: list[str] = []
         measurands = await self._measurands(charger_id, model, keys, refused, reboot)
@@ -309,7 +324,7 @@ class MeterSampling:
         self,
         charger_id: str,
         model: ChargerModel,
-        keys: Mapping[str, _Key],
+        keys: Mapping[str, ConfigEntry],
         refused: dict[str, str],
         reboot: list[str],
     ) -> tuple[str, ...] | None:
@@ -318,7 +333,7 @@ class MeterSampling:
             # Without the current list, setting one could drop what the cloud bills with.
             refused[SAMPLED_DATA] = "not reported by GetConfiguration"
             return None
-        existing = _csl(entry.value)
+        existing = comma_list(entry.value)
         missing = [m for m in WANTED if m not in existing]
         possible = model.meter_values.measurands
         if possible is not None:
@@ -331,7 +346,7 @@ class MeterSampling:
         if entry.readonly:
             refused[SAMPLED_DATA] = "read-only"
             return tuple(existing)
-        room = _int(keys[MAX_LENGTH].value) if MAX_LENGTH in keys else None
+        room = int_value(keys[MAX_LENGTH].value) if MAX_LENGTH in keys else None
         if room is not None:
             if len(existing) >= room:
                 refused[SAMPLED_DATA] = (
@@ -346,7 +361,7 @@ class MeterSampling:
         for adding in candidates:
             wanted = [*existing, *adding]
             status = await self._change(charger_id, SAMPLED_DATA, ",".join(wanted))
-            if status in _TAKEN:
+            if status in TAKEN:
                 if status == "RebootRequired":
                     reboot.append(SAMPLED_DATA)
                 left_out = [m for m in asked if m not in wanted]
@@ -360,20 +375,20 @@ class MeterSampling:
         self,
         charger_id: str,
         model: ChargerModel,
-        keys: Mapping[str, _Key],
+        keys: Mapping[str, ConfigEntry],
         refused: dict[str, str],
         reboot: list[str],
     ) -> int | None:
         wanted = sample_interval_for(self._config.site, model)
         entry = keys.get(SAMPLE_INTERVAL)
-        current = None if entry is None else _int(entry.value)
+        current = None if entry is None else int_value(entry.value)
         if current is not None and 0 < current <= wanted:
             return current  # samples at least as often already (the cloud may want that)
         if entry is not None and entry.readonly:
             refused[SAMPLE_INTERVAL] = "read-only"
             return current
         status = await self._change(charger_id, SAMPLE_INTERVAL, str(wanted))
-        if status in _TAKEN:
+        if status in TAKEN:
             if status == "RebootRequired":
                 reboot.append(SAMPLE_INTERVAL)
             return wanted
@@ -421,3 +436,10 @@ class MeterSampling:
             )
         except Exception:
             log.exception("%s: recording the meter-sampling event failed", charger_id)
+
+
+def _flag(value: object) -> bool:
+    """OCPP's ``readonly`` is a boolean; some chargers send it as the string "false"."""
+    if isinstance(value, str):
+        return value.strip().casefold() in ("true", "1", "yes")
+    return bool(value)

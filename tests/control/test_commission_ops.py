@@ -14,19 +14,15 @@ from typing import Any
 
 import pytest
 
+from edgegw.commission.observer import CommissionObserver, Exchange
+from edgegw.commission.probe import match_profile, summarize_configuration
 from edgegw.control import ControlClient
 from edgegw.control.client import RemoteError
-from edgegw.control.commission_ops import (
-    CommissionObserver,
-    CommissionOps,
-    Exchange,
-    configuration,
-    match_profile,
-    summarize_configuration,
-)
+from edgegw.control.commission_ops import CommissionOps
 from edgegw.control.protocol import ControlError, ErrorCode
 from edgegw.daemon import Gateway
 from edgegw.energy.chargermodels import load_model, load_models
+from edgegw.energy.sampling import configuration_keys
 from edgegw.sim.charger import ConfigKey, SimCharger
 from edgegw.sim.meter import SimMeter
 from edgegw.store.capabilities import CapabilityStore
@@ -145,7 +141,7 @@ def test_profile_matching_rules() -> None:
 
 
 def test_configuration_summary_reads_nonstandard_units() -> None:
-    keys = configuration(
+    keys = configuration_keys(
         {
             "configurationKey": [
                 {"key": "ChargingScheduleAllowedChargingRateUnit", "value": "A", "readonly": True},

@@ -371,3 +371,19 @@ async def test_gateway_charger_refusing_everything_still_charges(
     finally:
         await sim.close()
         await sampling.close()
+
+
+def test_readonly_given_as_a_string_is_read_as_a_flag() -> None:
+    from edgegw.energy.sampling import configuration_keys
+
+    keys = configuration_keys(
+        {
+            "configurationKey": [
+                {"key": "A", "readonly": "false", "value": "1"},
+                {"key": "B", "readonly": "TRUE", "value": "2"},
+                {"key": "C", "readonly": True},
+                {"key": "D"},
+            ]
+        }
+    )
+    assert [keys[k].readonly for k in "ABCD"] == [False, True, True, False]

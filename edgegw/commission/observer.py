@@ -1,0 +1,153 @@
+"""What the chargers send, kept per charger for the commissioning steps.
+
+A step looks back at a charger's recent calls (``seen``: was there a BootNotification?) or
+waits for the next one (``wait``: the MeterValues a TriggerMessage asked for). The daemon adds
+the :class:`CommissionObserver` to its charger observers before the OCPP server starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+
+class ChargerGone(LookupError):
+    """The charger disconnected while a step waited for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One charger call and the answer it got, as the observer saw it."""
+
+    at: float
+    action: str
+    request: JsonDict
+    response: JsonDict
+
+
+@dataclass(slots=True)
+class _Waiter:
+    charger_id: str
+    actions: frozenset[str]
+    since: float
+    predicate: Callable[[Exchange], bool]
+    future: asyncio.Future[Exchange]
+
+
+class CommissionObserver:
+    """Keeps each charger's recent calls, so a step can look back at them or wait for one.
+
+    A ``ChargerObserver`` (``edgegw.proxy.hooks``): the daemon appends it to
+    ``gateway.observers`` before chargers connect. ``history`` bounds what is kept per charger.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, history: int = 200) -> None:
+        self._clock = clock
+        self._history = history
+        self._recent: dict[str, deque[Exchange]] = {}
+        self._connected_at: dict[str, float] = {}
+        self._waiters: list[_Waiter] = []
+
+    # ------------------------------------------------------------------ ChargerObserver
+
+    def charger_connected(self, charger_id: str) -> None:
+        self._connected_at[charger_id] = self._clock()
+
+    def charger_disconnected(self, charger_id: str) -> None:
+        self._connected_at.pop(charger_id, None)
+        for waiter in [w for w in self._waiters if w.charger_id == charger_id]:
+            self._waiters.remove(waiter)
+            if not waiter.future.done():
+                waiter.future.set_exception(ChargerGone(f"{charger_id} disconnected"))
+
+    def charger_exchanged(
+        self, charger_id: str, action: str, request: JsonDict, response: JsonDict
+    ) -> None:
+        exchange = Exchange(self._clock(), action, request, response)
+        recent = self._recent.get(charger_id)
+        if recent is None:
+            recent = self._recent[charger_id] = deque(maxlen=self._history)
+        recent.append(exchange)
+        for waiter in list(self._waiters):
+            if waiter.charger_id == charger_id and _wanted(waiter, exchange):
+                self._waiters.remove(waiter)
+                if not waiter.future.done():
+                    waiter.future.set_result(exchange)
+
+    # ------------------------------------------------------------------ queries
+
+    def connected_since(self, charger_id: str) -> float | None:
+        """When the charger's current connection started (None: not seen connecting)."""
+        return self._connected_at.get(charger_id)
+
+    def seen(
+        self,
+        charger_id: str,
+        actions: Iterable[str],
+        *,
+        since: float = -math.inf,
+        predicate: Callable[[Exchange], bool] | None = None,
+    ) -> list[Exchange]:
+        """The calls of ``actions`` the charger made since ``since``, oldest first."""
+        wanted = frozenset(actions)
+        return [
+            e
+            for e in self._recent.get(charger_id, ())
+            if e.action in wanted and e.at >= since and (predicate is None or _safe(predicate, e))
+        ]
+
+    async def wait(
+        self,
+        charger_id: str,
+        actions: Iterable[str],
+        *,
+        since: float,
+        timeout: float,
+        predicate: Callable[[Exchange], bool] = lambda _e: True,
+    ) -> Exchange:
+        """The first call of ``actions`` since ``since`` that satisfies ``predicate``, past or
+        future. Raises ``TimeoutError``, or :class:`ChargerGone` if the charger disconnects."""
+        wanted = frozenset(actions)
+        past = self.seen(charger_id, wanted, since=since, predicate=predicate)
+        if past:
+            return past[0]
+        future: asyncio.Future[Exchange] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(charger_id, wanted, since, predicate, future)
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+def _safe(predicate: Callable[[Exchange], bool], exchange: Exchange) -> bool:
+    try:
+        return predicate(exchange)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+
+
+def _wanted(waiter: _Waiter, exchange: Exchange) -> bool:
+    return (
+        exchange.action in waiter.actions
+        and exchange.at >= waiter.since
+        and _safe(waiter.predicate, exchange)
+    )
+
+
+def on_connector(connector: int) -> Callable[[Exchange], bool]:
+    """A predicate: the exchange is about ``connector`` (its ``connectorId``)."""
+
+    def matches(exchange: Exchange) -> bool:
+        return bool(exchange.request.get("connectorId") == connector)
+
+    return matches
