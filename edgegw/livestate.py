@@ -481,7 +481,7 @@ class LiveState:
         if self._poller is not None:
             poller, self._poller = self._poller, None
             poller.remove_listener(self._meter_sample)
-            # MeterPoller has no remove_health_listener; a closed LiveState ignores health.
+            poller.remove_health_listener(self._meter_health)
         await self._tasks.close("live state closing")
 
     def on_change(self, callback: ChangeListener) -> Callable[[], None]:

@@ -660,6 +660,9 @@ class MeterPoller:
         kind of failure changes while failing (e.g. timeouts turn into refused connects)."""
         self._health_listeners.append(callback)
 
+    def remove_health_listener(self, callback: HealthListener) -> None:
+        self._health_listeners.remove(callback)
+
     async def run(self) -> None:
         """Poll every ``poll_interval`` seconds until cancelled; a slow read skips ticks."""
         loop = asyncio.get_running_loop()
