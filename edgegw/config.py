@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from edgegw.mqtt.settings import MqttConfig
+from edgegw.telemetry.settings import MqttConfig
 
 log = logging.getLogger(__name__)
 
@@ -825,7 +825,6 @@ class Config(_Model):
             charger is not None and charger.cloud_tls_cert_file is not None
         )
         return 3 if has_cert else 2
-
 
 
 def _energy_problems(

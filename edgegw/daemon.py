@@ -39,8 +39,6 @@ from edgegw.energy.controller import LoadController
 from edgegw.energy.meters import MeterService
 from edgegw.energy.sampling import MeterSampling
 from edgegw.livestate import LiveState
-from edgegw.mqtt.commands import GatewayControls
-from edgegw.mqtt.publisher import MqttPublisher
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.server import OcppServer
@@ -52,6 +50,8 @@ from edgegw.store.cards import CardStore
 from edgegw.store.decisions import DecisionLog
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
+from edgegw.telemetry.commands import GatewayControls
+from edgegw.telemetry.publisher import MqttPublisher
 
 log = logging.getLogger(__name__)
 

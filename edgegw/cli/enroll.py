@@ -1,6 +1,6 @@
 """``edgegw cards enroll`` and ``edgegw cards learn``: add cards by tapping them.
 
-``enroll`` reads cards on a USB PC/SC reader at the installer's laptop (:mod:`edgegw.auth.reader`);
+``enroll`` reads cards on a USB PC/SC reader at the installer's laptop (:mod:`edgegw.readers.pcsc`);
 ``learn`` captures the next card tapped at a charger, as that charger reports it, through the
 daemon (:mod:`edgegw.control.learn_ops`). Both add the card with the ``cards.add`` op, through
 the daemon when it runs and on the store directly otherwise (:func:`edgegw.cli.cards.backend`),
@@ -33,18 +33,6 @@ from edgegw.auth.idtags import (
     parse_card_id,
     render,
 )
-from edgegw.auth.reader import (
-    CardRead,
-    CardRemoved,
-    CardTimeout,
-    CardUnreadable,
-    NoReader,
-    PcscReaders,
-    ReaderError,
-    ReadFailed,
-    SeveralReaders,
-    resolve_reader,
-)
 from edgegw.cli.backend import Backend, op_errors
 from edgegw.cli.cards import (
     ChargersOption,
@@ -75,6 +63,18 @@ from edgegw.control.client import (
     RemoteError,
 )
 from edgegw.control.protocol import ControlError, ErrorCode
+from edgegw.readers.pcsc import (
+    CardRead,
+    CardRemoved,
+    CardTimeout,
+    CardUnreadable,
+    NoReader,
+    PcscReaders,
+    ReaderError,
+    ReadFailed,
+    SeveralReaders,
+    resolve_reader,
+)
 
 FORMAT_NAMES: Final[Mapping[IdTagFormat, str]] = MappingProxyType(
     {

@@ -67,11 +67,11 @@ tui_cli.register(app)
 def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Run the gateway daemon (what systemd starts)."""
     from edgegw.daemon import Gateway  # noqa: PLC0415
-    from edgegw.mqtt.settings import MqttSetupError  # noqa: PLC0415
     from edgegw.proxy import gctuning  # noqa: PLC0415
     from edgegw.sdnotify import Notifier  # noqa: PLC0415
     from edgegw.security.tls import TlsSetupError  # noqa: PLC0415
     from edgegw.store.db import StoreError  # noqa: PLC0415
+    from edgegw.telemetry.settings import MqttSetupError  # noqa: PLC0415
 
     cfg = load_config_or_fail(config)
     setup_logging(cfg.logging.level)

@@ -1,1 +1,1 @@
-"""MQTT telemetry and building integration (Home Assistant discovery included)."""
+"""Telemetry for the building: MQTT publishing, Home Assistant discovery, MQTT commands."""

@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from edgegw.config import SiteConfig
 from edgegw.livestate import LiveState
-from edgegw.mqtt.topics import CommandRoute
+from edgegw.telemetry.topics import CommandRoute
 
 log = logging.getLogger(__name__)
 

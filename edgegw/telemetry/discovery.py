@@ -18,7 +18,7 @@ from typing import Any
 
 from edgegw import __version__
 from edgegw.livestate import CHARGER_STATUSES
-from edgegw.mqtt.topics import Topics, object_id
+from edgegw.telemetry.topics import Topics, object_id
 
 JsonDict = dict[str, Any]
 

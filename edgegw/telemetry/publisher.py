@@ -35,7 +35,8 @@ import aiomqtt
 
 from edgegw.config import Config
 from edgegw.livestate import LiveChange, LiveEvent, LiveState, Scope
-from edgegw.mqtt.commands import (
+from edgegw.tasks import TaskOwner
+from edgegw.telemetry.commands import (
     CommandRefused,
     Controls,
     Parsed,
@@ -43,11 +44,10 @@ from edgegw.mqtt.commands import (
     parse_command,
     request_id_of,
 )
-from edgegw.mqtt.discovery import Discovery, DiscoveryMessage, SiteFeatures
-from edgegw.mqtt.payloads import charger_payload, event_payload, site_payload
-from edgegw.mqtt.settings import MqttConfig, MqttSetupError
-from edgegw.mqtt.topics import CommandRoute, Topics
-from edgegw.tasks import TaskOwner
+from edgegw.telemetry.discovery import Discovery, DiscoveryMessage, SiteFeatures
+from edgegw.telemetry.payloads import charger_payload, event_payload, site_payload
+from edgegw.telemetry.settings import MqttConfig, MqttSetupError
+from edgegw.telemetry.topics import CommandRoute, Topics
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class MqttPublisher:
     def start(self) -> None:
         """Read the password, set up TLS, and start connecting (in the background).
 
-        Raises :class:`~edgegw.mqtt.settings.MqttSetupError` when the password file, the CA,
+        Raises :class:`~edgegw.telemetry.settings.MqttSetupError` when the password file, the CA,
         the certificate or the key cannot be used; the broker itself being away is not an
         error (it is retried).
         """
@@ -166,7 +166,7 @@ class MqttPublisher:
             tls_context=self._tls_context(),
             tls_insecure=None if cfg.tls is None else not cfg.tls.check_hostname,
             max_queued_outgoing_messages=OUTGOING_QUEUE_LIMIT,
-            logger=logging.getLogger("edgegw.mqtt.paho"),
+            logger=logging.getLogger("edgegw.telemetry.paho"),
         )
         self._unsubscribe = self._live.on_change(self._on_live)
         self._connection = self._tasks.spawn(self._connection_loop(), "connection")

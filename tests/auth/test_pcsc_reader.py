@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgegw.auth import reader as reader_module
-from edgegw.auth.reader import (
+from edgegw.readers import pcsc as reader_module
+from edgegw.readers.pcsc import (
     Cancelled,
     CardRemoved,
     CardTimeout,
@@ -130,7 +130,7 @@ def test_an_unknown_reader_name_is_a_clear_error(pcscd: Pcscd) -> None:
 def test_pcscd_not_running(tmp_path: Path) -> None:
     """libpcsclite reads the socket path once per process: a fresh process sees none."""
     code = (
-        "from edgegw.auth.reader import PcscReaders, PcscUnavailable\n"
+        "from edgegw.readers.pcsc import PcscReaders, PcscUnavailable\n"
         "try:\n    PcscReaders()\n"
         "except PcscUnavailable as exc:\n    print(exc, '|', exc.hint)\n"
     )

@@ -24,9 +24,9 @@ from edgegw.config import Config, parse_config
 from edgegw.energy.chargermodels import ChargerModel, load_models
 from edgegw.energy.controller import ControllerState, Flag, LoadController, Tuning
 from edgegw.energy.registers import Reading
-from edgegw.mqtt.commands import TemporaryLimits
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
+from edgegw.telemetry.commands import TemporaryLimits
 
 MODELS = load_models(Path(__file__).resolve().parents[2] / "hardware" / "chargers")
 TAG = "AA11BB22"

@@ -29,9 +29,9 @@ import pytest
 
 from edgegw.daemon import Gateway
 from edgegw.livestate import LiveState
-from edgegw.mqtt.commands import GatewayControls
-from edgegw.mqtt.publisher import MqttPublisher
 from edgegw.tasks import TaskOwner
+from edgegw.telemetry.commands import GatewayControls
+from edgegw.telemetry.publisher import MqttPublisher
 
 USER = "edgegw"
 PASSWORD = "broker-s3cret"

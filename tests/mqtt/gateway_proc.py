@@ -14,7 +14,7 @@ from pathlib import Path
 from edgegw.config import load_config
 from edgegw.daemon import Gateway
 from edgegw.livestate import LiveState
-from edgegw.mqtt.publisher import MqttPublisher
+from edgegw.telemetry.publisher import MqttPublisher
 
 
 async def main(path: Path) -> None:

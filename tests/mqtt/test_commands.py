@@ -11,7 +11,8 @@ import pytest
 
 from edgegw.config import Config, parse_config
 from edgegw.livestate import LiveState
-from edgegw.mqtt.commands import (
+from edgegw.sim.charger import SimCharger
+from edgegw.telemetry.commands import (
     CommandRefused,
     EnableCharger,
     GatewayControls,
@@ -19,9 +20,8 @@ from edgegw.mqtt.commands import (
     StopSession,
     parse_command,
 )
-from edgegw.mqtt.publisher import MqttPublisher
-from edgegw.mqtt.topics import CommandRoute
-from edgegw.sim.charger import SimCharger
+from edgegw.telemetry.publisher import MqttPublisher
+from edgegw.telemetry.topics import CommandRoute
 from tests.conftest import GatewayFactory, gateway_url
 from tests.mqtt.conftest import PREFIX, Mosquitto, Recorder, publish, telemetry
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edgegw.config import ConfigError, parse_config
-from edgegw.mqtt.settings import MqttSecretError, default_node_name
+from edgegw.telemetry.settings import MqttSecretError, default_node_name
 
 
 def mqtt(**section: Any) -> Any:
@@ -76,8 +76,8 @@ def test_the_password_is_read_from_its_file_and_never_shown(tmp_path: Path) -> N
 
 async def test_unusable_certificates_stop_the_start_with_a_clear_error(tmp_path: Path) -> None:
     from edgegw.livestate import LiveState
-    from edgegw.mqtt.publisher import MqttPublisher
-    from edgegw.mqtt.settings import MqttSetupError
+    from edgegw.telemetry.publisher import MqttPublisher
+    from edgegw.telemetry.settings import MqttSetupError
 
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")

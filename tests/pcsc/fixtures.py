@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edgegw.auth.reader import PcscReaders
+from edgegw.readers.pcsc import PcscReaders
 from tests.pcsc.pcscd import Pcscd, unavailable
 from tests.pcsc.vcard import Behaviour, VirtualCard
 

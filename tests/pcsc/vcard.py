@@ -98,8 +98,8 @@ class VirtualCard:
                 message = _recv(sock)
                 if len(message) == 1:
                     if message[0] == 4:
-                        _send(sock, self.atr)
                         self._bump("polls")
+                        _send(sock, self.atr)
                     continue
                 if message[:2] != b"\xff\xca":
                     _send(sock, b"\x6d\x00")  # INS not supported
@@ -114,8 +114,8 @@ class VirtualCard:
                     answer = bytes([0x6C, len(self.uid)])
                 else:
                     answer = self.uid + b"\x90\x00"
+                self._bump("reads")  # before the answer: the reader may check at once
                 _send(sock, answer)
-                self._bump("reads")
 
     def _bump(self, counter: str) -> None:
         with self._changed:
