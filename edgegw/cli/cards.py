@@ -32,6 +32,7 @@ from edgegw.cli.backend import (
     daemon_or_store,
     op_errors,
 )
+from edgegw.cli.completion import complete_charger
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_FAILURE,
@@ -105,6 +106,7 @@ ChargersOption = Annotated[
     typer.Option(
         "--charger",
         help="Only on this charger (repeat for several; default: every charger).",
+        autocompletion=complete_charger,
     ),
 ]
 ParentOption = Annotated[

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edgegw.cli.completion import complete_charger
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_CONFIG,
@@ -125,6 +126,7 @@ def cloud_check(
             "--charger",
             "-C",
             help="Charger identity to connect as (repeatable; default: every configured one).",
+            autocompletion=complete_charger,
         ),
     ] = None,
     url: Annotated[

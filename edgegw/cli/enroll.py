@@ -42,6 +42,7 @@ from edgegw.cli.cards import (
     backend,
     cards_app,
 )
+from edgegw.cli.completion import complete_charger
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_DAEMON_DOWN,
@@ -467,7 +468,12 @@ def _model_names(cfg: Config) -> dict[str, str]:
 def learn(
     *,
     charger: Annotated[
-        str, typer.Option("--charger", help="The charger the card will be tapped at.")
+        str,
+        typer.Option(
+            "--charger",
+            help="The charger the card will be tapped at.",
+            autocompletion=complete_charger,
+        ),
     ],
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, max=600, help="Seconds to wait for the tap.")

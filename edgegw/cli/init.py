@@ -33,6 +33,7 @@ import typer
 from pydantic import ValidationError
 
 from edgegw.auth.passwords import hash_password
+from edgegw.cli.completion import complete_meter_profile
 from edgegw.cli.meter import BaudrateOption, StopbitsOption, profile_id
 from edgegw.cli.meter import parse_host_port as meter_address
 from edgegw.cli.output import (
@@ -748,7 +749,11 @@ def init(
         float | None, typer.Option(help="Highest current of every charger (A).", min=6, max=500)
     ] = None,
     meter_profile: Annotated[
-        str | None, typer.Option(help="Meter profile id (`edgegw meter profiles`).")
+        str | None,
+        typer.Option(
+            help="Meter profile id (`edgegw meter profiles`).",
+            autocompletion=complete_meter_profile,
+        ),
     ] = None,
     meter_tcp: Annotated[
         str | None, typer.Option(help="Meter over Modbus TCP: HOST[:PORT].")

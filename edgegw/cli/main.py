@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from edgegw import __version__
 from edgegw.auth.passwords import hash_password
+from edgegw.cli import doctor as doctor_cli
 from edgegw.cli import enroll as _enroll  # noqa: F401 - adds `cards enroll` and `cards learn`
 from edgegw.cli import status as status_cli
 from edgegw.cli import tui as tui_cli
@@ -45,7 +46,7 @@ app = typer.Typer(
     name="edgegw",
     help="On-premise EV-charging edge gateway: local OCPP server, cloud proxy, load capping.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Work with the configuration file.", no_args_is_help=True)
@@ -60,6 +61,7 @@ app.add_typer(chargers_app, name="chargers")
 register_probe_commands(chargers_app)
 register_commission(app)
 status_cli.register(app)
+doctor_cli.register(app)
 tui_cli.register(app)
 
 

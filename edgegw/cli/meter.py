@@ -28,6 +28,7 @@ from typing import Annotated, Any, Final, Literal
 import typer
 from pydantic import ValidationError
 
+from edgegw.cli.completion import complete_meter, complete_meter_profile
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_CONFIG,
@@ -594,7 +595,12 @@ def probe(
     ] = None,
     profile_name: Annotated[
         str | None,
-        typer.Option("--profile", "-p", help="Meter profile id (see `edgegw meter profiles`)."),
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Meter profile id (see `edgegw meter profiles`).",
+            autocompletion=complete_meter_profile,
+        ),
     ] = None,
     unit_id: Annotated[
         int | None,
@@ -610,7 +616,10 @@ def probe(
     timeout: Annotated[float, typer.Option(help="Answer timeout (s).", min=0.01, max=30)] = 1.0,
     meter: Annotated[
         str | None,
-        typer.Option(help="Without --tcp/--rtu: the configured meter to read (default: site)."),
+        typer.Option(
+            help="Without --tcp/--rtu: the configured meter to read (default: site).",
+            autocompletion=complete_meter,
+        ),
     ] = None,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Read again and again.")] = False,
@@ -845,6 +854,7 @@ def scan(
             "--profile",
             "-p",
             help="Read this profile's first register (default: holding register 0).",
+            autocompletion=complete_meter_profile,
         ),
     ] = None,
     timeout: Annotated[

@@ -26,6 +26,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 
+from edgegw.cli.completion import complete_charger
 from edgegw.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from edgegw.control.client import (
     ControlClientError,
@@ -49,9 +50,16 @@ ConfigOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ChargerArgument = Annotated[
-    str, typer.Argument(help="The charger's OCPP identity (last URL path segment).")
+    str,
+    typer.Argument(
+        help="The charger's OCPP identity (last URL path segment).",
+        autocompletion=complete_charger,
+    ),
 ]
-ChargerFilterOption = Annotated[str | None, typer.Option("--charger", help="Only this charger.")]
+ChargerFilterOption = Annotated[
+    str | None,
+    typer.Option("--charger", help="Only this charger.", autocompletion=complete_charger),
+]
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
