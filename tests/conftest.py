@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from edgegw.config import Config, parse_config
 from edgegw.daemon import Gateway
@@ -105,9 +106,10 @@ async def raw_charger(
     headers: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> AsyncIterator[RawCharger]:
+    offered = ["ocpp1.6"] if subprotocols is None else subprotocols
     async with connect(
         f"{url}/{charger_id}",
-        subprotocols=subprotocols if subprotocols is not None else ["ocpp1.6"],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(p) for p in offered],
         additional_headers=headers,
         proxy=None,
         **kwargs,
