@@ -557,6 +557,10 @@ class ControlConfig(_Model):
         default="edgegw",
         description='Group allowed to use it (mode 0660); "" or unset: owner only (0600).',
     )
+    admin_group: str | None = Field(
+        default=None,
+        description="Group whose members may also run admin ops (e.g. the kiosk TUI's user).",
+    )
 
 
 class ChargerConfig(_Model):

@@ -26,6 +26,7 @@ from edgegw.auth.listpush import ListPusher
 from edgegw.config import Config, ConfigError, load_config
 from edgegw.control.action_ops import ActionOps
 from edgegw.control.card_ops import CardOps
+from edgegw.control.caretaker_ops import CaretakerOps
 from edgegw.control.charger_ops import ChargerOps
 from edgegw.control.commission_ops import CommissionOps
 from edgegw.control.energy_ops import EnergyOps
@@ -98,6 +99,7 @@ class Gateway:
         self.learn_ops: LearnOps | None = None
         self.live: LiveState | None = None
         self.live_ops: LiveOps | None = None
+        self.caretaker: CaretakerOps | None = None
         self.mqtt: MqttPublisher | None = None
         self._decisions: DecisionLog | None = None
         self.started = asyncio.Event()
@@ -116,17 +118,22 @@ class Gateway:
         self.authorizer = await Authorizer.open(
             self.store.db, cfg.auth, formats=formats, clock=self._clock
         )
+        cards = SiteCards(self.authorizer, cfg)
         self._responder = LocalResponder(
             self.store,
             standalone=cfg.cloud is None,
             heartbeat_interval=cfg.server.heartbeat_interval,
-            cards=SiteCards(self.authorizer, cfg),
+            cards=cards,
             clock=self._clock,
         )
         if cfg.auth.push_local_list:
             self._start_list_pusher(self.authorizer)
         self._start_energy()
-        self.control = ControlServer(cfg.control.socket, group=cfg.control.group or None)
+        self.control = ControlServer(
+            cfg.control.socket,
+            group=cfg.control.group or None,
+            admin_group=cfg.control.admin_group or None,
+        )
         GatewayOps(self, self._clock).register(self.control)
         EnergyOps(self, self._decisions).register(self.control)
         self.learn_ops = LearnOps(self)
@@ -135,6 +142,9 @@ class Gateway:
         commission = CommissionOps(self)
         self.observers.append(commission.observer)  # before the OCPP server starts
         commission.register(self.control)
+        self.caretaker = CaretakerOps(self, cards, clock=self._clock)
+        await self.caretaker.restore()  # saved overrides back before any charger connects
+        self.caretaker.register(self.control)
         await self.control.start()
         self._start_telemetry()
         self.server = OcppServer(cfg, self.store, self._serve_charger)
@@ -294,6 +304,8 @@ class Gateway:
         await self._tasks.close("shutdown")
         if self.mqtt is not None:
             await self.mqtt.close()
+        if self.caretaker is not None:
+            self.caretaker.close()
         if self.live_ops is not None:
             self.live_ops.close()
         if self.live is not None:

@@ -4,6 +4,12 @@
 the cloud answered; this adapter supplies each charger's idTag format and free-charging tag from
 the configuration and logs every local decision once with its reason, so a caretaker can see
 why a card was refused.
+
+A caretaker can set a charger to *free charging* at runtime (:meth:`SiteCards.set_free_charging`):
+every idTag presented there is then accepted whenever the gateway decides itself (standalone,
+cloud unreachable or too slow), without asking the lists, the cache or the offline policy. While
+the cloud answers, its answer is what the charger gets: the gateway stays invisible to the cloud
+and does not rewrite it.
 """
 
 from __future__ import annotations
@@ -23,8 +29,24 @@ class SiteCards:
     def __init__(self, authorizer: Authorizer, config: Config) -> None:
         self.authorizer = authorizer
         self._free = {c.id: c.free_charging_tag for c in config.chargers if c.free_charging_tag}
+        self._free_charging: set[str] = set()
+
+    def set_free_charging(self, charger_id: str, enabled: bool) -> None:
+        """Accept every idTag at ``charger_id`` when the gateway decides (or stop doing so)."""
+        if enabled:
+            self._free_charging.add(charger_id)
+        else:
+            self._free_charging.discard(charger_id)
+        log.info("%s: free charging %s", charger_id, "on" if enabled else "off")
+
+    def free_charging(self, charger_id: str) -> bool:
+        """``charger_id`` is set to free charging."""
+        return charger_id in self._free_charging
 
     def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
+        if charger_id in self._free_charging:
+            log.info("%s: card %s Accepted locally (free charging)", charger_id, id_tag)
+            return {"status": "Accepted"}
         decision = self.authorizer.decide(
             charger_id,
             id_tag,

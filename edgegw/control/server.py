@@ -7,8 +7,12 @@ module only moves requests, answers and events, and decides who may do what:
   installers and caretakers allowed to use ``edgegw``), or ``0600`` when there is no usable
   group. It is bound in a private temporary directory, given its mode and group there, and
   only then renamed into place, so it is never reachable with looser permissions.
-- Peer credentials (``SO_PEERCRED``) are the second gate: root and the daemon's own user may
-  call every op; anyone else who got through the file permissions may call read-only ops only.
+- Peer credentials (``SO_PEERCRED``) are the second gate: root, the daemon's own user and the
+  members of the configured admin group (``control.admin_group``, e.g. the caretakers whose
+  kiosk TUI must act) may call every op; anyone else who got through the file permissions may
+  call read-only ops only. Group membership is the peer's as the kernel saw it when it
+  connected (its primary group and ``SO_PEERGROUPS``), or, where the kernel cannot tell, the
+  group database's member list for the peer's user.
 - One client cannot hurt the daemon or the others: lines are bounded, answers are written with
   back-pressure (a client that stops reading stops being read), at most ``max_inflight``
   requests per client run at once, and events go through a bounded per-client queue; a
@@ -27,10 +31,13 @@ import grp
 import itertools
 import logging
 import os
+import platform
+import pwd
 import shutil
 import socket
 import stat
 import struct
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -63,6 +70,17 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 """An op's implementation: JSON arguments in, a JSON-able result out (or a ControlError)."""
 
 _MAX_UNIX_PATH = 107  # sun_path is 108 bytes including the terminating NUL
+# Linux >= 4.13. Python does not name it; 59 is its number on the architectures listed (others,
+# e.g. SPARC, number it differently and use the group database instead).
+_SO_PEERGROUPS: int | None = getattr(
+    socket,
+    "SO_PEERGROUPS",
+    59
+    if sys.platform == "linux"
+    and platform.machine().startswith(("x86", "i386", "i686", "amd64", "aarch64", "arm", "riscv"))
+    else None,
+)
+_PEERGROUPS_BUFFER = 1024  # the most getsockopt() reads: 256 groups
 _MAX_TOPICS = 64
 _READ_CHUNK = 64 * 1024
 
@@ -106,6 +124,30 @@ def _peer_of(sock: Any) -> Peer:
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
     return Peer(pid, uid, gid)
+
+
+def _peer_groups(sock: Any) -> frozenset[int] | None:
+    """The peer's supplementary groups when it connected (None: the kernel cannot tell)."""
+    if _SO_PEERGROUPS is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, _PEERGROUPS_BUFFER)
+    except (OSError, ValueError):  # an older kernel, or more groups than the buffer holds
+        return None
+    count = len(raw) // 4
+    return frozenset(struct.unpack(f"{count}I", raw[: count * 4]))
+
+
+def _user_groups(uid: int, gid: int) -> frozenset[int]:
+    """The groups the group database gives ``uid`` (its primary ``gid`` included)."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return frozenset({gid})
+    try:
+        return frozenset(os.getgrouplist(name, gid))
+    except OSError:
+        return frozenset({gid})
 
 
 class _Connection:
@@ -248,13 +290,17 @@ class ControlServer:
         group: str | None = None,
         clock: Callable[[], float] = time.time,
         admin_uids: Collection[int] | None = None,
+        admin_group: str | None = None,
         max_clients: int = 64,
         max_inflight: int = 8,
         max_queued_events: int = 256,
     ) -> None:
-        """``admin_uids`` defaults to root and the daemon's own uid."""
+        """``admin_uids`` defaults to root and the daemon's own uid; members of
+        ``admin_group`` (a group name) may call admin ops too."""
         self.path = Path(path)
         self._group = group
+        self._admin_group = admin_group or None
+        self._admin_gid: int | None = None
         self._clock = clock
         self._admin_uids = frozenset(admin_uids if admin_uids is not None else {0, os.getuid()})
         self._max_clients = max_clients
@@ -284,7 +330,8 @@ class ControlServer:
     def register(
         self, op: str, handler: Handler, *, admin: bool = False, description: str = ""
     ) -> None:
-        """Make ``op`` callable. ``admin`` ops are for root and the daemon's user only."""
+        """Make ``op`` callable. ``admin`` ops are for root, the daemon's user and the admin
+        group only."""
         if not NAME_PATTERN.fullmatch(op):
             raise ValueError(f"op name {op!r} must be dotted lower-case words, e.g. 'sync.status'")
         if op in self._builtins:
@@ -326,6 +373,7 @@ class ControlServer:
         if self._server is not None or self._closing:
             raise RuntimeError("a ControlServer is started once")
         gid = self._group_id()
+        self._admin_gid = self._admin_group_id()
         self._make_parent(gid)
         await self._refuse_live_socket()
         try:
@@ -411,6 +459,40 @@ class ControlServer:
             )
             return None
 
+    def _admin_group_id(self) -> int | None:
+        if self._admin_group is None:
+            return None
+        try:
+            gid = grp.getgrnam(self._admin_group).gr_gid
+        except KeyError:
+            log.warning(
+                "control admin group %s does not exist; only root and the daemon's user may "
+                "run admin ops",
+                self._admin_group,
+            )
+            return None
+        if self._group is not None and self._admin_group != self._group:
+            log.info(
+                "members of %s may run admin ops; they reach the control socket only if they "
+                "are in %s too",
+                self._admin_group,
+                self._group,
+            )
+        return gid
+
+    def _is_admin(self, sock: Any, peer: Peer) -> bool:
+        if peer.uid in self._admin_uids:
+            return True
+        gid = self._admin_gid
+        if gid is None:
+            return False
+        if peer.gid == gid:
+            return True
+        groups = _peer_groups(sock)
+        if groups is None:
+            groups = _user_groups(peer.uid, peer.gid)
+        return gid in groups
+
     def _make_parent(self, gid: int | None) -> None:
         parent = self.path.parent
         if parent.is_dir():
@@ -456,8 +538,9 @@ class ControlServer:
         if self._closing:
             writer.transport.abort()
             return
+        sock = writer.get_extra_info("socket")
         try:
-            peer = _peer_of(writer.get_extra_info("socket"))
+            peer = _peer_of(sock)
         except OSError as exc:
             log.warning("control client refused: no peer credentials (%s)", exc)
             writer.transport.abort()
@@ -484,7 +567,7 @@ class ControlServer:
             reader,
             writer,
             peer,
-            admin=peer.uid in self._admin_uids,
+            admin=self._is_admin(sock, peer),
             connected_at=self._clock(),
             max_inflight=self._max_inflight,
             max_queued_events=self._max_queued_events,
@@ -548,9 +631,14 @@ class ControlServer:
         peer = connection.peer
         if not connection.admin:
             log.warning("control: uid %d (pid %d) refused admin op %s", peer.uid, peer.pid, op)
+            who = (
+                "root or the edgegw user"
+                if self._admin_gid is None
+                else f"root, the edgegw user or a member of group {self._admin_group}"
+            )
             raise ControlError(
                 ErrorCode.PERMISSION_DENIED,
-                f"{op!r} changes the gateway and needs root or the edgegw user; "
+                f"{op!r} changes the gateway and needs {who}; "
                 f"uid {peer.uid} may use read-only ops only",
             )
         log.info("control: uid %d (pid %d) calls %s", peer.uid, peer.pid, op)

@@ -29,6 +29,12 @@ Safety nets, in the order they act:
 * sessions the gateway cannot limit (charger disconnected, no smart charging, a 0 A pause the
   charger would ignore) are counted as fixed load at what they may draw.
 
+A caretaker can lower one charger's maximum at runtime (:meth:`LoadController.set_charger_max`,
+0 pauses it): its sessions and its safe profile never get more, and ``state()`` shows it. Who
+keeps it across restarts is the caller's business (``edgegw.control.caretaker_ops``). Round
+listeners (:meth:`LoadController.add_round_listener`) are told the load each round saw, for
+the per-minute history.
+
 It works without a cloud: the cloud hooks are simply never called.
 """
 
@@ -171,6 +177,11 @@ class ChargerState:
     last_error: str | None
     pending_profiles: int
     sessions: tuple[SessionState, ...]
+    max_current_a: float
+    """The most a session may take here: the configured ``max_current_a``, or the caretaker's
+    lower override (0: paused)."""
+    max_override_a: float | None
+    """The caretaker's runtime override (None: none, the configuration decides)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +202,24 @@ class ControllerState:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundLoad:
+    """The site's load as one round saw it, for history recorders (per site phase, A)."""
+
+    at: float
+    """POSIX seconds."""
+    grid_a: PerPhase | None
+    """The site's grid connection (None: no valid, fresh reading). With a meter that measures
+    the load without the chargers (``meter_role = "non_ev"``), that plus the chargers."""
+    ev_a: PerPhase
+    """What the chargers last measured for their sessions, added up."""
+    non_ev_a: PerPhase | None
+    """The load that is not the chargers' (measured, or estimated from a grid meter)."""
+
+
+RoundListener = Callable[[RoundLoad], None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,10 +275,20 @@ class _Charger:
     cloud: dict[int, _CloudProfile] = field(default_factory=dict)
     """Cloud profiles the charger accepted, by chargingProfileId."""
     sender: asyncio.Task[None] | None = None
+    max_override: float | None = None
+    """A caretaker's lower maximum (A per phase; 0 pauses), set at runtime."""
 
     @property
     def min_a(self) -> float:
         return max(self.config.min_current_a, self.model.min_current_a)
+
+    @property
+    def max_a(self) -> float:
+        """The most one of its sessions may take: the configuration, lowered by an override."""
+        configured = max(self.min_a, self.config.max_current_a)
+        if self.max_override is None:
+            return configured
+        return min(configured, self.max_override)
 
     @property
     def site_phases(self) -> frozenset[Phase]:
@@ -336,6 +375,7 @@ class LoadController:
         self._held_non_ev: list[float | None] = [None, None, None]
         self._closed = False
         self._temporary: tuple[PerPhase, float | None] | None = None  # limit, ends at (clock)
+        self._round_listeners: list[RoundListener] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -357,6 +397,71 @@ class LoadController:
             self._temporary = (limit_a, ends)
         log.info("temporary site limit %s", "ended" if limit_a is None else f"{limit_a} A")
         self._kick()
+
+    def set_charger_max(self, charger_id: str, max_current_a: float | None) -> None:
+        """A caretaker's maximum for one charger's sessions, at runtime; ``None`` removes it.
+
+        It can lower the configured ``max_current_a``, never raise it (the installer sized
+        the cable and the breaker for that). Between 0 and the charger's minimum nothing can
+        be signalled, so that is refused; 0 pauses its sessions (refused for a model that a
+        0 A profile does not pause). The next round, started at once, applies it. Raises
+        :class:`ValueError` saying why a value cannot be used.
+        """
+        if self._config.charger(charger_id) is None:
+            raise ValueError(f"no charger {charger_id!r} is configured")
+        ch = self._charger(charger_id)
+        if max_current_a is not None:
+            self._check_override(ch, max_current_a)
+        ch.max_override = max_current_a
+        log.info(
+            "%s: caretaker maximum %s",
+            charger_id,
+            "removed" if max_current_a is None else f"{max_current_a:g} A",
+        )
+        if ch.connected:
+            self._replan(ch)  # the safe profile of a charger without sessions follows it too
+        self._kick()
+        self._bump()
+
+    def charger_max(self, charger_id: str) -> float | None:
+        """The caretaker's override of ``charger_id`` (None: the configuration decides)."""
+        ch = self._chargers.get(charger_id)
+        return None if ch is None else ch.max_override
+
+    def _check_override(self, ch: _Charger, amps: float) -> None:
+        configured = max(ch.min_a, ch.config.max_current_a)
+        if not math.isfinite(amps) or amps < 0:
+            raise ValueError("the maximum current must be a number of amperes, 0 or more")
+        if ch.model.cap_purpose is None:
+            raise ValueError(
+                f"{ch.id} cannot be limited: its model ({ch.model.id}) has no usable smart charging"
+            )
+        if amps > configured + _EPS:
+            raise ValueError(
+                f"{amps:g} A is above what {ch.id} is configured for ({configured:g} A); the "
+                "maximum can only be lowered here (the installer sets max_current_a)"
+            )
+        if amps == 0 and not ch.model.can_pause:
+            raise ValueError(
+                f"{ch.id} cannot be paused with 0 A (its model {ch.model.id} ignores a 0 A "
+                f"limit); the lowest maximum is {ch.min_a:g} A"
+            )
+        if 0 < amps < ch.min_a - _EPS:
+            raise ValueError(
+                f"{amps:g} A is below {ch.id}'s minimum of {ch.min_a:g} A (a car cannot charge "
+                "with less); give at least the minimum, or 0 to pause it"
+            )
+
+    def add_round_listener(self, listener: RoundListener) -> Callable[[], None]:
+        """Call ``listener`` after every round with the load it saw (it must return at once).
+        Returns a function that removes it."""
+        self._round_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._round_listeners:
+                self._round_listeners.remove(listener)
+
+        return remove
 
     def _limits(self) -> PerPhase:
         """The limit in force: the configured one, lowered by a temporary limit while it lasts."""
@@ -433,7 +538,10 @@ class LoadController:
 
     def _safe_limit(self, ch: _Charger) -> float:
         """What the whole charger may draw per phase when nothing else is known."""
-        return iec_limit(ch.model, ch.config.fallback_current_a, ch.min_a)
+        fallback = ch.config.fallback_current_a
+        if ch.max_override is not None:
+            fallback = min(fallback, ch.max_override)
+        return iec_limit(ch.model, fallback, ch.min_a)
 
     def _ensure_sender(self, ch: _Charger) -> None:
         if (ch.sender is None or ch.sender.done()) and not self._closed:
@@ -906,6 +1014,12 @@ class LoadController:
         self._apply(result, eligible, forced, pinned)
         self._last_result = result
         self._last_non_ev = non_ev
+        if self._round_listeners:
+            ev = self._ev_load()
+            site_grid = grid
+            if site_grid is not None and self._site.meter_role != "grid":  # it measures the rest
+                site_grid = _phases_of(site_grid[p] + ev[p] for p in Phase)
+            self._tell_round(RoundLoad(wall, site_grid, ev, base_non_ev))
         if self._decisions is not None:
             self._decisions.record(
                 wall,
@@ -915,6 +1029,25 @@ class LoadController:
             )
         self._bump()
         return result
+
+    def _ev_load(self) -> PerPhase:
+        """What the connected chargers' sessions last measured, per site phase."""
+        total = [0.0, 0.0, 0.0]
+        for ch in self._chargers.values():
+            if not ch.connected:
+                continue
+            for session in ch.sessions.values():
+                if session.measured_a is not None:
+                    for p in Phase:
+                        total[p] += session.measured_a[p]
+        return _phases_of(total)
+
+    def _tell_round(self, load: RoundLoad) -> None:
+        for listener in tuple(self._round_listeners):
+            try:
+                listener(load)
+            except Exception:  # a recorder's bug must not end load capping
+                log.exception("load-capping round listener %r failed", listener)
 
     def _collect(self, now: float, wall: float) -> tuple[list[_Eligible], list[_Pinned]]:
         """Sessions for the allocator, and those decided outside it (held at a fixed limit)."""
@@ -938,7 +1071,11 @@ class LoadController:
                     pinned.append((ch, session, offered, "charger_offline"))
                     continue
                 min_a = ch.min_a
-                max_a = max(min_a, ch.config.max_current_a)
+                if ch.max_override is not None and ch.max_override < min_a - _EPS:
+                    held = 0.0 if ch.model.can_pause else min_a
+                    pinned.append((ch, session, held, "caretaker_pause"))
+                    continue
+                max_a = ch.max_a
                 cloud = self._cloud_cap(ch, session, len(phases), wall)
                 if cloud is not None and cloud < min_a - _EPS:
                     held = 0.0 if ch.model.can_pause else min_a
@@ -1385,6 +1522,8 @@ class LoadController:
                     last_error=ch.last_error,
                     pending_profiles=len(ch.pending()) if ch.connected else 0,
                     sessions=sessions,
+                    max_current_a=ch.max_a,
+                    max_override_a=ch.max_override,
                 )
             )
         return ControllerState(

@@ -367,7 +367,8 @@ class ChargersView(View):
 
         self.confirm(
             f"Free charging on {charger.name}?",
-            "On: anyone can charge there without a card. Off: a card is needed again.",
+            "On: any card is accepted there while the gateway decides (cloud offline, or no "
+            "cloud); while the cloud is reachable it still decides. Off: cards are checked again.",
             [("on", "Free charging on"), ("off", "Free charging off")],
             send,
             name=f"free-charging:{charger.id}",
