@@ -1,0 +1,1 @@
+"""Card readers used to enrol cards by tapping them (PC/SC over pyscard)."""
