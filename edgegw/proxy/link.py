@@ -268,12 +268,16 @@ class Link:
         return len(self._outbox)
 
     def next_deadline(self) -> float | None:
-        deadlines = [
-            p.deadline for p in (self._cloud_inflight, self._charger_inflight) if p is not None
-        ]
-        if self._retry_at and self.cloud_up and self._cloud_inflight is None:
-            deadlines.append(self._retry_at)
-        return min(deadlines) if deadlines else None
+        # Asked after every event: no list, no min() over one or two values.
+        cloud, charger = self._cloud_inflight, self._charger_inflight
+        at = None if charger is None else charger.deadline
+        if cloud is not None:
+            first = cloud.deadline
+        elif self._retry_at and self.cloud_up:
+            first = self._retry_at
+        else:
+            return at
+        return first if at is None or first < at else at
 
     # ------------------------------------------------------------ charger side
 
@@ -765,7 +769,7 @@ class Link:
             self._replay.boot = None
 
     def _check_call(self, call: Call, allowed: frozenset[str], side: str) -> CallError | None:
-        if call.action not in schemas.CHARGER_ACTIONS | schemas.CSMS_ACTIONS:
+        if call.action not in schemas.ALL_ACTIONS:
             log.warning("%s: %s sent unknown action %r", self.charger_id, side, call.action)
             return frames.make_error(call.id, "NotImplemented", f"unknown action {call.action}")
         if call.action not in allowed:

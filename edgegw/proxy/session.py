@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from edgegw.config import ChargerConfig, Config
 from edgegw.proxy import frames
+from edgegw.proxy.fifo import Fifo
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.link import (
@@ -96,7 +97,7 @@ class ChargerSession:
             cloud_filter=self._filter_cloud_call if self._filters else None,
             answer_local_list=cloud is not None,
         )
-        self._commands: asyncio.Queue[Command] = asyncio.Queue()
+        self._commands: Fifo[Command] = Fifo()
         self._tasks = TaskOwner(f"charger:{charger_id}")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -123,7 +124,7 @@ class ChargerSession:
     async def run(self) -> None:
         """Serve the charger until its socket closes (or the task is cancelled)."""
         if self._config.cloud is not None:
-            self._commands.put_nowait(LoadOutbox(0))
+            self._commands.put(LoadOutbox(0))
         self._tasks.spawn(self._execute(), "executor")
         if self.upstream is not None:
             self._tasks.spawn(self.upstream.run(), "upstream")
@@ -141,7 +142,7 @@ class ChargerSession:
 
     async def _finish(self) -> None:
         for command in self.link.charger_closed():
-            self._commands.put_nowait(command)
+            self._commands.put(command)
         # Let the executor send what the link produced on the way out (errors to the cloud).
         await self._drain(timeout=1.0)
         if self._timer is not None:
@@ -158,9 +159,7 @@ class ChargerSession:
             async with asyncio.timeout(timeout):
                 await self._commands.join()
         except TimeoutError:
-            log.warning(
-                "%s: %d command(s) not sent on close", self.charger_id, self._commands.qsize()
-            )
+            log.warning("%s: %d command(s) not sent on close", self.charger_id, len(self._commands))
 
     async def close(self, code: int = 1001, reason: str = "gateway shutting down") -> None:
         await self.ws.close(code, reason)
@@ -199,7 +198,7 @@ class ChargerSession:
 
     def _feed(self, commands: Iterable[Command]) -> None:
         for command in commands:
-            self._commands.put_nowait(command)
+            self._commands.put(command)
         self._arm_timer()
 
     def _arm_timer(self) -> None:

@@ -2,7 +2,10 @@
 
 The :class:`Store` is the single writer. The message log is written in batches by an owned task
 (frames are appended to memory and flushed about once a second), so relaying never waits on the
-disk for it; everything else is written when it happens.
+disk for it; everything else is written when it happens. The frames waiting for the next batch
+are kept column by column (no tuple per frame): at 2,000 chargers that is ~2,000 frames a
+second that would otherwise each live long enough to be promoted by the garbage collector and
+make its full collections come sooner.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +63,18 @@ class TransactionRow:
     stop_reason: str | None
 
 
+class _LogBuffer:
+    """Frames for the next message-log batch, one column per field."""
+
+    __slots__ = ("at", "charger", "direction", "frame")
+
+    def __init__(self) -> None:
+        self.at = array("d")
+        self.charger: list[str] = []
+        self.direction: list[str] = []
+        self.frame: list[str] = []
+
+
 class Store:
     """The daemon's records. Open with :meth:`open`, always :meth:`close`."""
 
@@ -66,7 +82,7 @@ class Store:
         self.db = db
         self._clock = clock
         self._log_size = message_log_size
-        self._frames: list[tuple[float, str, str, str]] = []
+        self._log = _LogBuffer()
         self._tasks = TaskOwner("store")
         self._stopping = asyncio.Event()
         self.outbox = Outbox(db, clock)
@@ -296,7 +312,11 @@ class Store:
         Passwords a frame may carry (ChangeConfiguration AuthorizationKey) are masked first.
         """
         if self._log_size:
-            self._frames.append((self._clock(), charger_id, direction, redact_frame(frame)))
+            buffer = self._log
+            buffer.at.append(self._clock())
+            buffer.charger.append(charger_id)
+            buffer.direction.append(direction)
+            buffer.frame.append(redact_frame(frame))
 
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():
@@ -307,13 +327,13 @@ class Store:
                 await self.flush()
 
     async def flush(self) -> None:
-        if not self._frames:
+        if not self._log.frame:
             return
-        batch, self._frames = self._frames, []
+        batch, self._log = self._log, _LogBuffer()
         async with self.db.transaction() as conn:
             await conn.executemany(
                 "INSERT INTO message_log (at, charger_id, direction, frame) VALUES (?, ?, ?, ?)",
-                batch,
+                zip(batch.at, batch.charger, batch.direction, batch.frame, strict=True),
             )
             await conn.execute(
                 "DELETE FROM message_log WHERE id <= (SELECT MAX(id) FROM message_log) - ?",

@@ -78,8 +78,8 @@ async def charger(  # noqa: PLR0917
     try:
         async with connect(
             f"{url}/{cid}",
-            subprotocols=["ocpp1.6"],
-            proxy=None,  # type: ignore[list-item]
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            proxy=None,
             open_timeout=60,
             ping_interval=None,
         ) as ws:
