@@ -408,7 +408,7 @@ async def test_the_ops_answer_on_the_control_socket(make_gateway: GatewayFactory
 
 async def test_observer_waits_and_looks_back() -> None:
     now = [100.0]
-    observer = CommissionObserver(clock=lambda: now[0], history=3)
+    observer = CommissionObserver(clock=lambda: now[0])
     observer.charger_connected("CP1")
     observer.charger_exchanged("CP1", "Heartbeat", {}, {"currentTime": "x"})
     assert observer.seen("CP1", ["Heartbeat"])[0].at == 100.0
@@ -436,3 +436,18 @@ async def test_observer_waits_and_looks_back() -> None:
     assert gone.group_contains(LookupError)
     with pytest.raises(TimeoutError):
         await observer.wait("CP1", ["Authorize"], since=0, timeout=0.01)
+
+
+def test_observer_keeps_only_the_latest_call_per_action_and_connector() -> None:
+    now = [0.0]
+    observer = CommissionObserver(clock=lambda: now[0])
+    for i in range(1000):
+        now[0] = float(i)
+        observer.charger_exchanged("CP1", "MeterValues", {"connectorId": 1 + i % 2}, {})
+    observer.charger_exchanged("CP1", "Heartbeat", {}, {"currentTime": "x"})
+    kept = observer.seen("CP1", ["MeterValues", "Heartbeat"])
+    assert [(e.action, e.request.get("connectorId"), e.at) for e in kept] == [
+        ("MeterValues", 1, 998.0),
+        ("MeterValues", 2, 999.0),
+        ("Heartbeat", None, 999.0),
+    ]
