@@ -159,6 +159,7 @@ class CloudProcess:
         self._pipe, child = context.Pipe()
         self._process = context.Process(target=cloud_main, args=(child,), name="cloud")
         self._process.start()
+        child.close()
         self.port: int = self._pipe.recv()
         self.pid = self._process.pid
 
@@ -466,6 +467,7 @@ class Fleet:
                 target=worker_main, args=(share, plan, child), name=f"chargers-{i}"
             )
             process.start()
+            child.close()  # a worker that dies then shows as EOFError, not as a hang
             self._pipes.append(parent)
             self._processes.append(process)
 
@@ -611,12 +613,7 @@ async def run_step(
     finally:
         if fleet is not None:
             fleet.kill()
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await stop_gateway(proc)
         sock.close()
     p50, p99 = rtt_figures(stats)
     messages = stats.answered * 2
@@ -634,6 +631,25 @@ async def run_step(
         problems=stats.problems,
     )
     return step, stats
+
+
+async def stop_gateway(proc: asyncio.subprocess.Process, grace: float = 30.0) -> None:
+    """SIGTERM, and again if it was lost, then SIGKILL; says so when the first was ignored.
+
+    asyncio learns of a signal through a byte on its self-pipe; a Unix socketpair holds only
+    ~280 one-byte writes, so a loop busy with many thread-safe wake-ups (aiosqlite) can drop
+    the byte, and the signal with it ("Exception ignored when trying to write to the signal
+    wakeup fd"). The daemon should not depend on it; the benchmark must not hang on it.
+    """
+    for attempt in range(2):
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+            return
+        except TimeoutError:
+            print(f"  (gateway still running {grace:g} s after SIGTERM #{attempt + 1})")
+    proc.kill()
+    await proc.wait()
 
 
 def plan_from(args: argparse.Namespace) -> Plan:

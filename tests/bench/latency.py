@@ -36,6 +36,7 @@ from capacity import (
     plan_from,
     raise_open_files,
     rtt_figures,
+    stop_gateway,
 )
 from relay_load import proc_stats, start_gateway
 
@@ -107,8 +108,7 @@ async def main() -> None:
                     stats, cpu = await measure(mixed, plan, args.workers, proc.pid)
                 received = cloud.stats()
             finally:
-                proc.terminate()
-                await proc.wait()
+                await stop_gateway(proc)
                 sock.close()
     finally:
         cloud.stop()
