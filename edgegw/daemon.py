@@ -226,9 +226,17 @@ class Gateway:
         """Start, serve until asked to stop, then stop. The daemon's one exit path."""
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
+            # Not loop.add_signal_handler: that learns of a signal through one byte on the
+            # loop's self-pipe, which a busy loop can find full (aiosqlite's wake-ups fill it);
+            # the byte, and the SIGTERM, were then lost under load. A Python-level handler
+            # runs in the main thread between bytecodes and queues the work on the loop.
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+                signal.signal(
+                    sig, lambda s, _f: loop.call_soon_threadsafe(self._on_signal, signal.Signals(s))
+                )
+            signal.signal(
+                signal.SIGHUP, lambda _s, _f: loop.call_soon_threadsafe(self._on_reload_signal)
+            )
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         try:
             await self.start()
@@ -237,7 +245,7 @@ class Gateway:
             await self.stop()
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
+                    signal.signal(sig, signal.SIG_DFL)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._should_exit.is_set():
