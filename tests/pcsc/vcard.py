@@ -98,8 +98,8 @@ class VirtualCard:
                 message = _recv(sock)
                 if len(message) == 1:
                     if message[0] == 4:
-                        self._bump("polls")
                         _send(sock, self.atr)
+                        self._bump("polls")  # after: a poll counts once pcscd has its answer
                     continue
                 if message[:2] != b"\xff\xca":
                     _send(sock, b"\x6d\x00")  # INS not supported
