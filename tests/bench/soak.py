@@ -364,6 +364,8 @@ class Soak:
         self.chaos = plan_chaos(self.rng, self.duration, self.scale)
         if args.calm:
             self.chaos = Chaos([], [])
+        elif args.no_kills:  # one life across the whole run: the memory trend at full length
+            self.chaos = Chaos(self.chaos.outages, [])
         self.charger_ids = [f"SOAK{n:04d}" for n in range(args.chargers)]
         self.known = tags("known", 40)
         self.unknown = tags("unknown", 8)
@@ -914,6 +916,7 @@ async def main() -> int:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new temp dir")
     parser.add_argument("--calm", action="store_true", help="no outages, no kills")
+    parser.add_argument("--no-kills", action="store_true", help="outages, but no kills")
     parser.add_argument(
         "--probe-memory",
         action="store_true",
