@@ -19,7 +19,13 @@ carries out. All the message-id bookkeeping lives here:
   its answer; while the outbox is not empty, new transaction messages queue behind it. The outbox
   is replayed in order, one CALL in flight, with retries and backoff; a message the cloud keeps
   refusing is parked, never dropped. Local transaction ids are replaced by the cloud's in every
-  message the cloud sees, and the cloud's ids by the charger's in every call the charger sees.
+  message the cloud sees, and the cloud's ids by the charger's in every call the charger sees;
+* a charger re-sends a transaction message it got no answer for, after it connects again. When
+  the first copy was committed to the outbox (the gateway may have died before answering), the
+  copy must be answered as before and go no further, even if the outbox has been drained since
+  and the cloud is up. So on a new connection each transaction message is first looked up in
+  the outbox (:class:`AnswerIfResent`) until one is not found: a charger sends what it missed
+  first, in order, so everything after the first new message is new too.
 """
 
 from __future__ import annotations
@@ -96,6 +102,17 @@ class AnswerLocally:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerIfResent:
+    """Is this transaction message a copy of one in the outbox? Feed ``resent_checked``.
+
+    If it is, the shell answers it as before (the outbox recognises the copy) and hands the
+    answer to ``resent_checked``; if not, it hands ``None`` and the link relays the call.
+    """
+
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
 class LoadOutbox:
     """Load the charger's queued messages after seq ``after``; feed them to ``outbox_loaded``."""
 
@@ -157,6 +174,7 @@ Command = (
     ToCharger
     | ToCloud
     | AnswerLocally
+    | AnswerIfResent
     | GatewayDone
     | Exchanged
     | LoadOutbox
@@ -212,6 +230,7 @@ class Link:
         parked_transactions: set[int] | None = None,
         cloud_filter: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
         answer_local_list: bool = False,
+        check_resent: bool = False,
     ) -> None:
         self.charger_id = charger_id
         self.cloud_configured = cloud_configured
@@ -221,6 +240,8 @@ class Link:
         self._sync = sync or SyncParams()
         self._cloud_filter = cloud_filter
         self._answer_local_list = answer_local_list
+        # Transaction messages are looked up in the outbox until the first new one (see above).
+        self._may_resend = check_resent and cloud_configured
         # Local transaction id -> the cloud's (None until its StartTransaction was accepted).
         self._tx_map: dict[int, int | None] = dict(transaction_ids or {})
         self._to_local: dict[int, int] = {c: lo for lo, c in self._tx_map.items() if c is not None}
@@ -466,6 +487,27 @@ class Link:
         out.extend(self._pump_cloud())
         return out
 
+    def resent_checked(
+        self, message_id: str, answer: CallResult | CallError | None
+    ) -> list[Command]:
+        """The outbox lookup of :class:`AnswerIfResent` ended; ``answer`` None: not a copy."""
+        pending = self._local_inflight
+        if pending is None or pending.call.id != message_id:
+            log.warning("%s: resend check for unknown call %s", self.charger_id, message_id)
+            return []
+        if answer is not None:
+            log.info(
+                "%s: %s was sent again after it had been queued; answered as before",
+                self.charger_id,
+                pending.call.action,
+            )
+            return self.local_answer(message_id, answer)
+        # The first new message: from here on the charger sends only new ones.
+        self._may_resend = False
+        self._local_inflight = None
+        self._to_cloud.appendleft(pending)
+        return self._pump_cloud()
+
     def on_timer(self) -> list[Command]:
         now = self._clock()
         out: list[Command] = []
@@ -528,6 +570,14 @@ class Link:
                 self._to_cloud.popleft()
                 self._local_inflight = head
                 out.append(AnswerLocally(head.call, queue=True))
+            elif (
+                self._may_resend
+                and head.origin is Origin.CHARGER
+                and is_transaction_message(head.call)
+            ):
+                self._to_cloud.popleft()
+                self._local_inflight = head
+                out.append(AnswerIfResent(head.call))
             elif self._cloud_inflight is None:
                 self._to_cloud.popleft()
                 timeout = self._call_timeout

@@ -160,6 +160,19 @@ class LocalResponder:
             return error, None
         return frames.make_result(call.id, payload), message
 
+    async def answer_if_resent(self, charger_id: str, call: Call) -> CallResult | CallError | None:
+        """Answer a copy of a message already in the outbox as before; None if it is new."""
+        try:
+            known = await self._store.outbox.contains(charger_id, call.action, call.payload)
+        except Exception:
+            # Relaying it is the safe side: at worst the cloud sees a copy, nothing is lost.
+            log.exception("%s: could not look %s up in the outbox", charger_id, call.action)
+            return None
+        if not known:
+            return None
+        answer, _ = await self.queue(charger_id, call)  # the outbox recognises the copy
+        return answer
+
     def _start_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
         started = self._cloud_started.get((charger_id, id_tag.upper()))
         if started is not None and self._clock() - started < _CLOUD_STARTED_TTL:

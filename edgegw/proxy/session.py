@@ -25,6 +25,7 @@ from edgegw.proxy.fifo import Fifo
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.link import (
+    AnswerIfResent,
     AnswerLocally,
     CloudCallForGateway,
     CloudExchanged,
@@ -96,6 +97,7 @@ class ChargerSession:
             parked_transactions=parked_transactions,
             cloud_filter=self._filter_cloud_call if self._filters else None,
             answer_local_list=cloud is not None,
+            check_resent=True,
         )
         self._commands: Fifo[Command] = Fifo()
         self._tasks = TaskOwner(f"charger:{charger_id}")
@@ -255,6 +257,9 @@ class ChargerSession:
             else:
                 answer = await self._responder.answer(self.charger_id, command.call)
                 self._feed(self.link.local_answer(command.call.id, answer))
+        elif isinstance(command, AnswerIfResent):
+            resent = await self._responder.answer_if_resent(self.charger_id, command.call)
+            self._feed(self.link.resent_checked(command.call.id, resent))
         elif isinstance(command, LoadOutbox):
             messages, more = await self._store.outbox.load(self.charger_id, after=command.after)
             self._feed(self.link.outbox_loaded(messages, more))

@@ -218,6 +218,11 @@ class Outbox:
         message = QueuedMessage(seq, charger_id, "StartTransaction", payload, now, 0, local_id)
         return message, local_id
 
+    async def contains(self, charger_id: str, action: str, payload: dict[str, Any]) -> bool:
+        """This exact message is in the outbox (queued, parked, or delivered within a day)."""
+        text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        return await _find(self._db.conn, charger_id, _digest(action, text)) is not None
+
     # ------------------------------------------------------------ replay (cloud side)
 
     async def load(

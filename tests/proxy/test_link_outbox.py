@@ -6,6 +6,7 @@ from typing import Any
 
 from edgegw.proxy import frames
 from edgegw.proxy.link import (
+    AnswerIfResent,
     AnswerLocally,
     Command,
     Delivered,
@@ -246,3 +247,37 @@ def test_requeued_parked_messages_are_read_again_from_the_start() -> None:
     out = h.link.on_cloud_message(result(frame[1]))
     assert any(isinstance(c, Delivered) for c in out)
     assert LoadOutbox(0) in out  # from the start: requeued rows have older seq numbers
+
+
+def test_on_a_new_connection_transaction_messages_are_checked_until_the_first_new_one() -> None:
+    h = Harness(check_resent=True)
+    h.load()
+    h.link.cloud_connected()
+    out = h.link.on_charger_message(call("s", "StartTransaction", START))
+    assert [type(c) for c in out] == [AnswerIfResent]
+    # A copy: answered as the first time, not relayed.
+    answer = frames.make_result("s", {"transactionId": LOCAL, "idTagInfo": {"status": "Accepted"}})
+    out = h.link.resent_checked("s", answer)
+    assert sent(out, ToCloud) == [] and sent(out, ToCharger)[0][2]["transactionId"] == LOCAL
+    # Not a copy: relayed live, and everything after it is new.
+    out = h.link.on_charger_message(call("m", "MeterValues", METER))
+    assert [type(c) for c in out] == [AnswerIfResent]
+    out = h.link.resent_checked("m", None)
+    (meter,) = sent(out, ToCloud)
+    assert meter[1:3] == ["m", "MeterValues"]
+    h.link.on_cloud_message(result("m"))
+    out = h.link.on_charger_message(call("t", "StopTransaction", STOP))
+    assert sent(out, ToCloud)[0][1:3] == ["t", "StopTransaction"]
+    # A heartbeat is never checked.
+    h2 = Harness(check_resent=True)
+    h2.load()
+    h2.link.cloud_connected()
+    assert sent(h2.link.on_charger_message(call("h", "Heartbeat", {})), ToCloud)
+
+
+def test_a_stale_resend_check_answer_is_ignored() -> None:
+    h = Harness(check_resent=True)
+    h.load()
+    h.link.cloud_connected()
+    h.link.on_charger_message(call("m", "MeterValues", METER))
+    assert h.link.resent_checked("other", None) == []

@@ -141,3 +141,59 @@ async def test_cloud_refusing_a_card_can_let_the_session_finish(
         assert not [a for a, _ in charger.received if a == "RemoteStopTransaction"]
         assert check_cloud_has(cloud, "CP1", charger.sent) == 1
     await cloud.stop()
+
+
+async def test_a_copy_of_a_queued_message_is_answered_as_before_after_the_drain(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The gateway died after queueing but before answering: the charger re-sends it later.
+
+    By then the outbox has been delivered and the cloud is up, so the copy would be relayed live;
+    it must be recognised instead, answered as the first time, and never reach the cloud twice.
+    """
+    cloud = SimCloud(accepted_tags={TAG})
+    await cloud.start()
+    gateway = await make_gateway(
+        cloud_url=cloud.url, chargers=[{"id": "CP1"}], auth={"online_timeout": 0.5}, sync=FAST_RETRY
+    )
+    charger = SimCharger("CP1", gateway_url(gateway), connectors=1)
+    await charger.connect()
+    await charger.boot()
+    await cloud.stop()
+    await cloud.wait_disconnected("CP1")
+    start = {"connectorId": 1, "idTag": TAG, "meterStart": 0, "timestamp": "2026-11-21T10:00:00Z"}
+    local_id = (await charger.call("StartTransaction", start))["transactionId"]
+    assert local_id >= LOCAL_ID_BASE
+    meter = {
+        "connectorId": 1,
+        "transactionId": local_id,
+        "meterValue": [{"timestamp": "2026-11-21T10:05:00Z", "sampledValue": [{"value": "250"}]}],
+    }
+    assert await charger.call("MeterValues", meter) == {}
+    await cloud.start()
+    await cloud.wait_for(lambda r: len(cloud.find("MeterValues", direction="out")) == 1)
+
+    # The charger comes back and re-sends both, as if it had never had their answers.
+    await charger.close()
+    charger = SimCharger("CP1", gateway_url(gateway), connectors=1)
+    await charger.connect()
+    again = await charger.call("StartTransaction", start)
+    assert again["transactionId"] == local_id  # the id it was given the first time
+    assert await charger.call("MeterValues", meter) == {}
+    # The next new message goes live, with the cloud's transaction id.
+    later = {
+        **meter,
+        "meterValue": [{**meter["meterValue"][0], "timestamp": "2026-11-21T10:10:00Z"}],
+    }
+    assert await charger.call("MeterValues", later) == {}
+    await cloud.wait_for(lambda r: len(cloud.find("MeterValues", direction="out")) == 2)
+    assert len(cloud.find("StartTransaction", direction="in")) == 1
+    values = [r.payload for r in cloud.find("MeterValues", direction="in")]
+    cloud_id = cloud.find("StartTransaction", direction="out")[0].payload["transactionId"]
+    assert [v["meterValue"][0]["timestamp"] for v in values] == [
+        "2026-11-21T10:05:00Z",
+        "2026-11-21T10:10:00Z",
+    ]
+    assert {v["transactionId"] for v in values} == {cloud_id}
+    await charger.close()
+    await cloud.stop()
