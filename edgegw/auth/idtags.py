@@ -55,7 +55,7 @@ Known limits
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import reduce
@@ -351,6 +351,39 @@ def _render_uid(uid: bytes, fmt: IdTagFormat) -> str | None:
             return "".join(f"{b:X}" for b in uid)
         case _:
             assert_never(fmt)
+
+
+def _key_renderers() -> dict[IdTagFormat, Callable[[bytes, str], str | None]]:
+    """Per format: the upper-cased idTag of a UID, from the UID and its canonical (upper) hex.
+
+    The same texts as ``_render_uid(uid, fmt).upper()``, derived from the hex already at hand:
+    indexing 100,000 cards renders every variant of each, so this is on the start-up path.
+    """
+
+    def cl1(uid: bytes, hex_: str) -> str:
+        if len(uid) == 4:
+            return f"{hex_}{uid[0] ^ uid[1] ^ uid[2] ^ uid[3]:02X}"
+        return f"88{hex_[:6]}{CASCADE_TAG ^ uid[0] ^ uid[1] ^ uid[2]:02X}"
+
+    nopad_digits = tuple(f"{b:X}" for b in range(256))
+
+    def nopad(uid: bytes, hex_: str) -> str:
+        return hex_ if min(uid) >= 0x10 else "".join(map(nopad_digits.__getitem__, uid))
+
+    return {
+        IdTagFormat.HEX: lambda uid, hex_: hex_,
+        IdTagFormat.HEX_LOWER: lambda uid, hex_: hex_,
+        IdTagFormat.HEX_REVERSED: lambda uid, hex_: uid[::-1].hex().upper(),
+        IdTagFormat.DEC_LE: lambda uid, hex_: (
+            str(int.from_bytes(uid, "little")) if len(uid) <= 7 else None
+        ),
+        IdTagFormat.DEC_BE: lambda uid, hex_: str(int(hex_, 16)) if len(uid) <= 7 else None,
+        IdTagFormat.HEX_7: lambda uid, hex_: hex_[:14].ljust(14, "0"),
+        IdTagFormat.HEX_6: lambda uid, hex_: hex_[:12].ljust(12, "0"),
+        IdTagFormat.HEX_4: lambda uid, hex_: hex_[:8],
+        IdTagFormat.HEX_CL1: cl1,
+        IdTagFormat.HEX_NOPAD: nopad,
+    }
 
 
 def render(card: CardId, fmt: IdTagFormat) -> str:
@@ -722,7 +755,7 @@ class CardIndex:
     Not thread-safe; meant for one event loop.
     """
 
-    __slots__ = ("_by_key", "_cards", "_formats", "_key_formats")
+    __slots__ = ("_by_key", "_cards", "_formats", "_key_formats", "_renderers")
 
     def __init__(
         self, cards: Iterable[CardId] = (), *, formats: Iterable[IdTagFormat] | None = None
@@ -733,6 +766,8 @@ class CardIndex:
         chosen |= _CANONICAL_FORMATS
         self._formats = tuple(f for f in FORMATS if f in chosen)
         self._key_formats = tuple(f for f in self._formats if f not in _CANONICAL_FORMATS)
+        renderers = _key_renderers()
+        self._renderers = tuple(renderers[f] for f in self._key_formats)
         self._by_key: dict[str, CardId | tuple[CardId, ...]] = {}
         self._cards: set[CardId] = set()
         for card in cards:
@@ -752,12 +787,15 @@ class CardIndex:
         return card in self._cards
 
     def _keys(self, card: CardId) -> set[str]:
-        keys = {card.key}
-        if card.uid is not None:
-            for fmt in self._key_formats:
-                text = _render_uid(card.uid, fmt)
-                if text is not None:
-                    keys.add(text.upper())
+        key = card.key
+        uid = card.uid
+        if uid is None:
+            return {key}
+        keys = {key}
+        for render_key in self._renderers:
+            text = render_key(uid, key)
+            if text is not None:
+                keys.add(text)
         return keys
 
     def add(self, card: CardId) -> bool:

@@ -631,3 +631,14 @@ def test_hundred_thousand_cards_index_and_resolve() -> None:
     probes = [(render(c, f), f, c) for c in sample for f in (F.HEX, F.HEX_REVERSED, F.DEC_LE)]
     results = [index.lookup(text, F.AUTO) for text, _, _ in probes]
     assert all(card in r.cards for r, (_, _, card) in zip(results, probes, strict=True))
+
+
+@given(uid_cards, st.binary(min_size=4, max_size=10).filter(lambda b: len(b) in (4, 7, 10)))
+def test_the_index_keys_are_the_upper_cased_variants(card: CardId, raw: bytes) -> None:
+    # The index derives its keys from the canonical hex (fast, on the start-up path); they must
+    # be exactly the variants ``render`` gives, upper-cased, including for any byte values.
+    for one in (card, CardId(uid=raw) if any(raw) and raw[0] != 0x88 else card):
+        assert one.uid is not None
+        expected = {text.upper() for text in variants(one).values()}
+        index = CardIndex()
+        assert index._keys(one) == expected
