@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -725,6 +726,11 @@ class Config(_Model):
     buses: dict[str, BusConfig] = Field(default_factory=dict)
     meters: list[MeterConfig] = Field(default_factory=list)
     chargers: list[ChargerConfig] = Field(default_factory=list)
+    _by_id: dict[str, ChargerConfig] = PrivateAttr(default_factory=dict)
+    """``chargers`` by id: the relay, the controller and the ops look chargers up per call."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_id = {charger.id: charger for charger in self.chargers}
 
     @field_validator("chargers")
     @classmethod
@@ -802,10 +808,7 @@ class Config(_Model):
         return self
 
     def charger(self, charger_id: str) -> ChargerConfig | None:
-        for charger in self.chargers:
-            if charger.id == charger_id:
-                return charger
-        return None
+        return self._by_id.get(charger_id)
 
     def security_profile(self, charger_id: str) -> int:
         """The lowest Security Profile ``charger_id`` may connect with."""
