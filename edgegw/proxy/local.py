@@ -193,11 +193,16 @@ class LocalResponder:
         return {"idTagInfo": self.cards.id_tag_info(charger_id, str(call.payload["idTag"]))}
 
     async def _start(self, charger_id: str, call: Call) -> dict[str, Any]:
-        # Standalone: the gateway is the CSMS and numbers transactions per charger.
-        transaction_id = await self._store.next_counter(f"transaction:{charger_id}")
-        await self._store.transaction_started(
-            charger_id, call.payload, transaction_id, origin="gateway"
-        )
+        # Standalone: the gateway is the CSMS and numbers transactions per charger. A copy of
+        # a start it answered before (the answer was lost) gets the same id, and no new row.
+        transaction_id = await self._store.started_before(charger_id, call.payload)
+        if transaction_id is None:
+            transaction_id = await self._store.next_counter(f"transaction:{charger_id}")
+            await self._store.transaction_started(
+                charger_id, call.payload, transaction_id, origin="gateway"
+            )
+        else:
+            log.info("%s: StartTransaction sent again; same transaction id", charger_id)
         return {
             "transactionId": transaction_id,
             "idTagInfo": self._start_info(charger_id, str(call.payload["idTag"])),

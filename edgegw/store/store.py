@@ -255,6 +255,26 @@ class Store:
         cursor = await self.db.conn.execute(query + " ORDER BY id", args)
         return [TransactionRow(*r) for r in await cursor.fetchall()]
 
+    async def started_before(self, charger_id: str, payload: dict[str, Any]) -> int | None:
+        """The transaction id of a recorded start equal to this StartTransaction, if any.
+
+        A charger re-sends a start it got no answer for; connector, card, meter reading and
+        timestamp together tell a copy from a new session.
+        """
+        cursor = await self.db.conn.execute(
+            "SELECT transaction_id FROM transactions WHERE charger_id = ? AND connector_id = ?"
+            " AND id_tag = ? AND meter_start = ? AND started_at = ? ORDER BY id DESC LIMIT 1",
+            (
+                charger_id,
+                payload["connectorId"],
+                payload["idTag"],
+                payload["meterStart"],
+                payload["timestamp"],
+            ),
+        )
+        row = await cursor.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     async def transaction_recorded(self, charger_id: str, transaction_id: int) -> bool:
         """Whether the charger's transaction ``transaction_id`` was recorded, open or not."""
         cursor = await self.db.conn.execute(

@@ -197,3 +197,24 @@ async def test_a_copy_of_a_queued_message_is_answered_as_before_after_the_drain(
     assert {v["transactionId"] for v in values} == {cloud_id}
     await charger.close()
     await cloud.stop()
+
+
+async def test_standalone_a_copy_of_a_start_gets_the_same_id_and_no_second_session(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway(chargers=[{"id": "CP1"}], auth={"unknown_cards": "accept"})
+    charger = SimCharger("CP1", gateway_url(gateway), connectors=2)
+    await charger.connect()
+    await charger.boot()
+    start = {"connectorId": 1, "idTag": TAG, "meterStart": 7, "timestamp": "2026-11-21T10:00:00Z"}
+    first = (await charger.call("StartTransaction", start))["transactionId"]
+    assert (await charger.call("StartTransaction", start))["transactionId"] == first
+    # A new session (another reading, another time) is numbered anew.
+    other = {**start, "connectorId": 2, "meterStart": 9, "timestamp": "2026-11-21T10:01:00Z"}
+    assert (await charger.call("StartTransaction", other))["transactionId"] != first
+    assert gateway.store is not None
+    cursor = await gateway.store.db.conn.execute(
+        "SELECT transaction_id FROM transactions WHERE charger_id = 'CP1' ORDER BY id"
+    )
+    assert [row[0] for row in await cursor.fetchall()] == [first, first + 1]
+    await charger.close()
