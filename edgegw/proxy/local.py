@@ -69,6 +69,9 @@ class CardAuthority(Protocol):
     async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Answer SendLocalList / GetLocalListVersion from the cloud."""
 
+    def free_charging(self, charger_id: str) -> bool:
+        """Whether a caretaker set ``charger_id`` to accept any card."""
+
 
 class LocalResponder:
     """Answers charger calls on the gateway's own authority; queues transaction messages."""

@@ -345,8 +345,13 @@ class ChargerSession:
         """
         status = info.get("status")
         running = await self._store.transaction_open(self.charger_id, local_id)
-        stop = running and self._config.auth.stop_transaction_on_invalid_id
+        # Free charging is the caretaker's decision that any card may charge here: a session
+        # under it is not stopped for its card.
+        free = self._responder.cards.free_charging(self.charger_id)
+        stop = running and self._config.auth.stop_transaction_on_invalid_id and not free
         what = "stopping it" if stop else ("it may finish" if running else "it had ended")
+        if running and free:
+            what += " (free charging is on)"
         log.warning(
             "%s: the cloud answered %s for card %s of transaction %d started offline; %s",
             self.charger_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+from edgegw.control import ControlClient
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
 from edgegw.store.outbox import LOCAL_ID_BASE
@@ -140,6 +141,35 @@ async def test_cloud_refusing_a_card_can_let_the_session_finish(
         await cloud.wait_for(lambda r: r.action == "StopTransaction" and r.direction == "out")
         assert not [a for a, _ in charger.received if a == "RemoteStopTransaction"]
         assert check_cloud_has(cloud, "CP1", charger.sent) == 1
+    await cloud.stop()
+
+
+async def test_a_session_under_free_charging_is_not_stopped_when_the_cloud_refuses_its_card(
+    make_gateway: GatewayFactory,
+) -> None:
+    cloud = SimCloud(blocked_tags={"LOSTCARD"})
+    await cloud.start()
+    url = cloud.url
+    await cloud.stop()
+    gateway = await make_gateway(cloud_url=url, auth={"unknown_cards": "reject"}, sync=FAST_RETRY)
+    async with SimCharger("CP1", gateway_url(gateway), connectors=1) as charger:
+        await charger.boot()
+        async with await ControlClient.connect(gateway.config.control.socket) as client:
+            await client.call("chargers.free_charging", charger="CP1", enabled=True)
+        assert await charger.tap("LOSTCARD") is not None  # accepted offline: free charging
+        await cloud.start()
+        await cloud.wait_for(lambda r: r.action == "StartTransaction" and r.direction == "out")
+        assert gateway.store is not None
+        for _ in range(100):  # the event follows the cloud's answer to the replayed start
+            events = await gateway.store.events()
+            kinds = {k: m for _a, k, _c, m in events}
+            if "auth.refused_after_offline_start" in kinds:
+                break
+            await asyncio.sleep(0.05)
+        assert "it may finish (free charging is on)" in kinds["auth.refused_after_offline_start"]
+        await charger.end_session(1)
+        await cloud.wait_for(lambda r: r.action == "StopTransaction" and r.direction == "out")
+        assert not [a for a, _ in charger.received if a == "RemoteStopTransaction"]
     await cloud.stop()
 
 
