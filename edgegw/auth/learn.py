@@ -162,6 +162,18 @@ def read_captured(id_tag: str, fmt: IdTagFormat, source: FormatSource) -> Learne
         )
         return LearnedCard(id_tag, None, IdTagFormat.AUTO, source, problem, readings)
     others: dict[IdTagFormat, CardId] = {f: c for f, c in readings.items() if c != card}
+    shown = id_tag.strip()
+    if shown.isdigit() and len(shown) not in (8, 14, 20) and others:
+        # Read as hex only after removing a check byte that happened to match (1 in 256 for
+        # a printed decimal number): both readings are plausible, so guessing could enrol the
+        # wrong card.
+        listed = "; ".join(f"{c.canonical} ({f.value})" for f, c in readings.items())
+        problem = (
+            f"{id_tag!r} is a bare number that reads as different cards depending on the "
+            f"charger's format: {listed}. Set the charger's idtag_format, then learn the card "
+            "again"
+        )
+        return LearnedCard(id_tag, None, IdTagFormat.AUTO, source, problem, readings)
     return LearnedCard(id_tag, card, IdTagFormat.HEX, source, _problem(card), others)
 
 

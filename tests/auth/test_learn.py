@@ -98,6 +98,19 @@ def test_a_bare_decimal_with_an_unknown_format_is_not_guessed() -> None:
     assert learned.alternatives[IdTagFormat.DEC_BE].canonical == "C3B2A104"
 
 
+def test_a_decimal_whose_last_hex_byte_looks_like_a_check_byte_is_not_guessed() -> None:
+    # 3283268017 read as hex is 32 83 26 80 17, and 17 is the check byte of the first four:
+    # as hex with its check byte it would be card 32832680; as the printed number, B1B1B2C3.
+    learned = read_captured("3283268017", IdTagFormat.AUTO, "assumed")
+    assert learned.card is None
+    assert learned.problem is not None and "idtag_format" in learned.problem
+    assert learned.alternatives[IdTagFormat.HEX].canonical == "32832680"
+    assert learned.alternatives[IdTagFormat.DEC_LE].canonical == "B1B1B2C3"
+    # With the format known there is nothing to guess.
+    known = read_captured("3283268017", IdTagFormat.DEC_LE, "configured")
+    assert known.card is not None and known.card.canonical == "B1B1B2C3"
+
+
 def test_a_random_uid_is_read_but_flagged() -> None:
     learned = read_captured("08123456", IdTagFormat.HEX, "configured")
     assert learned.card is not None and learned.card.is_random_uid
