@@ -90,13 +90,19 @@ async def test_cloud_flapping_during_sessions_loses_and_invents_nothing(
     assert any(t >= LOCAL_ID_BASE for t in tx_ids) and any(t < LOCAL_ID_BASE for t in tx_ids)
 
 
-async def test_cloud_refusing_a_card_accepted_offline_stops_the_running_session(
-    make_gateway: GatewayFactory,
-) -> None:
-    cloud = SimCloud(blocked_tags={"LOSTCARD"})
+async def cloud_that_blocks(tag: str) -> tuple[SimCloud, str]:
+    """A cloud that will answer Blocked for ``tag``; down for now, but its URL is known."""
+    cloud = SimCloud(blocked_tags={tag})
     await cloud.start()
     url = cloud.url
     await cloud.stop()
+    return cloud, url
+
+
+async def test_cloud_refusing_a_card_accepted_offline_stops_the_running_session(
+    make_gateway: GatewayFactory,
+) -> None:
+    cloud, url = await cloud_that_blocks("LOSTCARD")
     gateway = await make_gateway(cloud_url=url, auth={"unknown_cards": "accept"}, sync=FAST_RETRY)
     async with SimCharger("CP1", gateway_url(gateway), connectors=1) as charger:
         await charger.boot()
@@ -121,10 +127,7 @@ async def test_cloud_refusing_a_card_accepted_offline_stops_the_running_session(
 async def test_cloud_refusing_a_card_can_let_the_session_finish(
     make_gateway: GatewayFactory,
 ) -> None:
-    cloud = SimCloud(blocked_tags={"LOSTCARD"})
-    await cloud.start()
-    url = cloud.url
-    await cloud.stop()
+    cloud, url = await cloud_that_blocks("LOSTCARD")
     gateway = await make_gateway(
         cloud_url=url,
         auth={"unknown_cards": "accept", "stop_transaction_on_invalid_id": False},
@@ -147,10 +150,7 @@ async def test_cloud_refusing_a_card_can_let_the_session_finish(
 async def test_a_session_under_free_charging_is_not_stopped_when_the_cloud_refuses_its_card(
     make_gateway: GatewayFactory,
 ) -> None:
-    cloud = SimCloud(blocked_tags={"LOSTCARD"})
-    await cloud.start()
-    url = cloud.url
-    await cloud.stop()
+    cloud, url = await cloud_that_blocks("LOSTCARD")
     gateway = await make_gateway(cloud_url=url, auth={"unknown_cards": "reject"}, sync=FAST_RETRY)
     async with SimCharger("CP1", gateway_url(gateway), connectors=1) as charger:
         await charger.boot()
