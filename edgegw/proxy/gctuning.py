@@ -14,12 +14,17 @@ Two changes, both for the daemon process only (never for a library user or a tes
 * :func:`tune` raises the young-generation threshold, so that short-lived relay objects (one
   call's frames, futures, commands) are freed by reference counting before a collection happens
   to catch them alive and promote them; fewer promotions make full collections rarer.
+
+A full collection that still stops the loop for long is logged (:class:`PauseLog`), so a site
+that grows past what was measured shows it in the journal rather than as unexplained latency.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import time
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +32,34 @@ YOUNG_THRESHOLD = 20_000
 """Allocations (net) between young collections; CPython's default is 700."""
 MIDDLE_THRESHOLD = 10
 OLD_THRESHOLD = 10
+LONG_PAUSE_S = 0.1
+"""A full collection at least this long is logged."""
+
+
+class PauseLog:
+    """A ``gc.callbacks`` entry: logs full (generation 2) collections of ``threshold`` or more."""
+
+    def __init__(self, threshold: float = LONG_PAUSE_S) -> None:
+        self.threshold = threshold
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        self.longest = max(self.longest, took)
+        if took >= self.threshold:
+            log.info(
+                "a full garbage collection paused the gateway for %.0f ms (%d objects tracked, "
+                "%d collected)",
+                took * 1000,
+                len(gc.get_objects(generation=2)),
+                info.get("collected", 0),
+            )
 
 
 def freeze() -> int:
@@ -36,10 +69,12 @@ def freeze() -> int:
     return gc.get_freeze_count()
 
 
-def tune() -> None:
-    """Set the daemon's thresholds and freeze what start-up created (call once, at start)."""
+def tune() -> PauseLog:
+    """Set the daemon's thresholds, freeze what start-up created, log long pauses (call once)."""
     gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
     frozen = freeze()
+    pauses = PauseLog()
+    gc.callbacks.append(pauses)
     log.debug(
         "garbage collector: thresholds %d/%d/%d, %d start-up objects frozen",
         YOUNG_THRESHOLD,
@@ -47,3 +82,4 @@ def tune() -> None:
         OLD_THRESHOLD,
         frozen,
     )
+    return pauses

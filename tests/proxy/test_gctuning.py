@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import subprocess
 import sys
+
+import pytest
 
 from edgegw.proxy import gctuning
 
@@ -26,3 +30,29 @@ def test_tune_raises_the_thresholds_and_freezes_what_start_up_made() -> None:
     )
     assert frozen > 1000  # the modules imported so far, at least
     assert tracked < frozen  # collections now walk only what came after
+
+
+def test_a_long_full_collection_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    pauses = gctuning.PauseLog(threshold=0.0)  # every full collection counts as long here
+    gc.callbacks.append(pauses)
+    try:
+        with caplog.at_level(logging.INFO, logger="edgegw.proxy.gctuning"):
+            gc.collect(1)  # a young collection is not logged
+            assert not caplog.records
+            gc.collect()
+    finally:
+        gc.callbacks.remove(pauses)
+    (record,) = caplog.records
+    assert "full garbage collection paused the gateway" in record.getMessage()
+    assert pauses.longest > 0
+
+
+def test_short_full_collections_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    pauses = gctuning.PauseLog(threshold=60.0)
+    gc.callbacks.append(pauses)
+    try:
+        with caplog.at_level(logging.INFO, logger="edgegw.proxy.gctuning"):
+            gc.collect()
+    finally:
+        gc.callbacks.remove(pauses)
+    assert not caplog.records and pauses.longest > 0
