@@ -114,14 +114,19 @@ def proc_stats(pid: int) -> tuple[float, int]:
 async def start_gateway(
     tmp: Path, name: str, cloud_port: int, extra: str = ""
 ) -> tuple[asyncio.subprocess.Process, str, socket.socket]:
-    """Run `edgegw run` on a generated config; returns the process, its URL and notify socket."""
+    """Run `edgegw run` on a generated config; returns the process, its URL and notify socket.
+
+    The gateway logs at ``warning`` to this process's stderr; set ``BENCH_GATEWAY_LOG=info`` to
+    see more (long garbage-collector pauses are logged at info).
+    """
+    level = os.environ.get("BENCH_GATEWAY_LOG", "warning")
     config = tmp / f"{name}.toml"
     config.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = 0\nallow_unknown_chargers = true\n'
         # All simulated chargers come from 127.0.0.1: lift the per-address admission limits.
         "max_connections_per_address = 100000\nmax_pending_handshakes = 100000\n"
         f'[cloud]\nurl = "ws://127.0.0.1:{cloud_port}/ocpp"\n'
-        f'[store]\npath = "{tmp / f"{name}.db"}"\n{extra}\n[logging]\nlevel = "warning"\n'
+        f'[store]\npath = "{tmp / f"{name}.db"}"\n{extra}\n[logging]\nlevel = "{level}"\n'
         f'[control]\nsocket = "{tmp / f"{name}.control"}"\ngroup = ""\n'
     )
     notify = tmp / f"{name}.notify"
