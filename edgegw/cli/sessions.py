@@ -5,6 +5,13 @@ over its control socket. When the daemon is stopped they read its database file 
 (read-only; it may need sudo, the file belongs to the daemon's user) and say so, so an installer
 can still export. Idtags are matched to the installer's cards whatever format each charger
 reports them in.
+
+``--owner NAME`` keeps the sessions of the cards NAME holds today (the name whole, in any case),
+for billing one resident; an owner no card has is an error, not an empty list, so a typo never
+looks like "did not charge". The sessions no owner can be billed for (unknown cards, cards
+enrolled without an owner: the report's "(no owner / unknown cards)" row) have their own flag,
+``--no-owner``, rather than ``--owner ""``: in a script ``--owner "$NAME"`` with an unset
+variable is then refused instead of quietly exporting the unattributed sessions.
 """
 
 from __future__ import annotations
@@ -73,6 +80,22 @@ UntilOption = Annotated[
 CardOption = Annotated[
     str | None,
     typer.Option("--card", help="Only this card (its id in any format a charger reports)."),
+]
+OwnerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--owner",
+        help="Only the sessions of the cards this owner holds (the whole name, any case; "
+        "as `edgegw cards list` shows it).",
+    ),
+]
+NoOwnerOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-owner",
+        help="Only the sessions of unknown cards and of cards without an owner "
+        "(what the report counts under no owner).",
+    ),
 ]
 OutputOption = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
@@ -145,8 +168,11 @@ class _Database:
             async with open_read_only(self._config.store.path) as conn:
                 cards = await CardResolver.load(conn, self._config)
                 card = filters.get("card")
+                owner = filters.get("owner")
                 try:
                     card_id = None if card is None else cards.card_id(card)
+                    if owner is not None:
+                        cards.check_owner(owner)
                 except ValueError as exc:
                     fail(str(exc), EXIT_USAGE, json_mode=self._json)
                 where = SessionFilter(
@@ -154,6 +180,8 @@ class _Database:
                     until=filters.get("until"),
                     card=card_id,
                     charger=filters.get("charger"),
+                    owner=owner,
+                    no_owner=filters.get("no_owner", False),
                 )
                 found, _ = await SessionQueries(conn, cards).page(
                     where, limit=limit, newest_first=order == "newest"
@@ -193,8 +221,15 @@ def _source(config_path: Path, json_mode: bool) -> _Source:
 
 
 def _filters(
-    since: str | None, until: str | None, card: str | None, charger: str | None
+    *,
+    since: str | None,
+    until: str | None,
+    card: str | None,
+    charger: str | None,
+    owner: str | None,
+    no_owner: bool,
 ) -> dict[str, Any]:
+    """The ``sessions.list`` arguments; only those asked for (the export's JSON shows them)."""
     filters: dict[str, Any] = {}
     for name, text in (("since", since), ("until", until)):
         if text is not None:
@@ -208,6 +243,18 @@ def _filters(
         filters["card"] = card
     if charger is not None:
         filters["charger"] = charger
+    if owner is not None:
+        if not owner.strip():
+            raise typer.BadParameter(
+                "the name is empty; give an owner's name, or use --no-owner for the "
+                "sessions of unknown cards and of cards without an owner",
+                param_hint="--owner",
+            )
+        if no_owner:
+            raise typer.BadParameter("--owner and --no-owner together match nothing; use one")
+        filters["owner"] = owner.strip()
+    if no_owner:
+        filters["no_owner"] = True
     return filters
 
 
@@ -221,12 +268,21 @@ def list_sessions(
     until: UntilOption = None,
     card: CardOption = None,
     charger: ChargerFilterOption = None,
+    owner: OwnerOption = None,
+    no_owner: NoOwnerOption = False,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 50,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: JsonOption = False,
 ) -> None:
-    """List charging sessions, newest first."""
-    filters = _filters(since, until, card, charger)
+    """List charging sessions, newest first.
+
+    Filters combine, e.g. --owner "Flat 1" --since 2026-01-01 --until 2026-02-01 (the
+    sessions of Flat 1's cards going on in January). The owner is the card's owner today;
+    --no-owner lists the sessions of unknown cards and of cards without one.
+    """
+    filters = _filters(
+        since=since, until=until, card=card, charger=charger, owner=owner, no_owner=no_owner
+    )
     source = _source(config, as_json)
     found = source.sessions(filters, limit=limit, order="newest")
     emit({"source": source.name, "sessions": found}, as_json, _render_list)
@@ -241,10 +297,18 @@ def export_sessions(
     until: UntilOption = None,
     card: CardOption = None,
     charger: ChargerFilterOption = None,
+    owner: OwnerOption = None,
+    no_owner: NoOwnerOption = False,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
 ) -> None:
-    """Export every matching session, oldest first (CSV for spreadsheets, or JSON)."""
-    filters = _filters(since, until, card, charger)
+    """Export every matching session, oldest first (CSV for spreadsheets, or JSON).
+
+    Same filters as `sessions list`, e.g. --owner "Flat 1" --since 2026-01-01 --until
+    2026-02-01. For monthly totals per owner, see `sessions report`.
+    """
+    filters = _filters(
+        since=since, until=until, card=card, charger=charger, owner=owner, no_owner=no_owner
+    )
     source = _source(config, False)
     found = sorted(
         source.sessions(filters, limit=None, order="oldest"),

@@ -5,6 +5,11 @@ read-only connection, so a long export never holds up the daemon's writes. Idtag
 cards through the running card authority (its cards, and each charger's detected format); the
 matcher is rebuilt when the cards change. Times come as ISO-8601 UTC strings (``*_at``) and as
 Unix seconds (``*_ts``).
+
+``sessions.list`` filters by owner with ``owner`` (a card's owner, whole name in any case; an
+owner no card has is refused rather than answered with nothing) or ``no_owner=true`` (unknown
+cards and cards without an owner, the report's owner-less group). ``owner=""`` is refused, not
+read as "no owner": an empty variable in a caller must not turn into a different question.
 """
 
 from __future__ import annotations
@@ -49,8 +54,8 @@ class SessionOps:
         server.register(
             "sessions.list",
             self.list_sessions,
-            description="Charging sessions (args: since, until, card, charger, limit, "
-            "order=newest|oldest, after).",
+            description="Charging sessions (args: since, until, card, charger, owner, "
+            "no_owner, limit, order=newest|oldest, after).",
         )
         server.register(
             "sessions.report",
@@ -66,14 +71,31 @@ class SessionOps:
         if order not in ("newest", "oldest"):
             raise ControlError(ErrorCode.BAD_ARGS, "order must be 'newest' or 'oldest'")
         after = get_arg(args, "after", int, None)
+        owner = get_arg(args, "owner", str, None)
+        no_owner = get_arg(args, "no_owner", bool, False)
+        if owner is not None and not owner.strip():
+            raise ControlError(
+                ErrorCode.BAD_ARGS,
+                "argument 'owner' is empty: give an owner's name, or no_owner=true for the "
+                "sessions of unknown cards and of cards without an owner",
+            )
+        if owner is not None and no_owner:
+            raise ControlError(
+                ErrorCode.BAD_ARGS,
+                "give 'owner' or 'no_owner', not both: together they match nothing",
+            )
         cards = self._cards()
         card_text = get_arg(args, "card", str, None)
         try:
+            if owner is not None:
+                cards.check_owner(owner)
             where = SessionFilter(
                 since=get_arg(args, "since", float, None),
                 until=get_arg(args, "until", float, None),
                 card=None if card_text is None else cards.card_id(card_text),
                 charger=get_arg(args, "charger", str, None),
+                owner=owner,
+                no_owner=no_owner,
             )
         except ValueError as exc:
             raise ControlError(ErrorCode.BAD_ARGS, str(exc)) from None

@@ -26,7 +26,8 @@ of the month are listed apart and counted in the month they end.
 
 Idtags are matched to the installer's cards the way the card authority does for that charger
 (its configured or detected idTag format), so a card reported as decimal by one charger and as
-hex by another is one card with one owner.
+hex by another is one card with one owner. The owner is the card's owner *now*: a card given to
+someone else moves its past sessions with it, in lists and in reports alike.
 
 Queries run on their own read-only connection (:func:`open_read_only`): a year of sessions is
 read without holding up the daemon's writer, and the CLI can read the file while the daemon is
@@ -36,6 +37,7 @@ stopped.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import math
 import re
 import sqlite3
@@ -105,6 +107,14 @@ def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def owner_key(owner: str) -> str:
+    """How owners compare when filtering: whole names, any case, surrounding blanks ignored.
+
+    ``""`` is no owner. Case folding, not ``lower()``: ``STRASSE`` matches ``Straße``.
+    """
+    return owner.strip().casefold()
+
+
 def _julian_day(ts: float) -> float:
     """SQLite's ``julianday()`` of Unix seconds ``ts``."""
     return ts / 86400.0 + 2440587.5
@@ -166,6 +176,7 @@ class CardResolver:
         self._format = charger_format
         self._configured = dict(configured)
         self._memo: dict[tuple[str, str], Card | None] = {}
+        self._owners: dict[str, str] | None = None  # owner_key -> an owner as written
 
     @classmethod
     async def load(cls, conn: aiosqlite.Connection, config: Config) -> CardResolver:
@@ -201,6 +212,34 @@ class CardResolver:
         card = None if found.card is None else self._cards.get(found.card.key)
         self._memo[memo_key] = card
         return card
+
+    def check_owner(self, owner: str) -> None:
+        """Refuse an owner no enrolled card has (with the closest names), else do nothing.
+
+        Sessions are matched to owners through today's cards, so such an owner can match no
+        session at all: an empty list would pass a typo off as "did not charge", and an empty
+        export would make an empty bill.
+        """
+        if self._owners is None:
+            self._owners = {}
+            for card in sorted(self._cards.values(), key=lambda c: c.owner):
+                if owner_key(card.owner):
+                    self._owners.setdefault(owner_key(card.owner), card.owner.strip())
+        wanted = owner_key(owner)
+        if wanted in self._owners:
+            return
+        if not self._owners:
+            raise ValueError(
+                f"no enrolled card has the owner {owner!r}: no card has an owner yet "
+                "(`edgegw cards update CARD --owner NAME` sets one)"
+            )
+        close = difflib.get_close_matches(wanted, self._owners, n=3, cutoff=0.6)
+        hint = (
+            "; did you mean " + " or ".join(repr(self._owners[k]) for k in close) + "?"
+            if close
+            else "; owners are matched whole (any case), as `edgegw cards list` shows them"
+        )
+        raise ValueError(f"no enrolled card has the owner {owner!r}{hint}")
 
     def card_id(self, text: str) -> CardId:
         """The card an installer typed (an enrolled card's id as stored, or any card id)."""
@@ -290,18 +329,31 @@ class SessionFilter:
     """Which sessions to show. ``since``/``until`` (Unix seconds) keep the sessions that were
     going on at some time in ``[since, until)``: started before ``until`` and ended (or still
     open) at or after ``since``. ``card`` keeps the sessions of that card, whatever format the
-    charger reported it in."""
+    charger reported it in. Filters combine (all must match)."""
 
     since: float | None = None
     until: float | None = None
     card: CardId | None = None
     charger: str | None = None
+    owner: str | None = None
+    """Keep the sessions of the cards this owner holds (compared by :func:`owner_key`)."""
+    no_owner: bool = False
+    """Keep the sessions of unknown cards and of cards enrolled without an owner: the
+    report's owner-less group. Its own flag rather than ``owner=""``, so that an empty
+    variable in a script is refused instead of quietly listing the unattributed sessions."""
 
     def __post_init__(self) -> None:
         if self.since is not None and self.until is not None and self.since > self.until:
             raise ValueError(
                 f"since ({iso_utc(self.since)}) is after until ({iso_utc(self.until)})"
             )
+        if self.owner is not None and not owner_key(self.owner):
+            raise ValueError(
+                "the owner is empty: give a name, or ask for no owner to get the sessions "
+                "of unknown cards and of cards without an owner"
+            )
+        if self.owner is not None and self.no_owner:
+            raise ValueError("an owner and no owner together match nothing: ask for one")
 
 
 _SELECT: Final = (
@@ -340,6 +392,7 @@ class SessionQueries:
         found: list[Session] = []
         cursor = after
         single = None if where.card is None else CardIndex([where.card])
+        owner = None if where.owner is None else owner_key(where.owner)
         while limit is None or len(found) < limit:
             rows = await self._rows(where, cursor, newest_first)
             if not rows:
@@ -347,7 +400,7 @@ class SessionQueries:
             for row in rows:
                 cursor = row[0]
                 session = self._session(row)
-                if self._keep(session, where, single):
+                if self._keep(session, where, single, owner):
                     found.append(session)
                     if limit is not None and len(found) >= limit:
                         return found, cursor
@@ -440,12 +493,18 @@ class SessionQueries:
             stop_reason=stop_reason,
         )
 
-    def _keep(self, session: Session, where: SessionFilter, single: CardIndex | None) -> bool:
+    def _keep(
+        self, session: Session, where: SessionFilter, single: CardIndex | None, owner: str | None
+    ) -> bool:
         if where.until is not None and session.started_ts >= where.until:
             return False
         if where.since is not None:
             end = math.inf if session.state is SessionState.OPEN else session.ended_ts
             if end < where.since:
+                return False
+        if owner is not None or where.no_owner:
+            held_by = "" if session.card is None else owner_key(session.card.owner)
+            if held_by != (owner or ""):
                 return False
         if where.card is not None and single is not None:
             if session.card is not None:
@@ -594,12 +653,13 @@ def monthly_report(
         by_card.values(),
         key=lambda c: (c.card is None, c.card.owner if c.card else "", c.id_tag),
     )
-    owners: dict[str | None, OwnerTotal] = {}
+    owners: dict[str | None, OwnerTotal] = {}  # by owner_key, as the owner filter compares
     for total in cards:
-        owner = total.card.owner if total.card is not None and total.card.owner else None
-        group = owners.get(owner)
+        written = total.card.owner.strip() if total.card is not None else ""
+        folded = owner_key(written) or None
+        group = owners.get(folded)
         if group is None:
-            group = owners[owner] = OwnerTotal(owner)
+            group = owners[folded] = OwnerTotal(written or None)
         group.cards.append(total.card.id.canonical if total.card else total.id_tag)
         group.sessions += total.sessions
         group.energy_wh += total.energy_wh

@@ -240,6 +240,56 @@ async def test_sessions_read_the_database_when_the_daemon_is_stopped(site: Site)
     assert exported.exit_code == 0 and len(exported.stdout.splitlines()) == 5
 
 
+async def owners_listed(site: Site, source: str) -> None:
+    """The owner filters, the same whether the daemon answers or its database file does."""
+
+    async def listed(*args: str) -> list[dict[str, Any]]:
+        data = ok(await site.cli("sessions", "list", *args, "--json"))
+        assert data["source"] == source
+        sessions: list[dict[str, Any]] = data["sessions"]
+        return sessions
+
+    flat1 = await listed("--owner", "flat 1")  # any case, both chargers' formats
+    assert [(s["charger"], s["owner"]) for s in flat1] == [("CP2", "Flat 1"), ("CP1", "Flat 1")]
+    assert [s["id_tag"] for s in await listed("--owner", "FLAT 2")] == ["11223344"]
+    assert [s["id_tag"] for s in await listed("--no-owner")] == ["CAFEBABE"]
+    assert [s["charger"] for s in await listed("--owner", "Flat 1", "--charger", "CP1")] == ["CP1"]
+    assert await listed("--owner", "Flat 1", "--until", "2026-01-05T08:00:00Z") == []
+
+    text = await site.cli("sessions", "list", "--owner", "Flat 2")
+    assert text.exit_code == 0 and "11223344 (Flat 2)" in text.stdout
+    assert "1 session(s)" in text.stdout
+
+    document = ok(await site.cli("sessions", "export", "--format", "json", "--owner", " Flat 1 "))
+    assert document["source"] == source and document["filters"] == {"owner": "Flat 1"}
+    assert [s["started_at"] for s in document["sessions"]] == [
+        "2026-01-05T08:00:00Z",
+        "2026-01-31T23:00:00Z",
+    ]
+    unowned = ok(await site.cli("sessions", "export", "--format", "json", "--no-owner"))
+    assert unowned["filters"] == {"no_owner": True}
+    assert [s["id_tag"] for s in unowned["sessions"]] == ["CAFEBABE"]
+    table = await site.cli("sessions", "export", "--owner", "flat 2")
+    rows = list(csv.DictReader(io.StringIO(table.stdout)))
+    assert [(r["owner"], r["energy_wh"]) for r in rows] == [("Flat 2", "4000")]
+
+    # An owner no card has is an error, not an empty bill; in --json too.
+    typo = await site.cli("sessions", "list", "--owner", "Flat 3", "--json")
+    assert typo.exit_code == 2, typo.output
+    assert "no enrolled card has the owner 'Flat 3'; did you mean" in typo.stderr
+    assert json.loads(typo.stdout)["exit_code"] == 2
+    export_typo = await site.cli("sessions", "export", "--owner", "Nobody")
+    assert export_typo.exit_code == 2 and "no enrolled card has the owner" in export_typo.stderr
+    assert export_typo.stdout == ""
+
+
+async def test_sessions_by_owner_with_the_daemon_running_and_stopped(site: Site) -> None:
+    await january(site)
+    await owners_listed(site, "daemon")
+    await site.stop()
+    await owners_listed(site, "database")
+
+
 async def test_session_started_offline_appears_once_with_both_ids(
     make_gateway: GatewayFactory, tmp_path: Path
 ) -> None:
@@ -299,6 +349,10 @@ async def test_session_started_offline_appears_once_with_both_ids(
         (["export", "--format", "xlsx"], "xlsx"),
         (["list", "--since", "2026-02-01", "--until", "2026-01-01"], "is after --until"),
         (["list", "--since", "last tuesday"], "is not a date"),
+        (["list", "--owner", ""], "--no-owner for the sessions of unknown cards"),
+        (["export", "--owner", "  "], "the name is empty"),
+        (["list", "--owner", "Flat 1", "--no-owner"], "together match nothing"),
+        (["export", "--no-owner", "--owner", "Flat 1"], "together match nothing"),
     ],
 )
 async def test_bad_input_is_a_usage_error(site: Site, args: list[str], message: str) -> None:
@@ -358,11 +412,24 @@ async def test_session_ops_page_and_check_their_arguments(site: Site) -> None:
         call, "sessions.list", limit=3, order="oldest", after=first["next"]
     )
     assert [s["state"] for s in rest["sessions"]] == ["open"] and rest["next"] is None
+    # The owner filter pages too: the cursor skips the sessions it left out.
+    page = await asyncio.to_thread(call, "sessions.list", owner="FLAT 1", limit=1, order="oldest")
+    assert [s["charger"] for s in page["sessions"]] == ["CP1"] and page["next"] is not None
+    page = await asyncio.to_thread(
+        call, "sessions.list", owner="FLAT 1", limit=1, order="oldest", after=page["next"]
+    )
+    assert [s["state"] for s in page["sessions"]] == ["open"]
+    unowned = await asyncio.to_thread(call, "sessions.list", no_owner=True)
+    assert [s["id_tag"] for s in unowned["sessions"]] == ["CAFEBABE"]
     refusals: list[tuple[str, dict[str, Any], str]] = [
         ("sessions.list", {"limit": 0}, "limit must be between"),
         ("sessions.list", {"order": "random"}, "order must be"),
         ("sessions.list", {"since": 10.0, "until": 5.0}, "is after"),
         ("sessions.list", {"since": "yesterday"}, "must be float"),
+        ("sessions.list", {"owner": ""}, "'owner' is empty.*no_owner=true"),
+        ("sessions.list", {"owner": "Flat 1", "no_owner": True}, "not both"),
+        ("sessions.list", {"no_owner": 1}, "must be bool"),
+        ("sessions.list", {"owner": "Flat 9"}, "no enrolled card has the owner 'Flat 9'"),
         ("sessions.report", {"month": "2026-1"}, "YYYY-MM"),
         ("sessions.report", {}, "missing argument 'month'"),
         ("sessions.report", {"month": "2026-01", "tz": "Nowhere/Land"}, "unknown time zone"),

@@ -189,6 +189,55 @@ async def test_filters_time_window_charger_and_card(store: Store, config: Config
         SessionFilter(since=ts("2026-01-02"), until=ts("2026-01-01"))
 
 
+async def test_owner_filter_matches_the_whole_name_in_any_case(
+    store: Store, config: Config
+) -> None:
+    # A card enrolled without an owner, and one whose owner was typed with blanks and capitals.
+    await CardStore(store.db).save_card(Card(parse_card_id("A1B2C3D4"), label="spare"))
+    await CardStore(store.db).save_card(Card(parse_card_id("55667788"), owner=" FLAT 10 "))
+    await start(store, "CP1", 1, render(ALICE, IdTagFormat.DEC_LE), "2026-01-01T10:00:00Z")
+    await start(store, "CP2", 2, "D2C93AE4", "2026-01-02T10:00:00Z")  # Alice, byte-reversed
+    await start(store, "CP2", 3, ALICE2.canonical, "2026-01-03T10:00:00Z", connector=2)
+    await start(store, "CP3", 4, "11223344", "2026-01-04T10:00:00Z")  # Bob
+    await start(store, "CP3", 5, "CAFEBABE", "2026-01-05T10:00:00Z", connector=2)  # unknown
+    await start(store, "CP3", 6, "A1B2C3D4", "2026-01-06T10:00:00Z", connector=3)  # no owner
+    await start(store, "CP3", 7, "55667788", "2026-01-07T10:00:00Z", connector=4)  # Flat 10
+
+    async def ids(**where: Any) -> list[int | None]:
+        return [s.transaction_id for s in await read(config, SessionFilter(**where))]
+
+    # Both of Flat 1's cards, whatever format each charger reported them in; not "Flat 10".
+    assert await ids(owner="Flat 1") == [1, 2, 3]
+    assert await ids(owner="  fLaT 1 ") == [1, 2, 3]
+    assert await ids(owner="flat 10") == [7]
+    assert await ids(owner="Flat") == []  # whole names only, no prefix match
+    assert await ids(no_owner=True) == [5, 6]  # the unknown card and the owner-less one
+    # Filters combine.
+    assert await ids(owner="Flat 1", charger="CP2") == [2, 3]
+    assert await ids(owner="Flat 1", card=BOB) == []
+    assert await ids(owner="Flat 1", until=ts("2026-01-02T12:00:00Z")) == [1, 2]
+
+    with pytest.raises(ValueError, match="owner is empty"):
+        SessionFilter(owner="  ")
+    with pytest.raises(ValueError, match="match nothing"):
+        SessionFilter(owner="Flat 1", no_owner=True)
+
+
+async def test_an_owner_no_card_has_is_refused_with_the_closest_names(
+    store: Store, config: Config
+) -> None:
+    async with open_read_only(config.store.path) as conn:
+        cards = await CardResolver.load(conn, config)
+    cards.check_owner("flat 2")  # known: no error
+    with pytest.raises(ValueError, match=r"no enrolled card has the owner 'Flat 3'; did you mean"):
+        cards.check_owner("Flat 3")
+    with pytest.raises(ValueError, match="matched whole"):
+        cards.check_owner("Somebody Else")
+    nobody = CardResolver([Card(BOB)], lambda _: IdTagFormat.AUTO, {})
+    with pytest.raises(ValueError, match="no card has an owner yet"):
+        nobody.check_owner("Flat 2")
+
+
 async def test_times_sqlite_cannot_read_are_still_filtered_exactly(
     store: Store, config: Config
 ) -> None:
@@ -288,6 +337,19 @@ async def test_monthly_report_per_card_and_owner(store: Store, config: Config) -
     assert february["totals"]["energy_wh"] == 6500  # the session open at January's end
     assert [s["transaction_id"] for s in february["open_at_month_end"]] == [7]
     assert february["unclosed"] == []
+
+
+async def test_the_report_groups_owners_as_the_owner_filter_compares_them(
+    store: Store, config: Config
+) -> None:
+    await CardStore(store.db).save_card(Card(parse_card_id("55667788"), owner=" flat 1 "))
+    await start(store, "CP1", 1, "55667788", "2026-01-05T10:00:00Z")
+    await stop(store, "CP1", 1, "2026-01-05T11:00:00Z", 700)
+    await january(store)
+    owners = [o for o in (await report(config, "2026-01"))["owners"] if o["owner"] is not None]
+    # One group for "Flat 1" and " flat 1 ", as `sessions list --owner` treats them.
+    (flat1,) = [o for o in owners if o["owner"].casefold() == "flat 1"]
+    assert "55667788" in flat1["cards"] and flat1["energy_wh"] == 12750 + 700
 
 
 async def test_month_bounds_follow_the_time_zone(store: Store, config: Config) -> None:
