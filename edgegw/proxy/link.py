@@ -44,6 +44,8 @@ from edgegw.store.outbox import QueuedMessage
 log = logging.getLogger(__name__)
 
 _MAX_REPLAYED_ERRORS = 100  # error StatusNotifications kept per charger while the cloud is away
+OUTBOX_WINDOW = 500
+"""Queued messages a link keeps in memory; the rest wait on disk (an outage can last days)."""
 
 
 class Origin(Enum):
@@ -639,7 +641,7 @@ class Link:
     def _queued(self, message: QueuedMessage) -> None:
         if message.action == "StartTransaction" and message.transaction_id is not None:
             self._tx_map[message.transaction_id] = None
-        if self._outbox_loading or self._outbox_more:
+        if self._outbox_loading or self._outbox_more or len(self._outbox) >= OUTBOX_WINDOW:
             self._outbox_more = True  # on disk; a later load brings it in order
         else:
             self._outbox.append(message)

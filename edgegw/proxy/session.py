@@ -25,6 +25,7 @@ from edgegw.proxy.fifo import Fifo
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.link import (
+    OUTBOX_WINDOW,
     AnswerIfResent,
     AnswerLocally,
     CloudCallForGateway,
@@ -261,7 +262,9 @@ class ChargerSession:
             resent = await self._responder.answer_if_resent(self.charger_id, command.call)
             self._feed(self.link.resent_checked(command.call.id, resent))
         elif isinstance(command, LoadOutbox):
-            messages, more = await self._store.outbox.load(self.charger_id, after=command.after)
+            messages, more = await self._store.outbox.load(
+                self.charger_id, after=command.after, limit=OUTBOX_WINDOW
+            )
             self._feed(self.link.outbox_loaded(messages, more))
         elif isinstance(command, Delivered):
             await self._delivered(command)

@@ -6,6 +6,7 @@ from typing import Any
 
 from edgegw.proxy import frames
 from edgegw.proxy.link import (
+    OUTBOX_WINDOW,
     AnswerIfResent,
     AnswerLocally,
     Command,
@@ -53,6 +54,7 @@ class Harness:
         )
         self.seq = itertools.count(1)
         self.next_local = itertools.count(LOCAL)
+        self.queued: list[QueuedMessage] = []  # what the fake shell committed, in order
 
     def load(self, messages: list[QueuedMessage] | None = None, more: bool = False) -> None:
         assert self.link.outbox_loaded(messages or [], more) == []
@@ -81,6 +83,7 @@ class Harness:
                 seq, "CP1", action, payload, self.clock.now, 0, payload.get("transactionId")
             )
             answer = frames.make_result(message_id, {})
+        self.queued.append(queued)
         return self.link.local_answer(message_id, answer, queued)
 
 
@@ -281,3 +284,45 @@ def test_a_stale_resend_check_answer_is_ignored() -> None:
     h.link.cloud_connected()
     h.link.on_charger_message(call("m", "MeterValues", METER))
     assert h.link.resent_checked("other", None) == []
+
+
+def test_a_long_outage_keeps_one_window_in_memory_and_replays_all_in_order() -> None:
+    h = Harness()
+    h.offline()
+    h.charger("s", "StartTransaction", START)
+    total = 2 * OUTBOX_WINDOW + 7
+    for i in range(total - 1):
+        h.charger(
+            f"m{i}",
+            "MeterValues",
+            {**METER, "meterValue": [{"timestamp": str(i), "sampledValue": [{"value": "1"}]}]},
+        )
+    assert len(h.queued) == total
+    assert h.link.outbox_window == OUTBOX_WINDOW  # the rest waits on disk
+    out = h.link.cloud_connected()
+    replayed: list[str] = []
+    for _ in range(total + 10):
+        loads = [c for c in out if isinstance(c, LoadOutbox)]
+        if loads:
+            (load,) = loads
+            after = [m for m in h.queued if m.seq > load.after]
+            out = h.link.outbox_loaded(after[:OUTBOX_WINDOW], len(after) > OUTBOX_WINDOW)
+            assert h.link.outbox_window <= OUTBOX_WINDOW
+            continue
+        calls = sent(out, ToCloud)
+        if not calls:
+            break
+        (message,) = calls
+        replayed.append(
+            message[2]
+            if message[2] == "StartTransaction"
+            else message[3]["meterValue"][0]["timestamp"]
+        )
+        payload = (
+            {"transactionId": 5, "idTagInfo": {"status": "Accepted"}}
+            if message[2] == "StartTransaction"
+            else {}
+        )
+        out = h.link.on_cloud_message(result(message[1], payload))
+    assert replayed == ["StartTransaction", *(str(i) for i in range(total - 1))]
+    assert not h.link.outbox_pending
