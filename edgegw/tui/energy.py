@@ -1,11 +1,17 @@
 """Energy: the last 24 h of site and EV load, and the load-capping decision log.
 
-Where the history comes from is said on screen. The daemon keeps no load history as such;
-its decision log has one load-capping round a second with the grid current it saw, so when
-this page first opens, one round every half hour of the last day is read from it to fill the
-time before the TUI started. From then on the TUI keeps its own per-minute history from the
-live updates (lost when it exits). A site without load capping has no decision log: the chart
-then starts when the TUI started.
+Where the chart's points come from is said on screen, in words. A daemon with the
+``energy.history`` op keeps the day itself: one point a minute (the highest current of the
+minute per phase) recorded from its load-capping rounds, or from the site meter without load
+capping, and after a restart refilled from its decision log. The page reads that whole day
+once when it is first shown, then on each poll or reload only the minutes since its last read
+(:class:`~edgegw.tui.history.DaemonHistory`); a daemon that restarted in between is read in
+full again.
+
+An older daemon without the op keeps no load history: the page then falls back on its own
+per-minute history from the live updates (kept while the TUI runs, lost when it exits), with
+the time before the TUI started filled from the decision log, one round every half hour. A
+site without load capping has no decision log: the chart then starts when the TUI started.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from textual.widgets import DataTable, Static
 from edgegw.control.client import ControlClientError, RemoteError
 from edgegw.tui.base import View, sync_table
 from edgegw.tui.context import TuiContext
-from edgegw.tui.history import LoadPoint
+from edgegw.tui.history import DaemonHistory, LoadHistory, LoadPoint
+from edgegw.tui.link import OpUnavailable
 from edgegw.tui.text import chart, clock_time, number, phase_max, phase_values, resample, short
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,13 @@ log = logging.getLogger(__name__)
 DAY_S = 86400.0
 BACKFILL_STEP_S = 1800.0
 DECISIONS_SHOWN = 100
+HISTORY_OP = "energy.history"
+
+SOURCE_WORDS: Mapping[str, str] = {
+    "load_capping": "from its load-capping rounds",
+    "site_meter": "from the site meter and the chargers' own readings",
+}
+"""How the daemon records its load history (``energy.history``'s ``source``), in words."""
 
 
 class EnergyView(View):
@@ -45,6 +59,8 @@ class EnergyView(View):
     def __init__(self, ctx: TuiContext, *, id: str) -> None:
         super().__init__(ctx, id=id)
         self.decisions: list[Mapping[str, Any]] = []
+        self.daemon_history = DaemonHistory(DAY_S)
+        self._history_reading = False
         self._backfill_started = False
         self.decision_note = ""
 
@@ -71,15 +87,29 @@ class EnergyView(View):
     def view_shown(self) -> None:
         self.refresh_data()
         self.action_reload()
-        if not self._backfill_started and self.ctx.backend.has("energy.decisions"):
-            self._backfill_started = True
-            self.run_task(self.backfill(), "energy-backfill")
 
     def poll(self) -> None:
         self.action_reload()
 
     def action_reload(self) -> None:
         self.run_task(self._load_decisions(), "energy-decisions")
+        if self.ctx.backend.has(HISTORY_OP):
+            if not self._history_reading:
+                self._history_reading = True
+                self.run_task(self.read_history(), "energy-history")
+        else:
+            self._start_backfill()
+
+    def _start_backfill(self) -> None:
+        """The fallback for a daemon without the op: once, fill the time before the TUI ran."""
+        if not self._backfill_started and self.ctx.backend.has("energy.decisions"):
+            self._backfill_started = True
+            self.run_task(self.backfill(), "energy-backfill")
+
+    @property
+    def uses_daemon_history(self) -> bool:
+        """The chart shows the daemon's own history (else this screen's, for an old daemon)."""
+        return self.ctx.backend.has(HISTORY_OP)
 
     # ------------------------------------------------------------ chart
 
@@ -87,11 +117,15 @@ class EnergyView(View):
         if not self.is_mounted:
             return
         now = self.ctx.clock()
-        history = self.ctx.data.history
-        self.query_one("#energy-head", Static).update(self._source_text(now))
+        if self.uses_daemon_history:
+            points = self.daemon_history.points(now)
+            head = daemon_source_text(self.daemon_history, self.ctx.tz, now)
+        else:
+            points = self.ctx.data.history.points(now)
+            head = own_source_text(self.ctx.data.history, self.ctx.tz, now)
+        self.query_one("#energy-head", Static).update(head)
         width = max(20, self.size.width - 12)
         height = max(2, min(6, (self.size.height - 12) // 4))
-        points = history.points(now)
         grid = resample([(p.at, phase_max(p.grid_a)) for p in points], now - DAY_S, now, width)
         ev = resample([(p.at, _total(p.ev_a)) for p in points], now - DAY_S, now, width)
         snapshot = self.ctx.data.snapshot
@@ -121,20 +155,30 @@ class EnergyView(View):
             out.append(f"{label:<10} |{row}")
         return out
 
-    def _source_text(self, now: float) -> str:
-        history = self.ctx.data.history
-        tz = self.ctx.tz
-        parts = ["Last 24 h, highest phase (A)."]
-        if history.backfilled_from is not None:
-            parts.append("Earlier: the decision log, 1 point per 30 min.")
-        if history.started_at is not None:
-            parts.append(
-                f"Since {clock_time(history.started_at, tz, now)}: kept by this screen "
-                "while it runs (edgegw keeps no load history)."
-            )
-        else:
-            parts.append("No load measured yet.")
-        return " ".join(parts)
+    async def read_history(self) -> None:
+        """Read the daemon's history: the whole day the first time, then the newest minutes
+        (the whole day again if the daemon restarted since)."""
+        history = self.daemon_history
+        try:
+            for _ in range(2):
+                asked_at = self.ctx.clock()
+                minutes = history.minutes_wanted(asked_at)
+                try:
+                    answer = await self.call(HISTORY_OP, {"minutes": minutes})
+                except OpUnavailable:  # the daemon turned out older: the fallback takes over
+                    break
+                except ControlClientError as exc:
+                    message = exc.message if isinstance(exc, RemoteError) else str(exc)
+                    log.info("load history not read: %s", message)
+                    history.failed(message)
+                    break
+                if history.take(answer, asked_at, minutes):
+                    break
+        finally:
+            self._history_reading = False
+        self.refresh_data()
+        if not self.uses_daemon_history:
+            self._start_backfill()
 
     async def backfill(self) -> int:
         """Read one decision per half hour of the last day, before the TUI's own history."""
@@ -191,6 +235,46 @@ class EnergyView(View):
             table,
             [(str(d.get("id")), decision_cells(d, self.ctx.tz, now)) for d in self.decisions],
         )
+
+
+def daemon_source_text(history: DaemonHistory, tz: Any, now: float) -> str:
+    """Where the daemon's load history comes from, in words, for the head of the page."""
+    if history.source is None:
+        if history.error:
+            return f"Load history: not read from edgegw ({history.error}); trying again."
+        return "Reading the load history from edgegw..."
+    if history.source == "none":
+        text = "No load history: edgegw records none on this site (no load capping, no site meter)."
+    else:
+        how = SOURCE_WORDS.get(history.source, f"from {history.source}")
+        since = history.recording_since
+        text = "Last 24 h, highest phase, a point a minute"
+        if since is None:
+            text += f": edgegw records it {how}, and has measured nothing yet."
+        else:
+            text += f", recorded by edgegw {how} since {clock_time(since, tz, now)}"
+            if history.read_back is not None:
+                text += "; before that, read back from its decision log (edgegw restarted)."
+            elif since > now - DAY_S + history.step_s:
+                text += "; nothing older (edgegw started then)."
+            else:
+                text += "."
+    if history.error:
+        text += f" Not updated: {history.error}."
+    return text
+
+
+def own_source_text(history: LoadHistory, tz: Any, now: float) -> str:
+    """Where this screen's own history comes from (a daemon without ``energy.history``)."""
+    parts = ["Last 24 h, highest phase. This edgegw version keeps no load history:"]
+    if history.started_at is None:
+        parts.append("no load measured yet.")
+        return " ".join(parts)
+    started = clock_time(history.started_at, tz, now)
+    if history.backfilled_from is not None:
+        parts.append(f"before {started}, its decision log, 1 point per 30 min;")
+    parts.append(f"since {started}, kept by this screen while it runs.")
+    return " ".join(parts)
 
 
 def _total(values: Any) -> float | None:
