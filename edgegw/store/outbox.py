@@ -37,6 +37,8 @@ LOCAL_ID_BASE = 2_000_000_000
 DELIVERED_KEPT_S = 86400.0
 """Delivered messages are kept this long to recognise a charger re-sending one."""
 _PRUNE_EVERY_S = 300.0
+TRANSACTION_IDS_KEPT_S = 30 * 86400.0
+"""A closed session's id mapping is loaded into a link for this long after its start."""
 
 T = TypeVar("T")
 Write = Callable[[aiosqlite.Connection], Awaitable[Any]]
@@ -280,9 +282,20 @@ class Outbox:
         await self._writer.write(update)
 
     async def transaction_ids(self, charger_id: str) -> dict[int, int | None]:
-        """Local transaction id → cloud id (``None`` until the cloud accepted the start)."""
+        """Local transaction id → cloud id (``None`` until the cloud accepted the start).
+
+        The ids a link may still have to translate: every start the cloud has not accepted
+        yet, every session still open, and every mapping younger than
+        :data:`TRANSACTION_IDS_KEPT_S`. The table keeps them all (session listings join it);
+        a link loading years of them for each charger would not.
+        """
+        cutoff = self._clock() - TRANSACTION_IDS_KEPT_S
         cursor = await self._db.conn.execute(
-            "SELECT local_id, cloud_id FROM transaction_ids WHERE charger_id = ?", (charger_id,)
+            "SELECT m.local_id, m.cloud_id FROM transaction_ids m WHERE m.charger_id = ?"
+            " AND (m.cloud_id IS NULL OR m.created_at >= ? OR EXISTS (SELECT 1 FROM"
+            " transactions t WHERE t.charger_id = m.charger_id AND t.transaction_id = m.local_id"
+            " AND t.stopped_at IS NULL))",
+            (charger_id, cutoff),
         )
         return {r[0]: r[1] for r in await cursor.fetchall()}
 

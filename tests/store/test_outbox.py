@@ -96,3 +96,34 @@ async def test_parked_messages_are_kept_visible_and_can_be_requeued(tmp_path: Pa
         assert [m.action for m in messages] == ["StartTransaction", "StopTransaction"]
     finally:
         await store.close()
+
+
+async def test_a_link_loads_only_the_id_mappings_it_may_still_need(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = await Store.open(tmp_path / "db", clock=lambda: now[0])
+    try:
+        # Three offline starts long ago: one delivered and closed, one delivered and still
+        # open (a car parked for weeks), one the cloud has not accepted yet.
+        closed, closed_id = await store.outbox.enqueue_start("CP1", START)
+        parked, parked_id = await store.outbox.enqueue_start("CP1", {**START, "connectorId": 2})
+        _, waiting_id = await store.outbox.enqueue_start("CP1", {**START, "connectorId": 3})
+        assert closed is not None and parked is not None
+        await store.outbox.delivered(closed, 41)
+        await store.outbox.delivered(parked, 42)
+        for local_id, connector in ((closed_id, 1), (parked_id, 2)):
+            await store.transaction_started(
+                "CP1", {**START, "connectorId": connector}, local_id, origin="gateway"
+            )
+        await store.transaction_stopped(
+            "CP1", {"transactionId": closed_id, "meterStop": 9, "timestamp": START["timestamp"]}
+        )
+        assert len(await store.outbox.transaction_ids("CP1")) == 3
+        now[0] += 31 * 86400  # a month later
+        _, recent_id = await store.outbox.enqueue_start("CP1", {**START, "connectorId": 4})
+        assert await store.outbox.transaction_ids("CP1") == {
+            parked_id: 42,
+            waiting_id: None,
+            recent_id: None,
+        }
+    finally:
+        await store.close()
