@@ -47,6 +47,7 @@ from edgegw.proxy.session import CallFailed, ChargerSession
 from edgegw.proxy.upstream import Upstream
 from edgegw.reload import ReloadPlan, plan_reload
 from edgegw.sdnotify import Notifier
+from edgegw.security.certwatch import CertWatch
 from edgegw.store.cards import CardStore
 from edgegw.store.decisions import DecisionLog
 from edgegw.store.store import Store
@@ -98,6 +99,7 @@ class Gateway:
         self.sampling: MeterSampling | None = None
         self.learn_ops: LearnOps | None = None
         self.live: LiveState | None = None
+        self.certwatch: CertWatch | None = None
         self.live_ops: LiveOps | None = None
         self.caretaker: CaretakerOps | None = None
         self.mqtt: MqttPublisher | None = None
@@ -149,6 +151,10 @@ class Gateway:
         self._start_telemetry()
         self.server = OcppServer(cfg, self.store, self._serve_charger)
         await self.server.start()
+        # After the server: it judges the server certificate the server has just loaded.
+        assert self.store is not None
+        self.certwatch = CertWatch(cfg, record_event=self.store.event, clock=self._clock)
+        await self.certwatch.start()
         for charger in cfg.chargers:
             if charger.password_hash is None and cfg.security_profile(charger.id) < 3:
                 log.warning(
@@ -278,6 +284,8 @@ class Gateway:
             raise ReloadError(str(exc)) from None
         plan = plan_reload(self.config, new, load_capping=self.controller is not None)
         if plan.empty or not plan.applicable:
+            if self.certwatch is not None:  # a certificate renewed in place changes no setting
+                await self.certwatch.check_now()
             return plan
         self.config = new
         if self.server is not None:
@@ -287,6 +295,9 @@ class Gateway:
             if session is not None:
                 await session.close(1008, "removed from the configuration")
         await self._event("config.reloaded", plan.message())
+        if self.certwatch is not None:
+            self.certwatch.use_config(new)
+            await self.certwatch.check_now()
         return plan
 
     async def _event(self, kind: str, message: str) -> None:
@@ -310,6 +321,8 @@ class Gateway:
         except TimeoutError:
             log.warning("shutdown budget of %.0f s exceeded; cancelling the rest", budget)
         await self._tasks.close("shutdown")
+        if self.certwatch is not None:
+            await self.certwatch.close()
         if self.mqtt is not None:
             await self.mqtt.close()
         if self.caretaker is not None:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
-from cryptography import x509
 
 import edgegw
 from edgegw import __version__
@@ -53,6 +52,7 @@ from edgegw.control.client import RemoteError
 from edgegw.control.protocol import ErrorCode
 from edgegw.energy.meters import ModbusBus, ModbusConnectionError, find_profile
 from edgegw.proxy.cloudcheck import Identity, StepStatus, check_cloud
+from edgegw.security.certs import CERT_WARN_DAYS, Validity, certificate_files, read_certificates
 from edgegw.store.schema import MIGRATIONS
 from edgegw.store.sessions import open_read_only
 
@@ -84,8 +84,6 @@ BACKLOG_WARN_S: Final = 15 * 60
 """A message queued for the cloud longer than this means the cloud link is not draining."""
 SEEN_RECENTLY_S: Final = 3600.0
 """With the daemon stopped, a charger last seen longer ago than this is worth a look."""
-CERT_WARN_DAYS: Final = 30
-"""A gateway certificate expiring within this many days is a warning."""
 RELEASE_YEAR: Final = 2026
 """No edgegw was built before this year: a clock reading earlier is certainly wrong."""
 _DANGEROUS_FLAGS: Final = frozenset({"ignores_limit"})
@@ -179,42 +177,40 @@ def check_certificate(key: str, path: Path, now: float, warn_days: int = CERT_WA
     command = f"openssl x509 -noout -subject -dates -in {path}"
     title = f"TLS {key}"
     try:
-        certificates = x509.load_pem_x509_certificates(path.read_bytes())
+        leaf = read_certificates(path)[0]
     except OSError as exc:
         return Check(f"tls:{key}", title, Status.FAIL, f"cannot read {path}: {exc}", command)
     except ValueError as exc:
         return Check(f"tls:{key}", title, Status.FAIL, f"{path}: not a PEM certificate: {exc}")
-    leaf = certificates[0]
-    ends = leaf.not_valid_after_utc.timestamp()
-    starts = leaf.not_valid_before_utc.timestamp()
-    until = leaf.not_valid_after_utc.strftime("%Y-%m-%d")
-    days = int((ends - now) // 86400)
-    if ends <= now:
+    days = leaf.days_left(now)
+    validity = leaf.validity(now, warn_days)
+    if validity is Validity.EXPIRED:
         return Check(
             f"tls:{key}",
             title,
             Status.FAIL,
-            f"{path} expired on {until}: chargers refuse the connection; renew it",
+            f"{path} expired on {leaf.until}: chargers refuse the connection; renew it",
             command,
         )
-    if starts > now:
-        since = leaf.not_valid_before_utc.strftime("%Y-%m-%d")
+    if validity is Validity.NOT_YET_VALID:
         return Check(
             f"tls:{key}",
             title,
             Status.FAIL,
-            f"{path} is valid only from {since}: a new certificate, or the clock is wrong",
+            f"{path} is valid only from {leaf.since}: a new certificate, or the clock is wrong",
             command,
         )
-    if days < warn_days:
+    if validity is Validity.EXPIRING:
         return Check(
             f"tls:{key}",
             title,
             Status.WARN,
-            f"{path} expires on {until}, in {days} day(s): renew it soon",
+            f"{path} expires on {leaf.until}, in {days} day(s): renew it soon",
             command,
         )
-    return Check(f"tls:{key}", title, Status.PASS, f"valid until {until} ({days} days)", command)
+    return Check(
+        f"tls:{key}", title, Status.PASS, f"valid until {leaf.until} ({days} days)", command
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -938,13 +934,9 @@ class Doctor:
 
 def _certificate_files(cfg: Config) -> Iterator[tuple[str, Path]]:
     """The gateway's own certificates: the OCPP server's and its cloud client certificates."""
-    if cfg.server.tls_cert_file is not None:
-        yield "server", cfg.server.tls_cert_file
-    if cfg.cloud is not None and cfg.cloud.tls_cert_file is not None:
-        yield "cloud client", cfg.cloud.tls_cert_file
-    for charger in cfg.chargers:
-        if charger.cloud_tls_cert_file is not None:
-            yield f"cloud client {charger.id}", charger.cloud_tls_cert_file
+    for one in certificate_files(cfg):
+        if not one.is_ca:
+            yield one.key, one.path
 
 
 async def _schema_version(path: Path) -> int:

@@ -35,6 +35,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from edgegw.config import ChargerConfig, CloudConfig
+from edgegw.security import certs
 
 __all__ = [
     "CheckStep",
@@ -45,8 +46,8 @@ __all__ = [
 ]
 
 OCPP16: Final = Subprotocol("ocpp1.6")
-CERT_WARN_DAYS: Final = 30
-"""A certificate expiring within this many days passes with a warning."""
+CERT_WARN_DAYS: Final = certs.CERT_WARN_DAYS
+"""A certificate expiring within this many days passes with a warning (as the gateway's own)."""
 
 # OpenSSL X509_V_ERR_* codes that point the installer at different fixes.
 _NOT_YET_VALID: Final = 9
