@@ -31,10 +31,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from edgegw.config import ChargerConfig, Config, SiteConfig
 from edgegw.energy.chargermodels import ChargerModel, model_for
+from edgegw.store.events import EventRecorder
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
@@ -68,19 +69,6 @@ def sample_interval_for(site: SiteConfig | None, model: ChargerModel) -> int:
         return model.meter_values.sample_interval_s
     control = site.control_interval if site is not None else 1.0
     return int(min(_MAX_INTERVAL_S, max(_MIN_INTERVAL_S, round(control * _ROUNDS_PER_SAMPLE))))
-
-
-class EventRecorder(Protocol):
-    """Where refusals go for the caretaker (``edgegw.store.store.Store.event``)."""
-
-    def __call__(
-        self,
-        kind: str,
-        message: str,
-        *,
-        charger_id: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)

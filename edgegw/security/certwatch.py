@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from edgegw.config import Config
 from edgegw.security.certs import (
@@ -35,6 +35,7 @@ from edgegw.security.certs import (
     certificate_files,
     read_certificates,
 )
+from edgegw.store.events import EventRecorder
 from edgegw.tasks import TaskOwner
 
 __all__ = [
@@ -70,19 +71,6 @@ _TEMPLATES: Final = {
         "a certificate installed early, or the system clock is wrong%s"
     ),
 }
-
-
-class EventRecorder(Protocol):
-    """Where findings go for the caretaker (:meth:`edgegw.store.store.Store.event`)."""
-
-    def __call__(
-        self,
-        kind: str,
-        message: str,
-        *,
-        charger_id: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True, slots=True)
