@@ -414,8 +414,17 @@ class Link:
             out.append(ToCharger(answer.raw))
             out.append(Exchanged(pending.call, answer, "cloud"))
         elif pending.origin is Origin.OUTBOX:
-            assert pending.message is not None
-            out.extend(self._outbox_answer(pending.message, answer))
+            message = pending.message
+            assert message is not None
+            done = self._outbox_answer(message, answer)
+            if isinstance(answer, CallResult) and message.action != "StartTransaction":
+                # The next message goes out before this one is marked delivered on disk, so
+                # the replay never waits for a commit between two messages. A crash between the
+                # two re-sends this one, as a crash just after the cloud's answer always could.
+                # A start is committed first: its cloud id must be on disk before any message
+                # carries it.
+                return [*self._pump_cloud(), *done]
+            out.extend(done)
         else:
             self._replayed(pending.call, answer)
         out.extend(self._pump_cloud())
@@ -682,11 +691,18 @@ class Link:
                 Origin.OUTBOX, call, deadline=now + self._call_timeout, message=message
             )
             out.append(self._cloud_frame(call.raw))
+            if len(self._outbox) <= OUTBOX_WINDOW // 2:
+                # Read the next window while the cloud answers this one, not after.
+                out.extend(self._load_more())
             return out
+        out.extend(self._load_more())
+        return out
+
+    def _load_more(self) -> list[Command]:
         if self._outbox_more and not self._outbox_loading:
             self._outbox_loading = True
-            out.append(LoadOutbox(self._outbox_last_seq))
-        return out
+            return [LoadOutbox(self._outbox_last_seq)]
+        return []
 
     def _outbox_answer(
         self, message: QueuedMessage, answer: CallResult | CallError

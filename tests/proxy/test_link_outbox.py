@@ -208,14 +208,25 @@ def test_boot_goes_before_the_outbox_and_large_outboxes_load_in_windows() -> Non
     out = h.link.on_cloud_message(
         result(sent(out, ToCloud)[0][1], {"status": "Accepted", "currentTime": "x", "interval": 60})
     )
-    for _ in first:
-        (meter,) = sent(out, ToCloud)
-        out = h.link.on_cloud_message(result(meter[1]))
-    assert LoadOutbox(2) in out  # the next window, after seq 2
+    # The window is under half full: the next one is read while the cloud answers the first
+    # message (after seq 2, once), not after the window ran dry.
+    (meter,) = sent(out, ToCloud)
+    assert [c for c in out if isinstance(c, LoadOutbox)] == [LoadOutbox(2)]
     out = h.link.outbox_loaded(
         [QueuedMessage(3, "CP1", "MeterValues", METER, 0.0, 0, LOCAL)], False
     )
-    assert len(sent(out, ToCloud)) == 1
+    assert sent(out, ToCloud) == []  # one call in flight
+    sent_seqs = []
+    for _ in range(3):
+        out = h.link.on_cloud_message(result(meter[1]))
+        assert not [c for c in out if isinstance(c, LoadOutbox)]
+        delivered = [c.message.seq for c in out if isinstance(c, Delivered)]
+        sent_seqs.extend(delivered)
+        calls = sent(out, ToCloud)
+        if not calls:
+            break
+        (meter,) = calls
+    assert sent_seqs == [1, 2, 3]
 
 
 def test_cloud_loss_during_replay_keeps_the_message_at_the_head() -> None:
@@ -302,14 +313,14 @@ def test_a_long_outage_keeps_one_window_in_memory_and_replays_all_in_order() -> 
     out = h.link.cloud_connected()
     replayed: list[str] = []
     for _ in range(total + 10):
-        loads = [c for c in out if isinstance(c, LoadOutbox)]
-        if loads:
-            (load,) = loads
-            after = [m for m in h.queued if m.seq > load.after]
-            out = h.link.outbox_loaded(after[:OUTBOX_WINDOW], len(after) > OUTBOX_WINDOW)
-            assert h.link.outbox_window <= OUTBOX_WINDOW
-            continue
         calls = sent(out, ToCloud)
+        for load in [c for c in out if isinstance(c, LoadOutbox)]:  # the fake shell reads
+            after = [m for m in h.queued if m.seq > load.after]
+            calls += sent(
+                h.link.outbox_loaded(after[:OUTBOX_WINDOW], len(after) > OUTBOX_WINDOW), ToCloud
+            )
+            # One window, plus what was left of the last when the next was read ahead.
+            assert h.link.outbox_window <= OUTBOX_WINDOW + OUTBOX_WINDOW // 2
         if not calls:
             break
         (message,) = calls
@@ -326,3 +337,24 @@ def test_a_long_outage_keeps_one_window_in_memory_and_replays_all_in_order() -> 
         out = h.link.on_cloud_message(result(message[1], payload))
     assert replayed == ["StartTransaction", *(str(i) for i in range(total - 1))]
     assert not h.link.outbox_pending
+
+
+def test_the_next_message_goes_before_a_delivered_meter_value_is_committed() -> None:
+    h = Harness()
+    h.offline()
+    h.charger("s", "StartTransaction", START)
+    h.charger("m", "MeterValues", METER)
+    h.charger("t", "StopTransaction", STOP)
+    (start,) = sent(h.link.cloud_connected(), ToCloud)
+    # A start is committed before anything carries its cloud id.
+    out = h.link.on_cloud_message(
+        result(start[1], {"transactionId": 77, "idTagInfo": {"status": "Accepted"}})
+    )
+    kinds = [type(c).__name__ for c in out]
+    assert kinds.index("Delivered") < kinds.index("ToCloud")
+    (meter,) = sent(out, ToCloud)
+    # Any other message: the next one is on its way first, the commit follows.
+    out = h.link.on_cloud_message(result(meter[1]))
+    kinds = [type(c).__name__ for c in out]
+    assert kinds.index("ToCloud") < kinds.index("Delivered")
+    assert [c.message.action for c in out if isinstance(c, Delivered)] == ["MeterValues"]
