@@ -40,6 +40,7 @@ from edgegw.energy.controller import LoadController
 from edgegw.energy.meters import MeterService
 from edgegw.energy.sampling import MeterSampling
 from edgegw.livestate import LiveState
+from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.server import OcppServer
@@ -85,6 +86,7 @@ class Gateway:
         self._tasks = TaskOwner("gateway")
         self.sessions: dict[str, ChargerSession] = {}
         self._session_changed = asyncio.Condition()
+        self._cloud_return = CloudReturn()  # one link through: the others retry now
         self.store: Store | None = None
         self.server: OcppServer | None = None
         self.control: ControlServer | None = None
@@ -390,6 +392,7 @@ class Gateway:
             parked_transactions=parked,
             observers=self.observers,
             cloud_filters=self.cloud_filters,
+            cloud_return=self._cloud_return,
         )
         address = ws.remote_address[0] if ws.remote_address else None
         log.info("%s connected from %s", charger_id, address)

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from edgegw.config import ChargerConfig, Config
 from edgegw.proxy import frames
+from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.fifo import Fifo
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
@@ -72,6 +73,7 @@ class ChargerSession:
         parked_transactions: set[int] | None = None,
         observers: Sequence[ChargerObserver] = (),
         cloud_filters: Sequence[CloudCallFilter] = (),
+        cloud_return: CloudReturn | None = None,
     ) -> None:
         self.charger_id = charger_id
         self.ws = ws
@@ -121,6 +123,7 @@ class ChargerSession:
                 on_failed=lambda: self._feed(self.link.cloud_unreachable()),
                 on_message=self._from_cloud,
                 on_disconnected=lambda _reason: self._feed(self.link.cloud_disconnected()),
+                cloud_return=cloud_return,
             )
 
     # ------------------------------------------------------------ lifecycle

@@ -4,6 +4,8 @@ websockets' own reconnect iterator (``async for ws in connect(...)``) does the r
 supply the backoff (exponential with full jitter, bounded by the configured delays) and classify
 every failure as retryable: a charger stays connected to the gateway through any cloud outage,
 and an operator may still fix a refused identity at the CSMS. State changes are logged once.
+When another charger's link gets through, a link waiting out its backoff is told so
+(:mod:`edgegw.proxy.cloudreturn`) and retries soon, once, instead of up to a minute later.
 
 Security Profiles towards the cloud: the scheme of ``cloud.url`` is fixed for the life of the
 link. A ``wss://`` link that fails (bad certificate, TLS refused) is retried as ``wss://`` and
@@ -28,7 +30,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from edgegw.config import ChargerConfig, CloudConfig
+from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.security.tls import TlsSetupError, client_context
+from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ class Upstream:
         on_failed: Callable[[], None],
         on_message: Callable[[str | bytes], None],
         on_disconnected: Callable[[str], None],
+        cloud_return: CloudReturn | None = None,
     ) -> None:
         self.charger_id = charger_id
         self._cloud = cloud
@@ -88,6 +93,10 @@ class Upstream:
         self._ws: ClientConnection | None = None
         self._failing: str | None = None
         self._stopping = False
+        self._cloud_return = cloud_return
+        self._hint: asyncio.Future[float] | None = None
+        self._hinted = False  # a hint was taken since this link last connected
+        self._tasks = TaskOwner(f"upstream:{charger_id}")
         self.url = f"{cloud.url}/{charger_id}"
         self._headers = self._auth_headers(charger, charger_authorization)
         self._user_agent = user_agent
@@ -144,8 +153,18 @@ class Upstream:
             self._failing = reason
         else:
             log.debug("%s: cloud still unreachable: %s", self.charger_id, reason)
+        if self._cloud_return is not None and not self._hinted:
+            self._cloud_return.waiting(self)
         self._on_failed()
         return None  # always retry
+
+    def hint(self, delay: float) -> None:
+        """Another link got through: retry after ``delay`` s rather than after the backoff."""
+        hint = self._hint
+        if self._ws is not None or self._hinted or hint is None or hint.done():
+            return
+        self._hinted = True
+        hint.set_result(delay)
 
     async def run(self) -> None:
         """Connect, relay, reconnect — until cancelled."""
@@ -154,6 +173,33 @@ class Upstream:
             log.error("%s: cloud link disabled: %s", self.charger_id, self._tls_error)
             self._on_failed()
             await asyncio.Event().wait()
+        loop = asyncio.get_running_loop()
+        while True:
+            hint: asyncio.Future[float] = loop.create_future()
+            self._hint = hint
+            attempts = self._tasks.spawn(self._connect(), "connect")
+            either: set[asyncio.Future[Any]] = {attempts, hint}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not attempts.done():
+                    attempts.cancel()
+                    await asyncio.wait({attempts})
+            if not hint.done():  # the attempts ended: stopping, closed, or crashed
+                if not attempts.cancelled():
+                    attempts.result()  # raises what it raised
+                return
+            if self._stopping:
+                return
+            delay = hint.result()
+            log.info(
+                "%s: other chargers reach the cloud again; retrying in %.1f s",
+                self.charger_id,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    async def _connect(self) -> None:
         kwargs: dict[str, Any] = {}
         if self._ssl is not None:
             kwargs["ssl"] = self._ssl
@@ -192,6 +238,9 @@ class Upstream:
     async def _session(self, ws: ClientConnection) -> None:
         self._failing = None
         self._ws = ws
+        self._hinted = False
+        if self._cloud_return is not None:
+            self._cloud_return.got_through(self)
         log.info("%s: cloud link up (%s)", self.charger_id, self.url)
         self._on_connected()
         reason = "closed"
@@ -211,6 +260,9 @@ class Upstream:
     async def close(self) -> None:
         """Close the cloud connection for good (the charger has gone)."""
         self._stopping = True
+        if self._cloud_return is not None:
+            self._cloud_return.discard(self)
         ws = self._ws
         if ws is not None:
             await ws.close(1001, "charger disconnected")
+        await self._tasks.close("charger disconnected")
