@@ -179,13 +179,18 @@ class Upstream:
             self._hint = hint
             attempts = self._tasks.spawn(self._connect(), "connect")
             either: set[asyncio.Future[Any]] = {attempts, hint}
+            hinted = False
             try:
                 await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                while hint.done() and not attempts.done() and self._ws is not None:
+                    # It connected just as the hint came: keep that connection.
+                    await asyncio.wait({attempts})
+                hinted = not attempts.done()
             finally:
                 if not attempts.done():
                     attempts.cancel()
                     await asyncio.wait({attempts})
-            if not hint.done():  # the attempts ended: stopping, closed, or crashed
+            if not hinted:  # the attempts ended: stopping, closed, or crashed
                 if not attempts.cancelled():
                     attempts.result()  # raises what it raised
                 return
