@@ -197,7 +197,7 @@ class Upstream:
             if self._stopping:
                 return
             delay = hint.result()
-            log.info(
+            log.debug(  # the hub logs one line for all of them
                 "%s: other chargers reach the cloud again; retrying in %.1f s",
                 self.charger_id,
                 delay,
