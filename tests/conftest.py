@@ -16,6 +16,7 @@ from websockets.typing import Subprotocol
 
 from edgegw.config import Config, parse_config
 from edgegw.daemon import Gateway
+from edgegw.sim.meter import SimMeter
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
 
@@ -115,3 +116,13 @@ async def raw_charger(
         **kwargs,
     ) as ws:
         yield RawCharger(ws)
+
+
+@pytest.fixture
+async def meter() -> AsyncIterator[SimMeter]:
+    """A site meter on port 0 reading a steady 5 A per phase (modules may define their own)."""
+    sim = SimMeter("eastron-sdm630", live=False)
+    await sim.start()
+    sim.set_currents(5.0, 5.0, 5.0)
+    yield sim
+    await sim.stop()

@@ -56,15 +56,6 @@ async def attach(gateway: Gateway, server: ControlServer | None = None) -> Caret
 
 
 @pytest.fixture
-async def meter() -> AsyncIterator[SimMeter]:
-    sim = SimMeter("eastron-sdm630", live=False)
-    await sim.start()
-    sim.set_currents(5.0, 5.0, 5.0)
-    yield sim
-    await sim.stop()
-
-
-@pytest.fixture
 async def chargers() -> AsyncIterator[Callable[..., Awaitable[SimCharger]]]:
     made: list[SimCharger] = []
 

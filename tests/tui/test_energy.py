@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +117,6 @@ def energy_ready(app: CaretakerApp) -> bool:
 
 
 # ----------------------------------------------------------------- against a real daemon
-
-
-@pytest.fixture
-async def meter() -> AsyncIterator[SimMeter]:
-    sim = SimMeter("eastron-sdm630", live=False)
-    await sim.start()
-    sim.set_currents(5.0, 5.0, 5.0)
-    yield sim
-    await sim.stop()
 
 
 async def previous_run(path: Path, start: float, end: float) -> None:

@@ -3,9 +3,8 @@ the daemon has ``chargers.set_max_current``, the action is offered and limits th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-import pytest
 from textual.widgets import Static
 
 from edgegw.sim.meter import SimMeter
@@ -15,15 +14,6 @@ from tests.control.test_caretaker_ops import attach, site_sections
 from tests.tui.conftest import ALICE, Site, text_of, tui_app, until
 
 MakeSite = Callable[..., Awaitable[Site]]
-
-
-@pytest.fixture
-async def meter() -> AsyncIterator[SimMeter]:
-    sim = SimMeter("eastron-sdm630", live=False)
-    await sim.start()
-    sim.set_currents(5.0, 5.0, 5.0)
-    yield sim
-    await sim.stop()
 
 
 async def test_setting_a_chargers_maximum_current_from_the_chargers_page(
