@@ -6,18 +6,34 @@ ids numbered per charger (as real CSMSs do, so ids repeat across chargers), idTa
 from a mutable tag list, and the ability to call any charger. It records every frame it
 receives and sends, verbatim, so a test can prove the gateway relayed a message byte for byte
 or replayed its outbox in order. It can be stopped and started again on the same port to
-simulate an outage.
+simulate an outage (or a restart of the CSMS): it forgets nothing across that.
+
+By default it answers every CALL as soon as it can. The behaviours of real CSMSs that a
+gateway must absorb are options:
+
+* ``serial``: one CALL at a time per charger connection; a CALL that arrives while one is
+  pending is answered CALLERROR ``GenericError`` "Call already in progress" (and kept in
+  :attr:`SimCloud.refused`);
+* ``delay_answers``: seconds before each answer, fixed or decided per CALL
+  (:class:`IncomingCall` -> seconds; :class:`Stall`, :func:`stall_between` and
+  :func:`nth_call` build the usual ones): a CSMS may take longer than the gateway waits,
+  and answers all the same;
+* ``concurrent_tx``: a StartTransaction for an idTag that already has an open transaction at
+  that charger is answered ``ConcurrentTx`` with ``transactionId`` 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import http
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -33,6 +49,7 @@ from websockets.typing import Subprotocol
 
 from edgegw.sim import (
     OCPP16,
+    AnswerFn,
     Frame,
     FrameTap,
     JsonDict,
@@ -42,8 +59,19 @@ from edgegw.sim import (
     route,
     utc_timestamp,
 )
+from edgegw.tasks import TaskOwner
 
-__all__ = ["CloudRecord", "SimCloud", "SimTransaction"]
+__all__ = [
+    "CALL_IN_PROGRESS",
+    "AnswerDelay",
+    "CloudRecord",
+    "IncomingCall",
+    "SimCloud",
+    "SimTransaction",
+    "Stall",
+    "nth_call",
+    "stall_between",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +116,137 @@ class SimTransaction:
         return self.stop_timestamp is not None
 
 
+CALL_IN_PROGRESS = "Call already in progress"
+"""The errorDescription of a serial cloud's CALLERROR ``GenericError`` to an overlapping CALL."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """A CALL the cloud is about to answer, as an answer delay sees it.
+
+    ``number`` counts every CALL of this charger the cloud has processed (refused ones not
+    included), from 1, across connections and restarts; ``action_number`` counts this charger's
+    CALLs of ``action`` alike; ``at`` is ``time.monotonic()`` when processing began.
+    """
+
+    charger_id: str
+    action: str
+    payload: JsonDict
+    number: int
+    action_number: int
+    at: float
+
+
+AnswerDelay = Callable[[IncomingCall], float]
+"""Seconds the cloud takes to answer a CALL (0 or less: at once)."""
+
+
+class Stall:
+    """An answer delay a test switches on: a CALL that arrives during a stall waits for its end.
+
+    ``begin(seconds)`` starts a stall now (or extends the current one), ``end()`` ends it for
+    CALLs still to come; those already waiting are answered when the stall would have ended,
+    or at once after :meth:`SimCloud.release_delayed`. Use it as
+    ``SimCloud(delay_answers=stall)``; ``stalled`` counts the CALLs it held.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.until = 0.0
+        self.stalled = 0
+
+    def begin(self, seconds: float) -> None:
+        self.until = max(self.until, self._clock() + seconds)
+
+    def end(self) -> None:
+        self.until = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self._clock() < self.until
+
+    def __call__(self, call: IncomingCall) -> float:
+        left = self.until - self._clock()
+        if left <= 0:
+            return 0.0
+        self.stalled += 1
+        return left
+
+
+def stall_between(
+    start: float, end: float, *, clock: Callable[[], float] = time.monotonic
+) -> AnswerDelay:
+    """Every CALL that arrives between ``start`` and ``end`` (``clock`` times) waits for ``end``."""
+
+    def delay(call: IncomingCall) -> float:
+        now = clock()
+        return end - now if start <= now < end else 0.0
+
+    return delay
+
+
+def nth_call(
+    n: int, seconds: float, *, action: str | None = None, charger_id: str | None = None
+) -> AnswerDelay:
+    """The ``n``-th CALL of each charger (of ``action`` only, if given) takes ``seconds``."""
+
+    def delay(call: IncomingCall) -> float:
+        if charger_id is not None and call.charger_id != charger_id:
+            return 0.0
+        if action is None:
+            return seconds if call.number == n else 0.0
+        return seconds if call.action == action and call.action_number == n else 0.0
+
+    return delay
+
+
 class _CloudPeer(OcppPeer):
-    """The cloud's end of one charger connection; every answer comes from SimCloud."""
+    """The cloud's end of one charger connection; every answer comes from SimCloud.
+
+    With ``refuse`` set, the connection is served the way a serial CSMS serves it: frames keep
+    being read while a CALL is processed, and a CALL that arrives meanwhile is handed to
+    ``refuse`` (which answers it CALLERROR) instead of being processed.
+    """
+
+    def __init__(
+        self,
+        identity: str,
+        tap: FrameTap,
+        answer: AnswerFn,
+        *,
+        tasks: TaskOwner,
+        refuse: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(identity, tap, answer)
+        self._tasks = tasks
+        self._refuse = refuse
+        self._processing: asyncio.Task[None] | None = None
+        self._call_count = 0
+
+    async def serve(self) -> None:
+        if self._refuse is None:
+            await super().serve()  # one frame at a time: a CALL waits in the socket
+            return
+        while True:
+            raw = await self.tap.recv()
+            message_id = _call_id(raw)
+            if message_id is None:
+                await self.route_message(raw)  # an answer to one of the cloud's own calls
+                continue
+            busy = self._processing
+            if busy is not None and not busy.done():
+                await self._refuse(message_id)
+                continue
+            self._call_count += 1
+            self._processing = self._tasks.spawn(
+                self._process(raw), f"{self.id}:call-{self._call_count}"
+            )
+
+    async def _process(self, raw: str) -> None:
+        # A CALL being processed when its connection closes is processed all the same (a CSMS
+        # commits what it received); only its answer is lost, and noted in SimCloud.unsent.
+        with contextlib.suppress(ConnectionClosed):
+            await self.route_message(raw)
 
     on_authorize = route(Action.authorize)
     on_boot_notification = route(Action.boot_notification)
@@ -108,9 +265,15 @@ class SimCloud:
 
     ``accepted_tags`` and ``blocked_tags`` are live sets (compared case-insensitively, blocked
     wins); ``boot_status``, ``heartbeat_interval``, ``delay_answers`` (seconds before each
-    answer, for timeout tests) and ``error_actions`` (action -> CALLERROR code to answer
-    instead) may be changed at any time. ``history`` bounds :attr:`records` for long demos.
-    ``ssl`` (a server context) makes it a ``wss://`` endpoint.
+    answer, or an :data:`AnswerDelay` deciding per CALL), ``concurrent_tx`` and
+    ``error_actions`` (action -> CALLERROR code to answer instead) may be changed at any time;
+    ``serial`` applies to connections made after it is set. ``history`` bounds :attr:`records`
+    for long demos. ``ssl`` (a server context) makes it a ``wss://`` endpoint.
+
+    :attr:`records` holds every frame in arrival order, copies included; :attr:`refused` the
+    CALLs (their ``"in"`` records) a serial cloud refused because another was pending;
+    :attr:`transactions` what the cloud made of the transaction messages. All of it, and the
+    transaction numbering, survive a :meth:`stop` and :meth:`start`.
     """
 
     def __init__(
@@ -124,7 +287,9 @@ class SimCloud:
         passwords: Mapping[str, str] | None = None,
         boot_status: str = "Accepted",
         heartbeat_interval: int = 300,
-        delay_answers: float = 0.0,
+        delay_answers: float | AnswerDelay = 0.0,
+        serial: bool = False,
+        concurrent_tx: bool = False,
         history: int | None = None,
         ssl: SSLContext | None = None,
     ) -> None:
@@ -136,10 +301,15 @@ class SimCloud:
         self.passwords: dict[str, str] | None = None if passwords is None else dict(passwords)
         self.boot_status = boot_status
         self.heartbeat_interval = heartbeat_interval
-        self.delay_answers = delay_answers
+        self.delay_answers: float | AnswerDelay = delay_answers
+        self.serial = serial
+        self.concurrent_tx = concurrent_tx
         self.error_actions: dict[str, str] = {}
         self.history = history
         self.records: list[CloudRecord] = []
+        self.refused: list[CloudRecord] = []
+        self.held: list[IncomingCall] = []
+        """The CALLs whose answer was delayed, as the delay saw them."""
         self.transactions: dict[tuple[str, int], SimTransaction] = {}
         self.unsent: set[str] = set()
         """Message ids of frames recorded as sent that the closing connection dropped."""
@@ -148,7 +318,12 @@ class SimCloud:
         self._server: Server | None = None
         self._peers: dict[str, _CloudPeer] = {}
         self._next_tx: dict[str, int] = {}
+        self._calls: Counter[str] = Counter()  # CALLs processed per charger
+        self._action_calls: Counter[tuple[str, str]] = Counter()  # ... per (charger, action)
+        self._tasks = TaskOwner("sim-cloud")
+        self._release = asyncio.Event()
         self._record_waiters: Waiters[CloudRecord] = Waiters()
+        self._held_waiters: Waiters[IncomingCall] = Waiters()
         self._connect_waiters: Waiters[str] = Waiters()
         self._disconnect_waiters: Waiters[str] = Waiters()
 
@@ -158,6 +333,7 @@ class SimCloud:
         """Listen; after the first start the same port is reused (an outage is stop+start)."""
         if self._server is not None:
             raise RuntimeError("SimCloud is already running")
+        self._tasks = TaskOwner(f"sim-cloud:{self._port}")
         self._server = await serve(
             self._handle,
             self.host,
@@ -171,12 +347,17 @@ class SimCloud:
         log.info("sim cloud listening on %s", self.url)
 
     async def stop(self) -> None:
-        """Close every charger connection (code 1001) and stop listening."""
+        """Close every charger connection (code 1001) and stop listening.
+
+        A serial cloud drops the CALLs it is still processing, unanswered and without effect,
+        as a CSMS that is shut down does; what it had answered it keeps.
+        """
         server, self._server = self._server, None
         if server is None:
             return
         server.close()
         await server.wait_closed()
+        await self._tasks.close("sim cloud stopped")
         log.info("sim cloud on port %d stopped", self._port)
 
     async def __aenter__(self) -> Self:
@@ -234,6 +415,14 @@ class SimCloud:
         """The first record, already received or still to come, for which ``predicate`` holds."""
         return await self._record_waiters.wait(
             predicate, list(self.records), timeout, "a matching sim cloud record"
+        )
+
+    async def wait_held(
+        self, predicate: Callable[[IncomingCall], bool] = lambda _c: True, timeout: float = 5
+    ) -> IncomingCall:
+        """The first CALL, already held or still to come, whose answer is being delayed."""
+        return await self._held_waiters.wait(
+            predicate, list(self.held), timeout, "a CALL held by the sim cloud's answer delay"
         )
 
     def find(
@@ -331,7 +520,16 @@ class SimCloud:
         async def answer(action: str, payload: JsonDict) -> JsonDict:
             return await self._answer(charger_id, action, payload)
 
-        peer = _CloudPeer(charger_id, FrameTap(ws, on_frame, self.unsent.add), answer)
+        async def refuse(message_id: str) -> None:
+            await self._refuse(charger_id, peer, message_id)
+
+        peer = _CloudPeer(
+            charger_id,
+            FrameTap(ws, on_frame, self.unsent.add),
+            answer,
+            tasks=self._tasks,
+            refuse=refuse if self.serial else None,
+        )
         previous = self._peers.get(charger_id)
         self._peers[charger_id] = peer
         if previous is not None:
@@ -369,9 +567,59 @@ class SimCloud:
 
     # ------------------------------------------------------------------ answers
 
+    async def _refuse(self, charger_id: str, peer: _CloudPeer, message_id: str) -> None:
+        """Answer an overlapping CALL as a serial CSMS does, and keep it in :attr:`refused`."""
+        call = next(
+            (
+                r
+                for r in reversed(self.records)
+                if r.charger_id == charger_id and r.direction == "in" and r.message_id == message_id
+            ),
+            None,
+        )
+        if call is not None:
+            self.refused.append(call)
+        log.info(
+            "sim cloud: %s sent %s while a CALL was pending; refused",
+            charger_id,
+            call.action if call is not None else message_id,
+        )
+        error = [4, message_id, "GenericError", CALL_IN_PROGRESS, {}]
+        with contextlib.suppress(ConnectionClosed):
+            await peer.tap.send(json.dumps(error, separators=(",", ":")))
+
+    def _delay(self, charger_id: str, action: str, payload: JsonDict) -> float:
+        self._calls[charger_id] += 1
+        self._action_calls[charger_id, action] += 1
+        call = IncomingCall(
+            charger_id=charger_id,
+            action=action,
+            payload=payload,
+            number=self._calls[charger_id],
+            action_number=self._action_calls[charger_id, action],
+            at=time.monotonic(),
+        )
+        delay = self.delay_answers
+        seconds = delay(call) if callable(delay) else delay
+        if seconds > 0:
+            self.held.append(call)
+            if self.history is not None and len(self.held) > 2 * self.history:
+                del self.held[: len(self.held) - self.history]
+            self._held_waiters.notify(call)
+        return seconds
+
+    def release_delayed(self) -> None:
+        """Answer every CALL that is waiting out its delay now (a stalled backend recovers)."""
+        release, self._release = self._release, asyncio.Event()
+        release.set()
+
     async def _answer(self, charger_id: str, action: str, payload: JsonDict) -> JsonDict:
-        if self.delay_answers > 0:
-            await asyncio.sleep(self.delay_answers)  # simulated slow backend, not a wait
+        delay = self._delay(charger_id, action, payload)
+        if delay > 0:
+            release = self._release
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):  # simulated slow backend, not a wait
+                    await release.wait()
         code = self.error_actions.get(action)
         if code is not None:
             raise ocpp_error(code, f"sim cloud configured to refuse {action}")
@@ -406,10 +654,25 @@ class SimCloud:
             return answer
         return {}  # StatusNotification, Diagnostics/FirmwareStatusNotification
 
+    def open_transaction(self, charger_id: str, id_tag: str) -> SimTransaction | None:
+        """The transaction of ``id_tag`` (compared case-insensitively) still open at a charger."""
+        folded = id_tag.casefold()
+        return next(
+            (
+                t
+                for (cid, _), t in self.transactions.items()
+                if cid == charger_id and not t.stopped and t.id_tag.casefold() == folded
+            ),
+            None,
+        )
+
     def _start_transaction(self, charger_id: str, payload: JsonDict) -> JsonDict:
+        id_tag = str(payload["idTag"])
+        if self.concurrent_tx and self.open_transaction(charger_id, id_tag) is not None:
+            log.info("sim cloud: %s started a second transaction for %s", charger_id, id_tag)
+            return {"transactionId": 0, "idTagInfo": {"status": "ConcurrentTx"}}
         tx_id = self._next_tx.get(charger_id, 1)
         self._next_tx[charger_id] = tx_id + 1
-        id_tag = str(payload["idTag"])
         self.transactions[(charger_id, tx_id)] = SimTransaction(
             charger_id=charger_id,
             transaction_id=tx_id,
@@ -434,6 +697,17 @@ class SimCloud:
         if "idTag" in payload:
             return {"idTagInfo": {"status": self.tag_status(str(payload["idTag"]))}}
         return {}
+
+
+def _call_id(raw: str) -> str | None:
+    """The message id of an OCPP-J CALL frame; None for any other frame."""
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(msg, list) and len(msg) >= 3 and msg[0] == 2 and isinstance(msg[1], str):
+        return msg[1]
+    return None
 
 
 def _select_ocpp16(
