@@ -548,6 +548,11 @@ class DaemonConfig(_Model):
     shutdown_timeout: float = Field(
         default=10, gt=0, le=300, description="Budget for a clean shutdown (s)."
     )
+    hardware_dir: Path = Field(
+        default=Path("/etc/edgegw/hardware"),
+        description="The site's own device files: meters/<id>.toml and chargers/<id>.toml here "
+        "add devices or replace the shipped file of the same name.",
+    )
 
 
 class ControlConfig(_Model):

@@ -19,6 +19,7 @@ import json
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
 
@@ -238,9 +239,12 @@ def parse_model(data: Mapping[str, Any], source: str = "<charger model>") -> Cha
         raise ChargerModelError([f"{source}: {_describe(e)}" for e in exc.errors()]) from None
 
 
-def load_model(path: Path | str) -> ChargerModel:
-    """Read and validate one model file; its ``id`` must equal the file name."""
-    path = Path(path)
+def load_model(path: Path | Traversable | str) -> ChargerModel:
+    """Read and validate one model file; its ``id`` must equal the file name.
+
+    ``path`` may be a shipped file (``importlib.resources``); see ``edgegw.hardware_catalogue``.
+    """
+    path = Path(path) if isinstance(path, str) else path
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -248,7 +252,7 @@ def load_model(path: Path | str) -> ChargerModel:
     except OSError as exc:
         raise ChargerModelError([f"{path}: cannot read: {exc.strerror}"]) from None
     model = parse_model(data, source=str(path))
-    if model.id != path.stem:
+    if model.id != path.name.removesuffix(".toml"):
         raise ChargerModelError(
             [f"{path}: id {model.id!r} differs from the file name; name the file {model.id}.toml"]
         )
@@ -289,7 +293,7 @@ def model_for(models: Mapping[str, ChargerModel], charger: ChargerConfig | None)
         known = ", ".join(sorted(models)) or "none"
         who = f"charger {charger.id!r}: " if charger is not None else ""
         raise ChargerModelError(
-            [f"{who}model {wanted!r} is not in hardware/chargers/ (known: {known})"]
+            [f"{who}model {wanted!r} is not a known charger model (known: {known})"]
         ) from None
 
 

@@ -25,6 +25,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal, Self
@@ -448,9 +449,12 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> MeterPr
         raise ProfileError(problems) from None
 
 
-def load_profile(path: Path | str) -> MeterProfile:
-    """Read and validate one profile file (duplicate TOML keys are rejected by the parser)."""
-    path = Path(path)
+def load_profile(path: Path | Traversable | str) -> MeterProfile:
+    """Read and validate one profile file (duplicate TOML keys are rejected by the parser).
+
+    ``path`` may be a shipped file (``importlib.resources``); see ``edgegw.hardware_catalogue``.
+    """
+    path = Path(path) if isinstance(path, str) else path
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
