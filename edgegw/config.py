@@ -209,8 +209,24 @@ class ServerConfig(_Model):
     max_pending_handshakes: int = Field(
         default=64, ge=1, description="Connections in their opening handshake at once."
     )
+    max_pending_per_address: int = Field(
+        default=8,
+        ge=1,
+        description="Of those, from one address (IPv6: one /64); addresses a configured charger "
+        "logged in from have a reserve beyond max_pending_handshakes.",
+    )
+    max_connects_per_minute: float = Field(
+        default=60,
+        gt=0,
+        le=6000,
+        description="Accepted connections per charger identity (a burst of 10, then this rate); "
+        "a charger reconnecting faster gets HTTP 429 and opens no cloud connection.",
+    )
     max_messages_per_second: float = Field(
-        default=20, ge=0, description="Per connection; faster senders are slowed (0 = no limit)."
+        default=20,
+        ge=0,
+        description="Per charger identity, across its connections; answers to calls sent to "
+        "it are free; faster senders are slowed (0 = no limit).",
     )
     message_burst: int = Field(
         default=60, ge=1, description="Messages a connection may send at once above the rate."
