@@ -21,7 +21,7 @@ from websockets.asyncio.server import ServerConnection
 
 from edgegw.auth.authority import SiteCards
 from edgegw.auth.authorizer import Authorizer
-from edgegw.auth.chargerformats import charger_models, configured_formats
+from edgegw.auth.chargerformats import configured_formats
 from edgegw.auth.listpush import ListPusher
 from edgegw.config import Config, ConfigError, load_config
 from edgegw.control.action_ops import ActionOps
@@ -39,6 +39,7 @@ from edgegw.energy.chargermodels import ChargerModel
 from edgegw.energy.controller import LoadController
 from edgegw.energy.meters import MeterService
 from edgegw.energy.sampling import MeterSampling
+from edgegw.hardware_catalogue import HardwareCatalogue
 from edgegw.livestate import LiveState
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
@@ -117,7 +118,7 @@ class Gateway:
             for charger in cfg.chargers:  # a bad TLS file fails the start, naming the file
                 Upstream.tls_context(cfg.cloud, charger)
         self.store = await Store.open(cfg.store.path, message_log_size=cfg.store.message_log_size)
-        self._models = charger_models()
+        self._models = HardwareCatalogue.for_config(cfg).charger_models()
         formats = configured_formats(cfg, self._models)
         self.authorizer = await Authorizer.open(
             self.store.db, cfg.auth, formats=formats, clock=self._clock
