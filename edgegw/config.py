@@ -209,11 +209,12 @@ class ServerConfig(_Model):
     max_pending_handshakes: int = Field(
         default=64, ge=1, description="Connections in their opening handshake at once."
     )
-    max_pending_per_address: int = Field(
-        default=8,
+    max_pending_per_address: int | None = Field(
+        default=None,
         ge=1,
-        description="Of those, from one address (IPv6: one /64); addresses a configured charger "
-        "logged in from have a reserve beyond max_pending_handshakes.",
+        description="Of those, from one address (IPv6: one /64); default a quarter of "
+        "max_pending_handshakes. Addresses a configured charger logged in from have a reserve "
+        "beyond max_pending_handshakes.",
     )
     max_connects_per_minute: float = Field(
         default=60,
