@@ -11,7 +11,7 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import BaseModel
@@ -40,7 +40,9 @@ from edgegw.cli.output import (
 )
 from edgegw.cli.sessions import sessions_app
 from edgegw.config import Config, ConfigError, load_config
+from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
 from edgegw.logs import setup_logging
+from edgegw.startcheck import device_file_problems, serial_problems, start_problems
 
 app = typer.Typer(
     name="edgegw",
@@ -69,6 +71,8 @@ tui_cli.register(app)
 def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Run the gateway daemon (what systemd starts)."""
     from edgegw.daemon import Gateway  # noqa: PLC0415
+    from edgegw.energy.chargermodels import ChargerModelError  # noqa: PLC0415
+    from edgegw.energy.meters import MeterConfigError  # noqa: PLC0415
     from edgegw.proxy import gctuning  # noqa: PLC0415
     from edgegw.sdnotify import Notifier  # noqa: PLC0415
     from edgegw.security.tls import TlsSetupError  # noqa: PLC0415
@@ -77,13 +81,31 @@ def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
 
     cfg = load_config_or_fail(config)
     setup_logging(cfg.logging.level)
+    # Exit 3 (systemd does not restart it) for what only an edit of the site fixes.
+    problems = start_problems(cfg, HardwareCatalogue.for_config(cfg))
+    if problems:
+        _cannot_start(problems, config)
     gctuning.tune()  # thousands of connections: no 0.5 s collector pauses (see gctuning)
     try:
         asyncio.run(Gateway(cfg, notifier=Notifier(), config_path=config).run())
+    except (HardwareError, ChargerModelError, MeterConfigError) as exc:
+        _cannot_start(str(exc).splitlines(), config)
     except (StoreError, TlsSetupError, MqttSetupError) as exc:
         fail(str(exc), EXIT_FAILURE)
     except OSError as exc:
         fail(f"cannot start: {exc}", EXIT_FAILURE)
+
+
+def _cannot_start(problems: list[str], config: Path) -> NoReturn:
+    """One line per problem (the journal shows each), then exit 3: restarting cannot help."""
+    for problem in problems[:-1]:
+        typer.echo(f"edgegw: cannot start: {problem}", err=True)
+    fail(
+        f"cannot start: {problems[-1]}",
+        EXIT_CONFIG,
+        f"fix the configuration or the device files, check with `edgegw config check {config}`, "
+        "then start again",
+    )
 
 
 def _readable_problem(path: Path, what: str) -> str | None:
@@ -131,28 +153,18 @@ def _secret_refs(data: Any, where: str = "") -> Iterator[tuple[str, Path]]:
 def reference_checks(cfg: Config, raw: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Problems and warnings about what the configuration refers to: meter profiles, charger
     models, certificate and secret files. Nothing is opened but files."""
-    from edgegw.energy.chargermodels import ChargerModelError, load_model  # noqa: PLC0415
-    from edgegw.energy.meters import (  # noqa: PLC0415
-        MeterConfigError,
-        MeterService,
-        default_profiles_dir,
-    )
+    from edgegw.energy.meters import MeterConfigError, MeterService  # noqa: PLC0415
 
-    problems: list[str] = []
+    catalogue = HardwareCatalogue.for_config(cfg)
+    problems = device_file_problems(cfg, catalogue)
     warnings: list[str] = []
-    if cfg.meters:
+    if cfg.meters and not any(p.startswith("meters[") for p in problems):
         try:
-            MeterService(cfg)  # validates buses, unit ids and profiles without opening anything
+            MeterService(cfg)  # validates buses and unit ids without opening anything
         except MeterConfigError as exc:
             problems.extend(str(exc).splitlines())
-    models_dir = default_profiles_dir().parent / "chargers"
-    for i, charger in enumerate(cfg.chargers):
-        if charger.model is not None:
-            try:
-                load_model(models_dir / f"{charger.model}.toml")
-            except ChargerModelError as exc:
-                known = ", ".join(sorted(p.stem for p in models_dir.glob("*.toml")))
-                problems.append(f"chargers[{i}].model: {'; '.join(exc.problems)} (known: {known})")
+    for problem in serial_problems(cfg, grace=0):
+        warnings.append(f"{problem}; `edgegw run` refuses to start without it")
     for key, path in _path_fields(cfg, ""):
         problem = _readable_problem(path, key)
         if problem:
