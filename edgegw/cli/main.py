@@ -163,8 +163,8 @@ def reference_checks(cfg: Config, raw: dict[str, Any]) -> tuple[list[str], list[
             MeterService(cfg)  # validates buses and unit ids without opening anything
         except MeterConfigError as exc:
             problems.extend(str(exc).splitlines())
-    for problem in serial_problems(cfg, grace=0):
-        warnings.append(f"{problem}; `edgegw run` refuses to start without it")
+    for device in serial_problems(cfg, grace=0):
+        warnings.append(f"{device}; `edgegw run` refuses to start without it")
     for key, path in _path_fields(cfg, ""):
         problem = _readable_problem(path, key)
         if problem:
