@@ -50,8 +50,7 @@ from edgegw.control.client import (
     RemoteError,
 )
 from edgegw.control.protocol import ErrorCode
-from edgegw.energy.chargermodels import ChargerModelError, load_models
-from edgegw.energy.meters import default_profiles_dir
+from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
 from edgegw.store.cards import CardStore
 from edgegw.store.store import Store
 
@@ -78,8 +77,11 @@ PasswordFileOption = Annotated[
 
 
 def _complete_model(incomplete: str) -> list[str]:
-    directory = default_profiles_dir().parent / "chargers"
-    return sorted(p.stem for p in directory.glob(f"{incomplete}*.toml"))
+    try:
+        models = HardwareCatalogue.for_config_file(DEFAULT_CONFIG_PATH).files("chargers")
+    except HardwareError:
+        return []
+    return [name for name in models if name.startswith(incomplete)]
 
 
 def _complete_format(incomplete: str) -> list[str]:
@@ -90,7 +92,7 @@ ModelOption = Annotated[
     str | None,
     typer.Option(
         "--model",
-        help="Charger profile in hardware/chargers/ (no .toml).",
+        help="Charger model: a chargers/<model>.toml shipped or in the site's hardware_dir.",
         autocompletion=_complete_model,
     ),
 ]
@@ -228,6 +230,7 @@ def _adding(action: Literal["added", "approved"], doc: str) -> Callable[..., Non
             fallback_current=fallback_current,
             priority=priority,
             phases=phases,
+            config=config,
             json_mode=as_json,
         )
         extra = _knocked(charger, config, as_json) if action == "approved" else None
@@ -476,6 +479,7 @@ def _fields(
     fallback_current: float | None,
     priority: str | None,
     phases: str | None,
+    config: Path,
     json_mode: bool,
 ) -> dict[str, Any]:
     if not CHARGER_ID_PATTERN.match(charger_id):
@@ -486,7 +490,7 @@ def _fields(
             json_mode=json_mode,
         )
     if model is not None:
-        _check_model(model, json_mode)
+        _check_model(model, config, json_mode)
     fields: dict[str, Any] = {"id": charger_id}
     for key, value in (
         ("label", label),
@@ -503,19 +507,14 @@ def _fields(
     return fields
 
 
-def _check_model(model: str, json_mode: bool) -> None:
-    directory = default_profiles_dir().parent / "chargers"
+def _check_model(model: str, config: Path, json_mode: bool) -> None:
+    """The model is one of the site's catalogue (shipped, or in its ``hardware_dir``)."""
     try:
-        models = load_models(directory)
-    except ChargerModelError:
-        models = {}
-        if (directory / f"{model}.toml").is_file():
-            return
-    if model not in models:
+        HardwareCatalogue.for_config_file(config).charger_model(model)
+    except HardwareError as exc:
         fail(
-            f"no charger model {model!r} in {directory}",
+            str(exc),
             EXIT_USAGE,
-            f"known models: {', '.join(sorted(models)) or 'none'}; "
             "`edgegw chargers probe` can write one for a new charger",
             json_mode=json_mode,
         )

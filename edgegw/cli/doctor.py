@@ -50,7 +50,8 @@ from edgegw.cli.status import _StatusStore
 from edgegw.config import Config, ConfigError, MeterConfig, load_config
 from edgegw.control.client import RemoteError
 from edgegw.control.protocol import ErrorCode
-from edgegw.energy.meters import ModbusBus, ModbusConnectionError, find_profile
+from edgegw.energy.meters import ModbusBus, ModbusConnectionError
+from edgegw.hardware_catalogue import HardwareCatalogue
 from edgegw.proxy.cloudcheck import Identity, StepStatus, check_cloud
 from edgegw.security.certs import CERT_WARN_DAYS, Validity, certificate_files, read_certificates
 from edgegw.store.schema import MIGRATIONS
@@ -817,7 +818,7 @@ class Doctor:
         config = config.model_copy(
             update={"timeout": min(config.timeout, METER_TIMEOUT), "retries": 0}
         )
-        profile = find_profile(meter.profile)
+        profile = HardwareCatalogue.for_config(self.config).meter_profile(meter.profile)
         bus = ModbusBus(
             config, name=f"doctor-{meter.bus}", reconnect_min_delay=0, reconnect_max_delay=0
         )

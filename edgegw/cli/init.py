@@ -56,8 +56,8 @@ from edgegw.config import (
     load_config,
     parse_config,
 )
-from edgegw.energy.meters import MeterConfigError, default_profiles_dir, find_profile
 from edgegw.energy.registers import MeterProfile
+from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
 
 CONFIG_MODE: Final = 0o640
 SECRET_MODE: Final = 0o600
@@ -183,10 +183,20 @@ def check_site(
         raise InitError(f"site: {validation_problems(exc)}") from None
 
 
+def _catalogue(directory: Path | None) -> HardwareCatalogue:
+    """``--profiles-dir`` alone, else the shipped profiles and the site's (the configuration
+    being written keeps the default ``hardware_dir``)."""
+    return (
+        HardwareCatalogue()
+        if directory is None
+        else HardwareCatalogue.of_folder("meters", directory)
+    )
+
+
 def check_profile(name: str, directory: Path | None = None) -> MeterProfile:
     try:
-        profile = find_profile(profile_id(name), directory)
-    except MeterConfigError as exc:
+        profile = _catalogue(directory).meter_profile(profile_id(name))
+    except HardwareError as exc:
         raise InitError(str(exc)) from None
     if profile.template:
         raise InitError(f"meter profile {profile.id!r} is a template, not a real meter")
@@ -468,13 +478,11 @@ def _optional(check: Callable[[str], T]) -> Callable[[str], T | None]:
 
 
 def _list_profiles(directory: Path | None) -> str:
-    folder = directory or default_profiles_dir()
-    names = []
-    for path in sorted(folder.glob("*.toml")):
-        with contextlib.suppress(Exception):
-            profile = find_profile(path.stem, folder)
-            if not profile.template:
-                names.append(f"{profile.id} ({profile.name})")
+    try:
+        loaded, _ = _catalogue(directory).meter_profiles()
+    except HardwareError:
+        return ""
+    names = [f"{p.id} ({p.name})" for p in loaded.values() if not p.template]
     return "\n".join(f"    {n}" for n in names)
 
 
@@ -773,7 +781,11 @@ def init(
         Path | None, typer.Option(help="Where secret files go (default: <config dir>/secrets).")
     ] = None,
     profiles_dir: Annotated[
-        Path | None, typer.Option(help="Meter profiles directory (default: hardware/meters).")
+        Path | None,
+        typer.Option(
+            help="Only the meter profiles in this directory (default: the shipped ones and "
+            "/etc/edgegw/hardware/meters)."
+        ),
     ] = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Ask nothing: take every answer from the flags.")

@@ -44,28 +44,24 @@ from edgegw.cli.output import (
 )
 from edgegw.config import BusConfig
 from edgegw.energy.meters import (
-    MeterConfigError,
     ModbusBus,
     ModbusConnectionError,
     ModbusError,
     ModbusExceptionResponse,
     ModbusFrameError,
     ModbusTimeout,
-    default_profiles_dir,
     describe_bus,
-    find_profile,
     implausible,
 )
 from edgegw.energy.registers import (
     BlockRead,
     MeterProfile,
-    ProfileError,
     Quantity,
     Reading,
     decode,
-    load_profile,
     plan_reads,
 )
+from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
 
 meter_app = typer.Typer(
     help="Find, identify and read the site's electricity meter (Modbus TCP or RTU).",
@@ -103,7 +99,11 @@ ProgressFn = Callable[[str], None]
 BaudrateOption = Annotated[int | None, typer.Option(help="RTU baud rate (default: profile's).")]
 StopbitsOption = Annotated[int | None, typer.Option(help="RTU stop bits 1 or 2.")]
 ProfilesDirOption = Annotated[
-    Path | None, typer.Option(help="Profiles directory (default: hardware/meters).")
+    Path | None,
+    typer.Option(
+        help="Only the profiles in this directory (default: the shipped ones and the site's "
+        "<hardware_dir>/meters)."
+    ),
 ]
 VerboseOption = Annotated[bool, typer.Option(help="Show the Modbus library's debug log.")]
 
@@ -159,10 +159,17 @@ def profile_id(name: str) -> str:
     return name.strip().lower().replace("_", "-").removesuffix(".toml")
 
 
-def _resolve_profile(name: str, directory: Path | None, json_mode: bool) -> MeterProfile:
+def _catalogue(directory: Path | None, config: Path) -> HardwareCatalogue:
+    """``--profiles-dir`` alone, else the site's catalogue (its configuration names it)."""
+    if directory is not None:
+        return HardwareCatalogue.of_folder("meters", directory)
+    return HardwareCatalogue.for_config_file(config)
+
+
+def _resolve_profile(name: str, catalogue: HardwareCatalogue, json_mode: bool) -> MeterProfile:
     try:
-        return find_profile(profile_id(name), directory)
-    except MeterConfigError as exc:
+        return catalogue.meter_profile(profile_id(name))
+    except HardwareError as exc:
         fail(str(exc), EXIT_USAGE, "`edgegw meter profiles` lists them", json_mode=json_mode)
 
 
@@ -218,7 +225,8 @@ def _render_profiles(data: dict[str, Any]) -> str:
     lines = [f"Meter profiles in {data['directory']}:"]
     for row in data["profiles"]:
         template = "  (template: copy it for a new meter, not usable as is)" * row["template"]
-        lines.append(f"  {row['id']:<22} {row['name']}{template}")
+        site = "  (site)" * row.get("site", False)
+        lines.append(f"  {row['id']:<22} {row['name']}{site}{template}")
         others = [p for p in row["products"] if p != row["name"]]
         if others:
             lines.append(f"  {'':<22} products: {', '.join(others)}")
@@ -244,29 +252,41 @@ def _render_profiles(data: dict[str, Any]) -> str:
 def profiles(
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Profiles directory (default: hardware/meters)."),
+        typer.Option(
+            "--dir",
+            help="Only the profiles in this directory (default: the shipped ones and the "
+            "site's <hardware_dir>/meters).",
+        ),
     ] = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: JsonOption = False,
 ) -> None:
-    """List the meter profiles (register maps) and each meter's factory serial settings."""
-    folder = directory or default_profiles_dir()
-    if not folder.is_dir():
+    """List the meter profiles (register maps) and each meter's factory serial settings.
+
+    A profile in the site's folder (``[daemon] hardware_dir``, default /etc/edgegw/hardware)
+    replaces the shipped one of the same name and is marked "site".
+    """
+    if directory is not None and not directory.is_dir():
         fail(
-            f"{folder} is not a directory of meter profiles",
+            f"{directory} is not a directory of meter profiles",
             EXIT_USAGE,
-            "give --dir the hardware/meters directory",
+            "give --dir a directory of <id>.toml profiles, or leave it out",
             json_mode=as_json,
         )
-    rows: list[dict[str, Any]] = []
-    broken: list[dict[str, Any]] = []
-    for path in sorted(folder.glob("*.toml")):
-        try:
-            rows.append(_profile_row(load_profile(path)))
-        except ProfileError as exc:
-            broken.append({"file": str(path), "problems": exc.problems})
-        except OSError as exc:
-            broken.append({"file": str(path), "problems": [f"cannot read: {exc.strerror}"]})
-    data = {"ok": not broken, "directory": str(folder), "profiles": rows, "broken": broken}
+    catalogue = _catalogue(directory, config)
+    try:
+        loaded, problems = catalogue.meter_profiles()
+        files = catalogue.files("meters")
+    except HardwareError as exc:
+        fail(str(exc), EXIT_FAILURE, json_mode=as_json)
+    rows = [{**_profile_row(profile), "site": files[name].site} for name, profile in loaded.items()]
+    broken = [{"file": file, "problems": lines} for file, lines in problems.items()]
+    data = {
+        "ok": not broken,
+        "directory": catalogue.describe("meters"),
+        "profiles": rows,
+        "broken": broken,
+    }
     emit(data, as_json, _render_profiles)
     if broken:
         raise typer.Exit(EXIT_FAILURE)
@@ -543,7 +563,12 @@ def _target_from_config(
             f"check it with `edgegw config check {config_path}`",
             json_mode=json_mode,
         )
-    profile = _resolve_profile(meter.profile, profiles_dir, json_mode)
+    catalogue = (
+        HardwareCatalogue.of_folder("meters", profiles_dir)
+        if profiles_dir is not None
+        else HardwareCatalogue.for_config(cfg)
+    )
+    profile = _resolve_profile(meter.profile, catalogue, json_mode)
     return _Target(bus, profile, meter.unit_id if unit_id is None else unit_id)
 
 
@@ -655,7 +680,7 @@ def probe(
                 "`edgegw meter profiles` lists them, e.g. --profile eastron-sdm630",
                 json_mode=as_json,
             )
-        profile = _resolve_profile(profile_name, profiles_dir, as_json)
+        profile = _resolve_profile(profile_name, _catalogue(profiles_dir, config), as_json)
         serial = {"baudrate": baudrate, "parity": parity and parity.upper(), "stopbits": stopbits}
         target = _target_from_flags(
             tcp, rtu, profile, unit_id=unit_id, serial=serial, timeout=timeout, json_mode=as_json
@@ -883,7 +908,11 @@ def scan(
         unit_ids = parse_units(units)
     except ValueError as exc:
         fail(f"--units: {exc}", EXIT_USAGE, json_mode=as_json)
-    profile = _resolve_profile(profile_name, profiles_dir, as_json) if profile_name else None
+    profile = (
+        _resolve_profile(profile_name, _catalogue(profiles_dir, DEFAULT_CONFIG_PATH), as_json)
+        if profile_name
+        else None
+    )
     block = plan_reads(profile, [profile.quantities[0]])[0] if profile else BlockRead(3, 0, 1, ())
     plans: list[tuple[str, BusConfig]] = []
     settings: list[SerialSetting] = []
