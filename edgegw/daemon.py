@@ -44,6 +44,7 @@ from edgegw.livestate import LiveState
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
 from edgegw.proxy.local import LocalResponder
+from edgegw.proxy.relays import Relays
 from edgegw.proxy.server import OcppServer
 from edgegw.proxy.session import CallFailed, ChargerSession
 from edgegw.proxy.upstream import Upstream
@@ -92,7 +93,7 @@ class Gateway:
         self.server: OcppServer | None = None
         self.control: ControlServer | None = None
         self._responder: LocalResponder | None = None
-        self._finished: dict[str, asyncio.Event] = {}
+        self.relays = Relays(self._new_session)
         self.observers: list[ChargerObserver] = []
         self.cloud_filters: list[CloudCallFilter] = []
         self.authorizer: Authorizer | None = None
@@ -154,6 +155,8 @@ class Gateway:
         self._start_telemetry()
         self.server = OcppServer(cfg, self.store, self._serve_charger)
         await self.server.start()
+        if cfg.cloud is not None:
+            await self._drain_orphans()
         # After the server: it judges the server certificate the server has just loaded.
         assert self.store is not None
         self.certwatch = CertWatch(cfg, record_event=self.store.event, clock=self._clock)
@@ -328,6 +331,7 @@ class Gateway:
             await self.certwatch.close()
         if self.mqtt is not None:
             await self.mqtt.close()
+                await self.relays.close()
         if self.caretaker is not None:
             self.caretaker.close()
         if self.live_ops is not None:
@@ -360,30 +364,16 @@ class Gateway:
     # ------------------------------------------------------------ chargers
 
     async def _serve_charger(self, charger_id: str, ws: ServerConnection) -> None:
-        assert self.store is not None and self._responder is not None
-        previous = self.sessions.get(charger_id)
-        if previous is not None:
-            log.warning("%s connected again; closing its previous connection", charger_id)
-            await previous.close(1008, "replaced by a new connection")
-        # One session per charger at a time: the previous one must be done with the outbox.
-        done = self._finished.get(charger_id)
-        if done is not None:
-            await done.wait()
-        finished = self._finished[charger_id] = asyncio.Event()
-        try:
-            await self._serve_session(charger_id, ws)
-        finally:
-            finished.set()
-            if self._finished.get(charger_id) is finished:
-                del self._finished[charger_id]
+        await self.relays.connection(charger_id, ws, self._serve_session)
 
-    async def _serve_session(self, charger_id: str, ws: ServerConnection) -> None:
+    async def _new_session(self, charger_id: str, ws: ServerConnection | None) -> ChargerSession:
+        """A charger's relay session; ``ws`` None: a charger away that still owes the cloud."""
         assert self.store is not None and self._responder is not None
         transaction_ids = await self.store.outbox.transaction_ids(charger_id)
         parked = await self.store.outbox.parked_transactions(charger_id)
-        session = ChargerSession(
+        headers = ws.request.headers if ws is not None and ws.request is not None else None
+        return ChargerSession(
             charger_id,
-            ws,
             config=self.config,
             charger=self.config.charger(charger_id),
             store=self.store,
@@ -401,7 +391,13 @@ class Gateway:
         await self._set_session(charger_id, session)
         self._notify(lambda o: o.charger_connected(charger_id))
         try:
-            await session.run()
+            charger_authorization=headers.get("Authorization") if headers else None,
+            user_agent=headers.get("User-Agent") if headers else None,
+            await session.serve()
+
+    async def _serve_session(self, session: ChargerSession) -> None:
+        assert self.store is not None and session.ws is not None
+        charger_id, ws = session.charger_id, session.ws
         finally:
             self._notify(lambda o: o.charger_disconnected(charger_id))
             if self.sessions.get(charger_id) is session:
@@ -417,6 +413,18 @@ class Gateway:
                 event(observer)
             except Exception:
                 log.exception("charger observer %r failed", observer)
+
+    async def _drain_orphans(self) -> None:
+        """Chargers away since before the start still owe the cloud their queued messages."""
+        assert self.store is not None
+        owing = [row.charger_id for row in await self.store.outbox.status() if row.queued]
+        started = await self.relays.drain(owing)
+        if started:
+            log.info(
+                "%d charger(s) not connected have queued messages: delivering them to the cloud "
+                "as each charger",
+                started,
+            )
 
     async def _set_session(self, charger_id: str, session: ChargerSession | None) -> None:
         async with self._session_changed:

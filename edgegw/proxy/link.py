@@ -44,6 +44,10 @@ from edgegw.store.outbox import QueuedMessage
 log = logging.getLogger(__name__)
 
 _MAX_REPLAYED_ERRORS = 100  # error StatusNotifications kept per charger while the cloud is away
+MAX_QUEUED_TO_CHARGER = 32
+"""Calls waiting for one charger (it answers one at a time); the cloud's overflow is refused."""
+STALL_FACTOR = 4
+"""A call the cloud has not answered after this many ``call_timeout``s closes the connection."""
 OUTBOX_WINDOW = 50
 """Queued messages a link keeps in memory; the rest wait on disk (an outage can last days).
 
@@ -64,6 +68,14 @@ class Origin(Enum):
 TRANSACTION_MESSAGES = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 GATEWAY_ANSWERS_CLOUD = frozenset({"SendLocalList", "GetLocalListVersion"})
 """Cloud calls the gateway answers itself: it owns each charger's local list (see auth)."""
+
+
+def clip(value: object, limit: int = 80) -> str:
+    """Text from outside, fit for a log line: printable, one line, bounded."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[:limit] + f"...({len(text)} chars)"
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def is_transaction_message(call: Call) -> bool:
@@ -145,6 +157,18 @@ class DeliveryFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CloseCloud:
+    """The cloud has not answered a call for far too long: close the connection and reconnect.
+
+    Only a closed connection ends a call the cloud has not answered; the re-send after it is the
+    one at-least-once window at the cloud boundary.
+    """
+
+    reason: str
+    epoch: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class CloudCallForGateway:
     """A cloud call the gateway answers itself (the local list); send the answer to the cloud."""
 
@@ -189,6 +213,7 @@ Command = (
     | DeliveryFailed
     | CloudCallForGateway
     | CloudExchanged
+    | CloseCloud
 )
 
 
@@ -198,7 +223,13 @@ class _Pending:
     call: Call
     epoch: int = 0  # cloud connection epoch for CLOUD-origin calls
     deadline: float = 0.0
-    message: QueuedMessage | None = None  # OUTBOX origin: what is being delivered
+    message: QueuedMessage | None = None  # what is being delivered (OUTBOX; an overdue CHARGER)
+    sent_at: float = 0.0  # when it went to the cloud
+    overdue: bool = False  # its deadline passed: the charger was answered locally
+    orphaned: bool = False  # the charger connection that sent it has gone
+    late: CallResult | CallError | None = None  # the cloud's answer, waiting for the local one
+    maybe_sent: bool = False  # sent on a cloud connection that closed before it answered
+    local_wanted: bool = False  # overdue while the local responder was busy
 
 
 @dataclass(slots=True)
@@ -238,21 +269,30 @@ class Link:
         cloud_filter: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
         answer_local_list: bool = False,
         check_resent: bool = False,
+        stall_timeout: float | None = None,
     ) -> None:
         self.charger_id = charger_id
         self.cloud_configured = cloud_configured
         self._validate = validate
         self._call_timeout = call_timeout
         self._authorize_timeout = authorize_timeout or call_timeout
+        self._stall_timeout = stall_timeout or STALL_FACTOR * call_timeout
         self._sync = sync or SyncParams()
         self._cloud_filter = cloud_filter
         self._answer_local_list = answer_local_list
         # Transaction messages are looked up in the outbox until the first new one (see above).
-        self._may_resend = check_resent and cloud_configured
+        self._check_resent = check_resent and cloud_configured
+        self._may_resend = self._check_resent
         # Local transaction id -> the cloud's (None until its StartTransaction was accepted).
         self._tx_map: dict[int, int | None] = dict(transaction_ids or {})
         self._to_local: dict[int, int] = {c: lo for lo, c in self._tx_map.items() if c is not None}
         self._parked_tx: set[int] = set(parked_transactions or ())
+        # Local ids whose start the cloud answered without a usable id: why, for their followers.
+        self._no_cloud_id: dict[int, str] = {}
+        # Queued messages sent on a connection that closed before the cloud answered them.
+        self._maybe_delivered: set[int] = set()
+        # Queued messages completed by a late answer before they were read into the window.
+        self._done_seqs: set[int] = set()
         # The outbox: a window of the queued messages, the rest stay on disk until needed.
         self._outbox: deque[QueuedMessage] = deque()
         self._outbox_more = False
@@ -295,12 +335,31 @@ class Link:
     def outbox_window(self) -> int:
         return len(self._outbox)
 
+    @property
+    def owes_cloud(self) -> bool:
+        """The cloud is owed something: an unanswered call, or queued transaction messages.
+
+        While it is, the link's cloud connection stays open even if the charger has gone.
+        """
+        return (
+            self._cloud_inflight is not None
+            or self._local_inflight is not None
+            or (self.cloud_configured and self.outbox_pending)
+        )
+
     def next_deadline(self) -> float | None:
         # Asked after every event: no list, no min() over one or two values.
         cloud, charger = self._cloud_inflight, self._charger_inflight
         at = None if charger is None else charger.deadline
-        if cloud is not None:
-            first = cloud.deadline
+        if cloud is not None or self.cloud_connecting:
+            first = cloud.deadline if cloud is not None else None
+            if self._to_cloud and self._local_inflight is None:
+                # A charger call waiting behind a busy cloud is answered locally at its deadline.
+                head = self._to_cloud[0]
+                if head.origin is Origin.CHARGER and (first is None or head.deadline < first):
+                    first = head.deadline
+            if first is None:
+                return at
         elif self._retry_at and self.cloud_up:
             first = self._retry_at
         else:
@@ -324,7 +383,8 @@ class Link:
         if problem is not None:
             self.stats.rejected += 1
             return [ToCharger(problem.raw)]
-        self._to_cloud.append(_Pending(Origin.CHARGER, call))
+        timeout = self._authorize_timeout if call.action == "Authorize" else self._call_timeout
+        self._to_cloud.append(_Pending(Origin.CHARGER, call, deadline=self._clock() + timeout))
         return self._pump_cloud()
 
     def _charger_answer(self, answer: CallResult | CallError) -> list[Command]:
@@ -376,7 +436,31 @@ class Link:
                     out.append(self._cloud_frame(error.raw))
             else:
                 out.append(GatewayDone(item.call.id, None, "charger disconnected"))
+        # Its calls not yet sent go no further: nobody waits for their answers, and a charger
+        # re-sends the transaction messages it got no answer for. A call the cloud is working
+        # on stays outstanding until it answers (its answer completes it) or the link closes.
+        kept = deque[_Pending]()
+        dropped = 0
+        for item in self._to_cloud:
+            if item.origin is Origin.CHARGER and item.late is None:
+                dropped += 1
+            else:
+                kept.append(item)
+        self._to_cloud = kept
+        if dropped:
+            log.info(
+                "%s: %d call(s) of the charger not sent: it has gone", self.charger_id, dropped
+            )
+        cloud = self._cloud_inflight
+        if cloud is not None and cloud.origin is Origin.CHARGER:
+            cloud.orphaned = True
         return out
+
+    def charger_attached(self) -> list[Command]:
+        """A new connection of the charger takes over this link (its cloud side stayed)."""
+        self._charger_gone = False
+        self._may_resend = self._check_resent
+        return self._pump_cloud()
 
     # ------------------------------------------------------------ cloud side
 
@@ -396,6 +480,17 @@ class Link:
             if self._charger_gone:
                 error = frames.make_error(frame.id, "GenericError", "charge point is not connected")
                 return [self._cloud_frame(error.raw)]
+            if self.queued_to_charger >= MAX_QUEUED_TO_CHARGER:
+                self.stats.rejected += 1
+                log.warning(
+                    "%s: refused a cloud call: %d calls already wait for the charger",
+                    self.charger_id,
+                    self.queued_to_charger,
+                )
+                error = frames.make_error(
+                    frame.id, "GenericError", "too many calls queued for this charge point"
+                )
+                return [self._cloud_frame(error.raw)]
             call = self._for_charger(frame)
             self._to_charger.append(_Pending(Origin.CLOUD, call, epoch=self._epoch))
             return self._pump_charger()
@@ -410,7 +505,12 @@ class Link:
             return []
         self._cloud_inflight = None
         out: list[Command] = []
+        if pending.overdue:
+            # The cloud answers again: what was answered locally meanwhile goes to it first.
+            self._queue_replays()
         if pending.origin is Origin.CHARGER:
+            if pending.overdue or pending.orphaned:
+                return self._late_answer(pending, answer)
             out.append(ToCharger(answer.raw))
             out.append(Exchanged(pending.call, answer, "cloud"))
         elif pending.origin is Origin.OUTBOX:
@@ -430,6 +530,50 @@ class Link:
         out.extend(self._pump_cloud())
         return out
 
+    def _late_answer(self, pending: _Pending, answer: CallResult | CallError) -> list[Command]:
+        """The cloud answered a charger call the charger has no use for any more.
+
+        Either the charger was answered locally at the deadline (``overdue``) or it left before
+        the answer came (``orphaned``). A transaction message is then completed like a queued
+        one: committed to the outbox with the answer the charger had (or would have) from the
+        gateway, and marked delivered with the cloud's answer, so a copy the charger sends again
+        is recognised and never reaches the cloud twice.
+        """
+        call = pending.call
+        if pending.overdue:
+            log.info(
+                "%s: the cloud answered %s %s after the gateway had answered the charger",
+                self.charger_id,
+                clip(call.action),
+                clip(call.id),
+            )
+        if not (self.cloud_configured and is_transaction_message(call)):
+            if pending is self._local_inflight:
+                pending.late = answer  # its local answer is being made: not to be replayed
+                return self._pump_cloud()
+            if pending.overdue:
+                self._forget_replay(call)  # the cloud has it: nothing to replay
+                return self._pump_cloud()
+            return [Exchanged(call, answer, "cloud"), *self._pump_cloud()]
+        if pending.message is not None:  # committed to the outbox at the deadline
+            return [*self._complete_queued(pending.message, answer), *self._pump_cloud()]
+        pending.late = answer
+        pending.local_wanted = False
+        if pending is not self._local_inflight:
+            # Not handed to the local responder yet: it goes first, then this answer completes it.
+            self._to_cloud.appendleft(pending)
+        return self._pump_cloud()
+
+    def _complete_queued(
+        self, message: QueuedMessage, answer: CallResult | CallError
+    ) -> list[Command]:
+        """A late answer to a message that was committed to the outbox meanwhile."""
+        if isinstance(answer, CallError):
+            if message in self._outbox:
+                return self._outbox_answer(message, answer)
+            return []  # on disk: it is replayed in its turn
+        return self._outbox_answer(message, answer)
+
     def cloud_unreachable(self) -> list[Command]:
         """A connection attempt failed; if it was the first, stop holding charger calls."""
         if not self.cloud_connecting:
@@ -442,18 +586,21 @@ class Link:
         self.cloud_up = True
         self._epoch += 1
         self._retry_at = 0.0  # a new connection: queued messages go again at once
+        self._queue_replays()
+        return self._pump_cloud()
+
+    def _queue_replays(self) -> None:
+        """What was answered locally goes to the cloud first, in order, ahead of anything else."""
         replays: list[Call] = []
         if self._replay.boot is not None:
             replays.append(self._replay.boot)
         replays.extend(self._replay.errors)
         replays.extend(self._replay.status[c] for c in sorted(self._replay.status))
-        # Replays go first, in order, ahead of anything the charger queued meanwhile.
         for call in reversed(replays):
             fresh = frames.with_id(call, f"edgegw-{self._new_id()}")
             self._to_cloud.appendleft(_Pending(Origin.REPLAY, fresh))
         self._replay.errors.clear()
         self._replay.status.clear()
-        return self._pump_cloud()
 
     def cloud_disconnected(self) -> list[Command]:
         self.cloud_up = False
@@ -464,11 +611,20 @@ class Link:
         pending = self._cloud_inflight
         self._cloud_inflight = None
         if pending is not None:
+            # Its fate is unknown: the cloud may have taken it. What is re-sent for it later is
+            # the one at-least-once window at the cloud boundary.
+            pending.maybe_sent = True
             if pending.origin is Origin.CHARGER:
-                self._to_cloud.appendleft(pending)
+                if pending.message is not None:  # overdue, committed: replayed from the outbox
+                    self._maybe_delivered.add(pending.message.seq)
+                elif pending is not self._local_inflight:  # its local answer is still to come
+                    pending.local_wanted = False
+                    self._to_cloud.appendleft(pending)
             elif pending.origin is Origin.REPLAY:
                 self._replay_failed(pending.call)
-            # OUTBOX: the message is still at the head of the outbox; it goes again next time.
+            elif pending.message is not None:
+                # OUTBOX: still at the head of the outbox; it goes again next time.
+                self._maybe_delivered.add(pending.message.seq)
         # Replays not yet sent are kept for the next connection, but not duplicated.
         kept = deque[_Pending]()
         for item in self._to_cloud:
@@ -490,16 +646,33 @@ class Link:
     ) -> list[Command]:
         pending = self._local_inflight
         if pending is None or pending.call.id != message_id:
-            log.warning("%s: local answer for unknown call %s", self.charger_id, message_id)
+            log.warning("%s: local answer for unknown call %s", self.charger_id, clip(message_id))
             return []
         self._local_inflight = None
         self.stats.answered_locally += 1
         call = pending.call
+        answered_by = "gateway"
+        completion: list[Command] = []
         if queued is not None:
             self._queued(queued)
-        if isinstance(answer, CallResult) and self.cloud_configured:
+            if pending.maybe_sent:
+                self._maybe_delivered.add(queued.seq)
+        late, pending.late = pending.late, None
+        if late is not None:
+            if queued is not None:
+                completion = self._complete_queued(queued, late)
+            elif isinstance(answer, CallError) and isinstance(late, CallResult):
+                # The gateway could not store it, but the cloud has it: the charger hears that.
+                answer, answered_by = late, "cloud"
+        elif queued is not None and pending is self._cloud_inflight:
+            pending.message = queued  # the cloud's answer, when it comes, completes it
+        elif isinstance(answer, CallResult) and self.cloud_configured:
             self._remember_for_replay(call)
-        out: list[Command] = [ToCharger(answer.raw), Exchanged(call, answer, "gateway")]
+        out: list[Command] = []
+        if not pending.orphaned:
+            out.append(ToCharger(answer.raw))
+        out.append(Exchanged(call, answer, answered_by))
+        out.extend(completion)
         out.extend(self._pump_cloud())
         return out
 
@@ -529,27 +702,28 @@ class Link:
         out: list[Command] = []
         cloud = self._cloud_inflight
         if cloud is not None and cloud.deadline <= now:
-            self.stats.timeouts += 1
-            self._cloud_inflight = None
-            log.warning(
-                "%s: cloud did not answer %s %s within %.0f s",
-                self.charger_id,
-                cloud.call.action,
-                cloud.call.id,
-                self._call_timeout,
-            )
-            if cloud.origin is Origin.CHARGER:
-                self._to_cloud.appendleft(cloud)
-                out.extend(self._answer_locally_next())
-            elif cloud.origin is Origin.OUTBOX:
-                assert cloud.message is not None
-                out.extend(self._delivery_failed(cloud.message, "no answer in time"))
-            else:
-                self._replay_failed(cloud.call)
-            out.extend(self._pump_cloud())
+            out.extend(self._cloud_overdue(cloud, now))
         elif cloud is None and self._retry_at and self._retry_at <= now:
             self._retry_at = 0.0
             out.extend(self._pump_cloud())
+        if (
+            self._to_cloud
+            and self._local_inflight is None
+            and (self._cloud_inflight is not None or self.cloud_connecting)
+        ):
+            head = self._to_cloud[0]
+            if head.origin is Origin.CHARGER and head.late is None and head.deadline <= now:
+                # It waited its whole deadline behind a call the cloud has not answered.
+                self._to_cloud.popleft()
+                self._local_inflight = head
+                log.info(
+                    "%s: the cloud is still busy; %s %s answered by the gateway",
+                    self.charger_id,
+                    clip(head.call.action),
+                    clip(head.call.id),
+                )
+                queue = self.cloud_configured and is_transaction_message(head.call)
+                out.append(AnswerLocally(head.call, queue=queue))
         charger = self._charger_inflight
         if charger is not None and charger.deadline <= now:
             self.stats.timeouts += 1
@@ -566,6 +740,45 @@ class Link:
             out.extend(self._pump_charger())
         return out
 
+    def _cloud_overdue(self, cloud: _Pending, now: float) -> list[Command]:
+        """A call's deadline passed: it stays outstanding until answered or the link closes."""
+        if cloud.overdue:
+            log.error(
+                "%s: the cloud has not answered %s %s for %.0f s; closing the connection to "
+                "start afresh",
+                self.charger_id,
+                clip(cloud.call.action),
+                clip(cloud.call.id),
+                now - cloud.sent_at,
+            )
+            cloud.deadline = now + self._stall_timeout  # once more if the close does not come
+            return [CloseCloud("no answer", self._epoch)]
+        self.stats.timeouts += 1
+        cloud.overdue = True
+        cloud.deadline = cloud.sent_at + self._stall_timeout
+        charger_call = cloud.origin is Origin.CHARGER
+        if charger_call and cloud.call.action == "Authorize":
+            waited, setting = self._authorize_timeout, "auth.online_timeout"
+        else:
+            waited, setting = self._call_timeout, "cloud.call_timeout"
+        log.warning(
+            "%s: the cloud did not answer %s %s within %.0f s (%s)%s; its answer is still awaited",
+            self.charger_id,
+            clip(cloud.call.action),
+            clip(cloud.call.id),
+            waited,
+            setting,
+            "; the gateway answers the charger" if charger_call else "",
+        )
+        if not charger_call:
+            return []
+        if self._local_inflight is not None:
+            cloud.local_wanted = True  # handed over once the local responder is free
+            return []
+        self._local_inflight = cloud
+        queue = self.cloud_configured and is_transaction_message(cloud.call)
+        return [AnswerLocally(cloud.call, queue=queue)]
+
     # ------------------------------------------------------------ internals
 
     def _pump_cloud(self) -> list[Command]:
@@ -578,9 +791,15 @@ class Link:
         if self.cloud_connecting:
             return []
         out: list[Command] = []
+        cloud = self._cloud_inflight
+        if cloud is not None and cloud.local_wanted and self._local_inflight is None:
+            cloud.local_wanted = False  # overdue while the local responder was busy
+            self._local_inflight = cloud
+            queue = self.cloud_configured and is_transaction_message(cloud.call)
+            out.append(AnswerLocally(cloud.call, queue=queue))
         if self._local_inflight is None and self._to_cloud:
             head = self._to_cloud[0]
-            if not self.cloud_up:
+            if head.late is not None or not self.cloud_up:
                 out.extend(self._answer_locally_next())
             elif head.origin is Origin.CHARGER and self._must_queue(head.call):
                 self._to_cloud.popleft()
@@ -591,15 +810,18 @@ class Link:
                 and head.origin is Origin.CHARGER
                 and is_transaction_message(head.call)
             ):
+                if cloud is None or not cloud.orphaned:
+                    # (After the cloud answered what the charger's previous connection sent:
+                    # that answer may be what makes this message a copy.)
+                    self._to_cloud.popleft()
+                    self._local_inflight = head
+                    out.append(AnswerIfResent(head.call))
+            elif cloud is None:
                 self._to_cloud.popleft()
-                self._local_inflight = head
-                out.append(AnswerIfResent(head.call))
-            elif self._cloud_inflight is None:
-                self._to_cloud.popleft()
-                timeout = self._call_timeout
-                if head.origin is Origin.CHARGER and head.call.action == "Authorize":
-                    timeout = self._authorize_timeout
-                head.deadline = self._clock() + timeout
+                now = self._clock()
+                head.sent_at = now
+                if head.origin is not Origin.CHARGER:  # a charger's call: since it was sent
+                    head.deadline = now + self._call_timeout
                 self._cloud_inflight = head
                 out.append(self._cloud_frame(self._for_cloud(head.call).raw))
         if (
@@ -631,8 +853,11 @@ class Link:
         """The shell loaded queued messages (after a :class:`LoadOutbox`)."""
         for message in messages:
             if message.seq > self._outbox_last_seq:
-                self._outbox.append(message)
                 self._outbox_last_seq = message.seq
+                if message.seq in self._done_seqs:
+                    self._done_seqs.discard(message.seq)  # completed by a late answer
+                    continue
+                self._outbox.append(message)
         self._outbox_more = more
         self._outbox_loading = False
         if self._reload:
@@ -683,12 +908,13 @@ class Link:
                 cloud = self._tx_map[local]
                 if cloud is None:
                     self._outbox.popleft()
-                    out.extend(self._park(message, "its StartTransaction was not accepted"))
+                    reason = self._no_cloud_id.get(local, "its StartTransaction was not accepted")
+                    out.extend(self._park(message, reason))
                     continue
                 payload = {**payload, "transactionId": cloud}
             call = frames.make_call(f"edgegw-{self._new_id()}", message.action, payload)
             self._cloud_inflight = _Pending(
-                Origin.OUTBOX, call, deadline=now + self._call_timeout, message=message
+                Origin.OUTBOX, call, deadline=now + self._call_timeout, message=message, sent_at=now
             )
             out.append(self._cloud_frame(call.raw))
             if len(self._outbox) <= OUTBOX_WINDOW // 2:
@@ -718,24 +944,54 @@ class Link:
         if isinstance(answer, CallError):
             reason = f"{answer.code}: {answer.description}".rstrip(": ")
             return self._delivery_failed(message, reason)
-        self._outbox.popleft()
+        self._take_out(message)
         self._retry_at = 0.0
         self.stats.delivered += 1
         cloud_id: int | None = None
-        if message.action == "StartTransaction" and message.transaction_id is not None:
+        local = message.transaction_id
+        if message.action == "StartTransaction" and local is not None:
             value = answer.payload.get("transactionId")
-            if isinstance(value, int):
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 cloud_id = value
-                self._tx_map[message.transaction_id] = value
-                self._to_local[value] = message.transaction_id
+                self._tx_map[local] = value
+                self._to_local[value] = local
             else:
-                self._parked_tx.add(message.transaction_id)
+                # Never an id: ConcurrentTx comes with transactionId 0.
+                reason = self._no_id_reason(message, answer)
+                self._no_cloud_id[local] = reason
+                self._parked_tx.add(local)
+                log.warning(
+                    "%s: %s (local transaction %d); its later messages are parked",
+                    self.charger_id,
+                    reason,
+                    local,
+                )
+        self._maybe_delivered.discard(message.seq)
         return [Delivered(message, answer, cloud_id)]
+
+    def _no_id_reason(self, message: QueuedMessage, answer: CallResult) -> str:
+        info = answer.payload.get("idTagInfo")
+        status = info.get("status") if isinstance(info, dict) else None
+        if status == "ConcurrentTx" and message.seq in self._maybe_delivered:
+            return (
+                "the cloud already had this StartTransaction (sent on a connection that closed "
+                "before its answer) and answered ConcurrentTx without the transaction id"
+            )
+        return f"the cloud answered the StartTransaction {clip(status)} without a transaction id"
+
+    def _take_out(self, message: QueuedMessage) -> None:
+        """Remove a finished message from the window (or skip it when it is read from disk)."""
+        if self._outbox and self._outbox[0] is message:
+            self._outbox.popleft()
+        elif message in self._outbox:
+            self._outbox.remove(message)
+        else:
+            self._done_seqs.add(message.seq)
 
     def _delivery_failed(self, message: QueuedMessage, error: str) -> list[Command]:
         message.attempts += 1
         if message.attempts >= self._sync.max_attempts:
-            self._outbox.popleft()
+            self._take_out(message)
             self._retry_at = 0.0
             return self._park(message, f"{error} ({message.attempts} attempts)")
         wait = min(self._sync.retry_interval * message.attempts, self._sync.max_retry_interval)
@@ -818,6 +1074,16 @@ class Link:
             if call.payload.get("errorCode", "NoError") != "NoError":
                 self._replay.errors.append(call)
                 del self._replay.errors[:-_MAX_REPLAYED_ERRORS]
+
+    def _forget_replay(self, call: Call) -> None:
+        """The cloud answered ``call`` after all: it need not be replayed."""
+        if self._replay.boot is call:
+            self._replay.boot = None
+        elif call.action == "StatusNotification":
+            connector = call.payload.get("connectorId")
+            if isinstance(connector, int) and self._replay.status.get(connector) is call:
+                del self._replay.status[connector]
+            self._replay.errors = [c for c in self._replay.errors if c is not call]
 
     def _replay_failed(self, call: Call) -> None:
         """A replayed message did not get through: keep it for the next connection."""

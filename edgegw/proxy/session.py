@@ -1,10 +1,16 @@
 """The I/O shell around one charger's :class:`~edgegw.proxy.link.Link`.
 
-A session owns the charger's WebSocket, its cloud :class:`~edgegw.proxy.upstream.Upstream`
-(when a cloud is configured) and a single executor task that carries out the link's commands
-in order. Readers (charger socket, cloud socket) and the call timer only feed events to the
-link, which answers at once with commands; the executor does the awaiting. When the charger
-goes, everything it owns is cancelled and awaited, and the cloud connection is closed.
+A session owns the charger's cloud :class:`~edgegw.proxy.upstream.Upstream` (when a cloud is
+configured), the charger's WebSocket while it is connected, and a single executor task that
+carries out the link's commands in order. Readers (charger socket, cloud socket) and the call
+timer only feed events to the link, which answers at once with commands; the executor does the
+awaiting.
+
+A session lives from the charger's first connection (or from start-up, for a charger whose
+queued messages are still owed to the cloud) until the charger has gone **and** the cloud is
+owed nothing: no call it has not answered, no queued transaction message. So a late answer still
+completes what it answers, and a charger that never returns still has its backlog delivered.
+A charger that connects again meanwhile takes over the same session (:meth:`serve`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from edgegw.proxy.link import (
     OUTBOX_WINDOW,
     AnswerIfResent,
     AnswerLocally,
+    CloseCloud,
     CloudCallForGateway,
     CloudExchanged,
     Command,
@@ -57,12 +64,11 @@ class CallFailed(RuntimeError):
 
 
 class ChargerSession:
-    """One connected charger: its socket, its link core, its cloud connection."""
+    """One charger's relay: its link core, its cloud connection, its socket while connected."""
 
     def __init__(
         self,
         charger_id: str,
-        ws: ServerConnection,
         *,
         config: Config,
         charger: ChargerConfig | None,
@@ -74,9 +80,11 @@ class ChargerSession:
         observers: Sequence[ChargerObserver] = (),
         cloud_filters: Sequence[CloudCallFilter] = (),
         cloud_return: CloudReturn | None = None,
+        charger_authorization: str | None = None,
+        user_agent: str | None = None,
     ) -> None:
         self.charger_id = charger_id
-        self.ws = ws
+        self.ws: ServerConnection | None = None
         self._config = config
         self._store = store
         self._responder = responder
@@ -109,16 +117,16 @@ class ChargerSession:
         self._timer_at: float | None = None
         self._clock = clock
         self._waiters: dict[str, asyncio.Future[CallResult | CallError]] = {}
+        self._released = asyncio.Event()
+        self.closing = False
         self.upstream: Upstream | None = None
         if cloud is not None:
-            request = ws.request
-            headers = request.headers if request is not None else None
             self.upstream = Upstream(
                 charger_id,
                 cloud,
                 charger,
-                charger_authorization=headers.get("Authorization") if headers else None,
-                user_agent=headers.get("User-Agent") if headers else None,
+                charger_authorization=charger_authorization,
+                user_agent=user_agent,
                 on_connected=lambda: self._feed(self.link.cloud_connected()),
                 on_failed=lambda: self._feed(self.link.cloud_unreachable()),
                 on_message=self._from_cloud,
@@ -129,14 +137,43 @@ class ChargerSession:
     # ------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
-        """Serve the charger until its socket closes (or the task is cancelled)."""
+        """The session's life: until the charger has gone and the cloud is owed nothing."""
         if self._config.cloud is not None:
             self._commands.put(LoadOutbox(0))
         self._tasks.spawn(self._execute(), "executor")
         if self.upstream is not None:
             self._tasks.spawn(self.upstream.run(), "upstream")
         try:
-            async for message in self.ws:
+            while True:
+                self._check_released()
+                await self._released.wait()
+                if self.ws is None and not self.link.owes_cloud and not len(self._commands):
+                    break
+                self._released.clear()
+        finally:
+            self.closing = True
+            if self._timer is not None:
+                self._timer.cancel()
+            if self.upstream is not None:
+                await self.upstream.close()
+            await self._tasks.close(f"{self.charger_id} done")
+
+    def attach(self, ws: ServerConnection) -> None:
+        """A connection of the charger takes over the session (serve it with :meth:`serve`)."""
+        assert not self.closing and self.ws is None, "one connection at a time"
+        self.ws = ws
+        self._released.clear()
+        request = ws.request
+        if self.upstream is not None and request is not None:
+            self.upstream.use_credentials(request.headers.get("Authorization"))
+        self._feed(self.link.charger_attached())
+
+    async def serve(self) -> None:
+        """Relay the attached connection until it closes (or the task is cancelled)."""
+        ws = self.ws
+        assert ws is not None, "attach first"
+        try:
+            async for message in ws:
                 if self._log_frames:
                     log.debug("%s <- charger %s", self.charger_id, _loggable(message))
                 if isinstance(message, str):
@@ -147,19 +184,30 @@ class ChargerSession:
         finally:
             await self._finish()
 
+    @property
+    def owes_cloud(self) -> bool:
+        return self.link.owes_cloud
+
+    def _check_released(self) -> None:
+        if self.ws is None and not self.link.owes_cloud and not len(self._commands):
+            self._released.set()
+
     async def _finish(self) -> None:
         for command in self.link.charger_closed():
             self._commands.put(command)
         # Let the executor send what the link produced on the way out (errors to the cloud).
         await self._drain(timeout=1.0)
-        if self._timer is not None:
-            self._timer.cancel()
-        if self.upstream is not None:
-            await self.upstream.close()
-        await self._tasks.close(f"{self.charger_id} disconnected")
+        self.ws = None
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.set_exception(CallFailed(f"{self.charger_id} disconnected"))
+        if self.link.owes_cloud:
+            log.info(
+                "%s: the cloud is still owed queued messages or an answer; its cloud link "
+                "stays until they are through",
+                self.charger_id,
+            )
+        self._check_released()
 
     async def _drain(self, timeout: float) -> None:
         try:
@@ -169,7 +217,9 @@ class ChargerSession:
             log.warning("%s: %d command(s) not sent on close", self.charger_id, len(self._commands))
 
     async def close(self, code: int = 1001, reason: str = "gateway shutting down") -> None:
-        await self.ws.close(code, reason)
+        """Close the charger's connection (if it is connected)."""
+        if self.ws is not None:
+            await self.ws.close(code, reason)
 
     # ------------------------------------------------------------ gateway calls
 
@@ -235,12 +285,17 @@ class ChargerSession:
                 log.exception("%s: failed to carry out %s", self.charger_id, type(command).__name__)
             finally:
                 self._commands.task_done()
+            self._check_released()
 
     async def _run(self, command: Command) -> None:
         if isinstance(command, ToCharger):
+            ws = self.ws
+            if ws is None:
+                log.debug("%s: charger gone before a frame could be sent", self.charger_id)
+                return
             self._store.log_frame(self.charger_id, ">charger", command.frame)
             try:
-                await self.ws.send(command.frame)
+                await ws.send(command.frame)
             except ConnectionClosed:
                 log.debug("%s: charger gone before a frame could be sent", self.charger_id)
         elif isinstance(command, ToCloud):
@@ -281,6 +336,9 @@ class ChargerSession:
                     charger_id=self.charger_id,
                     data={"seq": command.message.seq},
                 )
+        elif isinstance(command, CloseCloud):
+            if command.epoch == self.link.cloud_epoch and self.upstream is not None:
+                await self.upstream.reconnect(command.reason)
         elif isinstance(command, CloudCallForGateway):
             await self._answer_cloud(command.call)
         elif isinstance(command, CloudExchanged):
@@ -408,7 +466,7 @@ class ChargerSession:
         if call.action == "BootNotification":
             await self._store.record_boot(self.charger_id, call.payload)
         elif call.action == "StatusNotification":
-            await self._store.record_status(self.charger_id, call.payload)
+            self._store.record_status(self.charger_id, call.payload)
         elif answered_by == "cloud" and call.action == "StartTransaction":
             transaction_id = answer.payload.get("transactionId")
             await self._store.transaction_started(

@@ -99,6 +99,7 @@ class Upstream:
         self._tasks = TaskOwner(f"upstream:{charger_id}")
         self.url = f"{cloud.url}/{charger_id}"
         self._headers = self._auth_headers(charger, charger_authorization)
+        self._configured_credentials = charger is not None and charger.cloud_password is not None
         self._user_agent = user_agent
         self._ssl: ssl.SSLContext | None = None
         self._tls_error: str | None = None
@@ -119,6 +120,21 @@ class Upstream:
             # Invisible relay: the charger's own credentials go to the cloud unchanged.
             return {"Authorization": charger_authorization}
         return {}
+
+    def use_credentials(self, charger_authorization: str | None) -> None:
+        """A new connection of the charger: pass its credentials on from the next handshake.
+
+        Credentials set for the charger in the configuration take precedence, as at start.
+        """
+        if self._configured_credentials or charger_authorization is None:
+            return
+        self._headers["Authorization"] = charger_authorization  # read at every handshake
+
+    async def reconnect(self, reason: str) -> None:
+        """Close the current connection; the link connects again at once."""
+        ws = self._ws
+        if ws is not None:
+            await ws.close(1000, reason)
 
     @staticmethod
     def tls_context(cloud: CloudConfig, charger: ChargerConfig | None) -> ssl.SSLContext | None:
@@ -263,7 +279,7 @@ class Upstream:
             self._on_disconnected(reason)
 
     async def close(self) -> None:
-        """Close the cloud connection for good (the charger has gone)."""
+        """Close the cloud connection for good (the charger has gone, the cloud is owed nothing)."""
         self._stopping = True
         if self._cloud_return is not None:
             self._cloud_return.discard(self)
