@@ -7,6 +7,12 @@ Libraries that log what we already report are quietened. pymodbus logs every tim
 CRC error at ERROR, with a traceback, on every poll of a missing meter: our meter code
 reports the same fault once, as a state change with the installer's hint. Its messages are
 kept for ``--log-level debug``, where the frames are what an installer needs.
+
+websockets logs every connection's opening and closing and every reconnect attempt; we log
+state changes, so only its errors are kept (a crash of its connection machinery), and each of
+those at most once a minute (:class:`~edgegw.security.quiet_log.QuietFilter`): a bug that hits
+every connection must not flood the journal. Crashes of our own connection handlers are logged
+by the server itself, naming the charger.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+
+from edgegw.security.quiet_log import QuietFilter
 
 _PRIORITY = {
     logging.DEBUG: 7,
@@ -44,12 +52,25 @@ def setup_logging(level: str = "info", *, journal: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # websockets logs every reconnect attempt and handshake failure; we log state changes.
-    logging.getLogger("edgegw.websockets").setLevel(logging.CRITICAL)
+    quiet_libraries(debug=root.level <= logging.DEBUG)
+
+
+# The loggers our websockets servers and clients are given (server.py, upstream.py).
+WEBSOCKETS_LOGGERS = ("edgegw.websockets.server", "edgegw.websockets.client")
+
+
+def quiet_libraries(*, debug: bool) -> None:
+    """The levels and filters :func:`setup_logging` gives third-party loggers."""
+    logging.getLogger("edgegw.websockets").setLevel(logging.ERROR)
+    for name in WEBSOCKETS_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, QuietFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(QuietFilter())
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
-    quiet_pymodbus(debug=root.level <= logging.DEBUG)
+    quiet_pymodbus(debug=debug)
 
 
 def quiet_pymodbus(*, debug: bool) -> None:

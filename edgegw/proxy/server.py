@@ -6,9 +6,20 @@ connection limit, too many pending handshakes. At the TLS handshake: a client ce
 does not verify, plain ``ws://`` sent to a TLS port. At the HTTP upgrade (here): a path that is
 not ``<path>/<identity>`` or an unknown identity gets HTTP 404 (OCPP-J 1.6 §3.1); a connection
 below the charger's Security Profile, or with a client certificate for another identity, 403;
-a missing or wrong password 401; a source or identity in failed-login back-off 429. A client
-that offers no ``ocpp1.6`` subprotocol gets the handshake completed without one and is closed
-at once, as OCPP-J requires.
+a missing or wrong password 401; a source or identity in failed-login back-off 429, and so is an
+identity reconnecting faster than ``max_connects_per_minute`` (so a charger in a reconnect loop
+cannot make the gateway open a cloud connection per attempt). A client that offers no
+``ocpp1.6`` subprotocol gets the handshake completed without one and is closed at once, as
+OCPP-J requires.
+
+The right password always gets in: a guesser can put an identity in back-off, but the back-off
+does not apply to the addresses that charger logged in from before (remembered across restarts
+through the chargers table's last address, which refusals of a known charger therefore do not
+overwrite), nor to a password verified before. Password checks are counted before they run, so
+concurrent guesses cannot all be checked before the first refusal.
+
+Unknown identities are recorded for the installer (``edgegw chargers pending``) at a bounded
+rate and up to a bounded number, and logged at most once a minute with a count.
 
 Listeners: with ``security_profile`` 2 or 3 the one port speaks TLS only, so there is no
 plain-text path to downgrade to. A profile-1 site may add ``tls_port`` for chargers raised to
@@ -29,21 +40,24 @@ import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from ssl import SSLContext
+from typing import Final
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from edgegw.auth.passwords import verify_password
 from edgegw.config import CHARGER_ID_PATTERN, ChargerConfig, Config
-from edgegw.security.admission import ConnectionGuard, address_key
+from edgegw.security.admission import ConnectionGuard, TrustedSources, address_key
 from edgegw.security.guarded import GuardedConnection, ListenerPolicy, connection_class
+from edgegw.security.loggable import loggable
 from edgegw.security.quiet_log import QuietLog
-from edgegw.security.throttle import LoginThrottle
+from edgegw.security.throttle import Buckets, LoginThrottle, TokenBucket
 from edgegw.security.tls import common_name, peer_certificate, server_context
-from edgegw.store.store import Store
+from edgegw.store.store import ChargerRow, Store
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
@@ -52,6 +66,12 @@ OCPP16 = Subprotocol("ocpp1.6")
 # scrypt needs ~16 MiB per check; a burst of guesses must not exhaust a small box's memory.
 CONCURRENT_PASSWORD_CHECKS = 2
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="edgegw", charset="UTF-8"'}
+# Accepted connections one identity may make at once before max_connects_per_minute paces it.
+CONNECT_BURST: Final = 10
+# Unknown identities recorded for the installer: a burst, then so many a minute, at most so many.
+UNKNOWN_BURST: Final = 10
+UNKNOWN_PER_MINUTE: Final = 10
+MAX_PENDING_IDENTITIES: Final = 100
 
 SessionHandler = Callable[[str, ServerConnection], Awaitable[None]]
 
@@ -87,6 +107,7 @@ class OcppServer:
         on_session: SessionHandler,
         *,
         clock: Callable[[], float] = time.monotonic,
+        login_keys: int = 10_000,
     ) -> None:
         self._config = config
         self._store = store
@@ -94,18 +115,38 @@ class OcppServer:
         self._clock = clock
         server = config.server
         self._prefix = server.path + "/"
+        self._trusted = TrustedSources()
         self._guard = ConnectionGuard(
             allowed_networks=server.allowed_networks,
             max_per_address=server.max_connections_per_address,
             max_pending=server.max_pending_handshakes,
+            max_pending_per_address=server.max_pending_per_address
+            or max(1, server.max_pending_handshakes // 4),
+            trusted=self._trusted,
             clock=clock,
         )
+        # Failed logins per source address (bounded, LRU) and per configured identity: apart,
+        # so that a flood of junk from many addresses cannot push an identity's back-off out.
         self._logins = LoginThrottle(
             free_failures=server.failed_logins_before_backoff,
             max_delay=server.login_backoff_max,
+            max_keys=login_keys,
             clock=clock,
         )
+        self._accounts = LoginThrottle(
+            free_failures=server.failed_logins_before_backoff,
+            max_delay=server.login_backoff_max,
+            max_keys=1_000_000,  # only configured identities get here
+            clock=clock,
+        )
+        self._connects = Buckets(server.max_connects_per_minute / 60, CONNECT_BURST, clock=clock)
+        self._messages = (
+            Buckets(server.max_messages_per_second, server.message_burst, clock=clock)
+            if server.max_messages_per_second > 0
+            else None
+        )
         self._quiet = QuietLog(log, clock=clock)
+        self._unknown = UnknownRecorder(store, clock=clock)
         self._tasks = TaskOwner("ocpp-server")
         self._password_checks = asyncio.Semaphore(CONCURRENT_PASSWORD_CHECKS)
         # Digests of verified passwords: scrypt is deliberately slow, reconnects are not.
@@ -138,6 +179,7 @@ class OcppServer:
 
     async def start(self) -> None:
         server = self._config.server
+        await self._remember_logins()
         context = None
         if server.tls_cert_file is not None and server.tls_key_file is not None:
             context = server_context(
@@ -172,6 +214,16 @@ class OcppServer:
                 ", ".join(str(n) for n in server.allowed_networks),
             )
 
+    async def _remember_logins(self) -> None:
+        """Read back where each configured charger last logged in from, and how many unknown
+        identities are pending (the start of a run forgets nothing an attacker could use)."""
+        rows = await self._store.chargers()
+        for row in rows:
+            configured = self._config.charger(row.id) is not None
+            if configured and row.state == "known" and row.last_address:
+                self._trusted.add(row.id, row.last_address)
+        self._unknown.count(rows)
+
     async def _listen(self, port: int, context: SSLContext | None) -> Server:
         server = self._config.server
         policy = ListenerPolicy(
@@ -184,6 +236,7 @@ class OcppServer:
             message_burst=server.message_burst,
             flood_close_after=server.flood_close_after,
             max_message_size=server.max_message_size,
+            buckets=self._messages,
             clock=self._clock,
         )
         return await serve(
@@ -225,6 +278,20 @@ class OcppServer:
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         assert isinstance(connection, GuardedConnection)
+        try:
+            return await self._admit(connection, request)
+        except Exception as exc:
+            self._quiet.log(
+                logging.ERROR,
+                "crash:" + _where(exc),
+                "handshake of %s from %s failed; answered HTTP 500",
+                connection.identity or loggable(request.path),
+                connection.host,
+                exc_info=True,
+            )
+            return _plain(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+    async def _admit(self, connection: GuardedConnection, request: Request) -> Response | None:
         host = connection.host
         source = "addr:" + address_key(host)
         wait = self._logins.retry_after(source)
@@ -234,21 +301,21 @@ class OcppServer:
         if identity is None:
             self._logins.failed(source)
             self._quiet.warning(
-                "no-identity", "refused %s: no charger identity in path %r", host, request.path
+                "no-identity",
+                "refused %s: no charger identity in path %s",
+                host,
+                loggable(request.path),
             )
             return _plain(HTTPStatus.NOT_FOUND, f"connect to {self._prefix}<charger id>")
         charger = self._config.charger(identity)
         if charger is None and not self._config.server.allow_unknown_chargers:
             self._logins.failed(source)
-            if self._quiet.warning(
-                f"unknown:{identity}",
-                "refused unknown charger %s from %s (HTTP 404)",
-                identity,
-                host,
-            ):
-                await self._store.charger_refused(identity, host, "unknown identity")
+            self._quiet.warning(
+                "unknown", "refused unknown charger %s from %s (HTTP 404)", identity, host
+            )
+            await self._unknown.refused(identity, host, self._quiet)
             return _plain(HTTPStatus.NOT_FOUND, "unknown charge point")
-        connection.identity = identity
+        connection.identify(identity)
 
         refusal = self._check_transport(connection, identity, charger)
         if refusal is not None:
@@ -256,14 +323,23 @@ class OcppServer:
             return refusal
         has_certificate = peer_certificate(connection.tls_object) is not None
         header = request.headers.get("Authorization")
-        if charger is None or charger.password_hash is None:
-            return None
-        if has_certificate and header is None:
-            return None  # profile 3: the certificate is the credential
-        refusal = await self._check_password(connection, identity, charger.password_hash, header)
-        if refusal is not None:
-            return refusal
+        # With profile 3 and no Authorization header, the certificate is the credential.
+        if (
+            charger is not None
+            and charger.password_hash is not None
+            and not (has_certificate and header is None)
+        ):
+            refusal = await self._check_password(
+                connection, identity, charger.password_hash, header
+            )
+            if refusal is not None:
+                return refusal
         self._logins.succeeded(source)
+        wait = self._connects.get(identity).try_take()
+        if wait > 0:
+            return self._too_often(identity, host, wait)
+        if charger is not None:
+            self._trusted.add(identity, host)
         return None
 
     def _check_transport(
@@ -280,11 +356,11 @@ class OcppServer:
             if presented != expected:
                 self._quiet.warning(
                     f"cn:{identity}",
-                    "refused %s from %s: its client certificate is for CN %r, expected %r "
+                    "refused %s from %s: its client certificate is for CN %s, expected %r "
                     "(HTTP 403)",
                     identity,
                     host,
-                    presented,
+                    loggable(presented),
                     expected,
                 )
                 return _plain(HTTPStatus.FORBIDDEN, "client certificate is not for this identity")
@@ -322,22 +398,32 @@ class OcppServer:
             if self._cached(identity, stored, credentials[1]):
                 # A password verified before is accepted even while the identity is in
                 # back-off: someone guessing a charger's password cannot lock the charger out.
-                self._logins.succeeded(account)
+                self._accounts.succeeded(account)
                 return None
-            wait = self._logins.retry_after(account)
+            # The identity's back-off stops guessers, not the charger at an address it logged
+            # in from before. Each check is counted before it runs (as a failure until it
+            # succeeds), so concurrent guesses cannot all be checked.
+            wait = self._logins.attempt(source)
             if wait > 0:
-                return self._throttled(account, f"charger {identity}", wait)
+                return self._throttled(source, f"source {host}", wait)
+            if self._trusted.trusted_for(identity, host):
+                self._accounts.failed(account)
+            else:
+                wait = self._accounts.attempt(account)
+                if wait > 0:
+                    return self._throttled(account, f"charger {identity}", wait)
             async with self._password_checks:
                 ok = await asyncio.to_thread(verify_password, stored, credentials[1])
             if ok:
                 self._verified[identity] = (stored, _digest(credentials[1]))
-                self._logins.succeeded(account)
+                self._accounts.succeeded(account)
                 return None
             reason = "wrong password"
         else:
             reason = "no or wrong Basic auth user"
-        self._logins.failed(source)
-        delay = self._logins.failed(account)
+            self._logins.failed(source)
+            self._accounts.failed(account)
+        delay = self._accounts.retry_after(account)
         backoff = f"; back-off {delay:.0f} s" if delay else ""
         if self._quiet.warning(
             f"password:{identity}",
@@ -345,9 +431,11 @@ class OcppServer:
             identity,
             host,
             reason,
-            self._logins.failures(account),
+            self._accounts.failures(account),
             backoff,
-        ):
+        ) and not self._trusted.known(identity):
+            # A charger that logged in before is not recorded as refused: that would overwrite
+            # the address it logs in from, which its back-off exemption is read back from.
             await self._store.charger_refused(identity, host, reason)
         text = (
             "wrong password"
@@ -379,6 +467,23 @@ class OcppServer:
             {"Retry-After": str(seconds)},
         )
 
+    def _too_often(self, identity: str, host: str, wait: float) -> Response:
+        seconds = max(1, math.ceil(wait))
+        self._quiet.warning(
+            f"reconnects:{identity}",
+            "refused %s from %s: it reconnects more often than %g times a minute "
+            "(server.max_connects_per_minute; HTTP 429, retry in %d s)",
+            identity,
+            host,
+            self._config.server.max_connects_per_minute,
+            seconds,
+        )
+        return _plain(
+            HTTPStatus.TOO_MANY_REQUESTS,
+            "reconnecting too often; try again later",
+            {"Retry-After": str(seconds)},
+        )
+
     @staticmethod
     def _select_subprotocol(connection: ServerConnection, offered: object) -> Subprotocol | None:
         # No match: complete the handshake without a subprotocol; _handle then closes.
@@ -399,7 +504,87 @@ class OcppServer:
             )
             await connection.close(1002, "subprotocol ocpp1.6 required")
             return
-        await self._on_session(identity, connection)
+        try:
+            await self._on_session(identity, connection)
+        except ConnectionClosed:
+            pass  # the charger went away while its session was busy: nothing failed
+        except Exception as exc:
+            # websockets would log this at ERROR on its own (quietened) logger: say it here,
+            # once a minute for the same failure, naming the charger.
+            self._quiet.log(
+                logging.ERROR,
+                "crash:" + _where(exc),
+                "the connection of %s from %s failed: %s; closing it (1011)",
+                identity,
+                connection.host,
+                loggable(exc, 300),
+                exc_info=True,
+            )
+            await connection.close(1011, "internal error")
+
+
+class UnknownRecorder:
+    """Records refused unknown identities for the installer, at a bounded rate and number.
+
+    A flood of made-up identities from rotating addresses must not become thousands of pending
+    rows: a burst of new identities is recorded, then ``UNKNOWN_PER_MINUTE``, and none once
+    ``MAX_PENDING_IDENTITIES`` are pending (the count is read again from the database, at most
+    once a minute, so that approving or removing some makes room). An identity already recorded
+    is updated at most once a minute.
+    """
+
+    def __init__(self, store: Store, *, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+        self._new = TokenBucket(UNKNOWN_PER_MINUTE / 60, UNKNOWN_BURST, clock=clock)
+        self._recorded: dict[str, float] = {}  # identity -> last written (bounded below)
+        self.pending = 0
+        self._counted_at = -math.inf
+
+    async def refused(self, identity: str, host: str, quiet: QuietLog) -> None:
+        now = self._clock()
+        last = self._recorded.get(identity)
+        if last is not None:
+            if now - last >= 60:
+                self._recorded[identity] = now
+                await self._store.charger_refused(identity, host, "unknown identity")
+            return
+        if self.pending >= MAX_PENDING_IDENTITIES and now - self._counted_at >= 60:
+            self._counted_at = now
+            self.count(await self._store.chargers())
+        if self.pending >= MAX_PENDING_IDENTITIES:
+            quiet.warning(
+                "unknown-full",
+                "not recording unknown charger identities: %d are pending already "
+                "(approve or remove them: edgegw chargers pending)",
+                self.pending,
+            )
+            return
+        if self._new.try_take() > 0:
+            quiet.warning(
+                "unknown-rate",
+                "not recording all unknown charger identities: more than %d new ones a minute "
+                "(a scan or a flood)",
+                UNKNOWN_PER_MINUTE,
+            )
+            return
+        if len(self._recorded) >= MAX_PENDING_IDENTITIES * 2:
+            self._recorded.clear()
+        self._recorded[identity] = now
+        self.pending += 1
+        await self._store.charger_refused(identity, host, "unknown identity")
+
+    def count(self, rows: list[ChargerRow]) -> None:
+        self.pending = sum(1 for r in rows if r.state == "pending")
+
+
+def _where(exc: BaseException) -> str:
+    """The failure's type and innermost line: the key that says "the same failure again"."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    place = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    return f"{type(exc).__qualname__}@{place}"
 
 
 def _digest(password: str) -> bytes:

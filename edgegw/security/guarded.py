@@ -7,9 +7,12 @@ on a TLS listener, runs the TLS handshake itself with ``loop.start_tls``: that w
 source costs no TLS work, and a failed handshake (wrong CA, expired certificate, plain ``ws://``
 sent to the TLS port) gets a log line naming the source, which asyncio would otherwise swallow.
 
-Messages read through ``async for`` are paced by a token bucket: a charger above
+Messages read through ``async for`` are paced by a token bucket per charger identity (shared by
+its connections, so reconnecting buys no fresh allowance): a charger above
 ``max_messages_per_second`` is slowed down (TCP back-pressure does the rest), and one that stays
-above it for ``flood_close_after`` seconds is closed with 1008 (policy violation).
+above it for ``flood_close_after`` seconds is closed with 1008 (policy violation). A charger's
+answers to calls sent to it (CALLRESULT, CALLERROR) are not counted, up to the number of calls
+sent: answering the cloud quickly is never punished, and unsolicited answers still are.
 """
 
 from __future__ import annotations
@@ -18,17 +21,18 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
-from websockets.typing import Data
+from websockets.typing import Data, DataLike
 
 from edgegw.security.admission import ConnectionGuard, Refused, Ticket
+from edgegw.security.loggable import loggable
 from edgegw.security.quiet_log import QuietLog
-from edgegw.security.throttle import TokenBucket
+from edgegw.security.throttle import Buckets, TokenBucket
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
@@ -49,7 +53,20 @@ class ListenerPolicy:
     message_burst: int = 60
     flood_close_after: float = 10.0
     max_message_size: int = 65536
+    buckets: Buckets | None = None  # message-rate buckets per identity, shared by listeners
     clock: Callable[[], float] = field(default=time.monotonic)
+
+
+def frame_type(message: Data) -> str:
+    """The OCPP-J message type of a frame, read cheaply from its start: "2" (CALL), "3"
+    (CALLRESULT), "4" (CALLERROR), or "" when the start does not say."""
+    head = message[:16]
+    text = head.decode("latin-1") if isinstance(head, bytes) else head
+    text = text.lstrip()
+    if not text.startswith("["):
+        return ""
+    text = text[1:].lstrip()
+    return text[0] if len(text) > 1 and text[0] in "234" and text[1] in ", \t\r\n" else ""
 
 
 def tls_failure(exc: BaseException) -> str:
@@ -98,13 +115,20 @@ class GuardedConnection(ServerConnection):
         self.host = "?"
         self.identity: str | None = None
         self._attached = False
-        policy = self.policy
-        self._bucket = (
-            TokenBucket(policy.message_rate, policy.message_burst, clock=policy.clock)
-            if policy.message_rate > 0
-            else None
-        )
+        self._bucket: TokenBucket | None = None
         self._flooding_since: float | None = None
+        self._owed = 0  # calls sent to the charger not yet answered (their answers ride free)
+
+    def identify(self, identity: str) -> None:
+        """The charger this connection belongs to: its message rate is counted per identity."""
+        self.identity = identity
+        policy = self.policy
+        if policy.message_rate > 0:
+            self._bucket = (
+                policy.buckets.get(identity)
+                if policy.buckets is not None
+                else TokenBucket(policy.message_rate, policy.message_burst, clock=policy.clock)
+            )
 
     # ------------------------------------------------------------ accept and TLS
 
@@ -113,6 +137,7 @@ class GuardedConnection(ServerConnection):
         peer = transport.get_extra_info("peername")
         self.host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
         policy = self.policy
+        evicted = policy.guard.evicted
         try:
             ticket = policy.guard.admit(self.host)
         except Refused as exc:
@@ -121,6 +146,15 @@ class GuardedConnection(ServerConnection):
             )
             transport.abort()
             return
+        if policy.guard.evicted != evicted:
+            policy.quiet.warning(
+                "evicted",
+                "%d handshakes pending (server.max_pending_handshakes): dropped the oldest from "
+                "%s, the address holding the most, to let %s in",
+                policy.guard.max_pending,
+                policy.guard.last_evicted,
+                self.host,
+            )
         self.ticket = ticket
         ticket.abort = transport.abort
         if policy.tls is None:
@@ -151,7 +185,7 @@ class GuardedConnection(ServerConnection):
             raise
         except Exception as exc:
             if not ticket.closed:  # closed: we aborted it ourselves (the server is stopping)
-                reason = tls_failure(exc)
+                reason = loggable(tls_failure(exc), quote=False)
                 self.policy.quiet.warning(
                     f"tls:{reason}", "TLS handshake with %s failed: %s", self.host, reason
                 )
@@ -204,11 +238,24 @@ class GuardedConnection(ServerConnection):
 
     # ------------------------------------------------------------ messages
 
+    async def send(
+        self,
+        message: DataLike | Iterable[DataLike] | AsyncIterable[DataLike],
+        *,
+        text: bool | None = None,
+    ) -> None:
+        if isinstance(message, str | bytes) and frame_type(message) == "2":
+            self._owed += 1
+        await super().send(message, text=text)
+
     async def __aiter__(self) -> AsyncIterator[Data]:
         try:
             while True:
                 message = await self.recv()
-                await self._pace()
+                if self._owed > 0 and frame_type(message) in ("3", "4"):
+                    self._owed -= 1  # an answer to a call sent to it: not counted
+                else:
+                    await self._pace()
                 yield message
         except ConnectionClosedOK:
             return
@@ -277,7 +324,7 @@ class GuardedConnection(ServerConnection):
                 who,
                 self.host,
                 sent.code,
-                sent.reason,
+                loggable(sent.reason, quote=False),
             )
 
 

@@ -5,6 +5,11 @@ the message log. A few frames carry a charger's password in clear: the cloud set
 Basic-auth key with ``ChangeConfiguration(AuthorizationKey, ...)`` and a charger that (against
 the spec) returns it in ``GetConfiguration``. :func:`redact_frame` masks those values in the
 copy that is logged or stored; the relayed frame itself is never changed.
+
+Keys are matched after JSON decoding: ``"Authorization\\u004bey"`` is the same key to the
+charger, so it is the same key here. Text that names a secret key but does not parse is masked
+conservatively (every string value after a colon). A masked frame is written back in ASCII
+JSON.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ from typing import Any
 
 SECRET_KEYS = frozenset({"authorizationkey", "basicauthpassword"})
 MASK = "***"
-_MAYBE_SECRET = re.compile("|".join(SECRET_KEYS), re.IGNORECASE)
+# A secret key's name, or a \\u escape that could spell one: then the frame is decoded and
+# checked (the common frame has neither and costs one scan).
+_MAYBE_SECRET = re.compile("|".join([*SECRET_KEYS, r"\\u"]), re.IGNORECASE)
+_NAMED = re.compile("|".join(SECRET_KEYS), re.IGNORECASE)
+_STRING_VALUE = re.compile(r'(:\s*)"(?:[^"\\]|\\.)*"')
 
 
 def _mask(value: Any) -> tuple[Any, bool]:
@@ -47,6 +56,7 @@ def redact_frame(raw: str) -> str:
     try:
         frame = json.loads(raw)
     except (ValueError, RecursionError):
-        return raw
+        return _STRING_VALUE.sub(rf'\1"{MASK}"', raw) if _NAMED.search(raw) else raw
     masked, changed = _mask(frame)
-    return json.dumps(masked, separators=(",", ":"), ensure_ascii=False) if changed else raw
+    # ASCII: a decoded lone surrogate ("\\ud800") must not reach a writer that cannot encode it.
+    return json.dumps(masked, separators=(",", ":")) if changed else raw

@@ -6,6 +6,7 @@ server decides what to do when a limit is hit.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,6 +39,48 @@ class TokenBucket:
         self._tokens -= 1
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
+    def try_take(self) -> float:
+        """Take a token if one is available and return 0; else take nothing and return the
+        seconds until one will be (a refused attempt does not deepen the debt)."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+
+class Buckets:
+    """One :class:`TokenBucket` per key (an identity), so that reconnecting starts no fresh
+    allowance. At most ``max_keys`` are kept (the least recently used go first); a bucket that
+    has refilled is as good as a new one, so forgetting it costs nothing."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        TokenBucket(rate, burst, clock=clock)  # validates the arguments
+        self.rate = rate
+        self.burst = burst
+        self._max_keys = max_keys
+        self._clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def get(self, key: str) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, clock=self._clock)
+            while len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket
+
 
 @dataclass(slots=True)
 class _Failures:
@@ -52,8 +95,13 @@ class LoginThrottle:
     The first ``free_failures`` failures cost nothing (a charger with a mistyped password
     retries); each further one doubles the wait, from ``base_delay`` up to ``max_delay``.
     A key with no failure for ``max_delay`` seconds starts afresh, and at most ``max_keys``
-    keys are remembered (the oldest go first), so many attacking addresses cannot exhaust
-    memory.
+    keys are remembered, so many attacking addresses cannot exhaust memory: when full, the
+    oldest key that is not in back-off goes first (a flood of one-off junk requests does not
+    wipe out the back-off of the sources that earned one), else the oldest.
+
+    :meth:`attempt` checks and records in one step: a password check that is about to run
+    counts as a failure until :meth:`succeeded` says otherwise, so concurrent guesses see each
+    other and cannot all be verified before the first one is refused.
     """
 
     def __init__(
@@ -77,6 +125,15 @@ class LoginThrottle:
         entry = self._current(key)
         return 0.0 if entry is None else max(0.0, entry.blocked_until - self._clock())
 
+    def attempt(self, key: str) -> float:
+        """Seconds ``key`` must still wait (nothing recorded), or 0 after recording the attempt
+        as a failure that :meth:`succeeded` clears."""
+        wait = self.retry_after(key)
+        if wait > 0:
+            return wait
+        self.failed(key)
+        return 0.0
+
     def failed(self, key: str) -> float:
         """Record a failure; returns the wait it imposes (0 while failures are still free)."""
         now = self._clock()
@@ -88,9 +145,17 @@ class LoginThrottle:
         entry.blocked_until = now + delay
         self._keys[key] = entry
         self._keys.move_to_end(key)
-        while len(self._keys) > self._max_keys:
-            self._keys.popitem(last=False)
+        if len(self._keys) > self._max_keys:
+            self._evict(now, keep=key)
         return delay
+
+    def _evict(self, now: float, keep: str) -> None:
+        # The oldest keys not in back-off first; look at a bounded number of them.
+        for old, entry in itertools.islice(self._keys.items(), 64):
+            if old != keep and entry.blocked_until <= now:
+                del self._keys[old]
+                return
+        self._keys.popitem(last=False)
 
     def succeeded(self, key: str) -> None:
         self._keys.pop(key, None)

@@ -7,7 +7,13 @@ import logging
 
 import pytest
 
-from edgegw.security.admission import ConnectionGuard, Refused, address_key
+from edgegw.security.admission import (
+    ConnectionGuard,
+    Refused,
+    Ticket,
+    TrustedSources,
+    address_key,
+)
 from edgegw.security.quiet_log import QuietLog
 from edgegw.security.throttle import LoginThrottle, TokenBucket
 
@@ -78,28 +84,68 @@ def test_guard_allow_list_per_address_and_pending() -> None:
         guard.admit("192.168.1.5")
     assert info.value.limit == "allowed_networks"
     assert guard.allowed("::ffff:10.9.9.9") and guard.allowed("fd00::1")
-    a1, a2 = guard.admit("10.0.0.1"), guard.admit("10.0.0.1")
-    with pytest.raises(Refused) as info:
-        guard.admit("10.0.0.1")
-    assert info.value.limit == "max_connections_per_address"
-    b = guard.admit("10.0.0.2")
-    with pytest.raises(Refused) as info:
-        guard.admit("10.0.0.3")
-    assert info.value.limit == "max_pending_handshakes"
-    a1.opened()  # a WebSocket is open: the pending slot is free again, the address slot not
-    assert guard.pending == 2
-    c = guard.admit("10.0.0.3")
-    with pytest.raises(Refused):
-        guard.admit("10.0.0.1")
-    a1.close()
-    a1.close()  # idempotent
-    assert guard.connections_from("10.0.0.1") == 1
     aborted: list[str] = []
-    for ticket in (a2, b, c):
-        ticket.abort = lambda t=ticket: aborted.append(t.host)
+
+    def admit(host: str) -> Ticket:
+        ticket = guard.admit(host)
+        ticket.abort = lambda: aborted.append(host)
+        return ticket
+
+    a1, a2 = admit("10.0.0.1"), admit("10.0.0.1")
+    with pytest.raises(Refused) as info:
+        admit("10.0.0.1")
+    assert info.value.limit == "max_connections_per_address"
+    b = admit("10.0.0.2")
+    # The budget is full: a newcomer takes the oldest slot of the address holding the most.
+    c = admit("10.0.0.3")
+    assert aborted == ["10.0.0.1"] and a1.closed and guard.evicted == 1
+    assert guard.pending == 3
+    with pytest.raises(Refused) as info:  # every address holds one: nobody to take from
+        admit("10.0.0.2")
+    assert info.value.limit == "max_pending_handshakes"
+    a2.opened()  # a WebSocket is open: the pending slot is free again, the address slot not
+    assert guard.pending == 2
+    d = admit("10.0.0.4")
+    e = admit("10.0.0.1")  # full again: 10.0.0.2's is the oldest slot
+    assert aborted == ["10.0.0.1", "10.0.0.2"] and b.closed
+    with pytest.raises(Refused) as info:
+        admit("10.0.0.1")
+    assert info.value.limit == "max_connections_per_address"
+    a2.close()
+    a2.close()  # idempotent
+    assert guard.connections_from("10.0.0.1") == 1
+    aborted.clear()
     guard.abort_pending()
-    assert sorted(aborted) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert sorted(aborted) == ["10.0.0.1", "10.0.0.3", "10.0.0.4"]
     assert guard.pending == 0 and guard.connections_from("10.0.0.1") == 0
+    assert c.closed and d.closed and e.closed
+
+
+def test_guard_pending_per_address_and_the_reserve_of_trusted_addresses() -> None:
+    trusted = TrustedSources()
+    guard = ConnectionGuard(
+        max_per_address=100, max_pending=4, max_pending_per_address=2, trusted=trusted
+    )
+    tickets = [guard.admit("10.0.0.1"), guard.admit("10.0.0.1")]
+    with pytest.raises(Refused) as info:
+        guard.admit("10.0.0.1")
+    assert info.value.limit == "max_pending_per_address"
+    tickets += [guard.admit("10.0.0.2"), guard.admit("10.0.0.2")]
+    with pytest.raises(Refused) as info:
+        guard.admit("10.0.0.2")
+    trusted.add("CP1", "10.0.0.9")
+    assert trusted.trusted("10.0.0.9") and trusted.trusted_for("CP1", "10.0.0.9")
+    assert not trusted.trusted_for("CP2", "10.0.0.9")
+    # A charger's address has its own reserve: it takes nobody's slot.
+    mine = guard.admit("10.0.0.9")
+    assert mine.reserved and not any(t.closed for t in tickets) and guard.pending == 5
+    mine.opened()
+    # Each identity keeps its last two addresses.
+    trusted.add("CP1", "10.0.0.10")
+    trusted.add("CP1", "10.0.0.11")
+    assert not trusted.trusted("10.0.0.9") and trusted.trusted("10.0.0.11")
+    trusted.forget("CP1")
+    assert not trusted.trusted("10.0.0.11") and not trusted.known("CP1")
 
 
 def test_quiet_log_counts_what_it_left_out(caplog: pytest.LogCaptureFixture) -> None:
