@@ -174,7 +174,7 @@ def test_an_answer_after_the_charger_left_is_kept_so_its_copy_never_reaches_the_
     s = Shell(check_resent=True)
     s.online()
     s.carry(s.link.on_charger_message(call("s", "StartTransaction", START)))
-    (check,) = [c for c in s.carry(s.link.resent_checked("s", None))]  # new: relayed
+    (check,) = s.carry(s.link.resent_checked("s", None))  # new: relayed
     assert isinstance(check, ToCloud)
     s.outstanding.append("s")
     s.link.charger_closed()
