@@ -397,8 +397,25 @@ class StoreConfig(_Model):
         default=Path("/var/lib/edgegw/edgegw.db"), description="SQLite database file."
     )
     message_log_size: int = Field(
-        default=20000, ge=0, description="OCPP frames kept in the message log (0 = none)."
+        default=20000,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "OCPP frames kept in the troubleshooting message log, in memory (0 = none); "
+            "written next to the database only on stop and by `edgegw messages dump`."
+        ),
     )
+    message_log_mb: float = Field(
+        default=16.0,
+        ge=0.25,
+        le=1024,
+        allow_inf_nan=False,
+        description="Memory the message log may use (MiB): big frames evict old ones sooner.",
+    )
+
+    @property
+    def message_log_bytes(self) -> int:
+        return int(self.message_log_mb * 2**20)
 
 
 class LoggingConfig(_Model):

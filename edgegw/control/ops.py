@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edgegw import __version__
+from edgegw.control.message_ops import MessageOps
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.livestate import link_state
@@ -40,6 +41,7 @@ class GatewayOps:
             description="Put parked messages back in the queue (args: charger).",
         )
         server.register("events", self.events, description="Latest events, newest first.")
+        MessageOps(self._gw).register(server)
         server.register(
             "config.reload",
             self.config_reload,

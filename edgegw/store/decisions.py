@@ -2,10 +2,13 @@
 
 A caretaker asking "why did bay 7 charge at 6 A at 18:02?" needs the meter reading, the
 sessions and the limits that round saw and decided. The controller appends one record per
-round (about one a second) to memory; an owned task writes them in batches, like the message
-log in ``store.py``, so a control round never waits on the disk. The table (``decisions``,
-schema migration 2) keeps the newest ``size`` rounds. :meth:`DecisionLog.export_csv` writes
-a time window as CSV for a spreadsheet.
+round (about one a second) to memory; a supervised task writes them in batches every
+:data:`FLUSH_INTERVAL` seconds, so a control round never waits on the disk and ten rounds share
+one commit (a leaf page is written once, not once per round, on an SD card). Readers flush
+first, so they see every round. A batch the disk refuses (full) is kept and tried again, up to
+:data:`MAX_BUFFERED` rounds; older ones are then dropped, said once. The table (``decisions``,
+schema migration 2) keeps the newest ``size`` rounds. :meth:`DecisionLog.export_csv` writes a
+time window as CSV for a spreadsheet.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import csv
 import json
 import logging
 import math
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +29,10 @@ from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
-_FLUSH_INTERVAL = 1.0
-_MAX_BUFFERED = 10_000
+FLUSH_INTERVAL = 10.0
+"""Seconds between two batches (rounds lost to a power cut at most; nothing the durability
+rule protects)."""
+MAX_BUFFERED = 10_000
 """Rounds kept in memory while the disk is slow; the oldest are dropped beyond (logged)."""
 
 _PAGE = 1000
@@ -49,7 +55,7 @@ class DecisionLog:
     """Bounded, batched decision log on the daemon's database. :meth:`start`, then
     :meth:`close` (which writes what is still buffered)."""
 
-    def __init__(self, db: Database, *, size: int, flush_interval: float = _FLUSH_INTERVAL) -> None:
+    def __init__(self, db: Database, *, size: int, flush_interval: float = FLUSH_INTERVAL) -> None:
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
         self.db = db
@@ -57,19 +63,24 @@ class DecisionLog:
         self._flush_interval = flush_interval
         self._pending: list[tuple[float, str, str, str]] = []
         self._dropped = 0
+        self._failures = 0
         self._tasks = TaskOwner("decision-log")
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
 
     def start(self) -> None:
-        self._tasks.spawn(self._flush_loop(), "flush")
+        self._tasks.supervise(self._flush_loop, "flush")
 
     async def close(self) -> None:
-        self._stopping.set()  # the loop ends between batches, never inside a write
-        for task in self._tasks.tasks:
-            await task
+        self._stopping.set()
+        # A batch cancelled half-way is rolled back and kept: written just below.
         await self._tasks.close()
-        await self.flush()
+        try:
+            await self.flush()
+        except sqlite3.Error as exc:
+            log.warning(
+                "decision log: %d round(s) not written on close: %s", len(self._pending), exc
+            )
 
     def record(
         self, at: float, mode: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any]
@@ -79,8 +90,8 @@ class DecisionLog:
         if not self.size:
             return
         self._pending.append((at, mode, _dumps(inputs), _dumps(outputs)))
-        if len(self._pending) > _MAX_BUFFERED:
-            excess = len(self._pending) - _MAX_BUFFERED
+        if len(self._pending) > MAX_BUFFERED:
+            excess = len(self._pending) - MAX_BUFFERED
             del self._pending[:excess]
             if not self._dropped:
                 log.warning("decision log: the disk is not keeping up; dropping oldest rounds")
@@ -94,8 +105,14 @@ class DecisionLog:
             except TimeoutError:
                 try:
                     await self.flush()
-                except Exception:
-                    log.exception("decision log: writing a batch failed; will retry")
+                except sqlite3.Error as exc:
+                    self._failures += 1
+                    if self._failures == 1:
+                        log.warning("decision log: writing a batch failed (will retry): %s", exc)
+                else:
+                    if self._failures:
+                        log.info("decision log: writing again")
+                    self._failures = 0
 
     async def flush(self) -> None:
         """Write what is buffered now, then trim the table to ``size`` rounds."""

@@ -131,4 +131,8 @@ MIGRATIONS: tuple[str, ...] = (
         data TEXT
     );
     """,
+    # 2 -> 3: the message log moved to memory (edgegw.store.messagelog): it wore out SD cards
+    """
+    DROP TABLE IF EXISTS message_log;
+    """,
 )

@@ -1,11 +1,14 @@
-"""What the daemon records: chargers, connector status, transactions, a bounded message log.
+"""What the daemon records: chargers, connector status, transactions, events; the message log.
 
-The :class:`Store` is the single writer. The message log is written in batches by an owned task
-(frames are appended to memory and flushed about once a second), so relaying never waits on the
-disk for it; everything else is written when it happens. The frames waiting for the next batch
-are kept column by column (no tuple per frame): at 2,000 chargers that is ~2,000 frames a
-second that would otherwise each live long enough to be promoted by the garbage collector and
-make its full collections come sooner.
+The :class:`Store` is the single writer of the database. What the durability rule needs (the
+outbox, :mod:`edgegw.store.outbox`) is committed with ``synchronous=FULL`` before a charger is
+answered; the rest is written as it happens with ``synchronous=NORMAL`` (WAL), except connector
+status, which chargers report often and nobody needs to the second after a power cut: the
+latest report per connector is kept in memory and written in one transaction every
+:data:`STATUS_FLUSH_INTERVAL` seconds by a supervised writer task (reads see the latest).
+
+The troubleshooting message log is not in the database at all: it is a bounded ring in memory,
+dumped to a file on demand and on stop (see :mod:`edgegw.store.messagelog` for why).
 """
 
 from __future__ import annotations
@@ -13,21 +16,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from edgegw.security.redact import redact_frame
 from edgegw.store.db import Database
+from edgegw.store.messagelog import LoggedFrame, MessageLog, dump_path, printable
 from edgegw.store.outbox import Outbox
 from edgegw.tasks import TaskOwner
 
+if TYPE_CHECKING:
+    from edgegw.config import StoreConfig
+
 log = logging.getLogger(__name__)
 
-_FLUSH_INTERVAL = 1.0
+STATUS_FLUSH_INTERVAL: Final = 5.0
+"""Seconds between two writes of the connector statuses reported since the last one."""
+MAX_PENDING_STATUS: Final = 100_000
+"""Connector statuses kept while the disk refuses writes; further new connectors are dropped."""
 _EVENTS_KEPT = 10000
 
 
@@ -63,50 +73,95 @@ class TransactionRow:
     stop_reason: str | None
 
 
-class _LogBuffer:
-    """Frames for the next message-log batch, one column per field."""
-
-    __slots__ = ("at", "charger", "direction", "frame")
-
-    def __init__(self) -> None:
-        self.at = array("d")
-        self.charger: list[str] = []
-        self.direction: list[str] = []
-        self.frame: list[str] = []
-
-
 class Store:
     """The daemon's records. Open with :meth:`open`, always :meth:`close`."""
 
-    def __init__(self, db: Database, *, message_log_size: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        messages: MessageLog,
+        clock: Callable[[], float],
+        message_log_file: Path | None = None,
+        status_interval: float = STATUS_FLUSH_INTERVAL,
+    ) -> None:
         self.db = db
         self._clock = clock
-        self._log_size = message_log_size
-        self._log = _LogBuffer()
+        self.messages = messages
+        """The troubleshooting message log (in memory; see :mod:`edgegw.store.messagelog`)."""
+        self._message_log_file = message_log_file
+        self._status: dict[tuple[str, int], tuple[str, str, str | None, str | None, float]] = {}
+        self._status_dropped = 0
+        self._status_failures = 0
+        self._status_interval = status_interval
+        self.status_round = asyncio.Event()
+        """Set after every round of the status writer, written or not (for tests to wait on)."""
         self._tasks = TaskOwner("store")
         self._stopping = asyncio.Event()
         self.outbox = Outbox(db, clock)
 
     @classmethod
     async def open(
-        cls, path: Path, *, message_log_size: int = 20000, clock: Callable[[], float] = time.time
+        cls,
+        path: Path,
+        *,
+        message_log_size: int = 0,
+        message_log_bytes: int = 16 * 2**20,
+        message_log_file: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        status_interval: float = STATUS_FLUSH_INTERVAL,
     ) -> Store:
+        """Open the database at ``path``. The message log keeps ``message_log_size`` frames
+        (0: none, what the CLI opens) in ``message_log_bytes``; ``message_log_file`` is read
+        back now and written on :meth:`close`."""
         db = await Database.open(path)
-        store = cls(db, message_log_size=message_log_size, clock=clock)
-        await store._reset_connected()
-        store._tasks.spawn(store._flush_loop(), "message-log")
+        messages = MessageLog(size=message_log_size, max_bytes=message_log_bytes, clock=clock)
+        store = cls(
+            db,
+            messages=messages,
+            clock=clock,
+            message_log_file=message_log_file,
+            status_interval=status_interval,
+        )
+        try:
+            await store._reset_connected()
+            if message_log_file is not None and message_log_size:
+                await asyncio.to_thread(store._load_message_log, message_log_file)
+        except BaseException:
+            await db.close()
+            raise
+        store._tasks.supervise(store._status_writer, "status-writer")
         return store
 
+    @classmethod
+    async def open_for_daemon(
+        cls, config: StoreConfig, *, clock: Callable[[], float] = time.time
+    ) -> Store:
+        """The daemon's store: the configured database and message log, whose dump lives
+        next to the database (:func:`~edgegw.store.messagelog.dump_path`)."""
+        return await cls.open(
+            config.path,
+            message_log_size=config.message_log_size,
+            message_log_bytes=config.message_log_bytes,
+            message_log_file=None if str(config.path) == ":memory:" else dump_path(config.path),
+            clock=clock,
+        )
+
     async def close(self) -> None:
-        self._stopping.set()  # the flush loop ends between batches, never inside a write
-        for task in self._tasks.tasks:
-            await task
+        self._stopping.set()
+        # A write cancelled half-way is rolled back; its statuses are still pending and are
+        # written just below (upserts: a commit that did land is harmlessly repeated).
         await self._tasks.close()
         try:
             await self.outbox.close()
-            await self.flush()
+            await self._write_status()
+        except sqlite3.Error as exc:
+            log.warning("connector statuses not written on close: %s", exc)
         finally:
-            await self.db.close()
+            try:
+                await self._dump_message_log()
+            finally:
+                await self.db.close()
 
     async def _reset_connected(self) -> None:
         # After a crash no charger is connected, whatever the last run wrote.
@@ -124,7 +179,7 @@ class Store:
                 " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,"
                 " last_address = COALESCE(excluded.last_address, last_address),"
                 " connected = excluded.connected, state = 'known'",
-                (charger_id, now, now, address, int(connected)),
+                (_text(charger_id), now, now, _text(address), int(connected)),
             )
 
     async def charger_refused(self, charger_id: str, address: str | None, reason: str) -> None:
@@ -137,7 +192,7 @@ class Store:
                 " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,"
                 " last_address = excluded.last_address, refused_count = refused_count + 1,"
                 " refused_reason = excluded.refused_reason",
-                (charger_id, now, now, address, reason),
+                (_text(charger_id), now, now, _text(address), _text(reason)),
             )
 
     async def record_boot(self, charger_id: str, payload: dict[str, Any]) -> None:
@@ -146,33 +201,82 @@ class Store:
                 "UPDATE chargers SET vendor = ?, model = ?, serial = ?, firmware = ?, last_boot = ?"
                 " WHERE id = ?",
                 (
-                    payload.get("chargePointVendor"),
-                    payload.get("chargePointModel"),
-                    payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber"),
-                    payload.get("firmwareVersion"),
+                    _text(payload.get("chargePointVendor")),
+                    _text(payload.get("chargePointModel")),
+                    _text(
+                        payload.get("chargePointSerialNumber")
+                        or payload.get("chargeBoxSerialNumber")
+                    ),
+                    _text(payload.get("firmwareVersion")),
                     self._clock(),
-                    charger_id,
+                    _text(charger_id),
                 ),
             )
 
-    async def record_status(self, charger_id: str, payload: dict[str, Any]) -> None:
+    def record_status(self, charger_id: str, payload: dict[str, Any]) -> None:
+        """Remember a connector's StatusNotification; written with the next batch.
+
+        Only the latest report per connector is kept, so a charger repeating its status costs
+        nothing on disk. Values the charger sent that are not text are stored as their JSON.
+        """
+        connector = payload.get("connectorId", 0)
+        key = (printable(charger_id), connector if isinstance(connector, int) else -1)
+        if key not in self._status and len(self._status) >= MAX_PENDING_STATUS:
+            self._status_dropped += 1
+            return
+        self._status[key] = (
+            _text(payload.get("status", "")) or "",
+            _text(payload.get("errorCode", "")) or "",
+            _text(payload.get("info")),
+            _text(payload.get("timestamp")),
+            self._clock(),
+        )
+
+    async def _status_writer(self) -> None:
+        """Write the connector statuses reported since the last batch, every few seconds.
+
+        A batch the disk refuses (full, read-only) stays pending and is tried again with the
+        next one; the loop itself never ends on a write error (and is supervised if it did).
+        """
+        while not self._stopping.is_set():
+            try:
+                async with asyncio.timeout(self._status_interval):
+                    await self._stopping.wait()
+            except TimeoutError:
+                try:
+                    await self._write_status()
+                except sqlite3.Error as exc:
+                    self._status_failures += 1
+                    if self._status_failures == 1:
+                        log.warning("connector statuses not written (will retry): %s", exc)
+                else:
+                    if self._status_failures:
+                        log.info("connector statuses written again")
+                    self._status_failures = 0
+                self.status_round.set()
+
+    async def _write_status(self) -> None:
+        if not self._status:
+            return
+        batch = dict(self._status)
         async with self.db.transaction() as conn:
-            await conn.execute(
+            await conn.executemany(
                 "INSERT INTO connector_status (charger_id, connector_id, status, error_code, info,"
                 " charger_time, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (charger_id, connector_id) DO UPDATE SET status = excluded.status,"
                 " error_code = excluded.error_code, info = excluded.info,"
                 " charger_time = excluded.charger_time, updated_at = excluded.updated_at",
-                (
-                    charger_id,
-                    payload.get("connectorId", 0),
-                    payload.get("status", ""),
-                    payload.get("errorCode", ""),
-                    payload.get("info"),
-                    payload.get("timestamp"),
-                    self._clock(),
-                ),
+                [(c, n, *values) for (c, n), values in batch.items()],
             )
+        for key, values in batch.items():  # newer reports that came in meanwhile stay pending
+            if self._status.get(key) is values:
+                del self._status[key]
+        if self._status_dropped:
+            log.warning(
+                "%d connector status report(s) were dropped while the disk refused writes",
+                self._status_dropped,
+            )
+            self._status_dropped = 0
 
     async def chargers(self) -> list[ChargerRow]:
         cursor = await self.db.conn.execute(
@@ -186,7 +290,11 @@ class Store:
             "SELECT connector_id, status, error_code FROM connector_status WHERE charger_id = ?",
             (charger_id,),
         )
-        return {r[0]: (r[1], r[2]) for r in await cursor.fetchall()}
+        found = {r[0]: (r[1], r[2]) for r in await cursor.fetchall()}
+        for (charger, connector), values in self._status.items():  # not written yet
+            if charger == charger_id:
+                found[connector] = (values[0], values[1])
+        return found
 
     # ------------------------------------------------------------ transactions
 
@@ -203,13 +311,13 @@ class Store:
                 "INSERT INTO transactions (charger_id, connector_id, transaction_id, origin,"
                 " id_tag, meter_start, started_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    charger_id,
+                    _text(charger_id),
                     payload["connectorId"],
                     transaction_id,
                     origin,
-                    payload["idTag"],
+                    _text(payload["idTag"]),
                     payload["meterStart"],
-                    payload["timestamp"],
+                    _text(payload["timestamp"]),
                     self._clock(),
                 ),
             )
@@ -223,9 +331,9 @@ class Store:
                 " AND transaction_id = ? AND stopped_at IS NULL ORDER BY id DESC LIMIT 1)",
                 (
                     payload["meterStop"],
-                    payload["timestamp"],
-                    payload.get("reason", "Local"),
-                    charger_id,
+                    _text(payload["timestamp"]),
+                    _text(payload.get("reason", "Local")),
+                    _text(charger_id),
                     payload["transactionId"],
                 ),
             )
@@ -265,11 +373,11 @@ class Store:
             "SELECT transaction_id FROM transactions WHERE charger_id = ? AND connector_id = ?"
             " AND id_tag = ? AND meter_start = ? AND started_at = ? ORDER BY id DESC LIMIT 1",
             (
-                charger_id,
+                _text(charger_id),
                 payload["connectorId"],
-                payload["idTag"],
+                _text(payload["idTag"]),
                 payload["meterStart"],
-                payload["timestamp"],
+                _text(payload["timestamp"]),
             ),
         )
         row = await cursor.fetchone()
@@ -308,10 +416,10 @@ class Store:
                 "INSERT INTO events (at, kind, charger_id, message, data) VALUES (?, ?, ?, ?, ?)",
                 (
                     self._clock(),
-                    kind,
-                    charger_id,
-                    message,
-                    None if data is None else json.dumps(data, separators=(",", ":")),
+                    _text(kind),
+                    _text(charger_id),
+                    _text(message),
+                    None if data is None else json.dumps(data, separators=(",", ":"), default=str),
                 ),
             )
             await conn.execute(
@@ -327,47 +435,43 @@ class Store:
     # ------------------------------------------------------------ message log
 
     def log_frame(self, charger_id: str, direction: str, frame: str) -> None:
-        """Append a frame to the bounded message log (written in the next batch).
+        """Keep a frame in the bounded, in-memory message log (never written per frame).
 
-        Passwords a frame may carry (ChangeConfiguration AuthorizationKey) are masked first.
+        Passwords a frame may carry (ChangeConfiguration AuthorizationKey) are masked first;
+        text that cannot be encoded (lone surrogates) is kept escaped.
         """
-        if self._log_size:
-            buffer = self._log
-            buffer.at.append(self._clock())
-            buffer.charger.append(charger_id)
-            buffer.direction.append(direction)
-            buffer.frame.append(redact_frame(frame))
+        if self.messages.size:
+            self.messages.append(charger_id, direction, redact_frame(frame))
 
-    async def _flush_loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                async with asyncio.timeout(_FLUSH_INTERVAL):
-                    await self._stopping.wait()
-            except TimeoutError:
-                await self.flush()
+    def message_log(self, charger_id: str | None = None, limit: int = 100) -> list[LoggedFrame]:
+        """The newest ``limit`` frames (of ``charger_id``), newest first."""
+        return self.messages.newest(charger_id=charger_id, limit=limit)
 
-    async def flush(self) -> None:
-        if not self._log.frame:
+    def _load_message_log(self, path: Path) -> None:
+        try:
+            count = self.messages.load(path)
+        except OSError as exc:
+            log.warning("the message log left by the last run (%s) is unreadable: %s", path, exc)
             return
-        batch, self._log = self._log, _LogBuffer()
-        async with self.db.transaction() as conn:
-            await conn.executemany(
-                "INSERT INTO message_log (at, charger_id, direction, frame) VALUES (?, ?, ?, ?)",
-                zip(batch.at, batch.charger, batch.direction, batch.frame, strict=True),
-            )
-            await conn.execute(
-                "DELETE FROM message_log WHERE id <= (SELECT MAX(id) FROM message_log) - ?",
-                (self._log_size,),
-            )
+        if count:
+            log.info("message log: %d frame(s) of the last run read back from %s", count, path)
 
-    async def message_log(
-        self, charger_id: str | None = None, limit: int = 100
-    ) -> list[tuple[float, str, str, str]]:
-        await self.flush()
-        query = "SELECT at, charger_id, direction, frame FROM message_log"
-        args: tuple[Any, ...] = ()
-        if charger_id is not None:
-            query += " WHERE charger_id = ?"
-            args = (charger_id,)
-        cursor = await self.db.conn.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit))
-        return [(r[0], r[1], r[2], r[3]) for r in await cursor.fetchall()]
+    async def _dump_message_log(self) -> None:
+        path = self._message_log_file
+        if path is None or not self.messages.size:
+            return
+        try:
+            count = await asyncio.to_thread(self.messages.dump, path)
+        except OSError as exc:
+            log.warning("message log not written to %s: %s", path, exc)
+        else:
+            log.info("message log: %d frame(s) written to %s", count, path)
+
+
+def _text(value: Any) -> str | None:
+    """A charger's value as text for a TEXT column (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return printable(value)
+    return json.dumps(value, separators=(",", ":"))

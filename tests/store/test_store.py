@@ -67,14 +67,18 @@ async def test_transactions_and_counters(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_message_log_is_bounded(tmp_path: Path) -> None:
+async def test_message_log_is_bounded_and_in_memory(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "edgegw.db", message_log_size=5)
     try:
         for i in range(12):
             store.log_frame("CP1", "charger>", f'[2,"{i}","Heartbeat",{{}}]')
-        rows = await store.message_log(limit=100)
+        rows = store.message_log(limit=100)
         assert len(rows) == 5
-        assert rows[0][3] == '[2,"11","Heartbeat",{}]'
+        assert rows[0].frame == '[2,"11","Heartbeat",{}]'
+        tables = await store.db.conn.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE name = 'message_log'"
+        )
+        assert list(tables) == []  # never written to the database
     finally:
         await store.close()
 
