@@ -39,6 +39,7 @@ from typing import Any
 
 from edgegw.proxy import frames, schemas
 from edgegw.proxy.frames import Call, CallError, CallResult, FrameError
+from edgegw.security.loggable import loggable
 from edgegw.store.outbox import QueuedMessage
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,6 @@ class Origin(Enum):
 TRANSACTION_MESSAGES = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 GATEWAY_ANSWERS_CLOUD = frozenset({"SendLocalList", "GetLocalListVersion"})
 """Cloud calls the gateway answers itself: it owns each charger's local list (see auth)."""
-
-
-def clip(value: object, limit: int = 80) -> str:
-    """Text from outside, fit for a log line: printable, one line, bounded."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > limit:
-        text = text[:limit] + f"...({len(text)} chars)"
-    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def is_transaction_message(call: Call) -> bool:
@@ -391,7 +384,9 @@ class Link:
         pending = self._charger_inflight
         if pending is None or pending.call.id != answer.id:
             log.warning(
-                "%s: dropped an answer to unknown message id %r", self.charger_id, answer.id
+                "%s: dropped an answer to unknown message id %s",
+                self.charger_id,
+                loggable(answer.id),
             )
             return []
         self._charger_inflight = None
@@ -404,7 +399,7 @@ class Link:
                     "%s: answer to cloud call %s %s dropped: that cloud link is gone",
                     self.charger_id,
                     pending.call.action,
-                    answer.id,
+                    loggable(answer.id),
                 )
             out.append(CloudExchanged(pending.call, answer))
         else:
@@ -500,7 +495,9 @@ class Link:
         pending = self._cloud_inflight
         if pending is None or pending.call.id != answer.id:
             log.warning(
-                "%s: dropped a cloud answer to unknown message id %r", self.charger_id, answer.id
+                "%s: dropped a cloud answer to unknown message id %s",
+                self.charger_id,
+                loggable(answer.id),
             )
             return []
         self._cloud_inflight = None
@@ -544,8 +541,8 @@ class Link:
             log.info(
                 "%s: the cloud answered %s %s after the gateway had answered the charger",
                 self.charger_id,
-                clip(call.action),
-                clip(call.id),
+                loggable(call.action),
+                loggable(call.id),
             )
         if not (self.cloud_configured and is_transaction_message(call)):
             if pending is self._local_inflight:
@@ -646,7 +643,9 @@ class Link:
     ) -> list[Command]:
         pending = self._local_inflight
         if pending is None or pending.call.id != message_id:
-            log.warning("%s: local answer for unknown call %s", self.charger_id, clip(message_id))
+            log.warning(
+                "%s: local answer for unknown call %s", self.charger_id, loggable(message_id)
+            )
             return []
         self._local_inflight = None
         self.stats.answered_locally += 1
@@ -682,7 +681,9 @@ class Link:
         """The outbox lookup of :class:`AnswerIfResent` ended; ``answer`` None: not a copy."""
         pending = self._local_inflight
         if pending is None or pending.call.id != message_id:
-            log.warning("%s: resend check for unknown call %s", self.charger_id, message_id)
+            log.warning(
+                "%s: resend check for unknown call %s", self.charger_id, loggable(message_id)
+            )
             return []
         if answer is not None:
             log.info(
@@ -719,8 +720,8 @@ class Link:
                 log.info(
                     "%s: the cloud is still busy; %s %s answered by the gateway",
                     self.charger_id,
-                    clip(head.call.action),
-                    clip(head.call.id),
+                    loggable(head.call.action),
+                    loggable(head.call.id),
                 )
                 queue = self.cloud_configured and is_transaction_message(head.call)
                 out.append(AnswerLocally(head.call, queue=queue))
@@ -747,8 +748,8 @@ class Link:
                 "%s: the cloud has not answered %s %s for %.0f s; closing the connection to "
                 "start afresh",
                 self.charger_id,
-                clip(cloud.call.action),
-                clip(cloud.call.id),
+                loggable(cloud.call.action),
+                loggable(cloud.call.id),
                 now - cloud.sent_at,
             )
             cloud.deadline = now + self._stall_timeout  # once more if the close does not come
@@ -764,8 +765,8 @@ class Link:
         log.warning(
             "%s: the cloud did not answer %s %s within %.0f s (%s)%s; its answer is still awaited",
             self.charger_id,
-            clip(cloud.call.action),
-            clip(cloud.call.id),
+            loggable(cloud.call.action),
+            loggable(cloud.call.id),
             waited,
             setting,
             "; the gateway answers the charger" if charger_call else "",
@@ -943,7 +944,7 @@ class Link:
     ) -> list[Command]:
         if isinstance(answer, CallError):
             reason = f"{answer.code}: {answer.description}".rstrip(": ")
-            return self._delivery_failed(message, reason)
+            return self._delivery_failed(message, loggable(reason, 300, quote=False))
         self._take_out(message)
         self._retry_at = 0.0
         self.stats.delivered += 1
@@ -977,7 +978,9 @@ class Link:
                 "the cloud already had this StartTransaction (sent on a connection that closed "
                 "before its answer) and answered ConcurrentTx without the transaction id"
             )
-        return f"the cloud answered the StartTransaction {clip(status)} without a transaction id"
+        return (
+            f"the cloud answered the StartTransaction {loggable(status)} without a transaction id"
+        )
 
     def _take_out(self, message: QueuedMessage) -> None:
         """Remove a finished message from the window (or skip it when it is read from disk)."""
@@ -1095,8 +1098,8 @@ class Link:
                 "%s: cloud refused replayed %s: %s %s",
                 self.charger_id,
                 call.action,
-                answer.code,
-                answer.description,
+                loggable(answer.code),
+                loggable(answer.description),
             )
         elif call.action == "BootNotification":
             status = answer.payload.get("status")
@@ -1109,8 +1112,9 @@ class Link:
 
     def _check_call(self, call: Call, allowed: frozenset[str], side: str) -> CallError | None:
         if call.action not in schemas.ALL_ACTIONS:
-            log.warning("%s: %s sent unknown action %r", self.charger_id, side, call.action)
-            return frames.make_error(call.id, "NotImplemented", f"unknown action {call.action}")
+            action = loggable(call.action)
+            log.warning("%s: %s sent unknown action %s", self.charger_id, side, action)
+            return frames.make_error(call.id, "NotImplemented", f"unknown action {action}")
         if call.action not in allowed:
             log.warning(
                 "%s: %s sent %s, which only the other side may send",
@@ -1126,7 +1130,11 @@ class Link:
                 schemas.check_call(call.action, call.payload)
             except schemas.SchemaViolation as exc:
                 log.warning(
-                    "%s: %s sent an invalid %s: %s", self.charger_id, side, call.action, exc
+                    "%s: %s sent an invalid %s: %s",
+                    self.charger_id,
+                    side,
+                    call.action,
+                    loggable(str(exc), 300, quote=False),
                 )
                 return frames.make_error(call.id, exc.code, exc.description)
         return None
@@ -1136,8 +1144,18 @@ class Link:
     ) -> list[Command]:
         self.stats.rejected += 1
         if not exc.reply:
-            log.warning("%s: dropped a malformed frame from the %s: %s", self.charger_id, side, exc)
+            log.warning(
+                "%s: dropped a malformed frame from the %s: %s",
+                self.charger_id,
+                side,
+                loggable(str(exc), 300, quote=False),
+            )
             return []
-        log.warning("%s: malformed frame from the %s: %s", self.charger_id, side, exc)
+        log.warning(
+            "%s: malformed frame from the %s: %s",
+            self.charger_id,
+            side,
+            loggable(str(exc), 300, quote=False),
+        )
         error = frames.make_error(exc.message_id, exc.code, exc.description)
         return [reply(error.raw)]

@@ -52,6 +52,7 @@ from edgegw.proxy.link import (
 )
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.upstream import NotConnected, Upstream
+from edgegw.security.loggable import loggable
 from edgegw.security.redact import redact_frame
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
@@ -420,8 +421,8 @@ class ChargerSession:
         log.warning(
             "%s: the cloud answered %s for card %s of transaction %d started offline; %s",
             self.charger_id,
-            status,
-            id_tag,
+            loggable(status),
+            loggable(id_tag),
             local_id,
             what,
         )
@@ -490,5 +491,7 @@ def _message_ids() -> Callable[[], str]:
     return lambda: f"{prefix}{next(counter):x}"
 
 
-def _loggable(message: str | bytes) -> str | bytes:
-    return redact_frame(message) if isinstance(message, str) else message
+def _loggable(message: str | bytes) -> str:
+    """A frame for the debug log: passwords masked, control characters escaped, bounded."""
+    text = redact_frame(message) if isinstance(message, str) else message
+    return loggable(text, 4000, quote=False)
