@@ -220,7 +220,7 @@ class ServerConfig(_Model):
         default=60,
         gt=0,
         le=6000,
-        description="Accepted connections per charger identity (a burst of 10, then this rate); "
+        description="Accepted connections per charger identity (a burst of 20, then this rate); "
         "a charger reconnecting faster gets HTTP 429 and opens no cloud connection.",
     )
     max_messages_per_second: float = Field(
