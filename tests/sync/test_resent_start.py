@@ -1,0 +1,120 @@
+"""A charger that drops its connection while its StartTransaction is on the way (issue 16).
+
+The cloud is up but slow: it holds the charger's StartTransaction. The charger's network goes
+(no closing handshake), it connects again without booting and sends the same StartTransaction
+again, as OCPP 1.6 asks of a transaction message that got no answer. Either the cloud answers
+the first copy while the charger is back and waiting for the second (``"while back"``), or it
+answers before the charger is back (``"while away"``). Nothing closes the gateway's connection
+to the cloud on its own account, so the cloud must receive the StartTransaction exactly once,
+and the charger must end up with one transaction id for the session: the cloud's, or a local
+one that every later message reaching the cloud carries as the cloud's (never 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edgegw.sim.cloud import SimCloud, nth_call
+from edgegw.tasks import TaskOwner
+from tests.sync.driver import JsonDict, RetryingCharger
+from tests.sync.exactly_once import (
+    PatientCharger,
+    assert_exactly_once,
+    everything_arrived,
+    gateway_process,
+)
+from tests.sync.test_outage import KNOWN, Charger, charge
+
+
+class DroppingCharger(PatientCharger):
+    """A charger whose network can fail under it at a moment the test chooses."""
+
+    def drop_connection(self) -> None:
+        """The connection ends without a closing handshake; the CALL in flight is unanswered."""
+        ws = self._ws
+        assert ws is not None, f"{self.charger_id} is not connected"
+        ws.transport.abort()
+
+
+@pytest.mark.xfail(
+    reason="issue 16: when the charger goes the gateway closes its cloud connection with the "
+    "start outstanding, answers and queues the start itself and sends it again later",
+    raises=AssertionError,
+    strict=True,
+)
+@pytest.mark.parametrize("answered", ["while back", "while away"])
+async def test_a_start_on_its_way_when_the_charger_drops_reaches_the_cloud_once(
+    tmp_path: Path, answered: str
+) -> None:
+    cloud = SimCloud(
+        accepted_tags=set(KNOWN),
+        serial=True,
+        concurrent_tx=True,
+        delay_answers=nth_call(1, 60.0, action="StartTransaction"),  # until released
+    )
+    await cloud.start()
+    starts = 0
+    resent = asyncio.Event()
+
+    def on_sent(_charger: RetryingCharger, action: str, _payload: JsonDict) -> None:
+        nonlocal starts
+        if action == "StartTransaction":
+            starts += 1
+            if starts == 2:
+                resent.set()
+
+    tasks = TaskOwner("resent-start-test")
+    try:
+        async with asyncio.timeout(28), gateway_process(tmp_path, cloud.url) as gateway:
+            up = gateway.process.up
+            driver = DroppingCharger("CP00", gateway.url, gateway_up=up, on_sent=on_sent)
+            charger = Charger(0, driver, register_wh=4_000_000)
+            try:
+                await driver.call("Heartbeat", {})  # boots while the cloud answers at once
+                session = tasks.spawn(charge(charger, KNOWN[0], samples=2), "session")
+                await cloud.wait_held(lambda c: c.action == "StartTransaction")
+                if answered == "while away":
+                    up.clear()  # the charger waits for its network before connecting again
+                driver.drop_connection()
+                if answered == "while away":
+                    cloud.release_delayed()
+                    await cloud.wait_for(
+                        lambda r: r.direction == "out" and r.action == "StartTransaction"
+                    )
+                    up.set()
+                await resent.wait()  # the charger is back and has sent the start again
+                cloud.release_delayed()
+                await session
+                with contextlib.suppress(TimeoutError):
+                    await cloud.wait_for(lambda _r: everything_arrived(cloud, [driver]), 10)
+                status = await gateway.settled(lambda s: s["queued"] == 0, 5)
+            finally:
+                await tasks.close("test over")
+                await driver.close()
+    finally:
+        await cloud.stop()
+
+    assert driver.connections == 2 and driver.boots == 1  # back without booting again
+    assert assert_exactly_once(cloud, [driver]) == 1
+    ids = {a.answer["transactionId"] for a in driver.answered if a.action == "StartTransaction"}
+    assert len(ids) == 1 and charger.sessions[0].transaction_id in ids
+    assert [(k, t.stopped) for k, t in cloud.transactions.items()] == [(("CP00", 1), True)]
+    assert status["queued"] == 0 and status["parked"] == 0, status
+    assert driver.refusals == []
+    assert gateway.exit_code == 0, gateway.process.log_tail()
+    assert "Traceback" not in gateway.process.log_text()
+    with contextlib.closing(sqlite3.connect(tmp_path / "edgegw.db")) as db:
+        sessions = db.execute(
+            "SELECT transaction_id, stopped_at IS NOT NULL FROM transactions WHERE charger_id = ?",
+            ("CP00",),
+        ).fetchall()
+        mapped = db.execute(
+            "SELECT local_id, cloud_id FROM transaction_ids WHERE charger_id = ?", ("CP00",)
+        ).fetchall()
+    assert [(t, closed) for t, closed in sessions] == [(charger.sessions[0].transaction_id, 1)]
+    assert all(cloud_id == 1 for _local, cloud_id in mapped), mapped  # never 0, never unknown
