@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 DEB_PACKAGES := swig libpcsclite-dev socat pcscd vsmartcard-vpcd mosquitto
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench setup system-deps clean
+.PHONY: demo test install-smoke lint bench setup system-deps clean
 
 demo: setup
 	$(BIN)/edgegw demo
@@ -19,6 +19,12 @@ test: setup
 	$(BIN)/pytest -q
 	$(BIN)/ruff check edgegw tests
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory install-smoke
+
+# What users install: the wheel, with plain pip, in a fresh virtualenv (no dev extras), then
+# version, meter profiles, config check and a daemon run to READY and a clean SIGTERM.
+install-smoke: setup
+	$(BIN)/python -m tests.install.smoke
 
 lint: setup
 	$(BIN)/ruff check edgegw tests
