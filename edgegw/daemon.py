@@ -288,11 +288,18 @@ class Gateway:
             new = load_config(self.config_path)
         except ConfigError as exc:
             raise ReloadError(str(exc)) from None
-        plan = plan_reload(self.config, new, load_capping=self.controller is not None)
+        plan = plan_reload(self.config, new)
         if plan.empty or not plan.applicable:
             if self.certwatch is not None:  # a certificate renewed in place changes no setting
                 await self.certwatch.check_now()
             return plan
+        try:  # load capping takes the new set of chargers before any of them connects
+            if self.controller is not None:
+                self.controller.use_config(new)
+            if self.sampling is not None:
+                self.sampling.use_config(new)
+        except ValueError as exc:  # ChargerModelError too: nothing was applied
+            raise ReloadError(str(exc)) from None
         self.config = new
         if self.server is not None:
             self.server.use_config(new)

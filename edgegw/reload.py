@@ -4,9 +4,11 @@
 (control op ``config.reload``, or SIGHUP from ``systemctl reload edgegw``). A reload applies a
 new file only when every difference is safe to take live:
 
-* chargers added or removed (a removed charger's connection is closed), unless the site caps
-  its load (the controller plans with the set of chargers it started with) or a new charger
-  sets its model, idTag format or free-charging tag (the card authority reads those at start);
+* chargers added or removed (a removed charger's connection is closed), on a load-capped site
+  too: the controller takes a new charger live (its safe profile on connect, then its share)
+  and gives a removed one's share back to the others (``LoadController.use_config``); unless a
+  new charger sets its model, idTag format or free-charging tag (the card authority reads those
+  at start);
 * a charger's password, label, security profile, certificate CN and cloud credentials (they are
   read on each new connection; the current connection stays up).
 
@@ -71,8 +73,8 @@ class ReloadPlan:
         return "applied: " + "; ".join(parts)
 
 
-def plan_reload(running: Config, new: Config, *, load_capping: bool) -> ReloadPlan:
-    """Compare ``new`` with ``running``. ``load_capping``: a site controller is running."""
+def plan_reload(running: Config, new: Config) -> ReloadPlan:
+    """Compare ``new`` with ``running``."""
     restart: list[str] = []
     for name in type(running).model_fields:
         if name != "chargers" and getattr(running, name) != getattr(new, name):
@@ -91,8 +93,6 @@ def plan_reload(running: Config, new: Config, *, load_capping: bool) -> ReloadPl
             changed.append(cid)
         else:
             restart.append(f"{cid}: {', '.join(sorted(fields - LIVE_CHARGER_FIELDS))} changed")
-    if load_capping and (added or removed):
-        restart.append("the set of chargers changed on a load-capped site")
     for cid in added:
         set_fields = fresh[cid].model_fields_set & CARD_FIELDS
         if set_fields:

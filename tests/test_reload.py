@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from edgegw.config import load_config, parse_config
 from edgegw.control.client import ControlClient, RemoteError
 from edgegw.daemon import Gateway, ReloadError
 from edgegw.reload import plan_reload
+from edgegw.sim.charger import SimCharger
+from edgegw.sim.meter import SimMeter
 from tests.conftest import gateway_url, raw_charger
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -100,17 +103,161 @@ def test_plan_reload_sorts_live_and_restart_changes() -> None:
     base = {"chargers": [{"id": "CP1"}, {"id": "CP2", "label": "old"}]}
     running = parse_config(base)
     relabelled = parse_config({"chargers": [{"id": "CP1"}, {"id": "CP2", "label": "new"}]})
-    plan = plan_reload(running, relabelled, load_capping=False)
+    plan = plan_reload(running, relabelled)
     assert plan.applicable and plan.changed == ["CP2"]
 
     rewired = parse_config({"chargers": [{"id": "CP1"}, {"id": "CP2", "phases": "L2L3L1"}]})
-    plan = plan_reload(running, rewired, load_capping=False)
+    plan = plan_reload(running, rewired)
     assert not plan.applicable and "phases" in plan.needs_restart[0]
 
     added = parse_config({"chargers": [*base["chargers"], {"id": "CP3"}]})
-    assert plan_reload(running, added, load_capping=False).added == ["CP3"]
-    assert not plan_reload(running, added, load_capping=True).applicable
+    assert plan_reload(running, added).added == ["CP3"]
+    assert plan_reload(running, added).applicable  # load-capped or not: the controller takes it
+    removed = parse_config({"chargers": base["chargers"][:1]})
+    assert (
+        plan_reload(running, removed).removed == ["CP2"]
+        and plan_reload(running, removed).applicable
+    )
 
     keba = parse_config({"chargers": [*base["chargers"], {"id": "CP3", "model": "keba-p30"}]})
-    assert not plan_reload(running, keba, load_capping=False).applicable
-    assert plan_reload(running, running, load_capping=False).empty
+    assert not plan_reload(running, keba).applicable
+    assert plan_reload(running, running).empty
+
+
+# --------------------------------------------------------------------------------------------
+# A load-capped site: a real pymodbus meter following the simulated chargers' real draw
+
+LIMIT = 40.0
+MARGIN = 2.0
+BUILDING = 10.0
+
+
+def capped_config_text(tmp_path: Path, meter_port: int, chargers: list[str]) -> str:
+    lines = [
+        config_text(tmp_path, []).rstrip("\n"),
+        "[auth]",
+        'unknown_cards = "accept"',
+        "push_local_list = false",
+        "[site]",
+        f"limit_a = {LIMIT}",
+        f"margin_a = {MARGIN}",
+        "meter_lost_after = 2",
+        "ramp_a_per_s = 50",
+        "[buses.main]",
+        'transport = "tcp"',
+        'host = "127.0.0.1"',
+        f"port = {meter_port}",
+        "[[meters]]",
+        'profile = "eastron-sdm630"',
+        "poll_interval = 0.2",
+    ]
+    for charger in chargers:
+        lines += ["[[chargers]]", f'id = "{charger}"', "max_current_a = 32"]
+    return "\n".join(lines) + "\n"
+
+
+class Plant:
+    """The site as the meter sees it: the building plus what the simulated cars draw."""
+
+    def __init__(self, meter: SimMeter) -> None:
+        self.meter = meter
+        self.chargers: list[SimCharger] = []
+        self.highest = 0.0
+        """The most the site drew at any moment the plant looked (A per phase)."""
+
+    def grid(self) -> float:
+        return BUILDING + sum(c.current_a(1) for c in self.chargers)
+
+    async def follow(self) -> None:
+        while True:  # the meter measures what the site really draws, as it changes
+            amps = self.grid()
+            self.highest = max(self.highest, amps)
+            self.meter.set_currents(amps, amps, amps)
+            await asyncio.sleep(0.05)
+
+    async def sample(self) -> None:
+        while True:  # what the gateway asks the chargers for: MeterValues every interval
+            await asyncio.sleep(1.0)
+            for sim in list(self.chargers):
+                if sim.connected and sim.session(1) is not None:
+                    await sim.meter_values(1)
+
+
+async def until(predicate: Callable[[], bool], timeout: float) -> None:
+    """Wait for a physical process (cars following profiles, the meter polled) to get there."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - sampling a simulated physical process
+            await asyncio.sleep(0.05)
+
+
+async def test_a_load_capped_site_takes_and_drops_chargers_on_reload(tmp_path: Path) -> None:
+    async with SimMeter("eastron-sdm630") as meter:  # live: its voltages move like a real one's
+        plant = Plant(meter)
+        meter.set_currents(BUILDING, BUILDING, BUILDING)
+        path = tmp_path / "edgegw.toml"
+        path.write_text(capped_config_text(tmp_path, meter.port, ["CP1", "CP2"]))
+        gateway = Gateway(load_config(path), config_path=path)
+        task = asyncio.create_task(gateway.run(install_signal_handlers=False))  # noqa: TID251
+        follower = asyncio.create_task(plant.follow())  # noqa: TID251
+        sampler = asyncio.create_task(plant.sample())  # noqa: TID251
+        sims: dict[str, SimCharger] = {}
+        try:
+            await asyncio.wait_for(gateway.started.wait(), 10)
+            controller = gateway.controller
+            assert controller is not None
+            url = gateway_url(gateway)
+
+            async def plug_in(charger_id: str) -> SimCharger:
+                sim = SimCharger(charger_id, url, connectors=1, car_current_a=32)
+                await sim.connect()
+                await sim.boot()
+                sims[charger_id] = sim
+                plant.chargers.append(sim)
+                return sim
+
+            cp1, cp2 = await plug_in("CP1"), await plug_in("CP2")
+            for sim in (cp1, cp2):
+                assert await sim.tap("04A1B2C3") is not None
+            budget = LIMIT - MARGIN - BUILDING  # 28 A for the cars
+            await until(lambda: plant.grid() > LIMIT - MARGIN - 1.5, 20)  # 14 A each
+
+            # A third charger is added and the daemon reloads: applied, no restart.
+            path.write_text(capped_config_text(tmp_path, meter.port, ["CP1", "CP2", "CP3"]))
+            async with await ControlClient.connect(gateway.config.control.socket) as client:
+                answer = await client.call("config.reload")
+            assert answer["applied"] is True, answer
+            assert answer["added"] == ["CP3"] and not answer["needs_restart"]
+            cp3 = await plug_in("CP3")
+            first = await cp3.wait_call("SetChargingProfile")  # capped on connect
+            assert (
+                first["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+                    "limit"
+                ]
+                == 0
+            )  # its safe profile: fallback_current_a 0, paused until it has a share
+            assert await cp3.tap("04A1B2C3") is not None
+            # The three share the same 28 A: CP3 gets its share, the others were cut first.
+            await until(lambda: cp3.current_a(1) >= 6, 20)
+            await until(lambda: sum(s.offered_a(1) for s in (cp1, cp2, cp3)) > budget - 3, 20)
+            assert sum(s.offered_a(1) for s in (cp1, cp2, cp3)) <= budget + 0.01
+            assert plant.highest <= LIMIT - MARGIN + 0.01
+
+            # CP1 is removed (and switched off): its connection is closed, its share freed.
+            path.write_text(capped_config_text(tmp_path, meter.port, ["CP2", "CP3"]))
+            plan = await gateway.reload()
+            assert plan.applicable and plan.removed == ["CP1"]
+            assert await cp1.wait_closed(5) == 1008
+            plant.chargers.remove(cp1)
+            await until(lambda: cp2.offered_a(1) + cp3.offered_a(1) > budget - 1, 20)
+            assert cp2.offered_a(1) + cp3.offered_a(1) <= budget + 0.01
+            assert "CP1" not in {c.id for c in controller.state().chargers}
+            assert plant.highest <= LIMIT - MARGIN + 0.01  # never above the limit, at any moment
+        finally:
+            follower.cancel()
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            for sim in sims.values():
+                await sim.close()
+            gateway.shutdown()
+            await asyncio.wait_for(task, 15)

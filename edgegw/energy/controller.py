@@ -126,6 +126,10 @@ class Flag(StrEnum):
     """Takes TxProfiles only: nothing caps a session before the gateway's first profile."""
 
 
+_MODEL_FLAGS = frozenset({Flag.NOT_CONTROLLABLE, Flag.NO_SAFE_PROFILE})
+"""Flags that follow from the charger's model alone."""
+
+
 @dataclass(frozen=True, slots=True)
 class Tuning:
     """Timings and thresholds of the controller (defaults suit real chargers)."""
@@ -277,6 +281,9 @@ class _Charger:
     sender: asyncio.Task[None] | None = None
     max_override: float | None = None
     """A caretaker's lower maximum (A per phase; 0 pauses), set at runtime."""
+    retired: bool = False
+    """Removed from the configuration while charging: its sessions count at their limit in
+    force until they end, then it is forgotten."""
 
     @property
     def min_a(self) -> float:
@@ -362,6 +369,8 @@ class LoadController:
         self._tuning = tuning or Tuning()
         self._tasks = TaskOwner("loadcap")
         self._chargers: dict[str, _Charger] = {}
+        self._removed: set[str] = set()
+        """Chargers removed from the configuration: their late events are ignored."""
         for charger in config.chargers:  # fail early on a model name that does not exist
             self._charger(charger.id)
         self._kicked = asyncio.Event()
@@ -521,20 +530,99 @@ class LoadController:
         ch = self._chargers.get(charger_id)
         if ch is None:
             config = self._config.charger(charger_id) or ChargerConfig(id=charger_id)
-            model = model_for(self._models, config)
-            ch = _Charger(
-                id=charger_id,
-                config=config,
-                model=model,
-                wiring=tuple(Phase(i) for i in config.site_phases()),
-                wake=asyncio.Event(),
-            )
-            if model.cap_purpose is None:
-                ch.flags.add(Flag.NOT_CONTROLLABLE)
-            elif model.cap_purpose is Purpose.TX:
-                ch.flags.add(Flag.NO_SAFE_PROFILE)
+            ch = self._make_charger(config)
             self._chargers[charger_id] = ch
         return ch
+
+    def _make_charger(self, config: ChargerConfig) -> _Charger:
+        model = model_for(self._models, config)
+        ch = _Charger(
+            id=config.id,
+            config=config,
+            model=model,
+            wiring=tuple(Phase(i) for i in config.site_phases()),
+            wake=asyncio.Event(),
+        )
+        if model.cap_purpose is None:
+            ch.flags.add(Flag.NOT_CONTROLLABLE)
+        elif model.cap_purpose is Purpose.TX:
+            ch.flags.add(Flag.NO_SAFE_PROFILE)
+        return ch
+
+    def use_config(self, config: Config) -> None:
+        """Take a reloaded configuration's set of chargers, live.
+
+        Only the chargers may differ (a different ``[site]`` needs a restart, as does a
+        configured charger's energy setting: ``edgegw.reload`` sees to that). A new charger
+        is known from now on with its own settings: when it connects it gets its safe profile
+        at once, and its sessions count at what they were offered (in force) until it
+        measures, so it never takes current before the others' cuts have made room. A removed
+        charger's sessions stop counting: with a grid meter whatever its car still draws is
+        measured as building load until it stops, so its share goes back to the others as it
+        is freed. A meter that does not measure the chargers (``meter_role = "non_ev"``)
+        cannot see that: its sessions stay counted at their limit in force until they end.
+        Raises :class:`ValueError` (nothing changed) when the file cannot be taken live.
+        """
+        if config.site != self._site:
+            raise ValueError("the [site] section changed: restart edgegw to apply it")
+        fresh: dict[str, _Charger] = {}
+        for charger in config.chargers:  # check every new model before changing anything
+            known = self._chargers.get(charger.id)
+            if known is None or known.config != charger:
+                fresh[charger.id] = self._make_charger(charger)
+        old_ids = {c.id for c in self._config.chargers}
+        new_ids = {c.id for c in config.chargers}
+        self._config = config
+        for charger_id, made in fresh.items():
+            known = self._chargers.get(charger_id)
+            if known is None:
+                self._chargers[charger_id] = made
+                self._removed.discard(charger_id)
+                log.info("%s added to load capping", charger_id)
+                continue
+            known.config = made.config  # a live setting changed (label, password...)
+            if known.model is not made.model or known.wiring != made.wiring:
+                known.model, known.wiring = made.model, made.wiring
+                known.flags = (known.flags - _MODEL_FLAGS) | (made.flags & _MODEL_FLAGS)
+                if known.connected:
+                    self._replan(known)
+        for charger_id in sorted(old_ids - new_ids):
+            self._retire(charger_id)
+        self._kick()
+        self._bump()
+
+    def _retire(self, charger_id: str) -> None:
+        """``charger_id`` left the configuration: stop controlling it (see :meth:`use_config`)."""
+        ch = self._chargers.get(charger_id)
+        if ch is None:
+            return
+        drawing = [s for s in ch.sessions.values() if self._offered(ch, s.connector) > 0]
+        if drawing and self._site.meter_role != "grid":
+            ch.retired = True
+            log.warning(
+                "%s removed from the configuration while charging: the site meter does not "
+                "measure the chargers, so its %d session(s) stay counted at their limit in "
+                "force until they end",
+                charger_id,
+                len(drawing),
+            )
+            return
+        self._drop(ch)
+
+    def _drop(self, ch: _Charger) -> None:
+        del self._chargers[ch.id]
+        self._removed.add(ch.id)
+        if ch.sender is not None:
+            ch.sender.cancel("charger removed from the configuration")
+        log.info("%s removed from load capping: its share goes back to the others", ch.id)
+        self._kick()
+        self._bump()
+
+    def _known(self, charger_id: str) -> _Charger | None:
+        """The charger an event is about, or None for one removed from the configuration."""
+        if charger_id in self._removed:
+            return None
+        return self._charger(charger_id)
 
     def _safe_limit(self, ch: _Charger) -> float:
         """What the whole charger may draw per phase when nothing else is known."""
@@ -550,6 +638,7 @@ class LoadController:
     # ------------------------------------------------------------------ ChargerObserver
 
     def charger_connected(self, charger_id: str) -> None:
+        self._removed.discard(charger_id)  # let in again: a charger of its own now
         ch = self._charger(charger_id)
         ch.connected = True
         ch.failures = 0
@@ -573,7 +662,9 @@ class LoadController:
     def charger_exchanged(
         self, charger_id: str, action: str, request: JsonDict, response: JsonDict
     ) -> None:
-        ch = self._charger(charger_id)
+        ch = self._known(charger_id)
+        if ch is None:
+            return
         try:
             if action == "StatusNotification":
                 self._on_status(ch, request)
@@ -648,6 +739,9 @@ class LoadController:
                 and profile.get("chargingProfilePurpose") == "TxProfile"
             ):
                 del ch.cloud[pid]
+        if ch.retired and not ch.sessions:
+            self._drop(ch)
+            return
         self._replan(ch)
         self._kick()
 
@@ -725,7 +819,9 @@ class LoadController:
     # ------------------------------------------------------------------ CloudCallFilter
 
     def filter_cloud_call(self, charger_id: str, action: str, payload: JsonDict) -> JsonDict:
-        ch = self._charger(charger_id)
+        ch = self._known(charger_id)
+        if ch is None:
+            return payload
         if action == "SetChargingProfile":
             connector = payload.get("connectorId")
             cap = GatewayCap.for_model(ch.model, self._cap_limit(ch, connector))
@@ -747,7 +843,9 @@ class LoadController:
     ) -> None:
         if response is None or response.get("status") != "Accepted":
             return
-        ch = self._charger(charger_id)
+        ch = self._known(charger_id)
+        if ch is None:
+            return
         if action == "SetChargingProfile":
             self._cloud_profile_installed(ch, payload)
         elif action == "ClearChargingProfile":
@@ -1062,6 +1160,9 @@ class LoadController:
                 if ch.model.cap_purpose is None:
                     pinned.append((ch, session, ch.config.max_current_a, "not_controllable"))
                     continue
+                if ch.retired:
+                    pinned.append((ch, session, offered, "removed"))
+                    continue
                 if session.ignoring and session.measured_a is not None:
                     # It draws what it likes: count that as load we do not control, so the
                     # others get what is really left. Its limit stays where it was.
@@ -1198,7 +1299,7 @@ class LoadController:
                 ch.flags.add(Flag.CANNOT_PAUSE)
             else:
                 ch.flags.discard(Flag.CANNOT_PAUSE)
-            if ch.connected:
+            if ch.connected and not ch.retired:
                 self._replan(ch)
 
     def _estimate_non_ev(self, grid: PerPhase, eligible: list[_Eligible]) -> PerPhase:

@@ -176,6 +176,14 @@ class MeterSampling:
         for charger in config.chargers:  # fail early on a model name that does not exist
             model_for(models, charger)
 
+    def use_config(self, config: Config) -> None:
+        """Take a reloaded configuration: chargers added since start are sampled with their
+        own model's settings. Raises :class:`~edgegw.energy.chargermodels.ChargerModelError`
+        (nothing changed) for a model that does not exist."""
+        for charger in config.chargers:
+            model_for(self._models, charger)
+        self._config = config
+
     # ------------------------------------------------------------------ results
 
     @property
