@@ -3,11 +3,19 @@
 Frames are handled raw so the gateway relays what it forwards byte for byte; parsing only
 extracts what routing needs. Errors say which CALLERROR (OCPP-J 1.6 spelling) is due, or that
 the frame must be dropped because no answer is possible.
+
+Numbers are held to what every peer and the database can represent: ``NaN`` and ``Infinity``
+(which Python's json reads although they are not JSON), floats beyond a double and integers
+beyond a signed 64-bit integer (SQLite's) are refused here, with the frame's own message id,
+so such a value is never stored and never forwarded, whether or not schemas are checked. The
+checks are json's own ``parse_*`` hooks: free for frames without numbers and one short call
+per number otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +24,10 @@ CALLRESULT = 3
 CALLERROR = 4
 MAX_MESSAGE_ID_LENGTH = 36
 UNKNOWN_ID = "-1"
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+_SHORT_INT = 18  # digits (and sign) that cannot leave the int64 range
+_LONGEST_INT = 20  # "-9223372036854775808"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,63 @@ class FrameError(ValueError):
         self.reply = reply
 
 
+class _Unrepresentable(ValueError):
+    """A number in the frame no peer can be trusted with (raised from inside json)."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+def _shown(text: str) -> str:
+    """A number from outside as it may be quoted in an answer: never whole when huge."""
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
+
+
+def _parse_int(text: str) -> int:
+    if len(text) <= _SHORT_INT:
+        return int(text)
+    if len(text) <= _LONGEST_INT:
+        value = int(text)
+        if INT_MIN <= value <= INT_MAX:
+            return value
+    raise _Unrepresentable(
+        "TypeConstraintViolation",
+        f"integer {_shown(text)} is out of range (at most 64-bit signed: {INT_MIN} to {INT_MAX})",
+    )
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isfinite(value):
+        return value
+    raise _Unrepresentable(
+        "TypeConstraintViolation", f"number {_shown(text)} is too large for a 64-bit float"
+    )
+
+
+def _parse_constant(name: str) -> Any:
+    raise _Unrepresentable(
+        "FormationViolation", f"{name} is not a JSON number (JSON has no NaN or Infinity)"
+    )
+
+
+def _lenient_int(text: str) -> int:
+    return int(text) if len(text) <= _SHORT_INT else 0
+
+
+def _zero(text: str) -> float:
+    return 0.0
+
+
+_DECODER = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+)
+# Reads a frame the checked decoder refused, only to find the message id to answer with.
+_LENIENT = json.JSONDecoder(parse_int=_lenient_int, parse_float=_zero, parse_constant=_zero)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -74,8 +143,13 @@ def parse(data: str | bytes) -> Frame:
             message_id=UNKNOWN_ID,
             reply=True,
         )
+    unrepresentable: _Unrepresentable | None = None
     try:
-        msg = json.loads(data)
+        try:
+            msg = _DECODER.decode(data)
+        except _Unrepresentable as exc:
+            unrepresentable = exc  # answered below, under the frame's own message id
+            msg = _LENIENT.decode(data)
     except (json.JSONDecodeError, RecursionError):
         raise FrameError(
             "FormationViolation", "message is not valid JSON", message_id=UNKNOWN_ID, reply=True
@@ -98,6 +172,13 @@ def parse(data: str | bytes) -> Frame:
             "ProtocolError",
             "message id must be a non-empty string of at most 36 characters",
             message_id=UNKNOWN_ID,
+            reply=kind == CALL,
+        )
+    if unrepresentable is not None:
+        raise FrameError(
+            unrepresentable.code,
+            unrepresentable.description,
+            message_id=message_id,
             reply=kind == CALL,
         )
     if kind == CALL:

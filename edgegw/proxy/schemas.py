@@ -7,18 +7,26 @@ Every charger call is checked, so the check is on the relay's hot path: ``jsonsc
 a MeterValues was a quarter of the gateway's CPU at 2,000 chargers. Each schema is therefore
 also compiled (:mod:`edgegw.proxy.fastschema`) into a plain function that can only say "valid";
 ``jsonschema`` still has the last word on everything else and writes every error message.
+
+``multipleOf`` is ours: jsonschema's raises (``TypeError``, ``decimal.InvalidOperation``) on a
+decimal limit as large as Java's ``Float.MAX_VALUE`` (3.4028235E38, a real CSMS's "no limit")
+or on a non-finite number. Ours is exact on the number as written, so a huge limit is a valid
+multiple of 0.1 (the energy controller clamps it to the site cap) and a non-finite one is a
+violation. Whatever the payload, the check raises :class:`SchemaViolation` and nothing else.
 """
 
 from __future__ import annotations
 
 import decimal
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from fractions import Fraction
 from functools import cache
 from typing import Any
 
 from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError as SchemaError
+from jsonschema.validators import extend
 from ocpp.messages import get_validator
 
 from edgegw.proxy.fastschema import compile_schema
@@ -102,10 +110,37 @@ class SchemaViolation(ValueError):
         self.description = description
 
 
+def _exact(number: Any) -> Fraction:
+    """The number as it was written (a float by its shortest repr, as JSON carried it)."""
+    if isinstance(number, float):
+        return Fraction(decimal.Decimal(repr(number)))
+    return Fraction(number)
+
+
+def _multiple_of(
+    validator: Draft4Validator, step: Any, instance: Any, schema: dict[str, Any]
+) -> Iterator[SchemaError]:
+    if not validator.is_type(instance, "number"):
+        return
+    try:
+        ratio = _exact(instance) / _exact(step)
+    except (ValueError, OverflowError, ArithmeticError):  # NaN, Infinity
+        yield SchemaError(f"{instance} is not a finite number")
+        return
+    if ratio.denominator != 1:
+        yield SchemaError(f"{instance} is not a multiple of {step}")
+
+
+_Validator = extend(Draft4Validator, {"multipleOf": _multiple_of})
+
+
 @cache
 def _validator(kind: int, action: str, use_decimal: bool) -> Draft4Validator:
     parse_float: Any = decimal.Decimal if use_decimal else float
-    validator: Draft4Validator = get_validator(kind, action, "1.6", parse_float=parse_float)
+    # The ocpp library caches one validator per schema, whichever parse_float came first;
+    # ours copes with either (see _exact).
+    schema = get_validator(kind, action, "1.6", parse_float=parse_float).schema
+    validator: Draft4Validator = _Validator(schema)
     return validator
 
 
@@ -117,15 +152,23 @@ def _fast(kind: int, action: str) -> Callable[[Any], bool] | None:
 
 
 def _check(kind: int, action: str, payload: dict[str, Any], use_decimal: bool) -> None:
-    if use_decimal:
-        payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
-    else:
-        fast = _fast(kind, action)
-        if fast is not None and fast(payload):
-            return
-    error: SchemaError | None = next(
-        iter(_validator(kind, action, use_decimal).iter_errors(payload)), None
-    )
+    try:
+        if use_decimal:
+            text = json.dumps(payload, allow_nan=False)
+            payload = json.loads(text, parse_float=decimal.Decimal)
+        else:
+            fast = _fast(kind, action)
+            if fast is not None and fast(payload):
+                return
+        error: SchemaError | None = next(
+            iter(_validator(kind, action, use_decimal).iter_errors(payload)), None
+        )
+    except (ArithmeticError, TypeError, ValueError, RecursionError) as exc:
+        # A payload the checker itself chokes on (NaN, a cycle, a number no type holds) is
+        # no valid message: say so, as a violation, rather than crash the link.
+        raise SchemaViolation(
+            "FormationViolation", f"{action}: payload cannot be checked: {exc}"[:255]
+        ) from None
     if error is None:
         return
     where = "/".join(str(p) for p in error.absolute_path) or "payload"
