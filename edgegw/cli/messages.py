@@ -39,7 +39,7 @@ messages_app = typer.Typer(
 )
 
 ChargerOption = Annotated[
-    str | None, typer.Option("--charger", "-c", help="Only the frames of this charger.")
+    str | None, typer.Option("--charger", help="Only the frames of this charger.")
 ]
 _PAGE = 10_000
 
