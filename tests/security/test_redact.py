@@ -39,3 +39,20 @@ def test_frames_without_secrets_are_returned_as_they_are() -> None:
     mention = '[2,"d","DataTransfer",{"vendorId":"v","data":"AuthorizationKey"}]'
     assert redact_frame(mention) == mention
     assert redact_frame("AuthorizationKey not json") == "AuthorizationKey not json"
+
+
+def test_keys_are_matched_after_json_decoding() -> None:
+    escaped = '[2,"c1","ChangeConfiguration",{"k\\u0065y":"Authorization\\u004bey","value":"pw1"}]'
+    out = redact_frame(escaped)
+    assert "pw1" not in out
+    assert json.loads(out)[3] == {"key": "AuthorizationKey", "value": "***"}
+    other = '[2,"c1","DataTransfer",{"vendorId":"caf\\u00e9","data":"x"}]'
+    assert redact_frame(other) is other  # an escape alone changes nothing
+
+
+def test_an_unparsable_frame_naming_a_secret_key_is_masked() -> None:
+    raw = '[2,"c1","ChangeConfiguration",{"key":"AuthorizationKey","value":"pw2"},' + "9" * 5000
+    out = redact_frame(raw)
+    assert "pw2" not in out and '"value":"***"' in out
+    surrogate = '[3,"g",{"configurationKey":[{"key":"AuthorizationKey","value":"\\ud800"}]}]'
+    assert redact_frame(surrogate).isascii()  # nothing a writer cannot encode

@@ -14,7 +14,7 @@ from edgegw.security.admission import (
     TrustedSources,
     address_key,
 )
-from edgegw.security.quiet_log import QuietLog
+from edgegw.security.quiet_log import QuietFilter, QuietLog
 from edgegw.security.throttle import LoginThrottle, TokenBucket
 
 
@@ -163,3 +163,50 @@ def test_quiet_log_counts_what_it_left_out(caplog: pytest.LogCaptureFixture) -> 
         "refused x",
         "refused d (2 more like this in the last 60 s)",
     ]
+
+
+def test_token_bucket_try_take_refuses_without_debt() -> None:
+    clock = Clock()
+    bucket = TokenBucket(1, 2, clock=clock)
+    assert [bucket.try_take(), bucket.try_take()] == [0, 0]
+    assert bucket.try_take() == pytest.approx(1.0)
+    assert bucket.try_take() == pytest.approx(1.0)  # refused attempts do not deepen the debt
+    clock.now += 1
+    assert bucket.try_take() == 0
+
+
+def test_login_attempt_counts_before_the_check() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(free_failures=2, base_delay=1, max_delay=8, clock=clock)
+    # Three checks start at once: each is a failure until it succeeds.
+    assert [throttle.attempt("id:CP1") for _ in range(4)] == [0, 0, 0, 1]
+    throttle.succeeded("id:CP1")
+    assert throttle.attempt("id:CP1") == 0
+
+
+def test_a_junk_flood_evicts_one_off_keys_before_backed_off_ones() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(free_failures=1, max_keys=10, clock=clock)
+    for _ in range(3):
+        throttle.failed("addr:victim-guesser")
+    assert throttle.retry_after("addr:victim-guesser") > 0
+    for i in range(100):
+        throttle.failed(f"addr:junk-{i}")
+    assert throttle.retry_after("addr:victim-guesser") > 0
+    assert throttle.failures("addr:junk-99") == 1
+
+
+def test_quiet_filter_lets_each_template_through_once_a_minute() -> None:
+    clock = Clock()
+    quiet = QuietFilter(interval=60, clock=clock)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("edgegw.websockets.server", logging.ERROR, "", 0, msg, (), None)
+
+    assert quiet.filter(record("connection handler failed"))
+    assert not quiet.filter(record("connection handler failed"))
+    assert quiet.filter(record("keepalive ping failed"))
+    clock.now += 60
+    again = record("connection handler failed")
+    assert quiet.filter(again)
+    assert again.getMessage() == "connection handler failed (1 more like this in the last 60 s)"
