@@ -18,7 +18,7 @@ from pathlib import Path
 from edgegw.auth.passwords import hash_password
 from edgegw.config import load_config
 from edgegw.daemon import Gateway
-from edgegw.sim.cloud import SimCloud
+from edgegw.sim.cloud import SimCloud, Stall
 from edgegw.sim.fleet import SimFleet
 
 log = logging.getLogger("edgegw.demo")
@@ -27,6 +27,7 @@ ACCEPTED_TAGS = ("04A2B3C4D5E680", "1EA68671", "DEADBEEF", "CAFE0001")
 BLOCKED_TAG = "BADC0FFE"
 UNKNOWN_TAG = "0BADF00D"
 STATUS_EVERY = 5.0
+STALL_EVERY = 30.0  # s between two stalls of the simulated cloud (with ``cloud_stall``)
 
 
 def _config_text(db: Path, port: int, cloud_url: str, chargers: dict[str, str]) -> str:
@@ -54,9 +55,21 @@ def _config_text(db: Path, port: int, cloud_url: str, chargers: dict[str, str]) 
 
 
 async def run_demo(
-    *, chargers: int, duration: float | None, port: int = 0, session_seconds: float = 8.0
+    *,
+    chargers: int,
+    duration: float | None,
+    port: int = 0,
+    session_seconds: float = 8.0,
+    real_cloud: bool = False,
+    cloud_stall: float = 0.0,
 ) -> bool:
-    """Run until ``duration`` elapses or Ctrl-C; True if the cloud's record is complete."""
+    """Run until ``duration`` elapses or Ctrl-C; True if the cloud's record is complete.
+
+    ``real_cloud`` makes the simulated cloud behave like a real CSMS (one CALL per charger at a
+    time, an overlapping one refused; ``ConcurrentTx`` for a second start of a card);
+    ``cloud_stall`` > 0 makes it stall that many seconds every :data:`STALL_EVERY` seconds
+    (then it answers all the same), as a busy CSMS does.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -65,7 +78,15 @@ async def run_demo(
     passwords = {cid: f"demo-password-{cid.lower()}" for cid in ids}
     hashes = {cid: hash_password(pw, log2_n=10) for cid, pw in passwords.items()}
     with tempfile.TemporaryDirectory(prefix="edgegw-demo-") as tmp:
-        cloud = SimCloud(accepted_tags=ACCEPTED_TAGS, blocked_tags={BLOCKED_TAG}, history=50_000)
+        stall = Stall()
+        cloud = SimCloud(
+            accepted_tags=ACCEPTED_TAGS,
+            blocked_tags={BLOCKED_TAG},
+            history=50_000,
+            serial=real_cloud,
+            concurrent_tx=real_cloud,
+            delay_answers=stall,
+        )
         await cloud.start()
         config_path = Path(tmp) / "edgegw.toml"
         config_path.write_text(_config_text(Path(tmp) / "edgegw.db", port, cloud.url, hashes))
@@ -90,12 +111,17 @@ async def run_demo(
             seed="demo",
         )
         started = time.monotonic()
+        next_stall = started + STALL_EVERY
         await fleet.start()
         try:
             while not stop.is_set():
                 remaining = None if duration is None else duration - (time.monotonic() - started)
                 if remaining is not None and remaining <= 0:
                     break
+                if cloud_stall > 0 and time.monotonic() >= next_stall:
+                    log.info("the simulated cloud stalls for %.0f s", cloud_stall)
+                    stall.begin(cloud_stall)
+                    next_stall += STALL_EVERY
                 wait = STATUS_EVERY if remaining is None else min(STATUS_EVERY, remaining)
                 try:
                     async with asyncio.timeout(wait):
@@ -142,6 +168,11 @@ def _summary(cloud: SimCloud, fleet: SimFleet, ids: list[str]) -> bool:
     )
     print(f"  sessions completed:      {stats.sessions_completed}")
     print(f"  cloud transactions:      {len(started)} started, {len(stopped)} stopped")
+    if cloud.serial or cloud.held:
+        print(
+            f"  slow cloud:              {len(cloud.held)} answers delayed, "
+            f"{len(cloud.refused)} overlapping calls refused"
+        )
     ok = len(started) == stats.sessions_started and len(stopped) >= stats.sessions_completed
     verdict = "complete" if ok else "INCOMPLETE"
     print(f"  cloud record:            {verdict} (every session the chargers ran reached it)")
