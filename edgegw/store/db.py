@@ -12,9 +12,10 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 
 class StoreError(RuntimeError):
     """The database cannot be used (corrupt, too new, unreadable)."""
+
+
+class StoreSchemaError(StoreError):
+    """The database lacks tables, columns or indexes its schema version promises (dropped or
+    altered by hand, or damaged): restarting cannot help, an operator must restore it."""
 
 
 class Database:
@@ -48,6 +54,14 @@ class Database:
         db = cls(conn, path)
         try:
             await db._prepare()
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            await conn.close()
+            if not _is_damage(exc):
+                raise
+            raise StoreError(
+                f"{path} is damaged ({_reason(exc)}); move it aside to start with an empty one, "
+                "or restore a backup"
+            ) from exc
         except BaseException:
             await conn.close()
             raise
@@ -56,10 +70,12 @@ class Database:
     async def _prepare(self) -> None:
         try:
             row = await (await self.conn.execute("PRAGMA quick_check")).fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            # Flipped bytes can put invalid UTF-8 into SQLite's own error text (a table name,
+            # a statement of the schema): Python then raises UnicodeDecodeError instead.
             raise StoreError(
-                f"{self.path} is not a usable SQLite database ({exc}); move it aside to start "
-                "with an empty one, or restore a backup"
+                f"{self.path} is not a usable SQLite database ({_reason(exc)}); move it aside "
+                "to start with an empty one, or restore a backup"
             ) from exc
         if row is None or row[0] != "ok":
             raise StoreError(
@@ -71,6 +87,21 @@ class Database:
         await self.conn.execute("PRAGMA foreign_keys=ON")
         await self.conn.execute("PRAGMA busy_timeout=5000")
         await self._migrate()
+        await self._check_schema()
+
+    async def _check_schema(self) -> None:
+        """Every table, column and index the migrations create must be there: a database
+        missing its outbox would otherwise start and fail every charger's connection."""
+        expected = await asyncio.to_thread(_expected_schema)
+        rows = await (await self.conn.execute(_SCHEMA_QUERY)).fetchall()
+        missing = sorted(expected - _schema_parts(rows))
+        if missing:
+            shown = ", ".join(f"{kind} {name}" for kind, name in missing[:8])
+            more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+            raise StoreSchemaError(
+                f"{self.path} is missing part of its schema (version {len(MIGRATIONS)}): "
+                f"{shown}{more}; restore a backup, or move it aside to start with an empty one"
+            )
 
     async def _migrate(self) -> None:
         row = await (await self.conn.execute("PRAGMA user_version")).fetchone()
@@ -126,6 +157,46 @@ class Database:
         except sqlite3.Error as exc:
             log.warning("checkpoint on close failed: %s", exc)
         await self.conn.close()
+
+
+# Every table with its columns, and every named index (SQLite's own objects left out).
+_SCHEMA_QUERY = """
+    SELECT m.type, m.name, c.name FROM sqlite_master AS m
+    LEFT JOIN pragma_table_info(m.name) AS c ON m.type = 'table'
+    WHERE m.type IN ('table', 'index') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+"""
+
+
+def _schema_parts(rows: Iterable[Any]) -> set[tuple[str, str]]:
+    parts: set[tuple[str, str]] = set()
+    for kind, name, column in rows:
+        parts.add((kind, name))
+        if column is not None:
+            parts.add(("column", f"{name}.{column}"))
+    return parts
+
+
+def _expected_schema() -> set[tuple[str, str]]:
+    """What the migrations build, read from a scratch in-memory database (a few ms)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for step in MIGRATIONS:
+            for statement in _statements(step):
+                conn.execute(statement)
+        return _schema_parts(conn.execute(_SCHEMA_QUERY).fetchall())
+    finally:
+        conn.close()
+
+
+def _is_damage(exc: sqlite3.DatabaseError | UnicodeDecodeError) -> bool:
+    """Damage on disk, not a busy or read-only database (OperationalError and friends)."""
+    return isinstance(exc, UnicodeDecodeError) or type(exc) is sqlite3.DatabaseError
+
+
+def _reason(exc: sqlite3.DatabaseError | UnicodeDecodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
+        return exc.object.decode("utf-8", "replace")
+    return str(exc)
 
 
 def _statements(script: str) -> list[str]:
