@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 from edgegw.config import StoreConfig
+from edgegw.control.message_ops import MessageOps
 from edgegw.store.messagelog import MessageLog, dump_path, read_dump
 from edgegw.store.schema import MIGRATIONS
 from edgegw.store.store import Store
+
+if TYPE_CHECKING:
+    from edgegw.daemon import Gateway
 
 LONE = '[2,"\ud800","Foo",{}]'  # what json.loads makes of the valid JSON [2,"\ud800","Foo",{}]
 
@@ -110,5 +116,28 @@ async def test_the_old_message_log_table_is_dropped(tmp_path: Path) -> None:
             "SELECT name FROM sqlite_master WHERE name = 'message_log'"
         )
         assert list(rows) == []
+    finally:
+        await store.close()
+
+
+async def test_the_messages_op_pages_back_through_the_log(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "edgegw.db", message_log_size=1000)
+    try:
+        for i in range(250):
+            store.log_frame(f"CP{i % 2}", "charger>", f'[2,"{i}","Heartbeat",{{}}]')
+        ops = MessageOps(cast("Gateway", SimpleNamespace(store=store)))
+        seen: list[int] = []
+        before = None
+        while True:
+            args: dict[str, object] = {"limit": 40, "charger": "CP1"}
+            if before is not None:
+                args["before"] = before
+            answer = await ops.messages(args)
+            seen += [json.loads(f["frame"])[1] for f in answer["frames"]]
+            before = answer["next_before"]
+            if before is None:
+                break
+        assert [int(s) for s in seen] == list(range(249, 0, -2))
+        assert answer["kept"] == 250
     finally:
         await store.close()
