@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python tests/bench/soak.py --chargers 200 --minutes 30 [--seed N]
 Quick shake-out:  .venv/bin/python tests/bench/soak.py --chargers 50 --minutes 3
+Slow, serial cloud:  .venv/bin/python tests/bench/soak.py --slow-cloud --call-timeout 10
 
 The gateway runs as its own process (``edgegw run``, like systemd runs it) on a fixed port, its
 store on disk, the per-address admission limits lifted (every simulated charger comes from
@@ -10,7 +11,11 @@ running realistic sessions) live in ``--workers`` processes of their own; the cl
 (:mod:`soak_cloud`, minimal and recording) and the chaos run here:
 
 * the cloud is taken down (connections closed, port refused) for 20 s - 3 min, several times;
-* the gateway is SIGKILLed every 3 - 8 min and started again at once on the same port.
+* the gateway is SIGKILLed every 3 - 8 min and started again at once on the same port;
+* with ``--slow-cloud`` the cloud behaves like the real CSMSs of issue 16: one CALL per charger
+  connection at a time (an overlapping one is refused "Call already in progress"), and every
+  1 - 4 min it stalls for 1.2 - 2.5 times the gateway's ``call_timeout`` (``--call-timeout``,
+  30 s unless given): CALLs that arrive meanwhile are answered when the stall ends.
 
 Below 30 minutes every chaos interval shrinks in proportion, so a 3-minute run still sees
 several outages and kills. Every ``--sample-every`` seconds of each gateway life (on the life's
@@ -50,6 +55,7 @@ from edgegw.auth.idtags import CardId
 from edgegw.auth.locallist import Card
 from edgegw.config import AuthConfig
 from edgegw.control.client import ControlClient, ControlClientError
+from edgegw.sim.cloud import Stall
 from edgegw.store.db import Database
 from edgegw.tasks import TaskOwner
 from tests.bench.soak_chargers import Pipe, Plan, SharedValue, worker_main
@@ -61,6 +67,8 @@ FULL_MINUTES = 30.0  # the chaos intervals below are for a run this long
 OUTAGE_S = (20.0, 180.0)
 OUTAGE_GAP_S = (60.0, 300.0)
 KILL_EVERY_S = (180.0, 480.0)
+STALL_GAP_S = (60.0, 240.0)  # --slow-cloud: between two stalls (scaled like the rest)
+STALL_X_CALL_TIMEOUT = (1.2, 2.5)  # a stall lasts this many times the gateway's call_timeout
 POLL_EVERY = 2.0  # s between two sync.status polls (outbox depth, drain, reconnects)
 WARM_UP_S = 60.0  # of a life, left out of its RSS slope (reconnect storm, outbox replay)
 END_TIMEOUT_S = 900.0  # for the chargers to finish and the outbox to drain at the end
@@ -152,9 +160,16 @@ async def enrol_cards(db_path: Path, known: tuple[str, ...]) -> None:
 
 
 def write_config(
-    workdir: Path, port: int, cloud_url: str, charger_ids: list[str], log_level: str
+    workdir: Path,
+    port: int,
+    cloud_url: str,
+    charger_ids: list[str],
+    log_level: str,
+    *,
+    call_timeout: float | None = None,
 ) -> Path:
     chargers = "".join(f'\n[[chargers]]\nid = "{c}"\n' for c in charger_ids)
+    timeout = "" if call_timeout is None else f"call_timeout = {call_timeout:g}\n"
     config = workdir / "edgegw.toml"
     config.write_text(
         f"""
@@ -167,7 +182,7 @@ max_pending_handshakes = 100000
 
 [cloud]
 url = "{cloud_url}"
-
+{timeout}
 [store]
 path = "{workdir / "edgegw.db"}"
 
@@ -332,6 +347,20 @@ class Outage:
 class Chaos:
     outages: list[tuple[float, float]]  # (start, length) in s since the soak started
     kills: list[float]
+    stalls: list[tuple[float, float]] = field(default_factory=list)  # (start, length)
+
+
+def plan_stalls(
+    rng: random.Random, duration: float, scale: float, call_timeout: float
+) -> list[tuple[float, float]]:
+    """When the slow cloud stalls, and for how long (longer than the gateway waits)."""
+    stalls: list[tuple[float, float]] = []
+    t = rng.uniform(*STALL_GAP_S) * scale
+    while t < duration - 20.0 * scale:
+        length = rng.uniform(*STALL_X_CALL_TIMEOUT) * call_timeout
+        stalls.append((t, length))
+        t += length + rng.uniform(*STALL_GAP_S) * scale
+    return stalls
 
 
 def plan_chaos(rng: random.Random, duration: float, scale: float) -> Chaos:
@@ -366,10 +395,19 @@ class Soak:
             self.chaos = Chaos([], [])
         elif args.no_kills:  # one life across the whole run: the memory trend at full length
             self.chaos = Chaos(self.chaos.outages, [])
+        self.call_timeout = args.call_timeout or 30.0  # the gateway's default
+        self.stall = Stall()
+        if args.slow_cloud:  # a generator of its own: the other chaos keeps its seed's plan
+            stalls = random.Random(f"stalls-{args.seed}")
+            self.chaos.stalls = plan_stalls(stalls, self.duration, self.scale, self.call_timeout)
         self.charger_ids = [f"SOAK{n:04d}" for n in range(args.chargers)]
         self.known = tags("known", 40)
         self.unknown = tags("unknown", 8)
-        self.cloud = SoakCloud(self.known)
+        self.cloud = SoakCloud(
+            self.known,
+            serial=args.slow_cloud,
+            delay=self.stall if args.slow_cloud else None,
+        )
         self.abort = asyncio.Event()
         self.ending = asyncio.Event()
         self.tasks = TaskOwner("soak")
@@ -407,7 +445,14 @@ class Soak:
         await self.cloud.start()
         await enrol_cards(self.workdir / "edgegw.db", self.known)
         port = free_port()
-        config = write_config(self.workdir, port, self.cloud.url, self.charger_ids, args.log_level)
+        config = write_config(
+            self.workdir,
+            port,
+            self.cloud.url,
+            self.charger_ids,
+            args.log_level,
+            call_timeout=args.call_timeout or None,
+        )
         notify = NotifySocket(self.workdir / "notify.sock")
         self.gateway = SoakGateway(config, notify=notify, log_path=self.workdir / "edgegw.log")
         plan = Plan(
@@ -432,6 +477,7 @@ class Soak:
             self.chaos_tasks = [
                 self.tasks.spawn(self.kills(), "kills"),
                 self.tasks.spawn(self.outage_loop(), "outages"),
+                self.tasks.spawn(self.stall_loop(), "stalls"),
             ]
             self.tasks.spawn(self.poll(), "poll")
             with contextlib.suppress(TimeoutError):
@@ -511,6 +557,17 @@ class Soak:
             outage.back_at = time.monotonic()
             outage.wall = (outage.wall[0], time.time())
             self.say(f"cloud back after {outage.length_s:.0f} s; outbox {self.queued}")
+
+    async def stall_loop(self) -> None:
+        """The slow cloud's stalls: CALLs that arrive during one wait for its end."""
+        for n, (start, length) in enumerate(self.chaos.stalls, 1):
+            if not await self.until(start):
+                return
+            self.stall.begin(length)
+            self.say(
+                f"STALL {n}: the cloud answers nothing for {length:.0f} s (call_timeout "
+                f"{self.call_timeout:g} s); cloud {'up' if self.cloud.running else 'down'}"
+            )
 
     async def status(self) -> dict[str, Any] | None:
         if not self.gateway.up.is_set():
@@ -782,6 +839,17 @@ def report(soak: Soak, ok: bool) -> bool:
         print(f"   note: {note}")
 
     print(f"outages: {len(soak.outages)}, cloud down {sum(o.length_s for o in soak.outages):.0f} s")
+    refused = sum(soak.cloud.refused.values())
+    if args.slow_cloud:
+        stalls = soak.chaos.stalls
+        lengths = [b for a, b in stalls if a <= soak.now()]
+        print(
+            f"slow cloud: serial; {len(lengths)} stalls of {min(lengths, default=0):.0f} - "
+            f"{max(lengths, default=0):.0f} s (gateway call_timeout "
+            f"{soak.call_timeout:g} s), stalled {sum(lengths):.0f} s in all, "
+            f"{soak.cloud.held} answers held; overlapping CALLs refused {refused} "
+            f"{dict(soak.cloud.refused) or ''}"
+        )
     for n, o in enumerate(soak.outages, 1):
         drain = "-" if o.drain_s is None else f"{o.drain_s:.0f} s"
         print(
@@ -893,13 +961,13 @@ def report(soak: Soak, ok: bool) -> bool:
     nothing_lost = lost == 0 and invented == 0 and not reordered and clashes == 0
     print(
         f"VERDICT: lost {lost} -> {'nothing lost' if nothing_lost else 'DATA LOST OR CHANGED'}; "
-        f"duplicates {duplicates}; median in-life RSS slope "
+        f"duplicates {duplicates}; refused CALLs {refused}; median in-life RSS slope "
         f"{_signed(statistics.median(slopes) if slopes else None)} MB/h, over the second half "
         f"of each life {_signed(statistics.median(tail_slopes) if tail_slopes else None)} MB/h "
         f"({len(slopes)} lives)"
     )
     print(f"workdir (store, logs): {soak.workdir}")
-    return nothing_lost
+    return nothing_lost and refused == 0
 
 
 async def main() -> int:
@@ -918,6 +986,14 @@ async def main() -> int:
     parser.add_argument("--calm", action="store_true", help="no outages, no kills")
     parser.add_argument("--no-kills", action="store_true", help="outages, but no kills")
     parser.add_argument(
+        "--slow-cloud",
+        action="store_true",
+        help="a serial cloud (overlapping CALLs refused) that stalls longer than call_timeout",
+    )
+    parser.add_argument(
+        "--call-timeout", type=float, default=0.0, help="the gateway's call_timeout (default 30)"
+    )
+    parser.add_argument(
         "--probe-memory",
         action="store_true",
         help="tracemalloc in the gateway, a snapshot per sample (memprobe.jsonl; slow)",
@@ -934,10 +1010,12 @@ async def main() -> int:
         )
     soak = Soak(args, workdir)
     chaos = soak.chaos
+    stalls = ", ".join(f"{a / 60:.1f} min for {b:.0f} s" for a, b in chaos.stalls)
     print(
         f"chaos plan (seed {args.seed}): outages at "
         f"{', '.join(f'{a / 60:.1f} min for {b:.0f} s' for a, b in chaos.outages)}; "
-        f"kills at {', '.join(f'{k / 60:.1f}' for k in chaos.kills)} min",
+        f"kills at {', '.join(f'{k / 60:.1f}' for k in chaos.kills)} min"
+        + (f"; cloud stalls at {stalls}" if stalls else ""),
         flush=True,
     )
     loop = asyncio.get_running_loop()
