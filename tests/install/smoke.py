@@ -38,7 +38,7 @@ IMPORT_ALL = (
     "         if m.name != 'edgegw.__main__']\n"
     "for name in names:\n"
     "    importlib.import_module(name)\n"
-    "print(len(names))\n"
+    "print(edgegw.__file__, len(names))\n"
 )
 
 
@@ -56,14 +56,22 @@ def done(started: float, detail: str = "") -> None:
     print(f"install-smoke:   ok ({time.monotonic() - started:.1f} s){extra}", flush=True)
 
 
-def check(args: Sequence[str | Path], what: str, **kwargs: object) -> str:
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without what would make the installed edgegw import the checkout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return {**env, **extra}
+
+
+def check(args: Sequence[str | Path], what: str, cwd: Path) -> str:
+    """Run from ``cwd`` (not the checkout: its edgegw/ would shadow the installed one)."""
     result = subprocess.run(
         [str(a) for a in args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        **kwargs,  # type: ignore[call-overload]
+        cwd=cwd,
+        env=clean_env(),
     )
     if result.returncode != 0:
         raise SmokeError(f"{what} exited {result.returncode}:\n{result.stdout}{result.stderr}")
@@ -94,7 +102,7 @@ def run_until_ready(edgegw: Path, config: Path, work: Path) -> str:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(address)
         notify.settimeout(0.5)
-        env = {**os.environ, "NOTIFY_SOCKET": address}
+        env = clean_env(NOTIFY_SOCKET=address)
         env.pop("WATCHDOG_USEC", None)
         log = work / "run.log"
         with log.open("w") as output:
@@ -103,6 +111,7 @@ def run_until_ready(edgegw: Path, config: Path, work: Path) -> str:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=work,
             )
             try:
                 ready = _wait_ready(notify, process, log)
@@ -142,20 +151,23 @@ def smoke(work: Path) -> None:
     env_dir = work / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     python, edgegw = env_dir / "bin" / "python", env_dir / "bin" / "edgegw"
-    check([python, "-m", "pip", "install", "-q", wheel], "pip install")
+    check([python, "-m", "pip", "install", "-q", wheel], "pip install", work)
     done(started)
 
     started = step("importing every edgegw module")
-    done(started, f"{check([python, '-c', IMPORT_ALL], 'importing').strip()} modules")
+    where, count = check([python, "-c", IMPORT_ALL], "importing", work).split()
+    if not Path(where).resolve().is_relative_to(env_dir.resolve()):
+        raise SmokeError(f"edgegw was imported from {where}, not from the fresh virtualenv")
+    done(started, f"{count} modules")
 
     started = step("edgegw version")
-    version = check([edgegw, "version"], "edgegw version").strip()
+    version = check([edgegw, "version"], "edgegw version", work).strip()
     if version != __version__:
         raise SmokeError(f"edgegw version says {version!r}, the checkout is {__version__!r}")
     done(started, version)
 
     started = step("edgegw meter profiles")
-    listing = json.loads(check([edgegw, "meter", "profiles", "--json"], "meter profiles"))
+    listing = json.loads(check([edgegw, "meter", "profiles", "--json"], "meter profiles", work))
     shipped = {p.stem for p in (ROOT / "hardware" / "meters").glob("*.toml")}
     listed = {row["id"] for row in listing["profiles"]}
     if not shipped <= listed:
@@ -164,7 +176,7 @@ def smoke(work: Path) -> None:
 
     for example in sorted((ROOT / "examples").glob("*.toml")):
         started = step(f"edgegw config check examples/{example.name}")
-        done(started, check([edgegw, "config", "check", example], "config check").strip())
+        done(started, check([edgegw, "config", "check", example], "config check", work).strip())
 
     config = run_config(RUN_EXAMPLE, work)
     started = step(f"edgegw run (examples/{RUN_EXAMPLE.name}) until READY=1, then SIGTERM")
