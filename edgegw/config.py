@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import re
 import stat
 import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
+import annotated_types
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -54,7 +56,84 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
 
 
-class _Model(BaseModel):
+FLOAT_CEILING = 1e6
+"""The largest magnitude any float setting may have where its field sets no tighter bound
+(seconds, amps, days, rates): more is a typo or an attack (1e308 lifts load capping)."""
+
+
+class _FiniteFloats(BaseModel):
+    """Every float of a model that inherits this is a finite number inside its range.
+
+    One check for all of them: the range is the field's own ``ge``/``gt``/``le``/``lt`` and
+    +-:data:`FLOAT_CEILING` where it sets none; per-phase lists are checked value by value;
+    numbers written as strings (``"nan"``) too. It runs before pydantic's own checks, so every
+    such problem reads the same: the key path (added by pydantic), then the allowed range.
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _finite_floats(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or not _holds_float(field.annotation):
+            return value
+        for item in value if isinstance(value, list | tuple) else (value,):
+            number = _as_number(item)
+            if number is not None:
+                _check_float(number, field.metadata)
+        return value
+
+
+def _holds_float(annotation: Any) -> bool:
+    """``float``, or a union or tuple with a float in it (``float | tuple[float, ...]``)."""
+    if annotation is float:
+        return True
+    return any(_holds_float(arg) for arg in get_args(annotation))
+
+
+def _as_number(item: Any) -> float | None:
+    """The number ``item`` stands for, or None when it is none (pydantic reports that)."""
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, int):
+        return float(item) if abs(item) < 2**1023 else math.inf
+    if isinstance(item, float):
+        return item
+    if isinstance(item, str):
+        try:
+            return float(item)
+        except ValueError:
+            return None
+    return None
+
+
+def _check_float(number: float, metadata: Sequence[Any]) -> None:
+    low, low_open, high, high_open = -FLOAT_CEILING, False, FLOAT_CEILING, False
+    for bound in metadata:
+        if isinstance(bound, annotated_types.Ge):
+            low, low_open = float(bound.ge), False  # type: ignore[arg-type]
+        elif isinstance(bound, annotated_types.Gt):
+            low, low_open = float(bound.gt), True  # type: ignore[arg-type]
+        elif isinstance(bound, annotated_types.Le):
+            high, high_open = min(float(bound.le), FLOAT_CEILING), False  # type: ignore[arg-type]
+        elif isinstance(bound, annotated_types.Lt):
+            high, high_open = min(float(bound.lt), FLOAT_CEILING), True  # type: ignore[arg-type]
+    inside = (number > low if low_open else number >= low) and (
+        number < high if high_open else number <= high
+    )
+    if not (math.isfinite(number) and inside):
+        raise ValueError(
+            f"must be a finite number {'>' if low_open else '>='} {_bound(low)} and "
+            f"{'<' if high_open else '<='} {_bound(high)} (got {number:g})"
+        )
+
+
+def _bound(number: float) -> str:
+    return str(int(number)) if number.is_integer() else f"{number:g}"
+
+
+class _Model(_FiniteFloats):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -471,6 +550,10 @@ class SyncConfig(_Model):
     )
 
 
+MAX_SITE_LIMIT_A = 10_000.0
+"""No low-voltage site connection carries more per phase; a larger limit_a caps nothing."""
+
+
 class SiteConfig(_Model):
     """The site's connection and how the chargers share it (load capping)."""
 
@@ -517,6 +600,11 @@ class SiteConfig(_Model):
         limits = self.limits()
         if min(limits) <= 0:
             raise ValueError("limit_a must be > 0 on every phase")
+        if max(limits) > MAX_SITE_LIMIT_A:
+            raise ValueError(
+                f"limit_a must be at most {MAX_SITE_LIMIT_A:g} A on every phase (the main fuse "
+                "of the site's connection)"
+            )
         if self.margin_a >= min(limits):
             raise ValueError(f"margin_a ({self.margin_a} A) must be below every phase limit")
         fallback = self.fallback()
@@ -747,6 +835,10 @@ class ChargerConfig(_Model):
         raise ValueError('must be a string, { file = "..." } or { credential = "..." }')
 
 
+class _MqttSection(MqttConfig, _FiniteFloats):
+    """``[mqtt]`` (defined with the publisher) under the same float check as every section."""
+
+
 class Config(_Model):
     """The whole edgegw configuration."""
 
@@ -761,7 +853,7 @@ class Config(_Model):
     daemon: DaemonConfig = DaemonConfig()
     control: ControlConfig = ControlConfig()
     site: SiteConfig | None = Field(default=None, description="Omit to run without load capping.")
-    mqtt: MqttConfig | None = Field(default=None, description="Omit to publish no telemetry.")
+    mqtt: _MqttSection | None = Field(default=None, description="Omit to publish no telemetry.")
     buses: dict[str, BusConfig] = Field(default_factory=dict)
     meters: list[MeterConfig] = Field(default_factory=list)
     chargers: list[ChargerConfig] = Field(default_factory=list)
