@@ -105,6 +105,9 @@ class Reason(StrEnum):
     """Its cap (max, or fallback current in fallback mode) is below its minimum."""
     PAUSED_SITE_OVERLOAD = "paused_site_overload"
     """The non-EV load alone exceeds the site limit on some phase."""
+    METER_HOLD = "meter_hold"
+    """Set by the controller, not the allocator: the meter's last read failed, so the
+    session keeps its limit in force (a raise or start waits for the next valid reading)."""
 
 
 SELF_CAPPED = frozenset({Reason.AT_MAX, Reason.AT_FALLBACK, Reason.RECLAIMED, Reason.RAMPING})

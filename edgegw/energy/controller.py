@@ -19,8 +19,11 @@ Safety nets, in the order they act:
 
 * a charger gets its safe profile the moment it connects (its ``fallback_current_a``, or
   paused), before any reading, and keeps it if the gateway dies (chargers keep profiles);
+* after a failed meter read (no answer, garbage, an answer to another request) the last
+  valid sample may still cut, never raise: limits hold until the meter reads again;
 * a meter sample older than ``meter_lost_after`` puts the round in fallback mode (the EVs
-  share ``site.fallback_ev_a``, or pause);
+  share ``site.fallback_ev_a``, or pause); a frozen meter's sample is as old as the last
+  change of its registers, so it falls back as soon as a silent one;
 * a charger whose measured current stays clearly above its limit is flagged; its excess is
   counted as load the gateway does not control, so the others make room for it;
 * a cloud profile can never lift the cap (:func:`~edgegw.energy.profiles.clamp_cloud_profile`),
@@ -45,9 +48,9 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from edgegw.config import ChargerConfig, Config
 from edgegw.energy.allocator import (
@@ -57,6 +60,7 @@ from edgegw.energy.allocator import (
     PerPhase,
     Phase,
     Priority,
+    Reason,
     Session,
     Site,
     SiteState,
@@ -99,6 +103,15 @@ class SampleLike(Protocol):
 
     @property
     def at(self) -> float: ...
+
+
+@runtime_checkable
+class FailAwareSample(SampleLike, Protocol):
+    """A sample that also says whether a later read of the meter failed
+    (``edgegw.energy.meters.MeterSample``)."""
+
+    @property
+    def failed_at(self) -> float | None: ...
 
 
 class DecisionSink(Protocol):
@@ -378,6 +391,8 @@ class LoadController:
         self._last_round: float | None = None
         self._last_grid: PerPhase | None = None
         self._meter_state = "waiting"
+        self._meter_hold = False
+        """The meter's last read failed: its last valid sample is used for cuts, never raises."""
         self._last_result: AllocationResult | None = None
         self._last_non_ev: PerPhase | None = None
         self._meter_age: float | None = None
@@ -970,6 +985,17 @@ class LoadController:
             self._set_meter_state("lost", f"the last site-meter sample is {age:.1f} s old")
             return None
         self._set_meter_state("ok", "")
+        failed = isinstance(sample, FailAwareSample) and sample.failed_at is not None
+        if failed != self._meter_hold:
+            self._meter_hold = failed
+            if failed:
+                log.info(
+                    "site meter read failed: limits held (cuts only) on its last valid reading "
+                    "until it reads again, fallback after %g s",
+                    self._site.meter_lost_after,
+                )
+            else:
+                log.info("site meter reads again: limits may rise again")
         return _phases_of(max(0.0, float(c)) for c in currents if c is not None)
 
     def _set_meter_state(self, state: str, why: str) -> None:
@@ -1101,6 +1127,7 @@ class LoadController:
             self._last_grid = grid
         else:
             self._held_non_ev = [None, None, None]
+            self._meter_hold = False
         eligible, pinned = self._collect(now, wall)
         base_non_ev: PerPhase | None = None
         if grid is not None:
@@ -1109,6 +1136,8 @@ class LoadController:
             else:
                 base_non_ev = grid
         result, eligible, forced, non_ev = self._allocate(base_non_ev, eligible, pinned, now, dt)
+        if grid is not None and self._meter_hold:
+            result = self._held(result, eligible)
         self._apply(result, eligible, forced, pinned)
         self._last_result = result
         self._last_non_ev = non_ev
@@ -1265,6 +1294,31 @@ class LoadController:
                 return result, eligible, forced, non_ev
             forced.extend(newly)
             eligible = [e for e in eligible if all(e is not n for n in newly)]
+
+    @staticmethod
+    def _held(result: AllocationResult, eligible: list[_Eligible]) -> AllocationResult:
+        """``result`` with no raise and no start: each session keeps at most its limit in force.
+
+        Used while the meter's last read failed: its last valid sample may still call for a
+        cut, but nothing it says justifies giving more (the site may have changed since).
+        """
+        allocations = []
+        used = [0.0, 0.0, 0.0]
+        for (_, _, s), decided in zip(eligible, result.allocations, strict=True):
+            kept = decided
+            if decided.limit_a > s.offered_a + _EPS:
+                kept = replace(decided, limit_a=max(0.0, s.offered_a), reason=Reason.METER_HOLD)
+            allocations.append(kept)
+            for p in kept.phases:
+                used[p] += kept.limit_a
+        budget = result.budget_a
+        return replace(
+            result,
+            allocations=tuple(allocations),
+            used_a=_phases_of(used),
+            headroom_a=_phases_of(budget[p] - used[p] for p in Phase),
+            notes=(*result.notes, "meter read failed: raises held"),
+        )
 
     def _apply(
         self,
@@ -1545,6 +1599,7 @@ class LoadController:
         return {
             "grid_a": grid,
             "meter_age_s": self._meter_age,
+            "meter_hold": self._meter_hold,
             "meter_role": self._site.meter_role,
             "non_ev_a": non_ev,
             "sessions": [session_row(s) for _, _, s in eligible],

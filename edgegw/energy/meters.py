@@ -7,8 +7,9 @@ weeks to such a race, issue 17500). :class:`ModbusBus` therefore owns one pymodb
 physical bus and serialises every request behind a lock, keeps the RTU silent interval between
 frames, connects lazily and reconnects with a backoff. Second, a reading the gateway must not
 act on is never passed on: :class:`MeterPoller` rejects NaN and infinite values, impossible
-currents, voltages and powers, and a register image that stopped moving (a hung meter or a
-gateway serving its cache), and says why in :attr:`MeterPoller.health`.
+currents, voltages and powers, an answer for another function code than the request's, and
+a register image that stopped moving (a hung meter or a gateway serving its cache), and says
+why in :attr:`MeterPoller.health`.
 
 Failures are told apart (:class:`ModbusTimeout`, :class:`ModbusExceptionResponse`,
 :class:`ModbusFrameError`, :class:`ModbusConnectionError`) because each points the installer
@@ -22,6 +23,7 @@ All of them are retryable; only :class:`MeterConfigError` is not.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -80,8 +82,10 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-DEFAULT_FROZEN_AFTER: Final = 30.0
-"""Seconds of an unchanged register image after which a meter's values count as stale."""
+DEFAULT_FROZEN_AFTER: Final = 5.0
+"""Seconds of an unchanged register image after which a meter's values count as stale, when
+the configuration has no ``[site]`` (with one, its ``meter_lost_after``: the same as the
+default here)."""
 
 _EXCEPTION_NAMES: Final = {
     1: "illegal function",
@@ -95,6 +99,8 @@ _EXCEPTION_NAMES: Final = {
     10: "gateway path unavailable",
     11: "gateway target device failed to respond",
 }
+
+_FUNCTION_NAMES: Final = {3: "read holding registers", 4: "read input registers"}
 
 _GATEWAY_NO_TARGET: Final = frozenset({10, 11})
 """Exception codes a TCP gateway sends for a unit that is not there (see :func:`scan`)."""
@@ -471,6 +477,14 @@ class ModbusBus:
             raise ModbusTimeout(f"{where}: no answer within {self.config.timeout:g} s") from None
         finally:
             self._in_flight = False
+        answered = int(response.function_code) & 0x7F
+        if answered != block.function_code:
+            raise ModbusFrameError(
+                f"{where}: the answer is for function code {answered} "
+                f"({_FUNCTION_NAMES.get(answered, 'another function')}), not "
+                f"{block.function_code} ({_FUNCTION_NAMES[block.function_code]}): rejected "
+                "(a misconfigured Modbus gateway, or another master on the bus)"
+            )
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
             name = _EXCEPTION_NAMES.get(code, "unknown exception code")
@@ -554,11 +568,16 @@ def _should_move(reading: Reading) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class MeterSample:
-    """A valid reading of one meter and when it was taken (the poller's monotonic clock)."""
+    """A valid reading of one meter and how old it is (the poller's monotonic clock)."""
 
     meter: str
     reading: Reading
     at: float
+    """When the meter's registers last changed to these values: a meter that keeps sending
+    the same registers (while they should move) does not make its reading any newer."""
+    failed_at: float | None = None
+    """When a later read of this meter failed or was rejected (None: none since). The
+    reading is then only the last valid one: good for a cut, not for a raise."""
 
 
 class HealthState(StrEnum):
@@ -598,8 +617,12 @@ class MeterPoller:
     becomes :attr:`latest` and goes to every listener; a rejected one changes only
     :attr:`health`. :meth:`run` polls until cancelled; :meth:`poll_once` is one poll.
 
-    ``frozen_after`` seconds of identical raw registers (while they should move, see
-    :func:`_should_move`) mark the meter stale; ``0`` disables the check.
+    Identical raw registers (while they should move, see :func:`_should_move`) leave the
+    sample's :attr:`~MeterSample.at` where it was, when they were first read: the values are
+    as old as their last change, so the controller falls back when a frozen meter's data is
+    ``meter_lost_after`` old, as when the meter does not answer. After ``frozen_after``
+    seconds of them the meter is stale (reads rejected); ``0`` disables the check. An answer
+    whose function code is not the request's is a failed read (:class:`ModbusFrameError`).
     """
 
     def __init__(
@@ -622,14 +645,14 @@ class MeterPoller:
         self._limits = limits or SanityLimits()
         self._quantities = tuple(quantities) if quantities is not None else profile.quantities
         self.blocks: tuple[BlockRead, ...] = tuple(plan_reads(profile, self._quantities))
-        self.frozen_reads = (
-            0 if frozen_after == 0 else max(2, math.ceil(frozen_after / config.poll_interval))
-        )
-        """Identical register images in a row that make the meter stale (0: never)."""
+        self.frozen_after = frozen_after
+        """Seconds of identical registers that make the meter stale (0: never)."""
         self._listeners: list[SampleListener] = []
         self._health_listeners: list[HealthListener] = []
         self._last_image: tuple[tuple[int, ...], ...] | None = None
         self._same = 0
+        self._image_since = 0.0
+        """When the current register image was first read (clock)."""
         self.latest: MeterSample | None = None
         """The last valid reading; never one that was rejected."""
         self.health = MeterHealth()
@@ -692,25 +715,20 @@ class MeterPoller:
         now = self._clock()
         self.last_cycle_s = now - started
         try:
-            reading = self._check(blocks)
+            reading = self._check(blocks, now)
         except BadReading as exc:
             self._fail(HealthState.ERROR, "bad_reading", f"meter {self.name!r}: {exc}")
             return None
         except FrozenReading as exc:
             self._fail(HealthState.STALE, "frozen", str(exc))
             return None
-        sample = MeterSample(self.name, reading, now)
-        self.latest = sample
         self.reads_ok += 1
-        self._set_health(
-            MeterHealth(
-                HealthState.OK,
-                self.health.last_error,
-                self.health.error_kind,
-                consecutive_failures=0,
-                last_good_at=now,
-            )
-        )
+        sample = MeterSample(self.name, reading, self._image_since)
+        if sample == self.latest:  # the same registers again: nothing new to tell
+            self._healthy(now)
+            return sample
+        self.latest = sample
+        self._healthy(now)
         for listener in list(self._listeners):
             try:
                 listener(sample)
@@ -718,7 +736,7 @@ class MeterPoller:
                 log.exception("meter %s: listener %r failed", self.name, listener)
         return sample
 
-    def _check(self, blocks: Mapping[tuple[int, int], Sequence[int]]) -> Reading:
+    def _check(self, blocks: Mapping[tuple[int, int], Sequence[int]], now: float) -> Reading:
         reading = decode(self.profile, blocks, self._quantities, strict=True)
         problems = implausible(reading, self._limits)
         if problems:
@@ -728,17 +746,33 @@ class MeterPoller:
             self._same += 1
         else:
             self._same = 1
+            self._image_since = now
         self._last_image = image
-        if self.frozen_reads and self._same >= self.frozen_reads:
+        unchanged = now - self._image_since
+        if self.frozen_after and self._same > 1 and unchanged >= self.frozen_after:
             raise FrozenReading(
-                f"meter {self.name!r}: the same registers {self._same} reads in a row "
-                f"(~{self._same * self.config.poll_interval:g} s) although its values must "
-                "move; the meter or its gateway is serving stale data"
+                f"meter {self.name!r}: the same registers for {unchanged:.1f} s "
+                f"({self._same} reads) although its values must move; the meter or its "
+                "gateway is serving stale data"
             )
         return reading
 
+    def _healthy(self, now: float) -> None:
+        self._set_health(
+            MeterHealth(
+                HealthState.OK,
+                self.health.last_error,
+                self.health.error_kind,
+                consecutive_failures=0,
+                last_good_at=now,
+            )
+        )
+
     def _fail(self, state: HealthState, kind: str, message: str) -> None:
         self.reads_failed += 1
+        latest = self.latest
+        if latest is not None and latest.failed_at is None:
+            self.latest = dataclasses.replace(latest, failed_at=self._clock())
         self._set_health(
             MeterHealth(
                 state,
@@ -822,6 +856,8 @@ class MeterService:
     Construction validates everything (missing bus or profile, duplicate names, a unit id
     used twice on one bus) and raises :class:`MeterConfigError` naming the config key;
     nothing is opened until :meth:`start`. ``profiles_dir`` defaults to ``hardware/meters``.
+    ``frozen_after`` (s) defaults to the site's ``meter_lost_after``: a frozen meter is called
+    stale when load capping falls back for it.
     """
 
     def __init__(
@@ -830,12 +866,16 @@ class MeterService:
         *,
         profiles_dir: Path | None = None,
         clock: Clock = time.monotonic,
-        frozen_after: float = DEFAULT_FROZEN_AFTER,
+        frozen_after: float | None = None,
         reconnect_min_delay: float = 0.5,
         reconnect_max_delay: float = 10.0,
     ) -> None:
         self._owner = TaskOwner("meters")
         self._started = False
+        if frozen_after is None:  # as soon as capping would fall back for a silent meter
+            frozen_after = (
+                config.site.meter_lost_after if config.site is not None else DEFAULT_FROZEN_AFTER
+            )
         self.buses: dict[str, ModbusBus] = {}
         self.pollers: dict[str, MeterPoller] = {}
         problems: list[str] = []

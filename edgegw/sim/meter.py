@@ -38,6 +38,10 @@ from typing import Any, Literal, Self, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
+)
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -90,8 +94,9 @@ class SimUnit:
 
     The setters change what the next read returns. Faults: :meth:`freeze` (keep serving the
     registers of this moment), :meth:`serve_nan`, :meth:`fail_with` (a Modbus exception),
-    :attr:`silent` (no answer at all) and :attr:`corrupt_crc` (RTU only: the answer's CRC
-    is wrong). :meth:`clear_faults` ends them all.
+    :attr:`silent` (no answer at all), :attr:`answer_function_code` (an answer for another
+    function code) and :attr:`corrupt_crc` (RTU only: the answer's CRC is wrong).
+    :meth:`clear_faults` ends them all.
     """
 
     def __init__(
@@ -117,6 +122,9 @@ class SimUnit:
         self.exception_code: int | None = None
         self.silent = False
         """Do not answer (the request times out)."""
+        self.answer_function_code: int | None = None
+        """Answer register reads as if for this function code (3 or 4) whatever was asked,
+        with the registers asked for: a misconfigured Modbus gateway does that."""
         self._corrupt_crc = False
         self.reads = 0
         """Read requests this unit answered or refused."""
@@ -240,6 +248,7 @@ class SimUnit:
         self._nan = frozenset()
         self.exception_code = None
         self.silent = False
+        self.answer_function_code = None
         self._corrupt_crc = False
 
     # -- registers ------------------------------------------------------------------------
@@ -519,12 +528,21 @@ class SimMeter(SimUnit):
             self.in_flight -= 1
 
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        if sending and pdu.dev_id not in self._units:
+        if not sending:
+            return pdu
+        unit = self._units.get(pdu.dev_id)
+        if unit is None:
             return ExceptionResponse(
                 pdu.function_code & 0x7F,
                 ExcCodes.GATEWAY_NO_RESPONSE,
                 device_id=pdu.dev_id,
                 transaction=pdu.transaction_id,
+            )
+        wrong = unit.answer_function_code
+        if wrong is not None and not pdu.isError() and pdu.function_code != wrong:
+            kind = {3: ReadHoldingRegistersResponse, 4: ReadInputRegistersResponse}[wrong]
+            return kind(
+                dev_id=pdu.dev_id, transaction_id=pdu.transaction_id, registers=pdu.registers
             )
         return pdu
 

@@ -31,7 +31,7 @@ async def test_building_load_step_is_capped_and_meter_loss_falls_back(
     def grid() -> float:
         return building[0] + sum(c.current_a(1) for c in chargers)
 
-    async with SimMeter("eastron-sdm630", live=False) as meter:
+    async with SimMeter("eastron-sdm630") as meter:  # live: a constant one looks frozen
         gateway = await make_gateway(
             chargers=[
                 {"id": f"CP{i}", "max_current_a": 32, "fallback_current_a": 6} for i in range(2)

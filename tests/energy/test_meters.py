@@ -436,7 +436,9 @@ async def test_bad_values_are_rejected_and_never_passed_on(
     spoil(served.sim)
     assert await poller.poll_once() is None
     assert await poller.poll_once() is None
-    assert poller.latest is good
+    assert good is not None and poller.latest is not None
+    assert poller.latest.reading == good.reading and poller.latest.at == good.at
+    assert poller.latest.failed_at is not None  # still the last valid one, marked as such
     assert seen == [good]
     health = poller.health
     assert health.state is HealthState.ERROR
@@ -463,20 +465,30 @@ async def test_frozen_registers_make_the_meter_stale_until_they_move(
     serve: Any, buses: Any, sdm630: MeterProfile
 ) -> None:
     served: Served = await serve("tcp", live=True)
-    poller = MeterPoller(meter_config(poll_interval=1.0), sdm630, buses(served.bus), frozen_after=3)
-    assert poller.frozen_reads == 3
+    clock = FakeClock()
+    poller = MeterPoller(
+        meter_config(poll_interval=1.0), sdm630, buses(served.bus), clock=clock, frozen_after=3
+    )
     for _ in range(5):  # a live meter moves: never stale
-        assert await poller.poll_once() is not None
+        clock.now += 1
+        sample = await poller.poll_once()
+        assert sample is not None and sample.at == clock.now
     served.sim.freeze()
-    assert await poller.poll_once() is not None  # identical once ...
-    last = await poller.poll_once()  # ... twice ...
-    assert last is not None
-    assert await poller.poll_once() is None  # ... three times: stale
+    clock.now += 1
+    first = await poller.poll_once()  # the frozen registers, read for the first time
+    assert first is not None and first.at == clock.now
+    for _ in range(2):  # the same again: the reading is no newer than its first read
+        clock.now += 1
+        assert await poller.poll_once() == first
+    clock.now += 1
+    assert await poller.poll_once() is None  # unchanged for 3 s: stale
     assert poller.health.state is HealthState.STALE
     assert poller.health.error_kind == "frozen"
-    assert "same registers 3 reads in a row" in (poller.health.last_error or "")
-    assert poller.latest is last
+    assert "same registers for 3.0 s (4 reads)" in (poller.health.last_error or "")
+    assert poller.latest is not None and poller.latest.at == first.at
+    assert poller.latest.failed_at == clock.now  # marked: good for a cut, not a raise
     served.sim.unfreeze()
+    clock.now += 1
     assert await poller.poll_once() is not None
     health: MeterHealth = poller.health  # a fresh object: the poll replaced it
     assert health.state is HealthState.OK
@@ -498,13 +510,19 @@ async def test_a_meter_with_nothing_that_moves_is_not_called_frozen(serve: Any, 
     profile = parse_profile(data)
     idle = Reading(current_l1_a=0.0, current_l2_a=0.0, current_l3_a=0.0)
     served: Served = await serve("tcp", profile=profile, units={1: idle})
+    clock = FakeClock()
     poller = MeterPoller(
-        meter_config(poll_interval=1.0), profile, buses(served.bus), frozen_after=2
+        meter_config(poll_interval=1.0), profile, buses(served.bus), clock=clock, frozen_after=2
     )
     for _ in range(4):  # 0 A and nothing else: the same registers are the truth
-        assert await poller.poll_once() is not None
+        clock.now += 1
+        sample = await poller.poll_once()
+        assert sample is not None and sample.at == clock.now
     served.sim.set_currents(3.0, 0.0, 0.0)  # a current: now they must move
-    assert await poller.poll_once() is not None
+    for _ in range(2):
+        clock.now += 1
+        assert await poller.poll_once() is not None
+    clock.now += 1
     assert await poller.poll_once() is None
     assert poller.health.state is HealthState.STALE
 
