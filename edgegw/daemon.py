@@ -118,7 +118,7 @@ class Gateway:
         if cfg.cloud is not None:
             for charger in cfg.chargers:  # a bad TLS file fails the start, naming the file
                 Upstream.tls_context(cfg.cloud, charger)
-        self.store = await Store.open(cfg.store.path, message_log_size=cfg.store.message_log_size)
+        self.store = await Store.open_for_daemon(cfg.store)
         self._models = HardwareCatalogue.for_config(cfg).charger_models()
         formats = configured_formats(cfg, self._models)
         self.authorizer = await Authorizer.open(
@@ -331,6 +331,7 @@ class Gateway:
             async with asyncio.timeout(budget):
                 if self.server is not None:
                     await self.server.stop()
+                await self.relays.close()
         except TimeoutError:
             log.warning("shutdown budget of %.0f s exceeded; cancelling the rest", budget)
         await self._tasks.close("shutdown")
@@ -338,7 +339,6 @@ class Gateway:
             await self.certwatch.close()
         if self.mqtt is not None:
             await self.mqtt.close()
-                await self.relays.close()
         if self.caretaker is not None:
             self.caretaker.close()
         if self.live_ops is not None:
@@ -391,20 +391,20 @@ class Gateway:
             observers=self.observers,
             cloud_filters=self.cloud_filters,
             cloud_return=self._cloud_return,
+            charger_authorization=headers.get("Authorization") if headers else None,
+            user_agent=headers.get("User-Agent") if headers else None,
         )
+
+    async def _serve_session(self, session: ChargerSession) -> None:
+        assert self.store is not None and session.ws is not None
+        charger_id, ws = session.charger_id, session.ws
         address = ws.remote_address[0] if ws.remote_address else None
         log.info("%s connected from %s", charger_id, address)
         await self.store.charger_seen(charger_id, address, connected=True)
         await self._set_session(charger_id, session)
         self._notify(lambda o: o.charger_connected(charger_id))
         try:
-            charger_authorization=headers.get("Authorization") if headers else None,
-            user_agent=headers.get("User-Agent") if headers else None,
             await session.serve()
-
-    async def _serve_session(self, session: ChargerSession) -> None:
-        assert self.store is not None and session.ws is not None
-        charger_id, ws = session.charger_id, session.ws
         finally:
             self._notify(lambda o: o.charger_disconnected(charger_id))
             if self.sessions.get(charger_id) is session:
@@ -413,13 +413,6 @@ class Gateway:
                     await self.store.charger_seen(charger_id, None, connected=False)
             reason = f" {ws.close_reason}" if ws.close_reason else ""
             log.info("%s disconnected (code %s%s)", charger_id, ws.close_code, reason)
-
-    def _notify(self, event: Callable[[ChargerObserver], None]) -> None:
-        for observer in self.observers:
-            try:
-                event(observer)
-            except Exception:
-                log.exception("charger observer %r failed", observer)
 
     async def _drain_orphans(self) -> None:
         """Chargers away since before the start still owe the cloud their queued messages."""
@@ -432,6 +425,13 @@ class Gateway:
                 "as each charger",
                 started,
             )
+
+    def _notify(self, event: Callable[[ChargerObserver], None]) -> None:
+        for observer in self.observers:
+            try:
+                event(observer)
+            except Exception:
+                log.exception("charger observer %r failed", observer)
 
     async def _set_session(self, charger_id: str, session: ChargerSession | None) -> None:
         async with self._session_changed:
