@@ -17,6 +17,10 @@ module only moves requests, answers and events, and decides who may do what:
   back-pressure (a client that stops reading stops being read), at most ``max_inflight``
   requests per client run at once, and events go through a bounded per-client queue; a
   subscriber that lets it fill is dropped with one log line instead of growing memory.
+- One user cannot lock the others out: a read-only user holds at most ``max_clients_per_uid``
+  connections, and read-only users together never take the last ``reserved_admin_slots`` of
+  the ``max_clients``, which stay free for root, the daemon's user and the admin group (whose
+  CLI must get in while someone floods the socket).
 
 A stale socket file left by a crashed run is replaced; a socket where something still accepts
 connections is never taken over.
@@ -292,11 +296,15 @@ class ControlServer:
         admin_uids: Collection[int] | None = None,
         admin_group: str | None = None,
         max_clients: int = 64,
+        max_clients_per_uid: int = 16,
+        reserved_admin_slots: int = 8,
         max_inflight: int = 8,
         max_queued_events: int = 256,
     ) -> None:
         """``admin_uids`` defaults to root and the daemon's own uid; members of
-        ``admin_group`` (a group name) may call admin ops too."""
+        ``admin_group`` (a group name) may call admin ops too. Read-only users hold at most
+        ``max_clients_per_uid`` connections each and leave ``reserved_admin_slots`` of the
+        ``max_clients`` to the admins."""
         self.path = Path(path)
         self._group = group
         self._admin_group = admin_group or None
@@ -304,6 +312,8 @@ class ControlServer:
         self._clock = clock
         self._admin_uids = frozenset(admin_uids if admin_uids is not None else {0, os.getuid()})
         self._max_clients = max_clients
+        self._max_per_uid = max_clients_per_uid
+        self._read_only_slots = max(0, max_clients - reserved_admin_slots)
         self._max_inflight = max_inflight
         self._max_queued_events = max_queued_events
         self._ops: dict[str, _Op] = {}
@@ -545,20 +555,17 @@ class ControlServer:
             log.warning("control client refused: no peer credentials (%s)", exc)
             writer.transport.abort()
             return
-        if len(self._connections) >= self._max_clients:
+        admin = self._is_admin(sock, peer)
+        full = self._no_slot_for(peer, admin)
+        if full is not None:
             log.warning(
-                "control client pid %d uid %d refused: %d clients connected",
+                "control client pid %d uid %d refused: %s (%d clients connected)",
                 peer.pid,
                 peer.uid,
+                full,
                 len(self._connections),
             )
-            writer.write(
-                encode_error(
-                    None,
-                    ErrorCode.UNAVAILABLE,
-                    f"too many control clients ({self._max_clients}); try again later",
-                )
-            )
+            writer.write(encode_error(None, ErrorCode.UNAVAILABLE, f"{full}; try again later"))
             writer.close()
             return
         connection = _Connection(
@@ -567,7 +574,7 @@ class ControlServer:
             reader,
             writer,
             peer,
-            admin=self._is_admin(sock, peer),
+            admin=admin,
             connected_at=self._clock(),
             max_inflight=self._max_inflight,
             max_queued_events=self._max_queued_events,
@@ -575,6 +582,22 @@ class ControlServer:
         self._connections.add(connection)
         log.debug("control %s connected", connection.describe())
         self._tasks.spawn(connection.run(), connection.name)
+
+    def _no_slot_for(self, peer: Peer, admin: bool) -> str | None:
+        """Why ``peer`` gets no connection now (None: it does)."""
+        if len(self._connections) >= self._max_clients:
+            return f"too many control clients ({self._max_clients})"
+        if admin:
+            return None  # the reserved slots are theirs
+        read_only = [c for c in self._connections if not c.admin]
+        if sum(c.peer.uid == peer.uid for c in read_only) >= self._max_per_uid:
+            return f"uid {peer.uid} already has {self._max_per_uid} control connections"
+        if len(read_only) >= self._read_only_slots:
+            return (
+                f"the control slots left ({self._max_clients - len(self._connections)}) are "
+                "kept for root, the edgegw user and the admin group"
+            )
+        return None
 
     def _forget(self, connection: _Connection) -> None:
         self._connections.discard(connection)
