@@ -19,8 +19,6 @@ import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
-
 from edgegw.sim.cloud import SimCloud
 from edgegw.store.outbox import LOCAL_ID_BASE
 from tests.sync.exactly_once import (
@@ -98,11 +96,6 @@ async def cloud_returns(
     assert status["queued"] == 0 and status["parked"] == 0, status
 
 
-@pytest.mark.xfail(
-    reason="issue 16: a charger's outbox is drained only while that charger is connected",
-    raises=AssertionError,
-    strict=True,
-)
 async def test_the_sessions_of_chargers_that_never_return_reach_the_cloud(
     tmp_path: Path,
 ) -> None:
@@ -124,12 +117,6 @@ async def test_the_sessions_of_chargers_that_never_return_reach_the_cloud(
     assert "Traceback" not in gateway.process.log_text()
 
 
-@pytest.mark.xfail(
-    reason="issue 16: after a restart the gateway drains only the outboxes of chargers that "
-    "connect",
-    raises=AssertionError,
-    strict=True,
-)
 async def test_a_gateway_restarted_while_chargers_are_away_still_delivers_their_backlog(
     tmp_path: Path,
 ) -> None:

@@ -41,12 +41,6 @@ class DroppingCharger(PatientCharger):
         ws.transport.abort()
 
 
-@pytest.mark.xfail(
-    reason="issue 16: when the charger goes the gateway closes its cloud connection with the "
-    "start outstanding, answers and queues the start itself and sends it again later",
-    raises=AssertionError,
-    strict=True,
-)
 @pytest.mark.parametrize("answered", ["while back", "while away"])
 async def test_a_start_on_its_way_when_the_charger_drops_reaches_the_cloud_once(
     tmp_path: Path, answered: str

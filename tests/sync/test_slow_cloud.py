@@ -21,8 +21,6 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-import pytest
-
 from edgegw.sim.cloud import IncomingCall, SimCloud
 from tests.sync.exactly_once import (
     PatientCharger,
@@ -44,12 +42,6 @@ def slow(call: IncomingCall) -> float:
     return HOLD if (call.action, call.action_number) in HELD else 0.0
 
 
-@pytest.mark.xfail(
-    reason="issue 16: the gateway answers the charger itself after call_timeout, sends the "
-    "next CALL while the cloud still works on the first (refused), drops the late answer and "
-    "sends the message again",
-    strict=True,
-)
 async def test_a_slow_serial_cloud_gets_every_message_exactly_once(tmp_path: Path) -> None:
     cloud = SimCloud(
         accepted_tags=set(KNOWN),
