@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from edgegw.auth.chargerformats import charger_models
+from edgegw.energy.profiles import GatewayCap, clamp_cloud_profile, profile_limit_a
 from tests.conftest import GatewayFactory, RawCharger, gateway_url, raw_charger
 
 BOOT = {"chargePointVendor": "Vendor", "chargePointModel": "Model"}
@@ -196,3 +199,20 @@ async def test_the_largest_int64_is_relayed(make_gateway: GatewayFactory) -> Non
         await linked.charger.send([3, "max", {"status": "Rejected"}])
         assert await linked.from_gateway() == [3, "max", {"status": "Rejected"}]
         await linked.still_linked("after5")
+
+
+@pytest.mark.parametrize("limit", [3.4028235e38, 1e308, 1.7976931348623157e308])
+@pytest.mark.parametrize("unit", ["A", "W"])
+def test_a_no_limit_profile_is_clamped_to_the_site_cap(limit: float, unit: str) -> None:
+    # What the energy controller does with such a profile when the gateway caps the charger.
+    generic = charger_models()["generic-ocpp16"]
+    payload = json.loads(set_profile("x", repr(limit)))[3]
+    payload["csChargingProfiles"]["chargingProfilePurpose"] = "ChargePointMaxProfile"
+    payload["csChargingProfiles"]["chargingSchedule"]["chargingRateUnit"] = unit
+    cap = GatewayCap.for_model(generic, 10.0)
+    clamped = clamp_cloud_profile(payload, cap)["csChargingProfiles"]
+    sent = clamped["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+    assert sent == (10.0 if unit == "A" else 6900.0)  # 10 A x 230 V x 3 phases
+    # Unclamped, it still reads as a finite (if enormous) allowance, never inf or NaN.
+    allowed = profile_limit_a(payload["csChargingProfiles"], 0.0, anchor=0.0, phases=3)
+    assert allowed is not None and math.isfinite(allowed) and allowed > 1e30
