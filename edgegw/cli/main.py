@@ -276,7 +276,7 @@ def password_hash(
 
 
 @app.command()
-def demo(
+def demo(  # noqa: PLR0917 (typer options)
     chargers: Annotated[int, typer.Option(help="Number of simulated chargers.", min=1)] = 6,
     duration: Annotated[
         float, typer.Option(help="Stop after this many seconds (0 = until Ctrl-C).", min=0)
@@ -285,6 +285,22 @@ def demo(
     session_seconds: Annotated[
         float, typer.Option(help="Typical length of a simulated session (s).", min=1)
     ] = 8.0,
+    real_cloud: Annotated[
+        bool,
+        typer.Option(
+            "--real-cloud",
+            help="The simulated cloud behaves like a real CSMS: one CALL per charger at a time "
+            "(overlapping ones refused), ConcurrentTx for a second start of a card.",
+        ),
+    ] = False,
+    cloud_stall: Annotated[
+        float,
+        typer.Option(
+            help="Every 30 s the simulated cloud stalls this many seconds, then answers "
+            "(0 = never).",
+            min=0,
+        ),
+    ] = 0.0,
 ) -> None:
     """Run the whole system on simulated chargers and a simulated cloud, no hardware needed."""
     from edgegw.demo import run_demo  # noqa: PLC0415
@@ -296,6 +312,8 @@ def demo(
             duration=duration or None,
             port=port,
             session_seconds=session_seconds,
+            real_cloud=real_cloud,
+            cloud_stall=cloud_stall,
         )
     )
     if not ok:
