@@ -67,7 +67,7 @@ OCPP16 = Subprotocol("ocpp1.6")
 CONCURRENT_PASSWORD_CHECKS = 2
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="edgegw", charset="UTF-8"'}
 # Accepted connections one identity may make at once before max_connects_per_minute paces it.
-CONNECT_BURST: Final = 10
+CONNECT_BURST: Final = 20
 # Unknown identities recorded for the installer: a burst, then so many a minute, at most so many.
 UNKNOWN_BURST: Final = 10
 UNKNOWN_PER_MINUTE: Final = 10
