@@ -264,7 +264,10 @@ async def test_twenty_chargers_rtu_meter_cuts_ramps_and_falls_back(
                 {"name": "grid", "bus": "rs485", "profile": "eastron-sdm630", "poll_interval": 0.2}
             ],
             auth={"unknown_cards": "accept"},
-            server={"max_connections_per_address": CHARGERS},  # all from 127.0.0.1
+            server={  # all from 127.0.0.1, all at once
+                "max_connections_per_address": CHARGERS,
+                "max_pending_per_address": CHARGERS,
+            },
         )
         controller = gateway.controller
         assert controller is not None and gateway.store is not None
