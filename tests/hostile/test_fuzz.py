@@ -46,6 +46,7 @@ SEEDS: list[list[Any]] = [
     [2, "x", "StopTransaction",
      {"transactionId": 1, "meterStop": 10, "timestamp": "2026-01-01T00:00:00Z"}],
     [2, "d", "DataTransfer", {"vendorId": "v", "data": "hello"}],
+    [2, "u", "FooBar", {}],  # an unknown action: answered by the gateway itself
     [3, "r", {"status": "Accepted"}],
     [4, "e", "GenericError", "", {}],
 ]  # fmt: skip
