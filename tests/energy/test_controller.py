@@ -609,3 +609,40 @@ async def test_temporary_limit_lowers_the_cap_until_it_expires(rig: RigFactory) 
     for _ in range(30):
         await r.round()
     assert (draws(cp1), draws(cp2)) == (16, 16)
+
+
+@pytest.mark.parametrize("role", ["grid", "non_ev"])
+async def test_a_removed_charger_gives_its_share_back_once_it_cannot_draw(
+    rig: RigFactory, role: str
+) -> None:
+    chargers = [{"id": "CP1", "max_current_a": 32}, {"id": "CP2", "max_current_a": 32}]
+    r = await rig(chargers, meter_role=role)
+    cp1 = await r.connect("CP1", car_current_a=32)
+    cp2 = await r.connect("CP2", car_current_a=32)
+    await cp1.tap(TAG)
+    await cp2.tap(TAG)
+    await r.settle()
+    await r.round()
+    assert (draws(cp1), draws(cp2)) == (17, 17)  # 40 - 2 - 4 shared
+
+    site = {"limit_a": 40, "margin_a": 2, "ramp_a_per_s": 100, "meter_role": role}
+    r.controller.use_config(site_config(chargers[:1], **site))
+    if role == "non_ev":
+        # The meter does not see the chargers: CP2's car may still draw its 17 A, so they
+        # stay counted until its session ends.
+        await r.round()
+        assert draws(cp1) == 17
+        assert r.charger_state("CP2").sessions[0].reason == "removed"
+        await cp2.end_session(1)
+        await r.round()
+    else:
+        # The grid meter measures what CP2's car still draws, as building load, until it stops.
+        await r.round()
+        assert draws(cp1) == 17
+        await cp2.end_session(1)
+        await r.round()
+    assert "CP2" not in {c.id for c in r.state().chargers}
+    await r.round()
+    assert draws(cp1) == 32  # all of it, within 40 - 2 - 4
+    await cp2.meter_values(1)  # a late message from the removed charger changes nothing
+    assert "CP2" not in {c.id for c in r.state().chargers}
