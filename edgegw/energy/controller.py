@@ -352,7 +352,8 @@ class LoadController:
     :meth:`meter_event` on each new one so that a jump is answered at once. ``clock`` is
     monotonic (the sample's ``at`` uses the same clock), ``wall_clock`` POSIX time for profile
     timestamps and the decision log. Call :meth:`start` to run rounds on a timer and on events,
-    or drive :meth:`run_round` yourself; :meth:`close` ends every task.
+    or drive :meth:`run_round` yourself; :meth:`close` ends every task. A configuration
+    reload hands the new set of chargers to :meth:`use_config`.
     """
 
     def __init__(
@@ -601,6 +602,11 @@ class LoadController:
                 known.flags = (known.flags - _MODEL_FLAGS) | (made.flags & _MODEL_FLAGS)
                 if known.connected:
                     self._replan(known)
+        for charger_id in sorted(new_ids):
+            back = self._chargers.get(charger_id)
+            if back is not None and back.retired:  # removed while charging, and back again
+                back.retired = False
+                log.info("%s is back in load capping", charger_id)
         for charger_id in sorted(old_ids - new_ids):
             self._retire(charger_id)
         self._kick()
