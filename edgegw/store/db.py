@@ -159,9 +159,10 @@ class Database:
         await self.conn.close()
 
 
-# Every table with its columns, and every named index (SQLite's own objects left out).
+# Every table with its columns, and every named index (SQLite's own objects left out). Names
+# are read as bytes: a damaged one is then reported missing instead of failing to decode.
 _SCHEMA_QUERY = """
-    SELECT m.type, m.name, c.name FROM sqlite_master AS m
+    SELECT m.type, CAST(m.name AS BLOB), CAST(c.name AS BLOB) FROM sqlite_master AS m
     LEFT JOIN pragma_table_info(m.name) AS c ON m.type = 'table'
     WHERE m.type IN ('table', 'index') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
 """
@@ -169,10 +170,11 @@ _SCHEMA_QUERY = """
 
 def _schema_parts(rows: Iterable[Any]) -> set[tuple[str, str]]:
     parts: set[tuple[str, str]] = set()
-    for kind, name, column in rows:
+    for kind, raw_name, raw_column in rows:
+        name = bytes(raw_name).decode("utf-8", "replace")
         parts.add((kind, name))
-        if column is not None:
-            parts.add(("column", f"{name}.{column}"))
+        if raw_column is not None:
+            parts.add(("column", f"{name}.{bytes(raw_column).decode('utf-8', 'replace')}"))
     return parts
 
 

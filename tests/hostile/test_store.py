@@ -76,6 +76,18 @@ async def test_daemon_on_flipped_bytes_exits_with_the_message_not_a_traceback(
     assert "Traceback" not in err and "UnicodeDecodeError" not in err
 
 
+async def test_a_column_name_with_flipped_bytes_is_a_clear_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "edgegw.db"
+    await fresh_database(path)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"refused_reason TEXT")
+    data[at + 1] ^= 0xCF  # 'e' -> 0xAA: the schema still parses, the name is not UTF-8
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="chargers.refused_reason") as caught:
+        await Database.open(path)
+    assert "restore a backup" in str(caught.value)
+
+
 # -------------------------------------------------------- tables or columns missing (12b)
 
 
