@@ -83,7 +83,7 @@ async def test_a_column_name_with_flipped_bytes_is_a_clear_store_error(tmp_path:
     at = data.index(b"refused_reason TEXT")
     data[at + 1] ^= 0xCF  # 'e' -> 0xAA: the schema still parses, the name is not UTF-8
     path.write_bytes(bytes(data))
-    with pytest.raises(StoreError, match="chargers.refused_reason") as caught:
+    with pytest.raises(StoreError, match=r"chargers\.refused_reason") as caught:
         await Database.open(path)
     assert "restore a backup" in str(caught.value)
 
