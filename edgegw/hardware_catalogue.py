@@ -290,7 +290,10 @@ def _toml_files(folder: Traversable) -> list[Traversable]:
         )
     except OSError as exc:
         raise HardwareError(
-            [f"{folder}: cannot read the device files there: {exc.strerror}"]
+            [
+                f"{folder}: cannot read the device files there: {exc.strerror} (the daemon's "
+                "user must be able to; run commands as root or a member of group edgegw)"
+            ]
         ) from None
 
 
