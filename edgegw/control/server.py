@@ -66,6 +66,7 @@ from edgegw.control.protocol import (
     parse_request,
     topic_matches,
 )
+from edgegw.security.quiet_log import QuietLog
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
@@ -312,6 +313,7 @@ class ControlServer:
         self._clock = clock
         self._admin_uids = frozenset(admin_uids if admin_uids is not None else {0, os.getuid()})
         self._max_clients = max_clients
+        self._refusals = QuietLog(log)
         self._max_per_uid = max_clients_per_uid
         self._read_only_slots = max(0, max_clients - reserved_admin_slots)
         self._max_inflight = max_inflight
@@ -558,7 +560,8 @@ class ControlServer:
         admin = self._is_admin(sock, peer)
         full = self._no_slot_for(peer, admin)
         if full is not None:
-            log.warning(
+            self._refusals.warning(  # a user reconnecting in a loop writes one line a minute
+                f"uid {peer.uid}",
                 "control client pid %d uid %d refused: %s (%d clients connected)",
                 peer.pid,
                 peer.uid,

@@ -109,7 +109,9 @@ needs_root = pytest.mark.skipif(
 
 
 @needs_root
-async def test_a_read_only_member_cannot_lock_root_out(shared_dir: Path, hogs: list[Hog]) -> None:
+async def test_a_read_only_member_cannot_lock_root_out(
+    shared_dir: Path, hogs: list[Hog], caplog: pytest.LogCaptureFixture
+) -> None:
     path = shared_dir / "run" / "ctl.sock"
     async with ControlServer(path, group="nogroup") as server:
         nobody = await hog(hogs, path, NOBODY, 64)
@@ -119,6 +121,9 @@ async def test_a_read_only_member_cannot_lock_root_out(shared_dir: Path, hogs: l
         for _ in range(3):
             assert await asyncio.to_thread(ping, path)
         assert sum(not c.admin for c in server.clients()) == nobody.served
+    # Dozens of refusals, one log line (the next would come a minute later, with a count).
+    refusals = [r for r in caplog.records if "control client" in r.getMessage()]
+    assert len(refusals) == 1 and f"uid {NOBODY} refused" in refusals[0].getMessage()
 
 
 @needs_root
