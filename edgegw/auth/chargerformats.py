@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from edgegw.auth.idtags import IdTagFormat
 from edgegw.config import Config
-from edgegw.energy.chargermodels import ChargerModel, load_models, model_for
+from edgegw.energy.chargermodels import ChargerModel, model_for
+from edgegw.hardware_catalogue import HardwareCatalogue
 
 
-def charger_models() -> dict[str, ChargerModel]:
-    """The charger models shipped in hardware/chargers/ of the tree this package runs from."""
-    return load_models(Path(__file__).resolve().parents[2] / "hardware" / "chargers")
+def charger_models(config: Config | None = None) -> dict[str, ChargerModel]:
+    """The charger models of the site's hardware catalogue (shipped + its hardware_dir)."""
+    catalogue = HardwareCatalogue() if config is None else HardwareCatalogue.for_config(config)
+    return catalogue.charger_models()
 
 
 def configured_formats(
@@ -26,7 +27,7 @@ def configured_formats(
             fmt = IdTagFormat(charger.idtag_format)
         elif charger.model is not None:
             if models is None:
-                models = charger_models()
+                models = charger_models(config)
             fmt = model_for(models, charger).idtag_format
         else:
             continue

@@ -48,7 +48,7 @@ from edgegw.control.commission_ops import (
     TAP_TIMEOUT,
 )
 from edgegw.energy.chargermodels import ChargerModelError, load_model
-from edgegw.energy.meters import default_profiles_dir
+from edgegw.hardware_catalogue import HardwareCatalogue
 
 _PROFILE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _MARK = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
@@ -78,7 +78,8 @@ def probe(
         typer.Option(
             "--write-profile",
             help="Write the probed profile to this .toml file (its name is the profile id) "
-            "or into this directory.",
+            "or into this directory; the site's folder (<hardware_dir>/chargers, default "
+            "/etc/edgegw/hardware/chargers) is where the daemon and the CLI find it.",
         ),
     ] = None,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
@@ -90,6 +91,9 @@ def probe(
     with --write-profile writes a profile built from them for you to review.
     """
     cfg = load_config_or_fail(config, json_mode=as_json)
+    site_folder = HardwareCatalogue.for_config(cfg).site_folder("chargers")
+    if write_profile is not None and write_profile == site_folder:
+        write_profile.mkdir(parents=True, exist_ok=True)  # the first profile of the site
     target, profile_id = _profile_target(write_profile, as_json)
     args: dict[str, Any] = {"charger": charger}
     if profile_id is not None:
@@ -101,6 +105,7 @@ def probe(
         path = target / f"{proposed['id']}.toml" if profile_id is None else target
         _write_profile(path, proposed["toml"], as_json)
         result["written"] = str(path)
+    result["site_folder"] = str(site_folder)
     emit(result, as_json, _render_probe)
 
 
@@ -206,7 +211,7 @@ def _render_probe(r: dict[str, Any]) -> str:
         for difference in profile["differences"]:
             lines.append(f"                    differs: {difference}")
     else:
-        where = default_profiles_dir().parent / "chargers"
+        where = r.get("site_folder", "/etc/edgegw/hardware/chargers")
         lines.append(
             "  Hardware profile: none fits; the generic profile applies. Keep a probed one: "
             f"`edgegw chargers probe {cid} --write-profile {where}/"

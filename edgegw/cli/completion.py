@@ -78,11 +78,17 @@ def complete_meter(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]
 
 
 def complete_meter_profile(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Meter profile ids: the file names in ``--profiles-dir``, else ``hardware/meters``."""
-    from edgegw.energy.meters import default_profiles_dir  # noqa: PLC0415 - only when completing
+    """Meter profile ids: the file names in ``--profiles-dir``, else the site's catalogue."""
+    from edgegw.hardware_catalogue import (  # noqa: PLC0415 - only when completing
+        HardwareCatalogue,
+        HardwareError,
+    )
 
     directory = ctx.params.get("profiles_dir")
-    folder = Path(directory) if isinstance(directory, str | Path) else default_profiles_dir()
-    with contextlib.suppress(OSError):
-        return sorted(p.stem for p in folder.glob(f"{incomplete}*.toml"))
+    if isinstance(directory, str | Path):
+        catalogue = HardwareCatalogue.of_folder("meters", Path(directory))
+    else:
+        catalogue = HardwareCatalogue.for_config_file(config_path(ctx))
+    with contextlib.suppress(HardwareError):
+        return [name for name in catalogue.files("meters") if name.startswith(incomplete)]
     return []

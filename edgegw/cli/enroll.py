@@ -451,12 +451,11 @@ def _model_names(cfg: Config) -> dict[str, str]:
     wanted = [c for c in cfg.chargers if c.model]
     if not wanted:
         return {}
-    from edgegw.energy.chargermodels import ChargerModelError, load_models  # noqa: PLC0415
-    from edgegw.energy.meters import default_profiles_dir  # noqa: PLC0415
+    from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError  # noqa: PLC0415
 
     try:
-        models = load_models(default_profiles_dir().parent / "chargers")
-    except ChargerModelError:
+        models = HardwareCatalogue.for_config(cfg).charger_models()
+    except HardwareError:
         return {}
     return {c.id: models[c.model].name for c in wanted if c.model in models}
 

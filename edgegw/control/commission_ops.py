@@ -68,12 +68,10 @@ from edgegw.energy.chargermodels import (
     DEFAULT_MODEL_ID,
     ChargerModel,
     ChargerModelError,
-    load_models,
     model_for,
     model_from_configuration,
     model_to_toml,
 )
-from edgegw.energy.meters import default_profiles_dir
 from edgegw.energy.sampling import (
     MAX_LENGTH,
     SAMPLE_INTERVAL,
@@ -81,6 +79,7 @@ from edgegw.energy.sampling import (
     configuration_keys,
     int_value,
 )
+from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
 from edgegw.proxy.session import CallFailed
 from edgegw.security.redact import MASK, SECRET_KEYS
 from edgegw.store.capabilities import CapabilityStore
@@ -102,7 +101,7 @@ class CommissionOps:
     """Registers ``chargers.probe``, ``chargers.configure`` and ``commission.run``.
 
     ``observer`` must be among ``gateway.observers`` before chargers connect (the daemon
-    appends ``ops.observer``). ``models`` defaults to ``hardware/chargers/``.
+    appends ``ops.observer``). ``models`` defaults to the site's hardware catalogue.
     """
 
     def __init__(
@@ -340,8 +339,8 @@ class CommissionOps:
     def _load_models(self) -> dict[str, ChargerModel]:
         if self._models is None:
             try:
-                self._models = load_models(default_profiles_dir().parent / "chargers")
-            except ChargerModelError as exc:
+                self._models = HardwareCatalogue.for_config(self._gw.config).charger_models()
+            except HardwareError as exc:
                 raise ControlError(
                     ErrorCode.UNAVAILABLE, f"the charger models cannot be read: {exc}"
                 ) from None

@@ -43,13 +43,13 @@ from edgegw.energy.registers import (
     BadReading,
     BlockRead,
     MeterProfile,
-    ProfileError,
     Quantity,
     Reading,
     decode,
-    load_profile,
     plan_reads,
 )
+from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError, shipped_files
+from edgegw.hardware_catalogue import TemplateProfileError as CatalogueTemplateError
 from edgegw.tasks import TaskOwner
 
 __all__ = [
@@ -107,8 +107,8 @@ _GATEWAY_NO_TARGET: Final = frozenset({10, 11})
 
 
 def default_profiles_dir() -> Path:
-    """``hardware/meters`` of the source tree this package runs from."""
-    return Path(__file__).resolve().parents[2] / "hardware" / "meters"
+    """The shipped meter profiles (package ``edgegw.hardware``, an installed folder)."""
+    return Path(str(shipped_files() / "meters"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -809,45 +809,40 @@ class MeterPoller:
 
 
 def find_profile(
-    profile_id: str, directory: Path | None = None, *, allow_template: bool = True
+    profile_id: str,
+    directory: Path | None = None,
+    *,
+    allow_template: bool = True,
+    catalogue: HardwareCatalogue | None = None,
 ) -> MeterProfile:
-    """Load ``<directory>/<profile_id>.toml``; a missing or broken file names what exists.
+    """The meter profile ``profile_id`` from ``directory`` alone if given, else from
+    ``catalogue`` (default: the shipped profiles and the default site folder); a missing or
+    broken file names what exists.
 
     ``allow_template=False`` is for a meter the site really reads: a ``template = true``
     file (``generic.toml``) holds example registers, and reading a real meter through them
     would give load capping invented currents, so it raises :class:`TemplateProfileError`
     saying what to fill in. Tools that only show or serve a profile may load templates.
     """
-    directory = directory or default_profiles_dir()
-    path = directory / f"{profile_id}.toml"
-    if not path.is_file():
-        known = sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
-        listing = f"available: {', '.join(known)}" if known else "no profiles there"
-        raise MeterConfigError(f"no meter profile {profile_id!r} in {directory} ({listing})")
+    if directory is not None:
+        catalogue = HardwareCatalogue.of_folder("meters", directory)
     try:
-        profile = load_profile(path)
-    except ProfileError as exc:
-        raise MeterConfigError(f"meter profile {profile_id!r} is invalid:\n{exc}") from None
-    if profile.template and not allow_template:
-        raise TemplateProfileError(profile_id, path)
-    return profile
+        return (catalogue or HardwareCatalogue()).meter_profile(
+            profile_id, allow_template=allow_template
+        )
+    except CatalogueTemplateError as exc:
+        raise TemplateProfileError(profile_id, str(exc)) from None
+    except HardwareError as exc:
+        raise MeterConfigError(str(exc)) from None
 
 
 class TemplateProfileError(MeterConfigError):
-    """A configured meter names a template profile (``template = true``), not a real meter."""
+    """A configured meter names a template profile (``template = true``), not a real meter;
+    the message says where to copy it and what to fill in."""
 
-    def __init__(self, profile_id: str, path: Path) -> None:
+    def __init__(self, profile_id: str, message: str) -> None:
         self.profile_id = profile_id
-        self.path = path
-        copy = path.with_name("<vendor>-<model>.toml")
-        super().__init__(
-            f"meter profile {profile_id!r} ({path}) is a template (template = true), not a "
-            f"meter: its registers are examples. Copy it to {copy}, set id to the new file "
-            "name, fill in name, products, [modbus], [serial] and/or [tcp] and every "
-            "[registers] line from your meter's Modbus register list, delete the line "
-            "`template = true`, and use the new id as this meter's profile "
-            "(hardware/README.md explains each key)"
-        )
+        super().__init__(message)
 
 
 class MeterService:
@@ -855,7 +850,8 @@ class MeterService:
 
     Construction validates everything (missing bus or profile, duplicate names, a unit id
     used twice on one bus) and raises :class:`MeterConfigError` naming the config key;
-    nothing is opened until :meth:`start`. ``profiles_dir`` defaults to ``hardware/meters``.
+    nothing is opened until :meth:`start`. Profiles come from ``profiles_dir`` alone if given,
+    else from the site's hardware catalogue (its ``[daemon] hardware_dir``, then shipped).
     ``frozen_after`` (s) defaults to the site's ``meter_lost_after``: a frozen meter is called
     stale when load capping falls back for it.
     """
@@ -880,6 +876,7 @@ class MeterService:
         self.pollers: dict[str, MeterPoller] = {}
         problems: list[str] = []
         profiles: dict[str, MeterProfile] = {}
+        catalogue = None if profiles_dir is not None else HardwareCatalogue.for_config(config)
         units: dict[tuple[str, int], int] = {}
         names: dict[str, int] = {}
         for i, meter in enumerate(config.meters):
@@ -907,7 +904,7 @@ class MeterService:
             if meter.profile not in profiles:
                 try:
                     profiles[meter.profile] = find_profile(
-                        meter.profile, profiles_dir, allow_template=False
+                        meter.profile, profiles_dir, allow_template=False, catalogue=catalogue
                     )
                 except MeterConfigError as exc:
                     problems.append(f"{key}.profile: {exc}")

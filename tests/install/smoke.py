@@ -79,8 +79,9 @@ def check(args: Sequence[str | Path], what: str, cwd: Path) -> str:
 
 
 def run_config(example: Path, work: Path) -> Path:
-    """``example`` with a free port, a temporary database and control socket, and its first
-    charger on a shipped charger model (so the run reads the shipped device files)."""
+    """``example`` with a free port, a temporary database and control socket, its first
+    charger on a shipped charger model and a meter on a shipped profile (so the run reads the
+    shipped device files). Nothing answers at the meter's address: the daemon runs and retries."""
     document = tomlkit.parse(example.read_text(encoding="utf-8"))
     document.setdefault("server", tomlkit.table())["port"] = 0
     document.setdefault("store", tomlkit.table())["path"] = str(work / "edgegw.db")
@@ -91,6 +92,16 @@ def run_config(example: Path, work: Path) -> Path:
     chargers = document.get("chargers")
     if chargers:
         chargers[0]["model"] = "keba-p30"
+    bus = tomlkit.table()
+    bus.update({"transport": "tcp", "host": "127.0.0.1", "port": 9, "timeout": 0.5})
+    buses = tomlkit.table(is_super_table=True)
+    buses["smoke"] = bus
+    document["buses"] = buses
+    meters = tomlkit.aot()
+    meter = tomlkit.table()
+    meter.update({"name": "smoke", "bus": "smoke", "profile": "eastron-sdm630", "role": "monitor"})
+    meters.append(meter)
+    document["meters"] = meters
     path = work / "run.toml"
     path.write_text(tomlkit.dumps(document), encoding="utf-8")
     return path
@@ -179,6 +190,8 @@ def smoke(work: Path) -> None:
         done(started, check([edgegw, "config", "check", example], "config check", work).strip())
 
     config = run_config(RUN_EXAMPLE, work)
+    started = step("edgegw config check of it with a shipped charger model and meter profile")
+    done(started, check([edgegw, "config", "check", config], "config check", work).strip())
     started = step(f"edgegw run (examples/{RUN_EXAMPLE.name}) until READY=1, then SIGTERM")
     done(started, run_until_ready(edgegw, config, work))
 
