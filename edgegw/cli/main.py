@@ -76,7 +76,7 @@ def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     from edgegw.proxy import gctuning  # noqa: PLC0415
     from edgegw.sdnotify import Notifier  # noqa: PLC0415
     from edgegw.security.tls import TlsSetupError  # noqa: PLC0415
-    from edgegw.store.db import StoreError  # noqa: PLC0415
+    from edgegw.store.db import StoreError, StoreSchemaError  # noqa: PLC0415
     from edgegw.telemetry.settings import MqttSetupError  # noqa: PLC0415
 
     cfg = load_config_or_fail(config)
@@ -88,7 +88,7 @@ def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     gctuning.tune()  # thousands of connections: no 0.5 s collector pauses (see gctuning)
     try:
         asyncio.run(Gateway(cfg, notifier=Notifier(), config_path=config).run())
-    except (HardwareError, ChargerModelError, MeterConfigError) as exc:
+    except (HardwareError, ChargerModelError, MeterConfigError, StoreSchemaError) as exc:
         _cannot_start(str(exc).splitlines(), config)
     except (StoreError, TlsSetupError, MqttSetupError) as exc:
         fail(str(exc), EXIT_FAILURE)

@@ -128,10 +128,6 @@ async def test_the_gateway_does_not_start_on_a_database_without_its_outbox(
         await make_gateway()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edgegw/cli/main.py must map StoreSchemaError to EXIT_CONFIG (issue 17 report)",
-)
 async def test_daemon_on_a_database_without_its_outbox_exits_3(tmp_path: Path) -> None:
     path = tmp_path / "edgegw.db"
     await fresh_database(path)
