@@ -179,7 +179,7 @@ class ChargerSession:
                     log.debug("%s <- charger %s", self.charger_id, _loggable(message))
                 if isinstance(message, str):
                     self._store.log_frame(self.charger_id, "charger>", message)
-                self._feed(self.link.on_charger_message(message))
+                self._event(self.link.on_charger_message, message)
         except ConnectionClosed:
             pass
         finally:
@@ -252,7 +252,20 @@ class ChargerSession:
             log.debug("%s <- cloud %s", self.charger_id, _loggable(message))
         if isinstance(message, str):
             self._store.log_frame(self.charger_id, "cloud>", message)
-        self._feed(self.link.on_cloud_message(message))
+        self._event(self.link.on_cloud_message, message)
+
+    def _event(self, handler: Callable[[str | bytes], list[Command]], message: str | bytes) -> None:
+        """Feed one frame to the link; a bug it hits costs that frame, never the connection."""
+        try:
+            commands = handler(message)
+        except Exception:
+            log.exception(
+                "%s: the relay failed on a frame (%s); frame dropped",
+                self.charger_id,
+                loggable(message, 200),
+            )
+            return
+        self._feed(commands)
 
     def _feed(self, commands: Iterable[Command]) -> None:
         for command in commands:
