@@ -121,7 +121,7 @@ async def raw_charger(
 @pytest.fixture
 async def meter() -> AsyncIterator[SimMeter]:
     """A site meter on port 0 reading a steady 5 A per phase (modules may define their own)."""
-    sim = SimMeter("eastron-sdm630", live=False)
+    sim = SimMeter("eastron-sdm630")
     await sim.start()
     sim.set_currents(5.0, 5.0, 5.0)
     yield sim

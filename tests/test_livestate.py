@@ -308,7 +308,7 @@ async def test_through_a_real_gateway_with_its_cloud_down(make_gateway: GatewayF
 
 
 async def test_the_site_meter_and_its_loss(make_gateway: GatewayFactory) -> None:
-    async with SimMeter("eastron-sdm630", live=False) as meter:
+    async with SimMeter("eastron-sdm630") as meter:
         meter.set_currents(10.0, 11.0, 12.0)
         gateway = await make_gateway(
             chargers=[{"id": "CP1"}],

@@ -364,7 +364,7 @@ async def test_a_charger_that_is_not_connected(make_gateway: GatewayFactory) -> 
 async def test_with_load_capping_the_controller_s_cap_is_checked(
     make_gateway: GatewayFactory,
 ) -> None:
-    async with SimMeter("eastron-sdm630", live=False) as meter:
+    async with SimMeter("eastron-sdm630") as meter:
         ops = await gateway_with_ops(
             make_gateway,
             chargers=[{"id": "CP1", "idtag_format": "hex", "fallback_current_a": 8}],
@@ -386,7 +386,7 @@ async def test_with_load_capping_the_controller_s_cap_is_checked(
 async def test_with_load_capping_a_charger_ignoring_its_cap_fails(
     make_gateway: GatewayFactory,
 ) -> None:
-    async with SimMeter("eastron-sdm630", live=False) as meter:
+    async with SimMeter("eastron-sdm630") as meter:
         ops = await gateway_with_ops(make_gateway, **load_capping(meter))
         async with charger(ops.gateway, connectors=1, ignore_profiles=True):
             report = await ops.commission({"charger": "CP1", **FAST})

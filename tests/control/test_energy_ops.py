@@ -20,7 +20,7 @@ LIMIT = 40.0
 
 @pytest.fixture
 async def meter() -> AsyncIterator[SimMeter]:
-    async with SimMeter("eastron-sdm630", live=False) as sim:
+    async with SimMeter("eastron-sdm630") as sim:
         sim.set_currents(10.0, 8.0, 6.0)
         yield sim
 

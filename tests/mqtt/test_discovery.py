@@ -130,7 +130,7 @@ async def test_discovery_is_valid_for_home_assistant(
     cloud = SimCloud(accepted_tags={"04A1B2C3"})
     await cloud.start()
     try:
-        async with SimMeter("eastron-sdm630", live=False) as meter:
+        async with SimMeter("eastron-sdm630") as meter:
             meter.set_currents(10.0, 11.0, 12.0)
             gateway = await make_gateway(
                 cloud_url=cloud.url,
