@@ -173,9 +173,13 @@ class OcppServer:
     def use_config(self, config: Config) -> None:
         """Take a reloaded configuration: the charger list and passwords of new connections.
 
-        Listeners, TLS material and limits stay as they were started.
+        Listeners, TLS material and limits stay as they were started. A charger taken out of
+        the list loses the handshake reserve of the addresses it logged in from.
         """
         self._config = config
+        for identity in self._trusted.identities():
+            if config.charger(identity) is None:
+                self._trusted.forget(identity)
 
     async def start(self) -> None:
         server = self._config.server

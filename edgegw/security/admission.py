@@ -127,6 +127,9 @@ class TrustedSources:
         for key in self._by_identity.pop(identity, []):
             self._release(key)
 
+    def identities(self) -> list[str]:
+        return list(self._by_identity)
+
     def known(self, identity: str) -> bool:
         """A login of ``identity`` was recorded (this run or a previous one)."""
         return identity in self._by_identity
