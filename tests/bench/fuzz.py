@@ -2,13 +2,12 @@
 
 Run:  .venv/bin/python tests/bench/fuzz.py --seconds 90
 
-A gateway process (``edgegw run``, default limits except ``max_messages_per_second = 0`` so the
-fuzzers are not slowed: the parser and relay take the whole storm) relays to a minimal cloud
-in this process. ``--good`` chargers send a Heartbeat every ``--interval`` seconds throughout;
-first alone for ``--before`` seconds, then while ``--fuzzers`` chargers (in a separate
-process, so their load does not skew the good chargers' clocks) send mutated and garbage
-frames as fast as the gateway takes them (the CI test's :class:`Mutator`, seeded), each
-reconnecting when closed.
+A gateway process (``edgegw run``, default limits; ``--rate 0`` lifts the per-charger message
+rate so the parser and relay take the whole storm) relays to a minimal cloud in this process.
+``--good`` chargers send a Heartbeat every ``--interval`` seconds throughout; first alone for
+``--before`` seconds, then while ``--fuzzers`` chargers (in a separate process, so their load
+does not skew the good chargers' clocks) send mutated and garbage frames as fast as the gateway
+takes them (the CI test's :class:`Mutator`, seeded), each reconnecting when closed.
 
 Printed: frames sent and answers received by the fuzzers, the good chargers' round-trip
 p50/p99 before and during the storm, the gateway's RSS (now and peak), its log volume, and
@@ -49,12 +48,14 @@ OCPP = [Subprotocol("ocpp1.6")]
 CALL_TIMEOUT = 5.0
 
 
-async def start_gateway(tmp: Path, cloud_port: int) -> tuple[asyncio.subprocess.Process, str, Path]:
+async def start_gateway(
+    tmp: Path, cloud_port: int, rate: float
+) -> tuple[asyncio.subprocess.Process, str, Path]:
     """``edgegw run`` on a generated config; its process, URL and log file."""
     config = tmp / "fuzz.toml"
     config.write_text(
         '[server]\nhost = "127.0.0.1"\nport = 0\nallow_unknown_chargers = true\n'
-        "max_messages_per_second = 0\n"
+        f"max_messages_per_second = {rate}\n"
         "max_connections_per_address = 100000\nmax_pending_handshakes = 100000\n"
         f'[cloud]\nurl = "ws://127.0.0.1:{cloud_port}/ocpp"\n'
         f'[store]\npath = "{tmp / "fuzz.db"}"\n[logging]\nlevel = "warning"\n'
@@ -199,12 +200,16 @@ async def main() -> None:
     parser.add_argument("--fuzzers", type=int, default=8)
     parser.add_argument("--good", type=int, default=10)
     parser.add_argument("--interval", type=float, default=0.2)
+    parser.add_argument(
+        "--rate", type=float, default=20, help="server.max_messages_per_second (0: no limit)"
+    )
     args = parser.parse_args()
     raise_open_files()
     print(machine())
     print(
         f"{args.good} good chargers (a Heartbeat every {args.interval} s each), "
-        f"{args.fuzzers} fuzzing chargers for {args.seconds:g} s after {args.before:g} s alone"
+        f"{args.fuzzers} fuzzing chargers for {args.seconds:g} s after {args.before:g} s alone; "
+        f"max_messages_per_second = {args.rate:g}"
     )
     async with serve(
         cloud_handler,
@@ -216,7 +221,7 @@ async def main() -> None:
     ) as cloud:
         cloud_port = cloud.sockets[0].getsockname()[1]
         with tempfile.TemporaryDirectory() as tmp:
-            proc, url, log = await start_gateway(Path(tmp), cloud_port)
+            proc, url, log = await start_gateway(Path(tmp), cloud_port, args.rate)
             result = await storm(args, url, proc.pid)
             alive = proc.returncode is None
             rss_now, rss_peak = rss(proc.pid) if alive else (0, 0)
