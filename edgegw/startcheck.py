@@ -2,11 +2,14 @@
 
 systemd restarts the daemon when it fails, except on exit 3 (``RestartPreventExitStatus=3``
 in ``systemd/edgegw.service``). So a device file the configuration names that is unknown or
-broken, and a serial device that is not there or that this user may not open, are found here
-and end the start with exit 3 and one line each, instead of a traceback every two seconds.
+broken is found here and ends the start with exit 3 and one line each, instead of a traceback
+every two seconds.
 
-A missing serial device gets a few seconds to appear first: at boot a USB adapter's
-``/dev/ttyUSB*`` can come a moment after the daemon starts.
+A serial device that is not there (after a few seconds' grace: at boot a USB adapter's
+``/dev/ttyUSB*`` can come a moment after the daemon starts) or that this user may not open is
+reported in one clear line each, and the daemon starts all the same: a gateway that stopped
+would leave the chargers without a server and without a cap, while a running one counts the
+bus's meters as lost and caps at the safe fallback limits until the device can be opened.
 """
 
 from __future__ import annotations
@@ -82,10 +85,3 @@ def _open_problem(device: str) -> str | None:
         return None
     os.close(fd)
     return None
-
-
-def start_problems(
-    config: Config, catalogue: HardwareCatalogue, *, grace: float = SERIAL_GRACE
-) -> list[str]:
-    """Everything :mod:`edgegw.startcheck` checks, as one list (empty: start)."""
-    return device_file_problems(config, catalogue) + serial_problems(config, grace=grace)

@@ -42,7 +42,7 @@ from edgegw.cli.sessions import sessions_app
 from edgegw.config import Config, ConfigError, load_config
 from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
 from edgegw.logs import setup_logging
-from edgegw.startcheck import device_file_problems, serial_problems, start_problems
+from edgegw.startcheck import device_file_problems, serial_problems
 
 app = typer.Typer(
     name="edgegw",
@@ -82,9 +82,18 @@ def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     cfg = load_config_or_fail(config)
     setup_logging(cfg.logging.level)
     # Exit 3 (systemd does not restart it) for what only an edit of the site fixes.
-    problems = start_problems(cfg, HardwareCatalogue.for_config(cfg))
+    problems = device_file_problems(cfg, HardwareCatalogue.for_config(cfg))
     if problems:
         _cannot_start(problems, config)
+    # A serial adapter that is missing or refused does not stop the gateway: without it the
+    # chargers would have no server and no cap at all; with it running, its meters count as
+    # lost and load capping applies the safe fallback limits until the device can be opened.
+    for problem in serial_problems(cfg):
+        typer.echo(
+            f"edgegw: {problem}; its meters count as lost (load capping uses the fallback "
+            "limits) until the device can be opened",
+            err=True,
+        )
     gctuning.tune()  # thousands of connections: no 0.5 s collector pauses (see gctuning)
     try:
         asyncio.run(Gateway(cfg, notifier=Notifier(), config_path=config).run())

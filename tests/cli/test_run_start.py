@@ -1,5 +1,6 @@
 """``edgegw run`` refuses, with one line and exit 3, what a restart cannot fix: systemd then
-stops restarting it (``RestartPreventExitStatus=3``) instead of looping on a traceback."""
+stops restarting it (``RestartPreventExitStatus=3``) instead of looping on a traceback. A missing
+serial device is reported, and the gateway runs capped at its fallback limits."""
 
 from __future__ import annotations
 
@@ -84,18 +85,40 @@ def test_a_broken_site_charger_model_exits_3(tmp_path: Path) -> None:
     assert f"cannot start: {chargers / 'keba-p30.toml'}: not valid TOML" in result.stderr
 
 
-def test_a_missing_serial_device_exits_3_after_a_grace(tmp_path: Path) -> None:
+def test_a_missing_serial_device_is_reported_and_the_gateway_runs_capped_safe(
+    tmp_path: Path,
+) -> None:
+    """Without its RS-485 adapter the gateway still serves the chargers (at the fallback
+    limits); stopping would leave them with no server and no cap at all."""
     device = tmp_path / "ttyS9"
     extra = (
         f'[buses.hat]\ntransport = "rtu"\ndevice = "{device}"\n'
         '[[meters]]\nbus = "hat"\nprofile = "eastron-sdm630"\n'
     )
-    result = run(config_text(tmp_path, extra))
-    assert result.returncode == EXIT_CONFIG, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.startswith(
-        f"edgegw: cannot start: buses.hat.device: {device}: no such serial device"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgegw", "run", "--config", str(config_text(tmp_path, extra))],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     )
+    try:
+        assert process.stderr is not None
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "edgegw ready" in line:
+                break
+        assert any(
+            line.startswith(f"edgegw: buses.hat.device: {device}: no such serial device")
+            and "fallback" in line
+            for line in lines
+        ), lines
+        assert process.poll() is None, lines  # running, not exited
+    finally:
+        process.terminate()
+        rest = process.communicate(timeout=30)[1]
+    assert process.returncode == 0, rest
+    assert "Traceback" not in "".join(lines) + rest
 
 
 def test_a_serial_device_that_appears_during_the_grace_is_fine(tmp_path: Path) -> None:
