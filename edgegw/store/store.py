@@ -6,6 +6,9 @@ answered; the rest is written as it happens with ``synchronous=NORMAL`` (WAL), e
 status, which chargers report often and nobody needs to the second after a power cut: the
 latest report per connector is kept in memory and written in one transaction every
 :data:`STATUS_FLUSH_INTERVAL` seconds by a supervised writer task (reads see the latest).
+Connections, boots and events are dropped (said once a minute) when the disk refuses a write:
+a full disk must not refuse a charger its connection. Text SQLite cannot encode (a lone
+surrogate from a peer) is stored escaped, never handed to a writer it would break.
 
 The troubleshooting message log is not in the database at all: it is a bounded ring in memory,
 dumped to a file on demand and on stop (see :mod:`edgegw.store.messagelog` for why).
@@ -14,11 +17,12 @@ dumped to a file on demand and on stop (see :mod:`edgegw.store.messagelog` for w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +43,7 @@ STATUS_FLUSH_INTERVAL: Final = 5.0
 MAX_PENDING_STATUS: Final = 100_000
 """Connector statuses kept while the disk refuses writes; further new connectors are dropped."""
 _EVENTS_KEPT = 10000
+_DROP_WARN_EVERY = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,9 @@ class Store:
         self._status: dict[tuple[str, int], tuple[str, str, str | None, str | None, float]] = {}
         self._status_dropped = 0
         self._status_failures = 0
+        self._dropped_writes = 0
+        self._drop_warned_at: float | None = None
+        self._drop_reported = False
         self._status_interval = status_interval
         self.status_round = asyncio.Event()
         """Set after every round of the status writer, written or not (for tests to wait on)."""
@@ -168,50 +176,80 @@ class Store:
         async with self.db.transaction() as conn:
             await conn.execute("UPDATE chargers SET connected = 0 WHERE connected = 1")
 
+    @contextlib.contextmanager
+    def _or_dropped(self, what: str) -> Iterator[None]:
+        """A record nobody's money depends on (a connection, a boot, an event), written or
+        dropped: a disk that refuses writes (full, read-only, failing) must not refuse a
+        charger its connection or crash the task that records. Said at most once a minute,
+        and once when writes get through again."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            self._dropped_writes += 1
+            now = self._clock()
+            if self._drop_warned_at is None or now - self._drop_warned_at >= _DROP_WARN_EVERY:
+                self._drop_warned_at = now
+                self._drop_reported = True
+                log.warning(
+                    "%s not recorded: %s (%d record(s) dropped so far)",
+                    what,
+                    exc,
+                    self._dropped_writes,
+                )
+        else:
+            if self._drop_reported:
+                self._drop_reported = False
+                log.info(
+                    "the database takes writes again (%d record(s) dropped)", self._dropped_writes
+                )
+
     # ------------------------------------------------------------ chargers
 
     async def charger_seen(self, charger_id: str, address: str | None, *, connected: bool) -> None:
         now = self._clock()
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO chargers (id, first_seen, last_seen, last_address, connected)"
-                " VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,"
-                " last_address = COALESCE(excluded.last_address, last_address),"
-                " connected = excluded.connected, state = 'known'",
-                (_text(charger_id), now, now, _text(address), int(connected)),
-            )
+        with self._or_dropped("a charger's connection"):
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO chargers (id, first_seen, last_seen, last_address, connected)"
+                    " VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,"
+                    " last_address = COALESCE(excluded.last_address, last_address),"
+                    " connected = excluded.connected, state = 'known'",
+                    (_text(charger_id), now, now, _text(address), int(connected)),
+                )
 
     async def charger_refused(self, charger_id: str, address: str | None, reason: str) -> None:
         """Remember an identity that tried to connect and was refused (for the installer)."""
         now = self._clock()
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO chargers (id, state, first_seen, last_seen, last_address,"
-                " refused_count, refused_reason) VALUES (?, 'pending', ?, ?, ?, 1, ?)"
-                " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,"
-                " last_address = excluded.last_address, refused_count = refused_count + 1,"
-                " refused_reason = excluded.refused_reason",
-                (_text(charger_id), now, now, _text(address), _text(reason)),
-            )
+        with self._or_dropped("a refused identity"):
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO chargers (id, state, first_seen, last_seen, last_address,"
+                    " refused_count, refused_reason) VALUES (?, 'pending', ?, ?, ?, 1, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen,"
+                    " last_address = excluded.last_address, refused_count = refused_count + 1,"
+                    " refused_reason = excluded.refused_reason",
+                    (_text(charger_id), now, now, _text(address), _text(reason)),
+                )
 
     async def record_boot(self, charger_id: str, payload: dict[str, Any]) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE chargers SET vendor = ?, model = ?, serial = ?, firmware = ?, last_boot = ?"
-                " WHERE id = ?",
-                (
-                    _text(payload.get("chargePointVendor")),
-                    _text(payload.get("chargePointModel")),
-                    _text(
-                        payload.get("chargePointSerialNumber")
-                        or payload.get("chargeBoxSerialNumber")
+        with self._or_dropped("a BootNotification"):
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    "UPDATE chargers SET vendor = ?, model = ?, serial = ?, firmware = ?,"
+                    " last_boot = ? WHERE id = ?",
+                    (
+                        _text(payload.get("chargePointVendor")),
+                        _text(payload.get("chargePointModel")),
+                        _text(
+                            payload.get("chargePointSerialNumber")
+                            or payload.get("chargeBoxSerialNumber")
+                        ),
+                        _text(payload.get("firmwareVersion")),
+                        self._clock(),
+                        _text(charger_id),
                     ),
-                    _text(payload.get("firmwareVersion")),
-                    self._clock(),
-                    _text(charger_id),
-                ),
-            )
+                )
 
     def record_status(self, charger_id: str, payload: dict[str, Any]) -> None:
         """Remember a connector's StatusNotification; written with the next batch.
@@ -411,20 +449,25 @@ class Store:
         data: dict[str, Any] | None = None,
     ) -> None:
         """Record something a caretaker should see (newest first in the TUI)."""
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO events (at, kind, charger_id, message, data) VALUES (?, ?, ?, ?, ?)",
-                (
-                    self._clock(),
-                    _text(kind),
-                    _text(charger_id),
-                    _text(message),
-                    None if data is None else json.dumps(data, separators=(",", ":"), default=str),
-                ),
-            )
-            await conn.execute(
-                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (_EVENTS_KEPT,)
-            )
+        with self._or_dropped("an event"):
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO events (at, kind, charger_id, message, data)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        self._clock(),
+                        _text(kind),
+                        _text(charger_id),
+                        _text(message),
+                        None
+                        if data is None
+                        else json.dumps(data, separators=(",", ":"), default=str),
+                    ),
+                )
+                await conn.execute(
+                    "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
+                    (_EVENTS_KEPT,),
+                )
 
     async def events(self, limit: int = 100) -> list[tuple[float, str, str | None, str]]:
         cursor = await self.db.conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -87,5 +88,27 @@ async def test_a_full_disk_does_not_stop_the_status_writer(
         await store.db.conn.execute("PRAGMA max_page_count = 1073741823")  # room again
         await next_round(store)
         assert len(on_disk(path)) == 200
+    finally:
+        await store.close()
+
+
+async def test_a_full_disk_drops_connection_and_event_records_instead_of_raising(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgegw.store.store")
+    store = await Store.open(tmp_path / "edgegw.db")
+    try:
+        pages = await store.db.conn.execute_fetchall("PRAGMA page_count")
+        await store.db.conn.execute(f"PRAGMA max_page_count = {next(iter(pages))[0]}")
+        for n in range(100):  # would refuse every charger its connection if it raised
+            await store.charger_seen(f"CP{n:03d}-{'x' * 200}", "10.0.0.1", connected=True)
+            await store.event("test", "y" * 500, charger_id="CP1")
+        await store.record_boot("CP000", {"chargePointVendor": "V", "chargePointModel": "M"})
+        warned = [r.getMessage() for r in caplog.records if "not recorded" in r.getMessage()]
+        assert len(warned) == 1 and "database or disk is full" in warned[0], warned
+        await store.db.conn.execute("PRAGMA max_page_count = 1073741823")
+        await store.charger_seen("CP-after", None, connected=True)
+        assert "CP-after" in [row.id for row in await store.chargers()]
+        assert any("takes writes again" in r.getMessage() for r in caplog.records)
     finally:
         await store.close()
