@@ -382,7 +382,7 @@ async def test_a_crashing_connection_handler_is_logged_once_with_the_charger(
 ) -> None:
     gateway = await make_gateway()
     with contextlib.closing(sqlite3.connect(gateway.config.store.path)) as db:
-        db.execute("DROP TABLE chargers")  # a damaged database: every session start fails
+        db.execute("DROP TABLE outbox")  # a damaged database: every session start fails
     url = gateway_url(gateway)
     for _ in range(3):
         async with raw_charger(url, "CP1") as cp:
@@ -390,7 +390,7 @@ async def test_a_crashing_connection_handler_is_logged_once_with_the_charger(
                 await cp.recv()
             assert cp.ws.close_code == 1011
     line = await logs.wait_for("the connection of CP1 from 127.0.0.1 failed")
-    assert "no such table: chargers" in line
+    assert "no such table: outbox" in line
     assert logs.count("no such table") == 1  # the same failure again is counted, not repeated
 
 
