@@ -140,6 +140,15 @@ class OcppServer:
             clock=clock,
         )
         self._connects = Buckets(server.max_connects_per_minute / 60, CONNECT_BURST, clock=clock)
+        # Identities that are not configured (allow_unknown_chargers) cost nothing to invent:
+        # theirs are counted per address, as if the address held max_connections_per_address
+        # chargers, so cycling through made-up names does not open a cloud connection each.
+        per_address = server.max_connections_per_address
+        self._unknown_connects = Buckets(
+            server.max_connects_per_minute / 60 * per_address,
+            max(CONNECT_BURST, per_address),
+            clock=clock,
+        )
         self._messages = (
             Buckets(server.max_messages_per_second, server.message_burst, clock=clock)
             if server.max_messages_per_second > 0
@@ -339,11 +348,15 @@ class OcppServer:
             if refusal is not None:
                 return refusal
         self._logins.succeeded(source)
-        wait = self._connects.get(identity).try_take()
-        if wait > 0:
-            return self._too_often(identity, host, wait)
         if charger is not None:
+            wait = self._connects.get(identity).try_take()
+            if wait > 0:
+                return self._too_often(identity, host, wait)
             self._trusted.add(identity, host)
+        else:
+            wait = self._unknown_connects.get(source).try_take()
+            if wait > 0:
+                return self._too_often(identity, host, wait, f"unconfigured identities from {host}")
         return None
 
     def _check_transport(
@@ -471,17 +484,30 @@ class OcppServer:
             {"Retry-After": str(seconds)},
         )
 
-    def _too_often(self, identity: str, host: str, wait: float) -> Response:
+    def _too_often(self, identity: str, host: str, wait: float, who: str | None = None) -> Response:
         seconds = max(1, math.ceil(wait))
-        self._quiet.warning(
-            f"reconnects:{identity}",
-            "refused %s from %s: it reconnects more often than %g times a minute "
-            "(server.max_connects_per_minute; HTTP 429, retry in %d s)",
-            identity,
-            host,
-            self._config.server.max_connects_per_minute,
-            seconds,
-        )
+        server = self._config.server
+        if who is None:
+            self._quiet.warning(
+                f"reconnects:{identity}",
+                "refused %s from %s: it reconnects more often than %g times a minute "
+                "(server.max_connects_per_minute; HTTP 429, retry in %d s)",
+                identity,
+                host,
+                server.max_connects_per_minute,
+                seconds,
+            )
+        else:
+            self._quiet.warning(
+                f"reconnects:{who}",
+                "refused %s: %s connect more often than %g times a minute "
+                "(server.max_connects_per_minute x max_connections_per_address; HTTP 429, "
+                "retry in %d s)",
+                identity,
+                who,
+                server.max_connects_per_minute * server.max_connections_per_address,
+                seconds,
+            )
         return _plain(
             HTTPStatus.TOO_MANY_REQUESTS,
             "reconnecting too often; try again later",

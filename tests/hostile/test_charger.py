@@ -289,6 +289,28 @@ async def test_a_reconnect_loop_is_refused_at_the_handshake(
     assert cloud.connections["/ocpp/CP1"] <= CONNECT_BURST + 1
 
 
+async def test_made_up_identities_are_counted_per_address(
+    make_gateway: GatewayFactory, logs: LogWatcher
+) -> None:
+    cloud = CountingCloud()
+    async with cloud.running() as cloud_url:
+        gateway = await make_gateway(
+            cloud_url=cloud_url,
+            server={
+                "allow_unknown_chargers": True,
+                "max_connects_per_minute": 6,
+                "max_connections_per_address": 4,
+            },
+        )
+        url = gateway_url(gateway)
+        statuses = [await login(url, f"ANY{n}", None, 1) for n in range(3 * CONNECT_BURST)]
+        assert statuses.count(101) <= CONNECT_BURST + 1 and statuses[-1] == 429
+        await logs.wait_for("unconfigured identities from 127.0.0.1 connect more often than")
+        assert await login(url, "CP1", None, 1) == 101  # a configured charger is counted apart
+        assert await login(url, "ANY-ELSE", None, 2) == 101  # and so is another address
+    assert sum(cloud.connections.values()) <= CONNECT_BURST + 3
+
+
 async def test_reconnecting_buys_no_fresh_message_allowance(
     make_gateway: GatewayFactory, logs: LogWatcher
 ) -> None:
