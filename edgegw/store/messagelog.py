@@ -162,23 +162,8 @@ class MessageLog:
     # ------------------------------------------------------------ files
 
     def dump(self, path: Path) -> int:
-        """Write every kept frame, oldest first, to ``path`` as JSON lines (owner-only, replaced
-        atomically); return how many. Blocking: run it in a thread from the event loop."""
-        frames = list(self.oldest_first())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        tmp = Path(name)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as out:
-                write_frames(out, frames)
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        return len(frames)
+        """:func:`write_dump` of every kept frame; return how many. Blocking."""
+        return write_dump(path, list(self.oldest_first()))
 
     def load(self, path: Path) -> int:
         """Keep the frames of a dump (what the previous run left); return how many were read.
@@ -196,6 +181,26 @@ class MessageLog:
         except FileNotFoundError:
             return 0
         return count
+
+
+def write_dump(path: Path, frames: list[LoggedFrame]) -> int:
+    """Write ``frames`` to ``path`` as JSON lines (owner-only, replaced atomically, synced);
+    return how many. Blocking: from the event loop, take the frames there (a snapshot) and
+    run this in a thread."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            write_frames(out, frames)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return len(frames)
 
 
 def write_frames(out: TextIO, frames: Iterator[LoggedFrame] | list[LoggedFrame]) -> int:

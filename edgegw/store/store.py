@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from edgegw.security.redact import redact_frame
 from edgegw.store.db import Database
-from edgegw.store.messagelog import LoggedFrame, MessageLog, dump_path, printable
+from edgegw.store.messagelog import (
+    LoggedFrame,
+    MessageLog,
+    dump_path,
+    printable,
+    write_dump,
+)
 from edgegw.store.outbox import Outbox
 from edgegw.tasks import TaskOwner
 
@@ -504,7 +510,8 @@ class Store:
         if path is None or not self.messages.size:
             return
         try:
-            count = await asyncio.to_thread(self.messages.dump, path)
+            frames = list(self.messages.oldest_first())  # on the loop: never mid-append
+            count = await asyncio.to_thread(write_dump, path, frames)
         except OSError as exc:
             log.warning("message log not written to %s: %s", path, exc)
         else:
