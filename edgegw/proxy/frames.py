@@ -131,7 +131,9 @@ _LENIENT = json.JSONDecoder(parse_int=_lenient_int, parse_float=_zero, parse_con
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # ASCII: an echoed lone surrogate ("\ud800" in a message id) stays an escape, never a
+    # character no encoder (the socket's, SQLite's) can write.
+    return json.dumps(value, separators=(",", ":"))
 
 
 def parse(data: str | bytes) -> Frame:

@@ -40,6 +40,7 @@ from typing import Any
 from edgegw.proxy import frames, schemas
 from edgegw.proxy.frames import Call, CallError, CallResult, FrameError
 from edgegw.security.loggable import loggable
+from edgegw.security.quiet_log import QuietLog
 from edgegw.store.outbox import QueuedMessage
 
 log = logging.getLogger(__name__)
@@ -308,6 +309,8 @@ class Link:
         self._replay = _Replay()
         self._charger_gone = False
         self.stats = LinkStats()
+        # What a peer sends wrong is logged once a minute per kind, with a count of the rest.
+        self._quiet = QuietLog(log, max_keys=16, clock=clock)
 
     # ------------------------------------------------------------ state for the shell/tests
 
@@ -1113,10 +1116,13 @@ class Link:
     def _check_call(self, call: Call, allowed: frozenset[str], side: str) -> CallError | None:
         if call.action not in schemas.ALL_ACTIONS:
             action = loggable(call.action)
-            log.warning("%s: %s sent unknown action %s", self.charger_id, side, action)
+            self._quiet.warning(
+                f"unknown:{side}", "%s: %s sent unknown action %s", self.charger_id, side, action
+            )
             return frames.make_error(call.id, "NotImplemented", f"unknown action {action}")
         if call.action not in allowed:
-            log.warning(
+            self._quiet.warning(
+                f"direction:{side}",
                 "%s: %s sent %s, which only the other side may send",
                 self.charger_id,
                 side,
@@ -1129,7 +1135,8 @@ class Link:
             try:
                 schemas.check_call(call.action, call.payload)
             except schemas.SchemaViolation as exc:
-                log.warning(
+                self._quiet.warning(
+                    f"invalid:{side}",
                     "%s: %s sent an invalid %s: %s",
                     self.charger_id,
                     side,
@@ -1144,14 +1151,16 @@ class Link:
     ) -> list[Command]:
         self.stats.rejected += 1
         if not exc.reply:
-            log.warning(
+            self._quiet.warning(
+                f"dropped:{side}",
                 "%s: dropped a malformed frame from the %s: %s",
                 self.charger_id,
                 side,
                 loggable(str(exc), 300, quote=False),
             )
             return []
-        log.warning(
+        self._quiet.warning(
+            f"malformed:{side}",
             "%s: malformed frame from the %s: %s",
             self.charger_id,
             side,

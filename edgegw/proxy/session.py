@@ -197,11 +197,13 @@ class ChargerSession:
         for command in self.link.charger_closed():
             self._commands.put(command)
         # Let the executor send what the link produced on the way out (errors to the cloud).
-        await self._drain(timeout=1.0)
-        self.ws = None
-        for waiter in self._waiters.values():
-            if not waiter.done():
-                waiter.set_exception(CallFailed(f"{self.charger_id} disconnected"))
+        try:
+            await self._drain(timeout=1.0)
+        finally:  # cancelled too: the session must be free for the charger's next connection
+            self.ws = None
+            for waiter in self._waiters.values():
+                if not waiter.done():
+                    waiter.set_exception(CallFailed(f"{self.charger_id} disconnected"))
         if self.link.owes_cloud:
             log.info(
                 "%s: the cloud is still owed queued messages or an answer; its cloud link "
