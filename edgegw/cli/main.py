@@ -28,6 +28,7 @@ from edgegw.cli.cloudcheck import cloud_app
 from edgegw.cli.commission import register_commission, register_probe_commands
 from edgegw.cli.energy import energy_app
 from edgegw.cli.init import init as init_command
+from edgegw.cli.messages import messages_app
 from edgegw.cli.meter import meter_app
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
@@ -58,6 +59,7 @@ app.add_typer(energy_app, name="energy")
 app.add_typer(cloud_app, name="cloud")
 app.command("init")(init_command)
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(messages_app, name="messages")
 app.add_typer(cards_app, name="cards")
 app.add_typer(chargers_app, name="chargers")
 register_probe_commands(chargers_app)

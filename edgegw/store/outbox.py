@@ -53,7 +53,7 @@ class GroupWriter:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks = TaskOwner(name)
-        self._tasks.spawn(self._run(), "group-commit")
+        self._tasks.supervise(self._run, "group-commit")  # a crash must not stop the queueing
 
     async def write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         if self._stopping:

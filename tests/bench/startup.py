@@ -34,6 +34,7 @@ from authorize import make_cards
 from capacity import machine
 
 from edgegw.auth.passwords import hash_password
+from edgegw.store.messagelog import LoggedFrame, dump_path, write_dump
 from edgegw.store.outbox import LOCAL_ID_BASE
 from edgegw.store.store import Store
 
@@ -154,13 +155,17 @@ async def fill_store(db: Path, chargers: list[str], args: argparse.Namespace) ->
             ((c, LOCAL_ID_BASE + n, now) for n, c in enumerate(chargers) if n % 10 == 0),
         )
         conn.executemany(
-            "INSERT INTO message_log (at, charger_id, direction, frame) VALUES (?, ?, ?, ?)",
-            ((now, chargers[i % len(chargers)], "charger>", frame) for i in range(20000)),
-        )
-        conn.executemany(
             "INSERT INTO events (at, kind, charger_id, message) VALUES (?, 'bench', ?, 'x')",
             ((now, chargers[i % len(chargers)]) for i in range(10000)),
         )
+    # The message log a stopped daemon left next to its database: read back at start.
+    write_dump(
+        dump_path(db),
+        [
+            LoggedFrame(i + 1, now, chargers[i % len(chargers)], "charger>", frame)
+            for i in range(20000)
+        ],
+    )
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
