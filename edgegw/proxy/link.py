@@ -72,6 +72,28 @@ GATEWAY_ANSWERS_CLOUD = frozenset({"SendLocalList", "GetLocalListVersion"})
 """Cloud calls the gateway answers itself: it owns each charger's local list (see auth)."""
 
 
+def _usable_transaction_message(call: Call) -> bool:
+    """A transaction message with the fields the gateway itself needs to queue and record it
+    (whatever else the schema finds wrong with it)."""
+    p = call.payload
+    if call.action == "StartTransaction":
+        return (
+            isinstance(p.get("connectorId"), int)
+            and isinstance(p.get("idTag"), str)
+            and isinstance(p.get("meterStart"), int)
+            and isinstance(p.get("timestamp"), str)
+        )
+    if call.action == "StopTransaction":
+        return (
+            isinstance(p.get("transactionId"), int)
+            and isinstance(p.get("meterStop"), int)
+            and isinstance(p.get("timestamp"), str)
+        )
+    if call.action == "MeterValues":
+        return isinstance(p.get("connectorId"), int) and isinstance(p.get("meterValue"), list)
+    return False
+
+
 def is_transaction_message(call: Call) -> bool:
     """StartTransaction, StopTransaction and MeterValues *of a transaction* (OCPP 1.6 §3.7)."""
     if call.action == "MeterValues":
@@ -1135,6 +1157,18 @@ class Link:
             try:
                 schemas.check_call(call.action, call.payload)
             except schemas.SchemaViolation as exc:
+                if side == "charger" and _usable_transaction_message(call):
+                    # Chargers re-send a transaction message they got an error for, for ever
+                    # (Alfen's MeterValues with context "CurrentMax"): it goes on as sent.
+                    self._quiet.warning(
+                        f"tolerated:{call.action}",
+                        "%s: charger sent an invalid %s (%s); relayed all the same: an error "
+                        "would make it send the message again and again",
+                        self.charger_id,
+                        call.action,
+                        loggable(str(exc), 300, quote=False),
+                    )
+                    return None
                 self._quiet.warning(
                     f"invalid:{side}",
                     "%s: %s sent an invalid %s: %s",

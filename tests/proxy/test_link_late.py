@@ -275,3 +275,30 @@ def test_cloud_calls_waiting_for_one_charger_are_bounded() -> None:
     (error,) = sent(out, ToCloud)
     assert error[:3] == [4, "over", "GenericError"]
     assert s.link.queued_to_charger == MAX_QUEUED_TO_CHARGER
+
+
+ALFEN_METER = {
+    "connectorId": 1,
+    "transactionId": 9223372036854775807,
+    "meterValue": [
+        {
+            "timestamp": "2026-01-01T10:30:00Z",
+            "sampledValue": [{"value": "16", "context": "CurrentMax"}],  # not a 1.6 context
+        }
+    ],
+}
+
+
+def test_an_invalid_but_usable_transaction_message_is_relayed_not_refused() -> None:
+    """A charger answered with an error for its own transaction message re-sends it for ever
+    (Alfen, lbbrhzn/ocpp #361, ocpp-go #188): the gateway relays what it can queue."""
+    s = Shell()
+    s.online()
+    out = s.from_charger("m", "MeterValues", ALFEN_METER)
+    assert sent(out, ToCharger) == []
+    (relayed,) = sent(out, ToCloud)
+    assert relayed[1:] == ["m", "MeterValues", ALFEN_METER]
+    # Missing what the gateway itself needs: still refused, with the schema's error.
+    out = s.from_charger("t", "StopTransaction", {"transactionId": 5})
+    (error,) = sent(out, ToCharger)
+    assert error[0] == 4 and error[1] == "t"
