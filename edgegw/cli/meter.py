@@ -7,9 +7,11 @@ whether it was silence, a Modbus exception or a garbled frame, because each poin
 different fault), and, when the meter's address or serial settings are unknown, where it is
 (``scan``: unit ids, and on RS-485 every baud rate and parity).
 
-The bus code is :mod:`edgegw.energy.meters` (:class:`~edgegw.energy.meters.ModbusBus`); this
-module reads block by block so that one failing register does not hide the others, and
-narrows a block refused with a Modbus exception down to the registers the meter rejects.
+The bus code is :mod:`edgegw.energy.meters` (:class:`~edgegw.energy.meters.ModbusBus`). The
+probe reads with the daemon's own request plan (:class:`~edgegw.energy.meters.ReadPlan`): the
+same block sizes, and the same split of a block the meter refuses, so it passes exactly when
+the daemon will read the meter, and says which requests the daemon will send. It goes on past
+a failing block so that one failing register does not hide the others.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ from edgegw.cli.output import (
 )
 from edgegw.config import BusConfig
 from edgegw.energy.meters import (
+    MeterConfigError,
     ModbusBus,
     ModbusConnectionError,
     ModbusError,
     ModbusExceptionResponse,
     ModbusFrameError,
     ModbusTimeout,
+    ReadPlan,
+    describe_block,
     describe_bus,
     implausible,
 )
@@ -318,20 +323,24 @@ class RegisterFailure:
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """One read of every register of a profile, with what failed."""
+    """One read of every register of a profile, with what failed.
+
+    ``requests`` are the requests the daemon will send for this meter (after any split),
+    ``splits`` the blocks the meter refused and how they were split, ``advice`` the profile
+    change that would avoid the split.
+    """
 
     reading: Reading
     failures: tuple[RegisterFailure, ...] = ()
     invalid: dict[Quantity, str] = field(default_factory=dict)
     seconds: float = 0.0
+    requests: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    advice: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.failures and not self.invalid
-
-
-def _where(block: BlockRead) -> str:
-    return f"FC{block.function_code} {block.address:#06x}+{block.count}"
 
 
 def _failure(block: BlockRead, exc: ModbusError) -> RegisterFailure:
@@ -342,44 +351,39 @@ def _failure(block: BlockRead, exc: ModbusError) -> RegisterFailure:
         message = "no answer (timeout)"
     elif isinstance(exc, ModbusFrameError):
         message = f"garbled answer: {str(exc).split(': ', 1)[-1]}"
-    return RegisterFailure(block.quantities, _where(block), exc.kind, message)
+    return RegisterFailure(block.quantities, describe_block(block), exc.kind, message)
 
 
-async def probe_meter(bus: ModbusBus, profile: MeterProfile, unit_id: int) -> ProbeResult:
-    """Read every block of ``profile`` once; a failed block does not stop the others.
+async def probe_meter(
+    bus: ModbusBus, profile: MeterProfile, unit_id: int, plan: ReadPlan | None = None
+) -> ProbeResult:
+    """Read every block of ``profile`` once, as the daemon does; a failed block does not
+    stop the others.
 
-    A block the meter refuses with a Modbus exception is read again register by register,
-    to name exactly the registers it rejects. A connection failure (no bus at all) raises
+    The requests are the daemon's (:class:`~edgegw.energy.meters.ReadPlan`, or ``plan`` to
+    keep what an earlier read learnt): a block refused with exception 2 or 3 is split as the
+    daemon splits it, and a value the meter refuses on its own fails the probe, as it fails
+    every poll of the daemon. A connection failure (no bus at all) raises
     :class:`~edgegw.energy.meters.ModbusConnectionError`.
     """
     started = time.perf_counter()
-    words: dict[tuple[int, int], list[int]] = {}
-    failures: list[RegisterFailure] = []
-    for block in plan_reads(profile):
-        try:
-            words.update(await bus.read_blocks(unit_id, [block]))
-        except ModbusConnectionError:
-            raise
-        except ModbusExceptionResponse as exc:
-            if len(block.quantities) <= 1:
-                failures.append(_failure(block, exc))
-                continue
-            for quantity in block.quantities:
-                for single in plan_reads(profile, [quantity]):
-                    try:
-                        words.update(await bus.read_blocks(unit_id, [single]))
-                    except ModbusConnectionError:
-                        raise
-                    except ModbusError as inner:
-                        failures.append(_failure(single, inner))
-        except ModbusError as exc:
-            failures.append(_failure(block, exc))
-    reading = decode(profile, words, strict=False)
+    plan = plan if plan is not None else ReadPlan(profile)
+    read = await bus.read_plan(unit_id, plan, keep_going=True)
+    failures = [_failure(block, exc) for block, exc in read.failures]
+    reading = decode(profile, read.words, strict=False)
     problems = {**reading.invalid, **implausible(reading)}
     if problems:
         values = {q: v for q, v in reading.values().items() if q not in problems}
         reading = Reading.from_values(values, invalid=problems)
-    return ProbeResult(reading, tuple(failures), problems, time.perf_counter() - started)
+    return ProbeResult(
+        reading,
+        tuple(failures),
+        problems,
+        time.perf_counter() - started,
+        requests=tuple(describe_block(block) for block in plan.blocks),
+        splits=tuple(str(split) for split in plan.splits),
+        advice=plan.advice(),
+    )
 
 
 def _fmt(value: float | None, unit: str, scale: float = 1.0, digits: int = 1) -> str:
@@ -401,6 +405,9 @@ def _probe_dict(
         "offered": [q.value for q in profile.quantities],
         "failed": [f.as_dict() for f in result.failures],
         "invalid": {q.value: why for q, why in result.invalid.items()},
+        "requests": list(result.requests),
+        "splits": list(result.splits),
+        "advice": result.advice,
     }
 
 
@@ -436,8 +443,19 @@ def _render_probe(data: dict[str, Any], profile: MeterProfile) -> str:
             f"Exported     {cell('energy_export_wh', 'kWh', 1000.0, 1)}",
             f"Frequency    {cell('frequency_hz', 'Hz', 1.0, 2)}",
         ]
+    requests = data.get("requests") or []
+    if requests:
+        lines += [
+            "",
+            f"The gateway reads this meter in {len(requests)} request(s): {', '.join(requests)}",
+        ]
+    if data.get("splits"):
+        lines += ["Blocks the meter refused (the gateway splits them the same way):"]
+        lines += [f"  {split}" for split in data["splits"]]
+        if data.get("advice"):
+            lines.append(f"  → {data['advice']}")
     if data["failed"]:
-        lines += ["", "Registers that failed:"]
+        lines += ["", "Registers that failed (the gateway cannot read this meter):"]
         for failure in data["failed"]:
             lines.append(
                 f"  {_names(failure['quantities'])} [{failure['registers']}]: "
@@ -581,11 +599,12 @@ async def _probe_loop(
     on_result: Callable[[ProbeResult], None],
 ) -> None:
     bus = ModbusBus(target.bus, name="probe", reconnect_min_delay=0, reconnect_max_delay=0)
+    plan = ReadPlan(target.profile)  # kept across --watch reads, as the daemon keeps it
     try:
         done = 0
         while True:
             try:
-                result = await probe_meter(bus, target.profile, target.unit_id)
+                result = await probe_meter(bus, target.profile, target.unit_id, plan)
             except ModbusConnectionError:
                 if not watch:
                     raise
@@ -717,6 +736,8 @@ def probe(
             )
     except ModbusConnectionError as exc:
         fail(str(exc), EXIT_FAILURE, HINTS["connection"], json_mode=as_json)
+    except MeterConfigError as exc:
+        fail(str(exc), EXIT_USAGE, json_mode=as_json)
     except KeyboardInterrupt:
         note(f"stopped after {len(results)} read(s)")
     if not results:
@@ -984,6 +1005,13 @@ def scan(
             asyncio.run(run())
     except ModbusConnectionError as exc:
         fail(str(exc), EXIT_FAILURE, HINTS["connection"], json_mode=as_json)
+    except MeterConfigError as exc:
+        fail(
+            str(exc),
+            EXIT_USAGE,
+            "leave that setting out of --parity/--stopbits/--baudrates",
+            json_mode=as_json,
+        )
     except KeyboardInterrupt:
         interrupted = True
         say("stopped")

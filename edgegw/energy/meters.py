@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import logging
 import math
+import termios
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from edgegw.energy.registers import (
     Reading,
     decode,
     plan_reads,
+    split_block,
 )
 from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError, shipped_files
 from edgegw.hardware_catalogue import TemplateProfileError as CatalogueTemplateError
@@ -67,7 +69,10 @@ __all__ = [
     "ModbusExceptionResponse",
     "ModbusFrameError",
     "ModbusTimeout",
+    "PlanRead",
+    "ReadPlan",
     "SanityLimits",
+    "Split",
     "TemplateProfileError",
     "default_profiles_dir",
     "describe_bus",
@@ -170,8 +175,109 @@ class FrozenReading(ValueError):
     """The meter keeps returning the very same registers while live values must move."""
 
 
+class _NotConnectedYet(ModbusConnectionError):
+    """A request refused without trying: the bus waits out its reconnect backoff."""
+
+
 class _ConnectionDropped(Exception):
     """Set on pymodbus' pending answer when the link drops mid-request, to fail at once."""
+
+
+# --------------------------------------------------------------------------------------------
+# The read plan: the same requests for the daemon and the installer's probe
+# --------------------------------------------------------------------------------------------
+
+SPLIT_CODES: Final = frozenset({2, 3})
+"""Exceptions that make a block read again as two smaller ones: 3 (illegal data value, the
+request is longer than the meter takes) and 2 (illegal data address, the request spans a
+register the meter does not define)."""
+
+
+def describe_block(block: BlockRead) -> str:
+    """``FC4 0x0000+76``: a request, for messages."""
+    return f"FC{block.function_code} {block.address:#06x}+{block.count}"
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A block the meter refused, and the two requests that read it from then on."""
+
+    block: BlockRead
+    code: int
+    halves: tuple[BlockRead, BlockRead]
+
+    def __str__(self) -> str:
+        name = _EXCEPTION_NAMES.get(self.code, "unknown exception code")
+        parts = " and ".join(describe_block(half) for half in self.halves)
+        return (
+            f"{describe_block(self.block)} refused with exception {self.code} ({name}); "
+            f"read as {parts} from now on"
+        )
+
+
+class ReadPlan:
+    """The requests that read one meter: :func:`plan_reads`, then what the meter taught.
+
+    The daemon's poller and the installer's probe (``edgegw meter probe``, ``doctor``) both
+    read through a plan with :meth:`ModbusBus.read_plan`, so they send the same requests and
+    fail on the same meters. A block the meter refuses with exception 2 or 3 is split in two
+    (:func:`~edgegw.energy.registers.split_block`) and read again at once; the plan keeps the
+    split, so later polls send the smaller requests straight away. A block of one value that
+    is refused cannot be split: that read fails.
+    """
+
+    def __init__(self, profile: MeterProfile, quantities: Iterable[Quantity] | None = None) -> None:
+        self.profile = profile
+        self._blocks: list[BlockRead] = plan_reads(profile, quantities)
+        self.splits: list[Split] = []
+        """Every split so far, oldest first."""
+
+    @property
+    def blocks(self) -> tuple[BlockRead, ...]:
+        """The requests one read sends now, in order."""
+        return tuple(self._blocks)
+
+    def split(self, block: BlockRead, code: int) -> Split | None:
+        """Replace ``block``, refused with exception ``code``, by its two halves; ``None`` if
+        the code is not one a smaller request can cure or the block holds a single value."""
+        if code not in SPLIT_CODES or block not in self._blocks:
+            return None
+        halves = split_block(self.profile, block)
+        if halves is None:
+            return None
+        index = self._blocks.index(block)
+        self._blocks[index : index + 1] = halves
+        split = Split(block, code, halves)
+        self.splits.append(split)
+        return split
+
+    def advice(self) -> str | None:
+        """What to put in the profile so the meter needs no split (None: nothing learnt)."""
+        if not self.splits:
+            return None
+        if any(split.code == 3 for split in self.splits):
+            largest = max(block.count for block in self._blocks)
+            return (
+                f"this meter takes fewer registers per request than profile "
+                f"{self.profile.id!r} allows (max_read_registers = "
+                f"{self.profile.modbus.max_read_registers}); max_read_registers = {largest} "
+                "is known to work"
+            )
+        return (
+            f"this meter refuses registers that profile {self.profile.id!r} reads across "
+            "(exception 2); max_gap = 0 reads only the listed registers"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRead:
+    """What one pass over a :class:`ReadPlan` got: words per block (``{(fc, address):
+    words}``, the form :func:`decode` expects), the blocks that failed (only with
+    ``keep_going``), and the splits made during this pass."""
+
+    words: dict[tuple[int, int], list[int]]
+    failures: tuple[tuple[BlockRead, ModbusError], ...] = ()
+    splits: tuple[Split, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,6 +372,8 @@ class ModbusBus:
         self.requests = 0
         """Requests sent (each retry counts)."""
         self.last_error: ModbusError | None = None
+        self._cause: ModbusError | None = None
+        """The last real failure (not a refusal during the backoff), for messages."""
 
     @property
     def endpoint(self) -> str:
@@ -305,9 +413,61 @@ class ModbusBus:
                 for block in blocks:
                     out[block.key] = await self._request(unit_id, block)
             except ModbusError as exc:
-                self.last_error = exc
+                self._failed(exc)
                 raise
             return out
+
+    async def read_plan(
+        self, unit_id: int, plan: ReadPlan, *, keep_going: bool = False
+    ) -> PlanRead:
+        """Read every block of ``plan`` from one unit, holding the bus meanwhile.
+
+        A block refused with exception 2 or 3 is split (:meth:`ReadPlan.split`) and its
+        halves are read at once. Any other failure raises, unless ``keep_going``: then the
+        block is listed in :attr:`PlanRead.failures` and the next one is read (the probe
+        reports every failing register). A connection failure always raises.
+        """
+        for block in plan.blocks:
+            if block.function_code not in (3, 4):
+                raise MeterConfigError(
+                    f"bus {self.name!r}: function code {block.function_code} cannot read "
+                    "registers (use 3 or 4)"
+                )
+        words: dict[tuple[int, int], list[int]] = {}
+        failures: list[tuple[BlockRead, ModbusError]] = []
+        splits: list[Split] = []
+        async with self._lock:
+            try:
+                await self._ensure_connected()
+                pending = list(plan.blocks)
+                while pending:
+                    block = pending.pop(0)
+                    try:
+                        words[block.key] = await self._request(unit_id, block)
+                    except ModbusExceptionResponse as exc:
+                        split = plan.split(block, exc.code)
+                        if split is not None:
+                            splits.append(split)
+                            pending[0:0] = split.halves
+                            continue
+                        if not keep_going:
+                            raise
+                        failures.append((block, exc))
+                    except (ModbusTimeout, ModbusFrameError) as exc:
+                        if not keep_going:
+                            raise
+                        failures.append((block, exc))
+            except ModbusError as exc:
+                self._failed(exc)
+                raise
+        if failures:
+            self._failed(failures[-1][1])
+        return PlanRead(words, tuple(failures), tuple(splits))
+
+    def _failed(self, exc: ModbusError) -> None:
+        self.last_error = exc
+        if not isinstance(exc, _NotConnectedYet):
+            self._cause = exc
 
     async def close(self) -> None:
         """Close the connection; later reads fail with :class:`ModbusConnectionError`."""
@@ -359,14 +519,31 @@ class ModbusBus:
             return
         now = time.monotonic()
         if now < self._next_attempt:
-            last = f" (last error: {self.last_error})" if self.last_error else ""
-            raise ModbusConnectionError(
+            # The cause, never an earlier refusal: its text would nest one level per poll.
+            last = f" (last error: {self._cause})" if self._cause else ""
+            raise _NotConnectedYet(
                 f"bus {self.name!r} ({self.endpoint}) is not connected; next attempt in "
                 f"{self._next_attempt - now:.1f} s{last}"
             )
         if self._client is None:
             self._client = self._make_client()
-        if await self._client.connect():
+        try:
+            connected = await self._client.connect()
+        except (OSError, ValueError, termios.error) as exc:
+            # pyserial applies the settings while opening: a parity, stop-bit or baud setting
+            # the port (or its driver) cannot do fails here, and retrying will not help.
+            self._client = None
+            self._backoff()
+            if self.config.transport == "tcp":
+                raise ModbusConnectionError(
+                    f"bus {self.name!r} ({self.endpoint}): cannot connect: {exc}"
+                ) from None
+            raise MeterConfigError(
+                f"bus {self.name!r} ({self.endpoint}): cannot open the serial port with these "
+                f"settings (does the adapter support this parity, stop bits and baud rate?): "
+                f"{exc}"
+            ) from None
+        if connected:
             self._delay = 0.0
             self._next_attempt = 0.0
             if not self._connected_logged:
@@ -597,7 +774,7 @@ class MeterHealth:
 
     state: HealthState = HealthState.UNKNOWN
     last_error: str | None = None
-    """Why the last failed read failed (kept after recovery, for the caretaker)."""
+    """Why the last read failed (None once a read succeeds again; the log keeps the story)."""
     error_kind: str | None = None
     """``timeout``, ``exception``, ``frame``, ``connection``, ``config``, ``bad_reading``,
     ``frozen`` or ``internal`` (a bug, logged with its traceback)."""
@@ -644,7 +821,8 @@ class MeterPoller:
         self._clock = clock
         self._limits = limits or SanityLimits()
         self._quantities = tuple(quantities) if quantities is not None else profile.quantities
-        self.blocks: tuple[BlockRead, ...] = tuple(plan_reads(profile, self._quantities))
+        self.plan = ReadPlan(profile, self._quantities)
+        """The requests a poll sends; refused blocks are split and the split is kept."""
         self.frozen_after = frozen_after
         """Seconds of identical registers that make the meter stale (0: never)."""
         self._listeners: list[SampleListener] = []
@@ -664,6 +842,11 @@ class MeterPoller:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def blocks(self) -> tuple[BlockRead, ...]:
+        """The requests a poll sends now (see :attr:`plan`)."""
+        return self.plan.blocks
 
     def __repr__(self) -> str:
         return (
@@ -707,11 +890,16 @@ class MeterPoller:
         """Read, check and publish once; the sample, or ``None`` if the read was rejected."""
         started = self._clock()
         try:
-            blocks = await self.bus.read_blocks(self.config.unit_id, self.blocks)
+            read = await self.bus.read_plan(self.config.unit_id, self.plan)
         except ModbusError as exc:
             self.last_cycle_s = self._clock() - started
             self._fail(HealthState.ERROR, exc.kind, str(exc))
             return None
+        blocks = read.words
+        for split in read.splits:
+            log.warning("meter %s: %s", self.name, split)
+        if read.splits:
+            log.warning("meter %s: %s", self.name, self.plan.advice())
         now = self._clock()
         self.last_cycle_s = now - started
         try:
@@ -758,15 +946,8 @@ class MeterPoller:
         return reading
 
     def _healthy(self, now: float) -> None:
-        self._set_health(
-            MeterHealth(
-                HealthState.OK,
-                self.health.last_error,
-                self.health.error_kind,
-                consecutive_failures=0,
-                last_good_at=now,
-            )
-        )
+        # A recovered meter carries no error: "ok" with the old failure's text misleads.
+        self._set_health(MeterHealth(HealthState.OK, None, None, 0, now))
 
     def _fail(self, state: HealthState, kind: str, message: str) -> None:
         self.reads_failed += 1
@@ -962,7 +1143,7 @@ class MeterService:
 
 
 async def probe(bus_config: BusConfig, profile: MeterProfile, unit_id: int) -> Reading:
-    """Read every quantity of ``profile`` once from one meter.
+    """Read every quantity of ``profile`` once from one meter, with the poller's requests.
 
     Unlike the poller this does not reject anything: a value that failed decoding is
     ``None`` with the reason in :attr:`Reading.invalid`, so the installer sees it all.
@@ -970,10 +1151,10 @@ async def probe(bus_config: BusConfig, profile: MeterProfile, unit_id: int) -> R
     """
     bus = ModbusBus(bus_config, name="probe", reconnect_min_delay=0, reconnect_max_delay=0)
     try:
-        blocks = await bus.read_blocks(unit_id, plan_reads(profile))
+        read = await bus.read_plan(unit_id, ReadPlan(profile))
     finally:
         await bus.close()
-    reading = decode(profile, blocks, strict=False)
+    reading = decode(profile, read.words, strict=False)
     problems = implausible(reading)
     if not problems:
         return reading

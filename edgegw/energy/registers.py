@@ -44,6 +44,15 @@ from pydantic_core import ErrorDetails
 MAX_READ_REGISTERS: Final = 125
 """Modbus limit for one FC3/FC4 request: the response PDU holds at most 125 registers."""
 
+DEFAULT_MAX_READ_REGISTERS: Final = 50
+"""Largest request for a meter whose profile does not state ``max_read_registers``.
+
+Meters refuse requests above their own limit with exception 3 (illegal data value), and
+several document one well below the protocol's 125: Carlo Gavazzi's EM300/ET300 protocol
+says 50 registers per request, Eastron's manuals say 30 or 40 parameters (60 or 80
+registers). 50 is within every limit documented for the shipped families, and costs at most
+one more request per poll; the poller also splits a refused block (see ``split_block``)."""
+
 DEFAULT_MAX_GAP: Final = 16
 """Unrequested registers a block read may span by default (see ``hardware/README.md``)."""
 
@@ -288,7 +297,7 @@ class ModbusSettings(_Model):
     function_code: FunctionCode
     word_order: Order = "big"
     byte_order: Order = "big"
-    max_read_registers: int = Field(default=MAX_READ_REGISTERS, ge=4, le=MAX_READ_REGISTERS)
+    max_read_registers: int = Field(default=DEFAULT_MAX_READ_REGISTERS, ge=4, le=MAX_READ_REGISTERS)
     max_gap: int = Field(default=DEFAULT_MAX_GAP, ge=0, le=MAX_READ_REGISTERS - 1)
 
 
@@ -705,6 +714,41 @@ def plan_reads(
     if current is not None:
         blocks.append(current)
     return blocks
+
+
+def split_block(profile: MeterProfile, block: BlockRead) -> tuple[BlockRead, BlockRead] | None:
+    """``block`` as two smaller requests that together read the same values, or ``None`` if
+    it holds one value only (a value is never split across requests).
+
+    For a block the meter refused (exception 3 "illegal data value": too many registers;
+    exception 2 "illegal data address": the span crosses registers it does not define). The
+    cut falls at the value boundary nearest the middle, and each half drops the hole at the
+    cut, so a hole the meter refuses ends up outside both halves once small enough.
+    """
+    spans: list[tuple[int, int, Quantity | None]] = []
+    for quantity in block.quantities:
+        reg = _resolve(profile, quantity)
+        spans.append((reg.address, reg.words, quantity))
+    exponents = {_resolve(profile, q).exponent_at for q in profile.quantities}
+    for at in sorted(e for e in exponents if e is not None):
+        fc, address = at
+        if fc == block.function_code and block.address <= address < block.end:
+            spans.append((address, 1, None))  # a scale factor planned into this block
+    spans.sort(key=lambda span: span[0])
+    if len(spans) < 2:
+        return None
+    middle = block.address + block.count / 2
+    best = min(
+        range(1, len(spans)),
+        key=lambda i: (abs(spans[i][0] - middle), i),
+    )
+    halves: list[BlockRead] = []
+    for part in (spans[:best], spans[best:]):
+        start = part[0][0]
+        end = max(address + words for address, words, _ in part)
+        named = tuple(q for _, _, q in part if q is not None)
+        halves.append(BlockRead(block.function_code, start, end - start, named))
+    return halves[0], halves[1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ on a serial device for RTU; :func:`virtual_serial_pair` makes a pty pair with ``
 RTU without hardware. Several meters can share one bus: :meth:`SimMeter.add_unit` adds
 another unit id to the same server, as on an RS-485 line.
 
+Like a real meter it refuses a request for more registers than it takes with exception 3
+(illegal data value): ``max_read_registers``, by default the profile's. A test that checks a
+profile against an independent source passes ``image=``: registers written by hand from the
+vendor's document, served as they are instead of the profile's encoding.
+
 A live meter's registers move like a real one's: the energy counters advance with the power
 (per the injected clock) and the voltages wobble by 0.1 V from read to read, so the
 gateway's frozen-register check stays quiet until :meth:`SimUnit.freeze` is called. Pass
@@ -108,9 +113,18 @@ class SimUnit:
         live: bool = True,
         clock: Callable[[], float] = time.monotonic,
         rtu: bool = True,
+        image: Mapping[int, Mapping[int, int]] | None = None,
+        max_read_registers: int | None = None,
     ) -> None:
         self.profile = profile
         self.unit_id = unit_id
+        self._fixed_image = (
+            None if image is None else {fc: dict(page) for fc, page in image.items()}
+        )
+        self.max_read_registers = (
+            profile.modbus.max_read_registers if max_read_registers is None else max_read_registers
+        )
+        """Largest request answered; a longer one gets exception 3, as from a real meter."""
         self._rtu = rtu
         self.live = live
         self._clock = clock
@@ -258,6 +272,8 @@ class SimUnit:
         meter by one read (energy, voltage wobble)."""
         if self._frozen is not None:
             return self._frozen
+        if self._fixed_image is not None:
+            return self._fixed_image
         return self._compose(step=True)
 
     def _compose(self, *, step: bool = False) -> dict[int, dict[int, int]]:
@@ -300,6 +316,11 @@ class SimUnit:
     def _spans(self) -> dict[int, tuple[int, int]]:
         """Per function code, the address range (start, end) the gateway may read."""
         spans: dict[int, tuple[int, int]] = {}
+        if self._fixed_image is not None:
+            for fc, page in self._fixed_image.items():
+                if page:
+                    spans[fc] = (min(page), max(page) + 1)
+            return spans
         for block in plan_reads(self.profile):
             start, end = spans.get(block.function_code, (block.address, block.end))
             spans[block.function_code] = (min(start, block.address), max(end, block.end))
@@ -333,12 +354,23 @@ class SimMeter(SimUnit):
         live: bool = True,
         clock: Callable[[], float] = time.monotonic,
         profiles_dir: Path | None = None,
+        image: Mapping[int, Mapping[int, int]] | None = None,
+        max_read_registers: int | None = None,
     ) -> None:
         if isinstance(profile, MeterProfile):
             resolved = profile
         else:
             resolved = find_profile(profile or DEFAULT_PROFILE, profiles_dir)
-        super().__init__(resolved, unit_id, reading, live=live, clock=clock, rtu=transport == "rtu")
+        super().__init__(
+            resolved,
+            unit_id,
+            reading,
+            live=live,
+            clock=clock,
+            rtu=transport == "rtu",
+            image=image,
+            max_read_registers=max_read_registers,
+        )
         if transport == "rtu" and device is None:
             raise ValueError("an RTU SimMeter needs device= (see virtual_serial_pair)")
         self.transport = transport
@@ -372,6 +404,9 @@ class SimMeter(SimUnit):
         unit_id: int,
         profile: MeterProfile | str | None = None,
         reading: Reading | None = None,
+        *,
+        image: Mapping[int, Mapping[int, int]] | None = None,
+        max_read_registers: int | None = None,
     ) -> SimUnit:
         """Put another meter on this bus (before :meth:`start`)."""
         if self._server is not None:
@@ -391,6 +426,8 @@ class SimMeter(SimUnit):
             live=self._live_default,
             clock=self._clock_default,
             rtu=self.transport == "rtu",
+            image=image,
+            max_read_registers=max_read_registers,
         )
         self._units[unit_id] = unit
         return unit
@@ -520,6 +557,8 @@ class SimMeter(SimUnit):
                     await asyncio.wait_for(self._stopping.wait(), self.response_delay)
             if unit.exception_code is not None:
                 return ExcCodes(unit.exception_code)
+            if count > unit.max_read_registers:
+                return ExcCodes.ILLEGAL_VALUE
             page = unit.image().get(function_code, {})
             for offset in range(count):
                 registers[address - start + offset] = page.get(address + offset, 0)

@@ -626,17 +626,17 @@ async def test_a_bug_during_a_poll_does_not_end_polling(
     served: Served = await serve("tcp", live=True)
     bus = buses(served.bus)
     poller = MeterPoller(meter_config(poll_interval=0.01), sdm630, bus)
-    real = bus.read_blocks
+    real = bus.read_plan
     calls = 0
 
-    async def buggy(*args: Any) -> Any:
+    async def buggy(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("bug")
-        return await real(*args)
+        return await real(*args, **kwargs)
 
-    monkeypatch.setattr(bus, "read_blocks", buggy)
+    monkeypatch.setattr(bus, "read_plan", buggy)
     watch = Watch(poller)
     owner = TaskOwner("test")
     owner.spawn(poller.run(), "poller")
