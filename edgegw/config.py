@@ -534,6 +534,14 @@ class AuthConfig(_Model):
         default=True,
         description="Keep the local list of chargers that support one in step (SendLocalList).",
     )
+    site_overrides_cloud: bool = Field(
+        default=True,
+        description=(
+            "A card the site's own records refuse (Blocked, Expired, Invalid, not allowed on "
+            "that charger) is refused even when the cloud accepts it; false: the cloud alone "
+            "decides while it answers."
+        ),
+    )
 
 
 class SyncConfig(_Model):

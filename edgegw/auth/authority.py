@@ -7,9 +7,19 @@ why a card was refused.
 
 A caretaker can set a charger to *free charging* at runtime (:meth:`SiteCards.set_free_charging`):
 every idTag presented there is then accepted whenever the gateway decides itself (standalone,
-cloud unreachable or too slow), without asking the lists, the cache or the offline policy. While
-the cloud answers, its answer is what the charger gets: the gateway stays invisible to the cloud
-and does not rewrite it.
+cloud unreachable or too slow), without asking the lists, the cache or the offline policy, and
+the site does not overrule the cloud there.
+
+While the cloud answers, its answer is what the charger gets, with one exception: *deny wins*
+(``auth.site_overrides_cloud``, on by default). When the site's own records (the installer's
+cards) refuse a card at a charger (Blocked, Expired, Invalid, past its expiry, not allowed on
+that charger) and the cloud answers Accepted, the charger hears the site's refusal in the
+``idTagInfo`` of its Authorize or StartTransaction answer, everything else of the answer
+unchanged; a StartTransaction so refused is ended by the charger (StopTransactionOnInvalidId,
+reason DeAuthorized), which the cloud sees as a start and a stop. A RemoteStartTransaction
+from the cloud for such a card is answered Rejected to the cloud and never reaches the
+charger. A card the site does not know (a payment terminal's token) is left to the cloud, and a
+refusal from the cloud is never turned into an acceptance.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from typing import Any
 
 from edgegw.auth.authorizer import Authorizer
 from edgegw.config import Config
+from edgegw.proxy.hooks import SiteOverride
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +41,7 @@ class SiteCards:
         self.authorizer = authorizer
         self._free = {c.id: c.free_charging_tag for c in config.chargers if c.free_charging_tag}
         self._free_charging: set[str] = set()
+        self._overrides = config.auth.site_overrides_cloud
 
     def set_free_charging(self, charger_id: str, enabled: bool) -> None:
         """Accept every idTag at ``charger_id`` when the gateway decides (or stop doing so)."""
@@ -72,3 +84,54 @@ class SiteCards:
         if action == "GetLocalListVersion":
             return {"listVersion": self.authorizer.local_list_version()}
         return dict(await self.authorizer.send_local_list(payload))
+
+    # ------------------------------------------------------------ deny wins (SiteAuthority)
+
+    def override_answer(
+        self, charger_id: str, action: str, request: dict[str, Any], response: dict[str, Any]
+    ) -> SiteOverride | None:
+        """The site's refusal in place of the cloud's Accepted (Authorize, StartTransaction)."""
+        info = response.get("idTagInfo")
+        id_tag = request.get("idTag")
+        if (
+            not self._overrides
+            or action not in ("Authorize", "StartTransaction")
+            or not isinstance(info, dict)
+            or info.get("status") != "Accepted"
+            or not isinstance(id_tag, str)
+            or charger_id in self._free_charging
+        ):
+            return None
+        refusal = self.authorizer.site_refusal(charger_id, id_tag)
+        if refusal is None:
+            return None
+        status = refusal.status.value
+        return SiteOverride(
+            {**response, "idTagInfo": dict(refusal.id_tag_info)},
+            f"the cloud accepted card {id_tag} ({action}) but the site refuses it as {status}: "
+            f"{refusal.reason}",
+            {"id_tag": id_tag, "cloud_status": "Accepted", "site_status": status},
+        )
+
+    def refuse_cloud_call(
+        self, charger_id: str, action: str, payload: dict[str, Any]
+    ) -> SiteOverride | None:
+        """Rejected, to the cloud, for a RemoteStartTransaction of a card the site refuses here."""
+        id_tag = payload.get("idTag")
+        if (
+            not self._overrides
+            or action != "RemoteStartTransaction"
+            or not isinstance(id_tag, str)
+            or charger_id in self._free_charging
+        ):
+            return None
+        refusal = self.authorizer.site_refusal(charger_id, id_tag, any_format=True)
+        if refusal is None:
+            return None
+        status = refusal.status.value
+        return SiteOverride(
+            {"status": "Rejected"},
+            f"RemoteStartTransaction for card {id_tag} answered Rejected to the cloud, not "
+            f"relayed: the site refuses the card as {status}: {refusal.reason}",
+            {"id_tag": id_tag, "site_status": status},
+        )

@@ -263,6 +263,40 @@ class Authorizer:
             f"{unknown}; the site refuses unknown cards (auth.unknown_cards = reject)",
         )
 
+    def site_refusal(
+        self,
+        charger_id: str,
+        id_tag: str,
+        *,
+        any_format: bool = False,
+        now: float | None = None,
+    ) -> Decision | None:
+        """The site's own refusal of ``id_tag`` at ``charger_id``, or None if it has none.
+
+        Only the installer's cards count: the site's own records. A card found there that is
+        Blocked, Expired, Invalid, past its expiry or not allowed on ``charger_id`` is refused;
+        an accepted card, a card the site does not know and an idTag that two cards explain
+        are not (the cloud's answer stands). ``any_format`` reads the idTag in every format
+        (a cloud's RemoteStartTransaction writes it its own way), else in the charger's.
+        Memory only, no I/O, nothing learnt: safe on the relay path.
+        """
+        if not self._cards:
+            return None
+        if any_format:
+            found = self._installer.lookup(id_tag, IdTagFormat.AUTO)
+        else:
+            auto = self._configured_format(charger_id) is IdTagFormat.AUTO
+            found = self._lookup(self._installer, id_tag, self.charger_format(charger_id), auto)
+        if found.card is None:
+            return None
+        card = self._cards.get(found.card.key)
+        if card is None:
+            return None
+        decision = self._card_decision(
+            card, charger_id, found, self._clock() if now is None else now
+        )
+        return None if decision.accepted else decision
+
     def _card_decision(
         self, card: Card, charger_id: str, found: CardLookup, now: float
     ) -> Decision:

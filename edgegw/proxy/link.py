@@ -39,6 +39,7 @@ from typing import Any
 
 from edgegw.proxy import frames, schemas
 from edgegw.proxy.frames import Call, CallError, CallResult, FrameError
+from edgegw.proxy.hooks import SITE_CHECKED_ANSWERS, SITE_CHECKED_CALLS, SiteOverride
 from edgegw.security.loggable import loggable
 from edgegw.security.quiet_log import QuietLog
 from edgegw.store.outbox import QueuedMessage
@@ -209,6 +210,14 @@ class GatewayDone:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteOverridden:
+    """The site's records overruled the cloud (an answer rewritten, a cloud call refused)."""
+
+    action: str
+    override: SiteOverride
+
+
+@dataclass(frozen=True, slots=True)
 class Exchanged:
     """A charger call was answered (by the cloud or locally): for the recorder."""
 
@@ -230,6 +239,7 @@ Command = (
     | CloudCallForGateway
     | CloudExchanged
     | CloseCloud
+    | SiteOverridden
 )
 
 
@@ -286,6 +296,9 @@ class Link:
         answer_local_list: bool = False,
         check_resent: bool = False,
         stall_timeout: float | None = None,
+        site_answer: Callable[[str, dict[str, Any], dict[str, Any]], SiteOverride | None]
+        | None = None,
+        site_call: Callable[[str, dict[str, Any]], SiteOverride | None] | None = None,
     ) -> None:
         self.charger_id = charger_id
         self.cloud_configured = cloud_configured
@@ -295,6 +308,9 @@ class Link:
         self._stall_timeout = stall_timeout or STALL_FACTOR * call_timeout
         self._sync = sync or SyncParams()
         self._cloud_filter = cloud_filter
+        # The site's card authority: may overrule the cloud's Accepted (see edgegw.proxy.hooks).
+        self._site_answer = site_answer
+        self._site_call = site_call
         self._answer_local_list = answer_local_list
         # Transaction messages are looked up in the outbox until the first new one (see above).
         self._check_resent = check_resent and cloud_configured
@@ -500,6 +516,11 @@ class Link:
             if self._charger_gone:
                 error = frames.make_error(frame.id, "GenericError", "charge point is not connected")
                 return [self._cloud_frame(error.raw)]
+            if self._site_call is not None and frame.action in SITE_CHECKED_CALLS:
+                refused = self._site_call(frame.action, frame.payload)
+                if refused is not None:  # answered by the site, never relayed
+                    answer = frames.make_result(frame.id, refused.payload)
+                    return [self._cloud_frame(answer.raw), SiteOverridden(frame.action, refused)]
             if self.queued_to_charger >= MAX_QUEUED_TO_CHARGER:
                 self.stats.rejected += 1
                 log.warning(
@@ -533,6 +554,7 @@ class Link:
         if pending.origin is Origin.CHARGER:
             if pending.overdue or pending.orphaned:
                 return self._late_answer(pending, answer)
+            answer = self._site_word(pending.call, answer, out)
             out.append(ToCharger(answer.raw))
             out.append(Exchanged(pending.call, answer, "cloud"))
         elif pending.origin is Origin.OUTBOX:
@@ -687,7 +709,7 @@ class Link:
                 completion = self._complete_queued(queued, late)
             elif isinstance(answer, CallError) and isinstance(late, CallResult):
                 # The gateway could not store it, but the cloud has it: the charger hears that.
-                answer, answered_by = late, "cloud"
+                answer, answered_by = self._site_word(call, late, completion), "cloud"
         elif queued is not None and pending is self._cloud_inflight:
             pending.message = queued  # the cloud's answer, when it comes, completes it
         elif isinstance(answer, CallResult) and self.cloud_configured:
@@ -1045,6 +1067,22 @@ class Link:
             reason,
         )
         return [DeliveryFailed(message, reason, parked=True)]
+
+    def _site_word(
+        self, call: Call, answer: CallResult | CallError, out: list[Command]
+    ) -> CallResult | CallError:
+        """The cloud's answer to a charger call, unless the site's records overrule it."""
+        if (
+            self._site_answer is None
+            or call.action not in SITE_CHECKED_ANSWERS
+            or not isinstance(answer, CallResult)
+        ):
+            return answer
+        override = self._site_answer(call.action, call.payload, answer.payload)
+        if override is None:
+            return answer
+        out.append(SiteOverridden(call.action, override))
+        return frames.make_result(answer.id, override.payload)
 
     def _for_cloud(self, call: Call) -> Call:
         """The charger's call as the cloud must see it: with the cloud's transaction id."""

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from edgegw.proxy import frames
 from edgegw.proxy.frames import Call, CallError, CallResult
+from edgegw.proxy.hooks import SiteAuthority
 from edgegw.store.outbox import QueuedMessage
 from edgegw.store.store import Store
 
@@ -57,8 +58,12 @@ def iso_now(clock: Callable[[], float]) -> str:
     )
 
 
-class CardAuthority(Protocol):
-    """Decides cards on the gateway's own authority and learns from the cloud's answers."""
+class CardAuthority(SiteAuthority, Protocol):
+    """Decides cards on the gateway's own authority and learns from the cloud's answers.
+
+    As a :class:`~edgegw.proxy.hooks.SiteAuthority` it also overrules the cloud's Accepted for
+    the cards the site's records refuse, while the cloud answers.
+    """
 
     def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
         """The OCPP idTagInfo for ``id_tag`` presented at ``charger_id``, decided locally."""

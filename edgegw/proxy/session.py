@@ -31,7 +31,7 @@ from edgegw.proxy import frames
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.fifo import Fifo
 from edgegw.proxy.frames import Call, CallError, CallResult
-from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
+from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter, SiteOverride
 from edgegw.proxy.link import (
     OUTBOX_WINDOW,
     AnswerIfResent,
@@ -46,6 +46,7 @@ from edgegw.proxy.link import (
     GatewayDone,
     Link,
     LoadOutbox,
+    SiteOverridden,
     SyncParams,
     ToCharger,
     ToCloud,
@@ -111,6 +112,8 @@ class ChargerSession:
             cloud_filter=self._filter_cloud_call if self._filters else None,
             answer_local_list=cloud is not None,
             check_resent=True,
+            site_answer=self._site_answer if cloud is not None else None,
+            site_call=self._site_call if cloud is not None else None,
         )
         self._commands: Fifo[Command] = Fifo()
         self._tasks = TaskOwner(f"charger:{charger_id}")
@@ -368,6 +371,23 @@ class ChargerSession:
                     waiter.set_result(command.answer)
         elif isinstance(command, Exchanged):
             await self._record(command.call, command.answer, command.answered_by)
+        elif isinstance(command, SiteOverridden):
+            override = command.override
+            log.warning("%s: %s", self.charger_id, override.reason)
+            await self._store.event(
+                "auth.site_override",
+                override.reason,
+                charger_id=self.charger_id,
+                data={"action": command.action, **override.data},
+            )
+
+    def _site_answer(
+        self, action: str, request: dict[str, Any], response: dict[str, Any]
+    ) -> SiteOverride | None:
+        return self._responder.cards.override_answer(self.charger_id, action, request, response)
+
+    def _site_call(self, action: str, payload: dict[str, Any]) -> SiteOverride | None:
+        return self._responder.cards.refuse_cloud_call(self.charger_id, action, payload)
 
     def _filter_cloud_call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         for hook in self._filters:

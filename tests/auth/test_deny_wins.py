@@ -1,0 +1,238 @@
+"""Deny wins: the site's own records refuse a card even when the cloud accepts it.
+
+Real parts: a gateway (real sockets on port 0) between a raw charger and a simulated cloud that
+accepts every card used here. The site's cards are changed through the running gateway's card
+authority, as the control socket does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from edgegw.auth.idtags import CardId, parse_card_id
+from edgegw.auth.locallist import AuthStatus, Card
+from edgegw.daemon import Gateway
+from edgegw.sim.cloud import SimCloud
+from tests.conftest import GatewayFactory, RawCharger, gateway_url, raw_charger
+
+BOOT = {"chargePointVendor": "Vendor", "chargePointModel": "Model"}
+BLOCKED = "1EA68671"
+EXPIRED = "04A1B2C3D4E5F6"
+PRIVATE = "E43AC9D2"  # a private bay's card: only on CP2
+GOOD = "DEADBEEF"
+TOKEN = "TERMINAL-0042"  # a payment terminal's pre-authorised session: unknown to the site
+EVERY_CARD = {BLOCKED, EXPIRED, PRIVATE, GOOD, TOKEN}
+
+
+@pytest.fixture
+async def cloud() -> AsyncIterator[SimCloud]:
+    async with SimCloud(accepted_tags=EVERY_CARD) as sim:
+        yield sim
+
+
+def uid(text: str) -> CardId:
+    return parse_card_id(text)
+
+
+async def site(make_gateway: GatewayFactory, cloud: SimCloud, **auth: Any) -> Gateway:
+    gateway = await make_gateway(cloud_url=cloud.url, auth=auth)
+    assert gateway.authorizer is not None
+    past = datetime.now(UTC) - timedelta(days=1)
+    for card in (
+        Card(uid(BLOCKED), owner="Lost", status=AuthStatus.BLOCKED),
+        Card(uid(EXPIRED), owner="Gone", expiry=past),
+        Card(uid(PRIVATE), owner="Bay 2", chargers=frozenset({"CP2"})),
+        Card(uid(GOOD), owner="Resident"),
+    ):
+        await gateway.authorizer.add_card(card)
+    return gateway
+
+
+async def authorize(cp: RawCharger, id_tag: str) -> dict[str, Any]:
+    answer = await cp.call("Authorize", {"idTag": id_tag})
+    return answer[2]["idTagInfo"]  # type: ignore[no-any-return]
+
+
+async def start(cp: RawCharger, id_tag: str) -> dict[str, Any]:
+    payload = {"connectorId": 1, "idTag": id_tag, "meterStart": 1000, "timestamp": _now()}
+    answer = await cp.call("StartTransaction", payload)
+    return answer[2]  # type: ignore[no-any-return]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def cloud_answer(cloud: SimCloud, message_id: str) -> str:
+    (out,) = [r for r in cloud.find(direction="out", message_type=3) if r.message_id == message_id]
+    return out.raw
+
+
+async def override_events(gateway: Gateway, cp: RawCharger) -> list[tuple[str | None, str]]:
+    """The override events, once everything before a Heartbeat of ``cp`` is carried out.
+
+    A session's executor carries out the link's commands in order: when the Heartbeat's
+    answer reaches the charger, every event the link asked for before it is written.
+    """
+    await cp.call("Heartbeat", {})
+    assert gateway.store is not None
+    return [
+        (charger, message)
+        for _, kind, charger, message in await gateway.store.events(50)
+        if kind == "auth.site_override"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("card", "status"),
+    [(BLOCKED, "Blocked"), (EXPIRED, "Expired"), (PRIVATE, "Invalid")],
+    ids=["blocked", "expired", "restricted-elsewhere"],
+)
+async def test_the_site_refuses_at_authorize_what_the_cloud_accepts(
+    cloud: SimCloud, make_gateway: GatewayFactory, card: str, status: str
+) -> None:
+    gateway = await site(make_gateway, cloud)
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        await cp.send([2, "auth-1", "Authorize", {"idTag": card}])
+        answer = await cp.recv()
+        assert answer[:2] == [3, "auth-1"]  # same message id
+        assert answer[2] == {"idTagInfo": {"status": status}}
+        # The cloud did answer Accepted: the site overruled it.
+        assert json.loads(cloud_answer(cloud, "auth-1"))[2]["idTagInfo"]["status"] == "Accepted"
+        events = await override_events(gateway, cp)
+    assert events and events[0][0] == "CP1" and card in events[0][1] and status in events[0][1]
+
+
+async def test_a_refused_start_reaches_the_cloud_as_a_start_and_a_deauthorized_stop(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    gateway = await site(make_gateway, cloud)
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        answer = await start(cp, PRIVATE)  # the private bay's card on another charger
+        (cloud_tx,) = [t for t in cloud.transactions.values() if t.id_tag == PRIVATE]
+        # The same transaction id as the cloud's, the site's refusal in idTagInfo.
+        assert answer == {
+            "transactionId": cloud_tx.transaction_id,
+            "idTagInfo": {"status": "Invalid"},
+        }
+        # The charger ends the session (StopTransactionOnInvalidId): the stop goes to the cloud.
+        await cp.call(
+            "StopTransaction",
+            {
+                "transactionId": answer["transactionId"],
+                "meterStop": 1000,
+                "timestamp": _now(),
+                "reason": "DeAuthorized",
+                "idTag": PRIVATE,
+            },
+        )
+    assert cloud_tx.stopped and cloud_tx.reason == "DeAuthorized"
+    assert gateway.store is not None
+    (row,) = await gateway.store.transactions("CP1")
+    assert row.transaction_id == cloud_tx.transaction_id and row.stop_reason == "DeAuthorized"
+
+
+@pytest.mark.parametrize("card", [BLOCKED, EXPIRED, PRIVATE])
+async def test_the_site_refuses_at_start_what_the_cloud_accepts(
+    cloud: SimCloud, make_gateway: GatewayFactory, card: str
+) -> None:
+    gateway = await site(make_gateway, cloud)
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        answer = await start(cp, card)
+    assert answer["idTagInfo"]["status"] != "Accepted"
+    assert cloud.transactions  # the cloud took the start: its record is the charger's
+
+
+async def test_cards_the_site_accepts_or_does_not_know_get_the_clouds_answer_unchanged(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    gateway = await site(make_gateway, cloud)
+    async with raw_charger(gateway_url(gateway), "CP2") as cp:
+        await cp.call("BootNotification", BOOT)
+        for n, card in enumerate((PRIVATE, GOOD, TOKEN)):  # PRIVATE is allowed on CP2
+            await cp.send([2, f"a-{n}", "Authorize", {"idTag": card}])
+            answer = await cp.recv()
+            assert answer == json.loads(cloud_answer(cloud, f"a-{n}"))
+            assert answer[2]["idTagInfo"]["status"] == "Accepted"
+        assert await override_events(gateway, cp) == []
+
+
+async def test_an_accepted_card_never_overrides_a_refusal_from_the_cloud(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    cloud.blocked_tags.add(GOOD)
+    gateway = await site(make_gateway, cloud)
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        assert await authorize(cp, GOOD) == {"status": "Blocked"}
+        assert (await start(cp, GOOD))["idTagInfo"] == {"status": "Blocked"}
+
+
+async def test_a_card_blocked_while_the_charger_is_connected_is_refused_at_its_next_tap(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    gateway = await site(make_gateway, cloud)
+    assert gateway.authorizer is not None
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        assert await authorize(cp, GOOD) == {"status": "Accepted"}
+        await gateway.authorizer.block(GOOD)
+        assert await authorize(cp, GOOD) == {"status": "Blocked"}
+        card = gateway.authorizer.card(GOOD)
+        assert card is not None
+        await gateway.authorizer.update_card(
+            dataclasses.replace(card, status=AuthStatus.ACCEPTED, chargers=frozenset({"CP2"}))
+        )
+        assert await authorize(cp, GOOD) == {"status": "Invalid"}
+
+
+async def test_a_remote_start_for_a_card_the_site_refuses_here_is_rejected_to_the_cloud(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    gateway = await site(make_gateway, cloud)
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        await cloud.wait_connected("CP1")
+        for card in (PRIVATE, BLOCKED):
+            answer = await cloud.call("CP1", "RemoteStartTransaction", {"idTag": card})
+            assert answer == {"status": "Rejected"}
+        # A token the site does not know (a payment terminal's session) reaches the charger.
+        remote = asyncio.create_task(  # noqa: TID251
+            cloud.call("CP1", "RemoteStartTransaction", {"idTag": TOKEN, "connectorId": 1})
+        )
+        received = await cp.recv()
+        assert received[2:] == ["RemoteStartTransaction", {"idTag": TOKEN, "connectorId": 1}]
+        await cp.send([3, received[1], {"status": "Accepted"}])
+        assert await remote == {"status": "Accepted"}
+        events = await override_events(gateway, cp)
+    assert any("RemoteStartTransaction" in m and PRIVATE in m for _, m in events)
+
+
+async def test_with_the_setting_off_the_cloud_alone_decides(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    gateway = await site(make_gateway, cloud, site_overrides_cloud=False)
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        await cp.send([2, "a-1", "Authorize", {"idTag": BLOCKED}])
+        assert await cp.recv() == json.loads(cloud_answer(cloud, "a-1"))
+        assert (await start(cp, PRIVATE))["idTagInfo"] == {"status": "Accepted"}
+        await cloud.wait_connected("CP1")
+        remote = asyncio.create_task(  # noqa: TID251
+            cloud.call("CP1", "RemoteStartTransaction", {"idTag": BLOCKED})
+        )
+        received = await cp.recv()
+        assert received[2] == "RemoteStartTransaction"
+        await cp.send([3, received[1], {"status": "Accepted"}])
+        assert await remote == {"status": "Accepted"}
+        assert await override_events(gateway, cp) == []
