@@ -866,6 +866,12 @@ class LiveState:
         items = list(self._events)
         return items if limit is None else items[-limit:]
 
+    def last_message(self, charger_id: str) -> float | None:
+        """When ``charger_id`` last sent a call (or connected) during this run; kept in memory
+        only (a disk write per message would wear out the SD card)."""
+        ch = self._chargers.get(charger_id)
+        return None if ch is None else ch.last_seen
+
     def charger_ids(self) -> list[str]:
         """Configured chargers in configuration order, then others seen, by id."""
         configured = [c.id for c in self._config.chargers]

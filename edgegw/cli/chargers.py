@@ -25,7 +25,14 @@ from pydantic import ValidationError
 
 from edgegw.auth.idtags import IdTagFormat
 from edgegw.auth.passwords import hash_password
-from edgegw.cli.backend import Backend, StoreBackend, call_op, daemon_or_store
+from edgegw.cli.backend import (
+    Backend,
+    StoreBackend,
+    answered,
+    call_op,
+    daemon_or_store,
+    op_errors,
+)
 from edgegw.cli.configfile import ConfigFile, ConfigFileError, EditRefused
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
@@ -183,8 +190,25 @@ def show_charger(
 def pending_chargers(
     config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False
 ) -> None:
-    """Identities that tried to connect and were refused: approve them, or give a password."""
-    emit(_read(config, as_json, "chargers.pending", key="pending"), as_json, _render_pending)
+    """Identities that tried to connect and were refused: approve them, or give a password.
+
+    Also lists connections refused for a wrong URL (``/ocpp``, ``/CP-1``, ``/ocpp/CP-1/CP-1``)
+    with the URL the charger should use."""
+    with backend(_config(config, as_json), as_json) as used, op_errors(as_json):
+        result = answered(used, {"pending": used.call("chargers.pending")})
+        result["wrong_urls"] = _optional(used, "chargers.wrong_urls")
+    emit(result, as_json, _render_pending)
+
+
+def _optional(used: Backend, op: str) -> list[dict[str, Any]]:
+    """``op``'s answer, or nothing from a daemon too old to have it."""
+    try:
+        answer = used.call(op)
+    except RemoteError as exc:
+        if exc.code == ErrorCode.UNKNOWN_OP:
+            return []
+        raise
+    return list(answer)
 
 
 def _read(
@@ -668,9 +692,11 @@ def _render_show(c: dict[str, Any]) -> str:
             f"  label          {c['label'] or '-'}",
             f"  model          {c['model'] or 'generic (no model set)'}",
             f"  password       {'set' if c['password'] else 'none (anyone can connect as it)'}",
-            f"  current        {c['min_current_a']:g}-{c['max_current_a']:g} A, "
-            f"fallback {c['fallback_current_a']:g} A, {c['priority']}, phases {c['phases']}",
+            f"  current        {_current_range(c)}, fallback {c['fallback_current_a']:g} A, "
+            f"{c['priority']}, phases {c['phases']}",
         ]
+        if c.get("free_charging"):
+            lines.append("  free charging  on (set by the caretaker)")
     fmt = c["idtag_format"]
     source = c["idtag_format_source"]
     if source == "unknown":
@@ -706,9 +732,48 @@ def _render_show(c: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _current_range(c: dict[str, Any]) -> str:
+    """``6-16 A``, or with a caretaker's cap ``6-10 A (caretaker's maximum; configured 6-16
+    A)``; a cap of 0 pauses the charger."""
+    low, high = c["min_current_a"], c["max_current_a"]
+    cap = c.get("caretaker_max_a")
+    if cap is None:
+        return f"{low:g}-{high:g} A"
+    if cap == 0:
+        return f"paused by the caretaker (0 A; configured {low:g}-{high:g} A)"
+    effective = c.get("effective_max_a", min(cap, high))
+    return f"{low:g}-{effective:g} A (caretaker's maximum; configured {low:g}-{high:g} A)"
+
+
+def _render_wrong_urls(wrong: list[dict[str, Any]]) -> list[str]:
+    """Handshakes refused for their URL: what the charger used, what it should use."""
+    if not wrong:
+        return []
+    rows: list[Sequence[str]] = [("FROM", "PATH USED", "ATTEMPTS", "LAST TRY", "SET ITS URL TO")]
+    rows += [
+        (
+            w["address"],
+            w["path"],
+            str(w.get("attempts", "?")) if not w.get("from_journal") else "-",
+            _ago(w["last_seen"]),
+            w["url"],
+        )
+        for w in wrong
+    ]
+    count = len(wrong)
+    return [
+        f"{count} connection attempt{'' if count == 1 else 's'} refused for a wrong URL (the "
+        "path must be the server path and the charger's identity, nothing more):",
+        *table(rows),
+    ]
+
+
 def _render_pending(result: dict[str, Any]) -> str:
     pending = result["pending"]
+    wrong = _render_wrong_urls(result.get("wrong_urls") or [])
     if not pending:
+        if wrong:
+            return "\n".join([*wrong, "No unknown identity was refused."])
         return "No charger was refused. Unknown identities that try to connect show up here."
     rows: list[Sequence[str]] = [("IDENTITY", "ATTEMPTS", "LAST TRY", "FROM", "WHY", "NEXT STEP")]
     rows += [
@@ -722,7 +787,7 @@ def _render_pending(result: dict[str, Any]) -> str:
         )
         for p in pending
     ]
-    return "\n".join(table(rows))
+    return "\n".join([*table(rows), *(["", *wrong] if wrong else [])])
 
 
 def _render_edit(result: dict[str, Any]) -> str:

@@ -596,9 +596,11 @@ class Doctor:
         if skipped:
             return skipped
         unknown = [p for p in self._ask("chargers.pending") if not p.get("configured")]
+        found = self._wrong_urls(command)
         if not unknown:
             return [
-                Check("pending", "unknown chargers", Status.PASS, "none tried to connect", command)
+                Check("pending", "unknown chargers", Status.PASS, "none tried to connect", command),
+                *found,
             ]
         ids = ", ".join(p["id"] for p in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         return [
@@ -609,8 +611,42 @@ class Doctor:
                 f"{len(unknown)} unknown identit{'y' if len(unknown) == 1 else 'ies'} refused "
                 f"({ids}): approve the site's own with `edgegw chargers approve ID`",
                 command,
-            )
+            ),
+            *found,
         ]
+
+    def _wrong_urls(self, command: str) -> list[Check]:
+        """One WARN line per charger that connected with a wrong URL (at most five)."""
+        try:
+            wrong = self._ask("chargers.wrong_urls")
+        except RemoteError as exc:  # a daemon from before the op
+            if exc.code == ErrorCode.UNKNOWN_OP:
+                return []
+            raise
+        checks = []
+        for w in wrong[:5]:
+            attempts = "" if w.get("from_journal") else f" ({w['attempts']} attempt(s))"
+            checks.append(
+                Check(
+                    "wrong_url",
+                    "charger URL",
+                    Status.WARN,
+                    f"{w['address']} connected to {w['path']}{attempts}: {w['reason']}; set its "
+                    f"OCPP server URL to {w['url']}",
+                    command,
+                )
+            )
+        if len(wrong) > 5:
+            checks.append(
+                Check(
+                    "wrong_url",
+                    "charger URL",
+                    Status.WARN,
+                    f"and {len(wrong) - 5} more connection(s) with a wrong URL",
+                    command,
+                )
+            )
+        return checks
 
     # ------------------------------------------------------------------ cloud
 

@@ -9,11 +9,13 @@ in the queue either way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -23,17 +25,23 @@ from edgegw.cli.backend import Backend, StoreBackend, call_op, daemon_or_store, 
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_DAEMON_DOWN,
+    EXIT_USAGE,
     START_HINT,
     ChargerFilterOption,
     ConfigOption,
     JsonOption,
     emit,
+    fail,
     load_config_or_fail,
+    running_daemon,
     table,
 )
 from edgegw.config import Config
+from edgegw.control.client import ControlClient
+from edgegw.control.ops import EVENTS_TOPIC as OPS_EVENTS_TOPIC
 from edgegw.control.ops import GatewayOps
 from edgegw.control.protocol import ControlError, ErrorCode
+from edgegw.store.journal import EventFilter, JournalEntry
 from edgegw.store.store import Store
 
 if TYPE_CHECKING:
@@ -164,13 +172,119 @@ def sync_retry(
     emit(result, as_json, _render_retry)
 
 
-def events(
+def events(  # noqa: PLR0917 (typer options)
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many, newest first.")] = 50,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            "-k",
+            help="Only this kind (repeatable); a prefix matches its kinds: session, card, "
+            "charger, meter, limit, handshake, commission ...",
+        ),
+    ] = None,
+    charger: ChargerFilterOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only since then: 30m, 2h, 7d, or a date (2026-05-01 or ISO time)."),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Then print new events as they happen (Ctrl-C ends)."),
+    ] = False,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: JsonOption = False,
 ) -> None:
-    """What the gateway recorded for the caretaker, newest first."""
-    emit(_ask(config, as_json, "events", key="events", limit=limit), as_json, _render_events)
+    """The site's journal, newest first: sessions, refused cards, connections, meter,
+    limits, refused handshakes, and what operators and commissioning did. Kept across
+    restarts (the newest 10000)."""
+    if not 1 <= limit <= 10000:
+        fail("--limit must be between 1 and 10000", EXIT_USAGE, json_mode=as_json)
+    since_at = None if since is None else parse_since(since, time.time(), json_mode=as_json)
+    args: dict[str, Any] = {"limit": limit, "kinds": kind or [], "charger": charger}
+    if since_at is not None:
+        args["since"] = since_at
+    if not follow:
+        filtered = bool(kind or charger or since)
+        result = _ask(config, as_json, "events", key="events", extra={"filtered": filtered}, **args)
+        emit(result, as_json, _render_events)
+        return
+    cfg = load_config_or_fail(config, json_mode=as_json)
+    with op_errors(as_json):
+        client = running_daemon(cfg)
+    if client is None:
+        fail(
+            "--follow needs the running daemon",
+            EXIT_DAEMON_DOWN,
+            f"{START_HINT}; without --follow the recorded events are read from its store",
+            json_mode=as_json,
+        )
+    where = EventFilter(tuple(kind or ()), charger, since_at)
+    try:
+        with op_errors(as_json):
+            asyncio.run(_follow(cfg.control.socket, args, where, as_json))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _follow(
+    socket: Path,
+    args: dict[str, Any],
+    where: EventFilter,
+    as_json: bool,
+    out: Callable[[str], None] = typer.echo,
+) -> None:
+    """Print the newest events (oldest first), then every new one that matches ``where``."""
+    async with await ControlClient.connect(socket) as client:
+        await client.subscribe(OPS_EVENTS_TOPIC)  # first: nothing between the two is missed
+        shown = list(reversed(await client.call("events", **args)))
+        seen = {_identity(e) for e in shown}
+        for entry in shown:
+            out(_follow_line(entry, as_json))
+        async for event in client.events():
+            entry = event.data
+            if not isinstance(entry, dict) or _identity(entry) in seen:
+                continue
+            seen.clear()  # only the first read can repeat an entry
+            if where.matches(_entry(entry)):
+                out(_follow_line(entry, as_json))
+
+
+def _identity(entry: dict[str, Any]) -> tuple[Any, ...]:
+    return (entry.get("at"), entry.get("kind"), entry.get("charger"), entry.get("message"))
+
+
+def _entry(entry: dict[str, Any]) -> JournalEntry:
+    return JournalEntry(
+        float(entry.get("at") or 0), str(entry.get("kind")), "", entry.get("charger")
+    )
+
+
+def _follow_line(entry: dict[str, Any], as_json: bool) -> str:
+    if as_json:
+        return json.dumps(entry, ensure_ascii=False)
+    return (
+        f"{_when(entry['at'])}  {entry['kind']:<20}  {entry['charger'] or '-':<12}  "
+        f"{entry['message']}"
+    )
+
+
+def parse_since(text: str, now: float, *, json_mode: bool = False) -> float:
+    """``30m``, ``2h``, ``7d``, ``90s`` ago, or a date / ISO time (local time unless it says)."""
+    value = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
+        return now - float(value[:-1]) * units[value[-1]]
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(
+            f"--since {text!r}: not a duration or a date",
+            EXIT_USAGE,
+            "use 30m, 2h, 7d, 2026-05-01 or 2026-05-01T08:00",
+            json_mode=json_mode,
+        )
+    return parsed.timestamp()
 
 
 def _ask(config_path: Path, json_mode: bool, op: str, /, **kwargs: Any) -> dict[str, Any]:
@@ -314,7 +428,7 @@ def _render_retry(result: dict[str, Any]) -> str:
 def _render_events(result: dict[str, Any]) -> str:
     found = result["events"]
     if not found:
-        return "No events recorded yet."
+        return "No events match." if result.get("filtered") else "No events recorded yet."
     rows = [("WHEN", "KIND", "CHARGER", "MESSAGE")]
     rows += [(_when(e["at"]), e["kind"], e["charger"] or "-", e["message"]) for e in found]
     return "\n".join(table(rows))

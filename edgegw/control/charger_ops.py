@@ -10,7 +10,14 @@ is not running, so ``edgegw chargers list`` looks the same either way.
 Chargers are added, removed and approved by editing the configuration file (the CLI does that,
 keeping the installer's comments); the daemon takes the change on a reload or restart.
 ``chargers.pending`` lists the identities that tried to connect and were refused, which is what
-the installer approves.
+the installer approves. ``chargers.wrong_urls`` lists the handshakes refused because their
+path held no identity (``/ocpp``, ``/CP-1``, ``/ocpp/CP-1/CP-1``), with the URL each charger
+should use: the daemon keeps them in memory; without it they are read back from the journal.
+
+``last_seen`` is the charger's last message while the daemon runs (kept in memory by the live
+state, never written per message); the store has the time of its last connection or
+disconnection. A caretaker's runtime maximum (:mod:`edgegw.store.overrides`) is shown as the
+charger's effective current range.
 """
 
 from __future__ import annotations
@@ -28,12 +35,16 @@ from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.livestate import link_state
 from edgegw.store.cards import CardStore, DetectedFormat
+from edgegw.store.journal import EventFilter, read_events
+from edgegw.store.overrides import ChargerOverride, ChargerOverrides
 from edgegw.store.store import ChargerRow, Store
 
 if TYPE_CHECKING:
     from edgegw.daemon import Gateway
 
 _NEVER_SEEN: Final = "never seen"
+WRONG_URL_DAYS: Final = 7
+"""Without the daemon, refused handshakes of so many days are read back from the journal."""
 
 
 class ChargerService:
@@ -54,6 +65,8 @@ class ChargerService:
         link_state: Callable[[str], str | None] = lambda _charger_id: None,
         pusher: ListPusher | None = None,
         clock: Callable[[], float] = time.time,
+        last_message: Callable[[str], float | None] = lambda _charger_id: None,
+        wrong_urls: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self._config = config
         self._formats = configured_formats(config)
@@ -63,6 +76,8 @@ class ChargerService:
         self._link_state = link_state
         self._pusher = pusher
         self._clock = clock
+        self._last_message = last_message
+        self._wrong_urls = wrong_urls
 
     async def run(self, op: str, args: Mapping[str, Any]) -> Any:
         """Run the ``chargers.*`` op ``op`` (what the CLI does without a daemon)."""
@@ -72,10 +87,14 @@ class ChargerService:
         """Every configured charger, and every other identity the gateway let in."""
         rows = {r.id: r for r in await self._store.chargers()}
         connected = set(self._connected())
-        out = [self._describe(c.id, c, rows.get(c.id), connected) for c in self._config.chargers]
+        overrides = await self._overrides()
+        out = [
+            self._describe(c.id, c, rows.get(c.id), connected, overrides.get(c.id))
+            for c in self._config.chargers
+        ]
         configured = {c.id for c in self._config.chargers}
         out += [
-            self._describe(row.id, None, row, connected)
+            self._describe(row.id, None, row, connected, None)
             for row in rows.values()
             if row.id not in configured and (row.state == "known" or row.id in connected)
         ]
@@ -89,7 +108,8 @@ class ChargerService:
         row = next((r for r in await self._store.chargers() if r.id == charger_id), None)
         if config is None and row is None:
             raise self._unknown(charger_id)
-        out = self._describe(charger_id, config, row, set(self._connected()))
+        override = (await self._overrides()).get(charger_id)
+        out = self._describe(charger_id, config, row, set(self._connected()), override)
         connectors = await self._store.connector_status(charger_id)
         out["connectors"] = [
             {"connector": number, "status": status, "error_code": error}
@@ -138,7 +158,27 @@ class ChargerService:
             for r in rows
         ]
 
+    async def wrong_urls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Handshakes refused because the path held no charger identity, newest first, with
+        the URL each charger should use (see :class:`edgegw.proxy.server.WrongUrls`)."""
+        if self._wrong_urls is not None:
+            return self._wrong_urls()
+        since = self._clock() - WRONG_URL_DAYS * 86400
+        entries = await read_events(
+            self._store.db, 500, EventFilter(kinds=("handshake_refused",), since=since)
+        )
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for entry in entries:  # newest first: the first of each is its latest record
+            data = entry.data
+            key = (str(data.get("address")), str(data.get("path")))
+            if "url" in data and key not in found:
+                found[key] = {**data, "last_seen": entry.at, "from_journal": True}
+        return list(found.values())
+
     # ------------------------------------------------------------------ helpers
+
+    async def _overrides(self) -> dict[str, ChargerOverride]:
+        return await ChargerOverrides(self._store.db).load()
 
     def _describe(
         self,
@@ -146,6 +186,7 @@ class ChargerService:
         config: ChargerConfig | None,
         row: ChargerRow | None,
         connected: set[str],
+        override: ChargerOverride | None,
     ) -> dict[str, Any]:
         fmt, source = self.format_of(charger_id)
         detected = self._detected(charger_id)
@@ -171,12 +212,19 @@ class ChargerService:
                 fallback_current_a=config.fallback_current_a,
                 priority=config.priority,
                 phases=config.phases,
+                caretaker_max_a=None if override is None else override.max_current_a,
+                free_charging=override is not None and override.free_charging,
+                effective_max_a=config.max_current_a
+                if override is None or override.max_current_a is None
+                else min(config.max_current_a, override.max_current_a),
             )
         if row is not None:
+            message = self._last_message(charger_id)
             out.update(
                 address=row.last_address,
                 first_seen=row.first_seen,
-                last_seen=row.last_seen,
+                last_seen=row.last_seen if message is None else max(message, row.last_seen),
+                last_connected=row.last_seen if row.connected else None,
                 vendor=row.vendor,
                 reported_model=row.model,
                 serial=row.serial,
@@ -230,6 +278,11 @@ CHARGER_OPS: Final[Mapping[str, OpSpec[ChargerService]]] = {
         False,
         "Identities that tried to connect and were refused (to approve or give a password).",
     ),
+    "chargers.wrong_urls": OpSpec(
+        ChargerService.wrong_urls,
+        False,
+        "Handshakes refused because their path held no charger identity, with the URL to use.",
+    ),
 }
 
 
@@ -253,4 +306,10 @@ class ChargerOps:
             connected=lambda: list(gw.sessions),
             link_state=lambda charger_id: link_state(gw.config, gw.sessions.get(charger_id)),
             pusher=gw.list_pusher,
+            last_message=gw.live.last_message if gw.live is not None else lambda _id: None,
+            wrong_urls=self._wrong_urls,
         )
+
+    def _wrong_urls(self) -> list[dict[str, Any]]:
+        server = self._gw.server
+        return [] if server is None else [w.as_dict() for w in server.wrong_urls.entries()]

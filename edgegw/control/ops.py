@@ -6,6 +6,7 @@ admin-only (root or the daemon's user). Each returns plain JSON; times are Unix 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -15,9 +16,15 @@ from edgegw.control.message_ops import MessageOps
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.livestate import link_state
+from edgegw.store.journal import EventFilter, Journal, JournalEntry, read_events
+
+EVENTS_TOPIC = "journal"
+"""Every new journal entry is pushed on this topic (``edgegw events --follow``)."""
 
 if TYPE_CHECKING:
     from edgegw.daemon import Gateway
+
+log = logging.getLogger(__name__)
 
 
 class GatewayOps:
@@ -40,7 +47,15 @@ class GatewayOps:
             admin=True,
             description="Put parked messages back in the queue (args: charger).",
         )
-        server.register("events", self.events, description="Latest events, newest first.")
+        server.register(
+            "events",
+            self.events,
+            description="The journal, newest first (args: limit, kinds, charger, since, until); "
+            "new entries are pushed on topic 'journal'.",
+        )
+        journal = self._journal()
+        if journal is not None:
+            journal.on_record(lambda entry: _publish(server, entry))
         MessageOps(self._gw).register(server)
         server.register(
             "config.reload",
@@ -59,8 +74,10 @@ class GatewayOps:
         gw = self._gw
         store = self._store()
         chargers = []
+        live = getattr(gw, "live", None)  # None in a daemon that is not running
         for row in await store.chargers():
             session = gw.sessions.get(row.id)
+            message = None if live is None else live.last_message(row.id)
             chargers.append(
                 {
                     "id": row.id,
@@ -69,7 +86,7 @@ class GatewayOps:
                     "cloud_link": link_state(gw.config, session),
                     "vendor": row.vendor,
                     "model": row.model,
-                    "last_seen": row.last_seen,
+                    "last_seen": row.last_seen if message is None else max(message, row.last_seen),
                     "address": row.last_address,
                 }
             )
@@ -144,11 +161,34 @@ class GatewayOps:
             "message": plan.message(),
         }
 
+    def _journal(self) -> Journal | None:
+        journal = getattr(self._gw, "journal", None)
+        return journal if isinstance(journal, Journal) else None
+
     async def events(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The journal (written and not yet written entries), newest first."""
         limit = get_arg(args, "limit", int, 100)
         if not 1 <= limit <= 10000:
             raise ControlError(ErrorCode.BAD_ARGS, "limit must be between 1 and 10000")
-        return [
-            {"at": at, "kind": kind, "charger": charger, "message": message}
-            for at, kind, charger, message in await self._store().events(limit)
-        ]
+        kinds = get_arg(args, "kinds", list, None) or []
+        if not all(isinstance(k, str) and k for k in kinds):
+            raise ControlError(ErrorCode.BAD_ARGS, "kinds must be a list of event kinds")
+        where = EventFilter(
+            kinds=tuple(kinds),
+            charger_id=get_arg(args, "charger", str, None),
+            since=get_arg(args, "since", float, None),
+            until=get_arg(args, "until", float, None),
+        )
+        journal = self._journal()
+        if journal is not None:
+            found = await journal.read(limit, where)
+        else:
+            found = await read_events(self._store().db, limit, where)
+        return [entry.as_dict() for entry in found]
+
+
+def _publish(server: ControlServer, entry: JournalEntry) -> None:
+    try:
+        server.publish(EVENTS_TOPIC, entry.as_dict())
+    except (TypeError, ValueError) as exc:  # not JSON, or over the line limit
+        log.warning("journal entry %s not pushed to followers: %s", entry.kind, exc)
