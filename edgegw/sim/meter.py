@@ -267,14 +267,24 @@ class SimUnit:
 
     # -- registers ------------------------------------------------------------------------
 
-    def image(self) -> dict[int, dict[int, int]]:
-        """What a read returns now: ``{function_code: {address: word}}``; advances a live
-        meter by one read (energy, voltage wobble)."""
+    def image(self, *, step: bool = True) -> dict[int, dict[int, int]]:
+        """What a read returns now: ``{function_code: {address: word}}``; with ``step``,
+        advances a live meter by one read (voltage wobble)."""
         if self._frozen is not None:
             return self._frozen
         if self._fixed_image is not None:
             return self._fixed_image
-        return self._compose(step=True)
+        return self._compose(step=step)
+
+    def _steps(self, function_code: int, address: int, count: int) -> bool:
+        """Whether a request is a new read of the meter: it covers the first voltage
+        register (a gateway reads that once per poll, however many requests a poll takes),
+        or the profile has none."""
+        register = self.profile.registers.get(Quantity.VOLTAGE_L1)
+        if register is None:
+            return True
+        fc = register.function_code or self.profile.modbus.function_code
+        return fc == function_code and address <= register.address < address + count
 
     def _compose(self, *, step: bool = False) -> dict[int, dict[int, int]]:
         reading = self.reading
@@ -559,7 +569,9 @@ class SimMeter(SimUnit):
                 return ExcCodes(unit.exception_code)
             if count > unit.max_read_registers:
                 return ExcCodes.ILLEGAL_VALUE
-            page = unit.image().get(function_code, {})
+            page = unit.image(step=unit._steps(function_code, address, count)).get(
+                function_code, {}
+            )
             for offset in range(count):
                 registers[address - start + offset] = page.get(address + offset, 0)
             return None

@@ -206,9 +206,11 @@ async def test_probe_of_a_silent_meter_is_a_timeout(meter: Start) -> None:
     sim.silent = True
     result = await invoke(*probe_args(flags, "--json"))
     assert result.exit_code == 1
-    (failure,) = json.loads(result.stdout)["failed"]
-    assert failure["kind"] == "timeout" and failure["error"] == "no answer (timeout)"
-    assert "unit id" in failure["hint"] and "edgegw meter scan" in failure["hint"]
+    failures = json.loads(result.stdout)["failed"]
+    assert len(failures) == 2  # both of the daemon's requests
+    for failure in failures:
+        assert failure["kind"] == "timeout" and failure["error"] == "no answer (timeout)"
+        assert "unit id" in failure["hint"] and "edgegw meter scan" in failure["hint"]
 
 
 async def test_probe_reports_crc_errors_on_rtu(meter: Start) -> None:
@@ -216,10 +218,12 @@ async def test_probe_reports_crc_errors_on_rtu(meter: Start) -> None:
     sim.corrupt_crc = True
     result = await invoke(*probe_args(flags, "--json"))
     assert result.exit_code == 1
-    (failure,) = json.loads(result.stdout)["failed"]
-    assert failure["kind"] == "frame"
-    assert "CRC" in failure["error"]
-    assert "termination" in failure["hint"]
+    failures = json.loads(result.stdout)["failed"]
+    assert len(failures) == 2  # both of the daemon's requests
+    for failure in failures:
+        assert failure["kind"] == "frame"
+        assert "CRC" in failure["error"]
+        assert "termination" in failure["hint"]
 
 
 async def test_probe_when_the_bus_cannot_be_reached(refused_port: int, tmp_path: Path) -> None:

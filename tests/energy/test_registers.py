@@ -526,9 +526,10 @@ def test_sdm630_currents_voltages_and_power_in_one_read(
     (block,) = plan_reads(sdm, wanted)
     assert (block.function_code, block.address, block.count) == (4, 0x0000, 0x36)
     assert set(block.quantities) == set(wanted)
-    # Everything the meter offers still fits the Eastron limit of 80 registers in one read.
-    (everything,) = plan_reads(sdm)
-    assert everything.count <= 80
+    # Everything the meter offers takes two requests within Eastron's 30-parameter limit.
+    everything = plan_reads(sdm)
+    assert [(b.address, b.count) for b in everything] == [(0x0000, 0x36), (0x0046, 6)]
+    assert all(b.count <= 60 for b in everything)
 
 
 def test_max_gap_zero_reads_only_listed_registers(profiles: dict[str, MeterProfile]) -> None:
