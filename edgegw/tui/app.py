@@ -139,7 +139,9 @@ class CaretakerApp(App[None]):
     CSS = """
     Screen { background: $background; }
     MainScreen { overflow: hidden hidden; }
-    ChoiceDialog, FormDialog, NoticeDialog, LearnDialog { align: center middle; }
+    ChoiceDialog, FormDialog, NoticeDialog, LearnDialog, ChargerPicker {
+        align: center middle;
+    }
     MainScreen #pages { height: 1fr; }
     MainScreen #pages > View { height: 1fr; }
     /* The Linux console's fonts lack the half-block characters of textual's own frames. */

@@ -15,10 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
+from edgegw.control.client import ControlClientError, RemoteError
 from edgegw.tui.base import View, selected_key, sync_table
 from edgegw.tui.context import TuiContext
-from edgegw.tui.dialogs import ChoiceDialog, Field, FormDialog
+from edgegw.tui.dialogs import Field, FormDialog, FormError
 from edgegw.tui.learn import LearnDialog
+from edgegw.tui.picker import ChargerPicker, pick_items
 from edgegw.tui.text import short
 
 PAGE = 500
@@ -38,6 +40,7 @@ class CardsView(View):
     """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("slash", "search", "Search"),
+        Binding("escape", "leave_search", "Leave search", show=False),
         Binding("b", "block", "Block"),
         Binding("u", "unblock", "Unblock"),
         Binding("e", "edit", "Edit"),
@@ -88,6 +91,10 @@ class CardsView(View):
 
     def action_search(self) -> None:
         self.query_one("#card-search", Input).focus()
+
+    def action_leave_search(self) -> None:
+        if isinstance(self.app.focused, Input):
+            self.query_one("#card-table", DataTable).focus()
 
     def action_reload(self) -> None:
         self._loaded = True
@@ -210,20 +217,18 @@ class CardsView(View):
             return
         original = card_fields(card)
 
-        def saved(values: dict[str, str] | None) -> None:
-            if values is None:
-                return
+        async def save(values: dict[str, str]) -> FormError | None:
             changes = changed_fields(original, values)
             if not changes:
                 self.app.notify("Nothing changed.", title="Edit card")
-                return
-
-            async def update() -> None:
+                return None
+            try:
                 await self.call("cards.update", {"card": card["id"], **changes, "wait": 5})
-                self.app.notify(f"Card {card['id']} updated.", title="Saved")
-                await self._load()
-
-            self.run_task(update(), "card-update")
+            except ControlClientError as exc:
+                return form_error(exc)
+            self.app.notify(f"Card {card['id']} updated.", title="Saved")
+            self.run_task(self._load(), "cards-load")
+            return None
 
         self.app.push_screen(
             FormDialog(
@@ -236,17 +241,18 @@ class CardsView(View):
                     Field("expiry", "Expires", original["expiry"], "YYYY-MM-DD"),
                     Field("chargers", "Chargers", original["chargers"], "all"),
                 ],
-            ),
-            saved,
+                submit=save,
+                tasks=self.ctx.tasks,
+            )
         )
 
     def action_add(self, card_id: str = "", note: str = "") -> None:
         if self.blocked("cards.add", "add a card"):
             return
 
-        def saved(values: dict[str, str] | None) -> None:
-            if values is None or not values["card"].strip():
-                return
+        async def add(values: dict[str, str]) -> FormError | None:
+            if not values["card"].strip():
+                return FormError("Type the card id (or press Esc to cancel).", "card")
             args: dict[str, Any] = {"card": values["card"].strip(), "wait": 5}
             for name in ("owner", "label", "expiry"):
                 if values[name].strip():
@@ -254,17 +260,16 @@ class CardsView(View):
             chargers = split_ids(values["chargers"])
             if chargers:
                 args["chargers"] = chargers
-
-            async def add() -> None:
+            try:
                 result = await self.call("cards.add", args)
-                card = result.get("card", {}) if isinstance(result, dict) else {}
-                for warning in result.get("warnings", []) if isinstance(result, dict) else []:
-                    self.app.notify(str(warning), title="Note", severity="warning", timeout=15)
-                self.app.notify(f"Card {describe(card)} added.", title="Added")
-                await self._load()
-                self.select(str(card.get("id")))
-
-            self.run_task(add(), "card-add")
+            except ControlClientError as exc:
+                return form_error(exc)
+            card = result.get("card", {}) if isinstance(result, dict) else {}
+            for warning in result.get("warnings", []) if isinstance(result, dict) else []:
+                self.app.notify(str(warning), title="Note", severity="warning", timeout=15)
+            self.app.notify(f"Card {describe(card)} added.", title="Added")
+            self.run_task(self._load_and_select(str(card.get("id"))), "cards-load")
+            return None
 
         self.app.push_screen(
             FormDialog(
@@ -280,9 +285,14 @@ class CardsView(View):
                     Field("chargers", "Chargers", "", "all"),
                 ],
                 save_label="Add",
-            ),
-            saved,
+                submit=add,
+                tasks=self.ctx.tasks,
+            )
         )
+
+    async def _load_and_select(self, card_id: str) -> None:
+        await self._load()
+        self.select(card_id)
 
     def action_learn(self) -> None:
         if self.blocked("cards.learn", "read a card at a charger"):
@@ -321,11 +331,11 @@ class CardsView(View):
             chosen(online[0].id)
             return
         self.app.push_screen(
-            ChoiceDialog(
+            ChargerPicker(
                 "Tap the card at which charger?",
-                "Pick the charger you will hold the card to.",
-                [(c.id, short(c.name, 20)) for c in online[:9]],
-                danger=False,
+                f"Pick the charger you will hold the card to ({len(online)} online; "
+                "offline chargers cannot read a card).",
+                pick_items(online),
             ),
             chosen,
         )
@@ -364,6 +374,27 @@ def changed_fields(original: dict[str, str], values: dict[str, str]) -> dict[str
     if split_ids(values["chargers"]) != split_ids(original["chargers"]):
         changes["chargers"] = split_ids(values["chargers"])
     return changes
+
+
+FIELD_WORDS: tuple[tuple[str, str], ...] = (
+    ("expiry", "expiry"),
+    ("card", "card"),
+    ("owner", "owner"),
+    ("label", "label"),
+    ("'chargers'", "chargers"),
+    ("chargers", "chargers"),
+)
+"""How the daemon's refusals of ``cards.add``/``cards.update`` begin -> the form field."""
+
+
+def form_error(exc: ControlClientError) -> FormError:
+    """A daemon's refusal as a form error on the field it is about (if it says)."""
+    message = exc.message if isinstance(exc, RemoteError) else str(exc)
+    lowered = message.lower()
+    field = next((name for word, name in FIELD_WORDS if lowered.startswith(word)), None)
+    if field is None and "already enrolled" in lowered:
+        field = "card"
+    return FormError(message, field)
 
 
 def split_ids(text: str) -> list[str]:

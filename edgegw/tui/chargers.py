@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from edgegw.tui.base import View, selected_key, sync_table
 from edgegw.tui.dialogs import Field, FormDialog, NoticeDialog
 from edgegw.tui.model import ChargerView
+from edgegw.tui.picker import PickItem
 from edgegw.tui.text import ago, amps, clock_time, duration, kwh, phase_max, short, status_word
 
 MAX_CURRENT_OP = "chargers.set_max_current"
@@ -39,6 +40,7 @@ NEEDS_CONTROLLER = {
 class ChargersView(View):
     TITLE = "Chargers"
     DEFAULT_CSS = """
+    ChargersView #charger-filter { height: 3; }
     ChargersView #charger-table { height: 1fr; min-height: 5; }
     ChargersView #charger-details { height: 1fr; min-height: 6; border-top: solid $secondary; }
     """
@@ -48,7 +50,9 @@ class ChargersView(View):
         Binding("r", "restart", "Restart"),
         Binding("e", "enable", "Enable/disable"),
         Binding("m", "max_current", "Max A"),
-        Binding("f", "free_charging", "Free"),
+        Binding("f", "free_charging", "Free charging"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "leave_filter", "Leave filter", show=False),
     ]
     ACTION_OPS: ClassVar[dict[str, str]] = {
         "stop_session": "chargers.stop_session",
@@ -66,6 +70,7 @@ class ChargersView(View):
         return super().check_action(action, parameters)
 
     def compose(self) -> ComposeResult:
+        yield Input(placeholder="/ filter: id, label or state (e.g. FAULT)", id="charger-filter")
         table: DataTable[Any] = DataTable(id="charger-table", cursor_type="row", zebra_stripes=True)
         table.add_column("Charger", key="id")
         table.add_column("State", key="state")
@@ -83,8 +88,11 @@ class ChargersView(View):
         snapshot = self.ctx.data.snapshot
         table = self.query_one("#charger-table", DataTable)
         chargers = snapshot.chargers if snapshot is not None else ()
+        wanted = self.query_one("#charger-filter", Input).value
         rows = []
         for c in chargers:
+            if not PickItem(c.id, c.label, status_word(c.status)).matches(wanted):
+                continue
             sessions = c.sessions
             who = sessions[0][1].who if sessions else ""
             rows.append(
@@ -105,6 +113,21 @@ class ChargersView(View):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_details()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.refresh_data()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.query_one("#charger-table", DataTable).focus()
+
+    def action_filter(self) -> None:
+        self.query_one("#charger-filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        if isinstance(self.app.focused, Input):
+            self.query_one("#charger-table", DataTable).focus()
 
     def selected(self) -> ChargerView | None:
         snapshot = self.ctx.data.snapshot

@@ -2,13 +2,18 @@
 
 The card and charger filters go to the daemon (``sessions.list``, which reads a card id in
 any form a reader prints it); the owner filter matches the owners of the sessions fetched.
-``x`` writes what the filters select (every page of it) to a CSV file on this machine.
+Filters apply on Enter; Escape leaves the filter boxes for the table. The list follows the
+site by itself: it is read again on every poll and when a session starts or ends, with the
+filters last applied (not what is half typed). States are the command line's words (``open``,
+``finished``). ``x`` writes what the filters select (every page of it) to a CSV file on this
+machine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,7 +30,8 @@ from edgegw.tui.text import clock_time, hours_minutes, short, stamp
 PAGE = 200
 """Sessions shown (newest first)."""
 EXPORT_MAX = 100_000
-STATE_WORDS = {"finished": "done", "open": "RUNNING"}
+SESSION_EVENTS = frozenset({"session_started", "session_stopped"})
+"""Live events after which the list is read again."""
 CSV_COLUMNS = (
     "started",
     "stopped",
@@ -54,6 +60,7 @@ class SessionsView(View):
     """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("slash", "filter", "Filter"),
+        Binding("escape", "leave_filter", "Leave filter", show=False),
         Binding("x", "export", "Export CSV"),
         Binding("g", "reload", "Reload"),
     ]
@@ -62,6 +69,10 @@ class SessionsView(View):
         super().__init__(ctx, id=id)
         self.sessions: list[dict[str, Any]] = []
         self._loaded = False
+        self._loading = False
+        self.applied: dict[str, str] = {"card": "", "owner": "", "charger": ""}
+        """The filters as last applied (Enter): what the list and the export select."""
+        self._seen_event: Mapping[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="session-filters"):
@@ -85,15 +96,42 @@ class SessionsView(View):
     def view_shown(self) -> None:
         if not self._loaded:
             self.action_reload()
+        else:
+            self._refresh_list()
+
+    def poll(self) -> None:
+        self._refresh_list()
+
+    def refresh_data(self) -> None:
+        """A session started or ended since the last look: read the list again."""
+        events = self.ctx.data.live_events
+        newest = events[-1] if events else None
+        if newest is self._seen_event:
+            return
+        fresh: list[Mapping[str, Any]] = []
+        for event in reversed(events):
+            if event is self._seen_event:
+                break
+            fresh.append(event)
+        self._seen_event = newest
+        if self._loaded and any(e.get("event") in SESSION_EVENTS for e in fresh):
+            self._refresh_list()
+
+    def _refresh_list(self) -> None:
+        """Read the list again with the applied filters (one read at a time)."""
+        if self._loaded and not self._loading:
+            self._loading = True
+            self.run_task(self._load(), "sessions-load")
 
     def filters(self) -> dict[str, str]:
+        """What the filter boxes hold now (applied on Enter)."""
         return {
             name: self.query_one(f"#filter-{name}", Input).value.strip()
             for name in ("card", "owner", "charger")
         }
 
     def _args(self) -> dict[str, Any]:
-        f = self.filters()
+        f = self.applied
         args: dict[str, Any] = {}
         if f["card"]:
             args["card"] = f["card"]
@@ -102,7 +140,7 @@ class SessionsView(View):
         return args
 
     def _owner_match(self, session: dict[str, Any]) -> bool:
-        wanted = self.filters()["owner"].casefold()
+        wanted = self.applied["owner"].casefold()
         return not wanted or wanted in str(session.get("owner") or "").casefold()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -113,11 +151,24 @@ class SessionsView(View):
     def action_filter(self) -> None:
         self.query_one("#filter-card", Input).focus()
 
+    def action_leave_filter(self) -> None:
+        """Escape in a filter box: back to the table (the filters applied stay as they are)."""
+        if isinstance(self.app.focused, Input):
+            self.query_one("#session-table", DataTable).focus()
+
     def action_reload(self) -> None:
         self._loaded = True
+        self.applied = self.filters()
+        self._loading = True
         self.run_task(self._load(), "sessions-load")
 
     async def _load(self) -> None:
+        try:
+            await self._read()
+        finally:
+            self._loading = False
+
+    async def _read(self) -> None:
         note = self.query_one("#session-note", Static)
         if not self.ctx.backend.has("sessions.list"):
             note.update("Session history is not available in this daemon version.")
@@ -144,7 +195,7 @@ class SessionsView(View):
                         short(s.get("owner") or "", 14),
                         "--" if energy is None else f"{energy:.2f}",
                         hours_minutes(s.get("duration_s")),
-                        STATE_WORDS.get(str(s.get("state")), str(s.get("state") or "")),
+                        str(s.get("state") or ""),
                     ],
                 )
             )

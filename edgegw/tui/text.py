@@ -224,7 +224,7 @@ STATUS_WORDS: Mapping[str, str] = {
     "Preparing": "PLUGGED IN",
     "Finishing": "FINISHING",
     "Reserved": "RESERVED",
-    "Available": "FREE",
+    "Available": "AVAILABLE",
     "Unavailable": "DISABLED",
     "Faulted": "FAULT",
     "Offline": "OFFLINE",

@@ -122,6 +122,16 @@ def site_snapshot() -> dict[str, Any]:
     }
 
 
+def many_chargers(count: int) -> dict[str, Any]:
+    """The fixed site of the snapshot tests with ``count`` online chargers, labelled by floor."""
+    snapshot = site_snapshot()
+    snapshot["chargers"] = [
+        _charger(f"CP-{n:03d}", f"Level {n % 3} bay {n}", "Available") for n in range(1, count + 1)
+    ]
+    snapshot["site"]["chargers_total"] = snapshot["site"]["chargers_connected"] = count
+    return snapshot
+
+
 def live_events() -> list[dict[str, Any]]:
     """Newest first, as ``live.events`` answers."""
     out = [

@@ -15,6 +15,7 @@ from textual.widgets import DataTable
 
 from edgegw.tui.app import CaretakerApp
 from edgegw.tui.dialogs import ChoiceDialog
+from edgegw.tui.picker import ChargerPicker
 from edgegw.tui.text import ASCII, UNICODE, Glyphs
 from tests.tui.conftest import until
 from tests.tui.fakes import NOW, TZ, FakeBackend
@@ -90,3 +91,22 @@ def test_stop_session_confirmation(snap_compare: Any) -> None:
 def test_linux_console_ascii_read_only(snap_compare: Any) -> None:
     app = make_app(glyphs=ASCII, read_only=True)
     assert snap_compare(app, terminal_size=(80, 24), run_before=settle("1", PAGES["dashboard"][1]))
+
+
+def test_charger_picker_among_300(snap_compare: Any) -> None:
+    """Tap to add on a site of 300 chargers: a filter box over a list, narrowed by typing."""
+    from tests.tui.test_charger_picker import many_chargers
+
+    backend = FakeBackend()
+    backend.answers["live.snapshot"] = many_chargers(300)
+
+    async def pick(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, CaretakerApp)
+        await settle("4", rows("#card-table", 3))(pilot)
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, ChargerPicker), "the picker")
+        await pilot.press("b", "a", "y", "space", "1", "down")
+        await pilot.pause()
+
+    assert snap_compare(make_app(backend), terminal_size=(80, 24), run_before=pick)

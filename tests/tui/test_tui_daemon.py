@@ -42,7 +42,7 @@ async def test_dashboard_follows_a_session_starting_and_stopping(make_site: Make
     cp = await site.charger("CP1")
     app = tui_app(site.socket)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: tile(app, "CP1").startswith("FREE"), "CP1 free")
+        await until(pilot, lambda: tile(app, "CP1").startswith("AVAILABLE"), "CP1 available")
         assert tile(app, "CP2").startswith("OFFLINE")
 
         assert await cp.tap(ALICE) is not None
@@ -52,7 +52,7 @@ async def test_dashboard_follows_a_session_starting_and_stopping(make_site: Make
         assert "16.0 A" in tile(app, "CP1")
 
         await cp.end_session(1)
-        await until(pilot, lambda: tile(app, "CP1").startswith("FREE"), "CP1 free again")
+        await until(pilot, lambda: tile(app, "CP1").startswith("AVAILABLE"), "CP1 available again")
         assert "Alice" not in tile(app, "CP1")
     await cp.close()
 
@@ -119,7 +119,7 @@ async def test_every_destructive_action_asks_first_and_cancel_sends_nothing(
         await until(pilot, lambda: cp.session(1) is None, "the session stopped")
         assert received(cp) == ["RemoteStopTransaction"]
         table = app.main.query_one("#charger-table", DataTable)
-        await until(pilot, lambda: "FREE" in str(table.get_row_at(0)), "CP1 listed free")
+        await until(pilot, lambda: "AVAILABLE" in str(table.get_row_at(0)), "CP1 listed available")
     async with await ControlClient.connect(site.socket) as client:
         events = await client.call("events")
     assert any(e["kind"] == "action.RemoteStopTransaction" for e in events)

@@ -11,7 +11,8 @@ from typing import Any
 from textual.widgets import DataTable, Input
 
 from edgegw.tui.app import CaretakerApp
-from edgegw.tui.dialogs import ChoiceDialog, FormDialog, NoticeDialog
+from edgegw.tui.dialogs import FormDialog, NoticeDialog
+from edgegw.tui.picker import ChargerPicker
 from edgegw.tui.text import UNICODE
 from tests.tui.conftest import text_of, until
 from tests.tui.fakes import NOW, TZ, FakeBackend, default_answers, ops_listing
@@ -161,8 +162,8 @@ async def test_tapping_a_card_at_a_charger_prefills_the_new_card() -> None:
         await pilot.press("4")
         await pilot.pause()
         await pilot.press("t")
-        await until(pilot, lambda: isinstance(app.screen, ChoiceDialog), "which charger")
-        await pilot.press("2")  # CP2 (CP1, CP2, CP3 are online)
+        await until(pilot, lambda: isinstance(app.screen, ChargerPicker), "which charger")
+        await pilot.press("down", "enter")  # CP2 (CP1, CP2, CP3 are online)
         await until(pilot, lambda: isinstance(app.screen, FormDialog), "the new card form")
         form = app.screen
         assert isinstance(form, FormDialog)
