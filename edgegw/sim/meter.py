@@ -125,6 +125,9 @@ class SimUnit:
             profile.modbus.max_read_registers if max_read_registers is None else max_read_registers
         )
         """Largest request answered; a longer one gets exception 3, as from a real meter."""
+        self.undefined_registers: set[int] = set()
+        """Addresses this meter does not define: a request covering one gets exception 2
+        (illegal data address), as some meter variants answer for a counter they lack."""
         self._rtu = rtu
         self.live = live
         self._clock = clock
@@ -569,6 +572,8 @@ class SimMeter(SimUnit):
                 return ExcCodes(unit.exception_code)
             if count > unit.max_read_registers:
                 return ExcCodes.ILLEGAL_VALUE
+            if any(address <= a < address + count for a in unit.undefined_registers):
+                return ExcCodes.ILLEGAL_ADDRESS
             page = unit.image(step=unit._steps(function_code, address, count)).get(
                 function_code, {}
             )
