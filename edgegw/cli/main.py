@@ -26,6 +26,7 @@ from edgegw.cli.cards import cards_app
 from edgegw.cli.chargers import chargers_app
 from edgegw.cli.cloudcheck import cloud_app
 from edgegw.cli.commission import register_commission, register_probe_commands
+from edgegw.cli.configcheck import every_problem, merge
 from edgegw.cli.energy import energy_app
 from edgegw.cli.init import init as init_command
 from edgegw.cli.messages import messages_app
@@ -175,7 +176,10 @@ def reference_checks(cfg: Config, raw: dict[str, Any]) -> tuple[list[str], list[
         except MeterConfigError as exc:
             problems.extend(str(exc).splitlines())
     for device in serial_problems(cfg, grace=0):
-        warnings.append(f"{device}; `edgegw run` refuses to start without it")
+        warnings.append(
+            f"{device}; until it can be opened, `edgegw run` counts its meters as lost "
+            "(load capping uses the fallback limits)"
+        )
     for key, path in _path_fields(cfg, ""):
         problem = _readable_problem(path, key)
         if problem:
@@ -228,12 +232,12 @@ def config_check(
     problems: list[str] = []
     warnings: list[str] = []
     summary: dict[str, Any] = {}
+    credentials = None if credentials_dir is None else str(credentials_dir)
     try:
-        cfg = load_config(
-            path, credentials_directory=None if credentials_dir is None else str(credentials_dir)
-        )
+        cfg = load_config(path, credentials_directory=credentials)
     except ConfigError as exc:
         problems = list(exc.problems)
+        _every_problem(path, credentials, problems, warnings)
     else:
         more, warnings = reference_checks(cfg, tomllib.loads(path.read_text(encoding="utf-8")))
         problems += more
@@ -266,6 +270,28 @@ def config_check(
             )
     if problems:
         raise typer.Exit(EXIT_CONFIG)
+
+
+def _every_problem(
+    path: Path, credentials: str | None, problems: list[str], warnings: list[str]
+) -> None:
+    """Add what later rounds would find (see :mod:`edgegw.cli.configcheck`): the sections'
+    own rules and the whole-file checks on what is valid, and what that refers to."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return  # the file itself is the problem, and it is said
+    more, partial, remap = every_problem(raw, credentials_directory=credentials)
+    merge(problems, more)
+    if partial is None:
+        return
+    said = {p.split(":", 1)[0] for p in problems}
+    try:
+        found, cautions = reference_checks(partial, raw)
+    except Exception:
+        return
+    merge(problems, [p for p in found if remap(p).split(":", 1)[0] not in said], remap)
+    merge(warnings, cautions, remap)
 
 
 @app.command("password-hash")

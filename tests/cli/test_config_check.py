@@ -188,3 +188,36 @@ def test_cross_section_problems_are_listed_next_to_field_errors(tmp_path: Path) 
         "chargers: charger id 'cp1' is listed twice",
         "meters[0].bus: no [buses.nowhere] section (defined: none)",
     ]
+
+
+def test_problems_that_used_to_come_in_rounds_come_at_once(tmp_path: Path) -> None:
+    """Field errors hid the sections' own rules, those hid the whole-file checks, and those
+    hid the references (a meter profile, a serial adapter): one run now lists them all."""
+    path = write(
+        tmp_path,
+        "[server]\nport = -1\ntls_port = 9443\n"  # a field error, then a section rule
+        '[buses.rs485]\ntransport = "rtu"\ndevice = "/dev/ttyEDGEGW-MISSING"\n'
+        '[[meters]]\nname = "grid"\nbus = "rs485"\nprofile = "nosuchmeter"\n'
+        '[[chargers]]\nid = "CP1"\nlabel = 5\nmax_current_a = 10\nfallback_current_a = 12\n'
+        '[[chargers]]\nid = "CP2"\nsecurity_profile = 2\n'  # a whole-file check
+        '[[chargers]]\nid = "CP3"\nmodel = "nosuchcharger"\n',
+    )
+    code, data = check(path)
+    assert code == 3
+    keys = [p.split(":", 1)[0] for p in data["problems"]]
+    assert keys == [
+        "server.port",
+        "chargers[0].label",
+        "server",
+        "chargers[0]",
+        "chargers[1].security_profile",
+        "chargers[1].password_hash",
+        "meters[0].profile",
+        "chargers[2].model",
+    ], data["problems"]
+    assert "tls_port needs tls_cert_file" in data["problems"][2]
+    assert "fallback_current_a cannot exceed max_current_a" in data["problems"][3]
+    assert "profile 2 needs TLS" in data["problems"][4]
+    (warning,) = [w for w in data["warnings"] if "ttyEDGEGW-MISSING" in w]
+    assert warning.startswith("buses.rs485.device: /dev/ttyEDGEGW-MISSING: no such serial device")
+    assert "counts its meters as lost" in warning
