@@ -83,6 +83,9 @@ class ZeroCurrent(StrEnum):
     minimum current instead."""
     STOPS_TRANSACTION = "stops_transaction"
     """Ends the transaction: the gateway sends the minimum current instead."""
+    REJECTED = "rejected"
+    """The charger answers a 0 A profile Rejected (ABB Terra AC, evcc #15493): the gateway
+    never sends 0 A and holds the session at its minimum instead, as for ``ignored``."""
 
 
 class ProfileScope(StrEnum):

@@ -23,6 +23,8 @@ from edgegw.energy.chargermodels import (
     model_to_toml,
     parse_model,
 )
+from edgegw.energy.profiles import iec_limit
+from edgegw.energy.sampling import sample_interval_for
 
 CHARGERS_DIR = Path(__file__).resolve().parents[2] / "hardware" / "chargers"
 MODEL_FILES = sorted(CHARGERS_DIR.glob("*.toml"))
@@ -78,6 +80,37 @@ def test_the_shipped_families_are_there_with_their_field_quirks() -> None:
     assert MODELS["keba-p30"].idtag_format is IdTagFormat.HEX_REVERSED
     assert MODELS["zaptec-go"].cap_purpose is None
     assert MODELS[DEFAULT_MODEL_ID].smart_charging.zero_current is ZeroCurrent.PAUSE
+
+
+def test_field_quirks_from_evidence_reach_what_reads_them() -> None:
+    abb = MODELS["abb-terra-ac"]
+    # ABB rejects 0 A (evcc #15493): a session that does not fit is held at the minimum.
+    assert abb.smart_charging.zero_current is ZeroCurrent.REJECTED
+    assert not abb.can_pause
+    assert iec_limit(abb, 2.0, 6.0) == 6.0
+    assert iec_limit(MODELS[DEFAULT_MODEL_ID], 2.0, 6.0) == 0.0
+    # Firmware <= 1.8.21 bootloops on a full measurand probe (lbbrhzn/ocpp #1275).
+    assert abb.meter_values.measurands == [
+        "Current.Import",
+        "Energy.Active.Import.Register",
+        "Power.Active.Import",
+        "Voltage",
+    ]
+    # Bender: MeterValueSampleInterval >= 10 s, whatever the control interval.
+    assert sample_interval_for(None, MODELS["bender-cc613"]) == 10
+    # Wallbox firmware 5.x: stack level 0, Absolute (evcc ocpp-wallbox-fw5).
+    fw5 = MODELS["wallbox-pulsar-fw5"].smart_charging
+    assert (fw5.gateway_stack_level, fw5.profile_kind) == (0, "Absolute")
+    assert MODELS["wallbox-pulsar"].smart_charging.profile_kind == "Relative"
+    # Schneider EVlink takes stack levels up to 999 (lbbrhzn/ocpp #877).
+    assert MODELS["schneider-evlink"].smart_charging.gateway_stack_level == 999
+    # EVBox Elvi: only a short measurand list (lbbrhzn/ocpp #221).
+    assert MODELS["evbox-elvi"].meter_values.measurands == [
+        "Energy.Active.Import.Register",
+        "Current.Import",
+    ]
+    # Alfen's out-of-range transactionId is documented for the installer.
+    assert any("9223372036854775807" in note for note in MODELS["alfen-eve"].notes)
 
 
 def test_unverified_values_are_marked_in_the_files() -> None:
