@@ -23,15 +23,19 @@ and the site's load over the last day.
 
 Both settings are kept in the database (:mod:`edgegw.store.overrides`) and put back by
 :meth:`CaretakerOps.restore` when the daemon starts, and each change is recorded as an event.
+So is a temporary site limit (an MQTT command): :attr:`CaretakerOps.site_limits` is what the
+MQTT commands set it through; it is kept until its end time, and a restart before then puts
+it back for the time that is left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from edgegw.auth.authority import SiteCards
@@ -39,7 +43,8 @@ from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.energy.allocator import PerPhase
 from edgegw.energy.loadhistory import DAY_POINTS, LoadPoint, LoadRecorder, sample_decision_log
-from edgegw.store.overrides import ChargerOverrides
+from edgegw.store.overrides import ChargerOverrides, TemporaryLimit
+from edgegw.tasks import TaskOwner
 
 if TYPE_CHECKING:
     from edgegw.daemon import Gateway
@@ -80,6 +85,9 @@ class CaretakerOps:
         self._detach: Callable[[], None] | None = None
         self._backfilled = False
         self._backfill_lock = asyncio.Lock()
+        self._tasks = TaskOwner("caretaker")
+        self.site_limits = SiteLimits(gateway, self._tasks, self._event, clock=clock)
+        """Temporary site limits that outlast a restart (give it to the MQTT commands)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -89,7 +97,9 @@ class CaretakerOps:
         store = self._gw.store
         if store is None:
             return
-        saved = await ChargerOverrides(store.db).load()
+        overrides = ChargerOverrides(store.db)
+        await self._restore_temporary_limit(overrides)
+        saved = await overrides.load()
         for charger_id, override in sorted(saved.items()):
             if self._gw.config.charger(charger_id) is None:
                 log.info("%s is not configured any more: its caretaker settings wait", charger_id)
@@ -101,6 +111,22 @@ class CaretakerOps:
                     log.warning("%s: free charging cannot be put back here", charger_id)
                 else:
                     self._cards.set_free_charging(charger_id, True)
+
+    async def _restore_temporary_limit(self, overrides: ChargerOverrides) -> None:
+        kept = await overrides.temporary_limit()
+        if kept is None:
+            return
+        controller = self._gw.controller
+        left = None if kept.ends_at is None else kept.ends_at - self._clock()
+        if controller is None or (left is not None and left <= 0):
+            await overrides.set_temporary_limit(None)  # ended while the daemon was stopped
+            return
+        controller.set_temporary_limit(kept.limit_a, left)
+        log.info(
+            "temporary site limit of %s A put back%s",
+            "/".join(f"{a:g}" for a in kept.limit_a),
+            "" if left is None else f" for the {left:.0f} s left",
+        )
 
     def _restore_max(self, charger_id: str, amps: float) -> None:
         controller = self._gw.controller
@@ -160,6 +186,13 @@ class CaretakerOps:
         if self._detach is not None:
             self._detach()
             self._detach = None
+
+    async def aclose(self) -> None:
+        """:meth:`close`, once the temporary limit's last change is written."""
+        self.close()
+        with contextlib.suppress(Exception):
+            await self.site_limits.written()
+        await self._tasks.close("caretaker closing")
 
     def register(self, server: ControlServer) -> None:
         self._record()
@@ -356,15 +389,19 @@ class CaretakerOps:
                 f"the {what} of {charger_id} could not be saved (see the daemon's log)",
             ) from None
 
-    async def _event(self, kind: str, charger_id: str, message: str, data: dict[str, Any]) -> None:
-        log.info("%s: %s (asked on the control socket)", charger_id, message)
+    async def _event(
+        self, kind: str, charger_id: str | None, message: str, data: dict[str, Any]
+    ) -> None:
+        log.info("%s: %s (asked on the control socket)", charger_id or "site", message)
+        journal = getattr(self._gw, "journal", None)
         store = self._gw.store
-        if store is None:
+        record = journal.event if journal is not None else store.event if store else None
+        if record is None:
             return
         try:
-            await store.event(kind, message, charger_id=charger_id, data=data)
+            await record(kind, message, charger_id=charger_id, data=data)
         except Exception:  # the change is made; a full disk must not hide the answer
-            log.exception("%s: could not record %s", charger_id, kind)
+            log.exception("%s: could not record %s", charger_id or "site", kind)
 
     async def _backfill(self, now: float) -> None:
         """Once: the minutes before recording started, read back from the decision log."""
@@ -383,6 +420,70 @@ class CaretakerOps:
                 log.exception("load history: the decision log could not be read back")
                 return
             self.recorder.backfill(points)
+
+
+class SiteLimits:
+    """The load controller's temporary site limit, kept in the database until it ends.
+
+    An :class:`~edgegw.telemetry.commands.TemporaryLimits`: the controller takes the limit at
+    once; the write (one small row, per command, never per round) follows in a task owned by
+    the caretaker ops, and the change is recorded in the journal.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        tasks: TaskOwner,
+        record: Callable[[str, str | None, str, dict[str, Any]], Awaitable[None]],
+        *,
+        clock: Callable[[], float],
+    ) -> None:
+        self._gw = gateway
+        self._tasks = tasks
+        self._record = record
+        self._clock = clock
+        self._writing: asyncio.Task[None] | None = None
+
+    async def written(self) -> None:
+        """Wait until the last change is in the database (and the journal)."""
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+
+    def set_temporary_limit(self, limit_a: PerPhase | None, duration_s: float | None) -> None:
+        controller = self._gw.controller
+        if controller is None:
+            raise ValueError("load capping is not configured")
+        controller.set_temporary_limit(limit_a, duration_s)
+        kept = None
+        if limit_a is not None:
+            ends = None if duration_s is None else self._clock() + max(0.0, duration_s)
+            kept = TemporaryLimit((limit_a[0], limit_a[1], limit_a[2]), ends)
+        self._writing = self._tasks.spawn(self._keep(kept, duration_s, self._writing), "limit")
+
+    async def _keep(
+        self,
+        kept: TemporaryLimit | None,
+        duration_s: float | None,
+        before: asyncio.Task[None] | None,
+    ) -> None:
+        if before is not None:  # in the order they were given
+            with contextlib.suppress(Exception):
+                await before
+        store = self._gw.store
+        if store is not None:
+            try:
+                await ChargerOverrides(store.db).set_temporary_limit(kept)
+            except Exception:  # in force anyway; only a restart would lift it early
+                log.exception("the temporary site limit could not be kept in the database")
+        data: dict[str, Any] = {"limit_a": None, "ends_at": None}
+        if kept is None:
+            message = "temporary site limit ended"
+        else:
+            amps = "/".join(f"{a:g}" for a in kept.limit_a)
+            until = "" if duration_s is None else f" for {duration_s:g} s"
+            message = f"temporary site limit {amps} A{until}"
+            data = {"limit_a": list(kept.limit_a), "ends_at": kept.ends_at}
+        await self._record("site.temporary_limit", None, message, data)
 
 
 def _follow_meter(

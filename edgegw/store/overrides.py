@@ -6,10 +6,14 @@ a reload must not undo their choice), so both live in the database's ``settings`
 (schema migration 2), one row per charger and setting:
 
 - ``charger.<id>.max_current_a``: the override in amperes, as JSON (absent: none);
-- ``charger.<id>.free_charging``: ``true`` (absent: off).
+- ``charger.<id>.free_charging``: ``true`` (absent: off);
+- ``site.temporary_limit``: a temporary site limit (an MQTT command: a building manager's
+  peak shaving) and when it ends, as JSON ``{"limit_a": [L1, L2, L3], "ends_at": <Unix s>}``
+  (``ends_at`` null: until ended); kept until its end so that a restart does not lift it.
 
-The daemon reads them once at start (:meth:`ChargerOverrides.load`) and writes each change
-at once, so a restart right after a change keeps it.
+The daemon reads them once at start (:meth:`ChargerOverrides.load`,
+:meth:`ChargerOverrides.temporary_limit`) and writes each change at once, so a restart right
+after a change keeps it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ log = logging.getLogger(__name__)
 _PREFIX = "charger."
 _MAX_CURRENT = "max_current_a"
 _FREE = "free_charging"
+_TEMPORARY_LIMIT = "site.temporary_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class TemporaryLimit:
+    """A temporary site limit per phase and when it ends (Unix seconds; None: until ended)."""
+
+    limit_a: tuple[float, float, float]
+    ends_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,35 @@ class ChargerOverrides:
     async def set_free_charging(self, charger_id: str, enabled: bool) -> None:
         """Keep whether ``charger_id`` is set to free charging."""
         await self._put(_key(charger_id, _FREE), "true" if enabled else None)
+
+    async def set_temporary_limit(self, limit: TemporaryLimit | None) -> None:
+        """Keep the site's temporary limit (None: it ended)."""
+        value = None
+        if limit is not None:
+            value = json.dumps({"limit_a": list(limit.limit_a), "ends_at": limit.ends_at})
+        await self._put(_TEMPORARY_LIMIT, value)
+
+    async def temporary_limit(self) -> TemporaryLimit | None:
+        """The temporary site limit kept, or None (also for a row that cannot be read)."""
+        rows = list(
+            await self.db.conn.execute_fetchall(
+                "SELECT value FROM settings WHERE key = ?", (_TEMPORARY_LIMIT,)
+            )
+        )
+        if not rows:
+            return None
+        try:
+            decoded = json.loads(rows[0][0])
+            amps = [float(a) for a in decoded["limit_a"]]
+            ends = decoded["ends_at"]
+            ends_at = None if ends is None else float(ends)
+        except (ValueError, TypeError, KeyError):
+            log.warning("ignoring unreadable setting %s = %r", _TEMPORARY_LIMIT, rows[0][0])
+            return None
+        if len(amps) != 3 or not all(math.isfinite(a) and a >= 0 for a in amps):
+            log.warning("ignoring setting %s = %r: not a limit", _TEMPORARY_LIMIT, rows[0][0])
+            return None
+        return TemporaryLimit((amps[0], amps[1], amps[2]), ends_at)
 
     async def _put(self, key: str, value: str | None) -> None:
         async with self.db.transaction() as conn:

@@ -12,6 +12,7 @@ import asyncio
 import grp
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from edgegw.daemon import Gateway
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
 from edgegw.sim.meter import SimMeter
+from edgegw.store.overrides import ChargerOverrides, TemporaryLimit
+from edgegw.store.store import Store
 from tests.conftest import GatewayFactory, gateway_url
 
 UNKNOWN = "DEADBEEF"
@@ -350,3 +353,69 @@ async def test_without_load_capping_the_history_follows_the_site_meter(
     assert newest["ev_a"] == [0.0, 0.0, 0.0]  # no charger draws
     assert newest["non_ev_a"] == [5.0, 5.0, 5.0]
     ops.close()
+
+
+async def test_a_temporary_site_limit_outlasts_a_restart_until_its_end(
+    tmp_path: Path, meter: SimMeter
+) -> None:
+    data: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "store": {"path": str(tmp_path / "edgegw.db")},
+        "control": {"socket": str(tmp_path / "control.sock"), "group": None},
+        "chargers": CHARGERS,
+        **site_sections(meter),
+    }
+    first = Gateway(parse_config(data))
+    await first.start()
+    try:
+        ops = await attach(first)
+        ops.site_limits.set_temporary_limit((20.0, 20.0, 20.0), 3600)
+        await ops.site_limits.written()
+    finally:
+        await first.stop()
+
+    second = Gateway(parse_config(data))
+    await second.start()
+    try:
+        ops = await attach(second)
+        assert second.controller is not None
+        assert second.controller.state().limit_a == (20.0, 20.0, 20.0)
+        ops.site_limits.set_temporary_limit(None, None)  # ended: forgotten for the next start
+        await ops.site_limits.written()
+        assert second.controller.state().limit_a == (40.0, 40.0, 40.0)
+    finally:
+        await second.stop()
+
+    third = Gateway(parse_config(data))
+    await third.start()
+    try:
+        assert third.controller is not None
+        assert third.controller.state().limit_a == (40.0, 40.0, 40.0)
+    finally:
+        await third.stop()
+
+
+async def test_a_temporary_limit_that_ended_while_stopped_is_not_put_back(
+    tmp_path: Path, meter: SimMeter
+) -> None:
+    data: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "store": {"path": str(tmp_path / "edgegw.db")},
+        "control": {"socket": str(tmp_path / "control.sock"), "group": None},
+        "chargers": CHARGERS,
+        **site_sections(meter),
+    }
+    store = await Store.open(tmp_path / "edgegw.db")
+    try:
+        ended = TemporaryLimit((10.0, 10.0, 10.0), ends_at=time.time() - 1)
+        await ChargerOverrides(store.db).set_temporary_limit(ended)
+    finally:
+        await store.close()
+    gateway = Gateway(parse_config(data))
+    await gateway.start()
+    try:
+        assert gateway.controller is not None and gateway.store is not None
+        assert gateway.controller.state().limit_a == (40.0, 40.0, 40.0)
+        assert await ChargerOverrides(gateway.store.db).temporary_limit() is None
+    finally:
+        await gateway.stop()
