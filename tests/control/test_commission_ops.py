@@ -383,6 +383,23 @@ async def test_with_load_capping_the_controller_s_cap_is_checked(
     assert by_name["profile_removed"]["status"] == "skip"
 
 
+async def test_an_idle_charger_under_a_0_a_cap_is_not_tested_rather_than_passed(
+    make_gateway: GatewayFactory,
+) -> None:
+    async with SimMeter("eastron-sdm630") as meter:
+        ops = await gateway_with_ops(
+            make_gateway, chargers=[{"id": "CP1", "idtag_format": "hex"}], **load_capping(meter)
+        )
+        async with charger(ops.gateway, connectors=1):
+            report = await ops.commission({"charger": "CP1", **FAST})
+    by_name = steps(report)
+    assert by_name["profile_accepted"]["status"] == "pass", by_name["profile_accepted"]
+    honoured = by_name["profile_honoured"]
+    assert honoured["status"] == "skip", honoured
+    assert honoured["detail"].startswith("not tested: no car drawing")
+    assert "0.0 A now" not in honoured["detail"]
+
+
 async def test_with_load_capping_a_charger_ignoring_its_cap_fails(
     make_gateway: GatewayFactory,
 ) -> None:
