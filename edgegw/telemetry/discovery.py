@@ -1,10 +1,12 @@
 """Home Assistant MQTT discovery: the entities edgegw announces, described as data.
 
-The site is one device (current per phase and power from the site meter, the chargers'
-power, the limit, the sync backlog; cloud link and meter health as binary sensors); each
-charger is a device connected through it (status, power, session energy; connected and fault
-as binary sensors). With commands enabled, controls are announced too: a number for the
-temporary site limit, and per charger a switch (enabled) and a button (stop charging).
+The site is one device (current per phase, power and the imported energy from the site
+meter, the energy ready for Home Assistant's Energy dashboard; the chargers' power, the
+limit, the sync backlog; cloud link and meter health as binary sensors); each charger is a
+device connected through it (status, power, session energy; connected and fault as binary
+sensors; its firmware and serial number in its device block). With commands enabled,
+controls are announced too: a number for the temporary site limit, and per charger a switch
+(enabled) and a button (stop charging).
 
 Every entity reads its value from the retained state topic with a template and is available
 while ``<prefix>/availability`` says ``online``; the availability template maps ``stopped``
@@ -81,6 +83,21 @@ def site_sensors(features: SiteFeatures) -> list[Sensor]:
                 "power",
                 "Site power",
                 _measurement("{{ value_json.power_w }}", "power", "W"),
+            )
+        )
+        sensors.append(
+            Sensor(
+                "sensor",
+                "energy_import",
+                "Site energy imported",
+                {
+                    # The meter's import register: what Home Assistant's Energy dashboard
+                    # takes as "grid consumption".
+                    "value_template": "{{ value_json.energy_import_wh }}",
+                    "device_class": "energy",
+                    "unit_of_measurement": "Wh",
+                    "state_class": "total_increasing",
+                },
             )
         )
         sensors.append(
@@ -291,8 +308,17 @@ class Discovery:
         return out
 
     def charger(
-        self, charger_id: str, *, label: str, vendor: str | None, model: str | None
+        self,
+        charger_id: str,
+        *,
+        label: str,
+        vendor: str | None,
+        model: str | None,
+        firmware: str | None = None,
+        serial: str | None = None,
     ) -> list[DiscoveryMessage]:
+        """A charger's entities; its device block says what its BootNotification told
+        (vendor, model, firmware as ``sw_version``, serial number) once it has booted."""
         device_id = f"{self.site_device_id}_{object_id(charger_id)}"
         device: JsonDict = {
             "identifiers": [device_id],
@@ -303,6 +329,10 @@ class Discovery:
             device["manufacturer"] = vendor
         if model:
             device["model"] = model
+        if firmware:
+            device["sw_version"] = firmware
+        if serial:
+            device["serial_number"] = serial
         commands = {
             "enabled": self._topics.charger_command(charger_id, "enabled"),
             "stop": self._topics.charger_command(charger_id, "stop"),

@@ -15,6 +15,36 @@ from edgegw.livestate import ChargerLive, ConnectorLive, LiveEvent, Phases, Site
 
 JsonDict = dict[str, Any]
 CARD_FIELDS = frozenset({"id_tag", "owner"})
+TIMESTAMP_FIELDS = frozenset({"at", "meter_age_s", "sync_oldest_age_s", "last_seen"})
+"""Values that change with every look at the site: never by themselves worth a message."""
+MEASURED_FIELDS = frozenset({"power_w", "ev_power_w", "energy_wh", "energy_import_wh"})
+MEASURED_PREFIXES = ("current_l", "ev_current_l")
+"""Measured values: they move all the time, so they are sent at a slower pace."""
+
+
+def split_state(payload: Any) -> tuple[Any, Any]:
+    """A state payload as ``(discrete, measured)``, timestamps left out of both.
+
+    ``discrete`` is what a change of is news at once (statuses, limits, the cloud link, the
+    meter's health, sessions starting); ``measured`` the currents, powers and energies.
+    """
+    if isinstance(payload, dict):
+        discrete: JsonDict = {}
+        measured: JsonDict = {}
+        for key, value in payload.items():
+            if key in TIMESTAMP_FIELDS:
+                continue
+            if key in MEASURED_FIELDS or key.startswith(MEASURED_PREFIXES):
+                measured[key] = value
+                continue
+            discrete[key], inner = split_state(value)
+            if inner not in (None, {}, []):
+                measured[key] = inner
+        return discrete, measured
+    if isinstance(payload, list):
+        parts = [split_state(item) for item in payload]
+        return [d for d, _ in parts], [m for _, m in parts]
+    return payload, None
 
 
 def _round(value: float | None, digits: int) -> float | None:

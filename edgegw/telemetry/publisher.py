@@ -11,8 +11,14 @@ number of chargers) and wakes its own task, which renders the latest state when 
 So while the broker is down or slow nothing piles up: each state topic has at most one
 pending value, the latest, and events wait in a short ring (``event_buffer``, oldest dropped).
 On every (re)connect everything is published again: availability, discovery, every state
-topic, since a restarted broker may have lost its retained messages. A state topic is sent at
-most once per ``min_interval`` and at least once per ``publish_interval``.
+topic, since a restarted broker may have lost its retained messages.
+
+Retained state is change-driven with a floor. A change of something discrete (a status, the
+limit, the cloud link, the meter's health, a session) is sent within ``min_interval``; a state
+whose only change is a measured value (currents, power, energy, which move with every meter
+reading) at most once per ``measurement_interval``; one where nothing but timestamps changed is
+not sent at all; and every state topic at least once per ``publish_interval``. So a site meter
+read every second does not rewrite the retained ``site/state`` every second.
 
 The connection follows aiomqtt's reconnect pattern: one reusable client, ``async with`` per
 connection, ``MqttError`` ends it, and the loop reconnects with a doubling, jittered delay.
@@ -34,7 +40,7 @@ from typing import Any
 import aiomqtt
 
 from edgegw.config import Config
-from edgegw.livestate import LiveChange, LiveEvent, LiveState, Scope
+from edgegw.livestate import ChargerLive, LiveChange, LiveEvent, LiveState, Scope
 from edgegw.tasks import TaskOwner
 from edgegw.telemetry.commands import (
     CommandRefused,
@@ -45,7 +51,7 @@ from edgegw.telemetry.commands import (
     request_id_of,
 )
 from edgegw.telemetry.discovery import Discovery, DiscoveryMessage, SiteFeatures
-from edgegw.telemetry.payloads import charger_payload, event_payload, site_payload
+from edgegw.telemetry.payloads import charger_payload, event_payload, site_payload, split_state
 from edgegw.telemetry.settings import MqttConfig, MqttSetupError
 from edgegw.telemetry.topics import CommandRoute, Topics
 
@@ -74,6 +80,12 @@ async def _end(task: asyncio.Task[None]) -> None:
     while not task.done():
         task.cancel("mqtt closing")
         await asyncio.wait({task}, timeout=1.0)
+
+
+def charger_serial(charger: ChargerLive) -> str | None:
+    """The serial number from the charger's BootNotification, where the live state has it."""
+    serial = getattr(charger, "serial", None)  # ChargerLive.serial: newer live state only
+    return serial if isinstance(serial, str) and serial else None
 
 
 def _payload_bytes(payload: Any) -> bytes:
@@ -131,9 +143,15 @@ class MqttPublisher:
         self._generation = 0
         self._dirty: set[str] = set()
         self._last_sent: dict[str, float] = {}
+        self._sent_state: dict[str, tuple[Any, Any]] = {}
+        """Per state topic key, :func:`split_state` of what was last sent."""
+        self._due: dict[str, float] = {}
+        """When a state topic held back by its interval may go out."""
+        self._forced: set[str] = set()
+        """State topics sent at their next chance whatever changed (connect, refresh)."""
         self._events: deque[LiveEvent] = deque(maxlen=self._cfg.event_buffer)
         self._results: deque[tuple[str, JsonDict]] = deque(maxlen=MAX_PENDING_RESULTS)
-        self._discovered: dict[str, tuple[str, str | None, str | None]] = {}
+        self._discovered: dict[str, tuple[str | None, ...]] = {}
         self._rediscover = False
         self._next_full = 0.0
         self._running_commands = 0
@@ -333,12 +351,9 @@ class MqttPublisher:
         """Seconds until a pending state topic may be sent again, or a full refresh is due."""
         now = self._clock()
         waits: list[float] = []
-        if self._dirty:
-            waits.append(
-                min(self._last_sent.get(k, -math.inf) for k in self._dirty)
-                + self._cfg.min_interval
-                - now
-            )
+        due = [self._due[k] for k in self._dirty if k in self._due]
+        if due:
+            waits.append(min(due) - now)
         if self._cfg.publish_interval:
             waits.append(self._next_full - now)
         return max(0.0, min(waits)) if waits else None
@@ -354,11 +369,15 @@ class MqttPublisher:
         self._discovered.clear()
         if self._cfg.discovery:
             await self._publish_site_discovery(client)
-        self._dirty.add(_SITE)
-        self._dirty.update(self._live.charger_ids())
-        self._last_sent.clear()
+        self._force_all()
         self._next_full = self._clock() + self._cfg.publish_interval
         await self._publish_pending(client)
+
+    def _force_all(self) -> None:
+        keys = {_SITE, *self._live.charger_ids()}
+        self._dirty.update(keys)
+        self._forced.update(keys)
+        self._last_sent.clear()
 
     async def _publish_site_discovery(self, client: aiomqtt.Client) -> None:
         await self._send_discovery(client, self._discovery.site())
@@ -374,15 +393,12 @@ class MqttPublisher:
         now = self._clock()
         if cfg.publish_interval and now >= self._next_full:
             self._next_full = now + cfg.publish_interval
-            self._dirty.add(_SITE)
-            self._dirty.update(self._live.charger_ids())
-            self._last_sent.clear()
+            self._force_all()
         if self._rediscover and cfg.discovery:
             self._rediscover = False
             self._discovered.clear()
             await self._publish_site_discovery(client)
-            self._dirty.update(self._live.charger_ids())
-            self._last_sent.clear()
+            self._force_all()
         while self._events:  # removed only once the broker took it: at least once
             payload = event_payload(self._events[0], cards=cfg.publish_cards)
             await self._send(client, self.topics.events, _dumps(payload), retain=False, qos=cfg.qos)
@@ -392,37 +408,69 @@ class MqttPublisher:
             await self._send(client, topic, _dumps(result), retain=False, qos=1)
             self._results.popleft()
         for key in sorted(self._dirty):
+            state_payload = self._state_payload(key)
+            if state_payload is None:
+                self._dirty.discard(key)
+                continue
+            state = split_state(state_payload)
+            sent = self._sent_state.get(key)
+            forced = key in self._forced
+            if not forced and sent == state:  # nothing but timestamps moved
+                self._dirty.discard(key)
+                self._due.pop(key, None)
+                continue
+            measured_only = not forced and sent is not None and sent[0] == state[0]
+            interval = cfg.min_interval
+            if measured_only:
+                interval = max(interval, cfg.measurement_interval)
             last = self._last_sent.get(key)
-            if last is not None and now - last < cfg.min_interval:
+            if last is not None and now - last < interval:
+                self._due[key] = last + interval
                 continue
             self._dirty.discard(key)
+            self._due.pop(key, None)
             try:
-                await self._publish_state(client, key)
+                await self._publish_state(client, key, state_payload)
             except BaseException:
                 self._dirty.add(key)
                 raise
+            self._forced.discard(key)
+            self._sent_state[key] = state
             self._last_sent[key] = self._clock()
 
-    async def _publish_state(self, client: aiomqtt.Client, key: str) -> None:
+    def _state_payload(self, key: str) -> JsonDict | None:
+        """The state of the site (key "") or of a charger, as published; None if gone."""
+        if key == _SITE:
+            return site_payload(self._live.site())
+        charger = self._live.charger(key)
+        if charger is None:
+            return None
+        return charger_payload(charger, cards=self._cfg.publish_cards)
+
+    async def _publish_state(self, client: aiomqtt.Client, key: str, payload: JsonDict) -> None:
         cfg = self._cfg
         if key == _SITE:
-            payload = site_payload(self._live.site())
             topic = self.topics.site_state
         else:
             charger = self._live.charger(key)
             if charger is None:
                 return
             if cfg.discovery:
-                seen = (charger.label, charger.vendor, charger.model)
+                serial = charger_serial(charger)
+                seen = (charger.label, charger.vendor, charger.model, charger.firmware, serial)
                 if self._discovered.get(key) != seen:
                     await self._send_discovery(
                         client,
                         self._discovery.charger(
-                            key, label=charger.label, vendor=charger.vendor, model=charger.model
+                            key,
+                            label=charger.label,
+                            vendor=charger.vendor,
+                            model=charger.model,
+                            firmware=charger.firmware,
+                            serial=serial,
                         ),
                     )
                     self._discovered[key] = seen
-            payload = charger_payload(charger, cards=cfg.publish_cards)
             topic = self.topics.charger_state(key)
         await self._send(client, topic, _dumps(payload), retain=cfg.retain, qos=cfg.qos)
 

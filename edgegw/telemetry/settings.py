@@ -106,6 +106,15 @@ class MqttConfig(BaseModel):
         le=3600,
         description="A state topic is published at most once per this many seconds.",
     )
+    measurement_interval: float = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="A state topic whose only change is a measured value (current, power, "
+        "energy) is published at most once per this many seconds (and min_interval); any other "
+        "change (a status, the limit, the cloud link, the meter's health) goes out within "
+        "min_interval.",
+    )
     publish_interval: float = Field(
         default=60,
         ge=0,

@@ -140,6 +140,7 @@ class Mosquitto:
             "client_id": f"edgegw-test-{next(_ids)}",
             "topic_prefix": PREFIX,
             "min_interval": 0.05,
+            "measurement_interval": 0.05,  # tests of the pace set their own
             "publish_interval": 0,
             "reconnect_min_delay": 0.05,
             "reconnect_max_delay": 0.2,

@@ -19,6 +19,8 @@ from edgegw.livestate import CHARGER_STATUSES
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
 from edgegw.sim.meter import SimMeter
+from edgegw.telemetry.discovery import Discovery, SiteFeatures
+from edgegw.telemetry.topics import Topics
 from tests.conftest import GatewayFactory, gateway_url
 from tests.mqtt.conftest import PREFIX, Mosquitto, Recorder, telemetry
 
@@ -158,7 +160,12 @@ async def test_discovery_is_valid_for_home_assistant(
                 )
                 await recorder.wait_json(
                     f"{PREFIX}/site/state",
-                    lambda s: s["meter_ok"] and s["cloud_online"] and s["current_l3_a"] == 12.0,
+                    lambda s: (
+                        s["meter_ok"]
+                        and s["cloud_online"]
+                        and s["current_l3_a"] == 12.0
+                        and (s["energy_import_wh"] or 0) > 0
+                    ),
                 )
                 await recorder.wait_for(
                     "homeassistant/sensor/"
@@ -177,10 +184,11 @@ async def test_discovery_is_valid_for_home_assistant(
         await cloud.stop()
 
     components = Counter(topic.split("/")[1] for topic in configs)
-    # Site: 3 currents, power, EV power, limit, backlog; meter and cloud binaries; the limit.
-    # Each charger: status, power, energy; connected and fault; enabled switch, stop button.
+    # Site: 3 currents, power, imported energy, EV power, limit, backlog; meter and cloud
+    # binaries; the limit. Each charger: status, power, energy; connected and fault; enabled
+    # switch, stop button.
     assert components == {
-        "sensor": 7 + 2 * 3,
+        "sensor": 8 + 2 * 3,
         "binary_sensor": 2 + 2 * 2,
         "number": 1,
         "switch": 2,
@@ -220,7 +228,40 @@ async def test_discovery_is_valid_for_home_assistant(
     assert status["options"] == list(CHARGER_STATUSES)
     assert status["device"]["name"] == "Bay 1" and status["device"]["via_device"] == node
     assert by_id[f"{node}_CP1_energy"]["state_class"] == "total_increasing"
+    # The booted charger's device block carries its firmware (Home Assistant's sw_version).
+    assert status["device"]["sw_version"] == "sim-1.0"
+    assert status["device"]["model"] == cp.model
+    # The site's imported energy can go on Home Assistant's Energy dashboard: an energy
+    # sensor, total_increasing, in Wh, reading the meter's import register.
+    energy = by_id[f"{node}_energy_import"]
+    assert energy["device_class"] == "energy" and energy["state_class"] == "total_increasing"
+    assert energy["unit_of_measurement"] == "Wh"
+    site_state = states[f"{PREFIX}/site/state"]
+    rendered = env.from_string(energy["value_template"]).render(value_json=site_state)
+    assert float(rendered) == site_state["energy_import_wh"] > 0
     # A charger id with '+' gets an escaped topic and a safe, distinct object id.
     plus = [c for c in configs.values() if c["device"]["name"] == "CP+2"]
     assert plus and all("/charger/CP%2B2/" in c["state_topic"] for c in plus if "state_topic" in c)
     assert f"{PREFIX}/charger/CP%2B2/state" in states
+
+
+def test_a_chargers_device_block_names_its_firmware_and_serial_number() -> None:
+    """What the BootNotification said reaches Home Assistant's device page (and no more)."""
+    discovery = Discovery(
+        Topics(PREFIX, "homeassistant"),
+        SiteFeatures(meter=False, cloud=False, load_capping=False, commands=False),
+        site_name="edgegw test",
+    )
+    booted = discovery.charger(
+        "CP1", label="Bay 1", vendor="ABB", model="Terra AC", firmware="1.8.21", serial="TACW2241"
+    )
+    for message in booted:
+        device = message.payload["device"]
+        assert device["sw_version"] == "1.8.21" and device["serial_number"] == "TACW2241"
+        assert (device["manufacturer"], device["model"]) == ("ABB", "Terra AC")
+        check_entity(message.topic.split("/")[1], message.payload)
+    unknown = discovery.charger("CP2", label="", vendor=None, model=None)
+    assert all(
+        {"sw_version", "serial_number", "manufacturer"}.isdisjoint(m.payload["device"])
+        for m in unknown
+    )

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from edgegw.livestate import LiveChange, LiveState, SiteLive
 from edgegw.sim.charger import SimCharger
+from edgegw.sim.meter import SimMeter
+from edgegw.telemetry.publisher import MqttPublisher
+from edgegw.telemetry.settings import MqttConfig
 from tests.conftest import GatewayFactory, gateway_url
 from tests.mqtt.conftest import PREFIX, Mosquitto, Recorder, telemetry
 
@@ -205,3 +211,78 @@ async def test_tls_with_a_client_certificate(
         await publisher.wait_online()
         await recorder.wait_for(AVAILABILITY, lambda m: m.payload == "online")
         await recorder.wait_json(SITE, lambda s: s["chargers_total"] == 2)
+
+
+class ManualClock:
+    """The publisher's clock, moved by the test (its pace is judged on this clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_retained_site_state_follows_changes_not_every_meter_reading(
+    make_gateway: GatewayFactory, mosquitto: Mosquitto
+) -> None:
+    """A meter read ten times a second moves the site's currents and energy all the time; the
+    retained site/state goes out for a change worth telling at once (a charger connecting),
+    for measured values only once per measurement_interval, never for timestamps alone."""
+    clock = ManualClock()
+    async with SimMeter("eastron-sdm630") as meter:
+        meter.set_currents(10.0, 10.0, 10.0)
+        gateway = await make_gateway(
+            site={"limit_a": 32, "margin_a": 2},
+            buses={"main": {"transport": "tcp", "host": "127.0.0.1", "port": meter.port}},
+            meters=[{"name": "grid", "profile": "eastron-sdm630", "poll_interval": 0.1}],
+        )
+        live = gateway.live
+        assert live is not None
+        # The daemon's own publisher, on a clock this test moves.
+        mqtt = MqttConfig.model_validate(mosquitto.section(min_interval=0, measurement_interval=30))
+        config = gateway.config.model_copy(update={"mqtt": mqtt})
+        publisher = MqttPublisher(config, live, clock=clock)
+        try:
+            async with Recorder(mosquitto, SITE) as recorder:
+                publisher.start()
+                await publisher.wait_online()
+                await recorder.wait_json(SITE, lambda s: s["current_l1_a"] == 10.0)
+                before = len(recorder.on(SITE))
+
+                # Many readings with new currents and energy: held back, not published.
+                meter.set_currents(20.0, 20.0, 20.0)
+                await live_reads(live, lambda site: site.current_a == (20.0, 20.0, 20.0))
+                # A change worth telling goes out at once, with the latest readings in it.
+                async with SimCharger("CP1", gateway_url(gateway), connectors=1) as cp:
+                    await cp.boot()
+                    state = await recorder.wait_json(SITE, lambda s: s["chargers_connected"] == 1)
+                    assert state["current_l1_a"] == 20.0
+                    assert len(recorder.on(SITE)) == before + 1
+
+                    # Measured values alone go out once their interval has passed.
+                    meter.set_currents(25.0, 25.0, 25.0)
+                    await live_reads(live, lambda site: site.current_a == (25.0, 25.0, 25.0))
+                    assert len(recorder.on(SITE)) == before + 1
+                    clock.now += 31
+                    meter.set_currents(26.0, 26.0, 26.0)
+                    await recorder.wait_json(SITE, lambda s: s["current_l1_a"] == 26.0)
+                    assert len(recorder.on(SITE)) == before + 2
+        finally:
+            await publisher.close()
+
+
+async def live_reads(live: LiveState, predicate: Callable[[SiteLive], bool]) -> None:
+    """Until the live state's site picture satisfies ``predicate`` (several readings later)."""
+    changed = asyncio.Event()
+
+    def on_change(_change: LiveChange) -> None:
+        if predicate(live.site()):
+            changed.set()
+
+    unsubscribe = live.on_change(on_change)
+    try:
+        async with asyncio.timeout(10):
+            await changed.wait()
+    finally:
+        unsubscribe()

@@ -89,6 +89,6 @@ async def test_unusable_certificates_stop_the_start_with_a_clear_error(tmp_path:
             }
         }
     )
-    live = LiveState(SimpleNamespace(config=config, sessions={}, meters=None, controller=None))  # type: ignore[arg-type]
+    live = LiveState(SimpleNamespace(config=config, sessions={}, meters=None, controller=None))
     with pytest.raises(MqttSetupError, match=r"mqtt\.tls: cannot use"):
         MqttPublisher(config, live).start()
