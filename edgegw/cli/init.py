@@ -123,6 +123,8 @@ class SiteAnswers:
     site_limit: float | tuple[float, float, float] | None = None
     margin: float = 2.0
     fallback_ev: float | None = None
+    meter_role: Literal["grid", "non_ev"] = "grid"
+    """Does the meter measure the chargers too (grid), or only the building's other loads?"""
     max_current: float | None = None
     meter: MeterAnswers | None = None
     port: int = 9000
@@ -220,7 +222,8 @@ def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
 
 
 def read_password_file(source: str) -> dict[str, str]:
-    """Lines ``ID=password`` (``#`` comments) from a file, or from stdin for ``-``."""
+    """Lines ``ID=password`` (``#`` comments) from a file, or from stdin for ``-``: the form
+    ``edgegw init --generate-charger-passwords`` writes its file in."""
     if source == "-":
         text = sys.stdin.read()
     else:
@@ -325,6 +328,12 @@ def render_config(answers: SiteAnswers, *, secrets_dir: Path, hashes: dict[str, 
                 f"limit_a = {limit_text}", "main fuse per phase (A); [L1, L2, L3] if they differ"
             ),
             _line(f"margin_a = {_num(answers.margin)}", "kept free below the fuse (A)"),
+            _line(
+                f"meter_role = {_q(answers.meter_role)}",
+                "the meter measures the chargers too"
+                if answers.meter_role == "grid"
+                else "the meter measures the building without the chargers",
+            ),
         ]
         if answers.fallback_ev is not None:
             out.append(
@@ -664,11 +673,25 @@ def run_wizard(
             answers.margin = _ask(
                 "Margin kept free below the fuse (A)", _amperes, _num(answers.margin)
             )
+        if "fallback_ev" not in given:
+            answers.fallback_ev = _ask(
+                "If the meter cannot be read, what may all chargers together draw per phase "
+                "(A; empty: pause charging until it reads again)",
+                _optional(_amperes),
+                default="",
+            )
         check_site(answers.site_limit, answers.margin, answers.fallback_ev)
     if meter_flags.given or answers.site_limit is not None:
         if answers.site_limit is not None and not meter_flags.given:
             typer.echo("Load capping follows the building's meter.")
         _ask_meter(answers, meter_flags, profiles_dir)
+        if answers.site_limit is not None and "meter_role" not in given:
+            behind = typer.confirm(
+                "Does this meter measure the chargers too (they are wired behind it)? "
+                "Answer no if it measures only the rest of the building",
+                default=True,
+            )
+            answers.meter_role = "grid" if behind else "non_ev"
     elif typer.confirm(
         "Is there a building meter to read anyway (shown only, no capping)?", default=False
     ):
@@ -680,6 +703,22 @@ def run_wizard(
 # --------------------------------------------------------------------------------------------
 
 
+def _explicit(answers: SiteAnswers, given: set[str]) -> None:
+    """Without questions, the choices that change what the site does must be made by flags:
+    a forgotten --cloud-url must not quietly become a standalone site, nor a forgotten
+    --meter-role a meter read the wrong way round."""
+    if "cloud_url" not in given:
+        raise InitError(
+            "say where the chargers' data goes: --cloud-url URL (the operator's CSMS) or "
+            "--standalone (no cloud)"
+        )
+    if answers.site_limit is not None and "meter_role" not in given:
+        raise InitError(
+            "load capping needs --meter-role: grid if the meter measures the chargers too, "
+            "non_ev if it measures only the rest of the building"
+        )
+
+
 def _summary(answers: SiteAnswers) -> str:
     parts = [f"{len(answers.chargers)} charger(s)"]
     parts.append(f"cloud {answers.cloud_url}" if answers.cloud_url else "standalone (no cloud)")
@@ -687,6 +726,17 @@ def _summary(answers: SiteAnswers) -> str:
         limit = answers.site_limit
         shown = _num(limit) if isinstance(limit, int | float) else "/".join(_num(v) for v in limit)
         parts.append(f"load capping at {shown} A per phase")
+        parts.append(
+            "the meter measures the chargers too"
+            if answers.meter_role == "grid"
+            else "the meter measures the building without the chargers"
+        )
+        fallback = answers.fallback_ev
+        parts.append(
+            "charging pauses while the meter is lost"
+            if fallback is None
+            else f"{_num(fallback)} A for all chargers while the meter is lost"
+        )
     if answers.meter is not None:
         m = answers.meter
         parts.append(f"meter {m.profile} unit {m.unit_id} on {m.where()}")
@@ -751,6 +801,13 @@ def init(
         float | None,
         typer.Option(
             help="What all chargers together may draw while the meter is lost (A).", min=0
+        ),
+    ] = None,
+    meter_role: Annotated[
+        str | None,
+        typer.Option(
+            help="With --site-limit: grid (the meter measures the chargers too) or non_ev "
+            "(only the rest of the building). Needed with --yes."
         ),
     ] = None,
     max_current: Annotated[
@@ -851,6 +908,15 @@ def init(
             answers.margin = margin
             given.add("margin")
         answers.fallback_ev = fallback_ev
+        if fallback_ev is not None:
+            given.add("fallback_ev")
+        if meter_role is not None:
+            if meter_role not in ("grid", "non_ev"):
+                raise InitError(f"--meter-role {meter_role!r}: use grid or non_ev")
+            answers.meter_role = "grid" if meter_role == "grid" else "non_ev"
+            given.add("meter_role")
+        if not interactive:
+            _explicit(answers, given)
         answers.max_current = max_current
         if interactive:
             try:
@@ -929,7 +995,8 @@ def init(
             lines = [
                 "# Passwords generated by `edgegw init`: set each one in its charger (OCPP",
                 "# Basic-auth password / AuthorizationKey), then delete this file.",
-                *(f"{cid} {answers.charger_passwords[cid]}" for cid in sorted(answers.generated)),
+                "# The ID=password lines are what `edgegw init --charger-passwords` reads.",
+                *(f"{cid}={answers.charger_passwords[cid]}" for cid in sorted(answers.generated)),
             ]
             write_file(generated_file, "\n".join(lines) + "\n", SECRET_MODE)
         if path.exists():
@@ -959,10 +1026,17 @@ def init(
     if answers.cloud_url is not None:
         steps.append(f"edgegw cloud check{cfg_arg}")
     steps.append("systemctl enable --now edgegw")
+    warnings = []
+    if not answers.chargers:
+        warnings.append(
+            "no chargers configured: every charger is refused until it is added with "
+            f"`edgegw chargers add ID{cfg_arg}` (or approved from `edgegw chargers pending`)"
+        )
     data: dict[str, Any] = {
         "ok": True,
         "config": str(path),
         "summary": _summary(answers),
+        "warnings": warnings,
         "secret_files": [str(p) for p in secret_files],
         "generated_passwords_file": None if generated_file is None else str(generated_file),
         "next": steps,
@@ -970,6 +1044,7 @@ def init(
 
     def render(d: dict[str, Any]) -> str:
         lines = [f"Wrote {d['config']} (mode 0640): {d['summary']}."]
+        lines += [f"Warning: {w}" for w in d["warnings"]]
         if d["secret_files"]:
             lines.append("Cloud passwords, one file per charger (mode 0600, never printed):")
             lines += [f"  {p}" for p in d["secret_files"]]

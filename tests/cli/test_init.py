@@ -34,7 +34,12 @@ def check_ok(path: Path) -> None:
 
 
 def flags_init(path: Path, *extra: str) -> list[str]:
-    return ["init", "-c", str(path), "--yes", *extra]
+    """``init --yes``; standalone unless a cloud is given, the meter measuring the chargers
+    too when load capping is asked for (--yes needs both said)."""
+    choices = [] if {"--cloud-url", "--standalone"} & set(extra) else ["--standalone"]
+    if "--site-limit" in extra and "--meter-role" not in extra:
+        choices += ["--meter-role", "grid"]
+    return ["init", "-c", str(path), "--yes", *choices, *extra]
 
 
 def test_flags_write_a_valid_commented_file_and_keep_secrets_out(tmp_path: Path) -> None:
@@ -80,7 +85,7 @@ def test_flags_write_a_valid_commented_file_and_keep_secrets_out(tmp_path: Path)
     generated_file = tmp_path / "etc" / "secrets" / "charger-passwords.txt"
     assert mode(generated_file) == 0o600
     generated = dict(
-        line.split(" ", 1)
+        line.split("=", 1)
         for line in generated_file.read_text().splitlines()
         if not line.startswith("#")
     )
@@ -131,7 +136,9 @@ def test_rtu_meter_takes_the_profiles_serial_defaults(tmp_path: Path) -> None:
 
 def test_json_output(tmp_path: Path) -> None:
     path = tmp_path / "edgegw.toml"
-    result = runner.invoke(app, ["init", "-c", str(path), "--json", "--charger", "CP1"])
+    result = runner.invoke(
+        app, ["init", "-c", str(path), "--json", "--standalone", "--charger", "CP1"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["ok"] is True and data["config"] == str(path)
@@ -238,6 +245,7 @@ def test_wizard_asks_rechecks_bad_answers_and_writes(tmp_path: Path) -> None:
             "",
             "63,63,40",
             "",  # margin: default 2 A
+            "12",  # while the meter is lost: 12 A for all chargers
             "nosuchmeter",  # refused: no such profile
             "",  # default profile eastron-sdm630
             "",  # rtu (the profile's bus)
@@ -247,6 +255,7 @@ def test_wizard_asks_rechecks_bad_answers_and_writes(tmp_path: Path) -> None:
             "",  # stop bits default
             "300",  # refused: unit ids end at 247
             "5",
+            "n",  # the meter measures only the rest of the building
             "",  # write it: yes
         ),
     )
@@ -260,12 +269,66 @@ def test_wizard_asks_rechecks_bad_answers_and_writes(tmp_path: Path) -> None:
     assert cp1.cloud_password.get_secret_value() == CLOUD_SECRET
     assert cp1.password_hash and verify_password(cp1.password_hash, CHARGER_SECRET)
     assert cp2.password_hash is not None
-    assert (tmp_path / "secrets" / "charger-passwords.txt").read_text().count("CP2 ") == 1
+    assert (tmp_path / "secrets" / "charger-passwords.txt").read_text().count("CP2=") == 1
     bus = cfg.buses["main"]
     assert (bus.device, bus.baudrate, bus.parity) == ("/dev/ttyUSB7", 9600, "E")
     assert cfg.meters[0].unit_id == 5
     assert cfg.site is not None and cfg.site.limits() == (63, 63, 40)
+    assert cfg.site.meter_role == "non_ev" and cfg.site.fallback() == (12, 12, 12)
+    assert "the meter measures the building without the chargers" in result.output
+    assert "12 A for all chargers while the meter is lost" in result.output
     check_ok(path)
+
+
+def test_yes_needs_the_choices_that_change_what_the_site_does(tmp_path: Path) -> None:
+    path = tmp_path / "edgegw.toml"
+    bare = runner.invoke(app, ["init", "-c", str(path), "--yes"])
+    assert (
+        bare.exit_code == 2 and "--cloud-url URL" in bare.output and "--standalone" in bare.output
+    )
+    assert not path.exists()
+    capped = runner.invoke(
+        app,
+        [
+            "init",
+            "-c",
+            str(path),
+            "--yes",
+            "--standalone",
+            "--site-limit",
+            "40",
+            "--meter-profile",
+            "eastron-sdm630",
+            "--meter-tcp",
+            "10.0.0.5",
+        ],
+    )
+    assert capped.exit_code == 2 and "--meter-role" in capped.output and not path.exists()
+    empty = runner.invoke(app, ["init", "-c", str(path), "--yes", "--standalone"])
+    assert empty.exit_code == 0, empty.output
+    assert "Warning: no chargers configured" in empty.output
+    assert "edgegw chargers add ID" in empty.output
+
+
+def test_the_generated_password_file_is_what_charger_passwords_reads(tmp_path: Path) -> None:
+    first = tmp_path / "one" / "edgegw.toml"
+    made = runner.invoke(app, flags_init(first, "--charger", "CP1", "--generate-charger-passwords"))
+    assert made.exit_code == 0, made.output
+    generated = tmp_path / "one" / "secrets" / "charger-passwords.txt"
+    again = tmp_path / "two" / "edgegw.toml"
+    reused = runner.invoke(
+        app, flags_init(again, "--charger", "CP1", "--charger-passwords", str(generated))
+    )
+    assert reused.exit_code == 0, reused.output
+    (old,) = load_config(first).chargers
+    (new,) = load_config(again).chargers
+    password = next(
+        line.split("=", 1)[1]
+        for line in generated.read_text().splitlines()
+        if line.startswith("CP1=")
+    )
+    assert old.password_hash and verify_password(old.password_hash, password)
+    assert new.password_hash and verify_password(new.password_hash, password)
 
 
 def test_wizard_standalone_without_meter(tmp_path: Path) -> None:
