@@ -183,6 +183,10 @@ class RandomUidError(CardIdError):
     """A 4-byte random UID (byte 0 = ``08``): it changes on every tap, so it cannot authorise."""
 
 
+class NotAUidError(CardIdError):
+    """Installer input read without a format is not a card UID (see :func:`require_uid`)."""
+
+
 class UnrepresentableError(CardIdError):
     """The card cannot be written in the requested format within 20 characters."""
 
@@ -511,6 +515,31 @@ def parse_card_id(
             "on every tap, so it cannot be used for authorisation"
         )
     return card
+
+
+def require_uid(card: CardId, text: str) -> CardId:
+    """``card``, read from installer ``text`` without a format, if it is a card UID.
+
+    Without a format an installer means a UID: text that is not one is a typo far more often
+    than a token (``04A1B2C3D4E5FG``, ``AB:CD:EF:01Kim``), and enrolling it as a token would
+    enrol a card no charger ever reports. Raises :class:`NotAUidError` naming the first
+    character that is not hex; a real token is given with the format ``token``.
+    """
+    if card.is_uid:
+        return card
+    shown = text.strip()
+    bad = next(
+        ((n, c) for n, c in enumerate(shown, 1) if c not in "0123456789abcdefABCDEF:- "), None
+    )
+    why = (
+        f"{bad[1]!r} (character {bad[0]}) is not a hex digit"
+        if bad is not None
+        else "a UID is 4, 7 or 10 bytes in hex"
+    )
+    raise NotAUidError(
+        f"{shown!r} is not a valid card UID: {why} (a UID reads like E43AC9D2 or "
+        "04:A1:B2:C3:D4:E5:F6)"
+    )
 
 
 def interpretations(text: str) -> dict[IdTagFormat, CardId]:

@@ -48,7 +48,9 @@ from edgegw.auth.idtags import (
     CardId,
     CardIdError,
     IdTagFormat,
+    NotAUidError,
     parse_card_id,
+    require_uid,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -137,6 +139,20 @@ def parse_expiry(text: str) -> datetime:
             raise ValueError(f"{text!r} is not a valid date") from None
         return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     return parse_datetime(shown)
+
+
+def format_expiry(value: datetime) -> str:
+    """An installer card's expiry as an installer writes it: the reverse of :func:`parse_expiry`.
+
+    An expiry at midnight UTC is the end of the day before: ``2027-12-31`` (valid through that
+    day) is stored as ``2028-01-01T00:00:00Z`` and shown, listed and exported as ``2027-12-31``
+    again, so a file exported and imported again (through a spreadsheet that keeps only the
+    date, too) keeps the same last day. Any other expiry is an OCPP ``dateTime``.
+    """
+    utc = value.astimezone(UTC)
+    if (utc.hour, utc.minute, utc.second, utc.microsecond) == (0, 0, 0, 0):
+        return (utc.date() - timedelta(days=1)).isoformat()
+    return format_datetime(utc)
 
 
 def format_datetime(value: datetime) -> str:
@@ -385,6 +401,13 @@ def _card_from_row(values: Mapping[str, str], now: float) -> Card:
             raise CardError(f"format {fmt_text!r} is not one of {allowed}") from None
         try:
             card_id = parse_card_id(raw_id, fmt)
+            if fmt is IdTagFormat.AUTO:
+                card_id = require_uid(card_id, raw_id)
+        except NotAUidError as exc:
+            raise CardError(
+                f"id {raw_id!r}: {exc}; for a token (not a card UID) write token in the format "
+                "column"
+            ) from None
         except CardIdError as exc:
             raise CardError(f"id {raw_id!r}: {exc}") from None
     status_text = values.get("status", "")
@@ -430,7 +453,7 @@ def cards_to_csv(cards: Iterable[Card]) -> str:
                 card.owner,
                 card.label,
                 card.status.value,
-                "" if card.expiry is None else format_datetime(card.expiry),
+                "" if card.expiry is None else format_expiry(card.expiry),
                 " ".join(sorted(card.chargers or ())),
                 card.parent_id or "",
             ]

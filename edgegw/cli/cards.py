@@ -1,10 +1,11 @@
 """``edgegw cards``: the site's own RFID cards — list, show, add, update, block, import, export.
 
 When the daemon runs, every command goes through it (:mod:`edgegw.control.card_ops`): a block
-takes effect at the next tap, and chargers that hold a local list get the change pushed; the
-command waits a few seconds (``--wait``) and says which chargers have it. When the daemon is not
-running, the command opens the store itself with the same code, so an installer can prepare the
-cards before the first start; the output says which of the two happened.
+takes effect at the next tap, also while the cloud accepts the card (unless
+``auth.site_overrides_cloud`` is false), and chargers that hold a local list get the change
+pushed; the command waits a few seconds (``--wait``) and says which chargers have it. When the
+daemon is not running, the command opens the store itself with the same code, so an installer
+can prepare the cards before the first start; the output says which of the two happened.
 
 Card ids can be typed as any reader or charger prints them: ``E43AC9D2``, ``e4:3a:c9:d2``,
 reversed hex or the decimal number on the card with ``--format``, or a token
@@ -69,7 +70,7 @@ CardArgument = Annotated[
     str,
     typer.Argument(
         help="Card id as printed or read: E43AC9D2, e4:3a:c9:d2, 3536403172 (with --format "
-        "dec_le), or a token.",
+        "dec_le), or a token with --format token.",
         show_default=False,
     ),
 ]
@@ -319,7 +320,8 @@ def _simple_change(op: str, doc: str) -> Callable[..., None]:
 cards_app.command("block")(
     _simple_change(
         "cards.block",
-        "Block a card (a lost one): refused from the next tap, also by chargers' local lists.",
+        "Block a card (a lost one): refused from the next tap, whatever the cloud answers, also\n"
+        "by chargers' local lists.",
     )
 )
 cards_app.command("unblock")(_simple_change("cards.unblock", "Accept a blocked card again."))
@@ -515,8 +517,8 @@ def _render_change(result: dict[str, Any]) -> str:
     else:
         text = f"{action.capitalize()} card {who} {_where(result)}."
     lines = [text]
-    if action == "blocked" and result["source"] == "daemon":
-        lines.append("It is refused from its next tap.")
+    if result["source"] == "daemon" and action != "unchanged":
+        lines += _takes_effect(card, action, result.get("site_decides", True))
     if action == "removed":
         lines.append(
             "It is now decided by the cloud or the site's policy for unknown cards; to refuse "
@@ -526,6 +528,26 @@ def _render_change(result: dict[str, Any]) -> str:
     lines += [f"Warning: {w}" for w in result["warnings"]]
     lines += _render_lists(result["local_lists"])
     return "\n".join(lines)
+
+
+def _takes_effect(card: dict[str, Any], action: str, site_decides: bool) -> list[str]:
+    """What chargers do from the card's next tap (see ``auth.site_overrides_cloud``)."""
+    refused = action == "blocked" or card["effective"] != "Accepted"
+    limited = bool(card["chargers"]) and action in ("added", "updated", "unblocked")
+    if not (refused or limited):
+        return []
+    if refused:
+        what = f"It is refused as {card['effective']} from its next tap"
+    else:
+        what = (
+            f"It is refused on chargers other than {', '.join(card['chargers'])} from its next tap"
+        )
+    if site_decides:
+        return [f"{what}, whatever the cloud answers."]
+    return [
+        f"{what} when the gateway decides (cloud unreachable); while the cloud answers, the "
+        "cloud decides (auth.site_overrides_cloud = false)."
+    ]
 
 
 def _render_lists(reports: list[dict[str, Any]]) -> list[str]:

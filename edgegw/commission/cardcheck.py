@@ -2,7 +2,10 @@
 
 With ``--card`` the gateway decides the card as this charger would report it (its idTag
 format, configured or detected); with ``--tap`` the run waits for a card tapped at the charger
-and reads the answer it got (from the cloud, or from the gateway while offline).
+and reads the answer it got (from the cloud, or from the gateway while offline). That answer is
+the one the charger acted on: when the site's own records refuse the card there, the charger
+heard the refusal even if the cloud accepted it (``auth.site_overrides_cloud``), and the step
+says why.
 """
 
 from __future__ import annotations
@@ -99,7 +102,19 @@ class CardSteps(RunState):
             )
         info = tapped.response.get("idTagInfo")
         status = str(info.get("status")) if isinstance(info, Mapping) else "no idTagInfo"
-        text = f"tapped as {tapped.request.get('idTag')!r}: {tapped.action} {status}"
+        id_tag = str(tapped.request.get("idTag"))
+        text = f"tapped as {id_tag!r}: {tapped.action} {status}"
+        authorizer = self.gw.authorizer
+        refusal = None if authorizer is None else authorizer.site_refusal(self.charger_id, id_tag)
         if status == "Accepted":
+            if refusal is not None:  # the cloud decides alone here (site_overrides_cloud off)
+                text += (
+                    f"; the charger charges with it although the site's records refuse it "
+                    f"({refusal.reason})"
+                )
             return True, text, None
+        if refusal is not None:
+            text += f" (the site's records refuse it here: {refusal.reason})"
+            shown = refusal.card.canonical if refusal.card is not None else id_tag
+            return False, text, f"see `edgegw cards show {shown}`"
         return False, text, "check the card in `edgegw cards show` and the cloud's card list"

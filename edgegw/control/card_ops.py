@@ -6,7 +6,9 @@ service on the store it opens itself when the daemon is not running, so a card a
 prepares before the first start is stored and shown exactly as the daemon would.
 
 Through the daemon a change takes effect at once: the authorizer decides with it from the next
-tap, and the list pusher sends it to every charger that holds a local list. A mutating op may
+tap (a card the site refuses is refused even when the cloud accepts it, unless
+``auth.site_overrides_cloud`` is false), and the list pusher sends it to every charger that holds
+a local list. A mutating op may
 ``wait`` a few seconds for those pushes and reports, per charger, whether its list is in step.
 
 Card ids are read with :mod:`edgegw.auth.idtags`, so an installer can type the UID as any
@@ -34,9 +36,11 @@ from edgegw.auth.idtags import (
     CardIndex,
     IdTagFormat,
     LostNibbleError,
+    NotAUidError,
     interpretations,
     is_lossless,
     parse_card_id,
+    require_uid,
     variants,
 )
 from edgegw.auth.listpush import ListPusher
@@ -50,6 +54,7 @@ from edgegw.auth.locallist import (
     UnknownCardError,
     cards_to_csv,
     format_datetime,
+    format_expiry,
     parse_cards_csv,
     parse_expiry,
 )
@@ -205,7 +210,7 @@ class CardService:
         expiry = _expiry_arg(args, "expiry")
         if expiry is not None and expiry.timestamp() <= self._clock():
             warnings.append(
-                f"the expiry {format_datetime(expiry)} is already past: the card is refused "
+                f"the expiry {format_expiry(expiry)} is already past: the card is refused "
                 "as Expired until you change it"
             )
         chargers = self._chargers_arg(args, warnings)
@@ -369,11 +374,14 @@ class CardService:
         *,
         push: bool = True,
     ) -> dict[str, Any]:
+        cfg = self._config
         return {
             "action": action,
             "card": card_json(card, self._clock()),
             "warnings": warnings,
             "local_lists": await self._push_report(args) if push else [],
+            # The site's refusal holds also while the cloud answers (see edgegw.auth.authority).
+            "site_decides": cfg.cloud is None or cfg.auth.site_overrides_cloud,
         }
 
     async def _push_report(self, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -582,7 +590,8 @@ class CardOps:
 def parse_text(text: str, fmt: str = "") -> CardId:
     """A card id typed by an installer, in ``fmt`` (``token``, an idTag format, or "" for auto).
 
-    Raises :class:`CardIdError` saying what is wrong.
+    Without a format the text must be a card UID (a typo is not enrolled as a token): a token
+    takes ``token``. Raises :class:`CardIdError` saying what is wrong.
     """
     if fmt == "token":
         return CardId.from_token(text.strip())
@@ -591,6 +600,14 @@ def parse_text(text: str, fmt: str = "") -> CardId:
     except ValueError:
         raise CardIdError(f"format {fmt!r} is not one of {_FORMAT_NAMES}") from None
     card = parse_card_id(text, parsed)
+    if parsed is IdTagFormat.AUTO:
+        try:
+            card = require_uid(card, text)
+        except NotAUidError as exc:
+            raise NotAUidError(
+                f"{exc}. If it is a token (an app or virtual card, not a card UID), give its "
+                "format as token (--format token)"
+            ) from None
     if card.is_token:
         return CardId.from_idtag(card.canonical)  # how the store reads it back
     return card
@@ -607,7 +624,9 @@ def card_json(card: Card, now: float) -> dict[str, Any]:
         "label": card.label,
         "status": card.status.value,
         "effective": _effective(card, now).value,
-        "expiry": None if card.expiry is None else format_datetime(card.expiry),
+        # As the installer wrote it (the last valid day), and the instant it ends for machines.
+        "expiry": None if card.expiry is None else format_expiry(card.expiry),
+        "expires_at": None if card.expiry is None else format_datetime(card.expiry),
         "chargers": None if card.chargers is None else sorted(card.chargers),
         "parent": card.parent_id,
         "created_at": card.created_at,

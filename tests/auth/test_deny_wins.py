@@ -21,6 +21,8 @@ from edgegw.auth.locallist import AuthStatus, Card
 from edgegw.daemon import Gateway
 from edgegw.sim.cloud import SimCloud
 from tests.conftest import GatewayFactory, RawCharger, gateway_url, raw_charger
+from tests.control.test_commission_ops import FAST, install_ops
+from tests.control.test_commission_ops import charger as commissioned_charger
 
 BOOT = {"chargePointVendor": "Vendor", "chargePointModel": "Model"}
 BLOCKED = "1EA68671"
@@ -41,8 +43,10 @@ def uid(text: str) -> CardId:
     return parse_card_id(text)
 
 
-async def site(make_gateway: GatewayFactory, cloud: SimCloud, **auth: Any) -> Gateway:
-    gateway = await make_gateway(cloud_url=cloud.url, auth=auth)
+async def site(
+    make_gateway: GatewayFactory, cloud: SimCloud, *, chargers: Any = None, **auth: Any
+) -> Gateway:
+    gateway = await make_gateway(cloud_url=cloud.url, chargers=chargers, auth=auth)
     assert gateway.authorizer is not None
     past = datetime.now(UTC) - timedelta(days=1)
     for card in (
@@ -236,3 +240,26 @@ async def test_with_the_setting_off_the_cloud_alone_decides(
         await cp.send([3, received[1], {"status": "Accepted"}])
         assert await remote == {"status": "Accepted"}
         assert await override_events(gateway, cp) == []
+
+
+async def test_commission_tap_reports_the_refusal_the_charger_heard(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    """`commission CP1 --tap` with a private-bay card of CP2: the step fails and says why."""
+    ops = install_ops(
+        await site(make_gateway, cloud, chargers=[{"id": "CP1", "idtag_format": "hex"}])
+    )
+    async with commissioned_charger(ops.gateway) as sim:
+
+        async def tap_when_asked() -> None:
+            await sim.wait_call("ClearChargingProfile")  # the last call before the card step
+            await sim.tap(PRIVATE)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(tap_when_asked())
+            report = await ops.commission({"charger": "CP1", "tap": True, **FAST})
+    (card_step,) = [s for s in report["steps"] if s["name"] == "card"]
+    assert card_step["status"] == "fail", card_step
+    assert "Authorize Invalid" in card_step["detail"]
+    assert "works only on CP2, not on CP1" in card_step["detail"]
+    assert card_step["hint"] == f"see `edgegw cards show {PRIVATE}`"

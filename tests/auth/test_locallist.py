@@ -18,6 +18,7 @@ from edgegw.auth.locallist import (
     CsvImportError,
     IdTagInfo,
     cards_to_csv,
+    format_expiry,
     parse_cards_csv,
     parse_datetime,
     parse_expiry,
@@ -106,6 +107,33 @@ def test_csv_round_trip() -> None:
 
     again = parse_cards_csv(cards_to_csv(cards), now=NOW + 1)
     assert sorted(again, key=lambda c: c.key) == sorted(cards, key=lambda c: c.key)
+
+
+@pytest.mark.parametrize(
+    ("cell", "words"),
+    [
+        ("04A1B2C3D4E5FG", "'G' (character 14) is not a hex digit"),
+        ("AB:CD:EF:01Kim", "'K' (character 12) is not a hex digit"),
+        ("Mobile000001", "write token in the format column"),
+    ],
+)
+def test_csv_a_typo_in_a_uid_is_refused_not_enrolled_as_a_token(cell: str, words: str) -> None:
+    with pytest.raises(CsvImportError) as caught:
+        parse_cards_csv(f"id,owner\nE43AC9D2,Alice\n{cell},Bob\n", now=NOW)
+    ((line, message),) = caught.value.errors
+    assert line == 3 and words in message and "not a valid card UID" in message
+
+
+def test_csv_an_expiry_date_reads_back_as_the_same_last_day() -> None:
+    (card,) = parse_cards_csv("id,expiry\nE43AC9D2,2027-12-31\n", now=NOW)
+    assert card.expiry == datetime(2028, 1, 1, tzinfo=UTC)  # valid through 2027-12-31 UTC
+    text = cards_to_csv([card])
+    assert text.splitlines()[1].split(",")[5] == "2027-12-31"
+    for _ in range(3):
+        (card,) = parse_cards_csv(text, now=NOW)
+        text = cards_to_csv([card])
+    assert card.expiry == datetime(2028, 1, 1, tzinfo=UTC)
+    assert format_expiry(datetime(2028, 1, 1, 12, 30, tzinfo=UTC)) == "2028-01-01T12:30:00Z"
 
 
 def test_csv_semicolons_bom_and_aliases() -> None:

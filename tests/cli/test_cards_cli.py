@@ -80,7 +80,7 @@ async def test_block_through_the_daemon_takes_effect_at_once(
     blocked = await acli(config, "cards", "block", "D2C93AE4", "--format", "hex_reversed")
     assert blocked.exit_code == 0, blocked.output
     assert "Blocked card E43AC9D2 (Alice) in the running daemon" in blocked.stdout
-    assert "refused from its next tap" in blocked.stdout
+    assert "refused as Blocked from its next tap, whatever the cloud answers" in blocked.stdout
     auth = gateway.authorizer
     assert auth is not None
     assert auth.decide("CP1", ALICE, fmt=auth.charger_format("CP1")).status.value == "Blocked"
@@ -90,7 +90,7 @@ async def test_block_through_the_daemon_takes_effect_at_once(
     updated = await acli(
         config, "cards", "update", ALICE, "--expiry", "2031-03-31", "--label", "van", "--json"
     )
-    assert as_json(updated)["card"]["expiry"] == "2031-04-01T00:00:00Z"
+    assert as_json(updated)["card"]["expiry"] == "2031-03-31"  # the last valid day, as typed
     contradicting = await acli(
         config, "cards", "update", ALICE, "--expiry", "2031-01-01", "--no-expiry"
     )
@@ -111,6 +111,10 @@ async def test_block_through_the_daemon_takes_effect_at_once(
         (("cards", "add", ALICE, "--expiry", "2026-02-30"), 2, "not a valid date"),
         (("cards", "add", ALICE, "--expiry", "next week"), 2, "YYYY-MM-DD"),
         (("cards", "add", ALICE, "--format", "octal"), 2, "is not one of"),
+        # A typo in a hex UID is not silently enrolled as a token.
+        (("cards", "add", "04A1B2C3D4E5FG"), 2, "'G' (character 14) is not a hex digit"),
+        (("cards", "add", "AB:CD:EF:01Kim"), 2, "'K' (character 12) is not a hex digit"),
+        (("cards", "add", "Mobile000001"), 2, "--format token"),
     ],
 )
 def test_bad_input_in_store_mode(
@@ -204,3 +208,63 @@ async def test_list_and_export_page_through_the_daemon(
     assert exported.exit_code == 0
     lines = exported.stdout.splitlines()
     assert lines[0].startswith("id,") and len(lines) == 4
+
+
+def test_a_token_is_enrolled_with_format_token(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    added = cli(config, "cards", "add", "Mobile000001", "--format", "token", "--json")
+    assert added.exit_code == 0, added.output
+    assert as_json(added)["card"]["kind"] == "token"
+
+
+def test_an_expiry_date_is_shown_and_exported_as_the_last_valid_day(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    assert cli(config, "cards", "add", ALICE, "--expiry", "2027-12-31").exit_code == 0
+    listed = cli(config, "cards", "list", "--json")
+    (card,) = as_json(listed)["cards"]
+    assert card["expiry"] == "2027-12-31" and card["expires_at"] == "2028-01-01T00:00:00Z"
+    assert "2027-12-31" in cli(config, "cards", "list").stdout
+    exported = cli(config, "cards", "export").stdout
+    assert exported.splitlines()[1].split(",")[5] == "2027-12-31"
+    # Imported again (three times over), the card keeps its last day.
+    for _ in range(3):
+        again = cli(config, "cards", "import", "-", "--json", stdin=exported)
+        assert as_json(again)["unchanged"] == 1, again.output
+        exported = cli(config, "cards", "export").stdout
+    assert exported.splitlines()[1].split(",")[5] == "2027-12-31"
+    # A time other than midnight UTC stays a time.
+    cli(config, "cards", "update", ALICE, "--expiry", "2027-12-31T18:00:00+01:00")
+    (card,) = as_json(cli(config, "cards", "list", "--json"))["cards"]
+    assert card["expiry"] == "2027-12-31T17:00:00Z"
+
+
+async def test_the_change_messages_say_what_chargers_do_from_the_next_tap(
+    tmp_path: Path, make_gateway: GatewayFactory
+) -> None:
+    await make_gateway(chargers=CHARGERS)
+    config = write_config(tmp_path)
+    added = await acli(config, "cards", "add", ALICE, "--charger", "KEBA")
+    assert added.exit_code == 0, added.output
+    assert (
+        "refused on chargers other than KEBA from its next tap, whatever the cloud answers"
+        in added.stdout
+    )
+    blocked = await acli(config, "cards", "block", ALICE)
+    assert "It is refused as Blocked from its next tap, whatever the cloud answers." in (
+        blocked.stdout
+    )
+
+
+async def test_with_the_cloud_deciding_alone_the_message_says_so(
+    tmp_path: Path, make_gateway: GatewayFactory
+) -> None:
+    await make_gateway(
+        chargers=CHARGERS,
+        cloud_url="ws://127.0.0.1:9/ocpp",
+        auth={"site_overrides_cloud": False},
+    )
+    config = write_config(tmp_path)
+    assert (await acli(config, "cards", "add", ALICE)).exit_code == 0
+    blocked = await acli(config, "cards", "block", ALICE)
+    assert "when the gateway decides (cloud unreachable)" in blocked.stdout
+    assert "whatever the cloud answers" not in blocked.stdout
