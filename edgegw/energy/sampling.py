@@ -1,7 +1,9 @@
-"""Ask every charger for the meter values load capping needs.
+"""Ask every charger for the meter values load capping and the caretaker need.
 
 The controller learns what each car really draws from its charger's MeterValues: per-phase
-``Current.Import``, and ``Current.Offered`` to see the limit in force. Out of the box an
+``Current.Import``, and ``Current.Offered`` to see the limit in force; the caretaker's
+screens, Home Assistant and the live picture show each charger's ``Power.Active.Import``
+(without it a charging car shows 0 W). Out of the box an
 OCPP 1.6 charger samples only ``Energy.Active.Import.Register``, often once a minute or
 never (``MeterValueSampleInterval`` = 0). With a grid meter the controller must then count
 every car at its full limit as "maybe building load": the cars' share shrinks and raises
@@ -9,11 +11,15 @@ are taken back at once. So when a charger connects, :class:`MeterSampling`:
 
 1. reads ``MeterValuesSampledData``, ``MeterValueSampleInterval`` and
    ``MeterValuesSampledDataMaxLength`` with one ``GetConfiguration``;
-2. adds ``Current.Import`` and ``Current.Offered`` to the measurands if they are missing,
+2. adds ``Current.Import``, ``Power.Active.Import`` and ``Current.Offered``
+   (:data:`AUTOMATIC`, in that order of need) to the measurands if they are missing,
    keeping every measurand already there (the cloud bills with them), within the
-   charger's maximum list length, ``Current.Import`` first; a charger that refuses the pair
-   is asked for ``Current.Import`` alone (one unsupported measurand makes OCPP reject the
-   whole list, spec-facts §1);
+   charger's maximum list length; a measurand the charger's model says it cannot sample
+   (its ``meter_values.measurands``, e.g. the short list that keeps an ABB Terra AC on old
+   firmware from rebooting) is never asked for. A charger that refuses the list is asked
+   for a shorter one, the least needed measurand dropped each time, down to
+   ``Current.Import`` alone (one unsupported measurand makes OCPP reject the whole list,
+   spec-facts §1);
 3. sets the sample interval (:func:`sample_interval_for`) when the charger samples less
    often or not at all.
 
@@ -48,7 +54,11 @@ SAMPLED_DATA: Final = "MeterValuesSampledData"
 SAMPLE_INTERVAL: Final = "MeterValueSampleInterval"
 MAX_LENGTH: Final = "MeterValuesSampledDataMaxLength"
 WANTED: Final = ("Current.Import", "Current.Offered")
-"""In order of need: the cars' draw per phase, then the limit in force."""
+"""What load capping reads, in order of need: the cars' draw per phase, the limit in force."""
+POWER: Final = "Power.Active.Import"
+AUTOMATIC: Final = (WANTED[0], POWER, WANTED[1])
+"""What the automatic set-up asks for, in order of need: the cars' draw per phase (load
+capping), the charger's power (shown to the caretaker and Home Assistant), the limit in force."""
 
 TAKEN: Final = frozenset({"Accepted", "RebootRequired"})
 """``ChangeConfiguration`` statuses that mean the charger took the value."""
@@ -330,7 +340,7 @@ class MeterSampling:
             refused[SAMPLED_DATA] = "not reported by GetConfiguration"
             return None
         existing = comma_list(entry.value)
-        missing = [m for m in WANTED if m not in existing]
+        missing = [m for m in AUTOMATIC if m not in existing]
         possible = model.meter_values.measurands
         if possible is not None:
             unsupported = [m for m in missing if m not in possible]
@@ -352,7 +362,8 @@ class MeterSampling:
                 return tuple(existing)
             missing = missing[: room - len(existing)]
         asked = list(missing)
-        candidates = [missing, missing[:1]] if len(missing) > 1 else [missing]
+        # All of it first; refused, the least needed measurand goes, one at a time.
+        candidates = [missing[:count] for count in range(len(missing), 0, -1)]
         status = ""
         for adding in candidates:
             wanted = [*existing, *adding]

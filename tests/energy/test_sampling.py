@@ -30,6 +30,7 @@ from tests.conftest import GatewayFactory, gateway_url
 
 MODELS = load_models(Path(__file__).resolve().parents[2] / "hardware" / "chargers")
 ENERGY = "Energy.Active.Import.Register"
+POWER = "Power.Active.Import"
 JsonDict = dict[str, Any]
 
 
@@ -138,7 +139,7 @@ async def test_adds_currents_keeps_the_cloud_measurands_and_sets_the_interval() 
 async def test_nothing_is_changed_when_the_charger_already_samples_enough() -> None:
     charger = ScriptedCharger(
         {
-            SAMPLED_DATA: (f"Current.Offered,{ENERGY},Current.Import", False),
+            SAMPLED_DATA: (f"Current.Offered,{ENERGY},Current.Import,Power.Active.Import", False),
             SAMPLE_INTERVAL: ("5", False),
         }
     )
@@ -148,7 +149,7 @@ async def test_nothing_is_changed_when_the_charger_already_samples_enough() -> N
     await sampling.close()
 
 
-async def test_a_refused_pair_falls_back_to_current_import_alone() -> None:
+async def test_a_refused_list_drops_the_least_needed_measurand_first() -> None:
     def no_offered(key: str, value: str) -> str:
         return "Rejected" if "Current.Offered" in value else "Accepted"
 
@@ -158,18 +159,47 @@ async def test_a_refused_pair_falls_back_to_current_import_alone() -> None:
     )
     sampling = await configure(charger, events=events)
     assert charger.changes() == [
-        (SAMPLED_DATA, f"{ENERGY},Current.Import,Current.Offered"),
-        (SAMPLED_DATA, f"{ENERGY},Current.Import"),
+        (SAMPLED_DATA, f"{ENERGY},Current.Import,{POWER},Current.Offered"),
+        (SAMPLED_DATA, f"{ENERGY},Current.Import,{POWER}"),
         (SAMPLE_INTERVAL, "10"),
     ]
     result = sampling.results["CP1"]
-    assert result.measurands == (ENERGY, "Current.Import") and result.samples_currents
+    assert result.measurands == (ENERGY, "Current.Import", POWER) and result.samples_currents
     assert result.refused == {SAMPLED_DATA: "Current.Offered: not taken"}
     ((kind, message, who, data),) = events.recorded
     assert (kind, who) == ("meter_sampling", "CP1")
     assert "Current.Offered: not taken" in message
     assert "load capping still sees its cars' currents" in message
-    assert data is not None and data["measurands"] == [ENERGY, "Current.Import"]
+    assert data is not None and data["measurands"] == [ENERGY, "Current.Import", POWER]
+    await sampling.close()
+
+
+async def test_down_to_current_import_alone_when_nothing_else_is_taken() -> None:
+    def currents_only(key: str, value: str) -> str:
+        return "Accepted" if value == f"{ENERGY},Current.Import" else "Rejected"
+
+    charger = ScriptedCharger(
+        {SAMPLED_DATA: (ENERGY, False), SAMPLE_INTERVAL: ("10", False)}, currents_only
+    )
+    sampling = await configure(charger)
+    assert [value for _, value in charger.changes()] == [
+        f"{ENERGY},Current.Import,{POWER},Current.Offered",
+        f"{ENERGY},Current.Import,{POWER}",
+        f"{ENERGY},Current.Import",
+    ]
+    result = sampling.results["CP1"]
+    assert result.measurands == (ENERGY, "Current.Import") and result.samples_currents
+    assert result.refused == {SAMPLED_DATA: f"{POWER}, Current.Offered: not taken"}
+    await sampling.close()
+
+
+async def test_power_is_asked_of_a_model_that_lists_it_and_never_beyond_its_list() -> None:
+    """The ABB Terra AC's catalogue entry lists what it samples (its firmware <= 1.8.21
+    reboots when asked for more): Power.Active.Import is added, Current.Offered never."""
+    charger = ScriptedCharger({SAMPLED_DATA: (ENERGY, False), SAMPLE_INTERVAL: ("10", False)})
+    sampling = await configure(charger, config=site_config(model="abb-terra-ac"))
+    assert charger.changes() == [(SAMPLED_DATA, f"{ENERGY},Current.Import,{POWER}")]
+    assert not sampling.results["CP1"].refused  # what it cannot sample is not a refusal
     await sampling.close()
 
 
@@ -266,7 +296,7 @@ async def test_a_cloud_change_of_these_keys_is_followed_by_a_check() -> None:
     charger.keys[SAMPLED_DATA] = (ENERGY, False)  # what the cloud just set
     sampling.cloud_call_answered("CP1", "ChangeConfiguration", payload, {"status": "Accepted"})
     await sampling.wait_configured("CP1", timeout=5)
-    assert charger.keys[SAMPLED_DATA][0] == f"{ENERGY},Current.Import,Current.Offered"
+    assert charger.keys[SAMPLED_DATA][0] == f"{ENERGY},Current.Import,{POWER},Current.Offered"
     before = len(charger.calls)
     sampling.cloud_call_answered("CP1", "ChangeConfiguration", payload, {"status": "Rejected"})
     sampling.cloud_call_answered("CP1", "Reset", {"type": "Soft"}, {"status": "Accepted"})
@@ -328,7 +358,7 @@ async def test_gateway_charger_samples_currents_and_the_controller_sees_them(
         await sim.connect()
         await sim.boot()
         result = await sampling.wait_configured("CP1")
-        assert sim.config[SAMPLED_DATA].value == f"{ENERGY},Current.Import,Current.Offered"
+        assert sim.config[SAMPLED_DATA].value == f"{ENERGY},Current.Import,{POWER},Current.Offered"
         assert sim.config[SAMPLE_INTERVAL].value == "10"
         assert result.samples_currents and not result.refused
         assert await sim.tap("04A1B2C3") is not None
@@ -336,6 +366,10 @@ async def test_gateway_charger_samples_currents_and_the_controller_sees_them(
         (cp1,) = gateway.controller.state().chargers
         (session,) = cp1.sessions
         assert session.measured_a is not None and max(session.measured_a) > 0
+        # The charging car shows its power, not 0 W, on every screen the live state feeds.
+        assert gateway.live is not None
+        charger_live = gateway.live.charger("CP1")
+        assert charger_live is not None and (charger_live.power_w or 0) > 0
         assert all(kind != "meter_sampling" for _, kind, _, _ in await gateway.store.events(10))
     finally:
         await sim.close()
