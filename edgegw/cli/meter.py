@@ -76,6 +76,9 @@ meter_app = typer.Typer(
 BAUDRATES: Final = (9600, 19200, 38400, 115200, 57600, 4800, 2400, 1200)
 """Scan order: the common factory settings first."""
 PARITIES: Final = ("N", "E", "O")
+_EVERY_UNIT_MIN: Final = 3
+"""A TCP scan of at least this many unit ids in which every one answered found one device
+that ignores the unit id, not that many meters."""
 GATEWAY_NO_TARGET: Final = frozenset({10, 11})
 """Exceptions a Modbus TCP gateway sends for a unit that is not on its serial side."""
 
@@ -981,6 +984,7 @@ def scan(
 
     hits: list[ScanHit] = []
     tried: list[str] = []
+    refused: list[str] = []
     started = time.perf_counter()
     where = tcp if tcp is not None else rtu
     say(f"Scanning {len(unit_ids)} unit id(s) on {where} at {len(plans)} setting(s); Ctrl-C stops.")
@@ -990,9 +994,16 @@ def scan(
             estimate = len(unit_ids) * bus.timeout
             say(f"Trying {label} (up to ~{estimate:.0f} s)")
             tried.append(label)
-            found = await scan_bus(
-                bus, unit_ids, block, setting=label, on_hit=on_hit, on_progress=on_progress
-            )
+            try:
+                found = await scan_bus(
+                    bus, unit_ids, block, setting=label, on_hit=on_hit, on_progress=on_progress
+                )
+            except MeterConfigError as exc:
+                if tcp is not None or len(plans) == 1:
+                    raise
+                refused.append(str(exc))
+                say(f"  skipped {label}: the serial port cannot do it")
+                continue
             if tty and not as_json:
                 typer.echo("\r\033[K", err=True, nl=False)
             hits.extend(found)
@@ -1015,7 +1026,21 @@ def scan(
     except KeyboardInterrupt:
         interrupted = True
         say("stopped")
+    if refused and len(refused) == len(tried) and not hits:
+        fail(
+            refused[0],
+            EXIT_USAGE,
+            "the port could do none of the settings tried; leave them out of "
+            "--parity/--stopbits/--baudrates",
+            json_mode=as_json,
+        )
     present = [h for h in hits if h.present]
+    every_unit = (
+        tcp is not None and len(unit_ids) >= _EVERY_UNIT_MIN and len(present) == len(unit_ids)
+    )
+    if every_unit:
+        # One device answering for any unit id, not that many meters.
+        present = present[:1]
     next_step = None
     if present:
         first = present[0]
@@ -1035,6 +1060,8 @@ def scan(
         "ok": bool(present),
         "bus": where,
         "found": [h.as_dict() for h in present],
+        "every_unit": every_unit,
+        "skipped": refused,
         "garbled": [h.as_dict() for h in hits if not h.present],
         "tried": tried,
         "interrupted": interrupted,
@@ -1048,6 +1075,15 @@ def scan(
 
 def _render_scan(data: dict[str, Any]) -> str:
     lines: list[str] = []
+    if data.get("every_unit"):
+        lines.append(
+            f"The device at {data['bus']} answers every unit id it was asked for: it ignores "
+            "the unit id (a Modbus TCP meter does, and some gateways answer for absent units). "
+            "That is one device, not one per id: use the unit id its manual gives "
+            f"(unit {data['found'][0]['unit_id']} answers too)."
+        )
+        lines.append(f"Next, read it and compare with the meter's display:\n  {data['next']}")
+        return "\n".join(lines)
     if data["found"]:
         lines.append(f"Found on {data['bus']}:")
         for hit in data["found"]:

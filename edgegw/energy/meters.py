@@ -34,6 +34,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar, Final
 
+import serial
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerRTU
@@ -526,23 +527,19 @@ class ModbusBus:
                 f"{self._next_attempt - now:.1f} s{last}"
             )
         if self._client is None:
+            if self.config.transport == "rtu":
+                self._check_serial_settings()
             self._client = self._make_client()
         try:
             connected = await self._client.connect()
         except (OSError, ValueError, termios.error) as exc:
-            # pyserial applies the settings while opening: a parity, stop-bit or baud setting
-            # the port (or its driver) cannot do fails here, and retrying will not help.
             self._client = None
             self._backoff()
             if self.config.transport == "tcp":
                 raise ModbusConnectionError(
                     f"bus {self.name!r} ({self.endpoint}): cannot connect: {exc}"
                 ) from None
-            raise MeterConfigError(
-                f"bus {self.name!r} ({self.endpoint}): cannot open the serial port with these "
-                f"settings (does the adapter support this parity, stop bits and baud rate?): "
-                f"{exc}"
-            ) from None
+            raise self._refused_settings(exc) from None
         if connected:
             self._delay = 0.0
             self._next_attempt = 0.0
@@ -559,6 +556,36 @@ class ModbusBus:
             self._failing_logged = True
             self._connected_logged = False
         raise error
+
+    def _check_serial_settings(self) -> None:
+        """Open the serial port once with the bus's settings, to refuse settings the port
+        cannot do with a clear error (termios says EINVAL, e.g. parity with two stop bits on
+        some adapters). pymodbus would raise the bare ``termios.error`` and, since it failed
+        after locking the port, leave it locked until the process ends. Any other failure
+        (no such device, busy) is left to the connect that follows, which names it."""
+        config = self.config
+        try:
+            port = serial.Serial(
+                config.device,
+                baudrate=config.baudrate,
+                bytesize=config.bytesize,
+                parity=config.parity,
+                stopbits=config.stopbits,
+                timeout=0,
+            )
+        except (termios.error, ValueError) as exc:
+            self._backoff()
+            raise self._refused_settings(exc) from None
+        except OSError:
+            return
+        port.close()
+
+    def _refused_settings(self, exc: Exception) -> MeterConfigError:
+        why = exc.args[1] if isinstance(exc, termios.error) and len(exc.args) == 2 else exc
+        return MeterConfigError(
+            f"bus {self.name!r} ({self.endpoint}): the serial port refuses these settings "
+            f"({why}): it cannot do this combination of baud rate, parity and stop bits"
+        )
 
     def _backoff(self) -> None:
         self._delay = min(self._max_delay, max(self._min_delay, 2 * self._delay))

@@ -369,6 +369,7 @@ class SimMeter(SimUnit):
         profiles_dir: Path | None = None,
         image: Mapping[int, Mapping[int, int]] | None = None,
         max_read_registers: int | None = None,
+        answers_every_unit: bool = False,
     ) -> None:
         if isinstance(profile, MeterProfile):
             resolved = profile
@@ -407,6 +408,9 @@ class SimMeter(SimUnit):
         self.max_in_flight = 0
         """Most requests ever handled at the same time; 1 on a correctly shared bus."""
         self._request_listeners: list[RequestListener] = []
+        self.answers_every_unit = answers_every_unit
+        """TCP: answer a request for any unit id as this meter (many Modbus TCP meters ignore
+        the unit id) instead of exception 11."""
 
     @property
     def units(self) -> Mapping[int, SimUnit]:
@@ -468,7 +472,9 @@ class SimMeter(SimUnit):
             return
         self._stopping = asyncio.Event()
         devices = [self._device(unit) for unit in self._units.values()]
-        if 0 not in self._units:
+        if 0 not in self._units and self.answers_every_unit:
+            devices.append(self._device(self, device_id=0))  # pymodbus: 0 catches every id
+        elif 0 not in self._units:
             # Catch-all for unit ids nobody has: its answer is replaced in _trace_pdu.
             devices.append(SimDevice(0, simdata=[SimData(0, datatype=DataType.INVALID)]))
         server: ModbusTcpServer | ModbusSerialServer
@@ -528,7 +534,7 @@ class SimMeter(SimUnit):
 
     # -- pymodbus plumbing ----------------------------------------------------------------
 
-    def _device(self, unit: SimUnit) -> SimDevice:
+    def _device(self, unit: SimUnit, device_id: int | None = None) -> SimDevice:
         spans = unit._spans()
         blocks: list[list[SimData]] = []
         for fc in (3, 4):  # holding, input registers; unused spaces refuse every address
@@ -541,7 +547,7 @@ class SimMeter(SimUnit):
                 blocks.append([SimData(0, datatype=DataType.INVALID)])
         bits = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
         return SimDevice(
-            unit.unit_id,
+            unit.unit_id if device_id is None else device_id,
             simdata=(bits, list(bits), blocks[0], blocks[1]),
             action=functools.partial(self._serve, unit),
         )
@@ -587,6 +593,8 @@ class SimMeter(SimUnit):
         if not sending:
             return pdu
         unit = self._units.get(pdu.dev_id)
+        if unit is None and self.answers_every_unit:
+            return pdu
         if unit is None:
             return ExceptionResponse(
                 pdu.function_code & 0x7F,

@@ -369,3 +369,71 @@ def test_parsers() -> None:
     assert parse_host_port("[::1]:5020") == ("::1", 5020)
     assert auto_timeout(9600) == pytest.approx(0.102)
     assert auto_timeout(1200) > auto_timeout(115200)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 20: one read path, a server answering every unit, serial settings a port cannot do
+# --------------------------------------------------------------------------------------------
+
+
+async def test_probe_says_what_the_daemon_sends_and_splits_like_it(meter: Start) -> None:
+    sim, flags = await meter("tcp")
+    sim.max_read_registers = 20  # a meter taking fewer registers than its profile says
+    result = await invoke(*probe_args(flags, "--json"))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] and data["failed"] == []
+    assert data["splits"] and "exception 3 (illegal data value)" in data["splits"][0]
+    assert "max_read_registers" in data["advice"]
+    sizes = [int(request.rsplit("+", 1)[1]) for request in data["requests"]]
+    assert sizes and max(sizes) <= 20
+    text = await invoke(*probe_args(flags))
+    assert "The gateway reads this meter in" in text.stdout
+    assert "the gateway splits them the same way" in text.stdout
+
+
+async def test_probe_fails_when_a_register_is_refused_on_its_own(meter: Start) -> None:
+    sim, flags = await meter("tcp")
+    sim.undefined_registers = {0x0048}  # energy_import: the daemon can never read this meter
+    result = await invoke(*probe_args(flags, "--json"))
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert not data["ok"]
+    assert [f["quantities"] for f in data["failed"]] == [["energy_import"]]
+
+
+async def test_scan_tcp_of_a_device_answering_every_unit_says_so(meter: Start) -> None:
+    sim = SimMeter(live=False, answers_every_unit=True)
+    async with sim:
+        flags = ["--tcp", f"127.0.0.1:{sim.port}"]
+        result = await invoke("meter", "scan", *flags, "--units", "1-20", "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["every_unit"] is True
+        assert [f["unit_id"] for f in data["found"]] == [1]
+        text = await invoke("meter", "scan", *flags, "--units", "1-20")
+        assert "answers every unit id" in text.stdout
+        assert "unit 2 " not in text.stdout
+
+
+async def test_serial_settings_the_port_cannot_do_are_a_clear_error(meter: Start) -> None:
+    _, flags = await meter("rtu")  # a pty: parity with 2 stop bits is refused by termios
+    result = await invoke(*probe_args(flags, "--parity", "E", "--stopbits", "2"))
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and "termios" not in result.output
+    assert "refuses these settings" in result.output
+    result = await invoke(
+        "meter", "scan", *flags, "--units", "1", "--baudrates", "9600",
+        "--parity", "E", "--stopbits", "2",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "refuses these settings" in result.output and "Traceback" not in result.output
+    # Among several settings, the impossible ones are skipped and the scan goes on.
+    result = await invoke(
+        "meter", "scan", *flags, "--units", "1", "--baudrates", "9600",
+        "--parity", "E,N", "--stopbits", "2,1", "--timeout", "0.3", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [f["unit_id"] for f in data["found"]] == [1]
+    assert data["skipped"]

@@ -603,6 +603,35 @@ async def test_meter_loss_and_recovery(transport: str, serve: Any) -> None:
     assert all(task.done() for task in asyncio.all_tasks() if task.get_name().startswith("meters/"))
 
 
+async def test_a_lost_meter_error_is_one_level_deep_and_cleared_on_recovery(
+    serve: Any, buses: Any, sdm630: MeterProfile
+) -> None:
+    """Issue 21 item 7: each refused attempt during the reconnect backoff used to quote the
+    previous refusal ("last error: ... (last error: ...)"), nine levels and ~500 characters
+    deep; and after recovery `energy state` still showed "ok — <old error>"."""
+    served: Served = await serve("tcp", live=True)
+    waiting = buses(served.bus, reconnect_min_delay=60, reconnect_max_delay=60)
+    poller = MeterPoller(meter_config(), sdm630, waiting)
+    assert await poller.poll_once() is not None
+    await served.sim.stop()
+    for _ in range(10):
+        assert await poller.poll_once() is None
+    text = poller.health.last_error or ""
+    assert "is not connected; next attempt in" in text
+    assert text.count("last error") == 1
+    assert text.count("bus 'main'") + text.count("bus 'bus'") <= 2
+    assert len(text) < 300
+    # Recovery clears the error (a bus without backoff, so the next poll reconnects).
+    quick = buses(served.bus)
+    poller = MeterPoller(meter_config(), sdm630, quick)
+    assert await poller.poll_once() is None
+    assert poller.health.last_error is not None
+    await served.sim.start()
+    assert await poller.poll_once() is not None
+    assert poller.health.state is HealthState.OK
+    assert poller.health.last_error is None and poller.health.error_kind is None
+
+
 async def test_service_runs_each_meter_in_a_named_task(serve: Any) -> None:
     served: Served = await serve("tcp", live=True)
     service = MeterService(service_config(served.bus))
