@@ -62,7 +62,7 @@ from edgegw.store.cards import CardStore
 from edgegw.store.store import Store
 
 chargers_app = typer.Typer(
-    help="The site's chargers: list, show, add, remove, set-password, pending, approve.",
+    help="The site's chargers: list, show, add, set, remove, set-password, pending, approve.",
     no_args_is_help=True,
 )
 
@@ -349,6 +349,106 @@ def _add(
         warnings=warnings,
         json_mode=json_mode,
         extra=extra,
+    )
+
+
+SETTINGS: dict[str, str] = {
+    "label": "label",
+    "model": "model",
+    "idtag-format": "idtag_format",
+    "min-current": "min_current_a",
+    "max-current": "max_current_a",
+    "fallback-current": "fallback_current_a",
+    "priority": "priority",
+    "phases": "phases",
+}
+"""``chargers set --unset`` names (the options' names, or the configuration keys)."""
+
+UnsetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--unset",
+        help="Remove a setting so its default applies (repeatable): " + ", ".join(SETTINGS) + ".",
+    ),
+]
+
+
+@chargers_app.command("set")
+def set_charger(
+    charger: ChargerArgument,
+    *,
+    model: ModelOption = None,
+    label: LabelOption = None,
+    idtag_format: FormatOption = None,
+    min_current: MinCurrentOption = None,
+    max_current: MaxCurrentOption = None,
+    fallback_current: FallbackOption = None,
+    priority: PriorityOption = None,
+    phases: PhasesOption = None,
+    unset: UnsetOption = None,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a charger's settings in the configuration file (comments and layout are kept),
+    then ask a running daemon to take the change.
+
+    Example: `edgegw chargers set CP1 --idtag-format hex_reversed --max-current 16`."""
+    fields = _fields(
+        charger,
+        model=model,
+        label=label,
+        idtag_format=idtag_format,
+        min_current=min_current,
+        max_current=max_current,
+        fallback_current=fallback_current,
+        priority=priority,
+        phases=phases,
+        config=config,
+        json_mode=as_json,
+    )
+    removing: list[str] = []
+    for name in unset or ():
+        key = SETTINGS.get(name.removeprefix("--"), name)
+        if key not in SETTINGS.values():
+            fail(
+                f"--unset {name}: not a charger setting",
+                EXIT_USAGE,
+                f"use one of: {', '.join(SETTINGS)}",
+                json_mode=as_json,
+            )
+        if key in fields:
+            fail(f"{name} is both set and unset", EXIT_USAGE, json_mode=as_json)
+        removing.append(key)
+    changes = {k: v for k, v in fields.items() if k != "id"}
+    if not changes and not removing:
+        fail(
+            "nothing to change",
+            EXIT_USAGE,
+            "give the settings to change, e.g. --max-current 16 (see `edgegw chargers set --help`)",
+            json_mode=as_json,
+        )
+    document = _configured(config, charger, as_json)
+    before = document.charger(charger) or {}
+    for key, value in changes.items():
+        document.set_charger_value(charger, key, value)
+    removed = [key for key in removing if document.unset_charger_value(charger, key)]
+    edited = {
+        "id": charger,
+        **changes,
+        **dict.fromkeys(removed, "(default)"),
+    }
+    result_extra = {
+        "changed": {k: {"from": before.get(k), "to": v} for k, v in changes.items()},
+        "unset": removed,
+    }
+    _report_edit(
+        document,
+        "changed",
+        edited,
+        password="password_hash" in before,
+        warnings=[],
+        json_mode=as_json,
+        extra=result_extra,
     )
 
 
@@ -790,6 +890,12 @@ def _render_pending(result: dict[str, Any]) -> str:
     return "\n".join([*table(rows), *(["", *wrong] if wrong else [])])
 
 
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(default)"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _render_edit(result: dict[str, Any]) -> str:
     charger = result["charger"]
     action = result["action"]
@@ -804,6 +910,13 @@ def _render_edit(result: dict[str, Any]) -> str:
         lines = [f"Approved {charger_id}: added to {path}{shown}."]
     elif action == "removed":
         lines = [f"Removed charger {charger_id} from {path}; it is refused from then on."]
+    elif action == "changed":
+        changes = [
+            f"{key} {_shown(change['from'])} -> {_shown(change['to'])}"
+            for key, change in result["changed"].items()
+        ]
+        changes += [f"{key} back to its default" for key in result["unset"]]
+        lines = [f"Changed charger {charger_id} in {path}: {', '.join(changes) or 'nothing'}."]
     else:
         lines = [
             f"New password for {charger_id} saved in {path}. Set the same on the charger "

@@ -206,6 +206,18 @@ class ConfigFile:
             raise ConfigFileError(f"chargers[{index}] in {self.path} is not a table")
         self._expected["chargers"][index][key] = copy.deepcopy(value)
 
+    def unset_charger_value(self, charger_id: str, key: str) -> bool:
+        """Remove one key of a charger's section (its default applies); False if it had none."""
+        index = self._require(charger_id)
+        section = self._document["chargers"][index]
+        if not isinstance(section, Table | InlineTable):
+            raise ConfigFileError(f"chargers[{index}] in {self.path} is not a table")
+        if key not in section:
+            return False
+        del section[key]
+        del self._expected["chargers"][index][key]
+        return True
+
     def _require(self, charger_id: str) -> int:
         index = self._index(charger_id)
         if index is None:

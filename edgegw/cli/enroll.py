@@ -620,6 +620,7 @@ def _render_learnt(captured: dict[str, Any]) -> str:
         others = ", ".join(f"{a['card']} if {a['format']}" for a in captured["alternatives"])
         text += (
             f".\n  {captured['charger']}'s card format is not known; if it is not hex, the card "
-            f"is {others}. Set its idtag_format to be sure"
+            f"is {others}. Set its format to be sure: `edgegw chargers set "
+            f"{captured['charger']} --idtag-format FORMAT`"
         )
     return text

@@ -223,3 +223,87 @@ async def test_approve_a_charger_that_knocked(tmp_path: Path, make_gateway: Gate
     assert "not applied: [server] changed" in approved.stdout
     assert "systemctl restart edgegw" in approved.stdout
     assert verify_password(chargers_in(config)["NEWCP"]["password_hash"], PASSWORD)
+
+
+def test_set_changes_settings_keeps_comments_and_names_what_changed(tmp_path: Path) -> None:
+    config = site_file(tmp_path)
+    before = config.read_text()
+    result = cli(
+        config,
+        "chargers",
+        "set",
+        "KEBA",
+        "--max-current",
+        "20",
+        "--label",
+        "By the door",
+        "--unset",
+        "idtag-format",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["action"] == "changed" and data["unset"] == ["idtag_format"]
+    assert data["changed"]["max_current_a"] == {"from": None, "to": 20.0}
+    after = config.read_text()
+    kept = [line for line in before.splitlines() if "idtag_format" not in line]
+    assert is_subsequence(kept, after.splitlines())
+    assert "# the KEBA by the door writes card ids backwards" in after
+    keba = chargers_in(config)["KEBA"]
+    assert keba["max_current_a"] == 20.0 and keba["label"] == "By the door"
+    assert "idtag_format" not in keba
+
+    text = cli(config, "chargers", "set", "KEBA", "--idtag-format", "hex_reversed")
+    assert text.exit_code == 0, text.output
+    assert "Changed charger KEBA" in text.stdout
+    assert "idtag_format (default) -> hex_reversed" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("set", "KEBA"), "nothing to change"),
+        (("set", "KEBA", "--max-current", "900"), "chargers[KEBA].max_current_a"),
+        (("set", "KEBA", "--unset", "colour"), "not a charger setting"),
+        (("set", "KEBA", "--label", "x", "--unset", "label"), "both set and unset"),
+        (("set", "KEBA", "--model", "teapot"), "known models:"),
+    ],
+)
+def test_set_refuses_bad_changes_and_writes_nothing(
+    tmp_path: Path, args: tuple[str, ...], words: str
+) -> None:
+    config = site_file(tmp_path)
+    before = config.read_text()
+    result = cli(config, "chargers", *args)
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+    assert config.read_text() == before
+    missing = cli(config, "chargers", "set", "CP9", "--label", "x")
+    assert missing.exit_code == 1 and "CP9 is not configured" in missing.output
+
+
+async def test_set_is_taken_by_the_running_daemon(
+    tmp_path: Path, make_gateway: GatewayFactory
+) -> None:
+    socket = tmp_path / "live.sock"
+    gateway = await make_gateway(
+        chargers=[{"id": "CP1"}], control={"socket": str(socket), "group": ""}
+    )
+    config = tmp_path / "live.toml"
+    config.write_text(
+        '[server]\nhost = "127.0.0.1"\nport = 0\n'
+        f'[store]\npath = "{gateway.config.store.path}"\n'
+        f'[control]\nsocket = "{socket}"\ngroup = ""\n'
+        "[auth]\npush_local_list = false\n"
+        '# bay 1\n[[chargers]]\nid = "CP1"\n'
+    )
+    gateway.config_path = config
+    result = await acli(config, "chargers", "set", "CP1", "--label", "Bay 1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["daemon"]["state"] == "reloaded", result.stdout
+    live = gateway.config.charger("CP1")
+    assert live is not None and live.label == "Bay 1"
+    # What the daemon cannot take live is said, with the command that applies it.
+    capped = await acli(config, "chargers", "set", "CP1", "--max-current", "10")
+    assert capped.exit_code == 0, capped.output
+    assert "max_current_a changed" in capped.stdout and "systemctl restart" in capped.stdout
