@@ -139,6 +139,7 @@ async def test_a_refused_start_reaches_the_cloud_as_a_start_and_a_deauthorized_s
                 "idTag": PRIVATE,
             },
         )
+        await cp.call("Heartbeat", {})  # the executor recorded the stop before this answer
     assert cloud_tx.stopped and cloud_tx.reason == "DeAuthorized"
     assert gateway.store is not None
     (row,) = await gateway.store.transactions("CP1")
@@ -263,3 +264,38 @@ async def test_commission_tap_reports_the_refusal_the_charger_heard(
     assert "Authorize Invalid" in card_step["detail"]
     assert "works only on CP2, not on CP1" in card_step["detail"]
     assert card_step["hint"] == f"see `edgegw cards show {PRIVATE}`"
+
+
+async def test_offline_the_gateway_refuses_the_same_cards(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    gateway = await site(make_gateway, cloud)
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        await cloud.stop()
+        await cloud.wait_disconnected("CP1")
+        assert await authorize(cp, BLOCKED) == {"status": "Blocked"}
+        assert await authorize(cp, PRIVATE) == {"status": "Invalid"}
+        assert (await start(cp, EXPIRED))["idTagInfo"] == {"status": "Expired"}
+
+
+async def test_a_remote_start_accepted_before_the_card_was_blocked_is_refused_offline(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    """The cloud's remote start is honoured offline for a while: not for a card blocked since."""
+    gateway = await site(make_gateway, cloud)
+    assert gateway.authorizer is not None
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        await cloud.wait_connected("CP1")
+        remote = asyncio.create_task(  # noqa: TID251
+            cloud.call("CP1", "RemoteStartTransaction", {"idTag": GOOD, "connectorId": 1})
+        )
+        received = await cp.recv()
+        await cp.send([3, received[1], {"status": "Accepted"}])
+        assert await remote == {"status": "Accepted"}
+        await cp.call("Heartbeat", {})  # the remote start is recorded by now
+        await gateway.authorizer.block(GOOD)
+        await cloud.stop()
+        await cloud.wait_disconnected("CP1")
+        assert (await start(cp, GOOD))["idTagInfo"] == {"status": "Blocked"}
