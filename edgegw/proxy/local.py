@@ -185,11 +185,11 @@ class LocalResponder:
         started = self._cloud_started.get((charger_id, id_tag.upper()))
         if started is not None and self._clock() - started < _CLOUD_STARTED_TTL:
             # The cloud's word, as if it had answered: unless the site refuses the card since.
-            accepted: dict[str, Any] = {"idTagInfo": {"status": "Accepted"}}
+            info: dict[str, Any] = {"status": "Accepted"}
             refused = self.cards.override_answer(
-                charger_id, "StartTransaction", {"idTag": id_tag}, accepted
+                charger_id, "StartTransaction", {"idTag": id_tag}, {"idTagInfo": info}
             )
-            return accepted["idTagInfo"] if refused is None else refused.payload["idTagInfo"]
+            return info if refused is None else dict(refused.payload["idTagInfo"])
         return self.cards.id_tag_info(charger_id, id_tag)
 
     async def _boot(self, charger_id: str, call: Call) -> dict[str, Any]:
