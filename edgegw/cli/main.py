@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from edgegw import __version__
 from edgegw.auth.passwords import hash_password
 from edgegw.cli import doctor as doctor_cli
+from edgegw.cli import dump as dump_cli
 from edgegw.cli import enroll as _enroll  # noqa: F401 - adds `cards enroll` and `cards learn`
 from edgegw.cli import status as status_cli
 from edgegw.cli import tui as tui_cli
@@ -67,6 +68,7 @@ register_probe_commands(chargers_app)
 register_commission(app)
 status_cli.register(app)
 doctor_cli.register(app)
+dump_cli.register(app)
 tui_cli.register(app)
 
 
