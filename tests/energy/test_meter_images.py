@@ -303,6 +303,69 @@ FAMILIES: Final = (
         max_read_registers=125,  # Socomec: 128 words per read
         unit_id=5,  # E27/E28 Modbus TCP default
     ),
+    Family(
+        "chint-dtsu666",
+        3,
+        (
+            (0x2000, "f32", "voltage_l1_v", 0.1),  # Ua, 0.1 V (mbmd divides by 10)
+            (0x2002, "f32", "voltage_l2_v", 0.1),
+            (0x2004, "f32", "voltage_l3_v", 0.1),
+            (0x200C, "f32", "current_l1_a", 0.001),  # Ia, mA (mbmd divides by 1000)
+            (0x200E, "f32", "current_l2_a", 0.001),
+            (0x2010, "f32", "current_l3_a", 0.001),
+            (0x2012, "f32", "power_w", 0.1),  # Pt, 0.1 W
+            (0x2014, "f32", "power_l1_w", 0.1),
+            (0x2016, "f32", "power_l2_w", 0.1),
+            (0x2018, "f32", "power_l3_w", 0.1),
+            (0x2044, "f32", "frequency_hz", 0.01),  # Freq, 0.01 Hz (mbmd divides by 100)
+            (0x101E, "f32", "energy_import_wh", 1000),  # ImpEp, kWh
+            (0x1028, "f32", "energy_export_wh", 1000),  # ExpEp, kWh
+        ),
+        "mbmd meters/rs485/dtsu666.go (Chint DTSU666 user manual)",
+        max_read_registers=50,  # not documented: the conservative default
+    ),
+    Family(
+        "orno-or-we-517",
+        3,
+        (
+            (0x000E, "f32", "voltage_l1_v", 1),
+            (0x0010, "f32", "voltage_l2_v", 1),
+            (0x0012, "f32", "voltage_l3_v", 1),
+            (0x0014, "f32", "frequency_hz", 1),
+            (0x0016, "f32", "current_l1_a", 1),
+            (0x0018, "f32", "current_l2_a", 1),
+            (0x001A, "f32", "current_l3_a", 1),
+            (0x001C, "f32", "power_w", 1000),  # kW
+            (0x001E, "f32", "power_l1_w", 1000),
+            (0x0020, "f32", "power_l2_w", 1000),
+            (0x0022, "f32", "power_l3_w", 1000),
+            (0x0108, "f32", "energy_import_wh", 1000),  # kWh
+            (0x0110, "f32", "energy_export_wh", 1000),
+        ),
+        "mbmd meters/rs485/orno3p.go (ORNO WE-516/517 register description)",
+        max_read_registers=50,
+    ),
+    Family(
+        "inepro-pro380",
+        3,
+        (
+            (0x5002, "f32", "voltage_l1_v", 1),
+            (0x5004, "f32", "voltage_l2_v", 1),
+            (0x5006, "f32", "voltage_l3_v", 1),
+            (0x5008, "f32", "frequency_hz", 1),
+            (0x500C, "f32", "current_l1_a", 1),
+            (0x500E, "f32", "current_l2_a", 1),
+            (0x5010, "f32", "current_l3_a", 1),
+            (0x5012, "f32", "power_w", 1000),  # kW
+            (0x5014, "f32", "power_l1_w", 1000),
+            (0x5016, "f32", "power_l2_w", 1000),
+            (0x5018, "f32", "power_l3_w", 1000),
+            (0x600C, "f32", "energy_import_wh", 1000),  # kWh
+            (0x6018, "f32", "energy_export_wh", 1000),
+        ),
+        "mbmd meters/rs485/inepro.go (PRO380 user manual V2.18)",
+        max_read_registers=50,
+    ),
 )
 
 
