@@ -474,7 +474,8 @@ def load_profile(path: Path | Traversable | str) -> MeterProfile:
 def load_profiles(directory: Path | str) -> dict[str, MeterProfile]:
     """Load every ``*.toml`` in ``directory``, keyed by profile id.
 
-    All broken files are reported together, so one ``edgegw check`` run shows every mistake.
+    All broken files are reported together, so one ``edgegw meter profiles`` run shows every
+    mistake.
     Two files with the same id are rejected: usually a copied ``generic.toml`` whose id was
     not changed.
     """
