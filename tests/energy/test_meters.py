@@ -628,8 +628,9 @@ async def test_a_lost_meter_error_is_one_level_deep_and_cleared_on_recovery(
     assert poller.health.last_error is not None
     await served.sim.start()
     assert await poller.poll_once() is not None
-    assert poller.health.state is HealthState.OK
-    assert poller.health.last_error is None and poller.health.error_kind is None
+    recovered: MeterHealth = poller.health
+    assert recovered.state is HealthState.OK
+    assert recovered.last_error is None and recovered.error_kind is None
 
 
 async def test_service_runs_each_meter_in_a_named_task(serve: Any) -> None:
