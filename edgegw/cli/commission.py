@@ -40,6 +40,7 @@ from edgegw.cli.output import (
     fail,
     load_config_or_fail,
     note,
+    plural,
 )
 from edgegw.control.commission_ops import (
     CALL_TIMEOUT,
@@ -179,7 +180,10 @@ def _render_probe(r: dict[str, Any]) -> str:
     ll = r["local_list"]
     local = _yes_no(ll["supported"])
     if ll["supported"]:
-        local += f" — {ll['max_length']} entries, {ll['send_max_length']} per SendLocalList"
+        local += (
+            f" — {plural(ll['max_length'], 'entry', 'entries')}, "
+            f"{ll['send_max_length']} per SendLocalList"
+        )
     lines.append(f"  Local list:       {local}")
     mv = r["meter_values"]
     sampled = ", ".join(mv["sampled_data"] or []) or "nothing"

@@ -96,6 +96,14 @@ def emit(data: Any, json_mode: bool, render_text: Callable[[Any], str] | None = 
             typer.echo(text)
 
 
+def plural(count: Any, one: str, many: str | None = None) -> str:
+    """``1 entry``, ``2 entries``, ``0 entries`` (``many`` defaults to ``one + "s"``); a count
+    that is not a number (``None``: unknown) is shown as ``?``."""
+    if not isinstance(count, int) or isinstance(count, bool):
+        return f"? {many or one + 's'}"
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 def table(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
     """Rows as aligned columns (the first row is the heading); columns in ``right`` are
     right-aligned (numbers), the others left-aligned."""

@@ -179,6 +179,7 @@ def events(  # noqa: PLR0917 (typer options)
         typer.Option(
             "--kind",
             "-k",
+            metavar="KIND",
             help="Only this kind (repeatable); a prefix matches its kinds: session, card, "
             "charger, meter, limit, handshake, commission ...",
         ),

@@ -87,7 +87,8 @@ class EnergyOps:
         if log is None:
             raise ControlError(
                 ErrorCode.UNAVAILABLE,
-                "no decision log: load capping is not configured (no [site] section)",
+                # Said after "No decision log:" by the TUI: not repeated here.
+                "load capping is not configured (no [site] section), so no round was decided",
             )
         limit = get_arg(args, "limit", int, DEFAULT_LIMIT)
         if not 1 <= limit <= MAX_LIMIT:

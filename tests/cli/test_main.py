@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -44,3 +47,37 @@ def test_password_hash_refuses_short() -> None:
     result = runner.invoke(app, ["password-hash", "--stdin"], input="short\n")
     assert result.exit_code == 1
     assert "shorter than 8" in result.output
+
+
+def edgegw(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed command in a real process (what a script or a person runs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "edgegw", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+
+
+def test_json_usage_errors_are_json() -> None:
+    bad = edgegw("status", "--json", "--bogus")
+    assert bad.returncode == 2
+    assert json.loads(bad.stdout) == {
+        "ok": False,
+        "error": "No such option: --bogus",
+        "hint": "see `edgegw status --help`",
+        "exit_code": 2,
+    }
+    assert "╭" not in bad.stderr and "No such option: --bogus" in bad.stderr
+    plain = edgegw("status", "--bogus")
+    assert plain.returncode == 2 and plain.stdout == ""
+
+
+def test_help_shows_no_bool_type_on_flags() -> None:
+    shown = edgegw("events", "--help")
+    assert shown.returncode == 0
+    assert "--follow" in shown.stdout and "--json" in shown.stdout
+    assert "<bool>" not in shown.stdout
+    assert "<bool>" not in edgegw("init", "--help").stdout

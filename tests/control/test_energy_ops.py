@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from edgegw.cli.output import plural
 from edgegw.control import ControlClient, RemoteError
 from edgegw.control.energy_ops import _ANSWER_BUDGET, _fit
 from edgegw.daemon import Gateway
@@ -145,3 +146,22 @@ def test_an_answer_too_big_for_one_line_is_cut_and_says_so() -> None:
     newest, cut = _fit(items, keep_newest=True)
     assert cut and [i["id"] for i in newest] == [3, 4]
     assert _fit(items[:2], keep_newest=True) == (items[:2], False)
+
+
+async def test_without_load_capping_the_decision_log_says_why_once(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway()
+    async with await ControlClient.connect(gateway.config.control.socket) as client:
+        with pytest.raises(RemoteError) as missing:
+            await client.call("energy.decisions")
+    # The TUI shows it after "No decision log:"; it must not say that again.
+    assert missing.value.message.startswith("load capping is not configured")
+    assert "decision log" not in missing.value.message
+
+
+def test_counts_are_worded_for_one_and_many() -> None:
+    assert plural(1, "entry", "entries") == "1 entry"
+    assert plural(250, "entry", "entries") == "250 entries"
+    assert plural(0, "charger") == "0 chargers"
+    assert plural(None, "entry", "entries") == "? entries"
