@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.proxy.session import CallFailed
+from edgegw.store.journal import event_recorder
 
 if TYPE_CHECKING:
     from edgegw.daemon import Gateway
@@ -230,11 +231,11 @@ class ActionOps:
         error: str | None,
     ) -> None:
         log.info("%s: %s (asked on the control socket)", charger_id, message)
-        store = self._gw.store
-        if store is None:
+        record = event_recorder(self._gw)
+        if record is None:
             return
         try:
-            await store.event(
+            await record(
                 f"action.{action}",
                 message,
                 charger_id=charger_id,

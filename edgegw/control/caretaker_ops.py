@@ -43,6 +43,7 @@ from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.energy.allocator import PerPhase
 from edgegw.energy.loadhistory import DAY_POINTS, LoadPoint, LoadRecorder, sample_decision_log
+from edgegw.store.journal import event_recorder
 from edgegw.store.overrides import ChargerOverrides, TemporaryLimit
 from edgegw.tasks import TaskOwner
 
@@ -393,9 +394,7 @@ class CaretakerOps:
         self, kind: str, charger_id: str | None, message: str, data: dict[str, Any]
     ) -> None:
         log.info("%s: %s (asked on the control socket)", charger_id or "site", message)
-        journal = getattr(self._gw, "journal", None)
-        store = self._gw.store
-        record = journal.event if journal is not None else store.event if store else None
+        record = event_recorder(self._gw)
         if record is None:
             return
         try:

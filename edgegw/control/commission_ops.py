@@ -83,6 +83,7 @@ from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
 from edgegw.proxy.session import CallFailed
 from edgegw.security.redact import MASK, SECRET_KEYS
 from edgegw.store.capabilities import CapabilityStore
+from edgegw.store.journal import event_recorder
 from edgegw.store.store import ChargerRow, Store
 
 if TYPE_CHECKING:
@@ -413,6 +414,7 @@ class CommissionOps:
 
     async def _event(self, kind: str, message: str, charger_id: str, data: JsonDict) -> None:
         try:
-            await self.store().event(kind, message, charger_id=charger_id, data=data)
+            record = event_recorder(self._gw) or self.store().event
+            await record(kind, message, charger_id=charger_id, data=data)
         except Exception:  # the work was done; a full disk must not hide its result
             log.exception("%s: could not record the %s event", charger_id, kind)
