@@ -18,9 +18,11 @@ from edgegw.control.ops import GatewayOps
 from edgegw.control.server import ControlServer
 from edgegw.daemon import Gateway
 from edgegw.livestate import EventKind, LiveChange, LiveEvent, Scope
+from edgegw.sim.charger import SimCharger
 from edgegw.store.journal import EventFilter, Journal, read_events
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
+from tests.conftest import GatewayFactory, gateway_url
 
 runner = CliRunner()
 
@@ -195,3 +197,25 @@ async def test_events_command_filters_and_follow_sees_new_entries(tmp_path: Path
         await server.close()
         await journal.close()
         await store.close()
+
+
+async def test_a_real_gateway_s_live_events_reach_the_journal_and_survive(
+    tmp_path: Path, make_gateway: GatewayFactory
+) -> None:
+    gateway = await make_gateway(auth={"unknown_cards": "accept"})
+    assert gateway.store is not None and gateway.live is not None
+    journal = getattr(gateway, "journal", None)
+    if not isinstance(journal, Journal):  # until the daemon makes its own
+        journal = Journal(gateway.store.db)
+        gateway.live.on_change(journal.live_listener)
+    async with SimCharger("CP1", gateway_url(gateway)) as cp1:
+        await cp1.boot()
+        await cp1.start_transaction(1, "04A1B2C3")
+        await cp1.stop_transaction(1)
+    await journal.flush()
+    found = await read_events(gateway.store.db, 100, EventFilter(kinds=("session",)))
+    assert [e.kind for e in found] == ["session_stopped", "session_started"]
+    assert found[1].message.startswith("session started on connector 1 with card 04A1B2C3")
+    assert all(e.charger_id == "CP1" for e in found)
+    connects = await read_events(gateway.store.db, 100, EventFilter(kinds=("charger",)))
+    assert {e.kind for e in connects} >= {"charger_connected"}
