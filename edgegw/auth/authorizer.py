@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from edgegw.auth.access import Access
 from edgegw.auth.cache import DAY, AuthCache, CacheEntry, cache_key
 from edgegw.auth.idtags import CardId, CardIndex, CardLookup, IdTagFormat, parse_card_id
 from edgegw.auth.locallist import (
@@ -151,6 +152,7 @@ class Authorizer:
         self._tasks = TaskOwner("authorizer")
         self._closed = False
         self._groups: _Groups | None = None
+        self._access = Access()
 
     @classmethod
     async def open(
@@ -176,6 +178,7 @@ class Authorizer:
         evicted = self._cache.load(await store.load_cache(), clock())
         await store.cache_delete(evicted)
         self._detected = await store.detected_formats()
+        self._access = await store.load_access()
         log.info(
             "card authority ready in %.2f s: %d installer card(s), cloud list v%d with %d "
             "entries, %d cached answer(s)",
@@ -317,18 +320,29 @@ class Authorizer:
                 card.id,
                 found.fmt,
             )
-        if not card.allows(charger_id):
-            only = ", ".join(sorted(card.chargers or ()))
+        if card.chargers is None and self._access.empty:
             return Decision(
-                {"status": "Invalid"},
+                card.id_tag_info().to_ocpp(),
                 Layer.INSTALLER,
-                f"{who} works only on {only}, not on {charger_id}",
+                f"{who} is Accepted",
                 card.id,
                 found.fmt,
             )
-        return Decision(
-            card.id_tag_info().to_ocpp(), Layer.INSTALLER, f"{who} is Accepted", card.id, found.fmt
-        )
+        verdict = self._access.verdict(card.key, card.chargers, charger_id, now)
+        if not verdict.allowed:
+            return Decision(
+                {"status": "Expired" if verdict.share_ended else "Invalid"},
+                Layer.INSTALLER,
+                f"{who} {verdict.reason}",
+                card.id,
+                found.fmt,
+            )
+        info = card.id_tag_info()
+        if verdict.until is not None:  # allowed here through a share: until it ends
+            end = datetime.fromtimestamp(verdict.until, UTC)
+            info = IdTagInfo(info.status, min(end, info.expiry or end), info.parent_id)
+        accepted = f"{who} is Accepted" + (f" ({verdict.reason})" if verdict.reason else "")
+        return Decision(info.to_ocpp(), Layer.INSTALLER, accepted, card.id, found.fmt)
 
     # ------------------------------------------------------------ idTag formats
 
@@ -570,6 +584,10 @@ class Authorizer:
             await self._store.delete_card(card.id)
             self._installer.discard(card.id)
             del self._cards[card.key]
+            access = self._access.without_card(card.key)
+            if access is not self._access:
+                await self._store.save_access(access)
+                self._access = access
         log.info("card %s removed", card.describe())
         self._changed()
         return card
@@ -645,7 +663,9 @@ class Authorizer:
         """
         groups = self._groups
         if groups is None:
-            groups = self._groups = _Groups.build(self._cards.values(), self._cloud, self._clock())
+            groups = self._groups = _Groups.build(
+                self._cards.values(), self._cloud, self._clock(), self._access
+            )
         own = groups.restricted.get(charger_id)
         if own is None:
             return [*groups.shared[0], *groups.shared[1], *groups.shared[2]]
@@ -653,6 +673,25 @@ class Authorizer:
 
     def _configured_format(self, charger_id: str) -> IdTagFormat:
         return self._configured.get(charger_id, IdTagFormat.AUTO)
+
+    # ------------------------------------------------------------ groups and shares
+
+    @property
+    def access(self) -> Access:
+        """The charger groups, card groups and shares (see :mod:`edgegw.auth.access`)."""
+        return self._access
+
+    async def change_access(self, change: Callable[[Access], Access]) -> Access:
+        """Apply ``change`` to the groups and shares (it raises AccessError to refuse), write
+        the result, then decide with it. Shares ended a month ago are forgotten on the way."""
+        async with self._lock:
+            access = change(self._access).without_ended_shares(self._clock())
+            if access == self._access:
+                return access
+            await self._store.save_access(access)
+            self._access = access
+        self._changed()
+        return access
 
 
 # ------------------------------------------------------------------------ helpers
@@ -666,7 +705,7 @@ class _Groups:
     restricted: dict[str, tuple[list[ListEntry], list[ListEntry], list[ListEntry]]]
 
     @classmethod
-    def build(cls, cards: Iterable[Card], cloud: CloudList, now: float) -> _Groups:
+    def build(cls, cards: Iterable[Card], cloud: CloudList, now: float, access: Access) -> _Groups:
         shared: tuple[list[ListEntry], list[ListEntry], list[ListEntry]] = ([], [], [])
         restricted: dict[str, tuple[list[ListEntry], list[ListEntry], list[ListEntry]]] = {}
         installer: set[str] = set()
@@ -675,11 +714,18 @@ class _Groups:
             info = card.id_tag_info()
             entry = ListEntry(card.id, info, ListSource.INSTALLER)
             rank = _rank(info, now)
-            if card.chargers is None:
+            standing, shared_until = access.places(card.key, card.chargers, now)
+            if standing is None:
                 shared[rank].append(entry)
-            else:
-                for charger_id in card.chargers:
-                    restricted.setdefault(charger_id, ([], [], []))[rank].append(entry)
+                continue
+            for charger_id in standing:
+                restricted.setdefault(charger_id, ([], [], []))[rank].append(entry)
+            for charger_id, until in shared_until.items():
+                # A share's end is the entry's expiry: the charger refuses the card after it.
+                end = datetime.fromtimestamp(until, UTC)
+                ended = IdTagInfo(info.status, min(end, info.expiry or end), info.parent_id)
+                listed = ListEntry(card.id, ended, ListSource.INSTALLER)
+                restricted.setdefault(charger_id, ([], [], []))[_rank(ended, now)].append(listed)
         for cloud_entry in sorted(cloud, key=lambda e: e.key):
             if cloud_entry.key in installer:
                 continue

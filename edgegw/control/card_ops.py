@@ -25,9 +25,18 @@ import io
 import json
 import time
 from collections.abc import Callable, Collection, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from edgegw.auth.access import (
+    GROUP_PREFIX,
+    Access,
+    AccessError,
+    CardGroup,
+    Share,
+    group_ref,
+    parse_until,
+)
 from edgegw.auth.authorizer import Authorizer
 from edgegw.auth.chargerformats import configured_formats
 from edgegw.auth.idtags import (
@@ -164,7 +173,9 @@ class CardService:
             "format": fmt.value,
             "format_source": source,
             "idtag": shown,
-            "allowed": card.allows(charger_id),
+            "allowed": self._auth.access.verdict(
+                card.key, card.chargers, charger_id, self._clock()
+            ).allowed,
         }
 
     def format_of(self, charger_id: str) -> tuple[IdTagFormat, str]:
@@ -251,7 +262,7 @@ class CardService:
             changes["expiry"] = _expiry_arg(args, "expiry")
         if args.get("parent") is not None:
             changes["parent_id"] = get_arg(args, "parent", str) or None
-        if args.get("chargers") is not None:
+        if args.get("chargers") is not None or args.get("charger_groups") is not None:
             changes["chargers"] = self._chargers_arg(args, warnings) or None
         if not changes:
             raise ControlError(
@@ -511,20 +522,129 @@ class CardService:
         )
 
     def _chargers_arg(self, args: dict[str, Any], warnings: list[str]) -> frozenset[str]:
-        raw = args.get("chargers")
-        if raw is None:
-            return frozenset()
-        if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
-            raise ControlError(ErrorCode.BAD_ARGS, "'chargers' must be a list of charger ids")
-        chargers = frozenset(c.strip() for c in raw if c.strip())
+        """Charger ids and charger groups (``@name``, or the names in ``charger_groups``)."""
+        chargers = _names_arg(args) | {group_ref(g) for g in _names_arg(args, "charger_groups")}
+        try:
+            self._auth.access.check_chargers(chargers)
+        except AccessError as exc:
+            raise ControlError(ErrorCode.BAD_ARGS, str(exc)) from None
         known = {c.id for c in self._config.chargers}
-        unknown = sorted(chargers - known)
+        unknown = sorted(c for c in chargers - known if not c.startswith(GROUP_PREFIX))
         if unknown:
             warnings.append(
                 f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not configured "
                 "(yet); the card works there once the charger is added"
             )
         return chargers
+
+    # ------------------------------------------------------------------ groups and shares
+
+    async def groups(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Charger groups, card groups (with their cards) and shares."""
+        return access_json(self._auth, self._clock())
+
+    async def charger_group(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Set the charger group ``name`` to ``chargers`` (none, or ``delete``: delete it)."""
+        name = get_arg(args, "name", str).strip()
+        chargers = frozenset() if get_arg(args, "delete", bool, False) else _names_arg(args)
+        warnings: list[str] = []
+        known = {c.id for c in self._config.chargers}
+        unknown = sorted(chargers - known)
+        if unknown:
+            warnings.append(f"{', '.join(unknown)}: not configured (yet)")
+        used = self._charger_group_users(name) if not chargers else []
+        if used:
+            raise ControlError(
+                ErrorCode.CONFLICT,
+                f"charger group {name!r} is still used by {', '.join(used[:5])}; change them first",
+            )
+        await self._access(lambda a: a.with_charger_group(name, chargers))
+        return {
+            "action": "deleted" if not chargers else "set",
+            "warnings": warnings,
+            **access_json(self._auth, self._clock()),
+        }
+
+    async def card_group(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Create or change the card group ``name``: its chargers, cards to ``add`` and
+        ``remove``; ``delete`` deletes it (its cards stay enrolled, its shares go)."""
+        name = get_arg(args, "name", str).strip()
+        if get_arg(args, "delete", bool, False):
+            await self._access(lambda a: a.without_card_group(name))
+            return {"action": "deleted", "warnings": [], **access_json(self._auth, self._clock())}
+        old = self._auth.access.card_groups.get(name) or CardGroup(name)
+        warnings: list[str] = []
+        chargers = old.chargers
+        if get_arg(args, "all_chargers", bool, False):
+            chargers = None
+        elif args.get("chargers") is not None or args.get("charger_groups") is not None:
+            chargers = self._chargers_arg(args, warnings) or None
+        add = {self._find({"card": t})[0].key for t in _names_arg(args, "add")}
+        remove = {self._find({"card": t})[0].key for t in _names_arg(args, "remove")}
+        group = CardGroup(name, (old.members | add) - remove, chargers)
+        action = "created" if name not in self._auth.access.card_groups else "set"
+        await self._access(lambda a: a.with_card_group(group))
+        return {"action": action, "warnings": warnings, **access_json(self._auth, self._clock())}
+
+    async def share(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Allow a ``card`` or a card ``group`` on ``chargers``/``charger_groups`` ``until``."""
+        now = self._clock()
+        group = get_arg(args, "group", str, "").strip() or None
+        card_text = get_arg(args, "card", str, "").strip()
+        if (group is None) == (not card_text):
+            raise ControlError(ErrorCode.BAD_ARGS, "share one card or one card group")
+        card = (
+            self._find({"card": card_text, "format": args.get("format")})[0] if card_text else None
+        )
+        warnings: list[str] = []
+        chargers = self._chargers_arg(args, warnings)
+        try:
+            until = parse_until(get_arg(args, "until", str), now)
+        except AccessError as exc:
+            raise ControlError(ErrorCode.BAD_ARGS, f"until: {exc}") from None
+        made: list[Share] = []
+
+        def add(access: Access) -> Access:
+            made.append(
+                Share(
+                    access.next_share_id(),
+                    chargers,
+                    until,
+                    card=None if card is None else card.key,
+                    group=group,
+                    note=get_arg(args, "note", str, ""),
+                )
+            )
+            return access.with_share(made[0])
+
+        await self._access(add)
+        return {
+            "action": "shared",
+            "share": share_json(made[0], self._auth, now),
+            "warnings": warnings,
+            "local_lists": await self._push_report(args),
+        }
+
+    async def unshare(self, args: dict[str, Any]) -> dict[str, Any]:
+        share_id = get_arg(args, "id", int)
+        await self._access(lambda a: a.without_share(share_id))
+        return {"action": "unshared", "id": share_id, "local_lists": await self._push_report(args)}
+
+    async def _access(self, change: Callable[[Access], Access]) -> None:
+        try:
+            await self._auth.change_access(change)
+        except AccessError as exc:
+            raise ControlError(ErrorCode.BAD_ARGS, str(exc)) from None
+
+    def _charger_group_users(self, name: str) -> list[str]:
+        ref = group_ref(name)
+        access = self._auth.access
+        users = [f"card {c.id.canonical}" for c in self._auth.cards() if ref in (c.chargers or ())]
+        users += [
+            f"card group {g.name}" for g in access.card_groups.values() if ref in (g.chargers or ())
+        ]
+        users += [f"share {s.id}" for s in access.shares if ref in s.chargers]
+        return users
 
 
 # ---------------------------------------------------------------------------- the op table
@@ -558,6 +678,27 @@ CARD_OPS: Final[Mapping[str, OpSpec[CardService]]] = {
         CardService.unblock, True, "Accept a blocked card again (args: card, wait)."
     ),
     "cards.remove": OpSpec(CardService.remove, True, "Forget a card (args: card, wait)."),
+    "cards.groups": OpSpec(
+        CardService.groups, False, "Charger groups, card groups and shares (no args)."
+    ),
+    "cards.charger_group": OpSpec(
+        CardService.charger_group,
+        True,
+        "Set or delete a charger group (args: name, chargers, delete).",
+    ),
+    "cards.group": OpSpec(
+        CardService.card_group,
+        True,
+        "Create, change or delete a card group (args: name, chargers, charger_groups, "
+        "all_chargers, add, remove, delete).",
+    ),
+    "cards.share": OpSpec(
+        CardService.share,
+        True,
+        "Allow a card or card group on chargers until a time (args: card, format, group, "
+        "chargers, charger_groups, until, note, wait).",
+    ),
+    "cards.unshare": OpSpec(CardService.unshare, True, "End a share now (args: id, wait)."),
     "cards.import": OpSpec(
         CardService.import_csv,
         True,
@@ -611,6 +752,49 @@ def parse_text(text: str, fmt: str = "") -> CardId:
     if card.is_token:
         return CardId.from_idtag(card.canonical)  # how the store reads it back
     return card
+
+
+def access_json(auth: Authorizer, now: float) -> dict[str, Any]:
+    """Charger groups, card groups and shares as the ops return them."""
+    access = auth.access
+    return {
+        "charger_groups": {k: sorted(v) for k, v in sorted(access.charger_groups.items())},
+        "card_groups": [
+            {
+                "name": g.name,
+                "chargers": None if g.chargers is None else sorted(g.chargers),
+                "cards": sorted(_member_name(auth, key) for key in g.members),
+            }
+            for _, g in sorted(access.card_groups.items())
+        ],
+        "shares": [share_json(s, auth, now) for s in access.shares],
+    }
+
+
+def share_json(share: Share, auth: Authorizer, now: float) -> dict[str, Any]:
+    return {
+        "id": share.id,
+        "card": None if share.card is None else _member_name(auth, share.card),
+        "group": share.group,
+        "chargers": sorted(share.chargers),
+        "until": format_datetime(datetime.fromtimestamp(share.until, UTC)),
+        "active": share.active(now),
+        "note": share.note,
+    }
+
+
+def _member_name(auth: Authorizer, key: str) -> str:
+    card = auth.card(key)
+    return key if card is None else card.describe()
+
+
+def _names_arg(args: dict[str, Any], name: str = "chargers") -> frozenset[str]:
+    raw = args.get(name)
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise ControlError(ErrorCode.BAD_ARGS, f"{name!r} must be a list of names")
+    return frozenset(c.strip() for c in raw if c.strip())
 
 
 def card_json(card: Card, now: float) -> dict[str, Any]:

@@ -8,6 +8,10 @@ Tables (schema migration 2): ``cards``, ``cloud_list`` (its version in ``setting
 ``capabilities`` (a JSON object; this module owns its ``local_list`` and ``local_list_pushed``
 members and leaves the others alone).
 
+Charger groups, card groups and shares (:class:`~edgegw.auth.access.Access`) are one JSON
+document in ``settings`` under ``card_access``: a site has a few groups and shares, and they are
+read once at start and written whole on each change.
+
 Bulk paths (:meth:`CardStore.save_cards`, a Full cloud list) write in one transaction with
 ``executemany``, so 100,000 cards take a fraction of a second, and are all-or-nothing.
 """
@@ -22,6 +26,7 @@ from typing import Any, Final
 
 import aiosqlite
 
+from edgegw.auth.access import Access
 from edgegw.auth.cache import CacheEntry
 from edgegw.auth.idtags import CardId, IdTagFormat
 from edgegw.auth.locallist import (
@@ -37,6 +42,8 @@ from edgegw.store.db import Database
 
 CLOUD_LIST_VERSION: Final = "cloud_list_version"
 """``settings`` key holding the cloud list mirror's ``listVersion``."""
+CARD_ACCESS: Final = "card_access"
+"""``settings`` key holding the charger groups, card groups and shares (one JSON document)."""
 
 _CARD_COLUMNS: Final = (
     "id_tag, owner, label, status, expiry, parent_id_tag, chargers, created_at, updated_at"
@@ -252,6 +259,17 @@ class CardStore:
             "INSERT OR IGNORE INTO chargers (id, first_seen, last_seen) VALUES (?, ?, ?)",
             (charger_id, now, now),
         )
+
+    # ------------------------------------------------------------ groups and shares
+
+    async def load_access(self) -> Access:
+        text = await self.get_setting(CARD_ACCESS)
+        return Access() if text is None else Access.from_json(json.loads(text))
+
+    async def save_access(self, access: Access) -> None:
+        text = json.dumps(access.to_json(), separators=(",", ":"), sort_keys=True)
+        async with self.db.transaction() as conn:
+            await _set_setting(conn, CARD_ACCESS, text)
 
     # ------------------------------------------------------------ settings
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from edgegw.auth.access import CardGroup, Share
 from edgegw.auth.authorizer import Authorizer, Decision, Layer
 from edgegw.auth.idtags import CardId, IdTagFormat, render
 from edgegw.auth.locallist import (
@@ -377,3 +378,44 @@ async def test_local_list_order_and_scope(open_auth: Opener) -> None:
         ("CC33DD44", "Blocked", ListSource.CLOUD),
     ]
     assert BOB.canonical not in [e.card.canonical for e in auth.local_list("CP1")]
+
+
+# ------------------------------------------------------------------ groups and shares
+
+
+async def test_groups_and_shares_decide_fill_local_lists_and_survive_a_restart(
+    open_auth: Opener, clock: Clock
+) -> None:
+    auth = await open_auth()
+    await auth.add_card(Card(ALICE, owner="Alice"))
+    await auth.add_card(Card(BOB, owner="Bob", chargers=frozenset({"CP9"})))
+    await auth.change_access(
+        lambda a: (
+            a.with_charger_group("garage", frozenset({"CP1", "CP2"}))
+            .with_card_group(CardGroup("residents", frozenset({ALICE.key}), frozenset({"@garage"})))
+            .with_share(Share(1, frozenset({"@garage"}), NOW + 3600, card=BOB.key))
+        )
+    )
+    assert auth.decide("CP1", "E43AC9D2", fmt=IdTagFormat.HEX).accepted
+    refused = auth.decide("CP9", "E43AC9D2", fmt=IdTagFormat.HEX)
+    assert refused.status is AuthStatus.INVALID and "residents" in refused.reason
+    shared = auth.decide("CP2", "04A1B2C3D4E5F6", fmt=IdTagFormat.HEX)
+    assert shared.accepted and shared.id_tag_info["expiryDate"] == iso(NOW + 3600)
+
+    def listed(charger_id: str) -> dict[str, Any]:
+        return {e.card.canonical: e.info for e in auth.local_list(charger_id)}
+
+    assert set(listed("CP1")) == {"E43AC9D2", "04A1B2C3D4E5F6"}
+    assert listed("CP1")["04A1B2C3D4E5F6"].expiry == datetime.fromtimestamp(NOW + 3600, UTC)
+    assert set(listed("CP9")) == {"04A1B2C3D4E5F6"} and set(listed("CP5")) == set()
+
+    clock.now = NOW + 3600  # the share has ended
+    ended = auth.decide("CP2", "04A1B2C3D4E5F6", fmt=IdTagFormat.HEX)
+    assert ended.status is AuthStatus.EXPIRED and "ended" in ended.reason
+    assert auth.site_refusal("CP2", "04A1B2C3D4E5F6") is not None
+
+    auth = await open_auth()  # everything was written
+    assert auth.access.charger_groups == {"garage": frozenset({"CP1", "CP2"})}
+    assert not auth.decide("CP9", "E43AC9D2", fmt=IdTagFormat.HEX).accepted
+    await auth.remove(ALICE)
+    assert ALICE.key not in auth.access.card_groups["residents"].members

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from edgegw.auth.access import CardGroup, Share
 from edgegw.auth.idtags import CardId, parse_card_id
 from edgegw.auth.locallist import AuthStatus, Card
 from edgegw.daemon import Gateway
@@ -299,3 +301,83 @@ async def test_a_remote_start_accepted_before_the_card_was_blocked_is_refused_of
         await cloud.stop()
         await cloud.wait_disconnected("CP1")
         assert (await start(cp, GOOD))["idTagInfo"] == {"status": "Blocked"}
+
+
+# ------------------------------------------------------------------ groups and shares
+
+GROUPED = "0A0B0C0D"  # a resident's card: its group works in the garage (CP2) only
+GUEST = "0102030405060A"  # a guest's card: its own charger is CP2; its share of CP1 has ended
+
+
+@pytest.fixture
+async def shared_cloud() -> AsyncIterator[SimCloud]:
+    async with SimCloud(accepted_tags={GROUPED, GUEST}) as sim:
+        yield sim
+
+
+async def groups_site(make_gateway: GatewayFactory, cloud: SimCloud) -> Gateway:
+    gateway = await make_gateway(cloud_url=cloud.url)
+    auth = gateway.authorizer
+    assert auth is not None
+    await auth.add_card(Card(uid(GROUPED), owner="Resident"))
+    await auth.add_card(Card(uid(GUEST), owner="Guest", chargers=frozenset({"CP2"})))
+    ended = time.time() - 3600
+    guest = uid(GUEST).key
+    await auth.change_access(
+        lambda a: (
+            a.with_charger_group("garage", frozenset({"CP2"}))
+            .with_card_group(
+                CardGroup("residents", frozenset({uid(GROUPED).key}), frozenset({"@garage"}))
+            )
+            .with_share(Share(1, frozenset({"CP1"}), ended, card=guest, note="weekend"))
+        )
+    )
+    return gateway
+
+
+@pytest.mark.parametrize(
+    ("card", "status"), [(GROUPED, "Invalid"), (GUEST, "Expired")], ids=["group", "share"]
+)
+async def test_group_restricted_and_expired_share_cards_are_refused_where_the_cloud_accepts(
+    shared_cloud: SimCloud, make_gateway: GatewayFactory, card: str, status: str
+) -> None:
+    gateway = await groups_site(make_gateway, shared_cloud)
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        assert await authorize(cp, card) == {"status": status}
+        answer = await start(cp, card)
+        assert answer["idTagInfo"] == {"status": status}
+        (tx,) = shared_cloud.transactions.values()
+        assert answer["transactionId"] == tx.transaction_id
+        await cp.call(
+            "StopTransaction",
+            {
+                "transactionId": tx.transaction_id,
+                "meterStop": 1000,
+                "timestamp": _now(),
+                "reason": "DeAuthorized",
+            },
+        )
+        events = await override_events(gateway, cp)
+    assert tx.stopped and tx.reason == "DeAuthorized"  # the cloud's record: a start and a stop
+    assert len(events) == 2
+    async with raw_charger(gateway_url(gateway), "CP2") as cp:  # where they belong
+        await cp.call("BootNotification", BOOT)
+        assert await authorize(cp, card) == {"status": "Accepted"}
+
+
+async def test_an_active_share_lets_the_card_in_until_it_ends(
+    shared_cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    gateway = await groups_site(make_gateway, shared_cloud)
+    auth = gateway.authorizer
+    assert auth is not None
+    until = time.time() + 3600
+    await auth.change_access(
+        lambda a: a.with_share(Share(2, frozenset({"CP1"}), until, card=uid(GUEST).key))
+    )
+    decision = auth.decide("CP1", GUEST, fmt=auth.charger_format("CP1"))
+    assert decision.accepted and decision.id_tag_info["expiryDate"]  # the share's end
+    async with raw_charger(gateway_url(gateway), "CP1") as cp:
+        await cp.call("BootNotification", BOOT)
+        assert await authorize(cp, GUEST) == {"status": "Accepted"}
