@@ -634,10 +634,16 @@ def _per_phase(value: float | tuple[float, float, float]) -> tuple[float, float,
 
 
 class BusConfig(_Model):
-    """One physical Modbus connection: a TCP gateway/meter, or an RS-485 serial line (RTU)."""
+    """One physical Modbus connection: a TCP gateway/meter, an RS-485 serial line (RTU), or an
+    RS-485 line behind a transparent RS-485-to-Ethernet converter (RTU frames over TCP)."""
 
-    transport: Literal["tcp", "rtu"] = Field(description="'tcp' or 'rtu' (RS-485 serial).")
-    host: str | None = Field(default=None, description="TCP: meter or Modbus gateway address.")
+    transport: Literal["tcp", "rtu", "rtu-over-tcp"] = Field(
+        description="'tcp', 'rtu' (RS-485 serial) or 'rtu-over-tcp' (RTU frames through a "
+        "transparent RS-485-to-Ethernet converter)."
+    )
+    host: str | None = Field(
+        default=None, description="TCP and RTU over TCP: meter, gateway or converter address."
+    )
     port: int = Field(default=502, ge=1, le=65535, description="TCP port.")
     device: str | None = Field(default=None, description="RTU: serial device, e.g. /dev/ttyUSB0.")
     baudrate: int = Field(default=9600, description="RTU: baud rate.")
@@ -652,8 +658,8 @@ class BusConfig(_Model):
 
     @model_validator(mode="after")
     def _endpoint(self) -> BusConfig:
-        if self.transport == "tcp" and not self.host:
-            raise ValueError("a 'tcp' bus needs host")
+        if self.transport != "rtu" and not self.host:
+            raise ValueError(f"a {self.transport!r} bus needs host")
         if self.transport == "rtu" and not self.device:
             raise ValueError("an 'rtu' bus needs device")
         if self.baudrate not in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200):

@@ -114,6 +114,14 @@ ProfilesDirOption = Annotated[
     ),
 ]
 VerboseOption = Annotated[bool, typer.Option(help="Show the Modbus library's debug log.")]
+RtuOverTcpOption = Annotated[
+    bool,
+    typer.Option(
+        "--rtu-over-tcp",
+        help="With --tcp: the address is a transparent RS-485-to-Ethernet converter; send "
+        "RTU frames (unit id and CRC) instead of Modbus TCP.",
+    ),
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,13 +528,21 @@ def _target_from_flags(
     serial: dict[str, Any],
     timeout: float,
     json_mode: bool,
+    rtu_over_tcp: bool = False,
 ) -> _Target:
-    if tcp is not None:
+    if tcp is not None and rtu_over_tcp:
+        try:
+            host, port = parse_host_port(tcp)
+        except ValueError as exc:
+            fail(f"--tcp: {exc}", EXIT_USAGE, "write host or host:port", json_mode=json_mode)
+        settings: dict[str, Any] = {"transport": "rtu-over-tcp", "host": host, "port": port}
+        default_unit = profile.serial.unit_id if profile.serial else 1
+    elif tcp is not None:
         try:
             host, port = parse_host_port(tcp, profile.tcp.port if profile.tcp else 502)
         except ValueError as exc:
             fail(f"--tcp: {exc}", EXIT_USAGE, "write host or host:port", json_mode=json_mode)
-        settings: dict[str, Any] = {"transport": "tcp", "host": host, "port": port}
+        settings = {"transport": "tcp", "host": host, "port": port}
         default_unit = profile.tcp.unit_id if profile.tcp else 1
     else:
         defaults = profile.serial
@@ -660,6 +676,7 @@ def probe(
         str | None, typer.Option(help="RTU parity N, E or O (default: profile's).")
     ] = None,
     stopbits: StopbitsOption = None,
+    rtu_over_tcp: RtuOverTcpOption = False,
     timeout: Annotated[float, typer.Option(help="Answer timeout (s).", min=0.01, max=30)] = 1.0,
     meter: Annotated[
         str | None,
@@ -688,6 +705,8 @@ def probe(
     """
     if tcp is not None and rtu is not None:
         fail("give either --tcp or --rtu, not both", EXIT_USAGE, json_mode=as_json)
+    if rtu_over_tcp and tcp is None:
+        fail("--rtu-over-tcp goes with --tcp HOST[:PORT]", EXIT_USAGE, json_mode=as_json)
     if tcp is None and rtu is None:
         target = _target_from_config(config, meter, profiles_dir, unit_id, as_json)
         if timeout != 1.0:
@@ -705,7 +724,14 @@ def probe(
         profile = _resolve_profile(profile_name, _catalogue(profiles_dir, config), as_json)
         serial = {"baudrate": baudrate, "parity": parity and parity.upper(), "stopbits": stopbits}
         target = _target_from_flags(
-            tcp, rtu, profile, unit_id=unit_id, serial=serial, timeout=timeout, json_mode=as_json
+            tcp,
+            rtu,
+            profile,
+            unit_id=unit_id,
+            serial=serial,
+            timeout=timeout,
+            json_mode=as_json,
+            rtu_over_tcp=rtu_over_tcp,
         )
     if target.profile.template:
         fail(
@@ -914,6 +940,7 @@ def scan(
         bool,
         typer.Option("--all", help="RTU: keep trying serial settings after a meter was found."),
     ] = False,
+    rtu_over_tcp: RtuOverTcpOption = False,
     profiles_dir: ProfilesDirOption = None,
     verbose: VerboseOption = False,
     as_json: JsonOption = False,
@@ -941,9 +968,16 @@ def scan(
     plans: list[tuple[str, BusConfig]] = []
     settings: list[SerialSetting] = []
     try:
+        if rtu_over_tcp and tcp is None:
+            raise ValueError("--rtu-over-tcp goes with --tcp HOST[:PORT]")
         if tcp is not None:
             host, port = parse_host_port(tcp)
-            bus = BusConfig(transport="tcp", host=host, port=port, timeout=timeout or 1.0)
+            bus = BusConfig(
+                transport="rtu-over-tcp" if rtu_over_tcp else "tcp",
+                host=host,
+                port=port,
+                timeout=timeout or 1.0,
+            )
             plans.append((describe_bus(bus), bus))
         else:
             settings = _scan_settings(baudrates, parity, stopbits, profile)
@@ -1045,7 +1079,7 @@ def scan(
     if present:
         first = present[0]
         if tcp is not None:
-            where_flags = f"--tcp {tcp}"
+            where_flags = f"--tcp {tcp}" + " --rtu-over-tcp" * rtu_over_tcp
         else:
             setting = next(s for s in settings if str(s) == first.setting)
             where_flags = (

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import ClassVar, Final
 
 import serial
+from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerRTU
@@ -301,9 +302,12 @@ def _bits_per_char(config: BusConfig) -> int:
 
 
 def describe_bus(config: BusConfig) -> str:
-    """Where a bus goes, for messages: ``10.0.0.5:502`` or ``/dev/ttyUSB0 9600 8N1``."""
+    """Where a bus goes, for messages: ``10.0.0.5:502``, ``10.0.0.6:4196 (RTU over TCP)`` or
+    ``/dev/ttyUSB0 9600 8N1``."""
     if config.transport == "tcp":
         return f"{config.host}:{config.port}"
+    if config.transport == "rtu-over-tcp":
+        return f"{config.host}:{config.port} (RTU over TCP)"
     return f"{config.device} {config.baudrate} {config.bytesize}{config.parity}{config.stopbits}"
 
 
@@ -321,7 +325,7 @@ def _describe_rtu_garbage(data: bytes, unit_id: int) -> str:
 
 def _connect_failure(config: BusConfig) -> str:
     """Why pymodbus could not connect, as far as we can tell (it only says it failed)."""
-    if config.transport == "tcp":
+    if config.transport != "rtu":
         return "cannot connect (refused, unreachable or timed out)"
     assert config.device is not None
     if not Path(config.device).exists():
@@ -364,7 +368,7 @@ class ModbusBus:
         self._closed = False
         self._last_end = 0.0
         self._gap = config.interframe_delay
-        if config.transport == "rtu":
+        if config.transport != "tcp":  # RTU over TCP: the converter's line needs it too
             self._gap += rtu_silent_interval(config.baudrate, _bits_per_char(config))
         # What the current request saw on the wire (filled by pymodbus' trace hooks).
         self._in_flight = False
@@ -484,10 +488,14 @@ class ModbusBus:
         config = self.config
         # retries=0 and reconnect_delay=0: this class retries and reconnects itself, so
         # that each attempt's failure can be classified and logged once.
-        if config.transport == "tcp":
+        if config.transport != "rtu":
             assert config.host is not None
+            # RTU over TCP: a transparent RS-485-to-Ethernet converter passes RTU frames (unit
+            # id and CRC, no MBAP header) between the TCP stream and the line.
+            framer = FramerType.RTU if config.transport == "rtu-over-tcp" else FramerType.SOCKET
             return AsyncModbusTcpClient(
                 config.host,
+                framer=framer,
                 port=config.port,
                 name=f"edgegw-{self.name}",
                 timeout=config.timeout,
@@ -535,7 +543,7 @@ class ModbusBus:
         except (OSError, ValueError, termios.error) as exc:
             self._client = None
             self._backoff()
-            if self.config.transport == "tcp":
+            if self.config.transport != "rtu":
                 raise ModbusConnectionError(
                     f"bus {self.name!r} ({self.endpoint}): cannot connect: {exc}"
                 ) from None
@@ -674,7 +682,7 @@ class ModbusBus:
             if self._rx:
                 garbage = (
                     _describe_rtu_garbage(self._rx, unit_id)
-                    if self.config.transport == "rtu"
+                    if self.config.transport != "tcp"
                     else f"{len(self._rx)} bytes, no valid answer ({self._rx[:32].hex(' ')})"
                 )
                 raise ModbusFrameError(f"{where}: {garbage}") from None
@@ -1100,7 +1108,7 @@ class MeterService:
                 defined = ", ".join(sorted(config.buses)) or "none"
                 problems.append(f"{key}.bus: no [buses.{meter.bus}] section (defined: {defined})")
                 continue
-            if bus_config.transport == "rtu" and meter.unit_id == 0:
+            if bus_config.transport != "tcp" and meter.unit_id == 0:
                 problems.append(f"{key}.unit_id: 0 is the broadcast address on RTU, use 1..247")
             unit = (meter.bus, meter.unit_id)
             if unit in units:

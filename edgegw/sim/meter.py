@@ -41,6 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, cast
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.pdu.register_message import (
@@ -355,7 +356,7 @@ class SimMeter(SimUnit):
         *,
         unit_id: int = 1,
         reading: Reading | None = None,
-        transport: Literal["tcp", "rtu"] = "tcp",
+        transport: Literal["tcp", "rtu", "rtu-over-tcp"] = "tcp",
         host: str = "127.0.0.1",
         port: int = 0,
         device: str | Path | None = None,
@@ -381,7 +382,7 @@ class SimMeter(SimUnit):
             reading,
             live=live,
             clock=clock,
-            rtu=transport == "rtu",
+            rtu=transport != "tcp",
             image=image,
             max_read_registers=max_read_registers,
         )
@@ -442,7 +443,7 @@ class SimMeter(SimUnit):
             reading,
             live=self._live_default,
             clock=self._clock_default,
-            rtu=self.transport == "rtu",
+            rtu=self.transport != "tcp",
             image=image,
             max_read_registers=max_read_registers,
         )
@@ -478,9 +479,11 @@ class SimMeter(SimUnit):
             # Catch-all for unit ids nobody has: its answer is replaced in _trace_pdu.
             devices.append(SimDevice(0, simdata=[SimData(0, datatype=DataType.INVALID)]))
         server: ModbusTcpServer | ModbusSerialServer
-        if self.transport == "tcp":
+        if self.transport != "rtu":
             server = ModbusTcpServer(
                 devices,
+                # RTU over TCP: a transparent RS-485-to-Ethernet converter's RTU frames.
+                framer=FramerType.RTU if self.transport == "rtu-over-tcp" else FramerType.SOCKET,
                 address=(self.host, self._port),
                 trace_packet=self._trace_packet,
                 trace_pdu=self._trace_pdu,
@@ -500,9 +503,9 @@ class SimMeter(SimUnit):
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
-            where = f"{self.host}:{self._port}" if self.transport == "tcp" else self.device
+            where = f"{self.host}:{self._port}" if self.transport != "rtu" else self.device
             raise OSError(f"simulated meter cannot listen on {where}: {exc}") from None
-        if self.transport == "tcp":
+        if self.transport != "rtu":
             listener = cast(asyncio.Server, server.transport)
             self._port = int(listener.sockets[0].getsockname()[1])
         self._server = server
@@ -518,7 +521,7 @@ class SimMeter(SimUnit):
     @property
     def address(self) -> str:
         """``host:port`` for TCP, the device path for RTU."""
-        return f"{self.host}:{self._port}" if self.transport == "tcp" else str(self.device)
+        return f"{self.host}:{self._port}" if self.transport != "rtu" else str(self.device)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -613,13 +616,13 @@ class SimMeter(SimUnit):
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         if not sending or not data:
             return data
-        unit_id = data[0] if self.transport == "rtu" else data[6] if len(data) > 6 else -1
+        unit_id = data[0] if self.transport != "tcp" else data[6] if len(data) > 6 else -1
         unit = self._units.get(unit_id)
         if unit is None:
             return data if self.transport == "tcp" else b""  # RTU: absent units are silent
         if unit.silent:
             return b""
-        if unit.corrupt_crc and self.transport == "rtu":
+        if unit.corrupt_crc and self.transport != "tcp":
             return data[:-1] + bytes([data[-1] ^ 0xFF])
         return data
 

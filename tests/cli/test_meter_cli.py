@@ -437,3 +437,23 @@ async def test_serial_settings_the_port_cannot_do_are_a_clear_error(meter: Start
     data = json.loads(result.stdout)
     assert [f["unit_id"] for f in data["found"]] == [1]
     assert data["skipped"]
+
+
+async def test_probe_and_scan_rtu_over_tcp() -> None:
+    sim = SimMeter(unit_id=2, reading=KNOWN, live=False, transport="rtu-over-tcp")
+    async with sim:
+        flags = ["--tcp", f"127.0.0.1:{sim.port}", "--rtu-over-tcp"]
+        result = await invoke(*probe_args(flags, "--unit-id", "2", "--json"))
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["ok"] and data["bus"].endswith("(RTU over TCP)")
+        assert data["values"]["current_l1_a"] == pytest.approx(12.345)
+        result = await invoke(
+            "meter", "scan", *flags, "--units", "1-3", "--timeout", "0.2", "--json"
+        )
+        assert result.exit_code == 0, result.output
+        scan = json.loads(result.stdout)
+        assert [f["unit_id"] for f in scan["found"]] == [2]
+        assert "--rtu-over-tcp" in scan["next"]
+    result = await invoke(*probe_args(["--rtu-over-tcp"]))
+    assert result.exit_code == 2 and "goes with --tcp" in result.output

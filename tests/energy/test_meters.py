@@ -41,6 +41,7 @@ from edgegw.energy.meters import (
     SanityLimits,
     TemplateProfileError,
     default_profiles_dir,
+    describe_bus,
     find_profile,
     implausible,
     probe,
@@ -801,3 +802,42 @@ async def test_scan_of_an_unreachable_bus_raises(sdm630: MeterProfile, tmp_path:
     config = BusConfig(transport="rtu", device=str(tmp_path / "nothing"))
     with pytest.raises(ModbusConnectionError):
         await scan(config, [1], sdm630)
+
+
+# ------------------------------------------------------------------------------------------
+# RTU over TCP (a transparent RS-485-to-Ethernet converter)
+# ------------------------------------------------------------------------------------------
+
+
+async def test_rtu_over_tcp_reads_through_a_transparent_converter(
+    buses: Any, sdm630: MeterProfile
+) -> None:
+    """evcc's `rs485tcpip`: RTU frames (unit id, CRC, no MBAP header) over a TCP stream."""
+    sim = SimMeter(unit_id=3, reading=KNOWN, live=False, transport="rtu-over-tcp", host="127.0.0.1")
+    async with sim:
+        config = BusConfig(
+            transport="rtu-over-tcp", host="127.0.0.1", port=sim.port, timeout=0.3, retries=0
+        )
+        assert describe_bus(config) == f"127.0.0.1:{sim.port} (RTU over TCP)"
+        poller = MeterPoller(meter_config(unit_id=3), sdm630, buses(config))
+        sample = await poller.poll_once()
+        assert sample is not None, poller.health.last_error
+        assert sample.reading.values() == KNOWN.values()
+        # A Modbus TCP client (MBAP header) gets no answer from a converter.
+        plain = MeterPoller(
+            meter_config(unit_id=3),
+            sdm630,
+            buses(config.model_copy(update={"transport": "tcp"})),
+        )
+        assert await plain.poll_once() is None
+        assert plain.health.error_kind in {"timeout", "frame", "connection"}
+        # A corrupted CRC is reported as on a serial line.
+        sim.corrupt_crc = True
+        assert await poller.poll_once() is None
+        assert poller.health.error_kind == "frame"
+        assert "CRC" in (poller.health.last_error or "")
+
+
+def test_rtu_over_tcp_bus_needs_a_host() -> None:
+    with pytest.raises(ValueError, match="'rtu-over-tcp' bus needs host"):
+        BusConfig(transport="rtu-over-tcp")
