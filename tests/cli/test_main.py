@@ -1,5 +1,7 @@
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +83,19 @@ def test_help_shows_no_bool_type_on_flags() -> None:
     assert "--follow" in shown.stdout and "--json" in shown.stdout
     assert "<bool>" not in shown.stdout
     assert "<bool>" not in edgegw("init", "--help").stdout
+
+
+def test_the_systemd_units_point_to_readme_sections_that_exist() -> None:
+    root = Path(__file__).resolve().parents[2]
+    headings = {
+        line.lstrip("#").strip()
+        for line in (root / "README.md").read_text().splitlines()
+        if line.startswith("#")
+    }
+    for unit in ("edgegw.service", "edgegw-tui@.service"):
+        lines = (root / "systemd" / unit).read_text().splitlines()
+        head = "\n".join(itertools.takewhile(lambda line: line.startswith("#"), lines))
+        named = re.findall(r'"([^"]+)"', head)
+        assert named, unit
+        assert all(name in headings for name in named), (unit, named)
+    assert "edgegw-tui@.service" in (root / "README.md").read_text()
