@@ -1,32 +1,137 @@
-"""`edgegw demo` itself, a short run as a newcomer would start it."""
+"""`edgegw demo` itself, run as a newcomer (or CI's ``make demo``) would start it, and its
+verdict on the cloud's record."""
 
 import asyncio
+import io
+import re
+import shutil
+import subprocess
 import sys
+from pathlib import Path
+
+from edgegw.demo import LINE_EVERY, Display, judge, script_for
+from edgegw.sim.fleet import FleetStats
 
 
-async def test_demo_short_run() -> None:
+async def run(*args: str, timeout: float = 120) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "edgegw",
         "demo",
-        "--chargers",
-        "3",
-        "--duration",
-        "6",
-        "--session-seconds",
-        "2",
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(timeout):
         out, err = await proc.communicate()
-    text = out.decode()
-    assert proc.returncode == 0, err.decode()[-2000:]
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_demo_short_run() -> None:
+    code, text, err = await run("--chargers", "3", "--duration", "6", "--session-seconds", "2")
+    assert code == 0, err[-2000:]
     assert "edgegw demo summary" in text
     assert "cloud record:            complete" in text
     started = int(text.split("sessions started:")[1].split()[0])
     assert started > 0
-    log = err.decode()
+    assert "leaves out the cloud outage" in text  # too short for the scripted events
+    assert "Traceback" not in err
+    # The gateway's log went to its file, not onto the screen.
+    log_file = Path(re.findall(r"the gateway's log:\s+(\S+)", text)[0])
+    log = await asyncio.to_thread(log_file.read_text, encoding="utf-8")
     assert "edgegw ready" in log and "stopped in" in log
-    assert "Traceback" not in log
+    assert "edgegw ready" not in err and "INFO" not in err
+    await asyncio.to_thread(shutil.rmtree, log_file.parent)
+
+
+async def test_demo_plays_an_outage_and_a_load_cap_event_and_says_where_to_look() -> None:
+    """Not a terminal (as in CI): short lines, the scripted events, a verdict after the
+    gateway has delivered what it kept during the outage, and commands that work."""
+    code, text, err = await run("--chargers", "4", "--duration", "24", "--session-seconds", "2")
+    assert code == 0, text[-3000:] + err[-2000:]
+    assert "\x1b[" not in text  # no cursor movement when the output is not a terminal
+    lines = text.splitlines()
+    events = [line for line in lines if line.startswith("t=")]
+    said = " ".join(events)
+    order = ["cloud outage:", "cloud back:", "load-cap event:", "load-cap event over:"]
+    positions = [said.index(what) for what in order]
+    assert positions == sorted(positions)
+    # The status lines are few: one per LINE_EVERY, one after each scripted event.
+    status = [line for line in events if "sessions started" in line]
+    assert len(status) <= 24 / LINE_EVERY + len(order) + 1
+    assert len(lines) < 60
+    assert "cloud record:            complete" in text
+    assert "INCOMPLETE" not in text
+
+    config = re.findall(r"edgegw tui -c (\S+)", text)[0]
+    assert await asyncio.to_thread(Path(config).is_file)
+    assert f"edgegw sessions list -c {config}" in text
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "edgegw", "sessions", "list", "-c", config],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "DEMO-0" in listed.stdout
+    events_cmd = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "edgegw", "events", "-c", config],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert events_cmd.returncode == 0, events_cmd.stderr
+    await asyncio.to_thread(shutil.rmtree, Path(config).parent)
+
+
+def test_a_start_in_flight_at_the_end_is_not_called_missing() -> None:
+    """The chargers stop while one StartTransaction is on its way: the cloud has one start
+    more than the chargers counted. That is complete, and said so without contradiction."""
+    stats = FleetStats(sessions_started=41, sessions_refused=3, sessions_completed=40)
+    verdict = judge(stats, cloud_started=42, cloud_stopped=40, queued=0, drained=True)
+    assert verdict.complete
+    assert verdict.lines[0].startswith("complete")
+    assert "1 start(s) were in flight" in verdict.lines[1]
+    assert not any("INCOMPLETE" in line for line in verdict.lines)
+
+
+def test_a_missing_session_or_an_undelivered_message_is_incomplete() -> None:
+    stats = FleetStats(sessions_started=41, sessions_completed=40)
+    lost = judge(stats, cloud_started=40, cloud_stopped=40, queued=0, drained=True)
+    assert not lost.complete and lost.lines[0].startswith("INCOMPLETE")
+    assert "1 start(s) the chargers ran are not in the cloud" in lost.lines
+    waiting = judge(stats, cloud_started=41, cloud_stopped=39, queued=1, drained=False)
+    assert not waiting.complete
+    assert any("still wait in the gateway's outbox" in line for line in waiting.lines)
+
+
+def test_the_script_fits_the_run_and_a_short_run_has_none() -> None:
+    assert script_for(10) is None
+    for duration in (20.0, 24.0, 60.0, 90.0, 600.0):
+        script = script_for(duration)
+        assert script is not None
+        assert script.outage_at + script.outage_s <= script.load_at  # one thing at a time
+        assert script.ends_at <= duration * 0.8  # over well before the end
+    assert script_for(None) == script_for(90.0)
+
+
+def test_on_a_terminal_the_table_is_redrawn_in_place() -> None:
+    screen = io.StringIO()
+    display = Display(screen, live=True)
+    display.table(["one", "two", "three"])
+    display.table(["uno", "dos", "tres"])
+    first, second = screen.getvalue().split("three\n")
+    assert "\x1b[" not in first.replace("\x1b[2K", "")  # drawn once, nothing moved yet
+    assert second.startswith("\x1b[3F")  # back up three lines, then overwritten
+    display.line("t=  8s  cloud outage")  # an event: the table goes, the line stays
+    assert screen.getvalue().endswith("\x1b[3F\x1b[Jt=  8s  cloud outage\n")
+    display.table(["a", "b"])
+    display.freeze()  # the end: the last table stays, the summary goes below it
+    display.line("edgegw demo summary")
+    assert screen.getvalue().endswith("\x1b[2Kb\nedgegw demo summary\n")
