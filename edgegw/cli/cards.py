@@ -110,6 +110,23 @@ ChargersOption = Annotated[
         autocompletion=complete_charger,
     ),
 ]
+ChargerGroupsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--charger-group",
+        help="Only on the chargers of this charger group (repeat for several; with --charger "
+        "too). See `edgegw cards groups`.",
+    ),
+]
+UntilOption = Annotated[
+    str,
+    typer.Option(
+        "--until",
+        help="When the share ends, in the site's time: 'sunday 18:00', '2026-12-13 18:00', "
+        "2026-12-13 (through that day) or an ISO date and time.",
+        show_default=False,
+    ),
+]
 ParentOption = Annotated[
     str | None, typer.Option("--parent", help="Group id (OCPP parentIdTag) shared by cards.")
 ]
@@ -132,7 +149,7 @@ class _CardStore(StoreBackend):
         self._service: CardService | None = None
 
     def call(self, op: str, /, **args: Any) -> Any:
-        writes = op not in ("cards.list", "cards.show", "cards.export")
+        writes = op not in ("cards.list", "cards.show", "cards.export", "cards.groups")
         path = self.config.store.path
         if writes and self._db is None and Path(f"{path}-shm").exists():
             note(
@@ -235,6 +252,7 @@ def add_card(
     label: LabelOption = None,
     expiry: ExpiryOption = None,
     chargers: ChargersOption = None,
+    charger_groups: ChargerGroupsOption = None,
     parent: ParentOption = None,
     status: StatusOption = None,
     wait: WaitOption = DEFAULT_WAIT,
@@ -249,6 +267,7 @@ def add_card(
         "label": label,
         "expiry": expiry,
         "chargers": chargers or None,
+        "charger_groups": charger_groups or None,
         "parent": parent,
         "status": status,
         "wait": wait,
@@ -268,6 +287,7 @@ def update_card(
         bool, typer.Option("--no-expiry", help="The card no longer expires.")
     ] = False,
     chargers: ChargersOption = None,
+    charger_groups: ChargerGroupsOption = None,
     all_chargers: Annotated[
         bool, typer.Option("--all-chargers", help="The card works on every charger again.")
     ] = False,
@@ -281,7 +301,7 @@ def update_card(
     """Change an enrolled card: owner, label, expiry, chargers, group or status."""
     for flag, given, value in (
         ("--no-expiry", no_expiry, expiry),
-        ("--all-chargers", all_chargers, chargers),
+        ("--all-chargers", all_chargers, chargers or charger_groups),
         ("--no-parent", no_parent, parent),
     ):
         if given and value:
@@ -293,6 +313,7 @@ def update_card(
         "label": label,
         "expiry": "" if no_expiry else expiry,
         "chargers": [] if all_chargers else (chargers or None),
+        "charger_groups": None if all_chargers else (charger_groups or None),
         "parent": "" if no_parent else parent,
         "status": status,
         "wait": wait,
@@ -434,6 +455,178 @@ def export_cards(
     )
 
 
+# ------------------------------------------------------------------------------ groups, shares
+
+
+@cards_app.command("groups")
+def list_groups(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
+    """Charger groups, card groups and shares."""
+    result = call_op(backend(config, as_json), as_json, "cards.groups")
+    emit(result, as_json, _render_groups)
+
+
+@cards_app.command("charger-group")
+def charger_group(
+    name: Annotated[str, typer.Argument(help="Group name, e.g. garage-1 or visitors.")],
+    chargers: Annotated[
+        list[str] | None,
+        typer.Argument(help="Its chargers (replace the group's).", autocompletion=complete_charger),
+    ] = None,
+    *,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the group.")] = False,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Set a charger group (e.g. `garage-1 CP-A CP-B`) or delete it; cards, card groups and
+    shares name it with --charger-group."""
+    if delete == bool(chargers):
+        fail("give the group's chargers, or --delete", EXIT_USAGE, json_mode=as_json)
+    args = {"name": name, "chargers": chargers or [], "delete": delete}
+    _groups_change("cards.charger_group", args, config, as_json)
+
+
+@cards_app.command("group")
+def card_group(
+    name: Annotated[str, typer.Argument(help="Group name, e.g. residents, staff, fleet-acme.")],
+    *,
+    add: Annotated[
+        list[str] | None, typer.Option("--add", help="Put this enrolled card in the group.")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="Take this card out of the group.")
+    ] = None,
+    chargers: ChargersOption = None,
+    charger_groups: ChargerGroupsOption = None,
+    all_chargers: Annotated[
+        bool, typer.Option("--all-chargers", help="The group's cards work on every charger.")
+    ] = False,
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Delete the group (its cards stay enrolled).")
+    ] = False,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Create or change a card group: its cards and the chargers they may use (a card's own
+    --charger list wins over its groups')."""
+    if all_chargers and (chargers or charger_groups):
+        fail("--all-chargers contradicts --charger", EXIT_USAGE, json_mode=as_json)
+    args = {
+        "name": name,
+        "add": add or [],
+        "remove": remove or [],
+        "chargers": [] if all_chargers else (chargers or None),
+        "charger_groups": charger_groups or None,
+        "all_chargers": all_chargers,
+        "delete": delete,
+    }
+    _groups_change("cards.group", args, config, as_json)
+
+
+@cards_app.command("share")
+def share(
+    card: Annotated[
+        str | None, typer.Argument(help="The enrolled card to share (or --group).")
+    ] = None,
+    *,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Share with every card of this card group.")
+    ] = None,
+    fmt: FormatOption = None,
+    chargers: ChargersOption = None,
+    charger_groups: ChargerGroupsOption = None,
+    until: UntilOption,
+    note: Annotated[str, typer.Option("--note", help="Who, why.")] = "",
+    wait: WaitOption = DEFAULT_WAIT,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """Allow a card (a guest's) or a card group on chargers until a time; it is refused there
+    again once the share ends, whatever the cloud answers."""
+    if (card is None) == (group is None):
+        fail("give a card or --group (one of them)", EXIT_USAGE, json_mode=as_json)
+    if not (chargers or charger_groups):
+        fail("give --charger or --charger-group", EXIT_USAGE, json_mode=as_json)
+    args = {
+        "card": card,
+        "format": fmt,
+        "group": group,
+        "chargers": chargers or [],
+        "charger_groups": charger_groups or [],
+        "until": until,
+        "note": note,
+        "wait": wait,
+    }
+    _groups_change("cards.share", args, config, as_json)
+
+
+@cards_app.command("unshare")
+def unshare(
+    share_id: Annotated[int, typer.Argument(help="The share's number (`edgegw cards groups`).")],
+    *,
+    wait: WaitOption = DEFAULT_WAIT,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    as_json: JsonOption = False,
+) -> None:
+    """End a share now."""
+    _groups_change("cards.unshare", {"id": share_id, "wait": wait}, config, as_json)
+
+
+def _groups_change(op: str, args: dict[str, Any], config: Path, as_json: bool) -> None:
+    with backend(config, as_json) as cards_backend, op_errors(as_json):
+        if cards_backend.source == "store" and "wait" in args:
+            args = {**args, "wait": 0}
+        result = answered(cards_backend, cards_backend.call(op, **args))
+    emit(result, as_json, _render_groups_change)
+
+
+def _render_groups(result: dict[str, Any]) -> str:
+    lines = ["Charger groups:"]
+    groups = result["charger_groups"]
+    lines += [f"  {name:<16} {' '.join(chargers)}" for name, chargers in groups.items()]
+    if not groups:
+        lines.append("  none (`edgegw cards charger-group NAME CHARGER...`)")
+    lines.append("Card groups:")
+    for group in result["card_groups"]:
+        where = _where_chargers(group["chargers"])
+        lines.append(f"  {group['name']:<16} {len(group['cards'])} card(s), on {where}")
+        lines += [f"    {card}" for card in group["cards"]]
+    if not result["card_groups"]:
+        lines.append("  none (`edgegw cards group NAME --add CARD`)")
+    lines.append("Shares:")
+    for item in result["shares"]:
+        lines.append("  " + _share_line(item))
+    if not result["shares"]:
+        lines.append("  none (`edgegw cards share CARD --charger CP --until 'sunday 18:00'`)")
+    return "\n".join(lines)
+
+
+def _where_chargers(chargers: list[str] | None) -> str:
+    return "every charger" if chargers is None else " ".join(chargers)
+
+
+def _share_line(item: dict[str, Any]) -> str:
+    who = item["card"] if item["card"] is not None else f"group {item['group']}"
+    state = "until" if item["active"] else "ended"
+    note = f"  ({item['note']})" if item["note"] else ""
+    return f"#{item['id']} {who} on {' '.join(item['chargers'])}, {state} {item['until']}{note}"
+
+
+def _render_groups_change(result: dict[str, Any]) -> str:
+    action = result["action"]
+    if action == "shared":
+        lines = [
+            f"Shared: {_share_line(result['share'])} {_where(result)}.",
+            "Refused there again once it ends, whatever the cloud answers.",
+        ]
+    elif action == "unshared":
+        lines = [f"Share #{result['id']} ended {_where(result)}."]
+    else:
+        lines = [f"Groups {action} {_where(result)}.", _render_groups(result)]
+    lines += [f"Warning: {w}" for w in result.get("warnings", [])]
+    lines += _render_lists(result.get("local_lists", []))
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------ text output
 
 
@@ -489,8 +682,10 @@ def _render_show(card: dict[str, Any]) -> str:
         f"  status    {status}",
         f"  expiry    {card['expiry'] or 'never'}",
         f"  chargers  {', '.join(card['chargers']) if card['chargers'] else 'all'}",
-        f"  group     {card['parent'] or '-'}",
+        f"  groups    {', '.join(card.get('groups') or []) or '-'}",
+        f"  parent    {card['parent'] or '-'}  (OCPP parentIdTag)",
     ]
+    lines += [f"  share     {_share_line(item)}" for item in card.get("shares") or []]
     if card["kind"] == "uid":
         lines.append("How chargers report it, by idTag format:")
         for variant in card["variants"]:

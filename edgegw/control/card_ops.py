@@ -163,6 +163,10 @@ class CardService:
             for fmt, text in variants(card.id).items()
         ]
         out["at_chargers"] = [self._at_charger(card, c.id) for c in self._config.chargers]
+        access = self._auth.access
+        out["groups"] = [g.name for g in access.groups_of(card.key)]
+        now = self._clock()
+        out["shares"] = [share_json(s, self._auth, now) for s in access.shares_of(card.key)]
         return out
 
     def _at_charger(self, card: Card, charger_id: str) -> dict[str, Any]:

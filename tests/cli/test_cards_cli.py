@@ -268,3 +268,60 @@ async def test_with_the_cloud_deciding_alone_the_message_says_so(
     blocked = await acli(config, "cards", "block", ALICE)
     assert "when the gateway decides (cloud unreachable)" in blocked.stdout
     assert "whatever the cloud answers" not in blocked.stdout
+
+
+def test_groups_and_shares_in_store_mode(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    bob = "04A1B2C3D4E5F6"
+    assert cli(config, "cards", "add", ALICE, "--owner", "Alice").exit_code == 0
+    assert cli(config, "cards", "add", bob, "--owner", "Bob", "--charger", "KEBA").exit_code == 0
+    made = cli(config, "cards", "charger-group", "garage", "CP1", "KEBA")
+    assert made.exit_code == 0, made.output
+    grouped = cli(
+        config, "cards", "group", "residents", "--add", ALICE, "--charger-group", "garage"
+    )
+    assert grouped.exit_code == 0, grouped.output
+    assert "residents" in grouped.stdout and "1 card(s), on @garage" in grouped.stdout
+    shared = cli(
+        config, "cards", "share", bob, "--charger", "CP1", "--until", "sunday 18:00",
+        "--note", "weekend", "--json",
+    )  # fmt: skip
+    assert shared.exit_code == 0, shared.output
+    assert as_json(shared)["share"]["active"] and as_json(shared)["share"]["chargers"] == ["CP1"]
+    listed = as_json(cli(config, "cards", "groups", "--json"))
+    assert listed["charger_groups"] == {"garage": ["CP1", "KEBA"]}
+    assert listed["card_groups"][0]["cards"] == ["E43AC9D2 (Alice)"]
+    shown = cli(config, "cards", "show", ALICE).stdout
+    assert "groups    residents" in shown
+    assert "#1 04A1B2C3D4E5F6 (Bob) on CP1, until" in cli(config, "cards", "show", bob).stdout
+
+    in_use = cli(config, "cards", "charger-group", "garage", "--delete")
+    assert in_use.exit_code == 1 and "still used by card group residents" in in_use.stderr
+    unknown = cli(config, "cards", "add", "11223344", "--charger-group", "roof")
+    assert unknown.exit_code == 2 and "no charger group 'roof'" in unknown.stderr
+    past = cli(config, "cards", "share", bob, "--charger", "CP1", "--until", "2020-01-01")
+    assert past.exit_code == 2 and "already past" in past.stderr
+    assert cli(config, "cards", "unshare", "1").exit_code == 0
+    assert as_json(cli(config, "cards", "groups", "--json"))["shares"] == []
+
+
+async def test_a_group_limit_and_a_share_take_effect_in_the_running_daemon(
+    tmp_path: Path, make_gateway: GatewayFactory
+) -> None:
+    gateway = await make_gateway(chargers=CHARGERS)
+    auth = gateway.authorizer
+    assert auth is not None
+    config = write_config(tmp_path)
+    assert (await acli(config, "cards", "add", ALICE)).exit_code == 0
+    assert (await acli(config, "cards", "charger-group", "bay", "KEBA")).exit_code == 0
+    result = await acli(
+        config, "cards", "group", "private", "--add", ALICE, "--charger-group", "bay"
+    )
+    assert result.exit_code == 0, result.output
+    assert not auth.decide("CP1", ALICE, fmt=auth.charger_format("CP1")).accepted
+    shared = await acli(
+        config, "cards", "share", ALICE, "--charger", "CP1", "--until", "2099-01-01"
+    )
+    assert shared.exit_code == 0, shared.output
+    assert "whatever the cloud answers" in shared.stdout
+    assert auth.decide("CP1", ALICE, fmt=auth.charger_format("CP1")).accepted
