@@ -797,7 +797,8 @@ def _names_arg(args: dict[str, Any], name: str = "chargers") -> frozenset[str]:
     if raw is None:
         return frozenset()
     if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
-        raise ControlError(ErrorCode.BAD_ARGS, f"{name!r} must be a list of names")
+        what = "charger ids" if name == "chargers" else "names"
+        raise ControlError(ErrorCode.BAD_ARGS, f"{name!r} must be a list of {what}")
     return frozenset(c.strip() for c in raw if c.strip())
 
 
