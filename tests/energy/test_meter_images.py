@@ -17,10 +17,12 @@ energy, importing and exporting.
 from __future__ import annotations
 
 import logging
+import shutil
 import struct
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
@@ -29,7 +31,7 @@ from edgegw.cli.meter import probe_meter
 from edgegw.config import BusConfig, MeterConfig
 from edgegw.energy.meters import MeterPoller, ModbusBus, ReadPlan, find_profile
 from edgegw.energy.registers import MeterProfile, Quantity
-from edgegw.sim.meter import SimMeter
+from edgegw.sim.meter import SimMeter, virtual_serial_pair
 
 # ------------------------------------------------------------------------------------------
 # The test's own register codec (independent of edgegw.energy.registers)
@@ -465,6 +467,38 @@ async def test_the_poller_reads_the_true_values(
         assert sim.requests == len(poller.blocks)
     finally:
         await poller.bus.close()
+
+
+@pytest.mark.parametrize("transport", ["rtu", "rtu-over-tcp"])
+async def test_the_em340_family_reads_true_over_rs485_too(transport: str, tmp_path: Path) -> None:
+    """The limits hold on the serial line as on TCP: 50 registers per request (the profile
+    once asked for 54 and every poll was refused, over TCP and RTU alike)."""
+    family = next(f for f in FAMILIES if f.profile == "carlogavazzi-em340")
+    profile = find_profile(family.profile)
+    image = image_of(family, EXPORTING)
+    async with AsyncExitStack() as stack:
+        if transport == "rtu":
+            if shutil.which("socat") is None:
+                pytest.skip("socat not installed (apt install socat): RTU needs a pty pair")
+            meter_end, gateway_end = await stack.enter_async_context(virtual_serial_pair(tmp_path))
+            sim = SimMeter(profile, image=image, live=False, transport="rtu", device=meter_end)
+            bus = BusConfig(transport="rtu", device=gateway_end, timeout=1.0, retries=0)
+        else:
+            sim = SimMeter(profile, image=image, live=False, transport="rtu-over-tcp")
+        await stack.enter_async_context(sim)
+        if transport == "rtu-over-tcp":
+            bus = BusConfig(
+                transport="rtu-over-tcp", host="127.0.0.1", port=sim.port, timeout=1.0, retries=0
+            )
+        assert sim.max_read_registers == 50
+        poller = _poller(family, profile, bus)
+        stack.push_async_callback(poller.bus.close)
+        sample = await poller.poll_once()
+        assert sample is not None, poller.health.last_error
+        assert sample.reading.currents_a == (4.0, 4.5, 3.0)
+        assert sample.reading.power_w == -2640.0
+        assert sample.reading.energy_export_wh == 790_300.0
+        assert not poller.plan.splits
 
 
 async def test_a_meter_taking_fewer_registers_than_the_profile_says_is_split_and_read(
