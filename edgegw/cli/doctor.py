@@ -789,7 +789,7 @@ class Doctor:
         checks = []
         for meter in cfg.meters:
             bus = cfg.buses.get(meter.bus)
-            if self._client is not None and bus is not None and bus.transport != "tcp":
+            if self._client is not None and bus is not None and bus.transport == "rtu":
                 checks.append(
                     Check(
                         f"meter:{meter.name}",
