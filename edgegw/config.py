@@ -21,6 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import annotated_types
 from pydantic import (
@@ -853,6 +854,69 @@ class _MqttSection(MqttConfig, _FiniteFloats):
     """``[mqtt]`` (defined with the publisher) under the same float check as every section."""
 
 
+_CLOCK_TIME = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class TariffBandConfig(_Model):
+    """A time of day with its own prices (``[[tariffs.bands]]``), wall clock of the tariff."""
+
+    start: str = Field(pattern=_CLOCK_TIME, description="From this time of day (HH:MM).")
+    end: str = Field(
+        pattern=_CLOCK_TIME,
+        description="Until this time of day (HH:MM); before start: across midnight.",
+    )
+    per_kwh: float | None = Field(
+        default=None, ge=0, description="Price per kWh (unset: the tariff's)."
+    )
+    per_hour: float | None = Field(
+        default=None, ge=0, description="Price per hour connected (unset: the tariff's)."
+    )
+
+
+class TariffConfig(_Model):
+    """How the building prices a session (``[[tariffs]]``); the first that matches applies."""
+
+    name: str = Field(min_length=1, description="Shown in reports.")
+    currency: str = Field(
+        default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code; the same for all."
+    )
+    timezone: str = Field(default="UTC", description="Time zone of the bands (IANA name).")
+    per_session: float = Field(default=0.0, ge=0, description="Fixed price per session.")
+    per_kwh: float = Field(default=0.0, ge=0, description="Price per kWh.")
+    per_hour: float = Field(default=0.0, ge=0, description="Price per hour connected.")
+    bands: list[TariffBandConfig] = Field(default_factory=list)
+    card_groups: list[str] = Field(
+        default_factory=list, description="For the cards of these card groups."
+    )
+    charger_groups: list[str] = Field(
+        default_factory=list, description="For sessions on these charger groups."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use e.g. Europe/Brussels") from None
+        return value
+
+    @model_validator(mode="after")
+    def _bands_apart(self) -> TariffConfig:
+        taken: list[tuple[int, int, str]] = []
+        for band in self.bands:
+            start, end = (int(t[:2]) * 60 + int(t[3:]) for t in (band.start, band.end))
+            if start == end:
+                raise ValueError(f"band {band.start}-{band.end} is empty")
+            spans = [(start, end)] if start < end else [(start, 1440), (0, end)]
+            for a, b in spans:
+                for c, d, other in taken:
+                    if a < d and c < b:
+                        raise ValueError(f"bands {other} and {band.start}-{band.end} overlap")
+                taken.append((a, b, f"{band.start}-{band.end}"))
+        return self
+
+
 class Config(_Model):
     """The whole edgegw configuration."""
 
@@ -871,6 +935,9 @@ class Config(_Model):
     buses: dict[str, BusConfig] = Field(default_factory=dict)
     meters: list[MeterConfig] = Field(default_factory=list)
     chargers: list[ChargerConfig] = Field(default_factory=list)
+    tariffs: list[TariffConfig] = Field(
+        default_factory=list, description="How the building prices sessions (reports)."
+    )
     _by_id: dict[str, ChargerConfig] = PrivateAttr(default_factory=dict)
     """``chargers`` by id: the relay, the controller and the ops look chargers up per call."""
 
