@@ -114,8 +114,8 @@ def _fields(data: Any, allowed: set[str], shorthand: str | None) -> tuple[JsonDi
     unknown = sorted(set(data) - allowed - {"request_id"})
     if unknown:
         raise CommandRefused(
-            f"unknown key(s) {', '.join(repr(k) for k in unknown)}; allowed: "
-            + ", ".join(sorted(allowed | {"request_id"}))
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}; "
+            "allowed: " + ", ".join(sorted(allowed | {"request_id"}))
         )
     request_id = data.get("request_id")
     if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 64):
@@ -255,7 +255,9 @@ class GatewayControls:
             controller.set_temporary_limit(None, None)
             return "temporary limit ended"
         controller.set_temporary_limit(command.limit_a, command.duration_s)
-        return f"limit {'/'.join(f'{v:g}' for v in command.limit_a)} A for {command.duration_s:g} s"
+        values = command.limit_a
+        amps = f"{values[0]:g}" if len(set(values)) == 1 else "/".join(f"{v:g}" for v in values)
+        return f"limit {amps} A for {command.duration_s:g} s"
 
     async def _charger_call(self, charger_id: str, action: str, payload: JsonDict) -> JsonDict:
         if not self._connected(charger_id):

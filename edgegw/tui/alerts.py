@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edgegw.cli.output import plural
 from edgegw.tui.model import Snapshot
 from edgegw.tui.text import duration, number
 
@@ -68,12 +69,17 @@ def site_alerts(
     parked = site.sync_parked or 0
     if parked:
         out.append(
-            Alert(f"! {parked} message(s) refused by the cloud and parked (see Events)", "error")
+            Alert(
+                f"! {plural(parked, 'message')} refused by the cloud and parked (see Events)",
+                "error",
+            )
         )
     if site.cloud in ("offline", "degraded") and (site.sync_queued or 0) > 0:
         age = duration(site.sync_oldest_age_s)
         out.append(
-            Alert(f"! Cloud {site.cloud}: {site.sync_queued} message(s) waiting, oldest {age}")
+            Alert(
+                f"! Cloud {site.cloud}: {plural(site.sync_queued, 'message')} waiting, oldest {age}"
+            )
         )
     out += _refused_cards(events, now)
     return out

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
+from edgegw.cli.output import plural
 from edgegw.control.client import ControlClientError, RemoteError
 from edgegw.tui.base import View, selected_key, sync_table
 from edgegw.tui.context import TuiContext
@@ -112,7 +113,7 @@ class CardsView(View):
         self._show()
         total = result.get("total", len(self.cards)) if isinstance(result, dict) else 0
         matched = result.get("matched", len(self.cards)) if isinstance(result, dict) else 0
-        note.update(f"{matched} of {total} card(s)" + (f" match {text!r}" if text else ""))
+        note.update(f"{matched} of {plural(total, 'card')}" + (f" match {text!r}" if text else ""))
 
     def _show(self) -> None:
         rows = []

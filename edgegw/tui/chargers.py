@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
+from edgegw.cli.output import plural
 from edgegw.tui.base import View, selected_key, sync_table
 from edgegw.tui.dialogs import Field, FormDialog, NoticeDialog
 from edgegw.tui.model import ChargerView
@@ -296,7 +297,8 @@ class ChargersView(View):
         running = len(charger.sessions)
         body = "The charger restarts and is offline for a moment."
         if running:
-            body += f"\n{running} running session(s) on it end."
+            verb = "ends" if running == 1 else "end"
+            body += f"\n{plural(running, 'running session')} on it {verb}."
         self.confirm(
             f"Restart {charger.name}?",
             body + "\nSoft: the charger restarts its software. Hard: like switching it off and on.",

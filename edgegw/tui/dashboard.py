@@ -20,6 +20,7 @@ from textual.content import Content
 from textual.events import Resize
 from textual.widgets import Static
 
+from edgegw.cli.output import plural
 from edgegw.tui.alerts import site_alerts
 from edgegw.tui.base import View
 from edgegw.tui.context import TuiContext
@@ -33,6 +34,7 @@ from edgegw.tui.text import (
     duration,
     kw,
     kwh,
+    per_phase_amps,
     phase_max,
     resample,
     short,
@@ -162,9 +164,9 @@ def summary_lines(site: SiteView, snapshot: Snapshot, now: float, tz: tzinfo | N
     else:
         meter_text = f"meter {meter.health}"
     capping = "off" if site.mode is None else site.mode
-    limit = "none" if site.limit_a is None else "/".join(f"{v:g}" for v in site.limit_a if v)
+    limit = "no limit" if site.limit_a is None else f"limit {per_phase_amps(site.limit_a)}"
     power = f"Site {kw(site.power_w)}, EV {kw(site.ev_power_w)}"
-    line1 = f"{power} | limit {limit} A | capping {capping} | {meter_text}"
+    line1 = f"{power} | {limit} | capping {capping} | {meter_text}"
     cloud = CLOUD_WORDS.get(site.cloud, site.cloud.upper())
     queued = "--" if site.sync_queued is None else str(site.sync_queued)
     oldest = f", oldest {duration(site.sync_oldest_age_s)}" if site.sync_oldest_age_s else ""
@@ -172,7 +174,7 @@ def summary_lines(site: SiteView, snapshot: Snapshot, now: float, tz: tzinfo | N
     line2 = f"Cloud {cloud} | to sync: {queued}{oldest}{parked}"
     line3 = (
         f"Chargers {site.chargers_connected}/{site.chargers_total} online, "
-        f"{site.sessions_active} session(s) | updated {clock_time(site.at, tz, now)}"
+        f"{plural(site.sessions_active, 'session')} | updated {clock_time(site.at, tz, now)}"
     )
     if snapshot.source != "live":
         line3 += " | (older daemon: no live currents)"
@@ -286,11 +288,11 @@ class DashboardView(View):
         async def retry(_: str) -> None:
             result = await self.call("sync.retry")
             count = result.get("requeued", 0) if isinstance(result, dict) else 0
-            self.app.notify(f"{count} message(s) put back in the queue for the cloud.")
+            self.app.notify(f"{plural(count, 'message')} put back in the queue for the cloud.")
 
         self.confirm(
             "Send the parked messages to the cloud again?",
-            f"{parked} message(s) were refused by the cloud and parked. Retrying puts them "
+            f"{plural(parked, 'message')} refused by the cloud and parked. Retrying puts them "
             "back in the queue; if the cloud refuses them again they are parked again.",
             [("retry", "Retry")],
             retry,

@@ -216,6 +216,9 @@ class EnergyView(View):
             result = await self.call("energy.decisions", {"limit": DECISIONS_SHOWN})
         except ControlClientError as exc:
             message = exc.message if isinstance(exc, RemoteError) else str(exc)
+            said = "no decision log:"
+            if message.casefold().startswith(said):  # an older daemon says it itself
+                message = message[len(said) :].strip()
             self.decision_note = f"No decision log: {message}"
             self.decisions = []
             self._show_decisions()

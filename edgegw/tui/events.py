@@ -15,9 +15,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from edgegw.cli.output import plural
 from edgegw.tui.base import View, sync_table
 from edgegw.tui.context import TuiContext
-from edgegw.tui.text import clock_time, duration, kwh, number, short
+from edgegw.tui.text import clock_time, duration, kwh, number, per_phase_amps, short
 
 SHOWN = 300
 
@@ -44,7 +45,10 @@ def live_event_text(event: Mapping[str, Any]) -> str:
     if kind == "meter_restored":
         return f"Meter {event.get('meter')} reads again"
     if kind == "limit_changed":
-        return f"Site limit now {event.get('limit_a')} A (was {event.get('previous_limit_a')} A)"
+        return (
+            f"Site limit now {per_phase_amps(event.get('limit_a'))} "
+            f"(was {per_phase_amps(event.get('previous_limit_a'))})"
+        )
     if kind == "charger_connected":
         return "Connected"
     if kind == "charger_disconnected":
@@ -125,4 +129,5 @@ class EventsView(View):
             seen.add(key)
             unique.append((key, [clock_time(at, self.ctx.tz, now), short(charger, 12), text]))
         sync_table(self.query_one("#event-table", DataTable), unique)
-        self.query_one("#event-note", Static).update(f"{len(unique)} event(s), newest first.")
+        note = f"{plural(len(unique), 'event')}, newest first."
+        self.query_one("#event-note", Static).update(note)

@@ -21,6 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from edgegw.cli.output import plural
 from edgegw.tui.dialogs import DIALOG_CSS
 from edgegw.tui.model import ChargerView
 from edgegw.tui.text import short, status_word
@@ -106,10 +107,11 @@ class ChargerPicker(ModalScreen[str | None]):
         if not self.shown:
             note.update(f"No charger matches {text.strip()!r} (of {total}).")
         elif len(self.shown) == total:
-            note.update(f"{total} charger(s). Up/Down to move, Enter to pick.")
+            note.update(f"{plural(total, 'charger')}. Up/Down to move, Enter to pick.")
         else:
             note.update(
-                f"{len(self.shown)} of {total} charger(s) match; Enter picks the marked one."
+                f"{len(self.shown)} of {plural(total, 'charger')} match; "
+                "Enter picks the marked one."
             )
 
     @property

@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Static
 
+from edgegw.cli.output import plural
 from edgegw.tui.base import View, sync_table
 from edgegw.tui.context import TuiContext
 from edgegw.tui.dialogs import Field, FormDialog
@@ -178,7 +179,8 @@ class SessionsView(View):
         self.sessions = [s for s in rows if isinstance(s, dict) and self._owner_match(s)]
         self._show()
         more = " (more: export writes them all)" if result.get("next") is not None else ""
-        note.update(f"{len(self.sessions)} session(s), newest first{more}. x: export to CSV")
+        count = plural(len(self.sessions), "session")
+        note.update(f"{count}, newest first{more}. x: export to CSV")
 
     def _show(self) -> None:
         now = self.ctx.clock()
@@ -242,7 +244,7 @@ class SessionsView(View):
         except OSError as exc:
             self.app.notify(f"Cannot write {path}: {exc}", title="Export", severity="error")
             return 0
-        self.app.notify(f"Wrote {len(sessions)} session(s) to {path}", title="Export")
+        self.app.notify(f"Wrote {plural(len(sessions), 'session')} to {path}", title="Export")
         return len(sessions)
 
 

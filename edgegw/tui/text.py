@@ -82,6 +82,17 @@ def phase_max(values: Any) -> float | None:
     return max(known) if known else None
 
 
+def per_phase_amps(values: Any) -> str:
+    """A per-phase limit in words: ``32 A`` when the phases agree, ``32/32/25 A`` when not,
+    ``none`` without one (never a Python list, never "none A")."""
+    known = phase_values(values) if isinstance(values, Sequence) else (number(values),) * 3
+    if all(v is None for v in known):
+        return "none"
+    if len(set(known)) == 1:
+        return f"{known[0]:g} A"
+    return "/".join("--" if v is None else f"{v:g}" for v in known) + " A"
+
+
 def phase_values(values: Any) -> tuple[float | None, float | None, float | None]:
     if not isinstance(values, Sequence) or isinstance(values, str) or len(values) != 3:
         return (None, None, None)

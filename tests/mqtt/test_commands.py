@@ -55,7 +55,7 @@ def parse(route: CommandRoute, payload: str, config: Config) -> Any:
     ("route", "payload", "reason"),
     [
         (CommandRoute("limit"), "{", "not JSON"),
-        (CommandRoute("limit"), '{"limit": 10}', "unknown key(s) 'limit'"),
+        (CommandRoute("limit"), '{"limit": 10}', "unknown key 'limit'"),
         (CommandRoute("limit"), "{}", "limit_a is missing"),
         (CommandRoute("limit"), "40", "above the configured limit (32 A)"),
         (CommandRoute("limit"), "[10, 10]", "one number or [L1, L2, L3]"),
@@ -134,9 +134,11 @@ async def test_gateway_controls_need_a_controller_that_takes_temporary_limits(
     with pytest.raises(CommandRefused, match="cannot take a temporary limit"):
         await controls.set_site_limit(SiteLimit((20.0,) * 3, 60))
     controller = _Controller()
-    assert "20/20/20 A for 60 s" in await controls.set_site_limit(SiteLimit((20.0,) * 3, 60))
+    assert await controls.set_site_limit(SiteLimit((20.0,) * 3, 60)) == "limit 20 A for 60 s"
+    uneven = await controls.set_site_limit(SiteLimit((20.0, 20.0, 16.0), 60))
+    assert uneven == "limit 20/20/16 A for 60 s"
     assert await controls.set_site_limit(SiteLimit(None, 60)) == "temporary limit ended"
-    assert controller.limits == [((20.0, 20.0, 20.0), 60), (None, None)]
+    assert controller.limits == [((20.0, 20.0, 20.0), 60), ((20.0, 20.0, 16.0), 60), (None, None)]
     with pytest.raises(CommandRefused, match="CP1 is not connected"):
         await controls.stop_session(StopSession("CP1"))
     with pytest.raises(CommandRefused, match="no session runs on CP1"):
@@ -174,7 +176,7 @@ async def test_site_limit_over_mqtt(tmp_path: Path, mosquitto: Mosquitto) -> Non
             refused = await recorder.wait_json(result, lambda r: r["request_id"] == "b")
         finally:
             await publisher.close()
-    assert ok["ok"] is True and ok["command"] == "limit" and "20/20/20 A" in ok["detail"]
+    assert ok["ok"] is True and ok["command"] == "limit" and ok["detail"] == "limit 20 A for 600 s"
     assert refused["ok"] is False and "above the configured limit" in refused["reason"]
     assert retained["ok"] is False and "retained commands are ignored" in retained["reason"]
     assert controller.limits == [((20.0, 20.0, 20.0), 600.0)]

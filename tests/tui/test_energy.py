@@ -243,6 +243,20 @@ async def test_a_failed_read_is_said_and_the_old_daemon_gets_the_fallback() -> N
         assert "This edgegw version keeps no load history" in head(app)
 
 
+async def test_no_decision_log_is_said_once() -> None:
+    """An older daemon's refusal already starts with "no decision log:": not said twice."""
+
+    def refused(args: Mapping[str, Any]) -> Any:
+        raise RemoteError("unavailable", "no decision log: load capping is off on this site")
+
+    backend = FakeBackend()
+    backend.answers["energy.decisions"] = refused
+    app = make_app(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle("5", lambda app: bool(energy(app).decision_note))(pilot)
+        assert energy(app).decision_note == "No decision log: load capping is off on this site"
+
+
 def test_the_source_line_in_words() -> None:
     history = DaemonHistory()
     assert daemon_source_text(history, TZ, NOW) == "Reading the load history from edgegw..."

@@ -10,11 +10,22 @@ import pytest
 
 from edgegw.tasks import TaskOwner
 from edgegw.tui.alerts import site_alerts
+from edgegw.tui.dashboard import summary_lines
 from edgegw.tui.energy import decision_point
+from edgegw.tui.events import live_event_text
 from edgegw.tui.history import LoadHistory
 from edgegw.tui.link import DaemonLink, LinkState, NotConnected, OpUnavailable
 from edgegw.tui.model import parse_snapshot
-from edgegw.tui.text import ASCII, UNICODE, bar, chart, glyphs_for, resample, sparkline
+from edgegw.tui.text import (
+    ASCII,
+    UNICODE,
+    bar,
+    chart,
+    glyphs_for,
+    per_phase_amps,
+    resample,
+    sparkline,
+)
 from tests.conftest import GatewayFactory
 from tests.tui.fakes import NOW, live_events, site_snapshot
 
@@ -45,7 +56,7 @@ def test_alerts_name_the_problem_and_the_place() -> None:
     assert texts[0] == "! Site load above the limit on L3"
     assert "! CP3 fault: connector 1: GroundFailure" in texts
     assert "! CP3 draws more than its load-capping limit" in texts
-    assert "! 1 message(s) refused by the cloud and parked (see Events)" in texts
+    assert "! 1 message refused by the cloud and parked (see Events)" in texts
     assert "! Card DEADBEEF refused 3 times at CP2 in 10 min" in texts
     assert all(t.startswith("! ") for t in texts)
     later = [a.text for a in site_alerts(snapshot, live_events(), NOW + 3600)]
@@ -165,3 +176,22 @@ async def test_a_socket_that_does_not_speak_the_protocol_is_unreachable(tmp_path
         await tasks.close()
         server.close()
     assert state is LinkState.UNREACHABLE and "refused this screen" in problem
+
+
+def test_limits_and_counts_read_as_words_not_python() -> None:
+    """Issue 21 item 16: no "limit none A", no Python lists, no "1 entries"."""
+    assert per_phase_amps([32.0, 32.0, 32.0]) == "32 A"
+    assert per_phase_amps((32.0, 32.0, 25.0)) == "32/32/25 A"
+    assert per_phase_amps(None) == "none"
+    assert per_phase_amps(16) == "16 A"
+    text = live_event_text(
+        {"event": "limit_changed", "limit_a": [20.0, 20.0, 20.0], "previous_limit_a": [32, 32, 32]}
+    )
+    assert text == "Site limit now 20 A (was 32 A)"
+    snapshot = parse_snapshot(site_snapshot())
+    line = summary_lines(snapshot.site, snapshot, NOW, None)
+    assert "| limit 32 A |" in line[0] and "1 session |" in line[2]
+    data = site_snapshot()
+    data["site"]["limit_a"] = None
+    uncapped = parse_snapshot(data)
+    assert "| no limit |" in summary_lines(uncapped.site, uncapped, NOW, None)[0]
