@@ -267,7 +267,8 @@ async def read_events(
     sql = "SELECT id, at, kind, charger_id, message, data FROM events"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
-    sql += " ORDER BY id DESC LIMIT ?"
+    # By time: rows written at once (Store.event) and batches written later interleave by id.
+    sql += " ORDER BY at DESC, id DESC LIMIT ?"
     params.append(limit)
     rows = await db.conn.execute_fetchall(sql, params)
     return [

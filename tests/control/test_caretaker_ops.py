@@ -35,6 +35,15 @@ UNKNOWN = "DEADBEEF"
 CHARGERS = [{"id": "CP1", "max_current_a": 16}, {"id": "CP2", "max_current_a": 16}]
 
 
+async def recorded_events(gateway: Gateway) -> list[tuple[float, str, str | None, str]]:
+    """The events recorded so far: the journal's batch written first, when there is one."""
+    journal = getattr(gateway, "journal", None)
+    if journal is not None:
+        await journal.flush()
+    assert gateway.store is not None
+    return await gateway.store.events()
+
+
 def site_sections(meter: SimMeter) -> dict[str, Any]:
     """Load capping on a site whose meter reads a steady 5 A building load."""
     return {
@@ -124,7 +133,7 @@ async def test_set_max_current_gives_the_charger_a_lower_profile(
         assert cleared["max_current_a"] is None
         await controller.wait_until(lambda: cp.offered_a(1) == 16)
 
-    events = [e for e in await gateway.store.events() if e[1] == "charger.max_current"]
+    events = [e for e in await recorded_events(gateway) if e[1] == "charger.max_current"]
     assert [e[3] for e in reversed(events)] == [
         "maximum current lowered to 10 A",
         "maximum current back to the configured 16 A",
@@ -197,7 +206,7 @@ async def test_free_charging_accepts_any_card_offline_at_that_charger_only(
             await client.call("chargers.set_max_current", charger="CP1", max_current_a=10)
         assert refused.value.code == "conflict"
     assert gateway.store is not None
-    kinds = [(e[1], e[2]) for e in await gateway.store.events()]
+    kinds = [(e[1], e[2]) for e in await recorded_events(gateway)]
     assert kinds.count(("charger.free_charging", "CP1")) == 2
 
 
