@@ -33,11 +33,12 @@ from edgegw.cli.output import (
     emit,
     fail,
     load_config_or_fail,
+    plural,
     running_daemon,
     table,
 )
 from edgegw.config import Config
-from edgegw.control.client import ControlClient
+from edgegw.control.client import ControlClient, RemoteError
 from edgegw.control.ops import EVENTS_TOPIC as OPS_EVENTS_TOPIC
 from edgegw.control.ops import GatewayOps
 from edgegw.control.protocol import ControlError, ErrorCode
@@ -125,6 +126,7 @@ def status(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = Fal
             result = {"ok": True, "running": True, **status_backend.call("status")}
             result["sync"] = _totals(status_backend.call("sync.status"))
             result["pending_chargers"] = len(status_backend.call("chargers.pending"))
+            result["wrong_urls"] = _count_of(status_backend, "chargers.wrong_urls")
         else:
             result = {
                 "ok": False,
@@ -138,6 +140,16 @@ def status(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = Fal
     emit(result, as_json, _render_status)
     if not result["running"]:
         raise typer.Exit(EXIT_DAEMON_DOWN)
+
+
+def _count_of(used: Backend, op: str) -> int:
+    """How many ``op`` lists (0 from a daemon too old to have it)."""
+    try:
+        return len(used.call(op))
+    except RemoteError as exc:
+        if exc.code == ErrorCode.UNKNOWN_OP:
+            return 0
+        raise
 
 
 def _totals(sync: dict[str, Any]) -> dict[str, Any]:
@@ -359,6 +371,12 @@ def _render_status(result: dict[str, Any]) -> str:
             f"{result['pending_chargers']} unknown identit"
             f"{'y' if result['pending_chargers'] == 1 else 'ies'} tried to connect: "
             "`edgegw chargers pending`."
+        )
+    wrong = result.get("wrong_urls", 0)
+    if wrong:
+        lines.append(
+            f"{plural(wrong, 'connection')} refused for a wrong URL (the charger's OCPP server "
+            "address): `edgegw chargers pending` says which URL to set."
         )
     return "\n".join(lines)
 

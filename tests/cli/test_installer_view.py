@@ -95,6 +95,9 @@ async def test_wrong_urls_show_in_pending_and_doctor_with_the_url_to_use(
     text = (await acli(config, "chargers", "pending")).stdout
     assert "refused for a wrong URL" in text and f"ws://127.0.0.1:{port}/ocpp/CP2" in text
 
+    status = await acli(config, "status")
+    assert "3 connections refused for a wrong URL" in status.stdout, status.stdout
+
     doctor = await acli(config, "doctor", "--skip-cloud", "--skip-meters", "--json")
     lines = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "wrong_url"]
     assert len(lines) == 3, doctor.stdout
