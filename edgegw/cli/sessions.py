@@ -57,6 +57,7 @@ from edgegw.store.sessions import (
     open_read_only,
     parse_time,
 )
+from edgegw.store.tariffs import TariffError
 
 sessions_app = typer.Typer(
     help="Charging sessions: list, export (CSV/JSON), monthly energy report per card/owner.",
@@ -205,6 +206,8 @@ class _Database:
             return asyncio.run(read())
         except StoreError as exc:
             fail(str(exc), EXIT_FAILURE, json_mode=self._json)
+        except TariffError as exc:
+            fail(f"[[tariffs]]: {exc}", EXIT_FAILURE, json_mode=self._json)
 
 
 def _source(config_path: Path, json_mode: bool) -> _Source:
@@ -427,8 +430,14 @@ def _render_report(data: dict[str, Any]) -> str:
         "",
     ]
     totals = data["totals"]
+    currency = data.get("currency")
+    priced: tuple[str, ...] = (currency,) if currency else ()
+
+    def cost(amounts: dict[str, Any]) -> tuple[str, ...]:
+        return (_money(amounts.get("cost")) or "-",) if currency else ()
+
     if data["cards"]:
-        rows = [("OWNER", "CARD", "LABEL", "SESSIONS", "KWH", "HOURS")]
+        rows = [("OWNER", "CARD", "LABEL", "SESSIONS", "KWH", "HOURS", *priced)]
         for c in data["cards"]:
             rows.append(
                 (
@@ -438,6 +447,7 @@ def _render_report(data: dict[str, Any]) -> str:
                     str(c["sessions"]),
                     f"{c['energy_kwh']:.3f}",
                     f"{c['hours']:.2f}",
+                    *cost(c),
                 )
             )
         rows.append(
@@ -448,9 +458,10 @@ def _render_report(data: dict[str, Any]) -> str:
                 str(totals["sessions"]),
                 f"{totals['energy_kwh']:.3f}",
                 f"{totals['hours']:.2f}",
+                *cost(totals),
             )
         )
-        out += table(rows, right={3, 4, 5})
+        out += table(rows, right={3, 4, 5, 6})
         out += ["", "Per owner:"]
         owner_rows = [
             (
@@ -459,10 +470,27 @@ def _render_report(data: dict[str, Any]) -> str:
                 f"{o['sessions']} session(s)",
                 f"{o['energy_kwh']:.3f} kWh",
                 f"{o['hours']:.2f} h",
+                *(f"{c} {currency}" for c in cost(o)),
             )
             for o in data["owners"]
         ]
-        out += table(owner_rows, right={1, 2, 3, 4})
+        out += table(owner_rows, right={1, 2, 3, 4, 5})
+        if data.get("groups"):
+            out += ["", "Per card group:"]
+            out += table(
+                [
+                    (
+                        g["group"],
+                        f"{len(g['cards'])} card(s)",
+                        f"{g['sessions']} session(s)",
+                        f"{g['energy_kwh']:.3f} kWh",
+                        f"{g['hours']:.2f} h",
+                        *(f"{c} {currency}" for c in cost(g)),
+                    )
+                    for g in data["groups"]
+                ],
+                right={1, 2, 3, 4, 5},
+            )
     else:
         out.append("No session finished in this month.")
     if data["meter_backwards"]:
@@ -524,19 +552,42 @@ def _cell(value: Any, text: bool) -> Any:
 
 
 def _sessions_csv(sessions: list[dict[str, Any]]) -> str:
+    """One row per session; with tariffs configured, its tariff and cost too."""
+    columns: tuple[str, ...] = _SESSION_COLUMNS
+    if any("tariff" in s for s in sessions):
+        columns = (*columns, "tariff", "cost")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(_SESSION_COLUMNS)
+    writer.writerow(columns)
     for s in sessions:
-        writer.writerow([_cell(s[c], c in _TEXT_COLUMNS) for c in _SESSION_COLUMNS])
+        writer.writerow(
+            [
+                _money(s.get(c)) if c == "cost" else _cell(s.get(c), c in _TEXT_COLUMNS)
+                for c in columns
+            ]
+        )
     return buffer.getvalue()
 
 
 def _report_csv(data: dict[str, Any]) -> str:
+    """Per card, then the total; with tariffs, the cost in the currency's column."""
+    currency = data.get("currency")
+    cost = [f"cost_{currency}"] if currency else []
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
-        ["month", "owner", "card", "id_tag", "known", "label", "sessions", "energy_kwh", "hours"]
+        [
+            "month",
+            "owner",
+            "card",
+            "id_tag",
+            "known",
+            "label",
+            "sessions",
+            "energy_kwh",
+            "hours",
+            *cost,
+        ]
     )
     for c in data["cards"]:
         writer.writerow(
@@ -550,6 +601,7 @@ def _report_csv(data: dict[str, Any]) -> str:
                 c["sessions"],
                 f"{c['energy_kwh']:.3f}",
                 f"{c['hours']:.2f}",
+                *([_money(c.get("cost"))] if currency else []),
             ]
         )
     t = data["totals"]
@@ -564,6 +616,11 @@ def _report_csv(data: dict[str, Any]) -> str:
             t["sessions"],
             f"{t['energy_kwh']:.3f}",
             f"{t['hours']:.2f}",
+            *([_money(t.get("cost"))] if currency else []),
         ]
     )
     return buffer.getvalue()
+
+
+def _money(amount: float | None) -> str:
+    return "" if amount is None else f"{amount:.2f}"

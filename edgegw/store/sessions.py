@@ -29,6 +29,12 @@ Idtags are matched to the installer's cards the way the card authority does for 
 hex by another is one card with one owner. The owner is the card's owner *now*: a card given to
 someone else moves its past sessions with it, in lists and in reports alike.
 
+With ``[[tariffs]]`` configured (:mod:`edgegw.store.tariffs`), every finished session gets its
+cost, by the tariff of its card's groups or its charger's groups (the groups of
+:mod:`edgegw.auth.access`), and the report adds costs up per card, per owner and per card
+group, in the tariffs' currency. The cost is worked out from the session's times and meter
+readings whenever it is shown, with the tariffs configured then.
+
 Queries run on their own read-only connection (:func:`open_read_only`): a year of sessions is
 read without holding up the daemon's writer, and the CLI can read the file while the daemon is
 stopped.
@@ -42,7 +48,7 @@ import math
 import re
 import sqlite3
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -52,13 +58,15 @@ from typing import Any, Final
 
 import aiosqlite
 
+from edgegw.auth.access import Access
 from edgegw.auth.chargerformats import configured_formats
 from edgegw.auth.idtags import CardId, CardIndex, IdTagFormat, parse_card_id
 from edgegw.auth.locallist import Card, normal_card_id
-from edgegw.config import Config
+from edgegw.config import Config, TariffConfig
 from edgegw.store.cards import CardStore
 from edgegw.store.db import Database, StoreError
 from edgegw.store.schema import MIGRATIONS
+from edgegw.store.tariffs import Tariffs
 
 SCHEMA_NEEDED: Final = 2
 """The schema version that has everything read here (``transaction_ids``, ``cards``)."""
@@ -170,7 +178,12 @@ class CardResolver:
         cards: Iterable[Card],
         charger_format: Callable[[str], IdTagFormat],
         configured: Mapping[str, IdTagFormat],
+        *,
+        access: Access | None = None,
+        tariffs: Sequence[TariffConfig] = (),
     ) -> None:
+        self.access = access or Access()
+        self.tariffs = Tariffs.from_config(tariffs)  # TariffError: mixed currencies
         self._cards = {card.key: card for card in cards}
         self._index = CardIndex(card.id for card in self._cards.values())
         self._format = charger_format
@@ -184,6 +197,7 @@ class CardResolver:
         store = CardStore(Database(conn, config.store.path))
         cards = await store.load_cards()
         detected = await store.detected_formats()
+        access = await store.load_access()
         configured = configured_formats(config)
 
         def charger_format(charger_id: str) -> IdTagFormat:
@@ -192,7 +206,22 @@ class CardResolver:
                 return detected[charger_id].fmt
             return fmt
 
-        return cls(cards, charger_format, configured)
+        return cls(cards, charger_format, configured, access=access, tariffs=config.tariffs)
+
+    def price(
+        self, charger_id: str, card: Card | None, start: float, end: float, energy_wh: int
+    ) -> tuple[str, float] | None:
+        """The tariff and the (unrounded) cost of a finished session; None without a tariff."""
+        if not self.tariffs:
+            return None
+        card_groups = [] if card is None else [g.name for g in self.access.groups_of(card.key)]
+        charger_groups = [
+            name for name, members in self.access.charger_groups.items() if charger_id in members
+        ]
+        tariff = self.tariffs.for_session(card_groups, charger_groups)
+        if tariff is None:
+            return None
+        return tariff.name, tariff.cost(start, end, energy_wh)
 
     def format_of(self, charger_id: str) -> IdTagFormat:
         return self._format(charger_id)
@@ -273,6 +302,9 @@ class Session:
     meter_start: int
     meter_stop: int | None
     stop_reason: str | None
+    tariff: str | None = None
+    cost: float | None = None
+    """Unrounded; None when no tariff applies or the session has not finished."""
 
     @property
     def energy_wh(self) -> int | None:
@@ -321,6 +353,14 @@ class Session:
             "energy_kwh": None if energy is None else round(energy / 1000, 3),
             "meter_backwards": self.meter_backwards,
             "stop_reason": self.stop_reason,
+            **(
+                {}
+                if self.tariff is None
+                else {
+                    "tariff": self.tariff,
+                    "cost": None if self.cost is None else _cents(self.cost),
+                }
+            ),
         }
 
 
@@ -416,7 +456,7 @@ class SessionQueries:
     async def report(self, month: Month, tz: tzinfo = UTC, *, now: float) -> MonthlyReport:
         start, end = month.bounds(tz)
         candidates = await self.sessions(SessionFilter(since=start, until=end))
-        return monthly_report(candidates, month, tz, now=now)
+        return monthly_report(candidates, month, tz, now=now, resolver=self.cards)
 
     async def _rows(
         self, where: SessionFilter, cursor: int | None, newest_first: bool
@@ -476,6 +516,15 @@ class SessionQueries:
         else:
             state = SessionState.UNCLOSED if superseded else SessionState.OPEN
         started = _charger_time(started_at)
+        started_ts = float(recorded_at) if started is None else started
+        stopped_ts = _charger_time(stopped_at)
+        card = self.cards.resolve(charger_id, id_tag)
+        priced = None
+        if state is SessionState.FINISHED and meter_stop is not None:
+            end = started_ts if stopped_ts is None else stopped_ts
+            priced = self.cards.price(
+                charger_id, card, started_ts, end, max(0, meter_stop - meter_start)
+            )
         return Session(
             id=row_id,
             charger_id=charger_id,
@@ -484,13 +533,15 @@ class SessionQueries:
             cloud_transaction_id=cloud,
             mode=mode,
             id_tag=id_tag,
-            card=self.cards.resolve(charger_id, id_tag),
+            card=card,
             state=state,
-            started_ts=float(recorded_at) if started is None else started,
-            stopped_ts=_charger_time(stopped_at),
+            started_ts=started_ts,
+            stopped_ts=stopped_ts,
             meter_start=meter_start,
             meter_stop=meter_stop,
             stop_reason=stop_reason,
+            tariff=None if priced is None else priced[0],
+            cost=None if priced is None else priced[1],
         )
 
     def _keep(
@@ -529,6 +580,7 @@ class CardTotal:
     sessions: int = 0
     energy_wh: int = 0
     seconds: float = 0.0
+    cost: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -537,7 +589,7 @@ class CardTotal:
             "known": self.card is not None,
             "owner": None if self.card is None else self.card.owner,
             "label": None if self.card is None else self.card.label,
-            **_amounts(self.sessions, self.energy_wh, self.seconds),
+            **_amounts(self.sessions, self.energy_wh, self.seconds, self.cost),
         }
 
 
@@ -550,22 +602,57 @@ class OwnerTotal:
     sessions: int = 0
     energy_wh: int = 0
     seconds: float = 0.0
+    cost: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "owner": self.owner,
             "cards": self.cards,
-            **_amounts(self.sessions, self.energy_wh, self.seconds),
+            **_amounts(self.sessions, self.energy_wh, self.seconds, self.cost),
         }
 
 
-def _amounts(sessions: int, energy_wh: int, seconds: float) -> dict[str, Any]:
-    return {
+@dataclass(slots=True)
+class GroupTotal:
+    """Finished sessions of the cards of one card group (a card in two groups counts in both)."""
+
+    group: str
+    cards: set[str] = field(default_factory=set)
+    sessions: int = 0
+    energy_wh: int = 0
+    seconds: float = 0.0
+    cost: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "cards": sorted(self.cards),
+            **_amounts(self.sessions, self.energy_wh, self.seconds, self.cost),
+        }
+
+
+def _amounts(
+    sessions: int, energy_wh: int, seconds: float, cost: float | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "sessions": sessions,
         "energy_wh": energy_wh,
         "energy_kwh": round(energy_wh / 1000, 3),
         "hours": round(seconds / 3600, 2),
     }
+    if cost is not None:
+        out["cost"] = _cents(cost)
+    return out
+
+
+def _cents(amount: float) -> float:
+    return round(amount + 0.0, 2)
+
+
+def _add_cost(total: float | None, cost: float | None) -> float | None:
+    if cost is None:
+        return total
+    return cost if total is None else total + cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -581,6 +668,9 @@ class MonthlyReport:
     unclosed: list[Session]
     meter_backwards: int
     """Finished sessions whose meter went backwards (counted as 0 Wh)."""
+    currency: str | None = None
+    """The tariffs' currency: costs are shown when it is set."""
+    groups: list[GroupTotal] = field(default_factory=list)
 
     @property
     def sessions(self) -> int:
@@ -593,6 +683,12 @@ class MonthlyReport:
     @property
     def seconds(self) -> float:
         return sum(c.seconds for c in self.cards)
+
+    @property
+    def cost(self) -> float | None:
+        if self.currency is None:
+            return None
+        return sum(c.cost or 0.0 for c in self.cards)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -607,7 +703,12 @@ class MonthlyReport:
             "basis": "finished sessions, counted in the month they ended",
             "cards": [c.to_json() for c in self.cards],
             "owners": [o.to_json() for o in self.owners],
-            "totals": _amounts(self.sessions, self.energy_wh, self.seconds),
+            "totals": _amounts(self.sessions, self.energy_wh, self.seconds, self.cost),
+            **(
+                {}
+                if self.currency is None
+                else {"currency": self.currency, "groups": [g.to_json() for g in self.groups]}
+            ),
             "meter_backwards": self.meter_backwards,
             "open_at_month_end": [s.to_json() for s in self.open_at_end],
             "unclosed": [s.to_json() for s in self.unclosed],
@@ -615,16 +716,23 @@ class MonthlyReport:
 
 
 def monthly_report(
-    sessions: Iterable[Session], month: Month, tz: tzinfo = UTC, *, now: float
+    sessions: Iterable[Session],
+    month: Month,
+    tz: tzinfo = UTC,
+    *,
+    now: float,
+    resolver: CardResolver | None = None,
 ) -> MonthlyReport:
     """Energy, sessions and hours per card and per owner for ``month`` (in ``tz``).
 
     Counted: sessions that finished in the month. Listed apart: sessions started before the
     month's end that had not finished by then (open at month end; they count in the month they
     end) and sessions started in the month that never got a StopTransaction (unclosed).
+    With tariffs (``resolver.tariffs``), costs are added up too, and per card group.
     """
     start, end = month.bounds(tz)
     by_card: dict[str, CardTotal] = {}
+    groups: dict[str, GroupTotal] = {}
     open_at_end: list[Session] = []
     unclosed: list[Session] = []
     backwards = 0
@@ -648,7 +756,16 @@ def monthly_report(
         total.sessions += 1
         total.energy_wh += session.energy_wh or 0
         total.seconds += session.duration_s or 0.0
+        total.cost = _add_cost(total.cost, session.cost)
         backwards += session.meter_backwards
+        if resolver is not None and resolver.tariffs and session.card is not None:
+            for card_group in resolver.access.groups_of(session.card.key):
+                sums = groups.setdefault(card_group.name, GroupTotal(card_group.name))
+                sums.cards.add(session.card.id.canonical)
+                sums.sessions += 1
+                sums.energy_wh += session.energy_wh or 0
+                sums.seconds += session.duration_s or 0.0
+                sums.cost = _add_cost(sums.cost, session.cost)
     cards = sorted(
         by_card.values(),
         key=lambda c: (c.card is None, c.card.owner if c.card else "", c.id_tag),
@@ -664,6 +781,7 @@ def monthly_report(
         group.sessions += total.sessions
         group.energy_wh += total.energy_wh
         group.seconds += total.seconds
+        group.cost = _add_cost(group.cost, total.cost)
     return MonthlyReport(
         month=month,
         tz=str(tz),
@@ -675,6 +793,8 @@ def monthly_report(
         open_at_end=sorted(open_at_end, key=lambda s: s.started_ts),
         unclosed=sorted(unclosed, key=lambda s: s.started_ts),
         meter_backwards=backwards,
+        currency=None if resolver is None or not resolver.tariffs else resolver.tariffs.currency,
+        groups=sorted(groups.values(), key=lambda g: g.group),
     )
 
 
