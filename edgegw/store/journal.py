@@ -115,22 +115,33 @@ class Journal:
         self._warned_at: float | None = None
         self._listeners: list[JournalListener] = []
         self._tasks = TaskOwner("journal")
+        self._stopping = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
         self.writes = 0
         """Transactions written (one per flush that had entries; for tests and benches)."""
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._tasks.supervise(self._writer, "writer")
+        self._writer_task = self._tasks.supervise(self._writer, "writer")
 
     async def close(self) -> None:
+        """Write what is left, then stop: a write under way is finished, not cancelled (a
+        cancelled commit may still land, and the batch would be written twice)."""
+        self._stopping.set()
+        if self._writer_task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(self._flush_interval + 10):
+                    await asyncio.shield(self._writer_task)
         await self._tasks.close("journal closing")
         with contextlib.suppress(sqlite3.Error):
             await self.flush()
 
     async def _writer(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._flush_interval):
+                    await self._stopping.wait()
             await self.flush()
 
     # ------------------------------------------------------------ recording

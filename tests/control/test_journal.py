@@ -219,3 +219,17 @@ async def test_a_real_gateway_s_live_events_reach_the_journal_and_survive(
     assert all(e.charger_id == "CP1" for e in found)
     connects = await read_events(gateway.store.db, 100, EventFilter(kinds=("charger",)))
     assert {e.kind for e in connects} >= {"charger_connected"}
+
+
+async def test_closing_writes_the_last_batch_once(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "gw.db")
+    try:
+        journal = Journal(store.db, flush_interval=3600)  # only the stop writes
+        journal.start()
+        journal.record("charger_connected", "connected", charger_id="CP1")
+        journal.record("charger_disconnected", "disconnected", charger_id="CP1")
+        await journal.close()
+        assert journal.writes == 1 and journal.pending() == []
+        assert await count_rows(store) == 2
+    finally:
+        await store.close()
