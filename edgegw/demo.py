@@ -26,7 +26,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
@@ -34,7 +34,7 @@ from typing import Final, TextIO
 from edgegw.auth.passwords import hash_password
 from edgegw.config import load_config
 from edgegw.daemon import Gateway
-from edgegw.livestate import LiveChange, LiveState, SiteLive
+from edgegw.livestate import LiveChange, SiteLive
 from edgegw.sim.cloud import SimCloud, Stall
 from edgegw.sim.fleet import FleetStats, SimFleet
 from edgegw.sim.meter import SimMeter
@@ -55,6 +55,7 @@ DEFAULT_DURATION_S: Final = 90.0
 MIN_SCRIPTED_S: Final = 20.0
 """Shorter runs leave out the cloud outage and the load-cap event."""
 DRAIN_TIMEOUT_S: Final = 20.0
+DRAIN_CHECK_S: Final = 0.5
 CAR_A: Final = 16.0
 """What a simulated car draws per phase (:class:`~edgegw.sim.charger.SimCharger`'s default)."""
 BUILDING_A: Final = 10.0
@@ -329,38 +330,43 @@ def log_to_file(path: Path, *, keep_errors: bool) -> Iterator[None]:
             handler.setLevel(level)
 
 
-async def until_site(
-    live: LiveState, predicate: Callable[[SiteLive], bool], timeout: float
-) -> bool:
-    """Wait until the live site picture satisfies ``predicate``; False at the timeout."""
-    if predicate(live.site()):
-        return True
+async def outbox_queued(gateway: Gateway) -> int | None:
+    """Messages the gateway's outbox holds for the cloud now (None: no store)."""
+    store = gateway.store
+    if store is None:
+        return None
+    return sum(row.queued for row in await store.outbox.status())
+
+
+async def drain(gateway: Gateway, timeout: float = DRAIN_TIMEOUT_S) -> tuple[int | None, bool]:
+    """Let the gateway deliver what it still owes the cloud (the chargers have stopped):
+    ``(messages still queued, whether it all went)``.
+
+    The outbox is read from the store each time the live picture changes (a delivery, a
+    charger's session closing), and at least every :data:`DRAIN_CHECK_S` seconds.
+    """
     changed = asyncio.Event()
 
     def on_change(change: LiveChange) -> None:
         changed.set()
 
-    unsubscribe = live.on_change(on_change)
+    live = gateway.live
+    unsubscribe = live.on_change(on_change) if live is not None else None
+    left = await outbox_queued(gateway)
     try:
         async with asyncio.timeout(timeout):
-            while not predicate(live.site()):
+            while left:
                 changed.clear()
-                await changed.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_CHECK_S):
+                        await changed.wait()
+                left = await outbox_queued(gateway)
     except TimeoutError:
-        return False
+        return left, False
     finally:
-        unsubscribe()
-    return True
-
-
-async def drain(gateway: Gateway, timeout: float = DRAIN_TIMEOUT_S) -> tuple[int | None, bool]:
-    """Let the gateway deliver what it still owes the cloud (the chargers have stopped):
-    ``(messages still queued, whether it all went)``."""
-    live = gateway.live
-    if live is None:
-        return None, False
-    done = await until_site(live, lambda s: s.sync_queued == 0, timeout)
-    return live.site().sync_queued, done
+        if unsubscribe is not None:
+            unsubscribe()
+    return left, True
 
 
 async def run_demo(
