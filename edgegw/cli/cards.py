@@ -784,5 +784,6 @@ def _render_import(result: dict[str, Any]) -> str:
         lines += [f"  line {e['line']}: {e['message']}" for e in errors]
         if outcome == "imported":
             lines.append("Fix these lines and import the file again (the other cards are in).")
+    lines += [f"Warning: {w}" for w in result.get("warnings", [])]
     lines += _render_lists(result["local_lists"])
     return "\n".join(lines)

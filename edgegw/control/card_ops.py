@@ -333,6 +333,7 @@ class CardService:
             "unchanged": 0,
             "removed": 0,
             "errors": [{"line": line, "message": message} for line, message in errors],
+            "warnings": self._unknown_groups(cards),
             "local_lists": [],
         }
         if fatal:
@@ -639,6 +640,22 @@ class CardService:
             await self._auth.change_access(change)
         except AccessError as exc:
             raise ControlError(ErrorCode.BAD_ARGS, str(exc)) from None
+
+    def _unknown_groups(self, cards: list[Card]) -> list[str]:
+        """Cards of an import naming charger groups that do not exist (yet)."""
+        known = self._auth.access.charger_groups
+        out: list[str] = []
+        for card in cards:
+            missing = sorted(
+                c for c in card.chargers or () if c.startswith(GROUP_PREFIX) and c[1:] not in known
+            )
+            if missing:
+                out.append(
+                    f"card {card.id.canonical} names {', '.join(missing)}, which is no charger "
+                    "group yet: it works there once the group is created "
+                    "(`edgegw cards charger-group NAME CHARGER...`)"
+                )
+        return out
 
     def _charger_group_users(self, name: str) -> list[str]:
         ref = group_ref(name)

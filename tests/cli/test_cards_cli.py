@@ -325,3 +325,10 @@ async def test_a_group_limit_and_a_share_take_effect_in_the_running_daemon(
     assert shared.exit_code == 0, shared.output
     assert "whatever the cloud answers" in shared.stdout
     assert auth.decide("CP1", ALICE, fmt=auth.charger_format("CP1")).accepted
+
+
+def test_an_import_naming_a_charger_group_that_does_not_exist_warns(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    imported = cli(config, "cards", "import", "-", stdin=f"id,chargers\n{ALICE},@roof CP1\n")
+    assert imported.exit_code == 0, imported.output
+    assert "names @roof, which is no charger group yet" in imported.stdout
