@@ -944,6 +944,17 @@ class Config(_Model):
     def model_post_init(self, context: Any, /) -> None:
         self._by_id = {charger.id: charger for charger in self.chargers}
 
+    @field_validator("tariffs")
+    @classmethod
+    def _one_currency(cls, tariffs: list[TariffConfig]) -> list[TariffConfig]:
+        currencies = sorted({t.currency for t in tariffs})
+        if len(currencies) > 1:
+            raise ValueError(
+                f"the tariffs use several currencies ({', '.join(currencies)}); reports add "
+                "costs up, so give every tariff the site's one currency"
+            )
+        return tariffs
+
     @field_validator("chargers")
     @classmethod
     def _unique_chargers(cls, chargers: list[ChargerConfig]) -> list[ChargerConfig]:

@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from edgegw.config import TariffConfig
+from edgegw.config import ConfigError, TariffConfig, parse_config
 from edgegw.store.tariffs import Tariff, TariffError, Tariffs
 
 BRUSSELS = "Europe/Brussels"
@@ -162,3 +162,8 @@ def test_which_tariff_prices_a_session() -> None:
 def test_bad_tariffs_are_refused_with_the_reason(fields: dict[str, object], words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         TariffConfig.model_validate({"name": "t", **fields})
+
+
+def test_a_site_has_one_currency() -> None:
+    with pytest.raises(ConfigError, match="several currencies"):
+        parse_config({"tariffs": [{"name": "a"}, {"name": "b", "currency": "CHF"}]})
