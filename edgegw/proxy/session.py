@@ -384,10 +384,18 @@ class ChargerSession:
     def _site_answer(
         self, action: str, request: dict[str, Any], response: dict[str, Any]
     ) -> SiteOverride | None:
-        return self._responder.cards.override_answer(self.charger_id, action, request, response)
+        try:
+            return self._responder.cards.override_answer(self.charger_id, action, request, response)
+        except Exception:  # the cloud's answer goes on as it is
+            log.exception("%s: the site's check of the %s answer failed", self.charger_id, action)
+            return None
 
     def _site_call(self, action: str, payload: dict[str, Any]) -> SiteOverride | None:
-        return self._responder.cards.refuse_cloud_call(self.charger_id, action, payload)
+        try:
+            return self._responder.cards.refuse_cloud_call(self.charger_id, action, payload)
+        except Exception:  # relayed as it is
+            log.exception("%s: the site's check of the cloud's %s failed", self.charger_id, action)
+            return None
 
     def _filter_cloud_call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         for hook in self._filters:
