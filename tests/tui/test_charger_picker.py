@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Input, OptionList, Static
 from edgegw.control import ControlClient
 from edgegw.sim.charger import SimCharger
 from edgegw.tui.app import CaretakerApp
+from edgegw.tui.chargers import ChargersView
 from edgegw.tui.dialogs import FormDialog
 from edgegw.tui.learn import LearnDialog
 from edgegw.tui.picker import ChargerPicker
@@ -184,3 +185,24 @@ async def test_add_card_form_keeps_what_was_typed_and_shows_the_refusal(
         cards = await client.call("cards.list")
     (card,) = cards["cards"]
     assert (card["owner"], card["label"], card["chargers"]) == ("Dana Peeters", "blue fob", ["CP1"])
+
+
+async def test_the_chargers_page_filters_three_hundred_chargers() -> None:
+    backend = FakeBackend()
+    backend.answers["live.snapshot"] = many_chargers(300)
+    app = CaretakerApp(backend, clock=lambda: NOW, tz=TZ)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.ctx.data.snapshot is not None, "the first picture")
+        await pilot.press("2")
+        table = app.main.query_one("#charger-table", DataTable)
+        await until(pilot, lambda: table.row_count == 300, "every charger listed")
+        await pilot.press("slash", *"bay", "space", *"29")
+        wanted = [f"CP-{n:03d}" for n in range(1, 301) if "bay 29" in f"bay {n}"]
+        await until(pilot, lambda: table.row_count == len(wanted), "the list narrowed")
+        assert [str(row.key.value) for row in table.ordered_rows] == wanted
+        await pilot.press("escape")
+        await until(pilot, lambda: table.has_focus, "back in the table")
+        await pilot.press("down")
+        chargers = app.main.query_one(ChargersView)
+        selected = chargers.selected()
+        assert selected is not None and selected.id == wanted[1]
