@@ -674,10 +674,17 @@ def run_wizard(
                 "Margin kept free below the fuse (A)", _amperes, _num(answers.margin)
             )
         if "fallback_ev" not in given:
+            limit, margin = answers.site_limit, answers.margin
+
+            def fallback(text: str) -> float | None:
+                amps = _optional(_amperes)(text)
+                check_site(limit, margin, amps)  # below the fuse minus the margin
+                return amps
+
             answers.fallback_ev = _ask(
                 "If the meter cannot be read, what may all chargers together draw per phase "
                 "(A; empty: pause charging until it reads again)",
-                _optional(_amperes),
+                fallback,
                 default="",
             )
         check_site(answers.site_limit, answers.margin, answers.fallback_ev)

@@ -245,6 +245,7 @@ def test_wizard_asks_rechecks_bad_answers_and_writes(tmp_path: Path) -> None:
             "",
             "63,63,40",
             "",  # margin: default 2 A
+            "90",  # refused: above the fuse minus the margin
             "12",  # while the meter is lost: 12 A for all chargers
             "nosuchmeter",  # refused: no such profile
             "",  # default profile eastron-sdm630
@@ -260,7 +261,7 @@ def test_wizard_asks_rechecks_bad_answers_and_writes(tmp_path: Path) -> None:
         ),
     )
     assert result.exit_code == 0, result.output
-    assert result.output.count("✗") == 4
+    assert result.output.count("✗") == 5
     assert CLOUD_SECRET not in result.output and CHARGER_SECRET not in result.output
     cfg = load_config(path)
     assert [c.id for c in cfg.chargers] == ["CP1", "CP2"]
