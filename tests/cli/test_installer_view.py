@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,12 @@ from websockets.typing import Subprotocol
 from edgegw.cli.main import app
 from edgegw.config import Config
 from edgegw.daemon import Gateway
-from edgegw.proxy.server import guess_identity
+from edgegw.proxy.server import WrongUrls, guess_identity
 from edgegw.sim.charger import SimCharger
+from edgegw.store.journal import Journal
 from edgegw.store.overrides import ChargerOverrides
+from edgegw.store.store import Store
+from edgegw.tasks import TaskOwner
 from tests.conftest import GatewayFactory, gateway_url
 
 runner = CliRunner()
@@ -129,3 +133,46 @@ async def test_last_seen_is_the_last_message_and_the_range_shows_the_caretakers_
         assert "6-10 A (caretaker's maximum; configured 6-16 A)" in shown.stdout, shown.stdout
         data = json.loads((await acli(config, "chargers", "show", "CP1", "--json")).stdout)
         assert data["effective_max_a"] == 10 and data["caretaker_max_a"] == 10
+
+
+async def test_wrong_urls_are_read_back_from_the_journal_when_the_daemon_is_stopped(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "gw.db")
+    journal = Journal(store.db)
+    tasks = TaskOwner("test")
+    wrong = WrongUrls(
+        clock=time.monotonic, wall_clock=time.time, record_event=journal.event, tasks=tasks
+    )
+    for _ in range(3):  # one journal entry per address and path, not one per attempt
+        wrong.refused(
+            "10.0.0.7",
+            "/ocpp/CP1/CP1",
+            prefix="/ocpp/",
+            scheme="ws",
+            host_header="gw.site:9000",
+            configured={"CP1"}.__contains__,
+        )
+    await asyncio.gather(*tasks.tasks)  # the journal entry is recorded in a task
+    await tasks.close()
+    await journal.close()
+    await store.close()
+
+    config = tmp_path / "site.toml"
+    config.write_text(
+        f'[store]\npath = "{tmp_path / "gw.db"}"\n'
+        f'[control]\nsocket = "{tmp_path / "none.sock"}"\ngroup = ""\n'
+        '[[chargers]]\nid = "CP1"\n'
+    )
+    result = await acli(config, "chargers", "pending", "--json")
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.stdout)["wrong_urls"]
+    assert entry["url"] == "ws://gw.site:9000/ocpp/CP1" and entry["from_journal"] is True
+    events = json.loads((await acli(config, "events", "--kind", "handshake", "--json")).stdout)
+    (event,) = events["events"]
+    assert event["charger"] == "CP1"
+    assert event["message"] == (
+        "refused CP1 from 10.0.0.7: 'CP1/CP1' is not a charger identity (one path part of 1-48 "
+        "letters, digits and . _ - * + = | @ ~); set its OCPP server URL to "
+        "ws://gw.site:9000/ocpp/CP1"
+    )
