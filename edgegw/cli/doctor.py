@@ -340,19 +340,22 @@ class Doctor:
     # ------------------------------------------------------------------ configuration
 
     def _check_config(self) -> list[Check]:
-        from edgegw.cli.main import reference_checks  # noqa: PLC0415 - main imports this module
+        # main imports this module
+        from edgegw.cli.main import _every_problem, reference_checks  # noqa: PLC0415
 
         command = f"edgegw config check {self.config_path}"
         try:
             cfg = load_config(self.config_path)
         except ConfigError as exc:
             self.report.config_invalid = True
+            every = list(exc.problems)
+            _every_problem(self.config_path, None, every, [])  # as `config check`: all at once
             return [
                 Check(
                     "config",
                     "configuration",
                     Status.FAIL,
-                    f"{len(exc.problems)} problem(s): {'; '.join(exc.problems)}",
+                    f"{len(every)} problem(s): {'; '.join(every)}",
                     command,
                 )
             ]

@@ -176,6 +176,11 @@ async def test_broken_configuration_exits_3(tmp_path: Path) -> None:
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["config"]["status"] == "fail" and "2 problem(s)" in checks["config"]["detail"]
     assert checks["clock"]["status"] == "pass"
+    # What a field error used to hide (a section's own rule) is said in the same run.
+    path.write_text('[server]\nport = -1\ntls_port = 9443\n[[chargers]]\nid = "a/b"\n')
+    hidden = json.loads((await doctor(path, "--json")).stdout)
+    detail = {c["name"]: c for c in hidden["checks"]}["config"]["detail"]
+    assert "3 problem(s)" in detail and "tls_port needs tls_cert_file" in detail
     assert checks["daemon"]["status"] == "skip"
 
     missing = await doctor(tmp_path / "none.toml")
