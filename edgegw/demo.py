@@ -642,12 +642,12 @@ def _summary(
     lines += [
         "",
         f"Look further (the demo's files stay in {folder}; remove it when done):",
-        f"  edgegw sessions list {config}     the sessions the gateway recorded",
-        f"  edgegw events {config}            what happened, in words",
-        f"  edgegw energy decisions {config}  load capping's decisions",
+        f"  edgegw sessions list {config}   the sessions the gateway recorded",
+        f"  edgegw events {config}          what happened, in words",
         f"  less {folder / 'edgegw.log'}",
-        "  edgegw demo --duration 0          runs until Ctrl-C; meanwhile, in another terminal,",
-        "                                    edgegw tui -c <the configuration it prints>",
+        "While a demo runs (`edgegw demo --duration 0` runs until Ctrl-C), in another terminal:",
+        "  edgegw tui -c <the configuration it prints>   the caretaker's screen",
+        "  edgegw energy decisions -c <that configuration>   load capping's decisions",
     ]
     for line in lines:
         display.line(line)
