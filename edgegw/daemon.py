@@ -53,6 +53,7 @@ from edgegw.sdnotify import Notifier
 from edgegw.security.certwatch import CertWatch
 from edgegw.store.cards import CardStore
 from edgegw.store.decisions import DecisionLog
+from edgegw.store.journal import Journal
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
 from edgegw.telemetry.commands import GatewayControls
@@ -103,6 +104,7 @@ class Gateway:
         self.sampling: MeterSampling | None = None
         self.learn_ops: LearnOps | None = None
         self.live: LiveState | None = None
+        self.journal: Journal | None = None
         self.certwatch: CertWatch | None = None
         self.live_ops: LiveOps | None = None
         self.caretaker: CaretakerOps | None = None
@@ -119,6 +121,8 @@ class Gateway:
             for charger in cfg.chargers:  # a bad TLS file fails the start, naming the file
                 Upstream.tls_context(cfg.cloud, charger)
         self.store = await Store.open_for_daemon(cfg.store)
+        self.journal = Journal(self.store.db, clock=self._clock)
+        self.journal.start()
         self._models = HardwareCatalogue.for_config(cfg).charger_models()
         formats = configured_formats(cfg, self._models)
         self.authorizer = await Authorizer.open(
@@ -153,7 +157,9 @@ class Gateway:
         self.caretaker.register(self.control)
         await self.control.start()
         self._start_telemetry()
-        self.server = OcppServer(cfg, self.store, self._serve_charger)
+        self.server = OcppServer(
+            cfg, self.store, self._serve_charger, record_event=self.journal.event
+        )
         await self.server.start()
         if cfg.cloud is not None:
             await self._drain_orphans()
@@ -178,6 +184,8 @@ class Gateway:
         OCPP server starts: charger sessions take the observers they start with."""
         assert self.control is not None
         self.live = LiveState(self)
+        if self.journal is not None:
+            self.live.on_change(self.journal.live_listener)
         self.observers.append(self.live)
         self.live.start()
         self.live_ops = LiveOps(self, self.live)
@@ -185,7 +193,14 @@ class Gateway:
             ops.register(self.control)
         if self.config.mqtt is not None:
             controls = GatewayControls(
-                self.call, self.live, lambda: self.controller, lambda cid: cid in self.sessions
+                self.call,
+                self.live,
+                lambda: (
+                    None
+                    if self.controller is None or self.caretaker is None
+                    else self.caretaker.site_limits
+                ),
+                lambda cid: cid in self.sessions,
             )
             self.mqtt = MqttPublisher(self.config, self.live, controls=controls)
             self.mqtt.start()
@@ -340,7 +355,7 @@ class Gateway:
         if self.mqtt is not None:
             await self.mqtt.close()
         if self.caretaker is not None:
-            self.caretaker.close()
+            await self.caretaker.aclose()
         if self.live_ops is not None:
             self.live_ops.close()
         if self.live is not None:
@@ -359,6 +374,8 @@ class Gateway:
             await self._decisions.close()
         if self.authorizer is not None:
             await self.authorizer.close()
+        if self.journal is not None:
+            await self.journal.close()  # its last entries, before the database closes
         if self.store is not None:
             await self.store.close()
         log.info("stopped in %.2f s", time.monotonic() - started)
