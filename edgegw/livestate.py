@@ -175,6 +175,8 @@ class ChargerLive:
     """Load-capping problems (``ignores_limit``, ``profile_rejected`` ...)."""
     last_seen: float | None
     connected_since: float | None
+    serial: str | None = None
+    """chargePointSerialNumber from its BootNotification."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,6 +400,7 @@ class _Charger:
     vendor: str | None = None
     model: str | None = None
     firmware: str | None = None
+    serial: str | None = None
     connectors: dict[int, _Connector] = field(default_factory=dict)
     """Connector 0 is the charger itself (its StatusNotification)."""
 
@@ -542,6 +545,7 @@ class LiveState:
         ch.vendor = _text(request.get("chargePointVendor"))
         ch.model = _text(request.get("chargePointModel"))
         ch.firmware = _text(request.get("firmwareVersion"))
+        ch.serial = _text(request.get("chargePointSerialNumber"))
         return False
 
     def _on_status(self, ch: _Charger, request: JsonDict, response: JsonDict) -> bool:
@@ -967,6 +971,7 @@ class LiveState:
             flags=flags,
             last_seen=ch.last_seen,
             connected_since=ch.connected_since,
+            serial=ch.serial,
         )
 
     @staticmethod

@@ -230,6 +230,7 @@ async def test_discovery_is_valid_for_home_assistant(
     assert by_id[f"{node}_CP1_energy"]["state_class"] == "total_increasing"
     # The booted charger's device block carries its firmware (Home Assistant's sw_version).
     assert status["device"]["sw_version"] == "sim-1.0"
+    assert status["device"]["serial_number"] == "CP1"  # its BootNotification's serial
     assert status["device"]["model"] == cp.model
     # The site's imported energy can go on Home Assistant's Energy dashboard: an energy
     # sensor, total_increasing, in Wh, reading the meter's import register.
