@@ -158,7 +158,8 @@ def read_captured(id_tag: str, fmt: IdTagFormat, source: FormatSource) -> Learne
         listed = "; ".join(f"{c.canonical} ({f.value})" for f, c in readings.items())
         problem = (
             f"{id_tag!r} reads as different cards depending on the charger's format: {listed}. "
-            "Set the charger's idtag_format, then learn the card again"
+            "Set the charger's format (`edgegw chargers set <charger> --idtag-format FORMAT`), "
+            "then learn the card again"
         )
         return LearnedCard(id_tag, None, IdTagFormat.AUTO, source, problem, readings)
     others: dict[IdTagFormat, CardId] = {f: c for f, c in readings.items() if c != card}
@@ -170,8 +171,8 @@ def read_captured(id_tag: str, fmt: IdTagFormat, source: FormatSource) -> Learne
         listed = "; ".join(f"{c.canonical} ({f.value})" for f, c in readings.items())
         problem = (
             f"{id_tag!r} is a bare number that reads as different cards depending on the "
-            f"charger's format: {listed}. Set the charger's idtag_format, then learn the card "
-            "again"
+            f"charger's format: {listed}. Set the charger's format (`edgegw chargers set "
+            "<charger> --idtag-format FORMAT`), then learn the card again"
         )
         return LearnedCard(id_tag, None, IdTagFormat.AUTO, source, problem, readings)
     return LearnedCard(id_tag, card, IdTagFormat.HEX, source, _problem(card), others)

@@ -1026,7 +1026,7 @@ def scan(
     async def run() -> None:
         for label, bus in plans:
             estimate = len(unit_ids) * bus.timeout
-            say(f"Trying {label} (up to ~{estimate:.0f} s)")
+            say(f"Trying {label} (up to ~{max(1.0, estimate):.0f} s)")
             tried.append(label)
             try:
                 found = await scan_bus(

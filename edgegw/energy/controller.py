@@ -420,7 +420,8 @@ class LoadController:
                 raise ValueError("a temporary limit must be finite and not negative")
             ends = None if duration_s is None else self._clock() + max(0.0, duration_s)
             self._temporary = (limit_a, ends)
-        log.info("temporary site limit %s", "ended" if limit_a is None else f"{limit_a} A")
+        shown = "ended" if limit_a is None else "/".join(f"{a:g}" for a in limit_a) + " A"
+        log.info("temporary site limit %s", shown)
         self._kick()
 
     def set_charger_max(self, charger_id: str, max_current_a: float | None) -> None:

@@ -93,7 +93,7 @@ def test_an_unknown_format_reads_hex_and_lists_the_other_readings() -> None:
 def test_a_bare_decimal_with_an_unknown_format_is_not_guessed() -> None:
     learned = read_captured("3283263748", IdTagFormat.AUTO, "assumed")
     assert learned.card is None
-    assert learned.problem is not None and "idtag_format" in learned.problem
+    assert learned.problem is not None and "--idtag-format" in learned.problem
     assert learned.alternatives[IdTagFormat.DEC_LE].canonical == "04A1B2C3"
     assert learned.alternatives[IdTagFormat.DEC_BE].canonical == "C3B2A104"
 
@@ -103,7 +103,7 @@ def test_a_decimal_whose_last_hex_byte_looks_like_a_check_byte_is_not_guessed() 
     # as hex with its check byte it would be card 32832680; as the printed number, B1B1B2C3.
     learned = read_captured("3283268017", IdTagFormat.AUTO, "assumed")
     assert learned.card is None
-    assert learned.problem is not None and "idtag_format" in learned.problem
+    assert learned.problem is not None and "--idtag-format" in learned.problem
     assert learned.alternatives[IdTagFormat.HEX].canonical == "32832680"
     assert learned.alternatives[IdTagFormat.DEC_LE].canonical == "B1B1B2C3"
     # With the format known there is nothing to guess.
