@@ -134,6 +134,8 @@ class SessionOps:
                 authorizer.cards(),
                 authorizer.charger_format,
                 configured_formats(self._gw.config),
+                access=authorizer.access,
+                tariffs=self._gw.config.tariffs,
             )
         return self._resolver
 

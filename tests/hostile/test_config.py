@@ -30,11 +30,13 @@ BASE: dict[str, Any] = {
     "meters": [{"profile": "eastron-sdm630"}],
     "chargers": [{"id": "CP1"}],
     "mqtt": {"host": "broker.local"},
+    "tariffs": [{"name": "t", "bands": [{"start": "22:00", "end": "06:00"}]}],
 }
 PATH_IN_BASE: dict[str, tuple[str | int, ...]] = {
     "buses": ("buses", "main"),
     "meters": ("meters", 0),
     "chargers": ("chargers", 0),
+    "tariffs": ("tariffs", 0),
 }
 
 
@@ -61,8 +63,9 @@ def float_keys() -> list[tuple[str | int, ...]]:
             path = (*at, name)
             if _has_float(field.annotation):
                 found.append(path)
+            nested = (*path, 0) if typing.get_origin(field.annotation) is list else path
             for sub in _models(field.annotation):
-                walk(sub, PATH_IN_BASE.get(name, (name,)) if not at else path)
+                walk(sub, PATH_IN_BASE.get(name, (name,)) if not at else nested)
 
     walk(Config, ())
     return found
