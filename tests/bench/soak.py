@@ -785,7 +785,9 @@ def _signed(value: float | None) -> str:
 
 
 def duplicate_cause(soak: Soak, first: float, again: float) -> str:
-    """What happened between two copies the cloud received (wall-clock times)."""
+    """What happened between two copies the cloud received (wall-clock times of arrival; a
+    held copy may be answered after a later one)."""
+    first, again = min(first, again), max(first, again)
     if any(life.killed_at is not None and first <= life.killed_at <= again for life in soak.lives):
         return "a SIGKILL between the copies"
     if any(first <= back and down <= again for down, back in (o.wall for o in soak.outages)):

@@ -149,6 +149,7 @@ class SoakCloud:
     ) -> bool:
         """Answer one CALL and record it; False if the connection closed before the answer."""
         _, message_id, action, payload = frame
+        arrived = time.time()  # a held call is recorded when it came, not when it was answered
         self.actions[action] += 1
         if self.delay is not None:
             self._counts[charger_id] += 1
@@ -168,7 +169,7 @@ class SoakCloud:
                 await asyncio.sleep(seconds)  # the simulated CSMS is busy
         answer = self._answer(charger_id, action, payload)
         given = answer.get("transactionId") if action == "StartTransaction" else None
-        at = time.time()
+        at = arrived
         calls = self.calls.setdefault(charger_id, [])
         try:
             await ws.send(json.dumps([3, message_id, answer], separators=(",", ":")))
