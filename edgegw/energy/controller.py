@@ -619,17 +619,29 @@ class LoadController:
         if ch is None:
             return
         drawing = [s for s in ch.sessions.values() if self._offered(ch, s.connector) > 0]
-        if drawing and self._site.meter_role != "grid":
+        measured = self._site.meter_role == "grid" and self._meter_state != "lost"
+        if drawing and not measured:
+            # Its car may still draw and nothing measures it (a non-EV meter, or a grid meter
+            # that is lost): counted at its limit in force until its session ends or, with a
+            # grid meter, until the meter reads again once the charger has gone (from then on
+            # the meter measures that car as building load).
             ch.retired = True
             log.warning(
-                "%s removed from the configuration while charging: the site meter does not "
-                "measure the chargers, so its %d session(s) stay counted at their limit in "
-                "force until they end",
+                "%s removed from the configuration while charging: its %d session(s) stay "
+                "counted at their limit in force until %s",
                 charger_id,
                 len(drawing),
+                "the grid meter measures them"
+                if self._site.meter_role == "grid"
+                else "they end (the site meter does not measure the chargers)",
             )
             return
         self._drop(ch)
+
+    def _release_retired(self) -> None:
+        """The grid meter reads, and measures the cars of removed chargers that have gone."""
+        for ch in [c for c in self._chargers.values() if c.retired and not c.connected]:
+            self._drop(ch)
 
     def _drop(self, ch: _Charger) -> None:
         del self._chargers[ch.id]
@@ -1132,6 +1144,8 @@ class LoadController:
         grid = self._grid(now)
         if grid is not None:
             self._last_grid = grid
+            if self._site.meter_role == "grid" and not self._meter_hold:
+                self._release_retired()
         else:
             self._held_non_ev = [None, None, None]
             self._meter_hold = False

@@ -646,3 +646,39 @@ async def test_a_removed_charger_gives_its_share_back_once_it_cannot_draw(
     assert draws(cp1) == 32  # all of it, within 40 - 2 - 4
     await cp2.meter_values(1)  # a late message from the removed charger changes nothing
     assert "CP2" not in {c.id for c in r.state().chargers}
+
+
+async def test_a_charger_removed_while_the_meter_is_lost_stays_in_the_fallback_budget(
+    rig: RigFactory,
+) -> None:
+    """In fallback nothing measures the removed charger's car: it stays counted at its limit
+    in force until its session ends, or until the grid meter reads again once it has gone."""
+    chargers = [
+        {"id": "CP1", "max_current_a": 32, "fallback_current_a": 19},
+        {"id": "CP2", "max_current_a": 32, "fallback_current_a": 19},
+    ]
+    site = {"fallback_ev_a": 20, "meter_lost_after": 5}
+    r = await rig(chargers, **site)
+    cp1 = await r.connect("CP1")
+    cp2 = await r.connect("CP2")
+    await cp1.tap(TAG)
+    await cp2.tap(TAG)
+    await r.settle()
+    r.meter.frozen = True
+    await r.round(advance=6)
+    assert r.state().mode == "fallback"
+    assert (draws(cp1), draws(cp2)) == (10, 10)
+
+    r.controller.use_config(site_config(chargers[:1], **site))
+    await r.round()
+    assert draws(cp1) + draws(cp2) <= 20  # CP2's car still draws its 10 A
+    assert r.charger_state("CP2").sessions[0].reason == "removed"
+    await cp2.close()  # the daemon closes a removed charger's connection
+    del r.chargers["CP2"]  # it sends nothing more; the meter still sees its car
+    r.controller.charger_disconnected("CP2")
+    await r.round()
+    assert draws(cp1) <= 10  # still nothing measures CP2's car
+    # The grid meter reads again: from now on it measures CP2's car as building load.
+    r.meter.frozen = False
+    await r.round()
+    assert "CP2" not in {c.id for c in r.state().chargers}
