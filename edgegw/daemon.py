@@ -161,8 +161,6 @@ class Gateway:
             cfg, self.store, self._serve_charger, record_event=self.journal.event
         )
         await self.server.start()
-        if cfg.cloud is not None:
-            await self._drain_orphans()
         # After the server: it judges the server certificate the server has just loaded.
         assert self.store is not None
         self.certwatch = CertWatch(cfg, record_event=self.store.event, clock=self._clock)
@@ -178,6 +176,8 @@ class Gateway:
             self._tasks.spawn(self._watchdog(self._notifier.watchdog_interval), "watchdog")
         self._notifier.ready(f"listening on port {self.server.port}")
         self.started.set()
+        if cfg.cloud is not None:  # after READY: a slow drain must not hold up the start
+            self._tasks.spawn(self._drain_orphans(), "orphan-drain")
 
     def _start_telemetry(self) -> None:
         """The live picture of the site (TUI, status, MQTT), and MQTT when configured. Before the
@@ -431,8 +431,17 @@ class Gateway:
             reason = f" {ws.close_reason}" if ws.close_reason else ""
             log.info("%s disconnected (code %s%s)", charger_id, ws.close_code, reason)
 
+    async def outbox_requeued(self, charger_id: str | None) -> None:
+        """Parked messages were put back in the queue: every session of those chargers reads
+        its outbox again, and chargers that are away get a session that delivers them."""
+        for session in self.relays.sessions():
+            if charger_id is None or session.charger_id == charger_id:
+                session.reload_outbox()
+        if self.config.cloud is not None:
+            await self._drain_orphans()
+
     async def _drain_orphans(self) -> None:
-        """Chargers away since before the start still owe the cloud their queued messages."""
+        """Chargers that are away still owe the cloud their queued messages."""
         assert self.store is not None
         owing = [row.charger_id for row in await self.store.outbox.status() if row.queued]
         started = await self.relays.drain(owing)

@@ -140,9 +140,7 @@ class GatewayOps:
     async def sync_retry(self, args: dict[str, Any]) -> dict[str, Any]:
         charger = get_arg(args, "charger", str, None)
         count = await self._store().outbox.requeue_parked(charger)
-        for charger_id, session in list(self._gw.sessions.items()):
-            if charger is None or charger == charger_id:
-                session.reload_outbox()
+        await self._gw.outbox_requeued(charger)  # absent chargers' messages go too
         return {"requeued": count}
 
     async def config_reload(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -387,11 +387,11 @@ class Link:
         at = None if charger is None else charger.deadline
         if cloud is not None or self.cloud_connecting:
             first = cloud.deadline if cloud is not None else None
-            if self._to_cloud and self._local_inflight is None:
+            if self._local_inflight is None:
                 # A charger call waiting behind a busy cloud is answered locally at its deadline.
-                head = self._to_cloud[0]
-                if head.origin is Origin.CHARGER and (first is None or head.deadline < first):
-                    first = head.deadline
+                waiting = self._waiting_charger_call()
+                if waiting is not None and (first is None or waiting.deadline < first):
+                    first = waiting.deadline
             if first is None:
                 return at
         elif self._retry_at and self.cloud_up:
@@ -487,9 +487,9 @@ class Link:
             log.info(
                 "%s: %d call(s) of the charger not sent: it has gone", self.charger_id, dropped
             )
-        cloud = self._cloud_inflight
-        if cloud is not None and cloud.origin is Origin.CHARGER:
-            cloud.orphaned = True
+        for busy in (self._cloud_inflight, self._local_inflight):
+            if busy is not None and busy.origin is Origin.CHARGER:
+                busy.orphaned = True
         return out
 
     def charger_attached(self) -> list[Command]:
@@ -549,6 +549,8 @@ class Link:
         self._cloud_inflight = None
         out: list[Command] = []
         if pending.overdue:
+            if pending.origin is Origin.CHARGER:
+                self._forget_replay(pending.call)  # the cloud has this one now
             # The cloud answers again: what was answered locally meanwhile goes to it first.
             self._queue_replays()
         if pending.origin is Origin.CHARGER:
@@ -603,6 +605,9 @@ class Link:
             return [*self._complete_queued(pending.message, answer), *self._pump_cloud()]
         pending.late = answer
         pending.local_wanted = False
+        if pending.orphaned:
+            # The charger never had this answer: what it sends next may be a copy of it.
+            self._may_resend = self._check_resent
         if pending is not self._local_inflight:
             # Not handed to the local responder yet: it goes first, then this answer completes it.
             self._to_cloud.appendleft(pending)
@@ -661,9 +666,12 @@ class Link:
             if pending.origin is Origin.CHARGER:
                 if pending.message is not None:  # overdue, committed: replayed from the outbox
                     self._maybe_delivered.add(pending.message.seq)
-                elif pending is not self._local_inflight:  # its local answer is still to come
+                elif pending is self._local_inflight:
+                    pass  # its local answer is being made
+                elif not pending.overdue or pending.local_wanted:  # not answered yet
                     pending.local_wanted = False
                     self._to_cloud.appendleft(pending)
+                # else: answered locally at its deadline (a status or boot kept for replay)
             elif pending.origin is Origin.REPLAY:
                 self._replay_failed(pending.call)
             elif pending.message is not None:
@@ -698,6 +706,7 @@ class Link:
         self.stats.answered_locally += 1
         call = pending.call
         answered_by = "gateway"
+        waiting = not pending.orphaned  # the charger still waits for this answer
         completion: list[Command] = []
         if queued is not None:
             self._queued(queued)
@@ -712,10 +721,14 @@ class Link:
                 answer, answered_by = self._site_word(call, late, completion), "cloud"
         elif queued is not None and pending is self._cloud_inflight:
             pending.message = queued  # the cloud's answer, when it comes, completes it
+        elif pending is self._cloud_inflight and isinstance(answer, CallError):
+            # The charger has its answer (it will send the message again): the cloud's, when
+            # it comes, is recorded without a second answer to the charger.
+            pending.orphaned = True
         elif isinstance(answer, CallResult) and self.cloud_configured:
             self._remember_for_replay(call)
         out: list[Command] = []
-        if not pending.orphaned:
+        if waiting:
             out.append(ToCharger(answer.raw))
         out.append(Exchanged(call, answer, answered_by))
         out.extend(completion)
@@ -739,9 +752,11 @@ class Link:
                 pending.call.action,
             )
             return self.local_answer(message_id, answer)
+        self._local_inflight = None
+        if pending.orphaned:  # its connection has gone: the charger sends it again, if at all
+            return self._pump_cloud()
         # The first new message: from here on the charger sends only new ones.
         self._may_resend = False
-        self._local_inflight = None
         self._to_cloud.appendleft(pending)
         return self._pump_cloud()
 
@@ -754,15 +769,13 @@ class Link:
         elif cloud is None and self._retry_at and self._retry_at <= now:
             self._retry_at = 0.0
             out.extend(self._pump_cloud())
-        if (
-            self._to_cloud
-            and self._local_inflight is None
-            and (self._cloud_inflight is not None or self.cloud_connecting)
+        if self._local_inflight is None and (
+            self._cloud_inflight is not None or self.cloud_connecting
         ):
-            head = self._to_cloud[0]
-            if head.origin is Origin.CHARGER and head.late is None and head.deadline <= now:
+            head = self._waiting_charger_call()
+            if head is not None and head.deadline <= now:
                 # It waited its whole deadline behind a call the cloud has not answered.
-                self._to_cloud.popleft()
+                self._to_cloud.remove(head)
                 self._local_inflight = head
                 log.info(
                     "%s: the cloud is still busy; %s %s answered by the gateway",
@@ -787,6 +800,13 @@ class Link:
                 out.append(GatewayDone(charger.call.id, None, "timeout"))
             out.extend(self._pump_charger())
         return out
+
+    def _waiting_charger_call(self) -> _Pending | None:
+        """The oldest charger call still waiting for the cloud (replays may stand before it)."""
+        for item in self._to_cloud:
+            if item.origin is Origin.CHARGER:
+                return None if item.late is not None else item
+        return None
 
     def _cloud_overdue(self, cloud: _Pending, now: float) -> list[Command]:
         """A call's deadline passed: it stays outstanding until answered or the link closes."""
@@ -868,7 +888,7 @@ class Link:
                 self._to_cloud.popleft()
                 now = self._clock()
                 head.sent_at = now
-                if head.origin is not Origin.CHARGER:  # a charger's call: since it was sent
+                if head.origin is not Origin.CHARGER:  # a charger's: since the charger sent it
                     head.deadline = now + self._call_timeout
                 self._cloud_inflight = head
                 out.append(self._cloud_frame(self._for_cloud(head.call).raw))

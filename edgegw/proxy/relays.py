@@ -59,6 +59,10 @@ class Relays:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def sessions(self) -> list[ChargerSession]:
+        """Every session, connected or only still owed to the cloud."""
+        return list(self._sessions.values())
+
     async def connection(
         self,
         charger_id: str,
@@ -86,7 +90,11 @@ class Relays:
                     await ws.close(1008, "replaced by a newer connection")
                     return
                 session.attach(ws)  # no await since the check above: nothing can come between
-                await serve(session)
+                try:
+                    await serve(session)
+                finally:
+                    if session.ws is ws:  # serve failed before relaying: free the session
+                        await session.detach()
         finally:
             gate.users -= 1
             self._forget_gate(charger_id)
@@ -95,8 +103,9 @@ class Relays:
         """Give each charger that has no session one that delivers what it owes the cloud."""
         started = 0
         for charger_id in charger_ids:
-            if charger_id in self._sessions:
-                continue
+            gate = self._gates.get(charger_id)
+            if charger_id in self._sessions or (gate is not None and gate.lock.locked()):
+                continue  # connected, or connecting: its own session drains it
             gate = self._gates.setdefault(charger_id, _Gate())
             gate.users += 1
             try:

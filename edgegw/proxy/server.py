@@ -342,7 +342,7 @@ class OcppServer:
                 request.path,
                 prefix=self._prefix,
                 scheme="wss" if connection.tls_object is not None else "ws",
-                host_header=request.headers.get("Host"),
+                reached=_own_address(connection),
                 configured=lambda name: self._config.charger(name) is not None,
             )
             self._quiet.warning(
@@ -452,14 +452,15 @@ class OcppServer:
                 self._accounts.succeeded(account)
                 return None
             # The identity's back-off stops guessers, not the charger at an address it logged
-            # in from before. Each check is counted before it runs (as a failure until it
-            # succeeds), so concurrent guesses cannot all be checked.
-            wait = self._logins.attempt(source)
+            # in from before. Each check from elsewhere is counted before it runs (as a failure
+            # until it succeeds), so concurrent guesses cannot all be checked. A charger at its
+            # own address is counted only if it fails: after a restart the chargers behind one
+            # NAT (or one IPv6 /64) reconnect together, every one with the right password.
+            trusted = self._trusted.trusted_for(identity, host)
+            wait = self._logins.retry_after(source) if trusted else self._logins.attempt(source)
             if wait > 0:
                 return self._throttled(source, f"source {host}", wait)
-            if self._trusted.trusted_for(identity, host):
-                self._accounts.failed(account)
-            else:
+            if not trusted:
                 wait = self._accounts.attempt(account)
                 if wait > 0:
                     return self._throttled(account, f"charger {identity}", wait)
@@ -470,6 +471,9 @@ class OcppServer:
                 self._accounts.succeeded(account)
                 return None
             reason = "wrong password"
+            if trusted:  # counted now that it failed
+                self._logins.failed(source)
+                self._accounts.failed(account)
         else:
             reason = "no or wrong Basic auth user"
             self._logins.failed(source)
@@ -655,7 +659,7 @@ class WrongUrl:
     """Whether :attr:`identity` is a configured charger."""
     reason: str
     url: str
-    """The URL the charger should use (its own Host header, the server's path)."""
+    """The URL the charger should use (the gateway's address it reached, the server's path)."""
     first_seen: float
     last_seen: float
     attempts: int = 1
@@ -711,7 +715,7 @@ class WrongUrls:
         *,
         prefix: str,
         scheme: str,
-        host_header: str | None,
+        reached: str | None,
         configured: Callable[[str], bool],
     ) -> WrongUrl:
         """Count a refused handshake; returns its record (with the URL to use)."""
@@ -724,7 +728,7 @@ class WrongUrls:
             self._seen.move_to_end(key)
             return entry
         identity, reason = guess_identity(raw_path, prefix, configured)
-        host = host_header if host_header and _HOST_HEADER.fullmatch(host_header) else None
+        host = reached if reached and _HOST_HEADER.fullmatch(reached) else None
         url = f"{scheme}://{host or '<gateway address>'}{prefix}{identity or '<charger id>'}"
         entry = WrongUrl(
             address=address,
@@ -811,6 +815,16 @@ def _where(exc: BaseException) -> str:
         tb = tb.tb_next
     place = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
     return f"{type(exc).__qualname__}@{place}"
+
+
+def _own_address(connection: ServerConnection) -> str | None:
+    """The address the charger reached: where the connection came in, never its Host header
+    (anyone can write that, and the advice is shown to the installer)."""
+    local = connection.local_address
+    if not isinstance(local, tuple) or len(local) < 2:
+        return None
+    ip, port = str(local[0]), int(local[1])
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _digest(password: str) -> bytes:

@@ -144,6 +144,8 @@ class ChargerSession:
         """The session's life: until the charger has gone and the cloud is owed nothing."""
         if self._config.cloud is not None:
             self._commands.put(LoadOutbox(0))
+        if self.ws is None:  # an orphan drain: the charger is away, cloud calls get an error
+            self._feed(self.link.charger_closed())
         self._tasks.spawn(self._execute(), "executor")
         if self.upstream is not None:
             self._tasks.spawn(self.upstream.run(), "upstream")
@@ -195,6 +197,11 @@ class ChargerSession:
     def _check_released(self) -> None:
         if self.ws is None and not self.link.owes_cloud and not len(self._commands):
             self._released.set()
+
+    async def detach(self) -> None:
+        """The attached connection has ended (or could not be served): free the session."""
+        if self.ws is not None:
+            await self._finish()
 
     async def _finish(self) -> None:
         for command in self.link.charger_closed():
@@ -276,6 +283,7 @@ class ChargerSession:
         for command in commands:
             self._commands.put(command)
         self._arm_timer()
+        self._check_released()  # an event may settle what the cloud was owed, with no command
 
     def _arm_timer(self) -> None:
         deadline = self.link.next_deadline()
@@ -439,9 +447,12 @@ class ChargerSession:
         if (
             message.action == "StartTransaction"
             and isinstance(info, dict)
-            and info.get("status") != "Accepted"
+            and info.get("status") not in ("Accepted", "ConcurrentTx")
             and message.transaction_id is not None
         ):
+            # (ConcurrentTx to a queued start is most often the cloud's answer to a copy of a
+            # start it already has, sent again after a connection closed: never a reason to
+            # stop the session. The link parks the session's later messages and says why.)
             await self._refused_after_the_fact(message.transaction_id, str(id_tag), info)
 
     async def _refused_after_the_fact(

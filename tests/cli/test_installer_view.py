@@ -150,7 +150,7 @@ async def test_wrong_urls_are_read_back_from_the_journal_when_the_daemon_is_stop
             "/ocpp/CP1/CP1",
             prefix="/ocpp/",
             scheme="ws",
-            host_header="gw.site:9000",
+            reached="gw.site:9000",
             configured={"CP1"}.__contains__,
         )
     await asyncio.gather(*tasks.tasks)  # the journal entry is recorded in a task

@@ -302,3 +302,65 @@ def test_an_invalid_but_usable_transaction_message_is_relayed_not_refused() -> N
     out = s.from_charger("t", "StopTransaction", {"transactionId": 5})
     (error,) = sent(out, ToCharger)
     assert error[0] == 4 and error[1] == "t"
+
+
+STATUS = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+
+
+def test_a_call_answered_at_its_deadline_is_not_answered_again_when_the_link_closes() -> None:
+    s = Shell()
+    s.online()
+    s.from_charger("s1", "StatusNotification", STATUS)
+    assert sent(s.tick(31), ToCharger) == [[3, "s1", {"currentTime": "x"}]]
+    assert any(isinstance(c, CloseCloud) for c in s.tick(100))  # the stall limit
+    out = s.closed() + s.online() + s.tick(1)
+    assert sent(out, ToCharger) == []  # answered once
+    (replayed,) = [f for f in sent(out, ToCloud) if f[0] == 2]  # the status, for the cloud
+    assert replayed[2:] == ["StatusNotification", STATUS]
+
+
+def test_a_status_the_cloud_answers_late_is_not_replayed_to_it() -> None:
+    s = Shell()
+    s.online()
+    s.from_charger("s1", "StatusNotification", STATUS)
+    s.tick(31)
+    out = s.from_cloud("s1")
+    assert [f for f in sent(out, ToCloud) if f[0] == 2] == []
+
+
+def test_a_charger_call_behind_replays_is_answered_at_its_own_deadline() -> None:
+    s = Shell(authorize_timeout=3)
+    s.load()
+    s.link.cloud_unreachable()
+    s.from_charger("b", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+    s.from_charger("s1", "StatusNotification", STATUS)
+    s.carry(s.link.cloud_connected())  # the replayed boot goes; the cloud stalls on it
+    s.from_charger("a", "Authorize", {"idTag": "AABBCCDD"})
+    assert s.link.next_deadline() == s.clock.now + 3
+    assert sent(s.tick(3.5), ToCharger)[0][1] == "a"
+
+
+def test_a_start_checked_for_copies_after_its_charger_left_goes_no_further() -> None:
+    s = Shell(check_resent=True)
+    s.online()
+    s.carry(s.link.on_charger_message(call("a1", "StartTransaction", START)))
+    s.link.charger_closed()  # during the outbox lookup
+    out = s.carry(s.link.resent_checked("a1", None))
+    assert sent(out, ToCloud) == []  # the charger sends it again, if at all
+
+
+def test_a_late_answer_after_a_failed_local_commit_is_not_a_second_answer() -> None:
+    s = Shell(check_resent=True)
+    s.online()
+    s.carry(s.link.on_charger_message(call("s", "StartTransaction", START)))
+    s.carry(s.link.resent_checked("s", None))
+    s.clock.now += 31
+    (_local,) = [c for c in s.link.on_timer() if isinstance(c, AnswerLocally)]
+    failed = frames.make_error("s", "InternalError", "gateway could not store the message; retry")
+    assert sent(s.link.local_answer("s", failed, None), ToCharger)[0][0] == 4
+    out = s.from_cloud("s", {"transactionId": 6, "idTagInfo": ACCEPTED})
+    assert sent(out, ToCharger) == []  # the charger had its answer; it sends the start again
+    (done,) = delivered(out)  # recorded, so that copy is recognised
+    assert done.cloud_transaction_id == 6
+    out = s.carry(s.link.on_charger_message(call("s2", "StartTransaction", START)))
+    assert [type(c) for c in out] == [AnswerIfResent]

@@ -74,6 +74,19 @@ frames = (
 )
 
 
+def _beyond_int64(value: object) -> bool:
+    """An integer no 64-bit field can hold, anywhere in the frame."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not -(2**63) <= value < 2**63
+    if isinstance(value, list):
+        return any(_beyond_int64(v) for v in value)
+    if isinstance(value, dict):
+        return any(_beyond_int64(v) for v in value.values())
+    return False
+
+
 def expected_error(frame: str | bytes) -> tuple[str, str] | None:
     """(message id, CALLERROR code) that OCPP-J 1.6 requires for ``frame``, if it is certain.
 
@@ -93,6 +106,8 @@ def expected_error(frame: str | bytes) -> tuple[str, str] | None:
     message_id = value[1] if len(value) > 1 else None
     if not isinstance(message_id, str) or not 1 <= len(message_id) <= 36:
         return ("-1", "ProtocolError")
+    if _beyond_int64(value):  # refused while reading the frame, whatever its shape
+        return (message_id, "TypeConstraintViolation")
     if len(value) != 4 or not isinstance(value[2], str) or not isinstance(value[3], dict):
         return (message_id, "ProtocolError")
     if value[2] not in CHARGER_ACTIONS | CSMS_ACTIONS:
