@@ -25,7 +25,7 @@ from edgegw.config import Config
 from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
 
 SERIAL_GRACE: Final = 5.0
-"""Seconds a missing serial device file may take to appear before the start fails."""
+"""Seconds a missing serial device file may take to appear before it is reported."""
 
 _POLL: Final = 0.25
 

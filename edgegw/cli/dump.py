@@ -300,6 +300,9 @@ def service_log() -> str:
     return done.stdout
 
 
+_URL_USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
+
+
 def redact_config(text: str) -> str:
     """The configuration text with every secret value replaced by ``***``; comments, layout and
     references to secret files (``{ file = ... }``) kept."""
@@ -330,6 +333,8 @@ def _mask(node: Any) -> None:
             and not str(key).endswith("_file")
         ):
             node[key] = MASK
+        elif isinstance(value, str) and _URL_USERINFO.search(value):
+            node[key] = _URL_USERINFO.sub(rf"\1{MASK}@", value)  # wss://user:pass@host
         else:
             _mask(value)
 

@@ -583,7 +583,11 @@ class CardService:
         if get_arg(args, "all_chargers", bool, False):
             chargers = None
         elif args.get("chargers") is not None or args.get("charger_groups") is not None:
-            chargers = self._chargers_arg(args, warnings) or None
+            chargers = self._chargers_arg(args, warnings)
+            if not chargers:  # an empty or mistyped list must not mean "everywhere"
+                raise ControlError(
+                    ErrorCode.BAD_ARGS, "no chargers given: name some, or use all_chargers"
+                )
         add = {self._find({"card": t})[0].key for t in _names_arg(args, "add")}
         remove = {self._find({"card": t})[0].key for t in _names_arg(args, "remove")}
         group = CardGroup(name, (old.members | add) - remove, chargers)

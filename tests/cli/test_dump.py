@@ -122,3 +122,10 @@ def test_dump_of_a_stopped_site_with_a_broken_part(tmp_path: Path) -> None:
     parts = members(out)
     assert "site.json" not in parts and "doctor.txt" in parts
     assert "server.port" in json.loads(parts["manifest.json"])["not_collected"]["site.json"]
+
+
+def test_redaction_masks_credentials_written_into_a_url() -> None:
+    text = '[cloud]\nurl = "wss://CP-1:s3cret-in-url@csms.example.com/ocpp"\n'
+    redacted = redact_config(text)
+    assert "s3cret-in-url" not in redacted and "CP-1" not in redacted
+    assert "wss://***@csms.example.com/ocpp" in redacted
