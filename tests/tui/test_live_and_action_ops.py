@@ -204,7 +204,7 @@ async def test_a_charger_that_does_not_answer_is_reported(make_gateway: GatewayF
             await ops.unlock({"charger": "CP1", "connector": 1})
         assert failed.value.code == "unavailable"
         assert "did not take UnlockConnector" in failed.value.message
-        assert gateway.store is not None
-        (_, kind, charger_id, message), *_ = await gateway.store.events(1)
-        assert kind == "action.UnlockConnector" and charger_id == "CP1"
-        assert "not done" in message
+        assert gateway.journal is not None  # operator actions go to the event journal
+        (entry,) = await gateway.journal.read(1)
+        assert entry.kind == "action.UnlockConnector" and entry.charger_id == "CP1"
+        assert "not done" in entry.message
