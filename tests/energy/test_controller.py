@@ -682,3 +682,6 @@ async def test_a_charger_removed_while_the_meter_is_lost_stays_in_the_fallback_b
     r.meter.frozen = False
     await r.round()
     assert "CP2" not in {c.id for c in r.state().chargers}
+    for _ in range(5):
+        await r.round()
+    assert draws(cp1) == 16  # its car's all: 40 - 2 - 4 building - 10 of CP2's car is room
