@@ -830,7 +830,7 @@ class Link:
         else:
             waited, setting = self._call_timeout, "cloud.call_timeout"
         log.warning(
-            "%s: the cloud did not answer %s %s within %.0f s (%s)%s; its answer is still awaited",
+            "%s: the cloud did not answer %s %s within %g s (%s)%s; its answer is still awaited",
             self.charger_id,
             loggable(cloud.call.action),
             loggable(cloud.call.id),

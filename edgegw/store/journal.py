@@ -225,7 +225,10 @@ class Journal:
         except sqlite3.OperationalError as exc:
             self._warn(f"journal entries not written yet: {exc}")
             return
-        for _ in batch:  # entries recorded during the write stay for the next one
+        # Entries recorded during the write stay for the next one. (A full queue may have
+        # pushed some of the batch out meanwhile: only what is still at its head goes.)
+        written = {id(e) for e in batch}
+        while self._pending and id(self._pending[0]) in written:
             self._pending.popleft()
         self.writes += 1
 
