@@ -95,6 +95,7 @@ class Gateway:
         self.control: ControlServer | None = None
         self._responder: LocalResponder | None = None
         self.relays = Relays(self._new_session)
+        self._cards: SiteCards | None = None
         self.observers: list[ChargerObserver] = []
         self.cloud_filters: list[CloudCallFilter] = []
         self.authorizer: Authorizer | None = None
@@ -128,7 +129,7 @@ class Gateway:
         self.authorizer = await Authorizer.open(
             self.store.db, cfg.auth, formats=formats, clock=self._clock
         )
-        cards = SiteCards(self.authorizer, cfg)
+        cards = self._cards = SiteCards(self.authorizer, cfg)
         self._responder = LocalResponder(
             self.store,
             standalone=cfg.cloud is None,
@@ -313,8 +314,13 @@ class Gateway:
                 self.controller.use_config(new)
             if self.sampling is not None:
                 self.sampling.use_config(new)
+            formats = configured_formats(new, self._models)
         except ValueError as exc:  # ChargerModelError too: nothing was applied
             raise ReloadError(str(exc)) from None
+        if self.authorizer is not None:  # a new charger's idTag format and free-charging tag
+            self.authorizer.use_formats(formats)
+        if self._cards is not None:
+            self._cards.use_config(new)
         self.config = new
         if self.server is not None:
             self.server.use_config(new)

@@ -6,9 +6,8 @@ new file only when every difference is safe to take live:
 
 * chargers added or removed (a removed charger's connection is closed), on a load-capped site
   too: the controller takes a new charger live (its safe profile on connect, then its share)
-  and gives a removed one's share back to the others (``LoadController.use_config``); unless a
-  new charger sets its model, idTag format or free-charging tag (the card authority reads those
-  at start);
+  and gives a removed one's share back to the others (``LoadController.use_config``); a new
+  charger's model, idTag format and free-charging tag go to the card authority at once;
 * a charger's password, label, security profile, certificate CN and cloud credentials (they are
   read on each new connection; the current connection stays up).
 
@@ -35,7 +34,6 @@ LIVE_CHARGER_FIELDS = frozenset(
         "cloud_tls_key_file",
     }
 )
-CARD_FIELDS = frozenset({"model", "idtag_format", "free_charging_tag"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +91,6 @@ def plan_reload(running: Config, new: Config) -> ReloadPlan:
             changed.append(cid)
         else:
             restart.append(f"{cid}: {', '.join(sorted(fields - LIVE_CHARGER_FIELDS))} changed")
-    for cid in added:
-        set_fields = fresh[cid].model_fields_set & CARD_FIELDS
-        if set_fields:
-            restart.append(f"new charger {cid} sets {', '.join(sorted(set_fields))}")
     return ReloadPlan(sorted(added), sorted(removed), sorted(changed), restart)
 
 

@@ -76,6 +76,21 @@ async def test_added_and_removed_chargers_go_live(gateway: Gateway, tmp_path: Pa
     assert "config.reloaded" in events
 
 
+async def test_a_new_chargers_card_settings_apply_on_reload(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """Installers add chargers with their model or idTag format: no restart for that."""
+    text = config_text(tmp_path, ["CP1", "CP2", "CP3"])
+    text += 'idtag_format = "dec_le"\nfree_charging_tag = "FREE"\n'  # CP3's table is the last
+    (tmp_path / "edgegw.toml").write_text(text)
+    plan = await gateway.reload()
+    assert plan.applicable and plan.added == ["CP3"], plan.message()
+    assert gateway.authorizer is not None
+    assert gateway.authorizer.charger_format("CP3").value == "dec_le"
+    async with raw_charger(gateway_url(gateway), "CP3") as cp3:
+        assert (await cp3.call("BootNotification", BOOT))[2]["status"] == "Accepted"
+
+
 async def test_other_changes_are_not_applied_and_say_restart(
     gateway: Gateway, tmp_path: Path
 ) -> None:
@@ -120,7 +135,11 @@ def test_plan_reload_sorts_live_and_restart_changes() -> None:
     )
 
     keba = parse_config({"chargers": [*base["chargers"], {"id": "CP3", "model": "keba-p30"}]})
-    assert not plan_reload(running, keba).applicable
+    assert plan_reload(running, keba).applicable  # a new charger's card settings go live too
+    remodelled = parse_config(
+        {"chargers": [{"id": "CP1", "model": "keba-p30"}, base["chargers"][1]]}
+    )
+    assert not plan_reload(running, remodelled).applicable
     assert plan_reload(running, running).empty
 
 

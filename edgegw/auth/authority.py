@@ -43,6 +43,10 @@ class SiteCards:
         self._free_charging: set[str] = set()
         self._overrides = config.auth.site_overrides_cloud
 
+    def use_config(self, config: Config) -> None:
+        """A reloaded configuration: the chargers' free-charging tags (added chargers too)."""
+        self._free = {c.id: c.free_charging_tag for c in config.chargers if c.free_charging_tag}
+
     def set_free_charging(self, charger_id: str, enabled: bool) -> None:
         """Accept every idTag at ``charger_id`` when the gateway decides (or stop doing so)."""
         if enabled:

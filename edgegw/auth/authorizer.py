@@ -346,6 +346,10 @@ class Authorizer:
 
     # ------------------------------------------------------------ idTag formats
 
+    def use_formats(self, formats: Mapping[str, IdTagFormat]) -> None:
+        """A reloaded configuration: the chargers whose idTag format it sets."""
+        self._configured = dict(formats)
+
     def charger_format(self, charger_id: str) -> IdTagFormat:
         """The charger's configured idTag format, else the detected one, else ``auto``."""
         configured = self._configured_format(charger_id)
