@@ -73,6 +73,9 @@ class _Stopped:
     store: Store
     sessions: dict[str, Any] = field(default_factory=dict)
 
+    async def outbox_requeued(self, charger_id: str | None) -> None:
+        """Requeued messages wait for the daemon: it reads the outbox when it starts."""
+
 
 class _StatusStore(StoreBackend):
     """The store opened by the CLI, answered by the daemon's own :class:`GatewayOps`."""
