@@ -255,7 +255,7 @@ class CardsView(View):
             if not values["card"].strip():
                 return FormError("Type the card id (or press Esc to cancel).", "card")
             args: dict[str, Any] = {"card": values["card"].strip(), "wait": 5}
-            for name in ("owner", "label", "expiry"):
+            for name in ("owner", "label", "expiry", "format"):
                 if values[name].strip():
                     args[name] = values[name].strip()
             chargers = split_ids(values["chargers"])
@@ -280,6 +280,7 @@ class CardsView(View):
                 "or close this and press t to tap the card at a charger.",
                 [
                     Field("card", "Card id", card_id),
+                    Field("format", "Format", "", "a UID (empty), or token for any other id"),
                     Field("owner", "Owner"),
                     Field("label", "Label"),
                     Field("expiry", "Expires", "", "YYYY-MM-DD (empty: never)"),

@@ -161,6 +161,7 @@ async def test_add_card_form_keeps_what_was_typed_and_shows_the_refusal(
         assert isinstance(form, FormDialog)
         typed = {
             "card": "04A1B2C3",
+            "format": "",
             "owner": "Dana Peeters",
             "label": "blue fob",
             "expiry": "2027-13-45",
@@ -206,3 +207,30 @@ async def test_the_chargers_page_filters_three_hundred_chargers() -> None:
         chargers = app.main.query_one(ChargersView)
         selected = chargers.selected()
         assert selected is not None and selected.id == wanted[1]
+
+
+async def test_add_card_form_takes_a_token_when_told_it_is_one(make_site: MakeSite) -> None:
+    """A card id that is not a UID is refused unless the format says token (issue 19)."""
+    site = await make_site()
+    app = tui_app(site.socket)
+    async with app.run_test(size=(100, 34)) as pilot:
+        await until(pilot, lambda: app.link_state.value == "up", "connected")
+        await pilot.press("4")
+        await pilot.pause()
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, FormDialog), "the add form")
+        form = app.screen
+        assert isinstance(form, FormDialog)
+        form.query_one("#field-card", Input).value = "APP-KEY-42"
+        form.query_one("#field-card", Input).focus()
+        await pilot.press("enter")
+        error = form.query_one("#form-error", Static)
+        await until(pilot, lambda: bool(error.display), "refused: not a UID")
+        assert app.screen is form
+        form.query_one("#field-format", Input).value = "token"
+        form.query_one("#field-format", Input).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is app.main, "the form closed once accepted")
+    async with await ControlClient.connect(site.socket) as client:
+        cards = await client.call("cards.list")
+    assert [c["id"] for c in cards["cards"]] == ["APP-KEY-42"]
