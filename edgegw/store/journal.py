@@ -39,8 +39,10 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL: Final = 10.0
 """Seconds between two writes of the entries recorded since the last one."""
-MAX_PENDING: Final = 2000
+MAX_PENDING: Final = 20000
 """Entries kept in memory while the disk refuses writes; beyond, the oldest are dropped."""
+WRITE_AT: Final = 500
+"""Entries that make the writer write before its interval (a whole site connecting at start)."""
 EVENTS_KEPT: Final = 10000
 """Rows the ``events`` table keeps (the oldest are deleted after each write)."""
 _WARN_EVERY: Final = 60.0
@@ -116,6 +118,7 @@ class Journal:
         self._listeners: list[JournalListener] = []
         self._tasks = TaskOwner("journal")
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self.writes = 0
         """Transactions written (one per flush that had entries; for tests and benches)."""
@@ -129,6 +132,7 @@ class Journal:
         """Write what is left, then stop: a write under way is finished, not cancelled (a
         cancelled commit may still land, and the batch would be written twice)."""
         self._stopping.set()
+        self._wake.set()
         if self._writer_task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 async with asyncio.timeout(self._flush_interval + 10):
@@ -141,7 +145,8 @@ class Journal:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._flush_interval):
-                    await self._stopping.wait()
+                    await self._wake.wait()  # many entries, or stopping
+            self._wake.clear()
             await self.flush()
 
     # ------------------------------------------------------------ recording
@@ -160,6 +165,8 @@ class Journal:
             self._dropped += 1
             self._warn(f"the journal's queue is full ({len(self._pending)} entries)")
         self._pending.append(entry)
+        if len(self._pending) >= WRITE_AT:
+            self._wake.set()
         for listener in tuple(self._listeners):
             try:
                 listener(entry)

@@ -19,7 +19,7 @@ from edgegw.control.server import ControlServer
 from edgegw.daemon import Gateway
 from edgegw.livestate import EventKind, LiveChange, LiveEvent, Scope
 from edgegw.sim.charger import SimCharger
-from edgegw.store.journal import EventFilter, Journal, read_events
+from edgegw.store.journal import WRITE_AT, EventFilter, Journal, read_events
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
 from tests.conftest import GatewayFactory, gateway_url
@@ -231,5 +231,28 @@ async def test_closing_writes_the_last_batch_once(tmp_path: Path) -> None:
         await journal.close()
         assert journal.writes == 1 and journal.pending() == []
         assert await count_rows(store) == 2
+    finally:
+        await store.close()
+
+
+async def test_a_burst_is_written_before_the_interval_and_nothing_is_dropped(
+    tmp_path: Path,
+) -> None:
+    """A whole site connecting at start records thousands of entries at once."""
+    store = await Store.open(tmp_path / "gw.db")
+    journal = Journal(store.db, flush_interval=3600)  # the interval alone would never write
+    journal.start()
+    try:
+        for i in range(3 * WRITE_AT):
+            journal.record("charger_connected", f"connected {i}", charger_id=f"CP{i}")
+        async with asyncio.timeout(10):
+            while journal.writes == 0:  # noqa: ASYNC110 - the writer runs on its own
+                await asyncio.sleep(0.01)
+    finally:
+        await journal.close()
+        await store.close()
+    store = await Store.open(tmp_path / "gw.db")
+    try:
+        assert await count_rows(store) == 3 * WRITE_AT
     finally:
         await store.close()
