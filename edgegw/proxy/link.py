@@ -174,6 +174,14 @@ class DeliveryFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CloudVerdict:
+    """The cloud's late answer to an Authorize the gateway had answered: learn the card."""
+
+    call: Call
+    answer: CallResult
+
+
+@dataclass(frozen=True, slots=True)
 class CloseCloud:
     """The cloud has not answered a call for far too long: close the connection and reconnect.
 
@@ -239,6 +247,7 @@ Command = (
     | CloudCallForGateway
     | CloudExchanged
     | CloseCloud
+    | CloudVerdict
     | SiteOverridden
 )
 
@@ -594,12 +603,18 @@ class Link:
                 loggable(call.id),
             )
         if not (self.cloud_configured and is_transaction_message(call)):
+            # The cloud's verdict on a card is worth keeping for the next offline decision.
+            learnt: list[Command] = (
+                [CloudVerdict(call, answer)]
+                if call.action == "Authorize" and isinstance(answer, CallResult)
+                else []
+            )
             if pending is self._local_inflight:
                 pending.late = answer  # its local answer is being made: not to be replayed
-                return self._pump_cloud()
+                return [*learnt, *self._pump_cloud()]
             if pending.overdue:
                 self._forget_replay(call)  # the cloud has it: nothing to replay
-                return self._pump_cloud()
+                return [*learnt, *self._pump_cloud()]
             return [Exchanged(call, answer, "cloud"), *self._pump_cloud()]
         if pending.message is not None:  # committed to the outbox at the deadline
             return [*self._complete_queued(pending.message, answer), *self._pump_cloud()]

@@ -39,6 +39,7 @@ from edgegw.proxy.link import (
     CloseCloud,
     CloudCallForGateway,
     CloudExchanged,
+    CloudVerdict,
     Command,
     Delivered,
     DeliveryFailed,
@@ -363,6 +364,11 @@ class ChargerSession:
                     charger_id=self.charger_id,
                     data={"seq": command.message.seq},
                 )
+        elif isinstance(command, CloudVerdict):
+            info = command.answer.payload.get("idTagInfo")
+            id_tag = command.call.payload.get("idTag")
+            if isinstance(info, dict) and isinstance(id_tag, str):
+                await self._responder.cards.learn(self.charger_id, id_tag, info)
         elif isinstance(command, CloseCloud):
             if command.epoch == self.link.cloud_epoch and self.upstream is not None:
                 await self.upstream.reconnect(command.reason)

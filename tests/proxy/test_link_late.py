@@ -17,6 +17,7 @@ from edgegw.proxy.link import (
     AnswerIfResent,
     AnswerLocally,
     CloseCloud,
+    CloudVerdict,
     Command,
     Delivered,
     DeliveryFailed,
@@ -364,3 +365,14 @@ def test_a_late_answer_after_a_failed_local_commit_is_not_a_second_answer() -> N
     assert done.cloud_transaction_id == 6
     out = s.carry(s.link.on_charger_message(call("s2", "StartTransaction", START)))
     assert [type(c) for c in out] == [AnswerIfResent]
+
+
+def test_the_clouds_late_verdict_on_a_card_is_kept_for_offline_decisions() -> None:
+    s = Shell(authorize_timeout=3)
+    s.online()
+    s.from_charger("a", "Authorize", {"idTag": "AABBCCDD"})
+    s.tick(3.5)  # answered by the gateway
+    out = s.from_cloud("a", {"idTagInfo": {"status": "Blocked"}})
+    (verdict,) = [c for c in out if isinstance(c, CloudVerdict)]
+    assert verdict.answer.payload["idTagInfo"]["status"] == "Blocked"
+    assert sent(out, ToCharger) == []
