@@ -264,6 +264,8 @@ class _Session:
     ignoring: bool = False
     cloud_tx: bool = False
     forced: bool = False
+    pause_decided_at: float | None = None
+    """When a round paused it while it ran (its pause counts from the decision, not the ack)."""
 
 
 @dataclass(slots=True)
@@ -1159,7 +1161,8 @@ class LoadController:
         result, eligible, forced, non_ev = self._allocate(base_non_ev, eligible, pinned, now, dt)
         if grid is not None and self._meter_hold:
             result = self._held(result, eligible)
-        self._apply(result, eligible, forced, pinned)
+        result = self._pauses_kept(result, eligible, now)
+        self._apply(result, eligible, forced, pinned, now)
         self._last_result = result
         self._last_non_ev = non_ev
         if self._round_listeners:
@@ -1341,15 +1344,59 @@ class LoadController:
             notes=(*result.notes, "meter read failed: raises held"),
         )
 
+    def _pauses_kept(
+        self, result: AllocationResult, eligible: list[_Eligible], now: float
+    ) -> AllocationResult:
+        """``result`` with every session a round paused kept paused for ``min_pause_s``.
+
+        The allocator's pause hold counts from the acknowledged pause (``offered_a`` 0). A
+        round that runs while the 0 A profile is still on its way sees the session running at
+        its old limit and may give it current again; the next round, with the pause
+        acknowledged, pauses it again: each round undoes the profile in flight and the charger
+        gets the same two profiles again and again. A pause holds from the decision instead.
+        """
+        hold = self._params.min_pause_s
+        allocations = []
+        changed = False
+        used = list(result.used_a)
+        for (_, session, _), decided in zip(eligible, result.allocations, strict=True):
+            since = session.pause_decided_at
+            kept = decided
+            if (
+                decided.limit_a > 0
+                and session.limit_a == 0
+                and since is not None
+                and now - since < hold
+            ):
+                for p in decided.phases:
+                    used[p] -= decided.limit_a
+                kept = replace(decided, limit_a=0.0, reason=Reason.PAUSED_HOLD)
+                changed = True
+            allocations.append(kept)
+        if not changed:
+            return result
+        budget = result.budget_a
+        return replace(
+            result,
+            allocations=tuple(allocations),
+            used_a=_phases_of(used),
+            headroom_a=_phases_of(budget[p] - used[p] for p in Phase),
+        )
+
     def _apply(
         self,
         result: AllocationResult,
         eligible: list[_Eligible],
         forced: list[_Eligible],
         pinned: list[_Pinned],
+        now: float,
     ) -> None:
         """Record the round's decisions on the sessions and replan every charger."""
         for (_, session, _), allocation in zip(eligible, result.allocations, strict=True):
+            if allocation.limit_a > 0:
+                session.pause_decided_at = None
+            elif session.limit_a is not None and session.limit_a > 0:
+                session.pause_decided_at = now
             session.limit_a = allocation.limit_a
             session.reason = allocation.reason.value
             session.forced = False
