@@ -1158,9 +1158,10 @@ class LoadController:
                 base_non_ev = self._estimate_non_ev(grid, eligible)
             else:
                 base_non_ev = grid
-        result, eligible, forced, non_ev = self._allocate(base_non_ev, eligible, pinned, now, dt)
-        if grid is not None and self._meter_hold:
-            result = self._held(result, eligible)
+        hold = grid is not None and self._meter_hold
+        result, eligible, forced, non_ev = self._allocate(
+            base_non_ev, eligible, pinned, now, dt, hold=hold
+        )
         result = self._pauses_kept(result, eligible, now)
         self._apply(result, eligible, forced, pinned, now)
         self._last_result = result
@@ -1265,9 +1266,14 @@ class LoadController:
         pinned: list[_Pinned],
         now: float,
         dt: float,
+        *,
+        hold: bool = False,
     ) -> tuple[AllocationResult, list[_Eligible], list[_Eligible], PerPhase | None]:
         """Run the allocator; a session it pauses on a charger that cannot pause is held at
-        its minimum as fixed load and the others are allocated again around it."""
+        its minimum as fixed load and the others are allocated again around it. With
+        ``hold`` (the meter's last read failed) no session gets more than its limit in
+        force (:meth:`_held`); one that this leaves at 0 on a charger that cannot pause is
+        held at its minimum the same way (its profile cannot say 0 A)."""
         grid_role = self._site.meter_role == "grid"
         fixed = [0.0, 0.0, 0.0]  # what held sessions may add to the non-EV load
         fallback_draw = [0.0, 0.0, 0.0]  # what they take from the fallback budget
@@ -1309,10 +1315,12 @@ class LoadController:
                 dt_s=dt,
             )
             result = allocate(state, self._params)
+            if hold:
+                result = self._held(result, eligible)
             newly = [
                 entry
                 for entry, allocation in zip(eligible, result.allocations, strict=True)
-                if allocation.limit_a <= 0 and not entry[0].model.can_pause
+                if allocation.limit_a < entry[2].min_a - _EPS and not entry[0].model.can_pause
             ]
             if not newly:
                 return result, eligible, forced, non_ev
@@ -1359,11 +1367,12 @@ class LoadController:
         allocations = []
         changed = False
         used = list(result.used_a)
-        for (_, session, _), decided in zip(eligible, result.allocations, strict=True):
+        for (ch, session, _), decided in zip(eligible, result.allocations, strict=True):
             since = session.pause_decided_at
             kept = decided
             if (
-                decided.limit_a > 0
+                ch.model.can_pause
+                and decided.limit_a > 0
                 and session.limit_a == 0
                 and since is not None
                 and now - since < hold

@@ -108,3 +108,67 @@ async def test_a_round_during_a_pause_in_flight_does_not_undo_it() -> None:
         assert (session.limit_a, session.offered_a, session.reason) == (0, 0, "paused_hold")
     finally:
         await controller.close()
+
+
+@dataclass(frozen=True)
+class FailedSample:
+    """A valid sample, and a later read of the meter that failed (the meter hold)."""
+
+    reading: Reading
+    at: float
+    failed_at: float | None
+
+
+async def test_a_meter_hold_counts_a_charger_that_cannot_pause_at_its_minimum() -> None:
+    generic = MODELS["generic-ocpp16"]
+    stubborn = generic.model_copy(
+        update={
+            "id": "no-pause",
+            "smart_charging": generic.smart_charging.model_copy(update={"zero_current": "ignored"}),
+        }
+    )
+    models = {**MODELS, "no-pause": stubborn}
+
+    def site(model: str) -> Any:
+        return parse_config(
+            {
+                "site": {"limit_a": 40, "margin_a": 2, "ramp_a_per_s": 100},
+                "buses": {"main": {"transport": "tcp", "host": "127.0.0.1"}},
+                "meters": [{"profile": "eastron-sdm630"}],
+                "chargers": [{"id": "CP1", "model": model}],
+            }
+        )
+
+    clock = Clock()
+    failed: list[float | None] = [None]
+
+    def sample() -> FailedSample:
+        reading = Reading(current_l1_a=4.0, current_l2_a=4.0, current_l3_a=4.0)
+        return FailedSample(reading, clock(), failed[0])
+
+    charger = Charger()
+    controller = LoadController(
+        site("generic-ocpp16"), models, charger.call, sample, clock=clock, wall_clock=lambda: 1.8e9
+    )
+    try:
+        controller.charger_connected("CP1")
+        assert await charger.next_limit(0) == 0  # paused: 0 A in force
+        charger.accept(0)
+        await controller.wait_settled()
+        controller.use_config(site("no-pause"))  # a model that a 0 A profile does not pause
+        assert await charger.next_limit(1) == 6  # its safe profile, not yet answered
+        controller.charger_exchanged(
+            "CP1", "StatusNotification", {"connectorId": 1, "status": "Charging"}, {}
+        )
+        controller.charger_exchanged(
+            "CP1", "StartTransaction", {"connectorId": 1}, {"transactionId": 7}
+        )
+        failed[0] = clock()  # the meter's last read failed: no raise, no start
+        clock.now += 1
+        controller.run_round()
+        session = controller.state().chargers[0].sessions[0]
+        assert session.offered_a == 0
+        # Kept at 0 A it would get its minimum anyway (0 A cannot be said to it): counted so.
+        assert (session.limit_a, session.reason) == (6, "cannot_pause")
+    finally:
+        await controller.close()
