@@ -324,6 +324,8 @@ class Gateway:
         self.config = new
         if self.server is not None:
             self.server.use_config(new)
+        if self.controller is not None:  # its car may go on drawing: paused first, and counted
+            await self.controller.pause_removed(plan.removed)
         for charger_id in plan.removed:
             session = self.sessions.get(charger_id)
             if session is not None:

@@ -280,3 +280,51 @@ async def test_a_load_capped_site_takes_and_drops_chargers_on_reload(tmp_path: P
                 await sim.close()
             gateway.shutdown()
             await asyncio.wait_for(task, 15)
+
+
+async def test_a_removed_charger_on_a_non_ev_meter_site_is_paused_before_it_goes(
+    tmp_path: Path,
+) -> None:
+    """The site meter does not measure the chargers, and a removed charger cannot connect
+    again to end its session: it is paused before its connection is closed, so that its car
+    draws nothing the gateway does not count, and the others get its share back."""
+    async with SimMeter("eastron-sdm630") as meter:
+        meter.set_currents(BUILDING, BUILDING, BUILDING)  # it measures the building only
+
+        def text(chargers: list[str]) -> str:
+            capped = capped_config_text(tmp_path, meter.port, chargers)
+            return capped.replace("[site]\n", '[site]\nmeter_role = "non_ev"\n')
+
+        path = tmp_path / "edgegw.toml"
+        path.write_text(text(["CP1", "CP2"]))
+        gateway = Gateway(load_config(path), config_path=path)
+        task = asyncio.create_task(gateway.run(install_signal_handlers=False))  # noqa: TID251
+        sims: list[SimCharger] = []
+        try:
+            await asyncio.wait_for(gateway.started.wait(), 10)
+            controller = gateway.controller
+            assert controller is not None
+            for charger_id in ("CP1", "CP2"):
+                sim = SimCharger(charger_id, gateway_url(gateway), connectors=1, car_current_a=32)
+                sims.append(sim)
+                await sim.connect()
+                await sim.boot()
+                assert await sim.tap("04A1B2C3") is not None
+            cp1, cp2 = sims
+            budget = LIMIT - MARGIN - BUILDING  # 28 A for the cars
+            await until(lambda: cp1.offered_a(1) + cp2.offered_a(1) > budget - 3, 20)
+
+            path.write_text(text(["CP1"]))
+            plan = await gateway.reload()
+            assert plan.applicable and plan.removed == ["CP2"]
+            assert cp2.offered_a(1) == 0  # paused before its connection was closed
+            assert await cp2.wait_closed(5) == 1008
+            await controller.wait_until(
+                lambda: "CP2" not in {c.id for c in controller.state().chargers}
+            )
+            await until(lambda: cp1.offered_a(1) > budget - 1, 20)  # all of it, at once
+        finally:
+            for sim in sims:
+                await sim.close()
+            gateway.shutdown()
+            await asyncio.wait_for(task, 15)

@@ -579,7 +579,9 @@ class LoadController:
         charger's sessions stop counting: with a grid meter whatever its car still draws is
         measured as building load until it stops, so its share goes back to the others as it
         is freed. A meter that does not measure the chargers (``meter_role = "non_ev"``)
-        cannot see that: its sessions stay counted at their limit in force until they end.
+        cannot see that: its sessions stay counted at their limit in force until they end,
+        or until it has taken its pause profile (:meth:`pause_removed`, before its connection
+        is closed) and gone at 0 A.
         Raises :class:`ValueError` (nothing changed) when the file cannot be taken live.
         """
         if config.site != self._site:
@@ -640,6 +642,43 @@ class LoadController:
             return
         self._drop(ch)
 
+    async def pause_removed(self, charger_ids: Iterable[str], timeout: float = 10.0) -> None:
+        """Send the removed chargers still counted (see :meth:`use_config`) their pause
+        profile (0 A, or the minimum of a model that 0 A does not pause) and wait, at most
+        ``timeout`` seconds, for their answers. Call it before closing their connections: once
+        a charger has acknowledged its pause its sessions count at that limit, and once it
+        has gone at 0 A (chargers keep their profiles) nothing of it is counted any more.
+        Its StopTransaction may never come: a removed charger cannot connect again."""
+        pausing = []
+        for charger_id in charger_ids:
+            ch = self._chargers.get(charger_id)
+            if ch is None or not ch.retired or not ch.connected or not ch.sessions:
+                continue
+            if ch.model.cap_purpose is None:
+                continue  # nothing can pause it: it stays counted at its maximum
+            paused = iec_limit(ch.model, 0.0, ch.min_a)
+            for session in ch.sessions.values():
+                session.limit_a = paused
+                session.reason = "removed"
+            self._replan(ch)
+            log.info("%s removed while charging: sending it %g A before it goes", ch.id, paused)
+            pausing.append(ch)
+
+        def answered() -> bool:
+            return all(not ch.connected or not ch.pending() for ch in pausing)
+
+        if not pausing:
+            return
+        try:
+            await self.wait_until(answered, timeout)
+        except TimeoutError:
+            log.warning(
+                "%s did not take the pause profile in %g s: counted at its limit in force",
+                ", ".join(ch.id for ch in pausing if ch.connected and ch.pending()),
+                timeout,
+            )
+        self._kick()
+
     def _release_retired(self) -> None:
         """The grid meter reads, and measures the cars of removed chargers that have gone."""
         for ch in [c for c in self._chargers.values() if c.retired and not c.connected]:
@@ -692,6 +731,9 @@ class LoadController:
             return
         ch.connected = False
         ch.wake.set()  # the sender notices and waits for the next connect
+        if ch.retired and all(self._offered(ch, s.connector) <= 0 for s in ch.sessions.values()):
+            self._drop(ch)  # removed, and paused: it keeps its 0 A profile, nothing can draw
+            return
         self._kick()
         self._bump()
 
@@ -1414,7 +1456,9 @@ class LoadController:
             session.reason = "cannot_pause"
             session.forced = True
         for _, session, held, why in pinned:
-            if why != "ignores_limit" or session.limit_a is None:
+            if why == "removed" and session.limit_a is not None:
+                session.limit_a = min(held, session.limit_a)  # a pause sent to it stays
+            elif why != "ignores_limit" or session.limit_a is None:
                 session.limit_a = held
             session.reason = why
             session.forced = False

@@ -685,3 +685,50 @@ async def test_a_charger_removed_while_the_meter_is_lost_stays_in_the_fallback_b
     for _ in range(5):
         await r.round()
     assert draws(cp1) == 16  # its car's all: 40 - 2 - 4 building - 10 of CP2's car is room
+
+
+@pytest.mark.parametrize("model", ["generic-ocpp16", "no-pause"])
+async def test_a_removed_charger_is_paused_before_it_goes_and_counted_so(
+    rig: RigFactory, model: str
+) -> None:
+    """A removed charger's StopTransaction may never come (it cannot connect again): it is
+    sent its pause profile before its connection is closed, counts at that from then on, and
+    no more once it has gone paused at 0 A."""
+    generic = MODELS["generic-ocpp16"]
+    stubborn = generic.model_copy(
+        update={
+            "id": "no-pause",
+            "smart_charging": generic.smart_charging.model_copy(update={"zero_current": "ignored"}),
+        }
+    )
+    chargers = [
+        {"id": "CP1", "max_current_a": 32},
+        {"id": "CP2", "max_current_a": 32, "model": model},
+    ]
+    site = {"limit_a": 40, "margin_a": 2, "ramp_a_per_s": 100, "meter_role": "non_ev"}
+    r = await rig(chargers, models={**MODELS, "no-pause": stubborn}, meter_role="non_ev")
+    cp1 = await r.connect("CP1", car_current_a=32)
+    cp2 = await r.connect("CP2", car_current_a=32)
+    await cp1.tap(TAG)
+    await cp2.tap(TAG)
+    await r.settle()
+    await r.round()
+    assert (draws(cp1), draws(cp2)) == (17, 17)  # 40 - 2 - 4 shared
+
+    r.controller.use_config(site_config(chargers[:1], **site))
+    await r.controller.pause_removed(["CP2"])
+    paused = 0 if model == "generic-ocpp16" else 6
+    assert draws(cp2) == paused
+    assert r.charger_state("CP2").sessions[0].offered_a == paused
+    await r.round()
+    assert draws(cp1) == 34 - paused if paused else 32  # counted at its pause, no more
+    await r.round()
+    assert r.charger_state("CP2").sessions[0].reason == "removed"
+
+    await cp2.close()  # the gateway closes its connection: it never ends its session
+    del r.chargers["CP2"]
+    r.controller.charger_disconnected("CP2")
+    await r.round()
+    gone = "CP2" not in {c.id for c in r.state().chargers}
+    assert gone == (paused == 0)  # a car it cannot pause may still draw its minimum
+    assert draws(cp1) == 34 - paused if paused else 32
