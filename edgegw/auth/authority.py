@@ -20,16 +20,29 @@ reason DeAuthorized), which the cloud sees as a start and a stop. A RemoteStartT
 from the cloud for such a card is answered Rejected to the cloud and never reaches the
 charger. A card the site does not know (a payment terminal's token) is left to the cloud, and a
 refusal from the cloud is never turned into an acceptance.
+
+A card the site accepts only until some time (a share of this charger, a card's expiry) keeps
+that end when the cloud accepts it: the answer's ``idTagInfo.expiryDate`` is lowered to the
+site's end when the cloud gave none or a later one, so a charger caching the answer
+(LocalAuthorizeOffline) stops accepting the card when the share ends. Never lengthened.
+
+:meth:`SiteCards.price_stop` prices a session when the store records its stop
+(:attr:`Store.pricer <edgegw.store.store.Store.pricer>`): the tariffs and the card's groups of
+that moment, from memory.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from edgegw.auth.authorizer import Authorizer
 from edgegw.config import Config
 from edgegw.proxy.hooks import SiteOverride
+from edgegw.store.sessions import priced_times
+from edgegw.store.store import StopFacts
+from edgegw.store.tariffs import Priced, Tariffs, price_session
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +55,29 @@ class SiteCards:
         self._free = {c.id: c.free_charging_tag for c in config.chargers if c.free_charging_tag}
         self._free_charging: set[str] = set()
         self._overrides = config.auth.site_overrides_cloud
+        self._tariffs = Tariffs.from_config(config.tariffs)
 
     def use_config(self, config: Config) -> None:
         """A reloaded configuration: the chargers' free-charging tags (added chargers too)."""
         self._free = {c.id: c.free_charging_tag for c in config.chargers if c.free_charging_tag}
+
+    def price_stop(self, facts: StopFacts) -> Priced | None:
+        """A :data:`~edgegw.store.store.StopPricer`: the session's price as it stops."""
+        if not self._tariffs:
+            return None
+        start, end, _ = priced_times(
+            facts.started_at, facts.start_recorded, facts.stopped_at, facts.stop_recorded
+        )
+        card = self.authorizer.site_card(facts.charger_id, facts.id_tag)
+        return price_session(
+            self._tariffs,
+            self.authorizer.access,
+            facts.charger_id,
+            None if card is None else card.key,
+            start=start,
+            end=end,
+            energy_wh=max(0, facts.meter_stop - facts.meter_start),
+        )
 
     def set_free_charging(self, charger_id: str, enabled: bool) -> None:
         """Accept every idTag at ``charger_id`` when the gateway decides (or stop doing so)."""
@@ -106,14 +138,16 @@ class SiteCards:
             or charger_id in self._free_charging
         ):
             return None
-        refusal = self.authorizer.site_refusal(charger_id, id_tag)
-        if refusal is None:
+        verdict = self.authorizer.site_decision(charger_id, id_tag)
+        if verdict is None:
             return None
-        status = refusal.status.value
+        if verdict.accepted:
+            return _shortened(action, id_tag, response, info, verdict.id_tag_info)
+        status = verdict.status.value
         return SiteOverride(
-            {**response, "idTagInfo": dict(refusal.id_tag_info)},
+            {**response, "idTagInfo": dict(verdict.id_tag_info)},
             f"the cloud accepted card {id_tag} ({action}) but the site refuses it as {status}: "
-            f"{refusal.reason}",
+            f"{verdict.reason}",
             {"id_tag": id_tag, "cloud_status": "Accepted", "site_status": status},
         )
 
@@ -139,3 +173,45 @@ class SiteCards:
             f"relayed: the site refuses the card as {status}: {refusal.reason}",
             {"id_tag": id_tag, "site_status": status},
         )
+
+
+def _shortened(
+    action: str,
+    id_tag: str,
+    response: dict[str, Any],
+    info: dict[str, Any],
+    site: dict[str, Any],
+) -> SiteOverride | None:
+    """The cloud's Accepted with the site's end as its ``expiryDate``, when the site's is
+    sooner (the cloud gave none, a later one or one that does not parse); else None."""
+    site_end = site.get("expiryDate")
+    if not isinstance(site_end, str):
+        return None
+    ends = _instant(site_end)
+    if ends is None:
+        return None
+    cloud_end = info.get("expiryDate")
+    cloud = _instant(cloud_end) if isinstance(cloud_end, str) else None
+    if cloud is not None and cloud <= ends:
+        return None
+    said = "no end" if cloud_end is None else f"until {cloud_end}"
+    return SiteOverride(
+        {**response, "idTagInfo": {**info, "expiryDate": site_end}},
+        f"the cloud accepted card {id_tag} ({action}) with {said}; the site accepts it here "
+        f"until {site_end}: the charger is told that end",
+        {
+            "id_tag": id_tag,
+            "cloud_status": "Accepted",
+            "site_status": "Accepted",
+            "cloud_expiry": cloud_end,
+            "site_expiry": site_end,
+        },
+    )
+
+
+def _instant(text: str) -> float | None:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return None if moment.tzinfo is None else moment.timestamp()

@@ -283,6 +283,34 @@ class Authorizer:
         (a cloud's RemoteStartTransaction writes it its own way), else in the charger's.
         Memory only, no I/O, nothing learnt: safe on the relay path.
         """
+        decision = self.site_decision(charger_id, id_tag, any_format=any_format, now=now)
+        return None if decision is None or decision.accepted else decision
+
+    def site_decision(
+        self,
+        charger_id: str,
+        id_tag: str,
+        *,
+        any_format: bool = False,
+        now: float | None = None,
+    ) -> Decision | None:
+        """The site's own word on ``id_tag`` at ``charger_id`` (accepted or not), or None when
+        no installer card is that idTag. An acceptance through a share (or of a card with an
+        expiry) has its end in ``expiryDate``. Memory only, like :meth:`site_refusal`."""
+        hit = self._site_lookup(charger_id, id_tag, any_format)
+        if hit is None:
+            return None
+        card, found = hit
+        return self._card_decision(card, charger_id, found, self._clock() if now is None else now)
+
+    def site_card(self, charger_id: str, id_tag: str) -> Card | None:
+        """The installer card ``id_tag`` is at ``charger_id`` (None: none, or two). Memory only."""
+        hit = self._site_lookup(charger_id, id_tag, False)
+        return None if hit is None else hit[0]
+
+    def _site_lookup(
+        self, charger_id: str, id_tag: str, any_format: bool
+    ) -> tuple[Card, CardLookup] | None:
         if not self._cards:
             return None
         if any_format:
@@ -290,15 +318,8 @@ class Authorizer:
         else:
             auto = self._configured_format(charger_id) is IdTagFormat.AUTO
             found = self._lookup(self._installer, id_tag, self.charger_format(charger_id), auto)
-        if found.card is None:
-            return None
-        card = self._cards.get(found.card.key)
-        if card is None:
-            return None
-        decision = self._card_decision(
-            card, charger_id, found, self._clock() if now is None else now
-        )
-        return None if decision.accepted else decision
+        card = None if found.card is None else self._cards.get(found.card.key)
+        return None if card is None else (card, found)
 
     def _card_decision(
         self, card: Card, charger_id: str, found: CardLookup, now: float

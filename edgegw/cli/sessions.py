@@ -552,10 +552,11 @@ def _cell(value: Any, text: bool) -> Any:
 
 
 def _sessions_csv(sessions: list[dict[str, Any]]) -> str:
-    """One row per session; with tariffs configured, its tariff and cost too."""
+    """One row per session; with tariffs configured, its tariff and cost too, and whose
+    clock timed the cost (``charger``, or ``gateway: start`` when the charger's was far off)."""
     columns: tuple[str, ...] = _SESSION_COLUMNS
     if any("tariff" in s for s in sessions):
-        columns = (*columns, "tariff", "cost")
+        columns = (*columns, "tariff", "cost", "cost_times")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

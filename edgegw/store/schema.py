@@ -135,4 +135,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP TABLE IF EXISTS message_log;
     """,
+    # 3 -> 4: a session's cost is fixed when it stops (edgegw.store.sessions): when the gateway
+    # recorded the stop, the tariff, the cost and the card's groups then
+    """
+    ALTER TABLE transactions ADD COLUMN stop_recorded_at REAL;
+    ALTER TABLE transactions ADD COLUMN tariff TEXT;
+    ALTER TABLE transactions ADD COLUMN cost REAL;
+    ALTER TABLE transactions ADD COLUMN card_groups TEXT;
+    """,
 )

@@ -32,8 +32,13 @@ someone else moves its past sessions with it, in lists and in reports alike.
 With ``[[tariffs]]`` configured (:mod:`edgegw.store.tariffs`), every finished session gets its
 cost, by the tariff of its card's groups or its charger's groups (the groups of
 :mod:`edgegw.auth.access`), and the report adds costs up per card, per owner and per card
-group, in the tariffs' currency. The cost is worked out from the session's times and meter
-readings whenever it is shown, with the tariffs configured then.
+group, in the tariffs' currency. The daemon prices a session when it records its stop and
+stores the tariff, the cost and the card's groups with it: what is shown is that price, so a
+tariff or a group changed in July does not re-price June. A session without a stored price
+(stopped before schema 4, or by a daemon without a pricer) is priced when shown, with the
+tariffs and groups configured then. The times priced are checked against when the gateway
+recorded each message (:func:`~edgegw.store.tariffs.checked_time`); ``cost_times`` says when
+the gateway's were used (a charger clock far off, e.g. 1970 after a power loss).
 
 Queries run on their own read-only connection (:func:`open_read_only`): a year of sessions is
 read without holding up the daemon's writer, and the CLI can read the file while the daemon is
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import json
 import math
 import re
 import sqlite3
@@ -66,10 +72,11 @@ from edgegw.config import Config, TariffConfig
 from edgegw.store.cards import CardStore
 from edgegw.store.db import Database, StoreError
 from edgegw.store.schema import MIGRATIONS
-from edgegw.store.tariffs import Tariffs
+from edgegw.store.tariffs import Priced, Tariffs, checked_time, price_session
 
-SCHEMA_NEEDED: Final = 2
-"""The schema version that has everything read here (``transaction_ids``, ``cards``)."""
+SCHEMA_NEEDED: Final = 4
+"""The schema version that has everything read here (``transaction_ids``, ``cards``, the
+stored price of a session)."""
 
 _CHUNK: Final = 500  # rows read per query while filtering in Python
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
@@ -210,18 +217,12 @@ class CardResolver:
 
     def price(
         self, charger_id: str, card: Card | None, start: float, end: float, energy_wh: int
-    ) -> tuple[str, float] | None:
-        """The tariff and the (unrounded) cost of a finished session; None without a tariff."""
-        if not self.tariffs:
-            return None
-        card_groups = [] if card is None else [g.name for g in self.access.groups_of(card.key)]
-        charger_groups = [
-            name for name, members in self.access.charger_groups.items() if charger_id in members
-        ]
-        tariff = self.tariffs.for_session(card_groups, charger_groups)
-        if tariff is None:
-            return None
-        return tariff.name, tariff.cost(start, end, energy_wh)
+    ) -> Priced | None:
+        """The tariff and the (unrounded) cost of a finished session, today; None without."""
+        key = None if card is None else card.key
+        return price_session(
+            self.tariffs, self.access, charger_id, key, start=start, end=end, energy_wh=energy_wh
+        )
 
     def format_of(self, charger_id: str) -> IdTagFormat:
         return self._format(charger_id)
@@ -305,6 +306,11 @@ class Session:
     tariff: str | None = None
     cost: float | None = None
     """Unrounded; None when no tariff applies or the session has not finished."""
+    card_groups: tuple[str, ...] | None = None
+    """The card's groups when the session was priced at its stop (None: not stored)."""
+    gateway_times: tuple[str, ...] = ()
+    """Which of ``start`` and ``stop`` the cost was worked out with the gateway's time of
+    (the charger's was far off it)."""
 
     @property
     def energy_wh(self) -> int | None:
@@ -359,6 +365,7 @@ class Session:
                 else {
                     "tariff": self.tariff,
                     "cost": None if self.cost is None else _cents(self.cost),
+                    "cost_times": cost_times(self.gateway_times),
                 }
             ),
         }
@@ -399,7 +406,7 @@ class SessionFilter:
 _SELECT: Final = (
     "SELECT t.id, t.charger_id, t.connector_id, t.transaction_id, t.origin, t.id_tag,"
     " t.meter_start, t.started_at, t.meter_stop, t.stopped_at, t.stop_reason, t.recorded_at,"
-    " m.local_id IS NOT NULL, m.cloud_id,"
+    " m.local_id IS NOT NULL, m.cloud_id, t.stop_recorded_at, t.tariff, t.cost, t.card_groups,"
     # CASE, not AND: SQLite would run the subquery for every row.
     " CASE WHEN t.stopped_at IS NULL THEN EXISTS (SELECT 1 FROM transactions n"
     "  WHERE n.charger_id = t.charger_id AND n.connector_id = t.connector_id AND n.id > t.id)"
@@ -503,6 +510,10 @@ class SessionQueries:
             recorded_at,
             offline,
             cloud_id,
+            stop_recorded_at,
+            stored_tariff,
+            stored_cost,
+            stored_groups,
             superseded,
         ) = row
         if origin == "cloud":
@@ -519,12 +530,18 @@ class SessionQueries:
         started_ts = float(recorded_at) if started is None else started
         stopped_ts = _charger_time(stopped_at)
         card = self.cards.resolve(charger_id, id_tag)
-        priced = None
+        priced: Priced | None = None
+        gateway_times: tuple[str, ...] = ()
         if state is SessionState.FINISHED and meter_stop is not None:
-            end = started_ts if stopped_ts is None else stopped_ts
-            priced = self.cards.price(
-                charger_id, card, started_ts, end, max(0, meter_stop - meter_start)
+            start_at, end_at, gateway_times = priced_times(
+                started_at, float(recorded_at), stopped_at, stop_recorded_at
             )
+            if stored_cost is not None:  # priced when its stop was recorded
+                priced = Priced(str(stored_tariff), float(stored_cost), _groups(stored_groups))
+            else:
+                priced = self.cards.price(
+                    charger_id, card, start_at, end_at, max(0, meter_stop - meter_start)
+                )
         return Session(
             id=row_id,
             charger_id=charger_id,
@@ -540,8 +557,10 @@ class SessionQueries:
             meter_start=meter_start,
             meter_stop=meter_stop,
             stop_reason=stop_reason,
-            tariff=None if priced is None else priced[0],
-            cost=None if priced is None else priced[1],
+            tariff=None if priced is None else priced.tariff,
+            cost=None if priced is None else priced.cost,
+            card_groups=None if stored_cost is None or priced is None else priced.card_groups,
+            gateway_times=gateway_times if priced is not None else (),
         )
 
     def _keep(
@@ -563,6 +582,38 @@ class SessionQueries:
             # Not an installer card: match the tag against this one card alone.
             return single.lookup(session.id_tag, self.cards.format_of(session.charger_id)).found
         return True
+
+
+def priced_times(
+    started_at: str, start_recorded: float, stopped_at: str | None, stop_recorded: float | None
+) -> tuple[float, float, tuple[str, ...]]:
+    """The start and end a session is priced over, and which of them are the gateway's.
+
+    The charger's timestamps, unless one does not parse or is more than
+    :data:`~edgegw.store.tariffs.CLOCK_TOLERANCE` away from when the gateway recorded that
+    message (``stop_recorded`` None: not known, before schema 4; the charger's stop is kept).
+    An end before the start is the start (no duration).
+    """
+    start, start_fixed = checked_time(_charger_time(started_at), start_recorded)
+    assert start is not None
+    end, end_fixed = checked_time(_charger_time(stopped_at), stop_recorded)
+    if end is None:
+        end = start
+    fixed = (("start",) if start_fixed else ()) + (("stop",) if end_fixed else ())
+    return start, max(start, end), fixed
+
+
+def cost_times(gateway_times: Sequence[str]) -> str:
+    """How a session's cost was timed, for reports: ``charger`` or ``gateway: start, stop``."""
+    return "gateway: " + ", ".join(gateway_times) if gateway_times else "charger"
+
+
+def _groups(text: str | None) -> tuple[str, ...]:
+    try:
+        names = json.loads(text or "[]")
+    except ValueError:
+        return ()
+    return tuple(str(n) for n in names) if isinstance(names, list) else ()
 
 
 # ------------------------------------------------------------------------------- report
@@ -759,8 +810,11 @@ def monthly_report(
         total.cost = _add_cost(total.cost, session.cost)
         backwards += session.meter_backwards
         if resolver is not None and resolver.tariffs and session.card is not None:
-            for card_group in resolver.access.groups_of(session.card.key):
-                sums = groups.setdefault(card_group.name, GroupTotal(card_group.name))
+            names = session.card_groups  # when it was priced at its stop, else today's
+            if names is None:
+                names = tuple(g.name for g in resolver.access.groups_of(session.card.key))
+            for name in names:
+                sums = groups.setdefault(name, GroupTotal(name))
                 sums.cards.add(session.card.id.canonical)
                 sums.sessions += 1
                 sums.energy_wh += session.energy_wh or 0

@@ -41,6 +41,7 @@ from edgegw.tasks import TaskOwner
 
 if TYPE_CHECKING:
     from edgegw.config import StoreConfig
+    from edgegw.store.tariffs import Priced
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,25 @@ class TransactionRow:
     stop_reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class StopFacts:
+    """A session as its StopTransaction is recorded: what a :data:`StopPricer` prices."""
+
+    charger_id: str
+    id_tag: str
+    meter_start: int
+    started_at: str
+    """The charger's timestamps as sent, and when the gateway recorded each message."""
+    start_recorded: float
+    meter_stop: int
+    stopped_at: str
+    stop_recorded: float
+
+
+StopPricer = Callable[[StopFacts], "Priced | None"]
+"""Prices a session when its stop is recorded (the card authority's, in the daemon)."""
+
+
 class Store:
     """The daemon's records. Open with :meth:`open`, always :meth:`close`."""
 
@@ -113,6 +133,8 @@ class Store:
         self._tasks = TaskOwner("store")
         self._stopping = asyncio.Event()
         self.outbox = Outbox(db, clock)
+        self.pricer: StopPricer | None = None
+        """Prices each session when its stop is recorded (None: priced when shown)."""
 
     @classmethod
     async def open(
@@ -367,21 +389,58 @@ class Store:
             )
 
     async def transaction_stopped(self, charger_id: str, payload: dict[str, Any]) -> bool:
-        """Close the open transaction; False if no open one matched (it is still acknowledged)."""
+        """Close the open transaction; False if no open one matched (it is still acknowledged).
+
+        With a :attr:`pricer`, the session's tariff, cost and card groups are written in the
+        same UPDATE (a failing pricer leaves them unset: the stop is recorded all the same).
+        """
         async with self.db.transaction() as conn:
             cursor = await conn.execute(
-                "UPDATE transactions SET meter_stop = ?, stopped_at = ?, stop_reason = ?"
-                " WHERE id = (SELECT id FROM transactions WHERE charger_id = ?"
-                " AND transaction_id = ? AND stopped_at IS NULL ORDER BY id DESC LIMIT 1)",
+                "SELECT id, id_tag, meter_start, started_at, recorded_at FROM transactions"
+                " WHERE charger_id = ? AND transaction_id = ? AND stopped_at IS NULL"
+                " ORDER BY id DESC LIMIT 1",
+                (_text(charger_id), payload["transactionId"]),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return False
+            now = self._clock()
+            priced = self._price(
+                StopFacts(
+                    charger_id,
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    payload["meterStop"],
+                    str(payload["timestamp"]),
+                    now,
+                )
+            )
+            await conn.execute(
+                "UPDATE transactions SET meter_stop = ?, stopped_at = ?, stop_reason = ?,"
+                " stop_recorded_at = ?, tariff = ?, cost = ?, card_groups = ? WHERE id = ?",
                 (
                     payload["meterStop"],
                     _text(payload["timestamp"]),
                     _text(payload.get("reason", "Local")),
-                    _text(charger_id),
-                    payload["transactionId"],
+                    now,
+                    None if priced is None else _text(priced.tariff),
+                    None if priced is None else priced.cost,
+                    None if priced is None else _text(json.dumps(list(priced.card_groups))),
+                    row[0],
                 ),
             )
-            return cursor.rowcount > 0
+            return True
+
+    def _price(self, facts: StopFacts) -> Priced | None:
+        if self.pricer is None:
+            return None
+        try:
+            return self.pricer(facts)
+        except Exception:  # the stop matters more than its price (priced when shown then)
+            log.exception("%s: pricing the stopped session failed", facts.charger_id)
+            return None
 
     async def next_counter(self, name: str, *, start: int = 1) -> int:
         """A persisted counter (e.g. standalone transaction ids); never repeats."""

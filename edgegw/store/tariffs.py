@@ -13,8 +13,14 @@ spent in it. The session's tariff is the first whose card groups hold its card o
 groups hold its charger; else the first tariff for neither (the site's default); else none, and
 the session has no cost.
 
-Everything here is pure arithmetic, no I/O: :mod:`edgegw.store.sessions` prices each finished
-session of a report or an export with it. Amounts are rounded to the cent only when shown.
+A session is priced once, when its StopTransaction is recorded (:func:`price_session`, with
+the tariffs and the card's groups of that moment); the price is stored with it, so a tariff or
+a group changed later never re-prices a billed month. Only sessions recorded before that
+(schema 4) are priced when shown. The times priced are the charger's, checked against when the
+gateway recorded each message (:func:`checked_time`): a charger whose clock is unset (1970
+after a power loss) or far off is priced over the gateway's times instead.
+
+Everything here is pure arithmetic, no I/O. Amounts are rounded to the cent only when shown.
 """
 
 from __future__ import annotations
@@ -27,12 +33,17 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from edgegw.auth.access import Access
 from edgegw.config import TariffConfig
 
 _DAY_MIN: Final = 24 * 60
 _GRID: Final = 900.0
 """Every quarter of an hour (UTC) is a piece boundary: every zone changes its clocks on one, so
 no piece straddles a clock change and a piece's middle tells its band."""
+
+
+CLOCK_TOLERANCE: Final = 300.0
+"""Seconds a charger's timestamp may be away from when the gateway recorded the message."""
 
 
 class TariffError(ValueError):
@@ -166,6 +177,50 @@ class Tariffs:
             if default is None and not tariff.card_groups and not tariff.charger_groups:
                 default = tariff
         return default
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A finished session's tariff, its (unrounded) cost and its card's groups then."""
+
+    tariff: str
+    cost: float
+    card_groups: tuple[str, ...]
+
+
+def price_session(
+    tariffs: Tariffs,
+    access: Access,
+    charger_id: str,
+    card_key: str | None,
+    *,
+    start: float,
+    end: float,
+    energy_wh: float,
+) -> Priced | None:
+    """The price of a session of the card ``card_key`` (None: not an installer card) at
+    ``charger_id`` from ``start`` to ``end``; None when no tariff applies."""
+    if not tariffs:
+        return None
+    card_groups = () if card_key is None else tuple(g.name for g in access.groups_of(card_key))
+    charger_groups = [
+        name for name, members in access.charger_groups.items() if charger_id in members
+    ]
+    tariff = tariffs.for_session(card_groups, charger_groups)
+    if tariff is None:
+        return None
+    return Priced(tariff.name, tariff.cost(start, end, energy_wh), card_groups)
+
+
+def checked_time(charger: float | None, recorded: float | None) -> tuple[float | None, bool]:
+    """The time to price a session with: the charger's ``charger``, unless it is more than
+    :data:`CLOCK_TOLERANCE` away from ``recorded`` (when the gateway recorded the message; None:
+    unknown) or missing. The flag says the gateway's time was used instead."""
+    if recorded is None:
+        return charger, False
+    if charger is None or abs(charger - recorded) > CLOCK_TOLERANCE:
+        return recorded, True
+    return charger, False
 
 
 def _minutes(text: str) -> int:

@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 
 from edgegw.auth.access import CardGroup, Share
+from edgegw.auth.authority import SiteCards
 from edgegw.auth.idtags import CardId, parse_card_id
 from edgegw.auth.locallist import AuthStatus, Card
 from edgegw.daemon import Gateway
 from edgegw.sim.cloud import SimCloud
+from edgegw.store.sessions import parse_time
 from tests.conftest import GatewayFactory, RawCharger, gateway_url, raw_charger
 from tests.control.test_commission_ops import FAST, install_ops
 from tests.control.test_commission_ops import charger as commissioned_charger
@@ -377,7 +379,61 @@ async def test_an_active_share_lets_the_card_in_until_it_ends(
         lambda a: a.with_share(Share(2, frozenset({"CP1"}), until, card=uid(GUEST).key))
     )
     decision = auth.decide("CP1", GUEST, fmt=auth.charger_format("CP1"))
-    assert decision.accepted and decision.id_tag_info["expiryDate"]  # the share's end
+    end = decision.id_tag_info["expiryDate"]  # the share's end
+    assert decision.accepted and parse_time(end) == pytest.approx(until, abs=0.001)
+    assert end.endswith("Z")  # OCPP's UTC date-time
     async with raw_charger(gateway_url(gateway), "CP1") as cp:
         await cp.call("BootNotification", BOOT)
-        assert await authorize(cp, GUEST) == {"status": "Accepted"}
+        # The cloud accepts with no end; the charger, which may cache the answer and use it
+        # offline, is told the share's end (same message id, nothing else changed).
+        await cp.send([2, "share-1", "Authorize", {"idTag": GUEST}])
+        answer = await cp.recv()
+        assert answer == [3, "share-1", {"idTagInfo": {"status": "Accepted", "expiryDate": end}}]
+        assert json.loads(cloud_answer(shared_cloud, "share-1"))[2] == {
+            "idTagInfo": {"status": "Accepted"}
+        }
+        started = await start(cp, GUEST)
+        assert started["idTagInfo"] == {"status": "Accepted", "expiryDate": end}
+        (tx,) = shared_cloud.transactions.values()
+        assert started["transactionId"] == tx.transaction_id
+        events = await override_events(gateway, cp)
+    assert len(events) == 2 and all(GUEST in m and end in m for _, m in events)
+
+
+async def test_the_site_lowers_only_a_later_cloud_end_and_never_accepts_a_refusal(
+    shared_cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    gateway = await groups_site(make_gateway, shared_cloud)
+    auth = gateway.authorizer
+    assert auth is not None
+    until = time.time() + 3600
+    await auth.change_access(
+        lambda a: a.with_share(Share(2, frozenset({"CP1"}), until, card=uid(GUEST).key))
+    )
+    cards = SiteCards(auth, gateway.config)
+    end = datetime.fromtimestamp(until, UTC)
+    request = {"idTag": GUEST}
+
+    def answer(info: dict[str, Any]) -> dict[str, Any] | None:
+        override = cards.override_answer("CP1", "Authorize", request, {"idTagInfo": info})
+        return None if override is None else override.payload
+
+    later = _iso(end + timedelta(days=30))
+    sooner = _iso(end - timedelta(minutes=5))
+    shortened = answer({"status": "Accepted", "expiryDate": later, "parentIdTag": "P"})
+    assert shortened is not None
+    info = shortened["idTagInfo"]
+    assert (info["status"], info["parentIdTag"]) == ("Accepted", "P")
+    assert parse_time(info["expiryDate"]) == pytest.approx(until, abs=0.001)
+    assert answer({"status": "Accepted", "expiryDate": sooner}) is None  # the cloud's is sooner
+    for refusal in ("Blocked", "Invalid", "Expired", "ConcurrentTx"):
+        assert answer({"status": refusal}) is None
+    # On the card's own charger (no share needed) the cloud's answer stands.
+    assert (
+        cards.override_answer("CP2", "Authorize", request, {"idTagInfo": {"status": "Accepted"}})
+        is None
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
