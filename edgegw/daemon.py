@@ -121,7 +121,7 @@ class Gateway:
         if cfg.cloud is not None:
             for charger in cfg.chargers:  # a bad TLS file fails the start, naming the file
                 Upstream.tls_context(cfg.cloud, charger)
-        self.store = await Store.open_for_daemon(cfg.store)
+        self.store = await Store.open_for_daemon(cfg.store, clock=self._clock)
         self.journal = Journal(self.store.db, clock=self._clock)
         self.journal.start()
         self._models = HardwareCatalogue.for_config(cfg).charger_models()
@@ -130,6 +130,7 @@ class Gateway:
             self.store.db, cfg.auth, formats=formats, clock=self._clock
         )
         cards = self._cards = SiteCards(self.authorizer, cfg)
+        self.store.pricer = cards.price_stop  # a session's cost is fixed when it stops
         self._responder = LocalResponder(
             self.store,
             standalone=cfg.cloud is None,

@@ -10,7 +10,8 @@ import asyncio
 import csv
 import io
 import json
-import sqlite3
+import time
+from datetime import datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -61,7 +62,11 @@ per_kwh = 0.40
 async def test_the_monthly_report_gives_each_residents_kwh_and_cost(tmp_path: Path) -> None:
     path = tmp_path / "edgegw.toml"
     path.write_text(CONFIG.format(db=tmp_path / "gw.db", sock=tmp_path / "gw.sock"))
-    gateway = Gateway(load_config(path))
+    # The gateway's clock is moved to each message's own time as the charger sends it, as a
+    # January gateway would have received them: costs are fixed at the stop, over times the
+    # gateway vouches for (a charger clock far off is priced over the gateway's).
+    shift = [0.0]
+    gateway = Gateway(load_config(path), clock=lambda: time.time() + shift[0])
     task = asyncio.create_task(gateway.run(install_signal_handlers=False))  # noqa: TID251
     await gateway.started.wait()
     try:
@@ -80,25 +85,19 @@ async def test_the_monthly_report_gives_each_residents_kwh_and_cost(tmp_path: Pa
                 ("E43AC9D2", "2026-01-10T21:00:00Z", "2026-01-10T23:00:00Z", (0, 10_000)),
                 ("11223344", "2026-01-11T10:00:00Z", "2026-01-11T12:00:00Z", (10_000, 30_000)),
             ):
+                shift[0] = _at(start) - time.time()
                 started = await cp.call(
                     "StartTransaction",
                     {"connectorId": 1, "idTag": tag, "meterStart": meter[0], "timestamp": start},
                 )
                 tx = started[2]["transactionId"]
                 stopped = {"transactionId": tx, "meterStop": meter[1], "timestamp": stop}
+                shift[0] = _at(stop) - time.time()
                 await cp.call("StopTransaction", stopped)
+                shift[0] = 0.0
     finally:
         gateway.shutdown()
         await asyncio.wait_for(task, 15)
-    # The costs are priced over the charger's times only when the gateway recorded each message
-    # about then (a charger clock far off is priced over the gateway's): this test bills
-    # January today, so its records are moved to when a January gateway would have made them.
-    with sqlite3.connect(tmp_path / "gw.db") as conn:
-        conn.execute(
-            "UPDATE transactions SET recorded_at = unixepoch(started_at),"
-            " stop_recorded_at = unixepoch(stopped_at)"
-        )
-    conn.close()
 
     async def cli(*args: str) -> str:
         # In a thread: the CLI runs its own event loop.
@@ -133,3 +132,7 @@ async def test_the_monthly_report_gives_each_residents_kwh_and_cost(tmp_path: Pa
         "sessions", "report", "--month", "2026-01", "--tz", "Europe/Brussels", "--format", "csv"
     )
     assert csv_report.splitlines()[0].endswith(",cost_EUR")
+
+
+def _at(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
