@@ -685,6 +685,17 @@ class LoadController:
             self._drop(ch)
 
     def _drop(self, ch: _Charger) -> None:
+        if self._site.meter_role == "grid" and not ch.retired:
+            # Its cars were allocator sessions, outside the held estimate of the building
+            # load; from now on the grid meter counts what they still draw as building load:
+            # at most their limits in force. Without that the estimate jumps to its upper
+            # bound (every unmeasured car counted as building load) and pauses the others.
+            for session in ch.sessions.values():
+                offered = self._offered(ch, session.connector)
+                for p in session.car_phases or ch.site_phases:
+                    held = self._held_non_ev[p]
+                    if held is not None:
+                        self._held_non_ev[p] = held + offered
         del self._chargers[ch.id]
         self._removed.add(ch.id)
         if ch.sender is not None:

@@ -732,3 +732,27 @@ async def test_a_removed_charger_is_paused_before_it_goes_and_counted_so(
     gone = "CP2" not in {c.id for c in r.state().chargers}
     assert gone == (paused == 0)  # a car it cannot pause may still draw its minimum
     assert draws(cp1) == 34 - paused if paused else 32
+
+
+async def test_a_removed_charger_does_not_pause_the_others_before_they_measure(
+    rig: RigFactory,
+) -> None:
+    """With a grid meter a removed charger's car becomes building load, at most its limit in
+    force: the estimate of the building load takes it so, and the others keep their share
+    even when none of them has measured yet (MeterValues come every few seconds to a minute)."""
+    chargers = [{"id": "CP1", "max_current_a": 32}, {"id": "CP2", "max_current_a": 32}]
+    r = await rig(chargers)
+    cp1 = await r.connect("CP1", car_current_a=32)
+    cp2 = await r.connect("CP2", car_current_a=32)
+    await cp1.tap(TAG)
+    await cp2.tap(TAG)
+    await r.round(meter_values=False)
+    await r.round(meter_values=False)
+    await r.round(meter_values=False)
+    assert (draws(cp1), draws(cp2)) == (17, 17)  # 40 - 2 - 4 shared
+
+    site = {"limit_a": 40, "margin_a": 2, "ramp_a_per_s": 100}
+    r.controller.use_config(site_config(chargers[:1], **site))
+    await r.round(meter_values=False)
+    assert draws(cp1) == 17  # not paused: CP2's car counts at its 17 A, no more
+    assert r.meter.grid()[0] <= 40 - 2
