@@ -48,10 +48,22 @@ class ChargerDisconnected(ChargerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallExchanged(ChargerEvent):
+    """A charger call (any action, ``Heartbeat`` too) was answered: the charger is alive.
+
+    Comes first, before the events the call means; calls answered with a CALLERROR give none.
+    """
+
+    action: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChargerBooted(ChargerEvent):
     """A BootNotification and the answer the charger got."""
 
     accepted: bool
+    status: str | None = None
+    """The registration status as answered (``Accepted``, ``Pending``, ``Rejected``)."""
     vendor: str | None = None
     model: str | None = None
     firmware: str | None = None
@@ -134,6 +146,8 @@ class Measured(ChargerEvent):
     power_w: float | None = None
     energy_wh: float | None = None
     offered_a: float | None = None
+    measurands: tuple[str, ...] = ()
+    """Every measurand the call carried, at any location, in the order first seen."""
 
     def currents(self, phases: int, *, from_power: bool = True) -> tuple[float, ...] | None:
         """The current (A, ≥ 0) on each of the charger's first ``phases`` phases, or None.
@@ -156,6 +170,7 @@ class Measured(ChargerEvent):
 Event = (
     ChargerConnected
     | ChargerDisconnected
+    | CallExchanged
     | ChargerBooted
     | ConnectorStatus
     | CardAnswered
