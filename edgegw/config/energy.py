@@ -1,0 +1,134 @@
+"""The load-capping sections: ``[site]``, ``[buses.*]`` and ``[[meters]]``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edgegw.config.base import _Model
+
+log = logging.getLogger(__name__)
+
+
+MAX_SITE_LIMIT_A = 10_000.0
+"""No low-voltage site connection carries more per phase; a larger limit_a caps nothing."""
+
+
+class SiteConfig(_Model):
+    """The site's connection and how the chargers share it (load capping)."""
+
+    limit_a: float | tuple[float, float, float] = Field(
+        description="Main fuse per phase (A): one number, or [L1, L2, L3]."
+    )
+    margin_a: float = Field(default=2.0, ge=0, description="Kept free below the limit (A).")
+    fallback_ev_a: float | tuple[float, float, float] | None = Field(
+        default=None,
+        description=(
+            "What all chargers together may draw per phase while the meter is lost (A). "
+            "Unset: every session is paused until the meter is back."
+        ),
+    )
+    meter_role: Literal["grid", "non_ev"] = Field(
+        default="grid",
+        description="'grid': the meter measures the whole site, chargers included; "
+        "'non_ev': it measures only the building's other loads.",
+    )
+    ramp_a_per_s: float = Field(
+        default=1.0, gt=0, description="Raise rate (A/s); cuts are instant."
+    )
+    control_interval: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between two control rounds."
+    )
+    meter_lost_after: float = Field(
+        default=5.0, gt=0, le=120, description="No valid reading this long → fallback (s)."
+    )
+    min_change_a: float = Field(
+        default=0.5, ge=0, description="A new limit is sent only if it moves at least this (A)."
+    )
+    decision_log_size: int = Field(
+        default=86400, ge=0, description="Control rounds kept in the decision log."
+    )
+
+    def limits(self) -> tuple[float, float, float]:
+        return _per_phase(self.limit_a)
+
+    def fallback(self) -> tuple[float, float, float] | None:
+        return None if self.fallback_ev_a is None else _per_phase(self.fallback_ev_a)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SiteConfig:
+        limits = self.limits()
+        if min(limits) <= 0:
+            raise ValueError("limit_a must be > 0 on every phase")
+        if max(limits) > MAX_SITE_LIMIT_A:
+            raise ValueError(
+                f"limit_a must be at most {MAX_SITE_LIMIT_A:g} A on every phase (the main fuse "
+                "of the site's connection)"
+            )
+        if self.margin_a >= min(limits):
+            raise ValueError(f"margin_a ({self.margin_a} A) must be below every phase limit")
+        fallback = self.fallback()
+        if fallback is not None:
+            for phase, (ev, limit) in enumerate(zip(fallback, limits, strict=True), 1):
+                if ev < 0 or ev > limit - self.margin_a:
+                    raise ValueError(
+                        f"fallback_ev_a on L{phase} ({ev} A) must be between 0 and limit_a - "
+                        f"margin_a ({limit - self.margin_a} A), or the main fuse can trip "
+                        "while the meter is lost"
+                    )
+        return self
+
+
+def _per_phase(value: float | tuple[float, float, float]) -> tuple[float, float, float]:
+    if isinstance(value, int | float):
+        return (float(value), float(value), float(value))
+    return value
+
+
+class BusConfig(_Model):
+    """One physical Modbus connection: a TCP gateway/meter, an RS-485 serial line (RTU), or an
+    RS-485 line behind a transparent RS-485-to-Ethernet converter (RTU frames over TCP)."""
+
+    transport: Literal["tcp", "rtu", "rtu-over-tcp"] = Field(
+        description="'tcp', 'rtu' (RS-485 serial) or 'rtu-over-tcp' (RTU frames through a "
+        "transparent RS-485-to-Ethernet converter)."
+    )
+    host: str | None = Field(
+        default=None, description="TCP and RTU over TCP: meter, gateway or converter address."
+    )
+    port: int = Field(default=502, ge=1, le=65535, description="TCP port.")
+    device: str | None = Field(default=None, description="RTU: serial device, e.g. /dev/ttyUSB0.")
+    baudrate: int = Field(default=9600, description="RTU: baud rate.")
+    parity: Literal["N", "E", "O"] = Field(default="N", description="RTU: parity N, E or O.")
+    stopbits: Literal[1, 2] = Field(default=1, description="RTU: stop bits.")
+    bytesize: Literal[7, 8] = Field(default=8, description="RTU: data bits.")
+    timeout: float = Field(default=1.0, gt=0, le=30, description="Answer timeout (s).")
+    retries: int = Field(default=1, ge=0, le=5, description="Retries after a timeout.")
+    interframe_delay: float = Field(
+        default=0.0, ge=0, le=1, description="Extra silence between two requests (s)."
+    )
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> BusConfig:
+        if self.transport != "rtu" and not self.host:
+            raise ValueError(f"a {self.transport!r} bus needs host")
+        if self.transport == "rtu" and not self.device:
+            raise ValueError("an 'rtu' bus needs device")
+        if self.baudrate not in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200):
+            raise ValueError(f"baudrate {self.baudrate} is not a standard Modbus RTU rate")
+        return self
+
+
+class MeterConfig(_Model):
+    """A meter on a bus. Exactly one has role 'site' (the one load capping follows)."""
+
+    name: str = Field(default="site", description="Name shown in status and logs.")
+    bus: str = Field(default="main", description="Key of the [buses.<name>] it hangs on.")
+    profile: str = Field(description="Register map: a file name in hardware/meters/ (no .toml).")
+    unit_id: int = Field(default=1, ge=0, le=247, description="Modbus unit (slave) id.")
+    role: Literal["site", "monitor"] = Field(
+        default="site", description="'site': load capping follows it; 'monitor': shown only."
+    )
+    poll_interval: float = Field(default=1.0, gt=0, le=300, description="Seconds between reads.")
