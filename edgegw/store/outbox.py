@@ -4,7 +4,8 @@ The durability rule (see the design notes) says a transaction message is acknowl
 charger only once the cloud accepted it or it is committed here with ``synchronous=FULL``.
 Every write goes through a :class:`GroupWriter`: writes that arrive while one commit is running
 are committed together in the next one, so a thousand chargers queueing at once cost a few
-fsyncs, not a thousand — and no caller is answered before its own write is on disk.
+fsyncs, not a thousand — and no caller is answered before its own write is on disk. Each write
+of a shared commit runs in its own SAVEPOINT: a write that fails leaves nothing behind.
 
 A charger re-sends a message it got no answer for (the gateway may have been killed between
 the commit and the answer). Every row keeps a digest of the message, and delivered rows are
@@ -75,14 +76,27 @@ class GroupWriter:
             await self._commit(batch)
 
     async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
+        """One durable transaction for the batch, each write in its own SAVEPOINT.
+
+        A write that raises is rolled back to its savepoint (what it had already executed is
+        undone) and its caller gets the error; the other writes of the batch are committed.
+        A write alone in its batch needs no savepoint: the transaction is its savepoint.
+        """
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             async with self._db.transaction(durable=True) as conn:
-                for fn, future in batch:
+                if len(batch) == 1:
+                    fn, future = batch[0]
                     try:
                         results.append((future, await fn(conn), None))
-                    except Exception as exc:  # one bad write must not sink the others
+                    except Exception as exc:
                         results.append((future, None, exc))
+                        raise _Failed from exc
+                else:
+                    for fn, future in batch:
+                        results.append((future, *await _in_savepoint(conn, fn)))
+        except _Failed:
+            pass  # the lone write's own failure: rolled back, its caller is told below
         except Exception as exc:
             log.exception("outbox commit of %d write(s) failed", len(batch))
             for _fn, future in batch:
@@ -104,6 +118,23 @@ class GroupWriter:
         for task in self._tasks.tasks:
             await task
         await self._tasks.close()
+
+
+class _Failed(Exception):
+    """The lone write of a batch failed: roll its transaction back."""
+
+
+async def _in_savepoint(conn: aiosqlite.Connection, fn: Write) -> tuple[Any, BaseException | None]:
+    """Run one write of a shared transaction so that, if it fails, it leaves nothing."""
+    await conn.execute("SAVEPOINT queued_write")
+    try:
+        value = await fn(conn)
+    except Exception as exc:  # one bad write must not sink the others
+        await conn.execute("ROLLBACK TO queued_write")  # a failure here fails the batch
+        await conn.execute("RELEASE queued_write")
+        return None, exc
+    await conn.execute("RELEASE queued_write")
+    return value, None
 
 
 @dataclass(slots=True)

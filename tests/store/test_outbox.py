@@ -3,7 +3,9 @@
 import asyncio
 from pathlib import Path
 
-from edgegw.store.outbox import LOCAL_ID_BASE
+import aiosqlite
+
+from edgegw.store.outbox import LOCAL_ID_BASE, GroupWriter, Write
 from edgegw.store.store import Store
 
 START = {
@@ -126,4 +128,68 @@ async def test_a_link_loads_only_the_id_mappings_it_may_still_need(tmp_path: Pat
             recent_id: None,
         }
     finally:
+        await store.close()
+
+
+async def test_a_failed_write_leaves_nothing_and_the_others_of_its_batch_commit(
+    tmp_path: Path,
+) -> None:
+    """Each queued write runs in its own SAVEPOINT: what a failing write already executed is
+    rolled back with it, while the writes sharing its commit are kept."""
+    path = tmp_path / "db"
+    store = await Store.open(path)
+    writer = GroupWriter(store.db, "test")
+
+    def put(name: str) -> Write:
+        async def write(conn: aiosqlite.Connection) -> str:
+            await conn.execute("INSERT INTO counters (name, value) VALUES (?, 1)", (name,))
+            return name
+
+        return write
+
+    async def half_then_fail(conn: aiosqlite.Connection) -> None:
+        await conn.execute("INSERT INTO counters (name, value) VALUES ('half', 1)")
+        raise ValueError("the write fails after its first statement")
+
+    try:
+        # Queued before the writer task runs: all four share one commit.
+        results = await asyncio.gather(
+            writer.write(put("before")),
+            writer.write(half_then_fail),
+            writer.write(put("after")),
+            return_exceptions=True,
+        )
+        assert results[0] == "before" and results[2] == "after"
+        assert isinstance(results[1], ValueError)
+    finally:
+        await writer.close()
+        await store.close()
+    store = await Store.open(path)
+    try:
+        cursor = await store.db.conn.execute("SELECT name FROM counters ORDER BY name")
+        names = [r[0] for r in await cursor.fetchall()]
+        assert names == ["after", "before"]  # 'half' was told it failed: it left nothing
+    finally:
+        await store.close()
+
+
+async def test_a_lone_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db")
+    writer = GroupWriter(store.db, "test")
+
+    async def half_then_fail(conn: aiosqlite.Connection) -> None:
+        await conn.execute("INSERT INTO counters (name, value) VALUES ('half', 1)")
+        raise ValueError("the write fails after its first statement")
+
+    try:
+        try:
+            await writer.write(half_then_fail)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("the caller must be told its write failed")
+        cursor = await store.db.conn.execute("SELECT name FROM counters")
+        assert await cursor.fetchall() == []
+    finally:
+        await writer.close()
         await store.close()
