@@ -1,0 +1,634 @@
+"""OCPP 1.6 interpret: each call's events, table-driven; and it never raises on hostile input."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgegw.ocpp.events import (
+    CallExchanged,
+    CardAnswered,
+    ChargerBooted,
+    ConnectorStatus,
+    Event,
+    Measured,
+    SessionStarted,
+    SessionStopped,
+)
+from edgegw.ocpp.interpret import interpret
+
+AT = 1000.0
+C = "cp-1"
+
+
+def events(action: str, request: Any, response: Any = None) -> tuple[Event, ...]:
+    got = interpret(C, action, request, {} if response is None else response, AT)
+    assert got[0] == CallExchanged(charger_id=C, at=AT, action=action)
+    return got[1:]
+
+
+def sv(value: Any, measurand: str | None = None, **extra: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"value": value, **extra}
+    if measurand is not None:
+        item["measurand"] = measurand
+    return item
+
+
+def measured(*values: dict[str, Any], tx: Any = None, connector: Any = 1) -> Measured:
+    request: dict[str, Any] = {"connectorId": connector, "meterValue": [{"sampledValue": list(values)}]}
+    if tx is not None:
+        request["transactionId"] = tx
+    (event,) = events("MeterValues", request)
+    assert isinstance(event, Measured)
+    return event
+
+
+CUR = "Current.Import"
+PWR = "Power.Active.Import"
+NRG = "Energy.Active.Import.Register"
+
+
+# ------------------------------------------------------------------ every call is heard
+
+
+@pytest.mark.parametrize("action", ["Heartbeat", "DataTransfer", "FirmwareStatusNotification"])
+def test_a_call_no_event_describes_is_still_heard(action: str) -> None:
+    assert events(action, {}) == ()
+
+
+# ------------------------------------------------------------------ BootNotification
+
+
+@pytest.mark.parametrize(
+    ("request_", "response", "expected"),
+    [
+        (
+            {
+                "chargePointVendor": "ABB",
+                "chargePointModel": "Terra AC",
+                "firmwareVersion": "1.6.3",
+                "chargePointSerialNumber": "S1",
+            },
+            {"status": "Accepted", "interval": 60},
+            ChargerBooted(
+                charger_id=C,
+                at=AT,
+                accepted=True,
+                status="Accepted",
+                vendor="ABB",
+                model="Terra AC",
+                firmware="1.6.3",
+                serial="S1",
+            ),
+        ),
+        (
+            {"chargePointVendor": "X", "chargePointModel": 5},
+            {"status": "Pending"},
+            ChargerBooted(charger_id=C, at=AT, accepted=False, status="Pending", vendor="X"),
+        ),
+        ({}, {}, ChargerBooted(charger_id=C, at=AT, accepted=False)),
+    ],
+)
+def test_boot(request_: dict[str, Any], response: dict[str, Any], expected: Event) -> None:
+    assert events("BootNotification", request_, response) == (expected,)
+
+
+# ------------------------------------------------------------------ StatusNotification
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected"),
+    [
+        (
+            {"connectorId": 1, "status": "Charging", "errorCode": "NoError"},
+            (
+                ConnectorStatus(
+                    charger_id=C, at=AT, connector=1, status="Charging", error_code="NoError"
+                ),
+            ),
+        ),
+        (
+            {
+                "connectorId": 0,
+                "status": "Faulted",
+                "errorCode": "GroundFailure",
+                "info": "rcd",
+                "vendorErrorCode": "E12",
+            },
+            (
+                ConnectorStatus(
+                    charger_id=C,
+                    at=AT,
+                    connector=0,
+                    status="Faulted",
+                    error_code="GroundFailure",
+                    info="rcd",
+                    vendor_error_code="E12",
+                ),
+            ),
+        ),
+        ({"connectorId": 2.0, "status": "Available"}, None),  # a float holding an integer
+        ({"connectorId": -1, "status": "Available"}, ()),
+        ({"connectorId": True, "status": "Available"}, ()),
+        ({"connectorId": "1", "status": "Available"}, ()),
+        ({"connectorId": 1}, ()),
+        ({"connectorId": 1, "status": 3}, ()),
+        ({"status": "Available"}, ()),
+    ],
+)
+def test_status(request_: dict[str, Any], expected: tuple[Event, ...] | None) -> None:
+    got = events("StatusNotification", request_)
+    if expected is None:
+        assert got == (ConnectorStatus(charger_id=C, at=AT, connector=2, status="Available"),)
+    else:
+        assert got == expected
+
+
+# ------------------------------------------------------------------ Authorize
+
+
+@pytest.mark.parametrize(
+    ("request_", "response", "expected"),
+    [
+        (
+            {"idTag": "04A2"},
+            {"idTagInfo": {"status": "Accepted"}},
+            (
+                CardAnswered(
+                    charger_id=C, at=AT, id_tag="04A2", status="Accepted", during="Authorize"
+                ),
+            ),
+        ),
+        (
+            {"idTag": "04A2"},
+            {"idTagInfo": {"status": "Blocked", "expiryDate": "2030-01-01T00:00:00Z"}},
+            (
+                CardAnswered(
+                    charger_id=C, at=AT, id_tag="04A2", status="Blocked", during="Authorize"
+                ),
+            ),
+        ),
+        ({"idTag": "04A2"}, {}, ()),
+        ({"idTag": "04A2"}, {"idTagInfo": "Accepted"}, ()),
+        ({}, {"idTagInfo": {"status": "Accepted"}}, ()),
+        ({"idTag": 42}, {"idTagInfo": {"status": "Accepted"}}, ()),
+    ],
+)
+def test_authorize(
+    request_: dict[str, Any], response: dict[str, Any], expected: tuple[Event, ...]
+) -> None:
+    assert events("Authorize", request_, response) == expected
+
+
+# ------------------------------------------------------------------ StartTransaction
+
+
+def test_start_accepted_gives_the_session_then_the_card() -> None:
+    got = events(
+        "StartTransaction",
+        {"connectorId": 2, "idTag": "AB", "meterStart": 1500, "timestamp": "x"},
+        {"transactionId": 77, "idTagInfo": {"status": "Accepted"}},
+    )
+    assert got == (
+        SessionStarted(
+            charger_id=C,
+            at=AT,
+            connector=2,
+            transaction_id="77",
+            id_tag="AB",
+            id_tag_status="Accepted",
+            meter_start_wh=1500.0,
+        ),
+        CardAnswered(
+            charger_id=C,
+            at=AT,
+            id_tag="AB",
+            status="Accepted",
+            during="StartTransaction",
+            connector=2,
+        ),
+    )
+
+
+def test_start_refused_still_starts_a_session() -> None:
+    """The charger decides whether it charges (StopTransactionOnInvalidId): both see it."""
+    started, card = events(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "AB", "meterStart": 0},
+        {"transactionId": 3, "idTagInfo": {"status": "Invalid"}},
+    )
+    assert isinstance(started, SessionStarted) and started.transaction_id == "3"
+    assert isinstance(card, CardAnswered) and not card.accepted and card.connector == 1
+
+
+@pytest.mark.parametrize(
+    ("tx", "expected"),
+    [
+        (0, "0"),
+        (2**31 - 1, "2147483647"),
+        (-5, "-5"),
+        (12.0, "12"),
+        ("42", "42"),
+        (" 42 ", "42"),
+        ("0042", "42"),
+        (None, None),
+        (True, None),
+        (1.5, None),
+        (math.nan, None),
+        (math.inf, None),
+        ("abc", None),
+        ("", None),
+        ("4" * 25, None),
+        pytest.param(
+            10**4400, None, id="huge-int"
+        ),  # str() of it would raise: beyond Python's digit limit
+        ([1], None),
+        ("٣", None),  # a digit, but not an ASCII one
+    ],
+)
+def test_transaction_ids_are_decimal_strings(tx: Any, expected: str | None) -> None:
+    (started, _card) = events(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "AB", "meterStart": 0},
+        {"transactionId": tx, "idTagInfo": {"status": "Accepted"}},
+    )
+    assert isinstance(started, SessionStarted)
+    assert started.transaction_id == expected
+    (stopped,) = events("StopTransaction", {"transactionId": tx, "meterStop": 1})
+    assert isinstance(stopped, SessionStopped)
+    assert stopped.transaction_id == expected
+
+
+def test_start_without_answer_fields() -> None:
+    (started,) = events("StartTransaction", {"connectorId": 1, "idTag": "AB"}, {})
+    assert started == SessionStarted(
+        charger_id=C, at=AT, connector=1, transaction_id=None, id_tag="AB"
+    )
+
+
+@pytest.mark.parametrize("meter_start", ["nan", math.nan, math.inf, "1e400", 10**400, True, {}])
+def test_start_meter_not_a_finite_number_is_none(meter_start: Any) -> None:
+    (started, _card) = events(
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "AB", "meterStart": meter_start},
+        {"transactionId": 1, "idTagInfo": {"status": "Accepted"}},
+    )
+    assert isinstance(started, SessionStarted) and started.meter_start_wh is None
+
+
+def test_start_without_a_connector_gives_nothing() -> None:
+    assert events("StartTransaction", {"idTag": "AB"}, {"transactionId": 1}) == ()
+
+
+# ------------------------------------------------------------------ StopTransaction
+
+
+def test_stop() -> None:
+    got = events(
+        "StopTransaction",
+        {
+            "transactionId": 77,
+            "idTag": "AB",
+            "meterStop": 9000,
+            "reason": "EVDisconnected",
+            "timestamp": "x",
+        },
+        {"idTagInfo": {"status": "Accepted"}},
+    )
+    assert got == (
+        SessionStopped(
+            charger_id=C,
+            at=AT,
+            transaction_id="77",
+            id_tag="AB",
+            meter_stop_wh=9000.0,
+            reason="EVDisconnected",
+        ),
+    )
+
+
+def test_stop_reason_defaults_to_local() -> None:
+    (stopped,) = events("StopTransaction", {"transactionId": 1, "meterStop": 1})
+    assert isinstance(stopped, SessionStopped) and stopped.reason == "Local"
+
+
+def test_stop_transaction_data_is_not_a_measurement_of_now() -> None:
+    got = events(
+        "StopTransaction",
+        {
+            "transactionId": 1,
+            "meterStop": 100,
+            "transactionData": [
+                {"sampledValue": [sv("32", CUR, phase="L1"), sv("5000", NRG)]},
+            ],
+        },
+    )
+    assert len(got) == 1 and isinstance(got[0], SessionStopped)
+
+
+# ------------------------------------------------------------------ MeterValues
+
+
+@pytest.mark.parametrize(
+    ("values", "current", "overall", "power", "energy"),
+    [
+        # phases L1..L3 and L1-N..L3-N count; a phase not reported is None
+        (
+            [sv("10", CUR, phase="L1"), sv("11", CUR, phase="L2-N")],
+            (10.0, 11.0, None),
+            None,
+            None,
+            None,
+        ),
+        # line-to-line and N do not count
+        ([sv("10", CUR, phase="L1-L2"), sv("3", CUR, phase="N")], None, None, None, None),
+        # a current without a phase is kept apart
+        ([sv("16", CUR)], None, 16.0, None, None),
+        ([sv("16", CUR, unit="A")], None, 16.0, None, None),
+        # an unknown unit: not a number we can use
+        ([sv("16000", CUR, unit="mA")], None, None, None, None),
+        ([sv("7", PWR, unit="kW")], None, None, 7000.0, None),
+        ([sv("700", PWR, unit="W")], None, None, 700.0, None),
+        ([sv("700", PWR)], None, None, 700.0, None),
+        ([sv("700", PWR, unit="kWh")], None, None, None, None),
+        # the default measurand is the energy register, in Wh unless told
+        ([sv("12.5", unit="kWh")], None, None, None, 12500.0),
+        ([sv("12", NRG)], None, None, None, 12.0),
+        ([sv("12", NRG, unit="W")], None, None, None, None),
+        # per-phase power and energy are added up only when no total is given
+        (
+            [
+                sv("1", PWR, phase="L1", unit="kW"),
+                sv("2000", PWR, phase="L2"),
+                sv("9", NRG, phase="L3"),
+            ],
+            None,
+            None,
+            3000.0,
+            9.0,
+        ),
+        (
+            [sv("1000", PWR, phase="L1"), sv("5000", PWR), sv("2000", PWR, phase="L2")],
+            None,
+            None,
+            5000.0,
+            None,
+        ),
+        # locations: Outlet (default), Body, Cable, EV; not Inlet nor anything else
+        ([sv("5", CUR, location="Body")], None, 5.0, None, None),
+        ([sv("5", CUR, location="Cable")], None, 5.0, None, None),
+        ([sv("5", CUR, location="EV")], None, 5.0, None, None),
+        ([sv("5", CUR, location="Inlet")], None, None, None, None),
+        ([sv("5", CUR, location="Roof")], None, None, None, None),
+        # negative values are kept as reported (currents() clamps them)
+        ([sv("-2", CUR, phase="L1")], (-2.0, None, None), None, None, None),
+        # values that are not finite numbers give nothing
+        (
+            [sv("nan", CUR), sv("inf", PWR), sv("1e400", NRG), sv("x", CUR, phase="L1")],
+            None,
+            None,
+            None,
+            None,
+        ),
+        ([sv(None, CUR), sv(True, PWR), sv([1], NRG)], None, None, None, None),
+        # a value given as a JSON number still counts
+        ([sv(6, CUR)], None, 6.0, None, None),
+        # later values win
+        ([sv("6", CUR), sv("7", CUR)], None, 7.0, None, None),
+    ],
+)
+def test_meter_values(
+    values: list[dict[str, Any]],
+    current: tuple[float | None, ...] | None,
+    overall: float | None,
+    power: float | None,
+    energy: float | None,
+) -> None:
+    event = measured(*values)
+    assert event.current_a == current
+    assert event.overall_current_a == overall
+    assert event.power_w == power
+    assert event.energy_wh == energy
+
+
+def test_meter_values_later_entries_win_and_earlier_ones_fill_in() -> None:
+    request = {
+        "connectorId": 1,
+        "meterValue": [
+            {"sampledValue": [sv("10", CUR, phase="L1"), sv("100", NRG)]},
+            {"sampledValue": [sv("12", CUR, phase="L1"), sv("13", CUR, phase="L2")]},
+        ],
+    }
+    (event,) = events("MeterValues", request)
+    assert isinstance(event, Measured)
+    assert event.current_a == (12.0, 13.0, None)
+    assert event.energy_wh == 100.0
+
+
+def test_meter_values_measurands_are_listed_at_any_location_once() -> None:
+    event = measured(
+        sv("1", CUR, phase="L1"),
+        sv("2", CUR, phase="L2"),
+        sv("3", "Voltage", location="Inlet"),
+        sv("4"),
+        sv("5", "SoC", location="EV"),
+    )
+    assert event.measurands == (CUR, "Voltage", NRG, "SoC")
+
+
+def test_meter_values_offered_current() -> None:
+    assert measured(sv("16", "Current.Offered")).offered_a == 16.0
+    assert (
+        measured(
+            sv("10", "Current.Offered", phase="L1"), sv("13", "Current.Offered", phase="L3")
+        ).offered_a
+        == 13.0
+    )
+
+
+def test_meter_values_transaction_without_values_is_still_measured() -> None:
+    """Both consumers learnt a session they missed the start of from it."""
+    (event,) = events("MeterValues", {"connectorId": 2, "transactionId": 9, "meterValue": []})
+    assert event == Measured(charger_id=C, at=AT, connector=2, transaction_id="9")
+
+
+@pytest.mark.parametrize("connector", [0, -1, None, "1", True, 1.5])
+def test_meter_values_of_no_connector_give_nothing(connector: Any) -> None:
+    request = {"connectorId": connector, "meterValue": [{"sampledValue": [sv("16", CUR)]}]}
+    assert events("MeterValues", request) == ()
+
+
+@pytest.mark.parametrize(
+    "meter_value",
+    [None, "x", 5, {"sampledValue": []}, [None, 5, "x", {"sampledValue": "x"}, {"nope": 1}]],
+)
+def test_meter_values_malformed_structure_gives_an_empty_measurement(meter_value: Any) -> None:
+    (event,) = events("MeterValues", {"connectorId": 1, "meterValue": meter_value})
+    assert event == Measured(charger_id=C, at=AT, connector=1)
+
+
+def test_meter_values_skip_bad_items_keep_good_ones() -> None:
+    event = measured(
+        None,  # type: ignore[arg-type]
+        {"value": "5", "measurand": 7},
+        {"value": "5", "measurand": CUR, "phase": 1},
+        {"value": "5", "measurand": CUR, "unit": ["A"]},
+        {"value": "5", "measurand": CUR, "location": None},
+        sv("8", CUR, phase="L3"),
+    )
+    assert event.current_a == (None, None, 8.0)
+
+
+def test_meter_values_feed_the_one_phase_rule() -> None:
+    """The event carries what was reported; Measured.currents() is the rule consumers use."""
+    assert measured(sv("16", CUR)).currents(3) == (16.0, 16.0, 16.0)
+    assert measured(sv("10", CUR, phase="L1"), sv("16", CUR)).currents(3) == (10.0, 0.0, 0.0)
+    assert measured(sv("6900", PWR)).currents(3) == (10.0, 10.0, 10.0)
+    assert measured(sv("-3", CUR, phase="L1")).currents(1) == (0.0,)
+
+
+def test_a_huge_list_is_read_whole() -> None:
+    values = [sv(str(i), CUR, phase="L1") for i in range(20_000)]
+    assert measured(*values).current_a == (19_999.0, None, None)
+
+
+def test_many_distinct_measurands_are_listed_up_to_a_bound() -> None:
+    values = [sv("1", f"Vendor.{i}") for i in range(1000)]
+    assert len(measured(*values).measurands) == 64
+
+
+# ------------------------------------------------------------------ never raises
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "BootNotification",
+        "StatusNotification",
+        "Authorize",
+        "StartTransaction",
+        "StopTransaction",
+        "MeterValues",
+    ],
+)
+@pytest.mark.parametrize("payload", [None, [], "x", 5, 1.5])
+def test_payloads_that_are_not_objects_give_only_the_call(action: str, payload: Any) -> None:
+    assert interpret(C, action, payload, {}, AT) == (
+        CallExchanged(charger_id=C, at=AT, action=action),
+    )
+    assert interpret(C, action, {}, payload, AT) == (
+        CallExchanged(charger_id=C, at=AT, action=action),
+    )
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.just(10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(
+        [
+            "L1",
+            "L2-N",
+            "L1-L2",
+            "N",
+            "A",
+            "kW",
+            "W",
+            "Wh",
+            "kWh",
+            "Inlet",
+            "EV",
+            "1e400",
+            "nan",
+            CUR,
+            PWR,
+            NRG,
+            "Current.Offered",
+            "Accepted",
+            "-0",
+            "12",
+        ]
+    ),
+)
+_keys = st.sampled_from(
+    [
+        "connectorId",
+        "transactionId",
+        "meterValue",
+        "sampledValue",
+        "value",
+        "measurand",
+        "phase",
+        "unit",
+        "location",
+        "idTag",
+        "idTagInfo",
+        "status",
+        "meterStart",
+        "meterStop",
+        "reason",
+        "chargePointVendor",
+        "errorCode",
+        "transactionData",
+    ]
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(_keys, inner, max_size=6)),
+    max_leaves=30,
+)
+_actions = st.sampled_from(
+    [
+        "BootNotification",
+        "StatusNotification",
+        "Authorize",
+        "StartTransaction",
+        "StopTransaction",
+        "MeterValues",
+        "Heartbeat",
+    ]
+)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(action=_actions, request_=_json, response=_json)
+def test_interpret_never_raises(action: str, request_: Any, response: Any) -> None:
+    got = interpret(C, action, request_, response, AT)
+    assert got[0] == CallExchanged(charger_id=C, at=AT, action=action)
+    for event in got:
+        assert event.charger_id == C and event.at == AT
+        if isinstance(event, Measured):
+            for value in (event.power_w, event.energy_wh, event.overall_current_a, event.offered_a):
+                assert value is None or math.isfinite(value)
+            assert event.currents(3) is None or all(
+                math.isfinite(c) for c in event.currents(3) or ()
+            )
+
+
+_sample = st.fixed_dictionaries(
+    {"value": _scalars},
+    optional={"measurand": _scalars, "phase": _scalars, "unit": _scalars, "location": _scalars},
+)
+
+
+@settings(max_examples=400)
+@given(
+    connector=_scalars,
+    tx=_scalars,
+    entries=st.lists(
+        st.one_of(_scalars, st.fixed_dictionaries({"sampledValue": st.lists(_sample, max_size=8)})),
+        max_size=4,
+    ),
+)
+def test_meter_values_never_raise(connector: Any, tx: Any, entries: list[Any]) -> None:
+    request = {"connectorId": connector, "transactionId": tx, "meterValue": entries}
+    got = interpret(C, "MeterValues", request, {}, AT)
+    for event in got[1:]:
+        assert isinstance(event, Measured) and event.connector >= 1
