@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from edgegw.energy.allocator import PerPhase
 from edgegw.energy.controller import RoundLoad
 from edgegw.store.db import Database
+from edgegw.store.decisions import first_id_at, id_bounds, inputs_of
 
 DAY_POINTS = 1440
 STEP_S = 60.0
@@ -144,18 +145,18 @@ async def sample_decision_log(
     search on the id and then sampled at the id stride that matches ``step_s`` at the log's
     own rate: each lookup is an index seek, and at most ``max_points`` rows are read.
     """
-    bounds = await db.conn.execute_fetchall("SELECT MIN(id), MAX(id) FROM decisions")
-    low, high = next(iter(bounds), (None, None))
-    if low is None or high is None or until <= since:
+    bounds = await id_bounds(db)
+    if bounds is None or until <= since:
         return []
-    first = await _first_id_at(db, int(low), int(high), since)
-    end = await _first_id_at(db, int(low), int(high), until)  # exclusive
+    low, high = bounds
+    first = await first_id_at(db, low, high, since)
+    end = await first_id_at(db, low, high, until)  # exclusive
     if first is None:
         return []
-    last = (end if end is not None else int(high) + 1) - 1
+    last = (end if end is not None else high + 1) - 1
     if last < first:
         return []
-    rows = await _rows(db, [first, last])
+    rows = await inputs_of(db, [first, last])
     if len(rows) < 2:
         ids = [first]
     else:
@@ -165,43 +166,13 @@ async def sample_decision_log(
         ids = list(range(first, last + 1, stride))
     found: list[tuple[int, float, str]] = []
     for start in range(0, len(ids), _CHUNK):
-        found += await _rows(db, ids[start : start + _CHUNK])
+        found += await inputs_of(db, ids[start : start + _CHUNK])
     points: dict[float, LoadPoint] = {}
     for _, at, inputs in found:
         minute = math.floor(at / step_s) * step_s
         if minute not in points:
             points[minute] = _point(minute, inputs)
     return [points[k] for k in sorted(points)]
-
-
-async def _first_id_at(db: Database, low: int, high: int, at: float) -> int | None:
-    """The smallest id whose round is at or after ``at`` (None: none is)."""
-    found: int | None = None
-    while low <= high:
-        middle = (low + high) // 2
-        rows = await db.conn.execute_fetchall(
-            "SELECT id, at FROM decisions WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
-        )
-        row = next(iter(rows), None)
-        if row is None:
-            high = middle - 1
-            continue
-        row_id, row_at = int(row[0]), float(row[1])
-        if row_at >= at:
-            found = row_id
-            high = middle - 1
-        else:
-            low = row_id + 1
-    return found
-
-
-async def _rows(db: Database, ids: Sequence[int]) -> list[tuple[int, float, str]]:
-    marks = ",".join("?" * len(ids))
-    rows = await db.conn.execute_fetchall(
-        f"SELECT id, at, inputs FROM decisions WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
-        tuple(ids),
-    )
-    return [(int(r[0]), float(r[1]), str(r[2])) for r in rows]
 
 
 def _point(minute: float, inputs_json: str) -> LoadPoint:

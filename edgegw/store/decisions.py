@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -167,6 +167,19 @@ class DecisionLog:
             last_id = rows[-1][0]
         return count
 
+    async def newest_window_start(self, limit: int, until: float | None = None) -> float | None:
+        """The ``at`` of the oldest of the newest ``limit`` rounds before ``until`` (None: the
+        log has none), buffered rounds included: where to start reading the newest ``limit``
+        rounds without reading the whole log (a day of rounds is 86 400 rows)."""
+        await self.flush()
+        cursor = await self.db.conn.execute(
+            "SELECT MIN(at) FROM (SELECT at FROM decisions WHERE (? IS NULL OR at < ?)"
+            " ORDER BY id DESC LIMIT ?)",
+            (until, until, limit),
+        )
+        row = await cursor.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     async def _page(
         self, since: float | None, until: float | None, *, after_id: int, limit: int
     ) -> list[tuple[int, float, str, str, str]]:
@@ -177,6 +190,51 @@ class DecisionLog:
             (since, since, until, until, after_id, limit),
         )
         return [(r[0], r[1], r[2], r[3], r[4]) for r in await cursor.fetchall()]
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling the stored rounds (the energy page's day before a restart): index seeks only
+
+
+async def id_bounds(db: Database) -> tuple[int, int] | None:
+    """The smallest and largest stored round id (None: the table is empty)."""
+    rows = await db.conn.execute_fetchall("SELECT MIN(id), MAX(id) FROM decisions")
+    low, high = next(iter(rows), (None, None))
+    return None if low is None or high is None else (int(low), int(high))
+
+
+async def first_id_at(db: Database, low: int, high: int, at: float) -> int | None:
+    """The smallest id in ``low..high`` whose round is at or after ``at`` (None: none is).
+
+    Ids grow with time, so this is a binary search on the id, one index seek per step.
+    """
+    found: int | None = None
+    while low <= high:
+        middle = (low + high) // 2
+        rows = await db.conn.execute_fetchall(
+            "SELECT id, at FROM decisions WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
+        )
+        row = next(iter(rows), None)
+        if row is None:
+            high = middle - 1
+            continue
+        row_id, row_at = int(row[0]), float(row[1])
+        if row_at >= at:
+            found = row_id
+            high = middle - 1
+        else:
+            low = row_id + 1
+    return found
+
+
+async def inputs_of(db: Database, ids: Sequence[int]) -> list[tuple[int, float, str]]:
+    """``(id, at, inputs JSON)`` of the stored rounds among ``ids`` (at most a few hundred)."""
+    marks = ",".join("?" * len(ids))
+    rows = await db.conn.execute_fetchall(
+        f"SELECT id, at, inputs FROM decisions WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
+        tuple(ids),
+    )
+    return [(int(r[0]), float(r[1]), str(r[2])) for r in rows]
 
 
 def _finite(value: Any) -> Any:

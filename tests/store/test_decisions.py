@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgegw.store.db import Database
-from edgegw.store.decisions import CSV_COLUMNS, DecisionLog
+from edgegw.store.decisions import CSV_COLUMNS, DecisionLog, first_id_at, id_bounds, inputs_of
 
 T0 = 1_700_000_000.0
 
@@ -109,3 +109,31 @@ async def test_window_queries_and_csv_export(db: Database) -> None:
 
     everything = io.StringIO()
     assert await log.export_csv(everything) == 2500
+
+
+async def test_the_newest_window_starts_at_the_oldest_of_the_newest_rounds(db: Database) -> None:
+    log = DecisionLog(db, size=100)
+    assert await log.newest_window_start(5) is None  # an empty log
+    for i in range(10):
+        log.record(T0 + i, "normal", inputs(i), outputs(i))  # buffered: counted all the same
+    assert await log.newest_window_start(3) == T0 + 7
+    assert await log.newest_window_start(3, until=T0 + 5) == T0 + 2
+    assert await log.newest_window_start(50) == T0
+
+
+async def test_rounds_are_found_by_time_and_read_by_id(db: Database) -> None:
+    log = DecisionLog(db, size=100)
+    assert await id_bounds(db) is None
+    for i in range(10):
+        log.record(T0 + 10 * i, "normal", inputs(i), outputs(i))
+    await log.flush()
+    bounds = await id_bounds(db)
+    assert bounds is not None
+    low, high = bounds
+    assert high - low == 9
+    assert await first_id_at(db, low, high, T0 + 35) == low + 4
+    assert await first_id_at(db, low, high, T0) == low
+    assert await first_id_at(db, low, high, T0 + 91) is None
+    rows = await inputs_of(db, [low + 1, low + 3, high + 5])
+    assert [(r[0], r[1]) for r in rows] == [(low + 1, T0 + 10), (low + 3, T0 + 30)]
+    assert json.loads(rows[0][2])["grid_a"][0] == 11.0
