@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -13,14 +12,9 @@ import pytest
 from edgegw.auth.idtags import parse_card_id
 from edgegw.auth.locallist import Card
 from edgegw.config import Config, parse_config
-from edgegw.livestate import (
-    EventKind,
-    LiveChange,
-    LiveState,
-    Measured,
-    Scope,
-    parse_meter_values,
-)
+from edgegw.livestate import EventKind, LiveChange, LiveState, Scope
+from edgegw.ocpp.events import ChargerConnected, ChargerDisconnected
+from edgegw.ocpp.interpret import interpret
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
 from edgegw.sim.meter import SimMeter
@@ -43,43 +37,136 @@ def sampled(*values: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"timestamp": "2026-01-01T10:00:00Z", "sampledValue": list(values)}]
 
 
-def test_meter_values_in_every_unit_and_phase_form() -> None:
-    measured = parse_meter_values(
-        sampled(
-            {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW"},
-            {"value": "12.5", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
-            {"value": "10.0", "measurand": "Current.Import", "phase": "L1-N", "unit": "A"},
-            {"value": "11.0", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
-            {"value": "99", "measurand": "Current.Import", "phase": "L1-L2", "unit": "A"},
-            {"value": "NaN", "measurand": "Current.Import", "phase": "L3", "unit": "A"},
-            {"value": "230", "measurand": "Voltage", "phase": "L1-N", "unit": "V"},
-        )
-    )
-    assert measured == Measured((10.0, 11.0, None), 7200.0, 12500.0)
-    # Default measurand is the energy register; phase powers add up without a total.
-    measured = parse_meter_values(
-        sampled(
-            {"value": "1000"},
-            {"value": "1000", "measurand": "Power.Active.Import", "phase": "L1"},
-            {"value": "500", "measurand": "Power.Active.Import", "phase": "L2"},
-            {"value": "16", "measurand": "Current.Import"},
-        )
-    )
-    assert measured == Measured((16.0, None, None), 1500.0, 1000.0)
-    # Later entries win; garbage is skipped, not fatal.
-    assert parse_meter_values(
-        [
-            *sampled({"value": "100"}),
-            "junk",
-            {"sampledValue": [{"value": "x"}, {"value": "200"}, None]},
-        ]
-    ) == Measured(register_wh=200.0)
-    assert parse_meter_values([]) == Measured()
-    assert math.isnan(float("nan"))  # (the parser never lets one through)
+NOW = 1_767_261_600.0
 
 
 def feed(live: LiveState, charger: str, action: str, request: Any, response: Any) -> None:
-    live.charger_exchanged(charger, action, request, response)
+    """What the event hub does with an answered call: interpret it, hand over each event."""
+    for event in interpret(charger, action, request, response, NOW):
+        live.handle(event)
+
+
+def connect(live: LiveState, charger: str) -> None:
+    live.handle(ChargerConnected(charger_id=charger, at=NOW))
+
+
+def disconnect(live: LiveState, charger: str) -> None:
+    live.handle(ChargerDisconnected(charger_id=charger, at=NOW))
+
+
+def test_a_current_without_a_phase_is_the_load_the_controller_sees() -> None:
+    """A Current.Import without a phase counts on every phase the charger is wired with (the
+    controller's reading, :meth:`Measured.currents`), not on L1 only; the chargers' currents
+    add up on the site phases each is wired to."""
+    config = parse_config(
+        {
+            "chargers": [
+                {"id": "THREE"},
+                {"id": "ONE", "phases": "L2"},
+                {"id": "ROT", "phases": "L2L3L1"},
+            ]
+        }
+    )
+    live = LiveState(Parts(config))
+    for charger, amps in (("THREE", "16"), ("ONE", "10"), ("ROT", "6")):
+        connect(live, charger)
+        feed(
+            live,
+            charger,
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "meterValue": sampled({"value": amps, "measurand": "Current.Import"}),
+            },
+            {},
+        )
+    three, one, rot = (live.charger(c) for c in ("THREE", "ONE", "ROT"))
+    assert three is not None and one is not None and rot is not None
+    assert three.current_a == (16.0, 16.0, 16.0)
+    assert one.current_a == (10.0, None, None)  # its only phase, L1, on the site's L2
+    assert rot.current_a == (6.0, 6.0, 6.0)
+    assert live.site().ev_current_a == (22.0, 32.0, 22.0)
+    # Phased values win; a phase not reported is 0 on a three-phase charger (as the controller
+    # counts it); a rotated charger's L1 is the site's L2.
+    feed(
+        live,
+        "ROT",
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "meterValue": sampled({"value": "8", "measurand": "Current.Import", "phase": "L1"}),
+        },
+        {},
+    )
+    rot = live.charger("ROT")
+    assert rot is not None and rot.current_a == (8.0, 0.0, 0.0)
+    assert live.site().ev_current_a == (16.0, 34.0, 16.0)
+    # Without any current, the power (at 230 V, spread over its phases) stands for it.
+    feed(
+        live,
+        "THREE",
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "meterValue": sampled(
+                {"value": "6.9", "measurand": "Power.Active.Import", "unit": "kW"}
+            ),
+        },
+        {},
+    )
+    three = live.charger("THREE")
+    assert three is not None and three.current_a == (10.0, 10.0, 10.0)
+    assert three.power_w == 6900.0
+
+
+def test_meter_values_in_every_unit_and_phase_form() -> None:
+    """The live state keeps what the event layer read (units scaled, line-to-line and NaN
+    skipped, per-phase power added up without a total)."""
+    live = LiveState(Parts(parse_config({"chargers": [{"id": "CP1"}]})))
+    connect(live, "CP1")
+    feed(
+        live,
+        "CP1",
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "04A1B2C3", "meterStart": 10000},
+        {"transactionId": 5, "idTagInfo": {"status": "Accepted"}},
+    )
+    feed(
+        live,
+        "CP1",
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "transactionId": 5,
+            "meterValue": sampled(
+                {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW"},
+                {"value": "12.5", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
+                {"value": "10.0", "measurand": "Current.Import", "phase": "L1-N", "unit": "A"},
+                {"value": "11.0", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+                {"value": "99", "measurand": "Current.Import", "phase": "L1-L2", "unit": "A"},
+                {"value": "NaN", "measurand": "Current.Import", "phase": "L3", "unit": "A"},
+            ),
+        },
+        {},
+    )
+    cp1 = live.charger("CP1")
+    assert cp1 is not None
+    assert (cp1.current_a, cp1.power_w, cp1.energy_wh) == ((10.0, 11.0, 0.0), 7200.0, 2500.0)
+    feed(
+        live,
+        "CP1",
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "meterValue": sampled(
+                {"value": "1000", "measurand": "Power.Active.Import", "phase": "L1"},
+                {"value": "500", "measurand": "Power.Active.Import", "phase": "L2"},
+            ),
+        },
+        {},
+    )
+    cp1 = live.charger("CP1")  # no current this time: the power stands for it (as above)
+    assert cp1 is not None and cp1.power_w == 1500.0 and cp1.current_a == (1500 / 690,) * 3
 
 
 def test_a_session_from_start_to_stop() -> None:
@@ -89,7 +176,7 @@ def test_a_session_from_start_to_stop() -> None:
     changes: list[LiveChange] = []
     live.on_change(changes.append)
 
-    live.charger_connected("CP1")
+    connect(live, "CP1")
     feed(
         live,
         "CP1",
@@ -138,7 +225,7 @@ def test_a_session_from_start_to_stop() -> None:
     assert cp1 is not None
     assert (cp1.status, cp1.enabled, cp1.connected) == ("Charging", True, True)
     assert (cp1.vendor, cp1.model, cp1.firmware, cp1.label) == ("ACME", "Wallbox", "1.2", "Bay 1")
-    assert cp1.power_w == 3680.0 and cp1.current_a == (16.0, None, None)
+    assert cp1.power_w == 3680.0 and cp1.current_a == (16.0, 0.0, 0.0)
     assert cp1.energy_wh == 500.0 and cp1.sessions_active == 1
     session = cp1.connectors[0].session
     assert session is not None
@@ -185,7 +272,7 @@ def test_cards_faults_availability_and_a_listener_that_breaks() -> None:
     seen: list[LiveChange] = []
     live.on_change(broken)
     remove = live.on_change(seen.append)
-    live.charger_connected("CP1")
+    connect(live, "CP1")
     feed(live, "CP1", "Authorize", {"idTag": "DEADBEEF"}, {"idTagInfo": {"status": "Blocked"}})
     refused = live.events()[-1]
     assert refused.kind is EventKind.CARD_REFUSED and refused.data["status"] == "Blocked"
@@ -235,12 +322,12 @@ def test_cards_faults_availability_and_a_listener_that_breaks() -> None:
     feed(live, "CP1", "StatusNotification", {"status": "Charging"}, {})
     feed(live, "CP1", "MeterValues", {"connectorId": "x"}, {})
 
-    live.charger_disconnected("CP1")
+    disconnect(live, "CP1")
     cp1 = live.charger("CP1")
     assert cp1 is not None and cp1.status == "Offline" and cp1.power_w is None
     count = len(seen)
     remove()
-    live.charger_connected("CP1")
+    connect(live, "CP1")
     assert len(seen) == count
 
 
@@ -339,7 +426,7 @@ async def test_the_site_meter_and_its_loss(make_gateway: GatewayFactory) -> None
 @pytest.mark.parametrize("status", ["Charging", "SuspendedEV"])
 def test_a_session_we_missed_the_start_of(status: str) -> None:
     live = LiveState(Parts(parse_config({})))
-    live.charger_connected("X1")
+    connect(live, "X1")
     feed(
         live,
         "X1",
