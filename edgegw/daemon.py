@@ -51,9 +51,13 @@ from edgegw.proxy.upstream import Upstream
 from edgegw.reload import ReloadPlan, plan_reload
 from edgegw.sdnotify import Notifier
 from edgegw.security.certwatch import CertWatch
+from edgegw.services.caretaker import CaretakerSettings
+from edgegw.services.charger_actions import ChargerActions, LiveSessions
+from edgegw.services.ports import Chargers
 from edgegw.store.cards import CardStore
 from edgegw.store.decisions import DecisionLog
 from edgegw.store.journal import Journal
+from edgegw.store.overrides import ChargerOverrides
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
 from edgegw.telemetry.commands import GatewayControls
@@ -88,6 +92,9 @@ class Gateway:
         self._should_exit = asyncio.Event()
         self._tasks = TaskOwner("gateway")
         self.sessions: dict[str, ChargerSession] = {}
+        self.chargers = Chargers(lambda: self.config, self.sessions)
+        """The configured and connected chargers, as the services see them."""
+        self.actions: ChargerActions | None = None
         self._session_changed = asyncio.Condition()
         self._cloud_return = CloudReturn()  # one link through: the others retry now
         self.store: Store | None = None
@@ -154,8 +161,22 @@ class Gateway:
         commission = CommissionOps(self)
         self.observers.append(commission.observer)  # before the OCPP server starts
         commission.register(self.control)
-        self.caretaker = CaretakerOps(self, cards, clock=self._clock)
-        await self.caretaker.restore()  # saved overrides back before any charger connects
+        self.caretaker = CaretakerOps(
+            CaretakerSettings(
+                self.chargers,
+                ChargerOverrides(self.store.db),
+                self.journal.event,
+                limits=self.controller,
+                cards=cards,
+                clock=self._clock,
+            ),
+            rounds=self.controller,
+            site_meter=self.meters.site_meter if self.meters is not None else None,
+            site=lambda: self.live.site() if self.live is not None else None,
+            db=self.store.db,
+            clock=self._clock,
+        )
+        await self.caretaker.settings.restore()  # saved overrides back before chargers connect
         self.caretaker.register(self.control)
         await self.control.start()
         self._start_telemetry()
@@ -191,18 +212,18 @@ class Gateway:
         self.observers.append(self.live)
         self.live.start()
         self.live_ops = LiveOps(self, self.live)
-        for ops in (self.live_ops, ActionOps(self, live=self.live)):
+        self.actions = ChargerActions(
+            self.call,
+            self.chargers,
+            LiveSessions(self.live),
+            self.journal.event if self.journal is not None else None,
+        )
+        for ops in (self.live_ops, ActionOps(self.actions)):
             ops.register(self.control)
         if self.config.mqtt is not None:
             controls = GatewayControls(
-                self.call,
-                self.live,
-                lambda: (
-                    None
-                    if self.controller is None or self.caretaker is None
-                    else self.caretaker.site_limits
-                ),
-                lambda cid: cid in self.sessions,
+                self.actions,
+                self.caretaker.settings.site_limits if self.caretaker is not None else None,
             )
             self.mqtt = MqttPublisher(self.config, self.live, controls=controls)
             self.mqtt.start()

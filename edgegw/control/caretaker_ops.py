@@ -21,143 +21,91 @@ and the site's load over the last day.
   the chargers report (their own phases, not mapped to the site's wiring); with neither it
   is empty (``source`` says which).
 
-Both settings are kept in the database (:mod:`edgegw.store.overrides`) and put back by
-:meth:`CaretakerOps.restore` when the daemon starts, and each change is recorded as an event.
-So is a temporary site limit (an MQTT command): :attr:`CaretakerOps.site_limits` is what the
-MQTT commands set it through; it is kept until its end time, and a restart before then puts
-it back for the time that is left.
+The settings are the use cases of :class:`~edgegw.services.caretaker.CaretakerSettings`
+(kept in the database, put back when the daemon starts, each change recorded as an event; the
+MQTT commands set the temporary site limit through the same service); this module adapts them
+to the control socket and records the site's load for ``energy.history``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from edgegw.auth.authority import SiteCards
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.energy.allocator import PerPhase
 from edgegw.energy.loadhistory import DAY_POINTS, LoadPoint, LoadRecorder, sample_decision_log
-from edgegw.store.journal import event_recorder
-from edgegw.store.overrides import ChargerOverrides, TemporaryLimit
-from edgegw.tasks import TaskOwner
+from edgegw.services.caretaker import FREE_CHARGING_NOTE, CaretakerSettings
+from edgegw.services.charger_actions import VIA_CONTROL
+from edgegw.store.db import Database
 
 if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
-    from edgegw.energy.controller import LoadController
+    from edgegw.energy.controller import RoundListener
     from edgegw.energy.meters import MeterPoller, MeterSample
+    from edgegw.livestate import SiteLive
 
 log = logging.getLogger(__name__)
 
-FREE_CHARGING_NOTE: Final = (
-    "Every card is accepted at this charger whenever the gateway answers itself (no cloud, "
-    "or the cloud unreachable). While the cloud answers, the cloud decides: its answer is "
-    "passed on unchanged. The charger still asks for a card unless it is set to start without "
-    "one."
-)
+__all__ = ["FREE_CHARGING_NOTE", "CaretakerOps"]
+
+
+class Rounds(Protocol):
+    """The load controller's rounds, for the load history."""
+
+    def add_round_listener(self, listener: RoundListener) -> Callable[[], None]: ...
 
 
 class CaretakerOps:
     """Registers the caretaker's ops on a :class:`ControlServer`.
 
-    ``cards`` is the card authority the gateway answers with (None: free charging is not
-    available). Call :meth:`restore` once the load controller exists and before chargers
-    connect, then :meth:`register`; :meth:`close` stops the recording.
+    ``settings`` is the caretaker's service. The load history follows the controller's
+    ``rounds`` (with load capping), else the ``site_meter`` and the chargers' current as the
+    live ``site`` view reports it; ``db`` reads the decision log back. :meth:`register` starts
+    the recording; :meth:`close` stops it.
     """
 
     def __init__(
         self,
-        gateway: Gateway,
-        cards: SiteCards | None = None,
+        settings: CaretakerSettings,
         *,
+        rounds: Rounds | None = None,
+        site_meter: MeterPoller | None = None,
+        site: Callable[[], SiteLive | None] = lambda: None,
+        db: Database | None = None,
         clock: Callable[[], float] = time.time,
         history_points: int = DAY_POINTS,
     ) -> None:
-        self._gw = gateway
-        self._cards = cards
+        self.settings = settings
+        self._rounds = rounds
+        self._site_meter = site_meter
+        self._site = site
+        self._db = db
         self._clock = clock
         self.recorder = LoadRecorder(points=history_points)
         self._source = "none"
         self._detach: Callable[[], None] | None = None
         self._backfilled = False
         self._backfill_lock = asyncio.Lock()
-        self._tasks = TaskOwner("caretaker")
-        self.site_limits = SiteLimits(gateway, self._tasks, self._event, clock=clock)
-        """Temporary site limits that outlast a restart (give it to the MQTT commands)."""
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def restore(self) -> None:
-        """Put back the settings kept in the database, and start recording the site's load."""
-        self._record()
-        store = self._gw.store
-        if store is None:
-            return
-        overrides = ChargerOverrides(store.db)
-        await self._restore_temporary_limit(overrides)
-        saved = await overrides.load()
-        for charger_id, override in sorted(saved.items()):
-            if self._gw.config.charger(charger_id) is None:
-                log.info("%s is not configured any more: its caretaker settings wait", charger_id)
-                continue
-            if override.max_current_a is not None:
-                self._restore_max(charger_id, override.max_current_a)
-            if override.free_charging:
-                if self._cards is None:
-                    log.warning("%s: free charging cannot be put back here", charger_id)
-                else:
-                    self._cards.set_free_charging(charger_id, True)
-
-    async def _restore_temporary_limit(self, overrides: ChargerOverrides) -> None:
-        kept = await overrides.temporary_limit()
-        if kept is None:
-            return
-        controller = self._gw.controller
-        left = None if kept.ends_at is None else kept.ends_at - self._clock()
-        if controller is None or (left is not None and left <= 0):
-            await overrides.set_temporary_limit(None)  # ended while the daemon was stopped
-            return
-        controller.set_temporary_limit(kept.limit_a, left)
-        log.info(
-            "temporary site limit of %s A put back%s",
-            "/".join(f"{a:g}" for a in kept.limit_a),
-            "" if left is None else f" for the {left:.0f} s left",
-        )
-
-    def _restore_max(self, charger_id: str, amps: float) -> None:
-        controller = self._gw.controller
-        if controller is None:
-            log.warning(
-                "%s: the caretaker's maximum of %g A is not applied: load capping is not "
-                "configured",
-                charger_id,
-                amps,
-            )
-            return
-        try:
-            controller.set_charger_max(charger_id, amps)
-        except ValueError as exc:
-            log.warning(
-                "%s: the caretaker's maximum of %g A is not applied: %s", charger_id, amps, exc
-            )
-
-    def _record(self) -> None:
+    def start_recording(self) -> None:
         if self._detach is not None:
             return
-        controller = self._gw.controller
-        if controller is not None:
-            self._detach = controller.add_round_listener(self.recorder.add_round)
+        if self._rounds is not None:
+            self._detach = self._rounds.add_round_listener(self.recorder.add_round)
             self._source = "load_capping"
             return
-        meters = self._gw.meters
-        poller = meters.site_meter if meters is not None else None
+        poller = self._site_meter
         if poller is not None:
-            self._detach = _follow_meter(poller, self._meter_sample)
+            listener = self._meter_sample
+            poller.add_listener(listener)
+            self._detach = lambda: poller.remove_listener(listener)
             self._source = "site_meter"
 
     def _meter_sample(self, sample: MeterSample) -> None:
@@ -165,8 +113,7 @@ class CaretakerOps:
         grid: PerPhase | None = None
         if all(c is not None and math.isfinite(c) for c in currents):
             grid = (float(currents[0] or 0), float(currents[1] or 0), float(currents[2] or 0))
-        live = self._gw.live
-        site = live.site() if live is not None else None
+        site = self._site()
         ev: PerPhase | None = None
         if site is not None and site.ev_current_a is not None:
             measured = site.ev_current_a
@@ -189,14 +136,12 @@ class CaretakerOps:
             self._detach = None
 
     async def aclose(self) -> None:
-        """:meth:`close`, once the temporary limit's last change is written."""
+        """:meth:`close`, once the settings' last change is written."""
         self.close()
-        with contextlib.suppress(Exception):
-            await self.site_limits.written()
-        await self._tasks.close("caretaker closing")
+        await self.settings.aclose()
 
     def register(self, server: ControlServer) -> None:
-        self._record()
+        self.start_recording()
         server.register(
             "chargers.set_max_current",
             self.set_max_current,
@@ -234,76 +179,26 @@ class CaretakerOps:
     # ------------------------------------------------------------------ ops
 
     async def set_max_current(self, args: dict[str, Any]) -> dict[str, Any]:
-        charger_id = self._configured(args)
+        charger_id = get_arg(args, "charger", str).strip()
         if "max_current_a" not in args:
             raise ControlError(
                 ErrorCode.BAD_ARGS,
                 "missing argument 'max_current_a' (amperes; 0 pauses, null removes the override)",
             )
         amps = get_arg(args, "max_current_a", float, None)
-        controller = self._controller()
-        configured = self._gw.config.charger(charger_id)
-        assert configured is not None
-        if amps is not None and abs(amps - configured.max_current_a) < 1e-9:
-            amps = None  # back to the configuration: no override needed
-        previous = controller.charger_max(charger_id)
-        try:
-            controller.set_charger_max(charger_id, amps)
-        except ValueError as exc:
-            raise ControlError(ErrorCode.BAD_ARGS, str(exc)) from None
-        try:
-            await self._save(
-                charger_id,
-                lambda overrides: overrides.set_max_current(charger_id, amps),
-                what="maximum current",
-            )
-        except ControlError:
-            controller.set_charger_max(charger_id, previous)  # not kept: not applied either
-            raise
-        if amps is None:
-            message = f"maximum current back to the configured {configured.max_current_a:g} A"
-        elif amps == 0:
-            message = "paused by the caretaker (maximum current 0 A)"
-        else:
-            message = f"maximum current lowered to {amps:g} A"
-        await self._event(
-            "charger.max_current",
-            charger_id,
-            message,
-            {"max_current_a": amps, "previous_a": previous},
-        )
+        done = await self.settings.set_max_current(charger_id, amps, via=VIA_CONTROL)
         return {
             "charger": charger_id,
             "status": "Accepted",
-            "max_current_a": amps,
-            "configured_max_a": configured.max_current_a,
-            "message": message + "; applied at the next load-capping round",
+            "max_current_a": done.max_current_a,
+            "configured_max_a": done.configured_max_a,
+            "message": done.message + "; applied at the next load-capping round",
         }
 
     async def free_charging(self, args: dict[str, Any]) -> dict[str, Any]:
-        charger_id = self._configured(args)
+        charger_id = get_arg(args, "charger", str).strip()
         enabled = get_arg(args, "enabled", bool)
-        cards = self._cards
-        if cards is None:
-            raise ControlError(
-                ErrorCode.UNAVAILABLE, "free charging cannot be switched in this daemon"
-            )
-        was = cards.free_charging(charger_id)
-        await self._save(
-            charger_id,
-            lambda overrides: overrides.set_free_charging(charger_id, enabled),
-            what="free charging",
-        )
-        cards.set_free_charging(charger_id, enabled)
-        if enabled != was:
-            await self._event(
-                "charger.free_charging",
-                charger_id,
-                "free charging on: every card is accepted when the gateway decides"
-                if enabled
-                else "free charging off: cards are checked again",
-                {"enabled": enabled},
-            )
+        await self.settings.set_free_charging(charger_id, enabled, via=VIA_CONTROL)
         return {
             "charger": charger_id,
             "status": "Accepted",
@@ -312,24 +207,18 @@ class CaretakerOps:
         }
 
     async def overrides(self, args: dict[str, Any]) -> dict[str, Any]:
-        controller = self._gw.controller
-        rows = []
-        for charger in self._gw.config.chargers:
-            rows.append(
-                {
-                    "charger": charger.id,
-                    "configured_max_a": charger.max_current_a,
-                    "max_current_a": None
-                    if controller is None
-                    else controller.charger_max(charger.id),
-                    "free_charging": self._cards is not None
-                    and self._cards.free_charging(charger.id),
-                }
-            )
         return {
-            "chargers": rows,
-            "max_current": controller is not None,
-            "free_charging": self._cards is not None,
+            "chargers": [
+                {
+                    "charger": row.charger_id,
+                    "configured_max_a": row.configured_max_a,
+                    "max_current_a": row.max_current_a,
+                    "free_charging": row.free_charging,
+                }
+                for row in self.settings.settings()
+            ],
+            "max_current": self.settings.limits is not None,
+            "free_charging": self.settings.cards is not None,
         }
 
     async def history(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -351,145 +240,23 @@ class CaretakerOps:
 
     # ------------------------------------------------------------------ helpers
 
-    def _configured(self, args: dict[str, Any]) -> str:
-        charger_id = get_arg(args, "charger", str).strip()
-        if self._gw.config.charger(charger_id) is None:
-            known = ", ".join(c.id for c in self._gw.config.chargers) or "none"
-            raise ControlError(
-                ErrorCode.NOT_FOUND,
-                f"no charger {charger_id!r} is configured (configured: {known})",
-            )
-        return charger_id
-
-    def _controller(self) -> LoadController:
-        controller = self._gw.controller
-        if controller is None:
-            raise ControlError(
-                ErrorCode.CONFLICT,
-                "load capping is not configured (no [site] section): a maximum current set "
-                "here would not be kept in force; the installer sets max_current_a instead",
-            )
-        return controller
-
-    async def _save(
-        self,
-        charger_id: str,
-        write: Callable[[ChargerOverrides], Any],
-        *,
-        what: str,
-    ) -> None:
-        store = self._gw.store
-        if store is None:
-            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting; try again")
-        try:
-            await write(ChargerOverrides(store.db))
-        except Exception:
-            log.exception("%s: could not keep the %s setting", charger_id, what)
-            raise ControlError(
-                ErrorCode.INTERNAL,
-                f"the {what} of {charger_id} could not be saved (see the daemon's log)",
-            ) from None
-
-    async def _event(
-        self, kind: str, charger_id: str | None, message: str, data: dict[str, Any]
-    ) -> None:
-        log.info("%s: %s (asked on the control socket)", charger_id or "site", message)
-        record = event_recorder(self._gw)
-        if record is None:
-            return
-        try:
-            await record(kind, message, charger_id=charger_id, data=data)
-        except Exception:  # the change is made; a full disk must not hide the answer
-            log.exception("%s: could not record %s", charger_id or "site", kind)
-
     async def _backfill(self, now: float) -> None:
         """Once: the minutes before recording started, read back from the decision log."""
         if self._backfilled or self._source != "load_capping":
             return
         async with self._backfill_lock:
-            store = self._gw.store
-            if self._backfilled or store is None:
+            db = self._db
+            if self._backfilled or db is None:
                 return
             self._backfilled = True
             until = self.recorder.started_at or now
             since = now - self.recorder.capacity * self.recorder.step_s
             try:
-                points = await sample_decision_log(store.db, since, until)
+                points = await sample_decision_log(db, since, until)
             except Exception:
                 log.exception("load history: the decision log could not be read back")
                 return
             self.recorder.backfill(points)
-
-
-class SiteLimits:
-    """The load controller's temporary site limit, kept in the database until it ends.
-
-    An :class:`~edgegw.telemetry.commands.TemporaryLimits`: the controller takes the limit at
-    once; the write (one small row, per command, never per round) follows in a task owned by
-    the caretaker ops, and the change is recorded in the journal.
-    """
-
-    def __init__(
-        self,
-        gateway: Gateway,
-        tasks: TaskOwner,
-        record: Callable[[str, str | None, str, dict[str, Any]], Awaitable[None]],
-        *,
-        clock: Callable[[], float],
-    ) -> None:
-        self._gw = gateway
-        self._tasks = tasks
-        self._record = record
-        self._clock = clock
-        self._writing: asyncio.Task[None] | None = None
-
-    async def written(self) -> None:
-        """Wait until the last change is in the database (and the journal)."""
-        if self._writing is not None:
-            await asyncio.shield(self._writing)
-
-    def set_temporary_limit(self, limit_a: PerPhase | None, duration_s: float | None) -> None:
-        controller = self._gw.controller
-        if controller is None:
-            raise ValueError("load capping is not configured")
-        controller.set_temporary_limit(limit_a, duration_s)
-        kept = None
-        if limit_a is not None:
-            ends = None if duration_s is None else self._clock() + max(0.0, duration_s)
-            kept = TemporaryLimit((limit_a[0], limit_a[1], limit_a[2]), ends)
-        self._writing = self._tasks.spawn(self._keep(kept, duration_s, self._writing), "limit")
-
-    async def _keep(
-        self,
-        kept: TemporaryLimit | None,
-        duration_s: float | None,
-        before: asyncio.Task[None] | None,
-    ) -> None:
-        if before is not None:  # in the order they were given
-            with contextlib.suppress(Exception):
-                await before
-        store = self._gw.store
-        if store is not None:
-            try:
-                await ChargerOverrides(store.db).set_temporary_limit(kept)
-            except Exception:  # in force anyway; only a restart would lift it early
-                log.exception("the temporary site limit could not be kept in the database")
-        data: dict[str, Any] = {"limit_a": None, "ends_at": None}
-        if kept is None:
-            message = "temporary site limit ended"
-        else:
-            amps = "/".join(f"{a:g}" for a in kept.limit_a)
-            until = "" if duration_s is None else f" for {duration_s:g} s"
-            message = f"temporary site limit {amps} A{until}"
-            data = {"limit_a": list(kept.limit_a), "ends_at": kept.ends_at}
-        await self._record("site.temporary_limit", None, message, data)
-
-
-def _follow_meter(
-    poller: MeterPoller, listener: Callable[[MeterSample], None]
-) -> Callable[[], None]:
-    poller.add_listener(listener)
-    return lambda: poller.remove_listener(listener)
 
 
 def _phases(value: PerPhase | None) -> list[float] | None:

@@ -47,7 +47,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from edgegw.control.protocol import (
     MAX_LINE,
@@ -67,6 +67,7 @@ from edgegw.control.protocol import (
     topic_matches,
 )
 from edgegw.security.quiet_log import QuietLog
+from edgegw.services.errors import BadRequest, Conflict, NotFound, ServiceError, Unavailable
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
@@ -649,6 +650,8 @@ class ControlServer:
             return await handler(args)
         except ControlError:
             raise
+        except ServiceError as exc:  # a use case refused: its words, under its error code
+            raise ControlError(_code_of(exc), str(exc)) from None
         except Exception:
             log.exception("control op %s failed", op)
             raise ControlError(ErrorCode.INTERNAL, _internal_message(op)) from None
@@ -705,6 +708,21 @@ class ControlServer:
             )
         connection.topics = tuple(sorted(set(topics)))
         return {"topics": list(connection.topics)}
+
+
+def _code_of(error: ServiceError) -> ErrorCode:
+    for kind, code in _SERVICE_CODES:
+        if isinstance(error, kind):
+            return code
+    return ErrorCode.INTERNAL
+
+
+_SERVICE_CODES: Final = (
+    (BadRequest, ErrorCode.BAD_ARGS),
+    (NotFound, ErrorCode.NOT_FOUND),
+    (Conflict, ErrorCode.CONFLICT),
+    (Unavailable, ErrorCode.UNAVAILABLE),
+)
 
 
 def _internal_message(op: str) -> str:

@@ -23,20 +23,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from edgegw.config import SiteConfig
-from edgegw.livestate import LiveState
+from edgegw.services.caretaker import SiteLimits
+from edgegw.services.charger_actions import VIA_MQTT, ChargerActions
+from edgegw.services.errors import NotConnected, ServiceError
 from edgegw.telemetry.topics import CommandRoute
 
 log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
 PerPhase = tuple[float, float, float]
-CallFn = Callable[[str, str, JsonDict], Awaitable[JsonDict]]
-"""``(charger_id, action, payload) -> answer``, e.g. ``Gateway.call``."""
 
 MAX_PAYLOAD = 1024
 DEFAULT_LIMIT_DURATION = 3600.0
@@ -213,13 +214,6 @@ def _site_limit(fields: JsonDict, site: SiteConfig | None, max_duration: float) 
 # Carrying out
 
 
-@runtime_checkable
-class TemporaryLimits(Protocol):
-    """What a load controller needs to take a temporary site limit."""
-
-    def set_temporary_limit(self, limit_a: PerPhase | None, duration_s: float | None) -> None: ...
-
-
 class Controls(Protocol):
     """Carries out validated commands; returns a short description, or raises CommandRefused."""
 
@@ -231,87 +225,69 @@ class Controls(Protocol):
 
 
 class GatewayControls:
-    """:class:`Controls` on a running gateway: its ``call`` and its load controller."""
+    """:class:`Controls` over the gateway's services: the charger ``actions`` (the same use
+    cases the control socket runs, recorded the same way) and the caretaker's temporary
+    ``site_limits`` (None: no load capping on this site)."""
 
-    def __init__(
-        self,
-        call: CallFn,
-        live: LiveState,
-        controller: Callable[[], object | None],
-        connected: Callable[[str], bool],
-    ) -> None:
-        self._call = call
-        self._live = live
-        self._controller = controller
-        self._connected = connected
+    def __init__(self, actions: ChargerActions, site_limits: SiteLimits | None) -> None:
+        self._actions = actions
+        self._site_limits = site_limits
 
     async def set_site_limit(self, command: SiteLimit) -> str:
-        controller = self._controller()
-        if controller is None:
+        limits = self._site_limits
+        if limits is None or not limits.available:
             raise CommandRefused("load capping is off on this site (no [site] section)")
-        if not isinstance(controller, TemporaryLimits):
-            raise CommandRefused("this gateway's load controller cannot take a temporary limit yet")
+        with _refused():
+            duration = None if command.limit_a is None else command.duration_s
+            limits.set_temporary_limit(command.limit_a, duration, via=VIA_MQTT)
         if command.limit_a is None:
-            controller.set_temporary_limit(None, None)
             return "temporary limit ended"
-        controller.set_temporary_limit(command.limit_a, command.duration_s)
         values = command.limit_a
         amps = f"{values[0]:g}" if len(set(values)) == 1 else "/".join(f"{v:g}" for v in values)
         return f"limit {amps} A for {command.duration_s:g} s"
 
-    async def _charger_call(self, charger_id: str, action: str, payload: JsonDict) -> JsonDict:
-        if not self._connected(charger_id):
-            raise CommandRefused(f"{charger_id} is not connected")
-        try:
-            return await self._call(charger_id, action, payload)
-        except Exception as exc:
-            raise CommandRefused(f"{charger_id} did not take {action}: {exc}") from exc
-
     async def set_charger_enabled(self, command: EnableCharger) -> str:
         kind = "Operative" if command.enabled else "Inoperative"
-        answer = await self._charger_call(
-            command.charger_id, "ChangeAvailability", {"connectorId": 0, "type": kind}
-        )
-        status = answer.get("status")
-        if status == "Accepted":
+        with _refused():
+            done = await self._actions.set_availability(
+                command.charger_id, command.enabled, via=VIA_MQTT
+            )
+        if done.status == "Accepted":
             return f"{command.charger_id} is {kind}"
-        if status == "Scheduled":
+        if done.status == "Scheduled":
             return f"{command.charger_id} becomes {kind} when its session ends"
-        raise CommandRefused(f"{command.charger_id} answered ChangeAvailability with {status}")
+        raise CommandRefused(
+            f"{command.charger_id} answered ChangeAvailability with {done.answer.get('status')}"
+        )
 
     async def stop_session(self, command: StopSession) -> str:
-        if not self._connected(command.charger_id):
-            raise CommandRefused(f"{command.charger_id} is not connected")
-        charger = self._live.charger(command.charger_id)
-        running = [
-            (c.connector_id, c.session.transaction_id)
-            for c in (charger.connectors if charger is not None else ())
-            if c.session is not None and c.session.transaction_id is not None
-        ]
-        which = ""
-        if command.connector is not None:
-            running = [r for r in running if r[0] == command.connector]
-            which = f" on connector {command.connector}"
-        if command.transaction_id is not None:
-            running = [r for r in running if r[1] == command.transaction_id]
-            which = f" with transaction id {command.transaction_id}"
-        if not running:
-            raise CommandRefused(f"no session runs on {command.charger_id}{which}")
-        stopped: list[str] = []
-        refused: list[str] = []
-        for connector, tx in running:
-            assert tx is not None
-            answer = await self._charger_call(
-                command.charger_id, "RemoteStopTransaction", {"transactionId": tx}
+        with _refused():
+            stopped = await self._actions.stop_sessions(
+                command.charger_id,
+                connector=command.connector,
+                transaction_id=command.transaction_id,
+                via=VIA_MQTT,
             )
-            where = f"connector {connector} (transaction {tx})"
-            (stopped if answer.get("status") == "Accepted" else refused).append(where)
+        done = [(s, f"connector {s.connector} (transaction {s.transaction_id})") for s in stopped]
+        accepted = [where for s, where in done if s.status == "Accepted"]
+        refused = [where for s, where in done if s.status != "Accepted"]
         if refused:
             raise CommandRefused(
                 f"{command.charger_id} refused to stop {', '.join(refused)}"
-                + (f"; stopping {', '.join(stopped)}" if stopped else "")
+                + (f"; stopping {', '.join(accepted)}" if accepted else "")
             )
-        return f"stopping {', '.join(stopped)}"
+        return f"stopping {', '.join(accepted)}"
+
+
+@contextmanager
+def _refused() -> Iterator[None]:
+    """A use case's refusal as a refused command (a charger away says so in few words)."""
+    try:
+        yield
+    except NotConnected as exc:
+        raise CommandRefused(f"{exc.charger_id} is not connected") from None
+    except ServiceError as exc:
+        raise CommandRefused(str(exc)) from None
 
 
 async def execute(controls: Controls, command: Command) -> str:

@@ -24,6 +24,7 @@ from edgegw.config import parse_config
 from edgegw.control import ControlClient, ControlServer, PermissionDenied, RemoteError
 from edgegw.control.caretaker_ops import CaretakerOps
 from edgegw.daemon import Gateway
+from edgegw.services.caretaker import CaretakerSettings
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
 from edgegw.sim.meter import SimMeter
@@ -58,9 +59,17 @@ async def attach(gateway: Gateway, server: ControlServer | None = None) -> Caret
     if server is None and gateway.caretaker is not None:
         return gateway.caretaker
     cards = gateway._responder.cards if gateway._responder is not None else None
-    assert isinstance(cards, SiteCards)
-    ops = CaretakerOps(gateway, cards)
-    await ops.restore()
+    assert isinstance(cards, SiteCards) and gateway.store is not None
+    settings = CaretakerSettings(
+        gateway.chargers,
+        ChargerOverrides(gateway.store.db),
+        gateway.store.event,
+        limits=gateway.controller,
+        cards=cards,
+        clock=time.time,
+    )
+    ops = CaretakerOps(settings, rounds=gateway.controller, db=gateway.store.db)
+    await settings.restore()
     target = server or gateway.control
     assert target is not None
     ops.register(target)
@@ -378,8 +387,8 @@ async def test_a_temporary_site_limit_outlasts_a_restart_until_its_end(
     await first.start()
     try:
         ops = await attach(first)
-        ops.site_limits.set_temporary_limit((20.0, 20.0, 20.0), 3600)
-        await ops.site_limits.written()
+        ops.settings.site_limits.set_temporary_limit((20.0, 20.0, 20.0), 3600)
+        await ops.settings.site_limits.written()
     finally:
         await first.stop()
 
@@ -389,8 +398,9 @@ async def test_a_temporary_site_limit_outlasts_a_restart_until_its_end(
         ops = await attach(second)
         assert second.controller is not None
         assert second.controller.state().limit_a == (20.0, 20.0, 20.0)
-        ops.site_limits.set_temporary_limit(None, None)  # ended: forgotten for the next start
-        await ops.site_limits.written()
+        # Ended: forgotten for the next start.
+        ops.settings.site_limits.set_temporary_limit(None, None)
+        await ops.settings.site_limits.written()
         assert second.controller.state().limit_a == (40.0, 40.0, 40.0)
     finally:
         await second.stop()

@@ -29,6 +29,7 @@ import pytest
 
 from edgegw.daemon import Gateway
 from edgegw.livestate import LiveState
+from edgegw.services.charger_actions import ChargerActions, LiveSessions
 from edgegw.tasks import TaskOwner
 from edgegw.telemetry.commands import GatewayControls
 from edgegw.telemetry.publisher import MqttPublisher
@@ -276,9 +277,8 @@ async def telemetry(
     live = LiveState(gateway, refresh_interval=refresh_interval, backlog_interval=0.1)
     gateway.observers.append(live)
     live.start()
-    controls = GatewayControls(
-        gateway.call, live, lambda: gateway.controller, lambda cid: cid in gateway.sessions
-    )
+    actions = ChargerActions(gateway.call, gateway.chargers, LiveSessions(live), None)
+    controls = GatewayControls(actions, None)
     publisher = MqttPublisher(gateway.config, live, controls=controls)
     publisher.start()
     try:

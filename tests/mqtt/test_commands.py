@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,13 @@ import pytest
 
 from edgegw.config import Config, parse_config
 from edgegw.livestate import LiveState
+from edgegw.services.caretaker import CaretakerSettings
+from edgegw.services.charger_actions import ChargerActions, LiveSessions
+from edgegw.services.ports import Chargers
 from edgegw.sim.charger import SimCharger
+from edgegw.store.journal import EventFilter
+from edgegw.store.overrides import ChargerOverrides
+from edgegw.store.store import Store
 from edgegw.telemetry.commands import (
     CommandRefused,
     EnableCharger,
@@ -113,73 +122,111 @@ class _Parts:
 
 
 class _Controller:
+    """The load controller's side of the caretaker's limits (what the service asks of it)."""
+
     def __init__(self) -> None:
         self.limits: list[tuple[Any, Any]] = []
 
     def set_temporary_limit(self, limit_a: Any, duration_s: Any) -> None:
         self.limits.append((limit_a, duration_s))
 
+    def charger_max(self, charger_id: str) -> float | None:
+        return None
 
-async def test_gateway_controls_need_a_controller_that_takes_temporary_limits(
-    tmp_path: Path,
-) -> None:
-    parts = _Parts(site_config(tmp_path))
-    live = LiveState(parts)
+    def set_charger_max(self, charger_id: str, max_current_a: float | None) -> None:
+        raise AssertionError("no charger maximum expected")
 
-    async def call(charger_id: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        raise AssertionError("no charger call expected")
 
-    controller: Any = object()  # a controller without temporary limits
-    controls = GatewayControls(call, live, lambda: controller, lambda _cid: False)
-    with pytest.raises(CommandRefused, match="cannot take a temporary limit"):
-        await controls.set_site_limit(SiteLimit((20.0,) * 3, 60))
+async def _no_call(
+    charger_id: str, action: str, payload: dict[str, Any], timeout: float = 30
+) -> dict[str, Any]:
+    raise AssertionError("no charger call expected")
+
+
+@asynccontextmanager
+async def _services(
+    config: Config, controller: _Controller | None, connected: dict[str, Any]
+) -> AsyncIterator[tuple[GatewayControls, Store]]:
+    """The MQTT controls over the real services, on a real store."""
+    assert config.store.path is not None
+    store = await Store.open(config.store.path)
+    live = LiveState(_Parts(config))
+    chargers = Chargers(lambda: config, connected)
+    settings = CaretakerSettings(
+        chargers,
+        ChargerOverrides(store.db),
+        store.event,
+        limits=controller,
+        cards=None,
+        clock=time.time,
+    )
+    actions = ChargerActions(_no_call, chargers, LiveSessions(live), store.event)
+    try:
+        yield GatewayControls(actions, settings.site_limits), store
+    finally:
+        await settings.aclose()
+        await store.close()
+
+
+async def test_gateway_controls_need_load_capping_for_a_site_limit(tmp_path: Path) -> None:
+    config = site_config(tmp_path)
+    async with _services(config, None, {}) as (controls, _store):
+        with pytest.raises(CommandRefused, match="load capping is off"):
+            await controls.set_site_limit(SiteLimit((20.0,) * 3, 60))
     controller = _Controller()
-    assert await controls.set_site_limit(SiteLimit((20.0,) * 3, 60)) == "limit 20 A for 60 s"
-    uneven = await controls.set_site_limit(SiteLimit((20.0, 20.0, 16.0), 60))
-    assert uneven == "limit 20/20/16 A for 60 s"
-    assert await controls.set_site_limit(SiteLimit(None, 60)) == "temporary limit ended"
+    async with _services(config, controller, {}) as (controls, _store):
+        assert await controls.set_site_limit(SiteLimit((20.0,) * 3, 60)) == "limit 20 A for 60 s"
+        uneven = await controls.set_site_limit(SiteLimit((20.0, 20.0, 16.0), 60))
+        assert uneven == "limit 20/20/16 A for 60 s"
+        assert await controls.set_site_limit(SiteLimit(None, 60)) == "temporary limit ended"
+        with pytest.raises(CommandRefused, match="CP1 is not connected"):
+            await controls.stop_session(StopSession("CP1"))
+        with pytest.raises(CommandRefused, match="no charger 'CP9' is configured"):
+            await controls.stop_session(StopSession("CP9"))
     assert controller.limits == [((20.0, 20.0, 20.0), 60), ((20.0, 20.0, 16.0), 60), (None, None)]
-    with pytest.raises(CommandRefused, match="CP1 is not connected"):
-        await controls.stop_session(StopSession("CP1"))
-    with pytest.raises(CommandRefused, match="no session runs on CP1"):
-        await GatewayControls(call, live, lambda: None, lambda _cid: True).stop_session(
-            StopSession("CP1")
-        )
+    async with _services(config, None, {"CP1": object()}) as (controls, _store):
+        with pytest.raises(CommandRefused, match="no session runs on CP1"):
+            await controls.stop_session(StopSession("CP1"))
 
 
 async def test_site_limit_over_mqtt(tmp_path: Path, mosquitto: Mosquitto) -> None:
     config = site_config(tmp_path, **mosquitto.section(commands_enabled=True))
     controller = _Controller()
-    parts = _Parts(config, controller=None)
-    live = LiveState(parts)
-
-    async def call(charger_id: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        raise AssertionError("no charger call expected")
-
-    publisher = MqttPublisher(
-        config,
-        live,
-        controls=GatewayControls(call, live, lambda: controller, lambda _cid: False),
-    )
-    topic = f"{PREFIX}/site/limit/set"
-    result = f"{PREFIX}/site/limit/result"
-    # A command someone left retained must not run again on every reconnect.
-    await publish(mosquitto, topic, '{"limit_a": 16, "request_id": "old"}', retain=True)
-    async with Recorder(mosquitto) as recorder:
-        publisher.start()
-        try:
-            await publisher.wait_online()
-            retained = await recorder.wait_json(result, lambda r: r["request_id"] == "old")
-            await publish(mosquitto, topic, '{"limit_a": 20, "duration_s": 600, "request_id": "a"}')
-            ok = await recorder.wait_json(result, lambda r: r["request_id"] == "a")
-            await publish(mosquitto, topic, '{"limit_a": 45, "request_id": "b"}')
-            refused = await recorder.wait_json(result, lambda r: r["request_id"] == "b")
-        finally:
-            await publisher.close()
+    async with _services(config, controller, {}) as (controls, store):
+        live = LiveState(_Parts(config))
+        publisher = MqttPublisher(config, live, controls=controls)
+        topic = f"{PREFIX}/site/limit/set"
+        result = f"{PREFIX}/site/limit/result"
+        # A command someone left retained must not run again on every reconnect.
+        await publish(mosquitto, topic, '{"limit_a": 16, "request_id": "old"}', retain=True)
+        async with Recorder(mosquitto) as recorder:
+            publisher.start()
+            try:
+                await publisher.wait_online()
+                retained = await recorder.wait_json(result, lambda r: r["request_id"] == "old")
+                await publish(
+                    mosquitto, topic, '{"limit_a": 20, "duration_s": 600, "request_id": "a"}'
+                )
+                ok = await recorder.wait_json(result, lambda r: r["request_id"] == "a")
+                await publish(mosquitto, topic, '{"limit_a": 45, "request_id": "b"}')
+                refused = await recorder.wait_json(result, lambda r: r["request_id"] == "b")
+            finally:
+                await publisher.close()
+        await controls_written(controls)
+        kept = await ChargerOverrides(store.db).temporary_limit()
+        events = [e for e in await store.events() if e[1] == "site.temporary_limit"]
     assert ok["ok"] is True and ok["command"] == "limit" and ok["detail"] == "limit 20 A for 600 s"
     assert refused["ok"] is False and "above the configured limit" in refused["reason"]
     assert retained["ok"] is False and "retained commands are ignored" in retained["reason"]
     assert controller.limits == [((20.0, 20.0, 20.0), 600.0)]
+    assert kept is not None and kept.limit_a == (20.0, 20.0, 20.0)  # outlasts a restart
+    assert [e[3] for e in events] == ["temporary site limit 20/20/20 A for 600 s"]
+
+
+async def controls_written(controls: GatewayControls) -> None:
+    limits = controls._site_limits
+    assert limits is not None
+    await limits.written()
 
 
 async def test_charger_commands_over_mqtt(
@@ -271,3 +318,39 @@ async def test_commands_are_off_by_default(
     assert not [a for a, _p in cp.received if a == "RemoteStopTransaction"]
     components = {m.topic.split("/")[1] for m in recorder.messages if "/config" in m.topic}
     assert components == {"sensor", "binary_sensor"}  # no switch, button or number
+
+
+async def test_a_session_stopped_over_mqtt_is_recorded_like_one_stopped_on_the_socket(
+    make_gateway: GatewayFactory, mosquitto: Mosquitto
+) -> None:
+    """One use case, one record: `edgegw events` shows who stopped a session from Home
+    Assistant exactly as it shows one stopped with `edgegw chargers stop`."""
+    gateway = await make_gateway(
+        mqtt=mosquitto.section(commands_enabled=True), auth={"unknown_cards": "accept"}
+    )
+    stop = f"{PREFIX}/charger/CP1/stop/set"
+    async with (
+        telemetry(gateway) as (_live, publisher),
+        Recorder(mosquitto) as recorder,
+        SimCharger("CP1", gateway_url(gateway), connectors=1) as cp,
+    ):
+        await publisher.wait_online()
+        await cp.boot()
+        await cp.status(1, "Available")
+        tx = await cp.tap("04A1B2C3")
+        assert tx is not None
+        await recorder.wait_json(f"{PREFIX}/charger/CP1/state", lambda s: s["sessions_active"] == 1)
+        await publish(mosquitto, stop, '{"request_id": "stop-1"}')
+        stopped = await recorder.wait_json(
+            stop.removesuffix("/set") + "/result", lambda r: r["request_id"] == "stop-1"
+        )
+        assert stopped["ok"] is True, stopped
+        assert gateway.journal is not None
+        entries = await gateway.journal.read(
+            50, EventFilter(kinds=("action.RemoteStopTransaction",))
+        )
+    (entry,) = entries
+    assert entry.charger_id == "CP1"
+    assert entry.message == f"stop transaction {tx} on connector 1: Accepted"
+    assert entry.data["request"] == {"transactionId": tx}
+    assert entry.data["answer"] == {"status": "Accepted"}

@@ -1,0 +1,42 @@
+"""Why a use case was not carried out, in words for the person who asked.
+
+The control socket maps each kind to its error code (see
+:func:`edgegw.control.server.ControlServer`), MQTT to a refused command's reason.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A use case refused; the message says why."""
+
+
+class BadRequest(ServiceError):
+    """The request itself is wrong (a value out of range)."""
+
+
+class NotFound(ServiceError):
+    """What the request names (a charger, a session) does not exist."""
+
+
+class Conflict(ServiceError):
+    """Not possible in the current state or configuration."""
+
+
+class Unavailable(ServiceError):
+    """Not possible right now (a charger offline, no answer); worth a retry."""
+
+
+class NotConnected(Unavailable):
+    """A configured charger is not connected to the gateway."""
+
+    def __init__(self, charger_id: str) -> None:
+        super().__init__(
+            f"{charger_id} is not connected to the gateway; nothing can be sent to it until "
+            "it is back online"
+        )
+        self.charger_id = charger_id
+
+
+class Failed(ServiceError):
+    """The gateway could not do its part (e.g. a write); its log says more."""
