@@ -1,0 +1,139 @@
+"""Frame handling of the relay core: calls checked against the schemas and the allowed
+actions, transaction ids translated each way, the site's word on cloud answers, bad frames
+answered and logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from edgegw.proxy import frames, schemas
+from edgegw.proxy.frames import Call, CallError, CallResult, FrameError
+from edgegw.proxy.hooks import SITE_CHECKED_ANSWERS
+from edgegw.proxy.link_commands import (
+    Command,
+    SiteOverridden,
+    ToCharger,
+    ToCloud,
+    _usable_transaction_message,
+)
+from edgegw.proxy.link_state import _LinkState
+from edgegw.security.loggable import loggable
+
+
+class _FrameHandling(_LinkState):
+    """Checking and translating the frames that cross a link."""
+
+    def _site_word(
+        self, call: Call, answer: CallResult | CallError, out: list[Command]
+    ) -> CallResult | CallError:
+        """The cloud's answer to a charger call, unless the site's records overrule it."""
+        if (
+            self._site_answer is None
+            or call.action not in SITE_CHECKED_ANSWERS
+            or not isinstance(answer, CallResult)
+        ):
+            return answer
+        override = self._site_answer(call.action, call.payload, answer.payload)
+        if override is None:
+            return answer
+        out.append(SiteOverridden(call.action, override))
+        return frames.make_result(answer.id, override.payload)
+
+    def _for_cloud(self, call: Call) -> Call:
+        """The charger's call as the cloud must see it: with the cloud's transaction id."""
+        local = call.payload.get("transactionId")
+        if call.action in ("StopTransaction", "MeterValues") and isinstance(local, int):
+            cloud = self._tx_map.get(local)
+            if cloud is not None:
+                return frames.make_call(
+                    call.id, call.action, {**call.payload, "transactionId": cloud}
+                )
+        return call
+
+    def _for_charger(self, call: Call) -> Call:
+        """The cloud's call as the charger must see it: its own transaction id, the site cap."""
+        payload = call.payload
+        if call.action == "RemoteStopTransaction":
+            local = self._to_local.get(payload.get("transactionId"))  # type: ignore[arg-type]
+            if local is not None:
+                payload = {**payload, "transactionId": local}
+        elif call.action == "SetChargingProfile":
+            profile = payload.get("csChargingProfiles")
+            if isinstance(profile, dict):
+                local = self._to_local.get(profile.get("transactionId"))  # type: ignore[arg-type]
+                if local is not None:
+                    payload = {**payload, "csChargingProfiles": {**profile, "transactionId": local}}
+        if self._cloud_filter is not None:
+            payload = self._cloud_filter(call.action, payload)
+        if payload is call.payload:
+            return call
+        return frames.make_call(call.id, call.action, payload)
+
+    def _check_call(self, call: Call, allowed: frozenset[str], side: str) -> CallError | None:
+        if call.action not in schemas.ALL_ACTIONS:
+            action = loggable(call.action)
+            self._quiet.warning(
+                f"unknown:{side}", "%s: %s sent unknown action %s", self.charger_id, side, action
+            )
+            return frames.make_error(call.id, "NotImplemented", f"unknown action {action}")
+        if call.action not in allowed:
+            self._quiet.warning(
+                f"direction:{side}",
+                "%s: %s sent %s, which only the other side may send",
+                self.charger_id,
+                side,
+                call.action,
+            )
+            return frames.make_error(
+                call.id, "NotSupported", f"{call.action} is not sent by a {side}"
+            )
+        if self._validate:
+            try:
+                schemas.check_call(call.action, call.payload)
+            except schemas.SchemaViolation as exc:
+                if side == "charger" and _usable_transaction_message(call):
+                    # Chargers re-send a transaction message they got an error for, for ever
+                    # (Alfen's MeterValues with context "CurrentMax"): it goes on as sent.
+                    self._quiet.warning(
+                        f"tolerated:{call.action}",
+                        "%s: charger sent an invalid %s (%s); relayed all the same: an error "
+                        "would make it send the message again and again",
+                        self.charger_id,
+                        call.action,
+                        loggable(str(exc), 300, quote=False),
+                    )
+                    return None
+                self._quiet.warning(
+                    f"invalid:{side}",
+                    "%s: %s sent an invalid %s: %s",
+                    self.charger_id,
+                    side,
+                    call.action,
+                    loggable(str(exc), 300, quote=False),
+                )
+                return frames.make_error(call.id, exc.code, exc.description)
+        return None
+
+    def _bad_frame(
+        self, side: str, exc: FrameError, reply: Callable[[str], ToCharger | ToCloud]
+    ) -> list[Command]:
+        self.stats.rejected += 1
+        if not exc.reply:
+            self._quiet.warning(
+                f"dropped:{side}",
+                "%s: dropped a malformed frame from the %s: %s",
+                self.charger_id,
+                side,
+                loggable(str(exc), 300, quote=False),
+            )
+            return []
+        self._quiet.warning(
+            f"malformed:{side}",
+            "%s: malformed frame from the %s: %s",
+            self.charger_id,
+            side,
+            loggable(str(exc), 300, quote=False),
+        )
+        error = frames.make_error(exc.message_id, exc.code, exc.description)
+        return [reply(error.raw)]
