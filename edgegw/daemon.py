@@ -22,7 +22,10 @@ from websockets.asyncio.server import ServerConnection
 from edgegw.auth.authority import SiteCards
 from edgegw.auth.authorizer import Authorizer
 from edgegw.auth.chargerformats import configured_formats
+from edgegw.auth.learn import CardLearner
 from edgegw.auth.listpush import ListPusher
+from edgegw.auth.pushready import PushWhenReady
+from edgegw.commission.observer import CommissionObserver
 from edgegw.config import Config, ConfigError, load_config
 from edgegw.control.action_ops import ActionOps
 from edgegw.control.card_ops import CardOps
@@ -41,8 +44,9 @@ from edgegw.energy.meters import MeterService
 from edgegw.energy.sampling import MeterSampling
 from edgegw.hardware_catalogue import HardwareCatalogue
 from edgegw.livestate import LiveState
+from edgegw.ocpp.hub import EventHub, Subscriber
 from edgegw.proxy.cloudreturn import CloudReturn
-from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter
+from edgegw.proxy.hooks import CloudCallFilter
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.relays import Relays
 from edgegw.proxy.server import OcppServer
@@ -103,7 +107,14 @@ class Gateway:
         self._responder: LocalResponder | None = None
         self.relays = Relays(self._new_session)
         self._cards: SiteCards | None = None
-        self.observers: list[ChargerObserver] = []
+        self.hub: EventHub | None = None
+        """The charger sessions' one observer, built at the end of :meth:`start`."""
+        self.observers: list[Any] = []
+        """TRANSITION: parts still appended here get events after the hub's own (tests, and
+        ops that have not moved yet); goes once nothing appends here."""
+        self._learner = CardLearner(clock)
+        self._commission_observer = CommissionObserver(clock=clock)
+        self._push_ready: PushWhenReady | None = None
         self.cloud_filters: list[CloudCallFilter] = []
         self.authorizer: Authorizer | None = None
         self.list_pusher: ListPusher | None = None
@@ -155,10 +166,10 @@ class Gateway:
         )
         GatewayOps(self, self._clock).register(self.control)
         EnergyOps(self, self._decisions).register(self.control)
-        self.learn_ops = LearnOps(self)
+        self.learn_ops = LearnOps(self, self._learner)
         for ops in (CardOps(self), ChargerOps(self), SessionOps(self), self.learn_ops):
             ops.register(self.control)
-        commission = CommissionOps(self)
+        commission = CommissionOps(self, observer=self._commission_observer)
         self.observers.append(commission.observer)  # before the OCPP server starts
         commission.register(self.control)
         self.caretaker = CaretakerOps(
@@ -180,6 +191,7 @@ class Gateway:
         self.caretaker.register(self.control)
         await self.control.start()
         self._start_telemetry()
+        self._start_hub()
         self.server = OcppServer(
             cfg, self.store, self._serve_charger, record_event=self.journal.event
         )
@@ -209,7 +221,6 @@ class Gateway:
         self.live = LiveState(self)
         if self.journal is not None:
             self.live.on_change(self.journal.live_listener)
-        self.observers.append(self.live)
         self.live.start()
         self.live_ops = LiveOps(self, self.live)
         self.actions = ChargerActions(
@@ -238,7 +249,7 @@ class Gateway:
             self.call,
         )
         authorizer.on_change(pusher.list_changed)
-        self.observers.append(_PusherObserver(pusher))
+        self._push_ready = PushWhenReady(pusher)
         self.list_pusher = pusher
 
     def _start_energy(self) -> None:
@@ -263,14 +274,29 @@ class Gateway:
         )
         if site_meter is not None:
             site_meter.add_listener(lambda _sample: controller.meter_event())
-        self.observers.append(controller)
         self.cloud_filters.append(controller)
         controller.start()
         self.controller = controller
         # After the controller, so each charger's safe profile goes out first.
         self.sampling = MeterSampling(cfg, models, self.call, record_event=self.store.event)
-        self.observers.append(self.sampling)
         self.cloud_filters.append(self.sampling)
+
+    def _start_hub(self) -> None:
+        """The parts that follow the chargers, in the order each gets a call's events. Before
+        the OCPP server starts: every charger session has the hub as its one observer."""
+        parts: list[Subscriber | None] = [
+            self._commission_observer,
+            self.live,
+            self._push_ready,
+            self.controller,
+            self.sampling,  # after the controller, so each charger's safe profile goes first
+            self._learner,
+        ]
+        self.hub = EventHub(
+            [part for part in parts if part is not None],
+            clock=self._clock,
+            late_observers=self.observers,
+        )
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Start, serve until asked to stop, then stop. The daemon's one exit path."""
@@ -435,7 +461,7 @@ class Gateway:
             clock=self._clock,
             transaction_ids=transaction_ids,
             parked_transactions=parked,
-            observers=self.observers,
+            observers=(self.hub,) if self.hub is not None else (),
             cloud_filters=self.cloud_filters,
             cloud_return=self._cloud_return,
             charger_authorization=headers.get("Authorization") if headers else None,
@@ -449,11 +475,13 @@ class Gateway:
         log.info("%s connected from %s", charger_id, address)
         await self.store.charger_seen(charger_id, address, connected=True)
         await self._set_session(charger_id, session)
-        self._notify(lambda o: o.charger_connected(charger_id))
+        hub = self.hub
+        assert hub is not None  # built before the OCPP server starts
+        hub.charger_connected(charger_id)
         try:
             await session.serve()
         finally:
-            self._notify(lambda o: o.charger_disconnected(charger_id))
+            hub.charger_disconnected(charger_id)
             if self.sessions.get(charger_id) is session:
                 await self._set_session(charger_id, None)
                 with contextlib.suppress(Exception):
@@ -482,13 +510,6 @@ class Gateway:
                 started,
             )
 
-    def _notify(self, event: Callable[[ChargerObserver], None]) -> None:
-        for observer in self.observers:
-            try:
-                event(observer)
-            except Exception:
-                log.exception("charger observer %r failed", observer)
-
     async def _set_session(self, charger_id: str, session: ChargerSession | None) -> None:
         async with self._session_changed:
             if session is None:
@@ -513,32 +534,3 @@ class Gateway:
             return await session.call(action, payload, timeout)
         except TimeoutError:
             raise CallFailed(f"{charger_id} did not answer {action} in {timeout:.0f} s") from None
-
-
-class _PusherObserver:
-    """Starts a charger's list pusher once the charger is ready for the gateway's calls.
-
-    That is after its BootNotification was accepted, or, for a charger that reconnected without
-    rebooting, after its first other call: a charger still booting may not answer anything else.
-    """
-
-    def __init__(self, pusher: ListPusher) -> None:
-        self._pusher = pusher
-        self._waiting: set[str] = set()
-
-    def charger_connected(self, charger_id: str) -> None:
-        self._waiting.add(charger_id)
-
-    def charger_disconnected(self, charger_id: str) -> None:
-        self._waiting.discard(charger_id)
-        self._pusher.charger_disconnected(charger_id)
-
-    def charger_exchanged(
-        self, charger_id: str, action: str, request: dict[str, Any], response: dict[str, Any]
-    ) -> None:
-        if charger_id not in self._waiting:
-            return
-        if action == "BootNotification" and response.get("status") != "Accepted":
-            return
-        self._waiting.discard(charger_id)
-        self._pusher.charger_connected(charger_id)

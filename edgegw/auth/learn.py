@@ -2,8 +2,9 @@
 
 Installers enrol a card by tapping it at the charger it will be used on, exactly as that
 charger reports it (field lesson R7: a charger may rewrite the tag). :class:`CardLearner` is a
-charger observer: it sees every ``Authorize`` and ``StartTransaction`` a charger sent once it
-was answered, and hands the idTag to whoever waits at that charger. It only watches: the
+subscriber of the daemon's event hub: it sees every card a charger presented once it was
+answered (:class:`~edgegw.ocpp.events.CardAnswered`, from ``Authorize`` and
+``StartTransaction``), and hands the idTag to whoever waits at that charger. It only watches: the
 charger's answer is the one the normal policy gave (a card not enrolled yet is usually
 refused), and nothing is added here; the ``cards.learn`` op returns what was captured and the
 CLI enrols it.
@@ -18,16 +19,17 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from edgegw.auth.idtags import CardId, CardIdError, IdTagFormat, interpretations, parse_card_id
+from edgegw.ocpp.events import CardAnswered, Event
 
 FormatSource = Literal["configured", "detected", "assumed"]
 """Where the format a captured tag was read in comes from: the charger's configuration, the
 gateway's detection from earlier taps, or an assumption (hex, OCPP's recommendation)."""
 
 LEARNED_ACTIONS: Final = frozenset({"Authorize", "StartTransaction"})
-"""Charger calls whose ``idTag`` is a card presented at the charger."""
+"""Charger calls whose ``idTag`` is a card presented at the charger (``CardAnswered.during``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class CapturedTag:
 
 
 class CardLearner:
-    """Waits for the next idTag at a charger; a :class:`~edgegw.proxy.hooks.ChargerObserver`.
+    """Waits for the next idTag at a charger; an event subscriber (``handle``).
 
     Any number of waits may run at once, also at the same charger: one tag ends all of them.
     Use it from the event loop's thread only (observers are called there).
@@ -79,34 +81,18 @@ class CardLearner:
         async with self._changed:
             await self._changed.wait_for(lambda: bool(self._waiting.get(charger_id)))
 
-    # ------------------------------------------------------------ ChargerObserver
+    # ------------------------------------------------------------ events
 
-    def charger_connected(self, charger_id: str) -> None:
-        return
-
-    def charger_disconnected(self, charger_id: str) -> None:
-        return  # a wait outlives a reconnect: the charger may come back before the tap
-
-    def charger_exchanged(
-        self, charger_id: str, action: str, request: dict[str, Any], response: dict[str, Any]
-    ) -> None:
-        if action not in LEARNED_ACTIONS:
+    def handle(self, event: Event) -> None:
+        """A wait outlives a reconnect (the charger may come back before the tap): only the
+        cards chargers present matter here."""
+        if not isinstance(event, CardAnswered) or event.during not in LEARNED_ACTIONS:
             return
-        futures = self._waiting.pop(charger_id, None)
+        futures = self._waiting.pop(event.charger_id, None)
         if not futures:
             return
-        id_tag = request.get("idTag")
-        if not isinstance(id_tag, str):
-            self._waiting[charger_id] = futures  # not a tag: keep waiting
-            return
-        info = response.get("idTagInfo")
-        status = info.get("status") if isinstance(info, dict) else None
         captured = CapturedTag(
-            charger_id,
-            action,
-            id_tag,
-            status if isinstance(status, str) else None,
-            self._clock(),
+            event.charger_id, event.during, event.id_tag, event.status, self._clock()
         )
         for future in futures:
             if not future.done():

@@ -10,11 +10,10 @@ says why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from edgegw.auth.idtags import CardId, IdTagFormat, interpretations, render
 from edgegw.commission.observer import Exchange
 from edgegw.commission.run import RunState, Step
+from edgegw.ocpp.events import CardAnswered
 
 
 class CardSteps(RunState):
@@ -76,9 +75,9 @@ class CardSteps(RunState):
         card = self.opt.card
 
         def matches(e: Exchange) -> bool:
-            tag = e.request.get("idTag")
-            if not isinstance(tag, str):
+            if not isinstance(e.event, CardAnswered):
                 return False
+            tag = e.event.id_tag
             if card is None:
                 return True
             return tag.casefold() == card.canonical.casefold() or card in (
@@ -100,9 +99,9 @@ class CardSteps(RunState):
                 f"nobody tapped {which} at {self.charger_id} within {self.opt.tap_timeout:.0f} s",
                 "tap the card on the charger's reader while the checklist waits",
             )
-        info = tapped.response.get("idTagInfo")
-        status = str(info.get("status")) if isinstance(info, Mapping) else "no idTagInfo"
-        id_tag = str(tapped.request.get("idTag"))
+        answered = tapped.event
+        assert isinstance(answered, CardAnswered)  # what matches() let through
+        status, id_tag = answered.status, answered.id_tag
         text = f"tapped as {id_tag!r}: {tapped.action} {status}"
         authorizer = self.gw.authorizer
         refusal = None if authorizer is None else authorizer.site_refusal(self.charger_id, id_tag)

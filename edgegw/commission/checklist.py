@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Final
 
 from edgegw.commission.cardcheck import CardSteps
 from edgegw.commission.observer import ChargerGone, Exchange, on_connector
 from edgegw.commission.probe import CURRENT, key_value
 from edgegw.commission.profilecheck import ProfileSteps
-from edgegw.commission.run import STEPS, JsonDict, NoAnswer, Step, ago, iso, status_of
+from edgegw.commission.run import STEPS, JsonDict, NoAnswer, Step, ago, iso
 from edgegw.energy.sampling import configuration_keys, int_value
+from edgegw.ocpp.events import ChargerBooted, ConnectorStatus, Measured
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +170,10 @@ class Checklist(ProfileSteps, CardSteps):
                 return
         if boots:
             last = boots[-1]
-            status = status_of(last.response)
-            who = " ".join(
-                str(last.request.get(k))
-                for k in ("chargePointVendor", "chargePointModel", "firmwareVersion")
-                if last.request.get(k)
-            )
+            booted = last.event
+            assert isinstance(booted, ChargerBooted)  # what the observer keeps a boot as
+            status = booted.status or "no status"
+            who = " ".join(t for t in (booted.vendor, booted.model, booted.firmware) if t)
             if status == "Accepted":
                 step.set(
                     "pass",
@@ -251,9 +250,8 @@ class Checklist(ProfileSteps, CardSteps):
         def latest() -> dict[int, Exchange]:
             out: dict[int, Exchange] = {}
             for e in self.obs.seen(self.charger_id, ["StatusNotification"], since=since):
-                connector = e.request.get("connectorId")
-                if isinstance(connector, int):
-                    out[connector] = e
+                if e.connector is not None:
+                    out[e.connector] = e
             return out
 
         seen = latest()
@@ -291,8 +289,10 @@ class Checklist(ProfileSteps, CardSteps):
                     parts.append(f"{connector}: {status} (recorded earlier)")
                     statuses[str(connector)] = {"status": status, "error_code": error}
                 continue
-            status = str(exchange.request.get("status"))
-            error = str(exchange.request.get("errorCode", "NoError"))
+            reported = exchange.event
+            assert isinstance(reported, ConnectorStatus)  # what the observer keeps it as
+            status = reported.status
+            error = reported.error_code or "NoError"
             statuses[str(connector)] = {"status": status, "error_code": error}
             parts.append(f"{connector}: {status}" + ("" if error == "NoError" else f" ({error})"))
             if status in ("Faulted", "Unavailable") or error != "NoError":
@@ -345,7 +345,9 @@ class Checklist(ProfileSteps, CardSteps):
                     f"connector {connector}: no MeterValues within {self.opt.step_timeout:.0f} s"
                 )
                 continue
-            seen = sampled(exchange.request)
+            measured = exchange.event
+            assert isinstance(measured, Measured)  # what the observer keeps it as
+            seen = sampled(measured)
             found[str(connector)] = seen
             currents = seen["current_import"]
             if not currents:
@@ -380,28 +382,16 @@ class Checklist(ProfileSteps, CardSteps):
         )
 
 
-def sampled(request: Mapping[str, Any]) -> JsonDict:
-    """Measurands and per-phase ``Current.Import`` (A) in a MeterValues.req."""
-    measurands: list[str] = []
+def sampled(measured: Measured) -> JsonDict:
+    """Measurands and ``Current.Import`` (A) per phase, ``total`` without one, in a MeterValues.
+
+    The currents are the ones load capping reads (:mod:`edgegw.ocpp.interpret`: the
+    connector's side, not ``Inlet``; L1..L3 and L1-N..L3-N).
+    """
     currents: dict[str, float] = {}
-    for value in request.get("meterValue") or ():
-        if not isinstance(value, Mapping):
-            continue
-        for sample in value.get("sampledValue") or ():
-            if not isinstance(sample, Mapping):
-                continue
-            measurand = str(sample.get("measurand") or "Energy.Active.Import.Register")
-            if measurand not in measurands:
-                measurands.append(measurand)
-            if measurand != CURRENT:
-                continue
-            phase = str(sample.get("phase") or "total")
-            phase = phase.split("-", maxsplit=1)[0]  # "L1-N" is L1 too
-            try:
-                amps = float(sample.get("value", "nan"))
-            except (TypeError, ValueError):
-                continue
-            if sample.get("unit") == "mA":
-                amps /= 1000
+    for phase, amps in zip(("L1", "L2", "L3"), measured.current_a or (), strict=False):
+        if amps is not None:
             currents[phase] = round(amps, 2)
-    return {"measurands": measurands, "current_import": currents}
+    if measured.overall_current_a is not None:
+        currents["total"] = round(measured.overall_current_a, 2)
+    return {"measurands": list(measured.measurands), "current_import": currents}

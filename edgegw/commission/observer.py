@@ -1,8 +1,9 @@
 """What the chargers send, kept per charger for the commissioning steps.
 
 A step looks back at a charger's recent calls (``seen``: was there a BootNotification?) or
-waits for the next one (``wait``: the MeterValues a TriggerMessage asked for). The daemon adds
-the :class:`CommissionObserver` to its charger observers before the OCPP server starts.
+waits for the next one (``wait``: the MeterValues a TriggerMessage asked for). The daemon puts
+the :class:`CommissionObserver` in its event hub; a call is kept as the event it meant
+(:class:`Exchange`), never as its raw payload.
 """
 
 from __future__ import annotations
@@ -12,9 +13,23 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Final
 
-JsonDict = dict[str, Any]
+from edgegw.ocpp.events import (
+    CallExchanged,
+    CardAnswered,
+    ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    ConnectorStatus,
+    Event,
+    Measured,
+)
+
+MEANT: Final = frozenset(
+    {"BootNotification", "StatusNotification", "MeterValues", "Authorize", "StartTransaction"}
+)
+"""Calls kept as the event they meant; any other call is kept as its :class:`CallExchanged`."""
 
 
 class ChargerGone(LookupError):
@@ -23,12 +38,24 @@ class ChargerGone(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """One charger call and the answer it got, as the observer saw it."""
+    """One answered charger call, as the observer saw it: when, which, and what it meant.
+
+    ``event`` is :class:`ChargerBooted` for a BootNotification, :class:`ConnectorStatus` for a
+    StatusNotification, :class:`Measured` for MeterValues, :class:`CardAnswered` for Authorize
+    and StartTransaction, else the call's :class:`CallExchanged` (``Heartbeat``...).
+    """
 
     at: float
     action: str
-    request: JsonDict
-    response: JsonDict
+    event: Event
+
+    @property
+    def connector(self) -> int | None:
+        """The connector the call was about (None: the charger, or not said)."""
+        event = self.event
+        if isinstance(event, ConnectorStatus | Measured | CardAnswered):
+            return event.connector
+        return None
 
 
 @dataclass(slots=True)
@@ -43,8 +70,8 @@ class _Waiter:
 class CommissionObserver:
     """Keeps each charger's recent calls, so a step can look back at them or wait for one.
 
-    A ``ChargerObserver`` (``edgegw.proxy.hooks``): the daemon appends it to
-    ``gateway.observers`` before chargers connect. It sees every call of every charger, all
+    An event subscriber: the daemon puts it in its event hub before chargers connect. It
+    sees every call of every charger, all
     the time, so it keeps only the latest call per action and connector (a handful per
     charger): a soak at 200 chargers showed a 200-call history per charger costing ~0.7 MB
     each, 1.4 GB at 2,000 chargers. The steps ask "since when", which the latest answers.
@@ -56,24 +83,29 @@ class CommissionObserver:
         self._connected_at: dict[str, float] = {}
         self._waiters: list[_Waiter] = []
 
-    # ------------------------------------------------------------------ ChargerObserver
+    # ------------------------------------------------------------------ events
 
-    def charger_connected(self, charger_id: str) -> None:
-        self._connected_at[charger_id] = self._clock()
+    def handle(self, event: Event) -> None:
+        charger_id = event.charger_id
+        if isinstance(event, ChargerConnected):
+            self._connected_at[charger_id] = self._clock()
+        elif isinstance(event, ChargerDisconnected):
+            self._gone(charger_id)
+        else:
+            action = _action(event)
+            if action is not None:
+                self._keep(Exchange(self._clock(), action, event), charger_id)
 
-    def charger_disconnected(self, charger_id: str) -> None:
+    def _gone(self, charger_id: str) -> None:
         self._connected_at.pop(charger_id, None)
         for waiter in [w for w in self._waiters if w.charger_id == charger_id]:
             self._waiters.remove(waiter)
             if not waiter.future.done():
                 waiter.future.set_exception(ChargerGone(f"{charger_id} disconnected"))
 
-    def charger_exchanged(
-        self, charger_id: str, action: str, request: JsonDict, response: JsonDict
-    ) -> None:
-        exchange = Exchange(self._clock(), action, request, response)
+    def _keep(self, exchange: Exchange, charger_id: str) -> None:
         recent = self._recent.setdefault(charger_id, {})
-        key = (action, request.get("connectorId"))
+        key = (exchange.action, exchange.connector)
         recent.pop(key, None)  # re-inserted last: the values stay oldest first
         recent[key] = exchange
         for waiter in list(self._waiters):
@@ -146,9 +178,24 @@ def _wanted(waiter: _Waiter, exchange: Exchange) -> bool:
 
 
 def on_connector(connector: int) -> Callable[[Exchange], bool]:
-    """A predicate: the exchange is about ``connector`` (its ``connectorId``)."""
+    """A predicate: the exchange is about ``connector``."""
 
     def matches(exchange: Exchange) -> bool:
-        return bool(exchange.request.get("connectorId") == connector)
+        return exchange.connector == connector
 
     return matches
+
+
+def _action(event: Event) -> str | None:
+    """The call an event is kept as (None: not kept)."""
+    if isinstance(event, CallExchanged):
+        return None if event.action in MEANT else event.action
+    if isinstance(event, ChargerBooted):
+        return "BootNotification"
+    if isinstance(event, ConnectorStatus):
+        return "StatusNotification"
+    if isinstance(event, Measured):
+        return "MeterValues"
+    if isinstance(event, CardAnswered):
+        return event.during
+    return None

@@ -41,6 +41,7 @@ from typing import Any, Final
 
 from edgegw.config import ChargerConfig, Config, SiteConfig
 from edgegw.energy.chargermodels import ChargerModel, model_for
+from edgegw.ocpp.events import ChargerConnected, ChargerDisconnected, Event
 from edgegw.store.events import EventRecorder
 from edgegw.tasks import TaskOwner
 
@@ -155,10 +156,11 @@ def int_value(value: str | None) -> int | None:
 class MeterSampling:
     """Configures each charger's sampled meter values when it connects.
 
-    A ``ChargerObserver`` and ``CloudCallFilter`` (``edgegw.proxy.hooks``): register it on
-    the gateway's observers (and cloud filters) after the load controller, so a charger's
-    safe charging profile goes out first. ``call`` is the gateway's call to a charger,
-    ``record_event`` the store's event log (optional). :meth:`close` ends every task.
+    An event subscriber (``handle``: the daemon's event hub) and a ``CloudCallFilter``
+    (``edgegw.proxy.hooks``): the daemon puts it in the hub (and the cloud filters) after the
+    load controller, so a charger's safe charging profile goes out first. ``call`` is the
+    gateway's call to a charger, ``record_event`` the store's event log (optional).
+    :meth:`close` ends every task.
     """
 
     def __init__(
@@ -213,20 +215,17 @@ class MeterSampling:
     def _event(self, charger_id: str) -> asyncio.Event:
         return self._done.setdefault(charger_id, asyncio.Event())
 
-    # ------------------------------------------------------------------ ChargerObserver
+    # ------------------------------------------------------------------ events
 
-    def charger_connected(self, charger_id: str) -> None:
-        self._configure_soon(charger_id)
-
-    def charger_disconnected(self, charger_id: str) -> None:
-        task = self._running.pop(charger_id, None)
-        if task is not None:
-            task.cancel("charger disconnected")
-
-    def charger_exchanged(
-        self, charger_id: str, action: str, request: JsonDict, response: JsonDict
-    ) -> None:
-        """Nothing to learn from the chargers' own calls."""
+    def handle(self, event: Event) -> None:
+        """Configure a charger when it connects; stop when it leaves. Nothing to learn from
+        the chargers' own calls."""
+        if isinstance(event, ChargerConnected):
+            self._configure_soon(event.charger_id)
+        elif isinstance(event, ChargerDisconnected):
+            task = self._running.pop(event.charger_id, None)
+            if task is not None:
+                task.cancel("charger disconnected")
 
     # ------------------------------------------------------------------ CloudCallFilter
 

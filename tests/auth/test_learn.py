@@ -15,11 +15,20 @@ from edgegw.control import ControlClient
 from edgegw.control.client import RemoteError
 from edgegw.control.learn_ops import LearnOps
 from edgegw.daemon import Gateway
+from edgegw.ocpp.interpret import interpret
 from edgegw.sim.charger import SimCharger
 from edgegw.tasks import TaskOwner
 from tests.conftest import GatewayFactory, gateway_url
 
 AUTHORIZE_ANSWER = {"idTagInfo": {"status": "Invalid"}}
+
+
+def exchanged(
+    learner: CardLearner, charger_id: str, action: str, request: Any, response: Any
+) -> None:
+    """What the event hub hands the learner for one answered call."""
+    for event in interpret(charger_id, action, request, response, 0.0):
+        learner.handle(event)
 
 
 @pytest.fixture
@@ -29,7 +38,7 @@ async def tasks() -> AsyncIterator[TaskOwner]:
     await owner.close()
 
 
-# ------------------------------------------------------------------ the observer
+# ------------------------------------------------------------------ the subscriber
 
 
 async def test_captures_the_next_authorize_at_that_charger_only(tasks: TaskOwner) -> None:
@@ -37,11 +46,11 @@ async def test_captures_the_next_authorize_at_that_charger_only(tasks: TaskOwner
     waiting = tasks.spawn(learner.capture("CP1", timeout=5), "capture")
     await learner.until_waiting("CP1")
     assert learner.waiting() == {"CP1": 1}
-    learner.charger_exchanged("CP2", "Authorize", {"idTag": "AAAAAAAA"}, AUTHORIZE_ANSWER)
-    learner.charger_exchanged("CP1", "Heartbeat", {}, {"currentTime": "x"})
-    learner.charger_exchanged("CP1", "StopTransaction", {"idTag": "BBBBBBBB"}, {})
+    exchanged(learner, "CP2", "Authorize", {"idTag": "AAAAAAAA"}, AUTHORIZE_ANSWER)
+    exchanged(learner, "CP1", "Heartbeat", {}, {"currentTime": "x"})
+    exchanged(learner, "CP1", "StopTransaction", {"idTag": "BBBBBBBB"}, {})
     assert not waiting.done()
-    learner.charger_exchanged("CP1", "Authorize", {"idTag": "D2C93AE4"}, AUTHORIZE_ANSWER)
+    exchanged(learner, "CP1", "Authorize", {"idTag": "D2C93AE4"}, AUTHORIZE_ANSWER)
     captured = await waiting
     assert (captured.charger_id, captured.action, captured.id_tag) == (
         "CP1",
@@ -60,9 +69,11 @@ async def test_one_tap_ends_every_wait_at_the_charger(tasks: TaskOwner) -> None:
     await asyncio.wait({second}, timeout=0)  # let it run up to its wait (no I/O involved)
     assert learner.waiting() == {"CP1": 2}
     start = {"connectorId": 1, "idTag": "04A1B2C3D4E5F6", "meterStart": 0, "timestamp": "t"}
-    learner.charger_exchanged("CP1", "StartTransaction", start, {"transactionId": 1})
+    answer = {"transactionId": 1, "idTagInfo": {"status": "Accepted"}}
+    exchanged(learner, "CP1", "StartTransaction", start, answer)
     assert (await first).id_tag == (await second).id_tag == "04A1B2C3D4E5F6"
-    assert (await first).answered is None
+    assert (await first).action == "StartTransaction"
+    assert (await first).answered == "Accepted"
 
 
 async def test_a_wait_times_out_and_is_forgotten() -> None:
@@ -70,7 +81,7 @@ async def test_a_wait_times_out_and_is_forgotten() -> None:
     with pytest.raises(TimeoutError):
         await learner.capture("CP1", timeout=0.05)
     assert learner.waiting() == {}
-    learner.charger_exchanged("CP1", "Authorize", {"idTag": "D2C93AE4"}, AUTHORIZE_ANSWER)
+    exchanged(learner, "CP1", "Authorize", {"idTag": "D2C93AE4"}, AUTHORIZE_ANSWER)
 
 
 # ------------------------------------------------------------------ reading the tag
@@ -132,7 +143,7 @@ async def _gateway(make_gateway: GatewayFactory) -> tuple[Gateway, LearnOps]:
     )
     assert gateway.control is not None
     ops = gateway.learn_ops  # the daemon registers it before chargers can connect
-    assert ops is not None and ops.learner in gateway.observers
+    assert ops is not None and gateway.hub is not None and ops.learner in gateway.hub.subscribers
     return gateway, ops
 
 

@@ -24,6 +24,7 @@ from edgegw.energy.sampling import (
     MeterSampling,
     sample_interval_for,
 )
+from edgegw.ocpp.events import ChargerConnected, ChargerDisconnected
 from edgegw.sim.charger import ConfigKey, SimCharger
 from edgegw.sim.meter import SimMeter
 from tests.conftest import GatewayFactory, gateway_url
@@ -111,7 +112,7 @@ async def configure(
         record_event=events,
         retry_delays_s=retry_delays_s,
     )
-    sampling.charger_connected("CP1")
+    sampling.handle(ChargerConnected(charger_id="CP1", at=0.0))
     await sampling.wait_configured("CP1", timeout=5)
     return sampling
 
@@ -218,7 +219,7 @@ async def test_refusals_are_recorded_once_and_never_raise(
     assert result.refused == {SAMPLED_DATA: "answered Rejected", SAMPLE_INTERVAL: "read-only"}
     assert (SAMPLE_INTERVAL, "10") not in charger.changes()  # read-only: not even tried
     # The charger reconnects: same refusals, not reported again.
-    sampling.charger_connected("CP1")
+    sampling.handle(ChargerConnected(charger_id="CP1", at=0.0))
     await sampling.wait_configured("CP1", timeout=5)
     assert len(events.recorded) == 1
     assert "its cars count at their limits" in events.recorded[0][1]
@@ -240,7 +241,7 @@ async def test_a_full_list_is_never_shortened() -> None:
         f"{ENERGY},Power.Active.Import,Current.Import",  # only what fits
     )
     charger.keys[SAMPLED_DATA] = (f"{ENERGY},Power.Active.Import,SoC", False)
-    sampling.charger_connected("CP1")
+    sampling.handle(ChargerConnected(charger_id="CP1", at=0.0))
     result = await sampling.wait_configured("CP1", timeout=5)
     assert "the list is full (MeterValuesSampledDataMaxLength = 3)" in result.refused[SAMPLED_DATA]
     assert charger.keys[SAMPLED_DATA][0] == f"{ENERGY},Power.Active.Import,SoC"
@@ -262,7 +263,7 @@ async def test_an_unanswering_charger_is_asked_again_then_given_up_on() -> None:
     sampling = await configure(charger)
     assert sampling.results["CP1"].samples_currents  # the second try worked
     charger.fail = 5
-    sampling.charger_connected("CP1")
+    sampling.handle(ChargerConnected(charger_id="CP1", at=0.0))
     result = await sampling.wait_configured("CP1", timeout=5)
     assert result.measurands is None and "TimeoutError" in result.refused["GetConfiguration"]
     await sampling.close()
@@ -315,10 +316,10 @@ async def test_disconnect_cancels_the_work_and_close_ends_it() -> None:
         return {}
 
     sampling = MeterSampling(site_config(), MODELS, hanging)
-    sampling.charger_connected("CP1")
+    sampling.handle(ChargerConnected(charger_id="CP1", at=0.0))
     await started.wait()
-    sampling.charger_disconnected("CP1")
-    sampling.charger_connected("CP1")
+    sampling.handle(ChargerDisconnected(charger_id="CP1", at=0.0))
+    sampling.handle(ChargerConnected(charger_id="CP1", at=0.0))
     await sampling.close()
     assert "CP1" not in sampling.results
 

@@ -1,0 +1,49 @@
+"""When a charger is ready for the gateway's local-list calls: the list pusher's subscriber."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from edgegw.ocpp.events import (
+    CallExchanged,
+    ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    Event,
+)
+
+
+class Pusher(Protocol):
+    """What :class:`PushWhenReady` drives (:class:`~edgegw.auth.listpush.ListPusher`)."""
+
+    def charger_connected(self, charger_id: str) -> None: ...
+
+    def charger_disconnected(self, charger_id: str) -> None: ...
+
+
+class PushWhenReady:
+    """Starts a charger's list pusher once the charger is ready for the gateway's calls.
+
+    That is after its BootNotification was accepted, or, for a charger that reconnected without
+    rebooting, after its first other call: a charger still booting may not answer anything
+    else. An event subscriber of the daemon's hub.
+    """
+
+    def __init__(self, pusher: Pusher) -> None:
+        self._pusher = pusher
+        self._waiting: set[str] = set()
+
+    def handle(self, event: Event) -> None:
+        charger_id = event.charger_id
+        if isinstance(event, ChargerConnected):
+            self._waiting.add(charger_id)
+        elif isinstance(event, ChargerDisconnected):
+            self._waiting.discard(charger_id)
+            self._pusher.charger_disconnected(charger_id)
+        elif charger_id not in self._waiting:
+            return
+        elif (isinstance(event, CallExchanged) and event.action != "BootNotification") or (
+            isinstance(event, ChargerBooted) and event.accepted
+        ):
+            self._waiting.discard(charger_id)
+            self._pusher.charger_connected(charger_id)

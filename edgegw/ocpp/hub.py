@@ -1,0 +1,130 @@
+"""The event hub: the proxy's one charger observer, handing events to the daemon's parts.
+
+The composition root builds one :class:`EventHub` with its subscribers in a fixed order (the
+order is stated once, in the daemon) and gives it to every charger session as the session's
+observer. For each charger call the proxy reports, the hub runs :func:`interpret` once and
+hands the events to each subscriber in turn (each subscriber gets all the events of a call
+before the next subscriber gets any). A subscriber that raises is logged and skipped for that
+event: the relay path and the other subscribers go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from edgegw.ocpp.events import CallExchanged, ChargerConnected, ChargerDisconnected, Event
+from edgegw.ocpp.interpret import interpret
+from edgegw.proxy.hooks import ChargerObserver
+
+log = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+
+
+@runtime_checkable
+class EventSubscriber(Protocol):
+    """A part of the daemon that follows the chargers through their events."""
+
+    def handle(self, event: Event) -> None:
+        """Called synchronously inside the relay path: return quickly, hand slow work on."""
+
+
+Subscriber = EventSubscriber | ChargerObserver
+"""TRANSITION: an old-style observer (``charger_exchanged`` with raw payloads) is still called
+as before, until the controller and the live state consume events."""
+
+Interpreter = Callable[[str, str, Any, Any, float], tuple[Event, ...]]
+
+
+class EventHub:
+    """Interprets each charger call once and delivers its events, in a fixed order.
+
+    A ``ChargerObserver`` (``edgegw.proxy.hooks``) for the proxy; its subscribers are fixed at
+    construction.
+    """
+
+    def __init__(
+        self,
+        subscribers: Sequence[Subscriber],
+        *,
+        clock: Callable[[], float] = time.time,
+        interpreter: Interpreter = interpret,
+        late_observers: Sequence[Subscriber] = (),
+    ) -> None:
+        """``late_observers`` (TRANSITION): a live view of parts still appended elsewhere
+        (``Gateway.observers``), served after the subscribers; one already among the
+        subscribers is skipped."""
+        self._subscribers = tuple(subscribers)
+        self._parts: tuple[tuple[EventSubscriber | None, ChargerObserver | None], ...] = tuple(
+            (s, None) if isinstance(s, EventSubscriber) else (None, s) for s in self._subscribers
+        )
+        self._known = frozenset(id(s) for s in self._subscribers)
+        self._late = late_observers
+        self._clock = clock
+        self._interpret = interpreter
+
+    @property
+    def subscribers(self) -> tuple[Subscriber, ...]:
+        """The subscribers, in the order they get each call's events."""
+        return self._subscribers
+
+    # ------------------------------------------------------------------ ChargerObserver
+
+    def charger_connected(self, charger_id: str) -> None:
+        event = ChargerConnected(charger_id=charger_id, at=self._clock())
+        self._deliver((event,), lambda o: o.charger_connected(charger_id))
+
+    def charger_disconnected(self, charger_id: str) -> None:
+        event = ChargerDisconnected(charger_id=charger_id, at=self._clock())
+        self._deliver((event,), lambda o: o.charger_disconnected(charger_id))
+
+    def charger_exchanged(
+        self, charger_id: str, action: str, request: JsonDict, response: JsonDict
+    ) -> None:
+        at = self._clock()
+        try:
+            events = self._interpret(charger_id, action, request, response, at)
+        except Exception:  # interpret is total; should it ever fail, the call is still heard
+            log.exception("%s: %s could not be interpreted", charger_id, action)
+            events = (CallExchanged(charger_id=charger_id, at=at, action=action),)
+        self._deliver(events, lambda o: o.charger_exchanged(charger_id, action, request, response))
+
+    # ------------------------------------------------------------------ delivery
+
+    def _deliver(
+        self, events: tuple[Event, ...], legacy: Callable[[ChargerObserver], None]
+    ) -> None:
+        for subscriber, observer in self._parts:
+            if subscriber is not None:
+                self._hand(subscriber, events)
+            elif observer is not None:
+                self._call_legacy(observer, legacy, events[0].charger_id)
+        for late in tuple(self._late):
+            if id(late) in self._known:
+                continue
+            if isinstance(late, EventSubscriber):
+                self._hand(late, events)
+            else:
+                self._call_legacy(late, legacy, events[0].charger_id)
+
+    @staticmethod
+    def _hand(subscriber: EventSubscriber, events: tuple[Event, ...]) -> None:
+        for event in events:
+            try:
+                subscriber.handle(event)
+            except Exception:  # one part's bug must not reach the relay or the others
+                log.exception(
+                    "%s: %r failed on %s", event.charger_id, subscriber, type(event).__name__
+                )
+
+    @staticmethod
+    def _call_legacy(
+        observer: ChargerObserver, legacy: Callable[[ChargerObserver], None], charger_id: str
+    ) -> None:
+        try:
+            legacy(observer)
+        except Exception:
+            log.exception("%s: charger observer %r failed", charger_id, observer)

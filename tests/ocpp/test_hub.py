@@ -1,0 +1,194 @@
+"""The event hub: one reading per call, delivered in the composed order, whatever fails."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from edgegw.auth.learn import CardLearner
+from edgegw.auth.pushready import PushWhenReady
+from edgegw.commission.observer import CommissionObserver
+from edgegw.energy.sampling import MeterSampling
+from edgegw.livestate import LiveState
+from edgegw.ocpp.events import (
+    CallExchanged,
+    ChargerBooted,
+    ChargerConnected,
+    ChargerDisconnected,
+    Event,
+)
+from edgegw.ocpp.hub import EventHub
+from edgegw.sim.charger import SimCharger
+from edgegw.sim.meter import SimMeter
+from tests.conftest import GatewayFactory, gateway_url
+
+BOOT = ({"chargePointVendor": "V", "chargePointModel": "M"}, {"status": "Accepted"})
+
+
+class Recorder:
+    def __init__(self, name: str, log: list[tuple[str, str]], *, fail: bool = False) -> None:
+        self.name, self.log, self.fail = name, log, fail
+
+    def handle(self, event: Event) -> None:
+        self.log.append((self.name, type(event).__name__))
+        if self.fail:
+            raise RuntimeError(f"{self.name} is broken")
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class OldObserver:
+    """A part not moved to events yet (TRANSITION)."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    def charger_connected(self, charger_id: str) -> None:
+        self.log.append(("old", "connected", charger_id))
+
+    def charger_disconnected(self, charger_id: str) -> None:
+        self.log.append(("old", "disconnected", charger_id))
+
+    def charger_exchanged(
+        self, charger_id: str, action: str, request: dict[str, Any], response: dict[str, Any]
+    ) -> None:
+        self.log.append(("old", action, request))
+
+
+def test_each_subscriber_gets_a_calls_events_in_the_composed_order() -> None:
+    seen: list[tuple[str, str]] = []
+    hub = EventHub([Recorder("a", seen), Recorder("b", seen)], clock=lambda: 7.0)
+    hub.charger_connected("CP1")
+    hub.charger_exchanged("CP1", "BootNotification", *BOOT)
+    hub.charger_disconnected("CP1")
+    assert seen == [
+        ("a", "ChargerConnected"),
+        ("b", "ChargerConnected"),
+        ("a", "CallExchanged"),
+        ("a", "ChargerBooted"),
+        ("b", "CallExchanged"),
+        ("b", "ChargerBooted"),
+        ("a", "ChargerDisconnected"),
+        ("b", "ChargerDisconnected"),
+    ]
+
+
+def test_events_carry_the_charger_and_the_hubs_clock() -> None:
+    got: list[Event] = []
+
+    class Keep:
+        def handle(self, event: Event) -> None:
+            got.append(event)
+
+    hub = EventHub([Keep()], clock=lambda: 7.0)
+    hub.charger_connected("CP1")
+    hub.charger_exchanged("CP1", "BootNotification", *BOOT)
+    hub.charger_disconnected("CP1")
+    assert got[0] == ChargerConnected(charger_id="CP1", at=7.0)
+    assert got[1] == CallExchanged(charger_id="CP1", at=7.0, action="BootNotification")
+    assert isinstance(got[2], ChargerBooted) and got[2].accepted and got[2].at == 7.0
+    assert got[3] == ChargerDisconnected(charger_id="CP1", at=7.0)
+
+
+def test_a_failing_subscriber_is_logged_and_the_others_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[tuple[str, str]] = []
+    hub = EventHub([Recorder("broken", seen, fail=True), Recorder("fine", seen)])
+    with caplog.at_level(logging.ERROR, logger="edgegw.ocpp.hub"):
+        hub.charger_exchanged("CP1", "BootNotification", *BOOT)  # must not raise
+    # the broken part still gets every event of the call, and so does the next one
+    assert seen == [
+        ("broken", "CallExchanged"),
+        ("broken", "ChargerBooted"),
+        ("fine", "CallExchanged"),
+        ("fine", "ChargerBooted"),
+    ]
+    failures = [r for r in caplog.records if "broken failed" in r.getMessage()]
+    assert len(failures) == 2 and all(r.exc_info for r in failures)
+
+
+def test_an_interpreter_failure_still_delivers_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def broken(*_args: Any) -> tuple[Event, ...]:
+        raise ValueError("bug")
+
+    hub = EventHub([Recorder("a", seen)], interpreter=broken)
+    with caplog.at_level(logging.ERROR, logger="edgegw.ocpp.hub"):
+        hub.charger_exchanged("CP1", "MeterValues", {}, {})
+    assert seen == [("a", "CallExchanged")]
+    assert any("could not be interpreted" in r.getMessage() for r in caplog.records)
+
+
+def test_an_old_style_observer_is_called_with_the_raw_call_in_its_place() -> None:
+    """TRANSITION: until every part consumes events."""
+    seen: list[Any] = []
+    hub = EventHub([Recorder("a", seen), OldObserver(seen), Recorder("b", seen)])
+    hub.charger_connected("CP1")
+    hub.charger_exchanged("CP1", "Heartbeat", {}, {"currentTime": "x"})
+    hub.charger_disconnected("CP1")
+    assert seen == [
+        ("a", "ChargerConnected"),
+        ("old", "connected", "CP1"),
+        ("b", "ChargerConnected"),
+        ("a", "CallExchanged"),
+        ("old", "Heartbeat", {}),
+        ("b", "CallExchanged"),
+        ("a", "ChargerDisconnected"),
+        ("old", "disconnected", "CP1"),
+        ("b", "ChargerDisconnected"),
+    ]
+
+
+def test_late_observers_come_after_the_subscribers_and_never_twice() -> None:
+    """TRANSITION: ``Gateway.observers`` as a live view, after the hub's own parts."""
+    seen: list[Any] = []
+    a = Recorder("a", seen)
+    late: list[Any] = []
+    hub = EventHub([a], late_observers=late)
+    late.extend([a, Recorder("late", seen), OldObserver(seen)])  # after the hub was built
+    hub.charger_connected("CP1")
+    assert seen == [
+        ("a", "ChargerConnected"),
+        ("late", "ChargerConnected"),
+        ("old", "connected", "CP1"),
+    ]
+
+
+async def test_the_daemon_composes_its_parts_in_the_stated_order(
+    make_gateway: GatewayFactory, meter: SimMeter
+) -> None:
+    gateway = await make_gateway(
+        chargers=[{"id": "CP1", "max_current_a": 16}],
+        site={"limit_a": 40},
+        auth={"push_local_list": True, "unknown_cards": "accept"},
+        buses={"main": {"transport": "tcp", "host": "127.0.0.1", "port": meter.port}},
+        meters=[{"profile": "eastron-sdm630", "poll_interval": 0.5}],
+    )
+    hub = gateway.hub
+    assert hub is not None
+    kinds = [type(part) for part in hub.subscribers]
+    assert kinds == [
+        CommissionObserver,
+        LiveState,
+        PushWhenReady,
+        type(gateway.controller),
+        MeterSampling,
+        CardLearner,
+    ]
+    assert hub.subscribers[3] is gateway.controller
+    assert hub.subscribers[4] is gateway.sampling
+    assert gateway.learn_ops is not None and hub.subscribers[5] is gateway.learn_ops.learner
+    # every part sees a real charger through the hub, the list pusher after the boot
+    assert gateway.list_pusher is not None and gateway.sampling is not None
+    async with SimCharger("CP1", gateway_url(gateway), connectors=1) as cp:
+        await cp.boot()
+        await gateway.list_pusher.wait_idle("CP1")
+        await gateway.sampling.wait_configured("CP1")
+    observer = hub.subscribers[0]
+    assert isinstance(observer, CommissionObserver)
+    assert observer.seen("CP1", ["BootNotification"])
