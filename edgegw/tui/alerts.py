@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgegw.cli.output import plural
-from edgegw.tui.model import Snapshot
+from edgegw.tui.model import LiveSnapshot
 from edgegw.tui.text import duration, number
 
 REFUSED_WINDOW_S = 600.0
@@ -37,7 +37,7 @@ class Alert:
 
 
 def site_alerts(
-    snapshot: Snapshot | None, events: Iterable[Mapping[str, Any]], now: float
+    snapshot: LiveSnapshot | None, events: Iterable[Mapping[str, Any]], now: float
 ) -> list[Alert]:
     """The alerts, most serious first."""
     if snapshot is None:

@@ -3,7 +3,8 @@
 Six pages, switched with F1-F6 (or 1-6): Dashboard, Chargers, Sessions, Cards, Energy,
 Events. Each page's actions are letters shown in the footer; every action that changes
 something asks first. The site picture is pushed by the daemon (topic ``live``, at most twice
-a second) and polled every few seconds as a safety net, so the dashboard follows the site
+a second) and polled every few seconds as a safety net (a textual interval timer; the fetches
+run as textual workers), so the dashboard follows the site
 without anyone pressing a key. While the daemon cannot be reached a full-screen notice says so,
 and goes away by itself when the daemon is back.
 
@@ -13,14 +14,14 @@ independently refuses its admin ops to users other than root and its own.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from datetime import tzinfo
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, ClassVar
 
+from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.content import Content
@@ -37,7 +38,7 @@ from edgegw.tui.dashboard import DashboardView
 from edgegw.tui.energy import EnergyView
 from edgegw.tui.events import EventsView
 from edgegw.tui.link import Backend, LinkState
-from edgegw.tui.model import SiteData, Snapshot, parse_snapshot, snapshot_from_status
+from edgegw.tui.model import LiveSnapshot, SiteData, SnapshotMismatch, mismatch_text, read_snapshot
 from edgegw.tui.notrunning import NotRunningScreen
 from edgegw.tui.sessions import SessionsView
 from edgegw.tui.text import Glyphs, glyphs_for
@@ -56,10 +57,6 @@ PAGES: tuple[tuple[str, type[View]], ...] = (
 
 class NavBar(Static):
     """The page list with the current page in brackets, and the mode on the right."""
-
-    DEFAULT_CSS = """
-    NavBar { height: 1; background: $panel; color: $text; }
-    """
 
     def show(self, current: str, note: str) -> None:
         parts = []
@@ -136,26 +133,8 @@ class CaretakerApp(App[None]):
 
     TITLE = "edgegw"
     ENABLE_COMMAND_PALETTE = False
-    CSS = """
-    Screen { background: $background; }
-    MainScreen { overflow: hidden hidden; }
-    ChoiceDialog, FormDialog, NoticeDialog, LearnDialog, ChargerPicker {
-        align: center middle;
-    }
-    MainScreen #pages { height: 1fr; }
-    MainScreen #pages > View { height: 1fr; }
-    /* The Linux console's fonts lack the half-block characters of textual's own frames. */
-    App.-ascii Input { border: ascii $border-blurred; }
-    App.-ascii Input:focus { border: ascii $border; }
-    App.-ascii Button { border: none; height: 1; margin: 0 1; }
-    App.-ascii .dialog { border: ascii $error; }
-    App.-ascii .dialog.-calm { border: ascii $primary; }
-    App.-ascii NotRunningScreen #down-box { border: ascii $error; }
-    App.-ascii #charger-details { border-top: ascii $secondary; }
-    App.-ascii #decision-table { border-top: ascii $secondary; }
-    .st-charging { color: $success; }
-    .st-fault { color: $error; }
-    """
+    CSS_PATH: ClassVar[list[str | PurePath]] = ["dialogs.tcss", "pages.tcss", "app.tcss"]
+    """Loaded in this order; app.tcss last, so its rules win ties (the ASCII frames)."""
 
     def __init__(
         self,
@@ -198,7 +177,7 @@ class CaretakerApp(App[None]):
         if self.backend.state is not LinkState.UP:
             self._show_down(self.backend.state, self.backend.problem)
         self.tasks.spawn(self.backend.run(self), "daemon-link")
-        self.tasks.spawn(self._poll_loop(), "poll")
+        self.set_interval(self.poll_interval, self._poll, name="poll")
 
     async def on_unmount(self) -> None:
         await self.tasks.close("tui closing")
@@ -228,7 +207,7 @@ class CaretakerApp(App[None]):
                     self.pop_screen()
                 self.down_screen = None
             if previous is not LinkState.UP:
-                self.tasks.spawn(self._connected(), "connected")
+                self._connected()
             return
         self._show_down(state, problem)
 
@@ -243,6 +222,7 @@ class CaretakerApp(App[None]):
             self.push_screen(self.down_screen)
         self.down_screen.show_state(state, problem, attempts)
 
+    @work(exclusive=True, group="connected", name="connected")
     async def _connected(self) -> None:
         """Fresh connection: learn the version, the whole picture, the recent events."""
         ctx = self.ctx
@@ -268,37 +248,56 @@ class CaretakerApp(App[None]):
     async def fetch_snapshot(self) -> None:
         """The site picture by request (the pushed one is preferred; this is the safety net)."""
         backend = self.backend
-        if backend.has("live.snapshot"):
-            self._take_snapshot(await backend.call("live.snapshot"))
+        if not backend.has("live.snapshot"):
+            self._mismatch("the daemon has no 'live.snapshot' op")
             return
-        status = await backend.call("status")
-        sync = await backend.call("sync.status")
-        self._set_snapshot(snapshot_from_status(status, sync, self.ctx.clock()))
+        self._take_snapshot(await backend.call("live.snapshot"))
 
     def _take_snapshot(self, data: Any) -> None:
+        try:
+            snapshot = read_snapshot(data)
+        except SnapshotMismatch as exc:
+            self._mismatch(str(exc))
+            return
         self._last_push = self.ctx.clock()
-        self._set_snapshot(parse_snapshot(data))
+        self._set_snapshot(snapshot)
 
-    def _set_snapshot(self, snapshot: Snapshot) -> None:
+    def _set_snapshot(self, snapshot: LiveSnapshot) -> None:
         data = self.ctx.data
         now = self.ctx.clock()
         data.snapshot = snapshot
+        data.mismatch = None
         data.updated_at = now
         data.history.add(now, snapshot.site.current_a, snapshot.site.ev_current_a)
         self.schedule_refresh()
 
-    async def _poll_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            if self.link_state is not LinkState.UP:
-                continue
-            try:
-                last = self._last_push
-                if last is None or self.ctx.clock() - last > 2 * self.poll_interval:
-                    await self.fetch_snapshot()
-            except ControlClientError as exc:
-                log.debug("poll failed: %s", exc)
-            self.main.current.poll()
+    def _mismatch(self, problem: str) -> None:
+        """The daemon's snapshot is not this TUI's: say so once, show no stale picture."""
+        data = self.ctx.data
+        text = mismatch_text(problem, data.version)
+        data.snapshot = None
+        if text != data.mismatch:
+            data.mismatch = text
+            log.warning("%s", text)
+            self.notify(text, title="Version mismatch", severity="error", timeout=30)
+        self.schedule_refresh()
+
+    def _poll(self) -> None:
+        """The safety net's tick: fetch the picture when no push came for a while, and let
+        the page shown poll what it shows."""
+        if self.link_state is not LinkState.UP:
+            return
+        last = self._last_push
+        if last is None or self.ctx.clock() - last > 2 * self.poll_interval:
+            self._poll_snapshot()
+        self.main.current.poll()
+
+    @work(exclusive=True, group="poll", name="poll-snapshot")
+    async def _poll_snapshot(self) -> None:
+        try:
+            await self.fetch_snapshot()
+        except ControlClientError as exc:
+            log.debug("poll failed: %s", exc)
 
     # ------------------------------------------------------------ refreshing
 

@@ -34,11 +34,6 @@ def describe(card: dict[str, Any]) -> str:
 
 class CardsView(View):
     TITLE = "Cards"
-    DEFAULT_CSS = """
-    CardsView #card-search { height: 3; }
-    CardsView #card-table { height: 1fr; }
-    CardsView #card-note { height: 1; color: $text-muted; }
-    """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("slash", "search", "Search"),
         Binding("escape", "leave_search", "Leave search", show=False),

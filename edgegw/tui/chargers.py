@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Input, Static
 from edgegw.cli.output import plural
 from edgegw.tui.base import View, selected_key, sync_table
 from edgegw.tui.dialogs import Field, FormDialog, NoticeDialog
-from edgegw.tui.model import ChargerView
+from edgegw.tui.model import ChargerLive
 from edgegw.tui.picker import PickItem
 from edgegw.tui.text import ago, amps, clock_time, duration, kwh, phase_max, short, status_word
 
@@ -40,11 +40,6 @@ NEEDS_CONTROLLER = {
 
 class ChargersView(View):
     TITLE = "Chargers"
-    DEFAULT_CSS = """
-    ChargersView #charger-filter { height: 3; }
-    ChargersView #charger-table { height: 1fr; min-height: 5; }
-    ChargersView #charger-details { height: 1fr; min-height: 6; border-top: solid $secondary; }
-    """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("s", "stop_session", "Stop session"),
         Binding("u", "unlock", "Unlock"),
@@ -130,7 +125,7 @@ class ChargersView(View):
         if isinstance(self.app.focused, Input):
             self.query_one("#charger-table", DataTable).focus()
 
-    def selected(self) -> ChargerView | None:
+    def selected(self) -> ChargerLive | None:
         snapshot = self.ctx.data.snapshot
         key = selected_key(self.query_one("#charger-table", DataTable))
         if snapshot is None or key is None:
@@ -145,7 +140,7 @@ class ChargersView(View):
             return
         text.update("\n".join(self.details(charger)))
 
-    def details(self, c: ChargerView) -> list[str]:
+    def details(self, c: ChargerLive) -> list[str]:
         now = self.ctx.clock()
         state = status_word(c.status)
         if c.connected:
@@ -184,7 +179,7 @@ class ChargersView(View):
         lines.append(self._actions_line(c))
         return lines
 
-    def _actions_line(self, c: ChargerView) -> str:
+    def _actions_line(self, c: ChargerLive) -> str:
         if self.ctx.view_only:
             why = "read-only mode" if self.ctx.read_only else "this user may only look"
             return f"View only ({why}): no actions."
@@ -208,7 +203,7 @@ class ChargersView(View):
 
     # ------------------------------------------------------------ actions
 
-    def _target(self, op: str, what: str) -> ChargerView | None:
+    def _target(self, op: str, what: str) -> ChargerLive | None:
         if self.blocked(op, what):
             return None
         charger = self.selected()

@@ -24,7 +24,7 @@ from edgegw.cli.output import plural
 from edgegw.tui.alerts import site_alerts
 from edgegw.tui.base import View
 from edgegw.tui.context import TuiContext
-from edgegw.tui.model import ChargerView, Phases, SiteView, Snapshot
+from edgegw.tui.model import ChargerLive, LiveSnapshot, Phases, SiteLive
 from edgegw.tui.text import (
     Glyphs,
     ago,
@@ -59,29 +59,13 @@ CLOUD_WORDS = {
 class ChargerTile(Static):
     """One charger: its id and label on the frame, state and numbers inside."""
 
-    DEFAULT_CSS = f"""
-    ChargerTile {{
-        width: {TILE_WIDTH};
-        height: 4;
-        border: round $secondary;
-        padding: 0 1;
-    }}
-    ChargerTile.-ascii {{
-        border: ascii $secondary;
-    }}
-    ChargerTile.st-charging {{ border: round $success; }}
-    ChargerTile.st-fault {{ border: heavy $error; }}
-    ChargerTile.st-off {{ color: $text-muted; }}
-    ChargerTile.-ascii.st-charging {{ border: ascii $success; }}
-    ChargerTile.-ascii.st-fault {{ border: ascii $error; }}
-    """
-
     def __init__(self, charger_id: str, *, ascii_frame: bool) -> None:
         super().__init__(markup=False, classes="-ascii" if ascii_frame else "")
+        self.styles.width = TILE_WIDTH  # the layout's one number (pages.tcss has the rest)
         self.charger_id = charger_id
         self._state_class = ""
 
-    def show(self, charger: ChargerView, now: float) -> None:
+    def show(self, charger: ChargerLive, now: float) -> None:
         self.border_title = short(
             charger.id + (f" {charger.label}" if charger.label else ""), TILE_WIDTH - 4
         )
@@ -94,7 +78,7 @@ class ChargerTile(Static):
         self.update(Content("\n".join(tile_lines(charger, now))))
 
 
-def tile_lines(charger: ChargerView, now: float) -> list[str]:
+def tile_lines(charger: ChargerLive, now: float) -> list[str]:
     """The two lines inside a tile, ``TILE_WIDTH - 4`` characters wide at most."""
     room = TILE_WIDTH - 4
     word = status_word(charger.status)
@@ -118,7 +102,7 @@ def tile_lines(charger: ChargerView, now: float) -> list[str]:
 
 
 def phase_lines(
-    site: SiteView,
+    site: SiteLive,
     history: Sequence[tuple[float, Phases | None]],
     now: float,
     width: int,
@@ -155,7 +139,7 @@ def _num(value: float | None) -> str:
     return "--" if value is None else f"{value:5.1f}"
 
 
-def summary_lines(site: SiteView, snapshot: Snapshot, now: float, tz: tzinfo | None) -> list[str]:
+def summary_lines(site: SiteLive, now: float, tz: tzinfo | None) -> list[str]:
     meter = site.meter
     if meter is None:
         meter_text = "no site meter"
@@ -176,22 +160,11 @@ def summary_lines(site: SiteView, snapshot: Snapshot, now: float, tz: tzinfo | N
         f"Chargers {site.chargers_connected}/{site.chargers_total} online, "
         f"{plural(site.sessions_active, 'session')} | updated {clock_time(site.at, tz, now)}"
     )
-    if snapshot.source != "live":
-        line3 += " | (older daemon: no live currents)"
     return [line1, line2, line3]
 
 
 class DashboardView(View):
     TITLE = "Dashboard"
-    DEFAULT_CSS = """
-    DashboardView #phases { height: 3; }
-    DashboardView #summary { height: auto; color: $text; margin-bottom: 0; }
-    DashboardView #tiles { height: 1fr; min-height: 4; }
-    DashboardView #tile-grid { grid-gutter: 0 1; height: auto; }
-    DashboardView #alerts { height: auto; max-height: 6; border-top: solid $secondary; }
-    DashboardView #alerts.-ascii { border-top: ascii $secondary; }
-    DashboardView #alerts.-alarm { color: $error; text-style: bold; }
-    """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("p", "retry_parked", "Retry parked"),
     ]
@@ -234,7 +207,7 @@ class DashboardView(View):
         phases = self.query_one("#phases", Static)
         summary = self.query_one("#summary", Static)
         if snapshot is None:
-            phases.update("Waiting for the first picture of the site ...")
+            phases.update(ctx.data.mismatch or "Waiting for the first picture of the site ...")
             summary.update("")
             return
         width = max(40, self.size.width)
@@ -242,12 +215,12 @@ class DashboardView(View):
             (at, grid if grid is not None else ev) for at, grid, ev in ctx.data.history.recent(now)
         ]
         phases.update("\n".join(phase_lines(snapshot.site, recent, now, width, ctx.glyphs)))
-        summary.update("\n".join(summary_lines(snapshot.site, snapshot, now, ctx.tz)))
+        summary.update("\n".join(summary_lines(snapshot.site, now, ctx.tz)))
         self._set_columns()
         self._show_tiles(snapshot, now)
         self._show_alerts(snapshot, now)
 
-    def _show_tiles(self, snapshot: Snapshot, now: float) -> None:
+    def _show_tiles(self, snapshot: LiveSnapshot, now: float) -> None:
         grid = self.query_one("#tile-grid", Grid)
         ids = [c.id for c in snapshot.chargers]
         if list(self._tiles) != ids:
@@ -261,7 +234,7 @@ class DashboardView(View):
         for charger in snapshot.chargers:
             self._tiles[charger.id].show(charger, now)
 
-    def _show_alerts(self, snapshot: Snapshot, now: float) -> None:
+    def _show_alerts(self, snapshot: LiveSnapshot, now: float) -> None:
         alerts = site_alerts(snapshot, self.ctx.data.live_events, now)
         widget = self.query_one("#alerts", Static)
         if not alerts:

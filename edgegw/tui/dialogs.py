@@ -24,61 +24,10 @@ from textual.widgets import Button, Input, Label, Static
 
 from edgegw.tasks import TaskOwner
 
-DIALOG_CSS = """
-.dialog {
-    width: 76;
-    max-width: 100%;
-    height: auto;
-    max-height: 100%;
-    border: thick $error;
-    background: $surface;
-    padding: 0 1;
-}
-.dialog.-calm {
-    border: thick $primary;
-}
-.dialog-title {
-    text-style: bold;
-    width: 100%;
-    content-align: center middle;
-    margin-bottom: 1;
-}
-.dialog-body {
-    width: 100%;
-    margin-bottom: 1;
-}
-.dialog-buttons {
-    height: auto;
-    width: 100%;
-    align: center middle;
-}
-.dialog-buttons Button {
-    margin: 0 1;
-    min-width: 12;
-}
-.form-row {
-    height: auto;
-}
-.form-row Label {
-    width: 18;
-    padding: 1 1 0 0;
-}
-.form-row Input {
-    width: 1fr;
-}
-.form-error {
-    width: 100%;
-    height: auto;
-    color: $error;
-    text-style: bold;
-}
-"""
-
 
 class ChoiceDialog(ModalScreen[str | None]):
     """A question: returns the chosen answer's value, or None for Cancel."""
 
-    DEFAULT_CSS = DIALOG_CSS
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("n", "cancel", "Cancel", show=False),
@@ -170,7 +119,6 @@ class FormDialog(ModalScreen[dict[str, str] | None]):
     values kept, and the named field focused, so a typo is corrected rather than typed again.
     """
 
-    DEFAULT_CSS = DIALOG_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
@@ -269,7 +217,6 @@ class FormDialog(ModalScreen[dict[str, str] | None]):
 class NoticeDialog(ModalScreen[None]):
     """Something the caretaker must read (why an action is not possible); any key closes."""
 
-    DEFAULT_CSS = DIALOG_CSS
     BINDINGS = [
         Binding("escape", "close", "Close"),
         Binding("enter", "close", "Close", show=False),

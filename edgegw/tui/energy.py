@@ -47,11 +47,6 @@ SOURCE_WORDS: Mapping[str, str] = {
 
 class EnergyView(View):
     TITLE = "Energy"
-    DEFAULT_CSS = """
-    EnergyView #energy-head { height: auto; color: $text-muted; }
-    EnergyView #energy-chart { height: auto; }
-    EnergyView #decision-table { height: 1fr; min-height: 4; border-top: solid $secondary; }
-    """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("g", "reload", "Reload")
     ]

@@ -63,10 +63,6 @@ def live_event_text(event: Mapping[str, Any]) -> str:
 
 class EventsView(View):
     TITLE = "Events"
-    DEFAULT_CSS = """
-    EventsView #event-table { height: 1fr; }
-    EventsView #event-note { height: 1; color: $text-muted; }
-    """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("g", "reload", "Reload")
     ]

@@ -19,7 +19,6 @@ from textual.widgets import Button, Static
 
 from edgegw.control.client import ControlClientError, RemoteError
 from edgegw.tui.context import TuiContext
-from edgegw.tui.dialogs import DIALOG_CSS
 
 LEARN_TIMEOUT_S = 60.0
 
@@ -27,7 +26,6 @@ LEARN_TIMEOUT_S = 60.0
 class LearnDialog(ModalScreen[dict[str, Any] | None]):
     """Returns the ``cards.learn`` answer, or None when cancelled or failed."""
 
-    DEFAULT_CSS = DIALOG_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, ctx: TuiContext, charger_id: str, timeout: float = LEARN_TIMEOUT_S):

@@ -21,30 +21,6 @@ from edgegw.tui.link import LinkState
 
 
 class NotRunningScreen(Screen[None]):
-    DEFAULT_CSS = """
-    NotRunningScreen {
-        align: center middle;
-        background: $error 30%;
-    }
-    NotRunningScreen #down-box {
-        width: 78;
-        max-width: 100%;
-        height: auto;
-        border: double $error;
-        background: $surface;
-        padding: 1 2;
-    }
-    NotRunningScreen.-connecting #down-box {
-        border: double $primary;
-    }
-    NotRunningScreen #down-title {
-        width: 100%;
-        content-align: center middle;
-        text-style: bold reverse;
-        margin-bottom: 1;
-    }
-    NotRunningScreen #down-body { width: 100%; }
-    """
     BINDINGS = [
         Binding("r", "retry", "Try again now"),
         Binding("q", "app.quit", "Quit"),

@@ -22,8 +22,7 @@ from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from edgegw.cli.output import plural
-from edgegw.tui.dialogs import DIALOG_CSS
-from edgegw.tui.model import ChargerView
+from edgegw.tui.model import ChargerLive
 from edgegw.tui.text import short, status_word
 
 
@@ -46,22 +45,13 @@ class PickItem:
         )
 
 
-def pick_items(chargers: Sequence[ChargerView]) -> list[PickItem]:
+def pick_items(chargers: Sequence[ChargerLive]) -> list[PickItem]:
     return [PickItem(c.id, c.label, status_word(c.status)) for c in chargers]
 
 
 class ChargerPicker(ModalScreen[str | None]):
     """Returns the picked charger's id, or None when cancelled."""
 
-    DEFAULT_CSS = (
-        DIALOG_CSS
-        + """
-    ChargerPicker .dialog { height: 90%; }
-    ChargerPicker #pick-filter { width: 100%; }
-    ChargerPicker #pick-list { height: 1fr; min-height: 3; }
-    ChargerPicker #pick-note { height: 1; color: $text-muted; }
-    """
-    )
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("down", "move(1)", "Next", show=False),

@@ -53,12 +53,6 @@ CSV_COLUMNS = (
 
 class SessionsView(View):
     TITLE = "Sessions"
-    DEFAULT_CSS = """
-    SessionsView #session-filters { height: 3; }
-    SessionsView #session-filters Input { width: 1fr; }
-    SessionsView #session-table { height: 1fr; }
-    SessionsView #session-note { height: 1; color: $text-muted; }
-    """
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         Binding("slash", "filter", "Filter"),
         Binding("escape", "leave_filter", "Leave filter", show=False),

@@ -12,6 +12,15 @@ from datetime import UTC
 from typing import Any
 
 from edgegw.control.client import RemoteError
+from edgegw.live.snapshot import (
+    ChargerLive,
+    ConnectorLive,
+    LiveSnapshot,
+    MeterLive,
+    Phases,
+    SessionLive,
+    SiteLive,
+)
 from edgegw.tui.link import LinkListener, LinkState, OpUnavailable
 
 NOW = 1_767_261_600.0  # 2026-01-01 10:00:00 UTC
@@ -27,109 +36,106 @@ def _charger(
     *,
     connected: bool = True,
     current: float = 0.0,
-    session: dict[str, Any] | None = None,
+    session: SessionLive | None = None,
     energy_wh: float | None = None,
     faults: tuple[str, ...] = (),
     flags: tuple[str, ...] = (),
     enabled: bool | None = True,
-) -> dict[str, Any]:
-    phases = [current, current, current] if connected else None
-    return {
-        "id": charger_id,
-        "label": label,
-        "connected": connected,
-        "status": status,
-        "enabled": enabled,
-        "cloud_link": "online" if connected else "charger offline",
-        "vendor": "edgegw-sim",
-        "model": "SimCharger",
-        "firmware": "sim-1.0",
-        "current_a": phases,
-        "power_w": current * 230 * 3 if connected else None,
-        "energy_wh": energy_wh,
-        "sessions_active": 1 if session else 0,
-        "connectors": [
-            {
-                "connector_id": 1,
-                "status": status if connected else None,
-                "error_code": "NoError",
-                "info": None,
-                "vendor_error_code": None,
-                "status_at": NOW - 600,
-                "current_a": phases,
-                "power_w": None,
-                "limit_a": 16.0 if session else None,
-                "session": session,
-            }
-        ],
-        "faults": list(faults),
-        "flags": list(flags),
-        "last_seen": NOW - (5 if connected else 7200),
-        "connected_since": NOW - 8100 if connected else None,
-    }
+) -> ChargerLive:
+    phases: Phases | None = (current, current, current) if connected else None
+    return ChargerLive(
+        id=charger_id,
+        label=label,
+        connected=connected,
+        status=status,
+        enabled=enabled,
+        cloud_link="online" if connected else "charger offline",
+        vendor="edgegw-sim",
+        model="SimCharger",
+        firmware="sim-1.0",
+        current_a=phases,
+        power_w=current * 230 * 3 if connected else None,
+        energy_wh=energy_wh,
+        sessions_active=1 if session else 0,
+        connectors=(
+            ConnectorLive(
+                connector_id=1,
+                status=status if connected else None,
+                error_code="NoError",
+                info=None,
+                vendor_error_code=None,
+                status_at=NOW - 600,
+                current_a=phases,
+                power_w=None,
+                limit_a=16.0 if session else None,
+                session=session,
+            ),
+        ),
+        faults=faults,
+        flags=flags,
+        last_seen=NOW - (5 if connected else 7200),
+        connected_since=NOW - 8100 if connected else None,
+        serial=None,
+    )
+
+
+def site_live(chargers: int = 4, connected: int = 3) -> SiteLive:
+    return SiteLive(
+        at=NOW,
+        limit_a=(32.0, 32.0, 32.0),
+        margin_a=2.0,
+        mode="normal",
+        current_a=(24.5, 18.0, 35.2),
+        power_w=17800.0,
+        energy_import_wh=1_234_000.0,
+        meter=MeterLive(name="grid", health="ok", ok=True, age_s=1.0, last_error=None),
+        ev_current_a=(16.0, 16.0, 16.0),
+        ev_power_w=11040.0,
+        cloud="degraded",
+        cloud_online=False,
+        links={"online": 2, "offline": 1},
+        sync_queued=12,
+        sync_parked=1,
+        sync_oldest_age_s=420.0,
+        chargers_total=chargers,
+        chargers_connected=connected,
+        sessions_active=1,
+    )
 
 
 def site_snapshot() -> dict[str, Any]:
-    alice = {
-        "transaction_id": 17,
-        "id_tag": "04A1B2C3",
-        "owner": "Alice Martin",
-        "id_tag_status": "Accepted",
-        "started_at": NOW - 3000,
-        "meter_start_wh": 1000.0,
-        "energy_wh": 4210.0,
-    }
-    return {
-        "site": {
-            "at": NOW,
-            "limit_a": [32.0, 32.0, 32.0],
-            "margin_a": 2.0,
-            "mode": "normal",
-            "current_a": [24.5, 18.0, 35.2],
-            "power_w": 17800.0,
-            "energy_import_wh": 1_234_000.0,
-            "meter": {
-                "name": "grid",
-                "health": "ok",
-                "ok": True,
-                "age_s": 1.0,
-                "last_error": None,
-            },
-            "ev_current_a": [16.0, 16.0, 16.0],
-            "ev_power_w": 11040.0,
-            "cloud": "degraded",
-            "cloud_online": False,
-            "links": {"online": 2, "offline": 1},
-            "sync_queued": 12,
-            "sync_parked": 1,
-            "sync_oldest_age_s": 420.0,
-            "chargers_total": 4,
-            "chargers_connected": 3,
-            "sessions_active": 1,
-        },
-        "chargers": [
-            _charger("CP1", "Bay 1", "Charging", current=16.0, session=alice, energy_wh=4210.0),
-            _charger("CP2", "Bay 2", "Available"),
-            _charger(
-                "CP3",
-                "Bay 3",
-                "Faulted",
-                faults=("connector 1: GroundFailure",),
-                flags=("ignores_limit",),
-            ),
-            _charger("CP4", "Visitors", "Offline", connected=False, enabled=None),
-        ],
-    }
+    """The fixed site, as ``live.snapshot`` answers: built with the daemon's own snapshot
+    types (``tests/tui/test_contract.py`` ties them to a real live state's)."""
+    alice = SessionLive(
+        transaction_id=17,
+        id_tag="04A1B2C3",
+        owner="Alice Martin",
+        id_tag_status="Accepted",
+        started_at=NOW - 3000,
+        meter_start_wh=1000.0,
+        energy_wh=4210.0,
+    )
+    chargers = (
+        _charger("CP1", "Bay 1", "Charging", current=16.0, session=alice, energy_wh=4210.0),
+        _charger("CP2", "Bay 2", "Available"),
+        _charger(
+            "CP3",
+            "Bay 3",
+            "Faulted",
+            faults=("connector 1: GroundFailure",),
+            flags=("ignores_limit",),
+        ),
+        _charger("CP4", "Visitors", "Offline", connected=False, enabled=None),
+    )
+    return LiveSnapshot(site_live(), chargers).as_dict()
 
 
 def many_chargers(count: int) -> dict[str, Any]:
     """The fixed site of the snapshot tests with ``count`` online chargers, labelled by floor."""
-    snapshot = site_snapshot()
-    snapshot["chargers"] = [
+    chargers = tuple(
         _charger(f"CP-{n:03d}", f"Level {n % 3} bay {n}", "Available") for n in range(1, count + 1)
-    ]
-    snapshot["site"]["chargers_total"] = snapshot["site"]["chargers_connected"] = count
-    return snapshot
+    )
+    return LiveSnapshot(site_live(count, count), chargers).as_dict()
 
 
 def live_events() -> list[dict[str, Any]]:

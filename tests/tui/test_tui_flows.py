@@ -15,7 +15,7 @@ from edgegw.tui.dialogs import FormDialog, NoticeDialog
 from edgegw.tui.picker import ChargerPicker
 from edgegw.tui.text import UNICODE
 from tests.tui.conftest import text_of, until
-from tests.tui.fakes import NOW, TZ, FakeBackend, default_answers, ops_listing
+from tests.tui.fakes import NOW, TZ, FakeBackend, default_answers, ops_listing, site_snapshot
 
 
 def app_on(backend: FakeBackend, **kwargs: Any) -> CaretakerApp:
@@ -47,30 +47,34 @@ async def test_an_older_daemon_without_the_action_ops_says_so() -> None:
     assert not [op for op, _ in backend.calls if op.startswith("chargers.")]
 
 
-async def test_a_daemon_without_live_ops_is_shown_from_status() -> None:
+async def test_a_daemon_of_another_version_is_said_once_in_words() -> None:
+    """A daemon whose snapshot is not this TUI's (or that has no ``live.snapshot``): one clear
+    message on the dashboard and in a notification, no half-read picture."""
     answers = default_answers()
-    answers["status"] = {
-        "version": "0.1",
-        "cloud": None,
-        "chargers": [{"id": "CP1", "connected": True, "cloud_link": "standalone"}],
-    }
-    answers["sync.status"] = {
-        "queued": 0,
-        "parked": 0,
-        "chargers": [
-            {"id": "CP1", "connected": True, "queued": 0, "parked": 0},
-            {"id": "CP2", "connected": False, "queued": 0, "parked": 0},
-        ],
-    }
-    listing = [o for o in ops_listing() if not o["op"].startswith("live.")]
-    listing.append({"op": "sync.status", "admin": False, "allowed": True})
-    app = app_on(FakeBackend(answers, ops=listing))
+    answers["status"] = {"version": "0.0.9", "cloud": None, "chargers": []}
+    odd = site_snapshot()
+    odd["site"]["grid_a"] = odd["site"].pop("current_a")  # a renamed field
+    answers["live.snapshot"] = odd
+    backend = FakeBackend(answers)
+    app = app_on(backend, poll_interval=0.1)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.ctx.data.snapshot is not None, "a snapshot")
-        snapshot = app.ctx.data.snapshot
-        assert snapshot is not None and snapshot.source == "status"
-        assert [(c.id, c.connected) for c in snapshot.chargers] == [("CP1", True), ("CP2", False)]
-        assert "older daemon" in text_of(app.main.query_one("#summary"))
+        await until(pilot, lambda: app.ctx.data.mismatch is not None, "the mismatch noticed")
+        assert app.ctx.data.snapshot is None
+        shown = text_of(app.main.query_one("#phases"))
+        assert "edgegw 0.0.9" in shown and "different versions" in shown
+        assert "missing current_a; unknown grid_a" in shown
+        await pilot.pause(0.3)  # polls again: still one notification
+        assert len(app._notifications) == 1
+        backend.answers["live.snapshot"] = (
+            site_snapshot()
+        )  # the daemon restarted on the new version
+        await until(pilot, lambda: app.ctx.data.snapshot is not None, "the picture back")
+        assert app.ctx.data.mismatch is None
+    listing = [o for o in ops_listing() if not o["op"].startswith("live.")]
+    app = app_on(FakeBackend(default_answers(), ops=listing))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.ctx.data.mismatch is not None, "the mismatch noticed")
+        assert "no 'live.snapshot' op" in (app.ctx.data.mismatch or "")
 
 
 async def test_a_user_without_admin_rights_gets_no_action_keys() -> None:

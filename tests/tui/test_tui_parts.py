@@ -15,7 +15,7 @@ from edgegw.tui.energy import decision_point
 from edgegw.tui.events import live_event_text
 from edgegw.tui.history import LoadHistory
 from edgegw.tui.link import DaemonLink, LinkState, NotConnected, OpUnavailable
-from edgegw.tui.model import parse_snapshot
+from edgegw.tui.model import SnapshotMismatch, read_snapshot
 from edgegw.tui.text import (
     ASCII,
     UNICODE,
@@ -51,7 +51,7 @@ def test_bars_and_sparklines_say_it_without_colour() -> None:
 
 
 def test_alerts_name_the_problem_and_the_place() -> None:
-    snapshot = parse_snapshot(site_snapshot())
+    snapshot = read_snapshot(site_snapshot())
     texts = [a.text for a in site_alerts(snapshot, live_events(), NOW)]
     assert texts[0] == "! Site load above the limit on L3"
     assert "! CP3 fault: connector 1: GroundFailure" in texts
@@ -63,18 +63,29 @@ def test_alerts_name_the_problem_and_the_place() -> None:
     assert not any("refused 3 times" in t for t in later)
 
 
-def test_odd_json_never_breaks_the_model() -> None:
-    junks: list[Any] = [
-        None,
-        [],
-        "x",
-        {"site": 3, "chargers": [1, None, {"id": 5, "current_a": 1}]},
+def test_a_snapshot_of_another_shape_is_refused_in_words() -> None:
+    """The TUI reads the daemon's snapshot with the daemon's own definition: anything else is
+    a version mismatch, said once, never half-shown."""
+    junks: list[tuple[Any, str]] = [
+        (None, "snapshot: expected an object, got null"),
+        ([], "snapshot: expected an object, got list"),
+        ({"site": {}, "chargers": []}, "snapshot.site: missing at, limit_a"),
+        ({**site_snapshot(), "extra": 1}, "snapshot: unknown extra"),
     ]
-    for junk in junks:
-        snapshot = parse_snapshot(junk)
-        assert snapshot.site.cloud == "unknown"
-    odd = parse_snapshot({"chargers": [{"id": "A", "current_a": [1, "2", None]}]})
-    assert odd.chargers[0].current_a == (1.0, None, None)
+    for junk, words in junks:
+        with pytest.raises(SnapshotMismatch) as caught:
+            read_snapshot(junk)
+        assert str(caught.value).startswith(words)
+    data = site_snapshot()
+    data["chargers"][0]["current_a"] = [1, "2", None]
+    with pytest.raises(SnapshotMismatch, match=r"chargers\[0\]\.current_a"):
+        read_snapshot(data)
+    data = site_snapshot()
+    data["chargers"][0]["connectors"][0]["session"]["transaction_id"] = "a1b2"
+    assert read_snapshot(data).chargers[0].sessions[0][1].transaction_id == "a1b2"
+    del data["site"]["links"]
+    with pytest.raises(SnapshotMismatch, match=r"snapshot\.site: missing links"):
+        read_snapshot(data)
 
 
 def test_history_keeps_the_highest_of_each_minute_for_a_day() -> None:
@@ -188,10 +199,10 @@ def test_limits_and_counts_read_as_words_not_python() -> None:
         {"event": "limit_changed", "limit_a": [20.0, 20.0, 20.0], "previous_limit_a": [32, 32, 32]}
     )
     assert text == "Site limit now 20 A (was 32 A)"
-    snapshot = parse_snapshot(site_snapshot())
-    line = summary_lines(snapshot.site, snapshot, NOW, None)
+    snapshot = read_snapshot(site_snapshot())
+    line = summary_lines(snapshot.site, NOW, None)
     assert "| limit 32 A |" in line[0] and "1 session |" in line[2]
     data = site_snapshot()
     data["site"]["limit_a"] = None
-    uncapped = parse_snapshot(data)
-    assert "| no limit |" in summary_lines(uncapped.site, uncapped, NOW, None)[0]
+    uncapped = read_snapshot(data)
+    assert "| no limit |" in summary_lines(uncapped.site, NOW, None)[0]
