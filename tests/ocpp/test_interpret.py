@@ -39,7 +39,10 @@ def sv(value: Any, measurand: str | None = None, **extra: Any) -> dict[str, Any]
 
 
 def measured(*values: dict[str, Any], tx: Any = None, connector: Any = 1) -> Measured:
-    request: dict[str, Any] = {"connectorId": connector, "meterValue": [{"sampledValue": list(values)}]}
+    request: dict[str, Any] = {
+        "connectorId": connector,
+        "meterValue": [{"sampledValue": list(values)}],
+    }
     if tx is not None:
         request["transactionId"] = tx
     (event,) = events("MeterValues", request)
