@@ -1,6 +1,6 @@
 """The live picture of the site on the control socket: ``live.snapshot`` and pushed updates.
 
-``live.snapshot`` answers with :meth:`~edgegw.livestate.LiveState.snapshot` as JSON (the
+``live.snapshot`` answers with :meth:`~edgegw.live.state.LiveState.snapshot` as JSON (the
 site: limit, meter, per-phase current, cloud link, sync backlog; per charger: status, current,
 energy of the running session, whose card). ``live.events`` lists the latest live events
 (sessions started and stopped, cards refused, meter lost ...), newest first. Both are
@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg, topic_matches
 from edgegw.control.server import ControlServer
-from edgegw.livestate import LiveChange, LiveEvent, LiveState, Scope
+from edgegw.live.changes import LiveChange, LiveEvent, Scope
+from edgegw.live.state import LiveState
 
 if TYPE_CHECKING:
     from edgegw.daemon import Gateway

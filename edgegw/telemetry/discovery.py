@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgegw import __version__
-from edgegw.livestate import CHARGER_STATUSES
+from edgegw.live.snapshot import CHARGER_STATUSES
 from edgegw.telemetry.topics import Topics, object_id
 
 JsonDict = dict[str, Any]

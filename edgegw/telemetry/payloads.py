@@ -1,4 +1,4 @@
-"""The JSON of the state topics and events, built from :mod:`edgegw.livestate` snapshots.
+"""The JSON of the state topics and events, built from :mod:`edgegw.live.snapshot` types.
 
 Flat where Home Assistant reads it: each value is a scalar whose name carries its unit
 (``current_l1_a``, ``power_w``, ``energy_wh``), so a template is ``{{ value_json.power_w }}``
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgegw.livestate import ChargerLive, ConnectorLive, LiveEvent, Phases, SiteLive
+from edgegw.live.changes import LiveEvent
+from edgegw.live.snapshot import ChargerLive, ConnectorLive, Phases, SiteLive
 
 JsonDict = dict[str, Any]
 CARD_FIELDS = frozenset({"id_tag", "owner"})

@@ -5,7 +5,7 @@ Availability is honest: the broker holds a retained last will ``offline`` on
 ``stopped`` before it disconnects. A gateway that dies, or loses its network, is ``offline``
 as soon as the broker notices.
 
-The broker is never on the relay path. :class:`~edgegw.livestate.LiveState` tells the
+The broker is never on the relay path. :class:`~edgegw.live.state.LiveState` tells the
 publisher *what* changed; the publisher only notes it (a set of dirty topics, bounded by the
 number of chargers) and wakes its own task, which renders the latest state when it sends.
 So while the broker is down or slow nothing piles up: each state topic has at most one
@@ -40,7 +40,9 @@ from typing import Any
 import aiomqtt
 
 from edgegw.config import Config
-from edgegw.livestate import ChargerLive, LiveChange, LiveEvent, LiveState, Scope
+from edgegw.live.changes import LiveChange, LiveEvent, Scope
+from edgegw.live.snapshot import ChargerLive
+from edgegw.live.state import LiveState
 from edgegw.tasks import TaskOwner
 from edgegw.telemetry.commands import (
     CommandRefused,
