@@ -81,10 +81,12 @@ _MEASURANDS: Final = {
 }
 """Measurand → (what it is, its units and their scale, the default unit)."""
 _MAX_TX_DIGITS: Final = 20
+_MAX_TX: Final = 10**_MAX_TX_DIGITS
 _MAX_MEASURANDS: Final = 64
 """Distinct measurand names kept per call (a hostile call could send thousands)."""
 
-JsonDict = Mapping[str, Any]
+JsonDict = dict[str, Any]
+"""A decoded JSON object (``json.loads`` gives dicts: checked as ``dict``, the fast check)."""
 
 
 def interpret(
@@ -93,7 +95,7 @@ def interpret(
     """The events an answered OCPP 1.6 charger call means (see the module's text)."""
     heard = CallExchanged(charger_id=charger_id, at=at, action=str(action))
     read = _READERS.get(action)
-    if read is None or not isinstance(request, Mapping) or not isinstance(response, Mapping):
+    if read is None or not isinstance(request, dict) or not isinstance(response, dict):
         return (heard,)
     return (heard, *read(charger_id, at, request, response))
 
@@ -196,17 +198,32 @@ def _meter_values(
     connector = _connector(request.get("connectorId"))
     if connector is None or connector == 0:
         return ()
-    reading = _Reading()
     entries = request.get("meterValue")
-    if isinstance(entries, list):
-        for entry in entries:
-            if isinstance(entry, Mapping):
-                values = entry.get("sampledValue")
-                if isinstance(values, list):
-                    for item in values:
-                        if isinstance(item, Mapping):
-                            reading.add(item)
-    return (reading.event(charger_id, at, connector, request.get("transactionId")),)
+    measurands, values = _samples(entries if isinstance(entries, list) else [])
+    current: tuple[float | None, float | None, float | None] | None = None
+    if ("current", 0) in values or ("current", 1) in values or ("current", 2) in values:
+        current = (
+            values.get(("current", 0)),
+            values.get(("current", 1)),
+            values.get(("current", 2)),
+        )
+    offered = values.get(("offered", _TOTAL))
+    if offered is None:
+        offered = max((values[k] for k in _PHASE_KEYS["offered"] if k in values), default=None)
+    return (
+        Measured(
+            charger_id=charger_id,
+            at=at,
+            connector=connector,
+            transaction_id=_transaction_id(request.get("transactionId")),
+            current_a=current,
+            overall_current_a=values.get(("current", _TOTAL)),
+            power_w=_summed(values, "power"),
+            energy_wh=_summed(values, "energy"),
+            offered_a=offered,
+            measurands=tuple(measurands),
+        ),
+    )
 
 
 _Reader = Callable[[str, float, JsonDict, JsonDict], tuple[Event, ...]]
@@ -223,70 +240,59 @@ _READERS: Final[Mapping[str, _Reader]] = {
 # ------------------------------------------------------------------ MeterValues
 
 
-class _Reading:
-    """The sampled values of one MeterValues call, later values winning."""
+_TOTAL: Final = -1
+"""The phase index of a value reported without a phase."""
+_PHASE_KEYS: Final = {kind: [(kind, i) for i in range(3)] for kind, _, _ in _MEASURANDS.values()}
 
-    __slots__ = ("measurands", "phased", "total")
 
-    def __init__(self) -> None:
-        self.measurands: dict[str, None] = {}
-        self.total: dict[str, float] = {}
-        self.phased: dict[str, dict[int, float]] = {}
+def _samples(entries: list[Any]) -> tuple[dict[str, None], dict[tuple[str, int], float]]:
+    """The measurands seen (in order), and each usable value by (kind, phase index or
+    :data:`_TOTAL`), later values winning. One loop with local names: this runs for every
+    MeterValues of every charger."""
+    measurands: dict[str, None] = {}
+    values: dict[tuple[str, int], float] = {}
+    known_measurands, phases, locations = _MEASURANDS, _PHASE_INDEX, LOAD_LOCATIONS
+    for entry in entries:
+        items = entry.get("sampledValue") if isinstance(entry, dict) else None
+        if not isinstance(items, list):
+            continue
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            measurand = item.get("measurand", DEFAULT_MEASURAND)
+            if not isinstance(measurand, str):
+                continue
+            if measurand not in measurands and len(measurands) < _MAX_MEASURANDS:
+                measurands[measurand] = None
+            known = known_measurands.get(measurand)
+            location = item.get("location", DEFAULT_LOCATION)
+            if known is None or not isinstance(location, str) or location not in locations:
+                continue
+            kind, units, default_unit = known
+            unit = item.get("unit", default_unit)
+            scale = units.get(unit) if isinstance(unit, str) else None
+            number = _number(item.get("value"))
+            if scale is None or number is None:
+                continue
+            phase = item.get("phase")
+            if phase is None:
+                values[kind, _TOTAL] = number * scale
+            elif isinstance(phase, str) and phase in phases:
+                values[kind, phases[phase]] = number * scale
+            # line-to-line and N are not what a load is measured by: skipped
+    return measurands, values
 
-    def add(self, item: Mapping[Any, Any]) -> None:
-        measurand = item.get("measurand", DEFAULT_MEASURAND)
-        if not isinstance(measurand, str):
-            return
-        if measurand not in self.measurands and len(self.measurands) < _MAX_MEASURANDS:
-            self.measurands[measurand] = None
-        known = _MEASURANDS.get(measurand)
-        if known is None or item.get("location", DEFAULT_LOCATION) not in LOAD_LOCATIONS:
-            return
-        kind, units, default_unit = known
-        unit = item.get("unit", default_unit)
-        scale = units.get(unit) if isinstance(unit, str) else None
-        number = _number(item.get("value"))
-        if scale is None or number is None:
-            return
-        phase = item.get("phase")
-        if phase is None:
-            self.total[kind] = number * scale
-            return
-        index = _PHASE_INDEX.get(phase) if isinstance(phase, str) else None
-        if index is not None:  # line-to-line and N are not a load's measure: skipped
-            self.phased.setdefault(kind, {})[index] = number * scale
 
-    def event(self, charger_id: str, at: float, connector: int, tx: Any) -> Measured:
-        phased_current = self.phased.get("current")
-        current: tuple[float | None, float | None, float | None] | None = None
-        if phased_current:
-            current = (phased_current.get(0), phased_current.get(1), phased_current.get(2))
-        offered = self.total.get("offered")
-        if offered is None and self.phased.get("offered"):
-            offered = max(self.phased["offered"].values())
-        return Measured(
-            charger_id=charger_id,
-            at=at,
-            connector=connector,
-            transaction_id=_transaction_id(tx),
-            current_a=current,
-            overall_current_a=self.total.get("current"),
-            power_w=self._summed("power"),
-            energy_wh=self._summed("energy"),
-            offered_a=offered,
-            measurands=tuple(self.measurands),
-        )
-
-    def _summed(self, kind: str) -> float | None:
-        """The total, else the phases added up (None: neither was reported)."""
-        total = self.total.get(kind)
-        if total is not None:
-            return total
-        phased = self.phased.get(kind)
-        if not phased:
-            return None
-        summed = math.fsum(phased.values())
-        return summed if math.isfinite(summed) else None
+def _summed(values: dict[tuple[str, int], float], kind: str) -> float | None:
+    """The total, else the phases added up (None: neither was reported)."""
+    total = values.get((kind, _TOTAL))
+    if total is not None:
+        return total
+    phased = [values[k] for k in _PHASE_KEYS[kind] if k in values]
+    if not phased:
+        return None
+    summed = math.fsum(phased)
+    return summed if math.isfinite(summed) else None
 
 
 # ------------------------------------------------------------------ tolerant field readers
@@ -299,7 +305,7 @@ def _text(value: Any) -> str | None:
 
 def _id_tag_status(response: JsonDict) -> str | None:
     info = response.get("idTagInfo")
-    return _text(info.get("status")) if isinstance(info, Mapping) else None
+    return _text(info.get("status")) if isinstance(info, dict) else None
 
 
 def _connector(value: Any) -> int | None:
@@ -318,7 +324,7 @@ def _transaction_id(value: Any) -> str | None:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)
     if isinstance(value, int):
-        return str(value) if abs(value) < 10**_MAX_TX_DIGITS else None
+        return str(value) if abs(value) < _MAX_TX else None
     if isinstance(value, str):
         digits = value.strip()
         body = digits[1:] if digits[:1] == "-" else digits
@@ -329,7 +335,7 @@ def _transaction_id(value: Any) -> str | None:
 
 def _number(value: Any) -> float | None:
     """A finite number from a number or a decimal string (OCPP's sampled values are strings)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:
         number = float(value)

@@ -486,6 +486,14 @@ def test_meter_values_skip_bad_items_keep_good_ones() -> None:
     assert event.current_a == (None, None, 8.0)
 
 
+@pytest.mark.parametrize("key", ["measurand", "location", "unit", "phase", "value"])
+@pytest.mark.parametrize("bad", [[], ["Outlet"], {}, {"a": 1}])
+def test_meter_values_unhashable_fields_are_skipped(key: str, bad: Any) -> None:
+    """A list or object where a name belongs (not hashable: a set lookup would raise)."""
+    event = measured({**sv("5", CUR, phase="L1"), key: bad}, sv("7", CUR, phase="L2"))
+    assert event.current_a == (None, 7.0, None)
+
+
 def test_meter_values_feed_the_one_phase_rule() -> None:
     """The event carries what was reported; Measured.currents() is the rule consumers use."""
     assert measured(sv("16", CUR)).currents(3) == (16.0, 16.0, 16.0)
@@ -616,8 +624,8 @@ def test_interpret_never_raises(action: str, request_: Any, response: Any) -> No
 
 
 _sample = st.fixed_dictionaries(
-    {"value": _scalars},
-    optional={"measurand": _scalars, "phase": _scalars, "unit": _scalars, "location": _scalars},
+    {"value": _json},
+    optional={"measurand": _json, "phase": _json, "unit": _json, "location": _json},
 )
 
 
