@@ -71,6 +71,12 @@ class EventHub:
         """The subscribers, in the order they get each call's events."""
         return self._subscribers
 
+    def extended(self, *more: Subscriber) -> EventHub:
+        """A new hub with ``more`` subscribers after these (same clock and interpreter): for a
+        test or tool that follows the chargers too. It takes effect where it is installed
+        (``Gateway.hub``) for the sessions that start after."""
+        return EventHub((*self._subscribers, *more), clock=self._clock, interpreter=self._interpret)
+
     # ------------------------------------------------------------------ ChargerObserver
 
     def charger_connected(self, charger_id: str) -> None:

@@ -159,6 +159,16 @@ def test_late_observers_come_after_the_subscribers_and_never_twice() -> None:
     ]
 
 
+def test_an_extended_hub_adds_parts_after_and_leaves_the_first_as_it_was() -> None:
+    seen: list[tuple[str, str]] = []
+    first = EventHub([Recorder("a", seen)], clock=lambda: 7.0)
+    second = first.extended(Recorder("b", seen))
+    first.charger_connected("CP1")
+    second.charger_connected("CP1")
+    assert seen == [("a", "ChargerConnected"), ("a", "ChargerConnected"), ("b", "ChargerConnected")]
+    assert len(first.subscribers) == 1 and len(second.subscribers) == 2
+
+
 async def test_the_daemon_composes_its_parts_in_the_stated_order(
     make_gateway: GatewayFactory, meter: SimMeter
 ) -> None:
