@@ -4,7 +4,6 @@ chargers, and helpers to wait on the app and read what it shows."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ import pytest
 from textual.pilot import Pilot
 from textual.widget import Widget
 
-from edgegw.control.action_ops import ActionOps
 from edgegw.control.live_ops import LiveOps
 from edgegw.daemon import Gateway
 from edgegw.livestate import LiveState
@@ -49,22 +47,10 @@ class Site:
 
 
 def attach_live(gateway: Gateway) -> tuple[LiveState, LiveOps | None]:
-    """The live state and the TUI's ops on a started gateway (unless the daemon has them)."""
-    live: LiveState | None = getattr(gateway, "live", None)
-    assert gateway.control is not None
-    live_ops: LiveOps | None = None
-    if live is None:
-        live = LiveState(gateway, refresh_interval=0.2, backlog_interval=0.5)
-        gateway.observers.append(live)
-        live.start()
-    try:
-        live_ops = LiveOps(gateway, live, min_interval=0.1)
-        live_ops.register(gateway.control)
-    except ValueError:  # the daemon registers them itself now
-        live_ops = None
-    with contextlib.suppress(ValueError):
-        ActionOps(gateway, live=live).register(gateway.control)
-    return live, live_ops
+    """The daemon's own live state (it registers the TUI's ops itself)."""
+    live = gateway.live
+    assert live is not None and gateway.control is not None
+    return live, None
 
 
 @pytest.fixture

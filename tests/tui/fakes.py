@@ -162,6 +162,8 @@ def live_events() -> list[dict[str, Any]]:
             "transaction_id": 17,
             "id_tag": "04A1B2C3",
             "owner": "Alice Martin",
+            "id_tag_status": "Accepted",
+            "meter_start_wh": 1000.0,
         }
     )
     return out

@@ -26,20 +26,6 @@ from tests.tui.fakes import live_events, many_chargers, site_snapshot
 MakeSite = Callable[..., Awaitable[Site]]
 
 
-def shape(value: Any) -> Any:
-    """The keys of every object, recursively (a list: the union of its items' shapes)."""
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        merged: dict[str, Any] = {}
-        for item in value:
-            item_shape = shape(item)
-            if isinstance(item_shape, dict):
-                merged.update(item_shape)
-        return [merged] if merged else []
-    return None
-
-
 def keys_of(value: Any, path: str = "") -> set[str]:
     """Every key path of a JSON document (list items share ``[]``)."""
     out: set[str] = set()
@@ -85,9 +71,12 @@ async def test_the_fakes_have_the_shape_of_a_real_live_state(make_site: MakeSite
     assert real["site"]["meter"] is not None and real["site"]["limit_a"] is not None
     # The TUI reads the real document back to the daemon's own value ...
     assert read_snapshot(real) == LiveSnapshot.from_dict(real) == snapshot
-    # ... and the fakes carry exactly the fields the real one does, at every level.
-    assert keys_of(site_snapshot()) == keys_of(real)
-    assert shape(site_snapshot()) == shape(real)
+    # ... and the fakes carry exactly the fields the real one does, at every level (the
+    # cloud links are a count per link state: their keys are data, not fields).
+    fake = site_snapshot()
+    for document in (fake, real):
+        document["site"]["links"] = {}
+    assert keys_of(fake) == keys_of(real)
     # The live events the fakes stand for have the fields the real ones have.
     real_events = {e.kind.value: set(e.as_dict()) for e in live.events()}
     assert {EventKind.SESSION_STARTED.value, EventKind.CARD_REFUSED.value} <= set(real_events)
