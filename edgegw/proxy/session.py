@@ -53,6 +53,19 @@ from edgegw.proxy.link import (
     ToCloud,
 )
 from edgegw.proxy.local import LocalResponder
+from edgegw.proxy.rules import (
+    LearnCard,
+    OfflineStartRefused,
+    Record,
+    RecordBoot,
+    RecordStart,
+    RecordStatus,
+    RecordStop,
+    card_answer,
+    invalid_id_action,
+    offline_start_refused,
+    records_of,
+)
 from edgegw.proxy.upstream import NotConnected, Upstream
 from edgegw.security.loggable import loggable
 from edgegw.security.redact import redact_frame
@@ -123,6 +136,8 @@ class ChargerSession:
         self._clock = clock
         self._waiters: dict[str, asyncio.Future[CallResult | CallError]] = {}
         self._released = asyncio.Event()
+        self._learning: asyncio.Future[None] | None = None
+        """The last card answer of this charger handed to the store's bookkeeping writer."""
         self.closing = False
         self.upstream: Upstream | None = None
         if cloud is not None:
@@ -339,6 +354,7 @@ class ChargerSession:
                 # The disconnect event follows and the link re-routes what was in flight.
                 log.debug("%s: cloud gone before a frame could be sent", self.charger_id)
         elif isinstance(command, AnswerLocally):
+            await self._cards_learnt()
             if command.queue:
                 answer, queued = await self._responder.queue(self.charger_id, command.call)
                 self._feed(self.link.local_answer(command.call.id, answer, queued))
@@ -358,17 +374,15 @@ class ChargerSession:
         elif isinstance(command, DeliveryFailed):
             await self._store.outbox.failed(command.message, command.error, parked=command.parked)
             if command.parked:
-                await self._store.event(
+                self._post_event(
                     "sync.parked",
                     f"{command.message.action} parked: {command.error}",
-                    charger_id=self.charger_id,
-                    data={"seq": command.message.seq},
+                    {"seq": command.message.seq},
                 )
         elif isinstance(command, CloudVerdict):
-            info = command.answer.payload.get("idTagInfo")
-            id_tag = command.call.payload.get("idTag")
-            if isinstance(info, dict) and isinstance(id_tag, str):
-                await self._responder.cards.learn(self.charger_id, id_tag, info)
+            learn = card_answer(command.call.payload, command.answer.payload)
+            if learn is not None:
+                self._carry_out(learn)
         elif isinstance(command, CloseCloud):
             if command.epoch == self.link.cloud_epoch and self.upstream is not None:
                 await self.upstream.reconnect(command.reason)
@@ -384,15 +398,12 @@ class ChargerSession:
                 else:
                     waiter.set_result(command.answer)
         elif isinstance(command, Exchanged):
-            await self._record(command.call, command.answer, command.answered_by)
+            self._record(command.call, command.answer, command.answered_by)
         elif isinstance(command, SiteOverridden):
             override = command.override
             log.warning("%s: %s", self.charger_id, override.reason)
-            await self._store.event(
-                "auth.site_override",
-                override.reason,
-                charger_id=self.charger_id,
-                data={"action": command.action, **override.data},
+            self._post_event(
+                "auth.site_override", override.reason, {"action": command.action, **override.data}
             )
 
     def _site_answer(
@@ -446,54 +457,47 @@ class ChargerSession:
     async def _delivered(self, command: Delivered) -> None:
         message = command.message
         await self._store.outbox.delivered(message, command.cloud_transaction_id)
-        info = command.answer.payload.get("idTagInfo")
-        id_tag = message.payload.get("idTag")
-        if isinstance(info, dict) and isinstance(id_tag, str):
-            await self._responder.cards.learn(self.charger_id, id_tag, info)
-        if (
-            message.action == "StartTransaction"
-            and isinstance(info, dict)
-            and info.get("status") not in ("Accepted", "ConcurrentTx")
-            and message.transaction_id is not None
-        ):
-            # (ConcurrentTx to a queued start is most often the cloud's answer to a copy of a
-            # start it already has, sent again after a connection closed: never a reason to
-            # stop the session. The link parks the session's later messages and says why.)
-            await self._refused_after_the_fact(message.transaction_id, str(id_tag), info)
+        learn = card_answer(message.payload, command.answer.payload)
+        if learn is not None:
+            self._carry_out(learn)
+        refused = offline_start_refused(
+            message.action, message.payload, command.answer.payload, message.transaction_id
+        )
+        if refused is not None:
+            self._tasks.spawn(
+                self._refused_after_the_fact(refused), f"invalid-id:{refused.transaction_id}"
+            )
 
-    async def _refused_after_the_fact(
-        self, local_id: int, id_tag: str, info: dict[str, Any]
-    ) -> None:
+    async def _refused_after_the_fact(self, refused: OfflineStartRefused) -> None:
         """The cloud refused the card of a session started offline (StopTransactionOnInvalidId).
 
         The gateway may have refused it too (the charger then usually ended the session at
         once): the wording says what the cloud answered, not that the gateway had accepted.
+        Not on the executor's path: whether the session still runs is read after every record
+        handed in before, and the stop is a call of its own.
         """
-        status = info.get("status")
+        local_id, id_tag, status = refused.transaction_id, refused.id_tag, refused.status
         running = await self._store.transaction_open(self.charger_id, local_id)
-        # Free charging is the caretaker's decision that any card may charge here: a session
-        # under it is not stopped for its card.
-        free = self._responder.cards.free_charging(self.charger_id)
-        stop = running and self._config.auth.stop_transaction_on_invalid_id and not free
-        what = "stopping it" if stop else ("it may finish" if running else "it had ended")
-        if running and free:
-            what += " (free charging is on)"
+        action = invalid_id_action(
+            running=running,
+            stop_on_invalid_id=self._config.auth.stop_transaction_on_invalid_id,
+            free=self._responder.cards.free_charging(self.charger_id),
+        )
         log.warning(
             "%s: the cloud answered %s for card %s of transaction %d started offline; %s",
             self.charger_id,
             loggable(status),
             loggable(id_tag),
             local_id,
-            what,
+            action.outcome,
         )
-        await self._store.event(
+        self._post_event(
             "auth.refused_after_offline_start",
-            f"cloud answered {status} for card {id_tag} (transaction {local_id}); {what}",
-            charger_id=self.charger_id,
-            data={"transaction_id": local_id, "id_tag": id_tag, "status": status},
+            f"cloud answered {status} for card {id_tag} (transaction {local_id}); {action.outcome}",
+            {"transaction_id": local_id, "id_tag": id_tag, "status": status},
         )
-        if stop:
-            self._tasks.spawn(self._remote_stop(local_id), f"invalid-id-stop:{local_id}")
+        if action.stop:
+            await self._remote_stop(local_id)
 
     async def _remote_stop(self, local_id: int) -> None:
         try:
@@ -505,7 +509,9 @@ class ChargerSession:
             "%s: RemoteStopTransaction %d: %s", self.charger_id, local_id, answer.get("status")
         )
 
-    async def _record(self, call: Call, answer: CallResult | CallError, answered_by: str) -> None:
+    def _record(self, call: Call, answer: CallResult | CallError, answered_by: str) -> None:
+        """Tell the observers, then hand what the exchange means for the records to the
+        store's bookkeeping writer: the next call of this charger does not wait for them."""
         if isinstance(answer, CallError):
             return
         for observer in self._observers:
@@ -515,29 +521,39 @@ class ChargerSession:
                 )
             except Exception:
                 log.exception("%s: observer failed on %s", self.charger_id, call.action)
-        if answered_by == "cloud" and call.action in (
-            "Authorize",
-            "StartTransaction",
-            "StopTransaction",
-        ):
-            info = answer.payload.get("idTagInfo")
-            id_tag = call.payload.get("idTag")
-            if isinstance(info, dict) and isinstance(id_tag, str):
-                await self._responder.cards.learn(self.charger_id, id_tag, info)
-        if call.action == "BootNotification":
-            await self._store.record_boot(self.charger_id, call.payload)
-        elif call.action == "StatusNotification":
-            self._store.record_status(self.charger_id, call.payload)
-        elif answered_by == "cloud" and call.action == "StartTransaction":
-            transaction_id = answer.payload.get("transactionId")
-            await self._store.transaction_started(
-                self.charger_id,
-                call.payload,
-                transaction_id if isinstance(transaction_id, int) else None,
-                origin="cloud",
+        for record in records_of(call.action, call.payload, answer.payload, answered_by):
+            self._carry_out(record)
+
+    def _carry_out(self, record: Record) -> None:
+        store = self._store
+        if isinstance(record, RecordStatus):
+            store.record_status(self.charger_id, record.payload)  # kept in memory, batched
+            return
+        if isinstance(record, LearnCard):
+            cards, id_tag, info = self._responder.cards, record.id_tag, record.info
+            self._learning = store.bookkeeping.post(
+                lambda: cards.learn(self.charger_id, id_tag, info), "a card answer"
             )
-        elif answered_by == "cloud" and call.action == "StopTransaction":
-            await self._store.transaction_stopped(self.charger_id, call.payload)
+        elif isinstance(record, RecordBoot):
+            store.record_boot(self.charger_id, record.payload)
+        elif isinstance(record, RecordStart):
+            store.post_transaction_started(self.charger_id, record.payload, record.transaction_id)
+        elif isinstance(record, RecordStop):
+            store.post_transaction_stopped(self.charger_id, record.payload)
+
+    def _post_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        self._store.bookkeeping.post(
+            lambda: self._store.event(kind, message, charger_id=self.charger_id, data=data),
+            "an event",
+        )
+
+    async def _cards_learnt(self) -> None:
+        """Before the gateway answers for itself: the cards the cloud answered for in this
+        charger's earlier exchanges are learnt, as when learning was awaited inline. (Sessions
+        need no such wait: the gateway's own records queue behind the relay's.)"""
+        learning = self._learning
+        if learning is not None and not learning.done():
+            await learning
 
 
 def _message_ids() -> Callable[[], str]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from edgegw.security.redact import redact_frame
+from edgegw.store.bookkeeper import Bookkeeper
 from edgegw.store.db import Database
 from edgegw.store.messagelog import (
     LoggedFrame,
@@ -133,6 +134,9 @@ class Store:
         self._tasks = TaskOwner("store")
         self._stopping = asyncio.Event()
         self.outbox = Outbox(db, clock)
+        self.bookkeeping = Bookkeeper("store-records", clock=clock)
+        """One writer, in order, for sessions and boots (and what callers post: card answers,
+        events): see :mod:`edgegw.store.bookkeeper`."""
         self.pricer: StopPricer | None = None
         """Prices each session when its stop is recorded (None: priced when shown)."""
 
@@ -189,6 +193,7 @@ class Store:
         # written just below (upserts: a commit that did land is harmlessly repeated).
         await self._tasks.close()
         try:
+            await self.bookkeeping.close()
             await self.outbox.close()
             await self._write_status()
         except sqlite3.Error as exc:
@@ -260,7 +265,14 @@ class Store:
                     (_text(charger_id), now, now, _text(address), _text(reason)),
                 )
 
-    async def record_boot(self, charger_id: str, payload: dict[str, Any]) -> None:
+    def record_boot(self, charger_id: str, payload: dict[str, Any]) -> asyncio.Future[None]:
+        """Record a BootNotification through the bookkeeping writer (returns at once; the
+        future is done once it was written or dropped)."""
+        return self.bookkeeping.post(
+            lambda: self._write_boot(charger_id, payload), "a BootNotification"
+        )
+
+    async def _write_boot(self, charger_id: str, payload: dict[str, Any]) -> None:
         with self._or_dropped("a BootNotification"):
             async with self.db.transaction() as conn:
                 await conn.execute(
@@ -345,6 +357,7 @@ class Store:
             self._status_dropped = 0
 
     async def chargers(self) -> list[ChargerRow]:
+        await self.bookkeeping.settled()  # the boots handed in so far
         cursor = await self.db.conn.execute(
             "SELECT id, state, connected, first_seen, last_seen, last_address, refused_count,"
             " refused_reason, vendor, model, serial, firmware, last_boot FROM chargers ORDER BY id"
@@ -372,6 +385,24 @@ class Store:
         *,
         origin: str,
     ) -> None:
+        """Record a session's start, in order after every record handed in before; return
+        once it is written (the gateway answers for it)."""
+        await self.bookkeeping.run(
+            lambda: self._write_started(charger_id, payload, transaction_id, origin)
+        )
+
+    def post_transaction_started(
+        self, charger_id: str, payload: dict[str, Any], transaction_id: int | None
+    ) -> asyncio.Future[None]:
+        """Record a start the cloud accepted, without waiting (the cloud holds it already)."""
+        return self.bookkeeping.post(
+            lambda: self._write_started(charger_id, payload, transaction_id, "cloud"),
+            "a relayed StartTransaction",
+        )
+
+    async def _write_started(
+        self, charger_id: str, payload: dict[str, Any], transaction_id: int | None, origin: str
+    ) -> None:
         async with self.db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO transactions (charger_id, connector_id, transaction_id, origin,"
@@ -391,9 +422,24 @@ class Store:
     async def transaction_stopped(self, charger_id: str, payload: dict[str, Any]) -> bool:
         """Close the open transaction; False if no open one matched (it is still acknowledged).
 
-        With a :attr:`pricer`, the session's tariff, cost and card groups are written in the
-        same UPDATE (a failing pricer leaves them unset: the stop is recorded all the same).
+        In order after every record handed in before (a start the relay handed in a moment
+        ago is found). With a :attr:`pricer`, the session's tariff, cost and card groups are
+        written in the same UPDATE (a failing pricer leaves them unset: the stop is recorded
+        all the same).
         """
+        return await self.bookkeeping.run(lambda: self._write_stopped(charger_id, payload))
+
+    def post_transaction_stopped(
+        self, charger_id: str, payload: dict[str, Any]
+    ) -> asyncio.Future[None]:
+        """Record a stop the cloud accepted, without waiting (the cloud holds it already)."""
+
+        async def stop() -> None:
+            await self._write_stopped(charger_id, payload)
+
+        return self.bookkeeping.post(stop, "a relayed StopTransaction")
+
+    async def _write_stopped(self, charger_id: str, payload: dict[str, Any]) -> bool:
         async with self.db.transaction() as conn:
             cursor = await conn.execute(
                 "SELECT id, id_tag, meter_start, started_at, recorded_at FROM transactions"
@@ -455,6 +501,7 @@ class Store:
         return int(row[0])
 
     async def transactions(self, charger_id: str | None = None) -> list[TransactionRow]:
+        await self.bookkeeping.settled()
         query = (
             "SELECT id, charger_id, connector_id, transaction_id, origin, id_tag, meter_start,"
             " started_at, meter_stop, stopped_at, stop_reason FROM transactions"
@@ -472,6 +519,7 @@ class Store:
         A charger re-sends a start it got no answer for; connector, card, meter reading and
         timestamp together tell a copy from a new session.
         """
+        await self.bookkeeping.settled()
         cursor = await self.db.conn.execute(
             "SELECT transaction_id FROM transactions WHERE charger_id = ? AND connector_id = ?"
             " AND id_tag = ? AND meter_start = ? AND started_at = ? ORDER BY id DESC LIMIT 1",
@@ -488,6 +536,7 @@ class Store:
 
     async def transaction_recorded(self, charger_id: str, transaction_id: int) -> bool:
         """Whether the charger's transaction ``transaction_id`` was recorded, open or not."""
+        await self.bookkeeping.settled()
         cursor = await self.db.conn.execute(
             "SELECT 1 FROM transactions WHERE charger_id = ? AND transaction_id = ?",
             (charger_id, transaction_id),
@@ -496,6 +545,7 @@ class Store:
 
     async def transaction_open(self, charger_id: str, transaction_id: int) -> bool:
         """Whether the charger's transaction ``transaction_id`` has not been stopped yet."""
+        await self.bookkeeping.settled()
         cursor = await self.db.conn.execute(
             "SELECT 1 FROM transactions WHERE charger_id = ? AND transaction_id = ?"
             " AND stopped_at IS NULL",
@@ -535,6 +585,7 @@ class Store:
                 )
 
     async def events(self, limit: int = 100) -> list[tuple[float, str, str | None, str]]:
+        await self.bookkeeping.settled()  # the events handed in so far
         cursor = await self.db.conn.execute(
             "SELECT at, kind, charger_id, message FROM events ORDER BY id DESC LIMIT ?", (limit,)
         )

@@ -1,0 +1,144 @@
+"""What the relay records and does about an exchanged call: pure decisions, no I/O.
+
+The session shell (:mod:`edgegw.proxy.session`) asks these functions what a call and its answer
+mean for the site's records, and carries the answer out:
+
+* :func:`records_of` — a call the charger exchanged (with the cloud or the gateway): which card
+  answer to learn, which boot, status or session to record;
+* :func:`card_answer` — a cloud answer carrying an ``idTagInfo`` for the card of the call;
+* :func:`offline_start_refused` — a StartTransaction the gateway answered while the cloud was
+  away, delivered later: did the cloud refuse its card?
+* :func:`invalid_id_action` — StopTransactionOnInvalidId: stop that session or let it finish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+CARD_ANSWERS = frozenset({"Authorize", "StartTransaction", "StopTransaction"})
+"""Calls whose cloud answer says what the cloud thinks of the card (``idTagInfo``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LearnCard:
+    """Remember what the cloud answered for a card presented at this charger."""
+
+    id_tag: str
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBoot:
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStatus:
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStart:
+    """A session the cloud accepted (its transaction id, None if the cloud gave no usable one)."""
+
+    payload: dict[str, Any]
+    transaction_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStop:
+    payload: dict[str, Any]
+
+
+Record = LearnCard | RecordBoot | RecordStatus | RecordStart | RecordStop
+
+
+def card_answer(request: Mapping[str, Any], response: Mapping[str, Any]) -> LearnCard | None:
+    """The card answer to learn from a cloud answer, if it carries one for the call's card."""
+    info = response.get("idTagInfo")
+    id_tag = request.get("idTag")
+    if isinstance(info, dict) and isinstance(id_tag, str):
+        return LearnCard(id_tag, info)
+    return None
+
+
+def records_of(
+    action: str, request: dict[str, Any], response: dict[str, Any], answered_by: str
+) -> list[Record]:
+    """What to record of a call the charger exchanged, answered by ``answered_by``.
+
+    Sessions are recorded here only when the cloud answered them: the gateway records the ones
+    it answers itself when it answers (:mod:`edgegw.proxy.local`). A card is learnt only from
+    the cloud's own answers, never from the gateway's.
+    """
+    records: list[Record] = []
+    by_cloud = answered_by == "cloud"
+    if by_cloud and action in CARD_ANSWERS:
+        learn = card_answer(request, response)
+        if learn is not None:
+            records.append(learn)
+    if action == "BootNotification":
+        records.append(RecordBoot(request))
+    elif action == "StatusNotification":
+        records.append(RecordStatus(request))
+    elif by_cloud and action == "StartTransaction":
+        transaction_id = response.get("transactionId")
+        usable = transaction_id if isinstance(transaction_id, int) else None
+        records.append(RecordStart(request, usable))
+    elif by_cloud and action == "StopTransaction":
+        records.append(RecordStop(request))
+    return records
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineStartRefused:
+    """The cloud refused the card of a session the gateway started while it was away."""
+
+    transaction_id: int
+    """The local id the charger was given (and still uses)."""
+    id_tag: str
+    status: Any
+    """The cloud's ``idTagInfo.status`` as it sent it."""
+
+
+def offline_start_refused(
+    action: str,
+    request: Mapping[str, Any],
+    response: Mapping[str, Any],
+    local_id: int | None,
+) -> OfflineStartRefused | None:
+    """Whether a queued message the cloud has now answered is a start it refused the card of.
+
+    ``ConcurrentTx`` to a queued start is most often the cloud's answer to a copy of a start it
+    already has, sent again after a connection closed: never a reason to stop the session (the
+    link parks the session's later messages and says why).
+    """
+    if action != "StartTransaction" or local_id is None:
+        return None
+    info = response.get("idTagInfo")
+    if not isinstance(info, dict) or info.get("status") in ("Accepted", "ConcurrentTx"):
+        return None
+    return OfflineStartRefused(local_id, str(request.get("idTag")), info.get("status"))
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidIdAction:
+    stop: bool
+    """Send the charger a RemoteStopTransaction for the session."""
+    outcome: str
+    """What happens to the session, for the log and the caretaker's event."""
+
+
+def invalid_id_action(*, running: bool, stop_on_invalid_id: bool, free: bool) -> InvalidIdAction:
+    """StopTransactionOnInvalidId for a session whose card the cloud refused after the fact.
+
+    Only a session still running can be stopped, only when the site's policy says so, and never
+    under free charging (the caretaker's decision that any card may charge at that charger).
+    """
+    stop = running and stop_on_invalid_id and not free
+    outcome = "stopping it" if stop else ("it may finish" if running else "it had ended")
+    if running and free:
+        outcome += " (free charging is on)"
+    return InvalidIdAction(stop, outcome)

@@ -1,0 +1,131 @@
+"""One writer for the records the relay keeps as a side effect: sessions, boots, cards, events.
+
+A charger's executor used to await each of these writes before it handled that charger's next
+call: one write lock, one SQLite thread, and every charger's next message waiting behind every
+other charger's bookkeeping. The :class:`Bookkeeper` is one queue and one task (owned through
+:class:`~edgegw.tasks.TaskOwner`) that carries the jobs out in the order they were handed in:
+
+* :meth:`Bookkeeper.post` hands a job in and returns at once: for what no answer to a charger
+  depends on (a session the cloud accepted, a card the cloud answered for, a boot, an event).
+  A job that fails is logged (once a minute per kind), never raised to the poster;
+* :meth:`Bookkeeper.run` hands a job in and waits for it: for what must be written before the
+  charger is answered (a session the gateway answers for itself) and for reads that must see
+  every record handed in before them (is this transaction still open?).
+
+The order is one order for all jobs, so a stop recorded by the gateway never overtakes the
+start the relay handed in a moment earlier. The durability rule is untouched: outbox commits
+(:mod:`edgegw.store.outbox`) never go through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[], Awaitable[Any]]
+
+_WARN_EVERY_S = 60.0
+
+
+class Bookkeeper:
+    """Runs jobs one at a time, in order, on its own task. :meth:`close` runs what is queued."""
+
+    def __init__(self, name: str, *, clock: Callable[[], float]) -> None:
+        self._jobs: deque[tuple[Job, asyncio.Future[Any] | None, str]] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._clock = clock
+        self._warned: dict[str, float] = {}
+        self.failed = 0
+        """Posted jobs that failed (logged, never raised)."""
+        self._tasks = TaskOwner(name)
+        self._tasks.supervise(self._loop, "bookkeeping")  # a crash must not stop the records
+
+    def post(self, job: Job, what: str) -> asyncio.Future[None]:
+        """Hand in a job and return at once; ``what`` names it in the log if it fails.
+
+        The future returned is done once the job has run (failed or not): a caller that needs
+        its own later work ordered after this record can wait for it, nobody has to.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def posted() -> None:
+            try:
+                await job()
+            finally:
+                if not done.done():
+                    done.set_result(None)
+
+        self._put(posted, None, what)
+        return done
+
+    async def run(self, job: Callable[[], Awaitable[T]]) -> T:
+        """Hand in a job after those already queued and wait for its result (or error)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._put(job, future, "")
+        return await future
+
+    async def settled(self) -> None:
+        """Wait until every job handed in so far has run."""
+        if self._stopping:  # closing: nothing more can be handed in
+            await self._idle.wait()
+            return
+        await self.run(_nothing)
+
+    def _put(self, job: Job, future: asyncio.Future[Any] | None, what: str) -> None:
+        if self._stopping:
+            raise RuntimeError("the store is closing")
+        self._jobs.append((job, future, what))
+        self._idle.clear()
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            while self._jobs:
+                job, future, what = self._jobs.popleft()
+                try:
+                    value = await job()
+                except Exception as exc:
+                    if future is None:
+                        self._failed(what, exc)
+                    elif not future.done():
+                        future.set_exception(exc)
+                else:
+                    if future is not None and not future.done():
+                        future.set_result(value)
+            self._idle.set()
+            if self._stopping:
+                return
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.failed += 1
+        now = self._clock()
+        last = self._warned.get(what)
+        if last is None or now - last >= _WARN_EVERY_S:
+            self._warned[what] = now
+            log.warning("%s not recorded: %s (%d record(s) failed so far)", what, exc, self.failed)
+
+    async def close(self) -> None:
+        """Run what is queued, then stop (no job can be handed in any more)."""
+        self._stopping = True
+        self._wake.set()
+        try:
+            await self._idle.wait()
+        finally:
+            await self._tasks.close()
+
+
+async def _nothing() -> None:
+    return None

@@ -1,0 +1,118 @@
+"""The bookkeeping writer: one task, one order, nobody waits who need not."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from edgegw.store.bookkeeper import Bookkeeper
+from edgegw.store.store import Store
+from edgegw.tasks import TaskOwner
+
+START = {"connectorId": 1, "idTag": "AABB", "meterStart": 100, "timestamp": "2026-01-01T10:00:00Z"}
+STOP = {"transactionId": 7, "meterStop": 900, "timestamp": "2026-01-01T11:00:00Z"}
+
+
+async def test_jobs_run_in_the_order_they_were_handed_in() -> None:
+    keeper = Bookkeeper("test", clock=lambda: 0.0)
+    tasks = TaskOwner("test")
+    gate = asyncio.Event()
+    done: list[str] = []
+
+    async def blocked() -> None:
+        await gate.wait()
+        done.append("first")
+
+    async def job(name: str) -> str:
+        done.append(name)
+        return name
+
+    try:
+        first = keeper.post(blocked, "a blocked job")
+        keeper.post(lambda: job("second"), "a job")
+        assert done == [] and not first.done()  # posting never waits for the write
+        third = tasks.spawn(keeper.run(lambda: job("third")), "third")
+        await asyncio.sleep(0)
+        assert not third.done()  # behind the blocked one
+        gate.set()
+        assert await third == "third"
+        assert first.done() and done == ["first", "second", "third"]
+    finally:
+        await tasks.close()
+        await keeper.close()
+
+
+async def test_a_failed_posted_job_is_logged_and_the_next_ones_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keeper = Bookkeeper("test", clock=lambda: 0.0)
+
+    async def fails() -> None:
+        raise OSError("disk full")
+
+    async def fine() -> int:
+        return 3
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            posted = keeper.post(fails, "a boot")
+            keeper.post(fails, "a boot")
+            assert await keeper.run(fine) == 3
+        assert posted.done() and posted.exception() is None  # the poster is not raised to
+        assert keeper.failed == 2
+        warnings = [r.getMessage() for r in caplog.records if "not recorded" in r.getMessage()]
+        assert warnings == ["a boot not recorded: disk full (1 record(s) failed so far)"]
+        with pytest.raises(OSError, match="disk full"):
+            await keeper.run(fails)  # a waiting caller gets its own error
+    finally:
+        await keeper.close()
+
+
+async def test_close_runs_what_is_queued_and_refuses_more() -> None:
+    keeper = Bookkeeper("test", clock=lambda: 0.0)
+    done: list[int] = []
+
+    async def job(n: int) -> None:
+        await asyncio.sleep(0)
+        done.append(n)
+
+    for n in range(5):
+        keeper.post(lambda n=n: job(n), "a job")  # type: ignore[misc]
+    await keeper.close()
+    assert done == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError):
+        keeper.post(lambda: job(9), "a job")
+
+
+async def test_a_relayed_start_handed_in_is_found_by_the_stop_that_follows(
+    tmp_path: Path,
+) -> None:
+    """The relay posts a start the cloud accepted; the cloud then goes away and the gateway
+    records the stop itself at once: the stop must find the start, never overtake it."""
+    store = await Store.open(tmp_path / "db")
+    try:
+        posted = store.post_transaction_started("CP1", START, 7)
+        assert await store.transaction_open("CP1", 7)  # reads see what was handed in
+        assert await store.transaction_stopped("CP1", STOP)
+        assert posted.done()
+        [row] = await store.transactions("CP1")
+        assert (row.transaction_id, row.origin, row.meter_stop) == (7, "cloud", 900)
+        store.post_transaction_started("CP1", {**START, "connectorId": 2}, 8)
+        store.post_transaction_stopped("CP1", {**STOP, "transactionId": 8})
+        assert not await store.transaction_open("CP1", 8)
+    finally:
+        await store.close()
+
+
+async def test_records_handed_in_are_written_by_close(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    store = await Store.open(path)
+    store.post_transaction_started("CP1", START, 7)
+    store.record_boot("CP1", {"chargePointVendor": "V", "chargePointModel": "M"})
+    await store.close()
+    store = await Store.open(path)
+    try:
+        assert [t.transaction_id for t in await store.transactions("CP1")] == [7]
+    finally:
+        await store.close()
