@@ -26,6 +26,7 @@ from edgegw.auth.learn import CardLearner
 from edgegw.auth.listpush import ListPusher
 from edgegw.auth.pushready import PushWhenReady
 from edgegw.commission.observer import CommissionObserver
+from edgegw.commission.run import SiteView
 from edgegw.config import Config, ConfigError, load_config
 from edgegw.control.action_ops import ActionOps
 from edgegw.control.card_ops import CardOps
@@ -57,6 +58,7 @@ from edgegw.sdnotify import Notifier
 from edgegw.security.certwatch import CertWatch
 from edgegw.services.caretaker import CaretakerSettings
 from edgegw.services.charger_actions import ChargerActions, LiveSessions
+from edgegw.services.errors import ReloadError
 from edgegw.services.ports import Chargers
 from edgegw.store.cards import CardStore
 from edgegw.store.decisions import DecisionLog
@@ -72,10 +74,6 @@ log = logging.getLogger(__name__)
 
 class ChargerNotConnected(LookupError):
     pass
-
-
-class ReloadError(RuntimeError):
-    """The configuration file could not be reloaded (the message says why)."""
 
 
 class Gateway:
@@ -164,14 +162,7 @@ class Gateway:
             group=cfg.control.group or None,
             admin_group=cfg.control.admin_group or None,
         )
-        GatewayOps(self, self._clock).register(self.control)
-        EnergyOps(self, self._decisions).register(self.control)
-        self.learn_ops = LearnOps(self, self._learner)
-        for ops in (CardOps(self), ChargerOps(self), SessionOps(self), self.learn_ops):
-            ops.register(self.control)
-        commission = CommissionOps(self, observer=self._commission_observer)
-        self.observers.append(commission.observer)  # before the OCPP server starts
-        commission.register(self.control)
+        self._register_ops(self.control, self.store, self.authorizer, self.journal)
         self.caretaker = CaretakerOps(
             CaretakerSettings(
                 self.chargers,
@@ -213,6 +204,61 @@ class Gateway:
         self.started.set()
         if cfg.cloud is not None:  # after READY: a slow drain must not hold up the start
             self._tasks.spawn(self._drain_orphans(), "orphan-drain")
+
+    def _register_ops(
+        self, control: ControlServer, store: Store, authorizer: Authorizer, journal: Journal
+    ) -> None:
+        """The control socket's ops, each over the narrow parts it needs (no op sees the
+        gateway); the caretaker's and the charger actions' follow."""
+        config, last_message = self._config_in_force, self._last_message
+        GatewayOps(
+            store,
+            config,
+            self.sessions,
+            reload=self.reload,
+            outbox_requeued=self.outbox_requeued,
+            journal=journal,
+            last_message=last_message,
+            clock=self._clock,
+        ).register(control)
+        EnergyOps(self.controller, self.meters, self._decisions).register(control)
+        self.learn_ops = LearnOps(self._learner, self.chargers, authorizer)
+        connected = self.chargers.connected_ids
+        for ops in (
+            CardOps(authorizer, config, pusher=self.list_pusher, connected=connected),
+            ChargerOps(
+                config,
+                store,
+                authorizer,
+                self.sessions,
+                pusher=self.list_pusher,
+                last_message=last_message,
+                wrong_urls=self._wrong_urls,
+            ),
+            SessionOps(store, authorizer, config, self._clock),
+            self.learn_ops,
+            CommissionOps(
+                SiteView(
+                    config, self.sessions, controller=self.controller, authorizer=authorizer
+                ),
+                self._commission_observer,  # subscribed to the hub (_start_hub)
+                store,
+                self.call,
+                journal.event,
+                clock=self._clock,
+            ),
+        ):
+            ops.register(control)
+
+    def _config_in_force(self) -> Config:
+        return self.config  # read at each use by the ops: a reload replaces it
+
+    def _last_message(self, charger_id: str) -> float | None:
+        return None if self.live is None else self.live.last_message(charger_id)
+
+    def _wrong_urls(self) -> list[dict[str, Any]]:
+        server = self.server
+        return [] if server is None else [w.as_dict() for w in server.wrong_urls.entries()]
 
     def _start_telemetry(self) -> None:
         """The live picture of the site (TUI, status, MQTT), and MQTT when configured. Before the

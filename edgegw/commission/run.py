@@ -8,26 +8,50 @@ groups in :mod:`~edgegw.commission.checklist`, :mod:`~edgegw.commission.profilec
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from edgegw.auth.idtags import CardId
 from edgegw.commission.observer import CommissionObserver
-from edgegw.config import ChargerConfig
+from edgegw.config import ChargerConfig, Config
 from edgegw.energy.chargermodels import ChargerModel
 from edgegw.energy.sampling import ConfigEntry
 from edgegw.store.store import ChargerRow, Store
 
 if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
+    from edgegw.auth.authorizer import Authorizer
+    from edgegw.energy.controller import LoadController
 
 JsonDict = dict[str, Any]
 CallFn = Callable[[str, str, JsonDict], Awaitable[JsonDict]]
 """``(charger_id, action, payload) -> answer``; raises :class:`NoAnswer` without one."""
 
 StepStatus = Literal["pass", "fail", "skip"]
+
+
+class SiteView:
+    """What a run reads of the running site: its configuration in force (read at each use: a
+    reload replaces it), which chargers are connected, its load controller (None: no load
+    capping) and its card authority."""
+
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        sessions: Container[str],
+        *,
+        controller: LoadController | None,
+        authorizer: Authorizer | None,
+    ) -> None:
+        self._config = config
+        self.sessions = sessions
+        self.controller = controller
+        self.authorizer = authorizer
+
+    @property
+    def config(self) -> Config:
+        return self._config()
 
 
 @dataclass(slots=True)
@@ -108,7 +132,7 @@ class RunState:
     def __init__(
         self,
         *,
-        gateway: Gateway,
+        site: SiteView,
         observer: CommissionObserver,
         store: Callable[[], Store],
         call: CallFn,
@@ -118,7 +142,7 @@ class RunState:
         model: ChargerModel,
         options: RunOptions,
     ) -> None:
-        self.gw = gateway
+        self.gw = site
         self.obs = observer
         self.store = store
         self._call = call
@@ -126,7 +150,7 @@ class RunState:
         self.charger_id = charger_id
         self.row = row
         self.opt = options
-        self.config: ChargerConfig | None = gateway.config.charger(charger_id)
+        self.config: ChargerConfig | None = site.config.charger(charger_id)
         self.model = model
         self.keys: dict[str, ConfigEntry] = {}
         self.connectors: list[int] = [1]

@@ -26,7 +26,7 @@ import json
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from edgegw.auth.access import (
     GROUP_PREFIX,
@@ -71,9 +71,6 @@ from edgegw.config import Config
 from edgegw.control.optable import OpSpec, register_ops, run_op
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
-
-if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
 
 MAX_PAGE: Final = 5000
 """Most cards one ``cards.list`` or ``cards.export`` answer carries."""
@@ -733,20 +730,29 @@ CARD_OPS: Final[Mapping[str, OpSpec[CardService]]] = {
 
 
 class CardOps:
-    """Registers the ``cards.*`` operations on a :class:`ControlServer`."""
+    """Registers the ``cards.*`` operations on a :class:`ControlServer`, over the daemon's
+    ``authorizer``, configuration in force (``config``), list ``pusher`` and ``connected``
+    chargers."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gw = gateway
+    def __init__(
+        self,
+        authorizer: Authorizer,
+        config: Callable[[], Config],
+        *,
+        pusher: ListPusher | None = None,
+        connected: Callable[[], list[str]] = list,
+    ) -> None:
+        self._authorizer = authorizer
+        self._config = config
+        self._pusher = pusher
+        self._connected = connected
 
     def register(self, server: ControlServer) -> None:
         register_ops(server, CARD_OPS, self.service)
 
     def service(self) -> CardService:
-        gw = self._gw
-        if gw.authorizer is None:
-            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting; try again")
         return CardService(
-            gw.authorizer, gw.config, pusher=gw.list_pusher, connected=lambda: list(gw.sessions)
+            self._authorizer, self._config(), pusher=self._pusher, connected=self._connected
         )
 
 

@@ -40,7 +40,8 @@ from edgegw.store.overrides import ChargerOverride, ChargerOverrides
 from edgegw.store.store import ChargerRow, Store
 
 if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
+    from edgegw.auth.authorizer import Authorizer
+    from edgegw.proxy.session import ChargerSession
 
 _NEVER_SEEN: Final = "never seen"
 WRONG_URL_DAYS: Final = 7
@@ -287,29 +288,42 @@ CHARGER_OPS: Final[Mapping[str, OpSpec[ChargerService]]] = {
 
 
 class ChargerOps:
-    """Registers the ``chargers.*`` operations on a :class:`ControlServer`."""
+    """Registers the ``chargers.*`` operations on a :class:`ControlServer`, over the daemon's
+    configuration in force (``config``), ``store``, ``authorizer``, connected chargers'
+    ``sessions``, list ``pusher``, when each charger last sent something (``last_message``) and
+    the handshakes refused for a wrong URL (``wrong_urls``)."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gw = gateway
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        store: Store,
+        authorizer: Authorizer,
+        sessions: Mapping[str, ChargerSession],
+        *,
+        pusher: ListPusher | None = None,
+        last_message: Callable[[str], float | None] = lambda _id: None,
+        wrong_urls: Callable[[], list[dict[str, Any]]] = list,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._authorizer = authorizer
+        self._sessions = sessions
+        self._pusher = pusher
+        self._last_message = last_message
+        self._wrong_urls = wrong_urls
 
     def register(self, server: ControlServer) -> None:
         register_ops(server, CHARGER_OPS, self.service)
 
     def service(self) -> ChargerService:
-        gw = self._gw
-        if gw.store is None or gw.authorizer is None:
-            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting; try again")
+        config, sessions = self._config(), self._sessions
         return ChargerService(
-            gw.config,
-            gw.store,
-            detected=gw.authorizer.detected_format,
-            connected=lambda: list(gw.sessions),
-            link_state=lambda charger_id: link_state(gw.config, gw.sessions.get(charger_id)),
-            pusher=gw.list_pusher,
-            last_message=gw.live.last_message if gw.live is not None else lambda _id: None,
+            config,
+            self._store,
+            detected=self._authorizer.detected_format,
+            connected=lambda: list(sessions),
+            link_state=lambda charger_id: link_state(config, sessions.get(charger_id)),
+            pusher=self._pusher,
+            last_message=self._last_message,
             wrong_urls=self._wrong_urls,
         )
-
-    def _wrong_urls(self) -> list[dict[str, Any]]:
-        server = self._gw.server
-        return [] if server is None else [w.as_dict() for w in server.wrong_urls.entries()]

@@ -37,8 +37,8 @@ limit the controller holds the charger at.
 
 The work is in :mod:`edgegw.commission` (the checklist and its steps, reading a probe, setting
 the meter values). Steps learn what the charger sends from
-:class:`~edgegw.commission.observer.CommissionObserver`, a ``ChargerObserver`` the daemon adds
-to its observers (``gateway.observers.append(ops.observer)``) before the OCPP server starts.
+:class:`~edgegw.commission.observer.CommissionObserver`, which the daemon creates, hands to
+these ops and subscribes to the chargers' events before the OCPP server starts.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from edgegw.commission.probe import (
     proposed_profile_id,
     summarize_configuration,
 )
-from edgegw.commission.run import JsonDict, NoAnswer, RunOptions, iso, status_of
+from edgegw.commission.run import JsonDict, NoAnswer, RunOptions, SiteView, iso, status_of
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.energy.chargermodels import (
@@ -82,12 +82,12 @@ from edgegw.energy.sampling import (
 from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
 from edgegw.proxy.session import CallFailed
 from edgegw.security.redact import MASK, SECRET_KEYS
+from edgegw.services.ports import ChargerCall
 from edgegw.store.capabilities import CapabilityStore
-from edgegw.store.journal import event_recorder
 from edgegw.store.store import ChargerRow, Store
 
 if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
+    from edgegw.store.events import EventRecorder
 
 log = logging.getLogger(__name__)
 
@@ -101,24 +101,32 @@ _PROFILE_ID: Final = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 class CommissionOps:
     """Registers ``chargers.probe``, ``chargers.configure`` and ``commission.run``.
 
-    ``observer`` must be among ``gateway.observers`` before chargers connect (the daemon
-    appends ``ops.observer``). ``models`` defaults to the site's hardware catalogue.
+    Over narrow parts: the ``site`` a run reads, the ``observer`` of what chargers send (the
+    daemon subscribes it before chargers connect), the ``store``, ``call`` (the gateway's own
+    calls) and where to ``record`` events. ``models`` defaults to the site's hardware
+    catalogue.
     """
 
     def __init__(
         self,
-        gateway: Gateway,
+        site: SiteView,
+        observer: CommissionObserver,
+        store: Store,
+        call: ChargerCall,
+        record: EventRecorder | None,
         *,
         models: Mapping[str, ChargerModel] | None = None,
-        observer: CommissionObserver | None = None,
         call_timeout: float = CALL_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._gw = gateway
+        self._site = site
+        self._store = store
+        self._call = call
+        self._record = record
         self._models = dict(models) if models is not None else None
         self._clock = clock
         self._timeout = call_timeout
-        self.observer = observer or CommissionObserver(clock=clock)
+        self.observer = observer
         self._running: set[str] = set()
 
     def register(self, server: ControlServer) -> None:
@@ -162,7 +170,7 @@ class CommissionOps:
         vendor, model = (row.vendor, row.model) if row is not None else (None, None)
         models = self._load_models()
         match = match_profile(models, vendor, model)
-        configured = self._gw.config.charger(charger_id)
+        configured = self._site.config.charger(charger_id)
         base = models[match.model_id] if match.model_id else models[DEFAULT_MODEL_ID]
         profile_id = wanted_id or proposed_profile_id(vendor, model, charger_id)
         label = " ".join(x for x in (vendor, model) if x) or charger_id
@@ -265,14 +273,8 @@ class CommissionOps:
         charger_id = get_arg(args, "charger", str).strip()
         options = self._options(args)
         row = await self._row(charger_id)
-        if self._gw.config.charger(charger_id) is None and row is None:
+        if self._site.config.charger(charger_id) is None and row is None:
             raise self._unknown(charger_id)
-        if self.observer not in self._gw.observers:
-            raise ControlError(
-                ErrorCode.UNAVAILABLE,
-                "this daemon does not watch the chargers for commissioning (its observer is "
-                "not installed); update and restart edgegw",
-            )
         if charger_id in self._running:
             raise ControlError(
                 ErrorCode.CONFLICT, f"a commissioning run for {charger_id} is already going on"
@@ -280,7 +282,7 @@ class CommissionOps:
         self._running.add(charger_id)
         try:
             checklist = Checklist(
-                gateway=self._gw,
+                site=self._site,
                 observer=self.observer,
                 store=self.store,
                 call=self.call,
@@ -323,13 +325,9 @@ class CommissionOps:
             "skipped": [s["name"] for s in report["steps"] if s["status"] == "skip"],
         }
         verdict = "passed" if report["passed"] else f"FAILED ({', '.join(failed)})"
-        try:
-            store = self.store()
-            await CapabilityStore(store.db, clock=self._clock).set_commissioning(
-                charger_id, summary
-            )
-        except ControlError:
-            return
+        await CapabilityStore(self._store.db, clock=self._clock).set_commissioning(
+            charger_id, summary
+        )
         await self._event(
             "commissioning", f"{charger_id} commissioning {verdict}", charger_id, report
         )
@@ -340,7 +338,7 @@ class CommissionOps:
     def _load_models(self) -> dict[str, ChargerModel]:
         if self._models is None:
             try:
-                self._models = HardwareCatalogue.for_config(self._gw.config).charger_models()
+                self._models = HardwareCatalogue.for_config(self._site.config).charger_models()
             except HardwareError as exc:
                 raise ControlError(
                     ErrorCode.UNAVAILABLE, f"the charger models cannot be read: {exc}"
@@ -350,22 +348,19 @@ class CommissionOps:
     def model_of(self, charger_id: str) -> ChargerModel:
         models = self._load_models()
         try:
-            return model_for(models, self._gw.config.charger(charger_id))
+            return model_for(models, self._site.config.charger(charger_id))
         except ChargerModelError:
             return models[DEFAULT_MODEL_ID]
 
     def store(self) -> Store:
-        store = self._gw.store
-        if store is None:
-            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting; try again")
-        return store
+        return self._store
 
     async def _row(self, charger_id: str) -> ChargerRow | None:
         rows = await self.store().chargers()
         return next((r for r in rows if r.id == charger_id), None)
 
     def _unknown(self, charger_id: str) -> ControlError:
-        known = ", ".join(c.id for c in self._gw.config.chargers) or "none"
+        known = ", ".join(c.id for c in self._site.config.chargers) or "none"
         return ControlError(
             ErrorCode.NOT_FOUND,
             f"no charger {charger_id!r}: it is not in the configuration and never connected "
@@ -374,9 +369,9 @@ class CommissionOps:
 
     def _connected_charger(self, args: dict[str, Any]) -> str:
         charger_id = get_arg(args, "charger", str).strip()
-        if charger_id in self._gw.sessions:
+        if charger_id in self._site.sessions:
             return charger_id
-        if self._gw.config.charger(charger_id) is None:
+        if self._site.config.charger(charger_id) is None:
             raise self._unknown(charger_id)
         raise ControlError(
             ErrorCode.UNAVAILABLE,
@@ -390,7 +385,7 @@ class CommissionOps:
     ) -> JsonDict:
         """A gateway call; raises :class:`NoAnswer` with the reason when there is no answer."""
         try:
-            return await self._gw.call(charger_id, action, payload, timeout or self._timeout)
+            return await self._call(charger_id, action, payload, timeout or self._timeout)
         except CallFailed as exc:
             raise NoAnswer(str(exc)) from None
         except LookupError:  # ChargerNotConnected, or it left between the check and the call
@@ -405,16 +400,12 @@ class CommissionOps:
             ) from None
 
     @property
-    def gateway(self) -> Gateway:
-        return self._gw
-
-    @property
     def clock(self) -> Callable[[], float]:
         return self._clock
 
     async def _event(self, kind: str, message: str, charger_id: str, data: JsonDict) -> None:
         try:
-            record = event_recorder(self._gw) or self.store().event
+            record = self._record or self._store.event
             await record(kind, message, charger_id=charger_id, data=data)
         except Exception:  # the work was done; a full disk must not hide its result
             log.exception("%s: could not record the %s event", charger_id, kind)

@@ -20,7 +20,8 @@ from edgegw.control.server import ControlServer
 from edgegw.store.decisions import Decision, DecisionLog
 
 if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
+    from edgegw.energy.controller import LoadController
+    from edgegw.energy.meters import MeterService
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 10_000
@@ -31,12 +32,18 @@ _ANSWER_BUDGET: Final = MAX_LINE * 3 // 4
 class EnergyOps:
     """Registers ``energy.state`` and ``energy.decisions`` on a :class:`ControlServer`.
 
-    ``decisions`` is the daemon's decision log (None: load capping is not configured, or
-    the log is not kept).
+    ``controller`` is the load controller and ``decisions`` its decision log (None: load
+    capping is not configured, or the log is not kept); ``meters`` the site's meters.
     """
 
-    def __init__(self, gateway: Gateway, decisions: DecisionLog | None = None) -> None:
-        self._gw = gateway
+    def __init__(
+        self,
+        controller: LoadController | None,
+        meters: MeterService | None,
+        decisions: DecisionLog | None = None,
+    ) -> None:
+        self._controller = controller
+        self._meters = meters
         self._decisions = decisions
 
     def register(self, server: ControlServer) -> None:
@@ -55,13 +62,13 @@ class EnergyOps:
         )
 
     async def state(self, args: dict[str, Any]) -> dict[str, Any]:
-        controller = self._gw.controller
+        controller = self._controller
         if controller is None:
             raise ControlError(
                 ErrorCode.UNAVAILABLE, "load capping is not configured (no [site] section)"
             )
         state: dict[str, Any] = controller.state().as_dict()
-        meters = self._gw.meters
+        meters = self._meters
         state["meters"] = (
             []
             if meters is None

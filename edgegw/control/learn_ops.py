@@ -15,25 +15,27 @@ from edgegw.auth.idtags import IdTagFormat
 from edgegw.auth.learn import CapturedTag, CardLearner, FormatSource, LearnedCard, read_captured
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
+from edgegw.services.errors import NotConnected
+from edgegw.services.ports import ChargerDirectory, require_connected
 
 if TYPE_CHECKING:
     from edgegw.auth.authorizer import Authorizer
-    from edgegw.daemon import Gateway
+    from edgegw.config import ChargerConfig
 
 MAX_TIMEOUT: Final = 600.0
 DEFAULT_TIMEOUT: Final = 120.0
 
 
 class LearnOps:
-    """Registers ``cards.learn`` and puts its :class:`CardLearner` among the gateway's observers.
+    """Registers ``cards.learn``, over the daemon's :class:`CardLearner` (which the daemon
+    subscribes to the chargers' events), its ``chargers`` and its ``authorizer``."""
 
-    Register it before chargers connect: a charger session takes the observer list it starts
-    with.
-    """
-
-    def __init__(self, gateway: Gateway, learner: CardLearner | None = None) -> None:
-        self._gw = gateway
-        self.learner = learner if learner is not None else CardLearner()
+    def __init__(
+        self, learner: CardLearner, chargers: ChargerDirectory, authorizer: Authorizer
+    ) -> None:
+        self.learner = learner
+        self._chargers = chargers
+        self._authorizer = authorizer
 
     def register(self, server: ControlServer) -> None:
         server.register(
@@ -42,47 +44,39 @@ class LearnOps:
             admin=True,
             description="Capture the next card tapped at a charger (args: charger, timeout).",
         )
-        if self.learner not in self._gw.observers:
-            self._gw.observers.append(self.learner)
 
     async def learn(self, args: dict[str, Any]) -> dict[str, Any]:
         """Wait for the next tag at ``charger``; ``{"captured": false}`` after ``timeout``."""
-        gw = self._gw
         charger_id = get_arg(args, "charger", str).strip()
         timeout = get_arg(args, "timeout", float, DEFAULT_TIMEOUT)
         if not 1 <= timeout <= MAX_TIMEOUT:
             raise ControlError(
                 ErrorCode.BAD_ARGS, f"timeout must be between 1 and {MAX_TIMEOUT:g} s"
             )
-        if gw.config.charger(charger_id) is None and charger_id not in gw.sessions:
-            known = ", ".join(c.id for c in gw.config.chargers) or "none"
-            raise ControlError(
-                ErrorCode.NOT_FOUND,
-                f"no charger {charger_id!r} is configured (configured: {known})",
-            )
-        if charger_id not in gw.sessions:
+        try:
+            require_connected(self._chargers, charger_id)
+        except NotConnected:
             raise ControlError(
                 ErrorCode.UNAVAILABLE,
                 f"{charger_id} is not connected to the gateway, so it cannot report a card; "
                 "check that it is powered and that its OCPP URL points at the gateway "
                 "(`edgegw status` lists the connected chargers)",
-            )
-        authorizer = gw.authorizer
-        if authorizer is None:
-            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting; try again")
+            ) from None
+        authorizer = self._authorizer
         try:
             captured = await self.learner.capture(charger_id, timeout)
         except TimeoutError:
             return {"captured": False, "charger": charger_id, "timeout": timeout}
-        fmt, source = charger_format(gw, authorizer, charger_id)
+        configured = self._chargers.configured(charger_id)
+        fmt, source = charger_format(configured, authorizer, charger_id)
         return learned_json(captured, read_captured(captured.id_tag, fmt, source), authorizer)
 
 
 def charger_format(
-    gateway: Gateway, authorizer: Authorizer, charger_id: str
+    charger: ChargerConfig | None, authorizer: Authorizer, charger_id: str
 ) -> tuple[IdTagFormat, FormatSource]:
-    """How ``charger_id`` writes card ids, and where that knowledge comes from."""
-    charger = gateway.config.charger(charger_id)
+    """How ``charger_id`` (configured as ``charger``) writes card ids, and where that
+    knowledge comes from."""
     if charger is not None and charger.idtag_format not in (None, IdTagFormat.AUTO.value):
         return IdTagFormat(charger.idtag_format), "configured"
     detected = authorizer.detected_format(charger_id)

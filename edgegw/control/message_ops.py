@@ -16,7 +16,7 @@ from edgegw.control.protocol import MAX_LINE, ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 
 if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
+    from edgegw.store.messagelog import MessageLog
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 10_000
@@ -27,8 +27,8 @@ _ANSWER_BUDGET: Final = MAX_LINE * 3 // 4
 class MessageOps:
     """Registers ``messages`` on a :class:`ControlServer`."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gw = gateway
+    def __init__(self, messages: MessageLog) -> None:
+        self._messages = messages
 
     def register(self, server: ControlServer) -> None:
         server.register(
@@ -41,15 +41,12 @@ class MessageOps:
         )
 
     async def messages(self, args: dict[str, Any]) -> dict[str, Any]:
-        store = self._gw.store
-        if store is None:
-            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting")
         limit = get_arg(args, "limit", int, DEFAULT_LIMIT)
         if not 1 <= limit <= MAX_LIMIT:
             raise ControlError(ErrorCode.BAD_ARGS, f"limit must be between 1 and {MAX_LIMIT}")
         charger = get_arg(args, "charger", str, None)
         before = get_arg(args, "before", int, None)
-        log = store.messages
+        log = self._messages
         found = log.newest(charger_id=charger, limit=limit, before=before)
         items: list[dict[str, Any]] = []
         used = 0

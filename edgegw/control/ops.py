@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from edgegw import __version__
@@ -16,24 +16,59 @@ from edgegw.control.message_ops import MessageOps
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.livestate import link_state
+from edgegw.services.errors import ReloadError
 from edgegw.store.journal import EventFilter, Journal, JournalEntry, read_events
 
 EVENTS_TOPIC = "journal"
 """Every new journal entry is pushed on this topic (``edgegw events --follow``)."""
 
 if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
+    from edgegw.config import Config
+    from edgegw.proxy.session import ChargerSession
+    from edgegw.reload import ReloadPlan
+    from edgegw.store.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class GatewayOps:
-    """Registers the gateway's operations on a :class:`ControlServer`."""
+    """Registers the gateway's operations on a :class:`ControlServer`.
 
-    def __init__(self, gateway: Gateway, clock: Callable[[], float] = time.time) -> None:
-        self._gw = gateway
+    Over the daemon's parts: its ``store``, its configuration in force (``config``), its
+    connected chargers' ``sessions``, its ``journal`` (None: events read from the store), its
+    ``reload`` (refused with :class:`ReloadError`; without it: not running),
+    ``outbox_requeued`` (every session reads its outbox again; without it: nothing, the
+    daemon reads the outbox when it starts), and when each charger last sent something
+    (``last_message``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: Callable[[], Config],
+        sessions: Mapping[str, ChargerSession],
+        *,
+        reload: Callable[[], Awaitable[ReloadPlan]] | None = None,
+        outbox_requeued: Callable[[str | None], Awaitable[None]] | None = None,
+        journal: Journal | None = None,
+        last_message: Callable[[str], float | None] = lambda _id: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._sessions = sessions
+        self._reload = reload or _not_running
+        self._outbox_requeued = outbox_requeued or _read_at_start
+        self._journal = journal
+        self._last_message = last_message
         self._clock = clock
         self._started = clock()
+
+    @classmethod
+    def for_store(cls, config: Config, store: Store) -> GatewayOps:
+        """The ops a CLI answers from the store of a daemon that is not running: no charger
+        connected, nothing to reload, and requeued messages wait for the daemon."""
+        return cls(store, lambda: config, {})
 
     def register(self, server: ControlServer) -> None:
         server.register("status", self.status, description="Daemon, cloud link and chargers.")
@@ -53,10 +88,10 @@ class GatewayOps:
             description="The journal, newest first (args: limit, kinds, charger, since, until); "
             "new entries are pushed on topic 'journal'.",
         )
-        journal = self._journal()
+        journal = self._journal
         if journal is not None:
             journal.on_record(lambda entry: _publish(server, entry))
-        MessageOps(self._gw).register(server)
+        MessageOps(self._store.messages).register(server)
         server.register(
             "config.reload",
             self.config_reload,
@@ -64,26 +99,18 @@ class GatewayOps:
             description="Re-read the configuration file; apply charger changes that can go live.",
         )
 
-    def _store(self) -> Any:
-        store = self._gw.store
-        if store is None:
-            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting")
-        return store
-
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
-        gw = self._gw
-        store = self._store()
+        config = self._config()
         chargers = []
-        live = getattr(gw, "live", None)  # None in a daemon that is not running
-        for row in await store.chargers():
-            session = gw.sessions.get(row.id)
-            message = None if live is None else live.last_message(row.id)
+        for row in await self._store.chargers():
+            session = self._sessions.get(row.id)
+            message = self._last_message(row.id)
             chargers.append(
                 {
                     "id": row.id,
                     "state": row.state,
                     "connected": session is not None,
-                    "cloud_link": link_state(gw.config, session),
+                    "cloud_link": link_state(config, session),
                     "vendor": row.vendor,
                     "model": row.model,
                     "last_seen": row.last_seen if message is None else max(message, row.last_seen),
@@ -93,15 +120,15 @@ class GatewayOps:
         return {
             "version": __version__,
             "uptime_s": round(self._clock() - self._started, 1),
-            "cloud": gw.config.cloud.url if gw.config.cloud else None,
+            "cloud": config.cloud.url if config.cloud else None,
             "chargers": chargers,
         }
 
     async def sync_status(self, args: dict[str, Any]) -> dict[str, Any]:
-        gw = self._gw
+        config = self._config()
         now = self._clock()
-        rows = {r.charger_id: r for r in await self._store().outbox.status()}
-        ids = sorted(set(rows) | set(gw.sessions) | {c.id for c in gw.config.chargers})
+        rows = {r.charger_id: r for r in await self._store.outbox.status()}
+        ids = sorted(set(rows) | set(self._sessions) | {c.id for c in config.chargers})
         chargers = []
         for charger_id in ids:
             row = rows.get(charger_id)
@@ -109,8 +136,8 @@ class GatewayOps:
             chargers.append(
                 {
                     "id": charger_id,
-                    "connected": charger_id in gw.sessions,
-                    "cloud_link": link_state(gw.config, gw.sessions.get(charger_id)),
+                    "connected": charger_id in self._sessions,
+                    "cloud_link": link_state(config, self._sessions.get(charger_id)),
                     "queued": row.queued if row else 0,
                     "parked": row.parked if row else 0,
                     "oldest_age_s": None if oldest is None else round(now - oldest, 1),
@@ -134,20 +161,18 @@ class GatewayOps:
                 "attempts": p.attempts,
                 "error": p.last_error,
             }
-            for p in await self._store().outbox.parked(charger)
+            for p in await self._store.outbox.parked(charger)
         ]
 
     async def sync_retry(self, args: dict[str, Any]) -> dict[str, Any]:
         charger = get_arg(args, "charger", str, None)
-        count = await self._store().outbox.requeue_parked(charger)
-        await self._gw.outbox_requeued(charger)  # absent chargers' messages go too
+        count = await self._store.outbox.requeue_parked(charger)
+        await self._outbox_requeued(charger)  # absent chargers' messages go too
         return {"requeued": count}
 
     async def config_reload(self, args: dict[str, Any]) -> dict[str, Any]:
-        from edgegw.daemon import ReloadError  # noqa: PLC0415 - the daemon imports this module
-
         try:
-            plan = await self._gw.reload()
+            plan = await self._reload()
         except ReloadError as exc:
             raise ControlError(ErrorCode.CONFLICT, f"configuration not reloaded: {exc}") from None
         return {
@@ -158,10 +183,6 @@ class GatewayOps:
             "needs_restart": plan.needs_restart,
             "message": plan.message(),
         }
-
-    def _journal(self) -> Journal | None:
-        journal = getattr(self._gw, "journal", None)
-        return journal if isinstance(journal, Journal) else None
 
     async def events(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         """The journal (written and not yet written entries), newest first."""
@@ -177,12 +198,20 @@ class GatewayOps:
             since=get_arg(args, "since", float, None),
             until=get_arg(args, "until", float, None),
         )
-        journal = self._journal()
+        journal = self._journal
         if journal is not None:
             found = await journal.read(limit, where)
         else:
-            found = await read_events(self._store().db, limit, where)
+            found = await read_events(self._store.db, limit, where)
         return [entry.as_dict() for entry in found]
+
+
+async def _not_running() -> ReloadPlan:
+    raise ReloadError("the daemon is not running")
+
+
+async def _read_at_start(charger_id: str | None) -> None:
+    """Requeued messages wait for the daemon: it reads the outbox when it starts."""
 
 
 def _publish(server: ControlServer, entry: JournalEntry) -> None:

@@ -35,7 +35,9 @@ from edgegw.store.sessions import (
 )
 
 if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
+    from edgegw.auth.authorizer import Authorizer
+    from edgegw.config import Config
+    from edgegw.store.store import Store
 
 MAX_LIMIT: Final = 1000
 """Most sessions in one answer: 1000 sessions stay well under the protocol's line limit."""
@@ -44,8 +46,16 @@ MAX_LIMIT: Final = 1000
 class SessionOps:
     """Registers the session operations on a :class:`ControlServer`."""
 
-    def __init__(self, gateway: Gateway, clock: Callable[[], float] = time.time) -> None:
-        self._gw = gateway
+    def __init__(
+        self,
+        store: Store,
+        authorizer: Authorizer,
+        config: Callable[[], Config],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._authorizer = authorizer
+        self._config = config
         self._clock = clock
         self._resolver: CardResolver | None = None
         self._watching = False
@@ -123,9 +133,7 @@ class SessionOps:
         return report.to_json()
 
     def _cards(self) -> CardResolver:
-        authorizer = self._gw.authorizer
-        if authorizer is None:
-            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting")
+        authorizer = self._authorizer
         if not self._watching:
             authorizer.on_change(self._cards_changed)
             self._watching = True
@@ -133,9 +141,9 @@ class SessionOps:
             self._resolver = CardResolver(
                 authorizer.cards(),
                 authorizer.charger_format,
-                configured_formats(self._gw.config),
+                configured_formats(self._config()),
                 access=authorizer.access,
-                tariffs=self._gw.config.tariffs,
+                tariffs=self._config().tariffs,
             )
         return self._resolver
 
@@ -144,9 +152,7 @@ class SessionOps:
 
     @asynccontextmanager
     async def _reader(self) -> AsyncIterator[aiosqlite.Connection]:
-        store = self._gw.store
-        if store is None:
-            raise ControlError(ErrorCode.UNAVAILABLE, "the daemon is starting")
+        store = self._store
         if str(store.db.path) == ":memory:":
             yield store.db.conn  # no file to open twice (tests)
             return

@@ -40,3 +40,7 @@ class NotConnected(Unavailable):
 
 class Failed(ServiceError):
     """The gateway could not do its part (e.g. a write); its log says more."""
+
+
+class ReloadError(Conflict):
+    """The configuration file could not be reloaded (the message says why)."""

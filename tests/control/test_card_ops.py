@@ -193,8 +193,10 @@ async def test_read_only_users_may_look_but_not_change(
 ) -> None:
     await client.call("cards.add", card=ALICE, owner="Alice")
     server = ControlServer(tmp_path / "ro.sock", admin_uids=frozenset())
-    CardOps(gateway).register(server)
-    ChargerOps(gateway).register(server)
+    assert gateway.authorizer is not None and gateway.store is not None
+    config = lambda: gateway.config  # noqa: E731
+    CardOps(gateway.authorizer, config, connected=gateway.chargers.connected_ids).register(server)
+    ChargerOps(config, gateway.store, gateway.authorizer, gateway.sessions).register(server)
     await server.start()
     try:
         async with await ControlClient.connect(tmp_path / "ro.sock") as reader:

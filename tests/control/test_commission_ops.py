@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from edgegw.commission.observer import CommissionObserver, Exchange
 from edgegw.commission.probe import match_profile, summarize_configuration
+from edgegw.commission.run import SiteView
 from edgegw.control import ControlClient
 from edgegw.control.client import RemoteError
 from edgegw.control.commission_ops import CommissionOps
@@ -33,10 +33,12 @@ CARD = "04A1B2C3"
 FAST = {"step_timeout": 3.0, "tap_timeout": 5.0}
 
 
-async def gateway_with_ops(make_gateway: GatewayFactory, **sections: Any) -> CommissionOps:
+async def gateway_with_ops(
+    make_gateway: GatewayFactory, **sections: Any
+) -> tuple[CommissionOps, Gateway]:
     chargers = sections.pop("chargers", [{"id": "CP1", "idtag_format": "hex"}])
     gateway = await make_gateway(chargers=chargers, **sections)
-    return install_ops(gateway)
+    return install_ops(gateway), gateway
 
 
 async def recorded_events(gateway: Gateway) -> list[tuple[float, str, str | None, str]]:
@@ -49,14 +51,23 @@ async def recorded_events(gateway: Gateway) -> list[tuple[float, str, str | None
 
 
 def install_ops(gateway: Gateway) -> CommissionOps:
-    """The ops on the gateway's socket, as the daemon wires them (or reuses the daemon's)."""
-    wired = [o for o in gateway.observers if isinstance(o, CommissionObserver)]
-    ops = CommissionOps(gateway, models=MODELS, observer=wired[0] if wired else None)
-    if not wired:
-        gateway.observers.append(ops.observer)  # before the charger connects
-        assert gateway.control is not None
-        ops.register(gateway.control)
-    return ops
+    """Commissioning ops as the daemon wires them (its socket has its own), over the test
+    models and the daemon's commissioning observer (the one its event hub feeds)."""
+    assert gateway.store is not None and gateway.journal is not None
+    site = SiteView(
+        lambda: gateway.config,
+        gateway.sessions,
+        controller=gateway.controller,
+        authorizer=gateway.authorizer,
+    )
+    return CommissionOps(
+        site,
+        gateway._commission_observer,
+        gateway.store,
+        gateway.call,
+        gateway.journal.event,
+        models=MODELS,
+    )
 
 
 @asynccontextmanager
@@ -92,8 +103,7 @@ def steps(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 async def test_probe_reads_the_configuration_and_proposes_a_profile(
     make_gateway: GatewayFactory, tmp_path: Path
 ) -> None:
-    ops = await gateway_with_ops(make_gateway)
-    gateway = ops.gateway
+    ops, gateway = await gateway_with_ops(make_gateway)
     async with charger(gateway, config={"AuthorizationKey": ConfigKey("secret-key-1234")}):
         result = await ops.probe({"charger": "CP1"})
     assert result["vendor"] == "edgegw-sim" and result["model"] == "SimCharger"
@@ -130,8 +140,8 @@ async def test_probe_reads_the_configuration_and_proposes_a_profile(
 
 
 async def test_probe_says_which_shipped_profile_fits(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway)
-    async with charger(ops.gateway, vendor="ABB", model="Terra AC W22-T-RD"):
+    ops, gateway = await gateway_with_ops(make_gateway)
+    async with charger(gateway, vendor="ABB", model="Terra AC W22-T-RD"):
         result = await ops.probe({"charger": "CP1", "profile_id": "abb-terra-ac-probed"})
     assert result["profile"]["fits"] == "abb-terra-ac" and result["profile"]["match"] == "product"
     # the simulator's keys disagree with what the shipped file says about ABB
@@ -167,7 +177,7 @@ def test_configuration_summary_reads_nonstandard_units() -> None:
 
 
 async def test_probe_of_a_charger_that_is_not_connected(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway)
+    ops, _gateway = await gateway_with_ops(make_gateway)
     with pytest.raises(ControlError) as offline:
         await ops.probe({"charger": "CP1"})
     assert offline.value.code is ErrorCode.UNAVAILABLE and "not connected" in offline.value.message
@@ -182,9 +192,9 @@ async def test_probe_of_a_charger_that_is_not_connected(make_gateway: GatewayFac
 async def test_configure_adds_the_measurands_and_sets_the_interval(
     make_gateway: GatewayFactory,
 ) -> None:
-    ops = await gateway_with_ops(make_gateway)
+    ops, gateway = await gateway_with_ops(make_gateway)
     only_energy = ConfigKey("Energy.Active.Import.Register", kind="measurands")
-    async with charger(ops.gateway, config={"MeterValuesSampledData": only_energy}) as sim:
+    async with charger(gateway, config={"MeterValuesSampledData": only_energy}) as sim:
         result = await ops.configure({"charger": "CP1", "interval": 15})
         assert result["ok"] and result["samples_current"] and result["interval_s"] == 15
         keys = {k["key"]: k for k in result["keys"]}
@@ -202,14 +212,14 @@ async def test_configure_adds_the_measurands_and_sets_the_interval(
 
 
 async def test_configure_reports_what_the_charger_refuses(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway)
+    ops, gateway = await gateway_with_ops(make_gateway)
     config = {
         "MeterValuesSampledData": ConfigKey(
             "Energy.Active.Import.Register", readonly=True, kind="measurands"
         ),
         "MeterValueSampleInterval": ConfigKey("60", readonly=True, kind="int"),
     }
-    async with charger(ops.gateway, config=config) as sim:
+    async with charger(gateway, config=config) as sim:
         result = await ops.configure({"charger": "CP1"})
     assert not result["ok"] and not result["samples_current"]
     keys = {k["key"]: k for k in result["keys"]}
@@ -220,12 +230,12 @@ async def test_configure_reports_what_the_charger_refuses(make_gateway: GatewayF
 
 
 async def test_configure_within_the_charger_s_list_length(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway)
+    ops, gateway = await gateway_with_ops(make_gateway)
     config = {
         "MeterValuesSampledData": ConfigKey("Energy.Active.Import.Register", kind="measurands"),
         "MeterValuesSampledDataMaxLength": ConfigKey("2", readonly=True, kind="int"),
     }
-    async with charger(ops.gateway, config=config) as sim:
+    async with charger(gateway, config=config) as sim:
         result = await ops.configure({"charger": "CP1"})
     sampled = result["keys"][0]
     assert sampled["status"] == "Accepted" and result["samples_current"]
@@ -236,8 +246,8 @@ async def test_configure_within_the_charger_s_list_length(make_gateway: GatewayF
 
 
 async def test_configure_without_a_sampled_data_key(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway)
-    async with charger(ops.gateway) as sim:
+    ops, gateway = await gateway_with_ops(make_gateway)
+    async with charger(gateway) as sim:
         del sim.config["MeterValuesSampledData"]
         result = await ops.configure({"charger": "CP1"})
     assert result["keys"][0]["status"] == "NotSupported" and not result["ok"]
@@ -247,8 +257,7 @@ async def test_configure_without_a_sampled_data_key(make_gateway: GatewayFactory
 
 
 async def test_every_step_passes_on_a_good_charger(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway, auth={"unknown_cards": "accept"})
-    gateway = ops.gateway
+    _ops, gateway = await gateway_with_ops(make_gateway, auth={"unknown_cards": "accept"})
     async with charger(gateway) as sim:
 
         async def tap_when_asked() -> None:
@@ -281,8 +290,8 @@ async def test_every_step_passes_on_a_good_charger(make_gateway: GatewayFactory)
 async def test_a_charger_that_ignores_profiles_fails_honoured(
     make_gateway: GatewayFactory,
 ) -> None:
-    ops = await gateway_with_ops(make_gateway)
-    async with charger(ops.gateway, ignore_profiles=True) as sim:
+    ops, gateway = await gateway_with_ops(make_gateway)
+    async with charger(gateway, ignore_profiles=True) as sim:
         report = await ops.commission({"charger": "CP1", **FAST})
         assert sim.profiles == []
     by_name = steps(report)
@@ -298,10 +307,10 @@ async def test_a_charger_that_ignores_profiles_fails_honoured(
 
 
 async def test_a_charger_that_refuses_profiles(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway)
+    ops, gateway = await gateway_with_ops(make_gateway)
     # The generic model sends stack level 1; this charger allows 0 only, so it refuses.
     stack_zero = ConfigKey("0", readonly=True, kind="int")
-    async with charger(ops.gateway, config={"ChargeProfileMaxStackLevel": stack_zero}) as sim:
+    async with charger(gateway, config={"ChargeProfileMaxStackLevel": stack_zero}) as sim:
         report = await ops.commission({"charger": "CP1", **FAST})
         assert sim.profiles == []
     by_name = steps(report)
@@ -313,9 +322,9 @@ async def test_a_charger_that_refuses_profiles(make_gateway: GatewayFactory) -> 
 
 
 async def test_meter_values_without_current_fail_with_a_hint(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway)
+    ops, gateway = await gateway_with_ops(make_gateway)
     sampled = ConfigKey("Energy.Active.Import.Register", readonly=True, kind="measurands")
-    async with charger(ops.gateway, config={"MeterValuesSampledData": sampled}):
+    async with charger(gateway, config={"MeterValuesSampledData": sampled}):
         report = await ops.commission({"charger": "CP1", **FAST})
     meter = steps(report)["meter_values"]
     assert meter["status"] == "fail" and "no Current.Import" in meter["detail"]
@@ -323,17 +332,17 @@ async def test_meter_values_without_current_fail_with_a_hint(make_gateway: Gatew
 
 
 async def test_a_single_phase_charger_needs_one_phase(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(
+    ops, gateway = await gateway_with_ops(
         make_gateway, chargers=[{"id": "CP1", "idtag_format": "hex", "phases": "L2"}]
     )
-    async with charger(ops.gateway, phases=1, connectors=1):
+    async with charger(gateway, phases=1, connectors=1):
         report = await ops.commission({"charger": "CP1", **FAST})
     assert steps(report)["meter_values"]["status"] == "pass", steps(report)["meter_values"]
 
 
 async def test_a_refused_card_and_a_missed_tap_fail(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway, auth={"unknown_cards": "reject"})
-    async with charger(ops.gateway, connectors=1):
+    ops, gateway = await gateway_with_ops(make_gateway, auth={"unknown_cards": "reject"})
+    async with charger(gateway, connectors=1):
         report = await ops.commission(
             {"charger": "CP1", "card": CARD, "tap": True, "step_timeout": 3.0, "tap_timeout": 0.2}
         )
@@ -343,17 +352,17 @@ async def test_a_refused_card_and_a_missed_tap_fail(make_gateway: GatewayFactory
 
 
 async def test_unknown_card_format_is_not_guessed(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway, chargers=[{"id": "CP1"}])
-    async with charger(ops.gateway, connectors=1):
+    ops, gateway = await gateway_with_ops(make_gateway, chargers=[{"id": "CP1"}])
+    async with charger(gateway, connectors=1):
         report = await ops.commission({"charger": "CP1", "card": CARD, **FAST})
     card = steps(report)["card"]
     assert card["status"] == "pass" and "not decided locally" in card["detail"]
-    assert ops.gateway.authorizer is not None
-    assert ops.gateway.authorizer.detected_format("CP1") is None  # nothing learned from typing
+    assert gateway.authorizer is not None
+    assert gateway.authorizer.detected_format("CP1") is None  # nothing learned from typing
 
 
 async def test_a_charger_that_is_not_connected(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway)
+    ops, _gateway = await gateway_with_ops(make_gateway)
     report = await ops.commission({"charger": "CP1", **FAST})
     by_name = steps(report)
     assert not report["passed"]
@@ -374,13 +383,13 @@ async def test_with_load_capping_the_controller_s_cap_is_checked(
     make_gateway: GatewayFactory,
 ) -> None:
     async with SimMeter("eastron-sdm630") as meter:
-        ops = await gateway_with_ops(
+        ops, gateway = await gateway_with_ops(
             make_gateway,
             chargers=[{"id": "CP1", "idtag_format": "hex", "fallback_current_a": 8}],
             **load_capping(meter),
         )
-        assert ops.gateway.controller is not None
-        async with charger(ops.gateway, connectors=1) as sim:
+        assert gateway.controller is not None
+        async with charger(gateway, connectors=1) as sim:
             report = await ops.commission({"charger": "CP1", **FAST})
             # the controller's cap is still there; no profile of the commissioning was sent
             assert sim.profiles and all(p.profile_id % 1000 != 999 for p in sim.profiles)
@@ -396,10 +405,10 @@ async def test_an_idle_charger_under_a_0_a_cap_is_not_tested_rather_than_passed(
     make_gateway: GatewayFactory,
 ) -> None:
     async with SimMeter("eastron-sdm630") as meter:
-        ops = await gateway_with_ops(
+        ops, gateway = await gateway_with_ops(
             make_gateway, chargers=[{"id": "CP1", "idtag_format": "hex"}], **load_capping(meter)
         )
-        async with charger(ops.gateway, connectors=1):
+        async with charger(gateway, connectors=1):
             report = await ops.commission({"charger": "CP1", **FAST})
     by_name = steps(report)
     assert by_name["profile_accepted"]["status"] == "pass", by_name["profile_accepted"]
@@ -413,16 +422,16 @@ async def test_with_load_capping_a_charger_ignoring_its_cap_fails(
     make_gateway: GatewayFactory,
 ) -> None:
     async with SimMeter("eastron-sdm630") as meter:
-        ops = await gateway_with_ops(make_gateway, **load_capping(meter))
-        async with charger(ops.gateway, connectors=1, ignore_profiles=True):
+        ops, gateway = await gateway_with_ops(make_gateway, **load_capping(meter))
+        async with charger(gateway, connectors=1, ignore_profiles=True):
             report = await ops.commission({"charger": "CP1", **FAST})
     honoured = steps(report)["profile_honoured"]
     assert honoured["status"] == "fail" and "above the controller's limit" in honoured["detail"]
 
 
 async def test_the_ops_answer_on_the_control_socket(make_gateway: GatewayFactory) -> None:
-    ops = await gateway_with_ops(make_gateway)
-    socket = ops.gateway.config.control.socket
+    _ops, gateway = await gateway_with_ops(make_gateway)
+    socket = gateway.config.control.socket
     async with await ControlClient.connect(socket) as client:
         with pytest.raises(RemoteError) as offline:
             await client.call("chargers.configure", charger="CP1")
@@ -430,50 +439,3 @@ async def test_the_ops_answer_on_the_control_socket(make_gateway: GatewayFactory
         with pytest.raises(RemoteError) as bad:
             await client.call("chargers.configure", charger="CP1", interval=0)
         assert bad.value.code == "bad_args" and "interval" in bad.value.message
-
-
-async def test_observer_waits_and_looks_back() -> None:
-    now = [100.0]
-    observer = CommissionObserver(clock=lambda: now[0])
-    observer.charger_connected("CP1")
-    observer.charger_exchanged("CP1", "Heartbeat", {}, {"currentTime": "x"})
-    assert observer.seen("CP1", ["Heartbeat"])[0].at == 100.0
-
-    async def meter_values_later() -> None:
-        now[0] = 101.0
-        observer.charger_exchanged("CP1", "MeterValues", {"connectorId": 1}, {})
-
-    async with asyncio.TaskGroup() as group:  # tasks start in order: the waiter is first
-        waiting = group.create_task(observer.wait("CP1", ["MeterValues"], since=100.5, timeout=2))
-        group.create_task(meter_values_later())
-    exchange = waiting.result()
-    assert isinstance(exchange, Exchange) and exchange.at == 101.0
-    # an exchange already seen is found without waiting
-    again = await observer.wait("CP1", ["MeterValues"], since=100.5, timeout=0.01)
-    assert again is exchange
-
-    async def disconnect() -> None:
-        observer.charger_disconnected("CP1")
-
-    with pytest.raises(ExceptionGroup) as gone:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(observer.wait("CP1", ["Authorize"], since=0, timeout=2))
-            group.create_task(disconnect())
-    assert gone.group_contains(LookupError)
-    with pytest.raises(TimeoutError):
-        await observer.wait("CP1", ["Authorize"], since=0, timeout=0.01)
-
-
-def test_observer_keeps_only_the_latest_call_per_action_and_connector() -> None:
-    now = [0.0]
-    observer = CommissionObserver(clock=lambda: now[0])
-    for i in range(1000):
-        now[0] = float(i)
-        observer.charger_exchanged("CP1", "MeterValues", {"connectorId": 1 + i % 2}, {})
-    observer.charger_exchanged("CP1", "Heartbeat", {}, {"currentTime": "x"})
-    kept = observer.seen("CP1", ["MeterValues", "Heartbeat"])
-    assert [(e.action, e.request.get("connectorId"), e.at) for e in kept] == [
-        ("MeterValues", 1, 998.0),
-        ("MeterValues", 2, 999.0),
-        ("Heartbeat", None, 999.0),
-    ]

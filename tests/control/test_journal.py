@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,10 +12,9 @@ from typer.testing import CliRunner
 
 from edgegw.cli.main import app
 from edgegw.cli.status import _follow, parse_since
-from edgegw.config import Config, parse_config
+from edgegw.config import parse_config
 from edgegw.control.ops import GatewayOps
 from edgegw.control.server import ControlServer
-from edgegw.daemon import Gateway
 from edgegw.livestate import EventKind, LiveChange, LiveEvent, Scope
 from edgegw.sim.charger import SimCharger
 from edgegw.store.journal import WRITE_AT, EventFilter, Journal, read_events
@@ -121,16 +119,6 @@ def test_since_takes_durations_and_dates() -> None:
     assert parse_since("2026-01-01T00:00:00+00:00", 0) == 1767225600.0
 
 
-@dataclass
-class _Site:
-    """What GatewayOps reads of a gateway: its configuration, store and journal."""
-
-    config: Config
-    store: Store
-    journal: Journal
-    sessions: dict[str, Any] = field(default_factory=dict)
-
-
 async def test_events_command_filters_and_follow_sees_new_entries(tmp_path: Path) -> None:
     socket = tmp_path / "gw.sock"
     config = parse_config(
@@ -146,7 +134,7 @@ async def test_events_command_filters_and_follow_sees_new_entries(tmp_path: Path
     store = await Store.open(tmp_path / "gw.db")
     journal = Journal(store.db)
     server = ControlServer(socket)
-    GatewayOps(cast(Gateway, _Site(config, store, journal))).register(server)
+    GatewayOps(store, lambda: config, {}, journal=journal).register(server)
     await server.start()
     try:
         journal.live_listener(live(EventKind.SESSION_STARTED, id_tag="04A1B2C3"))
