@@ -71,7 +71,6 @@ from edgegw.ocpp.events import (
     SessionStarted,
     SessionStopped,
 )
-from edgegw.ocpp.interpret import interpret
 from edgegw.tasks import TaskOwner
 
 if TYPE_CHECKING:
@@ -80,7 +79,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JsonDict = dict[str, Any]
 OwnerLookup = Callable[[str, str], str | None]
 """``(charger_id, id_tag) -> card owner`` (None when unknown)."""
 
@@ -326,24 +324,6 @@ class LiveState:
         if self._wiring_of is None or self._wiring_of[0] is not config:
             self._wiring_of = (config, {c.id: c.site_phases() for c in config.chargers})
         return self._wiring_of[1].get(charger_id, ALL_PHASES)
-
-    # ------------------------------------------------------------ the proxy's observer calls
-
-    def charger_connected(self, charger_id: str) -> None:
-        """Transitional: until the event hub feeds :meth:`handle`."""
-        self.handle(ChargerConnected(charger_id=charger_id, at=self._clock()))
-
-    def charger_disconnected(self, charger_id: str) -> None:
-        """Transitional: until the event hub feeds :meth:`handle`."""
-        if charger_id in self._chargers:
-            self.handle(ChargerDisconnected(charger_id=charger_id, at=self._clock()))
-
-    def charger_exchanged(
-        self, charger_id: str, action: str, request: JsonDict, response: JsonDict
-    ) -> None:
-        """Transitional: until the event hub feeds :meth:`handle`."""
-        for event in interpret(charger_id, action, request, response, self._clock()):
-            self.handle(event)
 
     # ------------------------------------------------------------ telling listeners
 
