@@ -268,7 +268,7 @@ class Gateway:
         if self.journal is not None:
             self.live.on_change(self.journal.live_listener)
         self.live.start()
-        self.live_ops = LiveOps(self, self.live)
+        self.live_ops = LiveOps(self.live)
         self.actions = ChargerActions(
             self.call,
             self.chargers,

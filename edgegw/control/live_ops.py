@@ -22,15 +22,12 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg, topic_matches
 from edgegw.control.server import ControlServer
 from edgegw.live.changes import LiveChange, LiveEvent, Scope
 from edgegw.live.state import LiveState
-
-if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +47,7 @@ class LiveOps:
     push).
     """
 
-    def __init__(
-        self,
-        gateway: Gateway,
-        live: LiveState,
-        *,
-        min_interval: float = 0.5,
-    ) -> None:
-        self._gw = gateway
+    def __init__(self, live: LiveState, *, min_interval: float = 0.5) -> None:
         self._live = live
         self._min_interval = min_interval
         self._server: ControlServer | None = None

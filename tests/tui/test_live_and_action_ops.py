@@ -68,7 +68,7 @@ async def own_live_ops(
     site: Site, path: Path, min_interval: float
 ) -> AsyncIterator[tuple[LiveOps, ControlServer]]:
     """LiveOps on a control server of its own (whatever the daemon registers itself)."""
-    ops = LiveOps(site.gateway, site.live, min_interval=min_interval)
+    ops = LiveOps(site.live, min_interval=min_interval)
     server = ControlServer(path, group=None)
     ops.register(server)
     await server.start()
