@@ -20,10 +20,6 @@ import edgegw
 ROOT = Path(edgegw.__file__).parent
 
 ALLOWED_MODULE_EDGES: dict[tuple[str, str], str] = {
-    ("edgegw.control.live_ops", "edgegw.daemon"): (
-        "live_ops (the TUI's ops, moved with the live state) still takes the Gateway under "
-        "TYPE_CHECKING; it goes when LiveOps takes its parts like the other ops"
-    ),
     ("edgegw.cli.doctor", "edgegw.cli.main"): (
         "doctor runs the checks of `edgegw config check` (cli.main's _every_problem and "
         "reference_checks), imported inside its function; they belong in a module both import"
@@ -36,9 +32,6 @@ ALLOWED_PACKAGE_EDGES: dict[tuple[str, str], str] = {
         "config.sections takes the [mqtt] section's model (MqttConfig) from "
         "telemetry.settings; everything else of telemetry sits above config"
     ),
-    ("edgegw.control", "edgegw.daemon"): ALLOWED_MODULE_EDGES[
-        ("edgegw.control.live_ops", "edgegw.daemon")
-    ],
 }
 """Package imports left out of the package graph: ``(importer, imported) -> why``."""
 
