@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from edgegw.control import ControlClient, ControlError, RemoteError
+from edgegw.control import ControlClient, RemoteError
 from edgegw.control.action_ops import ActionOps
 from edgegw.control.live_ops import LiveOps
 from edgegw.control.server import ControlServer
+from edgegw.services.charger_actions import ChargerActions, LiveSessions, StoredSessions
+from edgegw.services.errors import Unavailable
 from edgegw.sim.charger import SimCharger
 from tests.conftest import GatewayFactory, gateway_url, raw_charger
 from tests.tui.conftest import ALICE, Site
@@ -146,7 +148,13 @@ async def test_stop_session_without_live_state_reads_the_store(
 ) -> None:
     site, cp, client = running
     tx = await cp.tap(ALICE)
-    ops = ActionOps(site.gateway)  # no live state
+    gateway = site.gateway
+    assert gateway.store is not None
+    record = gateway.journal.event if gateway.journal is not None else None
+    # no live state: the running sessions are the store's open ones
+    ops = ActionOps(
+        ChargerActions(gateway.call, gateway.chargers, StoredSessions(gateway.store), record)
+    )
     answer = await ops.stop_session({"charger": "CP1", "transaction_id": tx})
     assert answer["sessions"] == [{"connector": 1, "transaction_id": tx, "status": "Accepted"}]
     await client.close()
@@ -199,11 +207,18 @@ async def test_a_charger_that_does_not_answer_is_reported(make_gateway: GatewayF
     gateway = await make_gateway()
     async with raw_charger(gateway_url(gateway), "CP1") as cp:
         await cp.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
-        ops = ActionOps(gateway, call_timeout=0.2)
-        with pytest.raises(ControlError) as failed:  # the raw charger never answers
+        assert gateway.live is not None and gateway.journal is not None
+        actions = ChargerActions(
+            gateway.call,
+            gateway.chargers,
+            LiveSessions(gateway.live),
+            gateway.journal.event,
+            timeout=0.2,
+        )
+        ops = ActionOps(actions)
+        with pytest.raises(Unavailable) as failed:  # the raw charger never answers
             await ops.unlock({"charger": "CP1", "connector": 1})
-        assert failed.value.code == "unavailable"
-        assert "did not take UnlockConnector" in failed.value.message
+        assert "did not take UnlockConnector" in str(failed.value)  # (socket: "unavailable")
         assert gateway.journal is not None  # operator actions go to the event journal
         (entry,) = await gateway.journal.read(1)
         assert entry.kind == "action.UnlockConnector" and entry.charger_id == "CP1"
