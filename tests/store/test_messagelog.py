@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, cast
 
 from edgegw.config import StoreConfig
 from edgegw.control.message_ops import MessageOps
 from edgegw.store.messagelog import MessageLog, dump_path, read_dump
 from edgegw.store.schema import MIGRATIONS
 from edgegw.store.store import Store
-
-if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
 
 LONE = '[2,"\ud800","Foo",{}]'  # what json.loads makes of the valid JSON [2,"\ud800","Foo",{}]
 
@@ -125,7 +120,7 @@ async def test_the_messages_op_pages_back_through_the_log(tmp_path: Path) -> Non
     try:
         for i in range(250):
             store.log_frame(f"CP{i % 2}", "charger>", f'[2,"{i}","Heartbeat",{{}}]')
-        ops = MessageOps(cast("Gateway", SimpleNamespace(store=store)))
+        ops = MessageOps(store.messages)
         seen: list[int] = []
         before = None
         while True:
