@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar, cast
@@ -209,78 +209,165 @@ def to_json(value: Any) -> Any:
 
 
 T = TypeVar("T")
+Reader = Callable[[Any], Any]
+
+
+class _Mismatch(Exception):
+    """Raised inside the reader: the problem, and where (built on the way out)."""
+
+    def __init__(self, problem: str, path: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path = path
+
+    def inside(self, segment: str) -> _Mismatch:
+        return _Mismatch(self.problem, segment + self.path)
 
 
 def from_json(cls: type[T], data: Any, where: str = "snapshot") -> T:
     """``data`` (plain JSON types) as the dataclass ``cls``, every field checked against its
-    annotation; ``where`` names the document in the error."""
-    return cast(T, _read(cls, data, where))
+    annotation; ``where`` names the document in the error. The reader is compiled from the
+    annotations once per call (a few classes), not once per value."""
+    try:
+        return cast(T, _reader(cls)(data))
+    except _Mismatch as exc:
+        raise SnapshotMismatch(f"{where}{exc.path}: {exc.problem}") from None
 
 
-def _read(tp: Any, value: Any, where: str) -> Any:
+def _reader(tp: Any) -> Reader:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Union or origin is types.UnionType:
-        if value is None:
-            if type(None) in args:
-                return None
-            raise SnapshotMismatch(f"{where}: null where a value is expected")
-        problems = []
-        for option in args:
-            if option is type(None):
-                continue
-            try:
-                return _read(option, value, where)
-            except SnapshotMismatch as exc:
-                problems.append(str(exc))
-        raise SnapshotMismatch(
-            problems[0] if len(problems) == 1 else f"{where}: {value!r} fits no type"
-        )
+        return _union_reader(args)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _read_dataclass(tp, value, where)
+        return _dataclass_reader(tp)
     if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise SnapshotMismatch(f"{where}: expected a list, got {_kind(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_read(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise SnapshotMismatch(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(
-            _read(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(args, value, strict=True))
-        )
+            return _sequence_reader(_reader(args[0]))
+        return _fixed_reader(tuple(_reader(a) for a in args))
     if origin is Mapping or origin is dict:
-        if not isinstance(value, Mapping):
-            raise SnapshotMismatch(f"{where}: expected an object, got {_kind(value)}")
-        return {str(k): _read(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        return _mapping_reader(_reader(args[1]))
     if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is str or tp is bool:
+        return _read_float
+    if tp is int:
+        return _read_int
+    if tp is str or tp is bool:
+        return _instance_reader(tp)
+    raise TypeError(f"cannot read {tp!r}")  # a bug in the snapshot's definition
+
+
+def _union_reader(args: tuple[Any, ...]) -> Reader:
+    nullable = type(None) in args
+    options = tuple(_reader(a) for a in args if a is not type(None))
+
+    def read(value: Any) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise _Mismatch("null where a value is expected")
+        if len(options) == 1:
+            return options[0](value)
+        for option in options:
+            try:
+                return option(value)
+            except _Mismatch:
+                continue
+        raise _Mismatch(f"{value!r} fits no type")
+
+    return read
+
+
+def _dataclass_reader(cls: type[Any]) -> Reader:
+    hints = typing.get_type_hints(cls)
+    fields = tuple((f.name, _reader(hints[f.name])) for f in dataclasses.fields(cls))
+    names = {name for name, _ in fields}
+
+    def read(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise _Mismatch(f"expected an object, got {_kind(value)}")
+        if value.keys() != names:
+            missing = [n for n, _ in fields if n not in value]
+            unknown = sorted(str(k) for k in value if k not in names)
+            parts = ["missing " + ", ".join(missing)] if missing else []
+            parts += ["unknown " + ", ".join(unknown)] if unknown else []
+            raise _Mismatch("; ".join(parts))
+        kwargs = {}
+        for name, read_field in fields:
+            try:
+                kwargs[name] = read_field(value[name])
+            except _Mismatch as exc:
+                raise exc.inside(f".{name}") from None
+        return cls(**kwargs)
+
+    return read
+
+
+def _sequence_reader(item: Reader) -> Reader:
+    def read(value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise _Mismatch(f"expected a list, got {_kind(value)}")
+        out = []
+        for index, element in enumerate(value):
+            try:
+                out.append(item(element))
+            except _Mismatch as exc:
+                raise exc.inside(f"[{index}]") from None
+        return tuple(out)
+
+    return read
+
+
+def _fixed_reader(items: tuple[Reader, ...]) -> Reader:
+    def read(value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise _Mismatch(f"expected a list, got {_kind(value)}")
+        if len(value) != len(items):
+            raise _Mismatch(f"expected {len(items)} values, got {len(value)}")
+        out = []
+        for index, (item, element) in enumerate(zip(items, value, strict=True)):
+            try:
+                out.append(item(element))
+            except _Mismatch as exc:
+                raise exc.inside(f"[{index}]") from None
+        return tuple(out)
+
+    return read
+
+
+def _mapping_reader(item: Reader) -> Reader:
+    def read(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise _Mismatch(f"expected an object, got {_kind(value)}")
+        out = {}
+        for key, element in value.items():
+            try:
+                out[str(key)] = item(element)
+            except _Mismatch as exc:
+                raise exc.inside(f".{key}") from None
+        return out
+
+    return read
+
+
+def _read_float(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise _Mismatch(f"expected float, got {_kind(value)}")
+
+
+def _read_int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _Mismatch(f"expected int, got {_kind(value)}")
+
+
+def _instance_reader(tp: type[Any]) -> Reader:
+    def read(value: Any) -> Any:
         if isinstance(value, tp):
             return value
-    else:  # a type this reader does not know: a bug in the snapshot's definition
-        raise TypeError(f"{where}: cannot read {tp!r}")
-    raise SnapshotMismatch(f"{where}: expected {tp.__name__}, got {_kind(value)}")
+        raise _Mismatch(f"expected {tp.__name__}, got {_kind(value)}")
 
-
-def _read_dataclass(cls: type[Any], value: Any, where: str) -> Any:
-    if not isinstance(value, Mapping):
-        raise SnapshotMismatch(f"{where}: expected an object, got {_kind(value)}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    missing = [n for n in names if n not in value]
-    unknown = sorted(str(k) for k in value if k not in names)
-    if missing or unknown:
-        parts = []
-        if missing:
-            parts.append("missing " + ", ".join(missing))
-        if unknown:
-            parts.append("unknown " + ", ".join(unknown))
-        raise SnapshotMismatch(f"{where}: " + "; ".join(parts))
-    return cls(**{n: _read(hints[n], value[n], f"{where}.{n}") for n in names})
+    return read
 
 
 def _kind(value: Any) -> str:
