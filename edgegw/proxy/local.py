@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from edgegw.proxy import frames
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.hooks import SiteAuthority
+from edgegw.proxy.rules import QueuedRecord, RemoteStarts, queued_record
 from edgegw.store.outbox import QueuedMessage
 from edgegw.store.store import Store
 
@@ -47,7 +48,6 @@ _ACKNOWLEDGED = frozenset(
         "MeterValues",
     }
 )
-_CLOUD_STARTED_TTL = 600.0  # a remote start's idTag is honoured offline for this long (s)
 
 
 def iso_now(clock: Callable[[], float]) -> str:
@@ -95,8 +95,7 @@ class LocalResponder:
         self._heartbeat_interval = heartbeat_interval
         self.cards = cards
         self._clock = clock
-        # (charger, idTag) -> when the cloud asked that charger to start a session for it.
-        self._cloud_started: dict[tuple[str, str], float] = {}
+        self._remote_starts = RemoteStarts()
         self._handlers: dict[str, Callable[[str, Call], Awaitable[dict[str, Any]]]] = {
             "BootNotification": self._boot,
             "Heartbeat": self._heartbeat,
@@ -109,11 +108,7 @@ class LocalResponder:
 
     def cloud_started(self, charger_id: str, id_tag: str) -> None:
         """The cloud remote-started a session for ``id_tag``: never refuse it offline."""
-        now = self._clock()
-        self._cloud_started = {
-            k: t for k, t in self._cloud_started.items() if now - t < _CLOUD_STARTED_TTL
-        }
-        self._cloud_started[(charger_id, id_tag.upper())] = now
+        self._remote_starts.note(charger_id, id_tag, self._clock())
 
     async def answer(self, charger_id: str, call: Call) -> CallResult | CallError:
         handler = self._handlers.get(call.action)
@@ -136,30 +131,32 @@ class LocalResponder:
         If the commit fails the charger gets a CALLERROR and keeps the message itself.
         """
         outbox = self._store.outbox
+        store = self._store
         try:
+            local_id: int | None = None
             if call.action == "StartTransaction":
                 message, local_id = await outbox.enqueue_start(charger_id, call.payload)
                 payload: dict[str, Any] = {
                     "transactionId": local_id,
                     "idTagInfo": self._start_info(charger_id, str(call.payload["idTag"])),
                 }
-                # A copy (``message`` None) may follow a crash between the outbox commit and
-                # this record: record the session then, once.
-                if message is not None or not await self._store.transaction_recorded(
-                    charger_id, local_id
-                ):
-                    await self._store.transaction_started(
-                        charger_id, call.payload, local_id, origin="gateway"
-                    )
             else:
                 message = await outbox.enqueue(charger_id, call.action, call.payload)
                 payload = {}
-                if call.action == "StopTransaction" and message is not None:
-                    await self._stopped(charger_id, call)
-                elif call.action == "StopTransaction":
-                    # A copy: the first may have been committed but not recorded before a
-                    # crash. Closing an already closed session changes nothing.
-                    await self._store.transaction_stopped(charger_id, call.payload)
+            record = queued_record(call.action, first_time=message is not None)
+            if record is QueuedRecord.START_IF_MISSING:
+                assert local_id is not None
+                if await store.transaction_recorded(charger_id, local_id):
+                    record = QueuedRecord.NOTHING
+            if record in (QueuedRecord.START, QueuedRecord.START_IF_MISSING):
+                assert local_id is not None
+                await store.transaction_started(
+                    charger_id, call.payload, local_id, origin="gateway"
+                )
+            elif record is QueuedRecord.STOP:
+                await self._stopped(charger_id, call)
+            elif record is QueuedRecord.STOP_AGAIN:
+                await store.transaction_stopped(charger_id, call.payload)
         except Exception:
             log.exception("%s: could not queue %s", charger_id, call.action)
             error = frames.make_error(
@@ -182,8 +179,7 @@ class LocalResponder:
         return answer
 
     def _start_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
-        started = self._cloud_started.get((charger_id, id_tag.upper()))
-        if started is not None and self._clock() - started < _CLOUD_STARTED_TTL:
+        if self._remote_starts.honoured(charger_id, id_tag, self._clock()):
             # The cloud's word, as if it had answered: unless the site refuses the card since.
             info: dict[str, Any] = {"status": "Accepted"}
             refused = self.cards.override_answer(

@@ -8,13 +8,17 @@ mean for the site's records, and carries the answer out:
 * :func:`card_answer` — a cloud answer carrying an ``idTagInfo`` for the card of the call;
 * :func:`offline_start_refused` — a StartTransaction the gateway answered while the cloud was
   away, delivered later: did the cloud refuse its card?
-* :func:`invalid_id_action` — StopTransactionOnInvalidId: stop that session or let it finish.
+* :func:`invalid_id_action` — StopTransactionOnInvalidId: stop that session or let it finish;
+* :class:`RemoteStarts` — a session the cloud started is not refused by the offline policy;
+* :func:`queued_record` — what a transaction message the gateway queued records (a copy re-sent
+  after a crash is recorded once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 CARD_ANSWERS = frozenset({"Authorize", "StartTransaction", "StopTransaction"})
@@ -142,3 +146,58 @@ def invalid_id_action(*, running: bool, stop_on_invalid_id: bool, free: bool) ->
     if running and free:
         outcome += " (free charging is on)"
     return InvalidIdAction(stop, outcome)
+
+
+# --------------------------------------------------------------------------------------------
+# What the gateway answers for itself (edgegw.proxy.local)
+
+REMOTE_START_HONOURED_S = 600.0
+"""A remote start's idTag is honoured offline for this long (s)."""
+
+
+class RemoteStarts:
+    """The cards the cloud remote-started a session for, per charger, for a while.
+
+    A session the cloud started (RemoteStartTransaction just before the link dropped) is never
+    refused by the offline policy: its StartTransaction, answered by the gateway, gets the
+    cloud's word (Accepted) unless the site refuses the card. Entries older than
+    :data:`REMOTE_START_HONOURED_S` are forgotten as new ones come, so the table stays small.
+    """
+
+    def __init__(self, honoured_s: float = REMOTE_START_HONOURED_S) -> None:
+        self._honoured_s = honoured_s
+        self._started: dict[tuple[str, str], float] = {}
+
+    def note(self, charger_id: str, id_tag: str, now: float) -> None:
+        """The cloud's remote start for ``id_tag`` at ``charger_id`` was accepted at ``now``."""
+        self._started = {k: t for k, t in self._started.items() if now - t < self._honoured_s}
+        self._started[(charger_id, id_tag.upper())] = now
+
+    def honoured(self, charger_id: str, id_tag: str, now: float) -> bool:
+        """Whether a start of ``id_tag`` at ``charger_id`` now is the cloud's remote start."""
+        started = self._started.get((charger_id, id_tag.upper()))
+        return started is not None and now - started < self._honoured_s
+
+
+class QueuedRecord(Enum):
+    """What a transaction message the gateway queued for the cloud means for the sessions."""
+
+    NOTHING = "nothing"
+    START = "start"
+    """Record the session (with its local id)."""
+    START_IF_MISSING = "start-if-missing"
+    """A copy of a start: recorded already unless the gateway stopped between the outbox
+    commit and the record; record it then, once."""
+    STOP = "stop"
+    """Close the session (an unknown one is acknowledged anyway, and said)."""
+    STOP_AGAIN = "stop-again"
+    """A copy of a stop: closing an already closed session changes nothing, and is not said."""
+
+
+def queued_record(action: str, *, first_time: bool) -> QueuedRecord:
+    """The record a queued ``action`` calls for; ``first_time`` False: the outbox knew it."""
+    if action == "StartTransaction":
+        return QueuedRecord.START if first_time else QueuedRecord.START_IF_MISSING
+    if action == "StopTransaction":
+        return QueuedRecord.STOP if first_time else QueuedRecord.STOP_AGAIN
+    return QueuedRecord.NOTHING

@@ -4,13 +4,16 @@ from edgegw.proxy.rules import (
     InvalidIdAction,
     LearnCard,
     OfflineStartRefused,
+    QueuedRecord,
     RecordBoot,
     RecordStart,
     RecordStatus,
     RecordStop,
+    RemoteStarts,
     card_answer,
     invalid_id_action,
     offline_start_refused,
+    queued_record,
     records_of,
 )
 
@@ -100,3 +103,24 @@ def test_stop_transaction_on_invalid_id() -> None:
     # Free charging is the caretaker's word that any card may charge at that charger.
     assert act(True, True, True) == InvalidIdAction(False, "it may finish (free charging is on)")
     assert act(False, True, True) == InvalidIdAction(False, "it had ended")
+
+
+def test_a_remote_start_is_honoured_offline_for_a_while_per_charger_and_card() -> None:
+    starts = RemoteStarts(honoured_s=600.0)
+    starts.note("CP1", "aabb", now=1000.0)
+    assert starts.honoured("CP1", "AABB", now=1000.0)  # idTags compare in any case
+    assert starts.honoured("CP1", "aaBB", now=1599.0)
+    assert not starts.honoured("CP1", "AABB", now=1600.0)
+    assert not starts.honoured("CP2", "AABB", now=1000.0)  # another charger
+    assert not starts.honoured("CP1", "CCDD", now=1000.0)
+    starts.note("CP1", "CCDD", now=1700.0)  # forgets what has expired as it goes
+    assert not starts.honoured("CP1", "AABB", now=1000.0)
+
+
+def test_what_a_queued_message_records_and_a_copy_records_once() -> None:
+    assert queued_record("StartTransaction", first_time=True) is QueuedRecord.START
+    assert queued_record("StartTransaction", first_time=False) is QueuedRecord.START_IF_MISSING
+    assert queued_record("StopTransaction", first_time=True) is QueuedRecord.STOP
+    assert queued_record("StopTransaction", first_time=False) is QueuedRecord.STOP_AGAIN
+    assert queued_record("MeterValues", first_time=True) is QueuedRecord.NOTHING
+    assert queued_record("MeterValues", first_time=False) is QueuedRecord.NOTHING
