@@ -45,6 +45,11 @@ def test_the_wheel_holds_every_module(wheel: zipfile.ZipFile) -> None:
     missing = [str(p) for p in modules if p.as_posix() not in names]
     assert missing == [], "add the package to [tool.setuptools] packages in pyproject.toml"
     assert "edgegw/py.typed" in names
+    styles = [
+        p.as_posix() for p in source_files() if p.parts[0] == "edgegw" and p.suffix == ".tcss"
+    ]
+    assert styles, "the TUI's style sheets are .tcss files under edgegw/tui/"
+    assert set(styles) <= names, "add the *.tcss files to [tool.setuptools.package-data]"
 
 
 def _third_party_imports() -> set[str]:
