@@ -35,28 +35,30 @@ import grp
 import itertools
 import logging
 import os
-import platform
-import pwd
 import shutil
 import socket
 import stat
-import struct
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
+from edgegw.control.connection import (
+    ClientInfo,
+    Connection,
+    Peer,
+    peer_groups,
+    peer_of,
+    user_groups,
+)
 from edgegw.control.protocol import (
     MAX_LINE,
     NAME_PATTERN,
     TOPIC_PATTERN,
     ControlError,
     ErrorCode,
-    Framing,
-    LineFramer,
     LineTooLong,
     Request,
     RequestError,
@@ -64,7 +66,6 @@ from edgegw.control.protocol import (
     encode_event,
     encode_result,
     parse_request,
-    topic_matches,
 )
 from edgegw.security.quiet_log import QuietLog
 from edgegw.services.errors import BadRequest, Conflict, NotFound, ServiceError, Unavailable
@@ -76,19 +77,7 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 """An op's implementation: JSON arguments in, a JSON-able result out (or a ControlError)."""
 
 _MAX_UNIX_PATH = 107  # sun_path is 108 bytes including the terminating NUL
-# Linux >= 4.13. Python does not name it; 59 is its number on the architectures listed (others,
-# e.g. SPARC, number it differently and use the group database instead).
-_SO_PEERGROUPS: int | None = getattr(
-    socket,
-    "SO_PEERGROUPS",
-    59
-    if sys.platform == "linux"
-    and platform.machine().startswith(("x86", "i386", "i686", "amd64", "aarch64", "arm", "riscv"))
-    else None,
-)
-_PEERGROUPS_BUFFER = 1024  # the most getsockopt() reads: 256 groups
 _MAX_TOPICS = 64
-_READ_CHUNK = 64 * 1024
 
 
 class ControlSocketError(RuntimeError):
@@ -100,190 +89,10 @@ class AnotherInstanceRunning(ControlSocketError):
 
 
 @dataclass(frozen=True, slots=True)
-class Peer:
-    """Who is on the other end of a connection, as the kernel reports it."""
-
-    pid: int
-    uid: int
-    gid: int
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    """A snapshot of one connected client (for status displays and tests)."""
-
-    peer: Peer
-    admin: bool
-    connected_at: float
-    topics: tuple[str, ...]
-    queued_events: int
-
-
-@dataclass(frozen=True, slots=True)
 class _Op:
     handler: Handler
     admin: bool
     description: str
-
-
-def _peer_of(sock: Any) -> Peer:
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", raw)
-    return Peer(pid, uid, gid)
-
-
-def _peer_groups(sock: Any) -> frozenset[int] | None:
-    """The peer's supplementary groups when it connected (None: the kernel cannot tell)."""
-    if _SO_PEERGROUPS is None:
-        return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, _PEERGROUPS_BUFFER)
-    except (OSError, ValueError):  # an older kernel, or more groups than the buffer holds
-        return None
-    count = len(raw) // 4
-    return frozenset(struct.unpack(f"{count}I", raw[: count * 4]))
-
-
-def _user_groups(uid: int, gid: int) -> frozenset[int]:
-    """The groups the group database gives ``uid`` (its primary ``gid`` included)."""
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return frozenset({gid})
-    try:
-        return frozenset(os.getgrouplist(name, gid))
-    except OSError:
-        return frozenset({gid})
-
-
-class _Connection:
-    """One client: reads its requests, runs them, writes answers and its events."""
-
-    def __init__(
-        self,
-        server: ControlServer,
-        number: int,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: Peer,
-        *,
-        admin: bool,
-        connected_at: float,
-        max_inflight: int,
-        max_queued_events: int,
-    ) -> None:
-        self.server = server
-        self.name = f"client-{number}"
-        self.peer = peer
-        self.admin = admin
-        self.connected_at = connected_at
-        self.topics: tuple[str, ...] = ()
-        self.events: asyncio.Queue[bytes] = asyncio.Queue(max_queued_events)
-        self._reader = reader
-        self._writer = writer
-        self._tasks = TaskOwner(f"control/{self.name}")
-        self._slots = asyncio.Semaphore(max_inflight)
-        self._write_lock = asyncio.Lock()
-        self._requests = itertools.count(1)
-        self._answering: set[asyncio.Task[None]] = set()
-        self._aborted = False
-
-    def describe(self) -> str:
-        return f"{self.name} (pid {self.peer.pid}, uid {self.peer.uid})"
-
-    def info(self) -> ClientInfo:
-        return ClientInfo(
-            self.peer, self.admin, self.connected_at, self.topics, self.events.qsize()
-        )
-
-    def wants(self, topic: str) -> bool:
-        return any(topic_matches(pattern, topic) for pattern in self.topics)
-
-    def offer(self, line: bytes) -> bool:
-        """Queue an event; a client whose queue is full is dropped (returns False)."""
-        if self._aborted:
-            return False
-        try:
-            self.events.put_nowait(line)
-        except asyncio.QueueFull:
-            log.warning(
-                "control %s dropped: it left %d events unread",
-                self.describe(),
-                self.events.qsize(),
-            )
-            self.abort()
-            return False
-        return True
-
-    def abort(self) -> None:
-        """Cut the connection at once, discarding whatever it has not read."""
-        if not self._aborted:
-            self._aborted = True
-            self._writer.transport.abort()
-            while not self.events.empty():
-                self.events.get_nowait()
-
-    async def send(self, line: bytes) -> None:
-        async with self._write_lock:
-            if self._writer.transport.is_closing():
-                raise ConnectionResetError("control client went away")
-            self._writer.write(line)
-            await self._writer.drain()
-
-    async def run(self) -> None:
-        try:
-            self._tasks.spawn(self._pump_events(), "events")
-            await self._read_requests()
-            # The client closed its end: let the answers still being worked out go out first.
-            if self._answering and not self._aborted:
-                await asyncio.wait(self._answering)
-        except ConnectionError:
-            pass
-        finally:
-            await self._tasks.close()
-            if not self._aborted:
-                self._writer.close()
-            self.server._forget(self)
-            log.debug("control %s disconnected", self.describe())
-
-    async def _read_requests(self) -> None:
-        framer = LineFramer(MAX_LINE)
-        while True:
-            data = await self._reader.read(_READ_CHUNK)
-            if data:
-                lines = framer.feed(data)
-            else:  # end of stream: a last line without its newline still counts
-                rest = framer.rest()
-                lines = [rest] if rest.strip() else []
-            for line in lines:
-                await self._slots.acquire()
-                task = self._tasks.spawn(self._answer(line), f"request-{next(self._requests)}")
-                self._answering.add(task)
-                task.add_done_callback(self._answering.discard)
-            if not data:
-                return
-
-    async def _pump_events(self) -> None:
-        with contextlib.suppress(ConnectionError):
-            while True:
-                await self.send(await self.events.get())
-
-    async def _answer(self, line: bytes | Literal[Framing.TOO_LONG]) -> None:
-        try:
-            if line is Framing.TOO_LONG:
-                answer: bytes | None = encode_error(
-                    None, ErrorCode.TOO_LARGE, f"request line longer than {MAX_LINE} bytes"
-                )
-            elif not line.strip():
-                answer = None  # blank lines are tolerated (someone typing into socat)
-            else:
-                answer = await self.server._dispatch(self, line)
-            if answer is not None:
-                await self.send(answer)
-        except ConnectionError:
-            pass
-        finally:
-            self._slots.release()
 
 
 class ControlServer:
@@ -320,7 +129,7 @@ class ControlServer:
         self._max_inflight = max_inflight
         self._max_queued_events = max_queued_events
         self._ops: dict[str, _Op] = {}
-        self._builtins: dict[str, Callable[[_Connection, dict[str, Any]], Awaitable[Any]]] = {
+        self._builtins: dict[str, Callable[[Connection, dict[str, Any]], Awaitable[Any]]] = {
             "ping": self._ping,
             "ops": self._list_ops,
             "subscribe": self._subscribe,
@@ -331,7 +140,7 @@ class ControlServer:
             "subscribe": "receive events for topics (args: topics, e.g. ['charger.*']); "
             "replaces this connection's earlier subscription",
         }
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._numbers = itertools.count(1)
         self._tasks = TaskOwner("control")
         self._server: asyncio.Server | None = None
@@ -501,9 +310,9 @@ class ControlServer:
             return False
         if peer.gid == gid:
             return True
-        groups = _peer_groups(sock)
+        groups = peer_groups(sock)
         if groups is None:
-            groups = _user_groups(peer.uid, peer.gid)
+            groups = user_groups(peer.uid, peer.gid)
         return gid in groups
 
     def _make_parent(self, gid: int | None) -> None:
@@ -553,7 +362,7 @@ class ControlServer:
             return
         sock = writer.get_extra_info("socket")
         try:
-            peer = _peer_of(sock)
+            peer = peer_of(sock)
         except OSError as exc:
             log.warning("control client refused: no peer credentials (%s)", exc)
             writer.transport.abort()
@@ -572,8 +381,7 @@ class ControlServer:
             writer.write(encode_error(None, ErrorCode.UNAVAILABLE, f"{full}; try again later"))
             writer.close()
             return
-        connection = _Connection(
-            self,
+        connection = Connection(
             next(self._numbers),
             reader,
             writer,
@@ -582,6 +390,8 @@ class ControlServer:
             connected_at=self._clock(),
             max_inflight=self._max_inflight,
             max_queued_events=self._max_queued_events,
+            dispatch=self._dispatch,
+            forget=self._forget,
         )
         self._connections.add(connection)
         log.debug("control %s connected", connection.describe())
@@ -603,12 +413,12 @@ class ControlServer:
             )
         return None
 
-    def _forget(self, connection: _Connection) -> None:
+    def _forget(self, connection: Connection) -> None:
         self._connections.discard(connection)
 
     # ------------------------------------------------------------------ requests
 
-    async def _dispatch(self, connection: _Connection, line: bytes) -> bytes:
+    async def _dispatch(self, connection: Connection, line: bytes) -> bytes:
         try:
             request = parse_request(line)
         except RequestError as exc:
@@ -630,7 +440,7 @@ class ControlServer:
             log.error("control op %s returned a result that is not JSON: %s", request.op, exc)
             return encode_error(request.id, ErrorCode.INTERNAL, _internal_message(request.op))
 
-    async def _run(self, connection: _Connection, request: Request) -> Any:
+    async def _run(self, connection: Connection, request: Request) -> Any:
         op, args = request.op, request.args
         handler: Handler
         builtin = self._builtins.get(op)
@@ -656,7 +466,7 @@ class ControlServer:
             log.exception("control op %s failed", op)
             raise ControlError(ErrorCode.INTERNAL, _internal_message(op)) from None
 
-    def _check_admin(self, connection: _Connection, op: str) -> None:
+    def _check_admin(self, connection: Connection, op: str) -> None:
         peer = connection.peer
         if not connection.admin:
             log.warning("control: uid %d (pid %d) refused admin op %s", peer.uid, peer.pid, op)
@@ -672,10 +482,10 @@ class ControlServer:
             )
         log.info("control: uid %d (pid %d) calls %s", peer.uid, peer.pid, op)
 
-    async def _ping(self, connection: _Connection, args: dict[str, Any]) -> Any:
+    async def _ping(self, connection: Connection, args: dict[str, Any]) -> Any:
         return {"pong": True, "time": self._clock()}
 
-    async def _list_ops(self, connection: _Connection, args: dict[str, Any]) -> Any:
+    async def _list_ops(self, connection: Connection, args: dict[str, Any]) -> Any:
         listing = [
             {"op": name, "admin": False, "allowed": True, "description": text}
             for name, text in self._builtin_help.items()
@@ -691,7 +501,7 @@ class ControlServer:
         ]
         return sorted(listing, key=lambda entry: str(entry["op"]))
 
-    async def _subscribe(self, connection: _Connection, args: dict[str, Any]) -> Any:
+    async def _subscribe(self, connection: Connection, args: dict[str, Any]) -> Any:
         topics = args.get("topics")
         if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
             raise ControlError(
