@@ -15,6 +15,9 @@ folder. At the end the demo stops the chargers, lets the gateway deliver what it
 the cloud (:func:`drain`), and only then judges the cloud's record (:func:`judge`): a session
 whose start was in flight when the chargers stopped is counted, not called missing. It ends
 with the commands to look further; the folder is kept for them.
+
+The site and its script are in :mod:`edgegw.demo_site`, what is shown and the verdict in
+:mod:`edgegw.demo_status`; every name is importable from here.
 """
 
 from __future__ import annotations
@@ -26,284 +29,51 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, TextIO
 
 from edgegw.auth.passwords import hash_password
 from edgegw.config import load_config
 from edgegw.daemon import Gateway
-from edgegw.livestate import LiveChange, SiteLive
+from edgegw.demo_site import (
+    ACCEPTED_TAGS,
+    BLOCKED_TAG,
+    BUILDING_A,
+    CAR_A,
+    DEFAULT_DURATION_S,
+    DRAIN_TIMEOUT_S,
+    MIN_SCRIPTED_S,
+    STALL_EVERY,
+    UNKNOWN_TAG,
+    Script,
+    _config_text,
+    event_load_a,
+    script_for,
+    site_limit_a,
+)
+from edgegw.demo_status import (
+    AFTER_EVENT_S,
+    LINE_EVERY,
+    REDRAW_EVERY,
+    Display,
+    Status,
+    Verdict,
+    _next_text,
+    _summary,
+    clock,
+    judge,
+    phases,
+)
+from edgegw.livestate import LiveChange
 from edgegw.sim.cloud import SimCloud, Stall
-from edgegw.sim.fleet import FleetStats, SimFleet
+from edgegw.sim.fleet import SimFleet
 from edgegw.sim.meter import SimMeter
 
 log = logging.getLogger("edgegw.demo")
 
-ACCEPTED_TAGS = ("04A2B3C4D5E680", "1EA68671", "DEADBEEF", "CAFE0001")
-BLOCKED_TAG = "BADC0FFE"
-UNKNOWN_TAG = "0BADF00D"
-LINE_EVERY: Final = 10.0
-"""Seconds between two status lines when the output is not a terminal."""
-REDRAW_EVERY: Final = 1.0
-AFTER_EVENT_S: Final = 4.0
-"""A status line this long after a scripted event shows what it did."""
-STALL_EVERY = 30.0  # s between two stalls of the simulated cloud (with ``cloud_stall``)
-DEFAULT_DURATION_S: Final = 90.0
-"""How long ``edgegw demo`` runs unless told otherwise (it must end by itself: ``make demo``)."""
-MIN_SCRIPTED_S: Final = 20.0
-"""Shorter runs leave out the cloud outage and the load-cap event."""
-DRAIN_TIMEOUT_S: Final = 20.0
+
 DRAIN_CHECK_S: Final = 0.5
-CAR_A: Final = 16.0
-"""What a simulated car draws per phase (:class:`~edgegw.sim.charger.SimCharger`'s default)."""
-BUILDING_A: Final = 10.0
-"""The building's own load per phase, outside the load-cap event."""
-
-
-# ------------------------------------------------------------------------------ the script
-
-
-@dataclass(frozen=True, slots=True)
-class Script:
-    """When the scripted events happen, in seconds from the start."""
-
-    outage_at: float
-    outage_s: float
-    load_at: float
-    load_s: float
-
-    @property
-    def ends_at(self) -> float:
-        return max(self.outage_at + self.outage_s, self.load_at + self.load_s)
-
-
-def script_for(duration: float | None) -> Script | None:
-    """The events of a run of ``duration`` seconds (None: until Ctrl-C); None if too short.
-
-    The outage starts at a fifth of the run and lasts about a seventh of it (3 to 15 s); the
-    load-cap event starts at half the run and lasts a fifth of it (4 to 20 s), so both are
-    over, and the cloud has caught up, well before the end.
-    """
-    if duration is not None and duration < MIN_SCRIPTED_S:
-        return None
-    span = DEFAULT_DURATION_S if duration is None else duration
-    return Script(
-        outage_at=round(span / 5, 1),
-        outage_s=round(min(15.0, max(3.0, span / 7)), 1),
-        load_at=round(span / 2, 1),
-        load_s=round(min(20.0, max(4.0, span / 5)), 1),
-    )
-
-
-def site_limit_a(chargers: int) -> float:
-    """The demo site's main fuse: room for the building and most, not all, of the cars."""
-    return float(round(BUILDING_A + CAR_A * chargers * 0.75))
-
-
-def event_load_a(limit_a: float) -> float:
-    """The building's load during the load-cap event: half the fuse (a heat pump, an oven,
-    a lift), so load capping has to cut the cars."""
-    return round(limit_a / 2)
-
-
-# ------------------------------------------------------------------------------ the verdict
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    complete: bool
-    lines: tuple[str, ...]
-
-
-def judge(
-    stats: FleetStats,
-    cloud_started: int,
-    cloud_stopped: int,
-    *,
-    queued: int | None,
-    drained: bool,
-) -> Verdict:
-    """Whether every session the chargers ran reached the cloud, judged after draining.
-
-    ``stats`` are the chargers' own counts: a start counts there once the charger heard the
-    answer. When the demo stops the chargers, a start may be in flight: the gateway took it
-    and the cloud recorded it, but the charger never heard back. The cloud then has more
-    starts than the chargers counted: those are in flight, not missing. The record is
-    incomplete only when the cloud has fewer starts or stops than the chargers ran, or when
-    the gateway still holds messages for it (``queued``).
-    """
-    missing_starts = max(0, stats.sessions_started - cloud_started)
-    missing_stops = max(0, stats.sessions_completed - cloud_stopped)
-    in_flight = max(0, cloud_started - stats.sessions_started)
-    complete = missing_starts == 0 and missing_stops == 0 and not queued
-    lines = []
-    if complete:
-        lines.append("complete: every session the chargers ran reached the cloud")
-    else:
-        lines.append("INCOMPLETE: the cloud lacks sessions the chargers ran")
-    if in_flight:
-        lines.append(
-            f"{in_flight} start(s) were in flight when the chargers stopped: the cloud has "
-            "them, the chargers never heard the answer (not a loss)"
-        )
-    if missing_starts:
-        lines.append(f"{missing_starts} start(s) the chargers ran are not in the cloud")
-    if missing_stops:
-        lines.append(f"{missing_stops} stop(s) the chargers sent are not in the cloud")
-    if queued:
-        lines.append(
-            f"{queued} message(s) still wait in the gateway's outbox"
-            + ("" if drained else f" after {DRAIN_TIMEOUT_S:.0f} s of draining")
-            + ": delivered at its next start"
-        )
-    return Verdict(complete, tuple(lines))
-
-
-# ------------------------------------------------------------------------------ output
-
-
-class Display:
-    """Where the summary goes: a table redrawn in place on a terminal, else short lines."""
-
-    def __init__(self, out: TextIO, *, live: bool) -> None:
-        self.out = out
-        self.live = live
-        self._drawn = 0
-
-    def table(self, lines: Sequence[str]) -> None:
-        """Redraw the status table in place (terminal only)."""
-        if self._drawn:
-            self.out.write(f"\x1b[{self._drawn}F")  # back to the table's first line
-        for line in lines:
-            self.out.write("\x1b[2K" + line + "\n")
-        self.out.flush()
-        self._drawn = len(lines)
-
-    def freeze(self) -> None:
-        """Leave the table as it is on screen: what follows is written below it."""
-        self._drawn = 0
-
-    def line(self, text: str) -> None:
-        """One line that stays (a status line, a scripted event, the summary)."""
-        if self.live and self._drawn:
-            self.out.write(f"\x1b[{self._drawn}F\x1b[J")  # the table is drawn again below
-            self._drawn = 0
-        self.out.write(text + "\n")
-        self.out.flush()
-
-
-def clock(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def phases(values: Sequence[float | None] | None) -> str:
-    """The highest phase of a per-phase triple, or "--"."""
-    known = [v for v in values or () if v is not None]
-    return f"{max(known):.0f} A" if known else "--"
-
-
-@dataclass(slots=True)
-class Status:
-    """What the summary says, taken from the running parts."""
-
-    elapsed: float
-    duration: float | None
-    chargers: int
-    stats: FleetStats
-    site: SiteLive
-    cloud_up: bool
-    cloud_messages: int
-    now: str
-    next: str
-
-    def header(self) -> str:
-        span = "until Ctrl-C" if self.duration is None else f"of {clock(self.duration)}"
-        return f"edgegw demo: {self.chargers} simulated chargers, {clock(self.elapsed)} {span}"
-
-    def rows(self) -> list[str]:
-        site, stats = self.site, self.stats
-        limit = "none" if site.limit_a is None else f"{min(site.limit_a):.0f} A"
-        capping = site.mode or "off"
-        cloud = "ONLINE" if self.cloud_up else "DOWN (outage)"
-        queued = "--" if site.sync_queued is None else str(site.sync_queued)
-        return [
-            self.header(),
-            f"  chargers  {site.chargers_connected}/{site.chargers_total} online, "
-            f"{site.sessions_active} charging now",
-            f"  sessions  {stats.sessions_started} started, {stats.sessions_refused} cards "
-            f"refused, {stats.sessions_completed} completed",
-            f"  cloud     {cloud}, {self.cloud_messages} messages received, "
-            f"{queued} waiting in the gateway's outbox",
-            f"  site      limit {limit}, drawn {phases(site.current_a)} building + "
-            f"{phases(site.ev_current_a)} cars, load capping {capping}",
-            f"  now       {self.now}",
-            f"  next      {self.next}",
-        ]
-
-    def short(self) -> str:
-        site, stats = self.site, self.stats
-        queued = "--" if site.sync_queued is None else str(site.sync_queued)
-        return (
-            f"t={self.elapsed:4.0f}s  chargers {site.chargers_connected}/{site.chargers_total}, "
-            f"charging {site.sessions_active} | sessions started {stats.sessions_started}, "
-            f"refused {stats.sessions_refused}, completed {stats.sessions_completed} | cloud "
-            f"{'online' if self.cloud_up else 'DOWN'}, outbox {queued} | cars "
-            f"{phases(site.ev_current_a)}, building {phases(site.current_a)}, capping "
-            f"{site.mode or 'off'}"
-        )
-
-
-# ------------------------------------------------------------------------------ running
-
-
-def _config_text(
-    folder: Path,
-    port: int,
-    cloud_url: str,
-    chargers: dict[str, str],
-    *,
-    meter_port: int,
-    limit_a: float,
-) -> str:
-    db = folder / "edgegw.db"
-    lines = [
-        "# Generated by `edgegw demo`.",
-        "[server]",
-        'host = "127.0.0.1"',
-        f"port = {port}",
-        # Every simulated charger connects from this machine: lift the per-address limits.
-        f"max_connections_per_address = {len(chargers) + 8}",
-        f"max_pending_per_address = {len(chargers) + 8}",
-        "",
-        "[cloud]",
-        f'url = "{cloud_url}"',
-        "",
-        "[store]",
-        f'path = "{db}"',
-        "",
-        "[control]",
-        f'socket = "{folder / "edgegw.sock"}"',
-        'group = ""',
-        "",
-        "[site]  # load capping on the simulated site meter",
-        f"limit_a = {limit_a:g}",
-        'meter_role = "non_ev"   # the meter measures the building, not the chargers',
-        "",
-        "[buses.main]",
-        'transport = "tcp"',
-        'host = "127.0.0.1"',
-        f"port = {meter_port}",
-        "",
-        "[[meters]]",
-        'name = "grid"',
-        'profile = "eastron-sdm630"',
-    ]
-    for charger_id, password_hash in chargers.items():
-        lines += ["", "[[chargers]]", f'id = "{charger_id}"', f'password_hash = "{password_hash}"']
-    return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager
@@ -592,63 +362,32 @@ async def _play(
     return None
 
 
-def _next_text(script: Script | None, phase: dict[str, str], elapsed: float) -> str:
-    if script is None:
-        return "nothing scripted (short run)"
-    if phase["outage"] == "before":
-        return f"cloud outage in {script.outage_at - elapsed:.0f} s"
-    if phase["outage"] == "on":
-        return f"cloud back in {script.outage_at + script.outage_s - elapsed:.0f} s"
-    if phase["load"] == "before":
-        return f"load-cap event in {script.load_at - elapsed:.0f} s"
-    if phase["load"] == "on":
-        return f"load-cap event ends in {script.load_at + script.load_s - elapsed:.0f} s"
-    return "nothing more scripted: chargers keep charging"
-
-
-def _summary(
-    display: Display,
-    cloud: SimCloud,
-    fleet: SimFleet,
-    *,
-    ids: list[str],
-    folder: Path,
-    config_path: Path,
-    queued: int | None,
-    drained: bool,
-) -> bool:
-    stats = fleet.stats
-    started = [t for (cid, _), t in cloud.transactions.items() if cid in ids]
-    stopped = [t for t in started if t.stopped]
-    verdict = judge(stats, len(started), len(stopped), queued=queued, drained=drained)
-    lines = [
-        "",
-        "edgegw demo summary",
-        f"  chargers:                {len(ids)}",
-        f"  frames sent by chargers: {stats.messages_sent}",
-        f"  sessions started:        {stats.sessions_started} (refused cards: "
-        f"{stats.sessions_refused})",
-        f"  sessions completed:      {stats.sessions_completed}",
-        f"  cloud transactions:      {len(started)} started, {len(stopped)} stopped",
-    ]
-    if cloud.serial or cloud.held:
-        lines.append(
-            f"  slow cloud:              {len(cloud.held)} answers delayed, "
-            f"{len(cloud.refused)} overlapping calls refused"
-        )
-    lines.append(f"  cloud record:            {verdict.lines[0]}")
-    lines += [f"                           {more}" for more in verdict.lines[1:]]
-    config = f"-c {config_path}"
-    lines += [
-        "",
-        f"Look further (the demo's files stay in {folder}; remove it when done):",
-        f"  edgegw sessions list {config}   the sessions the gateway recorded",
-        f"  edgegw events {config}          what happened, in words",
-        f"  less {folder / 'edgegw.log'}",
-        "While a demo runs (`edgegw demo --duration 0` runs until Ctrl-C), in another terminal:",
-        "  edgegw tui -c <the configuration it prints>   the caretaker's screen",
-        "  edgegw energy decisions -c <that configuration>   load capping's decisions",
-    ]
-    for line in lines:
-        display.line(line)
-    return verdict.complete
+__all__ = [
+    "ACCEPTED_TAGS",
+    "AFTER_EVENT_S",
+    "BLOCKED_TAG",
+    "BUILDING_A",
+    "CAR_A",
+    "DEFAULT_DURATION_S",
+    "DRAIN_CHECK_S",
+    "DRAIN_TIMEOUT_S",
+    "LINE_EVERY",
+    "MIN_SCRIPTED_S",
+    "REDRAW_EVERY",
+    "STALL_EVERY",
+    "UNKNOWN_TAG",
+    "Display",
+    "Script",
+    "Status",
+    "Verdict",
+    "clock",
+    "drain",
+    "event_load_a",
+    "judge",
+    "log_to_file",
+    "outbox_queued",
+    "phases",
+    "run_demo",
+    "script_for",
+    "site_limit_a",
+]
