@@ -369,7 +369,8 @@ def import_cards(
         str,
         typer.Argument(
             help="CSV file (columns id, format, owner, label, status, expiry, chargers, "
-            "parent; only id is required), or - for stdin."
+            "parent, groups; only id is required), or - for stdin. With a groups column "
+            "(e.g. residents;staff) each card is in exactly those card groups afterwards."
         ),
     ],
     *,
@@ -766,6 +767,8 @@ def _render_import(result: dict[str, Any]) -> str:
         f"{result['added']} added, {result['updated']} updated, "
         f"{result['unchanged']} unchanged, {result['removed']} removed"
     )
+    if result.get("regrouped"):
+        counts += f"; {result['regrouped']} changed card groups"
     outcome = result["outcome"]
     if outcome == "imported":
         lines.append(f"Imported {result['file']} {_where(result)}: {counts}.")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from edgegw.auth.access import Access, AccessError, CardGroup, Share, parse_until
+from edgegw.auth.cardcsv import csv_card_groups, with_csv_groups
 from edgegw.auth.idtags import is_lossless, variants
 from edgegw.auth.locallist import (
     AuthStatus,
@@ -116,8 +117,9 @@ class CardService(CardBase):
         header = cards_to_csv([])
         rows: list[str] = []
         size = len(header)
+        access = self._auth.access
         for card in every[offset : offset + limit]:
-            row = cards_to_csv([card])[len(header) :]
+            row = cards_to_csv([card], access)[len(header) :]
             size += len(row)
             if rows and size > PAGE_BYTES:
                 break
@@ -236,6 +238,9 @@ class CardService(CardBase):
         dry_run = get_arg(args, "dry_run", bool, False)
         now = self._clock()
         cards, errors, fatal = read_csv(text, now)
+        in_file = {c.key for c in cards}
+        groups = {k: v for k, v in (csv_card_groups(text) or {}).items() if k in in_file}
+        _, group_warnings, regrouped = with_csv_groups(self._auth.access, groups)
         result: dict[str, Any] = {
             "outcome": "refused",
             "dry_run": dry_run,
@@ -244,8 +249,9 @@ class CardService(CardBase):
             "updated": 0,
             "unchanged": 0,
             "removed": 0,
+            "regrouped": 0,
             "errors": [{"line": line, "message": message} for line, message in errors],
-            "warnings": self._unknown_groups(cards),
+            "warnings": self._unknown_groups(cards) + group_warnings,
             "local_lists": [],
         }
         if fatal:
@@ -258,7 +264,7 @@ class CardService(CardBase):
             )
             return result
         if dry_run:
-            result.update(self._plan(cards, replace), outcome="dry_run")
+            result.update(self._plan(cards, replace), outcome="dry_run", regrouped=regrouped)
             return result
         try:
             done = await self._auth.import_csv(cards_to_csv(cards), replace=replace)
@@ -266,14 +272,24 @@ class CardService(CardBase):
             raise ControlError(
                 ErrorCode.INTERNAL, f"the checked cards did not import: {exc}"
             ) from None
+        if groups:
+            regrouped = 0
+
+            def regroup(access: Access) -> Access:
+                nonlocal regrouped
+                access, _, regrouped = with_csv_groups(access, groups)
+                return access
+
+            await self._access(regroup)
         result.update(
             outcome="imported",
             added=done.added,
             updated=done.updated,
             unchanged=done.unchanged,
             removed=done.removed,
+            regrouped=regrouped,
         )
-        if done.added or done.updated or done.removed:
+        if done.added or done.updated or done.removed or regrouped:
             result["local_lists"] = await self._push_report(args)
         return result
 

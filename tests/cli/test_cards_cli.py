@@ -163,7 +163,7 @@ async def test_import_reports_broken_lines_and_imports_the_rest(
     exported = await acli(config, "cards", "export", "--output", str(tmp_path / "out.csv"))
     assert exported.exit_code == 0 and "exported 2 card(s) from the daemon" in exported.stderr
     text = (tmp_path / "out.csv").read_text()
-    assert text.splitlines()[0] == "id,format,owner,label,status,expiry,chargers,parent"
+    assert text.splitlines()[0] == "id,format,owner,label,status,expiry,chargers,parent,groups"
     again = await acli(config, "cards", "import", "-", "--replace", "--json", stdin=text)
     assert again.exit_code == 0, again.output
     summary = as_json(again)
