@@ -41,7 +41,7 @@ from edgegw.control.server import ControlServer
 from edgegw.energy.allocator import PerPhase
 from edgegw.energy.loadhistory import DAY_POINTS, LoadPoint, LoadRecorder, sample_decision_log
 from edgegw.services.caretaker import FREE_CHARGING_NOTE, CaretakerSettings
-from edgegw.services.charger_actions import VIA_CONTROL
+from edgegw.services.ports import VIA_CONTROL
 from edgegw.store.db import Database
 
 if TYPE_CHECKING:

@@ -8,5 +8,13 @@ daemon, and refuses with a :class:`~edgegw.services.errors.ServiceError` that ea
 into its own kind of refusal.
 
 - :mod:`~edgegw.services.charger_actions`: stop a session, unlock, reset, availability;
-- :mod:`~edgegw.services.site_limits`: the caretaker's temporary site limit.
+- :mod:`~edgegw.services.caretaker`: a charger's maximum current, free charging, the temporary
+  site limit (kept in the database, put back at start);
+- :mod:`~edgegw.services.ports` and :mod:`~edgegw.services.errors`: the narrow dependencies and
+  the refusals all services share.
+
+The commissioning run, the cards and the session queries have one transport each (the control
+socket, and the CLI on the store when the daemon is stopped); their work is in
+:mod:`edgegw.commission`, :mod:`edgegw.control.card_service` and :mod:`edgegw.store.sessions`,
+over parts the daemon hands their ops.
 """

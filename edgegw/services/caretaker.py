@@ -15,7 +15,7 @@ from typing import Any, Final, Protocol
 
 from edgegw.energy.allocator import PerPhase
 from edgegw.services.errors import BadRequest, Conflict, Failed
-from edgegw.services.ports import ChargerDirectory, record_event, require_configured
+from edgegw.services.ports import VIA_MQTT, ChargerDirectory, record_event, require_configured
 from edgegw.store.events import EventRecorder
 from edgegw.store.overrides import ChargerOverrides, TemporaryLimit
 from edgegw.tasks import TaskOwner
@@ -213,9 +213,10 @@ class CaretakerSettings:
         message: str,
         data: dict[str, Any],
         *,
-        via: str = "MQTT",
+        via: str,
     ) -> None:
         log.info("%s: %s (asked over %s)", charger_id or "site", message, via)
+        data = {**data, "via": via}
         await record_event(self._record, kind, message, charger_id=charger_id, data=data)
 
 
@@ -268,7 +269,7 @@ class SiteLimits:
             await asyncio.shield(self._writing)
 
     def set_temporary_limit(
-        self, limit_a: PerPhase | None, duration_s: float | None, *, via: str = "MQTT"
+        self, limit_a: PerPhase | None, duration_s: float | None, *, via: str = VIA_MQTT
     ) -> None:
         """Cap the site below its configured limit for ``duration_s`` (None: until ended);
         ``limit_a`` None ends it."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from edgegw.proxy.session import CallFailed
 from edgegw.services.errors import BadRequest, Conflict, NotFound, Unavailable
 from edgegw.services.ports import (
+    VIA_CONTROL,
     ChargerCall,
     ChargerDirectory,
     JsonDict,
@@ -27,15 +28,13 @@ from edgegw.services.ports import (
 from edgegw.store.events import EventRecorder
 
 if TYPE_CHECKING:
-    from edgegw.livestate import LiveState
+    from edgegw.live.state import LiveState
     from edgegw.store.store import Store
 
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT: Final = 20.0
 RESET_TYPES: Final = ("Soft", "Hard")
-VIA_CONTROL: Final = "the control socket"
-VIA_MQTT: Final = "MQTT"
 
 TransactionId = int | str
 """A transaction id as the charger knows it (OCPP 1.6: an integer; 2.0.1: a string)."""

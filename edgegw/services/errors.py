@@ -1,7 +1,7 @@
 """Why a use case was not carried out, in words for the person who asked.
 
-The control socket maps each kind to its error code (see
-:func:`edgegw.control.server.ControlServer`), MQTT to a refused command's reason.
+The control socket answers each kind with its error code (:mod:`edgegw.control.server`), MQTT
+with a refused command's reason (:mod:`edgegw.telemetry.commands`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from edgegw.config import ChargerConfig, Config
 from edgegw.services.errors import NotConnected, NotFound
@@ -17,6 +17,10 @@ from edgegw.store.events import EventRecorder
 log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
+
+VIA_CONTROL: Final = "the control socket"
+VIA_MQTT: Final = "MQTT"
+"""Who asked, as a service logs it and records it in an event's ``via``."""
 
 
 class ChargerCall(Protocol):

@@ -30,8 +30,9 @@ from typing import Any, Protocol
 
 from edgegw.config import SiteConfig
 from edgegw.services.caretaker import SiteLimits
-from edgegw.services.charger_actions import VIA_MQTT, ChargerActions
+from edgegw.services.charger_actions import ChargerActions
 from edgegw.services.errors import NotConnected, ServiceError
+from edgegw.services.ports import VIA_MQTT
 from edgegw.telemetry.topics import CommandRoute
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,7 @@ from typing import Any
 import pytest
 
 from edgegw.control import ControlClient, ControlServer, RemoteError
-from edgegw.services.charger_actions import (
-    VIA_MQTT,
-    ChargerActions,
-    LiveSessions,
-    TransactionId,
-)
+from edgegw.services.charger_actions import ChargerActions, LiveSessions, TransactionId
 from edgegw.services.errors import (
     BadRequest,
     Conflict,
@@ -27,6 +22,7 @@ from edgegw.services.errors import (
     ServiceError,
     Unavailable,
 )
+from edgegw.services.ports import VIA_MQTT
 from edgegw.sim.charger import SimCharger
 from edgegw.store.journal import EventFilter
 from tests.conftest import GatewayFactory, gateway_url

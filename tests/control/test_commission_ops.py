@@ -145,7 +145,7 @@ async def test_probe_says_which_shipped_profile_fits(make_gateway: GatewayFactor
         result = await ops.probe({"charger": "CP1", "profile_id": "abb-terra-ac-probed"})
     assert result["profile"]["fits"] == "abb-terra-ac" and result["profile"]["match"] == "product"
     # the simulator's keys disagree with what the shipped file says about ABB
-    assert any("rate_units" in d for d in result["profile"]["differences"])
+    assert any("smart_charging.max_profiles" in d for d in result["profile"]["differences"])
     assert result["proposed_profile"]["id"] == "abb-terra-ac-probed"
     assert result["proposed_profile"]["base"] == "abb-terra-ac"
 
