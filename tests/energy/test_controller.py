@@ -1,8 +1,8 @@
 """The load controller against real simulated chargers over real OCPP websockets.
 
 The test plays the site's CSMS: a :class:`SimCloud` on port 0 that the :class:`SimCharger`s
-connect to, which reports every answered charger call to the controller (as the proxy's observer
-hook will) and carries the controller's own calls (``call``) to the chargers. The site meter is
+connect to, which hands every answered charger call to the controller as events (as the daemon's
+event hub does) and carries the controller's own calls (``call``) to the chargers. The site meter is
 a closed loop: its grid current is the building load plus what the simulated chargers really
 draw, so "within the limit" is checked against what the chargers did, not what was decided.
 
@@ -24,13 +24,35 @@ from edgegw.config import Config, parse_config
 from edgegw.energy.chargermodels import ChargerModel, load_models
 from edgegw.energy.controller import ControllerState, Flag, LoadController, Tuning
 from edgegw.energy.registers import Reading
+from edgegw.ocpp.events import ChargerConnected, ChargerDisconnected
+from edgegw.ocpp.interpret import interpret
+from edgegw.services.caretaker import LoadLimits
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
-from edgegw.telemetry.commands import TemporaryLimits
 
 MODELS = load_models(Path(__file__).resolve().parents[2] / "hardware" / "chargers")
 TAG = "AA11BB22"
 FAST = Tuning(retry_delays_s=(0.05,), ignore_grace_s=5.0, ignore_after_s=5.0)
+
+
+def exchanged(
+    controller: LoadController,
+    charger_id: str,
+    action: str,
+    request: dict[str, Any],
+    response: dict[str, Any],
+) -> None:
+    """An answered charger call, as the event hub hands it to the controller."""
+    for event in interpret(charger_id, action, request, response, 0.0):
+        controller.handle(event)
+
+
+def connected(controller: LoadController, charger_id: str) -> None:
+    controller.handle(ChargerConnected(charger_id=charger_id, at=0.0))
+
+
+def disconnected(controller: LoadController, charger_id: str) -> None:
+    controller.handle(ChargerDisconnected(charger_id=charger_id, at=0.0))
 
 
 class FakeClock:
@@ -92,7 +114,7 @@ class Csms(SimCloud):
     def respond(self, charger_id: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         answer = super().respond(charger_id, action, payload)
         if self.controller is not None:
-            self.controller.charger_exchanged(charger_id, action, payload, answer)
+            exchanged(self.controller, charger_id, action, payload, answer)
         return answer
 
 
@@ -130,7 +152,7 @@ class Rig:
         await self.csms.wait_connected(charger_id)
         self.chargers[charger_id] = charger
         self.meter.chargers.append(charger)
-        self.controller.charger_connected(charger_id)
+        connected(self.controller, charger_id)
         await charger.boot()
         await charger.status(1, "Available")
         return charger
@@ -480,7 +502,7 @@ async def test_refused_profile_is_shown_and_retried(rig: RigFactory) -> None:
     await cp1.connect()
     await r.csms.wait_connected("CP1")
     r.chargers["CP1"] = cp1
-    r.controller.charger_connected("CP1")
+    connected(r.controller, "CP1")
 
     def rejected() -> bool:
         return Flag.PROFILE_REJECTED.value in r.charger_state("CP1").flags
@@ -542,12 +564,12 @@ async def test_reconnected_charger_gets_its_profiles_again(rig: RigFactory) -> N
 
     before = sets()
     await cp1.close()
-    r.controller.charger_disconnected("CP1")
+    disconnected(r.controller, "CP1")
     await r.round(meter_values=False)  # its session is held at its last limit meanwhile
     assert r.charger_state("CP1").sessions[0].reason == "charger_offline"
     await cp1.connect()
     await r.csms.wait_connected("CP1")
-    r.controller.charger_connected("CP1")
+    connected(r.controller, "CP1")
     await r.controller.wait_settled(5)
     assert sets() == before + 1
     assert (
@@ -590,7 +612,8 @@ async def test_temporary_limit_lowers_the_cap_until_it_expires(rig: RigFactory) 
     await r.settle()
     assert (draws(cp1), draws(cp2)) == (16, 16)
 
-    assert isinstance(r.controller, TemporaryLimits)  # what MQTT's site limit command needs
+    limits: LoadLimits = r.controller  # what MQTT's site limit command needs (type-checked)
+    assert limits is r.controller
     with pytest.raises(ValueError, match="finite"):
         r.controller.set_temporary_limit((20.0, float("nan"), 20.0), 60)
     # Above the configured 40 A it changes nothing: the main fuse does not change.
@@ -675,7 +698,7 @@ async def test_a_charger_removed_while_the_meter_is_lost_stays_in_the_fallback_b
     assert r.charger_state("CP2").sessions[0].reason == "removed"
     await cp2.close()  # the daemon closes a removed charger's connection
     del r.chargers["CP2"]  # it sends nothing more; the meter still sees its car
-    r.controller.charger_disconnected("CP2")
+    disconnected(r.controller, "CP2")
     await r.round()
     assert draws(cp1) <= 10  # still nothing measures CP2's car
     # The grid meter reads again: from now on it measures CP2's car as building load.
@@ -727,7 +750,7 @@ async def test_a_removed_charger_is_paused_before_it_goes_and_counted_so(
 
     await cp2.close()  # the gateway closes its connection: it never ends its session
     del r.chargers["CP2"]
-    r.controller.charger_disconnected("CP2")
+    disconnected(r.controller, "CP2")
     await r.round()
     gone = "CP2" not in {c.id for c in r.state().chargers}
     assert gone == (paused == 0)  # a car it cannot pause may still draw its minimum

@@ -12,6 +12,7 @@ from edgegw.config import parse_config
 from edgegw.energy.chargermodels import load_models
 from edgegw.energy.controller import LoadController
 from edgegw.energy.registers import Reading
+from tests.energy.test_controller import connected, exchanged
 
 MODELS = load_models(Path(__file__).resolve().parents[2] / "hardware" / "chargers")
 
@@ -78,16 +79,14 @@ async def test_a_round_during_a_pause_in_flight_does_not_undo_it() -> None:
         config, MODELS, charger.call, sample, clock=clock, wall_clock=lambda: 1.8e9
     )
     try:
-        controller.charger_connected("CP1")
+        connected(controller, "CP1")
         assert await charger.next_limit(0) == 0  # its safe profile
         charger.accept(0)
         await controller.wait_settled()
-        controller.charger_exchanged(
-            "CP1", "StatusNotification", {"connectorId": 1, "status": "Charging"}, {}
+        exchanged(
+            controller, "CP1", "StatusNotification", {"connectorId": 1, "status": "Charging"}, {}
         )
-        controller.charger_exchanged(
-            "CP1", "StartTransaction", {"connectorId": 1}, {"transactionId": 7}
-        )
+        exchanged(controller, "CP1", "StartTransaction", {"connectorId": 1}, {"transactionId": 7})
         clock.now += 1
         controller.run_round()
         assert await charger.next_limit(1) > 0  # started
@@ -151,18 +150,16 @@ async def test_a_meter_hold_counts_a_charger_that_cannot_pause_at_its_minimum() 
         site("generic-ocpp16"), models, charger.call, sample, clock=clock, wall_clock=lambda: 1.8e9
     )
     try:
-        controller.charger_connected("CP1")
+        connected(controller, "CP1")
         assert await charger.next_limit(0) == 0  # paused: 0 A in force
         charger.accept(0)
         await controller.wait_settled()
         controller.use_config(site("no-pause"))  # a model that a 0 A profile does not pause
         assert await charger.next_limit(1) == 6  # its safe profile, not yet answered
-        controller.charger_exchanged(
-            "CP1", "StatusNotification", {"connectorId": 1, "status": "Charging"}, {}
+        exchanged(
+            controller, "CP1", "StatusNotification", {"connectorId": 1, "status": "Charging"}, {}
         )
-        controller.charger_exchanged(
-            "CP1", "StartTransaction", {"connectorId": 1}, {"transactionId": 7}
-        )
+        exchanged(controller, "CP1", "StartTransaction", {"connectorId": 1}, {"transactionId": 7})
         failed[0] = clock()  # the meter's last read failed: no raise, no start
         clock.now += 1
         controller.run_round()

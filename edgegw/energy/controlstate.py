@@ -1,0 +1,209 @@
+"""What the load controller shows: its state snapshot, each round's load, its decision log rows.
+
+Pure views of the :class:`~edgegw.energy.sitemodel.SiteModel` and a
+:class:`~edgegw.energy.planner.RoundPlan`, for the control socket, the TUI, MQTT, the per-minute
+load history and the decision log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from edgegw.energy.allocator import AllocationResult, PerPhase, Session
+from edgegw.energy.planner import RoundPlan
+from edgegw.energy.sitemodel import SiteModel
+from edgegw.energy.siterecords import Flag
+
+
+class DecisionSink(Protocol):
+    """Where each round's inputs and outputs go (``edgegw.store.decisions.DecisionLog``)."""
+
+    def record(
+        self, at: float, mode: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any]
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    connector: int
+    transaction_id: int | None
+    status: str
+    limit_a: float | None
+    """Decided by the last round (None: not yet)."""
+    offered_a: float
+    """In force at the charger (acknowledged)."""
+    measured_a: PerPhase | None
+    """Per site phase, from the charger's MeterValues."""
+    phases: tuple[str, ...]
+    reason: str
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerState:
+    id: str
+    connected: bool
+    model: str
+    cap_purpose: str | None
+    flags: tuple[str, ...]
+    last_error: str | None
+    pending_profiles: int
+    sessions: tuple[SessionState, ...]
+    max_current_a: float
+    """The most a session may take here: the configured ``max_current_a``, or the caretaker's
+    lower override (0: paused)."""
+    max_override_a: float | None
+    """The caretaker's runtime override (None: none, the configuration decides)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerState:
+    mode: str
+    """'normal', 'fallback', 'overload', or 'idle' before the first round."""
+    meter: str
+    """'ok', 'lost' or 'waiting' (no sample yet)."""
+    meter_age_s: float | None
+    limit_a: PerPhase
+    margin_a: float
+    grid_a: PerPhase | None
+    non_ev_a: PerPhase | None
+    budget_a: PerPhase | None
+    used_a: PerPhase | None
+    headroom_a: PerPhase | None
+    chargers: tuple[ChargerState, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundLoad:
+    """The site's load as one round saw it, for history recorders (per site phase, A)."""
+
+    at: float
+    """POSIX seconds."""
+    grid_a: PerPhase | None
+    """The site's grid connection (None: no valid, fresh reading). With a meter that measures
+    the load without the chargers (``meter_role = "non_ev"``), that plus the chargers."""
+    ev_a: PerPhase
+    """What the chargers last measured for their sessions, added up."""
+    non_ev_a: PerPhase | None
+    """The load that is not the chargers' (measured, or estimated from a grid meter)."""
+
+
+RoundListener = Callable[[RoundLoad], None]
+
+
+def snapshot(model: SiteModel, limits: PerPhase) -> ControllerState:
+    """The controller's state for the control socket, the TUI and MQTT."""
+    result = model.last_result
+    chargers = []
+    for ch in sorted(model.chargers.values(), key=lambda c: c.id):
+        sessions = tuple(
+            SessionState(
+                connector=s.connector,
+                transaction_id=s.transaction_id,
+                status=s.status,
+                limit_a=s.limit_a,
+                offered_a=ch.offered(s.connector),
+                measured_a=s.measured_a,
+                phases=tuple(sorted(str(p) for p in (s.car_phases or ch.site_phases))),
+                reason=s.reason,
+                flags=tuple(
+                    f
+                    for f, on in (
+                        (Flag.IGNORES_LIMIT.value, s.ignoring),
+                        (Flag.CANNOT_PAUSE.value, s.forced),
+                    )
+                    if on
+                ),
+            )
+            for s in sorted(ch.sessions.values(), key=lambda s: s.connector)
+        )
+        chargers.append(
+            ChargerState(
+                id=ch.id,
+                connected=ch.connected,
+                model=ch.model.id,
+                cap_purpose=None if ch.model.cap_purpose is None else ch.model.cap_purpose.value,
+                flags=tuple(sorted(f.value for f in ch.flags)),
+                last_error=ch.last_error,
+                pending_profiles=len(ch.pending()) if ch.connected else 0,
+                sessions=sessions,
+                max_current_a=ch.max_a,
+                max_override_a=ch.max_override,
+            )
+        )
+    meter = model.meter
+    return ControllerState(
+        mode="idle" if result is None else result.mode.value,
+        meter=meter.state,
+        meter_age_s=meter.age_s,
+        limit_a=limits,
+        margin_a=model.site.margin_a,
+        grid_a=meter.last_grid if meter.state == "ok" else None,
+        non_ev_a=model.last_non_ev,
+        budget_a=None if result is None else result.budget_a,
+        used_a=None if result is None else result.used_a,
+        headroom_a=None if result is None else result.headroom_a,
+        chargers=tuple(chargers),
+    )
+
+
+def decision_inputs(model: SiteModel, plan: RoundPlan) -> dict[str, Any]:
+    """What a round decided from, for the decision log."""
+
+    def session_row(s: Session) -> dict[str, Any]:
+        return {
+            "charger": s.charger_id,
+            "connector": s.connector,
+            "priority": s.priority.value,
+            "min_a": s.min_a,
+            "max_a": s.max_a,
+            "offered_a": s.offered_a,
+            "measured_a": s.measured_a,
+            "phases": sorted(str(p) for p in s.phases),
+        }
+
+    return {
+        "grid_a": plan.grid_a,
+        "meter_age_s": model.meter.age_s,
+        "meter_hold": model.meter.hold,
+        "meter_role": model.site.meter_role,
+        "non_ev_a": plan.non_ev_a,
+        "sessions": [session_row(s) for _, _, s in plan.eligible],
+        "held": [
+            {"charger": ch.id, "connector": se.connector, "limit_a": s.min_a, "why": "cannot_pause"}
+            for ch, se, s in plan.forced
+        ]
+        + [
+            {"charger": ch.id, "connector": se.connector, "limit_a": amps, "why": why}
+            for ch, se, amps, why in plan.pinned
+        ],
+    }
+
+
+def decision_outputs(model: SiteModel, result: AllocationResult) -> dict[str, Any]:
+    """What a round decided, and the profiles still on their way, for the decision log."""
+    return {
+        "budget_a": result.budget_a,
+        "used_a": result.used_a,
+        "headroom_a": result.headroom_a,
+        "allocations": [
+            {
+                "charger": a.charger_id,
+                "connector": a.connector,
+                "limit_a": a.limit_a,
+                "reason": a.reason.value,
+            }
+            for a in result.allocations
+        ],
+        "notes": list(result.notes),
+        "pending": {
+            ch.id: [f"{c.key}={c.limit_a:.1f}" for c in ch.pending()]
+            for ch in model.chargers.values()
+            if ch.connected and ch.pending()
+        },
+    }
