@@ -91,7 +91,8 @@ class _LinkState:
         self._site_answer = site_answer
         self._site_call = site_call
         self._answer_local_list = answer_local_list
-        # Transaction messages are looked up in the outbox until the first new one (see above).
+        # Transaction messages are looked up in the outbox until the first new one (see
+        # edgegw.proxy.link).
         self._check_resent = check_resent and cloud_configured
         self._may_resend = self._check_resent
         # Local transaction id -> the cloud's (None until its StartTransaction was accepted).
