@@ -21,7 +21,7 @@ from edgegw.energy.modbuserrors import (
     ModbusTimeout,
 )
 from edgegw.energy.readplan import ReadPlan
-from edgegw.energy.registers import MeterProfile, Reading, decode, plan_reads
+from edgegw.energy.registers import MeterProfile, Quantity, Reading, decode, plan_reads
 from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError, shipped_files
 from edgegw.hardware_catalogue import TemplateProfileError as CatalogueTemplateError
 from edgegw.tasks import TaskOwner
@@ -69,6 +69,10 @@ class TemplateProfileError(MeterConfigError):
     def __init__(self, profile_id: str, message: str) -> None:
         self.profile_id = profile_id
         super().__init__(message)
+
+
+_PHASE_CURRENTS = (Quantity.CURRENT_L1, Quantity.CURRENT_L2, Quantity.CURRENT_L3)
+"""What a site meter must offer: load capping follows these."""
 
 
 class MeterService:
@@ -134,6 +138,16 @@ class MeterService:
                     )
                 except MeterConfigError as exc:
                     problems.append(f"{key}.profile: {exc}")
+                    continue
+            if meter.role == "site":
+                offered = profiles[meter.profile].registers
+                lacking = [q.value for q in _PHASE_CURRENTS if q not in offered]
+                if lacking:
+                    problems.append(
+                        f"{key}.profile: {meter.profile!r} has no {', '.join(lacking)}: load "
+                        "capping follows the site meter's three phase currents; use this "
+                        "meter with role = 'monitor'"
+                    )
                     continue
             bus = self.buses.get(meter.bus)
             if bus is None:

@@ -90,11 +90,6 @@ async def test_the_sdm120_family_reads_true(scenario: str, serve: Serve) -> None
         await poller.bus.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs code: MeterService accepts a site meter without L2/L3 currents, and load "
-    "capping then counts it lost every round (fallback for ever); see H7's report",
-)
 def test_a_single_phase_meter_is_refused_as_the_site_meter() -> None:
     config = Config.model_validate(
         {
