@@ -13,6 +13,10 @@ Commands are off unless ``mqtt.commands_enabled``. Three exist:
     ``{}`` stops every session of the charger, ``{"connector": 2}`` or
     ``{"transaction_id": 17}`` one of them (RemoteStopTransaction).
 
+A command is carried out by the gateway's services (:mod:`edgegw.services`), the same use cases
+the control socket's ops run, so it is recorded the same way (``action.*`` and
+``site.temporary_limit`` events, ``"via": "MQTT"``).
+
 Any payload may carry a ``request_id`` (a string up to 64 characters), echoed in the answer.
 Every command gets exactly one answer on ``.../<command>/result``: ``{"ok": true, ...}`` or
 ``{"ok": false, "reason": "..."}``, so a refusal is never silent.
