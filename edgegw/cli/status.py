@@ -14,10 +14,9 @@ import json
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -45,9 +44,6 @@ from edgegw.control.protocol import ControlError, ErrorCode
 from edgegw.store.journal import EventFilter, JournalEntry
 from edgegw.store.store import Store
 
-if TYPE_CHECKING:
-    from edgegw.daemon import Gateway
-
 sync_app = typer.Typer(
     help="Messages waiting for the cloud: status, parked (refused by the cloud), retry.",
     no_args_is_help=True,
@@ -62,19 +58,6 @@ def register(app: typer.Typer) -> None:
 
 
 # ------------------------------------------------------------------------------ backends
-
-
-@dataclass
-class _Stopped:
-    """What :class:`GatewayOps` needs of a gateway, for a daemon that is not running:
-    its configuration, its store, and no charger connected."""
-
-    config: Config
-    store: Store
-    sessions: dict[str, Any] = field(default_factory=dict)
-
-    async def outbox_requeued(self, charger_id: str | None) -> None:
-        """Requeued messages wait for the daemon: it reads the outbox when it starts."""
 
 
 class _StatusStore(StoreBackend):
@@ -97,7 +80,7 @@ class _StatusStore(StoreBackend):
             return
         self._store = await Store.open(self.store_path(create=create))
         self.touched = True
-        ops = GatewayOps(cast("Gateway", _Stopped(self.config, self._store)))
+        ops = GatewayOps.for_store(self.config, self._store)
         self._ops = {
             "sync.status": ops.sync_status,
             "sync.parked": ops.sync_parked,

@@ -251,10 +251,9 @@ async def test_commission_tap_reports_the_refusal_the_charger_heard(
     cloud: SimCloud, make_gateway: GatewayFactory
 ) -> None:
     """`commission CP1 --tap` with a private-bay card of CP2: the step fails and says why."""
-    ops = install_ops(
-        await site(make_gateway, cloud, chargers=[{"id": "CP1", "idtag_format": "hex"}])
-    )
-    async with commissioned_charger(ops.gateway) as sim:
+    gateway = await site(make_gateway, cloud, chargers=[{"id": "CP1", "idtag_format": "hex"}])
+    ops = install_ops(gateway)
+    async with commissioned_charger(gateway) as sim:
 
         async def tap_when_asked() -> None:
             await sim.wait_call("ClearChargingProfile")  # the last call before the card step

@@ -179,7 +179,8 @@ async def test_read_only_user_is_refused_changes(
     gateway = await make_gateway(chargers=CHARGERS)
     readonly = tmp_path / "ro.sock"
     server = ControlServer(readonly, admin_uids=frozenset())
-    CardOps(gateway).register(server)
+    assert gateway.authorizer is not None
+    CardOps(gateway.authorizer, lambda: gateway.config).register(server)
     await server.start()
     try:
         config = write_config(tmp_path, socket=readonly)
