@@ -76,27 +76,23 @@ class GroupWriter:
             await self._commit(batch)
 
     async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
-        """One durable transaction for the batch, each write in its own SAVEPOINT.
+        """One durable transaction for the batch; a write that fails leaves nothing.
 
-        A write that raises is rolled back to its savepoint (what it had already executed is
-        undone) and its caller gets the error; the other writes of the batch are committed.
-        A write alone in its batch needs no savepoint: the transaction is its savepoint.
+        The batch runs first as it is (no extra statement per write: writes do not fail in
+        practice). If one raises, the transaction is rolled back and the batch runs again with
+        each write in its own SAVEPOINT: a write that raises then is rolled back to its
+        savepoint (what it had already executed is undone) and its caller gets the error, the
+        other writes are committed. Writes only execute SQL, so running one again after a
+        rollback does what it would have done the first time.
         """
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        results: _Results = []
         try:
-            async with self._db.transaction(durable=True) as conn:
-                if len(batch) == 1:
-                    fn, future = batch[0]
-                    try:
-                        results.append((future, await fn(conn), None))
-                    except Exception as exc:
-                        results.append((future, None, exc))
-                        raise _Failed from exc
-                else:
-                    for fn, future in batch:
-                        results.append((future, *await _in_savepoint(conn, fn)))
-        except _Failed:
-            pass  # the lone write's own failure: rolled back, its caller is told below
+            try:
+                await self._run_batch(batch, results, isolated=False)
+            except _WriteFailed:
+                if len(batch) > 1:
+                    results.clear()
+                    await self._run_batch(batch, results, isolated=True)
         except Exception as exc:
             log.exception("outbox commit of %d write(s) failed", len(batch))
             for _fn, future in batch:
@@ -111,6 +107,21 @@ class GroupWriter:
             else:
                 future.set_result(value)
 
+    async def _run_batch(
+        self, batch: list[tuple[Write, asyncio.Future[Any]]], results: _Results, *, isolated: bool
+    ) -> None:
+        """Run the batch in one durable transaction, rolled back if :class:`_WriteFailed`."""
+        async with self._db.transaction(durable=True) as conn:
+            for fn, future in batch:
+                if isolated:
+                    results.append((future, *await _in_savepoint(conn, fn)))
+                    continue
+                try:
+                    results.append((future, await fn(conn), None))
+                except Exception as exc:
+                    results.append((future, None, exc))  # a lone write's own answer
+                    raise _WriteFailed from exc
+
     async def close(self) -> None:
         """Commit what is queued, then stop."""
         self._stopping = True
@@ -120,8 +131,11 @@ class GroupWriter:
         await self._tasks.close()
 
 
-class _Failed(Exception):
-    """The lone write of a batch failed: roll its transaction back."""
+_Results = list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+
+
+class _WriteFailed(Exception):
+    """A write of a batch run without savepoints failed: roll the transaction back."""
 
 
 async def _in_savepoint(conn: aiosqlite.Connection, fn: Write) -> tuple[Any, BaseException | None]:
