@@ -133,7 +133,12 @@ class CaretakerApp(App[None]):
 
     TITLE = "edgegw"
     ENABLE_COMMAND_PALETTE = False
-    CSS_PATH: ClassVar[list[str | PurePath]] = ["dialogs.tcss", "pages.tcss", "app.tcss"]
+    CSS_PATH: ClassVar[list[str | PurePath]] = [
+        "dialogs.tcss",
+        "pages.tcss",
+        "access.tcss",
+        "app.tcss",
+    ]
     """Loaded in this order; app.tcss last, so its rules win ties (the ASCII frames)."""
 
     def __init__(

@@ -1,5 +1,7 @@
 """Cards: find a card, block a lost one at once, edit it, enrol a new one by tapping it.
 
+``g`` opens the card groups, charger groups and shares (:mod:`edgegw.tui.access`).
+
 Everything goes through the daemon's ``cards.*`` ops, so a change takes effect at the next tap
 and reaches chargers that hold a local list. Blocking, unblocking and removing ask first.
 A new card is added by typing its id, or by tapping it at a charger (``cards.learn``: the
@@ -17,9 +19,10 @@ from textual.widgets import DataTable, Input, Static
 
 from edgegw.cli.output import plural
 from edgegw.control.client import ControlClientError, RemoteError
+from edgegw.tui.access import AccessScreen
 from edgegw.tui.base import View, selected_key, sync_table
 from edgegw.tui.context import TuiContext
-from edgegw.tui.dialogs import Field, FormDialog, FormError
+from edgegw.tui.dialogs import Field, FormDialog, FormError, NoticeDialog
 from edgegw.tui.learn import LearnDialog
 from edgegw.tui.picker import ChargerPicker, pick_items
 from edgegw.tui.text import short
@@ -43,6 +46,7 @@ class CardsView(View):
         Binding("a", "add", "Add"),
         Binding("t", "learn", "Tap to add"),
         Binding("d", "remove", "Remove"),
+        Binding("g", "groups", "Groups and shares", show=False),  # said on the note line
     ]
     ACTION_OPS: ClassVar[dict[str, str]] = {
         "block": "cards.block",
@@ -108,7 +112,10 @@ class CardsView(View):
         self._show()
         total = result.get("total", len(self.cards)) if isinstance(result, dict) else 0
         matched = result.get("matched", len(self.cards)) if isinstance(result, dict) else 0
-        note.update(f"{matched} of {plural(total, 'card')}" + (f" match {text!r}" if text else ""))
+        groups = "; g: groups and shares" if self.ctx.backend.has("cards.groups") else ""
+        note.update(
+            f"{matched} of {plural(total, 'card')}" + (f" match {text!r}" if text else "") + groups
+        )
 
     def _show(self) -> None:
         rows = []
@@ -290,6 +297,19 @@ class CardsView(View):
     async def _load_and_select(self, card_id: str) -> None:
         await self._load()
         self.select(card_id)
+
+    def action_groups(self) -> None:
+        """Groups and shares, on a screen over this page (Escape comes back)."""
+        if not self.ctx.backend.has("cards.groups"):
+            self.app.push_screen(
+                NoticeDialog(
+                    "Groups and shares",
+                    "not available in this daemon version (no 'cards.groups' op); update edgegw",
+                )
+            )
+            return
+        poll = getattr(self.app, "poll_interval", 5.0)
+        self.app.push_screen(AccessScreen(self.ctx, poll), lambda _: self.action_reload())
 
     def action_learn(self) -> None:
         if self.blocked("cards.learn", "read a card at a charger"):
