@@ -45,7 +45,7 @@ from edgegw.energy.meters import MeterService
 from edgegw.energy.sampling import MeterSampling
 from edgegw.hardware_catalogue import HardwareCatalogue
 from edgegw.livestate import LiveState
-from edgegw.ocpp.hub import EventHub, Subscriber
+from edgegw.ocpp.hub import EventHub, EventSubscriber
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.hooks import CloudCallFilter
 from edgegw.proxy.local import LocalResponder
@@ -108,8 +108,8 @@ class Gateway:
         self.hub: EventHub | None = None
         """The charger sessions' one observer, built at the end of :meth:`start`."""
         self.observers: list[Any] = []
-        """TRANSITION: parts still appended here get events after the hub's own (tests, and
-        ops that have not moved yet); goes once nothing appends here."""
+        """TRANSITION: parts tests still append here get events after the hub's own; goes once
+        they use ``hub.extended``."""
         self._learner = CardLearner(clock)
         self._commission_observer = CommissionObserver(clock=clock)
         self._push_ready: PushWhenReady | None = None
@@ -330,7 +330,7 @@ class Gateway:
     def _start_hub(self) -> None:
         """The parts that follow the chargers, in the order each gets a call's events. Before
         the OCPP server starts: every charger session has the hub as its one observer."""
-        parts: list[Subscriber | None] = [
+        parts: list[EventSubscriber | None] = [
             self._commission_observer,
             self.live,
             self._push_ready,

@@ -13,28 +13,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from edgegw.ocpp.events import CallExchanged, ChargerConnected, ChargerDisconnected, Event
 from edgegw.ocpp.interpret import interpret
-from edgegw.proxy.hooks import ChargerObserver
 
 log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
 
 
-@runtime_checkable
 class EventSubscriber(Protocol):
     """A part of the daemon that follows the chargers through their events."""
 
     def handle(self, event: Event) -> None:
         """Called synchronously inside the relay path: return quickly, hand slow work on."""
 
-
-Subscriber = EventSubscriber | ChargerObserver
-"""TRANSITION: an old-style observer (``charger_exchanged`` with raw payloads) is still called
-as before, until the controller and the live state consume events."""
 
 Interpreter = Callable[[str, str, Any, Any, float], tuple[Event, ...]]
 
@@ -48,30 +42,27 @@ class EventHub:
 
     def __init__(
         self,
-        subscribers: Sequence[Subscriber],
+        subscribers: Sequence[EventSubscriber],
         *,
         clock: Callable[[], float] = time.time,
         interpreter: Interpreter = interpret,
-        late_observers: Sequence[Subscriber] = (),
+        late_observers: Sequence[EventSubscriber] = (),
     ) -> None:
-        """``late_observers`` (TRANSITION): a live view of parts still appended elsewhere
-        (``Gateway.observers``), served after the subscribers; one already among the
-        subscribers is skipped."""
+        """``late_observers`` (TRANSITION, for tests that still append to
+        ``Gateway.observers``): a live view of parts served after the subscribers; one already
+        among the subscribers is skipped."""
         self._subscribers = tuple(subscribers)
-        self._parts: tuple[tuple[EventSubscriber | None, ChargerObserver | None], ...] = tuple(
-            (s, None) if isinstance(s, EventSubscriber) else (None, s) for s in self._subscribers
-        )
         self._known = frozenset(id(s) for s in self._subscribers)
         self._late = late_observers
         self._clock = clock
         self._interpret = interpreter
 
     @property
-    def subscribers(self) -> tuple[Subscriber, ...]:
+    def subscribers(self) -> tuple[EventSubscriber, ...]:
         """The subscribers, in the order they get each call's events."""
         return self._subscribers
 
-    def extended(self, *more: Subscriber) -> EventHub:
+    def extended(self, *more: EventSubscriber) -> EventHub:
         """A new hub with ``more`` subscribers after these (same clock and interpreter): for a
         test or tool that follows the chargers too. It takes effect where it is installed
         (``Gateway.hub``) for the sessions that start after."""
@@ -80,12 +71,10 @@ class EventHub:
     # ------------------------------------------------------------------ ChargerObserver
 
     def charger_connected(self, charger_id: str) -> None:
-        event = ChargerConnected(charger_id=charger_id, at=self._clock())
-        self._deliver((event,), lambda o: o.charger_connected(charger_id))
+        self._deliver((ChargerConnected(charger_id=charger_id, at=self._clock()),))
 
     def charger_disconnected(self, charger_id: str) -> None:
-        event = ChargerDisconnected(charger_id=charger_id, at=self._clock())
-        self._deliver((event,), lambda o: o.charger_disconnected(charger_id))
+        self._deliver((ChargerDisconnected(charger_id=charger_id, at=self._clock()),))
 
     def charger_exchanged(
         self, charger_id: str, action: str, request: JsonDict, response: JsonDict
@@ -96,25 +85,16 @@ class EventHub:
         except Exception:  # interpret is total; should it ever fail, the call is still heard
             log.exception("%s: %s could not be interpreted", charger_id, action)
             events = (CallExchanged(charger_id=charger_id, at=at, action=action),)
-        self._deliver(events, lambda o: o.charger_exchanged(charger_id, action, request, response))
+        self._deliver(events)
 
     # ------------------------------------------------------------------ delivery
 
-    def _deliver(
-        self, events: tuple[Event, ...], legacy: Callable[[ChargerObserver], None]
-    ) -> None:
-        for subscriber, observer in self._parts:
-            if subscriber is not None:
-                self._hand(subscriber, events)
-            elif observer is not None:
-                self._call_legacy(observer, legacy, events[0].charger_id)
+    def _deliver(self, events: tuple[Event, ...]) -> None:
+        for subscriber in self._subscribers:
+            self._hand(subscriber, events)
         for late in tuple(self._late):
-            if id(late) in self._known:
-                continue
-            if isinstance(late, EventSubscriber):
+            if id(late) not in self._known:
                 self._hand(late, events)
-            else:
-                self._call_legacy(late, legacy, events[0].charger_id)
 
     @staticmethod
     def _hand(subscriber: EventSubscriber, events: tuple[Event, ...]) -> None:
@@ -125,12 +105,3 @@ class EventHub:
                 log.exception(
                     "%s: %r failed on %s", event.charger_id, subscriber, type(event).__name__
                 )
-
-    @staticmethod
-    def _call_legacy(
-        observer: ChargerObserver, legacy: Callable[[ChargerObserver], None], charger_id: str
-    ) -> None:
-        try:
-            legacy(observer)
-        except Exception:
-            log.exception("%s: charger observer %r failed", charger_id, observer)

@@ -40,24 +40,6 @@ class Recorder:
         return self.name
 
 
-class OldObserver:
-    """A part not moved to events yet (TRANSITION)."""
-
-    def __init__(self, log: list[Any]) -> None:
-        self.log = log
-
-    def charger_connected(self, charger_id: str) -> None:
-        self.log.append(("old", "connected", charger_id))
-
-    def charger_disconnected(self, charger_id: str) -> None:
-        self.log.append(("old", "disconnected", charger_id))
-
-    def charger_exchanged(
-        self, charger_id: str, action: str, request: dict[str, Any], response: dict[str, Any]
-    ) -> None:
-        self.log.append(("old", action, request))
-
-
 def test_each_subscriber_gets_a_calls_events_in_the_composed_order() -> None:
     seen: list[tuple[str, str]] = []
     hub = EventHub([Recorder("a", seen), Recorder("b", seen)], clock=lambda: 7.0)
@@ -124,39 +106,15 @@ def test_an_interpreter_failure_still_delivers_the_call(caplog: pytest.LogCaptur
     assert any("could not be interpreted" in r.getMessage() for r in caplog.records)
 
 
-def test_an_old_style_observer_is_called_with_the_raw_call_in_its_place() -> None:
-    """TRANSITION: until every part consumes events."""
-    seen: list[Any] = []
-    hub = EventHub([Recorder("a", seen), OldObserver(seen), Recorder("b", seen)])
-    hub.charger_connected("CP1")
-    hub.charger_exchanged("CP1", "Heartbeat", {}, {"currentTime": "x"})
-    hub.charger_disconnected("CP1")
-    assert seen == [
-        ("a", "ChargerConnected"),
-        ("old", "connected", "CP1"),
-        ("b", "ChargerConnected"),
-        ("a", "CallExchanged"),
-        ("old", "Heartbeat", {}),
-        ("b", "CallExchanged"),
-        ("a", "ChargerDisconnected"),
-        ("old", "disconnected", "CP1"),
-        ("b", "ChargerDisconnected"),
-    ]
-
-
 def test_late_observers_come_after_the_subscribers_and_never_twice() -> None:
     """TRANSITION: ``Gateway.observers`` as a live view, after the hub's own parts."""
     seen: list[Any] = []
     a = Recorder("a", seen)
     late: list[Any] = []
     hub = EventHub([a], late_observers=late)
-    late.extend([a, Recorder("late", seen), OldObserver(seen)])  # after the hub was built
+    late.extend([a, Recorder("late", seen)])  # after the hub was built
     hub.charger_connected("CP1")
-    assert seen == [
-        ("a", "ChargerConnected"),
-        ("late", "ChargerConnected"),
-        ("old", "connected", "CP1"),
-    ]
+    assert seen == [("a", "ChargerConnected"), ("late", "ChargerConnected")]
 
 
 def test_an_extended_hub_adds_parts_after_and_leaves_the_first_as_it_was() -> None:
