@@ -126,9 +126,14 @@ class _InstallerCards(_CloudAnswers):
             await self._store.save_cards(
                 [*written, *unchanged] if replace else written, replace=replace
             )
+            access = self._access
             for card in removed:
                 self._installer.discard(card.id)
                 del self._cards[card.key]
+                access = access.without_card(card.key)  # it leaves its groups, its shares go
+            if access is not self._access:
+                await self._store.save_access(access)
+                self._access = access
             for card in written:
                 self._cards[card.key] = card
             await _bulk(self._installer.add, [c.id for c in added])

@@ -419,3 +419,22 @@ async def test_groups_and_shares_decide_fill_local_lists_and_survive_a_restart(
     assert not auth.decide("CP9", "E43AC9D2", fmt=IdTagFormat.HEX).accepted
     await auth.remove(ALICE)
     assert ALICE.key not in auth.access.card_groups["residents"].members
+
+
+async def test_a_card_removed_by_a_replacing_import_leaves_its_groups_and_shares(
+    open_auth: Opener,
+) -> None:
+    auth = await open_auth()
+    await auth.add_card(Card(ALICE, owner="Alice"))
+    await auth.add_card(Card(BOB, owner="Bob"))
+    alice = auth.card(ALICE)
+    assert alice is not None
+    await auth.change_access(
+        lambda a: a.with_card_group(CardGroup("residents", frozenset({alice.key}), None))
+    )
+    await auth.import_csv(f"id,owner\n{BOB.canonical},Bob\n", replace=True)
+    assert auth.card(ALICE) is None
+    assert auth.access.card_groups["residents"].members == frozenset()
+
+    auth = await open_auth()  # and so it stays after a restart
+    assert auth.access.card_groups["residents"].members == frozenset()
