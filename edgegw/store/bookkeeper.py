@@ -85,6 +85,9 @@ class Bookkeeper:
     def _put(self, job: Job, future: asyncio.Future[Any] | None, what: str) -> None:
         if self._stopping:
             raise RuntimeError("the store is closing")
+        if future is not None and asyncio.current_task() in self._tasks.tasks:
+            # A job waiting for a job queued behind itself would wait for ever.
+            raise RuntimeError("a bookkeeping job cannot wait for the bookkeeper")
         self._jobs.append((job, future, what))
         self._idle.clear()
         self._wake.set()

@@ -116,3 +116,19 @@ async def test_records_handed_in_are_written_by_close(tmp_path: Path) -> None:
         assert [t.transaction_id for t in await store.transactions("CP1")] == [7]
     finally:
         await store.close()
+
+
+async def test_a_job_that_waits_for_the_bookkeeper_is_refused_not_hung() -> None:
+    keeper = Bookkeeper("test", clock=lambda: 0.0)
+
+    async def inner() -> None:
+        return None
+
+    async def waits() -> None:
+        await keeper.run(inner)
+
+    try:
+        with pytest.raises(RuntimeError, match="cannot wait"):
+            await keeper.run(waits)
+    finally:
+        await keeper.close()
