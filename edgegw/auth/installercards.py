@@ -151,7 +151,7 @@ class _InstallerCards(_CloudAnswers):
 
     def export_csv(self) -> str:
         """All installer cards as CSV, in the form :meth:`import_csv` reads."""
-        return cards_to_csv(self._cards.values())
+        return cards_to_csv(self._cards.values(), self._access)
 
     @property
     def access(self) -> Access:
