@@ -107,9 +107,6 @@ class Gateway:
         self._cards: SiteCards | None = None
         self.hub: EventHub | None = None
         """The charger sessions' one observer, built at the end of :meth:`start`."""
-        self.observers: list[Any] = []
-        """TRANSITION: parts tests still append here get events after the hub's own; goes once
-        they use ``hub.extended``."""
         self._learner = CardLearner(clock)
         self._commission_observer = CommissionObserver(clock=clock)
         self._push_ready: PushWhenReady | None = None
@@ -338,11 +335,7 @@ class Gateway:
             self.sampling,  # after the controller, so each charger's safe profile goes first
             self._learner,
         ]
-        self.hub = EventHub(
-            [part for part in parts if part is not None],
-            clock=self._clock,
-            late_observers=self.observers,
-        )
+        self.hub = EventHub([part for part in parts if part is not None], clock=self._clock)
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Start, serve until asked to stop, then stop. The daemon's one exit path."""

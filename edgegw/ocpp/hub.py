@@ -46,14 +46,8 @@ class EventHub:
         *,
         clock: Callable[[], float] = time.time,
         interpreter: Interpreter = interpret,
-        late_observers: Sequence[EventSubscriber] = (),
     ) -> None:
-        """``late_observers`` (TRANSITION, for tests that still append to
-        ``Gateway.observers``): a live view of parts served after the subscribers; one already
-        among the subscribers is skipped."""
         self._subscribers = tuple(subscribers)
-        self._known = frozenset(id(s) for s in self._subscribers)
-        self._late = late_observers
         self._clock = clock
         self._interpret = interpreter
 
@@ -91,17 +85,10 @@ class EventHub:
 
     def _deliver(self, events: tuple[Event, ...]) -> None:
         for subscriber in self._subscribers:
-            self._hand(subscriber, events)
-        for late in tuple(self._late):
-            if id(late) not in self._known:
-                self._hand(late, events)
-
-    @staticmethod
-    def _hand(subscriber: EventSubscriber, events: tuple[Event, ...]) -> None:
-        for event in events:
-            try:
-                subscriber.handle(event)
-            except Exception:  # one part's bug must not reach the relay or the others
-                log.exception(
-                    "%s: %r failed on %s", event.charger_id, subscriber, type(event).__name__
-                )
+            for event in events:
+                try:
+                    subscriber.handle(event)
+                except Exception:  # one part's bug must not reach the relay or the others
+                    log.exception(
+                        "%s: %r failed on %s", event.charger_id, subscriber, type(event).__name__
+                    )

@@ -275,7 +275,8 @@ async def test_twenty_chargers_rtu_meter_cuts_ramps_and_falls_back(
         sampling = MeterSampling(
             gateway.config, models, gateway.call, record_event=gateway.store.event
         )
-        gateway.observers.append(sampling)  # after the controller: safe profiles go first
+        assert gateway.hub is not None  # after the controller: safe profiles go first
+        gateway.hub = gateway.hub.extended(sampling)
         watcher = Watcher(plant, controller)
         try:
             # -- 20 chargers connect: each gets its safe profile and is asked for currents.

@@ -275,7 +275,9 @@ async def telemetry(
             await own_mqtt.close()  # the tests look at what a clean stop leaves behind
         return
     live = LiveState(gateway, refresh_interval=refresh_interval, backlog_interval=0.1)
-    gateway.observers.append(live)
+    hub = gateway.hub
+    assert hub is not None
+    gateway.hub = hub.extended(live)  # for the chargers that connect from now on
     live.start()
     actions = ChargerActions(gateway.call, gateway.chargers, LiveSessions(live), None)
     controls = GatewayControls(actions, None)
@@ -286,4 +288,4 @@ async def telemetry(
     finally:
         await publisher.close()
         await live.close()
-        gateway.observers.remove(live)
+        gateway.hub = hub

@@ -22,7 +22,8 @@ async def main(path: Path) -> None:
     gateway = Gateway(config)
     await gateway.start()
     live = LiveState(gateway)
-    gateway.observers.append(live)
+    assert gateway.hub is not None
+    gateway.hub = gateway.hub.extended(live)  # before any charger connects
     live.start()
     publisher = MqttPublisher(config, live)
     publisher.start()

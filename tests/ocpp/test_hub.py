@@ -106,17 +106,6 @@ def test_an_interpreter_failure_still_delivers_the_call(caplog: pytest.LogCaptur
     assert any("could not be interpreted" in r.getMessage() for r in caplog.records)
 
 
-def test_late_observers_come_after_the_subscribers_and_never_twice() -> None:
-    """TRANSITION: ``Gateway.observers`` as a live view, after the hub's own parts."""
-    seen: list[Any] = []
-    a = Recorder("a", seen)
-    late: list[Any] = []
-    hub = EventHub([a], late_observers=late)
-    late.extend([a, Recorder("late", seen)])  # after the hub was built
-    hub.charger_connected("CP1")
-    assert seen == [("a", "ChargerConnected"), ("late", "ChargerConnected")]
-
-
 def test_an_extended_hub_adds_parts_after_and_leaves_the_first_as_it_was() -> None:
     seen: list[tuple[str, str]] = []
     first = EventHub([Recorder("a", seen)], clock=lambda: 7.0)
