@@ -102,6 +102,8 @@ class CardAnswered(ChargerEvent):
     status: str
     during: str
     connector: int | None = None
+    id_type: str | None = None
+    """OCPP 2.0.1's ``idToken.type`` (``ISO14443``, ``eMAID``, ``Central``…); 1.6: None."""
 
     @property
     def accepted(self) -> bool:
@@ -117,6 +119,8 @@ class SessionStarted(ChargerEvent):
     id_tag: str | None
     id_tag_status: str | None = None
     meter_start_wh: float | None = None
+    trigger_reason: str | None = None
+    """OCPP 2.0.1's ``triggerReason`` (``Authorized``, ``CablePluggedIn``…); 1.6: None."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +132,8 @@ class SessionStopped(ChargerEvent):
     id_tag: str | None = None
     meter_stop_wh: float | None = None
     reason: str = "Local"
+    trigger_reason: str | None = None
+    """OCPP 2.0.1's ``triggerReason`` of the ending event; 1.6: None."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +154,8 @@ class Measured(ChargerEvent):
     offered_a: float | None = None
     measurands: tuple[str, ...] = ()
     """Every measurand the call carried, at any location, in the order first seen."""
+    trigger_reason: str | None = None
+    """OCPP 2.0.1's ``triggerReason`` when it came in a TransactionEvent; otherwise None."""
 
     def currents(self, phases: int, *, from_power: bool = True) -> tuple[float, ...] | None:
         """The current (A, ≥ 0) on each of the charger's first ``phases`` phases, or None.
