@@ -37,6 +37,8 @@ from edgegw.config import parse_config
 from edgegw.energy.chargermodels import load_models
 from edgegw.energy.controller import LoadController
 from edgegw.energy.registers import Reading
+from edgegw.ocpp.events import ChargerConnected
+from edgegw.ocpp.interpret import interpret
 from edgegw.sim.charger import SimCharger
 
 TAG = "AA11BB22"
@@ -86,7 +88,7 @@ class Csms:
     async def handler(self, ws: ServerConnection) -> None:
         cid = unquote((ws.request.path if ws.request else "").rsplit("/", 1)[-1])
         self.peers[cid] = ws
-        self.controller.charger_connected(cid)
+        self.controller.handle(ChargerConnected(charger_id=cid, at=time.monotonic()))
         if len(self.peers) >= self.expected:
             self.connected.set()
         async for message in ws:
@@ -94,7 +96,8 @@ class Csms:
             if frame[0] == 2:
                 answer = self.answer(frame[2], frame[3])
                 await ws.send(json.dumps([3, frame[1], answer]))
-                self.controller.charger_exchanged(cid, frame[2], frame[3], answer)
+                for event in interpret(cid, frame[2], frame[3], answer, time.monotonic()):
+                    self.controller.handle(event)
             elif frame[0] in (3, 4):
                 future = self.pending.pop(frame[1], None)
                 if future is not None and not future.done():

@@ -21,7 +21,7 @@ from edgegw.energy.controller import LoadController
 from edgegw.energy.meters import HealthState, MeterPoller, MeterService
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.meter import SimMeter
-from tests.energy.test_controller import MODELS, TAG, Csms, FakeClock
+from tests.energy.test_controller import MODELS, TAG, Csms, FakeClock, connected
 
 BUILDING = 4.0
 METER_LOST_AFTER = 5.0
@@ -142,7 +142,7 @@ async def test_after_a_bad_reading_the_limits_hold_and_never_ramp(site: Any) -> 
     await charger.connect()
     await csms.wait_connected("CP1")
     s.charger = charger
-    s.controller.charger_connected("CP1")
+    connected(s.controller, "CP1")
     await charger.boot()
     await charger.status(1, "Available")
     assert await charger.tap(TAG) is not None
