@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from edgegw.ocpp.events import CallExchanged, ChargerConnected, ChargerDisconnected, Event
 from edgegw.ocpp.interpret import interpret
+from edgegw.ocpp.interpret201 import interpret201
+from edgegw.ocpp.versions import is_v2
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,14 @@ class EventHub:
         *,
         clock: Callable[[], float] = time.time,
         interpreter: Interpreter = interpret,
+        version_of: Callable[[str], str | None] | None = None,
     ) -> None:
+        """``version_of`` names a charger's negotiated OCPP version: a 2.x charger's calls are
+        read by :func:`~edgegw.ocpp.interpret201.interpret201` instead of ``interpreter``."""
         self._subscribers = tuple(subscribers)
         self._clock = clock
         self._interpret = interpreter
+        self._version_of = version_of
 
     @property
     def subscribers(self) -> tuple[EventSubscriber, ...]:
@@ -60,7 +66,12 @@ class EventHub:
         """A new hub with ``more`` subscribers after these (same clock and interpreter): for a
         test or tool that follows the chargers too. It takes effect where it is installed
         (``Gateway.hub``) for the sessions that start after."""
-        return EventHub((*self._subscribers, *more), clock=self._clock, interpreter=self._interpret)
+        return EventHub(
+            (*self._subscribers, *more),
+            clock=self._clock,
+            interpreter=self._interpret,
+            version_of=self._version_of,
+        )
 
     # ------------------------------------------------------------------ ChargerObserver
 
@@ -74,8 +85,11 @@ class EventHub:
         self, charger_id: str, action: str, request: JsonDict, response: JsonDict
     ) -> None:
         at = self._clock()
+        read = self._interpret
+        if self._version_of is not None and is_v2(self._version_of(charger_id)):
+            read = interpret201
         try:
-            events = self._interpret(charger_id, action, request, response, at)
+            events = read(charger_id, action, request, response, at)
         except Exception:  # interpret is total; should it ever fail, the call is still heard
             log.exception("%s: %s could not be interpreted", charger_id, action)
             events = (CallExchanged(charger_id=charger_id, at=at, action=action),)

@@ -1,0 +1,41 @@
+"""The OCPP versions the gateway speaks, by their WebSocket subprotocol names.
+
+A charger lists the versions it speaks in ``Sec-WebSocket-Protocol``, most preferred first
+(OCPP-J: "in order of preference"); the server picks one of them (RFC 6455 §4.2.2). The gateway
+takes the *first offered* that it speaks: the charger's preference, not the gateway's. Its
+cloud connection then offers that one version and no other (the cloud must speak what the
+charger speaks: the gateway does not translate between versions).
+
+- ``ocpp1.6``: relayed, answered offline, queued, remapped (everything the README describes).
+- ``ocpp2.0.1``: relayed untouched, checked against the 2.0.1 schemas; read into events by
+  :mod:`edgegw.ocpp.interpret201`. Offline it gets only what the 1.6 and 2.0.1 answers share
+  (BootNotification, Heartbeat, StatusNotification); other calls get a CALLERROR.
+- ``ocpp2.1``: relayed untouched (no schema check), message types 5 and 6 included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+OCPP16: Final = "ocpp1.6"
+OCPP201: Final = "ocpp2.0.1"
+OCPP21: Final = "ocpp2.1"
+SUPPORTED: Final = (OCPP16, OCPP201, OCPP21)
+"""Every version a charger may connect with."""
+V2: Final = frozenset({OCPP201, OCPP21})
+"""Versions with the 2.x messages (TransactionEvent, string transaction ids, device model)."""
+
+
+def choose(offered: Iterable[object], allowed: Iterable[str] = SUPPORTED) -> str | None:
+    """The first of the charger's ``offered`` subprotocols that is ``allowed`` (None: none)."""
+    allowed_set = frozenset(allowed)
+    for name in offered:
+        if isinstance(name, str) and name in allowed_set:
+            return name
+    return None
+
+
+def is_v2(version: str | None) -> bool:
+    """The version speaks OCPP 2.x messages."""
+    return version in V2
