@@ -335,7 +335,15 @@ class Gateway:
             self.sampling,  # after the controller, so each charger's safe profile goes first
             self._learner,
         ]
-        self.hub = EventHub([part for part in parts if part is not None], clock=self._clock)
+        relays = self.relays
+
+        def version_of(charger_id: str) -> str | None:  # a 2.x charger: read as 2.0.1
+            session = relays.get(charger_id)
+            return None if session is None else session.link.version
+
+        self.hub = EventHub(
+            [part for part in parts if part is not None], clock=self._clock, version_of=version_of
+        )
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Start, serve until asked to stop, then stop. The daemon's one exit path."""

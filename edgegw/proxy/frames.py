@@ -22,6 +22,10 @@ from typing import Any
 CALL = 2
 CALLRESULT = 3
 CALLERROR = 4
+CALLRESULTERROR = 5  # OCPP 2.1
+SEND = 6  # OCPP 2.1
+OCPP21_TYPES = (CALLRESULTERROR, SEND)
+"""Not routed here: only a 2.1 link relays them, untouched (:class:`FrameError`)."""
 MAX_MESSAGE_ID_LENGTH = 36
 UNKNOWN_ID = "-1"
 INT_MIN = -(2**63)
@@ -65,12 +69,23 @@ class FrameError(ValueError):
     message types and for broken answers (an answer to an answer would make no sense).
     """
 
-    def __init__(self, code: str, description: str, *, message_id: str, reply: bool) -> None:
+    def __init__(
+        self,
+        code: str,
+        description: str,
+        *,
+        message_id: str,
+        reply: bool,
+        message_type: int | None = None,
+    ) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
         self.message_id = message_id
         self.reply = reply
+        self.message_type = message_type
+        """An OCPP 2.1 type (5 CALLRESULTERROR, 6 SEND) when that is why the frame failed: a
+        2.1 link relays it as it is."""
 
 
 class _Unrepresentable(ValueError):
@@ -166,7 +181,11 @@ def parse(data: str | bytes) -> Frame:
     kind = msg[0]
     if kind not in (CALL, CALLRESULT, CALLERROR) or isinstance(kind, bool):
         raise FrameError(
-            "ProtocolError", f"unknown message type {kind!r}", message_id=UNKNOWN_ID, reply=False
+            "ProtocolError",
+            f"unknown message type {kind!r}",
+            message_id=UNKNOWN_ID,
+            reply=False,
+            message_type=kind if kind in OCPP21_TYPES else None,
         )
     message_id = msg[1] if len(msg) > 1 else None
     if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_MESSAGE_ID_LENGTH:

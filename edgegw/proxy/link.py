@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
+from edgegw.ocpp.versions import OCPP21, is_v2
 from edgegw.proxy import frames, schemas
 from edgegw.proxy.frames import Call, CallError, CallResult, FrameError
 from edgegw.proxy.hooks import SITE_CHECKED_CALLS
@@ -80,11 +81,23 @@ class Link(_PendingCalls):
 
     # ------------------------------------------------------------ charger side
 
+    def use_version(self, version: str) -> None:
+        """The charger's negotiated OCPP version (its subprotocol); until told, ``ocpp1.6``.
+
+        A 2.x link relays every frame as it is (see :mod:`~edgegw.proxy.link_frames`); a 2.1
+        link also relays message types 5 (CALLRESULTERROR) and 6 (SEND), which take no part in
+        the one-call-in-flight bookkeeping.
+        """
+        self.version = version
+        self._v16 = not is_v2(version)
+
     def on_charger_message(self, data: str | bytes) -> list[Command]:
         self.stats.from_charger += 1
         try:
             frame = frames.parse(data)
         except FrameError as exc:
+            if isinstance(data, str) and self._relays_untouched(exc):
+                return [self._cloud_frame(data)] if self.cloud_up else []
             return self._bad_frame("charger", exc, ToCharger)
         if isinstance(frame, Call):
             return self._charger_call(frame)
@@ -183,18 +196,20 @@ class Link(_PendingCalls):
         try:
             frame = frames.parse(data)
         except FrameError as exc:
+            if isinstance(data, str) and self._relays_untouched(exc):
+                return [] if self._charger_gone else [ToCharger(data)]
             return self._bad_frame("cloud", exc, self._cloud_frame)
         if isinstance(frame, Call):
             problem = self._check_call(frame, schemas.CSMS_ACTIONS, "cloud")
             if problem is not None:
                 self.stats.rejected += 1
                 return [self._cloud_frame(problem.raw)]
-            if self._answer_local_list and frame.action in GATEWAY_ANSWERS_CLOUD:
+            if self._v16 and self._answer_local_list and frame.action in GATEWAY_ANSWERS_CLOUD:
                 return [CloudCallForGateway(frame)]
             if self._charger_gone:
                 error = frames.make_error(frame.id, "GenericError", "charge point is not connected")
                 return [self._cloud_frame(error.raw)]
-            if self._site_call is not None and frame.action in SITE_CHECKED_CALLS:
+            if self._v16 and self._site_call is not None and frame.action in SITE_CHECKED_CALLS:
                 refused = self._site_call(frame.action, frame.payload)
                 if refused is not None:  # answered by the site, never relayed
                     answer = frames.make_result(frame.id, refused.payload)
@@ -214,6 +229,10 @@ class Link(_PendingCalls):
             self._to_charger.append(_Pending(Origin.CLOUD, call, epoch=self._epoch))
             return self._pump_charger()
         return self._cloud_answer(frame)
+
+    def _relays_untouched(self, exc: FrameError) -> bool:
+        """An OCPP 2.1 frame of type 5 or 6 on a 2.1 link (text: parse refuses binary)."""
+        return exc.message_type is not None and self.version == OCPP21
 
     def cloud_unreachable(self) -> list[Command]:
         """A connection attempt failed; if it was the first, stop holding charger calls."""

@@ -42,6 +42,11 @@ class Origin(Enum):
 TRANSACTION_MESSAGES = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 
 
+V2_ANSWERED_LOCALLY = frozenset({"BootNotification", "Heartbeat", "StatusNotification"})
+"""2.x charger calls the gateway answers while the cloud is away: the 1.6 answers to these are
+valid 2.0.1 answers too (``status``/``currentTime``/``interval``; ``currentTime``; ``{}``)."""
+
+
 GATEWAY_ANSWERS_CLOUD = frozenset({"SendLocalList", "GetLocalListVersion"})
 """Cloud calls the gateway answers itself: it owns each charger's local list (see auth)."""
 

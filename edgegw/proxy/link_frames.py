@@ -1,12 +1,18 @@
 """Frame handling of the relay core: calls checked against the schemas and the allowed
 actions, transaction ids translated each way, the site's word on cloud answers, bad frames
 answered and logged.
+
+Only OCPP 1.6 frames are translated or overruled. A 2.x link (the charger negotiated
+``ocpp2.0.1`` or ``ocpp2.1``) relays every call and answer as sent: no transaction-id
+remapping, no site rewrite of Authorize answers, no cloud-profile filter; its calls are checked
+against the 2.0.1 schemas (``ocpp2.1``: not checked).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from edgegw.ocpp.versions import OCPP201
 from edgegw.proxy import frames, schemas
 from edgegw.proxy.frames import Call, CallError, CallResult, FrameError
 from edgegw.proxy.hooks import SITE_CHECKED_ANSWERS
@@ -30,6 +36,7 @@ class _FrameHandling(_LinkState):
         """The cloud's answer to a charger call, unless the site's records overrule it."""
         if (
             self._site_answer is None
+            or not self._v16
             or call.action not in SITE_CHECKED_ANSWERS
             or not isinstance(answer, CallResult)
         ):
@@ -42,6 +49,8 @@ class _FrameHandling(_LinkState):
 
     def _for_cloud(self, call: Call) -> Call:
         """The charger's call as the cloud must see it: with the cloud's transaction id."""
+        if not self._v16:
+            return call
         local = call.payload.get("transactionId")
         if call.action in ("StopTransaction", "MeterValues") and isinstance(local, int):
             cloud = self._tx_map.get(local)
@@ -53,6 +62,8 @@ class _FrameHandling(_LinkState):
 
     def _for_charger(self, call: Call) -> Call:
         """The cloud's call as the charger must see it: its own transaction id, the site cap."""
+        if not self._v16:
+            return call
         payload = call.payload
         if call.action == "RemoteStopTransaction":
             local = self._to_local.get(payload.get("transactionId"))  # type: ignore[arg-type]
@@ -71,6 +82,8 @@ class _FrameHandling(_LinkState):
         return frames.make_call(call.id, call.action, payload)
 
     def _check_call(self, call: Call, allowed: frozenset[str], side: str) -> CallError | None:
+        if not self._v16:
+            return self._check_v2_call(call, side)
         if call.action not in schemas.ALL_ACTIONS:
             action = loggable(call.action)
             self._quiet.warning(
@@ -104,6 +117,31 @@ class _FrameHandling(_LinkState):
                         loggable(str(exc), 300, quote=False),
                     )
                     return None
+                self._quiet.warning(
+                    f"invalid:{side}",
+                    "%s: %s sent an invalid %s: %s",
+                    self.charger_id,
+                    side,
+                    call.action,
+                    loggable(str(exc), 300, quote=False),
+                )
+                return frames.make_error(call.id, exc.code, exc.description)
+        return None
+
+    def _check_v2_call(self, call: Call, side: str) -> CallError | None:
+        """A 2.0.1 call: a known action with a valid payload (2.1: anything goes through)."""
+        if self.version != OCPP201:
+            return None
+        if call.action not in schemas.ACTIONS_201:
+            action = loggable(call.action)
+            self._quiet.warning(
+                f"unknown:{side}", "%s: %s sent unknown action %s", self.charger_id, side, action
+            )
+            return frames.make_error(call.id, "NotImplemented", f"unknown action {action}")
+        if self._validate:
+            try:
+                schemas.check_call_201(call.action, call.payload)
+            except schemas.SchemaViolation as exc:
                 self._quiet.warning(
                     f"invalid:{side}",
                     "%s: %s sent an invalid %s: %s",

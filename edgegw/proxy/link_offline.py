@@ -17,7 +17,6 @@ from edgegw.proxy.link_commands import (
     DeliveryFailed,
     LoadOutbox,
     Origin,
-    is_transaction_message,
 )
 from edgegw.proxy.link_frames import _FrameHandling
 from edgegw.proxy.link_state import _Pending
@@ -40,7 +39,7 @@ class _OfflineQueue(_FrameHandling):
             self._outbox_last_seq = message.seq
 
     def _must_queue(self, call: Call) -> bool:
-        if not is_transaction_message(call):
+        if not self._is_tx(call):
             return False
         if self.outbox_pending:
             return True
@@ -182,20 +181,32 @@ class _OfflineQueue(_FrameHandling):
         if call.action == "BootNotification":
             self._replay.boot = call
         elif call.action == "StatusNotification":
-            connector = call.payload.get("connectorId")
-            if isinstance(connector, int):
+            connector = self._status_key(call)
+            if connector is not None:
                 self._replay.status[connector] = call
             if call.payload.get("errorCode", "NoError") != "NoError":
                 self._replay.errors.append(call)
                 del self._replay.errors[:-_MAX_REPLAYED_ERRORS]
+
+    def _status_key(self, call: Call) -> int | None:
+        """Which connector a StatusNotification is about (2.x: EVSE and connector together)."""
+        connector = call.payload.get("connectorId")
+        if not isinstance(connector, int) or isinstance(connector, bool):
+            return None
+        if self._v16:
+            return connector
+        evse = call.payload.get("evseId")
+        if not isinstance(evse, int) or isinstance(evse, bool) or not 0 <= connector < 2**16:
+            return None
+        return evse * 2**16 + connector
 
     def _forget_replay(self, call: Call) -> None:
         """The cloud answered ``call`` after all: it need not be replayed."""
         if self._replay.boot is call:
             self._replay.boot = None
         elif call.action == "StatusNotification":
-            connector = call.payload.get("connectorId")
-            if isinstance(connector, int) and self._replay.status.get(connector) is call:
+            connector = self._status_key(call)
+            if connector is not None and self._replay.status.get(connector) is call:
                 del self._replay.status[connector]
             self._replay.errors = [c for c in self._replay.errors if c is not call]
 

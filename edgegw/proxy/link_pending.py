@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 
+from edgegw.proxy import frames
 from edgegw.proxy.frames import CallError, CallResult
 from edgegw.proxy.link_commands import (
+    V2_ANSWERED_LOCALLY,
     AnswerIfResent,
     AnswerLocally,
     CloseCloud,
@@ -18,7 +20,6 @@ from edgegw.proxy.link_commands import (
     GatewayDone,
     Origin,
     ToCharger,
-    is_transaction_message,
 )
 from edgegw.proxy.link_offline import _OfflineQueue
 from edgegw.proxy.link_state import _Pending
@@ -87,7 +88,7 @@ class _PendingCalls(_OfflineQueue):
                 loggable(call.action),
                 loggable(call.id),
             )
-        if not (self.cloud_configured and is_transaction_message(call)):
+        if not (self.cloud_configured and self._is_tx(call)):
             # The cloud's verdict on a card is worth keeping for the next offline decision.
             learnt: list[Command] = (
                 [CloudVerdict(call, answer)]
@@ -138,6 +139,14 @@ class _PendingCalls(_OfflineQueue):
         self._local_inflight = None
         self.stats.answered_locally += 1
         call = pending.call
+        if not self._v16 and (
+            isinstance(answer, CallError) or call.action not in V2_ANSWERED_LOCALLY
+        ):
+            # The local responder speaks 1.6: of its answers only those the 2.x schemas share
+            # go to a 2.x charger; it hears of the rest that the cloud is away.
+            answer = frames.make_error(
+                call.id, "InternalError", f"the CSMS cannot be reached; {call.action} not answered"
+            )
         answered_by = "gateway"
         waiting = not pending.orphaned  # the charger still waits for this answer
         completion: list[Command] = []
@@ -216,7 +225,7 @@ class _PendingCalls(_OfflineQueue):
                     loggable(head.call.action),
                     loggable(head.call.id),
                 )
-                queue = self.cloud_configured and is_transaction_message(head.call)
+                queue = self.cloud_configured and self._is_tx(head.call)
                 out.append(AnswerLocally(head.call, queue=queue))
         charger = self._charger_inflight
         if charger is not None and charger.deadline <= now:
@@ -270,7 +279,7 @@ class _PendingCalls(_OfflineQueue):
             cloud.local_wanted = True  # handed over once the local responder is free
             return []
         self._local_inflight = cloud
-        queue = self.cloud_configured and is_transaction_message(cloud.call)
+        queue = self.cloud_configured and self._is_tx(cloud.call)
         return [AnswerLocally(cloud.call, queue=queue)]
 
     def _pump_cloud(self) -> list[Command]:
@@ -287,7 +296,7 @@ class _PendingCalls(_OfflineQueue):
         if cloud is not None and cloud.local_wanted and self._local_inflight is None:
             cloud.local_wanted = False  # overdue while the local responder was busy
             self._local_inflight = cloud
-            queue = self.cloud_configured and is_transaction_message(cloud.call)
+            queue = self.cloud_configured and self._is_tx(cloud.call)
             out.append(AnswerLocally(cloud.call, queue=queue))
         if self._local_inflight is None and self._to_cloud:
             head = self._to_cloud[0]
@@ -297,11 +306,7 @@ class _PendingCalls(_OfflineQueue):
                 self._to_cloud.popleft()
                 self._local_inflight = head
                 out.append(AnswerLocally(head.call, queue=True))
-            elif (
-                self._may_resend
-                and head.origin is Origin.CHARGER
-                and is_transaction_message(head.call)
-            ):
+            elif self._may_resend and head.origin is Origin.CHARGER and self._is_tx(head.call):
                 if cloud is None or not cloud.orphaned:
                     # (After the cloud answered what the charger's previous connection sent:
                     # that answer may be what makes this message a copy.)
@@ -335,7 +340,7 @@ class _PendingCalls(_OfflineQueue):
                 self._replay_failed(pending.call)
                 continue
             self._local_inflight = pending
-            queue = self.cloud_configured and is_transaction_message(pending.call)
+            queue = self.cloud_configured and self._is_tx(pending.call)
             return [AnswerLocally(pending.call, queue=queue)]
         return []
 

@@ -12,9 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgegw.ocpp.versions import OCPP16
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.hooks import SiteOverride
-from edgegw.proxy.link_commands import STALL_FACTOR, Command, Origin, SyncParams, ToCharger, ToCloud
+from edgegw.proxy.link_commands import (
+    STALL_FACTOR,
+    Command,
+    Origin,
+    SyncParams,
+    ToCharger,
+    ToCloud,
+    is_transaction_message,
+)
 from edgegw.security.quiet_log import QuietLog
 from edgegw.store.outbox import QueuedMessage
 
@@ -80,6 +89,9 @@ class _LinkState:
         site_call: Callable[[str, dict[str, Any]], SiteOverride | None] | None = None,
     ) -> None:
         self.charger_id = charger_id
+        self.version = OCPP16
+        """The charger's OCPP version (its subprotocol): 2.x traffic passes untouched."""
+        self._v16 = True
         self.cloud_configured = cloud_configured
         self._validate = validate
         self._call_timeout = call_timeout
@@ -129,6 +141,10 @@ class _LinkState:
         self.stats = LinkStats()
         # What a peer sends wrong is logged once a minute per kind, with a count of the rest.
         self._quiet = QuietLog(log, max_keys=16, clock=clock)
+
+    def _is_tx(self, call: Call) -> bool:
+        """An OCPP 1.6 transaction message (2.x has none the gateway queues yet)."""
+        return self._v16 and is_transaction_message(call)
 
     @property
     def queued_to_cloud(self) -> int:

@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from functools import cache
+from importlib import resources
 from typing import Any
 
 from jsonschema import Draft4Validator
@@ -173,6 +174,49 @@ def _check(kind: int, action: str, payload: dict[str, Any], use_decimal: bool) -
         return
     where = "/".join(str(p) for p in error.absolute_path) or "payload"
     code = _CODES.get(str(error.validator), "FormationViolation")
+    raise SchemaViolation(code, f"{action}: {where}: {error.message}"[:255])
+
+
+# ------------------------------------------------------------------ OCPP 2.0.1
+
+_SCHEMAS_201 = resources.files("ocpp.v201") / "schemas"
+ACTIONS_201 = frozenset(
+    entry.name.removesuffix("Request.json")
+    for entry in _SCHEMAS_201.iterdir()
+    if entry.name.endswith("Request.json")
+)
+"""Every OCPP 2.0.1 action (either direction: 2.0.1 names say who sends them)."""
+
+_CODES_201 = {
+    **_CODES,
+    "additionalProperties": "FormatViolation",
+    "minItems": "OccurrenceConstraintViolation",
+    "maxItems": "OccurrenceConstraintViolation",
+    "required": "OccurrenceConstraintViolation",
+}
+"""OCPP-J 2.0.1 spells the codes right, and a missing field is an occurrence violation."""
+
+
+@cache
+def _validator_201(kind: int, action: str) -> Draft4Validator:
+    schema = get_validator(kind, action, "2.0.1").schema
+    validator: Draft4Validator = _Validator(schema)
+    return validator
+
+
+def check_call_201(action: str, payload: dict[str, Any]) -> None:
+    """Raise :class:`SchemaViolation` if ``payload`` is not a valid OCPP 2.0.1 ``action``
+    request (2.0.1 error codes). Not compiled like the 1.6 checks: 2.0.1 traffic is new."""
+    try:
+        error: SchemaError | None = next(iter(_validator_201(2, action).iter_errors(payload)), None)
+    except (ArithmeticError, TypeError, ValueError, RecursionError) as exc:
+        raise SchemaViolation(
+            "FormatViolation", f"{action}: payload cannot be checked: {exc}"[:255]
+        ) from None
+    if error is None:
+        return
+    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    code = _CODES_201.get(str(error.validator), "FormatViolation")
     raise SchemaViolation(code, f"{action}: {where}: {error.message}"[:255])
 
 

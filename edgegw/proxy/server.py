@@ -8,9 +8,10 @@ not ``<path>/<identity>`` or an unknown identity gets HTTP 404 (OCPP-J 1.6 §3.1
 below the charger's Security Profile, or with a client certificate for another identity, 403;
 a missing or wrong password 401; a source or identity in failed-login back-off 429, and so is an
 identity reconnecting faster than ``max_connects_per_minute`` (so a charger in a reconnect loop
-cannot make the gateway open a cloud connection per attempt). A client that offers no
-``ocpp1.6`` subprotocol gets the handshake completed without one and is closed at once, as
-OCPP-J requires.
+cannot make the gateway open a cloud connection per attempt). Subprotocols: ``ocpp1.6``,
+``ocpp2.0.1`` and ``ocpp2.1`` (:mod:`edgegw.ocpp.versions`); the first the charger offers wins
+(its order of preference). A client that offers none of them gets the handshake completed
+without a subprotocol and is closed at once (1002), as OCPP-J requires.
 
 The right password always gets in: a guesser can put an identity in back-off, but the back-off
 does not apply to the addresses that charger logged in from before (remembered across restarts
@@ -48,6 +49,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from edgegw.config import Config
+from edgegw.ocpp.versions import SUPPORTED, choose
 from edgegw.proxy.handshake import (
     CONCURRENT_PASSWORD_CHECKS,
     CONNECT_BURST,
@@ -81,6 +83,7 @@ log = logging.getLogger(__name__)
 
 
 OCPP16 = Subprotocol("ocpp1.6")
+SUBPROTOCOLS = [Subprotocol(name) for name in SUPPORTED]
 
 
 class OcppServer(_HandshakeChecks):
@@ -179,7 +182,7 @@ class OcppServer(_HandshakeChecks):
             self._handle,
             server.host,
             port,
-            subprotocols=[OCPP16],
+            subprotocols=SUBPROTOCOLS,
             select_subprotocol=self._select_subprotocol,
             process_request=self._process_request,
             compression=None,
@@ -222,8 +225,12 @@ class OcppServer(_HandshakeChecks):
 
     @staticmethod
     def _select_subprotocol(connection: ServerConnection, offered: object) -> Subprotocol | None:
-        # No match: complete the handshake without a subprotocol; _handle then closes.
-        return OCPP16 if isinstance(offered, (list, tuple)) and OCPP16 in offered else None
+        # The charger's first supported choice; none: complete the handshake without a
+        # subprotocol, and _handle closes.
+        if not isinstance(offered, (list, tuple)):
+            return None
+        chosen = choose(offered)
+        return None if chosen is None else Subprotocol(chosen)
 
     async def _handle(self, connection: ServerConnection) -> None:
         assert isinstance(connection, GuardedConnection)
@@ -232,13 +239,14 @@ class OcppServer(_HandshakeChecks):
         if identity is None:  # cannot happen: process_request accepted it
             await connection.close(1011, "internal error")
             return
-        if connection.subprotocol != OCPP16:
+        if connection.subprotocol not in SUPPORTED:
             log.warning(
-                "refused %s from %s: it did not offer subprotocol ocpp1.6",
+                "refused %s from %s: it offered none of the subprotocols %s",
                 identity,
                 connection.host,
+                ", ".join(SUPPORTED),
             )
-            await connection.close(1002, "subprotocol ocpp1.6 required")
+            await connection.close(1002, "subprotocol ocpp1.6, ocpp2.0.1 or ocpp2.1 required")
             return
         try:
             await self._on_session(identity, connection)

@@ -12,6 +12,14 @@ link. A ``wss://`` link that fails (bad certificate, TLS refused) is retried as 
 nothing else; there is no code path that rewrites it to ``ws://``. Profile 2 trusts
 ``cloud.ca_file`` alone when it is set (a pinned CA) and the system bundle otherwise; profile 3
 adds a client certificate, the charger's own (``cloud_tls_cert_file``) or the gateway's.
+
+OCPP version: the link offers the cloud the one subprotocol the charger negotiated
+(:meth:`Upstream.use_subprotocol`; ``ocpp1.6`` until told otherwise). A cloud that does not
+agree to ``ocpp1.6`` is retried as before (a 1.6 charger is answered by the gateway meanwhile).
+A cloud that does not agree to ``ocpp2.0.1`` or ``ocpp2.1`` cannot be stood in for (the gateway
+does not answer 2.x calls offline in this version): the charger is told at once, its
+connection closed with 1002 and the reason ``the cloud does not accept ocppX`` (the refusal is
+logged as a warning naming the version), and the link retries at the slow pace.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,6 +38,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from edgegw.config import ChargerConfig, CloudConfig
+from edgegw.ocpp.versions import is_v2
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.security.tls import TlsSetupError, client_context
 from edgegw.tasks import TaskOwner
@@ -37,6 +46,9 @@ from edgegw.tasks import TaskOwner
 log = logging.getLogger(__name__)
 
 OCPP16 = Subprotocol("ocpp1.6")
+
+VersionRefused = Callable[[str], Awaitable[None]]
+"""Tells the charger (with the reason) that the cloud refused its OCPP version."""
 
 
 class NotConnected(ConnectionError):
@@ -101,6 +113,8 @@ class Upstream:
         self._headers = self._auth_headers(charger, charger_authorization)
         self._configured_credentials = charger is not None and charger.cloud_password is not None
         self._user_agent = user_agent
+        self._subprotocol = OCPP16
+        self._version_refused: VersionRefused | None = None
         self._ssl: ssl.SSLContext | None = None
         self._tls_error: str | None = None
         try:
@@ -129,6 +143,19 @@ class Upstream:
         if self._configured_credentials or charger_authorization is None:
             return
         self._headers["Authorization"] = charger_authorization  # read at every handshake
+
+    def use_subprotocol(self, name: str, on_refused: VersionRefused | None = None) -> None:
+        """Offer the cloud ``name`` (the charger's negotiated version) from the next handshake.
+
+        ``on_refused`` is awaited with a reason when the cloud refuses a 2.x version.
+        """
+        self._subprotocol = Subprotocol(name)
+        self._version_refused = on_refused
+
+    @property
+    def subprotocol(self) -> str:
+        """The OCPP version this link offers the cloud."""
+        return self._subprotocol
 
     async def reconnect(self, reason: str) -> None:
         """Close the current connection; the link connects again at once."""
@@ -226,7 +253,7 @@ class Upstream:
             kwargs["ssl"] = self._ssl
         async for ws in connect(
             self.url,
-            subprotocols=[OCPP16],
+            subprotocols=[self._subprotocol],
             additional_headers=self._headers,
             user_agent_header=self._user_agent,
             proxy=None,
@@ -243,9 +270,13 @@ class Upstream:
             logger=logging.getLogger("edgegw.websockets.client"),
             **kwargs,
         ):
-            if ws.subprotocol != OCPP16:
-                self._classify(ConnectionError("cloud did not agree to subprotocol ocpp1.6"))
-                await ws.close(1002, "ocpp1.6 required")
+            wanted = self._subprotocol
+            if ws.subprotocol != wanted:
+                self._classify(ConnectionError(f"cloud did not agree to subprotocol {wanted}"))
+                await ws.close(1002, f"{wanted} required")
+                refused = self._version_refused
+                if is_v2(wanted) and refused is not None:
+                    await refused(f"the cloud does not accept {wanted}")
                 await asyncio.sleep(self._cloud.reconnect_max_delay)
                 continue
             started = time.monotonic()
