@@ -95,6 +95,7 @@ def test_no_or_broken_configuration_means_no_suggestions(tmp_path: Path) -> None
 def test_meters_profiles_and_card_formats(site: Path) -> None:
     assert zsh("edgegw meter probe --meter ", site) == ["site", "pv"]
     assert zsh("edgegw meter probe --profile eastron", site) == [
+        "eastron-sdm120",
         "eastron-sdm630",
         "eastron-sdm72dm-v2",
     ]
