@@ -417,13 +417,21 @@ class SimCharger201:
         return {"status": "Accepted"}
 
     async def _remote_session(self, evse: int, token: JsonDict, remote_id: Any) -> None:
-        await self.start(
-            evse,
-            token.get("idToken"),
-            token.get("type", "Central"),
-            trigger="RemoteStart",
-            remote_start_id=remote_id if isinstance(remote_id, int) else None,
-        )
+        try:
+            await self.start(
+                evse,
+                token.get("idToken"),
+                token.get("type", "Central"),
+                trigger="RemoteStart",
+                remote_start_id=remote_id if isinstance(remote_id, int) else None,
+            )
+        except (ConnectionError, TimeoutError) as exc:  # cut off: a station sends it again
+            log.info(
+                "sim charger %s: remote start on EVSE %d not answered: %s",
+                self.charger_id,
+                evse,
+                exc,
+            )
 
     def _request_stop(self, payload: JsonDict) -> JsonDict:
         wanted = payload.get("transactionId")
