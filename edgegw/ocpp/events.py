@@ -160,14 +160,21 @@ class Measured(ChargerEvent):
     def currents(self, phases: int, *, from_power: bool = True) -> tuple[float, ...] | None:
         """The current (A, ≥ 0) on each of the charger's first ``phases`` phases, or None.
 
-        Phased values win (a phase not reported counts 0). A current without a phase is taken
-        as flowing on *every* one of the ``phases`` (the cautious reading: a three-phase car
-        drawing 16 A reports 16 A, not 48 A). Without any current, ``from_power`` derives one
-        from the total active power at :data:`NOMINAL_VOLTAGE`, spread over ``phases``.
+        Phased values win (a phase not reported counts 0). When only phases beyond the first
+        ``phases`` were reported (a single-phase charger naming its current ``L2`` or ``L3``),
+        the largest of them flows on every one of the ``phases``: a load is never under-counted
+        as 0 A. A current without a phase is taken as flowing on *every* one of the ``phases``
+        (the cautious reading: a three-phase car drawing 16 A reports 16 A, not 48 A). Without
+        any current, ``from_power`` derives one from the total active power at
+        :data:`NOMINAL_VOLTAGE`, spread over ``phases``.
         """
         count = max(1, min(3, phases))
         if self.current_a is not None and any(c is not None for c in self.current_a):
-            return tuple(max(0.0, c or 0.0) for c in self.current_a[:count])
+            within = self.current_a[:count]
+            if all(c is None for c in within):
+                beyond = max(c for c in self.current_a[count:] if c is not None)
+                return (max(0.0, beyond),) * count
+            return tuple(max(0.0, c or 0.0) for c in within)
         if self.overall_current_a is not None:
             return (max(0.0, self.overall_current_a),) * count
         if from_power and self.power_w is not None:

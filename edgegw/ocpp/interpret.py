@@ -45,6 +45,15 @@ made, and why):
 - *A transaction id without values* still gives a :class:`Measured` (both used it to learn a
   session they had missed the start of).
 - ``Current.Offered`` gives ``offered_a`` (the value without a phase, else the largest phase).
+- *Not a measurement of now.* A value whose ``context`` is not one of OCPP 1.6's
+  ReadingContexts (``Interruption.Begin``/``End``, ``Other``, ``Sample.Clock``,
+  ``Sample.Periodic``, ``Transaction.Begin``/``End``, ``Trigger``; absent means
+  ``Sample.Periodic``) is skipped: an Alfen replays its backlog with context ``CurrentMax``
+  (``hardware/chargers/alfen-eve.toml``), which read as the load of now opened a phantom
+  session at 32 A. A ``SignedData`` value is not a number: skipped. Such values' measurands
+  are still listed in ``measurands`` (the call carried them).
+- *Finite.* Every number in every event is finite: a value is checked *after* its kW/kWh
+  scaling ("1e306" kW is not a power), and per-phase values added up must stay finite.
 """
 
 from __future__ import annotations
@@ -66,6 +75,20 @@ from edgegw.ocpp.events import (
 
 DEFAULT_MEASURAND: Final = "Energy.Active.Import.Register"
 DEFAULT_LOCATION: Final = "Outlet"
+DEFAULT_CONTEXT: Final = "Sample.Periodic"
+READING_CONTEXTS: Final = frozenset(
+    {
+        "Interruption.Begin",
+        "Interruption.End",
+        "Other",
+        "Sample.Clock",
+        "Sample.Periodic",
+        "Transaction.Begin",
+        "Transaction.End",
+        "Trigger",
+    }
+)
+"""OCPP 1.6's ReadingContext values: a value with any other context is not read."""
 LOAD_LOCATIONS: Final = frozenset({"Outlet", "Body", "Cable", "EV"})
 """Locations whose values are the connector's load (not ``Inlet``: the supply side)."""
 
@@ -94,7 +117,7 @@ def interpret(
 ) -> tuple[Event, ...]:
     """The events an answered OCPP 1.6 charger call means (see the module's text)."""
     heard = CallExchanged(charger_id=charger_id, at=at, action=str(action))
-    read = _READERS.get(action)
+    read = _READERS.get(action) if isinstance(action, str) else None
     if read is None or not isinstance(request, dict) or not isinstance(response, dict):
         return (heard,)
     return (heard, *read(charger_id, at, request, response))
@@ -252,6 +275,7 @@ def _samples(entries: list[Any]) -> tuple[dict[str, None], dict[tuple[str, int],
     measurands: dict[str, None] = {}
     values: dict[tuple[str, int], float] = {}
     known_measurands, phases, locations = _MEASURANDS, _PHASE_INDEX, LOAD_LOCATIONS
+    contexts, isfinite = READING_CONTEXTS, math.isfinite
     for entry in entries:
         items = entry.get("sampledValue") if isinstance(entry, dict) else None
         if not isinstance(items, list):
@@ -268,17 +292,25 @@ def _samples(entries: list[Any]) -> tuple[dict[str, None], dict[tuple[str, int],
             location = item.get("location", DEFAULT_LOCATION)
             if known is None or not isinstance(location, str) or location not in locations:
                 continue
+            context = item.get("context", DEFAULT_CONTEXT)
+            if not isinstance(context, str) or context not in contexts:
+                continue  # not a measurement of now (Alfen's replayed "CurrentMax")
+            if item.get("format") == "SignedData":
+                continue  # a signed blob, not a number
             kind, units, default_unit = known
             unit = item.get("unit", default_unit)
             scale = units.get(unit) if isinstance(unit, str) else None
             number = _number(item.get("value"))
             if scale is None or number is None:
                 continue
+            number *= scale
+            if not isfinite(number):
+                continue  # finite as written, not once in W or Wh ("1e306" kW)
             phase = item.get("phase")
             if phase is None:
-                values[kind, _TOTAL] = number * scale
+                values[kind, _TOTAL] = number
             elif isinstance(phase, str) and phase in phases:
-                values[kind, phases[phase]] = number * scale
+                values[kind, phases[phase]] = number
             # line-to-line and N are not what a load is measured by: skipped
     return measurands, values
 
@@ -291,7 +323,7 @@ def _summed(values: dict[tuple[str, int], float], kind: str) -> float | None:
     phased = [values[k] for k in _PHASE_KEYS[kind] if k in values]
     if not phased:
         return None
-    summed = math.fsum(phased)
+    summed = sum(phased)  # not math.fsum: it raises OverflowError where this gives inf
     return summed if math.isfinite(summed) else None
 
 
@@ -334,8 +366,11 @@ def _transaction_id(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    """A finite number from a number or a decimal string (OCPP's sampled values are strings)."""
+    """A finite number from a number or a decimal string (OCPP's sampled values are strings;
+    Python's ``float`` also reads ``"1_6"`` as 16: not a decimal, refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if isinstance(value, str) and "_" in value:
         return None
     try:
         number = float(value)

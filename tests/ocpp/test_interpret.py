@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -398,6 +399,19 @@ def test_stop_transaction_data_is_not_a_measurement_of_now() -> None:
             None,
         ),
         ([sv(None, CUR), sv(True, PWR), sv([1], NRG)], None, None, None, None),
+        # finite as written, infinite once scaled (kW, kWh): not a number we can use either
+        ([sv("1e306", PWR, unit="kW"), sv("1e306", NRG, unit="kWh")], None, None, None, None),
+        ([sv("1e306", PWR, unit="kW", phase="L1")], None, None, None, None),
+        # phases each finite, their sum not: no total
+        (
+            [sv("1.7e308", PWR, phase="L1"), sv("1.7e308", PWR, phase="L2")],
+            None,
+            None,
+            None,
+            None,
+        ),
+        # Python's float() reads "1_6" as 16; OCPP's decimal does not
+        ([sv("1_6", CUR)], None, None, None, None),
         # a value given as a JSON number still counts
         ([sv(6, CUR)], None, 6.0, None, None),
         # later values win
@@ -416,6 +430,48 @@ def test_meter_values(
     assert event.overall_current_a == overall
     assert event.power_w == power
     assert event.energy_wh == energy
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        "Interruption.Begin",
+        "Interruption.End",
+        "Other",
+        "Sample.Clock",
+        "Sample.Periodic",
+        "Transaction.Begin",
+        "Transaction.End",
+        "Trigger",
+    ],
+)
+def test_meter_values_every_reading_context_is_a_measurement(context: str) -> None:
+    assert measured(sv("16", CUR, context=context)).overall_current_a == 16.0
+
+
+@pytest.mark.parametrize("context", ["CurrentMax", "sample.periodic", "", 3, None, ["Trigger"]])
+def test_meter_values_outside_the_reading_contexts_are_skipped(context: Any) -> None:
+    """Alfen replays its backlog with context "CurrentMax" (hardware/chargers/alfen-eve.toml):
+    not an OCPP 1.6 ReadingContext, so not a value we can read as the load of now."""
+    event = measured(
+        sv("32", CUR, phase="L1", context=context), sv("7", CUR, phase="L2"), tx=9223372036854775807
+    )
+    assert event.current_a == (None, 7.0, None)
+
+
+def test_alfens_replayed_backlog_gives_no_current() -> None:
+    values = [
+        sv("32.000", CUR, phase=p, unit="A", context="CurrentMax") for p in ("L1", "L2", "L3")
+    ]
+    event = measured(*values, tx=9223372036854775807)
+    assert event.currents(3) is None
+    assert event.measurands == (CUR,)
+
+
+def test_meter_values_signed_data_is_not_a_number() -> None:
+    event = measured(sv("12345", CUR, format="SignedData"), sv("6", CUR, phase="L1", format="Raw"))
+    assert event.overall_current_a is None
+    assert event.current_a == (6.0, None, None)
 
 
 def test_meter_values_later_entries_win_and_earlier_ones_fill_in() -> None:
@@ -502,6 +558,25 @@ def test_meter_values_feed_the_one_phase_rule() -> None:
     assert measured(sv("-3", CUR, phase="L1")).currents(1) == (0.0,)
 
 
+@pytest.mark.parametrize(
+    ("phase", "expected"),
+    [("L2", (9.0,)), ("L3", (9.0,)), ("L1", (9.0,))],
+)
+def test_a_single_phase_charger_reporting_on_another_phase_counts_it(
+    phase: str, expected: tuple[float, ...]
+) -> None:
+    """A single-phase charger wired to its L1 that names its phase L2 or L3 still draws it."""
+    assert measured(sv("9", CUR, phase=phase)).currents(1) == expected
+
+
+def test_phases_beyond_the_count_count_only_when_none_within_it_was_reported() -> None:
+    event = measured(sv("4", CUR, phase="L1"), sv("9", CUR, phase="L3"))
+    assert event.currents(1) == (4.0,)
+    assert event.currents(2) == (4.0, 0.0)
+    assert measured(sv("5", CUR, phase="L2"), sv("9", CUR, phase="L3")).currents(1) == (9.0,)
+    assert measured(sv("5", CUR, phase="L3")).currents(2) == (5.0, 5.0)
+
+
 def test_a_huge_list_is_read_whole() -> None:
     values = [sv(str(i), CUR, phase="L1") for i in range(20_000)]
     assert measured(*values).current_a == (19_999.0, None, None)
@@ -513,6 +588,27 @@ def test_many_distinct_measurands_are_listed_up_to_a_bound() -> None:
 
 
 # ------------------------------------------------------------------ never raises
+
+
+def test_an_action_that_is_not_a_string_is_only_heard() -> None:
+    """The hub hands what the frame held; a list there must not raise (not hashable)."""
+    got = interpret(C, ["MeterValues"], {}, {}, AT)  # type: ignore[arg-type]
+    assert got == (CallExchanged(charger_id=C, at=AT, action="['MeterValues']"),)
+
+
+@pytest.mark.parametrize(
+    ("action", "request_"),
+    [
+        (
+            "MeterValues",
+            {"connectorId": 1, "meterValue": [{"sampledValue": [sv("1e306", PWR, unit="kW")]}]},
+        ),
+        ("StartTransaction", {"connectorId": 1, "meterStart": "1e306"}),
+    ],
+)
+def test_a_huge_decimal_gives_only_finite_numbers(action: str, request_: Any) -> None:
+    for event in interpret(C, action, request_, {}, AT):
+        assert_every_number_finite(event)
 
 
 @pytest.mark.parametrize(
@@ -543,6 +639,12 @@ _scalars = st.one_of(
     st.just(10**400),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=8),
+    # decimals with large exponents: finite as written, maybe not once scaled or added up
+    st.builds(
+        "{}e{}".format,
+        st.floats(min_value=-9.9, max_value=9.9, allow_nan=False),
+        st.integers(min_value=290, max_value=310),
+    ),
     st.sampled_from(
         [
             "L1",
@@ -565,6 +667,13 @@ _scalars = st.one_of(
             "Accepted",
             "-0",
             "12",
+            "1e306",
+            "1.7e308",
+            "-1.7e308",
+            "CurrentMax",
+            "Sample.Periodic",
+            "SignedData",
+            "Raw",
         ]
     ),
 )
@@ -588,6 +697,8 @@ _keys = st.sampled_from(
         "chargePointVendor",
         "errorCode",
         "transactionData",
+        "context",
+        "format",
     ]
 )
 _json = st.recursive(
@@ -615,17 +726,34 @@ def test_interpret_never_raises(action: str, request_: Any, response: Any) -> No
     assert got[0] == CallExchanged(charger_id=C, at=AT, action=action)
     for event in got:
         assert event.charger_id == C and event.at == AT
-        if isinstance(event, Measured):
-            for value in (event.power_w, event.energy_wh, event.overall_current_a, event.offered_a):
-                assert value is None or math.isfinite(value)
-            assert event.currents(3) is None or all(
-                math.isfinite(c) for c in event.currents(3) or ()
-            )
+        assert_every_number_finite(event)
+
+
+def assert_every_number_finite(event: Event) -> None:
+    """Every number an event carries, and every current :meth:`Measured.currents` derives."""
+    numbers: list[float] = []
+    for item in dataclasses.fields(event):
+        value = getattr(event, item.name)
+        for one in value if isinstance(value, tuple) else (value,):
+            if isinstance(one, (int, float)) and not isinstance(one, bool):
+                numbers.append(one)
+    if isinstance(event, Measured):
+        for phases in (1, 2, 3):
+            for from_power in (True, False):
+                numbers.extend(event.currents(phases, from_power=from_power) or ())
+    assert all(math.isfinite(n) for n in numbers), event
 
 
 _sample = st.fixed_dictionaries(
     {"value": _json},
-    optional={"measurand": _json, "phase": _json, "unit": _json, "location": _json},
+    optional={
+        "measurand": _json,
+        "phase": _json,
+        "unit": _json,
+        "location": _json,
+        "context": _json,
+        "format": _json,
+    },
 )
 
 
@@ -643,3 +771,4 @@ def test_meter_values_never_raise(connector: Any, tx: Any, entries: list[Any]) -
     got = interpret(C, "MeterValues", request, {}, AT)
     for event in got[1:]:
         assert isinstance(event, Measured) and event.connector >= 1
+        assert_every_number_finite(event)
