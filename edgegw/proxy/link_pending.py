@@ -92,7 +92,7 @@ class _PendingCalls(_OfflineQueue):
             # The cloud's verdict on a card is worth keeping for the next offline decision.
             learnt: list[Command] = (
                 [CloudVerdict(call, answer)]
-                if call.action == "Authorize" and isinstance(answer, CallResult)
+                if call.action == "Authorize" and self._v16 and isinstance(answer, CallResult)
                 else []
             )
             if pending is self._local_inflight:
@@ -218,7 +218,6 @@ class _PendingCalls(_OfflineQueue):
             if head is not None and head.deadline <= now:
                 # It waited its whole deadline behind a call the cloud has not answered.
                 self._to_cloud.remove(head)
-                self._local_inflight = head
                 log.info(
                     "%s: the cloud is still busy; %s %s answered by the gateway",
                     self.charger_id,
@@ -226,7 +225,7 @@ class _PendingCalls(_OfflineQueue):
                     loggable(head.call.id),
                 )
                 queue = self.cloud_configured and self._is_tx(head.call)
-                out.append(AnswerLocally(head.call, queue=queue))
+                out.extend(self._hand_to_responder(head, queue))
         charger = self._charger_inflight
         if charger is not None and charger.deadline <= now:
             self.stats.timeouts += 1
@@ -278,9 +277,8 @@ class _PendingCalls(_OfflineQueue):
         if self._local_inflight is not None:
             cloud.local_wanted = True  # handed over once the local responder is free
             return []
-        self._local_inflight = cloud
         queue = self.cloud_configured and self._is_tx(cloud.call)
-        return [AnswerLocally(cloud.call, queue=queue)]
+        return self._hand_to_responder(cloud, queue)
 
     def _pump_cloud(self) -> list[Command]:
         """Move the next charger call on, then let the outbox use an idle cloud link.
@@ -295,9 +293,8 @@ class _PendingCalls(_OfflineQueue):
         cloud = self._cloud_inflight
         if cloud is not None and cloud.local_wanted and self._local_inflight is None:
             cloud.local_wanted = False  # overdue while the local responder was busy
-            self._local_inflight = cloud
             queue = self.cloud_configured and self._is_tx(cloud.call)
-            out.append(AnswerLocally(cloud.call, queue=queue))
+            out.extend(self._hand_to_responder(cloud, queue))
         if self._local_inflight is None and self._to_cloud:
             head = self._to_cloud[0]
             if head.late is not None or not self.cloud_up:
@@ -334,15 +331,35 @@ class _PendingCalls(_OfflineQueue):
 
     def _answer_locally_next(self) -> list[Command]:
         """Hand the oldest queued charger call to the local responder (one at a time)."""
+        out: list[Command] = []
         while self._to_cloud:
             pending = self._to_cloud.popleft()
             if pending.origin is Origin.REPLAY:
                 self._replay_failed(pending.call)
                 continue
-            self._local_inflight = pending
             queue = self.cloud_configured and self._is_tx(pending.call)
+            out.extend(self._hand_to_responder(pending, queue))
+            if self._local_inflight is not None:
+                break
+        return out
+
+    def _hand_to_responder(self, pending: _Pending, queue: bool) -> list[Command]:
+        """Hand a charger call to the local responder, which speaks OCPP 1.6. A 2.x call it
+        has no 2.x answer for is answered here instead, with a CALLERROR (a station sends a
+        transaction message it got an error for again later); it is not replayed."""
+        if self._v16 or pending.call.action in V2_ANSWERED_LOCALLY:
+            self._local_inflight = pending
             return [AnswerLocally(pending.call, queue=queue)]
-        return []
+        self.stats.answered_locally += 1
+        call = pending.call
+        error = frames.make_error(
+            call.id, "InternalError", f"the CSMS cannot be reached; {call.action} not answered"
+        )
+        out: list[Command] = [] if pending.orphaned else [ToCharger(error.raw)]
+        if pending is self._cloud_inflight:
+            pending.orphaned = True  # the cloud's answer, when it comes, goes no further
+        out.append(Exchanged(call, error, "gateway"))
+        return out
 
     def _outbox_answer(
         self, message: QueuedMessage, answer: CallResult | CallError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +16,13 @@ from edgegw.proxy.link import AnswerLocally, Command, Exchanged, Link, ToCharger
 BOOT201 = {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}}
 
 
-def make_link(version: str, *, site: bool = False, cloud: bool = True) -> Link:
+def make_link(
+    version: str,
+    *,
+    site: bool = False,
+    cloud: bool = True,
+    clock: Callable[[], float] = lambda: 1000.0,
+) -> Link:
     counter = itertools.count(1)
 
     def refuse_all(action: str, payload: dict[str, Any], *more: Any) -> SiteOverride | None:
@@ -29,7 +36,7 @@ def make_link(version: str, *, site: bool = False, cloud: bool = True) -> Link:
         cloud_configured=cloud,
         validate=True,
         call_timeout=30,
-        clock=lambda: 1000.0,
+        clock=clock,
         new_id=lambda: str(next(counter)),
         answer_local_list=True,
         cloud_filter=clamp if site else None,
@@ -172,11 +179,12 @@ def test_offline_only_answers_the_16_and_201_share_reach_the_charger() -> None:
     boot = frame(2, "b1", "BootNotification", BOOT201)
     accepted = {"status": "Accepted", "currentTime": "2026-12-07T10:00:00Z", "interval": 300}
     assert _answer_offline(link, boot, frames.make_result("b1", accepted)) == [3, "b1", accepted]
+    # The responder speaks 1.6: a 2.x call it has no 2.x answer for never reaches it.
     auth = frame(2, "a1", "Authorize", {"idToken": {"idToken": "X", "type": "ISO14443"}})
-    answered = _answer_offline(
-        link, auth, frames.make_result("a1", {"idTagInfo": {"status": "Accepted"}})
-    )
-    assert answered[:3] == [4, "a1", "InternalError"]  # never a 1.6 idTagInfo
+    out = link.on_charger_message(auth)
+    assert not [c for c in out if isinstance(c, AnswerLocally)]
+    (answered,) = [json.loads(c.frame) for c in out if isinstance(c, ToCharger)]
+    assert answered[:3] == [4, "a1", "InternalError"]
     tx = frame(
         2,
         "t1",
@@ -189,8 +197,35 @@ def test_offline_only_answers_the_16_and_201_share_reach_the_charger() -> None:
             "transactionInfo": {"transactionId": "abc"},
         },
     )
-    answered = _answer_offline(link, tx, frames.make_error("t1", "NotSupported", "no"))
-    assert answered[:3] == [4, "t1", "InternalError"]
+    out = link.on_charger_message(tx)
+    assert not [c for c in out if isinstance(c, AnswerLocally)]
+    assert [json.loads(c.frame)[:3] for c in out if isinstance(c, ToCharger)] == [
+        [4, "t1", "InternalError"]
+    ]
+    # An error the responder gives for a shared call is what the charger hears (a 2.x code).
+    beat = frame(2, "h1", "Heartbeat", {})
+    error = frames.make_error("h1", "FormationViolation", "1.6 spelling")
+    assert _answer_offline(link, beat, error)[:3] == [4, "h1", "InternalError"]
+    # Nothing of it is replayed but the boot.
+    out = link.cloud_connected()
+    assert [json.loads(c.frame)[2] for c in out if isinstance(c, ToCloud)] == ["BootNotification"]
+
+
+def test_a_slow_cloud_gets_a_201_charger_an_error_and_its_late_answer_goes_no_further() -> None:
+    clock_now = [1000.0]
+    link = online(clock=lambda: clock_now[0])
+    raw = frame(2, "a1", "Authorize", {"idToken": {"idToken": "X", "type": "ISO14443"}})
+    assert link.on_charger_message(raw) == [ToCloud(raw)]
+    clock_now[0] += 31
+    out = link.on_timer()
+    assert [json.loads(c.frame)[:3] for c in out if isinstance(c, ToCharger)] == [
+        [4, "a1", "InternalError"]
+    ]
+    late = link.on_cloud_message(frame(3, "a1", {"idTokenInfo": {"status": "Accepted"}}))
+    assert not [c for c in late if isinstance(c, ToCharger)]  # the charger had its answer
+    assert not [c for c in late if type(c).__name__ == "CloudVerdict"]  # no 1.6 learning
+    nxt = frame(2, "h1", "Heartbeat", {})
+    assert link.on_charger_message(nxt) == [ToCloud(nxt)]  # the link goes on
 
 
 def test_status_replayed_per_evse_and_connector() -> None:
