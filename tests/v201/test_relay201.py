@@ -27,7 +27,7 @@ from edgegw.sim import SimCallError
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.charger201 import SimCharger201
 from edgegw.sim.cloud import SimCloud
-from tests.conftest import GatewayFactory, gateway_url
+from tests.conftest import GatewayFactory, gateway_url, raw_charger
 
 CHARGERS = [{"id": "CS201"}, {"id": "CS201B"}, {"id": "CP16"}]
 
@@ -378,3 +378,20 @@ async def test_while_the_cloud_is_away_boot_heartbeat_status_are_answered_then_r
             heard = [action for action, _ in cloud.heard["CS201"]]
             assert heard == ["BootNotification", "StatusNotification"]  # Heartbeat unrecorded
             assert (await cs.authorize("GOOD"))["idTokenInfo"]["status"] == "Accepted"
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        (["ocpp1.6", "ocpp2.0.1"], "ocpp1.6"),
+        (["ocpp2.0.1", "ocpp1.6"], "ocpp2.0.1"),
+        (["ocpp2.1", "ocpp2.0.1"], "ocpp2.1"),
+        (["ocpp2.0", "ocpp2.0.1"], "ocpp2.0.1"),
+    ],
+)
+async def test_the_chargers_first_supported_choice_wins(
+    offered: list[str], chosen: str, make_gateway: GatewayFactory
+) -> None:
+    gateway = await make_gateway(chargers=CHARGERS)  # standalone: the handshake is the point
+    async with raw_charger(gateway_url(gateway), "CS201", subprotocols=offered) as cp:
+        assert cp.ws.subprotocol == chosen
