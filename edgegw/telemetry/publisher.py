@@ -73,6 +73,16 @@ def _dumps(payload: JsonDict) -> str:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False)
 
 
+def _encoded(payload: JsonDict, what: str) -> str | None:
+    """``payload`` as JSON, or None (logged) when it cannot be: a non-finite number (JSON has
+    none) or a value of no JSON type. That one message is dropped; publishing goes on."""
+    try:
+        return _dumps(payload)
+    except (ValueError, TypeError) as exc:
+        log.error("mqtt: %s cannot be encoded as JSON, not published: %s", what, exc)
+        return None
+
+
 async def _end(task: asyncio.Task[None]) -> None:
     """Cancel ``task`` until it has ended.
 
@@ -388,7 +398,9 @@ class MqttPublisher:
         self, client: aiomqtt.Client, messages: list[DiscoveryMessage]
     ) -> None:
         for message in messages:
-            await self._send(client, message.topic, _dumps(message.payload), retain=True, qos=1)
+            text = _encoded(message.payload, f"discovery {message.topic}")
+            if text is not None:
+                await self._send(client, message.topic, text, retain=True, qos=1)
 
     async def _publish_pending(self, client: aiomqtt.Client) -> None:
         cfg = self._cfg
@@ -403,11 +415,15 @@ class MqttPublisher:
             self._force_all()
         while self._events:  # removed only once the broker took it: at least once
             payload = event_payload(self._events[0], cards=cfg.publish_cards)
-            await self._send(client, self.topics.events, _dumps(payload), retain=False, qos=cfg.qos)
+            text = _encoded(payload, f"event {payload.get('event')}")
+            if text is not None:
+                await self._send(client, self.topics.events, text, retain=False, qos=cfg.qos)
             self._events.popleft()
         while self._results:
             topic, result = self._results[0]
-            await self._send(client, topic, _dumps(result), retain=False, qos=1)
+            text = _encoded(result, f"result on {topic}")
+            if text is not None:
+                await self._send(client, topic, text, retain=False, qos=1)
             self._results.popleft()
         for key in sorted(self._dirty):
             state_payload = self._state_payload(key)
@@ -431,8 +447,11 @@ class MqttPublisher:
                 continue
             self._dirty.discard(key)
             self._due.pop(key, None)
+            text = _encoded(state_payload, f"the state of {key or 'the site'}")
+            if text is None:  # dropped; the next change (or refresh) tries again
+                continue
             try:
-                await self._publish_state(client, key, state_payload)
+                await self._publish_state(client, key, text)
             except BaseException:
                 self._dirty.add(key)
                 raise
@@ -449,7 +468,7 @@ class MqttPublisher:
             return None
         return charger_payload(charger, cards=self._cfg.publish_cards)
 
-    async def _publish_state(self, client: aiomqtt.Client, key: str, payload: JsonDict) -> None:
+    async def _publish_state(self, client: aiomqtt.Client, key: str, payload: str) -> None:
         cfg = self._cfg
         if key == _SITE:
             topic = self.topics.site_state
@@ -474,7 +493,7 @@ class MqttPublisher:
                     )
                     self._discovered[key] = seen
             topic = self.topics.charger_state(key)
-        await self._send(client, topic, _dumps(payload), retain=cfg.retain, qos=cfg.qos)
+        await self._send(client, topic, payload, retain=cfg.retain, qos=cfg.qos)
 
     # ------------------------------------------------------------ incoming
 

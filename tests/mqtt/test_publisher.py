@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import math
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from edgegw.config import parse_config
 from edgegw.livestate import LiveChange, LiveState, SiteLive
+from edgegw.ocpp.events import ChargerConnected, Measured
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.meter import SimMeter
 from edgegw.telemetry.publisher import MqttPublisher
@@ -22,6 +28,7 @@ from tests.mqtt.conftest import PREFIX, Mosquitto, Recorder, telemetry
 AVAILABILITY = f"{PREFIX}/availability"
 SITE = f"{PREFIX}/site/state"
 CP1 = f"{PREFIX}/charger/CP1/state"
+CP2 = f"{PREFIX}/charger/CP2/state"
 EVENTS = f"{PREFIX}/events"
 
 
@@ -286,3 +293,55 @@ async def live_reads(live: LiveState, predicate: Callable[[SiteLive], bool]) -> 
             await changed.wait()
     finally:
         unsubscribe()
+
+
+async def test_a_payload_that_cannot_be_encoded_is_dropped_and_publishing_goes_on(
+    mosquitto: Mosquitto,
+) -> None:
+    """A non-finite number in the live state (JSON has none) costs that one message, logged;
+    the publish task lives on: later states and events still go out."""
+    mqtt = mosquitto.section(min_interval=0, measurement_interval=0)  # each change goes out
+    config = parse_config({"mqtt": mqtt, "chargers": [{"id": "CP1"}, {"id": "CP2"}]})
+    live = LiveState(
+        SimpleNamespace(
+            config=config, sessions={}, store=None, meters=None, controller=None, authorizer=None
+        )
+    )
+    publisher = MqttPublisher(config, live)
+    refused = asyncio.Event()
+    handler = _OnRecord("cannot be encoded", refused)
+    logging.getLogger("edgegw.telemetry.publisher").addHandler(handler)
+    try:
+        async with Recorder(mosquitto) as recorder:
+            publisher.start()
+            await publisher.wait_online()
+            live.handle(ChargerConnected(charger_id="CP1", at=1.0))
+            await recorder.wait_json(CP1, lambda s: s["connected"] is True)
+            live.handle(Measured(charger_id="CP1", at=2.0, connector=1, power_w=math.inf))
+            async with asyncio.timeout(10):  # the publisher tried (and could not encode) it
+                await refused.wait()
+
+            live.handle(ChargerConnected(charger_id="CP2", at=3.0))
+            await recorder.wait_json(CP2, lambda s: s["connected"] is True)
+            await recorder.wait_json(EVENTS, lambda e: e["charger"] == "CP2")
+            live.handle(Measured(charger_id="CP1", at=4.0, connector=1, power_w=7000.0))
+            state = await recorder.wait_json(CP1, lambda s: s["power_w"] == 7000.0)
+            assert state["connected"] is True
+            assert all(
+                math.isfinite(json.loads(m.payload)["power_w"] or 0) for m in recorder.on(CP1)
+            )
+    finally:
+        logging.getLogger("edgegw.telemetry.publisher").removeHandler(handler)
+        await publisher.close()
+
+
+class _OnRecord(logging.Handler):
+    """Sets ``event`` when a log record holding ``text`` is emitted."""
+
+    def __init__(self, text: str, event: asyncio.Event) -> None:
+        super().__init__()
+        self.text, self.event = text, event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
