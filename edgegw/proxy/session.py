@@ -464,17 +464,15 @@ class ChargerSession:
             message.action, message.payload, command.answer.payload, message.transaction_id
         )
         if refused is not None:
-            self._tasks.spawn(
-                self._refused_after_the_fact(refused), f"invalid-id:{refused.transaction_id}"
-            )
+            await self._refused_after_the_fact(refused)
 
     async def _refused_after_the_fact(self, refused: OfflineStartRefused) -> None:
         """The cloud refused the card of a session started offline (StopTransactionOnInvalidId).
 
         The gateway may have refused it too (the charger then usually ended the session at
         once): the wording says what the cloud answered, not that the gateway had accepted.
-        Not on the executor's path: whether the session still runs is read after every record
-        handed in before, and the stop is a call of its own.
+        Whether the session still runs is read after every record handed in before; the stop
+        is a call of its own task.
         """
         local_id, id_tag, status = refused.transaction_id, refused.id_tag, refused.status
         running = await self._store.transaction_open(self.charger_id, local_id)
@@ -497,7 +495,7 @@ class ChargerSession:
             {"transaction_id": local_id, "id_tag": id_tag, "status": status},
         )
         if action.stop:
-            await self._remote_stop(local_id)
+            self._tasks.spawn(self._remote_stop(local_id), f"invalid-id-stop:{local_id}")
 
     async def _remote_stop(self, local_id: int) -> None:
         try:
