@@ -12,8 +12,14 @@ import pytest
 from edgegw.auth.idtags import parse_card_id
 from edgegw.auth.locallist import Card
 from edgegw.config import Config, parse_config
+from edgegw.live.snapshot import snapshot_transaction_id
 from edgegw.livestate import EventKind, LiveChange, LiveState, Scope
-from edgegw.ocpp.events import ChargerConnected, ChargerDisconnected
+from edgegw.ocpp.events import (
+    ChargerConnected,
+    ChargerDisconnected,
+    SessionStarted,
+    SessionStopped,
+)
 from edgegw.ocpp.interpret import interpret
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
@@ -440,3 +446,144 @@ def test_a_session_we_missed_the_start_of(status: str) -> None:
     session = x1.connectors[0].session
     assert session is not None and session.transaction_id == 3 and session.energy_wh is None
     assert live.charger_ids() == ["X1"]
+
+
+# ------------------------------------------------------------ the session lifecycle rule
+
+ALFEN_TX = 9223372036854775807
+"""Alfen's int64-maximum transaction id (hardware/chargers/alfen-eve.toml)."""
+
+
+def status(live: LiveState, charger: str, connector: int, name: str) -> None:
+    feed(live, charger, "StatusNotification", {"connectorId": connector, "status": name}, {})
+
+
+def alfen_backlog(live: LiveState, charger: str) -> None:
+    """Alfen replays its backlog: MeterValues with the int64-max id and context CurrentMax."""
+    values = [
+        {"value": "32.000", "context": "CurrentMax", "measurand": "Current.Import", "phase": p}
+        for p in ("L1", "L2", "L3")
+    ]
+    feed(
+        live,
+        charger,
+        "MeterValues",
+        {"connectorId": 1, "transactionId": ALFEN_TX, "meterValue": sampled(*values)},
+        {},
+    )
+
+
+@pytest.mark.parametrize("idle", ["Available", "Unavailable", "Faulted", "Finishing", "Reserved"])
+def test_a_measurement_does_not_open_a_session_on_an_idle_connector(idle: str) -> None:
+    live = LiveState(Parts(parse_config({"chargers": [{"id": "ALFEN"}]})))
+    connect(live, "ALFEN")
+    status(live, "ALFEN", 1, idle)
+    alfen_backlog(live, "ALFEN")
+    alfen = live.charger("ALFEN")
+    assert alfen is not None and alfen.sessions_active == 0
+    assert alfen.connectors[0].session is None and alfen.current_a == (0.0, 0.0, 0.0)
+    assert live.site().sessions_active == 0
+
+
+def test_an_idle_status_ends_a_session_its_stop_did_not_match() -> None:
+    """Alfen switches to the int64-max id mid-session and stops with it: no session has that
+    id, so the stop matches none; the idle status that follows ends the session."""
+    live = LiveState(Parts(parse_config({"chargers": [{"id": "ALFEN"}]})))
+    connect(live, "ALFEN")
+    status(live, "ALFEN", 1, "Charging")
+    feed(
+        live,
+        "ALFEN",
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "AB", "meterStart": 0, "timestamp": "x"},
+        {"transactionId": 1234, "idTagInfo": {"status": "Accepted"}},
+    )
+    feed(
+        live,
+        "ALFEN",
+        "MeterValues",
+        {"connectorId": 1, "transactionId": ALFEN_TX, "meterValue": sampled({"value": "5000"})},
+        {},
+    )
+    feed(live, "ALFEN", "StopTransaction", {"transactionId": ALFEN_TX, "meterStop": 6000}, {})
+    alfen = live.charger("ALFEN")
+    assert alfen is not None and alfen.sessions_active == 1  # not yet: the stop matched none
+    status(live, "ALFEN", 1, "Finishing")
+    alfen = live.charger("ALFEN")
+    assert alfen is not None and alfen.sessions_active == 0
+    assert alfen.connectors[0].session is None and alfen.power_w == 0.0
+    status(live, "ALFEN", 1, "Available")
+    assert live.site().sessions_active == 0
+    stopped = [e for e in live.events() if e.kind is EventKind.SESSION_STOPPED]
+    assert len(stopped) == 1
+    assert stopped[0].data["transaction_id"] == 1234 and stopped[0].data["energy_wh"] == 5000.0
+    assert stopped[0].data["reason"] == "Finishing" and stopped[0].connector == 1
+
+
+def test_a_stop_without_a_transaction_id_ends_no_session() -> None:
+    """Sessions started without an id would all match "None == None"."""
+    live = LiveState(Parts(parse_config({"chargers": [{"id": "CP"}]})))
+    connect(live, "CP")
+    for connector in (1, 2):
+        status(live, "CP", connector, "Charging")
+        live.handle(
+            SessionStarted(
+                charger_id="CP", at=NOW, connector=connector, transaction_id=None, id_tag="T"
+            )
+        )
+    live.handle(SessionStopped(charger_id="CP", at=NOW, transaction_id=None))
+    cp = live.charger("CP")
+    assert cp is not None and cp.sessions_active == 2
+    assert not [e for e in live.events() if e.kind is EventKind.SESSION_STOPPED]
+
+
+def test_a_stop_ends_only_the_session_with_its_string_id() -> None:
+    live = LiveState(Parts(parse_config({"chargers": [{"id": "CP"}]})))
+    connect(live, "CP")
+    for connector, tx in ((1, "c0ffee-1"), (2, "c0ffee-2")):
+        status(live, "CP", connector, "Charging")
+        live.handle(
+            SessionStarted(
+                charger_id="CP", at=NOW, connector=connector, transaction_id=tx, id_tag="T"
+            )
+        )
+    live.handle(SessionStopped(charger_id="CP", at=NOW, transaction_id="c0ffee-1"))
+    cp = live.charger("CP")
+    assert cp is not None and cp.sessions_active == 1
+    assert cp.connectors[1].session is not None
+    assert cp.connectors[1].session.transaction_id == "c0ffee-2"
+
+
+def test_the_snapshot_follows_a_reloaded_configuration() -> None:
+    """The daemon's reload replaces ``config`` on the parts the live state reads."""
+    parts = Parts(parse_config({"chargers": [{"id": "CP1", "label": "Old"}]}))
+    live = LiveState(parts)
+    parts.config = parse_config({"chargers": [{"id": "CP2", "label": "Garage"}]})
+    connect(live, "CP2")
+    chargers = [(c.id, c.label, c.connected) for c in live.snapshot().chargers]
+    assert chargers == [("CP2", "Garage", True)]
+    assert live.site().chargers_total == 1 and live.charger("CP1") is None
+    parts.config = parse_config(
+        {"chargers": [{"id": "CP2", "label": "Bay 2"}, {"id": "CP3", "label": "Bay 3"}]}
+    )
+    chargers = [(c.id, c.label, c.connected) for c in live.snapshot().chargers]
+    assert chargers == [("CP2", "Bay 2", True), ("CP3", "Bay 3", False)]
+    # A removed charger still connected is still shown (it is there), after the configured.
+    parts.config = parse_config({"chargers": [{"id": "CP3", "label": "Bay 3"}]})
+    assert live.charger_ids() == ["CP3", "CP2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("42", 42),
+        ("-5", -5),
+        ("-0", 0),
+        ("--1", "--1"),
+        ("-", "-"),
+        ("1-2", "1-2"),
+        ("c0ffee", "c0ffee"),
+    ],
+)
+def test_snapshot_transaction_ids(text: str, expected: object) -> None:
+    assert snapshot_transaction_id(text) == expected

@@ -50,7 +50,8 @@ def snapshot_transaction_id(transaction_id: str | None) -> TransactionId | None:
     if transaction_id is None:
         return None
     text = transaction_id.strip()
-    if text.isascii() and text.lstrip("-").isdigit() and len(text) <= 19:
+    digits = text[1:] if text.startswith("-") else text  # one optional sign, not "--1"
+    if digits.isascii() and digits.isdigit() and len(text) <= 19:
         return int(text)
     return transaction_id
 

@@ -35,6 +35,7 @@ from edgegw.live.changes import ChangeListener, EventKind, LiveChange, LiveEvent
 from edgegw.live.chargers import (
     ALL_PHASES,
     ChargerBook,
+    ConnectorBook,
     SessionBook,
     charger_live,
     energy,
@@ -71,6 +72,7 @@ from edgegw.ocpp.events import (
     SessionStarted,
     SessionStopped,
 )
+from edgegw.ocpp.lifecycle import measured_opens, status_ends, stop_ends
 from edgegw.tasks import TaskOwner
 
 if TYPE_CHECKING:
@@ -117,7 +119,6 @@ class LiveState:
         event_history: int = 100,
     ) -> None:
         self._parts = parts
-        self._config = parts.config
         self._owner_lookup = owner_lookup
         self._clock = clock
         self._monotonic = monotonic
@@ -126,8 +127,7 @@ class LiveState:
         self._tasks = TaskOwner("livestate")
         self._listeners: list[ChangeListener] = []
         self._chargers: dict[str, ChargerBook] = {}
-        for charger in self._config.chargers:
-            self._chargers[charger.id] = ChargerBook(charger.id, charger.label)
+        self._config_seen: Config | None = None
         self._events: deque[LiveEvent] = deque(maxlen=event_history)
         self._links: dict[str, str] = {}
         self._charger_extra: dict[str, tuple[Any, ...]] = {}
@@ -138,6 +138,29 @@ class LiveState:
         self._poller: MeterPoller | None = None
         self._refreshed = asyncio.Event()
         self._wiring_of: tuple[Config, dict[str, tuple[int, ...]]] | None = None
+
+    @property
+    def _config(self) -> Config:
+        return self._sync_config()
+
+    def _sync_config(self) -> Config:
+        """The gateway's configuration *now* (a reload replaces ``parts.config``): configured
+        chargers get a book with their label; one removed goes unless it is still connected."""
+        config = self._parts.config
+        if config is not self._config_seen:
+            self._config_seen = config
+            labels = {c.id: c.label for c in config.chargers}
+            for charger_id, book in list(self._chargers.items()):
+                if charger_id in labels:
+                    book.label = labels[charger_id]
+                elif not book.connected:
+                    del self._chargers[charger_id]
+                else:
+                    book.label = ""
+            for charger_id, label in labels.items():
+                if charger_id not in self._chargers:
+                    self._chargers[charger_id] = ChargerBook(charger_id, label)
+        return config
 
     # ------------------------------------------------------------ lifecycle
 
@@ -177,6 +200,7 @@ class LiveState:
 
     def handle(self, event: Event) -> None:
         """Take one charger event (the hub's subscriber call; quick, never raises)."""
+        self._sync_config()  # a reload may have added or removed chargers
         if isinstance(event, ChargerDisconnected) and event.charger_id not in self._chargers:
             return
         ch = self._charger(event.charger_id)
@@ -245,7 +269,9 @@ class LiveState:
                 info=conn.info,
                 vendor_error_code=conn.vendor_error_code,
             )
-        if conn.status == "Available" and conn.session is None:
+        if status_ends(conn.status):  # the one rule (edgegw.ocpp.lifecycle)
+            if conn.session is not None:
+                self._end_session(ch, conn, event.at, reason=event.status)
             conn.idle()
 
     def _on_start(self, ch: ChargerBook, event: SessionStarted) -> None:
@@ -280,28 +306,35 @@ class LiveState:
         tx = snapshot_transaction_id(event.transaction_id)
         for conn in ch.connectors.values():
             session = conn.session
-            if session is None or session.transaction_id != tx:
+            if session is None or not stop_ends(tx, session.transaction_id):
                 continue
             if event.connector is not None and event.connector != conn.connector_id:
                 continue
-            conn.session = None
             if event.meter_stop_wh is not None:
                 conn.register_wh = event.meter_stop_wh
+            self._end_session(ch, conn, event.at, reason=event.reason)
             conn.idle()
-            self._event(
-                EventKind.SESSION_STOPPED,
-                ch.id,
-                conn.connector_id,
-                at=event.at,
-                transaction_id=session.transaction_id,
-                id_tag=session.id_tag,
-                owner=session.owner,
-                reason=event.reason,
-                energy_wh=energy(session, event.meter_stop_wh),
-                duration_s=round(event.at - session.started_at, 1),
-            )
             return True
         return False
+
+    def _end_session(self, ch: ChargerBook, conn: ConnectorBook, at: float, *, reason: str) -> None:
+        """End ``conn``'s session (by its stop, or by an idle status: ``reason`` the status)."""
+        session = conn.session
+        if session is None:
+            return
+        conn.session = None
+        self._event(
+            EventKind.SESSION_STOPPED,
+            ch.id,
+            conn.connector_id,
+            at=at,
+            transaction_id=session.transaction_id,
+            id_tag=session.id_tag,
+            owner=session.owner,
+            reason=reason,
+            energy_wh=energy(session, conn.register_wh),
+            duration_s=round(at - session.started_at, 1),
+        )
 
     def _on_measured(self, ch: ChargerBook, event: Measured) -> None:
         conn = ch.connector(event.connector)
@@ -313,8 +346,9 @@ class LiveState:
             conn.power_w = event.power_w
         if event.energy_wh is not None:
             conn.register_wh = event.energy_wh
-        if event.transaction_id is not None and conn.session is None:
-            # a session that started before we were watching
+        if conn.session is None and measured_opens(conn.status, event.transaction_id):
+            # a session that started before we were watching (not on an idle connector:
+            # Alfen's replayed backlog carries transaction ids)
             tx = snapshot_transaction_id(event.transaction_id)
             conn.session = SessionBook(tx, None, None, None, event.at, None)
 
