@@ -4,7 +4,8 @@ Each event is frozen and carries the charger's id and the gateway's clock (``at`
 ids are strings (OCPP 1.6's integers written in decimal, OCPP 2.0.1's own strings), as the
 *charger* knows them. Connector statuses use OCPP 1.6's names (``Available``, ``Preparing``,
 ``Charging``, ``SuspendedEV``, ``SuspendedEVSE``, ``Finishing``, ``Reserved``, ``Unavailable``,
-``Faulted``); an OCPP 2.0.1 interpreter maps its own to them.
+``Faulted``); an OCPP 2.0.1 interpreter maps its own to them. Which statuses open or end a
+session is :mod:`edgegw.ocpp.lifecycle`'s one rule.
 
 Phases are the *charger's* phases (its L1, L2, L3); which site phase each is wired to is the
 site's business (the load controller's wiring), not the event's.
@@ -20,13 +21,6 @@ ChargerPhases = tuple[float | None, float | None, float | None]
 
 NOMINAL_VOLTAGE: Final = 230.0
 """Phase-to-neutral volts used to turn a power into a current when no current was reported."""
-
-SESSION_STATUSES: Final = frozenset(
-    {"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"}
-)
-"""Connector statuses with a car plugged in."""
-IDLE_STATUSES: Final = frozenset({"Available", "Unavailable", "Faulted", "Reserved"})
-"""Connector statuses without a session."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,15 +73,6 @@ class ConnectorStatus(ChargerEvent):
     error_code: str | None = None
     info: str | None = None
     vendor_error_code: str | None = None
-
-    @property
-    def plugged(self) -> bool:
-        """A car is plugged in (a session is going on or about to)."""
-        return self.status in SESSION_STATUSES
-
-    @property
-    def idle(self) -> bool:
-        return self.status in IDLE_STATUSES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
