@@ -261,7 +261,7 @@ class Gateway:
         """The live picture of the site (TUI, status, MQTT), and MQTT when configured. Before the
         OCPP server starts: charger sessions take the observers they start with."""
         assert self.control is not None
-        self.live = LiveState(self)
+        self.live = LiveState(self, clock=self._clock)  # the hub's clock: events carry it
         if self.journal is not None:
             self.live.on_change(self.journal.live_listener)
         self.live.start()

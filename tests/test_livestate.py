@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from edgegw.auth.idtags import parse_card_id
 from edgegw.auth.locallist import Card
 from edgegw.config import Config, parse_config
+from edgegw.daemon import Gateway
 from edgegw.live.snapshot import snapshot_transaction_id
 from edgegw.livestate import EventKind, LiveChange, LiveState, Scope
 from edgegw.ocpp.events import (
@@ -587,3 +590,26 @@ def test_the_snapshot_follows_a_reloaded_configuration() -> None:
 )
 def test_snapshot_transaction_ids(text: str, expected: object) -> None:
     assert snapshot_transaction_id(text) == expected
+
+
+async def test_the_daemons_live_state_runs_on_the_daemons_clock(tmp_path: Any) -> None:
+    """Events carry the hub's clock (the daemon's): the live state's own times use it too."""
+    ahead = 10_000_000.0
+    config = parse_config(
+        {
+            "server": {"host": "127.0.0.1", "port": 0},
+            "store": {"path": str(tmp_path / "gw.db")},
+            "control": {"socket": str(tmp_path / "gw.sock"), "group": None},
+            "chargers": [{"id": "CP1"}],
+        }
+    )
+    gateway = Gateway(config, clock=lambda: time.time() + ahead)
+    task = asyncio.create_task(gateway.run(install_signal_handlers=False))  # noqa: TID251
+    try:
+        async with asyncio.timeout(20):
+            await gateway.started.wait()
+        assert gateway.live is not None
+        assert gateway.live.site().at > time.time() + ahead / 2
+    finally:
+        gateway.shutdown()
+        await asyncio.wait_for(task, 15)
