@@ -326,6 +326,7 @@ class Checklist(ProfileSteps, CardSteps):
         found: dict[str, JsonDict] = {}
         problems: list[str] = []
         details: list[str] = []
+        not_sampled = False  # a connector does not sample Current.Import at all
         for connector in self.connectors:
             asked = self.clock()
             status = await self.trigger("MeterValues", connector)
@@ -351,10 +352,8 @@ class Checklist(ProfileSteps, CardSteps):
             found[str(connector)] = seen
             currents = seen["current_import"]
             if not currents:
-                problems.append(
-                    f"connector {connector}: no {CURRENT} (samples "
-                    f"{', '.join(seen['measurands']) or 'nothing'})"
-                )
+                problems.append(no_current(connector, seen))
+                not_sampled = not_sampled or CURRENT not in seen["measurands"]
                 continue
             missing = [p for p in wanted if p not in currents]
             if missing:
@@ -366,10 +365,9 @@ class Checklist(ProfileSteps, CardSteps):
             amps = ", ".join(f"{p} {currents[p]} A" for p in wanted)
             details.append(f"connector {connector}: {CURRENT} {amps}")
         if problems:
-            no_current = any(CURRENT in p and "without" not in p for p in problems)
             hint = (
                 f"run `edgegw chargers configure {self.charger_id}` to ask for {CURRENT}"
-                if no_current
+                if not_sampled
                 else "check the charger's metering settings (per-phase measurement); without "
                 "per-phase currents load capping counts its cars on every phase at their limit"
             )
@@ -380,6 +378,17 @@ class Checklist(ProfileSteps, CardSteps):
             "; ".join(details) + f" ({phases} phase(s) expected)",
             connectors=found,
         )
+
+
+def no_current(connector: int, seen: JsonDict) -> str:
+    """Why a connector's MeterValues (:func:`sampled`) gave load capping no current."""
+    measurands = seen["measurands"]
+    if CURRENT in measurands:  # sampled, but not where or how load capping reads it
+        return (
+            f"connector {connector}: {CURRENT} reported only at Inlet or in an unsupported "
+            "unit (or not as a plain reading of now), which load capping does not read"
+        )
+    return f"connector {connector}: no {CURRENT} (samples {', '.join(measurands) or 'nothing'})"
 
 
 def sampled(measured: Measured) -> JsonDict:
