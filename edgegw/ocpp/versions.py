@@ -2,9 +2,12 @@
 
 A charger lists the versions it speaks in ``Sec-WebSocket-Protocol``, most preferred first
 (OCPP-J: "in order of preference"); the server picks one of them (RFC 6455 §4.2.2). The gateway
-takes the *first offered* that it speaks: the charger's preference, not the gateway's. Its
-cloud connection then offers that one version and no other (the cloud must speak what the
-charger speaks: the gateway does not translate between versions).
+takes ``ocpp1.6`` whenever the charger offers it, because that is the version it serves in full
+(offline answers, durable queue, load capping, local lists); a charger that offers no 1.6 gets
+its first 2.x choice. A dual-version charger on a capped or standalone site thus keeps working
+as before 2.x existed. The cloud connection then offers that one version and no other (the
+cloud must speak what the charger speaks: the gateway does not translate between versions).
+A site without a cloud takes no 2.x charger: nothing could answer its transactions yet.
 
 - ``ocpp1.6``: relayed, answered offline, queued, remapped (everything the README describes).
 - ``ocpp2.0.1``: relayed untouched, checked against the 2.0.1 schemas; read into events by
@@ -28,12 +31,13 @@ V2: Final = frozenset({OCPP201, OCPP21})
 
 
 def choose(offered: Iterable[object], allowed: Iterable[str] = SUPPORTED) -> str | None:
-    """The first of the charger's ``offered`` subprotocols that is ``allowed`` (None: none)."""
+    """``ocpp1.6`` if the charger offered it and it is ``allowed``; else the first of the
+    charger's ``offered`` subprotocols that is ``allowed`` (None: none)."""
     allowed_set = frozenset(allowed)
-    for name in offered:
-        if isinstance(name, str) and name in allowed_set:
-            return name
-    return None
+    names = [name for name in offered if isinstance(name, str) and name in allowed_set]
+    if OCPP16 in names:
+        return OCPP16
+    return names[0] if names else None
 
 
 def is_v2(version: str | None) -> bool:

@@ -49,6 +49,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from edgegw.config import Config
+from edgegw.ocpp.versions import OCPP16 as V16
 from edgegw.ocpp.versions import SUPPORTED, choose
 from edgegw.proxy.handshake import (
     CONCURRENT_PASSWORD_CHECKS,
@@ -223,13 +224,15 @@ class OcppServer(_HandshakeChecks):
             )
             return _plain(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
 
-    @staticmethod
-    def _select_subprotocol(connection: ServerConnection, offered: object) -> Subprotocol | None:
-        # The charger's first supported choice; none: complete the handshake without a
-        # subprotocol, and _handle closes.
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: object
+    ) -> Subprotocol | None:
+        # 1.6 when offered, else the charger's first 2.x choice (edgegw.ocpp.versions); none:
+        # complete the handshake without a subprotocol, and _handle closes.
         if not isinstance(offered, (list, tuple)):
             return None
-        chosen = choose(offered)
+        allowed = SUPPORTED if self._config.cloud is not None else (V16,)
+        chosen = choose(offered, allowed)
         return None if chosen is None else Subprotocol(chosen)
 
     async def _handle(self, connection: ServerConnection) -> None:
@@ -240,13 +243,20 @@ class OcppServer(_HandshakeChecks):
             await connection.close(1011, "internal error")
             return
         if connection.subprotocol not in SUPPORTED:
+            if self._config.cloud is None:  # 2.x is relayed only: it needs a cloud
+                wanted, reason = V16, "subprotocol ocpp1.6 required (this site has no cloud)"
+            else:
+                wanted, reason = (
+                    ", ".join(SUPPORTED),
+                    "subprotocol ocpp1.6, ocpp2.0.1 or ocpp2.1 required",
+                )
             log.warning(
                 "refused %s from %s: it offered none of the subprotocols %s",
                 identity,
                 connection.host,
-                ", ".join(SUPPORTED),
+                wanted,
             )
-            await connection.close(1002, "subprotocol ocpp1.6, ocpp2.0.1 or ocpp2.1 required")
+            await connection.close(1002, reason)
             return
         try:
             await self._on_session(identity, connection)

@@ -188,6 +188,10 @@ class ChargerSession:
         request = ws.request
         if self.upstream is not None and request is not None:
             self.upstream.use_credentials(request.headers.get("Authorization"))
+        version = ws.subprotocol or "ocpp1.6"
+        self.link.use_version(version)
+        if self.upstream is not None:
+            self.upstream.use_subprotocol(version, lambda reason: self.close(1002, reason))
         self._feed(self.link.charger_attached())
 
     async def serve(self) -> None:

@@ -308,10 +308,10 @@ async def test_a_16_and_a_201_charger_on_one_gateway_at_once(
         gateway = await make_gateway(cloud_url=cloud.url, chargers=CHARGERS)
         url = gateway_url(gateway)
         async with (
-            SimCharger201("CS201", url, subprotocols=("ocpp2.0.1", "ocpp1.6")) as cs,
+            SimCharger201("CS201", url, subprotocols=("ocpp2.0.1",)) as cs,
             SimCharger("CP16", url) as cp,
         ):
-            assert cs.subprotocol == "ocpp2.0.1"  # the charger's first choice
+            assert cs.subprotocol == "ocpp2.0.1"
             assert (await cs.boot())["status"] == "Accepted"
             assert (await cp.boot())["status"] == "Accepted"
             await cs.start(1, "GOOD")
@@ -384,14 +384,29 @@ async def test_while_the_cloud_is_away_boot_heartbeat_status_are_answered_then_r
     ("offered", "chosen"),
     [
         (["ocpp1.6", "ocpp2.0.1"], "ocpp1.6"),
-        (["ocpp2.0.1", "ocpp1.6"], "ocpp2.0.1"),
-        (["ocpp2.1", "ocpp2.0.1"], "ocpp2.1"),
+        (["ocpp2.0.1", "ocpp1.6"], "ocpp1.6"),  # the version served in full wins
+        (["ocpp2.1", "ocpp2.0.1"], "ocpp2.1"),  # no 1.6: the charger's first choice
         (["ocpp2.0", "ocpp2.0.1"], "ocpp2.0.1"),
     ],
 )
-async def test_the_chargers_first_supported_choice_wins(
+async def test_a_charger_offering_1_6_gets_it_else_its_first_supported_choice(
     offered: list[str], chosen: str, make_gateway: GatewayFactory
 ) -> None:
-    gateway = await make_gateway(chargers=CHARGERS)  # standalone: the handshake is the point
+    # A cloud that is not there: the handshake with the charger is the point.
+    gateway = await make_gateway(chargers=CHARGERS, cloud_url="ws://127.0.0.1:9/csms")
     async with raw_charger(gateway_url(gateway), "CS201", subprotocols=offered) as cp:
         assert cp.ws.subprotocol == chosen
+
+
+async def test_a_site_without_a_cloud_takes_no_2_x_charger(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(chargers=CHARGERS)
+    async with raw_charger(gateway_url(gateway), "CS201", subprotocols=["ocpp2.0.1"]) as cp:
+        assert cp.ws.subprotocol is None
+        with pytest.raises(ConnectionClosed):
+            await cp.ws.recv()
+        assert cp.ws.close_code == 1002
+        assert cp.ws.close_reason == "subprotocol ocpp1.6 required (this site has no cloud)"
+    async with raw_charger(
+        gateway_url(gateway), "CS201", subprotocols=["ocpp2.0.1", "ocpp1.6"]
+    ) as cp:
+        assert cp.ws.subprotocol == "ocpp1.6"
