@@ -772,3 +772,27 @@ def test_meter_values_never_raise(connector: Any, tx: Any, entries: list[Any]) -
     for event in got[1:]:
         assert isinstance(event, Measured) and event.connector >= 1
         assert_every_number_finite(event)
+
+
+_big_decimal = st.builds(
+    "{}e{}".format,
+    st.floats(min_value=-9.99, max_value=9.99, allow_nan=False),
+    st.integers(min_value=300, max_value=308),
+)
+_readable_sample = st.fixed_dictionaries(
+    {
+        "value": st.one_of(_big_decimal, st.sampled_from(["16", "-3", "1.7e308"])),
+        "measurand": st.sampled_from([CUR, PWR, NRG, "Current.Offered"]),
+        "unit": st.sampled_from(["A", "W", "kW", "Wh", "kWh"]),
+    },
+    optional={"phase": st.sampled_from(["L1", "L2", "L3", "L1-N"])},
+)
+
+
+@settings(max_examples=300)
+@given(samples=st.lists(_readable_sample, min_size=1, max_size=8))
+def test_readable_values_with_large_exponents_give_finite_numbers(
+    samples: list[dict[str, Any]],
+) -> None:
+    """Values every filter lets through, scaled (kW, kWh) and added up (phases): still finite."""
+    assert_every_number_finite(measured(*samples))
