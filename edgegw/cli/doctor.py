@@ -54,8 +54,8 @@ from edgegw.energy.meters import ModbusBus, ModbusConnectionError
 from edgegw.hardware_catalogue import HardwareCatalogue
 from edgegw.proxy.cloudcheck import Identity, StepStatus, check_cloud
 from edgegw.security.certs import CERT_WARN_DAYS, Validity, certificate_files, read_certificates
+from edgegw.store.readonly import schema_version
 from edgegw.store.schema import MIGRATIONS
-from edgegw.store.sessions import open_read_only
 
 __all__ = [
     "BACKLOG_WARN_S",
@@ -474,7 +474,7 @@ class Doctor:
                 )
             ]
         try:
-            version = asyncio.run(_schema_version(path))
+            version = asyncio.run(schema_version(path))
         except Exception as exc:
             self._store_problem = f"the database cannot be read: {_reason(exc)}"
             raise
@@ -977,13 +977,6 @@ def _certificate_files(cfg: Config) -> Iterator[tuple[str, Path]]:
     for one in certificate_files(cfg):
         if not one.is_ca:
             yield one.key, one.path
-
-
-async def _schema_version(path: Path) -> int:
-    """The schema version of the database, opened read-only (raises when unreadable)."""
-    async with open_read_only(path) as conn, conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
 
 
 # --------------------------------------------------------------------------------------------

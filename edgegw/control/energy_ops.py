@@ -106,7 +106,7 @@ class EnergyOps:
             raise ControlError(ErrorCode.BAD_ARGS, "until must be later than since")
         newest = since is None
         if newest:
-            since = await _newest_window(log, limit, until)
+            since = await log.newest_window_start(limit, until)
         rows = await log.decisions(since=since, until=until, limit=limit)
         if newest:
             rows = rows[-limit:]
@@ -122,22 +122,6 @@ def _time_arg(args: Mapping[str, Any], name: str) -> float | None:
     if value is not None and not math.isfinite(value):
         raise ControlError(ErrorCode.BAD_ARGS, f"{name} must be a finite Unix time")
     return value
-
-
-async def _newest_window(log: DecisionLog, limit: int, until: float | None) -> float | None:
-    """The ``at`` of the oldest of the newest ``limit`` rounds before ``until`` (None: all).
-
-    The log pages forward from a time; this finds the time to start from without reading
-    the whole log (a day of rounds is 86 400 rows).
-    """
-    await log.flush()
-    cursor = await log.db.conn.execute(
-        "SELECT MIN(at) FROM (SELECT at FROM decisions WHERE (? IS NULL OR at < ?)"
-        " ORDER BY id DESC LIMIT ?)",
-        (until, until, limit),
-    )
-    row = await cursor.fetchone()
-    return None if row is None or row[0] is None else float(row[0])
 
 
 def _decision(decision: Decision) -> dict[str, Any]:
