@@ -513,14 +513,44 @@ def test_an_idle_status_ends_a_session_its_stop_did_not_match() -> None:
     assert alfen is not None and alfen.sessions_active == 1  # not yet: the stop matched none
     status(live, "ALFEN", 1, "Finishing")
     alfen = live.charger("ALFEN")
-    assert alfen is not None and alfen.sessions_active == 0
-    assert alfen.connectors[0].session is None and alfen.power_w == 0.0
+    assert alfen is not None and alfen.power_w == 0.0  # nothing flows any more
+    assert alfen.sessions_active == 1  # its record waits for a stop (or the next idle status)
     status(live, "ALFEN", 1, "Available")
+    alfen = live.charger("ALFEN")
+    assert alfen is not None and alfen.sessions_active == 0
+    assert alfen.connectors[0].session is None
     assert live.site().sessions_active == 0
     stopped = [e for e in live.events() if e.kind is EventKind.SESSION_STOPPED]
     assert len(stopped) == 1
     assert stopped[0].data["transaction_id"] == 1234 and stopped[0].data["energy_wh"] == 5000.0
-    assert stopped[0].data["reason"] == "Finishing" and stopped[0].connector == 1
+    assert stopped[0].data["reason"] == "Available" and stopped[0].connector == 1
+
+
+def test_a_stop_after_finishing_gives_the_stop_its_reason_and_meter_reading() -> None:
+    """The common order: Finishing, then StopTransaction with meterStop and reason."""
+    live = LiveState(Parts(parse_config({"chargers": [{"id": "CP"}]})))
+    connect(live, "CP")
+    status(live, "CP", 1, "Charging")
+    feed(
+        live,
+        "CP",
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "AB", "meterStart": 1000, "timestamp": "x"},
+        {"transactionId": 7, "idTagInfo": {"status": "Accepted"}},
+    )
+    status(live, "CP", 1, "Finishing")
+    feed(
+        live,
+        "CP",
+        "StopTransaction",
+        {"transactionId": 7, "meterStop": 8500, "reason": "EVDisconnected", "timestamp": "x"},
+        {},
+    )
+    status(live, "CP", 1, "Available")
+    stopped = [e for e in live.events() if e.kind is EventKind.SESSION_STOPPED]
+    assert len(stopped) == 1
+    assert stopped[0].data["reason"] == "EVDisconnected"
+    assert stopped[0].data["energy_wh"] == 7500.0
 
 
 def test_a_stop_without_a_transaction_id_ends_no_session() -> None:

@@ -72,7 +72,7 @@ from edgegw.ocpp.events import (
     SessionStarted,
     SessionStopped,
 )
-from edgegw.ocpp.lifecycle import measured_opens, status_ends, stop_ends
+from edgegw.ocpp.lifecycle import measured_opens, record_ends, status_ends, stop_ends
 from edgegw.tasks import TaskOwner
 
 if TYPE_CHECKING:
@@ -270,7 +270,7 @@ class LiveState:
                 vendor_error_code=conn.vendor_error_code,
             )
         if status_ends(conn.status):  # the one rule (edgegw.ocpp.lifecycle)
-            if conn.session is not None:
+            if conn.session is not None and record_ends(conn.status):
                 self._end_session(ch, conn, event.at, reason=event.status)
             conn.idle()
 

@@ -17,6 +17,11 @@ Statuses are OCPP 1.6's names (an OCPP 2.0.1 interpreter maps its own to them).
 - ``Preparing`` (a car plugged in or a card presented) and any status not named here: neither;
   a session goes on as it was.
 
+``Finishing`` ends the session's *load* at once (nothing more flows), but a consumer that keeps
+the session's *record* (who charged, the energy, the stop's reason: the live state) keeps it
+until the StopTransaction that usually follows within a second carries the meter reading and
+the reason, or until the next idle status (:func:`record_ends`).
+
 A :class:`~edgegw.ocpp.events.SessionStopped` ends the session whose transaction id equals its
 own. A stop without a readable id (None) ends **none**: sessions without an id (a Start answered
 without one, an OCPP 2.0.1 id a consumer cannot read) would all match "None == None"; the idle
@@ -52,3 +57,9 @@ def measured_opens(last_status: str | None, transaction_id: object) -> bool:
 def stop_ends(stop_id: object, session_id: object) -> bool:
     """Whether a stop with ``stop_id`` ends a session with ``session_id`` (never on None)."""
     return stop_id is not None and stop_id == session_id
+
+
+def record_ends(status: str | None) -> bool:
+    """This status ends a session's record: an idle status other than ``Finishing`` (after
+    ``Finishing`` the StopTransaction with the meter reading and the reason is still to come)."""
+    return status in IDLE_STATUSES and status != "Finishing"
