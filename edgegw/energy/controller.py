@@ -70,8 +70,7 @@ from edgegw.energy.planner import FailAwareSample, SampleLike, ev_load, plan_rou
 from edgegw.energy.profiles import ProfileCommand
 from edgegw.energy.sitemodel import SiteModel
 from edgegw.energy.siterecords import ChargerRecord, Flag, Tuning
-from edgegw.ocpp.events import ChargerConnected, ChargerDisconnected, Event
-from edgegw.ocpp.interpret import interpret
+from edgegw.ocpp.events import Event
 from edgegw.tasks import TaskOwner
 
 __all__ = [
@@ -463,20 +462,3 @@ class LoadController:
     def mode(self) -> Mode | None:
         result = self._model.last_result
         return None if result is None else result.mode
-
-    # ------------------------------------------------------------------ TRANSITION
-
-    def charger_connected(self, charger_id: str) -> None:
-        """TRANSITION (old-style ``ChargerObserver``): until the daemon's event hub is wired."""
-        self.handle(ChargerConnected(charger_id=charger_id, at=self._wall()))
-
-    def charger_disconnected(self, charger_id: str) -> None:
-        """TRANSITION (old-style ``ChargerObserver``)."""
-        self.handle(ChargerDisconnected(charger_id=charger_id, at=self._wall()))
-
-    def charger_exchanged(
-        self, charger_id: str, action: str, request: JsonDict, response: JsonDict
-    ) -> None:
-        """TRANSITION (old-style ``ChargerObserver``)."""
-        for event in interpret(charger_id, action, request, response, self._wall()):
-            self.handle(event)
