@@ -389,3 +389,46 @@ def test_a_metered_round_never_plans_above_the_limit(
             planned = sum(a.limit_a for a in plan.result.allocations if p in a.phases)
             if plan.result.mode is Mode.NORMAL:
                 assert planned + plan.non_ev_a[p] <= 40 - 2 + 1e-6 or planned == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cars=st.integers(min_value=1, max_value=6),
+    fallback=st.none() | st.floats(min_value=0.0, max_value=38.0),
+    stubborn=st.integers(min_value=0, max_value=2),
+    lost=st.sampled_from(["none", "stale", "garbage"]),
+)
+def test_a_lost_meter_falls_back_within_the_fallback_budget(
+    cars: int, fallback: float | None, stubborn: int, lost: str
+) -> None:
+    """Whatever was planned before, a round without a valid, fresh reading runs in fallback
+    mode: the sessions it allocates (plus those held at a minimum outside it) share at most
+    ``fallback_ev_a`` per phase, or all pause when there is none; unless a charger that
+    cannot pause must be held at its minimum (nothing can say less to it)."""
+    chargers = [
+        {"id": f"CP{i}", "max_current_a": 32, **({"model": "no-pause"} if i < stubborn else {})}
+        for i in range(cars)
+    ]
+    site = Site(chargers, site={} if fallback is None else {"fallback_ev_a": fallback})
+    connected(site, *(f"CP{i}" for i in range(cars)))
+    for i in range(cars):
+        site.plug(f"CP{i}", i + 1)
+    site.round()
+    site.ack_all()
+    if lost == "none":
+        sample = None
+    elif lost == "stale":
+        sample = site.sample()
+        site.now += 60
+    else:
+        sample = Sample(Reading(current_l1_a=float("nan")), site.now)
+    plan = site.round(sample=sample)
+    assert plan.result.mode is Mode.FALLBACK
+    assert plan.grid_a is None and plan.non_ev_a is None
+    held = sum(1 for e in plan.forced)
+    for p in Phase:
+        planned = sum(a.limit_a for a in plan.result.allocations if p in a.phases)
+        budget = fallback or 0.0
+        assert planned <= max(0.0, budget - 6.0 * held) + 1e-6
+    for ch, _, s in plan.forced:
+        assert not ch.model.can_pause and s.min_a == 6.0
