@@ -10,6 +10,18 @@ A round never waits for a charger: it is synchronous and takes well under a mill
 charger; the senders do the I/O, cuts before raises, one call in flight per charger, retrying
 with back-off a profile the charger refused or did not answer.
 
+The parts, as ``proxy/link.py`` (sans-IO) and ``proxy/session.py`` (its shell) are split:
+
+* :mod:`edgegw.energy.sitemodel` (records in :mod:`~edgegw.energy.siterecords`): the site
+  model, fed by charger events (:mod:`edgegw.ocpp.events`) through :meth:`LoadController.handle`;
+* :mod:`edgegw.energy.planner`: one round, :func:`~edgegw.energy.planner.plan_round`;
+* pure arithmetic: the building load (:mod:`~edgegw.energy.nonev`), the current in force
+  (:mod:`~edgegw.energy.inforce`), the cloud's profiles read and clamped
+  (:mod:`~edgegw.energy.cloudcaps`);
+* :mod:`edgegw.energy.controlstate`: the state snapshot, round loads and decision-log rows;
+* this module: the I/O shell (the round loop, the senders and their back-off, the decision
+  log, the round listeners).
+
 What the allocator counts as in force (``Session.offered_a``) is what the charger has
 *acknowledged*, so a raise is never counted on before the charger has taken the cut that
 makes room for it. Only meaningful changes are sent: a cut always, a raise when it is at
