@@ -35,9 +35,7 @@ from edgegw.energy.profiles import (
     replaced_gateway_keys,
 )
 from edgegw.energy.siterecords import (
-    IDLE_STATUSES,
     MODEL_FLAGS,
-    SESSION_STATUSES,
     ChargerRecord,
     Flag,
     MeterView,
@@ -46,6 +44,7 @@ from edgegw.energy.siterecords import (
     SessionRecord,
     Tuning,
 )
+from edgegw.ocpp import lifecycle
 from edgegw.ocpp.events import (
     ChargerBooted,
     ChargerConnected,
@@ -382,15 +381,16 @@ class SiteModel:
         if connector <= 0:
             return
         ch.connectors.add(connector)
+        ch.statuses[connector] = status
         session = ch.sessions.get(connector)
-        if status in SESSION_STATUSES:
+        if lifecycle.status_opens(status):
             if session is None:
                 session = self._new_session(ch, connector)
                 self.hooks.round_wanted()
             elif session.status != status:
                 self.hooks.round_wanted()
             session.status = status
-        elif status in IDLE_STATUSES and session is not None:
+        elif lifecycle.status_ends(status) and session is not None:
             self._end_session(ch, connector)
 
     def _on_start(self, ch: ChargerRecord, event: SessionStarted) -> None:
@@ -401,7 +401,7 @@ class SiteModel:
     def _on_stop(self, ch: ChargerRecord, event: SessionStopped) -> None:
         tx = _tx_number(event.transaction_id)
         for connector, session in list(ch.sessions.items()):
-            if session.transaction_id == tx:
+            if lifecycle.stop_ends(tx, session.transaction_id):
                 self._end_session(ch, connector)
 
     def _end_session(self, ch: ChargerRecord, connector: int) -> None:
@@ -428,8 +428,8 @@ class SiteModel:
         session = ch.sessions.get(connector)
         tx = _tx_number(event.transaction_id)
         if session is None:
-            if event.transaction_id is None:
-                return
+            if not lifecycle.measured_opens(ch.statuses.get(connector), event.transaction_id):
+                return  # no transaction, or an idle connector's replayed backlog
             session = self._new_session(ch, connector)  # a session we missed the start of
             self.hooks.round_wanted()
         if tx is not None and session.transaction_id is None:

@@ -21,11 +21,6 @@ from edgegw.energy.inforce import offered_a
 from edgegw.energy.nonev import NO_ESTIMATE, HeldEstimate
 from edgegw.energy.profiles import ProfileCommand, ProfileKey, iec_limit
 
-SESSION_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
-"""Statuses that make (or keep) a session the controller allocates to."""
-IDLE_STATUSES = frozenset({"Available", "Unavailable", "Finishing"})
-"""Statuses that end it (``Finishing``: the car no longer draws). ``Preparing`` does neither."""
-
 
 class Flag(StrEnum):
     """Problems shown to the caretaker, per charger."""
@@ -144,6 +139,8 @@ class ChargerRecord:
     wiring: tuple[Phase, ...]
     connected: bool = False
     connectors: set[int] = field(default_factory=set)
+    statuses: dict[int, str] = field(default_factory=dict)
+    """Each connector's last status (``edgegw.ocpp.lifecycle`` decides what it means)."""
     sessions: dict[int, SessionRecord] = field(default_factory=dict)
     desired: dict[ProfileKey, ProfileCommand] = field(default_factory=dict)
     acked: dict[ProfileKey, ProfileCommand] = field(default_factory=dict)

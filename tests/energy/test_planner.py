@@ -432,3 +432,42 @@ def test_a_lost_meter_falls_back_within_the_fallback_budget(
         assert planned <= max(0.0, budget - 6.0 * held) + 1e-6
     for ch, _, s in plan.forced:
         assert not ch.model.can_pause and s.min_a == 6.0
+
+
+# ------------------------------------------------------------------ the shared session rule
+# (edgegw.ocpp.lifecycle: the load controller and the live state follow the same one)
+
+
+def test_a_stop_without_a_readable_id_ends_no_session() -> None:
+    site = Site([{"id": "CP1"}])
+    connected(site, "CP1")
+    # Connector 1's start was answered without a transaction id: its session has none.
+    site.send(ConnectorStatus(charger_id="CP1", at=0, connector=1, status="Charging"))
+    site.plug("CP1", 8, connector=2)
+    site.send(SessionStopped(charger_id="CP1", at=0, transaction_id=None))
+    assert sorted(site.model.chargers["CP1"].sessions) == [1, 2]  # not "None == None"
+
+
+def test_a_faulted_or_reserved_connector_has_no_session() -> None:
+    site = Site([{"id": "CP1"}])
+    connected(site, "CP1")
+    site.plug("CP1", 7, connector=1)
+    site.plug("CP1", 8, connector=2)
+    site.send(
+        ConnectorStatus(charger_id="CP1", at=0, connector=1, status="Faulted"),
+        ConnectorStatus(charger_id="CP1", at=0, connector=2, status="Reserved"),
+    )
+    assert site.model.chargers["CP1"].sessions == {}
+
+
+def test_a_replayed_backlog_does_not_open_a_session_on_an_idle_connector() -> None:
+    site = Site([{"id": "CP1"}])
+    connected(site, "CP1")
+    site.send(ConnectorStatus(charger_id="CP1", at=0, connector=1, status="Available"))
+    # An Alfen sends its offline backlog after it reconnects, with the old transaction's id.
+    site.send(
+        Measured(charger_id="CP1", at=0, connector=1, transaction_id="41", current_a=(9, 9, 9))
+    )
+    assert site.model.chargers["CP1"].sessions == {}
+    plan = site.round()
+    assert plan.result.allocations == ()
