@@ -33,7 +33,6 @@ from edgegw.tasks import TaskOwner
 if TYPE_CHECKING:
     from edgegw.livestate import LiveChange, LiveEvent
     from edgegw.store.db import Database
-    from edgegw.store.events import EventRecorder
 
 log = logging.getLogger(__name__)
 
@@ -303,17 +302,6 @@ async def read_events(
         )
         for r in rows
     ]
-
-
-def event_recorder(gateway: object) -> EventRecorder | None:
-    """Where a part of ``gateway`` records an event: its journal (batched), else its store
-    (written at once), else nowhere (a daemon still starting)."""
-    journal = getattr(gateway, "journal", None)
-    if isinstance(journal, Journal):
-        return journal.event
-    store = getattr(gateway, "store", None)
-    record = getattr(store, "event", None)
-    return record if callable(record) else None
 
 
 # --------------------------------------------------------------------------------------------
