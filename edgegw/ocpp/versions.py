@@ -7,7 +7,9 @@ takes ``ocpp1.6`` whenever the charger offers it, because that is the version it
 its first 2.x choice. A dual-version charger on a capped or standalone site thus keeps working
 as before 2.x existed. The cloud connection then offers that one version and no other (the
 cloud must speak what the charger speaks: the gateway does not translate between versions).
-A site without a cloud takes no 2.x charger: nothing could answer its transactions yet.
+A site without a cloud takes no 2.x charger: nothing could answer its transactions yet; nor
+does a site that caps load: the gateway's profiles are 1.6 calls, so a 2.x charger would never
+be capped (and the gateway sends no call of its own to a 2.x charger at all).
 
 - ``ocpp1.6``: relayed, answered offline, queued, remapped (everything the README describes).
 - ``ocpp2.0.1``: relayed untouched, checked against the 2.0.1 schemas; read into events by

@@ -140,8 +140,16 @@ class Link(_PendingCalls):
         return out
 
     def gateway_call(self, action: str, payload: dict[str, object]) -> tuple[str, list[Command]]:
-        """Queue one of the gateway's own calls to the charger; returns its message id."""
+        """Queue one of the gateway's own calls to the charger; returns its message id.
+
+        The gateway's calls are OCPP 1.6 calls (configuration, profiles, local lists, resets):
+        a 2.x charger gets none of them; the caller is told at once (:class:`GatewayDone`
+        without an answer) and nothing is sent."""
         call = frames.make_call(f"edgegw-{self._new_id()}", action, dict(payload))
+        if not self._v16:
+            reason = f"charger speaks {self.version}: {loggable(action, quote=False)} not sent"
+            log.warning("%s: %s (the gateway's own calls are OCPP 1.6)", self.charger_id, reason)
+            return call.id, [GatewayDone(call.id, None, reason)]
         self._to_charger.append(_Pending(Origin.GATEWAY, call))
         return call.id, self._pump_charger()
 

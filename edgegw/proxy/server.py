@@ -231,9 +231,21 @@ class OcppServer(_HandshakeChecks):
         # complete the handshake without a subprotocol, and _handle closes.
         if not isinstance(offered, (list, tuple)):
             return None
-        allowed = SUPPORTED if self._config.cloud is not None else (V16,)
+        allowed = SUPPORTED if self._v16_only() is None else (V16,)
         chosen = choose(offered, allowed)
         return None if chosen is None else Subprotocol(chosen)
+
+    def _v16_only(self) -> str | None:
+        """Why this site takes 1.6 chargers only (None: it takes 2.x too).
+
+        2.x is relayed only: it needs a cloud; and the load controller's profiles are 1.6
+        calls, which a 2.x charger cannot act on: it would never be capped while the
+        controller believed its limit in force."""
+        if self._config.cloud is None:
+            return "this site has no cloud"
+        if self._config.site is not None:
+            return "this site caps load; OCPP 2.x chargers cannot be capped yet"
+        return None
 
     async def _handle(self, connection: ServerConnection) -> None:
         assert isinstance(connection, GuardedConnection)
@@ -243,18 +255,20 @@ class OcppServer(_HandshakeChecks):
             await connection.close(1011, "internal error")
             return
         if connection.subprotocol not in SUPPORTED:
-            if self._config.cloud is None:  # 2.x is relayed only: it needs a cloud
-                wanted, reason = V16, "subprotocol ocpp1.6 required (this site has no cloud)"
+            why = self._v16_only()
+            if why is not None:
+                wanted, reason = V16, f"subprotocol ocpp1.6 required ({why})"
             else:
                 wanted, reason = (
                     ", ".join(SUPPORTED),
                     "subprotocol ocpp1.6, ocpp2.0.1 or ocpp2.1 required",
                 )
             log.warning(
-                "refused %s from %s: it offered none of the subprotocols %s",
+                "refused %s from %s: it offered none of the subprotocols %s%s",
                 identity,
                 connection.host,
                 wanted,
+                "" if why is None else f" ({why})",
             )
             await connection.close(1002, reason)
             return
