@@ -5,7 +5,8 @@ answered and logged.
 Only OCPP 1.6 frames are translated or overruled. A 2.x link (the charger negotiated
 ``ocpp2.0.1`` or ``ocpp2.1``) relays every call and answer as sent: no transaction-id
 remapping, no site rewrite of Authorize answers, no cloud-profile filter; its calls are checked
-against the 2.0.1 schemas (``ocpp2.1``: not checked).
+against the 2.0.1 schemas (``ocpp2.1``: not checked), and an invalid TransactionEvent or
+MeterValues is relayed all the same, with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from edgegw.proxy.link_commands import (
 )
 from edgegw.proxy.link_state import _LinkState
 from edgegw.security.loggable import loggable
+
+_V2_TOLERATED = frozenset({"TransactionEvent", "MeterValues"})
+"""2.0.1 charger calls relayed even when the schema finds fault with them: they carry the
+transaction data the cloud bills from (the 1.6 path relays its transaction messages alike)."""
 
 
 class _FrameHandling(_LinkState):
@@ -142,6 +147,18 @@ class _FrameHandling(_LinkState):
             try:
                 schemas.check_call_201(call.action, call.payload)
             except schemas.SchemaViolation as exc:
+                if side == "charger" and call.action in _V2_TOLERATED:
+                    # Billing data: an error would make the station send it again and again,
+                    # then drop it (as for 1.6); the cloud gets it as sent.
+                    self._quiet.warning(
+                        f"tolerated:{call.action}",
+                        "%s: charger sent an invalid %s (%s); relayed all the same: an error "
+                        "could lose the transaction data it carries",
+                        self.charger_id,
+                        call.action,
+                        loggable(str(exc), 300, quote=False),
+                    )
+                    return None
                 self._quiet.warning(
                     f"invalid:{side}",
                     "%s: %s sent an invalid %s: %s",
