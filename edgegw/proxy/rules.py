@@ -4,7 +4,8 @@ The session shell (:mod:`edgegw.proxy.session`) asks these functions what a call
 mean for the site's records, and carries the answer out:
 
 * :func:`records_of` — a call the charger exchanged (with the cloud or the gateway): which card
-  answer to learn, which boot, status or session to record;
+  answer to learn, which boot, status or session to record (a 2.x charger: its boot and status,
+  :func:`records_of_v2`);
 * :func:`card_answer` — a cloud answer carrying an ``idTagInfo`` for the card of the call;
 * :func:`offline_start_refused` — a StartTransaction the gateway answered while the cloud was
   away, delivered later: did the cloud refuse its card?
@@ -69,14 +70,22 @@ def card_answer(request: Mapping[str, Any], response: Mapping[str, Any]) -> Lear
 
 
 def records_of(
-    action: str, request: dict[str, Any], response: dict[str, Any], answered_by: str
+    action: str,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    answered_by: str,
+    *,
+    v2: bool = False,
 ) -> list[Record]:
     """What to record of a call the charger exchanged, answered by ``answered_by``.
 
     Sessions are recorded here only when the cloud answered them: the gateway records the ones
     it answers itself when it answers (:mod:`edgegw.proxy.local`). A card is learnt only from
-    the cloud's own answers, never from the gateway's.
+    the cloud's own answers, never from the gateway's. A 2.x charger (``v2``): its boot and
+    status only, read from their 2.0.1 fields (:func:`records_of_v2`).
     """
+    if v2:
+        return records_of_v2(action, request)
     records: list[Record] = []
     by_cloud = answered_by == "cloud"
     if by_cloud and action in CARD_ANSWERS:
@@ -94,6 +103,37 @@ def records_of(
     elif by_cloud and action == "StopTransaction":
         records.append(RecordStop(request))
     return records
+
+
+def records_of_v2(action: str, request: Mapping[str, Any]) -> list[Record]:
+    """A 2.x charger's BootNotification and StatusNotification, in the terms the records keep
+    (the 1.6 fields' names): the station's vendor, model, serial number and firmware; the
+    status of an EVSE (which stands where a 1.6 connector stood), as the charger named it.
+    A call without the fields it needs records nothing (never an empty vendor or status)."""
+    if action == "BootNotification":
+        station = request.get("chargingStation")
+        if not isinstance(station, Mapping) or not isinstance(station.get("vendorName"), str):
+            return []
+        names = {
+            "vendorName": "chargePointVendor",
+            "model": "chargePointModel",
+            "serialNumber": "chargePointSerialNumber",
+            "firmwareVersion": "firmwareVersion",
+        }
+        return [
+            RecordBoot(
+                {ours: station[theirs] for theirs, ours in names.items() if theirs in station}
+            )
+        ]
+    if action == "StatusNotification":
+        evse, status = request.get("evseId"), request.get("connectorStatus")
+        if not isinstance(evse, int) or isinstance(evse, bool) or not isinstance(status, str):
+            return []
+        payload = {"connectorId": evse, "status": status, "errorCode": "NoError"}
+        if "timestamp" in request:
+            payload["timestamp"] = request["timestamp"]
+        return [RecordStatus(payload)]
+    return []
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edgegw.config import ChargerConfig, Config
+from edgegw.ocpp.versions import is_v2
 from edgegw.proxy import frames
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.fifo import Fifo
@@ -523,7 +524,8 @@ class ChargerSession:
                 )
             except Exception:
                 log.exception("%s: observer failed on %s", self.charger_id, call.action)
-        for record in records_of(call.action, call.payload, answer.payload, answered_by):
+        v2 = is_v2(self.link.version)
+        for record in records_of(call.action, call.payload, answer.payload, answered_by, v2=v2):
             self._carry_out(record)
 
     def _carry_out(self, record: Record) -> None:
