@@ -13,8 +13,9 @@ be capped (and the gateway sends no call of its own to a 2.x charger at all).
 
 - ``ocpp1.6``: relayed, answered offline, queued, remapped (everything the README describes).
 - ``ocpp2.0.1``: relayed untouched, checked against the 2.0.1 schemas; read into events by
-  :mod:`edgegw.ocpp.interpret201`. Offline it gets only what the 1.6 and 2.0.1 answers share
-  (BootNotification, Heartbeat, StatusNotification); other calls get a CALLERROR.
+  :mod:`edgegw.ocpp.interpret201`. Its connection mirrors its cloud connection (OCPP 2.0.1
+  Part 4 §6.3): when the cloud is unreachable the charger is disconnected (1011 ``cloud
+  unreachable``) and queues its own transaction events; nothing is answered for it locally.
 - ``ocpp2.1``: relayed untouched (no schema check), message types 5 and 6 included.
 """
 

@@ -42,9 +42,8 @@ class Origin(Enum):
 TRANSACTION_MESSAGES = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 
 
-V2_ANSWERED_LOCALLY = frozenset({"BootNotification", "Heartbeat", "StatusNotification"})
-"""2.x charger calls the gateway answers while the cloud is away: the 1.6 answers to these are
-valid 2.0.1 answers too (``status``/``currentTime``/``interval``; ``currentTime``; ``{}``)."""
+CLOUD_UNREACHABLE = (1011, "cloud unreachable")
+"""How a 2.x charger's connection is closed when its cloud connection is down (code, reason)."""
 
 
 GATEWAY_ANSWERS_CLOUD = frozenset({"SendLocalList", "GetLocalListVersion"})
@@ -169,6 +168,14 @@ class CloseCloud:
 
 
 @dataclass(frozen=True, slots=True)
+class CloseCharger:
+    """Close the charger's connection (a 2.x charger whose cloud is away goes offline too)."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CloudCallForGateway:
     """A cloud call the gateway answers itself (the local list); send the answer to the cloud."""
 
@@ -222,6 +229,7 @@ Command = (
     | CloudCallForGateway
     | CloudExchanged
     | CloseCloud
+    | CloseCharger
     | CloudVerdict
     | SiteOverridden
 )

@@ -189,16 +189,11 @@ class _OfflineQueue(_FrameHandling):
                 del self._replay.errors[:-_MAX_REPLAYED_ERRORS]
 
     def _status_key(self, call: Call) -> int | None:
-        """Which connector a StatusNotification is about (2.x: EVSE and connector together)."""
+        """Which connector a StatusNotification is about (1.6: a 2.x charger's are not kept)."""
         connector = call.payload.get("connectorId")
         if not isinstance(connector, int) or isinstance(connector, bool):
             return None
-        if self._v16:
-            return connector
-        evse = call.payload.get("evseId")
-        if not isinstance(evse, int) or isinstance(evse, bool) or not 0 <= connector < 2**16:
-            return None
-        return evse * 2**16 + connector
+        return connector
 
     def _forget_replay(self, call: Call) -> None:
         """The cloud answered ``call`` after all: it need not be replayed."""

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import logging
 
-from edgegw.proxy import frames
 from edgegw.proxy.frames import CallError, CallResult
 from edgegw.proxy.link_commands import (
-    V2_ANSWERED_LOCALLY,
     AnswerIfResent,
     AnswerLocally,
     CloseCloud,
@@ -49,7 +47,8 @@ class _PendingCalls(_OfflineQueue):
             # The cloud answers again: what was answered locally meanwhile goes to it first.
             self._queue_replays()
         if pending.origin is Origin.CHARGER:
-            if pending.overdue or pending.orphaned:
+            # (A 2.x charger is never answered by the gateway: late or not, the answer is its.)
+            if pending.orphaned or (pending.overdue and self._v16):
                 return self._late_answer(pending, answer)
             answer = self._site_word(pending.call, answer, out)
             out.append(ToCharger(answer.raw))
@@ -139,14 +138,6 @@ class _PendingCalls(_OfflineQueue):
         self._local_inflight = None
         self.stats.answered_locally += 1
         call = pending.call
-        if not self._v16 and (
-            isinstance(answer, CallError) or call.action not in V2_ANSWERED_LOCALLY
-        ):
-            # The local responder speaks 1.6: of its answers only those the 2.x schemas share
-            # go to a 2.x charger; it hears of the rest that the cloud is away.
-            answer = frames.make_error(
-                call.id, "InternalError", f"the CSMS cannot be reached; {call.action} not answered"
-            )
         answered_by = "gateway"
         waiting = not pending.orphaned  # the charger still waits for this answer
         completion: list[Command] = []
@@ -211,8 +202,10 @@ class _PendingCalls(_OfflineQueue):
         elif cloud is None and self._retry_at and self._retry_at <= now:
             self._retry_at = 0.0
             out.extend(self._pump_cloud())
-        if self._local_inflight is None and (
-            self._cloud_inflight is not None or self.cloud_connecting
+        if (
+            self._v16
+            and self._local_inflight is None
+            and (self._cloud_inflight is not None or self.cloud_connecting)
         ):
             head = self._waiting_charger_call()
             if head is not None and head.deadline <= now:
@@ -259,6 +252,7 @@ class _PendingCalls(_OfflineQueue):
         cloud.overdue = True
         cloud.deadline = cloud.sent_at + self._stall_timeout
         charger_call = cloud.origin is Origin.CHARGER
+        answered_here = charger_call and self._v16  # a 2.x charger waits for the cloud
         if charger_call and cloud.call.action == "Authorize":
             waited, setting = self._authorize_timeout, "auth.online_timeout"
         else:
@@ -270,9 +264,9 @@ class _PendingCalls(_OfflineQueue):
             loggable(cloud.call.id),
             waited,
             setting,
-            "; the gateway answers the charger" if charger_call else "",
+            "; the gateway answers the charger" if answered_here else "",
         )
-        if not charger_call:
+        if not answered_here:
             return []
         if self._local_inflight is not None:
             cloud.local_wanted = True  # handed over once the local responder is free
@@ -344,22 +338,23 @@ class _PendingCalls(_OfflineQueue):
         return out
 
     def _hand_to_responder(self, pending: _Pending, queue: bool) -> list[Command]:
-        """Hand a charger call to the local responder, which speaks OCPP 1.6. A 2.x call it
-        has no 2.x answer for is answered here instead, with a CALLERROR (a station sends a
-        transaction message it got an error for again later); it is not replayed."""
-        if self._v16 or pending.call.action in V2_ANSWERED_LOCALLY:
+        """Hand a charger call to the local responder, which speaks OCPP 1.6.
+
+        A 2.x charger is never answered by the gateway: its connection mirrors its cloud
+        connection and is being closed (:meth:`Link.cloud_disconnected`); the station sends
+        the call again once it is connected, and the cloud is up, again."""
+        if self._v16:
             self._local_inflight = pending
             return [AnswerLocally(pending.call, queue=queue)]
-        self.stats.answered_locally += 1
-        call = pending.call
-        error = frames.make_error(
-            call.id, "InternalError", f"the CSMS cannot be reached; {call.action} not answered"
+        log.info(
+            "%s: %s %s not answered: the cloud is away (a 2.x charger goes offline with it)",
+            self.charger_id,
+            loggable(pending.call.action),
+            loggable(pending.call.id),
         )
-        out: list[Command] = [] if pending.orphaned else [ToCharger(error.raw)]
         if pending is self._cloud_inflight:
             pending.orphaned = True  # the cloud's answer, when it comes, goes no further
-        out.append(Exchanged(call, error, "gateway"))
-        return out
+        return []
 
     def _outbox_answer(
         self, message: QueuedMessage, answer: CallResult | CallError

@@ -181,8 +181,9 @@ class _LinkState:
         at = None if charger is None else charger.deadline
         if cloud is not None or self.cloud_connecting:
             first = cloud.deadline if cloud is not None else None
-            if self._local_inflight is None:
-                # A charger call waiting behind a busy cloud is answered locally at its deadline.
+            if self._local_inflight is None and self._v16:
+                # A charger call waiting behind a busy cloud is answered locally at its deadline
+                # (a 2.x charger's waits for the cloud).
                 waiting = self._waiting_charger_call()
                 if waiting is not None and (first is None or waiting.deadline < first):
                     first = waiting.deadline

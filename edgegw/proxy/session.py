@@ -37,6 +37,7 @@ from edgegw.proxy.link import (
     OUTBOX_WINDOW,
     AnswerIfResent,
     AnswerLocally,
+    CloseCharger,
     CloseCloud,
     CloudCallForGateway,
     CloudExchanged,
@@ -388,6 +389,8 @@ class ChargerSession:
             learn = card_answer(command.call.payload, command.answer.payload)
             if learn is not None:
                 self._carry_out(learn)
+        elif isinstance(command, CloseCharger):
+            await self.close(command.code, command.reason)
         elif isinstance(command, CloseCloud):
             if command.epoch == self.link.cloud_epoch and self.upstream is not None:
                 await self.upstream.reconnect(command.reason)

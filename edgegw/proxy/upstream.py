@@ -272,11 +272,12 @@ class Upstream:
         ):
             wanted = self._subprotocol
             if ws.subprotocol != wanted:
-                self._classify(ConnectionError(f"cloud did not agree to subprotocol {wanted}"))
                 await ws.close(1002, f"{wanted} required")
                 refused = self._version_refused
                 if is_v2(wanted) and refused is not None:
+                    # Told first: the charger's connection also closes when the cloud fails.
                     await refused(f"the cloud does not accept {wanted}")
+                self._classify(ConnectionError(f"cloud did not agree to subprotocol {wanted}"))
                 await asyncio.sleep(self._cloud.reconnect_max_delay)
                 continue
             started = time.monotonic()

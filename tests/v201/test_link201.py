@@ -9,9 +9,15 @@ from typing import Any
 
 import pytest
 
-from edgegw.proxy import frames
 from edgegw.proxy.hooks import SiteOverride
-from edgegw.proxy.link import AnswerLocally, Command, Exchanged, Link, ToCharger, ToCloud
+from edgegw.proxy.link import (
+    AnswerLocally,
+    CloseCharger,
+    Exchanged,
+    Link,
+    ToCharger,
+    ToCloud,
+)
 
 BOOT201 = {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}}
 
@@ -165,87 +171,52 @@ def test_21_frames_are_not_schema_checked() -> None:
     assert link.on_charger_message(raw) == [ToCloud(raw)]
 
 
-def _answer_offline(link: Link, raw: str, answer: frames.CallResult | frames.CallError) -> Any:
-    out: list[Command] = link.on_charger_message(raw)
-    (local,) = [c for c in out if isinstance(c, AnswerLocally)]
-    assert local.queue is False  # nothing of 2.x goes to the 1.6 outbox
-    out = link.local_answer(local.call.id, answer)
-    return json.loads(next(c.frame for c in out if isinstance(c, ToCharger)))
-
-
-def test_offline_only_answers_the_16_and_201_share_reach_the_charger() -> None:
+def test_a_201_charger_goes_offline_with_its_cloud_and_is_never_answered_here() -> None:
     link = make_link("ocpp2.0.1")
-    assert link.cloud_unreachable() == []
+    assert link.cloud_unreachable() == [CloseCharger(1011, "cloud unreachable")]
     boot = frame(2, "b1", "BootNotification", BOOT201)
-    accepted = {"status": "Accepted", "currentTime": "2026-12-07T10:00:00Z", "interval": 300}
-    assert _answer_offline(link, boot, frames.make_result("b1", accepted)) == [3, "b1", accepted]
-    # The responder speaks 1.6: a 2.x call it has no 2.x answer for never reaches it.
-    auth = frame(2, "a1", "Authorize", {"idToken": {"idToken": "X", "type": "ISO14443"}})
-    out = link.on_charger_message(auth)
-    assert not [c for c in out if isinstance(c, AnswerLocally)]
-    (answered,) = [json.loads(c.frame) for c in out if isinstance(c, ToCharger)]
-    assert answered[:3] == [4, "a1", "InternalError"]
-    tx = frame(
-        2,
-        "t1",
-        "TransactionEvent",
-        {
-            "eventType": "Started",
-            "timestamp": "2026-12-07T10:00:00Z",
-            "triggerReason": "Authorized",
-            "seqNo": 0,
-            "transactionInfo": {"transactionId": "abc"},
-        },
-    )
-    out = link.on_charger_message(tx)
-    assert not [c for c in out if isinstance(c, AnswerLocally)]
-    assert [json.loads(c.frame)[:3] for c in out if isinstance(c, ToCharger)] == [
-        [4, "t1", "InternalError"]
-    ]
-    # An error the responder gives for a shared call is what the charger hears (a 2.x code).
-    beat = frame(2, "h1", "Heartbeat", {})
-    error = frames.make_error("h1", "FormationViolation", "1.6 spelling")
-    assert _answer_offline(link, beat, error)[:3] == [4, "h1", "InternalError"]
-    # Nothing of it is replayed but the boot.
-    out = link.cloud_connected()
-    assert [json.loads(c.frame)[2] for c in out if isinstance(c, ToCloud)] == ["BootNotification"]
+    out = link.on_charger_message(boot)
+    assert not [c for c in out if isinstance(c, (AnswerLocally, ToCharger, Exchanged))]
+    assert link.charger_closed() == []
+    # A new connection while the cloud is still away is closed as well.
+    assert link.charger_attached() == [CloseCharger(1011, "cloud unreachable")]
+    # Up again: the charger is served; down again: it is closed again, nothing answered.
+    assert link.cloud_connected() == []
+    assert link.on_charger_message(boot) == [ToCloud(boot)]
+    out = link.cloud_disconnected()
+    assert out == [CloseCharger(1011, "cloud unreachable")]
 
 
-def test_a_slow_cloud_gets_a_201_charger_an_error_and_its_late_answer_goes_no_further() -> None:
+def test_a_16_charger_stays_connected_when_its_cloud_goes() -> None:
+    link = make_link("ocpp1.6")
+    assert not [c for c in link.cloud_unreachable() if isinstance(c, CloseCharger)]
+    link.cloud_connected()
+    assert not [c for c in link.cloud_disconnected() if isinstance(c, CloseCharger)]
+
+
+def test_a_slow_cloud_leaves_a_201_charger_waiting_for_the_clouds_own_answer() -> None:
     clock_now = [1000.0]
     link = online(clock=lambda: clock_now[0])
     raw = frame(2, "a1", "Authorize", {"idToken": {"idToken": "X", "type": "ISO14443"}})
     assert link.on_charger_message(raw) == [ToCloud(raw)]
-    clock_now[0] += 31
-    out = link.on_timer()
-    assert [json.loads(c.frame)[:3] for c in out if isinstance(c, ToCharger)] == [
-        [4, "a1", "InternalError"]
-    ]
-    late = link.on_cloud_message(frame(3, "a1", {"idTokenInfo": {"status": "Accepted"}}))
-    assert not [c for c in late if isinstance(c, ToCharger)]  # the charger had its answer
-    assert not [c for c in late if type(c).__name__ == "CloudVerdict"]  # no 1.6 learning
     nxt = frame(2, "h1", "Heartbeat", {})
-    assert link.on_charger_message(nxt) == [ToCloud(nxt)]  # the link goes on
-
-
-def test_status_replayed_per_evse_and_connector() -> None:
-    link = make_link("ocpp2.0.1")
-    link.cloud_unreachable()
-    for message_id, evse in (("s1", 1), ("s2", 2)):
-        payload = {
-            "timestamp": "t",
-            "connectorStatus": "Occupied",
-            "evseId": evse,
-            "connectorId": 1,
-        }
-        _answer_offline(
-            link,
-            frame(2, message_id, "StatusNotification", payload),
-            frames.make_result(message_id, {}),
-        )
-    out = link.cloud_connected()
-    (first,) = [json.loads(c.frame) for c in out if isinstance(c, ToCloud)]
-    assert first[2] == "StatusNotification" and first[3]["evseId"] == 1
-    out = link.on_cloud_message(frame(3, first[1], {}))
-    (second,) = [json.loads(c.frame) for c in out if isinstance(c, ToCloud)]
-    assert second[3]["evseId"] == 2  # EVSE 2's connector 1 did not replace EVSE 1's
+    assert link.on_charger_message(nxt) == []  # behind the call in flight
+    clock_now[0] += 31
+    assert link.on_timer() == []  # nothing answered by the gateway
+    clock_now[0] += 31
+    assert link.on_timer() == []  # the waiting Heartbeat is not answered here either
+    answer = frame(3, "a1", {"idTokenInfo": {"status": "Accepted"}})
+    late = link.on_cloud_message(answer)
+    assert late[0] == ToCharger(answer)  # the cloud's answer, late, is the charger's
+    assert not [c for c in late if type(c).__name__ == "CloudVerdict"]  # no 1.6 learning
+    assert ToCloud(nxt) in late  # the link goes on
+    # A cloud that stalls is closed (as for 1.6), and the charger with it.
+    stalled = frame(2, "h2", "Heartbeat", {})
+    link.on_charger_message(frame(3, "h1", {"currentTime": "t"}))
+    link.on_cloud_message(frame(3, "h1", {"currentTime": "t"}))
+    assert link.on_charger_message(stalled) == [ToCloud(stalled)]
+    clock_now[0] += 31
+    assert link.on_timer() == []
+    clock_now[0] += 200
+    assert [type(c).__name__ for c in link.on_timer()] == ["CloseCloud"]
+    assert link.cloud_disconnected() == [CloseCharger(1011, "cloud unreachable")]

@@ -23,7 +23,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from edgegw.ocpp.events import Event
-from edgegw.sim import SimCallError
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.charger201 import SimCharger201
 from edgegw.sim.cloud import SimCloud
@@ -348,36 +347,6 @@ async def test_a_cloud_that_only_speaks_16_is_told_to_a_201_charger(
         finally:
             await cs.close()
         assert cloud16.records == []  # nothing of the 2.0.1 charger reached the 1.6 cloud
-
-
-async def test_while_the_cloud_is_away_boot_heartbeat_status_are_answered_then_replayed(
-    make_gateway: GatewayFactory,
-) -> None:
-    cloud = Cloud201()
-    async with serve(cloud.handler, "127.0.0.1", 0) as probe:
-        port = probe.sockets[0].getsockname()[1]
-    cloud.url = f"ws://127.0.0.1:{port}/csms"  # known port, nobody listens yet
-    gateway = await make_gateway(cloud_url=cloud.url, chargers=CHARGERS)
-    async with SimCharger201("CS201", gateway_url(gateway)) as cs:
-        assert (await cs.boot())["status"] == "Accepted"  # the gateway's answer
-        assert "currentTime" in await cs.heartbeat()
-        assert await cs.status(1, "Available") == {}
-        with pytest.raises(SimCallError) as refused:
-            await cs.authorize("GOOD")
-        assert refused.value.code == "InternalError"
-        async with serve(
-            cloud.handler,
-            "127.0.0.1",
-            port,
-            subprotocols=[Subprotocol("ocpp2.0.1")],
-        ):
-            await cloud.station("CS201")
-            async with asyncio.timeout(10):
-                while len(cloud.heard.get("CS201", [])) < 2:
-                    await cs.heartbeat()  # a round trip: the replays go first
-            heard = [action for action, _ in cloud.heard["CS201"]]
-            assert heard == ["BootNotification", "StatusNotification"]  # Heartbeat unrecorded
-            assert (await cs.authorize("GOOD"))["idTokenInfo"]["status"] == "Accepted"
 
 
 @pytest.mark.parametrize(
