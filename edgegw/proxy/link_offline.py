@@ -48,6 +48,8 @@ class _OfflineQueue(_FrameHandling):
         return isinstance(local, int) and local in self._tx_map and self._tx_map[local] is None
 
     def _send_outbox_head(self) -> list[Command]:
+        if not self._v16:
+            return []  # a 1.6 backlog never goes over a 2.x cloud link (see owes_cloud)
         out: list[Command] = []
         now = self._clock()
         while self._outbox:

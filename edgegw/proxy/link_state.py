@@ -167,12 +167,14 @@ class _LinkState:
     def owes_cloud(self) -> bool:
         """The cloud is owed something: an unanswered call, or queued transaction messages.
 
-        While it is, the link's cloud connection stays open even if the charger has gone.
+        While it is, the link's cloud connection stays open even if the charger has gone. A
+        2.x link owes no 1.6 backlog: it is never sent over a 2.x cloud link, and stays queued
+        for a 1.6 one (the charger speaking 1.6 again, or the drain at the next start).
         """
         return (
             self._cloud_inflight is not None
             or self._local_inflight is not None
-            or (self.cloud_configured and self.outbox_pending)
+            or (self.cloud_configured and self._v16 and self.outbox_pending)
         )
 
     def next_deadline(self) -> float | None:

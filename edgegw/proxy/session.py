@@ -27,7 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edgegw.config import ChargerConfig, Config
-from edgegw.ocpp.versions import is_v2
+from edgegw.ocpp.versions import OCPP16, is_v2
 from edgegw.proxy import frames
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.fifo import Fifo
@@ -141,6 +141,10 @@ class ChargerSession:
         self._learning: asyncio.Future[None] | None = None
         """The last card answer of this charger handed to the store's bookkeeping writer."""
         self.closing = False
+        self._spoken: str | None = None
+        """The OCPP version of this session's connections (and cloud link); None: none yet."""
+        self._refusal: str | None = None
+        """Why the attached connection is closed unserved (another version, see attach)."""
         self.upstream: Upstream | None = None
         if cloud is not None:
             self.upstream = Upstream(
@@ -163,6 +167,7 @@ class ChargerSession:
         if self._config.cloud is not None:
             self._commands.put(LoadOutbox(0))
         if self.ws is None:  # an orphan drain: the charger is away, cloud calls get an error
+            self._spoken = self.link.version  # its outbox is 1.6: delivered over 1.6 only
             self._feed(self.link.charger_closed())
         self._tasks.spawn(self._execute(), "executor")
         if self.upstream is not None:
@@ -183,14 +188,34 @@ class ChargerSession:
             await self._tasks.close(f"{self.charger_id} done")
 
     def attach(self, ws: ServerConnection) -> None:
-        """A connection of the charger takes over the session (serve it with :meth:`serve`)."""
+        """A connection of the charger takes over the session (serve it with :meth:`serve`).
+
+        A session outlives a connection only while the cloud is owed something on a cloud
+        link of that connection's OCPP version. A connection with another version is refused
+        until it is through (:meth:`serve` closes it, 1002): the cloud link cannot change
+        version under what it owes, and a 1.6 backlog never goes over a 2.x cloud link.
+        """
         assert not self.closing and self.ws is None, "one connection at a time"
         self.ws = ws
         self._released.clear()
+        version = ws.subprotocol or OCPP16
+        spoken = self._spoken
+        if spoken is not None and spoken != version:
+            self._refusal = f"subprotocol {spoken} required: its {spoken} messages are owed"
+            log.warning(
+                "%s: refused a connection with %s: the cloud is still owed messages of its %s "
+                "connection (on a %s cloud link); it may connect with %s once they are through",
+                self.charger_id,
+                version,
+                spoken,
+                spoken,
+                version,
+            )
+            return
+        self._spoken = version
         request = ws.request
         if self.upstream is not None and request is not None:
             self.upstream.use_credentials(request.headers.get("Authorization"))
-        version = ws.subprotocol or "ocpp1.6"
         self.link.use_version(version)
         if self.upstream is not None:
             self.upstream.use_subprotocol(version, lambda reason: self.close(1002, reason))
@@ -200,7 +225,11 @@ class ChargerSession:
         """Relay the attached connection until it closes (or the task is cancelled)."""
         ws = self.ws
         assert ws is not None, "attach first"
+        refusal, self._refusal = self._refusal, None
         try:
+            if refusal is not None:
+                await ws.close(1002, refusal)
+                return
             async for message in ws:
                 if self._log_frames:
                     log.debug("%s <- charger %s", self.charger_id, _loggable(message))
