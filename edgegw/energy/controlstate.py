@@ -104,7 +104,7 @@ def snapshot(model: SiteModel, limits: PerPhase) -> ControllerState:
         sessions = tuple(
             SessionState(
                 connector=s.connector,
-                transaction_id=s.transaction_id,
+                transaction_id=s.tx_number,
                 status=s.status,
                 limit_a=s.limit_a,
                 offered_a=ch.offered(s.connector),

@@ -294,7 +294,7 @@ def collect(model: SiteModel, now: float, wall: float) -> tuple[list[Eligible], 
             cloud = cloud_cap(
                 ch.cloud.values(),
                 connector=session.connector,
-                transaction_id=session.transaction_id,
+                transaction_id=session.tx_number,
                 started_wall=session.started_wall,
                 sessions=len(ch.sessions),
                 phases=len(phases),

@@ -61,16 +61,6 @@ log = logging.getLogger("edgegw.energy.controller")
 JsonDict = dict[str, Any]
 
 
-def _tx_number(transaction_id: str | None) -> int | None:
-    """An event's transaction id as OCPP 1.6's integer (None: none, or not one)."""
-    if transaction_id is None:
-        return None
-    try:
-        return int(transaction_id)
-    except ValueError:
-        return None
-
-
 class SiteModel:
     """Chargers, sessions, measurements and profiles (see the module's text).
 
@@ -395,13 +385,12 @@ class SiteModel:
 
     def _on_start(self, ch: ChargerRecord, event: SessionStarted) -> None:
         session = ch.sessions.get(event.connector) or self._new_session(ch, event.connector)
-        session.transaction_id = _tx_number(event.transaction_id)
+        session.transaction_id = event.transaction_id
         self.hooks.round_wanted()
 
     def _on_stop(self, ch: ChargerRecord, event: SessionStopped) -> None:
-        tx = _tx_number(event.transaction_id)
         for connector, session in list(ch.sessions.items()):
-            if lifecycle.stop_ends(tx, session.transaction_id):
+            if lifecycle.stop_ends(event.transaction_id, session.transaction_id):
                 self._end_session(ch, connector)
 
     def _end_session(self, ch: ChargerRecord, connector: int) -> None:
@@ -426,14 +415,13 @@ class SiteModel:
         if connector <= 0:
             return
         session = ch.sessions.get(connector)
-        tx = _tx_number(event.transaction_id)
         if session is None:
             if not lifecycle.measured_opens(ch.statuses.get(connector), event.transaction_id):
                 return  # no transaction, or an idle connector's replayed backlog
             session = self._new_session(ch, connector)  # a session we missed the start of
             self.hooks.round_wanted()
-        if tx is not None and session.transaction_id is None:
-            session.transaction_id = tx
+        if event.transaction_id is not None and session.transaction_id is None:
+            session.transaction_id = event.transaction_id
         currents = event.currents(len(ch.wiring))
         if currents is None:
             return
@@ -510,7 +498,7 @@ class SiteModel:
                 connector_id=s.connector,
                 limit_a=s.limit_a,
                 phases=len(s.car_phases or ch.site_phases),
-                transaction_id=s.transaction_id,
+                transaction_id=s.tx_number,
                 cloud_tx_profile=s.cloud_tx,
             )
             for s in ch.sessions.values()

@@ -109,7 +109,8 @@ class SessionRecord:
     connector: int
     arrived_at: float
     started_wall: float
-    transaction_id: int | None = None
+    transaction_id: str | None = None
+    """As the events carry it (OCPP 1.6's integer in decimal, OCPP 2.0.1's own string)."""
     status: str = "Charging"
     measured_a: PerPhase | None = None
     """Per site phase, from the charger's MeterValues."""
@@ -129,6 +130,19 @@ class SessionRecord:
     forced: bool = False
     pause_decided_at: float | None = None
     """When a round paused it while it ran (its pause counts from the decision, not the ack)."""
+
+    @property
+    def tx_number(self) -> int | None:
+        """The transaction id as OCPP 1.6's integer, for what is built with it (a TxProfile's
+        transactionId, the cloud's TxProfiles, the state view); None: none, or not an integer
+        (an OCPP 2.0.1 string id)."""
+        tx = self.transaction_id
+        if tx is None:
+            return None
+        try:
+            return int(tx)
+        except ValueError:
+            return None
 
 
 @dataclass(slots=True)
@@ -187,7 +201,7 @@ class ChargerRecord:
             self.acked,
             connector,
             session=session is not None,
-            transaction_id=None if session is None else session.transaction_id,
+            transaction_id=None if session is None else session.tx_number,
             unlimited_a=self.config.max_current_a,
         )
 

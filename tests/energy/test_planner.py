@@ -159,7 +159,7 @@ def test_a_session_begins_on_a_charging_status_and_ends_on_finishing() -> None:
     assert site.model.chargers["CP1"].sessions == {}  # a car plugged, not drawing yet
     site.plug("CP1", 7)
     session = site.model.chargers["CP1"].sessions[1]
-    assert session.transaction_id == 7
+    assert session.transaction_id == "7" and session.tx_number == 7
     site.send(ConnectorStatus(charger_id="CP1", at=0, connector=1, status="Finishing"))
     assert site.model.chargers["CP1"].sessions == {}
 
@@ -194,7 +194,7 @@ def test_a_measurement_of_a_missed_session_starts_it() -> None:
     site.send(Measured(charger_id="CP1", at=0, connector=1, current_a=(5.0, 5.0, 5.0)))
     assert site.model.chargers["CP1"].sessions == {}  # no transaction: nothing to follow
     site.send(Measured(charger_id="CP1", at=0, connector=1, transaction_id="9"))
-    assert site.model.chargers["CP1"].sessions[1].transaction_id == 9
+    assert site.model.chargers["CP1"].sessions[1].transaction_id == "9"
 
 
 def test_a_reboot_forgets_the_tx_profiles_and_resends_everything() -> None:
