@@ -6,7 +6,9 @@ the site, so what it guarantees is stated and property-tested (``tests/energy/te
 
 * it is never negative;
 * on every phase it lies within ``[grid - possible, grid - known]`` clamped at 0, where
-  ``possible`` is what the chargers' sessions may be drawing (their limits in force) and
+  ``possible`` is what the chargers' sessions may be drawing (their limits in force, or the
+  one before when it was higher and the grid reading is older than the change: a cut
+  acknowledged after the meter read is not in the reading yet) and
   ``known`` what they provably draw (what they last measured, capped at their limits): it is
   never below the metered load minus what the chargers can be drawing;
 * a phase on which every session has measured since its limit last changed gets the upper
@@ -44,6 +46,9 @@ class ChargerDraw:
     """What it last measured, per site phase (None: nothing yet)."""
     settled: bool
     """It measured after its limit in force last changed."""
+    before_a: float | None = None
+    """The limit before that one, when the grid reading is older than the change (the reading
+    may still carry the draw at it); None: the reading is newer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,8 @@ class NonEvBounds:
 def draw_bounds(draws: Iterable[ChargerDraw], follow_tolerance_a: float) -> NonEvBounds:
     """Add up the sessions: ``known`` counts what a session measured (capped at its limit);
     one that measured at its limit (within ``follow_tolerance_a``) after the limit took effect
-    follows it and counts at its limit; ``possible`` counts every session at its limit."""
+    follows it and counts at its limit; ``possible`` counts every session at its limit, or at
+    the one before if that was higher and the reading is older than the change."""
     known = [0.0, 0.0, 0.0]
     possible = [0.0, 0.0, 0.0]
     unsettled: set[Phase] = set()
@@ -69,8 +75,9 @@ def draw_bounds(draws: Iterable[ChargerDraw], follow_tolerance_a: float) -> NonE
         following = (
             draw.settled and measured is not None and max(measured) >= offered - follow_tolerance_a
         )
+        most = max(offered, draw.before_a or 0.0)  # what it may draw in the reading
         for p in draw.phases:
-            possible[p] += offered
+            possible[p] += most
             if following:
                 known[p] += offered
             elif measured is not None:

@@ -172,12 +172,15 @@ def plan_round(
         model.meter.hold = False
     eligible, pinned = collect(model, now, wall)
     base_non_ev: PerPhase | None = None
-    if grid is not None:
+    if grid is not None and sample is not None:
         if grid_role:
             draws = [
                 ChargerDraw(
                     phases=s.phases,
                     offered_a=s.offered_a,
+                    # A limit changed (acknowledged) after the meter read: the reading may
+                    # still carry the car's draw at the one before.
+                    before_a=session.offered_before if sample.at < session.offered_since else None,
                     measured_a=session.measured_a,
                     settled=session.measured_a is not None
                     and session.measured_at is not None

@@ -544,6 +544,7 @@ class SiteModel:
             session.paused_at = now
         if previous is None or offered < previous:
             session.cut_at = now
+        session.offered_before = previous
         session.last_offered = offered
         session.offered_since = now
 

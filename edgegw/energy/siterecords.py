@@ -120,6 +120,9 @@ class SessionRecord:
     paused_at: float | None = None
     last_offered: float | None = None
     offered_since: float = 0.0
+    offered_before: float | None = None
+    """The limit in force before ``offered_since`` (None: none): a grid reading taken before
+    then may still carry the car's draw at it."""
     cut_at: float = 0.0
     limit_a: float | None = None
     """Decided by the last round (None: not yet)."""

@@ -93,6 +93,22 @@ def test_a_held_estimate_out_of_the_bounds_gives_way_to_the_upper_bound() -> Non
     assert held == (34.0, 4.0, 4.0)
 
 
+def test_a_cut_acknowledged_after_the_reading_keeps_the_held_estimate() -> None:
+    # Cut from 16 A to 6 A after the meter read: the reading still has the car at 16 A. Counted
+    # at 6 A, its 10 A would look like building load (and pause cars that then look like
+    # building load too, round after round).
+    cut = ChargerDraw(
+        phases=ALL, offered_a=6, measured_a=(16.0, 16.0, 16.0), settled=False, before_a=16
+    )
+    estimate, held = estimate_non_ev((20.0, 20.0, 20.0), [cut], (4.0, 4.0, 4.0), TOL)
+    assert estimate == (4.0, 4.0, 4.0)
+    assert held == (4.0, 4.0, 4.0)
+    # Without the limit before (a reading newer than the cut), the car is at most at 6 A.
+    newer = ChargerDraw(phases=ALL, offered_a=6, measured_a=(16.0, 16.0, 16.0), settled=False)
+    estimate, _ = estimate_non_ev((20.0, 20.0, 20.0), [newer], (4.0, 4.0, 4.0), TOL)
+    assert estimate == (14.0, 14.0, 14.0)
+
+
 def test_a_settled_phase_never_keeps_a_held_estimate() -> None:
     estimate, held = estimate_non_ev(
         (30.0, 30.0, 30.0), [draw(16, (10.0, 10.0, 10.0))], (5.0, 5.0, 5.0), TOL
@@ -121,6 +137,7 @@ draws = st.builds(
     offered_a=amps,
     measured_a=st.none() | per_phase,
     settled=st.booleans(),
+    before_a=st.none() | amps,
 )
 held_values = st.tuples(*(st.none() | grid_amps for _ in range(3)))
 
@@ -156,10 +173,11 @@ def test_bounds_known_never_above_possible(sessions: list[ChargerDraw]) -> None:
     bounds = draw_bounds(sessions, TOL)
     for p in Phase:
         assert 0.0 <= bounds.known_a[p] <= bounds.possible_a[p] + EPS
-        # Possible is every session on the phase at its limit in force.
+        # Possible is every session on the phase at its limit in force, or at the one before
+        # when the reading predates the change and that one was higher.
         assert math.isclose(
             bounds.possible_a[p],
-            math.fsum(s.offered_a for s in sessions if p in s.phases),
+            math.fsum(max(s.offered_a, s.before_a or 0.0) for s in sessions if p in s.phases),
             abs_tol=EPS,
         )
 

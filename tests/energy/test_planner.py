@@ -471,3 +471,35 @@ def test_a_replayed_backlog_does_not_open_a_session_on_an_idle_connector() -> No
     assert site.model.chargers["CP1"].sessions == {}
     plan = site.round()
     assert plan.result.allocations == ()
+
+
+# ------------------------------------------------------------------ a grid sample older than a cut
+
+
+def test_a_sample_taken_before_a_cut_took_effect_pauses_nobody() -> None:
+    """The grid sample a round reads may be older than the acknowledgement of the last cut:
+    it still carries the cars' draw at their old limits. Counting the cars at their new
+    limits made that old draw look like building load, the estimate jumped, the next round
+    paused some cars, whose (also late) pause made it jump again, until every car was paused
+    (and held paused ``min_pause_s``): the closed-loop test's flake."""
+    ids = ["CP1", "CP2", "CP3"]
+    site = Site([{"id": cid} for cid in ids])
+    connected(site, *ids)
+    for n, cid in enumerate(ids, start=1):
+        site.plug(cid, n)
+    for _ in range(3):
+        site.round()
+        site.ack_all()
+    for cid in ids:
+        site.measure(cid, site.model.chargers[cid].offered(1))
+    site.round()
+    assert site.limits() == {f"{cid}/1": 11.3 for cid in ids}  # (40 - 2 - 4) / 3, in 0.1 A
+    site.building = (16.0, 16.0, 16.0)
+    for _ in range(4):
+        late = site.sample()  # the meter reads, then the cut (or pause) is acknowledged
+        site.now += 0.1
+        site.ack_all()
+        site.round(sample=late, advance=0.1)
+    site.ack_all()
+    site.round()
+    assert site.limits() == {f"{cid}/1": 7.3 for cid in ids}  # (40 - 2 - 16) / 3
