@@ -273,19 +273,29 @@ class Authorizer(_InstallerCards):
 
         Valid cards first (the charger's own private cards, then the installer's, then the
         cloud's), then Blocked ones (so a lost card is refused even by a charger that cannot
-        reach the gateway), then the other refused ones. Installer cards limited to other
-        chargers are left out; an installer card hides the cloud's entry for the same card.
-        A charger whose list is shorter keeps the head of this list.
+        reach the gateway), then the other refused ones, last the installer cards limited to
+        other chargers (listed Invalid here: a charger deciding from its own list refuses them).
+        An installer card hides the cloud's entry for the same card. A charger whose list is
+        shorter keeps the head of this list.
         """
         groups = self._groups
         if groups is None:
             groups = self._groups = _Groups.build(
                 self._cards.values(), self._cloud, self._clock(), self._access
             )
+        not_here = [entry for entry, places in groups.elsewhere if charger_id not in places]
         own = groups.restricted.get(charger_id)
         if own is None:
-            return [*groups.shared[0], *groups.shared[1], *groups.shared[2]]
-        return [*own[0], *groups.shared[0], *own[1], *groups.shared[1], *own[2], *groups.shared[2]]
+            return [*groups.shared[0], *groups.shared[1], *groups.shared[2], *not_here]
+        return [
+            *own[0],
+            *groups.shared[0],
+            *own[1],
+            *groups.shared[1],
+            *own[2],
+            *groups.shared[2],
+            *not_here,
+        ]
 
 
 __all__ = [

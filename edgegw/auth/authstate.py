@@ -47,11 +47,16 @@ class _Groups:
 
     shared: tuple[list[ListEntry], list[ListEntry], list[ListEntry]]
     restricted: dict[str, tuple[list[ListEntry], list[ListEntry], list[ListEntry]]]
+    elsewhere: list[tuple[ListEntry, frozenset[str]]]
+    """Restricted cards as every *other* charger lists them (refused), with the chargers that
+    list them as their own: a charger that decides from its own list (offline, or
+    LocalPreAuthorize) refuses a private bay's card instead of trusting an old cache entry."""
 
     @classmethod
     def build(cls, cards: Iterable[Card], cloud: CloudList, now: float, access: Access) -> _Groups:
         shared: tuple[list[ListEntry], list[ListEntry], list[ListEntry]] = ([], [], [])
         restricted: dict[str, tuple[list[ListEntry], list[ListEntry], list[ListEntry]]] = {}
+        elsewhere: list[tuple[ListEntry, frozenset[str]]] = []
         installer: set[str] = set()
         for card in sorted(cards, key=lambda c: c.key):
             installer.add(card.key)
@@ -64,6 +69,9 @@ class _Groups:
                 continue
             for charger_id in standing:
                 restricted.setdefault(charger_id, ([], [], []))[rank].append(entry)
+            refused = info if rank else IdTagInfo(AuthStatus.INVALID, None, info.parent_id)
+            places = standing | frozenset(shared_until)
+            elsewhere.append((ListEntry(card.id, refused, ListSource.INSTALLER), places))
             for charger_id, until in shared_until.items():
                 # A share's end is the entry's expiry: the charger refuses the card after it.
                 end = datetime.fromtimestamp(until, UTC)
@@ -77,7 +85,7 @@ class _Groups:
             if info.status is AuthStatus.CONCURRENT_TX:
                 info = IdTagInfo(AuthStatus.ACCEPTED, info.expiry, info.parent_id)
             shared[_rank(info, now)].append(ListEntry(cloud_entry.card, info, ListSource.CLOUD))
-        return cls(shared, restricted)
+        return cls(shared, restricted, elsewhere)
 
 
 async def _bulk(apply: Callable[[CardId], bool], cards: list[CardId]) -> None:

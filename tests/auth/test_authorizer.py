@@ -377,7 +377,9 @@ async def test_local_list_order_and_scope(open_auth: Opener) -> None:
         (CAROL.canonical, "Blocked", ListSource.INSTALLER),
         ("CC33DD44", "Blocked", ListSource.CLOUD),
     ]
-    assert BOB.canonical not in [e.card.canonical for e in auth.local_list("CP1")]
+    elsewhere = [(e.card.canonical, e.info.status.value) for e in auth.local_list("CP1")]
+    assert elsewhere[-1] == (BOB.canonical, "Invalid")  # the bay's card, refused elsewhere
+    assert elsewhere.count((BOB.canonical, "Invalid")) == 1
 
 
 # ------------------------------------------------------------------ groups and shares
@@ -407,7 +409,14 @@ async def test_groups_and_shares_decide_fill_local_lists_and_survive_a_restart(
 
     assert set(listed("CP1")) == {"E43AC9D2", "04A1B2C3D4E5F6"}
     assert listed("CP1")["04A1B2C3D4E5F6"].expiry == datetime.fromtimestamp(NOW + 3600, UTC)
-    assert set(listed("CP9")) == {"04A1B2C3D4E5F6"} and set(listed("CP5")) == set()
+    assert listed("CP1")["04A1B2C3D4E5F6"].status is AuthStatus.ACCEPTED
+    # Where a card may not charge, the charger's own list refuses it.
+    assert listed("CP9")["04A1B2C3D4E5F6"].status is AuthStatus.ACCEPTED
+    assert listed("CP9")["E43AC9D2"].status is AuthStatus.INVALID
+    assert {k: v.status for k, v in listed("CP5").items()} == {
+        "E43AC9D2": AuthStatus.INVALID,
+        "04A1B2C3D4E5F6": AuthStatus.INVALID,
+    }
 
     clock.now = NOW + 3600  # the share has ended
     ended = auth.decide("CP2", "04A1B2C3D4E5F6", fmt=IdTagFormat.HEX)

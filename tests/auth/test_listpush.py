@@ -140,6 +140,7 @@ async def test_full_list_in_each_chargers_format(site: Site) -> None:
         tag(ALICE, F.HEX_REVERSED): "Accepted",
         "22bb11aa": "Accepted",
         tag(CAROL, F.HEX_REVERSED): "Blocked",
+        tag(BOB, F.HEX_REVERSED): "Invalid",  # CP1's own card: refused by the KEBA's own list
     }
     assert [p["updateType"] for p in pushes(keba)] == ["Full"]
     status = pusher.status("CP1")
