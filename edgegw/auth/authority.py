@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from edgegw.auth.authorizer import Authorizer
+from edgegw.auth.cloudanswers import CardWrite
 from edgegw.config import Config
 from edgegw.proxy.hooks import SiteOverride
 from edgegw.store.sessions import priced_times
@@ -113,8 +114,8 @@ class SiteCards:
         )
         return dict(decision.id_tag_info)
 
-    async def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> None:
-        await self.authorizer.learn(id_tag, id_tag_info, charger_id=charger_id)
+    def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> CardWrite | None:
+        return self.authorizer.learn_now(id_tag, id_tag_info, charger_id=charger_id)[1]
 
     async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         if action == "GetLocalListVersion":

@@ -16,6 +16,11 @@ the gateway decides from it. Differences from a charger's cache, and why:
 * Tags on a local list are never cached (spec); the authorizer enforces that, since only it
   knows the lists.
 
+An answer the cloud repeats (same ``idTagInfo``) refreshes the entry in memory but is written to
+disk at most once per :data:`REWRITE_AFTER` (or a tenth of ``max_age``, if shorter): most answers
+repeat the last one, and each write costs the SD card. After a restart such an entry reads as
+learnt when it was last written, so it may be trusted up to that much less long.
+
 The cache is bounded: when full, not-valid entries go first (refusals, then entries whose
 ``expiryDate`` passed), then the oldest valid ones; the answer just learned is never the one
 evicted (a fresh Blocked is the most useful entry there is). Both orders are kept incrementally, so
@@ -35,6 +40,8 @@ from typing import Final
 from edgegw.auth.locallist import AuthStatus, IdTagInfo
 
 DAY: Final = 86_400.0
+REWRITE_AFTER: Final = 3600.0
+"""How long an unchanged answer may go without being written again (seconds)."""
 
 
 def cache_key(id_tag: str) -> str:
@@ -49,14 +56,21 @@ class CacheEntry:
     id_tag: str
     info: IdTagInfo
     learned_at: float
+    stored_at: float | None = None
+    """``learned_at`` of the row on disk when it is older (an unchanged answer not rewritten)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Learned:
-    """What :meth:`AuthCache.learn` changed: the entry written and the keys evicted for it."""
+    """What :meth:`AuthCache.learn` changed: the entry and the keys evicted for it.
+
+    ``unchanged``: the cloud repeated what the disk already says, recently enough that the
+    row need not be written again (``evicted`` is then empty).
+    """
 
     entry: CacheEntry
     evicted: tuple[str, ...]
+    unchanged: bool = False
 
 
 class AuthCache:
@@ -104,9 +118,16 @@ class AuthCache:
             return None
         if info.status is AuthStatus.CONCURRENT_TX:
             info = IdTagInfo(AuthStatus.ACCEPTED, info.expiry, info.parent_id)
-        entry = CacheEntry(cache_key(id_tag), info, now)
-        self.discard(entry.id_tag)
+        key = cache_key(id_tag)
+        before = self._valid.pop(key, None) or self._invalid.pop(key, None)
         evicted = self._shrink(now, room_for=1)
+        if before is not None and before.info == info and not evicted:
+            stored = before.learned_at if before.stored_at is None else before.stored_at
+            if now - stored < min(REWRITE_AFTER, self.max_age / 10):
+                entry = CacheEntry(key, info, now, stored_at=stored)
+                self._insert(entry)
+                return Learned(entry, (), unchanged=True)
+        entry = CacheEntry(key, info, now)
         self._insert(entry)
         return Learned(entry, tuple(evicted))
 

@@ -5,16 +5,41 @@ idTag format detected from them) and its ``SendLocalList``, mirrored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 from edgegw.auth.authstate import _CONFIRMATIONS, _AuthorizerState, _bulk
 from edgegw.auth.cache import CacheEntry, cache_key
 from edgegw.auth.idtags import CardId, CardLookup, IdTagFormat
 from edgegw.auth.locallist import CloudEntry, IdTagInfo, ListUpdate
-from edgegw.store.cards import DetectedFormat
+from edgegw.store.cards import CardStore, DetectedFormat
 
 log = logging.getLogger("edgegw.auth.authorizer")
+
+
+class CardWrite:
+    """A card-cache change still to be written to disk: ``await`` it (once) to write it."""
+
+    __slots__ = ("_deleted", "_entry", "_store")
+
+    def __init__(
+        self,
+        store: CardStore,
+        entry: CacheEntry | None = None,
+        deleted: tuple[str, ...] = (),
+    ) -> None:
+        self._store = store
+        self._entry = entry
+        self._deleted = deleted
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._write().__await__()
+
+    async def _write(self) -> None:
+        if self._entry is None:
+            await self._store.cache_delete(self._deleted)
+        else:
+            await self._store.cache_put(self._entry, self._deleted)
 
 
 class _CloudAnswers(_AuthorizerState):
@@ -70,14 +95,33 @@ class _CloudAnswers(_AuthorizerState):
         charger_id: str | None = None,
         now: float | None = None,
     ) -> bool:
+        """Cache the cloud's ``idTagInfo`` for ``id_tag`` and write it to disk (see
+        :meth:`learn_now`). Returns whether it was cached."""
+        cached, write = self.learn_now(id_tag, id_tag_info, charger_id=charger_id, now=now)
+        if write is not None:
+            await write
+        return cached
+
+    def learn_now(
+        self,
+        id_tag: str,
+        id_tag_info: Mapping[str, Any],
+        *,
+        charger_id: str | None = None,
+        now: float | None = None,
+    ) -> tuple[bool, CardWrite | None]:
         """Cache the cloud's ``idTagInfo`` for ``id_tag`` (from Authorize, Start- or
-        StopTransaction). Returns whether it was cached: tags on a local list never are, and
-        ``charger_id`` (when given) says which format to read the tag in for that check."""
+        StopTransaction) in memory at once, where every decision reads it, and return whether
+        it was cached and the disk write still to do (None when there is nothing to write).
+
+        Tags on a local list are never cached, and ``charger_id`` (when given) says which
+        format to read the tag in for that check. The write may run later (the bookkeeper's
+        queue), as long as the writes of one tag run in the order they were made."""
         try:
             info = IdTagInfo.from_ocpp(id_tag_info)
         except ValueError as exc:
             log.warning("cloud answer for %r not cached: %s", id_tag, exc)
-            return False
+            return False, None
         t = self._clock() if now is None else now
         fmt = IdTagFormat.AUTO if charger_id is None else self._configured_format(charger_id)
         hit = self._installer.lookup(id_tag, fmt)
@@ -88,15 +132,16 @@ class _CloudAnswers(_AuthorizerState):
                 self._detect(charger_id, hit, t)
             self._note_conflict(hit.card, info, id_tag)
             if self._cache.discard(id_tag):
-                await self._store.cache_delete([cache_key(id_tag)])
-            return False
+                return False, CardWrite(self._store, deleted=(cache_key(id_tag),))
+            return False, None
         if hit.random_uid:
-            return False
+            return False, None
         learned = self._cache.learn(id_tag, info, t)
         if learned is None:
-            return False
-        await self._store.cache_put(learned.entry, learned.evicted)
-        return True
+            return False, None
+        if learned.unchanged:
+            return True, None
+        return True, CardWrite(self._store, learned.entry, learned.evicted)
 
     def _note_conflict(self, card: CardId, info: IdTagInfo, id_tag: str) -> None:
         listed: IdTagInfo | None = None

@@ -68,8 +68,12 @@ class CardAuthority(SiteAuthority, Protocol):
     def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
         """The OCPP idTagInfo for ``id_tag`` presented at ``charger_id``, decided locally."""
 
-    async def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> None:
-        """Remember what the cloud answered for ``id_tag`` presented at ``charger_id``."""
+    def learn(
+        self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]
+    ) -> Awaitable[None] | None:
+        """Remember what the cloud answered for ``id_tag`` presented at ``charger_id``, at once
+        (the next decision, at any charger, reads it); return the disk write still to do, to
+        await later in the order of the answers, or None."""
 
     async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Answer SendLocalList / GetLocalListVersion from the cloud."""

@@ -138,8 +138,6 @@ class ChargerSession:
         self._clock = clock
         self._waiters: dict[str, asyncio.Future[CallResult | CallError]] = {}
         self._released = asyncio.Event()
-        self._learning: asyncio.Future[None] | None = None
-        """The last card answer of this charger handed to the store's bookkeeping writer."""
         self.closing = False
         self._spoken: str | None = None
         """The OCPP version of this session's connections (and cloud link); None: none yet."""
@@ -389,7 +387,6 @@ class ChargerSession:
                 # The disconnect event follows and the link re-routes what was in flight.
                 log.debug("%s: cloud gone before a frame could be sent", self.charger_id)
         elif isinstance(command, AnswerLocally):
-            await self._cards_learnt()
             if command.queue:
                 answer, queued = await self._responder.queue(self.charger_id, command.call)
                 self._feed(self.link.local_answer(command.call.id, answer, queued))
@@ -566,10 +563,10 @@ class ChargerSession:
             store.record_status(self.charger_id, record.payload)  # kept in memory, batched
             return
         if isinstance(record, LearnCard):
-            cards, id_tag, info = self._responder.cards, record.id_tag, record.info
-            self._learning = store.bookkeeping.post(
-                lambda: cards.learn(self.charger_id, id_tag, info), "a card answer"
-            )
+            # Memory now (decisions read it), the disk in the bookkeeper's order.
+            write = self._responder.cards.learn(self.charger_id, record.id_tag, record.info)
+            if write is not None:
+                store.bookkeeping.post(lambda: write, "a card answer")
         elif isinstance(record, RecordBoot):
             store.record_boot(self.charger_id, record.payload)
         elif isinstance(record, RecordStart):
@@ -582,14 +579,6 @@ class ChargerSession:
             lambda: self._store.event(kind, message, charger_id=self.charger_id, data=data),
             "an event",
         )
-
-    async def _cards_learnt(self) -> None:
-        """Before the gateway answers for itself: the cards the cloud answered for in this
-        charger's earlier exchanges are learnt, as when learning was awaited inline. (Sessions
-        need no such wait: the gateway's own records queue behind the relay's.)"""
-        learning = self._learning
-        if learning is not None and not learning.done():
-            await learning
 
 
 def _message_ids() -> Callable[[], str]:

@@ -12,6 +12,7 @@ import pytest
 
 from edgegw.auth.access import CardGroup, Share
 from edgegw.auth.authorizer import Authorizer, Decision, Layer
+from edgegw.auth.cache import REWRITE_AFTER
 from edgegw.auth.idtags import CardId, IdTagFormat, render
 from edgegw.auth.locallist import (
     AuthStatus,
@@ -178,6 +179,33 @@ async def test_lists_beat_the_cache_and_list_tags_are_never_cached(open_auth: Op
     assert not await auth.learn(ALICE.canonical, {"status": "Accepted"})
     assert auth.cached(ALICE.canonical) is None
     assert not await auth.learn(render(ALICE, F.HEX_REVERSED), {"status": "Accepted"})
+
+
+async def test_an_answer_the_cloud_repeats_is_not_written_again_for_a_while(
+    open_auth: Opener, clock: Clock
+) -> None:
+    """Memory always has the cloud's latest answer; the disk gets a repeat only once per
+    REWRITE_AFTER (an SD card's writes), and every change at once."""
+    auth = await open_auth(unknown_cards="reject", cache_days=10)
+    first = auth.learn_now("55667788", {"status": "Accepted"})[1]
+    assert first is not None
+    await first
+    clock.now = NOW + 60
+    cached, write = auth.learn_now("55667788", {"status": "Accepted"})
+    assert cached and write is None  # nothing to write
+    entry = auth.cached("55667788")
+    assert entry is not None and entry.learned_at == NOW + 60  # memory refreshed
+    clock.now = NOW + 120
+    assert await auth.learn("AA11BB22", {"status": "Accepted"})
+    await auth.learn("AA11BB22", {"status": "Blocked"})  # a change: written
+    clock.now = NOW + 120 + REWRITE_AFTER
+    await auth.learn("AA11BB22", {"status": "Blocked"})  # unchanged, but long ago: written
+
+    auth = await open_auth(unknown_cards="reject", cache_days=10)  # what the disk kept
+    repeated, changed = auth.cached("55667788"), auth.cached("AA11BB22")
+    assert repeated is not None and repeated.learned_at == NOW
+    assert changed is not None and changed.info.status is AuthStatus.BLOCKED
+    assert changed.learned_at == NOW + 120 + REWRITE_AFTER
 
 
 async def test_cached_refusal_and_cloud_expiry(open_auth: Opener, clock: Clock) -> None:

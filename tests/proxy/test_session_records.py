@@ -49,3 +49,33 @@ async def test_calls_are_answered_while_the_records_wait_for_the_database(
         [session] = await store.transactions("CP1")
         assert session.transaction_id == started[2]["transactionId"]
         assert session.origin == "cloud"
+
+
+async def test_a_card_the_cloud_just_refused_is_refused_offline_at_another_charger(
+    cloud: SimCloud, make_gateway: GatewayFactory
+) -> None:
+    """The cache a decision reads is the one in memory, and it changes when the cloud answers:
+    a refusal heard at CP1 holds at CP2 at once, though its database row still waits."""
+    gateway = await make_gateway(cloud_url=cloud.url)
+    store = gateway.store
+    assert store is not None
+    async with (
+        raw_charger(gateway_url(gateway), "CP1") as cp1,
+        raw_charger(gateway_url(gateway), "CP2") as cp2,
+    ):
+        for cp, charger_id in ((cp1, "CP1"), (cp2, "CP2")):
+            await cp.call("BootNotification", BOOT)
+            await cloud.wait_connected(charger_id)
+        accepted = await cp1.call("Authorize", {"idTag": "GOODTAG"})
+        assert accepted[2]["idTagInfo"]["status"] == "Accepted"
+        await store.bookkeeping.settled()  # the card is cached as Accepted, also on disk
+        async with store.db.transaction(), asyncio.timeout(DEADLOCK_GUARD_S):
+            # A backlog: the boot's record waits for this lock, the card answer behind it.
+            await cp1.call("BootNotification", BOOT)
+            cloud.blocked_tags.add("GOODTAG")
+            blocked = await cp1.call("Authorize", {"idTag": "GOODTAG"})
+            assert blocked[2]["idTagInfo"]["status"] == "Blocked"
+            await cloud.stop()
+            await cloud.wait_disconnected("CP2")
+            offline = await cp2.call("Authorize", {"idTag": "GOODTAG"})
+        assert offline[2]["idTagInfo"]["status"] == "Blocked"
