@@ -17,10 +17,12 @@ still share the cores: the figures are a floor, not a ceiling).
 Printed per step: chargers, relayed calls/s and messages/s (a call and its answer are two
 messages, each crossing the gateway once), lost messages, round trip p50/p99 as the charger
 sees it (charger -> gateway -> cloud -> back), the gateway's CPU time per 1,000 messages and
-its peak RSS (VmHWM). A message is lost when its answer never came (``--timeout``), came as a
-CALLERROR, or the cloud never saw it (answered by the gateway in the cloud's place). The ramp
-stops at the first step that loses a message or whose p99 is over ``--max-p99-ms``.
-Not part of the test suite.
+its peak RSS (VmHWM). After each step the same load runs through a byte-pipe relay
+(``bytepipe.py``: copies frames, parses and stores nothing) as the floor, and a line compares
+the two (``--no-floor`` skips it). A message is lost when its answer never came
+(``--timeout``), came as a CALLERROR, or the cloud never saw it (answered by the gateway in the
+cloud's place). The ramp stops at the first step that loses a message or whose p99 is over
+``--max-p99-ms``. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -540,6 +542,7 @@ class Step:
     peak_rss_mib: float
     connect_s: float
     problems: list[str]
+    relay: str = "edgegw"
 
     def passed(self, max_p99_ms: float) -> bool:
         return self.lost == 0 and self.up == self.chargers and self.p99_ms <= max_p99_ms
@@ -549,12 +552,25 @@ class Step:
             f"{self.chargers:6d} {self.up:6d} {self.calls_per_s:8.0f} {self.calls_per_s * 2:8.0f}"
             f" {self.lost:5d} {self.p50_ms:8.2f} {self.p99_ms:8.2f}"
             f" {self.cpu_ms_per_1000:10.1f} {self.peak_rss_mib:8.1f} {self.connect_s:9.1f}"
+            f"  {self.relay}"
         )
 
 
+def against_floor(step: Step, floor: Step) -> str:
+    """The gateway's figures as multiples of (or additions to) the byte-pipe relay's."""
+    cpu = step.cpu_ms_per_1000 / floor.cpu_ms_per_1000
+    return (
+        f"       edgegw vs byte-pipe: CPU per 1k x{cpu:.2f}"
+        f" (target <= 1.3), p99 {step.p99_ms - floor.p99_ms:+.2f} ms,"
+        f" RSS {step.peak_rss_mib - floor.peak_rss_mib:+.1f} MiB"
+    )
+
+
 HEADER = (
-    "chargers     up  calls/s   msgs/s  lost  p50(ms)  p99(ms)  CPU ms/1k  RSS MiB  set-up s\n"
-    "----------------------------------------------------------------------------------------"
+    "chargers     up  calls/s   msgs/s  lost  p50(ms)  p99(ms)  CPU ms/1k  RSS MiB  set-up s"
+    "  relay\n"
+    "-----------------------------------------------------------------------------------------"
+    "---------"
 )
 
 
@@ -578,6 +594,20 @@ async def profile(pid: int, seconds: float, out: Path) -> None:
     await spy.wait()
 
 
+async def start_pipe(cloud_port: int) -> tuple[asyncio.subprocess.Process, str]:
+    """Run the byte-pipe relay (``bytepipe.py``, its own process); its process and URL."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("bytepipe.py")),
+        "--cloud",
+        f"ws://127.0.0.1:{cloud_port}/ocpp",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    ready = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    return proc, f"ws://127.0.0.1:{int(ready.split()[1])}/ocpp"
+
+
 async def run_step(
     n: int,
     plan: Plan,
@@ -586,8 +616,15 @@ async def run_step(
     tmp: Path,
     *,
     profile_dir: Path | None = None,
+    pipe: bool = False,
 ) -> tuple[Step, GroupStats]:
-    proc, url, sock = await start_gateway(tmp, f"capacity{n}", cloud.port)
+    """One step through the gateway, or (``pipe``) through the byte-pipe relay."""
+    sock = None
+    if pipe:
+        proc, url = await start_pipe(cloud.port)
+        profile_dir = None
+    else:
+        proc, url, sock = await start_gateway(tmp, f"capacity{n}", cloud.port)
     fleet: Fleet | None = None
     spy: asyncio.Task[None] | None = None
     try:
@@ -614,7 +651,8 @@ async def run_step(
         if fleet is not None:
             fleet.kill()
         await stop_gateway(proc)
-        sock.close()
+        if sock is not None:
+            sock.close()
     p50, p99 = rtt_figures(stats)
     messages = stats.answered * 2
     step = Step(
@@ -629,6 +667,7 @@ async def run_step(
         peak_rss_mib=rss / 2**20,
         connect_s=connect_s,
         problems=stats.problems,
+        relay="byte-pipe" if pipe else "edgegw",
     )
     return step, stats
 
@@ -681,6 +720,11 @@ async def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="directory: py-spy the gateway in each window (raw stacks)"
     )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the byte-pipe relay (bytepipe.py) run after each step under the same load",
+    )
     add_load_arguments(parser)
     args = parser.parse_args()
     plan = plan_from(args)
@@ -702,6 +746,10 @@ async def main() -> None:
                 print(step.line(), flush=True)
                 for problem in step.problems[:3]:
                     print("     ", problem)
+                if not args.no_floor:
+                    floor, _ = await run_step(n, plan, args.workers, cloud, Path(tmp), pipe=True)
+                    print(floor.line(), flush=True)
+                    print(against_floor(step, floor), flush=True)
                 if not step.passed(args.max_p99_ms):
                     why = "lost messages" if step.lost else "chargers not up"
                     if step.lost == 0 and step.up == step.chargers:
