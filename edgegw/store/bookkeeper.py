@@ -13,7 +13,14 @@ other charger's bookkeeping. The :class:`Bookkeeper` is one queue and one task (
   every record handed in before them (is this transaction still open?).
 
 The order is one order for all jobs, so a stop recorded by the gateway never overtakes the
-start the relay handed in a moment earlier. The durability rule is untouched: outbox commits
+start the relay handed in a moment earlier.
+
+Given a ``batch`` (:meth:`~edgegw.store.db.Database.batch`), the jobs queued when the writer
+turns to them (at most :data:`BATCH_MAX`) run in one database transaction, each job's own
+transaction a SAVEPOINT of it: one commit for all of them, each page written once (an SD card
+wears by the page), and a job that fails leaves nothing and sinks no other. Futures (posted or
+waited for) are settled after the commit, so a caller that waits knows its record is committed;
+a commit that fails fails every job of the batch. The durability rule is untouched: outbox commits
 (:mod:`edgegw.store.outbox`) never go through here.
 """
 
@@ -23,7 +30,8 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import Any, Final, TypeVar
 
 from edgegw.tasks import TaskOwner
 
@@ -33,13 +41,20 @@ T = TypeVar("T")
 Job = Callable[[], Awaitable[Any]]
 
 _WARN_EVERY_S = 60.0
+BATCH_MAX: Final = 50
+"""Jobs per transaction at most: other writers (the outbox) wait for a batch's commit."""
+Batch = Callable[[], AbstractAsyncContextManager[object]]
 
 
 class Bookkeeper:
     """Runs jobs one at a time, in order, on its own task. :meth:`close` runs what is queued."""
 
-    def __init__(self, name: str, *, clock: Callable[[], float]) -> None:
-        self._jobs: deque[tuple[Job, asyncio.Future[Any] | None, str]] = deque()
+    def __init__(
+        self, name: str, *, clock: Callable[[], float], batch: Batch | None = None
+    ) -> None:
+        self._jobs: deque[tuple[Job, asyncio.Future[Any], str | None]] = deque()
+        """Each job, its future and, for a posted job, what to call it in the log."""
+        self._batch: Batch = batch or nullcontext
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -54,25 +69,18 @@ class Bookkeeper:
     def post(self, job: Job, what: str) -> asyncio.Future[None]:
         """Hand in a job and return at once; ``what`` names it in the log if it fails.
 
-        The future returned is done once the job has run (failed or not): a caller that needs
-        its own later work ordered after this record can wait for it, nobody has to.
+        The future returned is done once the job has run (failed or not) and its batch was
+        committed: a caller that needs its own later work ordered after this record can wait
+        for it, nobody has to.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def posted() -> None:
-            try:
-                await job()
-            finally:
-                if not done.done():
-                    done.set_result(None)
-
-        self._put(posted, None, what)
+        self._put(job, done, what)
         return done
 
     async def run(self, job: Callable[[], Awaitable[T]]) -> T:
         """Hand in a job after those already queued and wait for its result (or error)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._put(job, future, "")
+        self._put(job, future, None)
         return await future
 
     async def settled(self) -> None:
@@ -82,10 +90,10 @@ class Bookkeeper:
             return
         await self.run(_nothing)
 
-    def _put(self, job: Job, future: asyncio.Future[Any] | None, what: str) -> None:
+    def _put(self, job: Job, future: asyncio.Future[Any], what: str | None) -> None:
         if self._stopping:
             raise RuntimeError("the store is closing")
-        if future is not None and asyncio.current_task() in self._tasks.tasks:
+        if what is None and asyncio.current_task() in self._tasks.tasks:
             # A job waiting for a job queued behind itself would wait for ever.
             raise RuntimeError("a bookkeeping job cannot wait for the bookkeeper")
         self._jobs.append((job, future, what))
@@ -95,22 +103,37 @@ class Bookkeeper:
     async def _loop(self) -> None:
         while True:
             while self._jobs:
-                job, future, what = self._jobs.popleft()
-                try:
-                    value = await job()
-                except Exception as exc:
-                    if future is None:
-                        self._failed(what, exc)
-                    elif not future.done():
-                        future.set_exception(exc)
-                else:
-                    if future is not None and not future.done():
-                        future.set_result(value)
+                await self._drain()
             self._idle.set()
             if self._stopping:
                 return
             self._wake.clear()
             await self._wake.wait()
+
+    async def _drain(self) -> None:
+        """Run the jobs queued now (up to BATCH_MAX) in one batch, then settle their futures."""
+        taken = [self._jobs.popleft() for _ in range(min(len(self._jobs), BATCH_MAX))]
+        outcomes: list[tuple[Any, Exception | None]] = []
+        try:
+            async with self._batch():
+                for job, _, _ in taken:
+                    try:
+                        outcomes.append((await job(), None))
+                    except Exception as exc:  # one failing job must not sink the others
+                        outcomes.append((None, exc))
+        except Exception as exc:  # the batch's transaction (begin or commit) failed
+            outcomes = [(None, exc)] * len(taken)
+        for (_, future, what), (value, error) in zip(taken, outcomes, strict=True):
+            if future.done():
+                continue
+            if what is not None:  # posted: logged, never raised to the poster
+                if error is not None:
+                    self._failed(what, error)
+                future.set_result(None)
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.failed += 1

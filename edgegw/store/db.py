@@ -41,6 +41,8 @@ class Database:
         self.path = path
         # One connection, many coroutines: write transactions take turns.
         self._write_lock = asyncio.Lock()
+        self._batch_task: asyncio.Task[Any] | None = None
+        """The task whose writes share one transaction (see :meth:`batch`), if any."""
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -127,8 +129,31 @@ class Database:
             raise
 
     @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """One write transaction for the writes the calling task makes until it leaves: each
+        of its :meth:`transaction` blocks becomes a SAVEPOINT of it, so one that fails leaves
+        nothing and the others are committed together (one commit, each page written once).
+
+        Only the calling task's own transactions join (other tasks wait for the commit, as
+        for any transaction): so it must not wait, inside, for another task that writes.
+        """
+        async with self.transaction():
+            self._batch_task = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._batch_task = None
+
+    @asynccontextmanager
     async def transaction(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction; ``durable`` commits with ``synchronous=FULL``."""
+        """A write transaction; ``durable`` commits with ``synchronous=FULL``. Inside a
+        :meth:`batch` of the same task: a SAVEPOINT of it (``durable`` may not be asked)."""
+        if self._batch_task is not None and asyncio.current_task() is self._batch_task:
+            if durable:
+                raise RuntimeError("a durable write cannot join a batch (it commits later)")
+            async with self._savepoint() as conn:
+                yield conn
+            return
         async with self._write_lock:
             if durable:
                 await self.conn.execute("PRAGMA synchronous=FULL")
@@ -143,6 +168,21 @@ class Database:
             finally:
                 if durable:
                     await self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    @asynccontextmanager
+    async def _savepoint(self) -> AsyncIterator[aiosqlite.Connection]:
+        await self.conn.execute("SAVEPOINT batched_write")
+        try:
+            yield self.conn
+        except BaseException:
+            # A statement error that made SQLite abandon the whole transaction (disk full, I/O
+            # error) leaves no savepoint to go back to: the batch's commit then fails.
+            if self.conn.in_transaction:
+                await asyncio.shield(self.conn.execute("ROLLBACK TO batched_write"))
+                await asyncio.shield(self.conn.execute("RELEASE batched_write"))
+            raise
+        else:
+            await self.conn.execute("RELEASE batched_write")
 
     async def _rollback(self) -> None:
         # aiosqlite runs statements in order on its own thread, even when the awaiting task was

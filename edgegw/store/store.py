@@ -134,7 +134,7 @@ class Store:
         self._tasks = TaskOwner("store")
         self._stopping = asyncio.Event()
         self.outbox = Outbox(db, clock)
-        self.bookkeeping = Bookkeeper("store-records", clock=clock)
+        self.bookkeeping = Bookkeeper("store-records", clock=clock, batch=db.batch)
         """One writer, in order, for sessions and boots (and what callers post: card answers,
         events): see :mod:`edgegw.store.bookkeeper`."""
         self.pricer: StopPricer | None = None

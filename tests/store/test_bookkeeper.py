@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,66 @@ async def test_a_job_that_waits_for_the_bookkeeper_is_refused_not_hung() -> None
             await keeper.run(waits)
     finally:
         await keeper.close()
+
+
+def _wal_frames(db_path: Path) -> int:
+    """Pages appended to the write-ahead log so far (each commit appends the pages it changed)."""
+    wal = db_path.with_name(db_path.name + "-wal")
+    return max(0, (wal.stat().st_size - 32) // (4096 + 24)) if wal.exists() else 0
+
+
+async def test_jobs_queued_together_are_committed_together(tmp_path: Path) -> None:
+    """One commit for what was queued, not one per job: the page is written once (SD card)."""
+    path = tmp_path / "db"
+    store = await Store.open(path)
+    try:
+        await store.event("test.first", "before")
+        await store.bookkeeping.settled()
+        frames = _wal_frames(path)
+        for n in range(20):
+            store.bookkeeping.post(lambda n=n: store.event("test.n", f"event {n}"), "an event")
+        await store.bookkeeping.settled()
+        written = _wal_frames(path) - frames
+        assert [e[3] for e in await store.events(21)][:20] == [
+            f"event {n}" for n in range(19, -1, -1)
+        ]
+        assert 0 < written <= 4  # twenty commits wrote the events page twenty times
+    finally:
+        await store.close()
+
+
+async def test_a_failing_job_of_a_batch_leaves_nothing_and_sinks_no_other(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    store = await Store.open(path)
+    keeper = store.bookkeeping
+    tasks = TaskOwner("test")
+
+    async def insert(message: str, *, fail: bool = False) -> str:
+        async with store.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO events (at, kind, message) VALUES (0, 'test', ?)", (message,)
+            )
+            if fail:
+                raise OSError("the job failed after its insert")
+        return message
+
+    gate = asyncio.Event()
+    try:
+        keeper.post(gate.wait, "the gate")  # what is posted with it shares its transaction
+        keeper.post(lambda: insert("kept 1"), "a test record")
+        keeper.post(lambda: insert("posted, failed", fail=True), "a test record")
+        waited = tasks.spawn(keeper.run(lambda: insert("waited, failed", fail=True)), "waited")
+        last = tasks.spawn(keeper.run(lambda: insert("kept 2")), "last")
+        await asyncio.sleep(0)
+        gate.set()
+        assert await last == "kept 2"
+        with pytest.raises(OSError, match="after its insert"):
+            await waited  # a waiting caller gets its own error
+        assert keeper.failed == 1  # the posted one: logged, not raised
+        # Committed once the waiting caller has its answer: another connection sees it.
+        with sqlite3.connect(path) as other:
+            rows = other.execute("SELECT message FROM events WHERE kind = 'test'").fetchall()
+        assert [r[0] for r in rows] == ["kept 1", "kept 2"]
+    finally:
+        await tasks.close()
+        await store.close()
