@@ -7,7 +7,9 @@ from the per-address admission limits: every simulated charger comes from 127.0.
 database in ``--dir`` (a temporary directory; put it on the kind of file system you care
 about: tmpfs writes count for nothing). N chargers each boot, report a StatusNotification,
 start a transaction through the cloud, then send a MeterValues of that transaction every
-``--interval`` seconds, one call in flight per charger.
+``--interval`` seconds, one call in flight per charger. With ``--sessions`` each round is a
+whole session instead (StopTransaction, Authorize, StartTransaction: the records the
+bookkeeping writer keeps, and the card cache).
 
 Two windows are measured, each after ``--settle`` seconds of the same traffic:
 
@@ -90,6 +92,8 @@ def make_cloud() -> Any:
                     "transactionId": next(transaction_ids),
                     "idTagInfo": {"status": "Accepted"},
                 }
+            elif frame[2] in ("Authorize", "StopTransaction"):
+                payload = {"idTagInfo": {"status": "Accepted"}}
             await ws.send(json.dumps([3, frame[1], payload]))
 
     return handler
@@ -102,6 +106,7 @@ async def charger(  # noqa: PLR0917
     stop: asyncio.Event,
     counters: Counters,
     ready: asyncio.Event,
+    sessions: bool = False,
 ) -> None:
     settled = False
     try:
@@ -142,6 +147,14 @@ async def charger(  # noqa: PLR0917
             for n in itertools.count(1):
                 if stop.is_set():
                     break
+                if sessions:  # a whole session per round: the records the bookkeeper writes
+                    await call(f"s{n}", "StopTransaction", stop_of(transaction_id, n))
+                    await call(f"a{n}", "Authorize", {"idTag": start["idTag"]})
+                    answer = await call(f"t{n}", "StartTransaction", start)
+                    transaction_id = answer.get("transactionId", 0)
+                    counters.answered += 3
+                    await asyncio.sleep(interval)
+                    continue
                 payload = meter_values(n)
                 payload["transactionId"] = transaction_id
                 await call(f"m{n}", "MeterValues", payload)
@@ -151,6 +164,15 @@ async def charger(  # noqa: PLR0917
         counters.errors.append(f"{cid}: {type(exc).__name__}: {exc}")
         if not settled:
             counters.settle()
+
+
+def stop_of(transaction_id: int, n: int) -> dict[str, Any]:
+    return {
+        "transactionId": transaction_id,
+        "meterStop": 1000 + n,
+        "timestamp": "2026-01-01T00:00:00Z",
+        "reason": "Local",
+    }
 
 
 def gateway_call_answer(frame: list[Any]) -> list[Any]:
@@ -186,6 +208,11 @@ async def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="MeterValues period (s)")
     parser.add_argument("--dir", type=Path, default=None, help="where the database goes")
     parser.add_argument("--no-outage", action="store_true", help="measure the online window only")
+    parser.add_argument(
+        "--sessions",
+        action="store_true",
+        help="each round: StopTransaction, Authorize, StartTransaction instead of a MeterValues",
+    )
     args = parser.parse_args()
     os.environ.setdefault("BENCH_GATEWAY_LOG", "error")
     print(
@@ -210,7 +237,7 @@ async def main() -> None:
         ready = asyncio.Event()
         chargers = asyncio.gather(
             *(
-                charger(url, f"D{i:05d}", args.interval, stop, counters, ready)
+                charger(url, f"D{i:05d}", args.interval, stop, counters, ready, args.sessions)
                 for i in range(args.chargers)
             )
         )
