@@ -334,3 +334,58 @@ def test_readable_config_with_inline_secrets_warns(
     with caplog.at_level("WARNING", logger="edgegw.config"):
         load_config(path)
     assert caplog.text == ""
+
+
+# -- a single-phase site ([site] phases = 1) ------------------------------------------------
+
+SINGLE_PHASE_SITE = {"limit_a": 40, "phases": 1}
+SITE_METER = {
+    "buses": {"main": {"transport": "tcp", "host": "127.0.0.1"}},
+    "meters": [{"profile": "eastron-sdm120"}],
+}
+
+
+def test_a_single_phase_site_takes_chargers_wired_to_l1() -> None:
+    cfg = parse_config(
+        {
+            "site": SINGLE_PHASE_SITE,
+            "chargers": [{"id": "CP1", "phases": "L1"}, {"id": "CP2", "phases": "L1"}],
+            **SITE_METER,
+        }
+    )
+    assert cfg.site is not None and cfg.site.phases == 1
+    three = parse_config({"site": {"limit_a": 40}, **SITE_METER}).site
+    assert three is not None and three.phases == 3
+
+
+def test_a_single_phase_site_refuses_chargers_on_l2_l3_naming_the_key() -> None:
+    problems = problems_of(
+        {
+            "site": SINGLE_PHASE_SITE,
+            "chargers": [
+                {"id": "CP1"},
+                {"id": "CP2", "phases": "L2"},
+                {"id": "CP3", "phases": "L1"},
+            ],
+        }
+    )
+    assert any(
+        p.startswith("chargers[0].phases: ") and "'L1L2L3' (the default)" in p for p in problems
+    )
+    assert any(p.startswith("chargers[1].phases: ") and "'L2'" in p for p in problems)
+    assert not any(p.startswith("chargers[2]") for p in problems)
+    assert all('phases = "L1"' in p for p in problems if p.startswith("chargers["))
+
+
+@pytest.mark.parametrize("key", ["limit_a", "fallback_ev_a"])
+def test_a_single_phase_site_has_one_limit_not_three(key: str) -> None:
+    site = {**SINGLE_PHASE_SITE, key: [20, 20, 20]}
+    if key == "fallback_ev_a":
+        site["limit_a"] = 40
+    problems = problems_of({"site": site})
+    assert any(p.startswith(f"site.{key}: ") and "one number" in p for p in problems), problems
+
+
+def test_a_site_has_one_or_three_phases() -> None:
+    problems = problems_of({"site": {"limit_a": 40, "phases": 2}})
+    assert any(p.startswith("site.phases: ") for p in problems), problems

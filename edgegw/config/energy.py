@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edgegw.config.base import _Model
 
@@ -19,6 +19,12 @@ MAX_SITE_LIMIT_A = 10_000.0
 class SiteConfig(_Model):
     """The site's connection and how the chargers share it (load capping)."""
 
+    phases: Literal[1, 3] = Field(
+        default=3,
+        description="Phases of the site's supply: 3, or 1 for a single-phase supply (L1 "
+        "only: every charger is wired to L1, limit_a and fallback_ev_a are one number, and "
+        "the site meter may be a single-phase meter; L2 and L3 count as 0 A).",
+    )
     limit_a: float | tuple[float, float, float] = Field(
         description="Main fuse per phase (A): one number, or [L1, L2, L3]."
     )
@@ -50,6 +56,17 @@ class SiteConfig(_Model):
     decision_log_size: int = Field(
         default=86400, ge=0, description="Control rounds kept in the decision log."
     )
+
+    @field_validator("limit_a", "fallback_ev_a")
+    @classmethod
+    def _one_phase_one_number(
+        cls, value: float | tuple[float, float, float] | None, info: ValidationInfo
+    ) -> float | tuple[float, float, float] | None:
+        if info.data.get("phases") == 1 and isinstance(value, tuple):
+            raise ValueError(
+                "a single-phase site (phases = 1) has one phase: give one number, not [L1, L2, L3]"
+            )
+        return value
 
     def limits(self) -> tuple[float, float, float]:
         return _per_phase(self.limit_a)

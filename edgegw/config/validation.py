@@ -33,6 +33,15 @@ def _energy_problems(
     site_meters = [m for m in meters or () if m.role == "site"]
     if len(site_meters) > 1:
         problems.append("meters: only one meter may have role = 'site'")
+    if site is not None and site.phases == 1:
+        for i, charger in enumerate(chargers or ()):
+            if charger.site_phases() != (0,):
+                default = "" if "phases" in charger.model_fields_set else " (the default)"
+                problems.append(
+                    f"chargers[{i}].phases: {charger.phases!r}{default} is wired to "
+                    f"{'/'.join(f'L{p + 1}' for p in charger.site_phases())}, but the site "
+                    'has one phase (site.phases = 1): set phases = "L1"'
+                )
     if site is not None:
         if meters is not None and not site_meters:
             problems.append("site: load capping needs a meter with role = 'site'")

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -357,11 +356,10 @@ class LoadController:
         sample = self._latest()
         if sample is None:
             return
-        currents = sample.reading.currents_a
-        if any(c is None or not math.isfinite(c) for c in currents):
+        grid = sample.reading.site_currents_a(self._site.phases)
+        if grid is None:
             self._kick()
             return
-        grid = [float(c) for c in currents if c is not None]
         last = self._model.meter.last_grid
         limits = self._model.limits()
         if (

@@ -4,6 +4,7 @@ for words that do not make one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,20 @@ class Reading:
     def currents_a(self) -> tuple[float | None, float | None, float | None]:
         """Per-phase currents L1, L2, L3 in A."""
         return (self.current_l1_a, self.current_l2_a, self.current_l3_a)
+
+    def site_currents_a(self, phases: int = 3) -> tuple[float, float, float] | None:
+        """The phase currents load capping follows (A, never below 0), or None when one it
+        needs is missing or not finite.
+
+        On a single-phase site (``phases`` 1) only L1 is the site's: L2 and L3 count as 0 A
+        whatever the meter says (a single-phase meter has none, a three-phase one may
+        measure something else there). A three-phase site needs all three.
+        """
+        needed = self.currents_a[:1] if phases == 1 else self.currents_a
+        if any(c is None or not math.isfinite(c) for c in needed):
+            return None
+        l1, l2, l3 = (max(0.0, float(c or 0.0)) for c in (*needed, 0.0, 0.0)[:3])
+        return (l1, l2, l3)
 
     @property
     def voltages_v(self) -> tuple[float | None, float | None, float | None]:

@@ -72,7 +72,13 @@ class TemplateProfileError(MeterConfigError):
 
 
 _PHASE_CURRENTS = (Quantity.CURRENT_L1, Quantity.CURRENT_L2, Quantity.CURRENT_L3)
-"""What a site meter must offer: load capping follows these."""
+"""What a site meter of a three-phase site must offer: load capping follows these."""
+
+
+def _site_currents(config: Config) -> tuple[Quantity, ...]:
+    """The currents the site meter must offer: L1 alone on a single-phase site."""
+    single = config.site is not None and config.site.phases == 1
+    return _PHASE_CURRENTS[:1] if single else _PHASE_CURRENTS
 
 
 class MeterService:
@@ -141,12 +147,13 @@ class MeterService:
                     continue
             if meter.role == "site":
                 offered = profiles[meter.profile].registers
-                lacking = [q.value for q in _PHASE_CURRENTS if q not in offered]
+                lacking = [q.value for q in _site_currents(config) if q not in offered]
                 if lacking:
                     problems.append(
                         f"{key}.profile: {meter.profile!r} has no {', '.join(lacking)}: load "
-                        "capping follows the site meter's three phase currents; use this "
-                        "meter with role = 'monitor'"
+                        "capping follows the site meter's phase currents; on a single-phase "
+                        "supply set [site] phases = 1, else use this meter with "
+                        "role = 'monitor'"
                     )
                     continue
             bus = self.buses.get(meter.bus)

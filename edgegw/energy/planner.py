@@ -16,7 +16,6 @@ but it never waits, sends or reads anything: the I/O shell
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
@@ -124,8 +123,8 @@ def observe_meter(model: SiteModel, sample: SampleLike | None, now: float) -> Pe
         return None
     age = now - sample.at
     meter.age_s = age
-    currents = sample.reading.currents_a
-    if any(c is None or not math.isfinite(c) for c in currents):
+    currents = sample.reading.site_currents_a(site.phases)
+    if currents is None:
         _set_meter_state(model, "lost", "the site meter gives no valid phase currents")
         return None
     if age > site.meter_lost_after:
@@ -143,7 +142,7 @@ def observe_meter(model: SiteModel, sample: SampleLike | None, now: float) -> Pe
             )
         else:
             log.info("site meter reads again: limits may rise again")
-    return _per_phase([max(0.0, float(c)) for c in currents if c is not None])
+    return currents
 
 
 # ------------------------------------------------------------------ the round

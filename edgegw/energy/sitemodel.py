@@ -143,7 +143,11 @@ class SiteModel:
             id=config.id,
             config=config,
             model=model,
-            wiring=tuple(Phase(i) for i in config.site_phases()),
+            # A single-phase site has L1 alone (a configured charger is checked to be on
+            # L1; one that is not configured is put there).
+            wiring=(Phase.L1,)
+            if self.site.phases == 1
+            else tuple(Phase(i) for i in config.site_phases()),
         )
         if model.cap_purpose is None:
             ch.flags.add(Flag.NOT_CONTROLLABLE)

@@ -52,7 +52,8 @@ REQUIRED_PROFILES = {
 
 PHASE_CURRENTS = (Quantity.CURRENT_L1, Quantity.CURRENT_L2, Quantity.CURRENT_L3)
 SINGLE_PHASE_PROFILES = {"eastron-sdm120"}
-"""Monitor meters only: a site meter needs the three phase currents (MeterService refuses it)."""
+"""L1 only: the site meter of a single-phase site (``[site] phases = 1``) or a monitor meter;
+a three-phase site's meter needs the three phase currents (MeterService refuses it)."""
 
 # A busy site: unbalanced phases, one phase exporting (PV), large energy counters.
 KNOWN = Reading(
@@ -155,8 +156,8 @@ def test_profile_round_trips_through_planned_reads(path: Path) -> None:
     profile = load_profile(path)
     assert profile.id == path.stem
     assert profile.serial is not None or profile.tcp is not None
-    # Per-phase load capping cannot work without the three phase currents; a single-phase
-    # meter has L1 only and serves as a monitor meter.
+    # Per-phase load capping of a three-phase site needs the three phase currents; a
+    # single-phase meter has L1 only (a single-phase site's meter, or a monitor meter).
     if profile.id in SINGLE_PHASE_PROFILES:
         assert Quantity.CURRENT_L1 in profile.quantities
         assert not {Quantity.CURRENT_L2, Quantity.CURRENT_L3} & set(profile.quantities)
