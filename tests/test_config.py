@@ -389,3 +389,89 @@ def test_a_single_phase_site_has_one_limit_not_three(key: str) -> None:
 def test_a_site_has_one_or_three_phases() -> None:
     problems = problems_of({"site": {"limit_a": 40, "phases": 2}})
     assert any(p.startswith("site.phases: ") for p in problems), problems
+
+
+# -- circuits ([[circuits]]: distribution boards below the site) ----------------------------
+
+THREE_PHASE_SITE = {"site": {"limit_a": 250}, **SITE_METER}
+BOARDS = [
+    {"name": "level-1", "limit_a": 100},
+    {"name": "level-2", "limit_a": [100, 100, 80], "margin_a": 1},
+    {"name": "row-A", "limit_a": 63, "parent": "level-2"},
+]
+
+
+def test_circuits_with_parents_and_chargers_on_them() -> None:
+    cfg = parse_config(
+        {
+            **THREE_PHASE_SITE,
+            "circuits": BOARDS,
+            "chargers": [{"id": "CP1", "circuit": "row-A"}, {"id": "CP2"}],
+        }
+    )
+    assert [(c.name, c.parent, c.limits()) for c in cfg.circuits] == [
+        ("level-1", None, (100.0, 100.0, 100.0)),
+        ("level-2", None, (100.0, 100.0, 80.0)),
+        ("row-A", "level-2", (63.0, 63.0, 63.0)),
+    ]
+    assert cfg.site is not None
+    assert [c.margin(cfg.site) for c in cfg.circuits] == [2.0, 1.0, 2.0]  # the site's default
+    assert [c.circuit for c in cfg.chargers] == ["row-A", None]
+    assert parse_config(THREE_PHASE_SITE).circuits == []  # no circuits: the site alone
+
+
+def test_broken_circuits_are_refused_naming_the_key() -> None:
+    problems = problems_of(
+        {
+            **THREE_PHASE_SITE,
+            "circuits": [
+                {"name": "A", "limit_a": 100},
+                {"name": "A", "limit_a": 50},
+                {"name": "B", "limit_a": 50, "parent": "nowhere"},
+                {"name": "C", "limit_a": 50, "parent": "D"},
+                {"name": "D", "limit_a": 50, "parent": "C"},
+                {"name": "E", "limit_a": [50, 120, 50], "parent": "A"},
+                {"name": "F", "limit_a": 300},
+                {"name": "G", "limit_a": 1.5},
+            ],
+            "chargers": [{"id": "CP1", "circuit": "Z"}],
+        }
+    )
+    expected = [
+        "circuits[1].name: circuit 'A' is listed twice",
+        "circuits[2].parent: no circuit named 'nowhere' (defined: A, B, C, D, E, F, G)",
+        "circuits[3].parent: the circuits form a cycle: C -> D -> C",
+        "circuits[4].parent: the circuits form a cycle: D -> C -> D",
+        "circuits[5].limit_a: 120 A on L2 is above circuit 'A' (100 A)",
+        "circuits[6].limit_a: 300 A on L1 is above the site's limit_a (250 A)",
+        "circuits[7].margin_a: the site's margin_a (2 A) it inherits is not below its limit_a",
+        "chargers[0].circuit: no circuit named 'Z' (defined: A, B, C, D, E, F, G)",
+    ]
+    for line in expected:
+        assert any(p.startswith(line) for p in problems), (line, problems)
+    assert len(problems) == len(expected), problems
+
+
+def test_a_circuit_needs_a_site_and_one_number_on_a_single_phase_site() -> None:
+    problems = problems_of({"circuits": [{"name": "A", "limit_a": 10}]})
+    assert "circuits: circuits need a [site] section (load capping)" in problems
+    problems = problems_of(
+        {
+            "site": SINGLE_PHASE_SITE,
+            **SITE_METER,
+            "circuits": [{"name": "A", "limit_a": [20, 20, 20]}],
+        }
+    )
+    assert any(p.startswith("circuits[0].limit_a: ") and "one number" in p for p in problems)
+
+
+def test_a_circuit_problem_is_listed_next_to_problems_in_other_sections() -> None:
+    problems = problems_of(
+        {
+            **THREE_PHASE_SITE,
+            "server": {"port": 70000},
+            "circuits": [{"name": "A", "limit_a": 50, "parent": "B"}],
+        }
+    )
+    assert any(p.startswith("server.port") for p in problems)
+    assert any(p.startswith("circuits[0].parent: no circuit named 'B'") for p in problems)

@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from edgegw.config.base import CHARGER_ID_PATTERN, DEFAULT_CONFIG_PATH, FLOAT_CEILING, ConfigError
 from edgegw.config.charger import ChargerConfig
-from edgegw.config.energy import MAX_SITE_LIMIT_A, BusConfig, MeterConfig, SiteConfig
+from edgegw.config.energy import (
+    MAX_SITE_LIMIT_A,
+    BusConfig,
+    CircuitConfig,
+    MeterConfig,
+    SiteConfig,
+)
 from edgegw.config.loading import inline_secrets, load_config, parse_config
 from edgegw.config.model import Config
 from edgegw.config.network import CloudConfig, IpNetwork, SecurityProfile, ServerConfig
@@ -42,6 +48,7 @@ __all__ = [
     "AuthConfig",
     "BusConfig",
     "ChargerConfig",
+    "CircuitConfig",
     "CloudConfig",
     "Config",
     "ConfigError",

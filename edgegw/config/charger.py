@@ -57,6 +57,10 @@ class ChargerConfig(_Model):
         description="Site phases its L1, L2, L3 are wired to, in order, e.g. 'L2L3L1'; "
         "a single-phase charger names one phase, e.g. 'L2'.",
     )
+    circuit: str | None = Field(
+        default=None,
+        description="Name of the [[circuits]] entry it hangs on; unset: directly on the site.",
+    )
     security_profile: SecurityProfile | None = Field(
         default=None,
         description="Raise this charger above the site's server.security_profile (never lower).",

@@ -1,4 +1,4 @@
-"""The load-capping sections: ``[site]``, ``[buses.*]`` and ``[[meters]]``."""
+"""The load-capping sections: ``[site]``, ``[[circuits]]``, ``[buses.*]`` and ``[[meters]]``."""
 
 from __future__ import annotations
 
@@ -102,6 +102,42 @@ def _per_phase(value: float | tuple[float, float, float]) -> tuple[float, float,
     if isinstance(value, int | float):
         return (float(value), float(value), float(value))
     return value
+
+
+class CircuitConfig(_Model):
+    """A distribution board (or any fused branch) between the site and some chargers.
+
+    Chargers name it with ``circuit = "<name>"``. It has no meter of its own (yet): only the
+    chargers under it count against its limit, not the other loads on the board.
+    """
+
+    name: str = Field(min_length=1, description="Its name; chargers and circuits refer to it.")
+    limit_a: float | tuple[float, float, float] = Field(
+        description="Its fuse per phase (A): one number, or [L1, L2, L3]."
+    )
+    margin_a: float | None = Field(
+        default=None, ge=0, description="Kept free below its limit (A); unset: the site's."
+    )
+    parent: str | None = Field(
+        default=None, description="The circuit it hangs on; unset: directly on the site."
+    )
+
+    def limits(self) -> tuple[float, float, float]:
+        return _per_phase(self.limit_a)
+
+    def margin(self, site: SiteConfig) -> float:
+        return site.margin_a if self.margin_a is None else self.margin_a
+
+    @model_validator(mode="after")
+    def _positive(self) -> CircuitConfig:
+        limits = self.limits()
+        if min(limits) <= 0:
+            raise ValueError("limit_a must be > 0 on every phase")
+        if self.margin_a is not None and self.margin_a >= min(limits):
+            raise ValueError(f"margin_a ({self.margin_a} A) must be below every phase limit")
+        if self.parent == self.name:
+            raise ValueError("parent: a circuit cannot hang on itself")
+        return self
 
 
 class BusConfig(_Model):

@@ -8,7 +8,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from edgegw.config.base import _Model
 from edgegw.config.charger import ChargerConfig
-from edgegw.config.energy import BusConfig, MeterConfig, SiteConfig
+from edgegw.config.energy import BusConfig, CircuitConfig, MeterConfig, SiteConfig
 from edgegw.config.network import CloudConfig, ServerConfig
 from edgegw.config.sections import (
     AuthConfig,
@@ -40,6 +40,10 @@ class Config(_Model):
     mqtt: _MqttSection | None = Field(default=None, description="Omit to publish no telemetry.")
     buses: dict[str, BusConfig] = Field(default_factory=dict)
     meters: list[MeterConfig] = Field(default_factory=list)
+    circuits: list[CircuitConfig] = Field(
+        default_factory=list,
+        description="Distribution boards below the site (load capping); none: the site alone.",
+    )
     chargers: list[ChargerConfig] = Field(default_factory=list)
     tariffs: list[TariffConfig] = Field(
         default_factory=list, description="How the building prices sessions (reports)."
@@ -74,7 +78,9 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _energy(self) -> Config:
-        problems = _energy_problems(self.buses, self.meters, self.site, self.chargers)
+        problems = _energy_problems(
+            self.buses, self.meters, self.site, self.chargers, self.circuits
+        )
         if problems:
             raise ValueError("\n".join(problems))
         return self

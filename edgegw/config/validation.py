@@ -11,7 +11,73 @@ from pydantic import ValidationError
 
 from edgegw.config.base import _M
 from edgegw.config.charger import ChargerConfig
-from edgegw.config.energy import MeterConfig, SiteConfig
+from edgegw.config.energy import CircuitConfig, MeterConfig, SiteConfig
+
+_PHASE_NAMES = ("L1", "L2", "L3")
+
+
+def _circuit_problems(
+    circuits: Sequence[CircuitConfig],
+    site: SiteConfig | None,
+    chargers: Sequence[ChargerConfig] | None,
+) -> list[str]:
+    """The tree of circuits: names, parents, cycles, limits against the parent's, and the
+    chargers' ``circuit``. A circuit's limit above its parent's (or the site's) is refused: it
+    could never be reached, so it is almost always a typo (250 for 25)."""
+    problems: list[str] = []
+    by_name: dict[str, CircuitConfig] = {}
+    for i, circuit in enumerate(circuits):
+        if circuit.name in by_name:
+            problems.append(f"circuits[{i}].name: circuit {circuit.name!r} is listed twice")
+        by_name.setdefault(circuit.name, circuit)
+    defined = ", ".join(sorted(by_name)) or "none"
+    if circuits and site is None:
+        problems.append("circuits: circuits need a [site] section (load capping)")
+    for i, circuit in enumerate(circuits):
+        if circuit.parent is not None and circuit.parent not in by_name:
+            problems.append(
+                f"circuits[{i}].parent: no circuit named {circuit.parent!r} (defined: {defined})"
+            )
+            continue
+        chain = [circuit.name]
+        parent = circuit.parent
+        while parent is not None and parent in by_name and parent not in chain:
+            chain.append(parent)
+            parent = by_name[parent].parent
+        if parent is not None and parent in chain:
+            problems.append(
+                f"circuits[{i}].parent: the circuits form a cycle: " + " -> ".join([*chain, parent])
+            )
+            continue
+        if site is None:
+            continue
+        if site.phases == 1 and isinstance(circuit.limit_a, tuple):
+            problems.append(
+                f"circuits[{i}].limit_a: a single-phase site (phases = 1) has one phase: give "
+                "one number, not [L1, L2, L3]"
+            )
+        above = by_name[circuit.parent] if circuit.parent is not None else None
+        above_limits = site.limits() if above is None else above.limits()
+        above_name = "the site's limit_a" if above is None else f"circuit {above.name!r}"
+        for phase, (own, theirs) in enumerate(zip(circuit.limits(), above_limits, strict=True)):
+            if own > theirs:
+                problems.append(
+                    f"circuits[{i}].limit_a: {own:g} A on {_PHASE_NAMES[phase]} is above "
+                    f"{above_name} ({theirs:g} A), which it hangs on: it could never be "
+                    "reached (a typo?); give the board's own fuse"
+                )
+                break
+        if circuit.margin_a is None and site.margin_a >= min(circuit.limits()):
+            problems.append(
+                f"circuits[{i}].margin_a: the site's margin_a ({site.margin_a:g} A) it "
+                "inherits is not below its limit_a: set its own"
+            )
+    for i, charger in enumerate(chargers or ()):
+        if charger.circuit is not None and charger.circuit not in by_name:
+            problems.append(
+                f"chargers[{i}].circuit: no circuit named {charger.circuit!r} (defined: {defined})"
+            )
+    return problems
 
 
 def _energy_problems(
@@ -19,8 +85,9 @@ def _energy_problems(
     meters: Sequence[MeterConfig] | None,
     site: SiteConfig | None,
     chargers: Sequence[ChargerConfig] | None,
+    circuits: Sequence[CircuitConfig] | None = (),
 ) -> list[str]:
-    """Meters, buses, site and chargers checked together; ``None`` = not known to be valid
+    """Meters, buses, site, circuits and chargers checked together; ``None`` = not known to be valid
     (the checks that need it are skipped, so a broken section causes no false alarm)."""
     problems: list[str] = []
     if meters is not None and bus_names is not None:
@@ -57,6 +124,8 @@ def _energy_problems(
                     f"limit_a - margin_a ({limit - site.margin_a:g} A): the main fuse "
                     "could trip while the meter is lost"
                 )
+    if circuits is not None:
+        problems += _circuit_problems(circuits, site, chargers)
     return problems
 
 
@@ -101,6 +170,7 @@ def _cross_section_problems(data: Mapping[str, Any], context: Mapping[str, Any])
         _valid_items(data.get("meters", []), MeterConfig, context),
         site,
         _valid_items(raw_chargers, ChargerConfig, context),
+        _valid_items(data.get("circuits", []), CircuitConfig, context),
     )
     return problems
 

@@ -135,6 +135,63 @@ class Site:
 
 
 @dataclass(frozen=True)
+class Circuit:
+    """A distribution board (or any fused branch) between the site and some chargers.
+
+    ``parent`` is another circuit's name (``None``: directly under the site). Every session
+    whose ``circuit`` is this one or one below it counts against ``limit_a - margin_a`` on
+    each phase. A circuit has no meter of its own: only the chargers under it count, plus
+    ``fixed_a``, the load held outside the allocator on chargers directly under it (a charger
+    that cannot pause, one that ignores its limit...).
+    """
+
+    name: str
+    limit_a: PerPhase
+    margin_a: float = 0.0
+    parent: str | None = None
+    fixed_a: PerPhase = (0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        label = f"Circuit {self.name!r}"
+        if not self.name:
+            raise AllocatorInputError("Circuit.name must not be empty")
+        _per_phase(f"{label}.limit_a", self.limit_a, minimum=0.0)
+        _per_phase(f"{label}.fixed_a", self.fixed_a, minimum=0.0)
+        _finite(f"{label}.margin_a", self.margin_a)
+        if self.margin_a < 0:
+            raise AllocatorInputError(f"{label}.margin_a must be >= 0, got {self.margin_a}")
+        if self.parent == self.name:
+            raise AllocatorInputError(f"{label}.parent is the circuit itself")
+
+
+def circuit_chains(circuits: Sequence[Circuit]) -> dict[str, tuple[str, ...]]:
+    """Each circuit's name -> itself and its ancestors, nearest first (the site not included).
+
+    Raises :class:`AllocatorInputError` on a duplicate name, an unknown parent or a cycle.
+    """
+    by_name: dict[str, Circuit] = {}
+    for circuit in circuits:
+        if circuit.name in by_name:
+            raise AllocatorInputError(f"circuit {circuit.name!r} appears twice")
+        by_name[circuit.name] = circuit
+    chains: dict[str, tuple[str, ...]] = {}
+    for circuit in circuits:
+        chain = [circuit.name]
+        parent = circuit.parent
+        while parent is not None:
+            if parent not in by_name:
+                raise AllocatorInputError(
+                    f"circuit {chain[-1]!r}: parent {parent!r} is not a circuit"
+                )
+            if parent in chain:
+                raise AllocatorInputError("circuits form a cycle: " + " -> ".join([*chain, parent]))
+            chain.append(parent)
+            parent = by_name[parent].parent
+        chains[circuit.name] = tuple(chain)
+    return chains
+
+
+@dataclass(frozen=True)
 class Session:
     """One car on one connector, as the controller knows it this round.
 
@@ -165,6 +222,8 @@ class Session:
     arrived_at: float = 0.0
     started_at: float | None = None
     paused_at: float | None = None
+    circuit: str | None = None
+    """The circuit its charger hangs on (``None``: directly under the site)."""
 
     def __post_init__(self) -> None:
         label = f"Session {self.charger_id!r}/{self.connector}"
@@ -285,10 +344,18 @@ class SiteState:
     now: float
     dt_s: float
     """Seconds since the previous round: the ramp allowance is ``ramp_a_per_s * dt_s``."""
+    circuits: tuple[Circuit, ...] = ()
+    """The circuits below the site (none: every session hangs directly on the site)."""
 
     def __post_init__(self) -> None:
         if self.non_ev_a is not None:
             _per_phase("SiteState.non_ev_a", self.non_ev_a)
+        chains = circuit_chains(self.circuits)
+        for session in self.sessions:
+            if session.circuit is not None and session.circuit not in chains:
+                raise AllocatorInputError(
+                    f"session {session.label}: circuit {session.circuit!r} is not a circuit"
+                )
         _finite("SiteState.now", self.now)
         _finite("SiteState.dt_s", self.dt_s)
         if self.dt_s < 0:
@@ -322,6 +389,19 @@ class Allocation:
 
 
 @dataclass(frozen=True)
+class CircuitUse:
+    """One circuit after a round: its limit and what is allocated under it, per phase."""
+
+    name: str
+    parent: str | None
+    limit_a: PerPhase
+    margin_a: float
+    used_a: PerPhase
+    """Sum of the limits of the sessions under it (sub-circuits included), plus its fixed
+    load and its sub-circuits'."""
+
+
+@dataclass(frozen=True)
 class AllocationResult:
     """One round's decisions, in the order the sessions came in, with per-phase figures."""
 
@@ -335,6 +415,8 @@ class AllocationResult:
     """budget - used."""
     notes: tuple[str, ...] = field(default=())
     """Human-readable lines for the decision log."""
+    circuits: tuple[CircuitUse, ...] = field(default=())
+    """Per circuit, in the order of ``SiteState.circuits``."""
 
     def get(self, charger_id: str, connector: int) -> Allocation:
         for allocation in self.allocations:

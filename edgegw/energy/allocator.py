@@ -11,7 +11,10 @@ Rules, in the order they win:
 1. **Safety.** For every phase ``p``: non-EV load + the sum of the limits of the sessions drawing
    on ``p`` stays within ``limit[p] - margin``. If the non-EV load alone exceeds a phase limit,
    every session is paused. Without a trustworthy meter reading the EVs share a fixed,
-   installer-set fallback budget instead (see :class:`Site`).
+   installer-set fallback budget instead (see :class:`Site`). The same holds at every
+   circuit (:class:`Circuit`, a distribution board below the site or below another circuit):
+   the limits of the sessions under it, plus the load held outside the allocator there, stay
+   within its ``limit[p] - margin`` (circuits have no meter: no non-EV load of their own).
 2. **No current is re-offered before it is free.** A cut is applied at once. A raise (or a start)
    only uses current that is free even while the chargers still run at their limits in force
    (``Session.offered_a``), so a raise sent before a pending cut cannot overload a phase.
@@ -23,8 +26,9 @@ Rules, in the order they win:
    the first to yield. So when not everyone fits, the paused ones rotate (every ``min_run_s``),
    and a paused car stays paused at least ``min_pause_s``: cars dislike 0 A pauses and some
    never resume, so switching is kept rare.
-5. **Fair share** (max-min fair, per phase) of what is left, VIPs filled before normal sessions.
-   A single-phase car counts only on the site phase it draws on.
+5. **Fair share** (max-min fair, per phase and per circuit) of what is left, VIPs filled before
+   normal sessions. A single-phase car counts only on the site phase it draws on; a car on a
+   full circuit stops rising there and the others share what it cannot use.
 6. **Reclaim.** A car that has charged for a while but draws clearly less than offered (full
    battery, delayed charging, a 1-phase car's own limit) is offered its draw plus some headroom;
    the freed current goes to others. As soon as it draws near its offer again it may ramp up.
@@ -49,6 +53,8 @@ from edgegw.energy.allocation_model import (
     AllocationResult,
     AllocatorInputError,
     AllocatorParams,
+    Circuit,
+    CircuitUse,
     Mode,
     PerPhase,
     Phase,
@@ -57,6 +63,7 @@ from edgegw.energy.allocation_model import (
     Session,
     Site,
     SiteState,
+    circuit_chains,
     map_phases,
     non_ev_from_grid,
 )
@@ -65,6 +72,10 @@ from edgegw.energy.allocation_model import (
 # The algorithm. Exact fractions inside; nothing below is visible to callers.
 
 _STEP = 10  # OCPP limits carry one decimal: 0.1 A steps
+
+_Budgets = list[list[Fraction]]
+"""Per node (0: the site, then the circuits in input order), per phase: what the sessions
+under it may use together."""
 
 
 def _exact(value: float) -> Fraction:
@@ -99,6 +110,32 @@ class _Work:
     value: Fraction = Fraction(0)
     final: Fraction = Fraction(0)
     deferred: bool = False
+    nodes: tuple[int, ...] = (0,)  # the site and every circuit above it
+
+
+def _held_under(
+    circuits: Sequence[Circuit], chains: dict[str, tuple[str, ...]]
+) -> list[list[Fraction]]:
+    """Per circuit, the fixed load under it (its sub-circuits' included), per phase."""
+    fixed = {c.name: [Fraction(0)] * len(Phase) for c in circuits}
+    for c in circuits:
+        for name in chains[c.name]:
+            for p in Phase:
+                fixed[name][p] += _exact(c.fixed_a[p])
+    return [fixed[c.name] for c in circuits]
+
+
+def _circuit_budgets(
+    circuits: Sequence[Circuit], held: Sequence[Sequence[Fraction]], notes: list[str]
+) -> _Budgets:
+    """limit - margin - the fixed load under each circuit."""
+    budgets: _Budgets = []
+    for c, fixed in zip(circuits, held, strict=True):
+        margin = _exact(c.margin_a)
+        budget = [max(Fraction(0), _exact(c.limit_a[p]) - margin - fixed[p]) for p in Phase]
+        budgets.append(budget)
+        notes.append(f"circuit {c.name} budget (limit - margin - held load) " + _fmt_phases(budget))
+    return budgets
 
 
 def _budget(state: SiteState, notes: list[str]) -> tuple[Mode, list[Fraction]]:
@@ -200,36 +237,41 @@ def _rank_key(work: _Work) -> tuple[int, int, int, float, str, int]:
     return (priority, 1, 0, waiting_since, s.charger_id, s.connector)
 
 
-def _admit(ranked: Sequence[_Work], budget: Sequence[Fraction]) -> None:
+def _admit(ranked: Sequence[_Work], budget: _Budgets) -> None:
     """Give minimums in queue order; who does not fit is paused.
 
-    A waiting session that does not fit reserves its phases: nobody behind it may *start* on
-    them, or sessions behind it could keep starting (and holding their minimum run time) so
-    that it waits forever. Running sessions behind it keep running: they yield to it anyway once
-    it fits. Only reserve if the session would fit next to higher priorities alone; otherwise
-    waiting for its equals cannot help it.
+    A session fits when its minimum fits on each of its phases at the site and at every
+    circuit above it. A waiting session that does not fit reserves its phases at the nodes it
+    does not fit at: nobody behind it sharing one of them may *start*, or sessions behind it
+    could keep starting (and holding their minimum run time) so that it waits forever. Running
+    sessions behind it keep running: they yield to it anyway once it fits. Only reserve if the
+    session would fit next to higher priorities alone; otherwise waiting for its equals cannot
+    help it. It reserves all its phases at each node (site or circuit) it does not fit at: a
+    session short only on a full board does not hold back starts on another board.
     """
-    used = [Fraction(0)] * len(Phase)
-    used_above = [Fraction(0)] * len(Phase)  # used by strictly higher priorities
-    reserved: set[Phase] = set()
+    used = [[Fraction(0)] * len(Phase) for _ in budget]
+    used_above = [list(row) for row in used]  # used by strictly higher priorities
+    reserved: set[tuple[int, Phase]] = set()
     current_priority: Priority | None = None
     for work in ranked:
         if work.reason is not None:
             continue
         if work.session.priority is not current_priority:
             current_priority = work.session.priority
-            used_above = list(used)
-        if all(used[p] + work.lo <= budget[p] for p in work.phases):
-            if not work.running and work.phases & reserved:
+            used_above = [list(row) for row in used]
+        pairs = [(n, p) for n in work.nodes for p in work.phases]
+        short = [(n, p) for n, p in pairs if used[n][p] + work.lo > budget[n][p]]
+        if not short:
+            if not work.running and reserved.intersection(pairs):
                 work.reason = Reason.PAUSED_QUEUED
                 continue
             work.admitted = True
-            for p in work.phases:
-                used[p] += work.lo
+            for n, p in pairs:
+                used[n][p] += work.lo
             continue
         work.reason = Reason.PAUSED_NO_CAPACITY
-        if not work.running and all(used_above[p] + work.lo <= budget[p] for p in work.phases):
-            reserved |= work.phases
+        if not work.running and all(used_above[n][p] + work.lo <= budget[n][p] for n, p in pairs):
+            reserved.update((n, p) for n in {n for n, _ in short} for p in work.phases)
 
 
 def _max_level(entries: Sequence[tuple[Fraction, Fraction]], avail: Fraction) -> Fraction | None:
@@ -251,52 +293,60 @@ def _max_level(entries: Sequence[tuple[Fraction, Fraction]], avail: Fraction) ->
     raise AssertionError("water level not found although the total exceeds the budget")
 
 
-def _fill(group: Sequence[_Work], budget: Sequence[Fraction], totals: list[Fraction]) -> None:
-    """Max-min fair progressive filling across phases: raise everyone's level together; a
-    session stops at its upper bound or when a phase it draws on is full."""
+def _fill(group: Sequence[_Work], budget: _Budgets, totals: list[list[Fraction]]) -> None:
+    """Max-min fair progressive filling across phases and circuits: raise everyone's level
+    together; a session stops at its upper bound or when a phase it draws on is full at the
+    site or at a circuit above it (the others keep rising: no one takes headroom it cannot
+    use)."""
     active = [w for w in group if w.value < w.upper]
     while active:
-        levels: dict[Phase, Fraction] = {}
-        for p in Phase:
-            on_phase = [(w.value, w.upper) for w in active if p in w.phases]
-            if on_phase:
-                avail = budget[p] - totals[p]
-                assert avail >= 0, "admission left a phase over budget"
-                level = _max_level(on_phase, avail)
-                if level is not None:
-                    levels[p] = level
+        levels: dict[tuple[int, Phase], Fraction] = {}
+        for n in range(len(budget)):
+            for p in Phase:
+                on_node = [(w.value, w.upper) for w in active if n in w.nodes and p in w.phases]
+                if on_node:
+                    avail = budget[n][p] - totals[n][p]
+                    assert avail >= 0, "admission left a phase over budget"
+                    level = _max_level(on_node, avail)
+                    if level is not None:
+                        levels[(n, p)] = level
         water = min(levels.values()) if levels else None
         for w in active:
             new = w.upper if water is None else max(w.value, min(water, w.upper))
             if new != w.value:
-                for p in w.phases:
-                    totals[p] += new - w.value
+                for n in w.nodes:
+                    for p in w.phases:
+                        totals[n][p] += new - w.value
                 w.value = new
         if water is None:
             return
-        full = {p for p, level in levels.items() if level == water}
-        active = [w for w in active if w.value < w.upper and not (w.phases & full)]
+        full = {key for key, level in levels.items() if level == water}
+        active = [
+            w
+            for w in active
+            if w.value < w.upper and not any((n, p) in full for n in w.nodes for p in w.phases)
+        ]
 
 
-def _make_before_break(
-    ranked: Sequence[_Work], works: Sequence[_Work], budget: Sequence[Fraction]
-) -> None:
+def _make_before_break(ranked: Sequence[_Work], works: Sequence[_Work], budget: _Budgets) -> None:
     """Let raises and starts use only current that is free at the limits in force now.
 
     Cuts are decided this round but take effect only when the charger (and car) follow; until
-    then the old limit counts. Raises are granted in queue order.
+    then the old limit counts, at the site and at every circuit. Raises are granted in queue
+    order.
     """
-    free = list(budget)
+    free = [list(row) for row in budget]
     for w in works:
-        for p in w.phases:
-            free[p] -= w.offered
+        for n in w.nodes:
+            for p in w.phases:
+                free[n][p] -= w.offered
     for w in ranked:
         if not w.admitted:
             continue
         if w.value <= w.offered:
             w.final = w.value
             continue
-        room = min(free[p] for p in w.phases)
+        room = min(free[n][p] for n in w.nodes for p in w.phases)
         grant = w.value - w.offered
         if room < grant:
             grant = max(Fraction(0), room)
@@ -306,8 +356,9 @@ def _make_before_break(
             w.final = Fraction(0)  # cannot reach its minimum yet: start later
             continue
         w.final = new
-        for p in w.phases:
-            free[p] -= grant
+        for n in w.nodes:
+            for p in w.phases:
+                free[n][p] -= grant
 
 
 def _running_reason(w: _Work) -> Reason:
@@ -321,23 +372,32 @@ def _running_reason(w: _Work) -> Reason:
 def allocate(state: SiteState, params: AllocatorParams) -> AllocationResult:
     """Decide every session's current limit for this round (see the module docstring)."""
     notes: list[str] = []
-    mode, budget = _budget(state, notes)
+    mode, site_budget = _budget(state, notes)
+    chains = circuit_chains(state.circuits)
+    index = {c.name: i for i, c in enumerate(state.circuits, 1)}
+    held = _held_under(state.circuits, chains)
+    budget = [site_budget, *_circuit_budgets(state.circuits, held, notes)]
     works = [_prepare(s, mode, state, params) for s in state.sessions]
+    for w in works:
+        circuit = w.session.circuit
+        if circuit is not None:
+            w.nodes = (0, *(index[name] for name in chains[circuit]))
     ranked = sorted(works, key=_rank_key)
 
     _admit(ranked, budget)
-    totals = [Fraction(0)] * len(Phase)
+    totals = [[Fraction(0)] * len(Phase) for _ in budget]
     for w in ranked:
         if w.admitted:
             w.value = w.lo
-            for p in w.phases:
-                totals[p] += w.lo
+            for n in w.nodes:
+                for p in w.phases:
+                    totals[n][p] += w.lo
     for priority in (Priority.VIP, Priority.NORMAL):
         _fill([w for w in ranked if w.admitted and w.session.priority is priority], budget, totals)
     _make_before_break(ranked, works, budget)
 
     allocations: list[Allocation] = []
-    used = [Fraction(0)] * len(Phase)
+    used = [[Fraction(0)] * len(Phase) for _ in budget]
     queued: set[tuple[str, int]] = set()
     for w in works:
         s = w.session
@@ -354,8 +414,9 @@ def allocate(state: SiteState, params: AllocatorParams) -> AllocationResult:
             started_at = state.now
         elif limit == 0 and w.running:
             paused_at = state.now
-        for p in w.phases:
-            used[p] += limit
+        for n in w.nodes:
+            for p in w.phases:
+                used[n][p] += limit
         allocations.append(
             Allocation(
                 charger_id=s.charger_id,
@@ -381,10 +442,20 @@ def allocate(state: SiteState, params: AllocatorParams) -> AllocationResult:
     return AllocationResult(
         mode=mode,
         allocations=tuple(allocations),
-        budget_a=_per_phase_floats(budget),
-        used_a=_per_phase_floats(used),
-        headroom_a=_per_phase_floats([budget[p] - used[p] for p in Phase]),
+        budget_a=_per_phase_floats(site_budget),
+        used_a=_per_phase_floats(used[0]),
+        headroom_a=_per_phase_floats([site_budget[p] - used[0][p] for p in Phase]),
         notes=tuple(notes),
+        circuits=tuple(
+            CircuitUse(
+                name=c.name,
+                parent=c.parent,
+                limit_a=c.limit_a,
+                margin_a=c.margin_a,
+                used_a=_per_phase_floats([used[n][p] + held[n - 1][p] for p in Phase]),
+            )
+            for n, c in enumerate(state.circuits, 1)
+        ),
     )
 
 
@@ -403,6 +474,8 @@ __all__ = [
     "AllocationResult",
     "AllocatorInputError",
     "AllocatorParams",
+    "Circuit",
+    "CircuitUse",
     "Mode",
     "PerPhase",
     "Phase",
@@ -412,6 +485,7 @@ __all__ = [
     "Site",
     "SiteState",
     "allocate",
+    "circuit_chains",
     "map_phases",
     "non_ev_from_grid",
 ]

@@ -59,6 +59,22 @@ class ChargerState:
 
 
 @dataclass(frozen=True, slots=True)
+class CircuitState:
+    """One circuit (distribution board) below the site."""
+
+    name: str
+    parent: str | None
+    """The circuit it hangs on (None: the site)."""
+    limit_a: PerPhase
+    margin_a: float
+    used_a: PerPhase | None
+    """What the last round allocated under it (sub-circuits and held sessions included);
+    None before the first round. No meter: the board's other loads are not in it."""
+    headroom_a: PerPhase | None
+    """limit - margin - used."""
+
+
+@dataclass(frozen=True, slots=True)
 class ControllerState:
     mode: str
     """'normal', 'fallback', 'overload', or 'idle' before the first round."""
@@ -73,6 +89,8 @@ class ControllerState:
     used_a: PerPhase | None
     headroom_a: PerPhase | None
     chargers: tuple[ChargerState, ...]
+    circuits: tuple[CircuitState, ...] = ()
+    """In configuration order; none: every charger hangs directly on the site."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,7 +167,36 @@ def snapshot(model: SiteModel, limits: PerPhase) -> ControllerState:
         used_a=None if result is None else result.used_a,
         headroom_a=None if result is None else result.headroom_a,
         chargers=tuple(chargers),
+        circuits=circuit_states(model),
     )
+
+
+def circuit_states(model: SiteModel) -> tuple[CircuitState, ...]:
+    """The configured circuits, with what the last round allocated under each."""
+    result = model.last_result
+    used = {} if result is None else {c.name: c.used_a for c in result.circuits}
+    states = []
+    for c in model.config.circuits:
+        limit = c.limits()
+        margin = c.margin(model.site)
+        used_a = used.get(c.name)
+        states.append(
+            CircuitState(
+                name=c.name,
+                parent=c.parent,
+                limit_a=limit,
+                margin_a=margin,
+                used_a=used_a,
+                headroom_a=None
+                if used_a is None
+                else (
+                    limit[0] - margin - used_a[0],
+                    limit[1] - margin - used_a[1],
+                    limit[2] - margin - used_a[2],
+                ),
+            )
+        )
+    return tuple(states)
 
 
 def decision_inputs(model: SiteModel, plan: RoundPlan) -> dict[str, Any]:
@@ -165,6 +212,7 @@ def decision_inputs(model: SiteModel, plan: RoundPlan) -> dict[str, Any]:
             "offered_a": s.offered_a,
             "measured_a": s.measured_a,
             "phases": sorted(str(p) for p in s.phases),
+            "circuit": s.circuit,
         }
 
     return {
@@ -174,6 +222,16 @@ def decision_inputs(model: SiteModel, plan: RoundPlan) -> dict[str, Any]:
         "meter_role": model.site.meter_role,
         "non_ev_a": plan.non_ev_a,
         "sessions": [session_row(s) for _, _, s in plan.eligible],
+        "circuits": [
+            {
+                "name": c.name,
+                "parent": c.parent,
+                "limit_a": c.limit_a,
+                "margin_a": c.margin_a,
+                "held_a": c.fixed_a,
+            }
+            for c in plan.circuits
+        ],
         "held": [
             {"charger": ch.id, "connector": se.connector, "limit_a": s.min_a, "why": "cannot_pause"}
             for ch, se, s in plan.forced
@@ -191,6 +249,7 @@ def decision_outputs(model: SiteModel, result: AllocationResult) -> dict[str, An
         "budget_a": result.budget_a,
         "used_a": result.used_a,
         "headroom_a": result.headroom_a,
+        "circuits": [{"name": c.name, "used_a": c.used_a} for c in result.circuits],
         "allocations": [
             {
                 "charger": a.charger_id,

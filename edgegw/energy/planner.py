@@ -24,6 +24,7 @@ from edgegw.energy.allocator import (
     Allocation,
     AllocationResult,
     AllocatorParams,
+    Circuit,
     PerPhase,
     Phase,
     Priority,
@@ -86,6 +87,8 @@ class RoundPlan:
     pinned: tuple[Pinned, ...]
     profiles: Mapping[str, tuple[ProfileCommand, ...]]
     """The profiles each controlled, connected charger should have after the round."""
+    circuits: tuple[Circuit, ...] = ()
+    """The circuits as the allocator had them (with the load held under each)."""
 
 
 def _per_phase(values: Sequence[float]) -> PerPhase:
@@ -222,6 +225,7 @@ def plan_round(
         tuple(forced),
         tuple(pinned),
         profiles,
+        circuits(model, pinned, forced),
     )
 
 
@@ -325,6 +329,7 @@ def collect(model: SiteModel, now: float, wall: float) -> tuple[list[Eligible], 
                 arrived_at=session.arrived_at,
                 started_at=session.started_at,
                 paused_at=session.paused_at,
+                circuit=ch.config.circuit,
             )
             eligible.append((ch, session, allocator_session))
     return eligible, pinned
@@ -381,6 +386,7 @@ def allocate_around_fixed(
             sessions=tuple(s for _, _, s in eligible),
             now=now,
             dt_s=dt,
+            circuits=circuits(model, pinned, forced),
         )
         result = allocate(state, params)
         if hold:
@@ -396,15 +402,60 @@ def allocate_around_fixed(
         eligible = [e for e in eligible if all(e is not n for n in newly)]
 
 
+def circuits(
+    model: SiteModel, pinned: Sequence[Pinned], forced: Sequence[Eligible]
+) -> tuple[Circuit, ...]:
+    """The configured circuits for the allocator, each with the load held outside it on the
+    chargers directly under it (no circuit has a meter: held sessions count at their limit)."""
+    configured = model.config.circuits
+    if not configured:
+        return ()
+    held = {c.name: [0.0, 0.0, 0.0] for c in configured}
+    for ch, session, amps, _ in pinned:
+        if ch.config.circuit in held:
+            for p in session.car_phases or ch.site_phases:
+                held[ch.config.circuit][p] += amps
+    for ch, _, s in forced:
+        if ch.config.circuit in held:
+            for p in s.phases:
+                held[ch.config.circuit][p] += s.min_a
+    return tuple(
+        Circuit(
+            name=c.name,
+            limit_a=c.limits(),
+            margin_a=c.margin(model.site),
+            parent=c.parent,
+            fixed_a=_per_phase(held[c.name]),
+        )
+        for c in configured
+    )
+
+
 def _with_allocations(
-    result: AllocationResult, allocations: Sequence[Allocation], used: Sequence[float]
+    result: AllocationResult,
+    allocations: Sequence[Allocation],
+    used: Sequence[float],
+    sessions: Sequence[Session],
 ) -> AllocationResult:
+    """``result`` with some limits lowered: the site's and every circuit's sums follow."""
     budget = result.budget_a
+    parents = {c.name: c.parent for c in result.circuits}
+    lowered = {c.name: [0.0, 0.0, 0.0] for c in result.circuits}
+    for s, before, after in zip(sessions, result.allocations, allocations, strict=True):
+        name = s.circuit
+        while name is not None and name in lowered:
+            for p in after.phases:
+                lowered[name][p] += before.limit_a - after.limit_a
+            name = parents[name]
     return replace(
         result,
         allocations=tuple(allocations),
         used_a=_per_phase(used),
         headroom_a=_per_phase([budget[p] - used[p] for p in Phase]),
+        circuits=tuple(
+            replace(c, used_a=_per_phase([c.used_a[p] - lowered[c.name][p] for p in Phase]))
+            for c in result.circuits
+        ),
     )
 
 
@@ -423,7 +474,7 @@ def held(result: AllocationResult, sessions: Sequence[Session]) -> AllocationRes
         allocations.append(kept)
         for p in kept.phases:
             used[p] += kept.limit_a
-    out = _with_allocations(result, allocations, used)
+    out = _with_allocations(result, allocations, used, sessions)
     return replace(out, notes=(*result.notes, "meter read failed: raises held"))
 
 
@@ -458,7 +509,7 @@ def pauses_kept(
         allocations.append(kept)
     if not changed:
         return result
-    return _with_allocations(result, allocations, used)
+    return _with_allocations(result, allocations, used, [s for _, _, s in eligible])
 
 
 def apply(

@@ -126,13 +126,16 @@ class Decisions:
         self.rows.append((at, mode, dict(inputs), dict(outputs)))
 
 
-def site_config(chargers: list[dict[str, Any]], **site: Any) -> Config:
+def site_config(
+    chargers: list[dict[str, Any]], circuits: list[dict[str, Any]] | None = None, **site: Any
+) -> Config:
     return parse_config(
         {
             "site": {"limit_a": 40, "margin_a": 2, "ramp_a_per_s": 100, **site},
             "buses": {"main": {"transport": "tcp", "host": "127.0.0.1"}},
             "meters": [{"profile": "eastron-sdm630"}],
             "chargers": chargers,
+            "circuits": circuits or [],
         }
     )
 
@@ -195,12 +198,13 @@ async def rig() -> AsyncIterator[RigFactory]:
         *,
         models: dict[str, ChargerModel] | None = None,
         tuning: Tuning = FAST,
+        circuits: list[dict[str, Any]] | None = None,
         **site: Any,
     ) -> Rig:
         csms = Csms(accepted_tags=[TAG])
         await csms.start()
         clock = FakeClock()
-        config = site_config(chargers, **site)
+        config = site_config(chargers, circuits, **site)
         assert config.site is not None
         meter = Meter(clock, role=config.site.meter_role)
         decisions = Decisions()
