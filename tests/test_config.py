@@ -475,3 +475,28 @@ def test_a_circuit_problem_is_listed_next_to_problems_in_other_sections() -> Non
     )
     assert any(p.startswith("server.port") for p in problems)
     assert any(p.startswith("circuits[0].parent: no circuit named 'B'") for p in problems)
+
+
+def test_the_safe_currents_under_a_circuit_fit_its_limit() -> None:
+    """Chargers keep their safe profile (fallback_current_a) when the gateway is gone: under a
+    board (and the boards above it) they must fit its limit - margin, as at the site."""
+    chargers = [
+        {"id": f"CP{i}", "circuit": "row", "fallback_current_a": 10, "phases": "L1"}
+        for i in range(3)
+    ]
+    circuits = [
+        {"name": "level", "limit_a": 40, "margin_a": 0},
+        {"name": "row", "limit_a": 32, "margin_a": 3, "parent": "level"},
+    ]
+    problems = problems_of({**THREE_PHASE_SITE, "circuits": circuits, "chargers": chargers})
+    assert problems == [
+        "circuits[1]: the fallback_current_a of the chargers under it adds up to 30 A on L1, "
+        "above its limit_a - margin_a (29 A): its fuse could trip while the chargers run on "
+        "their safe profile"
+    ]
+    circuits[1]["margin_a"] = 2
+    assert parse_config({**THREE_PHASE_SITE, "circuits": circuits, "chargers": chargers})
+    chargers.append({"id": "CP9", "circuit": "level", "fallback_current_a": 11, "phases": "L1"})
+    problems = problems_of({**THREE_PHASE_SITE, "circuits": circuits, "chargers": chargers})
+    assert [p.split(":")[0] for p in problems] == ["circuits[0]"]
+    assert "41 A on L1" in problems[0]

@@ -31,6 +31,7 @@ def _circuit_problems(
             problems.append(f"circuits[{i}].name: circuit {circuit.name!r} is listed twice")
         by_name.setdefault(circuit.name, circuit)
     defined = ", ".join(sorted(by_name)) or "none"
+    chains: dict[str, list[str]] = {}  # a circuit and the ones above it, where that is sound
     if circuits and site is None:
         problems.append("circuits: circuits need a [site] section (load capping)")
     for i, circuit in enumerate(circuits):
@@ -49,6 +50,7 @@ def _circuit_problems(
                 f"circuits[{i}].parent: the circuits form a cycle: " + " -> ".join([*chain, parent])
             )
             continue
+        chains[circuit.name] = chain
         if site is None:
             continue
         if site.phases == 1 and isinstance(circuit.limit_a, tuple):
@@ -72,11 +74,30 @@ def _circuit_problems(
                 f"circuits[{i}].margin_a: the site's margin_a ({site.margin_a:g} A) it "
                 "inherits is not below its limit_a: set its own"
             )
+    fallback = {name: [0.0, 0.0, 0.0] for name in chains}
     for i, charger in enumerate(chargers or ()):
         if charger.circuit is not None and charger.circuit not in by_name:
             problems.append(
                 f"chargers[{i}].circuit: no circuit named {charger.circuit!r} (defined: {defined})"
             )
+        for name in chains.get(charger.circuit or "", ()):
+            for phase in charger.site_phases():
+                fallback[name][phase] += charger.fallback_current_a
+    for i, circuit in enumerate(circuits):
+        if site is None or circuit.name not in fallback or by_name[circuit.name] is not circuit:
+            continue
+        room = [limit - circuit.margin(site) for limit in circuit.limits()]
+        if min(room) <= 0:
+            continue  # its margin is reported above
+        for phase, total in enumerate(fallback[circuit.name]):
+            if total > room[phase]:
+                problems.append(
+                    f"circuits[{i}]: the fallback_current_a of the chargers under it adds up to "
+                    f"{total:g} A on {_PHASE_NAMES[phase]}, above its limit_a - margin_a "
+                    f"({room[phase]:g} A): its fuse could trip while the chargers run on their "
+                    "safe profile"
+                )
+                break
     return problems
 
 

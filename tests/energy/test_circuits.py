@@ -3,6 +3,7 @@ site over its limit on any phase, max-min fair across the tree, and no change wi
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -21,6 +22,7 @@ from edgegw.energy.allocator import (
     allocate,
     circuit_chains,
 )
+from edgegw.energy.planner import held
 from tests.energy.test_allocator import EPS, FAST, ZERO, ev_budget, limits, phase_sum, states
 
 L1, L2, L3 = Phase.L1, Phase.L2, Phase.L3
@@ -203,3 +205,76 @@ def test_a_broken_tree_is_refused_naming_the_circuit(
 def test_a_session_on_an_unknown_circuit_is_refused() -> None:
     with pytest.raises(AllocatorInputError, match="session X/1: circuit 'nope' is not a circuit"):
         board_state((car("X", "nope"),))
+
+
+@settings(max_examples=300, deadline=None)
+@given(circuit_states())
+def test_a_fair_share_session_is_held_by_a_full_constraint_where_it_has_the_most(
+    drawn: tuple[SiteState, AllocatorParams],
+) -> None:
+    """Max-min fair across the tree: a session limited by its share (not by its own cap) sits
+    on a phase of the site or of a circuit above it that is full, and no session of its
+    priority there got more than it (but for one held at its minimum): nobody on a full board
+    holds back headroom elsewhere. Every car runs at its maximum already (a round of cuts
+    only), so no raise waits for a cut in force."""
+    state, params = drawn
+    state = replace(state, sessions=tuple(replace(s, offered_a=s.max_a) for s in state.sessions))
+    result = allocate(state, params)
+    budget = ev_budget(state)
+    chains = circuit_chains(state.circuits)
+    by_key = {s.key: s for s in state.sessions}
+
+    def nodes(key: tuple[str, int]) -> list[str | None]:
+        circuit = by_key[key].circuit
+        return [None, *(chains[circuit] if circuit is not None else ())]
+
+    def room(node: str | None, p: Phase) -> float:
+        if node is None:
+            return budget[p]
+        c = next(c for c in state.circuits if c.name == node)
+        return max(0.0, c.limit_a[p] - c.margin_a - held_under(state, node, p))
+
+    for a in result.allocations:
+        if a.reason is not Reason.FAIR_SHARE:
+            continue
+        s = by_key[a.key]
+        holders = []
+        for node in nodes(a.key):
+            for p in a.phases:
+                there = [b for b in result.allocations if node in nodes(b.key) and p in b.phases]
+                used = sum(b.limit_a for b in there)
+                if used + 0.1 * len(there) + EPS < room(node, p):
+                    continue  # not full
+                richer = [
+                    b
+                    for b in there
+                    if by_key[b.key].priority is s.priority
+                    and b.limit_a > a.limit_a + 0.1 + EPS
+                    and b.limit_a > math.ceil(by_key[b.key].min_a * 10 - EPS) / 10 + EPS
+                ]
+                if not richer:
+                    holders.append((node, p))
+        assert holders, (a, result.notes)
+
+
+def test_a_raise_held_back_after_a_failed_meter_read_lowers_its_boards_sum_too() -> None:
+    """The planner's ``held`` (no raise while the meter's last read failed) keeps each
+    circuit's allocated sum in step with the limits it leaves."""
+    outer = Circuit("outer", limit_a=(30.0, 30.0, 30.0))
+    inner = Circuit("inner", limit_a=(20.0, 20.0, 20.0), parent="outer")
+    sessions = (
+        Session("I", 1, max_a=32.0, offered_a=6.0, started_at=0.0, circuit="inner"),
+        Session("O", 1, max_a=32.0, offered_a=32.0, started_at=0.0, circuit="outer"),
+    )
+    result = allocate(board_state(sessions, outer, inner, limit=100.0), FAST)
+    assert limits(result) == {"I": 6.0, "O": 15.0}  # I's raise waits for O's cut
+    state = replace(
+        board_state(sessions, outer, inner, limit=100.0),
+        sessions=tuple(s.applied(result.get(*s.key)) for s in sessions),
+    )
+    raised = allocate(state, FAST)
+    assert limits(raised) == {"I": 15.0, "O": 15.0}
+    kept = held(raised, state.sessions)
+    assert limits(kept) == {"I": 6.0, "O": 15.0}
+    assert [c.used_a for c in kept.circuits] == [(21.0, 21.0, 21.0), (6.0, 6.0, 6.0)]
+    assert kept.used_a == (21.0, 21.0, 21.0)

@@ -63,3 +63,26 @@ async def test_without_circuits_the_state_shows_none(rig: RigFactory) -> None:  
     await r.settle()
     assert r.state().circuits == ()
     assert r.decisions.rows[-1][2]["circuits"] == []
+
+
+async def test_a_charger_the_gateway_cannot_limit_counts_against_its_board(
+    rig: RigFactory,  # noqa: F811
+) -> None:
+    """A charger without smart charging (zaptec-go over OCPP) is held at its max_current_a
+    outside the allocator: the board it hangs on has only the rest for the others."""
+    r = await rig(
+        [
+            {"id": "Z1", "circuit": "board", "model": "zaptec-go", "max_current_a": 10},
+            {"id": "A1", "circuit": "board", "max_current_a": 16},
+        ],
+        circuits=[{"name": "board", "limit_a": 18, "margin_a": 0}],
+        limit_a=63,
+    )
+    z1, a1 = [await r.connect(name) for name in ("Z1", "A1")]
+    await z1.tap(TAG)
+    await a1.tap(TAG)
+    await r.settle()
+    assert draws(a1) == 8  # 18 A - Z1's 10 A, though the site has room for 16
+    (board,) = r.state().circuits
+    assert board.used_a == (18.0, 18.0, 18.0)
+    assert r.decisions.rows[-1][2]["circuits"][0]["held_a"] == (10.0, 10.0, 10.0)
