@@ -109,8 +109,14 @@ def _render_state(state: dict[str, Any]) -> str:
         f"non-EV load       {_format_a(state.get('non_ev_a'))} A",
         f"EV budget         {_format_a(state.get('budget_a'))} A",
         f"EV used           {_format_a(state.get('used_a'))} A",
-        "",
     ]
+    for circuit in state.get("circuits", []):
+        parent = circuit.get("parent") or "site"
+        lines.append(
+            f"circuit {circuit['name']} (under {parent}): limit {_format_a(circuit['limit_a'])} A"
+            f" (margin {circuit['margin_a']:.1f} A), used {_format_a(circuit.get('used_a'))} A"
+        )
+    lines.append("")
     for charger in state.get("chargers", []):
         flags = f"  [{', '.join(charger['flags'])}]" if charger.get("flags") else ""
         online = "online" if charger["connected"] else "offline"
