@@ -114,8 +114,10 @@ class Bookkeeper:
         """Run the jobs queued now (up to BATCH_MAX) in one batch, then settle their futures."""
         taken = [self._jobs.popleft() for _ in range(min(len(self._jobs), BATCH_MAX))]
         outcomes: list[tuple[Any, Exception | None]] = []
+        # A lone job's own transaction is enough (a batch would add BEGIN and COMMIT to it).
+        batch = self._batch() if len(taken) > 1 else nullcontext()
         try:
-            async with self._batch():
+            async with batch:
                 for job, _, _ in taken:
                     try:
                         outcomes.append((await job(), None))
