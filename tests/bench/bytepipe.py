@@ -4,8 +4,9 @@ Run:  .venv/bin/python tests/bench/bytepipe.py --cloud ws://127.0.0.1:9000/ocpp
 
 For every charger that connects to ``ws://127.0.0.1:<port>/ocpp/<id>`` it opens
 ``<cloud>/<id>`` with the same subprotocol and copies every message, as it came, both ways: no
-parsing, no schema checks, no storage, no log. The same WebSocket library and event loop as the
-gateway, so what the gateway costs above this line is its own work. It prints ``READY <port>``
+parsing, no schema checks, no storage, no log. The same WebSocket library, event loop and
+connection settings as the gateway's defaults (no compression, pings every 30 s on both sides),
+so what the gateway costs above this line is its own work. It prints ``READY <port>``
 on stdout once it listens and runs until terminated. Not part of the test suite.
 """
 
@@ -23,6 +24,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 SUBPROTOCOLS = [Subprotocol("ocpp1.6"), Subprotocol("ocpp2.0.1")]
+PING_INTERVAL_S = 30.0
+"""As the gateway's defaults on both sides: WebSocket pings every 30 s, no compression."""
 
 
 Connection = ServerConnection | ClientConnection
@@ -43,7 +46,11 @@ def relay(cloud: str) -> Callable[[ServerConnection], Awaitable[None]]:
         charger_id = charger.request.path.rsplit("/", 1)[-1] if charger.request else ""
         protocols = [charger.subprotocol] if charger.subprotocol else None
         async with connect(
-            f"{cloud}/{charger_id}", subprotocols=protocols, proxy=None, ping_interval=None
+            f"{cloud}/{charger_id}",
+            subprotocols=protocols,
+            proxy=None,
+            compression=None,
+            ping_interval=PING_INTERVAL_S,
         ) as upstream:
             await asyncio.gather(pump(charger, upstream), pump(upstream, charger))
 
@@ -63,7 +70,8 @@ async def main() -> None:
         "127.0.0.1",
         args.port,
         subprotocols=SUBPROTOCOLS,
-        ping_interval=None,
+        compression=None,
+        ping_interval=PING_INTERVAL_S,
         max_size=None,
     ) as server:
         port = server.sockets[0].getsockname()[1]
