@@ -12,7 +12,9 @@ has not answered yet, or queued transaction messages. So:
 
 One connection per identity at a time, and the newest wins: a new connection closes the one
 before it, and of several that arrive together only the last is served (the others are closed
-with 1008), so one session never has two live connections feeding it.
+with 1008), so one session never has two live connections feeding it. A connection its
+session refuses (another OCPP version than the messages it still owes the cloud, see
+:meth:`ChargerSession.attach`) is closed without being served: nothing records it as connected.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.server import ServerConnection
 
+from edgegw.ocpp.versions import OCPP16
 from edgegw.proxy.session import ChargerSession
 from edgegw.tasks import TaskOwner
 
@@ -90,6 +93,11 @@ class Relays:
                     await ws.close(1008, "replaced by a newer connection")
                     return
                 session.attach(ws)  # no await since the check above: nothing can come between
+                if session.link.version != (ws.subprotocol or OCPP16):
+                    # attach refused it (another version than the session's owed messages):
+                    # closed unserved, so it is never recorded nor announced as connected
+                    await session.serve()
+                    return
                 try:
                     await serve(session)
                 finally:

@@ -4,6 +4,7 @@ a 1.6 backlog never goes over a 2.x cloud link. Real sockets on port 0."""
 
 from __future__ import annotations
 
+from edgegw.ocpp.events import Event
 from edgegw.proxy.link import ToCloud
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.charger201 import SimCharger201
@@ -45,3 +46,38 @@ def test_a_2_x_link_never_sends_a_16_backlog_nor_is_kept_for_it() -> None:
     out = link.cloud_connected()
     assert not [c for c in out if isinstance(c, ToCloud)]
     assert not link.owes_cloud  # its cloud link is not held open for a backlog it cannot send
+
+
+async def test_a_connection_refused_for_its_version_is_never_seen_as_connected(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway(cloud_url="ws://127.0.0.1:9/csms", chargers=CHARGERS)
+    url = gateway_url(gateway)
+    async with SimCharger("CS201", url) as cp:  # a 1.6 charger, the cloud away: owed messages
+        await cp.boot()
+        await cp.start_transaction(1, "T")
+    await gateway.wait_charger("CS201", connected=False)
+    heard: list[Event] = []
+    assert gateway.hub is not None
+    gateway.hub = gateway.hub.extended(_Heard(heard))
+    cs = SimCharger201("CS201", url)
+    await cs.connect()
+    try:
+        assert await cs.wait_closed(timeout=10) == 1002
+    finally:
+        await cs.close()
+    assert heard == []  # never announced (nor recorded: charger_seen goes with the event)
+    async with SimCharger("CS201", url) as cp:  # served again: its events are heard
+        await cp.heartbeat()
+    await gateway.wait_charger("CS201", connected=False)
+    kinds = [type(e).__name__ for e in heard if e.charger_id == "CS201"]
+    assert kinds == ["ChargerConnected", "ChargerDisconnected"]  # the session's own hub hears
+    # its calls; the one replaced here hears connections only
+
+
+class _Heard:
+    def __init__(self, into: list[Event]) -> None:
+        self._into = into
+
+    def handle(self, event: Event) -> None:
+        self._into.append(event)
