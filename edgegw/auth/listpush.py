@@ -17,7 +17,8 @@ How (OCPP 1.6 §5.15, §9.4):
 * On connect it reads ``LocalAuthListEnabled``, ``LocalAuthListMaxLength``,
   ``SendLocalListMaxLength`` and ``SupportedFeatureProfiles`` (GetConfiguration), records them
   in ``chargers.capabilities`` and skips chargers without ``LocalAuthListManagement`` or with
-  the list disabled. Then GetLocalListVersion says whether the charger still holds what was
+  the list disabled (and, without asking, OCPP 2.x chargers: :data:`V2_NOT_MANAGED`). Then
+  GetLocalListVersion says whether the charger still holds what was
   pushed last (the version, and a digest of the content kept in the store, survive restarts).
 * When it does, only the differences go out as a ``Differential`` (unless they are as many as
   the entries, then a Full is no longer); otherwise a ``Full``. A list
@@ -44,6 +45,7 @@ from typing import Any, Final
 
 from edgegw.auth.idtags import IdTagFormat, UnrepresentableError, render
 from edgegw.auth.locallist import AuthStatus, ListEntry
+from edgegw.ocpp.versions import is_v2
 from edgegw.store.cards import CardStore
 from edgegw.tasks import TaskOwner
 
@@ -62,6 +64,8 @@ PROBED_KEYS: Final = (
     "SupportedFeatureProfiles",
 )
 _SHOWN: Final = 5  # ids named in a log line about entries left out
+V2_NOT_MANAGED: Final = "OCPP 2.x: local lists not managed yet"
+"""Why a 2.x charger's list is not pushed (its calls, SendLocalList v2, are not made yet)."""
 
 
 class _NotSupported(Exception):
@@ -124,6 +128,7 @@ class _Charger:
     failures: int = 0
     last_error: str | None = None
     reported: str = ""  # the last overflow / collision message logged, to log each once
+    ocpp: str | None = None  # the OCPP version it speaks (None: 1.6 or not known)
 
 
 class ListPusher:
@@ -163,8 +168,9 @@ class ListPusher:
 
     # ------------------------------------------------------------ events in
 
-    def charger_connected(self, charger_id: str) -> None:
-        """Start (or restart) keeping ``charger_id``'s list in step."""
+    def charger_connected(self, charger_id: str, version: str | None = None) -> None:
+        """Start (or restart) keeping ``charger_id``'s list in step; ``version``, the OCPP
+        version it speaks: a 2.x charger is only recorded as not managed."""
         if self._closed:
             return
         ch = self._chargers.get(charger_id)
@@ -174,6 +180,7 @@ class ListPusher:
             ch.task.cancel("charger reconnected")
         ch.connected = True
         ch.active = True
+        ch.ocpp = version
         ch.idle.clear()
         ch.task = self._tasks.spawn(self._run(ch), charger_id)
         arrival = self._arrivals.pop(charger_id, None)
@@ -261,6 +268,11 @@ class ListPusher:
     async def _session(self, ch: _Charger) -> None:
         cid = ch.charger_id
         ch.dirty.clear()
+        if is_v2(ch.ocpp):
+            ch.caps = caps = ListCapabilities(False, reason=V2_NOT_MANAGED)
+            await self._store.set_list_capabilities(cid, caps.to_json())
+            self._stand_down(ch, caps)
+            return
         caps = await self._probe(ch)
         if not caps.supported:
             self._stand_down(ch, caps)

@@ -11,12 +11,13 @@ from edgegw.ocpp.events import (
     ChargerDisconnected,
     Event,
 )
+from edgegw.ocpp.versions import is_v2
 
 
 class Pusher(Protocol):
     """What :class:`PushWhenReady` drives (:class:`~edgegw.auth.listpush.ListPusher`)."""
 
-    def charger_connected(self, charger_id: str) -> None: ...
+    def charger_connected(self, charger_id: str, version: str | None = None) -> None: ...
 
     def charger_disconnected(self, charger_id: str) -> None: ...
 
@@ -26,7 +27,8 @@ class PushWhenReady:
 
     That is after its BootNotification was accepted, or, for a charger that reconnected without
     rebooting, after its first other call: a charger still booting may not answer anything
-    else. An event subscriber of the daemon's hub.
+    else. A 2.x charger is handed on at once: the pusher makes it no call (its lists are not
+    managed yet) and says so in its status. An event subscriber of the daemon's hub.
     """
 
     def __init__(self, pusher: Pusher) -> None:
@@ -36,7 +38,11 @@ class PushWhenReady:
     def handle(self, event: Event) -> None:
         charger_id = event.charger_id
         if isinstance(event, ChargerConnected):
-            self._waiting.add(charger_id)
+            if is_v2(event.version):
+                self._waiting.discard(charger_id)
+                self._pusher.charger_connected(charger_id, event.version)
+            else:
+                self._waiting.add(charger_id)
         elif isinstance(event, ChargerDisconnected):
             self._waiting.discard(charger_id)
             self._pusher.charger_disconnected(charger_id)

@@ -42,6 +42,7 @@ from typing import Any, Final
 from edgegw.config import ChargerConfig, Config, SiteConfig
 from edgegw.energy.chargermodels import ChargerModel, model_for
 from edgegw.ocpp.events import ChargerConnected, ChargerDisconnected, Event
+from edgegw.ocpp.versions import is_v2
 from edgegw.store.events import EventRecorder
 from edgegw.tasks import TaskOwner
 
@@ -58,6 +59,7 @@ WANTED: Final = ("Current.Import", "Current.Offered")
 """What load capping reads, in order of need: the cars' draw per phase, the limit in force."""
 POWER: Final = "Power.Active.Import"
 AUTOMATIC: Final = (WANTED[0], POWER, WANTED[1])
+V2_NOT_CONFIGURED: Final = "OCPP 2.x: meter values not configured yet"
 """What the automatic set-up asks for, in order of need: the cars' draw per phase (load
 capping), the charger's power (shown to the caretaker and Home Assistant), the limit in force."""
 
@@ -221,7 +223,10 @@ class MeterSampling:
         """Configure a charger when it connects; stop when it leaves. Nothing to learn from
         the chargers' own calls."""
         if isinstance(event, ChargerConnected):
-            self._configure_soon(event.charger_id)
+            if is_v2(event.version):
+                self._not_managed(event.charger_id)
+            else:
+                self._configure_soon(event.charger_id)
         elif isinstance(event, ChargerDisconnected):
             task = self._running.pop(event.charger_id, None)
             if task is not None:
@@ -249,6 +254,17 @@ class MeterSampling:
             self._configure_soon(charger_id)
 
     # ------------------------------------------------------------------ the work
+
+    def _not_managed(self, charger_id: str) -> None:
+        """A 2.x charger: no GetConfiguration (a 1.6 call) is made; said once, no retries."""
+        previous = self._running.pop(charger_id, None)
+        if previous is not None:
+            previous.cancel("charger speaks OCPP 2.x")
+        log.info("%s: %s", charger_id, V2_NOT_CONFIGURED)
+        self._results[charger_id] = SamplingResult(
+            charger_id, None, None, {"OCPP": V2_NOT_CONFIGURED}
+        )
+        self._event(charger_id).set()
 
     def _configure_soon(self, charger_id: str) -> None:
         previous = self._running.pop(charger_id, None)

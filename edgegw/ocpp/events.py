@@ -35,6 +35,9 @@ class ChargerEvent:
 class ChargerConnected(ChargerEvent):
     """The charger's WebSocket connection was accepted."""
 
+    version: str | None = None
+    """The OCPP version it speaks (its subprotocol, e.g. ``ocpp2.0.1``); None: not known."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChargerDisconnected(ChargerEvent):

@@ -76,7 +76,8 @@ class EventHub:
     # ------------------------------------------------------------------ ChargerObserver
 
     def charger_connected(self, charger_id: str) -> None:
-        self._deliver((ChargerConnected(charger_id=charger_id, at=self._clock()),))
+        version = None if self._version_of is None else self._version_of(charger_id)
+        self._deliver((ChargerConnected(charger_id=charger_id, at=self._clock(), version=version),))
 
     def charger_disconnected(self, charger_id: str) -> None:
         self._deliver((ChargerDisconnected(charger_id=charger_id, at=self._clock()),))
