@@ -201,6 +201,20 @@ class Access:
                 shared[charger_id] = max(shared.get(charger_id, 0.0), share.until)
         return standing, shared
 
+    def ended_shares(
+        self, card_key: str, chargers: frozenset[str] | None, now: float
+    ) -> frozenset[str]:
+        """The chargers where the card may not charge only because its share there ended
+        (refused as ``Expired`` there, see :meth:`verdict`)."""
+        standing = self.standing(card_key, chargers)
+        if standing is None:
+            return frozenset()
+        ended: set[str] = set()
+        active: set[str] = set()
+        for share in self.shares_of(card_key):
+            (active if share.active(now) else ended).update(self.expand(share.chargers))
+        return frozenset(ended - active - standing)
+
     # ------------------------------------------------------------ changing (new values)
 
     def with_charger_group(self, name: str, chargers: frozenset[str]) -> Access:

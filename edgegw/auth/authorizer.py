@@ -274,7 +274,8 @@ class Authorizer(_InstallerCards):
         Valid cards first (the charger's own private cards, then the installer's, then the
         cloud's), then Blocked ones (so a lost card is refused even by a charger that cannot
         reach the gateway), then the other refused ones, last the installer cards limited to
-        other chargers (listed Invalid here: a charger deciding from its own list refuses them).
+        other chargers (listed Invalid here, Expired where a share of it ended, as the gateway
+        answers: a charger deciding from its own list refuses them).
         An installer card hides the cloud's entry for the same card. A charger whose list is
         shorter keeps the head of this list.
         """
@@ -283,7 +284,11 @@ class Authorizer(_InstallerCards):
             groups = self._groups = _Groups.build(
                 self._cards.values(), self._cloud, self._clock(), self._access
             )
-        not_here = [entry for entry, places in groups.elsewhere if charger_id not in places]
+        not_here = [
+            expired if charger_id in ended else entry
+            for entry, places, expired, ended in groups.elsewhere
+            if charger_id not in places
+        ]
         own = groups.restricted.get(charger_id)
         if own is None:
             return [*groups.shared[0], *groups.shared[1], *groups.shared[2], *not_here]

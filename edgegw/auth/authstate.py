@@ -47,16 +47,18 @@ class _Groups:
 
     shared: tuple[list[ListEntry], list[ListEntry], list[ListEntry]]
     restricted: dict[str, tuple[list[ListEntry], list[ListEntry], list[ListEntry]]]
-    elsewhere: list[tuple[ListEntry, frozenset[str]]]
+    elsewhere: list[tuple[ListEntry, frozenset[str], ListEntry, frozenset[str]]]
     """Restricted cards as every *other* charger lists them (refused), with the chargers that
-    list them as their own: a charger that decides from its own list (offline, or
-    LocalPreAuthorize) refuses a private bay's card instead of trusting an old cache entry."""
+    list them as their own, then as the chargers where a share of it ended list them
+    (``Expired``, as the gateway answers there) and those chargers: a charger that decides
+    from its own list (offline, or LocalPreAuthorize) refuses a private bay's card instead of
+    trusting an old cache entry."""
 
     @classmethod
     def build(cls, cards: Iterable[Card], cloud: CloudList, now: float, access: Access) -> _Groups:
         shared: tuple[list[ListEntry], list[ListEntry], list[ListEntry]] = ([], [], [])
         restricted: dict[str, tuple[list[ListEntry], list[ListEntry], list[ListEntry]]] = {}
-        elsewhere: list[tuple[ListEntry, frozenset[str]]] = []
+        elsewhere: list[tuple[ListEntry, frozenset[str], ListEntry, frozenset[str]]] = []
         installer: set[str] = set()
         for card in sorted(cards, key=lambda c: c.key):
             installer.add(card.key)
@@ -70,8 +72,16 @@ class _Groups:
             for charger_id in standing:
                 restricted.setdefault(charger_id, ([], [], []))[rank].append(entry)
             refused = info if rank else IdTagInfo(AuthStatus.INVALID, None, info.parent_id)
+            expired = info if rank else IdTagInfo(AuthStatus.EXPIRED, None, info.parent_id)
             places = standing | frozenset(shared_until)
-            elsewhere.append((ListEntry(card.id, refused, ListSource.INSTALLER), places))
+            elsewhere.append(
+                (
+                    ListEntry(card.id, refused, ListSource.INSTALLER),
+                    places,
+                    ListEntry(card.id, expired, ListSource.INSTALLER),
+                    access.ended_shares(card.key, card.chargers, now),
+                )
+            )
             for charger_id, until in shared_until.items():
                 # A share's end is the entry's expiry: the charger refuses the card after it.
                 end = datetime.fromtimestamp(until, UTC)

@@ -458,6 +458,29 @@ async def test_groups_and_shares_decide_fill_local_lists_and_survive_a_restart(
     assert ALICE.key not in auth.access.card_groups["residents"].members
 
 
+async def test_a_list_says_what_the_gateway_answers_where_a_share_ended(
+    open_auth: Opener, clock: Clock
+) -> None:
+    auth = await open_auth()
+    await auth.add_card(Card(BOB, owner="Bob", chargers=frozenset({"CP9"})))
+    await auth.change_access(
+        lambda a: a.with_share(Share(1, frozenset({"CP2"}), NOW + 3600, card=BOB.key))
+    )
+    clock.now = NOW + 3600  # the share has ended
+    auth = await open_auth()  # the list as built after its end
+
+    def listed(charger_id: str) -> AuthStatus:
+        (status,) = [e.info.status for e in auth.local_list(charger_id) if e.card == BOB]
+        return status
+
+    answered = auth.decide("CP2", BOB.canonical, fmt=IdTagFormat.HEX).status
+    assert answered is AuthStatus.EXPIRED
+    assert listed("CP2") is answered  # was Invalid
+    assert listed("CP5") is AuthStatus.INVALID  # no share there: Invalid, as answered
+    assert auth.decide("CP5", BOB.canonical, fmt=IdTagFormat.HEX).status is AuthStatus.INVALID
+    assert listed("CP9") is AuthStatus.ACCEPTED
+
+
 async def test_a_card_removed_by_a_replacing_import_leaves_its_groups_and_shares(
     open_auth: Opener,
 ) -> None:
