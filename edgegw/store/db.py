@@ -14,6 +14,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,16 @@ class StoreSchemaError(StoreError):
     altered by hand, or damaged): restarting cannot help, an operator must restore it."""
 
 
+class BatchAborted(sqlite3.OperationalError):
+    """A batch's transaction is gone: SQLite rolled all of it back after a statement failed
+    (disk full, I/O error, out of memory). Nothing any of its writes did is on disk."""
+
+
+_BATCHING: ContextVar[object] = ContextVar("edgegw_batching", default=None)
+"""The token of the :meth:`Database.batch` the current context runs in: a task started inside
+a batch inherits it, so its write is refused instead of waiting for the batch for ever."""
+
+
 class Database:
     """A migrated aiosqlite connection; use :meth:`open`."""
 
@@ -43,6 +54,10 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._batch_task: asyncio.Task[Any] | None = None
         """The task whose writes share one transaction (see :meth:`batch`), if any."""
+        self._batch_token: object = None
+        """The running batch's own token (in the context of the tasks started inside it)."""
+        self._batch_lost: BaseException | None = None
+        """Why the running batch's transaction was rolled back by SQLite, if it was."""
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -134,26 +149,46 @@ class Database:
         of its :meth:`transaction` blocks becomes a SAVEPOINT of it, so one that fails leaves
         nothing and the others are committed together (one commit, each page written once).
 
-        Only the calling task's own transactions join (other tasks wait for the commit, as
-        for any transaction): so it must not wait, inside, for another task that writes.
+        Only the calling task's own transactions join; other tasks wait for the commit, as
+        for any transaction. So it must not wait, inside, for another task that writes: a
+        task started inside the batch (``asyncio.wait_for`` on Python 3.11 starts one) is
+        refused with RuntimeError when it writes, instead of waiting for ever.
+
+        If a statement error makes SQLite roll back the whole transaction (disk full, I/O
+        error), the write that met it raises :class:`BatchAborted` (caused by that error),
+        later writes of the batch are refused with it, and so is leaving the batch: no write
+        runs outside a transaction, and everything the batch wrote before is gone.
         """
         async with self.transaction():
             self._batch_task = asyncio.current_task()
+            self._batch_lost = None
+            self._batch_token = object()
+            token = _BATCHING.set(self._batch_token)
             try:
                 yield
+                self._check_batch()
             finally:
+                _BATCHING.reset(token)
                 self._batch_task = None
+                self._batch_token = None
+                self._batch_lost = None
 
     @asynccontextmanager
     async def transaction(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction; ``durable`` commits with ``synchronous=FULL``. Inside a
         :meth:`batch` of the same task: a SAVEPOINT of it (``durable`` may not be asked)."""
-        if self._batch_task is not None and asyncio.current_task() is self._batch_task:
-            if durable:
-                raise RuntimeError("a durable write cannot join a batch (it commits later)")
-            async with self._savepoint() as conn:
-                yield conn
-            return
+        if self._batch_task is not None:
+            if asyncio.current_task() is self._batch_task:
+                if durable:
+                    raise RuntimeError("a durable write cannot join a batch (it commits later)")
+                async with self._savepoint() as conn:
+                    yield conn
+                return
+            if _BATCHING.get() is self._batch_token:
+                raise RuntimeError(
+                    "a task started inside a batch cannot write: it would wait for the batch's "
+                    "commit, and the batch for it"
+                )
         async with self._write_lock:
             if durable:
                 await self.conn.execute("PRAGMA synchronous=FULL")
@@ -169,19 +204,35 @@ class Database:
                 if durable:
                     await self.conn.execute("PRAGMA synchronous=NORMAL")
 
+    def _check_batch(self) -> None:
+        """Raise :class:`BatchAborted` if SQLite rolled the batch's transaction back."""
+        if self._batch_lost is None and not self.conn.in_transaction:
+            self._batch_lost = sqlite3.OperationalError("the transaction was rolled back")
+        if self._batch_lost is not None:
+            raise BatchAborted(
+                f"rolled back with its batch: {self._batch_lost}"
+            ) from self._batch_lost
+
     @asynccontextmanager
     async def _savepoint(self) -> AsyncIterator[aiosqlite.Connection]:
+        self._check_batch()  # a SAVEPOINT outside a transaction would start (and commit) one
         await self.conn.execute("SAVEPOINT batched_write")
         try:
             yield self.conn
-        except BaseException:
-            # A statement error that made SQLite abandon the whole transaction (disk full, I/O
-            # error) leaves no savepoint to go back to: the batch's commit then fails.
-            if self.conn.in_transaction:
-                await asyncio.shield(self.conn.execute("ROLLBACK TO batched_write"))
-                await asyncio.shield(self.conn.execute("RELEASE batched_write"))
+        except BaseException as exc:
+            if not self.conn.in_transaction:
+                # A statement error made SQLite abandon the whole transaction (disk full, I/O
+                # error): there is no savepoint to go back to, the batch is lost.
+                if self._batch_lost is None:
+                    self._batch_lost = exc
+                if isinstance(exc, Exception) and not isinstance(exc, BatchAborted):
+                    raise BatchAborted(str(exc)) from exc
+                raise
+            await asyncio.shield(self.conn.execute("ROLLBACK TO batched_write"))
+            await asyncio.shield(self.conn.execute("RELEASE batched_write"))
             raise
         else:
+            self._check_batch()  # the job's own error handling may have hidden the loss
             await self.conn.execute("RELEASE batched_write")
 
     async def _rollback(self) -> None:

@@ -196,3 +196,57 @@ async def test_a_failing_job_of_a_batch_leaves_nothing_and_sinks_no_other(tmp_pa
     finally:
         await tasks.close()
         await store.close()
+
+
+async def test_a_job_that_loses_the_batch_transaction_tells_each_caller_what_is_on_disk(
+    tmp_path: Path,
+) -> None:
+    """Disk full or an I/O error makes SQLite roll back the whole transaction, not only the
+    failing job's savepoint: the jobs before it in the batch were rolled back with it (their
+    callers are told so), the jobs after it run in a transaction of their own, never outside
+    one, and no caller is told a record failed that is on disk."""
+    path = tmp_path / "db"
+    store = await Store.open(path)
+    keeper = store.bookkeeping
+    tasks = TaskOwner("test")
+
+    async def insert(message: str, *, abort: bool = False) -> str:
+        async with store.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO events (at, kind, message) VALUES (0, 'test', ?)", (message,)
+            )
+            if abort:  # what SQLite does on SQLITE_FULL / SQLITE_IOERR
+                await conn.execute("ROLLBACK")
+                raise sqlite3.OperationalError("database or disk is full")
+        return message
+
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        entered.set()
+        await gate.wait()
+
+    try:
+        keeper.post(hold, "the gate")  # what is queued while it waits shares one batch
+        await entered.wait()
+        before = tasks.spawn(keeper.run(lambda: insert("before")), "before")
+        await asyncio.sleep(0)
+        keeper.post(lambda: insert("posted before"), "a test record")
+        bad = tasks.spawn(keeper.run(lambda: insert("bad", abort=True)), "bad")
+        after = tasks.spawn(keeper.run(lambda: insert("after")), "after")
+        await asyncio.sleep(0)
+        keeper.post(lambda: insert("posted after"), "a test record")
+        gate.set()
+        assert await after == "after"
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            await bad  # its own error
+        with pytest.raises(sqlite3.OperationalError, match="rolled back"):
+            await before  # committed nowhere: its batch was rolled back
+        assert keeper.failed == 1  # "posted before", rolled back with the batch: logged
+        await keeper.settled()
+        with sqlite3.connect(path) as other:
+            rows = other.execute("SELECT message FROM events WHERE kind = 'test'").fetchall()
+        assert sorted(r[0] for r in rows) == ["after", "posted after"]
+    finally:
+        await tasks.close()
+        await store.close()

@@ -1,11 +1,13 @@
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from edgegw.store.db import Database, StoreError
+from edgegw.store.db import BatchAborted, Database, StoreError
 from edgegw.store.schema import MIGRATIONS
 from edgegw.store.store import Store
+from edgegw.tasks import TaskOwner
 
 
 async def test_fresh_database_is_migrated_private_and_wal(tmp_path: Path) -> None:
@@ -92,3 +94,71 @@ async def test_refused_identities_are_remembered(tmp_path: Path) -> None:
         assert (row.state, row.refused_count) == ("pending", 2)
     finally:
         await store.close()
+
+
+async def test_a_write_from_a_task_started_inside_a_batch_fails_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """The batch holds the write lock until its task leaves it: a task it starts and waits
+    for (``asyncio.wait_for`` on Python 3.11 starts one) would wait for that lock for ever.
+    Another task, started elsewhere, waits for the batch's commit as before."""
+    db = await Database.open(tmp_path / "db")
+    tasks = TaskOwner("test")
+
+    async def write(message: str) -> None:
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO events (at, kind, message) VALUES (0, 'test', ?)", (message,)
+            )
+
+    try:
+        started = asyncio.Event()
+
+        async def elsewhere() -> None:
+            await started.wait()
+            await write("elsewhere")
+
+        other = tasks.spawn(elsewhere(), "elsewhere")
+        async with db.batch():
+            await write("batched")
+            started.set()
+            with pytest.raises(RuntimeError, match="inside a batch"):
+                await asyncio.wait_for(write("from a child task"), 5)
+        await other
+        rows = await (await db.conn.execute("SELECT message FROM events")).fetchall()
+        assert sorted(r[0] for r in rows) == ["batched", "elsewhere"]
+    finally:
+        await tasks.close()
+        await db.close()
+
+
+async def test_a_batch_whose_transaction_sqlite_rolled_back_writes_nothing_more(
+    tmp_path: Path,
+) -> None:
+    """After SQLite abandons a batch's transaction (disk full, I/O error), even when the write
+    that met it hid the error: no later write of the batch runs outside a transaction (a
+    SAVEPOINT there starts one, and its RELEASE commits it), and leaving the batch says so."""
+    path = tmp_path / "db"
+    db = await Database.open(path)
+
+    async def write(message: str) -> None:
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO events (at, kind, message) VALUES (0, 'test', ?)", (message,)
+            )
+
+    try:
+        with pytest.raises(BatchAborted, match="rolled back with its batch"):
+            async with db.batch():
+                await write("first")
+                with pytest.raises(BatchAborted):
+                    async with db.transaction() as conn:
+                        await conn.execute("ROLLBACK")  # SQLITE_FULL, its error swallowed
+                with pytest.raises(BatchAborted):
+                    await write("after the loss")
+        await write("next transaction")  # the database works on
+        with sqlite3.connect(path) as other:
+            rows = other.execute("SELECT message FROM events WHERE kind = 'test'").fetchall()
+        assert rows == [("next transaction",)]
+    finally:
+        await db.close()
