@@ -9,8 +9,9 @@ What a charger gets: :meth:`Authorizer.local_list` for that charger (installer c
 it plus the cloud's list; valid cards, then Blocked ones so a lost card is refused at once, then
 other refusals), written **in the charger's idTag format** (a KEBA gets reversed hex), cut to
 its ``LocalAuthListMaxLength``. Two cards that look the same on that charger keep the more
-restrictive entry; what does not fit or cannot be written is logged, and the gateway still
-decides for those cards when the charger asks.
+restrictive entry; what does not fit or cannot be written is logged (valid cards left out as a
+warning; refusals cut from the end of a short list only noted) and counted apart in
+:class:`PushStatus`, and the gateway still decides for those cards when the charger asks.
 
 How (OCPP 1.6 §5.15, §9.4):
 
@@ -105,6 +106,11 @@ class PushStatus:
     entries: int | None
     """Entries the charger holds, when known."""
     left_out: int
+    """Valid (Accepted) cards not on its list: too many for it, or not writable in its format;
+    the gateway still decides for them when asked."""
+    refused_left_out: int
+    """Refused cards (Blocked, Invalid, Expired) cut from the end of its list the same way
+    (a short list keeps the valid cards first): the gateway refuses them when asked."""
     synced: bool
     last_error: str | None
 
@@ -125,6 +131,7 @@ class _Charger:
     version: int | None = None
     pushed: _Rendered | None = None
     left_out: int = 0
+    refused_left_out: int = 0
     failures: int = 0
     last_error: str | None = None
     reported: str = ""  # the last overflow / collision message logged, to log each once
@@ -218,6 +225,7 @@ class ListPusher:
             version=ch.version,
             entries=None if ch.pushed is None else len(ch.pushed),
             left_out=ch.left_out,
+            refused_left_out=ch.refused_left_out,
             synced=ch.idle.is_set() and ch.active and ch.last_error is None,
             last_error=ch.last_error,
         )
@@ -349,6 +357,7 @@ class ListPusher:
         out: _Rendered = {}
         clashes: list[str] = []
         unwritable: list[str] = []
+        unwritable_refused = 0
         limit = caps.max_length
         taken = 0
         for entry in entries:
@@ -359,6 +368,7 @@ class ListPusher:
                 tag = render(entry.card, fmt)
             except UnrepresentableError:
                 unwritable.append(entry.card.canonical)
+                unwritable_refused += not _valid(entry)
                 continue
             key = tag.upper()
             info = entry.info.to_ocpp()
@@ -369,15 +379,18 @@ class ListPusher:
                     out[key] = (tag, info)  # two cards look alike here: the refusal wins
                 continue
             out[key] = (tag, info)
-        left = len(entries) - taken
-        ch.left_out = left + len(unwritable)
+        cut = entries[taken:]
+        valid_cut = [e.card.canonical for e in cut if _valid(e)]
+        refused_cut = [e.card.canonical for e in cut if not _valid(e)]
+        ch.left_out = len(valid_cut) + len(unwritable) - unwritable_refused
+        ch.refused_left_out = len(refused_cut) + unwritable_refused
         self._report(
             ch,
             fmt=fmt,
             limit=limit,
-            total=len(entries),
-            left=left,
-            left_first=[e.card.canonical for e in entries[taken : taken + _SHOWN]],
+            valid=sum(1 for e in entries if _valid(e)),
+            valid_cut=valid_cut,
+            refused_cut=refused_cut,
             clashes=clashes,
             unwritable=unwritable,
         )
@@ -389,17 +402,19 @@ class ListPusher:
         *,
         fmt: IdTagFormat,
         limit: int | None,
-        total: int,
-        left: int,
-        left_first: list[str],
+        valid: int,
+        valid_cut: list[str],
+        refused_cut: list[str],
         clashes: list[str],
         unwritable: list[str],
     ) -> None:
+        """Log what was left out once (a warning when valid cards are missing from the list;
+        refusals cut after every valid card are only noted)."""
         lines: list[str] = []
-        if left:
+        if valid_cut:
             lines.append(
-                f"its list holds {limit} entries, so {left} of {total} did not fit "
-                f"({_some(left_first, left)}); the gateway still decides for them when asked"
+                f"its list holds {limit} entries, so {len(valid_cut)} of {valid} valid card(s) "
+                f"did not fit ({_some(valid_cut)}); the gateway still decides for them when asked"
             )
         if unwritable:
             lines.append(
@@ -411,9 +426,15 @@ class ListPusher:
                 f"{len(clashes)} card(s) look like another card in {fmt.value} and share one "
                 f"entry, the more restrictive ({_some(clashes)})"
             )
+        warn = bool(lines)
+        if refused_cut:
+            lines.append(
+                f"{len(refused_cut)} refused card(s) did not fit after the valid ones in its "
+                f"{limit} entries ({_some(refused_cut)}); the gateway refuses them when asked"
+            )
         text = "; ".join(lines)
         if text and text != ch.reported:
-            log.warning("%s: %s", ch.charger_id, text)
+            log.log(logging.WARNING if warn else logging.INFO, "%s: %s", ch.charger_id, text)
         ch.reported = text
 
     async def _sync(self, ch: _Charger, caps: ListCapabilities, desired: _Rendered) -> None:
@@ -539,6 +560,10 @@ def _apply(rendered: _Rendered, entries: list[JsonDict]) -> None:
             rendered.pop(tag.upper(), None)
 
 
+def _valid(entry: ListEntry) -> bool:
+    return entry.info.status is AuthStatus.ACCEPTED
+
+
 def _chunks(items: list[JsonDict], size: int | None) -> list[list[JsonDict]]:
     if not items:
         return []
@@ -552,11 +577,10 @@ def _digest(rendered: _Rendered) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _some(items: list[str], total: int | None = None) -> str:
-    """The first few of ``items`` (``total`` of them in all, default: all there are)."""
-    count = len(items) if total is None else total
+def _some(items: list[str]) -> str:
+    """The first few of ``items``, and how many more."""
     shown = ", ".join(items[:_SHOWN])
-    return shown + (f" and {count - _SHOWN} more" if count > _SHOWN else "")
+    return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
 
 
 def _bool(value: str | None) -> bool | None:

@@ -196,9 +196,31 @@ async def test_what_does_not_fit_is_left_out_and_logged(
     with caplog.at_level(logging.WARNING, logger="edgegw.auth.listpush"):
         charger = await site.plug("CP1", LocalAuthListMaxLength="4")
     assert held(charger) == {**{tag(c): "Accepted" for c in valid}, tag(blocked[0]): "Blocked"}
-    assert "2 of 6 did not fit" in caplog.text
+    assert "did not fit" not in caplog.text  # every valid card is there: nothing to warn of
     status = pusher.status("CP1")
-    assert status is not None and status.left_out == 2
+    assert status is not None and (status.left_out, status.refused_left_out) == (0, 2)
+
+    charger = await site.plug("CP2", LocalAuthListMaxLength="2")
+    assert held(charger) == {tag(c): "Accepted" for c in valid[:2]}
+    assert "so 1 of 3 valid card(s) did not fit" in caplog.text
+    status = pusher.status("CP2")
+    assert status is not None and (status.left_out, status.refused_left_out) == (1, 3)
+
+
+async def test_refusals_cut_from_a_short_list_are_not_valid_cards_left_out(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    auth, pusher = await site.start()
+    await auth.add_card(Card(ALICE))
+    await auth.add_card(Card(BOB, chargers=frozenset({"CP9"})))  # Invalid on CP1's list
+    await auth.add_card(Card(CAROL, status=AuthStatus.BLOCKED))
+    with caplog.at_level(logging.INFO, logger="edgegw.auth.listpush"):
+        charger = await site.plug("CP1", LocalAuthListMaxLength="2")
+    assert held(charger) == {tag(ALICE): "Accepted", tag(CAROL): "Blocked"}
+    status = pusher.status("CP1")
+    assert status is not None and (status.left_out, status.refused_left_out) == (0, 1)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "1 refused card(s) did not fit" in caplog.text
 
 
 async def test_cards_that_look_alike_keep_the_refusal(
