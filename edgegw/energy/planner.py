@@ -335,6 +335,15 @@ def collect(model: SiteModel, now: float, wall: float) -> tuple[list[Eligible], 
     return eligible, pinned
 
 
+def held_draw(ch: ChargerRecord, session: SessionRecord, amps: float) -> float:
+    """What a session held at ``amps`` outside the allocator may draw this round (A per
+    phase): the higher of ``amps`` and its limit in force. A charger keeps drawing at the
+    limit in force until it acknowledges a cut (a caretaker pause, a cloud limit below the
+    minimum), so counting only the new limit would hand the same current to others at once;
+    with no meter on a board (or a meter that sees only the building) nothing would catch it."""
+    return max(amps, ch.offered(session.connector))
+
+
 def allocate_around_fixed(
     model: SiteModel,
     base_non_ev: PerPhase | None,
@@ -348,7 +357,8 @@ def allocate_around_fixed(
     hold: bool = False,
 ) -> tuple[AllocationResult, list[Eligible], list[Eligible], PerPhase | None]:
     """Run the allocator; a session it pauses on a charger that cannot pause is held at
-    its minimum as fixed load and the others are allocated again around it. With
+    its minimum as fixed load and the others are allocated again around it. Held and forced
+    sessions count at the higher of their new limit and the one in force. With
     ``hold`` (the meter's last read failed) no session gets more than its limit in
     force (:func:`held`); one that this leaves at 0 on a charger that cannot pause is
     held at its minimum the same way (its profile cannot say 0 A)."""
@@ -357,11 +367,12 @@ def allocate_around_fixed(
     fixed = [0.0, 0.0, 0.0]  # what held sessions may add to the non-EV load
     fallback_draw = [0.0, 0.0, 0.0]  # what they take from the fallback budget
     for ch, session, amps, _ in pinned:
+        most = held_draw(ch, session, amps)
         for p in session.car_phases or ch.site_phases:
             drawn = session.measured_a[p] if session.measured_a is not None else 0.0
             # With a grid meter what it draws is in the reading: count what it may add.
-            fixed[p] += max(0.0, amps - drawn) if grid_role else amps
-            fallback_draw[p] += amps
+            fixed[p] += max(0.0, most - drawn) if grid_role else most
+            fallback_draw[p] += most
     fallback = site_config.fallback()
     forced: list[Eligible] = []
     while True:
@@ -369,8 +380,8 @@ def allocate_around_fixed(
         budget_used = list(fallback_draw)
         for _, _, s in forced:
             for p in s.phases:
-                extra[p] += s.min_a
-                budget_used[p] += s.min_a
+                extra[p] += max(s.min_a, s.offered_a)
+                budget_used[p] += max(s.min_a, s.offered_a)
         non_ev = (
             None if base_non_ev is None else _per_phase([base_non_ev[p] + extra[p] for p in Phase])
         )
@@ -406,19 +417,21 @@ def circuits(
     model: SiteModel, pinned: Sequence[Pinned], forced: Sequence[Eligible]
 ) -> tuple[Circuit, ...]:
     """The configured circuits for the allocator, each with the load held outside it on the
-    chargers directly under it (no circuit has a meter: held sessions count at their limit)."""
+    chargers directly under it (no circuit has a meter: held sessions count at the higher of
+    their new limit and the one in force, :func:`held_draw`)."""
     configured = model.config.circuits
     if not configured:
         return ()
     held = {c.name: [0.0, 0.0, 0.0] for c in configured}
     for ch, session, amps, _ in pinned:
         if ch.config.circuit in held:
+            most = held_draw(ch, session, amps)
             for p in session.car_phases or ch.site_phases:
-                held[ch.config.circuit][p] += amps
+                held[ch.config.circuit][p] += most
     for ch, _, s in forced:
         if ch.config.circuit in held:
             for p in s.phases:
-                held[ch.config.circuit][p] += s.min_a
+                held[ch.config.circuit][p] += max(s.min_a, s.offered_a)
     return tuple(
         Circuit(
             name=c.name,
