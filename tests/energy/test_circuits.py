@@ -278,3 +278,54 @@ def test_a_raise_held_back_after_a_failed_meter_read_lowers_its_boards_sum_too()
     assert limits(kept) == {"I": 6.0, "O": 15.0}
     assert [c.used_a for c in kept.circuits] == [(21.0, 21.0, 21.0), (6.0, 6.0, 6.0)]
     assert kept.used_a == (21.0, 21.0, 21.0)
+
+
+@settings(max_examples=400, deadline=None)
+@given(circuit_states())
+def test_a_raise_under_a_board_uses_only_current_free_while_the_others_run_at_their_old_limits(
+    drawn: tuple[SiteState, AllocatorParams],
+) -> None:
+    """Make-before-break at every board: a board has no meter, and the chargers under it keep
+    their limits in force until they acknowledge the new ones, so each session counted at the
+    higher of its limit in force and its new limit stays within the board's room on every
+    phase (whenever the limits in force did)."""
+    state, params = drawn
+    result = allocate(state, params)
+    chains = circuit_chains(state.circuits)
+    by_key = {s.key: s for s in state.sessions}
+    for circuit in state.circuits:
+        for p in Phase:
+            room = max(
+                0.0, circuit.limit_a[p] - circuit.margin_a - held_under(state, circuit.name, p)
+            )
+            on = [
+                (by_key[a.key], a)
+                for a in result.allocations
+                if p in a.phases
+                and (c := by_key[a.key].circuit) is not None
+                and circuit.name in chains[c]
+            ]
+            if sum(s.offered_a for s, _ in on) > room + EPS:
+                continue  # over before the round: only cuts can follow
+            worst = sum(max(s.offered_a, a.limit_a) for s, a in on)
+            assert worst <= room + EPS, (circuit.name, p, worst, room)
+
+
+@pytest.mark.parametrize("elsewhere", [None, "B"])
+def test_a_session_short_only_on_a_full_board_holds_back_no_start_elsewhere(
+    elsewhere: str | None,
+) -> None:
+    """A2 has waited longest but board A (10 A) is full with A1 running: its reservation holds
+    back starts on A only. S, which arrived later on the site (or on board B), starts."""
+    now = 10_000.0
+    sessions = (
+        Session("A1", 1, max_a=32.0, offered_a=10.0, started_at=now - 10, circuit="A"),
+        Session("A2", 1, max_a=32.0, offered_a=0.0, arrived_at=now - 100, circuit="A"),
+        Session("S", 1, max_a=32.0, offered_a=0.0, arrived_at=now - 50, circuit=elsewhere),
+    )
+    boards = [Circuit("A", limit_a=(10.0, 10.0, 10.0)), Circuit("B", limit_a=(16.0, 16.0, 16.0))]
+    result = allocate(board_state(sessions, *boards, limit=100.0), FAST)
+    assert result.get("A2", 1).limit_a == 0.0
+    assert result.get("A2", 1).reason is Reason.PAUSED_NO_CAPACITY
+    assert result.get("A1", 1).limit_a == 10.0
+    assert result.get("S", 1).limit_a == (32.0 if elsewhere is None else 16.0)
