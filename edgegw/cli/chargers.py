@@ -823,7 +823,8 @@ def _render_show(c: dict[str, Any]) -> str:
     if local["capabilities"] is not None or local["version"] is not None:
         caps = local["capabilities"] or {}
         if caps and not caps.get("supported", True):
-            lines.append("  local list     not supported by the charger")
+            reason = caps.get("reason") or "not supported by the charger"
+            lines.append(f"  local list     not pushed ({reason})")
         else:
             state = ""
             if "in_step" in local:

@@ -126,6 +126,7 @@ class ChargerService:
             local_list.update(
                 entries=push.entries,
                 left_out=push.left_out,
+                refused_left_out=push.refused_left_out,
                 in_step=push.synced,
                 last_error=push.last_error,
             )
