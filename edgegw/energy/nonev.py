@@ -7,7 +7,7 @@ the site, so what it guarantees is stated and property-tested (``tests/energy/te
 * it is never negative;
 * on every phase it lies within ``[grid - possible, grid - known]`` clamped at 0, where
   ``possible`` is what the chargers' sessions may be drawing (their limits in force, or the
-  one before when it was higher and the grid reading is older than the change: a cut
+  highest limit in force since the grid reading was taken when that is higher: a cut
   acknowledged after the meter read is not in the reading yet) and
   ``known`` what they provably draw (what they last measured, capped at their limits): it is
   never below the metered load minus what the chargers can be drawing;
@@ -47,8 +47,8 @@ class ChargerDraw:
     settled: bool
     """It measured after its limit in force last changed."""
     before_a: float | None = None
-    """The limit before that one, when the grid reading is older than the change (the reading
-    may still carry the draw at it); None: the reading is newer."""
+    """The highest of the limits in force before that one since the grid reading was taken (the
+    reading may still carry the draw at it); None: the reading is newer than the change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ def draw_bounds(draws: Iterable[ChargerDraw], follow_tolerance_a: float) -> NonE
     """Add up the sessions: ``known`` counts what a session measured (capped at its limit);
     one that measured at its limit (within ``follow_tolerance_a``) after the limit took effect
     follows it and counts at its limit; ``possible`` counts every session at its limit, or at
-    the one before if that was higher and the reading is older than the change."""
+    ``before_a`` if that is higher (a limit in force since the reading was taken)."""
     known = [0.0, 0.0, 0.0]
     possible = [0.0, 0.0, 0.0]
     unsettled: set[Phase] = set()

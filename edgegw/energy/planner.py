@@ -176,22 +176,11 @@ def plan_round(
     base_non_ev: PerPhase | None = None
     if grid is not None and sample is not None:
         if grid_role:
-            draws = [
-                ChargerDraw(
-                    phases=s.phases,
-                    offered_a=s.offered_a,
-                    # A limit changed (acknowledged) after the meter read: the reading may
-                    # still carry the car's draw at the one before.
-                    before_a=session.offered_before if sample.at < session.offered_since else None,
-                    measured_a=session.measured_a,
-                    settled=session.measured_a is not None
-                    and session.measured_at is not None
-                    and session.measured_at >= session.offered_since,
-                )
-                for _, session, s in eligible
-            ]
             base_non_ev, model.meter.held_non_ev = estimate_non_ev(
-                grid, draws, model.meter.held_non_ev, model.tuning.follow_tolerance_a
+                grid,
+                charger_draws(eligible, sample.at),
+                model.meter.held_non_ev,
+                model.tuning.follow_tolerance_a,
             )
         else:
             base_non_ev = grid
@@ -227,6 +216,24 @@ def plan_round(
         profiles,
         circuits(model, pinned, forced),
     )
+
+
+def charger_draws(eligible: Sequence[Eligible], sample_at: float) -> list[ChargerDraw]:
+    """What each allocated session contributes to a grid reading taken at ``sample_at``."""
+    return [
+        ChargerDraw(
+            phases=s.phases,
+            offered_a=s.offered_a,
+            # Limits changed (acknowledged) after the meter read: the reading may still
+            # carry the car's draw at any limit in force since, the highest of them counts.
+            before_a=session.highest_earlier_offer(sample_at),
+            measured_a=session.measured_a,
+            settled=session.measured_a is not None
+            and session.measured_at is not None
+            and session.measured_at >= session.offered_since,
+        )
+        for _, session, s in eligible
+    ]
 
 
 def check_ignoring(

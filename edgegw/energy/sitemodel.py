@@ -548,7 +548,12 @@ class SiteModel:
             session.paused_at = now
         if previous is None or offered < previous:
             session.cut_at = now
-        session.offered_before = previous
+        if previous is not None:
+            earlier = session.earlier_offers
+            earlier.append((now, previous))
+            horizon = now - self.site.meter_lost_after  # no valid sample is older
+            while earlier and earlier[0][0] < horizon:
+                earlier.pop(0)
         session.last_offered = offered
         session.offered_since = now
 

@@ -120,9 +120,10 @@ class SessionRecord:
     paused_at: float | None = None
     last_offered: float | None = None
     offered_since: float = 0.0
-    offered_before: float | None = None
-    """The limit in force before ``offered_since`` (None: none): a grid reading taken before
-    then may still carry the car's draw at it."""
+    earlier_offers: list[tuple[float, float]] = field(default_factory=list)
+    """The limits in force before ``offered_since``, each as (until, amps), oldest first: a grid
+    reading taken before ``until`` may still carry the car's draw at ``amps``. Kept only as
+    long as a sample that old is still valid (``meter_lost_after``)."""
     cut_at: float = 0.0
     limit_a: float | None = None
     """Decided by the last round (None: not yet)."""
@@ -133,6 +134,11 @@ class SessionRecord:
     forced: bool = False
     pause_decided_at: float | None = None
     """When a round paused it while it ran (its pause counts from the decision, not the ack)."""
+
+    def highest_earlier_offer(self, at: float) -> float | None:
+        """The highest limit in force at some moment after ``at`` before the current one
+        (None: none, the current one was already in force at ``at``)."""
+        return max((amps for until, amps in self.earlier_offers if until > at), default=None)
 
     @property
     def tx_number(self) -> int | None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from edgegw.config import parse_config
 from edgegw.energy.allocator import AllocatorParams, Mode, PerPhase, Phase
 from edgegw.energy.chargermodels import load_models
-from edgegw.energy.planner import RoundPlan, plan_round
+from edgegw.energy.planner import RoundPlan, charger_draws, plan_round
 from edgegw.energy.registers import Reading
 from edgegw.energy.sitemodel import SiteModel
 from edgegw.energy.siterecords import Flag, Tuning
@@ -503,3 +503,29 @@ def test_a_sample_taken_before_a_cut_took_effect_pauses_nobody() -> None:
     site.ack_all()
     site.round()
     assert site.limits() == {f"{cid}/1": 7.3 for cid in ids}  # (40 - 2 - 16) / 3
+
+
+def test_a_sample_older_than_two_limit_changes_may_carry_the_highest_limit_since() -> None:
+    """A grid reading taken while a car ran at 32 A, then two acknowledged changes (a cut to
+    10 A, a raise to 20 A) before the round reads it: the reading may still carry the 32 A,
+    so that is what the car may be drawing in it, not the 10 A just before its limit now."""
+    site = Site([{"id": "CP1", "max_current_a": 32}])
+    connected(site, "CP1")
+    site.plug("CP1", 1)
+    for _ in range(3):
+        site.round()
+        site.ack_all()
+    site.round()
+    assert site.model.chargers["CP1"].offered(1) == 32.0
+    old = site.sample()  # the car runs at 32 A here
+    for lower in (10.0, 20.0):  # the caretaker lowers it twice, each acknowledged
+        site.model.set_charger_max("CP1", lower)
+        site.round(advance=0.1)
+        site.ack_all()
+    plan = site.round(sample=old, advance=0.1)
+    assert site.model.chargers["CP1"].offered(1) == 20.0
+    (draw,) = charger_draws(plan.eligible, old.at)
+    assert draw.offered_a == 20.0
+    assert draw.before_a == 32.0
+    newer = site.sample()
+    assert charger_draws(plan.eligible, newer.at)[0].before_a is None
