@@ -24,6 +24,7 @@ from edgegw.config import ChargerConfig, Config, SiteConfig
 from edgegw.energy import cloudcaps
 from edgegw.energy.allocator import AllocationResult, PerPhase, Phase
 from edgegw.energy.chargermodels import ChargerModel, Purpose, model_for
+from edgegw.energy.heldboards import held_over_boards
 from edgegw.energy.inforce import EPS, kept_command, meaningful_change
 from edgegw.energy.profiles import (
     ConnectorLimit,
@@ -98,6 +99,7 @@ class SiteModel:
         """A temporary site limit, and when it ends (clock; None: when ended)."""
         for charger in config.chargers:  # fail early on a model name that does not exist
             self.charger(charger.id)
+        self.check_boards()
 
     # ------------------------------------------------------------------ limits
 
@@ -237,8 +239,14 @@ class SiteModel:
                 log.info("%s is back in load capping", charger_id)
         for charger_id in sorted(old_ids - new_ids):
             self._retire(charger_id)
+        self.check_boards()
         self.hooks.round_wanted()
         self.hooks.changed()
+
+    def check_boards(self) -> None:
+        """Warn about every board the load held outside the allocator can overload alone."""
+        for problem in held_over_boards(self.config.circuits, self.site, self.chargers.values()):
+            log.warning("%s", problem)
 
     def _retire(self, charger_id: str) -> None:
         """``charger_id`` left the configuration: stop controlling it."""

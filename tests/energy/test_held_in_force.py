@@ -11,14 +11,17 @@ the budget (when it was within it before the round).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edgegw.config import parse_config
 from edgegw.energy.allocator import PerPhase, Phase
+from edgegw.energy.heldboards import held_over_boards
 from edgegw.energy.registers import Reading
 from edgegw.energy.sitemodel import SiteModel
 from edgegw.energy.siterecords import Tuning
@@ -182,3 +185,41 @@ def test_held_sessions_count_at_their_limit_in_force_until_the_cut_is_acknowledg
                 site_now = site.worst(before, board=False)
                 for p in Phase:
                     assert site_now[p] <= budget[p] + EPS, (p, site_was, site_now, budget)
+
+
+def test_a_board_the_held_load_alone_can_fill_is_named_at_start_and_on_reload(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Board A (16 A) hangs on board top (40 A): a charger the gateway cannot limit (16 A) and
+    one that cannot pause (6 A) under A hold 22 A there, which nothing can cut. A is named
+    (with both chargers), top is not; a reload that moves the stubborn one off A clears it."""
+    chargers: list[dict[str, Any]] = [
+        {"id": "CP1", "model": "easee", "max_current_a": 16, "circuit": "A"},
+        {"id": "CP2", "model": "no-pause", "circuit": "A"},
+        {"id": "CP3", "circuit": "A"},
+    ]
+    raw: dict[str, Any] = {
+        "site": {"limit_a": SITE_LIMIT, "margin_a": SITE_MARGIN},
+        "buses": {"main": {"transport": "tcp", "host": "127.0.0.1"}},
+        "meters": [{"profile": "eastron-sdm630"}],
+        "circuits": [
+            {"name": "top", "limit_a": 40},
+            {"name": "A", "limit_a": 16, "margin_a": 0, "parent": "top"},
+        ],
+        "chargers": chargers,
+    }
+    caplog.set_level(logging.WARNING, logger="edgegw.energy.controller")
+    model = SiteModel(
+        parse_config(raw), ALL_MODELS, clock=lambda: 0.0, wall_clock=lambda: WALL, tuning=Tuning()
+    )
+    problems = held_over_boards(model.config.circuits, model.site, model.chargers.values())
+    assert len(problems) == 1
+    assert "circuit 'A'" in problems[0] and "22 A on L1" in problems[0]
+    assert "CP1 (cannot be limited: 16 A)" in problems[0]
+    assert "CP2 (cannot pause: 6 A)" in problems[0] and "CP3" not in problems[0]
+    assert [m for m in caplog.messages if "circuit 'A'" in m] == problems
+    caplog.clear()
+    moved = {**raw, "chargers": [chargers[0], {"id": "CP2", "model": "no-pause"}, chargers[2]]}
+    model.use_config(parse_config(moved))
+    assert held_over_boards(model.config.circuits, model.site, model.chargers.values()) == []
+    assert not [m for m in caplog.messages if "circuit 'A'" in m]
