@@ -235,9 +235,7 @@ class Gateway:
             SessionOps(store, authorizer, config, self._clock),
             self.learn_ops,
             CommissionOps(
-                SiteView(
-                    config, self.sessions, controller=self.controller, authorizer=authorizer
-                ),
+                SiteView(config, self.sessions, controller=self.controller, authorizer=authorizer),
                 self._commission_observer,  # subscribed to the hub (_start_hub)
                 store,
                 self.call,
