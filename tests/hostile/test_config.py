@@ -31,12 +31,14 @@ BASE: dict[str, Any] = {
     "chargers": [{"id": "CP1"}],
     "mqtt": {"host": "broker.local"},
     "tariffs": [{"name": "t", "bands": [{"start": "22:00", "end": "06:00"}]}],
+    "circuits": [{"name": "board", "limit_a": 32}],
 }
 PATH_IN_BASE: dict[str, tuple[str | int, ...]] = {
     "buses": ("buses", "main"),
     "meters": ("meters", 0),
     "chargers": ("chargers", 0),
     "tariffs": ("tariffs", 0),
+    "circuits": ("circuits", 0),
 }
 
 
@@ -104,6 +106,7 @@ def test_the_walk_finds_the_keys_of_the_issue() -> None:
         "buses.main.timeout",
         "meters[0].poll_interval",
         "chargers[0].max_current_a",
+        "circuits[0].limit_a",
     }
     assert expected <= names, expected - names
     parse_config(BASE)  # the base is valid: each case below breaks one key only
