@@ -152,8 +152,9 @@ def test_bulk_enrolment_adds_each_card_once(
     tapper.append(threading.Thread(target=tap_one_after_another))
     tapper[0].start()
     # The timeout is the wait for the next card: the tapper needs two polls (0.4 s each) to
-    # lift a card and one to lay the next; 1.5 s was too short on a loaded CI machine.
-    result = enroll(config, "--reader", SLOT0, "--bulk", "--timeout", "4", "--label", "Tag {n}")
+    # lift a card and one to lay the next; 1.5 s, then 4 s, were too short on a loaded CI
+    # machine (the bulk run ends one timeout after the last card, so this costs 8 s a run).
+    result = enroll(config, "--reader", SLOT0, "--bulk", "--timeout", "8", "--label", "Tag {n}")
     assert result.exit_code == 0, result.output
     assert [card.reads for card in cards] == [1, 1, 1]
     assert "[1] E43AC9D2 added (Tag 1)" in result.stdout

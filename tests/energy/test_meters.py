@@ -611,7 +611,10 @@ async def test_a_lost_meter_error_is_one_level_deep_and_cleared_on_recovery(
     previous refusal ("last error: ... (last error: ...)"), nine levels and ~500 characters
     deep; and after recovery `energy state` still showed "ok — <old error>"."""
     served: Served = await serve("tcp", live=True)
-    waiting = buses(served.bus, reconnect_min_delay=60, reconnect_max_delay=60)
+    # A first read with room to connect on a busy machine: with a 60 s back-off a first
+    # refusal would not be retried within the test.
+    patient = served.bus.model_copy(update={"timeout": 2.0})
+    waiting = buses(patient, reconnect_min_delay=60, reconnect_max_delay=60)
     poller = MeterPoller(meter_config(), sdm630, waiting)
     assert await poller.poll_once() is not None
     await served.sim.stop()
