@@ -116,8 +116,22 @@ def interpret(
     charger_id: str, action: str, request: Any, response: Any, at: float
 ) -> tuple[Event, ...]:
     """The events an answered OCPP 1.6 charger call means (see the module's text)."""
+    return read_call(_READERS, charger_id, action, request, response, at=at)
+
+
+def read_call(
+    readers: Mapping[str, _Reader],
+    charger_id: str,
+    action: str,
+    request: Any,
+    response: Any,
+    *,
+    at: float,
+) -> tuple[Event, ...]:
+    """Every answered call is heard (:class:`CallExchanged`); a call of an action ``readers``
+    knows, with object payloads, also gives what its reader makes of it."""
     heard = CallExchanged(charger_id=charger_id, at=at, action=str(action))
-    read = _READERS.get(action) if isinstance(action, str) else None
+    read = readers.get(action) if isinstance(action, str) else None
     if read is None or not isinstance(request, dict) or not isinstance(response, dict):
         return (heard,)
     return (heard, *read(charger_id, at, request, response))

@@ -43,7 +43,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from edgegw.ocpp.events import (
-    CallExchanged,
     CardAnswered,
     ChargerBooted,
     ConnectorStatus,
@@ -60,6 +59,7 @@ from edgegw.ocpp.interpret import (
     _samples,
     _summed,
     _text,
+    read_call,
 )
 
 CONNECTOR_STATUS: Final = {
@@ -87,11 +87,7 @@ def interpret201(
     charger_id: str, action: str, request: Any, response: Any, at: float
 ) -> tuple[Event, ...]:
     """The events an answered OCPP 2.0.1 charger call means (see the module's text)."""
-    heard = CallExchanged(charger_id=charger_id, at=at, action=str(action))
-    read = _READERS.get(action) if isinstance(action, str) else None
-    if read is None or not isinstance(request, dict) or not isinstance(response, dict):
-        return (heard,)
-    return (heard, *read(charger_id, at, request, response))
+    return read_call(_READERS, charger_id, action, request, response, at=at)
 
 
 # ------------------------------------------------------------------ one reader per action
