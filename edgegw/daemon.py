@@ -46,6 +46,7 @@ from edgegw.energy.sampling import MeterSampling
 from edgegw.hardware_catalogue import HardwareCatalogue
 from edgegw.livestate import LiveState
 from edgegw.ocpp.hub import EventHub, EventSubscriber
+from edgegw.ocpp.versions import OCPP16
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.hooks import CloudCallFilter
 from edgegw.proxy.local import LocalResponder
@@ -569,13 +570,22 @@ class Gateway:
             await self._session_changed.wait_for(lambda: (charger_id in self.sessions) == connected)
 
     async def call(
-        self, charger_id: str, action: str, payload: dict[str, Any], timeout: float = 30.0
+        self,
+        charger_id: str,
+        action: str,
+        payload: dict[str, Any],
+        timeout: float = 30.0,
+        *,
+        version: str = OCPP16,
     ) -> dict[str, Any]:
-        """Send a gateway call to a connected charger; raises on refusal or disconnect."""
+        """Send a gateway call to a connected charger; raises on refusal or disconnect.
+
+        ``version``: the OCPP version the call is written in (a charger speaking another one
+        gets nothing: :class:`CallFailed`)."""
         session = self.sessions.get(charger_id)
         if session is None:
             raise ChargerNotConnected(charger_id)
         try:
-            return await session.call(action, payload, timeout)
+            return await session.call(action, payload, timeout, version)
         except TimeoutError:
             raise CallFailed(f"{charger_id} did not answer {action} in {timeout:.0f} s") from None

@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from edgegw.ocpp.versions import OCPP21, is_v2
+from edgegw.ocpp.versions import OCPP16, OCPP21, is_v2
 from edgegw.proxy import frames, schemas
 from edgegw.proxy.frames import Call, CallError, CallResult, FrameError
 from edgegw.proxy.hooks import SITE_CHECKED_CALLS
@@ -145,16 +145,19 @@ class Link(_PendingCalls):
         out.extend(self._pump_charger())
         return out
 
-    def gateway_call(self, action: str, payload: dict[str, object]) -> tuple[str, list[Command]]:
+    def gateway_call(
+        self, action: str, payload: dict[str, object], version: str = OCPP16
+    ) -> tuple[str, list[Command]]:
         """Queue one of the gateway's own calls to the charger; returns its message id.
 
-        The gateway's calls are OCPP 1.6 calls (configuration, profiles, local lists, resets):
-        a 2.x charger gets none of them; the caller is told at once (:class:`GatewayDone`
-        without an answer) and nothing is sent."""
+        ``version`` is the OCPP version the call is written in (its action and payload; most
+        of the gateway's calls are 1.6 ones): it goes only over a link of that version. On a
+        link of another version the caller is told at once (:class:`GatewayDone` without an
+        answer) and nothing is sent."""
         call = frames.make_call(f"edgegw-{self._new_id()}", action, dict(payload))
-        if not self._v16:
+        if version != self.version:
             reason = f"charger speaks {self.version}: {loggable(action, quote=False)} not sent"
-            log.warning("%s: %s (the gateway's own calls are OCPP 1.6)", self.charger_id, reason)
+            log.warning("%s: %s (the call is written in %s)", self.charger_id, reason, version)
             return call.id, [GatewayDone(call.id, None, reason)]
         self._to_charger.append(_Pending(Origin.GATEWAY, call))
         return call.id, self._pump_charger()

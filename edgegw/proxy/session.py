@@ -286,10 +286,13 @@ class ChargerSession:
     # ------------------------------------------------------------ gateway calls
 
     async def call(
-        self, action: str, payload: dict[str, Any], timeout: float = 30.0
+        self, action: str, payload: dict[str, Any], timeout: float = 30.0, version: str = OCPP16
     ) -> dict[str, Any]:
-        """Send one of the gateway's own calls to the charger and return its answer payload."""
-        message_id, commands = self.link.gateway_call(action, payload)
+        """Send one of the gateway's own calls to the charger and return its answer payload.
+
+        ``version``: the OCPP version the call is written in; a charger speaking another one
+        gets nothing and :class:`CallFailed` is raised."""
+        message_id, commands = self.link.gateway_call(action, payload, version)
         waiter: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
         self._waiters[message_id] = waiter
         self._feed(commands)
