@@ -346,9 +346,18 @@ class FakeController:
     def __init__(self) -> None:
         self.limit_a = (32.0, 32.0, 32.0)
         self.meter = "ok"
+        self.circuits: tuple[Any, ...] = ()
 
     def state(self) -> Any:
-        return SimpleNamespace(limit_a=self.limit_a, mode="normal", meter=self.meter, chargers=())
+        return SimpleNamespace(
+            limit_a=self.limit_a,
+            mode="normal",
+            meter=self.meter,
+            chargers=(),
+            circuits=self.circuits,
+            used_a=None,
+            headroom_a=None,
+        )
 
 
 async def test_limit_changes_are_events(tmp_path: Any) -> None:
@@ -643,3 +652,61 @@ async def test_the_daemons_live_state_runs_on_the_daemons_clock(tmp_path: Any) -
     finally:
         gateway.shutdown()
         await asyncio.wait_for(task, 15)
+
+
+def test_the_circuit_tree_shows_limits_allocation_and_the_load_under_each_board() -> None:
+    """Each board: its limit, the controller's allocation and headroom under it, and what the
+    chargers below it measure on the site phases (a sub-board's chargers count on its parent
+    too); a charger knows its board and its OCPP version."""
+    config = parse_config(
+        {
+            "site": {"limit_a": 63, "margin_a": 2},
+            "buses": {"main": {"transport": "tcp", "host": "127.0.0.1", "port": 502}},
+            "meters": [{"name": "grid", "profile": "eastron-sdm630", "role": "site"}],
+            "circuits": [
+                {"name": "main-board", "limit_a": 40},
+                {"name": "row-b", "limit_a": [20, 20, 16], "margin_a": 1, "parent": "main-board"},
+            ],
+            "chargers": [
+                {"id": "A1", "circuit": "main-board"},
+                {"id": "B1", "circuit": "row-b", "phases": "L2"},
+                {"id": "SITE"},
+            ],
+        }
+    )
+    controller = FakeController()
+    controller.circuits = (
+        SimpleNamespace(name="main-board", used_a=(26.0, 26.0, 16.0), headroom_a=(12.0,) * 3),
+        SimpleNamespace(name="row-b", used_a=(0.0, 10.0, 0.0), headroom_a=(19.0, 9.0, 15.0)),
+    )
+    live = LiveState(Parts(config, controller=controller))
+    live.handle(ChargerConnected(charger_id="A1", at=NOW, version="ocpp1.6"))
+    live.handle(ChargerConnected(charger_id="B1", at=NOW, version="ocpp2.0.1"))
+    connect(live, "SITE")
+    for charger, amps in (("A1", "16"), ("B1", "10"), ("SITE", "32")):
+        feed(
+            live,
+            charger,
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "meterValue": sampled({"value": amps, "measurand": "Current.Import"}),
+            },
+            {},
+        )
+    snapshot = live.snapshot()
+    main, row = snapshot.circuits
+    assert (main.name, main.parent, main.chargers) == ("main-board", None, ("A1",))
+    assert (row.name, row.parent, row.chargers) == ("row-b", "main-board", ("B1",))
+    assert row.limit_a == (20.0, 20.0, 16.0) and row.margin_a == 1.0
+    assert main.margin_a == 2.0  # the site's
+    assert main.allocated_a == (26.0, 26.0, 16.0) and row.headroom_a == (19.0, 9.0, 15.0)
+    assert row.load_a == (None, 10.0, None)  # B1's only phase is the site's L2
+    assert main.load_a == (16.0, 26.0, 16.0)  # A1 and B1, not SITE
+    assert main.measured_a is None  # no board meter
+    a1, b1 = snapshot.charger("A1"), snapshot.charger("B1")
+    assert a1 is not None and b1 is not None
+    assert (a1.circuit, a1.ocpp_version, a1.version_label) == ("main-board", "ocpp1.6", "1.6")
+    assert (b1.circuit, b1.is_v2, b1.version_label) == ("row-b", True, "2.0.1")
+    # The document round-trips through the strict reader.
+    assert type(snapshot).from_dict(json.loads(json.dumps(snapshot.as_dict()))) == snapshot

@@ -66,6 +66,8 @@ class ChargerBook:
     model: str | None = None
     firmware: str | None = None
     serial: str | None = None
+    version: str | None = None
+    """The OCPP version of its (last) connection."""
     connectors: dict[int, ConnectorBook] = field(default_factory=dict)
     """Connector 0 is the charger itself (its StatusNotification)."""
 
@@ -82,8 +84,10 @@ def charger_live(
     cloud_link: str,
     flags: tuple[str, ...] = (),
     limits: Mapping[int, float] | None = None,
+    circuit: str | None = None,
 ) -> ChargerLive:
-    """The snapshot of one charger; ``limits`` are the controller's per connector."""
+    """The snapshot of one charger; ``limits`` are the controller's per connector, ``circuit``
+    the one it hangs on (configuration)."""
     limits = limits or {}
     connectors = tuple(
         connector_live(conn, limits.get(conn.connector_id))
@@ -111,6 +115,8 @@ def charger_live(
         last_seen=ch.last_seen,
         connected_since=ch.connected_since,
         serial=ch.serial,
+        ocpp_version=ch.version,
+        circuit=circuit,
     )
 
 

@@ -116,6 +116,22 @@ class ChargerLive:
     connected_since: float | None
     serial: str | None = None
     """chargePointSerialNumber from its BootNotification."""
+    ocpp_version: str | None = None
+    """The OCPP version of its connection (``ocpp1.6``, ``ocpp2.0.1``, ``ocpp2.1``); None
+    before it connected. A 2.x charger's connectors are its EVSEs (``connector_id`` is the
+    EVSE id, statuses in OCPP 1.6's names, see :mod:`edgegw.ocpp.interpret201`)."""
+    circuit: str | None = None
+    """The circuit (distribution board) it hangs on; None: directly on the site."""
+
+    @property
+    def is_v2(self) -> bool:
+        """It speaks OCPP 2.x: its connectors are EVSEs."""
+        return (self.ocpp_version or "").startswith("ocpp2")
+
+    @property
+    def version_label(self) -> str:
+        """Its OCPP version for people: ``1.6``, ``2.0.1``, or ``-`` when not known."""
+        return (self.ocpp_version or "-").removeprefix("ocpp")
 
     @property
     def sessions(self) -> list[tuple[int, SessionLive]]:
@@ -137,6 +153,32 @@ class MeterLive:
     """Load capping can follow it (None: no reading yet)."""
     age_s: float | None
     last_error: str | None
+
+
+PerPhase = tuple[float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitLive:
+    """One circuit (distribution board) below the site, as load capping keeps it."""
+
+    name: str
+    parent: str | None
+    """The circuit it hangs on; None: directly on the site."""
+    limit_a: PerPhase
+    """Its fuse per site phase."""
+    margin_a: float
+    allocated_a: PerPhase | None
+    """What the last load-capping round allocated under it (its sub-circuits and the load held
+    on its chargers included); None before the first round."""
+    headroom_a: PerPhase | None
+    """limit - margin - allocated, per phase (None before the first round)."""
+    load_a: Phases | None
+    """What the chargers under it (sub-circuits included) measure now, on the site phases."""
+    measured_a: Phases | None
+    """The board's own meter, when it has one (None: no meter of its own, or no reading)."""
+    chargers: tuple[str, ...]
+    """The chargers hung directly on it (configuration order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,12 +208,19 @@ class SiteLive:
     chargers_total: int
     chargers_connected: int
     sessions_active: int
+    allocated_a: PerPhase | None = None
+    """What the last load-capping round allocated to the chargers, per site phase."""
+    headroom_a: PerPhase | None = None
+    """The site's limit - margin - what that round counted in use, per phase."""
 
 
 @dataclass(frozen=True, slots=True)
 class LiveSnapshot:
     site: SiteLive
     chargers: tuple[ChargerLive, ...]
+    circuits: tuple[CircuitLive, ...] = ()
+    """The circuits below the site, in configuration order (none: every charger hangs on the
+    site)."""
 
     def as_dict(self) -> JsonDict:
         """Plain JSON types (tuples become lists)."""
@@ -186,6 +235,9 @@ class LiveSnapshot:
 
     def charger(self, charger_id: str) -> ChargerLive | None:
         return next((c for c in self.chargers if c.id == charger_id), None)
+
+    def circuit(self, name: str) -> CircuitLive | None:
+        return next((c for c in self.circuits if c.name == name), None)
 
 
 # --------------------------------------------------------------------------------------------

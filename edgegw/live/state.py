@@ -43,6 +43,7 @@ from edgegw.live.chargers import (
     sum_known,
     sum_phases,
 )
+from edgegw.live.circuits import circuits_live
 from edgegw.live.site import (
     Backlog,
     GatewayParts,
@@ -211,6 +212,7 @@ class LiveState:
                 return
             case ChargerConnected():
                 ch.connected = True
+                ch.version = event.version or ch.version
                 ch.connected_since = ch.last_seen = event.at
                 self._event(EventKind.CHARGER_CONNECTED, ch.id, at=event.at)
                 site = True
@@ -530,7 +532,8 @@ class LiveState:
         controller = self._parts.controller
         cstate = controller.state() if controller is not None else None
         chargers = tuple(self._charger_live(cid, cstate) for cid in self.charger_ids())
-        return LiveSnapshot(self._site_live(cstate, chargers), chargers)
+        circuits = circuits_live(self._config, cstate, chargers, self._wiring)
+        return LiveSnapshot(self._site_live(cstate, chargers), chargers, circuits)
 
     def site(self) -> SiteLive:
         return self.snapshot().site
@@ -578,6 +581,8 @@ class LiveState:
             chargers_total=len(chargers),
             chargers_connected=len(connected),
             sessions_active=sum(c.sessions_active for c in chargers),
+            allocated_a=None if cstate is None else cstate.used_a,
+            headroom_a=None if cstate is None else cstate.headroom_a,
         )
 
     def _charger_live(self, charger_id: str, cstate: ControllerState | None) -> ChargerLive:
@@ -593,4 +598,9 @@ class LiveState:
             cloud_link=link_state(self._config, self._parts.sessions.get(charger_id)),
             flags=flags,
             limits=limits,
+            circuit=self._circuit_of(charger_id),
         )
+
+    def _circuit_of(self, charger_id: str) -> str | None:
+        configured = self._config.charger(charger_id)
+        return None if configured is None else configured.circuit

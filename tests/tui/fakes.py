@@ -14,6 +14,7 @@ from typing import Any
 from edgegw.control.client import RemoteError
 from edgegw.live.snapshot import (
     ChargerLive,
+    CircuitLive,
     ConnectorLive,
     LiveSnapshot,
     MeterLive,
@@ -41,6 +42,8 @@ def _charger(
     faults: tuple[str, ...] = (),
     flags: tuple[str, ...] = (),
     enabled: bool | None = True,
+    version: str | None = "ocpp1.6",
+    circuit: str | None = None,
 ) -> ChargerLive:
     phases: Phases | None = (current, current, current) if connected else None
     return ChargerLive(
@@ -76,6 +79,8 @@ def _charger(
         last_seen=NOW - (5 if connected else 7200),
         connected_since=NOW - 8100 if connected else None,
         serial=None,
+        ocpp_version=version if connected else None,
+        circuit=circuit,
     )
 
 
@@ -100,6 +105,36 @@ def site_live(chargers: int = 4, connected: int = 3) -> SiteLive:
         chargers_total=chargers,
         chargers_connected=connected,
         sessions_active=1,
+        allocated_a=(16.0, 16.0, 16.0),
+        headroom_a=(5.5, 12.0, 0.0),
+    )
+
+
+def circuits() -> tuple[CircuitLive, ...]:
+    """Two boards of the fixed site: level 1 (CP1, CP2) and level 2 below it (CP3)."""
+    return (
+        CircuitLive(
+            name="level-1",
+            parent=None,
+            limit_a=(25.0, 25.0, 25.0),
+            margin_a=2.0,
+            allocated_a=(16.0, 16.0, 16.0),
+            headroom_a=(7.0, 7.0, 7.0),
+            load_a=(16.0, 16.0, 16.0),
+            measured_a=(18.5, 17.0, 16.2),
+            chargers=("CP1", "CP2"),
+        ),
+        CircuitLive(
+            name="level-2",
+            parent="level-1",
+            limit_a=(16.0, 16.0, 16.0),
+            margin_a=1.0,
+            allocated_a=(0.0, 0.0, 0.0),
+            headroom_a=(15.0, 15.0, 15.0),
+            load_a=(0.0, 0.0, 0.0),
+            measured_a=None,
+            chargers=("CP3",),
+        ),
     )
 
 
@@ -116,18 +151,27 @@ def site_snapshot() -> dict[str, Any]:
         energy_wh=4210.0,
     )
     chargers = (
-        _charger("CP1", "Bay 1", "Charging", current=16.0, session=alice, energy_wh=4210.0),
-        _charger("CP2", "Bay 2", "Available"),
+        _charger(
+            "CP1",
+            "Bay 1",
+            "Charging",
+            current=16.0,
+            session=alice,
+            energy_wh=4210.0,
+            circuit="level-1",
+        ),
+        _charger("CP2", "Bay 2", "Available", version="ocpp2.0.1", circuit="level-1"),
         _charger(
             "CP3",
             "Bay 3",
             "Faulted",
             faults=("connector 1: GroundFailure",),
             flags=("ignores_limit",),
+            circuit="level-2",
         ),
         _charger("CP4", "Visitors", "Offline", connected=False, enabled=None),
     )
-    return LiveSnapshot(site_live(), chargers).as_dict()
+    return LiveSnapshot(site_live(), chargers, circuits()).as_dict()
 
 
 def many_chargers(count: int) -> dict[str, Any]:

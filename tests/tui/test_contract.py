@@ -52,6 +52,11 @@ async def test_the_fakes_have_the_shape_of_a_real_live_state(make_site: MakeSite
             site={"limit_a": 32, "margin_a": 2},
             buses={"main": {"transport": "tcp", "host": "127.0.0.1", "port": meter.port}},
             meters=[{"name": "grid", "profile": "eastron-sdm630", "poll_interval": 0.1}],
+            circuits=[{"name": "level-1", "limit_a": 25}],
+            chargers=[
+                {"id": "CP1", "label": "Bay 1", "circuit": "level-1"},
+                {"id": "CP2", "label": "Bay 2"},
+            ],
         )
         assert site.gateway.authorizer is not None
         await site.gateway.authorizer.add_card(Card(parse_card_id(ALICE), owner="Alice"))
@@ -69,6 +74,8 @@ async def test_the_fakes_have_the_shape_of_a_real_live_state(make_site: MakeSite
     cp1 = next(c for c in real["chargers"] if c["id"] == "CP1")
     assert cp1["connectors"][0]["session"] is not None, "the real site has a session"
     assert real["site"]["meter"] is not None and real["site"]["limit_a"] is not None
+    assert real["circuits"][0]["chargers"] == ["CP1"], "the real site has a board"
+    assert cp1["ocpp_version"] == "ocpp1.6" and cp1["circuit"] == "level-1"
     # The TUI reads the real document back to the daemon's own value ...
     assert read_snapshot(real) == LiveSnapshot.from_dict(real) == snapshot
     # ... and the fakes carry exactly the fields the real one does, at every level (the
