@@ -1,7 +1,9 @@
 """The cloud's charging profiles as the load controller sees them: the one place that reads them.
 
 Pure functions over OCPP 1.6 payloads (the cloud's SetChargingProfile, ClearChargingProfile and
-RemoteStartTransaction), no clock and no I/O:
+RemoteStartTransaction), no clock and no I/O; a 2.0.1 charger's are clamped in their own form
+(:func:`filter_cloud_call201`) and read through their 1.6 form
+(:func:`edgegw.energy.profiles201.as_v16`):
 
 * :func:`filter_cloud_call`: the call as it may be relayed, its profile clamped under the cap;
 * :func:`install`, :func:`clear`, :func:`remote_start`: the cloud profiles a charger holds once
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from edgegw.energy import profiles201
 from edgegw.energy.chargermodels import ChargerModel, Purpose
 from edgegw.energy.profiles import (
     GatewayCap,
@@ -74,6 +77,28 @@ def filter_cloud_call(
         )
         return {**payload, "chargingProfile": wrapped["csChargingProfiles"]}
     return payload
+
+
+def filter_cloud_call201(
+    action: str,
+    payload: JsonDict,
+    model: ChargerModel,
+    cap_for: Callable[[object], float | None],
+) -> JsonDict:
+    """:func:`filter_cloud_call` for a charger speaking OCPP 2.0.1 (its ``evseId`` is the
+    connector ``cap_for`` takes; a RequestStartTransaction without one gets the cap of an EVSE
+    without a session). Returns ``payload`` itself when nothing changes, so that the frame is
+    relayed byte for byte unless the cap needs it."""
+    evse = payload.get("evseId")
+    out = payload
+    if action in ("SetChargingProfile", "RequestStartTransaction"):
+        profile = payload.get("chargingProfile")
+        if isinstance(profile, dict):
+            cap = GatewayCap.for_model(model, cap_for(evse))
+            out = {**payload, "chargingProfile": profiles201.clamp_cloud_profile(profile, cap)}
+    elif action == "ClearChargingProfile":
+        out = profiles201.remap_cloud_clear(payload, model.smart_charging.profile_id_base)
+    return payload if out == payload else out
 
 
 def accepted(response: Mapping[str, Any] | None) -> bool:

@@ -60,10 +60,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from edgegw.config import Config
-from edgegw.energy import cloudcaps
+from edgegw.energy import cloudcaps, profiles201
 from edgegw.energy.allocator import AllocationResult, AllocatorParams, Mode, PerPhase, Phase
 from edgegw.energy.chargermodels import ChargerModel
 from edgegw.energy.controlstate import (
@@ -81,7 +81,8 @@ from edgegw.energy.planner import FailAwareSample, SampleLike, ev_load, plan_rou
 from edgegw.energy.profiles import ProfileCommand
 from edgegw.energy.sitemodel import SiteModel
 from edgegw.energy.siterecords import ChargerRecord, Flag, Tuning
-from edgegw.ocpp.events import Event
+from edgegw.ocpp.events import ChargerConnected, Event
+from edgegw.ocpp.versions import OCPP16, OCPP201, is_v2
 from edgegw.tasks import TaskOwner
 
 __all__ = [
@@ -102,8 +103,18 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
-CallFn = Callable[[str, str, JsonDict], Awaitable[JsonDict]]
-"""``(charger_id, action, payload) -> answer``; raises on CALLERROR, timeout or disconnect."""
+
+
+class CallFn(Protocol):
+    """``(charger_id, action, payload) -> answer``; raises on CALLERROR, timeout or disconnect.
+
+    ``version`` is the OCPP version the call is written in (given only for a 2.x charger: a
+    call without it is a 1.6 one); a charger speaking another version gets nothing (raises).
+    """
+
+    def __call__(
+        self, charger_id: str, action: str, payload: JsonDict, /, *, version: str = ...
+    ) -> Awaitable[JsonDict]: ...
 
 
 @dataclass(slots=True)
@@ -186,6 +197,8 @@ class LoadController:
         self._progress = asyncio.Event()
         self._closed = False
         self._round_listeners: list[RoundListener] = []
+        self._versions: dict[str, str] = {}
+        """Each charger's OCPP version, as it last connected."""
         self._model = SiteModel(
             config,
             models,
@@ -325,7 +338,13 @@ class LoadController:
 
     def handle(self, event: Event) -> None:
         """A charger event (``edgegw.ocpp.events``), from the event hub."""
+        if isinstance(event, ChargerConnected):  # before the model: it starts the sender
+            self._versions[event.charger_id] = event.version or OCPP16
         self._model.handle(event)
+
+    def version_of(self, charger_id: str) -> str:
+        """The OCPP version the charger spoke when it last connected (1.6 until then)."""
+        return self._versions.get(charger_id, OCPP16)
 
     # ------------------------------------------------------------------ CloudCallFilter
 
@@ -333,9 +352,13 @@ class LoadController:
         ch = self._model.known(charger_id)
         if ch is None:
             return payload
-        return cloudcaps.filter_cloud_call(
-            action, payload, ch.model, lambda connector: self._model.cap_limit(ch, connector)
-        )
+
+        def cap_for(connector: object) -> float | None:
+            return self._model.cap_limit(ch, connector)
+
+        if is_v2(self.version_of(charger_id)):
+            return cloudcaps.filter_cloud_call201(action, payload, ch.model, cap_for)
+        return cloudcaps.filter_cloud_call(action, payload, ch.model, cap_for)
 
     def cloud_call_answered(
         self, charger_id: str, action: str, payload: JsonDict, response: JsonDict | None
@@ -345,6 +368,11 @@ class LoadController:
         ch = self._model.known(charger_id)
         if ch is None:
             return
+        if is_v2(self.version_of(charger_id)):  # the site model reads the 1.6 form
+            read = profiles201.as_v16(action, payload)
+            if read is None:
+                return
+            action, payload = read
         self._model.cloud_call_accepted(ch, action, payload)
         self._kick()
         self._bump()
@@ -437,7 +465,11 @@ class LoadController:
     async def _send(self, ch: ChargerRecord, cmd: ProfileCommand) -> bool:
         try:
             async with asyncio.timeout(self._tuning.call_timeout_s):
-                answer = await self._call(ch.id, "SetChargingProfile", cmd.payload)
+                if is_v2(self.version_of(ch.id)):
+                    payload = self._render201(ch, cmd)
+                    answer = await self._call(ch.id, "SetChargingProfile", payload, version=OCPP201)
+                else:
+                    answer = await self._call(ch.id, "SetChargingProfile", cmd.payload)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -451,6 +483,15 @@ class LoadController:
             return False
         self._model.profile_acked(ch, cmd)
         return True
+
+    @staticmethod
+    def _render201(ch: ChargerRecord, cmd: ProfileCommand) -> JsonDict:
+        """``cmd`` in OCPP 2.0.1 form (its connector is the EVSE id; a TxProfile carries the
+        charger's id of the session on that EVSE). Raises
+        :class:`~edgegw.energy.profiles.ProfileError`."""
+        session = ch.sessions.get(cmd.key.connector_id)
+        tx = None if session is None else session.transaction_id
+        return profiles201.set_charging_profile(cmd, transaction_id=tx)
 
     async def _back_off(self, ch: ChargerRecord, link: _Link) -> None:
         delays = self._tuning.retry_delays_s

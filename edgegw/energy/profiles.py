@@ -356,8 +356,8 @@ class GatewayCap:
         return cls(model.cap_purpose, sc.gateway_stack_level, limit_a, sc.profile_id_base)
 
 
-def _outranks_cap(purpose: str, cap: GatewayCap) -> bool:
-    """Would a cloud profile of ``purpose`` take the place of the gateway's cap?"""
+def outranks_cap(purpose: str, cap: GatewayCap) -> bool:
+    """Would a cloud profile of ``purpose`` (1.6 names) take the place of the gateway's cap?"""
     if cap.purpose is None:
         return False
     if purpose == cap.purpose.value:
@@ -394,14 +394,23 @@ def clamp_cloud_profile(payload: Mapping[str, Any], cap: GatewayCap) -> JsonDict
     if isinstance(pid, int) and cap.id_base <= pid < cap.id_base + PROFILE_ID_SPAN:
         profile["chargingProfileId"] = pid - PROFILE_ID_SPAN
     purpose = profile.get("chargingProfilePurpose")
-    if not isinstance(purpose, str) or not _outranks_cap(purpose, cap):
+    if not isinstance(purpose, str) or not outranks_cap(purpose, cap):
         return out
     stack = profile.get("stackLevel")
     if isinstance(stack, int) and stack >= cap.stack_level and cap.stack_level > 0:
         profile["stackLevel"] = cap.stack_level - 1
     schedule = profile.get("chargingSchedule")
-    if cap.limit_a is None or not isinstance(schedule, dict):
-        return out
+    if isinstance(schedule, dict):
+        clamp_schedule(schedule, cap)
+    return out
+
+
+def clamp_schedule(schedule: dict[str, Any], cap: GatewayCap) -> None:
+    """Clamp every period's limit of one ``chargingSchedule`` (1.6 and 2.0.1 alike) to
+    ``cap.limit_a``, in place: W limits at the nominal voltage and the period's
+    ``numberPhases``, 3 when absent. Unreadable periods are left as they are."""
+    if cap.limit_a is None:
+        return
     unit = schedule.get("chargingRateUnit")
     for period in schedule.get("chargingSchedulePeriod") or ():
         if not isinstance(period, dict) or not isinstance(period.get("limit"), int | float):
@@ -413,7 +422,6 @@ def clamp_cloud_profile(payload: Mapping[str, Any], cap: GatewayCap) -> JsonDict
         else:
             ceiling = _floor_tenth(cap.limit_a)
         period["limit"] = min(period["limit"], ceiling)
-    return out
 
 
 def replaced_gateway_keys(

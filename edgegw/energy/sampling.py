@@ -35,22 +35,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from edgegw.config import ChargerConfig, Config, SiteConfig
+from edgegw.energy import sampling201
 from edgegw.energy.chargermodels import ChargerModel, model_for
+from edgegw.energy.configvalues import comma_list, int_value
 from edgegw.ocpp.events import ChargerConnected, ChargerDisconnected, Event
-from edgegw.ocpp.versions import is_v2
+from edgegw.ocpp.versions import OCPP16, OCPP201, is_v2
 from edgegw.store.events import EventRecorder
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
-CallFn = Callable[[str, str, JsonDict], Awaitable[JsonDict]]
-"""``(charger_id, action, payload) -> answer``; raises on CALLERROR, timeout or disconnect."""
+__all__ = ["comma_list", "int_value"]  # re-exported: commissioning reads configurations too
+
+
+class CallFn(Protocol):
+    """``(charger_id, action, payload) -> answer``; raises on CALLERROR, timeout or disconnect.
+    ``version``: the OCPP version the call is written in (given for a 2.0.1 charger only)."""
+
+    def __call__(
+        self, charger_id: str, action: str, payload: JsonDict, /, *, version: str = ...
+    ) -> Awaitable[JsonDict]: ...
+
 
 SAMPLED_DATA: Final = "MeterValuesSampledData"
 SAMPLE_INTERVAL: Final = "MeterValueSampleInterval"
@@ -60,6 +71,8 @@ WANTED: Final = ("Current.Import", "Current.Offered")
 POWER: Final = "Power.Active.Import"
 AUTOMATIC: Final = (WANTED[0], POWER, WANTED[1])
 V2_NOT_CONFIGURED: Final = "OCPP 2.x: meter values not configured yet"
+"""Said of a charger speaking OCPP 2.1 (2.0.1 ones are configured through their device model,
+:mod:`edgegw.energy.sampling201`)."""
 """What the automatic set-up asks for, in order of need: the cars' draw per phase (load
 capping), the charger's power (shown to the caretaker and Home Assistant), the limit in force."""
 
@@ -140,17 +153,6 @@ def configuration_keys(answer: Mapping[str, Any]) -> dict[str, ConfigEntry]:
     return keys
 
 
-def comma_list(value: str | None) -> list[str]:
-    """A comma-separated key value (``"Core,SmartCharging"``) as its items, blanks dropped."""
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
-
-
-def int_value(value: str | None) -> int | None:
-    """A key's value as a whole number; None when absent or not one (``"60s"``, ``"-1"``)."""
-    text = (value or "").strip()
-    return int(text) if text.isdigit() else None
-
-
 # --------------------------------------------------------------------------------------------
 # Configuring the chargers
 
@@ -186,6 +188,8 @@ class MeterSampling:
         self._done: dict[str, asyncio.Event] = {}
         self._results: dict[str, SamplingResult] = {}
         self._reported: dict[str, dict[str, str]] = {}
+        self._versions: dict[str, str] = {}
+        """Each charger's OCPP version, as it last connected."""
         """Per charger, the refusals already logged and recorded (each only once)."""
         for charger in config.chargers:  # fail early on a model name that does not exist
             model_for(models, charger)
@@ -223,7 +227,8 @@ class MeterSampling:
         """Configure a charger when it connects; stop when it leaves. Nothing to learn from
         the chargers' own calls."""
         if isinstance(event, ChargerConnected):
-            if is_v2(event.version):
+            self._versions[event.charger_id] = event.version or OCPP16
+            if is_v2(event.version) and event.version != OCPP201:
                 self._not_managed(event.charger_id)
             else:
                 self._configure_soon(event.charger_id)
@@ -240,6 +245,15 @@ class MeterSampling:
     def cloud_call_answered(
         self, charger_id: str, action: str, payload: JsonDict, response: JsonDict | None
     ) -> None:
+        if self._versions.get(charger_id) == OCPP201:
+            if action == "SetVariables" and sampling201.touches_sampling(payload, response):
+                log.info(
+                    "%s: the cloud set its sampled meter values; checking the meter values "
+                    "load capping needs",
+                    charger_id,
+                )
+                self._configure_soon(charger_id)
+            return
         if (
             action == "ChangeConfiguration"
             and payload.get("key") in (SAMPLED_DATA, SAMPLE_INTERVAL)
@@ -313,14 +327,38 @@ class MeterSampling:
             if self._running.get(charger_id) is asyncio.current_task():
                 del self._running[charger_id]
 
-    async def _ask(self, charger_id: str, action: str, payload: JsonDict) -> JsonDict:
+    async def _ask(
+        self, charger_id: str, action: str, payload: JsonDict, *, version: str = OCPP16
+    ) -> JsonDict:
         try:
             async with asyncio.timeout(self._call_timeout):
-                return await self._call(charger_id, action, payload)
+                if version == OCPP16:
+                    return await self._call(charger_id, action, payload)
+                return await self._call(charger_id, action, payload, version=version)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             raise _Unanswered(f"{action}: {type(exc).__name__}: {exc}") from None
+
+    async def _attempt201(self, charger_id: str, model: ChargerModel) -> SamplingResult:
+        """A 2.0.1 charger: through its device model (:mod:`edgegw.energy.sampling201`)."""
+
+        async def ask(action: str, payload: JsonDict) -> JsonDict:
+            return await self._ask(charger_id, action, payload, version=OCPP201)
+
+        outcome = await sampling201.configure(
+            ask,
+            wanted=AUTOMATIC,
+            possible=model.meter_values.measurands,
+            interval_s=sample_interval_for(self._config.site, model),
+        )
+        return SamplingResult(
+            charger_id,
+            outcome.measurands,
+            outcome.interval_s,
+            outcome.refused,
+            tuple(outcome.reboot_required),
+        )
 
     async def _change(self, charger_id: str, key: str, value: str) -> str:
         answer = await self._ask(charger_id, "ChangeConfiguration", {"key": key, "value": value})
@@ -329,6 +367,8 @@ class MeterSampling:
     async def _attempt(self, charger_id: str) -> SamplingResult:
         charger = self._config.charger(charger_id) or ChargerConfig(id=charger_id)
         model = model_for(self._models, charger)
+        if self._versions.get(charger_id) == OCPP201:
+            return await self._attempt201(charger_id, model)
         answer = await self._ask(
             charger_id,
             "GetConfiguration",

@@ -7,9 +7,14 @@ takes ``ocpp1.6`` whenever the charger offers it, because that is the version it
 its first 2.x choice. A dual-version charger on a capped or standalone site thus keeps working
 as before 2.x existed. The cloud connection then offers that one version and no other (the
 cloud must speak what the charger speaks: the gateway does not translate between versions).
-A site without a cloud takes no 2.x charger: nothing could answer its transactions yet; nor
-does a site that caps load: the gateway's profiles are 1.6 calls, so a 2.x charger would never
-be capped (and the gateway sends no call of its own to a 2.x charger at all).
+A site without a cloud takes no 2.x charger: nothing could answer its transactions yet. A site
+that caps load takes 1.6 and 2.0.1 chargers (:data:`CAPPABLE`: the load controller sends each
+its profiles in its own version, ``edgegw.energy.profiles201``) and refuses 2.1 ones: the
+gateway's 2.0.1 profiles are valid 2.1 payloads too (the ``ocpp`` library's v21 schemas), but
+a 2.1 cloud's profiles are not yet kept under the cap (per-phase ``limit_L2``/``limit_L3``,
+``setpoint`` and discharge limits, ``LocalGeneration`` profiles that add to the station's
+maximum, ``PriorityCharging``), so the cap could be lifted by the cloud.
+:func:`site_versions` is that rule.
 
 - ``ocpp1.6``: relayed, answered offline, queued, remapped (everything the README describes).
 - ``ocpp2.0.1``: relayed untouched, checked against the 2.0.1 schemas; read into events by
@@ -31,6 +36,8 @@ SUPPORTED: Final = (OCPP16, OCPP201, OCPP21)
 """Every version a charger may connect with."""
 V2: Final = frozenset({OCPP201, OCPP21})
 """Versions with the 2.x messages (TransactionEvent, string transaction ids, device model)."""
+CAPPABLE: Final = frozenset({OCPP16, OCPP201})
+"""Versions whose chargers the load controller caps (its profiles, the cloud's clamped)."""
 
 
 def choose(offered: Iterable[object], allowed: Iterable[str] = SUPPORTED) -> str | None:
@@ -46,3 +53,28 @@ def choose(offered: Iterable[object], allowed: Iterable[str] = SUPPORTED) -> str
 def is_v2(version: str | None) -> bool:
     """The version speaks OCPP 2.x messages."""
     return version in V2
+
+
+def site_versions(*, cloud: bool, capped: bool) -> tuple[tuple[str, ...], str | None]:
+    """The versions a site takes (of :data:`SUPPORTED`, in that order), and why it takes no
+    others (None: it takes them all). ``cloud``: the site has a cloud; ``capped``: it caps
+    load (a ``[site]`` section)."""
+    if not cloud:
+        return (OCPP16,), "this site has no cloud"
+    if capped:
+        refused = [v for v in SUPPORTED if v not in CAPPABLE]
+        if refused:
+            names = " and ".join(refused)
+            return (
+                tuple(v for v in SUPPORTED if v in CAPPABLE),
+                f"this site caps load; {names} chargers cannot be capped yet",
+            )
+    return SUPPORTED, None
+
+
+def required(allowed: Iterable[str], why: str | None) -> str:
+    """The close reason for a charger that offered none of the ``allowed`` versions:
+    ``subprotocol ocpp1.6, ocpp2.0.1 or ocpp2.1 required`` with ``why`` in parentheses."""
+    names = list(allowed)
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"subprotocol {listed} required" + ("" if why is None else f" ({why})")
