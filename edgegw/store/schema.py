@@ -143,4 +143,29 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE transactions ADD COLUMN cost REAL;
     ALTER TABLE transactions ADD COLUMN card_groups TEXT;
     """,
+    # 4 -> 5: limits from outside (edgegw.store.limitlog): every activation of a [[limits]]
+    # source (§14a EnWG ones kept two years), and the finished quarter-hours of peak shaving
+    """
+    CREATE TABLE limit_activations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        para14a INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        limit_l1_a REAL NOT NULL,
+        limit_l2_a REAL NOT NULL,
+        limit_l3_a REAL NOT NULL,
+        granted_kw REAL,
+        chargers INTEGER
+    );
+    CREATE INDEX limit_activations_by_start ON limit_activations (started_at);
+    CREATE TABLE peak_quarters (
+        start REAL PRIMARY KEY,
+        average_kw REAL NOT NULL,
+        projected_max_kw REAL NOT NULL,
+        limited_s REAL NOT NULL,
+        target_kw REAL NOT NULL
+    );
+    """,
 )
