@@ -223,7 +223,7 @@ async def test_a_stop_stamped_far_in_the_future_is_priced_at_the_gateways_stop(
 
 
 async def test_schema_4_adds_the_price_columns_to_a_schema_3_database(tmp_path: Path) -> None:
-    assert len(MIGRATIONS) == 4
+    assert len(MIGRATIONS) >= 4  # later steps run on top
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
         for step in MIGRATIONS[:3]:
