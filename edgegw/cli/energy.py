@@ -110,36 +110,103 @@ def _render_state(state: dict[str, Any]) -> str:
         f"EV budget         {_format_a(state.get('budget_a'))} A",
         f"EV used           {_format_a(state.get('used_a'))} A",
     ]
-    for circuit in state.get("circuits", []):
-        parent = circuit.get("parent") or "site"
-        lines.append(
-            f"circuit {circuit['name']} (under {parent}): limit {_format_a(circuit['limit_a'])} A"
-            f" (margin {circuit['margin_a']:.1f} A), used {_format_a(circuit.get('used_a'))} A"
-        )
+    if state.get("headroom_a") is not None:
+        lines.append(f"headroom          {_format_a(state['headroom_a'])} A")
     lines.append("")
-    for charger in state.get("chargers", []):
-        flags = f"  [{', '.join(charger['flags'])}]" if charger.get("flags") else ""
-        online = "online" if charger["connected"] else "offline"
-        lines.append(f"{charger['id']:<16} {online:<8} {charger['model']}{flags}")
-        for s in charger.get("sessions", []):
-            limit = "-" if s.get("limit_a") is None else f"{s['limit_a']:.1f} A"
-            lines.append(
-                f"  connector {s['connector']}: {s['status']:<12} limit {limit:<8} "
-                f"offered {s['offered_a']:.1f} A  measured {_format_a(s.get('measured_a'))} A"
-                f"  ({s['reason']})"
-            )
+    lines += _render_tree(state)
     for meter in state.get("meters", []):
         error = f" — {meter['last_error']}" if meter.get("last_error") else ""
         lines.append(f"meter {meter['name']} ({meter['role']}): {meter['health']}{error}")
     return "\n".join(lines)
 
 
+def _charger_lines(charger: dict[str, Any], indent: str) -> list[str]:
+    flags = f"  [{', '.join(charger['flags'])}]" if charger.get("flags") else ""
+    online = "online" if charger["connected"] else "offline"
+    lines = [f"{indent}{charger['id']:<16} {online:<8} {charger['model']}{flags}"]
+    for s in charger.get("sessions", []):
+        limit = "-" if s.get("limit_a") is None else f"{s['limit_a']:.1f} A"
+        lines.append(
+            f"{indent}  connector {s['connector']}: {s['status']:<12} limit {limit:<8} "
+            f"offered {s['offered_a']:.1f} A  measured {_format_a(s.get('measured_a'))} A"
+            f"  ({s['reason']})"
+        )
+    return lines
+
+
+def _render_tree(state: dict[str, Any]) -> list[str]:
+    """The site's boards, each below its parent with its chargers under it; chargers on the
+    site itself at the end. A board's chargers come from the live snapshot (``chargers``
+    merged in by :func:`_with_tree`); without it the boards and chargers are listed flat."""
+    circuits = state.get("circuits") or []
+    chargers = {c["id"]: c for c in state.get("chargers", [])}
+    names = {c["name"] for c in circuits}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for circuit in circuits:
+        parent = circuit.get("parent") if circuit.get("parent") in names else None
+        children.setdefault(parent, []).append(circuit)
+    lines: list[str] = []
+    placed: set[str] = set()
+    seen: set[str] = set()
+
+    def board(circuit: dict[str, Any], depth: int) -> None:
+        if circuit["name"] in seen:
+            return
+        seen.add(circuit["name"])
+        indent = "  " * depth
+        parent = circuit.get("parent") or "site"
+        lines.append(
+            f"{indent}circuit {circuit['name']} (under {parent}): limit "
+            f"{_format_a(circuit['limit_a'])} A (margin {circuit['margin_a']:.1f} A), "
+            f"allocated {_format_a(circuit.get('used_a'))} A, "
+            f"headroom {_format_a(circuit.get('headroom_a'))} A"
+        )
+        if circuit.get("measured_a") is not None:
+            lines.append(f"{indent}  board meter {_format_a(circuit['measured_a'])} A")
+        elif circuit.get("load_a") is not None:
+            lines.append(f"{indent}  its chargers draw {_format_a(circuit['load_a'])} A")
+        for child in children.get(circuit["name"], []):
+            board(child, depth + 1)
+        for charger_id in circuit.get("chargers") or []:
+            if charger_id in chargers:
+                placed.add(charger_id)
+                lines.extend(_charger_lines(chargers[charger_id], "  " * (depth + 1)))
+
+    for top in children.get(None, []):
+        board(top, 0)
+    if circuits:
+        lines.append("")
+    rest = [c for cid, c in chargers.items() if cid not in placed]
+    if rest and placed:
+        lines.append("on the site itself:")
+    for charger in rest:
+        lines += _charger_lines(charger, "  " if placed else "")
+    return lines
+
+
+def _with_tree(state: dict[str, Any], snapshot: Any) -> dict[str, Any]:
+    """The controller's state with each circuit's chargers and load from the live snapshot."""
+    live = snapshot.get("circuits") if isinstance(snapshot, dict) else None
+    if not isinstance(live, list):
+        return state
+    by_name = {c.get("name"): c for c in live if isinstance(c, dict)}
+    for circuit in state.get("circuits") or []:
+        extra = by_name.get(circuit.get("name"), {})
+        for key in ("chargers", "load_a", "measured_a"):
+            circuit.setdefault(key, extra.get(key))
+    return state
+
+
 @energy_app.command("state")
 def state(*, config: ConfigOption = DEFAULT_CONFIG_PATH, json_mode: JsonOption = False) -> None:
-    """What the controller sees and decided last: per phase and per charger."""
+    """What the controller sees and decided last: per phase, per circuit (the tree of boards
+    with each one's limit, allocation and headroom) and per charger."""
     cfg = load_config_or_fail(config, json_mode=json_mode)
     with control_errors(json_mode=json_mode):
-        answer = control_client(cfg).call("energy.state")
+        client = control_client(cfg)
+        answer = client.call("energy.state")
+        if answer.get("circuits"):
+            answer = _with_tree(answer, client.call("live.snapshot"))
     emit(answer, json_mode, _render_state)
 
 

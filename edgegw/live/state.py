@@ -56,6 +56,7 @@ from edgegw.live.site import (
 )
 from edgegw.live.snapshot import (
     ChargerLive,
+    CircuitLive,
     LiveSnapshot,
     MeterLive,
     SiteLive,
@@ -537,6 +538,15 @@ class LiveState:
 
     def site(self) -> SiteLive:
         return self.snapshot().site
+
+    @property
+    def config(self) -> Config:
+        """The gateway's configuration in force."""
+        return self._config
+
+    def circuits(self) -> tuple[CircuitLive, ...]:
+        """The circuit tree alone (the chargers' loads are read for it)."""
+        return self.snapshot().circuits
 
     def charger(self, charger_id: str) -> ChargerLive | None:
         if charger_id not in self._chargers:

@@ -4,7 +4,9 @@ The site is one device (current per phase, power and the imported energy from th
 meter, the energy ready for Home Assistant's Energy dashboard; the chargers' power, the
 limit, the sync backlog; cloud link and meter health as binary sensors); each charger is a
 device connected through it (status, power, session energy; connected and fault as binary
-sensors; its firmware and serial number in its device block). With commands enabled,
+sensors; its firmware and serial number in its device block); so is each circuit (board) of
+load capping (its limit, headroom, the current allocated under it and its load per phase: its
+own meter's reading where it has one, else what its chargers measure). With commands enabled,
 controls are announced too: a number for the temporary site limit, and per charger a switch
 (enabled) and a button (stop charging).
 
@@ -247,8 +249,48 @@ def charger_sensors(features: SiteFeatures) -> list[Sensor]:
     return sensors
 
 
+def circuit_sensors() -> list[Sensor]:
+    """A circuit's (board's) entities: its limit, the current allocated under it per phase,
+    its headroom (the tightest phase), and its own meter's currents (unknown without one)."""
+    sensors = [
+        Sensor(
+            "sensor", "limit", "Limit", _measurement("{{ value_json.limit_a }}", "current", "A")
+        ),
+        Sensor(
+            "sensor",
+            "headroom",
+            "Headroom",
+            _measurement("{{ value_json.headroom_a }}", "current", "A"),
+        ),
+    ]
+    for phase in (1, 2, 3):
+        sensors.append(
+            Sensor(
+                "sensor",
+                f"allocated_l{phase}",
+                f"Allocated L{phase}",
+                _measurement(f"{{{{ value_json.allocated_l{phase}_a }}}}", "current", "A"),
+            )
+        )
+    for phase in (1, 2, 3):
+        sensors.append(
+            Sensor(
+                "sensor",
+                f"load_l{phase}",
+                f"Load L{phase}",
+                _measurement(
+                    f"{{{{ value_json.measured_l{phase}_a if value_json.measured_l{phase}_a "
+                    f"is not none else value_json.load_l{phase}_a }}}}",
+                    "current",
+                    "A",
+                ),
+            )
+        )
+    return sensors
+
+
 class Discovery:
-    """Builds the discovery messages of the site and of each charger."""
+    """Builds the discovery messages of the site, of each charger and of each circuit."""
 
     def __init__(self, topics: Topics, features: SiteFeatures, *, site_name: str) -> None:
         self._topics = topics
@@ -346,4 +388,17 @@ class Discovery:
                 commands.get(sensor.key) if sensor.component in ("switch", "button") else None,
             )
             for sensor in charger_sensors(self._features)
+        ]
+
+    def circuit(self, name: str) -> list[DiscoveryMessage]:
+        """A circuit's entities, as a device connected through the site's."""
+        device_id = f"{self.site_device_id}_circuit_{object_id(name)}"
+        device: JsonDict = {
+            "identifiers": [device_id],
+            "name": f"Circuit {name}",
+            "via_device": self.site_device_id,
+        }
+        return [
+            self._message(sensor, device, device_id, self._topics.circuit_state(name), None)
+            for sensor in circuit_sensors()
         ]

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from edgegw.live.changes import LiveEvent
-from edgegw.live.snapshot import ChargerLive, ConnectorLive, Phases, SiteLive
+from edgegw.live.snapshot import ChargerLive, CircuitLive, ConnectorLive, Phases, SiteLive
 
 JsonDict = dict[str, Any]
 CARD_FIELDS = frozenset({"id_tag", "owner"})
 TIMESTAMP_FIELDS = frozenset({"at", "meter_age_s", "sync_oldest_age_s", "last_seen"})
 """Values that change with every look at the site: never by themselves worth a message."""
 MEASURED_FIELDS = frozenset({"power_w", "ev_power_w", "energy_wh", "energy_import_wh"})
-MEASURED_PREFIXES = ("current_l", "ev_current_l")
+MEASURED_PREFIXES = ("current_l", "ev_current_l", "allocated_l", "headroom", "load_l", "measured_l")
 """Measured values: they move all the time, so they are sent at a slower pace."""
 
 
@@ -87,6 +87,30 @@ def site_payload(site: SiteLive) -> JsonDict:
     }
 
 
+def _least(values: Phases | tuple[float, float, float] | None) -> float | None:
+    known = [v for v in values or () if v is not None]
+    return _round(min(known), 2) if known else None
+
+
+def circuit_payload(circuit: CircuitLive) -> JsonDict:
+    """One circuit (board): its limit, what load capping allocated under it, the headroom
+    left (the tightest phase as ``headroom_a``), the load its chargers measure and, where the
+    board has a meter of its own, the meter's reading."""
+    return {
+        "name": circuit.name,
+        "parent": circuit.parent,
+        "limit_a": min(circuit.limit_a),
+        **_phases("limit", circuit.limit_a),
+        "margin_a": circuit.margin_a,
+        **_phases("allocated", circuit.allocated_a),
+        "headroom_a": _least(circuit.headroom_a),
+        **_phases("headroom", circuit.headroom_a),
+        **_phases("load", circuit.load_a),
+        **_phases("measured", circuit.measured_a),
+        "chargers": list(circuit.chargers),
+    }
+
+
 def _connector(conn: ConnectorLive, cards: bool) -> JsonDict:
     session = conn.session
     session_json: JsonDict | None = None
@@ -124,6 +148,8 @@ def charger_payload(charger: ChargerLive, *, cards: bool) -> JsonDict:
         "vendor": charger.vendor,
         "model": charger.model,
         "firmware": charger.firmware,
+        "ocpp_version": charger.ocpp_version,
+        "circuit": charger.circuit,
         **_phases("current", charger.current_a),
         "power_w": _round(charger.power_w, 1),
         "energy_wh": _round(charger.energy_wh, 1),

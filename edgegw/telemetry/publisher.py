@@ -41,7 +41,7 @@ import aiomqtt
 
 from edgegw.config import Config
 from edgegw.live.changes import LiveChange, LiveEvent, Scope
-from edgegw.live.snapshot import ChargerLive
+from edgegw.live.snapshot import ChargerLive, CircuitLive
 from edgegw.live.state import LiveState
 from edgegw.tasks import TaskOwner
 from edgegw.telemetry.commands import (
@@ -53,7 +53,13 @@ from edgegw.telemetry.commands import (
     request_id_of,
 )
 from edgegw.telemetry.discovery import Discovery, DiscoveryMessage, SiteFeatures
-from edgegw.telemetry.payloads import charger_payload, event_payload, site_payload, split_state
+from edgegw.telemetry.payloads import (
+    charger_payload,
+    circuit_payload,
+    event_payload,
+    site_payload,
+    split_state,
+)
 from edgegw.telemetry.settings import MqttConfig, MqttSetupError
 from edgegw.telemetry.topics import CommandRoute, Topics
 
@@ -62,6 +68,8 @@ log = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
 _SITE = ""
 """The dirty-set key of the site state (charger keys are their ids, never empty)."""
+_CIRCUIT = "\x00"
+"""Circuit keys are this and the circuit's name (no charger id holds a NUL)."""
 MAX_RUNNING_COMMANDS = 4
 MAX_PENDING_RESULTS = 50
 COMMAND_TIMEOUT = 40.0
@@ -164,6 +172,7 @@ class MqttPublisher:
         self._events: deque[LiveEvent] = deque(maxlen=self._cfg.event_buffer)
         self._results: deque[tuple[str, JsonDict]] = deque(maxlen=MAX_PENDING_RESULTS)
         self._discovered: dict[str, tuple[str | None, ...]] = {}
+        self._circuits: dict[str, CircuitLive] | None = None
         self._rediscover = False
         self._next_full = 0.0
         self._running_commands = 0
@@ -271,9 +280,15 @@ class MqttPublisher:
                     self._events.append(change.event)
         elif change.scope is Scope.SITE:
             self._dirty.add(_SITE)
+            self._dirty.update(self._circuit_keys)
         elif change.charger_id:
             self._dirty.add(change.charger_id)
+            self._dirty.update(self._circuit_keys)
         self._wake.set()
+
+    @property
+    def _circuit_keys(self) -> list[str]:
+        return [_CIRCUIT + c.name for c in self._live.config.circuits]
 
     # ------------------------------------------------------------ connection
 
@@ -386,7 +401,7 @@ class MqttPublisher:
         await self._publish_pending(client)
 
     def _force_all(self) -> None:
-        keys = {_SITE, *self._live.charger_ids()}
+        keys = {_SITE, *self._live.charger_ids(), *self._circuit_keys}
         self._dirty.update(keys)
         self._forced.update(keys)
         self._last_sent.clear()
@@ -405,6 +420,7 @@ class MqttPublisher:
     async def _publish_pending(self, client: aiomqtt.Client) -> None:
         cfg = self._cfg
         now = self._clock()
+        self._circuits = None  # read again, once, when a circuit is due
         if cfg.publish_interval and now >= self._next_full:
             self._next_full = now + cfg.publish_interval
             self._force_all()
@@ -463,15 +479,30 @@ class MqttPublisher:
         """The state of the site (key "") or of a charger, as published; None if gone."""
         if key == _SITE:
             return site_payload(self._live.site())
+        if key.startswith(_CIRCUIT):
+            circuit = self._circuit(key)
+            return None if circuit is None else circuit_payload(circuit)
         charger = self._live.charger(key)
         if charger is None:
             return None
         return charger_payload(charger, cards=self._cfg.publish_cards)
 
+    def _circuit(self, key: str) -> CircuitLive | None:
+        """The circuit of a dirty-set key (the live circuits read once per publishing pass)."""
+        if self._circuits is None:
+            self._circuits = {c.name: c for c in self._live.circuits()}
+        return self._circuits.get(key[len(_CIRCUIT) :])
+
     async def _publish_state(self, client: aiomqtt.Client, key: str, payload: str) -> None:
         cfg = self._cfg
         if key == _SITE:
             topic = self.topics.site_state
+        elif key.startswith(_CIRCUIT):
+            name = key[len(_CIRCUIT) :]
+            if cfg.discovery and key not in self._discovered:
+                await self._send_discovery(client, self._discovery.circuit(name))
+                self._discovered[key] = ()
+            topic = self.topics.circuit_state(name)
         else:
             charger = self._live.charger(key)
             if charger is None:

@@ -5,6 +5,7 @@
     <prefix>/availability                  online | offline (last will) | stopped   retained
     <prefix>/site/state                    site JSON                                retained
     <prefix>/charger/<id>/state            charger JSON                             retained
+    <prefix>/circuit/<name>/state          circuit (board) JSON                     retained
     <prefix>/events                        one JSON event per message               not retained
     <prefix>/site/limit/set                command: temporary site limit
     <prefix>/charger/<id>/enabled/set      command: enable / disable a charger
@@ -12,8 +13,8 @@
     <prefix>/.../<command>/result          the answer to every command             not retained
     <discovery>/<component>/<node>/<object>/config   Home Assistant discovery       retained
 
-A charger id may hold characters MQTT gives a meaning to (``+`` is allowed in OCPP
-identities); in a topic they are percent-encoded (``+`` → ``%2B``), ``%`` included.
+A charger id (or a circuit name) may hold characters MQTT gives a meaning to (``+`` is allowed
+in OCPP identities); in a topic they are percent-encoded (``+`` → ``%2B``), ``%`` included.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class Topics:
 
     def charger_state(self, charger_id: str) -> str:
         return f"{self.prefix}/charger/{topic_segment(charger_id)}/state"
+
+    def circuit_state(self, name: str) -> str:
+        return f"{self.prefix}/circuit/{topic_segment(name)}/state"
 
     def site_command(self, name: str) -> str:
         return f"{self.prefix}/site/{name}/set"

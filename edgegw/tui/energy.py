@@ -1,4 +1,8 @@
-"""Energy: the last 24 h of site and EV load, and the load-capping decision log.
+"""Energy: the last 24 h of site and EV load, the circuit tree, the load-capping decision log.
+
+On a site with circuits, the tree (site → boards → chargers) shows each node's limit, what
+load capping allocated under it, the load now and the headroom left
+(:mod:`edgegw.tui.circuits`).
 
 Where the chart's points come from is said on screen, in words. A daemon with the
 ``energy.history`` op keeps the day itself: one point a minute (the highest current of the
@@ -25,6 +29,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from edgegw.control.client import ControlClientError, RemoteError
+from edgegw.tui import circuits
 from edgegw.tui.base import View, sync_table
 from edgegw.tui.context import TuiContext
 from edgegw.tui.history import DaemonHistory, LoadHistory, LoadPoint
@@ -62,6 +67,11 @@ class EnergyView(View):
     def compose(self) -> ComposeResult:
         yield Static(id="energy-head", markup=False)
         yield Static(id="energy-chart", markup=False)
+        tree: DataTable[Any] = DataTable(id="circuit-table", cursor_type="row")
+        for label, key in circuits.COLUMNS:
+            tree.add_column(label, key=key)
+        tree.display = False
+        yield tree
         table: DataTable[Any] = DataTable(
             id="decision-table", cursor_type="row", zebra_stripes=True
         )
@@ -130,6 +140,15 @@ class EnergyView(View):
         lines = self._chart("Site", grid, height, limit) + self._chart("EV", ev, height, None)
         lines.append(" " * 11 + _axis(width))
         self.query_one("#energy-chart", Static).update("\n".join(lines))
+        self._show_tree()
+
+    def _show_tree(self) -> None:
+        """The circuit tree, on a site with circuits (a site alone has its numbers above)."""
+        tree = self.query_one("#circuit-table", DataTable)
+        snapshot = self.ctx.data.snapshot
+        tree.display = snapshot is not None and bool(snapshot.circuits)
+        if snapshot is not None and snapshot.circuits:
+            sync_table(tree, circuits.tree_rows(snapshot))
 
     def _chart(
         self, name: str, values: Sequence[float | None], height: int, top: float | None

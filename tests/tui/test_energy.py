@@ -23,11 +23,21 @@ from edgegw.sim.meter import SimMeter
 from edgegw.store.db import Database
 from edgegw.store.decisions import DecisionLog
 from edgegw.tui.app import CaretakerApp
+from edgegw.tui.circuits import tree_rows
 from edgegw.tui.energy import EnergyView, daemon_source_text
 from edgegw.tui.history import DaemonHistory
+from edgegw.tui.model import read_snapshot
 from edgegw.tui.text import ASCII, UNICODE
 from tests.tui.conftest import Site, text_of, tui_app, until
-from tests.tui.fakes import NOW, TZ, FakeBackend, default_answers, ops_listing
+from tests.tui.fakes import (
+    NOW,
+    TZ,
+    FakeBackend,
+    default_answers,
+    many_chargers,
+    ops_listing,
+    site_snapshot,
+)
 from tests.tui.test_snapshots import make_app, settle
 
 MakeSite = Callable[..., Awaitable[Site]]
@@ -298,3 +308,84 @@ def test_daemon_history_page(snap_compare: Any, name: str) -> None:
     backend = history_backend(**{"energy.history": canned_history()})
     app = make_app(backend, glyphs=glyphs)
     assert snap_compare(app, terminal_size=size, run_before=settle("5", energy_ready))
+
+
+# ------------------------------------------------------------------------- circuit tree
+
+
+def tree_rows_shown(app: CaretakerApp) -> dict[str, list[str]]:
+    table = app.main.query_one("#circuit-table", DataTable)
+    return {
+        str(row.key.value): [str(c) for c in table.get_row(row.key)] for row in table.ordered_rows
+    }
+
+
+async def test_the_circuit_tree_shows_each_boards_limit_allocation_and_headroom(
+    make_site: MakeSite, meter: SimMeter
+) -> None:
+    """A real daemon with a board: the Energy page shows site → board → chargers, the board's
+    limit, what the controller allocated under it and the headroom left, per phase."""
+    site = await make_site(
+        site={"limit_a": 40, "margin_a": 2, "ramp_a_per_s": 100, "control_interval": 0.2},
+        buses={"main": {"transport": "tcp", "host": "127.0.0.1", "port": meter.port}},
+        meters=[{"name": "grid", "profile": "eastron-sdm630", "poll_interval": 0.2}],
+        circuits=[{"name": "level-1", "limit_a": 20, "margin_a": 1}],
+        chargers=[
+            {"id": "CP1", "label": "Bay 1", "circuit": "level-1"},
+            {"id": "CP2", "label": "Bay 2"},
+        ],
+    )
+    app = tui_app(site.socket)
+    cp = await site.charger("CP1")
+    try:
+        assert await cp.start_transaction(1, "04A1B2C3") is not None
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.link_state.value == "up", "connected")
+            await pilot.press("5")
+
+            def allocated() -> bool:
+                row = tree_rows_shown(app).get("circuit:level-1")
+                return row is not None and row[2] not in ("-", "0/0/0")
+
+            await until(pilot, allocated, "the board's allocation shown")
+            rows = tree_rows_shown(app)
+            assert list(rows) == ["site", "circuit:level-1", "charger:CP1", "charger:CP2"]
+            node, limit, given, _load, room = rows["circuit:level-1"]
+            assert node == "  level-1" and limit == "20/20/20"
+            amps = [float(x) for x in given.split("/")]
+            assert 6 <= max(amps) <= 19  # under the board's 20 A - 1 A margin
+            assert room.startswith("min ") and float(room.split()[1]) == 19 - max(amps)
+            assert rows["charger:CP1"][0] == "    CP1 (Bay 1) [1.6]"
+            assert rows["charger:CP2"][0].startswith("  CP2 (Bay 2)")  # on the site itself
+            assert rows["site"][1] == "40/40/40"
+    finally:
+        await cp.close()
+
+
+def test_the_tree_nests_boards_and_reads_a_board_meter() -> None:
+    rows = dict(tree_rows(read_snapshot(site_snapshot())))
+    assert list(rows) == [
+        "site",
+        "circuit:level-1",
+        "circuit:level-2",
+        "charger:CP3",
+        "charger:CP1",
+        "charger:CP2",
+        "charger:CP4",
+    ]
+    assert rows["circuit:level-2"][0] == "    level-2"  # below level-1
+    assert rows["charger:CP3"][0] == "      CP3 (Bay 3) [1.6]"
+    assert rows["charger:CP2"][0] == "    CP2 (Bay 2) [2.0.1]"
+    assert rows["circuit:level-1"][3] == "18/17/16 meter"  # its own meter wins
+    assert rows["circuit:level-2"][3] == "0/0/0"  # what its chargers draw
+    assert rows["site"][4] == "min 0 (6/12/0)"  # the tightest phase first
+    assert rows["charger:CP4"][3] == "offline"
+
+
+async def test_a_site_without_circuits_shows_no_tree() -> None:
+    backend = history_backend(**{"energy.history": canned_history()})
+    backend.answers["live.snapshot"] = many_chargers(3)
+    app = make_app(backend, glyphs=UNICODE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle("5", energy_ready)(pilot)
+        assert not app.main.query_one("#circuit-table", DataTable).display
