@@ -7,7 +7,8 @@ takes ``ocpp1.6`` whenever the charger offers it, because that is the version it
 its first 2.x choice. A dual-version charger on a capped or standalone site thus keeps working
 as before 2.x existed. The cloud connection then offers that one version and no other (the
 cloud must speak what the charger speaks: the gateway does not translate between versions).
-A site without a cloud takes no 2.x charger: nothing could answer its transactions yet. A site
+A site without a cloud takes 2.x chargers as well: the gateway answers them itself, as their
+OCPP 2.1 Local Controller (:mod:`edgegw.proxy.local201`). A site
 that caps load takes 1.6 and 2.0.1 chargers (:data:`CAPPABLE`: the load controller sends each
 its profiles in its own version, ``edgegw.energy.profiles201``) and refuses 2.1 ones: the
 gateway's 2.0.1 profiles are valid 2.1 payloads too (the ``ocpp`` library's v21 schemas), but
@@ -18,9 +19,11 @@ maximum, ``PriorityCharging``), so the cap could be lifted by the cloud.
 
 - ``ocpp1.6``: relayed, answered offline, queued, remapped (everything the README describes).
 - ``ocpp2.0.1``: relayed untouched, checked against the 2.0.1 schemas; read into events by
-  :mod:`edgegw.ocpp.interpret201`. Its connection mirrors its cloud connection (OCPP 2.0.1
-  Part 4 §6.3): when the cloud is unreachable the charger is disconnected (1011 ``cloud
-  unreachable``) and queues its own transaction events; nothing is answered for it locally.
+  :mod:`edgegw.ocpp.interpret201`. The gateway is its OCPP 2.1 Local Controller (Part 4 §6.3,
+  Edition 2): while the cloud is unreachable or slow, and on a site without a cloud, the
+  charger stays connected and is answered locally; its TransactionEvents are queued durably
+  and replayed in order (``seqNo`` kept, ``offline: true`` set). (The first 2.x slice closed
+  the charger with the cloud, 1011 ``cloud unreachable``: OCPP 2.0.1's mirror rule.)
 - ``ocpp2.1``: relayed untouched (no schema check), message types 5 and 6 included.
 """
 
@@ -58,9 +61,8 @@ def is_v2(version: str | None) -> bool:
 def site_versions(*, cloud: bool, capped: bool) -> tuple[tuple[str, ...], str | None]:
     """The versions a site takes (of :data:`SUPPORTED`, in that order), and why it takes no
     others (None: it takes them all). ``cloud``: the site has a cloud; ``capped``: it caps
-    load (a ``[site]`` section)."""
-    if not cloud:
-        return (OCPP16,), "this site has no cloud"
+    load (a ``[site]`` section). ``cloud`` no longer narrows them: a site without a cloud
+    answers 2.x chargers itself (:mod:`edgegw.proxy.local201`)."""
     if capped:
         refused = [v for v in SUPPORTED if v not in CAPPABLE]
         if refused:
