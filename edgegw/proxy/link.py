@@ -12,10 +12,15 @@ carries out. All the message-id bookkeeping lives here:
   an answer is always matched against exactly that call: ids cannot be confused;
 * when the cloud cannot answer (not configured, unreachable, or too slow), the charger's call is
   handed to the local responder instead (:mod:`edgegw.proxy.local` decides what it answers);
-* a 2.x charger is never answered by the gateway: its connection mirrors its cloud connection
-  (OCPP 2.0.1 Part 4 §6.3) and is closed (:class:`CloseCharger`) when the cloud cannot be
-  reached, so the station queues its own transaction events until both are back; a call the
-  cloud is slow to answer waits for the cloud's own answer;
+* a 2.x charger (``ocpp2.0.1``, ``ocpp2.1``) is treated alike: the gateway is its OCPP 2.1
+  Local Controller (Part 4 §6.3, Edition 2: one *capable of responding to Charging Station
+  requests, that forwards transaction-related requests to the CSMS once the connection is
+  restored*), so the charger stays connected when the cloud goes or is slow, is answered
+  locally on the same rules as a 1.6 charger, and its TransactionEvents are its transaction
+  messages (queued durably, replayed in order with their ``seqNo``, ``offline`` set: see
+  :mod:`edgegw.proxy.local201`). This replaces the first 2.x slice, in which a 2.x charger's
+  connection mirrored its cloud connection (OCPP 2.0.1 Part 4 §6.3: closed with 1011 ``cloud
+  unreachable``);
 * when the cloud comes back, the charger's latest locally-answered BootNotification and its
   latest StatusNotification per connector are sent first, so the cloud's view is whole again;
 * transaction messages (StartTransaction, StopTransaction, MeterValues of a transaction) the cloud
@@ -49,7 +54,6 @@ from edgegw.proxy import frames, schemas
 from edgegw.proxy.frames import Call, CallError, CallResult, FrameError
 from edgegw.proxy.hooks import SITE_CHECKED_CALLS
 from edgegw.proxy.link_commands import (
-    CLOUD_UNREACHABLE,
     GATEWAY_ANSWERS_CLOUD,
     MAX_QUEUED_TO_CHARGER,
     OUTBOX_WINDOW,
@@ -57,7 +61,6 @@ from edgegw.proxy.link_commands import (
     TRANSACTION_MESSAGES,
     AnswerIfResent,
     AnswerLocally,
-    CloseCharger,
     CloseCloud,
     CloudCallForGateway,
     CloudExchanged,
@@ -204,23 +207,7 @@ class Link(_PendingCalls):
         """A new connection of the charger takes over this link (its cloud side stayed)."""
         self._charger_gone = False
         self._may_resend = self._check_resent
-        if not self._v16 and not self.cloud_up and not self.cloud_connecting:
-            return self._offline_v2()
         return self._pump_cloud()
-
-    def _offline_v2(self) -> list[Command]:
-        """The cloud is away: a 2.x charger's connection mirrors its cloud connection (OCPP
-        2.0.1 Part 4 §6.3, Local Controller), so the station goes offline too, keeps its
-        transaction events (``offline``, ``seqNo``) and sends them once it is back."""
-        if self._charger_gone:
-            return []
-        log.warning(
-            "%s: the cloud is unreachable: closing the charger's %s connection (it queues its "
-            "own messages until it reconnects)",
-            self.charger_id,
-            self.version,
-        )
-        return [CloseCharger(*CLOUD_UNREACHABLE)]
 
     # ------------------------------------------------------------ cloud side
 
@@ -269,9 +256,6 @@ class Link(_PendingCalls):
 
     def cloud_unreachable(self) -> list[Command]:
         """A connection attempt failed; if it was the first, stop holding charger calls."""
-        if not self._v16:
-            self.cloud_connecting = False
-            return [] if self.cloud_up else self._offline_v2()
         if not self.cloud_connecting:
             return []
         self.cloud_connecting = False
@@ -319,8 +303,6 @@ class Link(_PendingCalls):
             else:
                 kept.append(item)
         self._to_cloud = kept
-        if not self._v16:
-            return [*out, *self._offline_v2()]
         out.extend(self._pump_cloud())
         return out
 
@@ -333,7 +315,6 @@ __all__ = [
     "TRANSACTION_MESSAGES",
     "AnswerIfResent",
     "AnswerLocally",
-    "CloseCharger",
     "CloseCloud",
     "CloudCallForGateway",
     "CloudExchanged",

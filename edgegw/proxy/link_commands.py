@@ -42,8 +42,9 @@ class Origin(Enum):
 TRANSACTION_MESSAGES = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
 
 
-CLOUD_UNREACHABLE = (1011, "cloud unreachable")
-"""How a 2.x charger's connection is closed when its cloud connection is down (code, reason)."""
+TRANSACTION_EVENT = "TransactionEvent"
+"""The one OCPP 2.x transaction message: queued durably, replayed with ``offline`` set (see
+:mod:`edgegw.proxy.local201`)."""
 
 
 GATEWAY_ANSWERS_CLOUD = frozenset({"SendLocalList", "GetLocalListVersion"})
@@ -168,14 +169,6 @@ class CloseCloud:
 
 
 @dataclass(frozen=True, slots=True)
-class CloseCharger:
-    """Close the charger's connection (a 2.x charger whose cloud is away goes offline too)."""
-
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class CloudCallForGateway:
     """A cloud call the gateway answers itself (the local list); send the answer to the cloud."""
 
@@ -229,7 +222,6 @@ Command = (
     | CloudCallForGateway
     | CloudExchanged
     | CloseCloud
-    | CloseCharger
     | CloudVerdict
     | SiteOverridden
 )

@@ -1,17 +1,25 @@
 """What a link keeps for the cloud while it is away: the outbox window of queued transaction
 messages (sent one at a time, delivered, retried or parked) and the boot and status
 notifications replayed when it returns.
+
+The same rules hold for a 2.x charger, in its messages: its TransactionEvents are the outbox's
+(stored with ``offline: true``, see :mod:`edgegw.proxy.local201`), its latest
+StatusNotification per EVSE and connector is replayed, and its NotifyEvents stand where a 1.6
+charger's error statuses stand (every one kept, up to the same bound, with its ``Faulted``
+statuses). The outbox window holds only messages of the link's version.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TypeGuard
 
 from edgegw.proxy import frames
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.link_commands import (
     _MAX_REPLAYED_ERRORS,
     OUTBOX_WINDOW,
+    TRANSACTION_EVENT,
     Command,
     Delivered,
     DeliveryFailed,
@@ -47,9 +55,11 @@ class _OfflineQueue(_FrameHandling):
         local = call.payload.get("transactionId")
         return isinstance(local, int) and local in self._tx_map and self._tx_map[local] is None
 
+    def _own_version(self, message: QueuedMessage) -> bool:
+        """A queued message of the link's OCPP version (the only ones its cloud link takes)."""
+        return (message.action == TRANSACTION_EVENT) != self._v16
+
     def _send_outbox_head(self) -> list[Command]:
-        if not self._v16:
-            return []  # a 1.6 backlog never goes over a 2.x cloud link (see owes_cloud)
         out: list[Command] = []
         now = self._clock()
         while self._outbox:
@@ -186,23 +196,38 @@ class _OfflineQueue(_FrameHandling):
             connector = self._status_key(call)
             if connector is not None:
                 self._replay.status[connector] = call
-            if call.payload.get("errorCode", "NoError") != "NoError":
+            if self._is_error(call):
                 self._replay.errors.append(call)
                 del self._replay.errors[:-_MAX_REPLAYED_ERRORS]
+        elif call.action == "NotifyEvent" and not self._v16:
+            self._replay.errors.append(call)
+            del self._replay.errors[:-_MAX_REPLAYED_ERRORS]
 
-    def _status_key(self, call: Call) -> int | None:
-        """Which connector a StatusNotification is about (1.6: a 2.x charger's are not kept)."""
-        connector = call.payload.get("connectorId")
-        if not isinstance(connector, int) or isinstance(connector, bool):
+    def _is_error(self, call: Call) -> bool:
+        """A StatusNotification that reports an error (2.x: the connector is ``Faulted``)."""
+        if self._v16:
+            return bool(call.payload.get("errorCode", "NoError") != "NoError")
+        return bool(call.payload.get("connectorStatus") == "Faulted")
+
+    def _status_key(self, call: Call) -> tuple[int, int] | None:
+        """Which connector a StatusNotification is about: 1.6 ``(connectorId, 0)``, 2.x
+        ``(evseId, connectorId)``; None when the call does not say."""
+        connector: object
+        second: object
+        if self._v16:
+            connector, second = call.payload.get("connectorId"), 0
+        else:
+            connector, second = call.payload.get("evseId"), call.payload.get("connectorId")
+        if not _is_int(connector) or not _is_int(second):
             return None
-        return connector
+        return connector, second
 
     def _forget_replay(self, call: Call) -> None:
         """The cloud answered ``call`` after all: it need not be replayed."""
         if self._replay.boot is call:
             self._replay.boot = None
-        elif call.action == "StatusNotification":
-            connector = self._status_key(call)
+        elif call.action in ("StatusNotification", "NotifyEvent"):
+            connector = self._status_key(call) if call.action == "StatusNotification" else None
             if connector is not None and self._replay.status.get(connector) is call:
                 del self._replay.status[connector]
             self._replay.errors = [c for c in self._replay.errors if c is not call]
@@ -228,3 +253,7 @@ class _OfflineQueue(_FrameHandling):
         boot = self._replay.boot
         if call.action == "BootNotification" and boot is not None and boot.payload == call.payload:
             self._replay.boot = None
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -47,8 +47,7 @@ class _PendingCalls(_OfflineQueue):
             # The cloud answers again: what was answered locally meanwhile goes to it first.
             self._queue_replays()
         if pending.origin is Origin.CHARGER:
-            # (A 2.x charger is never answered by the gateway: late or not, the answer is its.)
-            if pending.orphaned or (pending.overdue and self._v16):
+            if pending.orphaned or pending.overdue:
                 return self._late_answer(pending, answer)
             answer = self._site_word(pending.call, answer, out)
             out.append(ToCharger(answer.raw))
@@ -202,10 +201,8 @@ class _PendingCalls(_OfflineQueue):
         elif cloud is None and self._retry_at and self._retry_at <= now:
             self._retry_at = 0.0
             out.extend(self._pump_cloud())
-        if (
-            self._v16
-            and self._local_inflight is None
-            and (self._cloud_inflight is not None or self.cloud_connecting)
+        if self._local_inflight is None and (
+            self._cloud_inflight is not None or self.cloud_connecting
         ):
             head = self._waiting_charger_call()
             if head is not None and head.deadline <= now:
@@ -251,9 +248,8 @@ class _PendingCalls(_OfflineQueue):
         self.stats.timeouts += 1
         cloud.overdue = True
         cloud.deadline = cloud.sent_at + self._stall_timeout
-        charger_call = cloud.origin is Origin.CHARGER
-        answered_here = charger_call and self._v16  # a 2.x charger waits for the cloud
-        if charger_call and cloud.call.action == "Authorize":
+        answered_here = cloud.origin is Origin.CHARGER
+        if answered_here and cloud.call.action == "Authorize":
             waited, setting = self._authorize_timeout, "auth.online_timeout"
         else:
             waited, setting = self._call_timeout, "cloud.call_timeout"
@@ -338,23 +334,10 @@ class _PendingCalls(_OfflineQueue):
         return out
 
     def _hand_to_responder(self, pending: _Pending, queue: bool) -> list[Command]:
-        """Hand a charger call to the local responder, which speaks OCPP 1.6.
-
-        A 2.x charger is never answered by the gateway: its connection mirrors its cloud
-        connection and is being closed (:meth:`Link.cloud_disconnected`); the station sends
-        the call again once it is connected, and the cloud is up, again."""
-        if self._v16:
-            self._local_inflight = pending
-            return [AnswerLocally(pending.call, queue=queue)]
-        log.info(
-            "%s: %s %s not answered: the cloud is away (a 2.x charger goes offline with it)",
-            self.charger_id,
-            loggable(pending.call.action),
-            loggable(pending.call.id),
-        )
-        if pending is self._cloud_inflight:
-            pending.orphaned = True  # the cloud's answer, when it comes, goes no further
-        return []
+        """Hand a charger call to the local responder, which answers it in the charger's OCPP
+        version (:mod:`edgegw.proxy.local`, :mod:`edgegw.proxy.local201` for 2.x)."""
+        self._local_inflight = pending
+        return [AnswerLocally(pending.call, queue=queue)]
 
     def _outbox_answer(
         self, message: QueuedMessage, answer: CallResult | CallError
@@ -378,13 +361,19 @@ class _PendingCalls(_OfflineQueue):
         return self._pump_cloud()
 
     def outbox_loaded(self, messages: list[QueuedMessage], more: bool) -> list[Command]:
-        """The shell loaded queued messages (after a :class:`LoadOutbox`)."""
+        """The shell loaded queued messages (after a :class:`LoadOutbox`).
+
+        Only those of the link's OCPP version enter the window (a charger that changed version
+        may have left the other's on disk): a 2.x TransactionEvent never goes over a 1.6 cloud
+        link, nor a 1.6 StartTransaction over a 2.x one."""
         for message in messages:
             if message.seq > self._outbox_last_seq:
                 self._outbox_last_seq = message.seq
                 if message.seq in self._done_seqs:
                     self._done_seqs.discard(message.seq)  # completed by a late answer
                     continue
+                if not self._own_version(message):
+                    continue  # another version's: it stays queued for a link of that version
                 self._outbox.append(message)
         self._outbox_more = more
         self._outbox_loading = False

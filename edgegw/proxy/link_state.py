@@ -17,6 +17,7 @@ from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.hooks import SiteOverride
 from edgegw.proxy.link_commands import (
     STALL_FACTOR,
+    TRANSACTION_EVENT,
     Command,
     Origin,
     SyncParams,
@@ -57,8 +58,8 @@ class LinkStats:
 @dataclass(slots=True)
 class _Replay:
     boot: Call | None = None  # latest BootNotification answered locally, not yet relayed
-    status: dict[int, Call] = field(default_factory=dict)  # latest per connector
-    errors: list[Call] = field(default_factory=list)  # every error status answered locally
+    status: dict[tuple[int, int], Call] = field(default_factory=dict)  # latest per connector
+    errors: list[Call] = field(default_factory=list)  # every error status (2.x: NotifyEvent)
 
 
 log = logging.getLogger("edgegw.proxy.link")
@@ -143,8 +144,12 @@ class _LinkState:
         self._quiet = QuietLog(log, max_keys=16, clock=clock)
 
     def _is_tx(self, call: Call) -> bool:
-        """An OCPP 1.6 transaction message (2.x has none the gateway queues yet)."""
-        return self._v16 and is_transaction_message(call)
+        """A transaction message of the link's version: queued durably when the cloud cannot
+        take it (1.6: StartTransaction, StopTransaction, MeterValues of a transaction; 2.x:
+        TransactionEvent)."""
+        if self._v16:
+            return is_transaction_message(call)
+        return call.action == TRANSACTION_EVENT
 
     @property
     def queued_to_cloud(self) -> int:
@@ -167,14 +172,16 @@ class _LinkState:
     def owes_cloud(self) -> bool:
         """The cloud is owed something: an unanswered call, or queued transaction messages.
 
-        While it is, the link's cloud connection stays open even if the charger has gone. A
-        2.x link owes no 1.6 backlog: it is never sent over a 2.x cloud link, and stays queued
-        for a 1.6 one (the charger speaking 1.6 again, or the drain at the next start).
+        While it is, the link's cloud connection stays open even if the charger has gone. The
+        outbox window holds only messages of the link's OCPP version (see
+        :meth:`~edgegw.proxy.link_pending._PendingCalls.outbox_loaded`): a 1.6 backlog is never
+        sent over a 2.x cloud link nor a 2.x one over a 1.6 link; it stays queued for a link of
+        its own version (the charger speaking it again, or the drain at the next start).
         """
         return (
             self._cloud_inflight is not None
             or self._local_inflight is not None
-            or (self.cloud_configured and self._v16 and self.outbox_pending)
+            or (self.cloud_configured and self.outbox_pending)
         )
 
     def next_deadline(self) -> float | None:
@@ -183,9 +190,8 @@ class _LinkState:
         at = None if charger is None else charger.deadline
         if cloud is not None or self.cloud_connecting:
             first = cloud.deadline if cloud is not None else None
-            if self._local_inflight is None and self._v16:
-                # A charger call waiting behind a busy cloud is answered locally at its deadline
-                # (a 2.x charger's waits for the cloud).
+            if self._local_inflight is None:
+                # A charger call waiting behind a busy cloud is answered locally at its deadline.
                 waiting = self._waiting_charger_call()
                 if waiting is not None and (first is None or waiting.deadline < first):
                     first = waiting.deadline

@@ -19,6 +19,10 @@ unreachable or too slow. Without one (a standalone site) it is the charger's CSM
 The card authority (``edgegw.auth.authorizer``) decides from the local list, the cache of the
 cloud's answers and the site policy. A session the cloud started (RemoteStartTransaction just
 before the link dropped) is never refused by the offline policy.
+
+A 2.x charger's calls (``v2``) are answered by :class:`~edgegw.proxy.local201.LocalResponder201`
+on the same rules, in 2.0.1 terms (its table is there); its TransactionEvents are queued in the
+same outbox.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any, Protocol
 from edgegw.proxy import frames
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.hooks import SiteAuthority
+from edgegw.proxy.local201 import LocalResponder201
 from edgegw.proxy.rules import QueuedRecord, RemoteStarts, queued_record
 from edgegw.store.outbox import QueuedMessage
 from edgegw.store.store import Store
@@ -109,12 +114,24 @@ class LocalResponder:
             "DataTransfer": self._data_transfer,
             "SignCertificate": self._rejected,
         }
+        self._v2 = LocalResponder201(
+            store,
+            heartbeat_interval=heartbeat_interval,
+            decide=cards.id_tag_info,
+            decide_start=self._start_info,
+            now=lambda: iso_now(self._clock),
+        )
 
     def cloud_started(self, charger_id: str, id_tag: str) -> None:
         """The cloud remote-started a session for ``id_tag``: never refuse it offline."""
         self._remote_starts.note(charger_id, id_tag, self._clock())
 
-    async def answer(self, charger_id: str, call: Call) -> CallResult | CallError:
+    async def answer(
+        self, charger_id: str, call: Call, *, v2: bool = False
+    ) -> CallResult | CallError:
+        """The gateway's own answer to ``call`` (``v2``: the charger speaks OCPP 2.x)."""
+        if v2:
+            return self._answer_v2(charger_id, call)
         handler = self._handlers.get(call.action)
         if handler is None:
             handler = self._empty if call.action in _ACKNOWLEDGED else None
@@ -127,13 +144,34 @@ class LocalResponder:
             return frames.make_error(call.id, "InternalError", "gateway failed to process")
         return frames.make_result(call.id, payload)
 
+    def _answer_v2(self, charger_id: str, call: Call) -> CallResult | CallError:
+        try:
+            payload = self._v2.payload(charger_id, call)
+        except Exception:
+            log.exception("%s: answering %s locally failed", charger_id, call.action)
+            return frames.make_error(call.id, "InternalError", "gateway failed to process")
+        if payload is None:
+            return frames.make_error(call.id, "NotSupported", f"{call.action} is not handled")
+        return frames.make_result(call.id, payload)
+
     async def queue(
-        self, charger_id: str, call: Call
+        self, charger_id: str, call: Call, *, v2: bool = False
     ) -> tuple[CallResult | CallError, QueuedMessage | None]:
         """Commit a transaction message to the outbox, then answer it (the durability rule).
 
         If the commit fails the charger gets a CALLERROR and keeps the message itself.
+        ``v2``: a 2.x TransactionEvent (:meth:`LocalResponder201.queue`).
         """
+        if v2:
+            try:
+                answer, queued = await self._v2.queue(charger_id, call)
+            except Exception:
+                log.exception("%s: could not queue %s", charger_id, call.action)
+                error = frames.make_error(
+                    call.id, "InternalError", "gateway could not store the message; retry"
+                )
+                return error, None
+            return frames.make_result(call.id, answer), queued
         outbox = self._store.outbox
         store = self._store
         try:
@@ -169,17 +207,22 @@ class LocalResponder:
             return error, None
         return frames.make_result(call.id, payload), message
 
-    async def answer_if_resent(self, charger_id: str, call: Call) -> CallResult | CallError | None:
+    async def answer_if_resent(
+        self, charger_id: str, call: Call, *, v2: bool = False
+    ) -> CallResult | CallError | None:
         """Answer a copy of a message already in the outbox as before; None if it is new."""
         try:
-            known = await self._store.outbox.contains(charger_id, call.action, call.payload)
+            if v2:
+                known = await self._v2.contains(charger_id, call)
+            else:
+                known = await self._store.outbox.contains(charger_id, call.action, call.payload)
         except Exception:
             # Relaying it is the safe side: at worst the cloud sees a copy, nothing is lost.
             log.exception("%s: could not look %s up in the outbox", charger_id, call.action)
             return None
         if not known:
             return None
-        answer, _ = await self.queue(charger_id, call)  # the outbox recognises the copy
+        answer, _ = await self.queue(charger_id, call, v2=v2)  # the outbox recognises the copy
         return answer
 
     def _start_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ mean for the site's records, and carries the answer out:
 * :func:`offline_start_refused` — a StartTransaction the gateway answered while the cloud was
   away, delivered later: did the cloud refuse its card?
 * :func:`invalid_id_action` — StopTransactionOnInvalidId: stop that session or let it finish;
-* :class:`RemoteStarts` — a session the cloud started is not refused by the offline policy;
+* :class:`RemoteStarts` — a session the cloud started is not refused by the offline policy
+  (:func:`remote_start_token`: the card of a 1.6 or 2.x remote start);
 * :func:`queued_record` — what a transaction message the gateway queued records (a copy re-sent
   after a crash is recorded once).
 """
@@ -58,6 +59,18 @@ class RecordStop:
 
 
 Record = LearnCard | RecordBoot | RecordStatus | RecordStart | RecordStop
+
+
+def remote_start_token(action: str, request: Mapping[str, Any]) -> str | None:
+    """The card a cloud's remote start is for: a 1.6 RemoteStartTransaction's ``idTag``, a 2.x
+    RequestStartTransaction's ``idToken.idToken``; None for any other call."""
+    if action == "RemoteStartTransaction":
+        return str(request.get("idTag", ""))
+    if action == "RequestStartTransaction":
+        token = request.get("idToken")
+        value = token.get("idToken") if isinstance(token, Mapping) else None
+        return value if isinstance(value, str) else None
+    return None
 
 
 def card_answer(request: Mapping[str, Any], response: Mapping[str, Any]) -> LearnCard | None:

@@ -27,7 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edgegw.config import ChargerConfig, Config
-from edgegw.ocpp.versions import OCPP16, is_v2
+from edgegw.ocpp.versions import OCPP16, OCPP201, is_v2
 from edgegw.proxy import frames
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.fifo import Fifo
@@ -37,7 +37,6 @@ from edgegw.proxy.link import (
     OUTBOX_WINDOW,
     AnswerIfResent,
     AnswerLocally,
-    CloseCharger,
     CloseCloud,
     CloudCallForGateway,
     CloudExchanged,
@@ -54,6 +53,7 @@ from edgegw.proxy.link import (
     ToCharger,
     ToCloud,
 )
+from edgegw.proxy.link_commands import TRANSACTION_EVENT
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.rules import (
     LearnCard,
@@ -67,6 +67,7 @@ from edgegw.proxy.rules import (
     invalid_id_action,
     offline_start_refused,
     records_of,
+    remote_start_token,
 )
 from edgegw.proxy.upstream import NotConnected, Upstream
 from edgegw.security.loggable import loggable
@@ -165,8 +166,14 @@ class ChargerSession:
         if self._config.cloud is not None:
             self._commands.put(LoadOutbox(0))
         if self.ws is None:  # an orphan drain: the charger is away, cloud calls get an error
-            self._spoken = self.link.version  # its outbox is 1.6: delivered over 1.6 only
-            self._feed(self.link.charger_closed())
+            # Delivered over a cloud link of the version of the oldest queued message.
+            version = await self._orphan_version()
+            if self.ws is None:  # (not attached meanwhile)
+                self._spoken = version
+                self.link.use_version(version)
+                if self.upstream is not None:
+                    self.upstream.use_subprotocol(version)
+                self._feed(self.link.charger_closed())
         self._tasks.spawn(self._execute(), "executor")
         if self.upstream is not None:
             self._tasks.spawn(self.upstream.run(), "upstream")
@@ -184,6 +191,21 @@ class ChargerSession:
             if self.upstream is not None:
                 await self.upstream.close()
             await self._tasks.close(f"{self.charger_id} done")
+
+    async def _orphan_version(self) -> str:
+        """The OCPP version an orphan drain speaks: ``ocpp2.0.1`` when the oldest queued
+        message is a 2.x TransactionEvent, else ``ocpp1.6``. (The outbox does not keep which
+        2.x version queued it: a 2.1 charger's backlog is drained as 2.0.1, whose
+        TransactionEvent it is a superset of; the charger reconnecting meanwhile with 2.1 is
+        refused until it is through, see :meth:`attach`.)"""
+        try:
+            head, _ = await self._store.outbox.load(self.charger_id, after=0, limit=1)
+        except Exception:
+            log.exception("%s: could not read the outbox's head", self.charger_id)
+            return self.link.version
+        if head and head[0].action == TRANSACTION_EVENT:
+            return OCPP201
+        return self.link.version
 
     def attach(self, ws: ServerConnection) -> None:
         """A connection of the charger takes over the session (serve it with :meth:`serve`).
@@ -390,14 +412,17 @@ class ChargerSession:
                 # The disconnect event follows and the link re-routes what was in flight.
                 log.debug("%s: cloud gone before a frame could be sent", self.charger_id)
         elif isinstance(command, AnswerLocally):
+            v2 = is_v2(self.link.version)
             if command.queue:
-                answer, queued = await self._responder.queue(self.charger_id, command.call)
+                answer, queued = await self._responder.queue(self.charger_id, command.call, v2=v2)
                 self._feed(self.link.local_answer(command.call.id, answer, queued))
             else:
-                answer = await self._responder.answer(self.charger_id, command.call)
+                answer = await self._responder.answer(self.charger_id, command.call, v2=v2)
                 self._feed(self.link.local_answer(command.call.id, answer))
         elif isinstance(command, AnswerIfResent):
-            resent = await self._responder.answer_if_resent(self.charger_id, command.call)
+            resent = await self._responder.answer_if_resent(
+                self.charger_id, command.call, v2=is_v2(self.link.version)
+            )
             self._feed(self.link.resent_checked(command.call.id, resent))
         elif isinstance(command, LoadOutbox):
             messages, more = await self._store.outbox.load(
@@ -418,8 +443,6 @@ class ChargerSession:
             learn = card_answer(command.call.payload, command.answer.payload)
             if learn is not None:
                 self._carry_out(learn)
-        elif isinstance(command, CloseCharger):
-            await self.close(command.code, command.reason)
         elif isinstance(command, CloseCloud):
             if command.epoch == self.link.cloud_epoch and self.upstream is not None:
                 await self.upstream.reconnect(command.reason)
@@ -469,12 +492,10 @@ class ChargerSession:
 
     def _cloud_exchanged(self, call: Call, answer: CallResult | CallError | None) -> None:
         response = answer.payload if isinstance(answer, CallResult) else None
-        if (
-            call.action == "RemoteStartTransaction"
-            and response is not None
-            and response.get("status") == "Accepted"
-        ):
-            self._responder.cloud_started(self.charger_id, str(call.payload.get("idTag", "")))
+        if response is not None and response.get("status") == "Accepted":
+            id_tag = remote_start_token(call.action, call.payload)
+            if id_tag is not None:
+                self._responder.cloud_started(self.charger_id, id_tag)
         for hook in self._filters:
             try:
                 hook.cloud_call_answered(self.charger_id, call.action, call.payload, response)

@@ -9,15 +9,17 @@ from typing import Any
 
 import pytest
 
+from edgegw.proxy import frames
+from edgegw.proxy.frames import CallResult
 from edgegw.proxy.hooks import SiteOverride
 from edgegw.proxy.link import (
     AnswerLocally,
-    CloseCharger,
     Exchanged,
     Link,
     ToCharger,
     ToCloud,
 )
+from edgegw.store.outbox import QueuedMessage
 
 BOOT201 = {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}}
 
@@ -171,30 +173,141 @@ def test_21_frames_are_not_schema_checked() -> None:
     assert link.on_charger_message(raw) == [ToCloud(raw)]
 
 
-def test_a_201_charger_goes_offline_with_its_cloud_and_is_never_answered_here() -> None:
+def _answer_locally(link: Link, out: list[Any], payload: dict[str, Any]) -> list[Any]:
+    """The shell's part: the gateway's answer to the one AnswerLocally in ``out``."""
+    (local,) = [c for c in out if isinstance(c, AnswerLocally)]
+    return link.local_answer(local.call.id, result_of(local.call.id, payload))
+
+
+def result_of(message_id: str, payload: dict[str, Any]) -> CallResult:
+    return frames.make_result(message_id, payload)
+
+
+NOTIFY = {
+    "generatedAt": "2026-12-07T10:00:00Z",
+    "seqNo": 0,
+    "eventData": [
+        {
+            "eventId": 1,
+            "timestamp": "2026-12-07T10:00:00Z",
+            "trigger": "Alerting",
+            "actualValue": "true",
+            "eventNotificationType": "HardWiredNotification",
+            "component": {"name": "EVSE"},
+            "variable": {"name": "Problem"},
+        }
+    ],
+}
+EVENT = {
+    "eventType": "Started",
+    "timestamp": "2026-12-07T10:00:00Z",
+    "triggerReason": "Authorized",
+    "seqNo": 0,
+    "transactionInfo": {"transactionId": "tx-1"},
+    "evse": {"id": 1, "connectorId": 1},
+    "idToken": {"idToken": "04AABBCC", "type": "ISO14443"},
+}
+
+
+def test_a_201_charger_is_answered_locally_when_its_cloud_cannot_be_reached() -> None:
+    """OCPP 2.1 Local Controller: the charger stays connected, the gateway answers."""
     link = make_link("ocpp2.0.1")
-    assert link.cloud_unreachable() == [CloseCharger(1011, "cloud unreachable")]
+    out = link.cloud_unreachable()
+    assert not [c for c in out if type(c).__name__ == "CloseCharger"]
     boot = frame(2, "b1", "BootNotification", BOOT201)
     out = link.on_charger_message(boot)
-    assert not [c for c in out if isinstance(c, (AnswerLocally, ToCharger, Exchanged))]
-    assert link.charger_closed() == []
-    # A new connection while the cloud is still away is closed as well.
-    assert link.charger_attached() == [CloseCharger(1011, "cloud unreachable")]
-    # Up again: the charger is served; down again: it is closed again, nothing answered.
-    assert link.cloud_connected() == []
-    assert link.on_charger_message(boot) == [ToCloud(boot)]
-    out = link.cloud_disconnected()
-    assert out == [CloseCharger(1011, "cloud unreachable")]
+    assert [(type(c).__name__, getattr(c, "queue", None)) for c in out] == [
+        ("AnswerLocally", False)
+    ]
+    done = _answer_locally(link, out, {"status": "Accepted", "currentTime": "t", "interval": 300})
+    assert isinstance(done[0], ToCharger) and isinstance(done[1], Exchanged)
+    assert done[1].answered_by == "gateway"
+    # A TransactionEvent is a transaction message: the shell commits it to the outbox first.
+    out = link.on_charger_message(frame(2, "t1", "TransactionEvent", EVENT))
+    assert [(type(c).__name__, getattr(c, "queue", None)) for c in out] == [("AnswerLocally", True)]
+    assert link.charger_attached() == []  # a new connection is served, not closed
+
+
+def test_queued_events_go_after_the_replayed_boot_and_statuses_in_order() -> None:
+    """Back online: the boot first, then NotifyEvents and Faulted statuses, the latest status
+    per (EVSE, connector), then the outbox in order, as the shell stored it."""
+    link = make_link("ocpp2.0.1")
+    link.cloud_unreachable()
+    boot = frame(2, "b1", "BootNotification", BOOT201)
+    _answer_locally(link, link.on_charger_message(boot), {"status": "Accepted"})
+    calls = [
+        ("s1", "StatusNotification", {"evseId": 1, "connectorId": 1, "connectorStatus": "Faulted"}),
+        (
+            "s2",
+            "StatusNotification",
+            {"evseId": 2, "connectorId": 1, "connectorStatus": "Occupied"},
+        ),
+        ("n1", "NotifyEvent", NOTIFY),
+        (
+            "s3",
+            "StatusNotification",
+            {"evseId": 1, "connectorId": 1, "connectorStatus": "Available"},
+        ),
+    ]
+    for message_id, action, body in calls:
+        payload = {**body, "timestamp": "2026-12-07T10:00:00Z"} if action[0] == "S" else body
+        _answer_locally(link, link.on_charger_message(frame(2, message_id, action, payload)), {})
+    queued = []
+    for seq in (0, 1):
+        event = {**EVENT, "seqNo": seq, "offline": True}
+        out = link.on_charger_message(frame(2, f"t{seq}", "TransactionEvent", event))
+        (local,) = [c for c in out if isinstance(c, AnswerLocally)]
+        message = QueuedMessage(seq + 1, "CS1", "TransactionEvent", event, 0.0)
+        queued.append(message)
+        link.local_answer(local.call.id, result_of(local.call.id, {}), message)
+    assert link.owes_cloud  # the cloud link stays for them
+    out = link.cloud_connected()
+    sent = []
+    while out:
+        (cmd,) = [c for c in out if isinstance(c, ToCloud)]
+        sent.append(json.loads(cmd.frame))
+        answer = {"status": "Accepted", "currentTime": "t", "interval": 300}
+        out = [
+            c
+            for c in link.on_cloud_message(frame(3, sent[-1][1], answer))
+            if isinstance(c, ToCloud)
+        ]
+    assert [(f[2], f[3].get("connectorStatus"), f[3].get("seqNo")) for f in sent] == [
+        ("BootNotification", None, None),
+        ("StatusNotification", "Faulted", None),
+        ("NotifyEvent", None, 0),
+        ("StatusNotification", "Available", None),
+        ("StatusNotification", "Occupied", None),
+        ("TransactionEvent", None, 0),
+        ("TransactionEvent", None, 1),
+    ]
+    assert all(f[3]["offline"] is True for f in sent if f[2] == "TransactionEvent")
+    assert not link.owes_cloud
+
+
+def test_a_link_sends_only_the_queued_messages_of_its_own_version() -> None:
+    """A charger that changed version may leave the other version's messages on disk: a 1.6
+    StartTransaction never goes over a 2.x cloud link, nor a TransactionEvent over a 1.6 one."""
+    start16 = {"connectorId": 1, "idTag": "AABBCCDD", "meterStart": 0, "timestamp": "t"}
+    messages = [
+        QueuedMessage(1, "CS1", "StartTransaction", start16, 0.0, 0, 2_000_000_001),
+        QueuedMessage(2, "CS1", "TransactionEvent", {**EVENT, "offline": True}, 0.0),
+    ]
+    for version, action in (("ocpp2.0.1", "TransactionEvent"), ("ocpp1.6", "StartTransaction")):
+        link = make_link(version, cloud=True)
+        link.cloud_connected()
+        out = link.outbox_loaded(list(messages), more=False)
+        assert [json.loads(c.frame)[2] for c in out if isinstance(c, ToCloud)] == [action]
 
 
 def test_a_16_charger_stays_connected_when_its_cloud_goes() -> None:
     link = make_link("ocpp1.6")
-    assert not [c for c in link.cloud_unreachable() if isinstance(c, CloseCharger)]
+    assert not [c for c in link.cloud_unreachable() if type(c).__name__ == "CloseCharger"]
     link.cloud_connected()
-    assert not [c for c in link.cloud_disconnected() if isinstance(c, CloseCharger)]
+    assert not [c for c in link.cloud_disconnected() if type(c).__name__ == "CloseCharger"]
 
 
-def test_a_slow_cloud_leaves_a_201_charger_waiting_for_the_clouds_own_answer() -> None:
+def test_a_slow_cloud_gets_a_201_charger_answered_locally_at_the_deadline() -> None:
     clock_now = [1000.0]
     link = online(clock=lambda: clock_now[0])
     raw = frame(2, "a1", "Authorize", {"idToken": {"idToken": "X", "type": "ISO14443"}})
@@ -202,21 +315,15 @@ def test_a_slow_cloud_leaves_a_201_charger_waiting_for_the_clouds_own_answer() -
     nxt = frame(2, "h1", "Heartbeat", {})
     assert link.on_charger_message(nxt) == []  # behind the call in flight
     clock_now[0] += 31
-    assert link.on_timer() == []  # nothing answered by the gateway
-    clock_now[0] += 31
-    assert link.on_timer() == []  # the waiting Heartbeat is not answered here either
-    answer = frame(3, "a1", {"idTokenInfo": {"status": "Accepted"}})
-    late = link.on_cloud_message(answer)
-    assert late[0] == ToCharger(answer)  # the cloud's answer, late, is the charger's
-    assert not [c for c in late if type(c).__name__ == "CloudVerdict"]  # no 1.6 learning
-    assert ToCloud(nxt) in late  # the link goes on
-    # A cloud that stalls is closed (as for 1.6), and the charger with it.
-    stalled = frame(2, "h2", "Heartbeat", {})
-    link.on_charger_message(frame(3, "h1", {"currentTime": "t"}))
-    link.on_cloud_message(frame(3, "h1", {"currentTime": "t"}))
-    assert link.on_charger_message(stalled) == [ToCloud(stalled)]
-    clock_now[0] += 31
-    assert link.on_timer() == []
-    clock_now[0] += 200
-    assert [type(c).__name__ for c in link.on_timer()] == ["CloseCloud"]
-    assert link.cloud_disconnected() == [CloseCharger(1011, "cloud unreachable")]
+    out = link.on_timer()
+    assert [(type(c).__name__, c.call.id) for c in out if isinstance(c, AnswerLocally)] == [
+        ("AnswerLocally", "a1")
+    ]
+    done = _answer_locally(link, out, {"idTokenInfo": {"status": "Accepted"}})
+    assert done[0] == ToCharger(result_of("a1", {"idTokenInfo": {"status": "Accepted"}}).raw)
+    # The cloud's late answer goes no further (the charger has the gateway's), and no 1.6
+    # learning; the Heartbeat waiting behind goes to the cloud.
+    late = link.on_cloud_message(frame(3, "a1", {"idTokenInfo": {"status": "Blocked"}}))
+    assert not [c for c in late if isinstance(c, ToCharger)]
+    assert not [c for c in late if type(c).__name__ == "CloudVerdict"]
+    assert ToCloud(nxt) in late
