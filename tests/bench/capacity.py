@@ -22,7 +22,19 @@ its peak RSS (VmHWM). After each step the same load runs through a byte-pipe rel
 the two (``--no-floor`` skips it). A message is lost when its answer never came
 (``--timeout``), came as a CALLERROR, or the cloud never saw it (answered by the gateway in the
 cloud's place). The ramp stops at the first step that loses a message or whose p99 is over
-``--max-p99-ms``. Not part of the test suite.
+``--max-p99-ms``. Also printed: the resident memory each connected charger added before the
+window (KiB/ch, VmRSS after set-up minus VmRSS before the first connection).
+
+``--ocpp 2.0.1`` runs a fleet of OCPP 2.0.1 stations (TransactionEvent Updated every
+``--interval`` instead of MeterValues), ``--ocpp mixed`` one where ``--v201-share`` of them are
+(figures per version too). The frames are :mod:`dialects`', written for this load generator.
+
+``--cpu-quota 25`` runs each relay in a cgroup limited to 25 % of one core (:mod:`cpuquota`:
+cgroup v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``; root needed, removed afterwards; the load
+generator and the cloud stay outside) and finds, for the gateway and then for the byte-pipe
+relay, the most chargers carried with 0 lost and p99 within ``--max-p99-ms``: the
+``--chargers`` steps until one misses, then halving the gap down to ``--resolution``.
+Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -30,13 +42,9 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
-import itertools
-import json
-import multiprocessing
-import multiprocessing.connection
+import contextlib
 import os
 import platform
-import random
 import resource
 import sys
 import tempfile
@@ -44,18 +52,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cpuquota import CpuQuota, QuotaUnavailable
+from dialects import OCPP16, OCPP201
+from loadgen import CloudProcess, Entry, Fleet, GroupStats, Plan
 from relay_load import proc_stats, start_gateway
 
-BOOT = {"chargePointVendor": "Bench", "chargePointModel": "Capacity"}
-CONNECTORS = (1, 2)
-Pipe = multiprocessing.connection.Connection
+__all__ = ["CloudProcess", "Fleet", "GroupStats", "Plan"]  # for latency.py
 
 
 # ------------------------------------------------------------------ the machine
@@ -84,428 +88,6 @@ def raise_open_files() -> int:
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
-
-
-# ------------------------------------------------------------------ the cloud (own process)
-
-
-class MiniCloud:
-    """Answers every call at once and counts what it received, per action."""
-
-    def __init__(self) -> None:
-        self.received: Counter[str] = Counter()
-        self._ids = itertools.count(1)
-
-    async def handler(self, ws: ServerConnection) -> None:
-        try:
-            async for message in ws:
-                frame = json.loads(message)
-                if frame[0] != 2:
-                    continue
-                action = frame[2]
-                self.received[action] += 1
-                payload: dict[str, Any] = {}
-                if action == "BootNotification":
-                    payload = {
-                        "status": "Accepted",
-                        "currentTime": "2026-01-01T00:00:00Z",
-                        "interval": 300,
-                    }
-                elif action == "Heartbeat":
-                    payload = {"currentTime": "2026-01-01T00:00:00Z"}
-                elif action == "StartTransaction":
-                    payload = {
-                        "transactionId": next(self._ids),
-                        "idTagInfo": {"status": "Accepted"},
-                    }
-                elif action in ("Authorize", "StopTransaction"):
-                    payload = {"idTagInfo": {"status": "Accepted"}}
-                await ws.send(json.dumps([3, frame[1], payload]))
-        except ConnectionClosed:
-            pass
-
-
-async def _cloud(pipe: Pipe) -> None:
-    cloud = MiniCloud()
-    loop = asyncio.get_running_loop()
-    async with serve(
-        cloud.handler,
-        "127.0.0.1",
-        0,
-        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-        compression=None,
-        ping_interval=None,
-        max_queue=None,
-        backlog=4096,
-    ) as server:
-        pipe.send(server.sockets[0].getsockname()[1])
-        while True:
-            command = await loop.run_in_executor(None, pipe.recv)
-            if command == "stats":  # counts since the last "stats"
-                pipe.send(dict(cloud.received))
-                cloud.received.clear()
-            else:
-                return
-
-
-def cloud_main(pipe: Pipe) -> None:
-    """Entry point of the cloud process: sends its port, then answers "stats" until "stop"."""
-    asyncio.run(_cloud(pipe))
-
-
-class CloudProcess:
-    """The minimal cloud in a process of its own."""
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._pipe, child = context.Pipe()
-        self._process = context.Process(target=cloud_main, args=(child,), name="cloud")
-        self._process.start()
-        child.close()
-        self.port: int = self._pipe.recv()
-        self.pid = self._process.pid
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ocpp"
-
-    def stats(self) -> Counter[str]:
-        self._pipe.send("stats")
-        return Counter(self._pipe.recv())
-
-    def stop(self) -> None:
-        self._pipe.send("stop")
-        self._process.join(10)
-        if self._process.is_alive():
-            self._process.kill()
-
-
-# ------------------------------------------------------------------ chargers (worker processes)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What every simulated charger does."""
-
-    interval: float = 10.0  # MeterValues per connector (s)
-    heartbeat: float = 60.0  # Heartbeat (s)
-    seconds: float = 60.0  # the measured window (s)
-    timeout: float = 30.0  # an answer later than this is a lost message (s)
-    connect_concurrency: int = 50  # opening handshakes at once, per worker
-
-
-@dataclass(slots=True)
-class GroupStats:
-    """What the chargers of one group (e.g. "gateway" or "direct") saw."""
-
-    chargers: int = 0
-    connect_failed: int = 0
-    sent: Counter[str] = field(default_factory=Counter)  # calls sent, per action, all phases
-    answered: int = 0  # CALLRESULTs in the window
-    errors: int = 0  # CALLERRORs (any phase)
-    lost: int = 0  # no answer in time, or the connection died with the call pending
-    gateway_calls: int = 0  # calls the gateway sent to the chargers
-    rtts: array.array[float] = field(default_factory=lambda: array.array("d"))
-    problems: list[str] = field(default_factory=list)
-
-    def merge(self, other: GroupStats) -> None:
-        self.chargers += other.chargers
-        self.connect_failed += other.connect_failed
-        self.sent.update(other.sent)
-        self.answered += other.answered
-        self.errors += other.errors
-        self.lost += other.lost
-        self.gateway_calls += other.gateway_calls
-        self.rtts.extend(other.rtts)
-        self.problems.extend(other.problems[: max(0, 5 - len(self.problems))])
-
-
-def meter_values(connector: int, transaction_id: int, n: int) -> dict[str, Any]:
-    return {
-        "connectorId": connector,
-        "transactionId": transaction_id,
-        "meterValue": [
-            {
-                "timestamp": "2026-01-01T00:00:00Z",
-                "sampledValue": [
-                    {
-                        "value": str(1000 + n * 30),
-                        "measurand": "Energy.Active.Import.Register",
-                        "unit": "Wh",
-                    },
-                    {"value": "11040", "measurand": "Power.Active.Import", "unit": "W"},
-                    {"value": "16.0", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
-                    {"value": "16.0", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
-                    {"value": "16.0", "measurand": "Current.Import", "phase": "L3", "unit": "A"},
-                ],
-            }
-        ],
-    }
-
-
-_GATEWAY_CALL_ANSWERS: dict[str, dict[str, Any]] = {
-    "GetConfiguration": {"configurationKey": [], "unknownKey": []},
-    "GetLocalListVersion": {"listVersion": 0},
-    "DataTransfer": {"status": "UnknownVendorId"},
-}
-
-
-class SimCharger:
-    """A lean charger for load: raw frames, one call in flight, answers the gateway's calls."""
-
-    def __init__(self, url: str, cid: str, stats: GroupStats, timeout: float) -> None:
-        self.url = url
-        self.cid = cid
-        self.stats = stats
-        self.timeout = timeout
-        self.ws: ClientConnection | None = None
-        self._ids = itertools.count(1)
-        self._pending: dict[str, asyncio.Future[list[Any]]] = {}
-        self._reader: asyncio.Task[None] | None = None
-        self.transactions: dict[int, int] = {}
-
-    async def open(self) -> None:
-        self.ws = await connect(
-            f"{self.url}/{self.cid}",
-            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-            proxy=None,
-            open_timeout=60,
-            ping_interval=None,
-            compression=None,
-            max_queue=None,
-        )
-        self._reader = asyncio.ensure_future(self._read())  # noqa: TID251 - a bench, not the app
-
-    async def _read(self) -> None:
-        assert self.ws is not None
-        try:
-            async for message in self.ws:
-                frame = json.loads(message)
-                if frame[0] == 2:
-                    self.stats.gateway_calls += 1
-                    answer = _GATEWAY_CALL_ANSWERS.get(frame[2], {"status": "Accepted"})
-                    await self.ws.send(json.dumps([3, frame[1], answer]))
-                    continue
-                future = self._pending.pop(frame[1], None)
-                if future is not None and not future.done():
-                    future.set_result(frame)
-        except ConnectionClosed:
-            pass
-        finally:
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(ConnectionError("connection closed"))
-
-    async def call(self, action: str, payload: dict[str, Any]) -> tuple[list[Any] | None, float]:
-        """Send one call and wait for its answer: (frame or None if lost, round trip in s)."""
-        assert self.ws is not None
-        message_id = f"{self.cid}-{next(self._ids)}"
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._pending[message_id] = future
-        self.stats.sent[action] += 1
-        sent = time.perf_counter()
-        try:
-            await self.ws.send(json.dumps([2, message_id, action, payload]))
-            async with asyncio.timeout(self.timeout):
-                frame = await future
-        except (TimeoutError, ConnectionError, ConnectionClosed) as exc:
-            self._pending.pop(message_id, None)
-            self.stats.lost += 1
-            if len(self.stats.problems) < 5:
-                self.stats.problems.append(f"{self.cid} {action}: {type(exc).__name__} {exc}")
-            return None, time.perf_counter() - sent
-        rtt = time.perf_counter() - sent
-        if frame[0] != 3:
-            self.stats.errors += 1
-            if len(self.stats.problems) < 5:
-                self.stats.problems.append(f"{self.cid} {action}: {frame}")
-            return None, rtt
-        return frame, rtt
-
-    async def setup(self) -> bool:
-        """Boot, status per connector, a session per connector. False if anything failed."""
-        answer, _ = await self.call("BootNotification", BOOT)
-        if answer is None:
-            return False
-        for connector in (0, *CONNECTORS):
-            status = "Available" if connector == 0 else "Preparing"
-            answer, _ = await self.call(
-                "StatusNotification",
-                {"connectorId": connector, "errorCode": "NoError", "status": status},
-            )
-            if answer is None:
-                return False
-        for connector in CONNECTORS:
-            answer, _ = await self.call(
-                "StartTransaction",
-                {
-                    "connectorId": connector,
-                    "idTag": f"{abs(hash(self.cid)) % 0xFFFFFFFF:08X}",
-                    "meterStart": 0,
-                    "timestamp": "2026-01-01T00:00:00Z",
-                },
-            )
-            if answer is None:
-                return False
-            self.transactions[connector] = int(answer[2].get("transactionId", 0))
-        return True
-
-    async def run(self, plan: Plan, start: float, stop: float) -> None:
-        """Send the periodic calls due in [start, stop) (monotonic clock), one at a time."""
-        rng = random.Random(self.cid)
-        due: list[tuple[float, str, int]] = [
-            (start + rng.uniform(0, plan.interval), "MeterValues", c) for c in CONNECTORS
-        ]
-        due.append((start + rng.uniform(0, plan.heartbeat), "Heartbeat", 0))
-        n = 0
-        while True:
-            due.sort()
-            at, action, connector = due[0]
-            if at >= stop:
-                return
-            delay = at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if action == "MeterValues":
-                n += 1
-                payload = meter_values(connector, self.transactions[connector], n)
-                due[0] = (at + plan.interval, action, connector)
-            else:
-                payload = {}
-                due[0] = (at + plan.heartbeat, action, connector)
-            answer, rtt = await self.call(action, payload)
-            if answer is not None:
-                self.stats.answered += 1
-                self.stats.rtts.append(rtt)
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self._reader is not None:
-            await self._reader
-
-
-async def _worker(chargers: list[tuple[str, str, str]], plan: Plan, pipe: Pipe) -> None:
-    stats: dict[str, GroupStats] = {}
-    fleet: list[tuple[SimCharger, GroupStats]] = []
-    for group, url, cid in chargers:
-        group_stats = stats.setdefault(group, GroupStats())
-        group_stats.chargers += 1
-        fleet.append((SimCharger(url, cid, group_stats, plan.timeout), group_stats))
-    gate = asyncio.Semaphore(plan.connect_concurrency)
-
-    async def bring_up(charger: SimCharger, group_stats: GroupStats) -> bool:
-        try:
-            async with gate:
-                await charger.open()
-            if await charger.setup():
-                return True
-        except Exception as exc:  # a benchmark reports failures, it does not stop on them
-            group_stats.problems.append(f"{charger.cid}: {type(exc).__name__}: {exc}")
-        group_stats.connect_failed += 1
-        return False
-
-    up = await asyncio.gather(*(bring_up(c, s) for c, s in fleet))
-    ready = [c for (c, _), ok in zip(fleet, up, strict=True) if ok]
-    # Only the measured window counts: forget the set-up's round trips and answers.
-    for group_stats in stats.values():
-        group_stats.rtts = array.array("d")
-    loop = asyncio.get_running_loop()
-    pipe.send(("connected", len(ready)))
-    start, stop = await loop.run_in_executor(None, pipe.recv)
-    await asyncio.gather(*(c.run(plan, start, stop) for c in ready))
-    await asyncio.gather(*(c.close() for c, _ in fleet if c.ws is not None))
-    pipe.send(("done", {group: _pack(s) for group, s in stats.items()}))
-
-
-def _pack(stats: GroupStats) -> dict[str, Any]:
-    return {
-        "chargers": stats.chargers,
-        "connect_failed": stats.connect_failed,
-        "sent": dict(stats.sent),
-        "answered": stats.answered,
-        "errors": stats.errors,
-        "lost": stats.lost,
-        "gateway_calls": stats.gateway_calls,
-        "rtts": stats.rtts.tobytes(),
-        "problems": stats.problems,
-    }
-
-
-def _unpack(data: dict[str, Any]) -> GroupStats:
-    rtts = array.array("d")
-    rtts.frombytes(data["rtts"])
-    return GroupStats(
-        chargers=data["chargers"],
-        connect_failed=data["connect_failed"],
-        sent=Counter(data["sent"]),
-        answered=data["answered"],
-        errors=data["errors"],
-        lost=data["lost"],
-        gateway_calls=data["gateway_calls"],
-        rtts=rtts,
-        problems=data["problems"],
-    )
-
-
-def worker_main(chargers: list[tuple[str, str, str]], plan: Plan, pipe: Pipe) -> None:
-    """Entry point of a load-generator process hosting a share of the chargers."""
-    asyncio.run(_worker(chargers, plan, pipe))
-
-
-class Fleet:
-    """Chargers spread over worker processes; each entry is (group, base url, charger id)."""
-
-    def __init__(self, chargers: list[tuple[str, str, str]], plan: Plan, workers: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.plan = plan
-        self._pipes: list[Pipe] = []
-        self._processes: list[multiprocessing.process.BaseProcess] = []
-        workers = max(1, min(workers, len(chargers)))
-        for i in range(workers):
-            share = chargers[i::workers]  # interleaved: every worker gets every group
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=worker_main, args=(share, plan, child), name=f"chargers-{i}"
-            )
-            process.start()
-            child.close()  # a worker that dies then shows as EOFError, not as a hang
-            self._pipes.append(parent)
-            self._processes.append(process)
-
-    async def _recv_all(self) -> list[Any]:
-        loop = asyncio.get_running_loop()
-        return list(
-            await asyncio.gather(*(loop.run_in_executor(None, p.recv) for p in self._pipes))
-        )
-
-    async def connected(self) -> int:
-        """Wait until every worker has its chargers up; how many are up."""
-        return sum(reply[1] for reply in await self._recv_all())
-
-    def go(self, start: float) -> float:
-        """Start the measured window at monotonic time ``start``; returns when it stops."""
-        stop = start + self.plan.seconds
-        for pipe in self._pipes:
-            pipe.send((start, stop))
-        return stop
-
-    async def results(self) -> dict[str, GroupStats]:
-        """Wait for the workers to finish; the stats per group."""
-        merged: dict[str, GroupStats] = {}
-        for reply in await self._recv_all():
-            for group, data in reply[1].items():
-                merged.setdefault(group, GroupStats()).merge(_unpack(data))
-        for process in self._processes:
-            process.join(30)
-            if process.is_alive():
-                process.kill()
-        return merged
-
-    def kill(self) -> None:
-        for process in self._processes:
-            if process.is_alive():
-                process.kill()
 
 
 # ------------------------------------------------------------------ figures
@@ -543,6 +125,10 @@ class Step:
     connect_s: float
     problems: list[str]
     relay: str = "edgegw"
+    idle_kib_per_charger: float = float("nan")
+    """Resident memory each connected charger added before the window (VmRSS)."""
+    notes: list[str] = field(default_factory=list)
+    """Further lines: per OCPP version in a mixed fleet, throttling under a quota."""
 
     def passed(self, max_p99_ms: float) -> bool:
         return self.lost == 0 and self.up == self.chargers and self.p99_ms <= max_p99_ms
@@ -551,9 +137,12 @@ class Step:
         return (
             f"{self.chargers:6d} {self.up:6d} {self.calls_per_s:8.0f} {self.calls_per_s * 2:8.0f}"
             f" {self.lost:5d} {self.p50_ms:8.2f} {self.p99_ms:8.2f}"
-            f" {self.cpu_ms_per_1000:10.1f} {self.peak_rss_mib:8.1f} {self.connect_s:9.1f}"
-            f"  {self.relay}"
+            f" {self.cpu_ms_per_1000:10.1f} {self.peak_rss_mib:8.1f}"
+            f" {self.idle_kib_per_charger:7.1f} {self.connect_s:9.1f}  {self.relay}"
         )
+
+    def report(self) -> str:
+        return "\n".join([self.line(), *(f"       {note}" for note in self.notes)])
 
 
 def against_floor(step: Step, floor: Step) -> str:
@@ -567,10 +156,10 @@ def against_floor(step: Step, floor: Step) -> str:
 
 
 HEADER = (
-    "chargers     up  calls/s   msgs/s  lost  p50(ms)  p99(ms)  CPU ms/1k  RSS MiB  set-up s"
-    "  relay\n"
+    "chargers     up  calls/s   msgs/s  lost  p50(ms)  p99(ms)  CPU ms/1k  RSS MiB  KiB/ch"
+    "  set-up s  relay\n"
     "-----------------------------------------------------------------------------------------"
-    "---------"
+    "-----------------"
 )
 
 
@@ -608,44 +197,82 @@ async def start_pipe(cloud_port: int) -> tuple[asyncio.subprocess.Process, str]:
     return proc, f"ws://127.0.0.1:{int(ready.split()[1])}/ocpp"
 
 
-async def run_step(
-    n: int,
-    plan: Plan,
-    workers: int,
-    cloud: CloudProcess,
-    tmp: Path,
-    *,
-    profile_dir: Path | None = None,
-    pipe: bool = False,
-) -> tuple[Step, GroupStats]:
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What every step of a run shares: the load, its fleet's OCPP versions, the quota."""
+
+    plan: Plan
+    workers: int
+    cloud: CloudProcess
+    tmp: Path
+    v201_share: float = 0.0  # fraction of the chargers that speak OCPP 2.0.1
+    cpu_quota: float | None = None  # % of one core for the relay under test
+    profile_dir: Path | None = None
+
+
+def fleet_of(n: int, url: str, v201_share: float) -> list[Entry]:
+    """``n`` chargers, the 2.0.1 ones spread evenly among the 1.6 ones; grouped by version."""
+    entries: list[Entry] = []
+    for i in range(n):
+        v201 = int((i + 1) * v201_share) > int(i * v201_share)
+        version = OCPP201 if v201 else OCPP16
+        entries.append((version, url, f"CAP{i:05d}", version))
+    return entries
+
+
+def current_rss(pid: int) -> int:
+    """The process's resident memory now (VmRSS), bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def run_step(n: int, setup: Setup, *, pipe: bool = False) -> Step:
     """One step through the gateway, or (``pipe``) through the byte-pipe relay."""
+    relay = "byte-pipe" if pipe else "edgegw"
+    with contextlib.ExitStack() as stack:
+        quota = None
+        if setup.cpu_quota is not None:
+            name = f"edgegw-bench-{os.getpid()}-{relay}"
+            quota = stack.enter_context(CpuQuota(setup.cpu_quota, name))
+        return await _run_step(n, setup, relay, quota)
+    raise AssertionError("unreachable")
+
+
+async def _run_step(n: int, setup: Setup, relay: str, quota: CpuQuota | None) -> Step:
+    plan, cloud = setup.plan, setup.cloud
     sock = None
-    if pipe:
+    if relay == "byte-pipe":
         proc, url = await start_pipe(cloud.port)
-        profile_dir = None
     else:
-        proc, url, sock = await start_gateway(tmp, f"capacity{n}", cloud.port)
+        proc, url, sock = await start_gateway(setup.tmp, f"capacity{n}", cloud.port)
+    if quota is not None:
+        quota.add(proc.pid)  # after start-up: the relay's steady state is measured
     fleet: Fleet | None = None
     spy: asyncio.Task[None] | None = None
     try:
+        rss_empty = current_rss(proc.pid)
         cloud.stats()  # reset the cloud's counters
-        chargers = [("gateway", url, f"CAP{i:05d}") for i in range(n)]
         connecting = time.monotonic()
-        fleet = Fleet(chargers, plan, workers)
+        fleet = Fleet(fleet_of(n, url, setup.v201_share), plan, setup.workers)
         up = await fleet.connected()
         connect_s = time.monotonic() - connecting
+        idle_kib = (current_rss(proc.pid) - rss_empty) / 1024 / max(up, 1)
         start = time.monotonic() + 1.0
         stop = fleet.go(start)
         await asyncio.sleep(start - time.monotonic())
         cpu0, _ = proc_stats(proc.pid)
-        if profile_dir is not None:
-            out = profile_dir / f"gateway-{n}.txt"
+        throttled0 = quota.throttled() if quota is not None else (0, 0.0)
+        if setup.profile_dir is not None:
+            out = setup.profile_dir / f"{relay}-{n}.txt"
             spy = asyncio.ensure_future(profile(proc.pid, plan.seconds, out))  # noqa: TID251
         await asyncio.sleep(max(0.0, stop - time.monotonic()))
         cpu1, rss = proc_stats(proc.pid)
+        throttled1 = quota.throttled() if quota is not None else (0, 0.0)
         if spy is not None:
             await spy
-        stats = (await fleet.results()).get("gateway", GroupStats())
+        groups = await fleet.results()
         received = cloud.stats()
     finally:
         if fleet is not None:
@@ -653,6 +280,9 @@ async def run_step(
         await stop_gateway(proc)
         if sock is not None:
             sock.close()
+    stats = GroupStats()
+    for group in groups.values():
+        stats.merge(group)
     p50, p99 = rtt_figures(stats)
     messages = stats.answered * 2
     step = Step(
@@ -667,9 +297,24 @@ async def run_step(
         peak_rss_mib=rss / 2**20,
         connect_s=connect_s,
         problems=stats.problems,
-        relay="byte-pipe" if pipe else "edgegw",
+        relay=relay,
+        idle_kib_per_charger=idle_kib,
     )
-    return step, stats
+    if len(groups) > 1:
+        for version, group in sorted(groups.items()):
+            g50, g99 = rtt_figures(group)
+            step.notes.append(
+                f"{version}: {group.chargers} chargers, {group.answered / plan.seconds:.0f} "
+                f"calls/s, lost {group.lost + group.errors}, p50 {g50:.2f} ms, p99 {g99:.2f} ms"
+            )
+    if quota is not None:
+        count, seconds = throttled1[0] - throttled0[0], throttled1[1] - throttled0[1]
+        busy = (cpu1 - cpu0) / plan.seconds * 100
+        step.notes.append(
+            f"under {quota.percent:g} % of one core: used {busy:.1f} %, throttled {count} "
+            f"times for {seconds:.1f} s in all"
+        )
+    return step
 
 
 async def stop_gateway(proc: asyncio.subprocess.Process, grace: float = 30.0) -> None:
@@ -708,6 +353,73 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=4, help="load-generator processes")
 
 
+def why_missed(step: Step, max_p99_ms: float) -> str:
+    if step.up != step.chargers:
+        return "chargers not up"
+    return "lost messages" if step.lost else f"p99 over {max_p99_ms:g} ms"
+
+
+async def ramp(setup: Setup, args: argparse.Namespace) -> None:
+    """Each step through the gateway, then through the byte-pipe relay; stop at a miss."""
+    for n in args.chargers:
+        step = await run_step(n, setup)
+        print(step.report(), flush=True)
+        for problem in step.problems[:3]:
+            print("     ", problem)
+        if not args.no_floor:
+            floor = await run_step(n, setup, pipe=True)
+            print(floor.report(), flush=True)
+            print(against_floor(step, floor), flush=True)
+        if not step.passed(args.max_p99_ms):
+            print(f"target missed at {n} chargers: {why_missed(step, args.max_p99_ms)}")
+            if not args.keep_going:
+                break
+
+
+async def most_carried(
+    setup: Setup, args: argparse.Namespace, *, pipe: bool
+) -> tuple[Step | None, bool]:
+    """The most chargers one relay carries (0 lost, p99 within target): the steps of
+    ``--chargers`` until one misses, then halving the gap down to ``--resolution``."""
+    best: Step | None = None
+    missed: int | None = None
+
+    async def probe(n: int) -> bool:
+        nonlocal best, missed
+        step = await run_step(n, setup, pipe=pipe)
+        print(step.report(), flush=True)
+        if step.passed(args.max_p99_ms):
+            if best is None or n > best.chargers:
+                best = step
+            return True
+        print(f"       missed at {n}: {why_missed(step, args.max_p99_ms)}")
+        missed = n if missed is None else min(missed, n)
+        return False
+
+    for n in sorted(args.chargers):
+        if not await probe(n):
+            break
+    while best is not None and missed is not None and missed - best.chargers > args.resolution:
+        gap = (missed - best.chargers) // 2
+        await probe(best.chargers + max(args.resolution, gap // args.resolution * args.resolution))
+    return best, missed is None
+
+
+async def under_quota(setup: Setup, args: argparse.Namespace) -> None:
+    edgegw, edgegw_open = await most_carried(setup, args, pipe=False)
+    floor, floor_open = (
+        (None, False) if args.no_floor else await most_carried(setup, args, pipe=True)
+    )
+    carried = edgegw.chargers if edgegw else 0
+    print(f"under {setup.cpu_quota:g} % of one core (0 lost, p99 <= {args.max_p99_ms:g} ms):")
+    at_least = " at least" if edgegw_open else ""
+    print(f"  edgegw    carries{at_least} {carried}" + (f": {edgegw.line()}" if edgegw else ""))
+    if floor is not None:
+        at_least = " at least" if floor_open else ""
+        print(f"  byte-pipe carries{at_least} {floor.chargers}: {floor.line()}")
+        print(f"  edgegw / byte-pipe: {carried / floor.chargers:.0%} (target >= 80 %)")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -718,45 +430,66 @@ async def main() -> None:
     parser.add_argument("--max-p99-ms", type=float, default=100.0, help="p99 round-trip target")
     parser.add_argument("--keep-going", action="store_true", help="run every step regardless")
     parser.add_argument(
-        "--profile", type=Path, help="directory: py-spy the gateway in each window (raw stacks)"
+        "--profile", type=Path, help="directory: py-spy each relay in each window (raw stacks)"
     )
     parser.add_argument(
         "--no-floor",
         action="store_true",
         help="skip the byte-pipe relay (bytepipe.py) run after each step under the same load",
     )
+    parser.add_argument(
+        "--ocpp",
+        choices=["1.6", "2.0.1", "mixed"],
+        default="1.6",
+        help="the fleet's OCPP version (mixed: --v201-share of them speak 2.0.1)",
+    )
+    parser.add_argument("--v201-share", type=float, default=0.5, help="with --ocpp mixed")
+    parser.add_argument(
+        "--cpu-quota",
+        type=float,
+        metavar="PERCENT",
+        help="run each relay in a cgroup limited to PERCENT %% of one core and find the most "
+        "chargers each carries (the --chargers steps, then halving the gap)",
+    )
+    parser.add_argument(
+        "--resolution", type=int, default=50, help="with --cpu-quota: chargers (default 50)"
+    )
     add_load_arguments(parser)
     args = parser.parse_args()
     plan = plan_from(args)
     files = raise_open_files()
+    share = {"1.6": 0.0, "2.0.1": 1.0}.get(args.ocpp, args.v201_share)
     print(machine())
+    fleet = {0.0: "OCPP 1.6", 1.0: "OCPP 2.0.1"}.get(share, f"{share:.0%} OCPP 2.0.1")
+    periodic = {0.0: "MeterValues"}.get(share, "MeterValues (1.6) / TransactionEvent (2.0.1)")
     print(
-        f"load: 2 connectors per charger, MeterValues every {plan.interval:g} s per connector, "
-        f"Heartbeat every {plan.heartbeat:g} s; {plan.seconds:g} s measured per step; "
+        f"load: {fleet}, 2 connectors per charger, {periodic} every {plan.interval:g} s per "
+        f"connector, Heartbeat every {plan.heartbeat:g} s; {plan.seconds:g} s measured per step; "
         f"{args.workers} load-generator processes + 1 cloud process; open files {files}"
     )
+    if args.cpu_quota is not None:
+        try:
+            print(CpuQuota(args.cpu_quota, f"edgegw-bench-{os.getpid()}-<relay>").describe())
+        except QuotaUnavailable as exc:
+            sys.exit(f"--cpu-quota: {exc}")
+        print("the load generator and the cloud run outside the cgroup")
     print(HEADER)
     cloud = CloudProcess()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for n in args.chargers:
-                step, _ = await run_step(
-                    n, plan, args.workers, cloud, Path(tmp), profile_dir=args.profile
-                )
-                print(step.line(), flush=True)
-                for problem in step.problems[:3]:
-                    print("     ", problem)
-                if not args.no_floor:
-                    floor, _ = await run_step(n, plan, args.workers, cloud, Path(tmp), pipe=True)
-                    print(floor.line(), flush=True)
-                    print(against_floor(step, floor), flush=True)
-                if not step.passed(args.max_p99_ms):
-                    why = "lost messages" if step.lost else "chargers not up"
-                    if step.lost == 0 and step.up == step.chargers:
-                        why = f"p99 over {args.max_p99_ms:g} ms"
-                    print(f"target missed at {n} chargers: {why}")
-                    if not args.keep_going:
-                        break
+            setup = Setup(
+                plan=plan,
+                workers=args.workers,
+                cloud=cloud,
+                tmp=Path(tmp),
+                v201_share=share,
+                cpu_quota=args.cpu_quota,
+                profile_dir=args.profile,
+            )
+            if args.cpu_quota is None:
+                await ramp(setup, args)
+            else:
+                await under_quota(setup, args)
     finally:
         cloud.stop()
 
