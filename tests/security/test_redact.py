@@ -56,3 +56,13 @@ def test_an_unparsable_frame_naming_a_secret_key_is_masked() -> None:
     assert "pw2" not in out and '"value":"***"' in out
     surrogate = '[3,"g",{"configurationKey":[{"key":"AuthorizationKey","value":"\\ud800"}]}]'
     assert redact_frame(surrogate).isascii()  # nothing a writer cannot encode
+
+
+def test_a_key_spelled_with_characters_that_fold_to_it_is_masked() -> None:
+    # A long s (U+017F) and a Kelvin sign (U+212A) are the same key once case-folded, as the charger
+    # may read it; the quick check before decoding must not let such a frame through.
+    for key in ("Ba\u017ficAuthPassword", "Authorization\u212aey"):
+        raw = json.dumps(
+            [2, "c1", "ChangeConfiguration", {"key": key, "value": "pw3"}], ensure_ascii=False
+        )
+        assert "pw3" not in redact_frame(raw)
