@@ -83,8 +83,11 @@ def verify_password(stored: str, presented: str) -> bool:
     candidates = [presented.encode("utf-8")]
     if _HEX.match(presented):
         candidates.append(bytes.fromhex(presented))
-    ok = False
+    # A match ends the search: the second form's scrypt would only double the cost of a
+    # reconnect. A wrong password still pays for every form (the timing tells a guesser only
+    # what the answer does: that the password was wrong).
     for candidate in candidates:
         digest = _derive(candidate, salt, int(log2_n), int(r), int(p))
-        ok |= hmac.compare_digest(digest, expected)
-    return ok
+        if hmac.compare_digest(digest, expected):
+            return True
+    return False

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
-import hmac
 import logging
 import math
 import time
@@ -32,12 +30,14 @@ from edgegw.security.loggable import loggable
 from edgegw.security.quiet_log import QuietLog
 from edgegw.security.throttle import Buckets, LoginThrottle
 from edgegw.security.tls import common_name, peer_certificate
+from edgegw.security.verified import VerifiedPasswords, password_check_slots
 from edgegw.store.events import EventRecorder
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
 
-# scrypt needs ~16 MiB per check; a burst of guesses must not exhaust a small box's memory.
-CONCURRENT_PASSWORD_CHECKS = 2
+# scrypt needs ~16 MiB per check: one check per core at once (2 to 8), never more, so a burst
+# of guesses cannot exhaust a small box's memory.
+CONCURRENT_PASSWORD_CHECKS = password_check_slots()
 
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="edgegw", charset="UTF-8"'}
@@ -88,10 +88,6 @@ def _own_address(connection: ServerConnection) -> str | None:
         return None
     ip, port = str(local[0]), int(local[1])
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-def _digest(password: str) -> bytes:
-    return hashlib.sha256(password.encode()).digest()
 
 
 log = logging.getLogger("edgegw.proxy.server")
@@ -165,8 +161,8 @@ class _HandshakeChecks:
         )
         """Handshakes refused because their path holds no charger identity."""
         self._password_checks = asyncio.Semaphore(CONCURRENT_PASSWORD_CHECKS)
-        # Digests of verified passwords: scrypt is deliberately slow, reconnects are not.
-        self._verified: dict[str, tuple[str, bytes]] = {}
+        # Keyed digests of verified passwords: scrypt is deliberately slow, reconnects are not.
+        self._verified = VerifiedPasswords()
         self._plain_server: Server | None = None
         self._tls_server: Server | None = None
 
@@ -296,10 +292,10 @@ class _HandshakeChecks:
         account = "id:" + identity
         credentials = parse_basic_auth(header)
         if credentials is not None and credentials[0] == identity:
-            if self._cached(identity, stored, credentials[1]):
+            if self._verified.matches(identity, stored, credentials[1]):
                 # A password verified before is accepted even while the identity is in
                 # back-off: someone guessing a charger's password cannot lock the charger out.
-                self._accounts.succeeded(account)
+                # It leaves the identity's failures as they are: the guesses still count.
                 return None
             # The identity's back-off stops guessers, not the charger at an address it logged
             # in from before. Each check from elsewhere is counted before it runs (as a failure
@@ -314,10 +310,17 @@ class _HandshakeChecks:
                 wait = self._accounts.attempt(account)
                 if wait > 0:
                     return self._throttled(account, f"charger {identity}", wait)
-            async with self._password_checks:
-                ok = await asyncio.to_thread(verify_password, stored, credentials[1])
+            ticket = connection.ticket
+            if ticket is not None:
+                ticket.checking = True  # not dropped for a newcomer: see security.admission
+            try:
+                async with self._password_checks:
+                    ok = await asyncio.to_thread(verify_password, stored, credentials[1])
+            finally:
+                if ticket is not None:
+                    ticket.checking = False
             if ok:
-                self._verified[identity] = (stored, _digest(credentials[1]))
+                self._verified.remember(identity, stored, credentials[1])
                 self._accounts.succeeded(account)
                 return None
             reason = "wrong password"
@@ -349,13 +352,10 @@ class _HandshakeChecks:
         )
         return _plain(HTTPStatus.UNAUTHORIZED, text, WWW_AUTHENTICATE)
 
-    def _cached(self, identity: str, stored: str, presented: str) -> bool:
-        cached = self._verified.get(identity)
-        return (
-            cached is not None
-            and cached[0] == stored
-            and hmac.compare_digest(cached[1], _digest(presented))
-        )
+    def login_failures(self, identity: str) -> int:
+        """Failed logins counted against ``identity`` (its back-off starts after
+        ``server.failed_logins_before_backoff``)."""
+        return self._accounts.failures("id:" + identity)
 
     def _throttled(self, key: str, who: str, wait: float) -> Response:
         seconds = max(1, math.ceil(wait))

@@ -110,9 +110,16 @@ class OcppServer(_HandshakeChecks):
         """Take a reloaded configuration: the charger list and passwords of new connections.
 
         Listeners, TLS material and limits stay as they were started. A charger taken out of
-        the list loses the handshake reserve of the addresses it logged in from.
+        the list loses the handshake reserve of the addresses it logged in from; one taken out
+        or given another password hash loses its verified password (the next login runs scrypt).
         """
         self._config = config
+
+        def password_hash(identity: str) -> str | None:
+            charger = config.charger(identity)
+            return None if charger is None else charger.password_hash
+
+        self._verified.keep_only(password_hash)
         for identity in self._trusted.identities():
             if config.charger(identity) is None:
                 self._trusted.forget(identity)

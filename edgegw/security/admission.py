@@ -12,7 +12,8 @@ Slow handshakes (slowloris) cannot lock the chargers out:
 - when the budget is full, a newcomer takes the slot of the oldest pending handshake of the
   address holding the most (fair share): a host that keeps connections open without finishing
   them loses them to the others, and a charger's handshake, which takes milliseconds, gets
-  through;
+  through; a handshake whose password the server is checking is not taken (its time is the
+  server's own work: dropping it would waste the check and, in a reconnect storm, every check);
 - addresses a configured charger logged in from (:class:`TrustedSources`, learnt at each login
   and read back from the database at start) have a reserve outside the shared budget: known
   chargers get through however many other sources are in their handshake.
@@ -73,6 +74,9 @@ class Ticket:
     abort: Callable[[], None] | None = None
     pending: bool = field(default=True)
     closed: bool = field(default=False)
+    # The server is checking its password: how long it holds its slot is up to the server's
+    # own work, not the peer, so it is not a slow handshake to drop for a newcomer.
+    checking: bool = field(default=False)
 
     def opened(self) -> None:
         """The WebSocket handshake completed: no longer a pending handshake."""
@@ -230,7 +234,7 @@ class ConnectionGuard:
         address holds more than the newcomer's."""
         heaviest: list[Ticket] = []
         for tickets in self._pending.values():
-            shared = [t for t in tickets if not t.reserved]
+            shared = [t for t in tickets if not t.reserved and not t.checking]
             if len(shared) > len(heaviest) or (
                 shared and len(shared) == len(heaviest) and shared[0].started < heaviest[0].started
             ):
