@@ -42,6 +42,7 @@ from edgegw.control.session_ops import SessionOps
 from edgegw.energy.chargermodels import ChargerModel
 from edgegw.energy.controller import LoadController
 from edgegw.energy.meters import MeterService
+from edgegw.energy.outside import OutsideLimits
 from edgegw.energy.sampling import MeterSampling
 from edgegw.hardware_catalogue import HardwareCatalogue
 from edgegw.livestate import LiveState
@@ -124,6 +125,8 @@ class Gateway:
         self.live_ops: LiveOps | None = None
         self.caretaker: CaretakerOps | None = None
         self.mqtt: MqttPublisher | None = None
+        self.outside_limits: OutsideLimits | None = None
+        """[[limits]] signals and [peak] shaving (with load capping)."""
         self._decisions: DecisionLog | None = None
         self.started = asyncio.Event()
         self._models: dict[str, ChargerModel] = {}
@@ -161,6 +164,12 @@ class Gateway:
             admin_group=cfg.control.admin_group or None,
         )
         self._register_ops(self.control, self.store, self.authorizer, self.journal)
+        if self.controller is not None:  # activations held before a restart: back before chargers
+            self.outside_limits = await OutsideLimits.start(
+                cfg, self.controller, self.store.db, self.meters
+            )
+            if self.outside_limits is not None:
+                self.outside_limits.register(self.control)
         self.caretaker = CaretakerOps(
             CaretakerSettings(
                 self.chargers,
@@ -468,6 +477,8 @@ class Gateway:
             await self.list_pusher.close()
         if self.sampling is not None:
             await self.sampling.close()
+        if self.outside_limits is not None:
+            await self.outside_limits.close()
         if self.controller is not None:
             await self.controller.close()
         if self.meters is not None:

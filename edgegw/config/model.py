@@ -9,6 +9,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from edgegw.config.base import _Model
 from edgegw.config.charger import ChargerConfig
 from edgegw.config.energy import BusConfig, CircuitConfig, MeterConfig, SiteConfig
+from edgegw.config.limits import LimitConfig, PeakConfig, limit_problems
 from edgegw.config.network import CloudConfig, ServerConfig
 from edgegw.config.sections import (
     AuthConfig,
@@ -45,6 +46,13 @@ class Config(_Model):
         description="Distribution boards below the site (load capping); none: the site alone.",
     )
     chargers: list[ChargerConfig] = Field(default_factory=list)
+    limits: list[LimitConfig] = Field(
+        default_factory=list,
+        description="Signals from outside that lower the site or a circuit (§14a EnWG among them).",
+    )
+    peak: PeakConfig | None = Field(
+        default=None, description="Capacity-peak shaving; omit to shave nothing."
+    )
     tariffs: list[TariffConfig] = Field(
         default_factory=list, description="How the building prices sessions (reports)."
     )
@@ -80,6 +88,15 @@ class Config(_Model):
     def _energy(self) -> Config:
         problems = _energy_problems(
             self.buses, self.meters, self.site, self.chargers, self.circuits
+        )
+        problems += limit_problems(
+            self.limits,
+            self.peak,
+            site=self.site,
+            circuits=self.circuits,
+            chargers=self.chargers,
+            bus_names=self.buses,
+            mqtt=self.mqtt is not None,
         )
         if problems:
             raise ValueError("\n".join(problems))

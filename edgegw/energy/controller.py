@@ -224,6 +224,14 @@ class LoadController:
         log.info("temporary site limit %s", shown)
         self._kick()
 
+    def lower_limit(self, source: str, node: str | None, limit_a: PerPhase | None) -> None:
+        """A limit from outside the configuration (``edgegw.energy.external``, peak shaving):
+        ``source`` lowers the site (``node`` None) or a circuit to ``limit_a`` per phase until
+        it calls again with ``None``; the lowest of all holds, never above the configuration.
+        A round runs at once. Raises :class:`ValueError` for an unknown circuit."""
+        self._model.lower_limit(source, node, limit_a)
+        self._kick()
+
     def set_charger_max(self, charger_id: str, max_current_a: float | None) -> None:
         """A caretaker's maximum for one charger's sessions, at runtime; ``None`` removes it.
 
