@@ -9,7 +9,12 @@ new file only when every difference is safe to take live:
   and gives a removed one's share back to the others (``LoadController.use_config``); a new
   charger's model, idTag format and free-charging tag go to the card authority at once;
 * a charger's password, label, security profile, certificate CN and cloud credentials (they are
-  read on each new connection; the current connection stays up).
+  read on each new connection; the current connection stays up);
+* circuits (``[[circuits]]``) added, removed or changed, and a charger moved to another circuit
+  (``circuit``): the next load-capping round takes the new tree (a lowered limit cuts at once).
+  Except a board's meter: adding, removing or changing a circuit's ``meter`` or ``meter_role``
+  needs a restart, because each meter is polled by a task started with the daemon (a board
+  would otherwise follow a meter nobody reads, and fall back for good).
 
 Anything else (listeners, the cloud URL, the site, meters, a charger's energy or card settings)
 is read once at start by other parts. Such a file is not applied at all, and the answer names
@@ -32,8 +37,12 @@ LIVE_CHARGER_FIELDS = frozenset(
         "cloud_password",
         "cloud_tls_cert_file",
         "cloud_tls_key_file",
+        "circuit",
     }
 )
+
+LIVE_SECTIONS = frozenset({"chargers", "circuits"})
+"""Sections compared item by item; any other difference needs a restart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +53,8 @@ class ReloadPlan:
     removed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     needs_restart: list[str] = field(default_factory=list)
+    circuits: list[str] = field(default_factory=list)
+    """What changed in the circuits, one line each (applied live)."""
 
     @property
     def applicable(self) -> bool:
@@ -51,7 +62,9 @@ class ReloadPlan:
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.removed or self.changed or self.needs_restart)
+        return not (
+            self.added or self.removed or self.changed or self.needs_restart or self.circuits
+        )
 
     def message(self) -> str:
         if self.empty:
@@ -68,6 +81,7 @@ class ReloadPlan:
                 parts.append(f"{what} {', '.join(ids)}")
         if self.changed:
             parts.append(f"updated {', '.join(self.changed)}")
+        parts.extend(self.circuits)
         return "applied: " + "; ".join(parts)
 
 
@@ -75,8 +89,9 @@ def plan_reload(running: Config, new: Config) -> ReloadPlan:
     """Compare ``new`` with ``running``."""
     restart: list[str] = []
     for name in type(running).model_fields:
-        if name != "chargers" and getattr(running, name) != getattr(new, name):
+        if name not in LIVE_SECTIONS and getattr(running, name) != getattr(new, name):
             restart.append(f"[{name}] changed")
+    circuits = _circuit_changes(running, new, restart)
     old = {c.id: c for c in running.chargers}
     fresh = {c.id: c for c in new.chargers}
     added = [cid for cid in fresh if cid not in old]
@@ -91,7 +106,35 @@ def plan_reload(running: Config, new: Config) -> ReloadPlan:
             changed.append(cid)
         else:
             restart.append(f"{cid}: {', '.join(sorted(fields - LIVE_CHARGER_FIELDS))} changed")
-    return ReloadPlan(sorted(added), sorted(removed), sorted(changed), restart)
+    return ReloadPlan(sorted(added), sorted(removed), sorted(changed), restart, circuits)
+
+
+def _circuit_changes(running: Config, new: Config, restart: list[str]) -> list[str]:
+    """One line per circuit added, removed or changed; a board's meter changed goes to
+    ``restart``."""
+    old = {c.name: c for c in running.circuits}
+    fresh = {c.name: c for c in new.circuits}
+    lines: list[str] = []
+    for name in sorted(fresh.keys() | old.keys()):
+        before, after = old.get(name), fresh.get(name)
+        meter_before = (None, None) if before is None else (before.meter, before.metered_as)
+        meter_after = (None, None) if after is None else (after.meter, after.metered_as)
+        metered = meter_before[0] is not None or meter_after[0] is not None
+        if metered and meter_before != meter_after:
+            restart.append(
+                f"circuit {name}: its meter changed (each meter is polled by a task started "
+                "with edgegw)"
+            )
+        elif before is None:
+            lines.append(f"circuit {name} added")
+        elif after is None:
+            lines.append(f"circuit {name} removed")
+        elif before != after:
+            fields = sorted(
+                k for k in type(after).model_fields if getattr(before, k) != getattr(after, k)
+            )
+            lines.append(f"circuit {name}: {', '.join(fields)} changed")
+    return lines
 
 
 def _changed_fields(old: ChargerConfig, new: ChargerConfig) -> set[str]:

@@ -107,8 +107,10 @@ def _per_phase(value: float | tuple[float, float, float]) -> tuple[float, float,
 class CircuitConfig(_Model):
     """A distribution board (or any fused branch) between the site and some chargers.
 
-    Chargers name it with ``circuit = "<name>"``. It has no meter of its own (yet): only the
-    chargers under it count against its limit, not the other loads on the board.
+    Chargers name it with ``circuit = "<name>"``. Without a meter of its own only the chargers
+    under it count against its limit; with one (``meter``, a ``[[meters]]`` entry with
+    ``role = "circuit"``) the board's other loads count too, estimated as the site's are, and
+    the board alone falls back while its meter is lost.
     """
 
     name: str = Field(min_length=1, description="Its name; chargers and circuits refer to it.")
@@ -121,12 +123,37 @@ class CircuitConfig(_Model):
     parent: str | None = Field(
         default=None, description="The circuit it hangs on; unset: directly on the site."
     )
+    meter: str | None = Field(
+        default=None,
+        description="Name of the [[meters]] entry (role = 'circuit') measuring this board; "
+        "unset: no meter, only the chargers under it count.",
+    )
+    meter_role: Literal["total", "non_ev"] | None = Field(
+        default=None,
+        description="What its meter measures: 'total' (default: the board's whole load, the "
+        "chargers under it included) or 'non_ev' (its load apart from those chargers).",
+    )
+    fallback_ev_a: float | tuple[float, float, float] | None = Field(
+        default=None,
+        description="What the chargers under it may draw together per phase while its meter "
+        "is lost (A); unset: they are paused until it is back. Needs a meter.",
+    )
 
     def limits(self) -> tuple[float, float, float]:
         return _per_phase(self.limit_a)
 
     def margin(self, site: SiteConfig) -> float:
         return site.margin_a if self.margin_a is None else self.margin_a
+
+    def fallback(self) -> tuple[float, float, float] | None:
+        return None if self.fallback_ev_a is None else _per_phase(self.fallback_ev_a)
+
+    @property
+    def metered_as(self) -> Literal["total", "non_ev"] | None:
+        """What its meter measures (None: it has no meter)."""
+        if self.meter is None:
+            return None
+        return self.meter_role or "total"
 
     @model_validator(mode="after")
     def _positive(self) -> CircuitConfig:
@@ -137,6 +164,18 @@ class CircuitConfig(_Model):
             raise ValueError(f"margin_a ({self.margin_a} A) must be below every phase limit")
         if self.parent == self.name:
             raise ValueError("parent: a circuit cannot hang on itself")
+        if self.meter is None:
+            for key in ("meter_role", "fallback_ev_a"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"{key} is set but the circuit has no meter: give meter = '<name of a "
+                        '[[meters]] entry with role = "circuit">\', or remove it'
+                    )
+        fallback = self.fallback()
+        if fallback is not None:
+            for phase, ev in enumerate(fallback, 1):
+                if ev < 0:
+                    raise ValueError(f"fallback_ev_a on L{phase} ({ev} A) must be >= 0")
         return self
 
 
@@ -181,7 +220,9 @@ class MeterConfig(_Model):
     bus: str = Field(default="main", description="Key of the [buses.<name>] it hangs on.")
     profile: str = Field(description="Register map: a file name in hardware/meters/ (no .toml).")
     unit_id: int = Field(default=1, ge=0, le=247, description="Modbus unit (slave) id.")
-    role: Literal["site", "monitor"] = Field(
-        default="site", description="'site': load capping follows it; 'monitor': shown only."
+    role: Literal["site", "circuit", "monitor"] = Field(
+        default="site",
+        description="'site': load capping follows it; 'circuit': a board's meter, named by "
+        "that [[circuits]] entry's meter; 'monitor': shown only.",
     )
     poll_interval: float = Field(default=1.0, gt=0, le=300, description="Seconds between reads.")

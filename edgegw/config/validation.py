@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from edgegw.config.base import _M
 from edgegw.config.charger import ChargerConfig
+from edgegw.config.circuitmeters import board_meter_problems
 from edgegw.config.energy import CircuitConfig, MeterConfig, SiteConfig
 
 _PHASE_NAMES = ("L1", "L2", "L3")
@@ -147,6 +148,7 @@ def _energy_problems(
                 )
     if circuits is not None:
         problems += _circuit_problems(circuits, site, chargers)
+        problems += board_meter_problems(circuits, meters, site)
     return problems
 
 

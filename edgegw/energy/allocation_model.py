@@ -140,9 +140,12 @@ class Circuit:
 
     ``parent`` is another circuit's name (``None``: directly under the site). Every session
     whose ``circuit`` is this one or one below it counts against ``limit_a - margin_a`` on
-    each phase. A circuit has no meter of its own: only the chargers under it count, plus
-    ``fixed_a``, the load held outside the allocator on chargers directly under it (a charger
-    that cannot pause, one that ignores its limit...).
+    each phase, plus ``fixed_a``: the load there that the allocator does not decide (a
+    charger that cannot pause, one that ignores its limit..., and the board's other loads when
+    it has a meter; the caller sees that a board's ``fixed_a`` and its sub-boards' together
+    cover what is under it). ``fallback``: its meter is lost, so each session under it is
+    capped at its ``fallback_a`` as in the site's fallback mode (its ``fixed_a`` then carries
+    the worst-case other load the configuration allows).
     """
 
     name: str
@@ -150,6 +153,7 @@ class Circuit:
     margin_a: float = 0.0
     parent: str | None = None
     fixed_a: PerPhase = (0.0, 0.0, 0.0)
+    fallback: bool = False
 
     def __post_init__(self) -> None:
         label = f"Circuit {self.name!r}"

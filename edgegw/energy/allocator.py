@@ -13,8 +13,10 @@ Rules, in the order they win:
    every session is paused. Without a trustworthy meter reading the EVs share a fixed,
    installer-set fallback budget instead (see :class:`Site`). The same holds at every
    circuit (:class:`Circuit`, a distribution board below the site or below another circuit):
-   the limits of the sessions under it, plus the load held outside the allocator there, stay
-   within its ``limit[p] - margin`` (circuits have no meter: no non-EV load of their own).
+   the limits of the sessions under it, plus the load there the allocator does not decide
+   (held sessions, and a metered board's other loads), stay within its ``limit[p] - margin``.
+   A board whose meter is lost caps each session under it at its fallback current, as the
+   site does in fallback mode.
 2. **No current is re-offered before it is free.** A cut is applied at once. A raise (or a start)
    only uses current that is free even while the chargers still run at their limits in force
    (``Session.offered_a``), so a raise sent before a pending cut cannot overload a phase.
@@ -176,12 +178,18 @@ def _fmt_phases(values: Sequence[Fraction | float]) -> str:
     return ", ".join(f"{p} {float(values[p]):.1f} A" for p in Phase)
 
 
-def _prepare(session: Session, mode: Mode, state: SiteState, params: AllocatorParams) -> _Work:
+def _prepare(
+    session: Session,
+    mode: Mode,
+    state: SiteState,
+    params: AllocatorParams,
+    board_fallback: bool = False,
+) -> _Work:
     now = state.now
     lo = _ceil_step(_exact(session.min_a))
     cap = _floor_step(_exact(session.max_a))
     cap_reason = Reason.AT_MAX
-    if mode is Mode.FALLBACK:
+    if mode is Mode.FALLBACK or board_fallback:
         fallback = lo if session.fallback_a is None else _floor_step(_exact(session.fallback_a))
         if fallback < cap:
             cap, cap_reason = fallback, Reason.AT_FALLBACK
@@ -377,11 +385,13 @@ def allocate(state: SiteState, params: AllocatorParams) -> AllocationResult:
     index = {c.name: i for i, c in enumerate(state.circuits, 1)}
     held = _held_under(state.circuits, chains)
     budget = [site_budget, *_circuit_budgets(state.circuits, held, notes)]
-    works = [_prepare(s, mode, state, params) for s in state.sessions]
-    for w in works:
-        circuit = w.session.circuit
-        if circuit is not None:
-            w.nodes = (0, *(index[name] for name in chains[circuit]))
+    fallen = {c.name for c in state.circuits if c.fallback}
+    works = []
+    for s in state.sessions:
+        chain = chains[s.circuit] if s.circuit is not None else ()
+        w = _prepare(s, mode, state, params, board_fallback=bool(fallen.intersection(chain)))
+        w.nodes = (0, *(index[name] for name in chain))
+        works.append(w)
     ranked = sorted(works, key=_rank_key)
 
     _admit(ranked, budget)

@@ -66,12 +66,25 @@ class CircuitState:
     parent: str | None
     """The circuit it hangs on (None: the site)."""
     limit_a: PerPhase
+    """In force: the configured limit, lowered from outside if it is."""
     margin_a: float
     used_a: PerPhase | None
-    """What the last round allocated under it (sub-circuits and held sessions included);
-    None before the first round. No meter: the board's other loads are not in it."""
+    """What the last round counted under it: the sessions' limits, held sessions, sub-circuits
+    and, with a meter, the board's other load (``other_a``); None before the first round."""
     headroom_a: PerPhase | None
     """limit - margin - used."""
+    meter: str | None = None
+    """Its meter: 'ok', 'lost' (the board is in fallback) or 'waiting'; None: no meter."""
+    meter_hold: bool = False
+    """Its meter's last read failed: no charger under it is raised until it reads again."""
+    meter_age_s: float | None = None
+    measured_a: PerPhase | None = None
+    """Its meter's last fresh reading (None: no meter, or lost)."""
+    other_a: PerPhase | None = None
+    """The load under it besides the chargers, as the last round counted it: measured or
+    estimated, or while its meter is lost the worst case its configuration allows."""
+    fallback: bool = False
+    """Its meter is lost: its chargers share its ``fallback_ev_a`` (none: paused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +190,10 @@ def circuit_states(model: SiteModel) -> tuple[CircuitState, ...]:
     used = {} if result is None else {c.name: c.used_a for c in result.circuits}
     states = []
     for c in model.config.circuits:
-        limit = c.limits()
+        limit = model.circuit_limits(c)
         margin = c.margin(model.site)
         used_a = used.get(c.name)
+        board = model.boards.get(c.name) if c.meter is not None else None
         states.append(
             CircuitState(
                 name=c.name,
@@ -187,6 +201,12 @@ def circuit_states(model: SiteModel) -> tuple[CircuitState, ...]:
                 limit_a=limit,
                 margin_a=margin,
                 used_a=used_a,
+                meter=None if c.meter is None else "waiting" if board is None else board.state,
+                meter_hold=board is not None and board.hold,
+                meter_age_s=None if board is None else board.age_s,
+                measured_a=None if board is None else board.measured_a,
+                other_a=None if board is None else board.other_a,
+                fallback=board is not None and board.state != "ok",
                 headroom_a=None
                 if used_a is None
                 else (
@@ -229,6 +249,8 @@ def decision_inputs(model: SiteModel, plan: RoundPlan) -> dict[str, Any]:
                 "limit_a": c.limit_a,
                 "margin_a": c.margin_a,
                 "held_a": c.fixed_a,
+                "fallback": c.fallback,
+                **_board_inputs(model, c.name),
             }
             for c in plan.circuits
         ],
@@ -240,6 +262,20 @@ def decision_inputs(model: SiteModel, plan: RoundPlan) -> dict[str, Any]:
             {"charger": ch.id, "connector": se.connector, "limit_a": amps, "why": why}
             for ch, se, amps, why in plan.pinned
         ],
+    }
+
+
+def _board_inputs(model: SiteModel, name: str) -> dict[str, Any]:
+    """A metered board's meter in a decision-log row (nothing for a board without one)."""
+    board = model.boards.get(name)
+    if board is None:
+        return {}
+    return {
+        "meter": board.state,
+        "meter_hold": board.hold,
+        "meter_age_s": board.age_s,
+        "measured_a": board.measured_a,
+        "other_a": board.other_a,
     }
 
 

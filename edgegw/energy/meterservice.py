@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from edgegw.config import BusConfig, Config
-from edgegw.energy.meterhealth import DEFAULT_FROZEN_AFTER, implausible
+from edgegw.energy.meterhealth import DEFAULT_FROZEN_AFTER, MeterSample, implausible
 from edgegw.energy.meterpoller import MeterPoller
 from edgegw.energy.modbusbus import Clock, ModbusBus
 from edgegw.energy.modbuserrors import (
@@ -104,6 +104,7 @@ class MeterService:
     ) -> None:
         self._owner = TaskOwner("meters")
         self._started = False
+        self._circuits = tuple(config.circuits)
         if frozen_after is None:  # as soon as capping would fall back for a silent meter
             frozen_after = (
                 config.site.meter_lost_after if config.site is not None else DEFAULT_FROZEN_AFTER
@@ -145,13 +146,14 @@ class MeterService:
                 except MeterConfigError as exc:
                     problems.append(f"{key}.profile: {exc}")
                     continue
-            if meter.role == "site":
+            if meter.role in ("site", "circuit"):
                 offered = profiles[meter.profile].registers
                 lacking = [q.value for q in _site_currents(config) if q not in offered]
                 if lacking:
+                    whose = "the site meter's" if meter.role == "site" else "a board meter's"
                     problems.append(
                         f"{key}.profile: {meter.profile!r} has no {', '.join(lacking)}: load "
-                        "capping follows the site meter's phase currents; on a single-phase "
+                        f"capping follows {whose} phase currents; on a single-phase "
                         "supply set [site] phases = 1, else use this meter with "
                         "role = 'monitor'"
                     )
@@ -178,6 +180,20 @@ class MeterService:
             if poller.config.role == "site":
                 return poller
         return None
+
+    @property
+    def circuit_meters(self) -> dict[str, MeterPoller]:
+        """The boards' meters (role 'circuit'), by the name of the circuit each measures."""
+        pollers = {}
+        for circuit in self._circuits:
+            poller = self.pollers.get(circuit.meter or "")
+            if poller is not None and poller.config.role == "circuit":
+                pollers[circuit.name] = poller
+        return pollers
+
+    def circuit_samples(self) -> dict[str, MeterSample | None]:
+        """Each metered board's latest valid sample (None: none yet), by circuit name."""
+        return {name: poller.latest for name, poller in self.circuit_meters.items()}
 
     def start(self) -> None:
         """Start polling every meter (each in its own named task); once only."""

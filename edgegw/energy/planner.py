@@ -16,9 +16,8 @@ but it never waits, sends or reads anything: the I/O shell
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
 
 from edgegw.energy.allocator import (
     Allocation,
@@ -34,40 +33,44 @@ from edgegw.energy.allocator import (
     SiteState,
     allocate,
 )
+from edgegw.energy.boardload import (
+    BoardLoad,
+    Eligible,
+    FailAwareSample,
+    Pinned,
+    chain,
+    charger_draws,
+    circuits,
+    held_draw,
+    holding_boards,
+    observe_boards,
+)
 from edgegw.energy.cloudcaps import cloud_cap
 from edgegw.energy.inforce import EPS
-from edgegw.energy.nonev import NO_ESTIMATE, ChargerDraw, estimate_non_ev
+from edgegw.energy.nonev import NO_ESTIMATE, estimate_non_ev
 from edgegw.energy.profiles import ProfileCommand
-from edgegw.energy.registers import Reading
 from edgegw.energy.sitemodel import SiteModel
-from edgegw.energy.siterecords import ChargerRecord, Flag, SessionRecord
+from edgegw.energy.siterecords import ChargerRecord, CircuitSamples, Flag, SampleLike, SessionRecord
+
+__all__ = [
+    "Eligible",
+    "FailAwareSample",
+    "Pinned",
+    "RoundPlan",
+    "SampleLike",
+    "allocate_around_fixed",
+    "charger_draws",
+    "circuits",
+    "collect",
+    "ev_load",
+    "held",
+    "held_draw",
+    "observe_meter",
+    "pauses_kept",
+    "plan_round",
+]
 
 log = logging.getLogger("edgegw.energy.controller")
-
-
-class SampleLike(Protocol):
-    """A meter sample: the reading and when it was taken (monotonic seconds)."""
-
-    @property
-    def reading(self) -> Reading: ...
-
-    @property
-    def at(self) -> float: ...
-
-
-@runtime_checkable
-class FailAwareSample(SampleLike, Protocol):
-    """A sample that also says whether a later read of the meter failed
-    (``edgegw.energy.meters.MeterSample``)."""
-
-    @property
-    def failed_at(self) -> float | None: ...
-
-
-Eligible = tuple[ChargerRecord, SessionRecord, Session]
-"""A session the allocator decides, with its charger and its bookkeeping."""
-Pinned = tuple[ChargerRecord, SessionRecord, float, str]
-"""A session held at a fixed limit (A per phase) outside the allocator, and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,11 @@ class RoundPlan:
     """The profiles each controlled, connected charger should have after the round."""
     circuits: tuple[Circuit, ...] = ()
     """The circuits as the allocator had them (with the load held under each)."""
+
+
+_NOTHING_LEFT_A = 0.05
+"""A limit lowered to the margin or below is taken as margin + this: the allocator needs a
+limit above the margin, and this leaves less than any minimum (every session paused)."""
 
 
 def _per_phase(values: Sequence[float]) -> PerPhase:
@@ -159,10 +167,17 @@ def plan_round(
     *,
     wall: float,
     params: AllocatorParams,
+    circuit_samples: CircuitSamples | None = None,
 ) -> RoundPlan:
-    """Decide every session's limit at ``now`` (monotonic; ``wall`` POSIX) under ``limits``."""
+    """Decide every session's limit at ``now`` (monotonic; ``wall`` POSIX) under ``limits``.
+
+    ``circuit_samples``: the boards' meter samples by circuit name (default: what
+    ``model.circuit_samples`` gives). A limit at or below the margin (a lowered limit of 0 A)
+    leaves nothing to share: every session is paused."""
     dt = 0.0 if model.last_round is None else max(0.0, now - model.last_round)
     model.last_round = now
+    floor = model.site.margin_a + _NOTHING_LEFT_A
+    limits = _per_phase([max(limits[p], floor) for p in Phase])
     grid_role = model.site.meter_role == "grid"
     grid = observe_meter(model, sample, now)
     if grid is not None:
@@ -184,6 +199,9 @@ def plan_round(
             )
         else:
             base_non_ev = grid
+    if circuit_samples is None:
+        circuit_samples = model.circuit_samples()
+    boards = observe_boards(model, circuit_samples, eligible, now)
     hold = grid is not None and model.meter.hold
     result, eligible, forced, non_ev = allocate_around_fixed(
         model,
@@ -195,6 +213,7 @@ def plan_round(
         dt=dt,
         params=params,
         hold=hold,
+        boards=boards,
     )
     result = pauses_kept(result, eligible, now, params.min_pause_s)
     apply(model, result, eligible, forced, pinned, now=now)
@@ -214,26 +233,8 @@ def plan_round(
         tuple(forced),
         tuple(pinned),
         profiles,
-        circuits(model, pinned, forced),
+        circuits(model, pinned, forced, boards),
     )
-
-
-def charger_draws(eligible: Sequence[Eligible], sample_at: float) -> list[ChargerDraw]:
-    """What each allocated session contributes to a grid reading taken at ``sample_at``."""
-    return [
-        ChargerDraw(
-            phases=s.phases,
-            offered_a=s.offered_a,
-            # Limits changed (acknowledged) after the meter read: the reading may still
-            # carry the car's draw at any limit in force since, the highest of them counts.
-            before_a=session.highest_earlier_offer(sample_at),
-            measured_a=session.measured_a,
-            settled=session.measured_a is not None
-            and session.measured_at is not None
-            and session.measured_at >= session.offered_since,
-        )
-        for _, session, s in eligible
-    ]
 
 
 def check_ignoring(
@@ -342,15 +343,6 @@ def collect(model: SiteModel, now: float, wall: float) -> tuple[list[Eligible], 
     return eligible, pinned
 
 
-def held_draw(ch: ChargerRecord, session: SessionRecord, amps: float) -> float:
-    """What a session held at ``amps`` outside the allocator may draw this round (A per
-    phase): the higher of ``amps`` and its limit in force. A charger keeps drawing at the
-    limit in force until it acknowledges a cut (a caretaker pause, a cloud limit below the
-    minimum), so counting only the new limit would hand the same current to others at once;
-    with no meter on a board (or a meter that sees only the building) nothing would catch it."""
-    return max(amps, ch.offered(session.connector))
-
-
 def allocate_around_fixed(
     model: SiteModel,
     base_non_ev: PerPhase | None,
@@ -362,13 +354,16 @@ def allocate_around_fixed(
     dt: float,
     params: AllocatorParams,
     hold: bool = False,
+    boards: Mapping[str, BoardLoad] | None = None,
 ) -> tuple[AllocationResult, list[Eligible], list[Eligible], PerPhase | None]:
     """Run the allocator; a session it pauses on a charger that cannot pause is held at
     its minimum as fixed load and the others are allocated again around it. Held and forced
     sessions count at the higher of their new limit and the one in force. With
     ``hold`` (the meter's last read failed) no session gets more than its limit in
     force (:func:`held`); one that this leaves at 0 on a charger that cannot pause is
-    held at its minimum the same way (its profile cannot say 0 A)."""
+    held at its minimum the same way (its profile cannot say 0 A). ``boards``: the metered
+    boards' loads (:func:`~edgegw.energy.boardload.observe_boards`); no session under a board
+    whose meter's last read failed gets more than its limit in force either."""
     site_config = model.site
     grid_role = site_config.meter_role == "grid"
     fixed = [0.0, 0.0, 0.0]  # what held sessions may add to the non-EV load
@@ -404,11 +399,23 @@ def allocate_around_fixed(
             sessions=tuple(s for _, _, s in eligible),
             now=now,
             dt_s=dt,
-            circuits=circuits(model, pinned, forced),
+            circuits=circuits(model, pinned, forced, boards),
         )
         result = allocate(state, params)
+        holding = holding_boards(boards or {})
         if hold:
             result = held(result, [s for _, _, s in eligible])
+        elif holding:
+            configured = model.config.circuits
+            result = held(
+                result,
+                [s for _, _, s in eligible],
+                only={
+                    s.key
+                    for _, _, s in eligible
+                    if holding.intersection(chain(s.circuit, configured))
+                },
+            )
         newly = [
             entry
             for entry, allocation in zip(eligible, result.allocations, strict=True)
@@ -418,37 +425,6 @@ def allocate_around_fixed(
             return result, eligible, forced, non_ev
         forced.extend(newly)
         eligible = [e for e in eligible if all(e is not n for n in newly)]
-
-
-def circuits(
-    model: SiteModel, pinned: Sequence[Pinned], forced: Sequence[Eligible]
-) -> tuple[Circuit, ...]:
-    """The configured circuits for the allocator, each with the load held outside it on the
-    chargers directly under it (no circuit has a meter: held sessions count at the higher of
-    their new limit and the one in force, :func:`held_draw`)."""
-    configured = model.config.circuits
-    if not configured:
-        return ()
-    held = {c.name: [0.0, 0.0, 0.0] for c in configured}
-    for ch, session, amps, _ in pinned:
-        if ch.config.circuit in held:
-            most = held_draw(ch, session, amps)
-            for p in session.car_phases or ch.site_phases:
-                held[ch.config.circuit][p] += most
-    for ch, _, s in forced:
-        if ch.config.circuit in held:
-            for p in s.phases:
-                held[ch.config.circuit][p] += max(s.min_a, s.offered_a)
-    return tuple(
-        Circuit(
-            name=c.name,
-            limit_a=c.limits(),
-            margin_a=c.margin(model.site),
-            parent=c.parent,
-            fixed_a=_per_phase(held[c.name]),
-        )
-        for c in configured
-    )
 
 
 def _with_allocations(
@@ -479,23 +455,29 @@ def _with_allocations(
     )
 
 
-def held(result: AllocationResult, sessions: Sequence[Session]) -> AllocationResult:
-    """``result`` with no raise and no start: each session keeps at most its limit in force.
+def held(
+    result: AllocationResult,
+    sessions: Sequence[Session],
+    only: Collection[tuple[str, int]] | None = None,
+) -> AllocationResult:
+    """``result`` with no raise and no start: each session (of ``only``, by key; None: all)
+    keeps at most its limit in force.
 
     Used while the meter's last read failed: its last valid sample may still call for a
-    cut, but nothing it says justifies giving more (the site may have changed since).
+    cut, but nothing it says justifies giving more (the site or board may have changed since).
     """
     allocations: list[Allocation] = []
     used = [0.0, 0.0, 0.0]
     for s, decided in zip(sessions, result.allocations, strict=True):
         kept = decided
-        if decided.limit_a > s.offered_a + EPS:
+        if (only is None or s.key in only) and decided.limit_a > s.offered_a + EPS:
             kept = replace(decided, limit_a=max(0.0, s.offered_a), reason=Reason.METER_HOLD)
         allocations.append(kept)
         for p in kept.phases:
             used[p] += kept.limit_a
     out = _with_allocations(result, allocations, used, sessions)
-    return replace(out, notes=(*result.notes, "meter read failed: raises held"))
+    whose = "meter" if only is None else "board meter"
+    return replace(out, notes=(*result.notes, f"{whose} read failed: raises held"))
 
 
 def pauses_kept(

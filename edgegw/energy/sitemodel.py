@@ -20,12 +20,13 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from edgegw.config import ChargerConfig, Config, SiteConfig
+from edgegw.config import ChargerConfig, CircuitConfig, Config, SiteConfig
 from edgegw.energy import cloudcaps
 from edgegw.energy.allocator import AllocationResult, PerPhase, Phase
 from edgegw.energy.chargermodels import ChargerModel, Purpose, model_for
 from edgegw.energy.heldboards import held_over_boards
 from edgegw.energy.inforce import EPS, kept_command, meaningful_change
+from edgegw.energy.nodelimits import NodeLimits
 from edgegw.energy.profiles import (
     ConnectorLimit,
     ProfileCommand,
@@ -37,13 +38,16 @@ from edgegw.energy.profiles import (
 )
 from edgegw.energy.siterecords import (
     MODEL_FLAGS,
+    BoardView,
     ChargerRecord,
+    CircuitSamples,
     Flag,
     MeterView,
     ModelHooks,
     NoHooks,
     SessionRecord,
     Tuning,
+    no_circuit_samples,
 )
 from edgegw.ocpp import lifecycle
 from edgegw.ocpp.events import (
@@ -92,11 +96,15 @@ class SiteModel:
         self.removed: set[str] = set()
         """Chargers removed from the configuration: their late events are ignored."""
         self.meter = MeterView()
+        self.boards: dict[str, BoardView] = {}
+        """The boards' meters, by circuit name (see :mod:`edgegw.energy.boardload`)."""
+        self.circuit_samples: Callable[[], CircuitSamples] = no_circuit_samples
+        """Where the rounds read the boards' meter samples (:meth:`use_circuit_meters`)."""
         self.last_round: float | None = None
         self.last_result: AllocationResult | None = None
         self.last_non_ev: PerPhase | None = None
-        self.temporary: tuple[PerPhase, float | None] | None = None
-        """A temporary site limit, and when it ends (clock; None: when ended)."""
+        self.node_limits = NodeLimits()
+        """The site's temporary limit, and the limits lowered from outside."""
         for charger in config.chargers:  # fail early on a model name that does not exist
             self.charger(charger.id)
         self.check_boards()
@@ -104,30 +112,30 @@ class SiteModel:
     # ------------------------------------------------------------------ limits
 
     def limits(self) -> PerPhase:
-        """The limit in force: the configured one, lowered by a temporary limit while it lasts."""
-        configured = self.site.limits()
-        temporary = self.temporary
-        if temporary is None:
-            return configured
-        limit, ends = temporary
-        if ends is not None and self.clock() >= ends:
-            self.temporary = None
-            log.info("temporary site limit expired")
-            return configured
-        return (
-            min(configured[0], limit[0]),
-            min(configured[1], limit[1]),
-            min(configured[2], limit[2]),
-        )
+        """The site's limit in force (:meth:`NodeLimits.site`)."""
+        return self.node_limits.site(self.site.limits(), self.clock())
+
+    def circuit_limits(self, circuit: CircuitConfig) -> PerPhase:
+        """A circuit's limit in force: its configured one, lowered by :meth:`lower_limit`."""
+        return self.node_limits.lowered(circuit.limits(), circuit.name)
 
     def set_temporary_limit(self, limit_a: PerPhase | None, duration_s: float | None) -> None:
-        if limit_a is None:
-            self.temporary = None
-            return
-        if any(not math.isfinite(a) or a < 0 for a in limit_a):
-            raise ValueError("a temporary limit must be finite and not negative")
-        ends = None if duration_s is None else self.clock() + max(0.0, duration_s)
-        self.temporary = (limit_a, ends)
+        self.node_limits.set_temporary(limit_a, duration_s, self.clock())
+
+    def lower_limit(self, source: str, node: str | None, limit_a: PerPhase | None) -> None:
+        """``source`` lowers the site (``node`` None) or a circuit (:meth:`NodeLimits.lower`),
+        from the next round on."""
+        if node is not None and all(c.name != node for c in self.config.circuits):
+            defined = ", ".join(c.name for c in self.config.circuits) or "none"
+            raise ValueError(f"no circuit named {node!r} (defined: {defined})")
+        self.node_limits.lower(source, node, limit_a)
+        self.hooks.round_wanted()
+        self.hooks.changed()
+
+    def use_circuit_meters(self, latest: Callable[[], CircuitSamples]) -> None:
+        """Read the boards' meter samples (by circuit name) from ``latest`` each round."""
+        self.circuit_samples = latest
+        self.hooks.round_wanted()
 
     # ------------------------------------------------------------------ chargers
 
@@ -239,6 +247,10 @@ class SiteModel:
                 log.info("%s is back in load capping", charger_id)
         for charger_id in sorted(old_ids - new_ids):
             self._retire(charger_id)
+        names = {c.name for c in config.circuits}
+        for gone in set(self.boards) - names:
+            del self.boards[gone]
+        self.node_limits.keep_circuits(names)
         self.check_boards()
         self.hooks.round_wanted()
         self.hooks.changed()

@@ -8,7 +8,7 @@ currents per charger phase mapped to site phases by its wiring.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -20,6 +20,26 @@ from edgegw.energy.cloudcaps import CloudProfile
 from edgegw.energy.inforce import offered_a
 from edgegw.energy.nonev import NO_ESTIMATE, HeldEstimate
 from edgegw.energy.profiles import ProfileCommand, ProfileKey, iec_limit
+from edgegw.energy.registers import Reading
+
+
+class SampleLike(Protocol):
+    """A meter sample: the reading and when it was taken (monotonic seconds)."""
+
+    @property
+    def reading(self) -> Reading: ...
+
+    @property
+    def at(self) -> float: ...
+
+
+CircuitSamples = Mapping[str, SampleLike | None]
+"""The boards' meter samples, by circuit name (None: none yet)."""
+
+
+def no_circuit_samples() -> CircuitSamples:
+    """The source of board samples of a site model that was given none."""
+    return {}
 
 
 class Flag(StrEnum):
@@ -240,4 +260,22 @@ class MeterView:
     """The meter's last read failed: its last valid sample is used for cuts, never raises."""
     age_s: float | None = None
     last_grid: PerPhase | None = None
+    held_non_ev: HeldEstimate = NO_ESTIMATE
+
+
+@dataclass(slots=True)
+class BoardView:
+    """What the rounds know of one board's meter (a circuit with ``meter``)."""
+
+    state: str = "waiting"
+    """'ok', 'lost' (its chargers share its fallback budget) or 'waiting' (no sample yet:
+    counted as lost)."""
+    hold: bool = False
+    """Its meter's last read failed: no session under the board is raised until it reads."""
+    age_s: float | None = None
+    measured_a: PerPhase | None = None
+    """Its last valid, fresh reading per site phase (None while lost)."""
+    other_a: PerPhase | None = None
+    """The load under it the last round counted besides the sessions it decided: its non-EV
+    load (measured or estimated), or while lost the worst case its configuration allows."""
     held_non_ev: HeldEstimate = NO_ESTIMATE

@@ -46,6 +46,7 @@ async def test_a_board_keeps_its_chargers_under_its_limit_and_the_rest_go_elsewh
             "limit_a": (16.0, 16.0, 16.0),
             "margin_a": 0.0,
             "held_a": (0.0, 0.0, 0.0),
+            "fallback": False,
         }
     ]
     assert {row["charger"]: row["circuit"] for row in inputs["sessions"]} == {

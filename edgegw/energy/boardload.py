@@ -1,0 +1,296 @@
+"""The boards' meters in a round: each metered board's other load, its fallback, its hold.
+
+A circuit with ``meter`` (a ``[[meters]]`` entry with ``role = "circuit"``) is read like the
+site meter (:func:`observe_boards`, the rules of :func:`edgegw.energy.planner.observe_meter`):
+a fresh sample gives the board's load; one whose later read failed *holds* the sessions under
+the board (cuts only); none, or one older than ``meter_lost_after``, makes the board *lost*.
+From a reading the board's non-EV load is what the site's is (:mod:`edgegw.energy.nonev`, the
+same bounds, with the sessions under the board): ``meter_role = "total"`` measures the
+chargers too and the estimate takes their share out; ``"non_ev"`` measures the rest alone.
+A lost board falls back alone, as the site does: its sessions are capped at their fallback
+current and share its ``fallback_ev_a`` (none: paused), its other load counted at the worst
+case that leaves them that (``limit_a - margin_a - fallback_ev_a``).
+
+:func:`circuits` turns all that, with the sessions held outside the allocator, into the
+allocator's :class:`~edgegw.energy.allocator.Circuit` list. A board's count covers everything
+under it: its own load is at least what its meter says is there besides the allocated
+sessions, and never less than what its sub-boards count (so a metered board above a metered
+board does not count the lower board's load twice).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from edgegw.config import CircuitConfig
+from edgegw.energy.allocator import Circuit, PerPhase, Phase, Session
+from edgegw.energy.nonev import NO_ESTIMATE, ChargerDraw, estimate_non_ev
+from edgegw.energy.sitemodel import SiteModel
+from edgegw.energy.siterecords import (
+    BoardView,
+    ChargerRecord,
+    CircuitSamples,
+    SampleLike,
+    SessionRecord,
+)
+
+log = logging.getLogger("edgegw.energy.controller")
+
+Eligible = tuple[ChargerRecord, SessionRecord, Session]
+"""A session the allocator decides, with its charger and its bookkeeping."""
+Pinned = tuple[ChargerRecord, SessionRecord, float, str]
+"""A session held at a fixed limit (A per phase) outside the allocator, and why."""
+
+
+@runtime_checkable
+class FailAwareSample(SampleLike, Protocol):
+    """A sample that also says whether a later read of the meter failed
+    (``edgegw.energy.meters.MeterSample``)."""
+
+    @property
+    def failed_at(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BoardLoad:
+    """What a round counts on one metered board besides the sessions it allocates."""
+
+    other_a: PerPhase
+    """Its non-EV load (measured or estimated), or the worst case while lost."""
+    lost: bool
+    hold: bool
+    sees_chargers: bool
+    """Its meter is fresh and measures the chargers too: a held session's draw is in it."""
+
+
+def _per_phase(values: Sequence[float]) -> PerPhase:
+    return (values[0], values[1], values[2])
+
+
+def chain(name: str | None, circuits: Sequence[CircuitConfig]) -> list[str]:
+    """``name`` and every circuit above it (the configuration refuses cycles)."""
+    parents = {c.name: c.parent for c in circuits}
+    out: list[str] = []
+    while name is not None and name in parents and name not in out:
+        out.append(name)
+        name = parents[name]
+    return out
+
+
+def charger_draws(eligible: Sequence[Eligible], sample_at: float) -> list[ChargerDraw]:
+    """What each allocated session contributes to a reading taken at ``sample_at``."""
+    return [
+        ChargerDraw(
+            phases=s.phases,
+            offered_a=s.offered_a,
+            # Limits changed (acknowledged) after the meter read: the reading may still
+            # carry the car's draw at any limit in force since, the highest of them counts.
+            before_a=session.highest_earlier_offer(sample_at),
+            measured_a=session.measured_a,
+            settled=session.measured_a is not None
+            and session.measured_at is not None
+            and session.measured_at >= session.offered_since,
+        )
+        for _, session, s in eligible
+    ]
+
+
+def held_draw(ch: ChargerRecord, session: SessionRecord, amps: float) -> float:
+    """What a session held at ``amps`` outside the allocator may draw this round (A per
+    phase): the higher of ``amps`` and its limit in force. A charger keeps drawing at the
+    limit in force until it acknowledges a cut (a caretaker pause, a cloud limit below the
+    minimum), so counting only the new limit would hand the same current to others at once."""
+    return max(amps, ch.offered(session.connector))
+
+
+def _set_state(name: str, view: BoardView, state: str, why: str, fallback: PerPhase | None) -> None:
+    if state == view.state:
+        return
+    if state == "lost":
+        log.warning(
+            "circuit %s in fallback mode: %s (its chargers share %s)",
+            name,
+            why,
+            "nothing, all paused" if fallback is None else f"{fallback} A per phase",
+        )
+    elif view.state == "lost":
+        log.info("circuit %s: its meter reads again, its chargers follow it again", name)
+    view.state = state
+
+
+def _observe(
+    model: SiteModel, circuit: CircuitConfig, sample: SampleLike | None, now: float
+) -> PerPhase | None:
+    """One board meter's fresh reading, or None when it is lost (see the module's text)."""
+    view = model.boards.setdefault(circuit.name, BoardView())
+    fallback = circuit.fallback()
+    if sample is None:
+        view.age_s = None
+        if view.state != "waiting":  # not read yet: as lost, but nothing was lost
+            _set_state(circuit.name, view, "lost", "no sample from its meter", fallback)
+        return None
+    age = now - sample.at
+    view.age_s = age
+    currents = sample.reading.site_currents_a(model.site.phases)
+    if currents is None:
+        _set_state(circuit.name, view, "lost", "its meter gives no valid phase currents", fallback)
+        return None
+    if age > model.site.meter_lost_after:
+        _set_state(circuit.name, view, "lost", f"its last sample is {age:.1f} s old", fallback)
+        return None
+    _set_state(circuit.name, view, "ok", "", fallback)
+    failed = isinstance(sample, FailAwareSample) and sample.failed_at is not None
+    if failed != view.hold:
+        view.hold = failed
+        log.info(
+            "circuit %s: %s",
+            circuit.name,
+            "its meter read failed: no charger under it is raised until it reads again"
+            if failed
+            else "its meter reads again: limits may rise again",
+        )
+    return currents
+
+
+def observe_boards(
+    model: SiteModel, samples: CircuitSamples, eligible: Sequence[Eligible], now: float
+) -> dict[str, BoardLoad]:
+    """Each metered board's load for this round, by circuit name (records it on
+    ``model.boards``)."""
+    boards: dict[str, BoardLoad] = {}
+    configured = model.config.circuits
+    for circuit in configured:
+        role = circuit.metered_as
+        if role is None:
+            continue
+        sample = samples.get(circuit.name)
+        reading = _observe(model, circuit, sample, now)
+        view = model.boards[circuit.name]
+        if reading is None or sample is None:
+            view.held_non_ev = NO_ESTIMATE
+            view.hold = False
+            view.measured_a = None
+            room = [limit - circuit.margin(model.site) for limit in model.circuit_limits(circuit)]
+            allowed = circuit.fallback() or (0.0, 0.0, 0.0)
+            view.other_a = _per_phase([max(0.0, room[p] - allowed[p]) for p in Phase])
+            boards[circuit.name] = BoardLoad(
+                view.other_a, lost=True, hold=False, sees_chargers=False
+            )
+            continue
+        view.measured_a = reading
+        if role == "total":
+            under = [e for e in eligible if circuit.name in chain(e[2].circuit, configured)]
+            other, view.held_non_ev = estimate_non_ev(
+                reading,
+                charger_draws(under, sample.at),
+                view.held_non_ev,
+                model.tuning.follow_tolerance_a,
+            )
+        else:
+            other = reading
+        view.other_a = other
+        boards[circuit.name] = BoardLoad(
+            other, lost=False, hold=view.hold, sees_chargers=role == "total"
+        )
+    return boards
+
+
+def board_reading_matters(model: SiteModel, circuit: str, sample: SampleLike | None) -> bool:
+    """Whether a new sample of ``circuit``'s meter should start a round at once: the first
+    one, one above the board's limit - margin, or one that jumped (``Tuning.jump_a``)."""
+    config = next((c for c in model.config.circuits if c.name == circuit), None)
+    if config is None or sample is None:
+        return False
+    reading = sample.reading.site_currents_a(model.site.phases)
+    view = model.boards.get(circuit)
+    if reading is None or view is None or view.measured_a is None:
+        return True
+    limits = model.circuit_limits(config)
+    margin = config.margin(model.site)
+    last = view.measured_a
+    return any(
+        reading[p] > limits[p] - margin or abs(reading[p] - last[p]) >= model.tuning.jump_a
+        for p in Phase
+    )
+
+
+class BoardEvents(Protocol):
+    """Who starts a round when a board's meter reads (the load controller)."""
+
+    def circuit_meter_event(self, circuit: str) -> None: ...
+
+
+def board_listener(controller: BoardEvents, circuit: str) -> Callable[[object], None]:
+    """A meter poller's sample listener telling ``controller`` about ``circuit``'s meter."""
+
+    def heard(_sample: object) -> None:
+        controller.circuit_meter_event(circuit)
+
+    return heard
+
+
+def holding_boards(boards: Mapping[str, BoardLoad]) -> set[str]:
+    """The boards whose meter's last read failed (no raise under them)."""
+    return {name for name, board in boards.items() if board.hold}
+
+
+def circuits(
+    model: SiteModel,
+    pinned: Sequence[Pinned],
+    forced: Sequence[Eligible],
+    boards: Mapping[str, BoardLoad] | None = None,
+) -> tuple[Circuit, ...]:
+    """The configured circuits for the allocator, each with the load it does not decide:
+    the sessions held outside it on the chargers directly under it (at the higher of their new
+    limit and the one in force, :func:`held_draw`; under a board whose fresh meter sees them,
+    only what they may add to what it measured), and a metered board's other load."""
+    configured = model.config.circuits
+    if not configured:
+        return ()
+    boards = boards or {}
+    held = {c.name: [0.0, 0.0, 0.0] for c in configured}
+    for ch, session, amps, _ in pinned:
+        name = ch.config.circuit
+        if name in held:
+            most = held_draw(ch, session, amps)
+            board = boards.get(name)
+            seen = board is not None and board.sees_chargers
+            for p in session.car_phases or ch.site_phases:
+                drawn = session.measured_a[p] if seen and session.measured_a is not None else 0.0
+                held[name][p] += max(0.0, most - drawn)
+    for ch, _, s in forced:
+        name = ch.config.circuit
+        if name in held:
+            for p in s.phases:
+                held[name][p] += max(s.min_a, s.offered_a)
+    own = {name: list(values) for name, values in held.items()}
+    if boards:
+        depth = {c.name: len(chain(c.name, configured)) for c in configured}
+        under: dict[str, list[float]] = {}
+        for c in sorted(configured, key=lambda c: -depth[c.name]):  # the deepest first
+            below = [0.0, 0.0, 0.0]
+            for k in configured:
+                if k.parent == c.name:
+                    for p in Phase:
+                        below[p] += under[k.name][p]
+            board = boards.get(c.name)
+            if board is not None:
+                for p in Phase:
+                    own[c.name][p] += (
+                        board.other_a[p] if board.lost else max(0.0, board.other_a[p] - below[p])
+                    )
+            under[c.name] = [own[c.name][p] + below[p] for p in Phase]
+    return tuple(
+        Circuit(
+            name=c.name,
+            limit_a=model.circuit_limits(c),
+            margin_a=c.margin(model.site),
+            parent=c.parent,
+            fixed_a=_per_phase(own[c.name]),
+            fallback=c.name in boards and boards[c.name].lost,
+        )
+        for c in configured
+    )
