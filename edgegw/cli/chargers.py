@@ -172,8 +172,8 @@ def backend(config: Config, json_mode: bool) -> AbstractContextManager[Backend]:
 
 @chargers_app.command("list")
 def list_chargers(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
-    """The configured chargers: connected or not, model, idTag format, last seen."""
-    emit(_read(config, as_json, "chargers.list"), as_json, _render_list)
+    """The configured chargers: connected or not, OCPP version, model, idTag format, last seen."""
+    emit(_read(config, as_json, "chargers.list", live=True), as_json, _render_list)
 
 
 @chargers_app.command("show")
@@ -182,8 +182,13 @@ def show_charger(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     as_json: JsonOption = False,
 ) -> None:
-    """One charger: configuration, what it reported, connectors, idTag format, local list."""
-    emit(_read(config, as_json, "chargers.show", charger=charger), as_json, _render_show)
+    """One charger: configuration, what it reported, OCPP version, connectors (a 2.x
+    charger's EVSEs), idTag format, local list."""
+    emit(
+        _read(config, as_json, "chargers.show", live=True, charger=charger),
+        as_json,
+        _render_show,
+    )
 
 
 @chargers_app.command("pending")
@@ -202,23 +207,51 @@ def pending_chargers(
 
 def _optional(used: Backend, op: str) -> list[dict[str, Any]]:
     """``op``'s answer, or nothing from a daemon too old to have it."""
-    try:
-        answer = used.call(op)
-    except RemoteError as exc:
-        if exc.code == ErrorCode.UNKNOWN_OP:
-            return []
-        raise
-    return list(answer)
+    return list(_optional_answer(used, op) or [])
 
 
 def _read(
-    config_path: Path, json_mode: bool, op: str, *, key: str | None = None, **args: Any
+    config_path: Path,
+    json_mode: bool,
+    op: str,
+    *,
+    key: str | None = None,
+    live: bool = False,
+    **args: Any,
 ) -> dict[str, Any]:
     """The command's result for ``op``, from the daemon or the store (under ``key`` when
-    the answer is not an object)."""
-    return call_op(
-        backend(_config(config_path, json_mode), json_mode), json_mode, op, key=key, **args
-    )
+    the answer is not an object); with ``live``, each charger also gets what only the running
+    daemon knows (:func:`_live_facts`)."""
+    if not live:
+        return call_op(
+            backend(_config(config_path, json_mode), json_mode), json_mode, op, key=key, **args
+        )
+    with backend(_config(config_path, json_mode), json_mode) as used, op_errors(json_mode):
+        result = answered(used, used.call(op, **args))
+        snapshot = _optional_answer(used, "live.snapshot") if used.source == "daemon" else None
+    for charger in result.get("chargers", [result]):
+        charger.update(_live_facts(snapshot, charger["id"]))
+    return result
+
+
+def _optional_answer(used: Backend, op: str) -> Any:
+    """``op``'s answer, or None from a daemon too old to have it."""
+    try:
+        return used.call(op)
+    except RemoteError as exc:
+        if exc.code == ErrorCode.UNKNOWN_OP:
+            return None
+        raise
+
+
+def _live_facts(snapshot: Any, charger_id: str) -> dict[str, Any]:
+    """The OCPP version of a charger's connection and its circuit, from the daemon's live
+    snapshot (None without the daemon: the store does not keep the version)."""
+    found = None
+    if isinstance(snapshot, dict):
+        found = next((c for c in snapshot.get("chargers", []) if c.get("id") == charger_id), None)
+    found = found or {}
+    return {"ocpp_version": found.get("ocpp_version"), "circuit": found.get("circuit")}
 
 
 # ------------------------------------------------------------------------------ editing
@@ -758,7 +791,9 @@ def _render_list(result: dict[str, Any]) -> str:
     if not chargers:
         lines.append("No chargers configured. Add one with `edgegw chargers add ID`.")
     else:
-        rows: list[Sequence[str]] = [("CHARGER", "STATE", "MODEL", "IDTAG FORMAT", "LAST SEEN")]
+        rows: list[Sequence[str]] = [
+            ("CHARGER", "STATE", "OCPP", "MODEL", "IDTAG FORMAT", "LAST SEEN")
+        ]
         for c in chargers:
             name = c["id"] if c["configured"] else f"{c['id']} (not configured)"
             fmt = c["idtag_format"]
@@ -768,6 +803,7 @@ def _render_list(result: dict[str, Any]) -> str:
                 (
                     name,
                     _state(c),
+                    _version(c),
                     c.get("model") or c.get("reported_model") or "-",
                     fmt,
                     _ago(c.get("last_seen")),
@@ -782,9 +818,22 @@ def _render_list(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _version(charger: dict[str, Any]) -> str:
+    """``1.6``, ``2.0.1``: the version of its connection (``-``: not known here)."""
+    version = charger.get("ocpp_version")
+    return version.removeprefix("ocpp") if isinstance(version, str) else "-"
+
+
 def _render_show(c: dict[str, Any]) -> str:
     lines = [f"Charger {c['id']}" + ("" if c["configured"] else " (not configured)")]
     lines.append(f"  state          {_state(c)}")
+    v2 = str(c.get("ocpp_version") or "").startswith("ocpp2")
+    if c.get("ocpp_version"):
+        lines.append(
+            f"  OCPP           {_version(c)}" + (" (connectors are its EVSEs)" if v2 else "")
+        )
+    if c.get("circuit"):
+        lines.append(f"  circuit        {c['circuit']}")
     if c.get("cloud_link"):
         lines.append(f"  cloud link     {c['cloud_link']}")
     if c["configured"]:
@@ -818,7 +867,8 @@ def _render_show(c: dict[str, Any]) -> str:
     for connector in c["connectors"]:
         error = connector["error_code"]
         extra = f" ({error})" if error and error != "NoError" else ""
-        lines.append(f"  connector {connector['connector']}    {connector['status']}{extra}")
+        place = "EVSE" if v2 else "connector"
+        lines.append(f"  {place} {connector['connector']:<9} {connector['status']}{extra}")
     local = c["local_list"]
     if local["capabilities"] is not None or local["version"] is not None:
         caps = local["capabilities"] or {}

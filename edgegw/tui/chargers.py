@@ -70,6 +70,7 @@ class ChargersView(View):
         table: DataTable[Any] = DataTable(id="charger-table", cursor_type="row", zebra_stripes=True)
         table.add_column("Charger", key="id")
         table.add_column("State", key="state")
+        table.add_column("OCPP", key="ocpp")
         table.add_column("Current", key="current")
         table.add_column("Session", key="energy")
         table.add_column("Card", key="card")
@@ -97,6 +98,7 @@ class ChargersView(View):
                     [
                         short(c.name, 24),
                         status_word(c.status),
+                        c.version_label,
                         amps(phase_max(c.current_a)) if c.connected else "",
                         kwh(c.energy_wh) if sessions else "",
                         short(who, 18),
@@ -153,10 +155,16 @@ class ChargersView(View):
         made = " ".join(x for x in (c.vendor, c.model) if x)
         if made or c.firmware:
             lines.append(f"Model {made or '--'}, firmware {c.firmware or '--'}")
+        facts = [f"OCPP {c.version_label}"] if c.ocpp_version else []
+        if c.circuit:
+            facts.append(f"on circuit {c.circuit}")
+        if facts:
+            lines.append(", ".join(facts))
+        place = "EVSE" if c.is_v2 else "Connector"
         for conn in c.connectors:
             word = status_word(conn.status)
             current = phase_max(conn.current_a)
-            part = f"Connector {conn.connector_id}: {word}"
+            part = f"{place} {conn.connector_id}: {word}"
             if current is not None and c.connected:
                 part += f", {amps(current)}"
             if conn.limit_a is not None:
@@ -199,6 +207,8 @@ class ChargersView(View):
             note = " - this daemon has no charger actions (update edgegw)"
         if not c.connected:
             note += " - offline: actions wait until it is back"
+        if c.is_v2:
+            note += " - OCPP 2.x: the actions are OCPP 1.6 calls, not sent to it yet"
         return "Actions: " + ", ".join(parts) + note
 
     # ------------------------------------------------------------ actions
