@@ -1,0 +1,137 @@
+"""The gateway's own answers to a 2.x charger (edgegw.proxy.local201) over a real store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgegw.proxy.frames import CallError, CallResult, make_call
+from edgegw.proxy.local import LocalResponder
+from edgegw.proxy.local201 import id_token_info, offline_event
+from edgegw.store.store import Store
+
+EVENT = {
+    "eventType": "Updated",
+    "timestamp": "2026-12-07T10:00:00Z",
+    "triggerReason": "MeterValuePeriodic",
+    "seqNo": 7,
+    "transactionInfo": {"transactionId": "tx-1"},
+}
+
+
+class _Cards:
+    """Decides from a table, remembering what it was asked (card UIDs and tokens alike)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.table = {
+            "04A1B2C3": {"status": "Accepted", "expiryDate": "2027-01-01T00:00:00Z"},
+            "APP-1": {"status": "Accepted", "parentIdTag": "FLEET"},
+        }
+
+    def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
+        self.asked.append(id_tag)
+        return dict(self.table.get(id_tag, {"status": "Invalid"}))
+
+    def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> None:
+        return None
+
+    async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def free_charging(self, charger_id: str) -> bool:
+        return False
+
+    def override_answer(self, *args: Any) -> None:
+        return None
+
+    def refuse_cloud_call(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    store = await Store.open(tmp_path / "edgegw.db")
+    yield store
+    await store.close()
+
+
+def _responder(store: Store, cards: _Cards) -> LocalResponder:
+    return LocalResponder(
+        store,
+        standalone=False,
+        heartbeat_interval=300,
+        cards=cards,  # type: ignore[arg-type]
+        clock=lambda: 1_772_000_000.0,
+    )
+
+
+def test_a_16_id_tag_info_in_201_form() -> None:
+    assert id_token_info(
+        {"status": "Accepted", "expiryDate": "2027-01-01T00:00:00Z", "parentIdTag": "FLEET"}
+    ) == {
+        "status": "Accepted",
+        "cacheExpiryDateTime": "2027-01-01T00:00:00Z",
+        "groupIdToken": {"idToken": "FLEET", "type": "Central"},
+    }
+    assert id_token_info({"status": "Blocked"}) == {"status": "Blocked"}
+
+
+@pytest.mark.parametrize(
+    ("id_token", "status", "asked"),
+    [
+        ({"idToken": "04A1B2C3", "type": "ISO14443"}, "Accepted", ["04A1B2C3"]),
+        ({"idToken": "APP-1", "type": "Central"}, "Accepted", ["APP-1"]),
+        ({"idToken": "DE8EO1234567", "type": "eMAID"}, "Invalid", ["DE8EO1234567"]),
+        ({"idToken": "", "type": "NoAuthorization"}, "Accepted", []),
+        ({"idToken": "", "type": "ISO14443"}, "Invalid", []),
+        ({"type": "ISO14443"}, "Invalid", []),
+    ],
+)
+async def test_authorize_is_answered_from_the_card_layers(
+    store: Store, id_token: dict[str, Any], status: str, asked: list[str]
+) -> None:
+    cards = _Cards()
+    answer = await _responder(store, cards).answer(
+        "CS1", make_call("a1", "Authorize", {"idToken": id_token}), v2=True
+    )
+    assert isinstance(answer, CallResult)
+    assert answer.payload["idTokenInfo"]["status"] == status
+    assert cards.asked == asked
+
+
+async def test_a_transaction_event_is_queued_with_offline_set_and_a_copy_is_known(
+    store: Store,
+) -> None:
+    responder = _responder(store, _Cards())
+    first = make_call("t1", "TransactionEvent", EVENT)
+    answer, queued = await responder.queue("CS1", first, v2=True)
+    assert isinstance(answer, CallResult) and answer.payload == {}  # no idToken: no idTokenInfo
+    assert queued is not None and queued.payload == {**EVENT, "offline": True}
+    # The station sends it again, with the flag or without: the same event, not queued twice.
+    for copy in (EVENT, offline_event(EVENT)):
+        again = make_call("t2", "TransactionEvent", copy)
+        resent = await responder.answer_if_resent("CS1", again, v2=True)
+        assert isinstance(resent, CallResult) and resent.payload == {}
+    messages, _ = await store.outbox.load("CS1")
+    assert [(m.action, m.payload["seqNo"], m.payload["offline"]) for m in messages] == [
+        ("TransactionEvent", 7, True)
+    ]
+    with_token = {**EVENT, "seqNo": 8, "idToken": {"idToken": "04A1B2C3", "type": "ISO14443"}}
+    answer, _ = await responder.queue(
+        "CS1", make_call("t3", "TransactionEvent", with_token), v2=True
+    )
+    assert isinstance(answer, CallResult)
+    assert answer.payload["idTokenInfo"]["status"] == "Accepted"
+
+
+async def test_calls_without_a_local_answer_get_not_supported(store: Store) -> None:
+    responder = _responder(store, _Cards())
+    call = make_call("x1", "NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": {}})
+    answer = await responder.answer("CS1", call, v2=True)
+    assert isinstance(answer, CallError) and answer.code == "NotSupported"
+    for action in ("NotifyEvent", "NotifyReport", "SecurityEventNotification", "MeterValues"):
+        result = await responder.answer("CS1", make_call("n", action, {}), v2=True)
+        assert isinstance(result, CallResult) and result.payload == {}
