@@ -171,10 +171,12 @@ class ExternalLimitService:
                     delay = cfg.reconnect_min_delay
                     async for message in client.messages:
                         await self._message(str(message.topic), message.payload)
+                why = "connection closed"
             except aiomqtt.MqttError as exc:
-                for names in self._topics.values():
-                    for name in names:
-                        self._limits.read_failed(name, f"MQTT broker: {exc}")
+                why = str(exc)
+            for names in self._topics.values():
+                for name in names:
+                    self._limits.read_failed(name, f"MQTT broker: {why}")
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(cfg.reconnect_max_delay, delay * 2)
 
