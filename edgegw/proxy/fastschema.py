@@ -1,11 +1,12 @@
-"""Compile a JSON schema (draft 4, as the OCPP 1.6 schemas use it) into a quick "valid?" check.
+"""Compile a JSON schema (draft 4, as the OCPP 1.6 and 2.0.1 schemas are read) into a quick
+"valid?" check.
 
 The check is one-sided on purpose: it answers True only when the instance is certainly valid,
 and False when it is invalid *or* when it cannot tell (a float where an integer is expected, a
 keyword it does not know, ...). The caller then asks ``jsonschema``, which decides and explains.
 So this module never has to reproduce an error message, only never to call an invalid payload
-valid. It knows the keywords the OCPP 1.6 schemas use; a schema with any other keyword is not
-compiled at all (:func:`compile_schema` returns None).
+valid. It knows the keywords the OCPP 1.6 and 2.0.1 schemas use; a schema with any other
+keyword is not compiled at all (:func:`compile_schema` returns None).
 
 Draft-4 details kept: a keyword only constrains the instances of its type (``properties`` is
 ignored for a string, ``maxLength`` for an object); ``$ref`` replaces its siblings; ``integer``
@@ -22,7 +23,18 @@ Check = Callable[[Any], bool]
 # Keywords that never constrain an instance here (annotations; additionalItems only applies
 # next to an array of item schemas, which is refused below).
 _IGNORED = frozenset(
-    {"$schema", "$id", "id", "title", "description", "definitions", "javaType", "format"}
+    {
+        "$schema",
+        "$id",
+        "id",
+        "title",
+        "description",
+        "comment",
+        "default",
+        "definitions",
+        "javaType",
+        "format",
+    }
 )
 _HANDLED = frozenset(
     {
@@ -36,6 +48,9 @@ _HANDLED = frozenset(
         "items",
         "additionalItems",
         "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
     }
 )
 _MAX_DEPTH = 32
@@ -111,10 +126,14 @@ def _compile(schema: Any, root: Mapping[str, Any], depth: int) -> Check:
             raise _Unsupported("maxLength")
         checks.append(lambda v: type(v) is not str or len(v) <= limit)
 
+    for keyword in ("minimum", "maximum"):
+        if keyword in schema:
+            checks.append(_bound_check(keyword, schema[keyword]))
+
     if any(k in schema for k in ("properties", "additionalProperties", "required")):
         checks.append(_object_check(schema, root, depth))
 
-    if any(k in schema for k in ("items", "minItems", "additionalItems")):
+    if any(k in schema for k in ("items", "minItems", "maxItems", "additionalItems")):
         checks.append(_array_check(schema, root, depth))
 
     return _all_of(checks)
@@ -128,6 +147,17 @@ def _all_of(checks: list[Check]) -> Check:
         return checks[0]
     first, rest = checks[0], _all_of(checks[1:])
     return lambda v: first(v) and rest(v)
+
+
+def _bound_check(keyword: str, limit: Any) -> Check:
+    """``minimum`` / ``maximum`` (inclusive: no ``exclusive*`` keyword is handled): numbers
+    only; anything else is for the other keywords to decide (NaN compares False: jsonschema
+    decides it)."""
+    if type(limit) is not int and type(limit) is not float:
+        raise _Unsupported(keyword)
+    if keyword == "minimum":
+        return lambda v: (type(v) is not int and type(v) is not float) or v >= limit
+    return lambda v: (type(v) is not int and type(v) is not float) or v <= limit
 
 
 def _object_check(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> Check:
@@ -164,13 +194,14 @@ def _array_check(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int)
         raise _Unsupported("items as a list of schemas")
     item_check = None if items is None else _compile(items, root, depth + 1)
     least = schema.get("minItems", 0)
-    if type(least) is not int:
-        raise _Unsupported("minItems")
+    most = schema.get("maxItems", 2**63)
+    if type(least) is not int or type(most) is not int:
+        raise _Unsupported("minItems or maxItems")
 
     def check(value: Any) -> bool:
         if type(value) is not list:
             return True
-        if len(value) < least:
+        if not least <= len(value) <= most:
             return False
         if item_check is not None:
             for item in value:

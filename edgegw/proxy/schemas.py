@@ -179,7 +179,9 @@ def _check(kind: int, action: str, payload: dict[str, Any], use_decimal: bool) -
 
 # ------------------------------------------------------------------ OCPP 2.0.1
 
-_SCHEMAS_201 = resources.files("ocpp.v201") / "schemas"
+_SCHEMAS_201 = resources.files("ocpp") / "v201" / "schemas"
+"""Found without importing ``ocpp.v201``: its package imports the library's 2.0.1 dataclasses
+(~0.1 s and megabytes of the daemon's memory, for nothing the gateway uses)."""
 ACTIONS_201 = frozenset(
     entry.name.removesuffix("Request.json")
     for entry in _SCHEMAS_201.iterdir()
@@ -204,10 +206,18 @@ def _validator_201(kind: int, action: str) -> Draft4Validator:
     return validator
 
 
+@cache
+def _fast_201(kind: int, action: str) -> Callable[[Any], bool] | None:
+    return compile_schema(_validator_201(kind, action).schema)
+
+
 def check_call_201(action: str, payload: dict[str, Any]) -> None:
     """Raise :class:`SchemaViolation` if ``payload`` is not a valid OCPP 2.0.1 ``action``
-    request (2.0.1 error codes). Not compiled like the 1.6 checks: 2.0.1 traffic is new."""
+    request (2.0.1 error codes). Compiled as the 1.6 checks are; jsonschema has the last word."""
     try:
+        fast = _fast_201(2, action)
+        if fast is not None and fast(payload):
+            return
         error: SchemaError | None = next(iter(_validator_201(2, action).iter_errors(payload)), None)
     except (ArithmeticError, TypeError, ValueError, RecursionError) as exc:
         raise SchemaViolation(
