@@ -63,3 +63,40 @@ async def test_a_sigkill_after_local_answers_loses_no_transaction_event(tmp_path
     assert status["queued"] == 0 and status["parked"] == 0, status
     assert gateway.exit_code == 0, gateway.process.log_tail()
     assert "Traceback" not in gateway.process.log_text()
+
+
+async def test_a_201_backlog_is_delivered_as_2_0_1_when_the_charger_never_returns(
+    tmp_path: Path,
+) -> None:
+    """After a SIGKILL the station stays away: the orphan drain delivers its TransactionEvents
+    over an ``ocpp2.0.1`` cloud link (the cloud here speaks nothing else), not a 1.6 one."""
+    cloud = Cloud201()
+    server, port = await _cloud_server(cloud)
+    await _stop(server)  # the cloud is away from the start
+    async with asyncio.timeout(90), gateway_process(tmp_path, cloud.url) as gateway:
+        cs = SimCharger201("CP01", gateway.url)
+        await cs.connect()
+        try:
+            assert (await cs.boot())["status"] == "Accepted"  # answered by the gateway
+            tx, _ = await cs.start(1, None, trigger="CablePluggedIn")
+            await cs.stop(1)
+            gateway.process.kill()
+            await cs.wait_closed(10)
+        finally:
+            await cs.close()
+        await gateway.process.restart_after_kill()
+        server, _ = await _cloud_server(cloud, port)
+        try:
+            await _until(lambda: len(_events(cloud, "CP01")) >= 2, 30)
+            status = await gateway.settled(lambda s: s["queued"] == 0, 10)
+        finally:
+            await _stop(server)
+    events = _events(cloud, "CP01")
+    assert [(e["event_type"], e["seq_no"], e.get("offline")) for e in events] == [
+        ("Started", 0, True),
+        ("Ended", 1, True),
+    ]
+    assert {e["transaction_info"]["transaction_id"] for e in events} == {tx.transaction_id}
+    assert all(offered == ["ocpp2.0.1"] for offered in cloud.offered), cloud.offered
+    assert status["queued"] == 0
+    assert "Traceback" not in gateway.process.log_text()
