@@ -26,7 +26,16 @@ from edgegw.cli.output import (
     note,
 )
 from edgegw.config import CloudConfig, Config, ConfigError, load_config
-from edgegw.proxy.cloudcheck import CheckStep, CloudCheck, Identity, StepStatus, check_cloud
+from edgegw.proxy.cloudcheck import (
+    VERSIONS,
+    BootFacts,
+    CheckStep,
+    CloudCheck,
+    Identity,
+    StepStatus,
+    check_cloud,
+)
+from edgegw.store.store import Store
 
 cloud_app = typer.Typer(help="Check the link to the operator's cloud CSMS.", no_args_is_help=True)
 
@@ -117,8 +126,35 @@ def _cloud_and_identities(
     return cloud, identities
 
 
+def _boots(config_path: Path, json_mode: bool) -> dict[str, BootFacts]:
+    """What each charger last said of itself in a BootNotification (the gateway's store)."""
+    if not config_path.exists():
+        return {}
+    try:
+        store_path = load_config(config_path).store.path
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG, "--boot reads the gateway's store", json_mode=json_mode)
+    if not store_path.exists():
+        return {}
+
+    async def read() -> dict[str, BootFacts]:
+        store = await Store.open(store_path)
+        try:
+            rows = await store.chargers()
+        finally:
+            await store.close()
+        return {
+            r.id: BootFacts(r.vendor, r.model, r.serial, r.firmware)
+            for r in rows
+            if r.vendor and r.model
+        }
+
+    return asyncio.run(read())
+
+
 @cloud_app.command("check")
 def cloud_check(
+    *,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     charger: Annotated[
         list[str] | None,
@@ -136,15 +172,36 @@ def cloud_check(
         float | None,
         typer.Option(help="Seconds allowed per step (default: [cloud] connect_timeout).", min=0.1),
     ] = None,
+    ocpp: Annotated[
+        str,
+        typer.Option(
+            "--ocpp", help="The OCPP version to connect with: 1.6 or 2.0.1 (as the charger)."
+        ),
+    ] = "1.6",
+    boot: Annotated[
+        bool,
+        typer.Option(
+            "--boot",
+            help="Also send one BootNotification (in that version's form) with what the charger "
+            "last said of itself, and say whether the CSMS registers it.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Check DNS, TCP, the TLS certificate and the OCPP handshake to the cloud, step by step.
 
-    The handshake connects as each charger (Basic auth with its cloud password) and closes at
-    once without sending any OCPP message. A CSMS that allows one connection per charger may
-    drop that charger's live link meanwhile; the gateway reconnects it by itself.
+    The handshake connects as each charger (Basic auth with its cloud password), in OCPP 1.6
+    or, with --ocpp 2.0.1, in 2.0.1, and closes at once without sending any OCPP message. With
+    --boot it first sends one BootNotification carrying the vendor, model, serial number and
+    firmware the charger itself last sent (from the gateway's store; a charger never seen is
+    checked without it). A CSMS that allows one connection per charger may drop that charger's
+    live link meanwhile; the gateway reconnects it by itself.
     """
+    version = VERSIONS.get(ocpp.strip().removeprefix("ocpp"))
+    if version is None:
+        fail(f"--ocpp {ocpp!r}: give 1.6 or 2.0.1", EXIT_USAGE, json_mode=as_json)
     cloud, identities = _cloud_and_identities(config, url, charger or [], as_json)
+    boots = _boots(config, as_json) if boot else None
     if not as_json:
         typer.echo(f"Checking the cloud at {cloud.url}")
 
@@ -152,7 +209,11 @@ def cloud_check(
         if not as_json:
             typer.echo(_format_step(step))
 
-    report = asyncio.run(check_cloud(cloud, identities, timeout=timeout, on_step=progress))
+    report = asyncio.run(
+        check_cloud(
+            cloud, identities, timeout=timeout, on_step=progress, version=version, boots=boots
+        )
+    )
 
     def render(_: Any) -> str:
         return _summary(report)

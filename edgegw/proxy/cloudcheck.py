@@ -4,10 +4,10 @@ When a charger's cloud link does not come up, the installer on site needs to kno
 layer fails: the name does not resolve, a firewall drops the port, the CSMS certificate is
 expired or signed by a private CA, or the CSMS refuses the charger's identity or password.
 :func:`check_cloud` walks these layers in order — DNS, TCP, TLS, then the OCPP WebSocket
-handshake (subprotocol ``ocpp1.6``, Basic auth exactly as :mod:`edgegw.proxy.upstream` sends
-it) — times each step, and turns every failure into a sentence that names the likely cause and
-the next thing to try. A step that cannot run because an earlier one failed is reported as
-skipped, so the report always has the same shape.
+handshake (subprotocol ``ocpp1.6``, or ``ocpp2.0.1`` when asked; Basic auth exactly as
+:mod:`edgegw.proxy.upstream` sends it) — times each step, and turns every failure into a
+sentence that names the likely cause and the next thing to try. A step that cannot run
+because an earlier one failed is reported as skipped, so the report always has the same shape.
 
 The handshake opens a real connection as the charger and closes it at once without sending
 any OCPP message. A CSMS that allows one connection per identity may drop that charger's live
@@ -22,11 +22,19 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from edgegw.config import CloudConfig
 from edgegw.proxy.cloudcheck_net import _dns, _tcp
-from edgegw.proxy.cloudcheck_ocpp import OCPP16, _ocpp
+from edgegw.proxy.cloudcheck_ocpp import (
+    OCPP16,
+    OCPP201,
+    VERSIONS,
+    BootFacts,
+    _ocpp,
+    boot_payload,
+    handshake_title,
+)
 from edgegw.proxy.cloudcheck_steps import (
     CheckStep,
     CloudCheck,
@@ -48,14 +56,19 @@ async def check_cloud(
     clock: Callable[[], float] = time.time,
     on_step: Callable[[CheckStep], None] | None = None,
     tls_context: TlsContextFactory | None = None,
+    version: str = OCPP16,
+    boots: Mapping[str, BootFacts] | None = None,
 ) -> CloudCheck:
     """Check DNS, TCP, TLS (wss only) and the OCPP handshake of every identity, in order.
 
     ``timeout`` bounds each step (default: the cloud's ``connect_timeout``); ``on_step`` is
     called as each step finishes, so a CLI can print progress. ``tls_context`` builds the
     client context per charger (default: verify with ``ca_file`` or the system CAs); pass the
-    gateway's own to include client certificates. Never raises for a network failure: every
-    failure is a step with status ``fail``.
+    gateway's own to include client certificates. ``version`` is the subprotocol offered
+    (``ocpp1.6`` or ``ocpp2.0.1``); with ``boots``, a charger found there also sends one
+    BootNotification in that version's form, with what it last said of itself, and the step
+    says whether the CSMS registers it. Never raises for a network failure: every failure is a
+    step with status ``fail``.
     """
     limit = timeout if timeout is not None else cloud.connect_timeout
     target = _target(cloud.url)
@@ -116,31 +129,30 @@ async def check_cloud(
         if tls.failed:
             blocked = "tls"
     for identity in identities:
+        title = handshake_title(version, identity.charger_id)
         if blocked:
-            add(
-                _skipped(
-                    f"ocpp:{identity.charger_id}",
-                    f"OCPP 1.6 handshake as {identity.charger_id}",
-                    blocked,
-                )
-            )
+            add(_skipped(f"ocpp:{identity.charger_id}", title, blocked))
         else:
             context = context_for(identity.charger_id)
             if isinstance(context, str):
-                title = f"OCPP 1.6 handshake as {identity.charger_id}"
                 add(_setup_failure(f"ocpp:{identity.charger_id}", title, context))
             else:
-                add(await _ocpp(cloud.url, identity, context, limit))
+                boot = None if boots is None else boots.get(identity.charger_id)
+                add(await _ocpp(cloud.url, identity, context, limit, version=version, boot=boot))
     return CloudCheck(cloud.url, tuple(steps))
 
 
 __all__ = [
     "CERT_WARN_DAYS",
     "OCPP16",
+    "OCPP201",
+    "VERSIONS",
+    "BootFacts",
     "CheckStep",
     "CloudCheck",
     "Identity",
     "StepStatus",
     "TlsContextFactory",
+    "boot_payload",
     "check_cloud",
 ]

@@ -21,8 +21,10 @@ from typer.testing import CliRunner, Result
 
 from edgegw.cli.main import app
 from edgegw.config import CloudConfig
-from edgegw.proxy.cloudcheck import Identity, StepStatus, check_cloud
+from edgegw.proxy.cloudcheck import BootFacts, Identity, StepStatus, boot_payload, check_cloud
 from edgegw.sim.cloud import SimCloud
+from edgegw.store.store import Store
+from tests.v201.test_relay201 import Cloud201, cloud201  # noqa: F401
 
 runner = CliRunner()
 
@@ -295,3 +297,62 @@ async def test_a_ca_file_that_does_not_load(ca: trustme.CA, tmp_path: Path) -> N
     tls = steps(result)["tls"]
     assert tls["status"] == "fail" and tls["detail"].startswith("cannot set up TLS")
     assert "ca_file" in tls["hint"]
+
+
+# --------------------------------------------------------------------------------------------
+# OCPP 2.0.1
+# --------------------------------------------------------------------------------------------
+
+
+async def test_a_201_cloud_is_checked_in_201_with_its_boot(
+    cloud201: Cloud201,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``--ocpp 2.0.1`` offers ocpp2.0.1 (a 1.6-only CSMS fails, saying so); ``--boot`` sends
+    the charger's own last BootNotification in 2.0.1 form and reads the CSMS's answer."""
+    store = tmp_path / "gw.db"
+    db = await Store.open(store)
+    await db.charger_seen("CP1", "192.0.2.7", connected=False)
+    await db.record_boot(
+        "CP1",
+        {
+            "chargePointVendor": "Acme",
+            "chargePointModel": "Wallbox 2",
+            "chargePointSerialNumber": "SN-77",
+            "firmwareVersion": "4.1",
+        },
+    )
+    await db.close()
+    config = write_config(tmp_path, cloud201.url, password=None)
+    config.write_text(config.read_text() + f'[store]\npath = "{store}"\n')
+    as16 = await invoke("cloud", "check", "-c", str(config), "--json")
+    assert as16.exit_code == 1
+    assert steps(as16)["ocpp:CP1"]["status"] == "fail"  # it speaks 2.0.1 only
+
+    result = await invoke("cloud", "check", "-c", str(config), "--ocpp", "2.0.1", "--boot")
+    assert result.exit_code == 0, result.output
+    assert "PASS  OCPP 2.0.1 handshake as CP1 (no password)" in result.stdout
+    assert "BootNotification Accepted" in result.stdout
+    boots = [payload for action, payload in cloud201.heard["CP1"] if action == "BootNotification"]
+    assert boots == [
+        {
+            "vendor_name": "Acme",
+            "model": "Wallbox 2",
+            "serial_number": "SN-77",
+            "firmware_version": "4.1",
+        }
+    ]
+    bad = await invoke("cloud", "check", "-c", str(config), "--ocpp", "2.1")
+    assert bad.exit_code == 2 and "give 1.6 or 2.0.1" in bad.output
+
+
+def test_a_boot_in_each_versions_form() -> None:
+    facts = BootFacts("Acme", "Wallbox 2")
+    assert boot_payload("ocpp1.6", facts) == {
+        "chargePointVendor": "Acme",
+        "chargePointModel": "Wallbox 2",
+    }
+    assert boot_payload("ocpp2.0.1", facts) == {
+        "reason": "PowerUp",
+        "chargingStation": {"vendorName": "Acme", "model": "Wallbox 2"},
+    }
