@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edgegw.cli import energy_limits
 from edgegw.cli.output import (
     DEFAULT_CONFIG_PATH,
     EXIT_USAGE,
@@ -247,3 +248,6 @@ def decisions(
     write_output(text, output)
     if output is not None:
         note(f"wrote {len(rounds)} round(s) to {output}")
+
+
+energy_limits.register(energy_app)  # para14a export, peak, limits
