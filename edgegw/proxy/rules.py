@@ -13,7 +13,8 @@ mean for the site's records, and carries the answer out:
 * :class:`RemoteStarts` — a session the cloud started is not refused by the offline policy
   (:func:`remote_start_token`: the card of a 1.6 or 2.x remote start);
 * :func:`queued_record` — what a transaction message the gateway queued records (a copy re-sent
-  after a crash is recorded once).
+  after a crash is recorded once);
+* :func:`backlog_version` — the OCPP version an orphan drain speaks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from edgegw.ocpp.versions import OCPP201
 
 CARD_ANSWERS = frozenset({"Authorize", "StartTransaction", "StopTransaction"})
 """Calls whose cloud answer says what the cloud thinks of the card (``idTagInfo``)."""
@@ -59,6 +62,18 @@ class RecordStop:
 
 
 Record = LearnCard | RecordBoot | RecordStatus | RecordStart | RecordStop
+
+
+def backlog_version(action: str | None) -> str | None:
+    """The OCPP version an orphan drain speaks for a backlog whose oldest message is
+    ``action``: ``ocpp2.0.1`` for a TransactionEvent, else None (the link's, 1.6).
+
+    The outbox does not keep which 2.x version queued it: a 2.1 charger's backlog is drained as
+    2.0.1; an event with fields only 2.1 has may be refused by a 2.0.1 cloud, and is then
+    retried and parked, never dropped. The charger reconnecting meanwhile with 2.1 is refused
+    until the backlog is through (:meth:`~edgegw.proxy.session.ChargerSession.attach`).
+    """
+    return OCPP201 if action == "TransactionEvent" else None
 
 
 def remote_start_token(action: str, request: Mapping[str, Any]) -> str | None:

@@ -27,7 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edgegw.config import ChargerConfig, Config
-from edgegw.ocpp.versions import OCPP16, OCPP201, is_v2
+from edgegw.ocpp.versions import OCPP16, is_v2
 from edgegw.proxy import frames
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.fifo import Fifo
@@ -53,7 +53,6 @@ from edgegw.proxy.link import (
     ToCharger,
     ToCloud,
 )
-from edgegw.proxy.link_commands import TRANSACTION_EVENT
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.rules import (
     LearnCard,
@@ -63,6 +62,7 @@ from edgegw.proxy.rules import (
     RecordStart,
     RecordStatus,
     RecordStop,
+    backlog_version,
     card_answer,
     invalid_id_action,
     offline_start_refused,
@@ -193,19 +193,13 @@ class ChargerSession:
             await self._tasks.close(f"{self.charger_id} done")
 
     async def _orphan_version(self) -> str:
-        """The OCPP version an orphan drain speaks: ``ocpp2.0.1`` when the oldest queued
-        message is a 2.x TransactionEvent, else ``ocpp1.6``. (The outbox does not keep which
-        2.x version queued it: a 2.1 charger's backlog is drained as 2.0.1, whose
-        TransactionEvent it is a superset of; the charger reconnecting meanwhile with 2.1 is
-        refused until it is through, see :meth:`attach`.)"""
+        """The version of an orphan drain: its oldest queued message's (:func:`backlog_version`)."""
         try:
             head, _ = await self._store.outbox.load(self.charger_id, after=0, limit=1)
         except Exception:
             log.exception("%s: could not read the outbox's head", self.charger_id)
             return self.link.version
-        if head and head[0].action == TRANSACTION_EVENT:
-            return OCPP201
-        return self.link.version
+        return backlog_version(head[0].action if head else None) or self.link.version
 
     def attach(self, ws: ServerConnection) -> None:
         """A connection of the charger takes over the session (serve it with :meth:`serve`).

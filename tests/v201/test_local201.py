@@ -10,6 +10,7 @@ import pytest
 from edgegw.proxy.frames import CallError, CallResult, make_call
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.local201 import id_token_info, offline_event
+from edgegw.proxy.rules import remote_start_token
 from edgegw.store.store import Store
 
 EVENT = {
@@ -135,3 +136,41 @@ async def test_calls_without_a_local_answer_get_not_supported(store: Store) -> N
     for action in ("NotifyEvent", "NotifyReport", "SecurityEventNotification", "MeterValues"):
         result = await responder.answer("CS1", make_call("n", action, {}), v2=True)
         assert isinstance(result, CallResult) and result.payload == {}
+
+
+@pytest.mark.parametrize(
+    ("action", "payload", "token"),
+    [
+        ("RemoteStartTransaction", {"connectorId": 1, "idTag": "ABC"}, "ABC"),
+        (
+            "RequestStartTransaction",
+            {"remoteStartId": 1, "idToken": {"idToken": "APP-1", "type": "Central"}},
+            "APP-1",
+        ),
+        ("RequestStartTransaction", {"remoteStartId": 1}, None),
+        ("Reset", {"type": "Immediate"}, None),
+    ],
+)
+def test_the_card_of_a_remote_start_in_either_version(
+    action: str, payload: dict[str, Any], token: str | None
+) -> None:
+    """A session the cloud started is honoured offline (edgegw.proxy.rules.RemoteStarts)."""
+    assert remote_start_token(action, payload) == token
+
+
+async def test_a_transaction_event_of_a_remote_start_is_honoured(store: Store) -> None:
+    """The cloud's RequestStartTransaction for a token the site does not know: its session's
+    TransactionEvent, answered offline, keeps the cloud's word (Accepted)."""
+    responder = _responder(store, _Cards())
+    responder.cloud_started("CS1", "UNKNOWN-APP")
+    event = {
+        **EVENT,
+        "eventType": "Started",
+        "idToken": {"idToken": "UNKNOWN-APP", "type": "Central"},
+    }
+    answer, _ = await responder.queue("CS1", make_call("t1", "TransactionEvent", event), v2=True)
+    assert isinstance(answer, CallResult)
+    assert answer.payload["idTokenInfo"] == {"status": "Accepted"}
+    authorize = make_call("a1", "Authorize", {"idToken": event["idToken"]})
+    other = await _responder(store, _Cards()).answer("CS1", authorize, v2=True)
+    assert isinstance(other, CallResult) and other.payload["idTokenInfo"]["status"] == "Invalid"
