@@ -32,6 +32,8 @@ BASE: dict[str, Any] = {
     "mqtt": {"host": "broker.local"},
     "tariffs": [{"name": "t", "bands": [{"start": "22:00", "end": "06:00"}]}],
     "circuits": [{"name": "board", "limit_a": 32}],
+    "limits": [{"name": "relay", "source": "gpio", "path": "/x", "limit_a": 20}],
+    "peak": {"target_kw": 50},
 }
 PATH_IN_BASE: dict[str, tuple[str | int, ...]] = {
     "buses": ("buses", "main"),
@@ -39,6 +41,7 @@ PATH_IN_BASE: dict[str, tuple[str | int, ...]] = {
     "chargers": ("chargers", 0),
     "tariffs": ("tariffs", 0),
     "circuits": ("circuits", 0),
+    "limits": ("limits", 0),
 }
 
 
@@ -107,6 +110,9 @@ def test_the_walk_finds_the_keys_of_the_issue() -> None:
         "meters[0].poll_interval",
         "chargers[0].max_current_a",
         "circuits[0].limit_a",
+        "limits[0].limit_a",
+        "limits[0].voltage_v",
+        "peak.target_kw",
     }
     assert expected <= names, expected - names
     parse_config(BASE)  # the base is valid: each case below breaks one key only
