@@ -165,13 +165,23 @@ def _render_probe(r: dict[str, Any]) -> str:
     cid = r["charger"]
     who = " ".join(x for x in (r.get("vendor"), r.get("model")) if x) or "vendor/model unknown"
     lines = [f"{cid}: {who} (serial {r.get('serial') or '?'}, firmware {r.get('firmware') or '?'})"]
-    lines.append(f"  Feature profiles: {', '.join(r['feature_profiles']) or 'not reported'}")
+    v2 = "evses" in r  # a 2.x device model (GetBaseReport), not 1.6 configuration keys
+    if v2:
+        report = r.get("report") or {}
+        whole = "complete" if report.get("complete") else "INCOMPLETE (parts missing)"
+        lines.append(
+            f"  Device model:     OCPP 2.0.1, {report.get('parts', '?')} report part(s), {whole}"
+        )
+    else:
+        lines.append(f"  Feature profiles: {', '.join(r['feature_profiles']) or 'not reported'}")
     sc = r["smart_charging"]
     smart = _yes_no(sc["supported"])
     if sc["supported"]:
         smart += (
             f" — stack levels 0..{sc['max_stack_level']}, units "
-            f"{', '.join(sc['rate_units']) or '?'} ({sc['rate_units_raw']}), "
+            f"{', '.join(sc['rate_units']) or '?'}"
+            + (f" ({sc['rate_units_raw']})" if sc.get("rate_units_raw") else "")
+            + ", "
             f"{sc['max_periods']} period(s), {sc['max_profiles']} profile(s)"
         )
         if sc["phase_switching"] is not None:
@@ -191,7 +201,11 @@ def _render_probe(r: dict[str, Any]) -> str:
     lines.append(
         f"  Meter values:     {sampled}"
         + (f" every {every} s" if every else " (no periodic samples)")
-        + (f"; at most {mv['sampled_data_max_length']}" if mv["sampled_data_max_length"] else "")
+        + (
+            f"; at most {mv['sampled_data_max_length']}"
+            if mv.get("sampled_data_max_length")
+            else ""
+        )
     )
     if mv["samples_current"] is False:
         lines.append(
@@ -201,8 +215,18 @@ def _render_probe(r: dict[str, Any]) -> str:
         f"  Connectors:       {r['connectors'] or '?'}; phase rotation "
         f"{r['phase_rotation'] or 'not reported'}"
     )
+    for evse in r.get("evses") or []:
+        power = evse.get("max_power_w")
+        phases = evse.get("supply_phases")
+        lines.append(
+            f"    EVSE {evse['evse']}: connector(s) "
+            f"{', '.join(str(c) for c in evse.get('connectors') or []) or '?'}"
+            + (f", up to {power / 1000:g} kW" if power else "")
+            + (f", {phases} phase(s)" if phases else "")
+        )
     if r["missing_keys"]:
-        lines.append(f"  Keys it should report but did not: {', '.join(r['missing_keys'])}")
+        what = "Variables" if v2 else "Keys"
+        lines.append(f"  {what} it should report but did not: {', '.join(r['missing_keys'])}")
     profile = r["profile"]
     if profile["fits"]:
         how = "vendor and product" if profile["match"] == "product" else "vendor only: check it"

@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 
+from edgegw.cli.commission import _render_probe
 from edgegw.commission.devicemodel import (
     missing_variables,
     read_reports,
@@ -168,3 +169,29 @@ def test_a_missing_part_or_bad_entries_are_said_not_raised() -> None:
         "complete": False,
         "skipped": 0,
     }
+
+
+def test_the_probe_of_a_201_station_reads_in_words() -> None:
+    """What ``chargers probe`` prints for a 2.0.1 station's device model."""
+    model = read_reports(station_reports(), 7)
+    result = {
+        "charger": "CS201",
+        "vendor": "Acme",
+        "model": "Wallbox 2",
+        "serial": "SN-77",
+        "firmware": "4.1",
+        "ocpp_version": "ocpp2.0.1",
+        **summarize_device_model(model),
+        "missing_keys": missing_variables(model),
+        "profile": {"fits": None, "match": None, "candidates": [], "configured": None},
+        "proposed_profile": {"id": "acme-wallbox-2"},
+        "site_folder": "/etc/edgegw/hardware/chargers",
+    }
+    text = _render_probe(result)
+    assert "Device model:     OCPP 2.0.1, 3 report part(s), complete" in text
+    assert "Feature profiles" not in text
+    assert "Smart charging:   yes — stack levels 0..8, units A, W, 24 period(s)" in text
+    assert "Local list:       yes — 1000 entries, 100 per SendLocalList" in text
+    assert "Current.Import every 60 s" in text
+    assert "    EVSE 1: connector(s) 1, up to 22 kW, 3 phase(s)" in text
+    assert "    EVSE 2: connector(s) 1, up to 11 kW" in text
