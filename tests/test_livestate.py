@@ -676,8 +676,26 @@ def test_the_circuit_tree_shows_limits_allocation_and_the_load_under_each_board(
     )
     controller = FakeController()
     controller.circuits = (
-        SimpleNamespace(name="main-board", used_a=(26.0, 26.0, 16.0), headroom_a=(12.0,) * 3),
-        SimpleNamespace(name="row-b", used_a=(0.0, 10.0, 0.0), headroom_a=(19.0, 9.0, 15.0)),
+        SimpleNamespace(
+            name="main-board",
+            limit_a=(40.0, 40.0, 40.0),
+            margin_a=2.0,
+            used_a=(26.0, 26.0, 16.0),
+            headroom_a=(12.0,) * 3,
+            measured_a=None,
+            meter=None,
+            fallback=False,
+        ),
+        SimpleNamespace(
+            name="row-b",
+            limit_a=(20.0, 20.0, 16.0),
+            margin_a=1.0,
+            used_a=(0.0, 10.0, 0.0),
+            headroom_a=(19.0, 9.0, 15.0),
+            measured_a=(3.0, 13.0, 2.5),
+            meter="ok",
+            fallback=False,
+        ),
     )
     live = LiveState(Parts(config, controller=controller))
     live.handle(ChargerConnected(charger_id="A1", at=NOW, version="ocpp1.6"))
@@ -703,7 +721,8 @@ def test_the_circuit_tree_shows_limits_allocation_and_the_load_under_each_board(
     assert main.allocated_a == (26.0, 26.0, 16.0) and row.headroom_a == (19.0, 9.0, 15.0)
     assert row.load_a == (None, 10.0, None)  # B1's only phase is the site's L2
     assert main.load_a == (16.0, 26.0, 16.0)  # A1 and B1, not SITE
-    assert main.measured_a is None  # no board meter
+    assert main.measured_a is None and main.meter is None  # no board meter
+    assert row.measured_a == (3.0, 13.0, 2.5) and row.meter == "ok" and not row.fallback
     a1, b1 = snapshot.charger("A1"), snapshot.charger("B1")
     assert a1 is not None and b1 is not None
     assert (a1.circuit, a1.ocpp_version, a1.version_label) == ("main-board", "ocpp1.6", "1.6")

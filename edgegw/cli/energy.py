@@ -162,7 +162,9 @@ def _render_tree(state: dict[str, Any]) -> list[str]:
             f"allocated {_format_a(circuit.get('used_a'))} A, "
             f"headroom {_format_a(circuit.get('headroom_a'))} A"
         )
-        if circuit.get("measured_a") is not None:
+        if circuit.get("fallback"):
+            lines.append(f"{indent}  board meter lost: its chargers share its fallback current")
+        elif circuit.get("measured_a") is not None:
             lines.append(f"{indent}  board meter {_format_a(circuit['measured_a'])} A")
         elif circuit.get("load_a") is not None:
             lines.append(f"{indent}  its chargers draw {_format_a(circuit['load_a'])} A")

@@ -1,7 +1,8 @@
 """The circuit tree as the live snapshot shows it: each board's limit, what load capping
 allocated under it and the headroom left, what its chargers measure, its own meter if any.
 
-The limits come from the configuration in force, the allocation from the load controller's
+The limits are the controller's in force (the configured ones, lowered from outside when they
+are; the configuration's before the first round), the allocation from the load controller's
 last round (:class:`~edgegw.energy.controlstate.CircuitState`), the load from the chargers'
 own readings (the live state's, on the site phases each charger is wired to, every charger
 below the board counted, sub-boards' included).
@@ -17,7 +18,7 @@ from edgegw.live.chargers import on_site_phases, sum_phases
 from edgegw.live.snapshot import ChargerLive, CircuitLive, Phases
 
 if TYPE_CHECKING:
-    from edgegw.energy.controlstate import CircuitState, ControllerState
+    from edgegw.energy.controlstate import ControllerState
 
 Wiring = Callable[[str], tuple[int, ...]]
 """A charger's id -> the site phases its L1, L2, L3 are wired to."""
@@ -46,13 +47,11 @@ def _phases3(value: Any) -> tuple[float, float, float] | None:
     return None
 
 
-def _measured(state: CircuitState | None) -> Phases | None:
-    """The board meter's reading, where the controller keeps one for the board."""
-    value = getattr(state, "measured_a", None)  # board meters (issue 22): newer controllers
-    if isinstance(value, tuple | list) and len(value) == 3:
-        known = [None if v is None else float(v) for v in value]
-        return (known[0], known[1], known[2])
-    return None
+def _margin(config: Config, name: str) -> float:
+    circuit = next(c for c in config.circuits if c.name == name)
+    if config.site is not None:
+        return circuit.margin(config.site)
+    return circuit.margin_a or 0.0
 
 
 def circuits_live(
@@ -87,13 +86,15 @@ def circuits_live(
             CircuitLive(
                 name=c.name,
                 parent=c.parent,
-                limit_a=c.limits(),
-                margin_a=c.margin(config.site) if config.site is not None else c.margin_a or 0.0,
+                limit_a=c.limits() if state is None else state.limit_a,
+                margin_a=state.margin_a if state is not None else _margin(config, c.name),
                 allocated_a=None if state is None else _phases3(state.used_a),
                 headroom_a=None if state is None else _phases3(state.headroom_a),
                 load_a=sum_phases(loads[c.name]),
-                measured_a=_measured(state),
+                measured_a=None if state is None else _phases3(state.measured_a),
                 chargers=tuple(hung[c.name]),
+                meter=None if state is None else state.meter,
+                fallback=state is not None and state.fallback,
             )
         )
     return tuple(out)

@@ -166,7 +166,7 @@ class CircuitLive:
     parent: str | None
     """The circuit it hangs on; None: directly on the site."""
     limit_a: PerPhase
-    """Its fuse per site phase."""
+    """Its fuse per site phase (as load capping keeps to it: lowered from outside if it is)."""
     margin_a: float
     allocated_a: PerPhase | None
     """What the last load-capping round allocated under it (its sub-circuits and the load held
@@ -179,6 +179,10 @@ class CircuitLive:
     """The board's own meter, when it has one (None: no meter of its own, or no reading)."""
     chargers: tuple[str, ...]
     """The chargers hung directly on it (configuration order)."""
+    meter: str | None = None
+    """Its own meter: 'ok', 'lost' or 'waiting' (None: it has none)."""
+    fallback: bool = False
+    """Its meter is lost: its chargers share the board's fallback current."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,8 @@ def circuit_payload(circuit: CircuitLive) -> JsonDict:
         **_phases("headroom", circuit.headroom_a),
         **_phases("load", circuit.load_a),
         **_phases("measured", circuit.measured_a),
+        "meter": circuit.meter,
+        "fallback": circuit.fallback,
         "chargers": list(circuit.chargers),
     }
 

@@ -45,6 +45,8 @@ def headroom(values: Phases | Sequence[float] | None) -> str:
 
 
 def _board_load(circuit: CircuitLive) -> str:
+    if circuit.fallback:
+        return "meter lost: fallback"
     if circuit.measured_a is not None:
         return f"{per_phase(circuit.measured_a)} meter"
     return per_phase(circuit.load_a)

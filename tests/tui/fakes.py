@@ -123,6 +123,8 @@ def circuits() -> tuple[CircuitLive, ...]:
             load_a=(16.0, 16.0, 16.0),
             measured_a=(18.5, 17.0, 16.2),
             chargers=("CP1", "CP2"),
+            meter="ok",
+            fallback=False,
         ),
         CircuitLive(
             name="level-2",
@@ -134,6 +136,8 @@ def circuits() -> tuple[CircuitLive, ...]:
             load_a=(0.0, 0.0, 0.0),
             measured_a=None,
             chargers=("CP3",),
+            meter=None,
+            fallback=False,
         ),
     )
 
