@@ -163,6 +163,7 @@ class _HandshakeChecks:
         self._password_checks = asyncio.Semaphore(CONCURRENT_PASSWORD_CHECKS)
         # Keyed digests of verified passwords: scrypt is deliberately slow, reconnects are not.
         self._verified = VerifiedPasswords()
+        self._checks: dict[tuple[str, str, bytes], asyncio.Task[bool]] = {}  # scrypt checks running
         self._plain_server: Server | None = None
         self._tls_server: Server | None = None
 
@@ -313,14 +314,17 @@ class _HandshakeChecks:
             ticket = connection.ticket
             if ticket is not None:
                 ticket.checking = True  # not dropped for a newcomer: see security.admission
+            check = self._verify(identity, stored, credentials[1])
             try:
-                async with self._password_checks:
-                    ok = await asyncio.to_thread(verify_password, stored, credentials[1])
+                ok = await asyncio.shield(check)
+            except asyncio.CancelledError:
+                if trusted:  # the handshake timed out: a wrong password still counts
+                    check.add_done_callback(lambda done: self._count_late(done, source, account))
+                raise
             finally:
                 if ticket is not None:
                     ticket.checking = False
             if ok:
-                self._verified.remember(identity, stored, credentials[1])
                 self._accounts.succeeded(account)
                 return None
             reason = "wrong password"
@@ -351,6 +355,33 @@ class _HandshakeChecks:
             else "Basic authentication with the charge point identity required"
         )
         return _plain(HTTPStatus.UNAUTHORIZED, text, WWW_AUTHENTICATE)
+
+    def _verify(self, identity: str, stored: str, presented: str) -> asyncio.Task[bool]:
+        """The scrypt check of ``presented``: one per identity and password at a time (a
+        charger retrying while its first attempt waits shares that check), run to its end even
+        if the handshake that asked times out, its success remembered: in a reconnect storm the
+        charger's next attempt then finds it verified instead of queueing for scrypt again."""
+        key = (identity, stored, self._verified.digest(identity, presented))
+        running = self._checks.get(key)
+        if running is None:
+            running = self._tasks.spawn(
+                self._scrypt(identity, stored, presented), f"password-check:{identity}"
+            )
+            self._checks[key] = running
+            running.add_done_callback(lambda _: self._checks.pop(key, None))
+        return running
+
+    async def _scrypt(self, identity: str, stored: str, presented: str) -> bool:
+        async with self._password_checks:
+            ok = await asyncio.to_thread(verify_password, stored, presented)
+        if ok:
+            self._verified.remember(identity, stored, presented)
+        return ok
+
+    def _count_late(self, check: asyncio.Task[bool], source: str, account: str) -> None:
+        if not check.cancelled() and check.exception() is None and not check.result():
+            self._logins.failed(source)
+            self._accounts.failed(account)
 
     def login_failures(self, identity: str) -> int:
         """Failed logins counted against ``identity`` (its back-off starts after

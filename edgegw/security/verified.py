@@ -54,7 +54,8 @@ class VerifiedPasswords:
         self._key = os.urandom(32)
         self._entries: dict[str, tuple[str, bytes]] = {}
 
-    def _mac(self, identity: str, presented: str) -> bytes:
+    def digest(self, identity: str, presented: str) -> bytes:
+        """The keyed digest of ``presented`` for ``identity`` (the same within one process)."""
         message = identity.encode("utf-8") + b"\x00" + presented.encode("utf-8")
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
@@ -63,11 +64,11 @@ class VerifiedPasswords:
         entry = self._entries.get(identity)
         if entry is None or entry[0] != stored:
             return False
-        return hmac.compare_digest(entry[1], self._mac(identity, presented))
+        return hmac.compare_digest(entry[1], self.digest(identity, presented))
 
     def remember(self, identity: str, stored: str, presented: str) -> None:
         """Call only after scrypt accepted ``presented`` against ``stored``."""
-        self._entries[identity] = (stored, self._mac(identity, presented))
+        self._entries[identity] = (stored, self.digest(identity, presented))
 
     def keep_only(self, current_hash: Callable[[str], str | None]) -> None:
         """Drop every entry whose identity's hash is no longer the one it was verified against

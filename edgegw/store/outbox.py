@@ -57,12 +57,16 @@ class GroupWriter:
         self._tasks.supervise(self._run, "group-commit")  # a crash must not stop the queueing
 
     async def write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        return await self.submit(fn)
+
+    def submit(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> asyncio.Future[T]:
+        """Queue ``fn`` for the next commit; the future is done once that commit is."""
         if self._stopping:
             raise RuntimeError("the store is closing")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((fn, future))
         self._wake.set()
-        return await future
+        return future
 
     async def _run(self) -> None:
         while True:
@@ -192,6 +196,10 @@ class Outbox:
         self._clock = clock
         self._writer = GroupWriter(db, "outbox")
         self._pruned_at = 0.0
+        # Deliveries not yet taken by a commit, and the write that will take them.
+        self._deliveries: list[tuple[float, int]] = []
+        self._cloud_ids: list[tuple[int, str, int | None]] = []
+        self._delivering: asyncio.Future[None] | None = None
 
     async def close(self) -> None:
         await self._writer.close()
@@ -290,30 +298,54 @@ class Outbox:
         return messages, more
 
     async def delivered(self, message: QueuedMessage, cloud_transaction_id: int | None) -> None:
-        """The cloud accepted ``message``: forget it (and remember the cloud's id for a start)."""
+        """The cloud accepted ``message``: forget it (and remember the cloud's id for a start).
 
-        now = self._clock()
-        prune = now - self._pruned_at > _PRUNE_EVERY_S
-        if prune:
-            self._pruned_at = now
-
-        async def delete(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                "UPDATE outbox SET state = 'delivered', delivered_at = ? WHERE seq = ?",
-                (now, message.seq),
+        Returns once that is committed. The deliveries of every charger that arrive while one
+        commit runs go into the next as one statement (two with starts): a replay marks
+        thousands of messages a second, one statement (and one hand-off to SQLite's thread)
+        each cost more than the rest of the replay's storage together.
+        """
+        self._deliveries.append((self._clock(), message.seq))
+        if message.action == "StartTransaction" and cloud_transaction_id is not None:
+            self._cloud_ids.append(
+                (cloud_transaction_id, message.charger_id, message.transaction_id)
             )
+        if self._delivering is None or self._delivering.done():  # done: failed before it ran
+            self._delivering = self._writer.submit(self._deliveries_write())
+        # Shielded: the write is shared, a caller that gives up must not cancel the others'.
+        await asyncio.shield(self._delivering)
+
+    def _deliveries_write(self) -> Write:
+        taken: tuple[list[tuple[float, int]], list[tuple[int, str, int | None]], bool] | None
+        taken = None
+
+        async def write(conn: aiosqlite.Connection) -> None:
+            nonlocal taken
+            if taken is None:  # the first run takes what is queued; a rerun writes the same
+                self._delivering = None
+                now = self._clock()
+                prune = now - self._pruned_at > _PRUNE_EVERY_S
+                if prune:
+                    self._pruned_at = now
+                taken = (self._deliveries, self._cloud_ids, prune)
+                self._deliveries, self._cloud_ids = [], []
+            deliveries, cloud_ids, prune = taken
+            await conn.executemany(
+                "UPDATE outbox SET state = 'delivered', delivered_at = ? WHERE seq = ?",
+                deliveries,
+            )
+            if cloud_ids:
+                await conn.executemany(
+                    "UPDATE transaction_ids SET cloud_id = ? WHERE charger_id = ? AND local_id = ?",
+                    cloud_ids,
+                )
             if prune:  # now and then, not per message: it scans the delivered rows
                 await conn.execute(
                     "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?",
-                    (now - DELIVERED_KEPT_S,),
-                )
-            if message.action == "StartTransaction" and cloud_transaction_id is not None:
-                await conn.execute(
-                    "UPDATE transaction_ids SET cloud_id = ? WHERE charger_id = ? AND local_id = ?",
-                    (cloud_transaction_id, message.charger_id, message.transaction_id),
+                    (deliveries[0][0] - DELIVERED_KEPT_S,),
                 )
 
-        await self._writer.write(delete)
+        return write
 
     async def failed(self, message: QueuedMessage, error: str, *, parked: bool) -> None:
         """A try did not get through; ``parked`` takes it out of the replay for good."""

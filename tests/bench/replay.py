@@ -5,9 +5,12 @@ Run:  .venv/bin/python tests/bench/replay.py --chargers 100 --messages 1000
 The outbox is filled first (sessions of StartTransaction, MeterValues, StopTransaction, as if
 the cloud had been away), then the gateway runs as its own process (`edgegw run`), the chargers
 connect and the gateway replays every queue to a minimal cloud in this process that answers at
-once. Printed: messages replayed per second, the gateway's CPU time per 1,000 messages, its
-peak RSS, and a check that the outbox is empty and every transaction id was remapped.
-Not part of the test suite.
+once. The cloud is away when the gateway starts and comes back ``--outage`` seconds after the
+chargers connected (its links have backed off by then, as after a real outage). Printed: the
+time from the cloud's return to the first queued message it receives, messages replayed per
+second, the gateway's CPU time per 1,000 messages, its peak RSS, and a check that the outbox is
+empty and every transaction id was remapped. The message log is on at its defaults;
+``--no-message-log`` turns it off. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import itertools
 import json
 import os
 import platform
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -31,6 +35,7 @@ from edgegw.store.outbox import LOCAL_ID_BASE
 from edgegw.store.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
+from capacity import profile
 from relay_load import meter_values, proc_stats, start_gateway
 
 
@@ -40,6 +45,7 @@ class Cloud:
         self.received = 0
         self.local_ids_seen = 0
         self.done = asyncio.Event()
+        self.back = 0.0  # when the cloud started listening again
         self.first: float | None = None
         self.last = 0.0
         self._ids = itertools.count(1)
@@ -109,11 +115,17 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chargers", type=int, default=100)
     parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--outage", type=float, default=20.0, help="seconds the cloud is away")
+    parser.add_argument("--no-message-log", action="store_true")
+    parser.add_argument(
+        "--profile", type=Path, help="file: py-spy the gateway's first 15 s of replay (raw stacks)"
+    )
     args = parser.parse_args()
     total = args.chargers * args.messages
     print(
         f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; {args.chargers} chargers x {args.messages} queued"
+        f"Python {platform.python_version()}; {args.chargers} chargers x {args.messages} queued; "
+        f"message log {'off' if args.no_message_log else 'on'}; cloud away {args.outage:g} s"
     )
     chargers = [f"R{i:05d}" for i in range(args.chargers)]
     cloud = Cloud(total)
@@ -123,37 +135,50 @@ async def main() -> None:
         t0 = time.monotonic()
         await fill(db, chargers, args.messages)
         print(f"outbox filled with {total} messages in {time.monotonic() - t0:.1f} s")
-        async with serve(
-            cloud.handler,
-            "127.0.0.1",
-            0,
-            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-            compression=None,
-            ping_interval=None,
-        ) as server:
-            port = server.sockets[0].getsockname()[1]
-            proc, url, sock = await start_gateway(tmp, "replay", port, "message_log_size = 0")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        extra = "message_log_size = 0" if args.no_message_log else ""
+        proc, url, sock = await start_gateway(tmp, "replay", port, extra)
+        stop = asyncio.Event()
+        spy: asyncio.Future[None] | None = None
+        clients = [
+            asyncio.ensure_future(idle_charger(url, c, stop))  # noqa: TID251
+            for c in chargers
+        ]
+        try:
+            await asyncio.sleep(args.outage)
             cpu0, _ = proc_stats(proc.pid)
-            stop = asyncio.Event()
-            clients = [
-                asyncio.ensure_future(idle_charger(url, c, stop))  # noqa: TID251
-                for c in chargers
-            ]
-            try:
+            async with serve(
+                cloud.handler,
+                "127.0.0.1",
+                port,
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                compression=None,
+                ping_interval=None,
+            ):
+                cloud.back = time.monotonic()
+                if args.profile is not None:
+                    spy = asyncio.ensure_future(profile(proc.pid, 15, args.profile))  # noqa: TID251
                 await asyncio.wait_for(cloud.done.wait(), 600)
-            finally:
-                cpu1, rss = proc_stats(proc.pid)
-                stop.set()
-                await asyncio.gather(*clients, return_exceptions=True)
-                proc.terminate()
-                await proc.wait()
-                sock.close()
+        finally:
+            cpu1, rss = proc_stats(proc.pid)
+            if spy is not None:
+                await spy
+            stop.set()
+            await asyncio.gather(*clients, return_exceptions=True)
+            proc.terminate()
+            await proc.wait()
+            sock.close()
         assert cloud.first is not None
         elapsed = cloud.last - cloud.first
         with sqlite3.connect(db) as conn:
             left = conn.execute(
                 "SELECT COUNT(*) FROM outbox WHERE state != 'delivered'"
             ).fetchone()[0]
+        print(
+            f"first queued message at the cloud {cloud.first - cloud.back:.2f} s after it came back"
+        )
         print(
             f"replayed {cloud.received} messages in {elapsed:.1f} s: "
             f"{cloud.received / elapsed:,.0f} msg/s; "

@@ -6,6 +6,7 @@ itself directly.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from websockets.exceptions import InvalidStatus
@@ -115,6 +116,25 @@ async def test_a_changed_password_refuses_the_old_one_at_once(
 
 def reload(gateway: Gateway, password_hash: str | None) -> None:
     data = gateway.config.model_dump(mode="json", exclude_none=True)
-    data["chargers"] = [{"id": "CP1", **({"password_hash": password_hash} if password_hash else {})}]
+    data["chargers"] = [
+        {"id": "CP1", **({"password_hash": password_hash} if password_hash else {})}
+    ]
     assert gateway.server is not None
     gateway.server.use_config(parse_config(data))
+
+
+async def test_a_check_outlives_its_handshake_and_is_shared_while_it_runs(
+    make_gateway: GatewayFactory,
+) -> None:
+    """A reconnect storm: the handshake that asked may time out, the check still counts."""
+    gateway = await make_gateway(chargers=[{"id": "CP1", "password_hash": HASH}])
+    server = gateway.server
+    assert server is not None
+    check = server._verify("CP1", HASH, PASSWORD)
+    assert server._verify("CP1", HASH, PASSWORD) is check  # a retry shares the running check
+    assert server._verify("CP1", HASH, "wrong-password!!") is not check
+    waiter = asyncio.ensure_future(asyncio.shield(check))  # noqa: TID251
+    waiter.cancel()  # the handshake timed out
+    assert await check
+    assert server._verified.matches("CP1", HASH, PASSWORD)
+    assert await status_of(gateway_url(gateway), "CP1", PASSWORD, 4) == 101

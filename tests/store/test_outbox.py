@@ -193,3 +193,39 @@ async def test_a_lone_failed_write_leaves_nothing(tmp_path: Path) -> None:
     finally:
         await writer.close()
         await store.close()
+
+
+async def test_deliveries_of_many_chargers_share_a_write_and_survive_a_crash(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db"
+    store = await Store.open(path)
+    queued = []
+    for charger in ("CP1", "CP2", "CP3"):
+        start, tx = await store.outbox.enqueue_start(charger, START)
+        assert start is not None
+        queued.append((start, 100 + len(queued)))
+        for value in range(20):
+            message = await store.outbox.enqueue(charger, "MeterValues", meter(tx, value))
+            assert message is not None
+            queued.append((message, None))
+    deliveries = [
+        asyncio.ensure_future(store.outbox.delivered(m, cloud_id))  # noqa: TID251
+        for m, cloud_id in queued
+    ]
+    await asyncio.sleep(0)  # each has joined the shared write
+    deliveries[5].cancel()  # a charger's session ending must not cancel the others' write
+    await asyncio.gather(*deliveries, return_exceptions=True)
+    assert all(
+        not d.cancelled() and d.exception() is None for i, d in enumerate(deliveries) if i != 5
+    )
+    await store.outbox.delivered(queued[-1][0], None)  # the writer still takes deliveries
+    await store.db.conn.close()  # killed: no clean close
+
+    store = await Store.open(path)
+    try:
+        for charger, cloud_id in (("CP1", 100), ("CP2", 121), ("CP3", 142)):
+            assert await store.outbox.load(charger) == ([], False)
+            assert list((await store.outbox.transaction_ids(charger)).values()) == [cloud_id]
+    finally:
+        await store.close()
