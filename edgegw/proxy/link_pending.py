@@ -90,7 +90,7 @@ class _PendingCalls(_OfflineQueue):
             # The cloud's verdict on a card is worth keeping for the next offline decision.
             learnt: list[Command] = (
                 [CloudVerdict(call, answer)]
-                if call.action == "Authorize" and self._v16 and isinstance(answer, CallResult)
+                if call.action == "Authorize" and isinstance(answer, CallResult)
                 else []
             )
             if pending is self._local_inflight:

@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edgegw.proxy.frames import Call
+from edgegw.proxy.idtokens import id_token_info, token_text
 from edgegw.store.outbox import QueuedMessage
 from edgegw.store.store import Store
 
@@ -84,28 +85,6 @@ def offline_event(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A TransactionEvent as the gateway queues and replays it: ``offline`` set, the rest as
     the charger sent it."""
     return {**payload, "offline": True}
-
-
-def token_text(id_token: object) -> tuple[str, str] | None:
-    """``(idToken, type)`` of an IdTokenType; None when it is not one."""
-    if not isinstance(id_token, Mapping):
-        return None
-    token, kind = id_token.get("idToken"), id_token.get("type")
-    if not isinstance(token, str) or not isinstance(kind, str):
-        return None
-    return token, kind
-
-
-def id_token_info(id_tag_info: Mapping[str, Any]) -> dict[str, Any]:
-    """A 1.6 ``idTagInfo`` in 2.0.1 form (``IdTokenInfoType``)."""
-    info: dict[str, Any] = {"status": id_tag_info.get("status", "Invalid")}
-    expiry = id_tag_info.get("expiryDate")
-    if isinstance(expiry, str):
-        info["cacheExpiryDateTime"] = expiry
-    parent = id_tag_info.get("parentIdTag")
-    if isinstance(parent, str) and parent:
-        info["groupIdToken"] = {"idToken": parent, "type": "Central"}
-    return info
 
 
 class LocalResponder201:

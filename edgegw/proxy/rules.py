@@ -25,9 +25,12 @@ from enum import Enum
 from typing import Any
 
 from edgegw.ocpp.versions import OCPP201
+from edgegw.proxy.idtokens import id_tag_info, token_text
 
 CARD_ANSWERS = frozenset({"Authorize", "StartTransaction", "StopTransaction"})
 """Calls whose cloud answer says what the cloud thinks of the card (``idTagInfo``)."""
+CARD_ANSWERS_V2 = frozenset({"Authorize", "TransactionEvent"})
+"""The same for a 2.x charger (``idTokenInfo``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +92,18 @@ def remote_start_token(action: str, request: Mapping[str, Any]) -> str | None:
 
 
 def card_answer(request: Mapping[str, Any], response: Mapping[str, Any]) -> LearnCard | None:
-    """The card answer to learn from a cloud answer, if it carries one for the call's card."""
+    """The card answer to learn from a cloud answer, if it carries one for the call's card:
+    a 1.6 ``idTagInfo`` for its ``idTag``, or a 2.x ``idTokenInfo`` for its ``idToken`` (read
+    in 1.6 form, :func:`edgegw.proxy.idtokens.id_tag_info`; ``NoAuthorization`` is no card)."""
     info = response.get("idTagInfo")
     id_tag = request.get("idTag")
     if isinstance(info, dict) and isinstance(id_tag, str):
         return LearnCard(id_tag, info)
-    return None
+    token = token_text(request.get("idToken"))
+    if token is None or not token[0] or token[1] == "NoAuthorization":
+        return None
+    learnt = id_tag_info(response.get("idTokenInfo"))
+    return None if learnt is None else LearnCard(token[0], learnt)
 
 
 def records_of(
@@ -110,12 +119,17 @@ def records_of(
     Sessions are recorded here only when the cloud answered them: the gateway records the ones
     it answers itself when it answers (:mod:`edgegw.proxy.local`). A card is learnt only from
     the cloud's own answers, never from the gateway's. A 2.x charger (``v2``): its boot and
-    status only, read from their 2.0.1 fields (:func:`records_of_v2`).
+    status, read from their 2.0.1 fields (:func:`records_of_v2`), and the cloud's
+    ``idTokenInfo`` learnt as for 1.6.
     """
-    if v2:
-        return records_of_v2(action, request)
     records: list[Record] = []
     by_cloud = answered_by == "cloud"
+    if v2:
+        if by_cloud and action in CARD_ANSWERS_V2:
+            learn = card_answer(request, response)
+            if learn is not None:
+                records.append(learn)
+        return [*records, *records_of_v2(action, request)]
     if by_cloud and action in CARD_ANSWERS:
         learn = card_answer(request, response)
         if learn is not None:

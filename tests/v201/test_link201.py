@@ -14,6 +14,7 @@ from edgegw.proxy.frames import CallResult
 from edgegw.proxy.hooks import SiteOverride
 from edgegw.proxy.link import (
     AnswerLocally,
+    CloudVerdict,
     Exchanged,
     Link,
     ToCharger,
@@ -321,9 +322,10 @@ def test_a_slow_cloud_gets_a_201_charger_answered_locally_at_the_deadline() -> N
     ]
     done = _answer_locally(link, out, {"idTokenInfo": {"status": "Accepted"}})
     assert done[0] == ToCharger(result_of("a1", {"idTokenInfo": {"status": "Accepted"}}).raw)
-    # The cloud's late answer goes no further (the charger has the gateway's), and no 1.6
-    # learning; the Heartbeat waiting behind goes to the cloud.
+    # The cloud's late answer goes no further (the charger has the gateway's) but is learnt
+    # for the next decision; the Heartbeat waiting behind goes to the cloud.
     late = link.on_cloud_message(frame(3, "a1", {"idTokenInfo": {"status": "Blocked"}}))
     assert not [c for c in late if isinstance(c, ToCharger)]
-    assert not [c for c in late if type(c).__name__ == "CloudVerdict"]
+    (verdict,) = [c for c in late if isinstance(c, CloudVerdict)]
+    assert verdict.answer.payload == {"idTokenInfo": {"status": "Blocked"}}
     assert ToCloud(nxt) in late

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from edgegw.proxy.frames import CallError, CallResult, make_call
+from edgegw.proxy.idtokens import id_tag_info, id_token_info
 from edgegw.proxy.local import LocalResponder
-from edgegw.proxy.local201 import id_token_info, offline_event
-from edgegw.proxy.rules import remote_start_token
+from edgegw.proxy.local201 import offline_event
+from edgegw.proxy.rules import LearnCard, card_answer, records_of, remote_start_token
 from edgegw.store.store import Store
 
 EVENT = {
@@ -174,3 +175,33 @@ async def test_a_transaction_event_of_a_remote_start_is_honoured(store: Store) -
     authorize = make_call("a1", "Authorize", {"idToken": event["idToken"]})
     other = await _responder(store, _Cards()).answer("CS1", authorize, v2=True)
     assert isinstance(other, CallResult) and other.payload["idTokenInfo"]["status"] == "Invalid"
+
+
+def test_the_clouds_id_token_info_in_16_form_only_for_statuses_16_has() -> None:
+    assert id_tag_info(
+        {
+            "status": "Accepted",
+            "cacheExpiryDateTime": "2027-01-01T00:00:00Z",
+            "groupIdToken": {"idToken": "FLEET", "type": "Central"},
+        }
+    ) == {"status": "Accepted", "expiryDate": "2027-01-01T00:00:00Z", "parentIdTag": "FLEET"}
+    for status in ("NotAtThisLocation", "NotAtThisTime", "NotAllowedTypeEVSE", "NoCredit"):
+        assert id_tag_info({"status": status}) is None
+    assert id_tag_info("Accepted") is None
+
+
+def test_the_clouds_answer_to_a_201_card_is_learnt() -> None:
+    """Authorize and TransactionEvent answered by the cloud: learnt, in 1.6 form, under the
+    token's text; never from the gateway's own answer, never for NoAuthorization."""
+    request = {"idToken": {"idToken": "04A1B2C3", "type": "ISO14443"}}
+    response = {"idTokenInfo": {"status": "Blocked"}}
+    learn = LearnCard("04A1B2C3", {"status": "Blocked"})
+    assert records_of("Authorize", request, response, "cloud", v2=True) == [learn]
+    assert records_of("Authorize", request, response, "gateway", v2=True) == []
+    event = {**EVENT, **request}
+    assert records_of("TransactionEvent", event, response, "cloud", v2=True) == [learn]
+    free = {"idToken": {"idToken": "", "type": "NoAuthorization"}}
+    assert card_answer(free, {"idTokenInfo": {"status": "Accepted"}}) is None
+    assert card_answer({"idTag": "ABC"}, {"idTagInfo": {"status": "Invalid"}}) == LearnCard(
+        "ABC", {"status": "Invalid"}
+    )

@@ -269,3 +269,27 @@ async def test_a_station_of_the_ocpp_library_gets_valid_local_answers(
             )
         finally:
             await tasks.close("test over")
+
+
+async def test_what_the_cloud_answered_for_a_201_token_decides_offline(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The card cache learns the cloud's ``idTokenInfo``: a token the cloud accepted is
+    accepted offline, one it refused is refused, although the site accepts unknown cards."""
+    cloud = Cloud201()  # Accepted for "GOOD", Invalid for anything else
+    server, _ = await _cloud_server(cloud)
+    gateway = await make_gateway(
+        cloud_url=cloud.url, chargers=CHARGERS, auth={"unknown_cards": "accept"}
+    )
+    async with SimCharger201("CS201", gateway_url(gateway)) as cs:
+        try:
+            await cs.boot()
+            assert (await cs.authorize("GOOD", "Central"))["idTokenInfo"]["status"] == "Accepted"
+            assert (await cs.authorize("BAD", "Central"))["idTokenInfo"]["status"] == "Invalid"
+        finally:
+            await _stop(server)
+        assert (await cs.authorize("GOOD", "Central"))["idTokenInfo"]["status"] == "Accepted"
+        assert (await cs.authorize("BAD", "Central"))["idTokenInfo"]["status"] == "Invalid"
+        assert (await cs.authorize("NEW", "Central"))["idTokenInfo"]["status"] == "Accepted"
+    heard = [token["id_token"] for action, token in cloud.heard["CS201"] if action == "Authorize"]
+    assert heard == ["GOOD", "BAD"]  # the last three were answered by the gateway
