@@ -425,6 +425,8 @@ class Gateway:
         if self._cards is not None:
             self._cards.use_config(new)
         self.config = new
+        if self.outside_limits is not None:  # a §14a grant follows the chargers on its circuit
+            await self.outside_limits.use_config(new)
         if self.server is not None:
             self.server.use_config(new)
         if self.controller is not None:  # its car may go on drawing: paused first, and counted

@@ -189,6 +189,32 @@ class ExternalLimits:
                 await self._write_end(state.activation_id)
                 state.activation_id = None
 
+    async def use_config(self, config: Config) -> None:
+        """A reloaded configuration: a §14a grant follows the chargers now under its circuit
+        (more controllable chargers, a larger guaranteed minimum). An active signal whose grant
+        changes is applied at once and logged as a new activation from now."""
+        for name, state in self.states.items():
+            grant = grant_for(state.config, config)
+            if grant == state.grant:
+                continue
+            state.grant = grant
+            log.info(
+                "external limit %r: %s now %s A%s",
+                name,
+                state.config.circuit or "the site",
+                "/".join(f"{a:g}" for a in grant.limit_a),
+                "" if grant.chargers is None else f" for {grant.chargers} charger(s)",
+            )
+            if not state.active:
+                continue
+            self._sink.lower_limit(name, self._node(state), grant.limit_a)
+            if state.activation_id is not None:
+                await self._write_end(state.activation_id)
+                state.activation_id = None
+            now = self._clock()
+            state.since = now
+            await self._write_start(state, now)
+
     def read_failed(self, name: str, why: str) -> None:
         """The source ``name`` could not be read: its last state holds."""
         state = self.states[name]

@@ -99,6 +99,11 @@ class OutsideLimits:
                 log.exception("external limits: pruning the old records failed")
             await asyncio.sleep(PRUNE_EVERY_S)
 
+    async def use_config(self, config: Config) -> None:
+        """A reloaded configuration (its [[limits]] and [peak] are the running ones: a change
+        there needs a restart); §14a grants follow the chargers under their circuits."""
+        await self.external.use_config(config)
+
     def register(self, server: _Registry) -> None:
         server.register(
             "energy.limits",

@@ -315,3 +315,41 @@ def test_mqtt_payloads() -> None:
 def test_config_refuses_what_cannot_work(limit: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem.replace("[", r"\[").replace("]", r"\]")):
         _config(limit)
+
+
+async def test_a_para14a_grant_follows_the_chargers_a_reload_puts_under_its_circuit(
+    db: Database, tmp_path: Path
+) -> None:
+    value = tmp_path / "value"
+    value.write_text("1")
+    limit = {
+        "name": "dso",
+        "source": "gpio",
+        "path": str(value),
+        "circuit": "steuve",
+        "para14a": True,
+        "poll_interval": 0.05,
+    }
+    config = _config(limit)
+    rig = Rig(config, db)
+    await rig.start()
+    try:
+        state = rig.limits.states["dso"]
+        await rig.until_circuit(STEUVE_A)
+        await rig.controller.wait_until(lambda: state.activation_id is not None, 10)
+        first = state.activation_id
+        data = config.model_dump(mode="json", exclude_none=True)
+        data["chargers"].append({"id": "CP3", "circuit": "steuve", "max_current_a": 16})
+        reloaded = parse_config(data)
+        rig.controller.use_config(reloaded)
+        await rig.limits.use_config(reloaded)
+        four = para14a.limit_a(4)
+        await rig.until_circuit(four)
+        rows = await activations(db.conn)
+        assert [(r.id == first, r.chargers, r.ended_at is None) for r in rows] == [
+            (True, 3, False),
+            (False, 4, True),
+        ]
+        assert rows[1].granted_kw == pytest.approx(13.02, abs=0.01)
+    finally:
+        await rig.close()
