@@ -133,7 +133,9 @@ async def configure(
         outcome.refused[name(TX_MEASURANDS)] = "not in its device model"
         measurands, interval = ALIGNED_MEASURANDS, ALIGNED_INTERVAL
     taken = await _measurands(ask, measurands, reads, outcome, wanted=wanted, possible=possible)
-    if not taken and measurands == TX_MEASURANDS:
+    if possible is not None and wanted[0] not in possible:
+        outcome.refused.setdefault(name(measurands), f"its model cannot sample {wanted[0]}")
+    elif not taken and measurands == TX_MEASURANDS:  # the station refused the list
         aligned = reads.get(ALIGNED_MEASURANDS)
         if aligned is not None and aligned.status not in UNKNOWN:
             measurands, interval = ALIGNED_MEASURANDS, ALIGNED_INTERVAL
