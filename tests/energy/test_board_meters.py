@@ -58,6 +58,10 @@ class Park:
     """Each board's other load, on the board itself (not in its sub-boards)."""
     lost: set[str] = field(default_factory=set)
     failing: set[str] = field(default_factory=set)
+    car_max: dict[str, float] = field(default_factory=dict)
+    """A car drawing less than offered (its battery nearly full): at most this, by charger."""
+    one_phase: set[str] = field(default_factory=set)
+    """Chargers whose car draws on the charger's first phase only."""
     now: float = 1000.0
     model: SiteModel = field(init=False)
 
@@ -108,9 +112,13 @@ class Park:
             if circuits is not None and ch.config.circuit not in circuits:
                 continue
             for session in ch.sessions.values():
-                for p in session.car_phases or ch.site_phases:
-                    total[p] += ch.offered(session.connector)
+                phases = [ch.wiring[0]] if ch.id in self.one_phase else ch.wiring
+                for p in phases:
+                    total[p] += self.drawn(ch.id, ch.offered(session.connector))
         return total
+
+    def drawn(self, charger_id: str, offered: float) -> float:
+        return min(offered, self.car_max.get(charger_id, offered))
 
     def other(self, circuits: set[str]) -> list[float]:
         return [sum(self.own.get(n, ZERO)[p] for n in circuits) for p in Phase]
@@ -160,12 +168,12 @@ class Park:
         """Every car draws its limit in force and says so."""
         for ch in self.model.chargers.values():
             for session in ch.sessions.values():
-                amps = ch.offered(session.connector)
-                self.model.handle(
-                    Measured(
-                        charger_id=ch.id, at=0, connector=1, current_a=(amps,) * len(ch.wiring)
-                    )
+                amps = self.drawn(ch.id, ch.offered(session.connector))
+                others = 0.0 if ch.id in self.one_phase else amps
+                currents: tuple[float | None, float | None, float | None] = (
+                    (amps, None, None) if len(ch.wiring) == 1 else (amps, others, others)
                 )
+                self.model.handle(Measured(charger_id=ch.id, at=0, connector=1, current_a=currents))
 
     def round(self) -> RoundPlan:
         self.now += 1.0
@@ -392,7 +400,7 @@ def parks(draw: st.DrawFn) -> Park:
     circuits: list[dict[str, Any]] = []
     limits: dict[str, int] = {}
     for index in range(draw(st.integers(min_value=1, max_value=4))):
-        parent = draw(st.none() | st.sampled_from(sorted(limits) or [None]))
+        parent: str | None = draw(st.none() | st.sampled_from(sorted(limits))) if limits else None
         top = 250 if parent is None else limits[parent]
         limit = draw(st.integers(min_value=20, max_value=top))
         name = f"B{index}"
@@ -412,8 +420,8 @@ def parks(draw: st.DrawFn) -> Park:
             if fallback is not None:
                 circuit["fallback_ev_a"] = fallback
         circuits.append(circuit)
-    names = [None, *limits]
-    chargers = [
+    names: list[str | None] = [None, *limits]
+    chargers: list[dict[str, Any]] = [
         {
             "id": f"C{i}",
             "circuit": draw(st.sampled_from(names)),
