@@ -140,6 +140,8 @@ class ExternalLimits:
                 )
                 await self._write_end(row.id)
                 continue
+            if state.activation_id is not None:  # an older one left open (its end not written)
+                await self._write_end(state.activation_id)
             state.active = state.restored = True
             state.since = row.started_at
             state.activation_id = row.id

@@ -353,3 +353,34 @@ async def test_a_para14a_grant_follows_the_chargers_a_reload_puts_under_its_circ
         assert rows[1].granted_kw == pytest.approx(13.02, abs=0.01)
     finally:
         await rig.close()
+
+
+async def test_restore_puts_back_the_open_activation_and_closes_the_others(
+    db: Database, tmp_path: Path
+) -> None:
+    log = LimitLog(db)
+
+    async def opened(source: str, at: float) -> int:
+        return await log.started(
+            source,
+            para14a=True,
+            node="steuve",
+            at=at,
+            limit_a=(1.0,) * 3,
+            granted_kw=1.0,
+            chargers=1,
+        )
+
+    gone = await opened("old-box", 1000.0)  # a source no longer configured
+    older = await opened("dso", 2000.0)  # left open by an end that was never written
+    latest = await opened("dso", 3000.0)
+    limit = {"name": "dso", "source": "gpio", "path": str(tmp_path / "none"), "limit_a": 30}
+    rig = Rig(_config(limit), db)
+    await rig.limits.restore()  # nothing read yet: no reader runs in this test
+    state = rig.limits.states["dso"]
+    assert (state.active, state.restored, state.activation_id) == (True, True, latest)
+    assert rig.controller.state().limit_a == (30.0, 30.0, 30.0)
+    assert [a.id for a in await log.open_activations()] == [latest]
+    closed = {a.id for a in await activations(db.conn) if a.ended_at is not None}
+    assert closed == {gone, older}
+    await rig.close()
