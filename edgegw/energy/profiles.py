@@ -110,7 +110,11 @@ class ConnectorLimit:
     phases: int = 3
     """Phases the car draws on (converts A to W)."""
     transaction_id: int | None = None
-    """As the charger knows it (needed for a TxProfile)."""
+    """As the charger knows it (needed for a TxProfile), when it is OCPP 1.6's integer."""
+    in_transaction: bool = False
+    """A transaction with an id runs here even without ``transaction_id``: an OCPP 2.0.1
+    string id, which the TxProfile gets when it is rendered for the charger
+    (:func:`edgegw.energy.profiles201.set_charging_profile`)."""
     cloud_tx_profile: bool = False
     """The cloud installed a TxProfile for this transaction: only a TxProfile outranks it."""
 
@@ -245,7 +249,9 @@ def plan_profiles(
         """TxProfile or TxDefaultProfile on the session's own connector."""
         wants_tx = session.cloud_tx_profile or not sc.tx_default_applies_to_running
         tx_ok = Purpose.TX in sc.purposes and (
-            session.transaction_id is not None or not sc.tx_profile_needs_transaction_id
+            session.transaction_id is not None
+            or session.in_transaction
+            or not sc.tx_profile_needs_transaction_id
         )
         covers = {session.connector_id: session.limit_a}
         if (wants_tx or Purpose.TX_DEFAULT not in sc.purposes) and tx_ok:

@@ -114,6 +114,32 @@ def test_every_gateway_profile_is_a_valid_2_0_1_request_with_the_same_meaning(
         )
 
 
+def test_a_2_0_1_session_with_a_string_id_gets_a_tx_profile() -> None:
+    """A TxProfile-only charger (or a session carrying a cloud TxProfile) is capped with a
+    TxProfile once its transaction has an id, whatever its form."""
+    sessions = [ConnectorLimit(1, 16.0, in_transaction=True)]
+    [cmd] = plan_profiles(
+        TX_ONLY, sessions, connectors=[1], safe_limit_a=12.0, charger_phases=3, min_a=6.0, now=NOW
+    )
+    assert cmd.key.purpose is Purpose.TX
+    payload = set_charging_profile(cmd, transaction_id=TX_ID)
+    assert_valid("SetChargingProfile", payload, SCHEMA_VERSIONS)
+    assert payload["chargingProfile"]["transactionId"] == TX_ID
+    without = [ConnectorLimit(1, 16.0)]  # no transaction known: nothing a TxProfile can name
+    assert (
+        plan_profiles(
+            TX_ONLY,
+            without,
+            connectors=[1],
+            safe_limit_a=12.0,
+            charger_phases=3,
+            min_a=6.0,
+            now=NOW,
+        )
+        == []
+    )
+
+
 def test_a_tx_profile_needs_the_charger_s_transaction_id() -> None:
     [cmd] = plan_profiles(
         variant(TX_ONLY, tx_profile_needs_transaction_id=False),
