@@ -130,6 +130,9 @@ class PeakShaver:
         self._phases = phases
         self._tz = tz
         self._quarters: list[QuarterResult] = []
+        """The running month's quarter-hours (``_month``), and its highest (``_top``)."""
+        self._month: str | None = None
+        self._top: QuarterResult | None = None
         self._start: float | None = None
         self._energy_j = 0.0
         self._last: tuple[float, float] | None = None
@@ -145,21 +148,27 @@ class PeakShaver:
         return datetime.fromtimestamp(wall, self._tz).strftime("%Y-%m")
 
     def _month_quarters(self, month: str) -> list[QuarterResult]:
-        return [q for q in self._quarters if self.month_of(q.start) == month]
+        return self._quarters if month == self._month else []
 
     def _keep(self, quarter: QuarterResult) -> None:
         month = self.month_of(quarter.start)
-        # Only the running month matters for the target: older months are dropped.
-        self._quarters = [q for q in self._quarters if self.month_of(q.start) == month]
+        if month != self._month:  # only the running month matters for the target
+            self._month, self._quarters, self._top = month, [], None
         self._quarters.append(quarter)
+        if self._top is None or quarter.average_kw > self._top.average_kw:
+            self._top = quarter
 
     def month_peak(self, wall: float) -> tuple[float, float | None]:
         """The month's highest quarter-hour average (kW) and its start, for ``wall``'s month."""
-        quarters = self._month_quarters(self.month_of(wall))
-        if not quarters:
+        top = self._top
+        if top is None or self.month_of(wall) != self._month:
             return 0.0, None
-        top = max(quarters, key=lambda q: q.average_kw)
         return top.average_kw, top.start
+
+    @property
+    def limiting(self) -> bool:
+        """Whether the last cap was below the site's limit."""
+        return self._limiting
 
     def effective_target_kw(self, wall: float) -> float:
         return max(self.target_kw, self.month_peak(wall)[0])

@@ -109,7 +109,7 @@ class PeakService:
             if self._store is not None:
                 self._tasks.spawn(self._store.quarter(quarter), "quarter")
         cap = self.shaver.cap_a(grid)
-        limiting = cap is not None and self.shaver.status().limiting
+        limiting = cap is not None and self.shaver.limiting
         self._apply(cap if limiting else None)
 
     def _apply(self, cap: PerPhase | None) -> None:
