@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from edgegw.config import ConfigError, parse_config
+from edgegw.energy.meters import MeterConfigError, MeterService
 from edgegw.reload import plan_reload
+from tests.energy.test_board_meters import Park
 
 
 def config(
@@ -197,3 +199,62 @@ def test_a_boards_meter_changed_needs_a_restart() -> None:
         plan = plan_reload(running, parse_config(new_data))
         assert not plan.applicable
         assert any("circuit level-1: its meter changed" in p for p in plan.needs_restart)
+
+
+# ------------------------------------------------------------------ the meters
+
+
+def test_the_meter_service_hands_each_board_its_meter() -> None:
+    parsed = parse_config(
+        config(
+            [
+                {"name": "level-1", "limit_a": 100, "meter": "m1"},
+                {"name": "level-2", "limit_a": 100},
+            ]
+        )
+    )
+    service = MeterService(parsed)
+    assert service.site_meter is not None and service.site_meter.name == "grid"
+    assert {name: p.name for name, p in service.circuit_meters.items()} == {"level-1": "m1"}
+    assert service.circuit_samples() == {"level-1": None}  # not read yet
+
+
+def test_a_board_meter_without_phase_currents_is_refused() -> None:
+    single = [{"name": "m1", "profile": "eastron-sdm120", "unit_id": 2, "role": "circuit"}]
+    parsed = parse_config(config([{"name": "level-1", "limit_a": 100, "meter": "m1"}], single))
+    with pytest.raises(MeterConfigError, match=r"meters\[1\]\.profile: 'eastron-sdm120' has no "):
+        MeterService(parsed)
+
+
+# ------------------------------------------------------------------ live
+
+
+def test_a_reloaded_board_limit_and_a_new_board_apply_at_the_next_round() -> None:
+    park = Park(
+        circuits=[{"name": "L1", "limit_a": 50, "margin_a": 2}],
+        chargers=[{"id": f"C{i}", "circuit": "L1", "max_current_a": 32} for i in (1, 2, 3)],
+    )
+    for i in (1, 2, 3):
+        park.plug(f"C{i}", i)
+    park.settle()
+    assert park.limits() == {"C1": 16.0, "C2": 16.0, "C3": 16.0}
+    data = {
+        "site": {"limit_a": 250, "margin_a": 5, "ramp_a_per_s": 100},
+        "buses": {"main": {"transport": "tcp", "host": "127.0.0.1"}},
+        "meters": [{"name": "grid", "profile": "eastron-sdm630"}],
+        "circuits": [
+            {"name": "L1", "limit_a": 32, "margin_a": 2},
+            {"name": "L9", "limit_a": 16, "margin_a": 1},
+        ],
+        "chargers": [
+            {"id": "C1", "circuit": "L1", "max_current_a": 32},
+            {"id": "C2", "circuit": "L1", "max_current_a": 32},
+            {"id": "C3", "circuit": "L9", "max_current_a": 32},
+        ],
+    }
+    new = parse_config(data)
+    assert plan_reload(park.model.config, new).applicable
+    park.model.use_config(new)
+    park.circuits = data["circuits"]
+    park.round()  # cuts at once, no restart
+    assert park.limits() == {"C1": 15.0, "C2": 15.0, "C3": 15.0}
