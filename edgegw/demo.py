@@ -36,6 +36,14 @@ from typing import Final, TextIO
 from edgegw.auth.passwords import hash_password
 from edgegw.config import load_config
 from edgegw.daemon import Gateway
+from edgegw.demo_carpark import (
+    BOARD_BASE_A,
+    CarPark,
+    CarParkError,
+    FuseWatch,
+    carpark_config_text,
+    load_carpark,
+)
 from edgegw.demo_site import (
     ACCEPTED_TAGS,
     BLOCKED_TAG,
@@ -149,6 +157,7 @@ async def run_demo(
     cloud_stall: float = 0.0,
     out: TextIO | None = None,
     live_table: bool | None = None,
+    site: Path | None = None,
 ) -> bool:
     """Run until ``duration`` elapses or Ctrl-C; True if the cloud's record is complete.
 
@@ -156,8 +165,11 @@ async def run_demo(
     time, an overlapping one refused; ``ConcurrentTx`` for a second start of a card);
     ``cloud_stall`` > 0 makes it stall that many seconds every :data:`STALL_EVERY` seconds
     (then it answers all the same), as a busy CSMS does. ``out`` (default stdout) gets the
-    summary; ``live_table`` (default: ``out`` is a terminal) redraws it in place.
+    summary; ``live_table`` (default: ``out`` is a terminal) redraws it in place. ``site``
+    plays a car park of one's own (:mod:`edgegw.demo_carpark`; ``chargers`` is then its own);
+    raises :class:`~edgegw.demo_carpark.CarParkError` when it cannot be played.
     """
+    park = None if site is None else load_carpark(site)
     out = out or sys.stdout
     if live_table is None:
         live_table = out.isatty()
@@ -173,7 +185,25 @@ async def run_demo(
             session_seconds=session_seconds,
             real_cloud=real_cloud,
             cloud_stall=cloud_stall,
+            park=park,
         )
+
+
+async def _start_meters(park: CarPark | None) -> tuple[SimMeter, dict[str, SimMeter]]:
+    """The grid's simulated meter, and every meter by name (a car park's boards' too)."""
+    if park is None:
+        grid = SimMeter("eastron-sdm630")
+        await grid.start()
+        grid.set_currents(BUILDING_A, BUILDING_A, BUILDING_A)
+        return grid, {"grid": grid}
+    meters: dict[str, SimMeter] = {}
+    for spec in park.meters:
+        sim = meters[spec.name] = SimMeter(spec.profile, unit_id=spec.unit_id)
+        await sim.start()
+        base = BUILDING_A if spec.role == "site" else BOARD_BASE_A
+        sim.set_currents(base, base, base)
+    grid = next(meters[m.name] for m in park.meters if m.role == "site")
+    return grid, meters
 
 
 async def _run(
@@ -186,16 +216,22 @@ async def _run(
     session_seconds: float,
     real_cloud: bool,
     cloud_stall: float,
+    park: CarPark | None = None,
 ) -> bool:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    ids = [f"DEMO-{i:02d}" for i in range(1, chargers + 1)]
+    ids = (
+        [f"DEMO-{i:02d}" for i in range(1, chargers + 1)]
+        if park is None
+        else list(park.charger_ids)
+    )
+    chargers = len(ids)
     passwords = {cid: f"demo-password-{cid.lower()}" for cid in ids}
     hashes = {cid: hash_password(pw, log2_n=10) for cid, pw in passwords.items()}
     script = script_for(duration)
-    limit = site_limit_a(chargers)
+    limit = site_limit_a(chargers) if park is None else park.limit_a
     stall = Stall()
     cloud = SimCloud(
         accepted_tags=ACCEPTED_TAGS,
@@ -205,13 +241,20 @@ async def _run(
         concurrent_tx=real_cloud,
         delay_answers=stall,
     )
-    meter = SimMeter("eastron-sdm630")
-    await meter.start()
-    meter.set_currents(BUILDING_A, BUILDING_A, BUILDING_A)
+    meter, meters = await _start_meters(park)
     await cloud.start()
     config_path = folder / "edgegw.toml"
     config_path.write_text(
-        _config_text(folder, port, cloud.url, hashes, meter_port=meter.port, limit_a=limit),
+        _config_text(folder, port, cloud.url, hashes, meter_port=meter.port, limit_a=limit)
+        if park is None
+        else carpark_config_text(
+            park,
+            folder,
+            port=port,
+            cloud_url=cloud.url,
+            hashes=hashes,
+            meter_ports={n: m.port for n, m in meters.items()},
+        ),
         encoding="utf-8",
     )
     log.info("simulated cloud CSMS at %s; gateway configuration %s", cloud.url, config_path)
@@ -223,10 +266,18 @@ async def _run(
     assert gateway.server is not None and gateway.live is not None
     live = gateway.live
     url = f"ws://127.0.0.1:{gateway.server.port}/ocpp"
-    display.line(
-        f"edgegw demo: {chargers} simulated chargers -> the gateway at {url} -> a simulated "
-        f"cloud; load capping at {limit:g} A on a simulated site meter."
-    )
+    if park is None:
+        display.line(
+            f"edgegw demo: {chargers} simulated chargers -> the gateway at {url} -> a "
+            f"simulated cloud; load capping at {limit:g} A on a simulated site meter."
+        )
+    else:
+        display.line(
+            f"edgegw demo on {park.path}: {chargers} simulated chargers on "
+            f"{park.circuits} board(s) below a {limit:g} A main fuse, {len(meters)} "
+            f"simulated meters -> the gateway at {url} -> a simulated cloud."
+        )
+    watch = FuseWatch()
     display.line(f"  watch it live:  edgegw tui -c {config_path}   (in another terminal)")
     display.line(f"  the gateway's log:  {folder / 'edgegw.log'}")
     if script is None:
@@ -288,6 +339,7 @@ async def _run(
                 log.info("the simulated cloud stalls for %.0f s", cloud_stall)
                 stall.begin(cloud_stall)
                 next_stall += STALL_EVERY
+            watch.look(live.snapshot())
             if display.live:
                 display.table(status().rows())
             elif time.monotonic() >= next_line:
@@ -309,7 +361,8 @@ async def _run(
         gateway.shutdown()
         await gateway_task
         await cloud.stop()
-        await meter.stop()
+        for sim in meters.values():
+            await sim.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return _summary(
@@ -321,6 +374,7 @@ async def _run(
         config_path=config_path,
         queued=queued,
         drained=drained,
+        fuses=watch.lines() if park is not None else None,
     )
 
 
@@ -376,6 +430,7 @@ __all__ = [
     "REDRAW_EVERY",
     "STALL_EVERY",
     "UNKNOWN_TAG",
+    "CarParkError",
     "Display",
     "Script",
     "Status",

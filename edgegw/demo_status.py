@@ -192,6 +192,7 @@ def _summary(
     config_path: Path,
     queued: int | None,
     drained: bool,
+    fuses: list[str] | None = None,
 ) -> bool:
     stats = fleet.stats
     started = [t for (cid, _), t in cloud.transactions.items() if cid in ids]
@@ -214,6 +215,9 @@ def _summary(
         )
     lines.append(f"  cloud record:            {verdict.lines[0]}")
     lines += [f"                           {more}" for more in verdict.lines[1:]]
+    if fuses:
+        lines.append(f"  fuses:                   {fuses[0]}")
+        lines += [f"                           {more}" for more in fuses[1:]]
     config = f"-c {config_path}"
     lines += [
         "",

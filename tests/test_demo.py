@@ -7,9 +7,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+import pytest
+
+from edgegw.auth.passwords import hash_password
+from edgegw.config import parse_config
 from edgegw.demo import LINE_EVERY, Display, judge, script_for
+from edgegw.demo_carpark import CarParkError, carpark_config_text, load_carpark
 from edgegw.sim.fleet import FleetStats
 
 
@@ -135,3 +141,66 @@ def test_on_a_terminal_the_table_is_redrawn_in_place() -> None:
     display.freeze()  # the end: the last table stays, the summary goes below it
     display.line("edgegw demo summary")
     assert screen.getvalue().endswith("\x1b[2Kb\nedgegw demo summary\n")
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+async def test_demo_plays_the_three_level_car_park_with_no_fuse_exceeded() -> None:
+    """Issue 22's car park (main 250 A, two 100 A boards with their own meters, 40 chargers)
+    runs in the demo: every board and the main fuse stay within their limits throughout, and
+    the cloud's record is complete."""
+    code, text, err = await run(
+        "--site",
+        str(EXAMPLES / "carpark-three-level.toml"),
+        "--duration",
+        "20",
+        "--session-seconds",
+        "3",
+        timeout=240,
+    )
+    assert code == 0, text[-3000:] + err[-2000:]
+    assert "40 simulated chargers on 2 board(s) below a 250 A main fuse" in text
+    assert "cloud record:            complete" in text
+    assert "fuses:                   no fuse exceeded" in text
+    peaks = dict(re.findall(r"^\s+(main fuse|level-1|level-2): at most (\d+) of", text, re.M))
+    assert set(peaks) == {"main fuse", "level-1", "level-2"}
+    assert all(int(amps) > 0 for amps in peaks.values())  # the rounds allocated something
+    config = Path(re.findall(r"edgegw tui -c (\S+)", text)[0])
+    await asyncio.to_thread(shutil.rmtree, config.parent)
+
+
+def test_a_car_park_is_rewired_to_simulated_parts(tmp_path: Path) -> None:
+    park = load_carpark(EXAMPLES / "carpark-three-level.toml")
+    assert len(park.charger_ids) == 40 and park.limit_a == 250 and park.circuits == 2
+    assert [m.role for m in park.meters] == ["site", "circuit", "circuit"]
+    text = carpark_config_text(
+        park,
+        tmp_path,
+        port=0,
+        cloud_url="ws://127.0.0.1:9/ocpp",
+        hashes=dict.fromkeys(park.charger_ids, hash_password("a-demo-password", log2_n=10)),
+        meter_ports={"grid": 1501, "board-1": 1502, "board-2": 1503},
+    )
+    config = parse_config(tomllib.loads(text))
+    assert config.cloud is not None and config.cloud.url == "ws://127.0.0.1:9/ocpp"
+    by_id = {c.id: c for c in config.chargers}
+    assert by_id["P1-02"].circuit == "level-1" and by_id["P1-02"].phases == "L2"
+    assert all(c.password_hash for c in config.chargers)
+    assert {m.name: config.buses[m.bus].port for m in config.meters} == {
+        "grid": 1501,
+        "board-1": 1502,
+        "board-2": 1503,
+    }
+    assert [c.name for c in config.circuits] == ["level-1", "level-2"]
+    assert config.site is not None and config.site.meter_role == "non_ev"
+
+
+def test_a_file_that_is_no_car_park_is_refused_in_words(tmp_path: Path) -> None:
+    path = tmp_path / "nothing.toml"
+    path.write_text('[[chargers]]\nid = "CP1"\n')
+    with pytest.raises(CarParkError, match="needs a \\[site\\]"):
+        load_carpark(path)
+    path.write_text("[site\n")
+    with pytest.raises(CarParkError, match="cannot read it"):
+        load_carpark(path)

@@ -345,6 +345,15 @@ def demo(  # noqa: PLR0917 (typer options)
             min=0,
         ),
     ] = 0.0,
+    site: Annotated[
+        Path | None,
+        typer.Option(
+            "--site",
+            help="Play this car park (a gateway configuration, e.g. "
+            "examples/carpark-three-level.toml): its site, boards and chargers on simulated "
+            "meters, chargers and cloud (--chargers is then its own).",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole system on simulated chargers, cloud and site meter, no hardware needed.
 
@@ -352,19 +361,24 @@ def demo(  # noqa: PLR0917 (typer options)
     cloud outage and a load-cap event, and ends by judging the cloud's record (exit 1 if it
     is incomplete) with the commands to look further. The gateway's log goes to a file.
     """
-    from edgegw.demo import run_demo  # noqa: PLC0415
+    from edgegw.demo import CarParkError, run_demo  # noqa: PLC0415
 
     setup_logging("info")
-    ok = asyncio.run(
-        run_demo(
-            chargers=chargers,
-            duration=duration or None,
-            port=port,
-            session_seconds=session_seconds,
-            real_cloud=real_cloud,
-            cloud_stall=cloud_stall,
+    try:
+        ok = asyncio.run(
+            run_demo(
+                chargers=chargers,
+                duration=duration or None,
+                port=port,
+                session_seconds=session_seconds,
+                real_cloud=real_cloud,
+                cloud_stall=cloud_stall,
+                site=site,
+            )
         )
-    )
+    except CarParkError as exc:
+        typer.echo(f"edgegw demo: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
     if not ok:
         raise typer.Exit(1)
 
