@@ -65,7 +65,7 @@ from typing import Any, Protocol
 from edgegw.config import Config
 from edgegw.energy import cloudcaps, profiles201
 from edgegw.energy.allocator import AllocationResult, AllocatorParams, Mode, PerPhase, Phase
-from edgegw.energy.chargermodels import ChargerModel
+from edgegw.energy.chargermodels import ChargerModel, Purpose
 from edgegw.energy.controlstate import (
     ChargerState,
     ControllerState,
@@ -78,7 +78,7 @@ from edgegw.energy.controlstate import (
     snapshot,
 )
 from edgegw.energy.planner import FailAwareSample, SampleLike, ev_load, plan_round
-from edgegw.energy.profiles import ProfileCommand
+from edgegw.energy.profiles import ProfileCommand, ProfileKey
 from edgegw.energy.sitemodel import SiteModel
 from edgegw.energy.siterecords import ChargerRecord, Flag, Tuning
 from edgegw.ocpp.events import ChargerConnected, Event
@@ -380,6 +380,11 @@ class LoadController:
             read = profiles201.as_v16(action, payload)
             if read is None:
                 return
+            level = ch.model.smart_charging.gateway_stack_level
+            if action == "ClearChargingProfile" and profiles201.clears_station_tx_default(
+                payload, level
+            ):
+                self._model.forget(ch, [ProfileKey(0, Purpose.TX_DEFAULT)])
             action, payload = read
         self._model.cloud_call_accepted(ch, action, payload)
         self._kick()
@@ -492,14 +497,13 @@ class LoadController:
         self._model.profile_acked(ch, cmd)
         return True
 
-    @staticmethod
-    def _render201(ch: ChargerRecord, cmd: ProfileCommand) -> JsonDict:
+    def _render201(self, ch: ChargerRecord, cmd: ProfileCommand) -> JsonDict:
         """``cmd`` in OCPP 2.0.1 form (its connector is the EVSE id; a TxProfile carries the
         charger's id of the session on that EVSE). Raises
         :class:`~edgegw.energy.profiles.ProfileError`."""
         session = ch.sessions.get(cmd.key.connector_id)
         tx = None if session is None else session.transaction_id
-        return profiles201.set_charging_profile(cmd, transaction_id=tx)
+        return profiles201.set_charging_profile(cmd, transaction_id=tx, now=self._wall())
 
     async def _back_off(self, ch: ChargerRecord, link: _Link) -> None:
         delays = self._tuning.retry_delays_s

@@ -45,7 +45,7 @@ PROFILE_ID_SPAN: Final = 1000
 
 _SLOTS: Final = {Purpose.CHARGE_POINT_MAX: 0, Purpose.TX_DEFAULT: 1, Purpose.TX: 2}
 _MAX_CONNECTOR: Final = 99
-_START_IN_PAST_S: Final = 60.0
+START_IN_PAST_S: Final = 60.0
 """Absolute schedules start a minute ago: a start in the future means "no limit until then"."""
 _RECURRENCE_S: Final = {"Daily": 86_400.0, "Weekly": 604_800.0}
 
@@ -139,7 +139,8 @@ def remap_cloud_profile_id(model: ChargerModel, profile_id: int) -> int:
     return profile_id - PROFILE_ID_SPAN
 
 
-def _timestamp(posix: float) -> str:
+def timestamp(posix: float) -> str:
+    """An OCPP dateTime, whole seconds, UTC."""
     return datetime.fromtimestamp(math.floor(posix), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -184,7 +185,7 @@ def build_set_charging_profile(
         period["numberPhases"] = phases
     schedule: JsonDict = {"chargingRateUnit": unit.value, "chargingSchedulePeriod": [period]}
     if sc.profile_kind == "Absolute":
-        schedule["startSchedule"] = _timestamp(now - _START_IN_PAST_S)
+        schedule["startSchedule"] = timestamp(now - START_IN_PAST_S)
     profile: JsonDict = {
         "chargingProfileId": gateway_profile_id(model, key),
         "stackLevel": sc.gateway_stack_level,
@@ -194,7 +195,7 @@ def build_set_charging_profile(
     if key.purpose is Purpose.TX and transaction_id is not None:
         profile["transactionId"] = transaction_id
     if sc.valid_from:
-        profile["validFrom"] = _timestamp(now - _START_IN_PAST_S)
+        profile["validFrom"] = timestamp(now - START_IN_PAST_S)
     profile["chargingSchedule"] = schedule
     return {"connectorId": key.connector_id, "csChargingProfiles": profile}
 

@@ -39,11 +39,14 @@ from typing import Any, Final
 from edgegw.energy.chargermodels import Purpose
 from edgegw.energy.profiles import (
     PROFILE_ID_SPAN,
+    START_IN_PAST_S,
     GatewayCap,
     ProfileCommand,
     ProfileError,
+    ProfileKey,
     clamp_schedule,
     outranks_cap,
+    timestamp,
 )
 
 JsonDict = dict[str, Any]
@@ -67,12 +70,18 @@ _TRANSACTION_ID_MAX: Final = 36
 # The gateway's own profiles
 
 
-def set_charging_profile(cmd: ProfileCommand, *, transaction_id: str | None = None) -> JsonDict:
+def set_charging_profile(
+    cmd: ProfileCommand, *, transaction_id: str | None = None, now: float
+) -> JsonDict:
     """``cmd``'s ``SetChargingProfileRequest`` in OCPP 2.0.1 form.
 
     ``transaction_id``: the charger's id of the session on the command's EVSE, which a
-    ``TxProfile`` must carry. Raises :class:`~edgegw.energy.profiles.ProfileError` when a
-    TxProfile has none (or one longer than 2.0.1's 36 characters).
+    ``TxProfile`` must carry; ``now`` (POSIX s) starts a ChargingStationMaxProfile that the
+    charger model wants Relative (2.0.1 rejects a Relative one, K01.FR.38: it is sent Absolute,
+    from a minute ago, as every Absolute profile of the gateway). A TxDefaultProfile on EVSE 0
+    goes one stack level below the gateway's (:func:`station_level`). Raises
+    :class:`~edgegw.energy.profiles.ProfileError` when a TxProfile has no transaction id (or
+    one longer than 2.0.1's 36 characters).
     """
     payload = cmd.payload
     profile: Mapping[str, Any] = payload["csChargingProfiles"]
@@ -83,15 +92,18 @@ def set_charging_profile(cmd: ProfileCommand, *, transaction_id: str | None = No
     for key in _SCHEDULE_KEYS:
         if key in schedule:
             out_schedule[key] = schedule[key]
-    out_schedule["chargingSchedulePeriod"] = [dict(p) for p in schedule["chargingSchedulePeriod"]]
     out: JsonDict = {
         "id": pid,
-        "stackLevel": profile["stackLevel"],
+        "stackLevel": station_level(cmd.key, profile["stackLevel"]),
         "chargingProfilePurpose": purpose,
     }
     for key in _PROFILE_KEYS:
         if key in profile:
             out[key] = profile[key]
+    if purpose == STATION_MAX and out["chargingProfileKind"] == "Relative":
+        out["chargingProfileKind"] = "Absolute"
+        out_schedule["startSchedule"] = timestamp(now - START_IN_PAST_S)
+    out_schedule["chargingSchedulePeriod"] = [dict(p) for p in schedule["chargingSchedulePeriod"]]
     if purpose == Purpose.TX.value:
         if not transaction_id or len(transaction_id) > _TRANSACTION_ID_MAX:
             raise ProfileError(
@@ -101,6 +113,32 @@ def set_charging_profile(cmd: ProfileCommand, *, transaction_id: str | None = No
         out["transactionId"] = transaction_id
     out["chargingSchedule"] = [out_schedule]
     return {"evseId": payload["connectorId"], "chargingProfile": out}
+
+
+def station_level(key: ProfileKey, level: int) -> int:
+    """The stack level of the gateway's profile ``key`` on a 2.0.1 station, ``level`` being the
+    gateway's: the same, except a TxDefaultProfile on EVSE 0 one below (when it can be). A
+    2.0.1 station rejects a TxDefaultProfile on EVSE 0 and one on an EVSE at the same stack level
+    (K01.FR.52/53); one level apart they mean what they mean in 1.6, where an EVSE's own
+    TxDefaultProfile beats the station-wide one (it also has the higher level here)."""
+    if key.purpose is Purpose.TX_DEFAULT and key.connector_id == 0 and level > 0:
+        return level - 1
+    return level
+
+
+def clears_station_tx_default(payload: Mapping[str, Any], level: int) -> bool:
+    """Does a 2.0.1 ``ClearChargingProfileRequest`` (by criteria) remove the gateway's
+    TxDefaultProfile on EVSE 0, which sits at ``station_level``, not at the gateway's ``level``
+    the 1.6 reading (:func:`as_v16`) matches with?"""
+    lowered = station_level(ProfileKey(0, Purpose.TX_DEFAULT), level)
+    criteria = payload.get("chargingProfileCriteria")
+    if lowered == level or "chargingProfileId" in payload or not isinstance(criteria, Mapping):
+        return False
+    return (
+        criteria.get("evseId") in (None, 0)
+        and criteria.get("chargingProfilePurpose") in (None, Purpose.TX_DEFAULT.value)
+        and criteria.get("stackLevel") == lowered
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,8 +222,14 @@ def clamp_cloud_profile(profile: Mapping[str, Any], cap: GatewayCap) -> JsonDict
     if not isinstance(purpose, str) or not outranks_cap(TO_V16.get(purpose, purpose), cap):
         return out
     stack = out.get("stackLevel")
-    if isinstance(stack, int) and stack >= cap.stack_level and cap.stack_level > 0:
-        out["stackLevel"] = cap.stack_level - 1
+    below = cap.stack_level - 1
+    if cap.purpose is Purpose.TX_DEFAULT and TO_V16.get(purpose) == Purpose.TX_DEFAULT.value:
+        # Below the gateway's station-wide one too, when there is room (else the station
+        # refuses the cloud's: K01.FR.06/53; the cap holds either way).
+        lower = station_level(ProfileKey(0, Purpose.TX_DEFAULT), cap.stack_level) - 1
+        below = lower if lower >= 0 else below
+    if isinstance(stack, int) and stack > below >= 0:
+        out["stackLevel"] = below
     schedules = out.get("chargingSchedule")
     if isinstance(schedules, list):
         for schedule in schedules:

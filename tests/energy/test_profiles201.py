@@ -20,9 +20,10 @@ from edgegw.energy.profiles import (
     ConnectorLimit,
     ProfileCommand,
     ProfileError,
+    ProfileKey,
     plan_profiles,
 )
-from edgegw.energy.profiles201 import as_v16, set_charging_profile
+from edgegw.energy.profiles201 import as_v16, clears_station_tx_default, set_charging_profile
 from tests.energy.test_cloudcaps import with_cap
 from tests.energy.test_profiles import GENERIC, NOW, TX_DEFAULT, W_ONLY, variant
 
@@ -79,12 +80,15 @@ def test_every_gateway_profile_is_a_valid_2_0_1_request_with_the_same_meaning(
 ) -> None:
     for cmd in commands:
         v16 = cmd.payload["csChargingProfiles"]
-        payload = set_charging_profile(cmd, transaction_id=TX_ID)
+        payload = set_charging_profile(cmd, transaction_id=TX_ID, now=NOW)
         assert_valid("SetChargingProfile", payload, SCHEMA_VERSIONS)
         profile = payload["chargingProfile"]
         assert payload["evseId"] == cmd.payload["connectorId"]  # the connector key is the EVSE
         assert profile["id"] == v16["chargingProfileId"]
-        assert profile["stackLevel"] == v16["stackLevel"]
+        level = v16["stackLevel"]
+        if cmd.key == ProfileKey(0, Purpose.TX_DEFAULT) and level > 0:
+            level -= 1  # never at the level of an EVSE's own (K01.FR.52/53)
+        assert profile["stackLevel"] == level
         assert (
             profile["chargingProfilePurpose"]
             == {
@@ -104,14 +108,18 @@ def test_every_gateway_profile_is_a_valid_2_0_1_request_with_the_same_meaning(
         for period in schedule["chargingSchedulePeriod"]:
             assert "phaseToUse" not in period
         # Read back as the site model keeps a profile: the 1.6 one, without the transaction.
-        read = as_v16("SetChargingProfile", payload)
-        assert read == (
-            "SetChargingProfile",
-            {
-                "connectorId": cmd.payload["connectorId"],
-                "csChargingProfiles": {k: v for k, v in v16.items() if k != "transactionId"},
-            },
-        )
+        _, read = as_v16("SetChargingProfile", payload) or ("", {})
+        expected = {k: v for k, v in v16.items() if k != "transactionId"}
+        expected["stackLevel"] = level
+        if v16["chargingProfileKind"] == "Relative" and (
+            v16["chargingProfilePurpose"] == "ChargePointMaxProfile"
+        ):  # 2.0.1 takes no Relative ChargingStationMaxProfile (K01.FR.38)
+            expected["chargingProfileKind"] = "Absolute"
+            expected["chargingSchedule"] = {
+                **v16["chargingSchedule"],
+                "startSchedule": "2023-11-14T22:12:20Z",  # a minute before NOW
+            }
+        assert read == {"connectorId": cmd.payload["connectorId"], "csChargingProfiles": expected}
 
 
 def test_a_2_0_1_session_with_a_string_id_gets_a_tx_profile() -> None:
@@ -122,7 +130,7 @@ def test_a_2_0_1_session_with_a_string_id_gets_a_tx_profile() -> None:
         TX_ONLY, sessions, connectors=[1], safe_limit_a=12.0, charger_phases=3, min_a=6.0, now=NOW
     )
     assert cmd.key.purpose is Purpose.TX
-    payload = set_charging_profile(cmd, transaction_id=TX_ID)
+    payload = set_charging_profile(cmd, transaction_id=TX_ID, now=NOW)
     assert_valid("SetChargingProfile", payload, SCHEMA_VERSIONS)
     assert payload["chargingProfile"]["transactionId"] == TX_ID
     without = [ConnectorLimit(1, 16.0)]  # no transaction known: nothing a TxProfile can name
@@ -140,6 +148,30 @@ def test_a_2_0_1_session_with_a_string_id_gets_a_tx_profile() -> None:
     )
 
 
+@pytest.mark.parametrize(("name", "model", "commands"), plans(), ids=[p[0] for p in plans()])
+def test_a_plan_passes_a_2_0_1_station_s_checks(
+    name: str, model: ChargerModel, commands: list[ProfileCommand]
+) -> None:
+    """What a 2.0.1 station rejects (K01): a ChargingStationMaxProfile of kind Relative
+    (FR.38), Absolute without startSchedule or Relative with one (FR.40, FR.41), two profiles
+    with one (stackLevel, purpose, evseId) and different ids (FR.06), a TxDefaultProfile on EVSE
+    0 and one on an EVSE at the same stack level (FR.52, FR.53)."""
+    rendered = [set_charging_profile(c, transaction_id=TX_ID, now=NOW) for c in commands]
+    slots: dict[tuple[int, str, int], int] = {}
+    for payload in rendered:
+        profile = payload["chargingProfile"]
+        purpose, kind = profile["chargingProfilePurpose"], profile["chargingProfileKind"]
+        [schedule] = profile["chargingSchedule"]
+        if purpose == "ChargingStationMaxProfile":
+            assert kind != "Relative"
+        assert ("startSchedule" in schedule) == (kind != "Relative")
+        slot = (payload["evseId"], purpose, profile["stackLevel"])
+        assert slots.setdefault(slot, profile["id"]) == profile["id"]
+    station_wide = {lvl for (evse, p, lvl) in slots if evse == 0 and p == "TxDefaultProfile"}
+    per_evse = {lvl for (evse, p, lvl) in slots if evse > 0 and p == "TxDefaultProfile"}
+    assert not station_wide & per_evse
+
+
 def test_a_tx_profile_needs_the_charger_s_transaction_id() -> None:
     [cmd] = plan_profiles(
         variant(TX_ONLY, tx_profile_needs_transaction_id=False),
@@ -151,10 +183,10 @@ def test_a_tx_profile_needs_the_charger_s_transaction_id() -> None:
         now=NOW,
     )
     with pytest.raises(ProfileError, match="needs the transaction's id"):
-        set_charging_profile(cmd, transaction_id=None)
+        set_charging_profile(cmd, transaction_id=None, now=NOW)
     with pytest.raises(ProfileError):
-        set_charging_profile(cmd, transaction_id="x" * 37)  # 2.0.1 ids are at most 36 long
-    payload = set_charging_profile(cmd, transaction_id="tx-1")
+        set_charging_profile(cmd, transaction_id="x" * 37, now=NOW)  # 2.0.1 ids are at most 36 long
+    payload = set_charging_profile(cmd, transaction_id="tx-1", now=NOW)
     assert payload["chargingProfile"]["transactionId"] == "tx-1"
 
 
@@ -355,3 +387,29 @@ def test_the_cloud_s_calls_read_in_1_6_form() -> None:
     assert start[1]["connectorId"] == 2
     assert as_v16("RequestStartTransaction", {"evseId": 2}) is None
     assert as_v16("Reset", {}) is None
+
+
+def test_under_a_tx_default_cap_the_cloud_s_tx_default_goes_below_both_of_the_gateway_s() -> None:
+    model = variant(with_cap(Purpose.TX_DEFAULT), max_stack_level=6)
+    level = model.smart_charging.gateway_stack_level
+    prof = cloud_profile(5, "TxDefaultProfile", [32.0], stack=level)
+    relayed = filter_cloud_call201(
+        "SetChargingProfile", {"evseId": 0, "chargingProfile": prof}, model, lambda _e: 10.0
+    )
+    # The gateway's: level on each EVSE, level - 1 on EVSE 0; the cloud's shares neither.
+    assert relayed["chargingProfile"]["stackLevel"] == level - 2
+
+
+def test_a_clear_of_the_gateway_s_station_wide_tx_default_is_noticed() -> None:
+    def clear(**criteria: Any) -> dict[str, Any]:
+        return {"chargingProfileCriteria": criteria}
+
+    assert clears_station_tx_default(clear(evseId=0, stackLevel=5), 6)
+    assert clears_station_tx_default(
+        clear(chargingProfilePurpose="TxDefaultProfile", stackLevel=5), 6
+    )
+    assert not clears_station_tx_default(clear(evseId=1, stackLevel=5), 6)
+    assert not clears_station_tx_default(clear(evseId=0, stackLevel=6), 6)  # the 1.6 reading's
+    assert not clears_station_tx_default(clear(stackLevel=5, chargingProfilePurpose="TxProfile"), 6)
+    assert not clears_station_tx_default(clear(stackLevel=0), 0)  # level 0: not lowered
+    assert not clears_station_tx_default({"chargingProfileId": 3}, 6)

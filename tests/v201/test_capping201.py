@@ -79,11 +79,25 @@ class Station201:
             self.invalid.append(str(exc))
             return {"status": "Rejected"}
         profile = payload["chargingProfile"]
+        evse, purpose, level = (
+            payload["evseId"],
+            profile["chargingProfilePurpose"],
+            profile["stackLevel"],
+        )
+        if purpose == "ChargingStationMaxProfile" and profile["chargingProfileKind"] == "Relative":
+            self.invalid.append(f"K01.FR.38: {profile}")
+            return {"status": "Rejected"}
+        for (e, p, lvl), old in self.profiles.items():
+            clash = (e, p, lvl) == (evse, purpose, level) or (
+                p == purpose == "TxDefaultProfile" and lvl == level and 0 in (e, evse) and e != evse
+            )
+            if clash and old["id"] != profile["id"]:  # K01.FR.06, FR.52, FR.53
+                self.invalid.append(f"clashes with {old['id']}: {payload}")
+                return {"status": "Rejected"}
         for key, old in list(self.profiles.items()):
             if old["id"] == profile["id"]:
                 del self.profiles[key]
-        key = (payload["evseId"], profile["chargingProfilePurpose"], profile["stackLevel"])
-        self.profiles[key] = profile
+        self.profiles[evse, purpose, level] = profile
         return {"status": "Accepted"}
 
     def _top(self, evse: int, purpose: str) -> float | None:
