@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -56,6 +57,11 @@ DISTINCT_HASHES = 8  # hashing is slow; chargers share these (each check still r
 
 
 async def cloud_handler(ws: ServerConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):  # the gateway restarting
+        await answer_cloud_calls(ws)
+
+
+async def answer_cloud_calls(ws: ServerConnection) -> None:
     async for message in ws:
         frame = json.loads(message)
         if frame[0] == 2:
