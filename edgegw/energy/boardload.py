@@ -70,13 +70,18 @@ def _per_phase(values: Sequence[float]) -> PerPhase:
     return (values[0], values[1], values[2])
 
 
-def chain(name: str | None, circuits: Sequence[CircuitConfig]) -> list[str]:
-    """``name`` and every circuit above it (the configuration refuses cycles)."""
+def chains(circuits: Sequence[CircuitConfig]) -> dict[str | None, tuple[str, ...]]:
+    """Each circuit's name -> itself and every circuit above it (the configuration refuses
+    cycles); ``None`` (a charger on the site) -> none."""
     parents = {c.name: c.parent for c in circuits}
-    out: list[str] = []
-    while name is not None and name in parents and name not in out:
-        out.append(name)
-        name = parents[name]
+    out: dict[str | None, tuple[str, ...]] = {None: ()}
+    for circuit in circuits:
+        names: list[str] = []
+        name: str | None = circuit.name
+        while name is not None and name in parents and name not in names:
+            names.append(name)
+            name = parents[name]
+        out[circuit.name] = tuple(names)
     return out
 
 
@@ -162,6 +167,11 @@ def observe_boards(
     ``model.boards``)."""
     boards: dict[str, BoardLoad] = {}
     configured = model.config.circuits
+    above = chains(configured)
+    under: dict[str, list[Eligible]] = {c.name: [] for c in configured}
+    for entry in eligible:
+        for name in above.get(entry[2].circuit, ()):
+            under[name].append(entry)
     for circuit in configured:
         role = circuit.metered_as
         if role is None:
@@ -182,10 +192,9 @@ def observe_boards(
             continue
         view.measured_a = reading
         if role == "total":
-            under = [e for e in eligible if circuit.name in chain(e[2].circuit, configured)]
             other, view.held_non_ev = estimate_non_ev(
                 reading,
-                charger_draws(under, sample.at),
+                charger_draws(under[circuit.name], sample.at),
                 view.held_non_ev,
                 model.tuning.follow_tolerance_a,
             )
@@ -268,7 +277,8 @@ def circuits(
                 held[name][p] += max(s.min_a, s.offered_a)
     own = {name: list(values) for name, values in held.items()}
     if boards:
-        depth = {c.name: len(chain(c.name, configured)) for c in configured}
+        above = chains(configured)
+        depth = {c.name: len(above[c.name]) for c in configured}
         under: dict[str, list[float]] = {}
         for c in sorted(configured, key=lambda c: -depth[c.name]):  # the deepest first
             below = [0.0, 0.0, 0.0]

@@ -38,7 +38,7 @@ from edgegw.energy.boardload import (
     Eligible,
     FailAwareSample,
     Pinned,
-    chain,
+    chains,
     charger_draws,
     circuits,
     held_draw,
@@ -406,14 +406,12 @@ def allocate_around_fixed(
         if hold:
             result = held(result, [s for _, _, s in eligible])
         elif holding:
-            configured = model.config.circuits
+            above = chains(model.config.circuits)
             result = held(
                 result,
                 [s for _, _, s in eligible],
                 only={
-                    s.key
-                    for _, _, s in eligible
-                    if holding.intersection(chain(s.circuit, configured))
+                    s.key for _, _, s in eligible if holding.intersection(above.get(s.circuit, ()))
                 },
             )
         newly = [
