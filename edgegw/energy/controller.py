@@ -65,6 +65,7 @@ from typing import Any, Protocol
 from edgegw.config import Config
 from edgegw.energy import cloudcaps, profiles201
 from edgegw.energy.allocator import AllocationResult, AllocatorParams, Mode, PerPhase, Phase
+from edgegw.energy.boardload import board_reading_matters
 from edgegw.energy.chargermodels import ChargerModel, Purpose
 from edgegw.energy.controlstate import (
     ChargerState,
@@ -80,7 +81,7 @@ from edgegw.energy.controlstate import (
 from edgegw.energy.planner import FailAwareSample, SampleLike, ev_load, plan_round
 from edgegw.energy.profiles import ProfileCommand, ProfileKey
 from edgegw.energy.sitemodel import SiteModel
-from edgegw.energy.siterecords import ChargerRecord, Flag, Tuning
+from edgegw.energy.siterecords import ChargerRecord, CircuitSamples, Flag, Tuning
 from edgegw.ocpp.events import ChargerConnected, Event
 from edgegw.ocpp.versions import OCPP16, OCPP201, is_v2
 from edgegw.tasks import TaskOwner
@@ -408,6 +409,19 @@ class LoadController:
             or any(grid[p] > limits[p] - self._site.margin_a for p in Phase)
             or any(abs(grid[p] - last[p]) >= self._tuning.jump_a for p in Phase)
         ):
+            self._kick()
+
+    def use_circuit_meters(self, latest: Callable[[], CircuitSamples]) -> None:
+        """Read the boards' own meters (their samples by circuit name) every round
+        (:mod:`edgegw.energy.boardload`); the daemon also calls :meth:`circuit_meter_event` on
+        each new sample (:func:`~edgegw.energy.boardload.board_listener`)."""
+        self._model.use_circuit_meters(latest)
+
+    def circuit_meter_event(self, circuit: str) -> None:
+        """A new sample of ``circuit``'s meter: start a round at once if it matters (the
+        first one, one over the board's limit - margin, a jump)."""
+        sample = self._model.circuit_samples().get(circuit)
+        if board_reading_matters(self._model, circuit, sample):
             self._kick()
 
     # ------------------------------------------------------------------ the round
