@@ -67,14 +67,12 @@ class _FrameHandling(_LinkState):
 
     def _for_charger(self, call: Call) -> Call:
         """The cloud's call as the charger must see it: its own transaction id, the site cap."""
-        if not self._v16:
-            return call
-        payload = call.payload
-        if call.action == "RemoteStopTransaction":
+        payload = call.payload  # 2.x: the charger's own transaction ids, nothing to map
+        if self._v16 and call.action == "RemoteStopTransaction":
             local = self._to_local.get(payload.get("transactionId"))  # type: ignore[arg-type]
             if local is not None:
                 payload = {**payload, "transactionId": local}
-        elif call.action == "SetChargingProfile":
+        elif self._v16 and call.action == "SetChargingProfile":
             profile = payload.get("csChargingProfiles")
             if isinstance(profile, dict):
                 local = self._to_local.get(profile.get("transactionId"))  # type: ignore[arg-type]

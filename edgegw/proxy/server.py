@@ -49,8 +49,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from edgegw.config import Config
-from edgegw.ocpp.versions import OCPP16 as V16
-from edgegw.ocpp.versions import SUPPORTED, choose
+from edgegw.ocpp.versions import SUPPORTED, choose, required, site_versions
 from edgegw.proxy.handshake import (
     CONCURRENT_PASSWORD_CHECKS,
     CONNECT_BURST,
@@ -238,21 +237,15 @@ class OcppServer(_HandshakeChecks):
         # complete the handshake without a subprotocol, and _handle closes.
         if not isinstance(offered, (list, tuple)):
             return None
-        allowed = SUPPORTED if self._v16_only() is None else (V16,)
+        allowed, _why = self._site_versions()
         chosen = choose(offered, allowed)
         return None if chosen is None else Subprotocol(chosen)
 
-    def _v16_only(self) -> str | None:
-        """Why this site takes 1.6 chargers only (None: it takes 2.x too).
-
-        2.x is relayed only: it needs a cloud; and the load controller's profiles are 1.6
-        calls, which a 2.x charger cannot act on: it would never be capped while the
-        controller believed its limit in force."""
-        if self._config.cloud is None:
-            return "this site has no cloud"
-        if self._config.site is not None:
-            return "this site caps load; OCPP 2.x chargers cannot be capped yet"
-        return None
+    def _site_versions(self) -> tuple[tuple[str, ...], str | None]:
+        """The versions this site takes, and why it takes no others (edgegw.ocpp.versions)."""
+        return site_versions(
+            cloud=self._config.cloud is not None, capped=self._config.site is not None
+        )
 
     async def _handle(self, connection: ServerConnection) -> None:
         assert isinstance(connection, GuardedConnection)
@@ -262,14 +255,8 @@ class OcppServer(_HandshakeChecks):
             await connection.close(1011, "internal error")
             return
         if connection.subprotocol not in SUPPORTED:
-            why = self._v16_only()
-            if why is not None:
-                wanted, reason = V16, f"subprotocol ocpp1.6 required ({why})"
-            else:
-                wanted, reason = (
-                    ", ".join(SUPPORTED),
-                    "subprotocol ocpp1.6, ocpp2.0.1 or ocpp2.1 required",
-                )
+            allowed, why = self._site_versions()
+            wanted, reason = ", ".join(allowed), required(allowed, why)
             log.warning(
                 "refused %s from %s: it offered none of the subprotocols %s%s",
                 identity,

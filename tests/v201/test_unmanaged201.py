@@ -47,7 +47,7 @@ async def test_meter_values_of_a_2_x_charger_are_not_configured() -> None:
 
     sampling = MeterSampling(site_config(), MODELS, call)
     try:
-        sampling.handle(ChargerConnected(charger_id="CP1", at=0.0, version="ocpp2.0.1"))
+        sampling.handle(ChargerConnected(charger_id="CP1", at=0.0, version="ocpp2.1"))
         result = await sampling.wait_configured("CP1", timeout=5)
         assert result.measurands is None
         assert result.refused == {"OCPP": "OCPP 2.x: meter values not configured yet"}
