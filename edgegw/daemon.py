@@ -39,6 +39,7 @@ from edgegw.control.live_ops import LiveOps
 from edgegw.control.ops import GatewayOps
 from edgegw.control.server import ControlServer
 from edgegw.control.session_ops import SessionOps
+from edgegw.energy.boardload import board_listener
 from edgegw.energy.chargermodels import ChargerModel
 from edgegw.energy.controller import LoadController
 from edgegw.energy.meters import MeterService
@@ -325,6 +326,10 @@ class Gateway:
         )
         if site_meter is not None:
             site_meter.add_listener(lambda _sample: controller.meter_event())
+        if self.meters is not None and self.meters.circuit_meters:
+            controller.use_circuit_meters(self.meters.circuit_samples)
+            for circuit, poller in self.meters.circuit_meters.items():
+                poller.add_listener(board_listener(controller, circuit))
         self.cloud_filters.append(controller)
         controller.start()
         self.controller = controller
