@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final, Protocol, TextIO
 
 from edgegw.auth.passwords import hash_password
 from edgegw.config import load_config
@@ -73,7 +74,9 @@ from edgegw.demo_status import (
     judge,
     phases,
 )
+from edgegw.demo_v201 import Driver201, MixedCloud, judge201
 from edgegw.livestate import LiveChange
+from edgegw.ocpp.versions import OCPP201, site_versions
 from edgegw.sim.cloud import SimCloud, Stall
 from edgegw.sim.fleet import SimFleet
 from edgegw.sim.meter import SimMeter
@@ -82,6 +85,26 @@ log = logging.getLogger("edgegw.demo")
 
 
 DRAIN_CHECK_S: Final = 0.5
+
+
+class Outage(Protocol):
+    """What a cloud outage stops and starts (the SimCloud, or the mixed cloud in front of it)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def stations_201(chargers: int, wanted: int | None) -> int:
+    """How many of the demo's chargers speak OCPP 2.0.1: ``wanted`` (default a third), none
+    when the gateway does not take 2.0.1 chargers on a site that caps load."""
+    if OCPP201 not in site_versions(cloud=True, capped=True)[0]:
+        return 0
+    count = chargers // 3 if wanted is None else wanted
+    return max(0, min(chargers - 1, count))
 
 
 @contextlib.contextmanager
@@ -158,6 +181,7 @@ async def run_demo(
     out: TextIO | None = None,
     live_table: bool | None = None,
     site: Path | None = None,
+    v201: int | None = None,
 ) -> bool:
     """Run until ``duration`` elapses or Ctrl-C; True if the cloud's record is complete.
 
@@ -167,7 +191,9 @@ async def run_demo(
     (then it answers all the same), as a busy CSMS does. ``out`` (default stdout) gets the
     summary; ``live_table`` (default: ``out`` is a terminal) redraws it in place. ``site``
     plays a car park of one's own (:mod:`edgegw.demo_carpark`; ``chargers`` is then its own);
-    raises :class:`~edgegw.demo_carpark.CarParkError` when it cannot be played.
+    raises :class:`~edgegw.demo_carpark.CarParkError` when it cannot be played. ``v201`` of
+    the chargers speak OCPP 2.0.1 (default: a third, when the gateway takes 2.0.1 chargers on
+    a site that caps load; :mod:`edgegw.demo_v201`).
     """
     park = None if site is None else load_carpark(site)
     out = out or sys.stdout
@@ -186,6 +212,7 @@ async def run_demo(
             real_cloud=real_cloud,
             cloud_stall=cloud_stall,
             park=park,
+            v201=v201,
         )
 
 
@@ -217,6 +244,7 @@ async def _run(
     real_cloud: bool,
     cloud_stall: float,
     park: CarPark | None = None,
+    v201: int | None = None,
 ) -> bool:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -228,7 +256,9 @@ async def _run(
         else list(park.charger_ids)
     )
     chargers = len(ids)
-    passwords = {cid: f"demo-password-{cid.lower()}" for cid in ids}
+    count201 = stations_201(chargers, v201)
+    ids201, ids = ids[len(ids) - count201 :], ids[: len(ids) - count201]
+    passwords = {cid: f"demo-password-{cid.lower()}" for cid in [*ids, *ids201]}
     hashes = {cid: hash_password(pw, log2_n=10) for cid, pw in passwords.items()}
     script = script_for(duration)
     limit = site_limit_a(chargers) if park is None else park.limit_a
@@ -242,16 +272,19 @@ async def _run(
         delay_answers=stall,
     )
     meter, meters = await _start_meters(park)
-    await cloud.start()
+    front = MixedCloud(cloud, ACCEPTED_TAGS, [BLOCKED_TAG]) if ids201 else None
+    outage: Outage = front or cloud
+    await outage.start()
+    cloud_url = front.url if front is not None else cloud.url
     config_path = folder / "edgegw.toml"
     config_path.write_text(
-        _config_text(folder, port, cloud.url, hashes, meter_port=meter.port, limit_a=limit)
+        _config_text(folder, port, cloud_url, hashes, meter_port=meter.port, limit_a=limit)
         if park is None
         else carpark_config_text(
             park,
             folder,
             port=port,
-            cloud_url=cloud.url,
+            cloud_url=cloud_url,
             hashes=hashes,
             meter_ports={n: m.port for n, m in meters.items()},
         ),
@@ -278,6 +311,10 @@ async def _run(
             f"simulated meters -> the gateway at {url} -> a simulated cloud."
         )
     watch = FuseWatch()
+    if ids201:
+        display.line(f"  OCPP 2.0.1 stations beside the 1.6 chargers: {', '.join(ids201)}")
+    elif v201:
+        display.line("  (no 2.0.1 stations: this gateway does not take them on a capped site)")
     display.line(f"  watch it live:  edgegw tui -c {config_path}   (in another terminal)")
     display.line(f"  the gateway's log:  {folder / 'edgegw.log'}")
     if script is None:
@@ -301,12 +338,27 @@ async def _run(
         heartbeat_interval=30,
         seed="demo",
     )
+    rng = random.Random("demo-201")
+    drivers = [
+        Driver201(
+            cid,
+            url,
+            password=passwords[cid],
+            tags=[*ACCEPTED_TAGS, UNKNOWN_TAG],
+            session_seconds=session_seconds,
+            meter_interval=max(session_seconds / 4, 0.5),
+            rng=rng,
+        )
+        for cid in ids201
+    ]
     started = time.monotonic()
     next_stall = started + STALL_EVERY
     next_line = started + LINE_EVERY
     phase = {"outage": "before", "load": "before"}
     now_text = "chargers charging, the cloud online"
     await fleet.start()
+    for driver in drivers:
+        driver.start()
 
     def status() -> Status:
         elapsed = time.monotonic() - started
@@ -316,7 +368,7 @@ async def _run(
             chargers=chargers,
             stats=fleet.stats,
             site=live.site(),
-            cloud_up=cloud.running,
+            cloud_up=outage.running,
             cloud_messages=sum(1 for r in cloud.records if r.direction == "in"),
             now=now_text,
             next=_next_text(script, phase, elapsed),
@@ -329,7 +381,7 @@ async def _run(
             if remaining is not None and remaining <= 0:
                 break
             if script is not None:
-                event = await _play(script, phase, elapsed, cloud=cloud, meter=meter, limit=limit)
+                event = await _play(script, phase, elapsed, cloud=outage, meter=meter, limit=limit)
                 if event is not None:
                     now_text = event
                     display.line(f"t={elapsed:4.0f}s  {event}")
@@ -351,16 +403,18 @@ async def _run(
                     await stop.wait()
     finally:
         log.info("stopping the demo")
-        if not cloud.running:
-            await cloud.start()  # stopped during an outage: the gateway must catch up
+        if not outage.running:
+            await outage.start()  # stopped during an outage: the gateway must catch up
         meter.set_currents(BUILDING_A, BUILDING_A, BUILDING_A)
         await fleet.stop()
+        for driver in drivers:
+            await driver.stop()
         display.freeze()
         display.line("Stopping: the chargers are off; the gateway delivers what it still owes...")
         queued, drained = await drain(gateway)
         gateway.shutdown()
         await gateway_task
-        await cloud.stop()
+        await outage.stop()
         for sim in meters.values():
             await sim.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -375,6 +429,7 @@ async def _run(
         queued=queued,
         drained=drained,
         fuses=watch.lines() if park is not None else None,
+        v201=judge201(drivers, front) if front is not None else None,
     )
 
 
@@ -383,7 +438,7 @@ async def _play(
     phase: dict[str, str],
     elapsed: float,
     *,
-    cloud: SimCloud,
+    cloud: Outage,
     meter: SimMeter,
     limit: float,
 ) -> str | None:

@@ -193,6 +193,7 @@ def _summary(
     queued: int | None,
     drained: bool,
     fuses: list[str] | None = None,
+    v201: tuple[bool, list[str]] | None = None,
 ) -> bool:
     stats = fleet.stats
     started = [t for (cid, _), t in cloud.transactions.items() if cid in ids]
@@ -215,6 +216,9 @@ def _summary(
         )
     lines.append(f"  cloud record:            {verdict.lines[0]}")
     lines += [f"                           {more}" for more in verdict.lines[1:]]
+    if v201 is not None:
+        lines.append(f"  2.0.1 record:            {v201[1][0]}")
+        lines += [f"                           {more}" for more in v201[1][1:]]
     if fuses:
         lines.append(f"  fuses:                   {fuses[0]}")
         lines += [f"                           {more}" for more in fuses[1:]]
@@ -231,4 +235,4 @@ def _summary(
     ]
     for line in lines:
         display.line(line)
-    return verdict.complete
+    return verdict.complete and (v201 is None or v201[0])

@@ -3,6 +3,7 @@ verdict on the cloud's record."""
 
 import asyncio
 import io
+import random
 import re
 import shutil
 import subprocess
@@ -14,9 +15,14 @@ import pytest
 
 from edgegw.auth.passwords import hash_password
 from edgegw.config import parse_config
-from edgegw.demo import LINE_EVERY, Display, judge, script_for
+from edgegw.demo import LINE_EVERY, Display, judge, script_for, stations_201
 from edgegw.demo_carpark import CarParkError, carpark_config_text, load_carpark
+from edgegw.demo_v201 import Driver201, MixedCloud, judge201
+from edgegw.ocpp.versions import OCPP201, site_versions
+from edgegw.sim.charger import SimCharger
+from edgegw.sim.cloud import SimCloud
 from edgegw.sim.fleet import FleetStats
+from tests.conftest import GatewayFactory, gateway_url
 
 
 async def run(*args: str, timeout: float = 120) -> tuple[int, str, str]:
@@ -157,6 +163,8 @@ async def test_demo_plays_the_three_level_car_park_with_no_fuse_exceeded() -> No
         "20",
         "--session-seconds",
         "3",
+        "--v201",
+        "0",  # the fuses: 1.6 chargers alone (the mixed fleet is the default demo's)
         timeout=240,
     )
     assert code == 0, text[-3000:] + err[-2000:]
@@ -204,3 +212,55 @@ def test_a_file_that_is_no_car_park_is_refused_in_words(tmp_path: Path) -> None:
     path.write_text("[site\n")
     with pytest.raises(CarParkError, match="cannot read it"):
         load_carpark(path)
+
+
+async def test_the_mixed_cloud_takes_both_versions_and_judges_the_201_record(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The demo's cloud URL: a 1.6 charger reaches the SimCloud through it, a 2.0.1 station is
+    answered by the demo's 2.0.1 CSMS; across a cloud outage the station's TransactionEvents all
+    arrive, each seqNo once (a site without capping: every gateway version takes 2.0.1 there)."""
+    cloud = SimCloud(accepted_tags={"DEADBEEF"})
+    front = MixedCloud(cloud, ["DEADBEEF"], [])
+    await front.start()
+    try:
+        gateway = await make_gateway(
+            cloud_url=front.url, chargers=[{"id": "CP16"}, {"id": "CS201"}]
+        )
+        driver = Driver201(
+            "CS201",
+            gateway_url(gateway),
+            password=None,
+            tags=["DEADBEEF"],
+            session_seconds=0.6,
+            meter_interval=0.2,
+            rng=random.Random(1),
+        )
+        async with SimCharger("CP16", gateway_url(gateway), connectors=1) as cp:
+            await cp.boot()
+            assert await cp.tap("DEADBEEF") is not None
+            driver.start()
+            async with asyncio.timeout(20):
+                while driver.stats.sessions_ended < 2:  # noqa: ASYNC110 - the driver's pace
+                    await asyncio.sleep(0.05)
+                await front.stop()  # an outage
+                await asyncio.sleep(1.0)
+                await front.start()
+                ended = driver.stats.sessions_ended
+                while driver.stats.sessions_ended < ended + 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await driver.stop()
+        ok, lines = judge201([driver], front)
+        assert ok, lines
+        record = front.records["CS201"]
+        assert sorted(set(record.seq_nos)) == list(range(driver.station.seq_no))
+        assert len(record.started) >= 4 and record.ended <= record.started
+        assert any(cid == "CP16" for cid, _ in cloud.transactions)  # 1.6 through the relay
+    finally:
+        await front.stop()
+
+
+def test_no_201_stations_where_the_gateway_would_refuse_them() -> None:
+    takes = OCPP201 in site_versions(cloud=True, capped=True)[0]
+    assert stations_201(6, None) == (2 if takes else 0)
+    assert stations_201(6, 10) == (5 if takes else 0)  # at least one 1.6 charger stays

@@ -354,6 +354,15 @@ def demo(  # noqa: PLR0917 (typer options)
             "meters, chargers and cloud (--chargers is then its own).",
         ),
     ] = None,
+    v201: Annotated[
+        int | None,
+        typer.Option(
+            "--v201",
+            help="How many of the chargers speak OCPP 2.0.1 (default: a third, when this "
+            "gateway takes 2.0.1 chargers on a site that caps load; else none).",
+            min=0,
+        ),
+    ] = None,
 ) -> None:
     """Run the whole system on simulated chargers, cloud and site meter, no hardware needed.
 
@@ -374,6 +383,7 @@ def demo(  # noqa: PLR0917 (typer options)
                 real_cloud=real_cloud,
                 cloud_stall=cloud_stall,
                 site=site,
+                v201=v201,
             )
         )
     except CarParkError as exc:

@@ -1,0 +1,366 @@
+"""The demo's OCPP 2.0.1 chargers, and the cloud they reach through the gateway.
+
+The gateway offers the cloud the version each charger speaks, on one cloud URL. The demo's
+simulated CSMS (:class:`~edgegw.sim.cloud.SimCloud`) speaks 1.6, so :class:`MixedCloud` stands at
+that URL: a 1.6 connection is passed to the SimCloud byte for byte, a 2.0.1 one is answered by
+a small 2.0.1 CSMS here (boots accepted, cards by the demo's lists, every TransactionEvent kept
+with its ``seqNo`` and ``offline`` flag). A cloud outage stops both.
+
+:class:`Driver201` is one 2.0.1 station (:class:`~edgegw.sim.charger201.SimCharger201`) with a
+driver: it plugs in, starts a session with a card, sends meter values, ends it, again and
+again. A TransactionEvent that got no answer (the connection dropped) is sent again, the same
+frame (its ``seqNo`` kept), once the station is connected again, before anything new: the
+cloud's record can then be judged (:func:`judge201`): every ``seqNo`` of each station once,
+none missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.typing import Subprotocol
+
+from edgegw.ocpp.versions import OCPP16, OCPP201
+from edgegw.sim import SimCallError, utc_timestamp
+from edgegw.sim.charger201 import SimCharger201
+from edgegw.sim.cloud import SimCloud
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+ANSWERED_EMPTY: Final = frozenset(
+    {
+        "StatusNotification",
+        "NotifyEvent",
+        "NotifyReport",
+        "SecurityEventNotification",
+        "MeterValues",
+        "FirmwareStatusNotification",
+        "LogStatusNotification",
+    }
+)
+RETRY_S: Final = 1.0
+
+
+@dataclass(slots=True)
+class Record201:
+    """What the 2.0.1 CSMS heard of one station's TransactionEvents."""
+
+    seq_nos: list[int] = field(default_factory=list)
+    started: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
+    offline: int = 0
+
+
+class MixedCloud:
+    """The demo's cloud URL: 1.6 relayed to ``cloud`` (a SimCloud), 2.0.1 answered here."""
+
+    def __init__(self, cloud: SimCloud, accepted: Sequence[str], blocked: Sequence[str]) -> None:
+        self.cloud = cloud
+        self.accepted = frozenset(accepted)
+        self.blocked = frozenset(blocked)
+        self.records: dict[str, Record201] = {}
+        self._server: Server | None = None
+        self._port = 0
+        self._tasks = TaskOwner("demo-cloud")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self._port}/ocpp"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Start (the SimCloud first); after the first start the same port is reused."""
+        if not self.cloud.running:
+            await self.cloud.start()
+        self._tasks = TaskOwner(f"demo-cloud:{self._port}")
+        self._server = await serve(
+            self._handle,
+            "127.0.0.1",
+            self._port,
+            subprotocols=[Subprotocol(OCPP16), Subprotocol(OCPP201)],
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        await self._tasks.close("demo cloud stopped")
+        await self.cloud.stop()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        path = ws.request.path if ws.request is not None else ""
+        identity = path.rsplit("/", 1)[-1]
+        if ws.subprotocol == OCPP201:
+            await self._serve201(ws, identity)
+        elif ws.subprotocol == OCPP16:
+            await self._relay16(ws, identity)
+        else:
+            await ws.close(1002, "ocpp1.6 or ocpp2.0.1 required")
+
+    async def _relay16(self, ws: ServerConnection, identity: str) -> None:
+        headers = {}
+        if ws.request is not None and "Authorization" in ws.request.headers:
+            headers["Authorization"] = ws.request.headers["Authorization"]
+        try:
+            upstream = await connect(
+                f"{self.cloud.url.rstrip('/')}/{identity}",
+                subprotocols=[Subprotocol(OCPP16)],
+                additional_headers=headers,
+                proxy=None,
+                open_timeout=5,
+            )
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            await ws.close(1011, f"cloud unreachable: {exc}")
+            return
+
+        async def pipe(source: Any, sink: Any) -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for message in source:
+                    await sink.send(message)
+
+        async with upstream:
+            one = self._tasks.spawn(pipe(ws, upstream), f"relay-up:{identity}")
+            two = self._tasks.spawn(pipe(upstream, ws), f"relay-down:{identity}")
+            await asyncio.wait({one, two}, return_when=asyncio.FIRST_COMPLETED)
+            one.cancel()
+            two.cancel()
+        await ws.close()
+
+    async def _serve201(self, ws: ServerConnection, identity: str) -> None:
+        record = self.records.setdefault(identity, Record201())
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                try:
+                    frame = json.loads(message)
+                except ValueError:
+                    continue
+                if not isinstance(frame, list) or len(frame) != 4 or frame[0] != 2:
+                    continue
+                _, message_id, action, payload = frame
+                answer = self._answer(record, str(action), payload)
+                if answer is None:
+                    reply = [4, message_id, "NotImplemented", f"{action} not implemented", {}]
+                else:
+                    reply = [3, message_id, answer]
+                await ws.send(json.dumps(reply))
+
+    def _token(self, token: Any) -> dict[str, Any]:
+        value = token.get("idToken") if isinstance(token, Mapping) else None
+        status = "Accepted" if value in self.accepted else "Invalid"
+        if value in self.blocked:
+            status = "Blocked"
+        return {"status": status}
+
+    def _answer(self, record: Record201, action: str, payload: Any) -> dict[str, Any] | None:
+        request = payload if isinstance(payload, Mapping) else {}
+        now = utc_timestamp(time.time())
+        if action == "BootNotification":
+            return {"currentTime": now, "interval": 300, "status": "Accepted"}
+        if action == "Heartbeat":
+            return {"currentTime": now}
+        if action in ANSWERED_EMPTY:
+            return {}
+        if action == "Authorize":
+            return {"idTokenInfo": self._token(request.get("idToken"))}
+        if action == "TransactionEvent":
+            seq = request.get("seqNo")
+            if isinstance(seq, int):
+                record.seq_nos.append(seq)
+            info = request.get("transactionInfo")
+            tx = info.get("transactionId") if isinstance(info, Mapping) else None
+            if request.get("eventType") == "Started" and isinstance(tx, str):
+                record.started.add(tx)
+            if request.get("eventType") == "Ended" and isinstance(tx, str):
+                record.ended.add(tx)
+            if request.get("offline") is True:
+                record.offline += 1
+            token = request.get("idToken")
+            return {} if token is None else {"idTokenInfo": self._token(token)}
+        return None
+
+
+class _Station(SimCharger201):
+    """A simulated station that, once told it is being switched off, lets an answer to a call
+    the gateway sent in the last moment go unsent instead of failing its reader."""
+
+    switched_off = False
+
+    async def send_raw(self, text: str) -> None:
+        try:
+            await super().send_raw(text)
+        except (ConnectionError, ConnectionClosed):
+            if not self.switched_off:
+                raise
+
+
+@dataclass(slots=True)
+class Stats201:
+    sessions_started: int = 0
+    sessions_ended: int = 0
+    events_sent: int = 0
+    resent: int = 0
+
+
+class Driver201:
+    """One 2.0.1 station and its driver; :meth:`start`, then :meth:`stop`."""
+
+    def __init__(
+        self,
+        charger_id: str,
+        url: str,
+        *,
+        password: str | None,
+        tags: Sequence[str],
+        session_seconds: float,
+        meter_interval: float,
+        rng: random.Random,
+    ) -> None:
+        self.station = _Station(charger_id, url, password=password, call_timeout=10)
+        self.tags = list(tags)
+        self.session_seconds = session_seconds
+        self.meter_interval = meter_interval
+        self.stats = Stats201()
+        self._rng = rng
+        self._unanswered: deque[str] = deque()
+        self._tasks = TaskOwner(f"demo-201/{charger_id}")
+        self._stopping = asyncio.Event()
+        self.refused: str | None = None
+        """Why the gateway refused the station (None: it took it)."""
+
+    def start(self) -> None:
+        self._tasks.spawn(self._run(), "drive")
+
+    async def stop(self) -> None:
+        """End the running session (if the station is connected), then disconnect."""
+        self._stopping.set()
+        await self._tasks.close("demo stopping")
+        with contextlib.suppress(Exception):
+            await self._flush()
+            if self.station.transactions and self.station.connected:
+                await self._event(partial(self.station.stop, 1), ended=True)
+        self.station.switched_off = True
+        await self.station.close()
+
+    async def _connected(self) -> bool:
+        """Connect (again) and boot; send what was left unanswered, in order. False when the
+        gateway refused the station's version (it will not take it: the driver stops)."""
+        while not self.station.connected:
+            try:
+                await self.station.connect()
+                if self.station.subprotocol != OCPP201:  # refused: closed at once with why
+                    with contextlib.suppress(TimeoutError):
+                        await self.station.wait_closed(timeout=5)
+                    self.refused = self.station.close_reason or "no ocpp2.0.1 subprotocol"
+                    await self.station.close()
+                    log.info(
+                        "%s: the gateway refused it: %s", self.station.charger_id, self.refused
+                    )
+                    return False
+                await self.station.boot()
+                await self.station.status(
+                    1, "Occupied" if self.station.transactions else "Available"
+                )
+                await self._flush()
+            except (
+                OSError,
+                InvalidHandshake,
+                TimeoutError,
+                ConnectionError,
+                ConnectionClosed,
+                SimCallError,
+            ):
+                await self.station.close()
+                await asyncio.sleep(RETRY_S)
+        return True
+
+    async def _flush(self) -> None:
+        while self._unanswered:
+            frame = self._unanswered[0]
+            await self.station.call("TransactionEvent", {}, raw=frame)
+            self._unanswered.popleft()
+            self.stats.resent += 1
+
+    async def _event(self, send: Callable[[], Awaitable[Any]], *, ended: bool = False) -> None:
+        """One TransactionEvent; kept to be sent again when it got no answer. Raises
+        ConnectionError (nothing sent, no seqNo used) when the station is not connected."""
+        if not self.station.connected:
+            raise ConnectionError("not connected")
+        before = len(self.station.sent)
+        try:
+            await send()
+        except (ConnectionError, ConnectionClosed, TimeoutError):
+            if len(self.station.sent) > before:  # it went out: the cloud may not have it
+                self._unanswered.append(self.station.sent[before])
+            raise ConnectionError("no answer") from None
+        finally:
+            self.stats.events_sent += 1
+            if ended:
+                self.stats.sessions_ended += 1
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            if not await self._connected():
+                return
+            await asyncio.sleep(self._rng.uniform(0.2, 1.0) * self.session_seconds)
+            try:
+                if self.station.transactions:  # a session cut short by a lost connection
+                    await self._event(partial(self.station.stop, 1), ended=True)
+                await self.station.status(1, "Occupied")
+                await self._event(partial(self.station.start, 1, self._rng.choice(self.tags)))
+                self.stats.sessions_started += 1
+                energy = 0.0
+                steps = max(1, round(self.session_seconds / self.meter_interval))
+                for _ in range(steps):
+                    await asyncio.sleep(self.meter_interval)
+                    energy += 16 * 230 * 3 * self.meter_interval / 3600
+                    await self._event(partial(self.station.meter, 1, 16.0, energy))
+                await self._event(partial(self.station.stop, 1), ended=True)
+                await self.station.status(1, "Available")
+            except (ConnectionError, ConnectionClosed, TimeoutError, SimCallError):
+                continue  # the station reconnects and sends what got no answer first
+
+
+def judge201(drivers: Sequence[Driver201], cloud: MixedCloud) -> tuple[bool, list[str]]:
+    """Whether the 2.0.1 CSMS has every TransactionEvent of every station once, in seqNo."""
+    if not drivers:
+        return True, []
+    refused = {d.refused for d in drivers if d.refused is not None}
+    if refused:  # this gateway does not take them here: nothing to judge, nothing lost
+        return True, [f"the gateway refused the 2.0.1 stations: {'; '.join(sorted(refused))}"]
+    problems = []
+    started = ended = 0
+    for driver in drivers:
+        charger = driver.station.charger_id
+        record = cloud.records.get(charger, Record201())
+        sent = driver.station.seq_no
+        seen = record.seq_nos
+        if sorted(set(seen)) != list(range(sent)) or driver._unanswered:
+            problems.append(f"{charger}: seqNo {len(set(seen))} of {sent} reached the cloud")
+        started += len(record.started)
+        ended += len(record.ended)
+    ok = not problems
+    first = (
+        "complete: every TransactionEvent of the 2.0.1 stations, each seqNo once"
+        if ok
+        else "INCOMPLETE: " + "; ".join(problems)
+    )
+    return ok, [first, f"the cloud has {started} 2.0.1 session(s) started, {ended} ended"]
