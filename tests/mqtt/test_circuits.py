@@ -1,4 +1,5 @@
-"""Per-circuit state and Home Assistant sensors, on a real mosquitto.
+"""Per-circuit state and Home Assistant sensors, and a 2.0.1 station's state, on a real
+mosquitto.
 
 A site with a board: the board's retained state carries its limit, what load capping
 allocated under it per phase, its headroom and the load its charger measures; its discovery
@@ -14,10 +15,12 @@ from typing import Any
 import pytest
 
 from edgegw.sim.charger import SimCharger
+from edgegw.sim.charger201 import SimCharger201
 from edgegw.sim.meter import SimMeter
 from tests.conftest import GatewayFactory, gateway_url
 from tests.mqtt.conftest import PREFIX, Mosquitto, Recorder, telemetry
 from tests.mqtt.test_discovery import check_entity
+from tests.v201.test_relay201 import CHARGERS, Cloud201, cloud201  # noqa: F401
 
 
 async def test_a_board_has_its_state_topic_and_sensors(
@@ -88,3 +91,35 @@ async def test_a_board_has_its_state_topic_and_sensors(
     metered = {**state, "measured_l1_a": 12.5}
     assert float(load.render(value_json=metered)) == 12.5  # a board meter wins
     assert json.dumps(state)  # plain JSON
+
+
+async def test_a_201_station_is_published_like_a_16_charger(
+    cloud201: Cloud201,  # noqa: F811
+    make_gateway: GatewayFactory,
+    mosquitto: Mosquitto,
+) -> None:
+    """A 2.0.1 station's state: its version, its EVSE's status, its session and current, the
+    same fields as a 1.6 charger's (its connectors are its EVSEs)."""
+    gateway = await make_gateway(
+        cloud_url=cloud201.url, mqtt=mosquitto.section(), chargers=CHARGERS
+    )
+    async with (
+        Recorder(mosquitto, "#") as recorder,
+        telemetry(gateway) as (_live, publisher),
+        SimCharger201("CS201", gateway_url(gateway)) as cs,
+    ):
+        await publisher.wait_online()
+        await cs.boot()
+        await cs.status(1, "Occupied")
+        await cs.start(1, "04A1B2C3")
+        await cs.meter(1, 16.0, 1200.0)
+        state = await recorder.wait_json(
+            f"{PREFIX}/charger/CS201/state",
+            lambda s: s["status"] == "Charging" and s["current_l1_a"] == 16.0,
+        )
+    assert state["ocpp_version"] == "ocpp2.0.1" and state["connected"]
+    assert state["vendor"] == "edgegw" and state["model"] == "Sim201"
+    (evse,) = state["connectors"]
+    assert evse["connector"] == 1 and evse["status"] == "Charging"
+    assert isinstance(evse["session"]["transaction_id"], str)  # the station's own id
+    assert state["sessions_active"] == 1
