@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from edgegw.ocpp.events import CallExchanged, ChargerConnected, ChargerDisconnected, Event
 from edgegw.ocpp.interpret import interpret
-from edgegw.ocpp.interpret201 import interpret201
+from edgegw.ocpp.interpret201 import TransactionEvses
 from edgegw.ocpp.versions import is_v2
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ class EventHub:
         self._clock = clock
         self._interpret = interpreter
         self._version_of = version_of
+        self._v2 = TransactionEvses()
+        """2.x calls are read with each running transaction's EVSE (only its first event names
+        it); a charger's map is forgotten when it disconnects."""
 
     @property
     def subscribers(self) -> tuple[EventSubscriber, ...]:
@@ -80,6 +83,7 @@ class EventHub:
         self._deliver((ChargerConnected(charger_id=charger_id, at=self._clock(), version=version),))
 
     def charger_disconnected(self, charger_id: str) -> None:
+        self._v2.forget(charger_id)
         self._deliver((ChargerDisconnected(charger_id=charger_id, at=self._clock()),))
 
     def charger_exchanged(
@@ -88,7 +92,7 @@ class EventHub:
         at = self._clock()
         read = self._interpret
         if self._version_of is not None and is_v2(self._version_of(charger_id)):
-            read = interpret201
+            read = self._v2
         try:
             events = read(charger_id, action, request, response, at)
         except Exception:  # interpret is total; should it ever fail, the call is still heard

@@ -29,8 +29,10 @@ as 1.6's connector 0.
   :class:`CardAnswered` (``during="TransactionEvent"``). ``transactionInfo.chargingState`` gives a
   :class:`ConnectorStatus` as well: ``Charging``, ``SuspendedEV``, ``SuspendedEVSE`` as they are,
   ``EVConnected`` → ``Preparing`` (``Idle`` gives none). An event without ``evse`` gives no
-  :class:`SessionStarted`/:class:`Measured`/:class:`ConnectorStatus` (it cannot say where):
-  following a transaction's EVSE across events is state, not this pure reading.
+  :class:`SessionStarted`/:class:`Measured`/:class:`ConnectorStatus` (it cannot say where)
+  unless the caller passes ``known_evse``: 2.0.1 requires ``evse`` only on a transaction's
+  first event, so following a transaction's EVSE across events is state, kept outside this pure
+  reading by :class:`TransactionEvses` (the hub holds one).
 - ``MeterValues`` on an EVSE ≥ 1 → :class:`Measured` (no transaction id: 2.0.1 sends those in
   TransactionEvent).
 - ``Heartbeat`` and every other action → :class:`CallExchanged` only.
@@ -39,6 +41,7 @@ as 1.6's connector 0.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -84,10 +87,106 @@ JsonDict = dict[str, Any]
 
 
 def interpret201(
-    charger_id: str, action: str, request: Any, response: Any, at: float
+    charger_id: str,
+    action: str,
+    request: Any,
+    response: Any,
+    at: float,
+    *,
+    known_evse: int | None = None,
 ) -> tuple[Event, ...]:
-    """The events an answered OCPP 2.0.1 charger call means (see the module's text)."""
+    """The events an answered OCPP 2.0.1 charger call means (see the module's text).
+
+    ``known_evse``: the EVSE of a TransactionEvent's transaction, known from an earlier event
+    (:class:`TransactionEvses`), used when this event carries no ``evse`` of its own."""
+    if (
+        known_evse is not None
+        and action == "TransactionEvent"
+        and isinstance(request, dict)
+        and "evse" not in request
+    ):
+        request = {**request, "evse": {"id": known_evse}}
     return read_call(_READERS, charger_id, action, request, response, at=at)
+
+
+PER_CHARGER: Final = 64
+"""Running transactions a charger's EVSE map keeps (a station has a few EVSEs; a transaction
+whose Ended never came is dropped, oldest first, beyond this)."""
+
+
+class TransactionEvses:
+    """Which EVSE each running 2.0.1 transaction is on, per charger: the state
+    :func:`interpret201` leaves out, so that a transaction's later events without ``evse`` are
+    read on its EVSE.
+
+    Called as the hub's 2.x interpreter (same signature as :func:`interpret201`): it reads the
+    call with the EVSE it knows, then notes the call (:meth:`note`). A transaction is noted from
+    its first event that names an EVSE (normally Started) and stays on that EVSE; it is forgotten
+    when it ends, and a charger's whole map when the charger disconnects (:meth:`forget`: a
+    station's events after a reconnect name their EVSE again on Started; one that does not
+    is counted at the limit, as before). At most ``per_charger`` transactions per charger.
+    """
+
+    def __init__(self, per_charger: int = PER_CHARGER) -> None:
+        self._per_charger = per_charger
+        self._evses: dict[str, OrderedDict[str, int]] = {}
+
+    def __call__(
+        self, charger_id: str, action: str, request: Any, response: Any, at: float
+    ) -> tuple[Event, ...]:
+        known = None
+        if action == "TransactionEvent":
+            known = self.evse_of(charger_id, _request_transaction(request))
+        events = interpret201(charger_id, action, request, response, at, known_evse=known)
+        self.note(charger_id, action, request)
+        return events
+
+    def evse_of(self, charger_id: str, transaction_id: str | None) -> int | None:
+        """The EVSE ``transaction_id`` of ``charger_id`` runs on, if known."""
+        held = self._evses.get(charger_id)
+        if held is None or transaction_id is None:
+            return None
+        return held.get(transaction_id)
+
+    def note(self, charger_id: str, action: str, request: Any) -> None:
+        """Follow one answered call: a TransactionEvent naming an EVSE for a transaction not
+        known yet is noted; an Ended one forgets its transaction. Never raises."""
+        if action != "TransactionEvent" or not isinstance(request, dict):
+            return
+        transaction_id = _request_transaction(request)
+        if transaction_id is None:
+            return
+        held = self._evses.get(charger_id)
+        if request.get("eventType") == "Ended":
+            if held is not None:
+                held.pop(transaction_id, None)
+                if not held:
+                    del self._evses[charger_id]
+            return
+        if held is not None and transaction_id in held:
+            return
+        evse_field = request.get("evse")
+        evse = _connector(evse_field.get("id")) if isinstance(evse_field, dict) else None
+        if evse is None or evse == 0:
+            return
+        if held is None:
+            held = self._evses[charger_id] = OrderedDict()
+        held[transaction_id] = evse
+        while len(held) > self._per_charger:
+            held.popitem(last=False)
+
+    def forget(self, charger_id: str) -> None:
+        """The charger disconnected: forget its transactions."""
+        self._evses.pop(charger_id, None)
+
+    def size(self, charger_id: str) -> int:
+        """How many transactions of ``charger_id`` are followed."""
+        return len(self._evses.get(charger_id, ()))
+
+
+def _request_transaction(request: Any) -> str | None:
+    info = request.get("transactionInfo") if isinstance(request, dict) else None
+    return _transaction_id(info.get("transactionId")) if isinstance(info, dict) else None
 
 
 # ------------------------------------------------------------------ one reader per action
