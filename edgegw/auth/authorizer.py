@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 
 from edgegw.auth.authstate import ChangeCallback, ImportResult, _Groups
 from edgegw.auth.decision import Decision, Layer, _ambiguous, _cache_decision, _cloud_decision, _how
-from edgegw.auth.idtags import CardLookup, IdTagFormat
+from edgegw.auth.idtags import CardIndex, CardLookup, IdTagFormat
 from edgegw.auth.installercards import _InstallerCards
 from edgegw.auth.locallist import AuthStatus, Card, CloudList, IdTagInfo, ListEntry, format_datetime
 from edgegw.config import AuthConfig
@@ -108,6 +108,7 @@ class Authorizer(_InstallerCards):
         fmt: IdTagFormat,
         free_tag: str | None = None,
         now: float | None = None,
+        literal: bool = False,
     ) -> Decision:
         """Decide locally whether ``id_tag`` presented at ``charger_id`` may charge.
 
@@ -116,6 +117,11 @@ class Authorizer(_InstallerCards):
         is recorded, and a tag that does not match in the detected format is looked up in every
         format too, so a wrong or outdated detection never locks a card out.
         ``free_tag`` is the charger's free-charging tag, if it has one.
+
+        ``literal``: the tag is a token, not a card UID (an OCPP 2.0.1 ``Central``, ``eMAID``,
+        ``KeyCode``... ``IdTokenType``): it matches a card only by the card's own text
+        (case-insensitively, :meth:`_literal_lookup`), never a UID's rendering in some idTag
+        format; it teaches no format and is never taken for a random UID.
         """
         t = self._clock() if now is None else now
         if free_tag is not None and id_tag.strip().upper() == free_tag.strip().upper():
@@ -124,20 +130,28 @@ class Authorizer(_InstallerCards):
             )
 
         auto = self._configured_format(charger_id) is IdTagFormat.AUTO
-        found = self._lookup(self._installer, id_tag, fmt, auto)
+        if literal:
+            found = self._literal_lookup(self._installer, id_tag)
+        else:
+            found = self._lookup(self._installer, id_tag, fmt, auto)
         if found.card is not None:
             card = self._cards.get(found.card.key)
             if card is not None:
-                self._detect(charger_id, found, t)
+                if not literal:
+                    self._detect(charger_id, found, t)
                 return self._card_decision(card, charger_id, found, t)
         elif found.matches:
             return _ambiguous(found, Layer.INSTALLER, charger_id)
 
-        listed = self._lookup(self._cloud_index, id_tag, fmt, auto)
+        if literal:
+            listed = self._literal_lookup(self._cloud_index, id_tag)
+        else:
+            listed = self._lookup(self._cloud_index, id_tag, fmt, auto)
         if listed.card is not None:
             entry = self._cloud.get(listed.card.key)
             if entry is not None:
-                self._detect(charger_id, listed, t)
+                if not literal:
+                    self._detect(charger_id, listed, t)
                 return _cloud_decision(entry, listed, t)
         elif listed.matches:
             return _ambiguous(listed, Layer.CLOUD_LIST, charger_id)
@@ -165,6 +179,24 @@ class Authorizer(_InstallerCards):
             {"status": "Invalid"},
             Layer.POLICY,
             f"{unknown}; the site refuses unknown cards (auth.unknown_cards = reject)",
+        )
+
+    @staticmethod
+    def _literal_lookup(index: CardIndex, token: str) -> CardLookup:
+        """The card whose own text ``token`` is (stripped, case-insensitive), and only that:
+        a UID card's match in a format (reversed, decimal, truncated...) is dropped."""
+        found = index.lookup(token, IdTagFormat.AUTO)
+        key = token.strip().upper()
+        matches = tuple(m for m in found.matches if m.canonical and m.card.key == key)
+        card = matches[0].card if len({m.card for m in matches}) == 1 else None
+        return CardLookup(
+            presented=token,
+            requested=IdTagFormat.AUTO,
+            matches=matches,
+            card=card,
+            fmt=None,
+            ambiguous=len({m.card for m in matches}) > 1,
+            random_uid=False,
         )
 
     def site_refusal(

@@ -23,8 +23,11 @@ a cloud, the gateway answers
 card UIDs and go to the card authority as a 1.6 idTag does (the charger's idTag format, every
 format for a charger set to ``auto``: :mod:`edgegw.auth.cardid`), so an enrolled card matches
 whichever way the charger writes it. ``Central``, ``eMAID``, ``KeyCode``, ``Local``,
-``MacAddress`` tokens are decided on their text by the same layers (installer cards, the cloud
-list mirror, the cache of cloud answers, the site policy). ``NoAuthorization`` (the station was
+``MacAddress`` tokens are decided on their text *literally* by the same layers (installer cards,
+the cloud list mirror, the cache of cloud answers, the site policy): a hex-shaped token matches
+the card enrolled as that text, never a card whose UID renders as that text in some idTag
+format (``Authorizer.decide(..., literal=True)``, handed in as ``decide_literal`` and
+``decide_start_literal``). ``NoAuthorization`` (the station was
 set to start without a token) is Accepted. The answer's ``idTokenInfo`` carries the decision's
 status (the 1.6 statuses are 2.0.1 ones), its expiry as ``cacheExpiryDateTime`` and its parent
 as a ``Central`` ``groupIdToken``.
@@ -103,11 +106,17 @@ class LocalResponder201:
         decide: TokenInfo,
         decide_start: TokenInfo,
         now: Callable[[], str],
+        decide_literal: TokenInfo | None = None,
+        decide_start_literal: TokenInfo | None = None,
     ) -> None:
+        """``decide_literal``/``decide_start_literal``: the same decisions for a token that is
+        no card UID (read literally); None: ``decide``/``decide_start`` decide those too."""
         self._store = store
         self._heartbeat_interval = heartbeat_interval
         self._decide = decide
         self._decide_start = decide_start
+        self._decide_literal = decide_literal or decide
+        self._decide_start_literal = decide_start_literal or decide_start
         self._now = now
 
     def payload(self, charger_id: str, call: Call) -> dict[str, Any] | None:
@@ -123,7 +132,9 @@ class LocalResponder201:
             return {"currentTime": self._now()}
         if action == "Authorize":
             token = call.payload.get("idToken")
-            return {"idTokenInfo": token_info(charger_id, token, self._decide)}
+            return {
+                "idTokenInfo": token_info(charger_id, token, self._decide, self._decide_literal)
+            }
         if action == "TransactionEvent":
             return self._event_answer(charger_id, call.payload)
         if action in ACKNOWLEDGED_201:
@@ -156,11 +167,17 @@ class LocalResponder201:
         """A TransactionEvent's answer: ``idTokenInfo`` only when the event has an idToken."""
         if "idToken" not in payload:
             return {}
-        return {"idTokenInfo": token_info(charger_id, payload["idToken"], self._decide_start)}
+        info = token_info(
+            charger_id, payload["idToken"], self._decide_start, self._decide_start_literal
+        )
+        return {"idTokenInfo": info}
 
 
-def token_info(charger_id: str, id_token: object, decide: TokenInfo) -> dict[str, Any]:
-    """The ``idTokenInfo`` for an IdTokenType presented at ``charger_id``, from ``decide``."""
+def token_info(
+    charger_id: str, id_token: object, decide: TokenInfo, literal: TokenInfo | None = None
+) -> dict[str, Any]:
+    """The ``idTokenInfo`` for an IdTokenType presented at ``charger_id``, from ``decide`` for
+    a card UID (:data:`UID_TOKENS`), from ``literal`` (default ``decide``) for another token."""
     token = token_text(id_token)
     if token is None:
         return {"status": "Invalid"}
@@ -169,4 +186,6 @@ def token_info(charger_id: str, id_token: object, decide: TokenInfo) -> dict[str
         return {"status": "Accepted"}
     if not text:
         return {"status": "Invalid"}
+    if kind not in UID_TOKENS and literal is not None:
+        decide = literal
     return id_token_info(decide(charger_id, text))
