@@ -523,6 +523,7 @@ class SiteModel:
                 limit_a=s.limit_a,
                 phases=len(s.car_phases or ch.site_phases),
                 transaction_id=s.tx_number,
+                in_transaction=s.transaction_id is not None,
                 cloud_tx_profile=s.cloud_tx,
             )
             for s in ch.sessions.values()
