@@ -168,4 +168,13 @@ MIGRATIONS: tuple[str, ...] = (
         target_kw REAL NOT NULL
     );
     """,
+    # 5 -> 6: OCPP 2.x sessions (edgegw.store.sessions201): the charger's string transaction
+    # id, a meter start still to come, whether the gateway answered and queued the start
+    """
+    ALTER TABLE transactions ADD COLUMN tx_ref TEXT;
+    ALTER TABLE transactions ADD COLUMN meter_start_missing INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE transactions ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX transactions_by_ref ON transactions (charger_id, tx_ref)
+        WHERE tx_ref IS NOT NULL;
+    """,
 )
