@@ -18,7 +18,9 @@ How (OCPP 1.6 §5.15, §9.4):
 * On connect it reads ``LocalAuthListEnabled``, ``LocalAuthListMaxLength``,
   ``SendLocalListMaxLength`` and ``SupportedFeatureProfiles`` (GetConfiguration), records them
   in ``chargers.capabilities`` and skips chargers without ``LocalAuthListManagement`` or with
-  the list disabled (and, without asking, OCPP 2.x chargers: :data:`V2_NOT_MANAGED`). Then
+  the list disabled. A 2.0.1 station is asked its ``LocalAuthListCtrlr`` with GetVariables
+  instead and gets every message in 2.0.1 form (:mod:`edgegw.auth.listpush201`); a 2.1 one is
+  not managed (:data:`V2_NOT_MANAGED`). Then
   GetLocalListVersion says whether the charger still holds what was
   pushed last (the version, and a digest of the content kept in the store, survive restarts).
 * When it does, only the differences go out as a ``Differential`` (unless they are as many as
@@ -31,31 +33,50 @@ How (OCPP 1.6 §5.15, §9.4):
 * A call that fails (timeout, CALLERROR, lost connection) makes the content unknown; the
   worker tries again with backoff while the charger stays connected.
 
-The pusher talks to chargers only through the injected ``call(charger_id, action, payload)``.
+The pusher talks to chargers only through the injected ``call(charger_id, action, payload)``
+(``version=`` the 2.x version a call is written in).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
+from edgegw.auth import listpush201 as v201
+from edgegw.auth.cloudlist201 import entry_201
 from edgegw.auth.idtags import IdTagFormat, UnrepresentableError, render
+from edgegw.auth.listrendered import (
+    Rendered,
+    apply_entries,
+    cut,
+    diff_lists,
+    digest,
+    key_bool,
+    key_int,
+    some,
+)
 from edgegw.auth.locallist import AuthStatus, ListEntry
-from edgegw.ocpp.versions import is_v2
+from edgegw.ocpp.versions import OCPP201, is_v2
 from edgegw.store.cards import CardStore
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
-CallFn = Callable[[str, str, JsonDict], Awaitable[JsonDict]]
-"""``call(charger_id, action, payload)`` returns the charger's answer payload; raises when the
-call fails (CALLERROR, timeout, not connected)."""
+
+
+class CallFn(Protocol):
+    """``call(charger_id, action, payload)`` returns the charger's answer payload; raises when
+    the call fails (CALLERROR, timeout, not connected). ``version`` is given for a 2.x call
+    only (the OCPP version it is written in)."""
+
+    def __call__(
+        self, charger_id: str, action: str, payload: JsonDict, *, version: str = ...
+    ) -> Awaitable[JsonDict]: ...
+
 
 PROFILE: Final = "LocalAuthListManagement"
 PROBED_KEYS: Final = (
@@ -64,9 +85,8 @@ PROBED_KEYS: Final = (
     "SendLocalListMaxLength",
     "SupportedFeatureProfiles",
 )
-_SHOWN: Final = 5  # ids named in a log line about entries left out
-V2_NOT_MANAGED: Final = "OCPP 2.x: local lists not managed yet"
-"""Why a 2.x charger's list is not pushed (its calls, SendLocalList v2, are not made yet)."""
+V2_NOT_MANAGED: Final = "OCPP 2.1: local lists not managed yet"
+"""Why a 2.1 charger's list is not pushed (2.0.1 stations' are: :mod:`listpush201`)."""
 
 
 class _NotSupported(Exception):
@@ -82,17 +102,23 @@ class ListCapabilities:
     max_length: int | None = None
     """``LocalAuthListMaxLength``; None when the charger did not say."""
     send_max: int | None = None
-    """``SendLocalListMaxLength``; None when the charger did not say."""
+    """``SendLocalListMaxLength`` (2.0.1: ``ItemsPerMessage``); None when the charger did not
+    say."""
     reason: str = ""
+    bytes_max: int | None = None
+    """2.0.1 ``BytesPerMessage``; None for 1.6 or when the station did not say."""
 
     def to_json(self) -> JsonDict:
-        return {
+        out: JsonDict = {
             "supported": self.supported,
             "enabled": self.enabled,
             "max_length": self.max_length,
             "send_max": self.send_max,
             "reason": self.reason,
         }
+        if self.bytes_max is not None:
+            out["bytes_max"] = self.bytes_max
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +141,6 @@ class PushStatus:
     last_error: str | None
 
 
-# A charger's list as the gateway wants it or believes it is: upper-cased idTag -> (idTag, info).
-_Rendered = dict[str, tuple[str, JsonDict]]
-
-
 @dataclass(slots=True)
 class _Charger:
     charger_id: str
@@ -129,13 +151,18 @@ class _Charger:
     task: asyncio.Task[None] | None = None
     caps: ListCapabilities | None = None
     version: int | None = None
-    pushed: _Rendered | None = None
+    pushed: Rendered | None = None
     left_out: int = 0
     refused_left_out: int = 0
     failures: int = 0
     last_error: str | None = None
     reported: str = ""  # the last overflow / collision message logged, to log each once
     ocpp: str | None = None  # the OCPP version it speaks (None: 1.6 or not known)
+    uid_keys: set[str] = field(default_factory=set)  # 2.0.1: entries written as ISO14443
+
+    @property
+    def v201(self) -> bool:
+        return self.ocpp == OCPP201
 
 
 class ListPusher:
@@ -276,17 +303,17 @@ class ListPusher:
     async def _session(self, ch: _Charger) -> None:
         cid = ch.charger_id
         ch.dirty.clear()
-        if is_v2(ch.ocpp):
+        if is_v2(ch.ocpp) and not ch.v201:
             ch.caps = caps = ListCapabilities(False, reason=V2_NOT_MANAGED)
             await self._store.set_list_capabilities(cid, caps.to_json())
             self._stand_down(ch, caps)
             return
-        caps = await self._probe(ch)
+        caps = await (self._probe201(ch) if ch.v201 else self._probe(ch))
         if not caps.supported:
             self._stand_down(ch, caps)
             return
-        answer = await self._ask(cid, "GetLocalListVersion", {})
-        reported = int(answer.get("listVersion", -1))
+        answer = await self._ask(ch, "GetLocalListVersion", {})
+        reported = v201.reported_version(answer) if ch.v201 else int(answer.get("listVersion", -1))
         if reported < 0:
             caps = ListCapabilities(False, caps.enabled, reason="GetLocalListVersion said -1")
             await self._store.set_list_capabilities(cid, caps.to_json())
@@ -296,7 +323,7 @@ class ListPusher:
         desired = self._desired(ch, caps)
         if ch.pushed is not None and ch.version == reported:
             pass  # still holds what this process pushed
-        elif reported == stored.version and stored.pushed.get("digest") == _digest(desired):
+        elif reported == stored.version and stored.pushed.get("digest") == digest(desired):
             ch.pushed, ch.version = dict(desired), reported  # pushed before a restart
         else:
             ch.pushed, ch.version = None, max(reported, stored.version or 0)
@@ -321,12 +348,30 @@ class ListPusher:
         ch.active = False
         ch.idle.set()
 
-    async def _ask(self, charger_id: str, action: str, payload: JsonDict) -> JsonDict:
+    async def _ask(self, ch: _Charger, action: str, payload: JsonDict) -> JsonDict:
         async with asyncio.timeout(self._call_timeout):
-            return await self._call(charger_id, action, payload)
+            if ch.v201:
+                return await self._call(ch.charger_id, action, payload, version=OCPP201)
+            return await self._call(ch.charger_id, action, payload)
+
+    async def _probe201(self, ch: _Charger) -> ListCapabilities:
+        """A 2.0.1 station's ``LocalAuthListCtrlr``, read with GetVariables."""
+        read = v201.read_capabilities(
+            await self._ask(ch, "GetVariables", v201.get_variables_request())
+        )
+        caps = ListCapabilities(
+            read.supported,
+            read.enabled,
+            send_max=read.items_max,
+            reason=read.reason,
+            bytes_max=read.bytes_max,
+        )
+        await self._store.set_list_capabilities(ch.charger_id, caps.to_json())
+        ch.caps = caps
+        return caps
 
     async def _probe(self, ch: _Charger) -> ListCapabilities:
-        answer = await self._ask(ch.charger_id, "GetConfiguration", {"key": list(PROBED_KEYS)})
+        answer = await self._ask(ch, "GetConfiguration", {"key": list(PROBED_KEYS)})
         values: dict[str, str] = {}
         for item in answer.get("configurationKey") or []:
             if isinstance(item, dict) and isinstance(item.get("key"), str):
@@ -335,9 +380,9 @@ class ListPusher:
         profiles = None
         if profiles_text is not None:
             profiles = {p.strip() for p in profiles_text.split(",")}
-        enabled = _bool(values.get("LocalAuthListEnabled"))
-        max_length = _int(values.get("LocalAuthListMaxLength"))
-        send_max = _int(values.get("SendLocalListMaxLength"))
+        enabled = key_bool(values.get("LocalAuthListEnabled"))
+        max_length = key_int(values.get("LocalAuthListMaxLength"))
+        send_max = key_int(values.get("SendLocalListMaxLength"))
         if profiles is not None and PROFILE not in profiles:
             caps = ListCapabilities(False, enabled, reason=f"{PROFILE} not in its feature profiles")
         elif enabled is False:
@@ -350,11 +395,12 @@ class ListPusher:
         ch.caps = caps
         return caps
 
-    def _desired(self, ch: _Charger, caps: ListCapabilities) -> _Rendered:
+    def _desired(self, ch: _Charger, caps: ListCapabilities) -> Rendered:
         """The charger's list in its format, cut to its size; reports what was left out."""
         fmt = self._format(ch.charger_id)
         entries = self._entries(ch.charger_id)
-        out: _Rendered = {}
+        out: Rendered = {}
+        ch.uid_keys = set()
         clashes: list[str] = []
         unwritable: list[str] = []
         unwritable_refused = 0
@@ -371,6 +417,8 @@ class ListPusher:
                 unwritable_refused += not _valid(entry)
                 continue
             key = tag.upper()
+            if entry.card.is_uid:
+                ch.uid_keys.add(key)
             info = entry.info.to_ocpp()
             held = out.get(key)
             if held is not None:
@@ -414,33 +462,33 @@ class ListPusher:
         if valid_cut:
             lines.append(
                 f"its list holds {limit} entries, so {len(valid_cut)} of {valid} valid card(s) "
-                f"did not fit ({_some(valid_cut)}); the gateway still decides for them when asked"
+                f"did not fit ({some(valid_cut)}); the gateway still decides for them when asked"
             )
         if unwritable:
             lines.append(
                 f"{len(unwritable)} card(s) cannot be written as {fmt.value} within 20 "
-                f"characters ({_some(unwritable)})"
+                f"characters ({some(unwritable)})"
             )
         if clashes:
             lines.append(
                 f"{len(clashes)} card(s) look like another card in {fmt.value} and share one "
-                f"entry, the more restrictive ({_some(clashes)})"
+                f"entry, the more restrictive ({some(clashes)})"
             )
         warn = bool(lines)
         if refused_cut:
             lines.append(
                 f"{len(refused_cut)} refused card(s) did not fit after the valid ones in its "
-                f"{limit} entries ({_some(refused_cut)}); the gateway refuses them when asked"
+                f"{limit} entries ({some(refused_cut)}); the gateway refuses them when asked"
             )
         text = "; ".join(lines)
         if text and text != ch.reported:
             log.log(logging.WARNING if warn else logging.INFO, "%s: %s", ch.charger_id, text)
         ch.reported = text
 
-    async def _sync(self, ch: _Charger, caps: ListCapabilities, desired: _Rendered) -> None:
+    async def _sync(self, ch: _Charger, caps: ListCapabilities, desired: Rendered) -> None:
         ch.last_error = None
         if ch.pushed is not None:
-            changes = _diff(ch.pushed, desired)
+            changes = diff_lists(ch.pushed, desired)
             if not changes:
                 return
             if len(changes) < max(len(desired), 1) and await self._differential(ch, caps, changes):
@@ -450,12 +498,15 @@ class ListPusher:
     async def _send(self, ch: _Charger, full: bool, entries: list[JsonDict]) -> str:
         assert ch.version is not None
         version = ch.version + 1
-        payload: JsonDict = {
-            "listVersion": version,
-            "updateType": "Full" if full else "Differential",
-            "localAuthorizationList": entries,
-        }
-        answer = await self._ask(ch.charger_id, "SendLocalList", payload)
+        if ch.v201:
+            payload = v201.send_request(version, full, [self._in_201(ch, e) for e in entries])
+        else:
+            payload = {
+                "listVersion": version,
+                "updateType": "Full" if full else "Differential",
+                "localAuthorizationList": entries,
+            }
+        answer = await self._ask(ch, "SendLocalList", payload)
         status = str(answer.get("status"))
         if status == "NotSupported":
             raise _NotSupported
@@ -468,7 +519,7 @@ class ListPusher:
     ) -> bool:
         """Send ``changes``; False when the charger refused (a Full must follow)."""
         assert ch.pushed is not None
-        for chunk in _chunks(changes, caps.send_max):
+        for chunk in self._messages(ch, caps, changes):
             status = await self._send(ch, False, chunk)
             if status != "Accepted":
                 log.info(
@@ -479,7 +530,7 @@ class ListPusher:
                 )
                 ch.pushed = None
                 return False
-            _apply(ch.pushed, chunk)
+            apply_entries(ch.pushed, chunk)
             await self._record(ch)
         log.info(
             "%s: local list v%s sent (%d change(s), %d entries)",
@@ -490,9 +541,9 @@ class ListPusher:
         )
         return True
 
-    async def _full(self, ch: _Charger, caps: ListCapabilities, desired: _Rendered) -> None:
+    async def _full(self, ch: _Charger, caps: ListCapabilities, desired: Rendered) -> None:
         items = [{"idTag": tag, "idTagInfo": info} for tag, info in desired.values()]
-        chunks = _chunks(items, caps.send_max) or [[]]
+        chunks = self._messages(ch, caps, items) or [[]]
         ch.version = ch.version or 0
         ch.pushed = None
         for number, chunk in enumerate(chunks):
@@ -514,7 +565,7 @@ class ListPusher:
             if number == 0:
                 ch.pushed = {}
             assert ch.pushed is not None
-            _apply(ch.pushed, chunk)
+            apply_entries(ch.pushed, chunk)
             await self._record(ch)
         log.info(
             "%s: full local list v%s sent (%d entries in %d message(s))",
@@ -524,80 +575,35 @@ class ListPusher:
             len(chunks),
         )
 
+    def _in_201(self, ch: _Charger, entry: JsonDict) -> JsonDict:
+        tag = entry["idTag"]
+        return entry_201(tag, entry.get("idTagInfo"), tag.upper() in ch.uid_keys)
+
+    def _messages(
+        self, ch: _Charger, caps: ListCapabilities, items: list[JsonDict]
+    ) -> list[list[JsonDict]]:
+        """Messages of ``items``: at most ``send_max`` each; for 2.0.1 within ``bytes_max``."""
+        if not ch.v201:
+            return cut(items, caps.send_max)
+        return v201.chunks(
+            items,
+            caps.send_max,
+            caps.bytes_max,
+            lambda e: v201.json_size(self._in_201(ch, e)),
+        )
+
     async def _record(self, ch: _Charger) -> None:
         assert ch.version is not None and ch.pushed is not None
         await self._store.set_list_version(
             ch.charger_id,
             ch.version,
             {
-                "digest": _digest(ch.pushed),
+                "digest": digest(ch.pushed),
                 "format": self._format(ch.charger_id).value,
                 "entries": len(ch.pushed),
             },
         )
 
 
-# ------------------------------------------------------------------------ helpers
-
-
-def _diff(pushed: _Rendered, desired: _Rendered) -> list[JsonDict]:
-    """Differential entries turning ``pushed`` into ``desired``: deletions, then upserts."""
-    out: list[JsonDict] = [{"idTag": tag} for key, (tag, _) in pushed.items() if key not in desired]
-    out.extend(
-        {"idTag": tag, "idTagInfo": info}
-        for key, (tag, info) in desired.items()
-        if pushed.get(key) != (tag, info)
-    )
-    return out
-
-
-def _apply(rendered: _Rendered, entries: list[JsonDict]) -> None:
-    for entry in entries:
-        tag = entry["idTag"]
-        if "idTagInfo" in entry:
-            rendered[tag.upper()] = (tag, entry["idTagInfo"])
-        else:
-            rendered.pop(tag.upper(), None)
-
-
 def _valid(entry: ListEntry) -> bool:
     return entry.info.status is AuthStatus.ACCEPTED
-
-
-def _chunks(items: list[JsonDict], size: int | None) -> list[list[JsonDict]]:
-    if not items:
-        return []
-    if size is None or size <= 0:
-        return [items]
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _digest(rendered: _Rendered) -> str:
-    text = json.dumps(sorted(rendered.items()), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _some(items: list[str]) -> str:
-    """The first few of ``items``, and how many more."""
-    shown = ", ".join(items[:_SHOWN])
-    return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
-
-
-def _bool(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    text = value.strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    return None
-
-
-def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return max(int(value.strip()), 0)
-    except ValueError:
-        return None

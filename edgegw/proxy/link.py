@@ -224,7 +224,11 @@ class Link(_PendingCalls):
             if problem is not None:
                 self.stats.rejected += 1
                 return [self._cloud_frame(problem.raw)]
-            if self._v16 and self._answer_local_list and frame.action in GATEWAY_ANSWERS_CLOUD:
+            if (
+                self.version != OCPP21  # 1.6 and 2.0.1: one mirror (auth.cloudlist201)
+                and self._answer_local_list
+                and frame.action in GATEWAY_ANSWERS_CLOUD
+            ):
                 return [CloudCallForGateway(frame)]
             if self._charger_gone:
                 error = frames.make_error(frame.id, "GenericError", "charge point is not connected")

@@ -26,6 +26,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from edgegw.auth.cloudlist201 import answer_cloud_in
 from edgegw.config import ChargerConfig, Config
 from edgegw.ocpp.versions import OCPP16, is_v2
 from edgegw.proxy import frames
@@ -499,7 +500,9 @@ class ChargerSession:
     async def _answer_cloud(self, call: Call) -> None:
         """SendLocalList / GetLocalListVersion: the gateway owns the chargers' local lists."""
         try:
-            payload = await self._responder.cards.answer_cloud(call.action, call.payload)
+            payload = await answer_cloud_in(
+                self.link.version, self._responder.cards.answer_cloud, call.action, call.payload
+            )
             answer: CallResult | CallError = frames.make_result(call.id, payload)
         except Exception:
             log.exception("%s: answering the cloud's %s failed", self.charger_id, call.action)

@@ -93,8 +93,6 @@ def test_transaction_event_passes_with_its_string_id_untouched() -> None:
 @pytest.mark.parametrize(
     ("action", "payload"),
     [
-        ("SendLocalList", {"versionNumber": 3, "updateType": "Full"}),
-        ("GetLocalListVersion", {}),
         (
             "RequestStartTransaction",
             {"idToken": {"idToken": "X", "type": "Central"}, "remoteStartId": 1},
@@ -130,10 +128,23 @@ def test_cloud_calls_reach_the_charger_untouched(action: str, payload: dict[str,
     assert link.on_charger_message(answer)[0] == ToCloud(answer)
 
 
-def test_a_16_link_still_answers_the_local_list_itself() -> None:
-    link = online("ocpp1.6", site=False)
-    out = link.on_cloud_message(frame(2, "c1", "GetLocalListVersion", {}))
-    assert type(out[0]).__name__ == "CloudCallForGateway"
+@pytest.mark.parametrize("version", ["ocpp1.6", "ocpp2.0.1"])
+def test_the_local_list_calls_are_answered_by_the_gateway(version: str) -> None:
+    """1.6 and 2.0.1: the gateway owns the charger's list (one mirror, auth.cloudlist201)."""
+    link = online(version, site=False)
+    number = "listVersion" if version == "ocpp1.6" else "versionNumber"
+    for action, payload in (
+        ("GetLocalListVersion", {}),
+        ("SendLocalList", {number: 3, "updateType": "Full"}),
+    ):
+        out = link.on_cloud_message(frame(2, "c1", action, payload))
+        assert type(out[0]).__name__ == "CloudCallForGateway"
+
+
+def test_a_21_link_relays_the_local_list_calls() -> None:
+    link = online("ocpp2.1", site=False)
+    raw = frame(2, "c1", "GetLocalListVersion", {})
+    assert link.on_cloud_message(raw) == [ToCharger(raw)]
 
 
 def test_201_payloads_are_checked_with_the_201_schemas() -> None:

@@ -1,6 +1,6 @@
-"""A 2.x charger on a site that takes it (a cloud, no load capping) gets no gateway call: its
-local list and its meter values are not managed (1.6 calls), and that is said once, not retried
-as a failure. Real sockets on port 0."""
+"""A 2.x charger on a site that takes it (a cloud, no load capping): a 2.0.1 station without a
+local list is not pushed one, a 2.1 charger's meter values are not managed, and that is said
+once, not retried as a failure. Real sockets on port 0."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from edgegw.auth.listpush import V2_NOT_MANAGED
 from edgegw.energy.sampling import MeterSampling
 from edgegw.ocpp.events import ChargerConnected
 from edgegw.sim.charger201 import SimCharger201
@@ -33,7 +32,8 @@ async def test_no_local_list_is_pushed_to_a_2_x_charger(
         status = await pusher.wait_idle("CS201", timeout=10)
         assert status.connected
         assert status.capabilities is not None and not status.capabilities.supported
-        assert status.capabilities.reason == V2_NOT_MANAGED
+        # a 2.0.1 station is asked its LocalAuthListCtrlr (auth.listpush201): this one has none
+        assert status.capabilities.reason.startswith("no LocalAuthListCtrlr")
         assert status.last_error is None
         assert "local list update failed" not in caplog.text
 
