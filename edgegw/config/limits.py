@@ -22,7 +22,8 @@ class LimitConfig(_Model):
 
     name: str = Field(min_length=1, description="Its name in logs, the activation log, views.")
     source: Literal["modbus", "gpio", "mqtt"] = Field(
-        description="'modbus': a register read like a meter; 'gpio': a GPIO input's value "
+        description="'modbus': a register read like a meter, or a relay's coil or discrete "
+        "input; 'gpio': a GPIO input's value "
         "file (sysfs); 'mqtt': a topic on the [mqtt] broker."
     )
     circuit: str | None = Field(
@@ -52,16 +53,22 @@ class LimitConfig(_Model):
     bus: str | None = Field(default=None, description="modbus: the [buses.<name>] it is on.")
     unit_id: int = Field(default=1, ge=0, le=247, description="modbus: unit (slave) id.")
     address: int | None = Field(
-        default=None, ge=0, le=65535, description="modbus: the register's address."
+        default=None,
+        ge=0,
+        le=65535,
+        description="modbus: the register's, coil's or input's address.",
     )
-    function_code: Literal[3, 4] = Field(
-        default=3, description="modbus: 3 (holding register) or 4 (input register)."
+    function_code: Literal[1, 2, 3, 4] = Field(
+        default=3,
+        description="modbus: 1 (coil), 2 (discrete input), 3 (holding register) or 4 (input "
+        "register).",
     )
     active_value: int | None = Field(
         default=None,
         ge=0,
         le=65535,
-        description="modbus: the value meaning active; unset: any but 0.",
+        description="modbus: the value meaning active; unset: any but 0 (a coil or input: 1 "
+        "or 0, 0 for a normally-closed contact).",
     )
     path: Path | None = Field(
         default=None, description="gpio: the input's value file, e.g. /sys/class/gpio/gpio17/value."

@@ -1,9 +1,9 @@
 """The readers of the ``[[limits]]`` signals, and the service that runs them.
 
-* ``modbus``: one register (function 3 or 4) read on a ``[buses.*]`` bus through the meters'
-  own :class:`~edgegw.energy.modbusbus.ModbusBus` (a control box on the meter's RS-485 line
-  shares its lock and silent interval); active when it equals ``active_value``, or is not 0.
-  Coils and discrete inputs (functions 1 and 2) need the bus to read them: not yet.
+* ``modbus``: one register (function 3 or 4), or a relay's coil or discrete input (1 or 2,
+  read as 0 or 1), on a ``[buses.*]`` bus through the meters' own
+  :class:`~edgegw.energy.modbusbus.ModbusBus` (a control box on the meter's RS-485 line shares
+  its lock and silent interval); active when it equals ``active_value``, or is not 0.
 * ``gpio``: an input's value file (Linux sysfs ``/sys/class/gpio/gpioN/value``, or any file
   holding 0 or 1, e.g. one a libgpiod monitor writes); ``active_low`` inverts it.
 * ``mqtt``: a topic on the ``[mqtt]`` broker, through one subscriber of its own (the
@@ -41,7 +41,8 @@ _OFF = {"0", "false", "off", "inactive"}
 
 
 def register_reader(limit: LimitConfig, bus: ModbusBus) -> Reader:
-    """Reads ``limit``'s register: active when it equals ``active_value`` (or is not 0)."""
+    """Reads ``limit``'s register, coil or input: active when it equals ``active_value`` (or
+    is not 0)."""
     assert limit.address is not None
 
     async def read() -> bool:

@@ -147,9 +147,15 @@ class ModbusBus:
         return f"ModbusBus({self.name!r}, {self.endpoint})"
 
     async def read(self, unit_id: int, function_code: int, address: int, count: int) -> list[int]:
-        """Read ``count`` registers with function code 3 or 4 from one unit."""
+        """Read ``count`` registers (function code 3 or 4) or bits (1: coils, 2: discrete
+        inputs; each 0 or 1, a relay contact's state) from one unit."""
+        if function_code not in _FUNCTION_NAMES:
+            raise MeterConfigError(
+                f"bus {self.name!r}: function code {function_code} reads nothing (use 1 or 2 "
+                "for coils or discrete inputs, 3 or 4 for registers)"
+            )
         block = BlockRead(function_code, address, count, ())
-        return (await self.read_blocks(unit_id, [block]))[block.key]
+        return (await self._read_locked(unit_id, [block]))[block.key]
 
     async def read_blocks(
         self, unit_id: int, blocks: Sequence[BlockRead]
@@ -165,6 +171,11 @@ class ModbusBus:
                     f"bus {self.name!r}: function code {block.function_code} cannot read "
                     "registers (use 3 or 4)"
                 )
+        return await self._read_locked(unit_id, blocks)
+
+    async def _read_locked(
+        self, unit_id: int, blocks: Sequence[BlockRead]
+    ) -> dict[tuple[int, int], list[int]]:
         async with self._lock:
             try:
                 await self._ensure_connected()
@@ -414,7 +425,15 @@ class ModbusBus:
         self._in_flight = True
         self.requests += 1
         try:
-            if block.function_code == 3:
+            if block.function_code == 1:
+                response = await client.read_coils(
+                    block.address, count=block.count, device_id=unit_id
+                )
+            elif block.function_code == 2:
+                response = await client.read_discrete_inputs(
+                    block.address, count=block.count, device_id=unit_id
+                )
+            elif block.function_code == 3:
                 response = await client.read_holding_registers(
                     block.address, count=block.count, device_id=unit_id
                 )
@@ -455,6 +474,12 @@ class ModbusBus:
             code = int(getattr(response, "exception_code", 0))
             name = _EXCEPTION_NAMES.get(code, "unknown exception code")
             raise ModbusExceptionResponse(code, f"{where}: exception {code} ({name})")
+        if block.function_code in (1, 2):
+            # Bits come in whole bytes, padded with zeros: only the first ``count`` are asked.
+            bits = list(response.bits)
+            if len(bits) < block.count:
+                raise ModbusFrameError(f"{where}: asked for {block.count} bits, got {len(bits)}")
+            return [int(bit) for bit in bits[: block.count]]
         words = list(response.registers)
         if len(words) != block.count:
             raise ModbusFrameError(f"{where}: asked for {block.count} registers, got {len(words)}")

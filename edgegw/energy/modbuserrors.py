@@ -22,7 +22,12 @@ _EXCEPTION_NAMES: Final = {
 }
 
 
-_FUNCTION_NAMES: Final = {3: "read holding registers", 4: "read input registers"}
+_FUNCTION_NAMES: Final = {
+    1: "read coils",
+    2: "read discrete inputs",
+    3: "read holding registers",
+    4: "read input registers",
+}
 
 
 _GATEWAY_NO_TARGET: Final = frozenset({10, 11})
