@@ -461,7 +461,9 @@ async def main() -> None:
     share = {"1.6": 0.0, "2.0.1": 1.0}.get(args.ocpp, args.v201_share)
     print(machine())
     fleet = {0.0: "OCPP 1.6", 1.0: "OCPP 2.0.1"}.get(share, f"{share:.0%} OCPP 2.0.1")
-    periodic = {0.0: "MeterValues"}.get(share, "MeterValues (1.6) / TransactionEvent (2.0.1)")
+    periodic = {0.0: "MeterValues", 1.0: "TransactionEvent Updated"}.get(
+        share, "MeterValues (1.6) / TransactionEvent Updated (2.0.1)"
+    )
     print(
         f"load: {fleet}, 2 connectors per charger, {periodic} every {plan.interval:g} s per "
         f"connector, Heartbeat every {plan.heartbeat:g} s; {plan.seconds:g} s measured per step; "
