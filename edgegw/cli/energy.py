@@ -8,6 +8,7 @@ installer can plot or filter it in a spreadsheet when a site owner asks "why did
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -31,6 +32,7 @@ from edgegw.cli.output import (
     note,
     write_output,
 )
+from edgegw.control.client import RemoteError
 
 energy_app = typer.Typer(
     help="Load capping: live state and the decision log.", no_args_is_help=True
@@ -209,7 +211,8 @@ def state(*, config: ConfigOption = DEFAULT_CONFIG_PATH, json_mode: JsonOption =
         client = control_client(cfg)
         answer = client.call("energy.state")
         if answer.get("circuits"):
-            answer = _with_tree(answer, client.call("live.snapshot"))
+            with contextlib.suppress(RemoteError):  # an older daemon: boards listed flat
+                answer = _with_tree(answer, client.call("live.snapshot"))
     emit(answer, json_mode, _render_state)
 
 
