@@ -249,6 +249,11 @@ class Driver201:
     def start(self) -> None:
         self._tasks.spawn(self._run(), "drive")
 
+    @property
+    def unanswered(self) -> int:
+        """TransactionEvents sent that got no answer yet (to be sent again)."""
+        return len(self._unanswered)
+
     async def stop(self) -> None:
         """End the running session (if the station is connected), then disconnect."""
         self._stopping.set()
@@ -353,7 +358,7 @@ def judge201(drivers: Sequence[Driver201], cloud: MixedCloud) -> tuple[bool, lis
         record = cloud.records.get(charger, Record201())
         sent = driver.station.seq_no
         seen = record.seq_nos
-        if sorted(set(seen)) != list(range(sent)) or driver._unanswered:
+        if sorted(set(seen)) != list(range(sent)) or driver.unanswered:
             problems.append(f"{charger}: seqNo {len(set(seen))} of {sent} reached the cloud")
         started += len(record.started)
         ended += len(record.ended)
@@ -363,4 +368,8 @@ def judge201(drivers: Sequence[Driver201], cloud: MixedCloud) -> tuple[bool, lis
         if ok
         else "INCOMPLETE: " + "; ".join(problems)
     )
-    return ok, [first, f"the cloud has {started} 2.0.1 session(s) started, {ended} ended"]
+    return ok, [
+        first,
+        f"{len(drivers)} station(s); the cloud has {started} 2.0.1 session(s) started, "
+        f"{ended} ended",
+    ]
