@@ -16,6 +16,11 @@ from edgegw.energy.allocator import PerPhase, Phase
 
 log = logging.getLogger("edgegw.energy.controller")
 
+FOLLOWING_SOURCES = frozenset({"peak"})
+"""Sources whose limit follows a measurement and moves every few seconds (capacity-peak
+shaving, :data:`edgegw.energy.peakservice.SOURCE`): when they start and stop lowering a node is
+logged at info, each move in between at debug."""
+
 
 class NodeLimits:
     """Lowerings of the site (node ``None``) and of circuits (by name)."""
@@ -38,7 +43,8 @@ class NodeLimits:
     def lower(self, source: str, node: str | None, limit_a: PerPhase | None) -> None:
         """``source`` lowers ``node`` to ``limit_a`` per phase until it calls again with
         ``None``. Each source's lowering is kept apart; the lowest of them and the configured
-        limit holds. A limit at or below the node's margin pauses every session under it."""
+        limit holds. A limit at or below the node's margin pauses every session under it.
+        Every change is logged at info, but the moves of a :data:`FOLLOWING_SOURCES` source."""
         key = (source, node)
         shown = node or "the site"
         if limit_a is None:
@@ -47,8 +53,15 @@ class NodeLimits:
             return
         if len(limit_a) != len(Phase) or any(not math.isfinite(a) or a < 0 for a in limit_a):
             raise ValueError("a lowered limit needs three finite, non-negative currents (A)")
-        if self.by_source.get(key) != limit_a:
-            log.info("%s lowers %s to %s A", source, shown, "/".join(f"{a:g}" for a in limit_a))
+        before = self.by_source.get(key)
+        if before != limit_a:
+            level = (
+                logging.DEBUG
+                if before is not None and source in FOLLOWING_SOURCES
+                else logging.INFO
+            )
+            amps = "/".join(f"{a:g}" for a in limit_a)
+            log.log(level, "%s lowers %s to %s A", source, shown, amps)
         self.by_source[key] = limit_a
 
     def keep_circuits(self, names: Collection[str]) -> None:
