@@ -24,6 +24,10 @@ the same update once per charger. A repeat of the update that made the current v
 same version, nothing would change) is answered ``Accepted`` rather than ``VersionMismatch``;
 otherwise the cloud would be pushed into a Full resend for every charger but the first.
 
+A 2.0.1 cloud's ``SendLocalList`` (``versionNumber``, ``IdTokenType`` entries) is read into the
+same mirror, on the same rules (:mod:`edgegw.auth.cloudlist201`): one cloud list, whatever
+version the cloud speaks to each charger.
+
 Random UIDs (4 bytes starting with ``08``) in a cloud list are skipped with a warning: such a
 card shows a new UID on every tap and can never match.
 
