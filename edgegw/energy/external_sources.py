@@ -20,13 +20,13 @@ import asyncio
 import json
 import logging
 import random
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
 
 import aiomqtt
 
 from edgegw.config import Config
 from edgegw.config.limits import LimitConfig
+from edgegw.config.mqtttls import MqttSetupError, mqtt_tls_context
 from edgegw.energy.external import ExternalLimits
 from edgegw.energy.modbusbus import ModbusBus
 from edgegw.energy.modbuserrors import ModbusError
@@ -141,16 +141,16 @@ class ExternalLimitService:
     async def _mqtt(self) -> None:
         cfg = self._config.mqtt
         assert cfg is not None
-        password = cfg.read_password()
-        tls = cfg.tls
-        context = None
-        if tls is not None:  # as the publisher's: the [mqtt] section's CA and certificate
-            context = ssl.create_default_context(
-                cafile=None if tls.ca_file is None else str(tls.ca_file)
-            )
-            context.check_hostname = tls.check_hostname
-            if tls.cert_file is not None and tls.key_file is not None:
-                context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        try:
+            password = cfg.read_password()
+            context = mqtt_tls_context(cfg.tls)  # the publisher's: [mqtt]'s CA and certificate
+        except MqttSetupError as exc:
+            # Files a restart or reload must fix: the limits say why, their last state holds.
+            log.error("external limits on MQTT cannot connect: %s", exc)
+            for names in self._topics.values():
+                for name in names:
+                    self._limits.read_failed(name, str(exc))
+            return
         client = aiomqtt.Client(
             cfg.host,
             cfg.port,

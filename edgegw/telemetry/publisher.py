@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from typing import Any
 import aiomqtt
 
 from edgegw.config import Config
+from edgegw.config.mqtttls import mqtt_tls_context
 from edgegw.live.changes import LiveChange, LiveEvent, Scope
 from edgegw.live.snapshot import ChargerLive, CircuitLive
 from edgegw.live.state import LiveState
@@ -60,7 +60,7 @@ from edgegw.telemetry.payloads import (
     site_payload,
     split_state,
 )
-from edgegw.telemetry.settings import MqttConfig, MqttSetupError
+from edgegw.telemetry.settings import MqttConfig
 from edgegw.telemetry.topics import CommandRoute, Topics
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class MqttPublisher:
             will=aiomqtt.Will(self.topics.availability, "offline", qos=1, retain=True),
             keepalive=cfg.keepalive,
             timeout=cfg.timeout,
-            tls_context=self._tls_context(),
+            tls_context=mqtt_tls_context(cfg.tls),
             tls_insecure=None if cfg.tls is None else not cfg.tls.check_hostname,
             max_queued_outgoing_messages=OUTGOING_QUEUE_LIMIT,
             logger=logging.getLogger("edgegw.telemetry.paho"),
@@ -210,21 +210,6 @@ class MqttPublisher:
         self._unsubscribe = self._live.on_change(self._on_live)
         self._connection = self._tasks.spawn(self._connection_loop(), "connection")
         self._publisher = self._tasks.spawn(self._publish_loop(), "publish")
-
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self._cfg.tls
-        if tls is None:
-            return None
-        try:
-            context = ssl.create_default_context(
-                cafile=None if tls.ca_file is None else str(tls.ca_file)
-            )
-            context.check_hostname = tls.check_hostname
-            if tls.cert_file is not None and tls.key_file is not None:
-                context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise MqttSetupError(f"mqtt.tls: cannot use the CA, certificate or key: {exc}") from exc
-        return context
 
     async def close(self) -> None:
         """Say ``stopped`` (if connected), disconnect cleanly, end every task."""
