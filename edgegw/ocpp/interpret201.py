@@ -305,6 +305,14 @@ _READERS: Final[Mapping[str, _Reader]] = {
 
 # ------------------------------------------------------------------ shared parts
 
+
+def energy_wh(meter_value: Any) -> float | None:
+    """The energy register (``Energy.Active.Import.Register``, Wh, multiplier applied) of a
+    2.0.1 ``meterValue`` list, read as :class:`Measured` reads it; None: not there."""
+    values = _values(meter_value)
+    return None if values is None else _summed(values[1], "energy")
+
+
 _Values = tuple[dict[str, None], dict[tuple[str, int], float]]
 
 

@@ -9,6 +9,7 @@ mean for the site's records, and carries the answer out:
 * :func:`card_answer` — a cloud answer carrying an ``idTagInfo`` for the card of the call;
 * :func:`offline_start_refused` — a StartTransaction the gateway answered while the cloud was
   away, delivered later: did the cloud refuse its card?
+* :func:`offline_token_refused` — the same for a 2.x TransactionEvent's ``idTokenInfo``;
 * :func:`invalid_id_action` — StopTransactionOnInvalidId: stop that session or let it finish;
 * :class:`RemoteStarts` — a session the cloud started is not refused by the offline policy
   (:func:`remote_start_token`: the card of a 1.6 or 2.x remote start);
@@ -24,8 +25,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from edgegw.ocpp.interpret201 import energy_wh
 from edgegw.ocpp.versions import OCPP201
 from edgegw.proxy.idtokens import id_tag_info, token_text
+from edgegw.store.sessions201 import Start201, Stop201
 
 CARD_ANSWERS = frozenset({"Authorize", "StartTransaction", "StopTransaction"})
 """Calls whose cloud answer says what the cloud thinks of the card (``idTagInfo``)."""
@@ -64,7 +67,36 @@ class RecordStop:
     payload: dict[str, Any]
 
 
-Record = LearnCard | RecordBoot | RecordStatus | RecordStart | RecordStop
+@dataclass(frozen=True, slots=True)
+class RecordStart201:
+    """A 2.x transaction started (:mod:`edgegw.store.sessions201`)."""
+
+    start: Start201
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStop201:
+    stop: Stop201
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMeter201:
+    """A reading of a running 2.x transaction: its meter start when its Started had none."""
+
+    tx_ref: str
+    energy_wh: int
+
+
+Record = (
+    LearnCard
+    | RecordBoot
+    | RecordStatus
+    | RecordStart
+    | RecordStop
+    | RecordStart201
+    | RecordStop201
+    | RecordMeter201
+)
 
 
 def backlog_version(action: str | None) -> str | None:
@@ -113,14 +145,16 @@ def records_of(
     answered_by: str,
     *,
     v2: bool = False,
+    cloud_configured: bool = True,
 ) -> list[Record]:
     """What to record of a call the charger exchanged, answered by ``answered_by``.
 
-    Sessions are recorded here only when the cloud answered them: the gateway records the ones
-    it answers itself when it answers (:mod:`edgegw.proxy.local`). A card is learnt only from
-    the cloud's own answers, never from the gateway's. A 2.x charger (``v2``): its boot and
-    status, read from their 2.0.1 fields (:func:`records_of_v2`), and the cloud's
-    ``idTokenInfo`` learnt as for 1.6.
+    1.6 sessions are recorded here only when the cloud answered them: the gateway records the
+    ones it answers itself when it answers (:mod:`edgegw.proxy.local`). A card is learnt only
+    from the cloud's own answers, never from the gateway's. A 2.x charger (``v2``): its boot and
+    status, read from their 2.0.1 fields (:func:`records_of_v2`), the cloud's ``idTokenInfo``
+    learnt as for 1.6, and its TransactionEvents' sessions whoever answered them
+    (:func:`transaction_records`; ``queued``: answered by the gateway on a site with a cloud).
     """
     records: list[Record] = []
     by_cloud = answered_by == "cloud"
@@ -129,6 +163,9 @@ def records_of(
             learn = card_answer(request, response)
             if learn is not None:
                 records.append(learn)
+        if action == "TransactionEvent":
+            queued = cloud_configured and not by_cloud
+            return [*records, *transaction_records(request, queued=queued, by_cloud=by_cloud)]
         return [*records, *records_of_v2(action, request)]
     if by_cloud and action in CARD_ANSWERS:
         learn = card_answer(request, response)
@@ -178,6 +215,55 @@ def records_of_v2(action: str, request: Mapping[str, Any]) -> list[Record]:
     return []
 
 
+Record201 = RecordStart201 | RecordStop201 | RecordMeter201
+
+
+def transaction_records(
+    request: Mapping[str, Any], *, queued: bool, by_cloud: bool = False
+) -> list[Record201]:
+    """What a 2.x TransactionEvent records of its session (:mod:`edgegw.store.sessions201`).
+
+    ``Started`` records the session (the EVSE: ``evse.id``, 0 when it has none; the card:
+    ``idToken.idToken``, empty without one; the meter start: its energy register, None
+    without one); ``Ended`` stops it (the energy register, ``stoppedReason`` else ``Local``);
+    an ``Updated`` with an energy register gives :class:`RecordMeter201` (the meter start of
+    a session whose Started had none; the session keeps which those are). An Ended's reading
+    is never a meter start: such a session's energy is unknown, not 0.
+    An event without a usable transaction id or timestamp records nothing.
+    """
+    info = request.get("transactionInfo")
+    tx_ref = info.get("transactionId") if isinstance(info, Mapping) else None
+    timestamp = request.get("timestamp")
+    if not isinstance(tx_ref, str) or not tx_ref or not isinstance(timestamp, str):
+        return []
+    assert isinstance(info, Mapping)
+    kind = request.get("eventType")
+    energy = energy_wh(request.get("meterValue"))
+    wh = None if energy is None else round(energy)
+    if kind == "Started":
+        evse = request.get("evse")
+        evse_id = evse.get("id") if isinstance(evse, Mapping) else None
+        token = token_text(request.get("idToken"))
+        start = Start201(
+            tx_ref,
+            evse_id if isinstance(evse_id, int) and not isinstance(evse_id, bool) else 0,
+            "" if token is None else token[0],
+            wh,
+            timestamp,
+            queued,
+            by_cloud,
+        )
+        return [RecordStart201(start)]
+    if kind == "Updated":
+        return [] if wh is None else [RecordMeter201(tx_ref, wh)]
+    records: list[Record201] = []
+    if kind == "Ended":
+        reason = info.get("stoppedReason")
+        reason = reason if isinstance(reason, str) and reason else "Local"
+        records.append(RecordStop201(Stop201(tx_ref, wh, timestamp, reason)))
+    return records
+
+
 @dataclass(frozen=True, slots=True)
 class OfflineStartRefused:
     """The cloud refused the card of a session the gateway started while it was away."""
@@ -207,6 +293,38 @@ def offline_start_refused(
     if not isinstance(info, dict) or info.get("status") in ("Accepted", "ConcurrentTx"):
         return None
     return OfflineStartRefused(local_id, str(request.get("idTag")), info.get("status"))
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineTokenRefused:
+    """The cloud refused the idToken of a 2.x transaction the gateway answered while it was
+    away (in its answer to the replayed TransactionEvent)."""
+
+    tx_ref: str
+    """The charger's own transaction id."""
+    id_token: str
+    status: Any
+    """The cloud's ``idTokenInfo.status`` as it sent it."""
+
+
+def offline_token_refused(
+    action: str, request: Mapping[str, Any], response: Mapping[str, Any]
+) -> OfflineTokenRefused | None:
+    """Whether a queued 2.x TransactionEvent the cloud has now answered carried a token the
+    cloud refused (``idTokenInfo.status`` other than ``Accepted``; ``ConcurrentTx`` is never a
+    reason to stop, as for 1.6). An event without an ``idToken`` (or ``NoAuthorization``) or
+    without a transaction id refuses nothing."""
+    if action != "TransactionEvent":
+        return None
+    token = token_text(request.get("idToken"))
+    info = request.get("transactionInfo")
+    tx_ref = info.get("transactionId") if isinstance(info, Mapping) else None
+    answer = response.get("idTokenInfo")
+    if token is None or token[1] == "NoAuthorization" or not isinstance(tx_ref, str):
+        return None
+    if not isinstance(answer, Mapping) or answer.get("status") in ("Accepted", "ConcurrentTx"):
+        return None
+    return OfflineTokenRefused(tx_ref, token[0], answer.get("status"))
 
 
 @dataclass(frozen=True, slots=True)

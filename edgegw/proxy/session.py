@@ -57,19 +57,22 @@ from edgegw.proxy.link import (
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.rules import (
     LearnCard,
-    OfflineStartRefused,
     Record,
     RecordBoot,
+    RecordMeter201,
     RecordStart,
+    RecordStart201,
     RecordStatus,
     RecordStop,
+    RecordStop201,
     backlog_version,
     card_answer,
-    invalid_id_action,
     offline_start_refused,
+    offline_token_refused,
     records_of,
     remote_start_token,
 )
+from edgegw.proxy.session_records import LateRefusals, Sessions201
 from edgegw.proxy.upstream import NotConnected, Upstream
 from edgegw.security.loggable import loggable
 from edgegw.security.redact import redact_frame
@@ -135,6 +138,17 @@ class ChargerSession:
         )
         self._commands: Fifo[Command] = Fifo()
         self._tasks = TaskOwner(f"charger:{charger_id}")
+        self._sessions201 = Sessions201(charger_id, store, clock)
+        self._late_refusals = LateRefusals(
+            charger_id,
+            store=store,
+            stop_on_invalid_id=config.auth.stop_transaction_on_invalid_id,
+            free_charging=lambda: responder.cards.free_charging(charger_id),
+            call=self.call,
+            tasks=self._tasks,
+            post_event=self._post_event,
+            failures=(CallFailed,),
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._clock = clock
@@ -519,48 +533,13 @@ class ChargerSession:
             message.action, message.payload, command.answer.payload, message.transaction_id
         )
         if refused is not None:
-            await self._refused_after_the_fact(refused)
-
-    async def _refused_after_the_fact(self, refused: OfflineStartRefused) -> None:
-        """The cloud refused the card of a session started offline (StopTransactionOnInvalidId).
-
-        The gateway may have refused it too (the charger then usually ended the session at
-        once): the wording says what the cloud answered, not that the gateway had accepted.
-        Whether the session still runs is read after every record handed in before; the stop
-        is a call of its own task.
-        """
-        local_id, id_tag, status = refused.transaction_id, refused.id_tag, refused.status
-        running = await self._store.transaction_open(self.charger_id, local_id)
-        action = invalid_id_action(
-            running=running,
-            stop_on_invalid_id=self._config.auth.stop_transaction_on_invalid_id,
-            free=self._responder.cards.free_charging(self.charger_id),
+            await self._late_refusals.start_refused(refused)
+        self._sessions201.delivered(message.action, message.payload)
+        token_refused = offline_token_refused(
+            message.action, message.payload, command.answer.payload
         )
-        log.warning(
-            "%s: the cloud answered %s for card %s of transaction %d started offline; %s",
-            self.charger_id,
-            loggable(status),
-            loggable(id_tag),
-            local_id,
-            action.outcome,
-        )
-        self._post_event(
-            "auth.refused_after_offline_start",
-            f"cloud answered {status} for card {id_tag} (transaction {local_id}); {action.outcome}",
-            {"transaction_id": local_id, "id_tag": id_tag, "status": status},
-        )
-        if action.stop:
-            self._tasks.spawn(self._remote_stop(local_id), f"invalid-id-stop:{local_id}")
-
-    async def _remote_stop(self, local_id: int) -> None:
-        try:
-            answer = await self.call("RemoteStopTransaction", {"transactionId": local_id})
-        except (CallFailed, TimeoutError) as exc:
-            log.warning("%s: could not stop transaction %d: %s", self.charger_id, local_id, exc)
-            return
-        log.info(
-            "%s: RemoteStopTransaction %d: %s", self.charger_id, local_id, answer.get("status")
-        )
+        if token_refused is not None:
+            await self._late_refusals.token_refused(token_refused)
 
     def _record(self, call: Call, answer: CallResult | CallError, answered_by: str) -> None:
         """Tell the observers, then hand what the exchange means for the records to the
@@ -574,8 +553,14 @@ class ChargerSession:
                 )
             except Exception:
                 log.exception("%s: observer failed on %s", self.charger_id, call.action)
-        v2 = is_v2(self.link.version)
-        for record in records_of(call.action, call.payload, answer.payload, answered_by, v2=v2):
+        for record in records_of(
+            call.action,
+            call.payload,
+            answer.payload,
+            answered_by,
+            v2=is_v2(self.link.version),
+            cloud_configured=self._config.cloud is not None,
+        ):
             self._carry_out(record)
 
     def _carry_out(self, record: Record) -> None:
@@ -594,6 +579,8 @@ class ChargerSession:
             store.post_transaction_started(self.charger_id, record.payload, record.transaction_id)
         elif isinstance(record, RecordStop):
             store.post_transaction_stopped(self.charger_id, record.payload)
+        elif isinstance(record, RecordStart201 | RecordStop201 | RecordMeter201):
+            self._sessions201.carry_out(record)
 
     def _post_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         self._store.bookkeeping.post(

@@ -99,11 +99,12 @@ class Session:
     id: int
     charger_id: str
     connector_id: int
-    transaction_id: int | None
-    """The id the charger uses (for a session started offline, the gateway's local id)."""
-    cloud_transaction_id: int | None
-    """The cloud's id: the same for a relayed session, the mapped one for an offline start
-    (None until the cloud accepted it), None standalone."""
+    transaction_id: int | str | None
+    """The id the charger uses (for a 1.6 session started offline, the gateway's local id; an
+    OCPP 2.x charger's own string id)."""
+    cloud_transaction_id: int | str | None
+    """The cloud's id: the same for a relayed session, the mapped one for a 1.6 offline start
+    (None until the cloud accepted it), None standalone; a 2.x session's is the charger's."""
     mode: SessionMode
     id_tag: str
     card: Card | None

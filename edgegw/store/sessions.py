@@ -9,7 +9,10 @@ session, whoever answered its StartTransaction:
 * started while the cloud was unreachable: the row carries the gateway's local id
   (>= :data:`~edgegw.store.outbox.LOCAL_ID_BASE`, the id the charger keeps using) and
   ``transaction_ids`` maps it to the cloud's id once the outbox delivered the start. The row is
-  never duplicated by the replay; :attr:`Session.cloud_transaction_id` shows the mapped id.
+  never duplicated by the replay; :attr:`Session.cloud_transaction_id` shows the mapped id;
+* an OCPP 2.x charger's session (:mod:`edgegw.store.sessions201`, schema 6): the charger's own
+  string transaction id (never remapped, the cloud's too), its EVSE as the connector; *offline*
+  when the gateway answered and queued its start, *standalone* on a site without a cloud.
 
 Times are the charger's own timestamps (what the resident's car saw), read as UTC; a timestamp
 that does not parse falls back to when the gateway recorded the start. The energy of a session
@@ -113,10 +116,13 @@ _SELECT: Final = (
     # CASE, not AND: SQLite would run the subquery for every row.
     " CASE WHEN t.stopped_at IS NULL THEN EXISTS (SELECT 1 FROM transactions n"
     "  WHERE n.charger_id = t.charger_id AND n.connector_id = t.connector_id AND n.id > t.id)"
-    " ELSE 0 END"
+    " ELSE 0 END, {v2}"
     " FROM transactions t LEFT JOIN transaction_ids m ON t.origin = 'gateway'"
     " AND m.charger_id = t.charger_id AND m.local_id = t.transaction_id"
 )
+_V2_COLUMNS: Final = "t.tx_ref, t.queued"
+"""A 2.x session's string transaction id and whether the gateway queued its start (schema 6;
+an older file has no 2.x sessions: ``NULL, 0``)."""
 
 
 class SessionQueries:
@@ -125,6 +131,7 @@ class SessionQueries:
     def __init__(self, conn: aiosqlite.Connection, cards: CardResolver) -> None:
         self._conn = conn
         self.cards = cards
+        self._select: str | None = None
 
     async def page(
         self,
@@ -190,7 +197,11 @@ class SessionQueries:
         if cursor is not None:
             clauses.append("t.id < ?" if newest_first else "t.id > ?")
             args.append(cursor)
-        query = _SELECT
+        if self._select is None:
+            async with self._conn.execute("PRAGMA table_info(transactions)") as info:
+                names = {row[1] for row in await info.fetchall()}
+            self._select = _SELECT.format(v2=_V2_COLUMNS if "tx_ref" in names else "NULL, 0")
+        query = self._select
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         query += f" ORDER BY t.id {'DESC' if newest_first else 'ASC'} LIMIT {_CHUNK}"
@@ -218,9 +229,15 @@ class SessionQueries:
             stored_cost,
             stored_groups,
             superseded,
+            tx_ref,
+            queued,
         ) = row
+        if tx_ref is not None:  # a 2.x session: the charger's own id, never remapped
+            transaction_id = tx_ref
         if origin == "cloud":
             mode, cloud = SessionMode.CLOUD, transaction_id
+        elif queued:
+            mode, cloud = SessionMode.OFFLINE, transaction_id
         elif offline:
             mode, cloud = SessionMode.OFFLINE, cloud_id
         else:

@@ -1,0 +1,189 @@
+"""Two parts of a charger session's bookkeeping, out of :mod:`edgegw.proxy.session`:
+
+* :class:`Sessions201` — a 2.x charger's sessions written to the records
+  (:mod:`edgegw.store.sessions201`) through the store's bookkeeper, in order after every record
+  handed in before; it keeps which running transactions still wait for their meter start.
+* :class:`LateRefusals` — StopTransactionOnInvalidId: the cloud refused, in its answer to a
+  replayed message, the card of a session the gateway answered while it was away (1.6: the
+  StartTransaction's ``idTagInfo``; 2.x: a TransactionEvent's ``idTokenInfo``). A session still
+  running is stopped (1.6: RemoteStopTransaction; 2.x: RequestStopTransaction in 2.0.1 form)
+  when the site's ``auth.stop_transaction_on_invalid_id`` says so and free charging is off.
+  For 2.x too the site's setting decides, not the station's ``TxCtrlr.StopTxOnInvalidId``
+  (which acts only on answers the station itself receives: the replayed answer reaches the
+  gateway, never the station).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from edgegw.ocpp.versions import OCPP16, OCPP201
+from edgegw.proxy.rules import (
+    InvalidIdAction,
+    OfflineStartRefused,
+    OfflineTokenRefused,
+    RecordMeter201,
+    RecordStart201,
+    RecordStop201,
+    invalid_id_action,
+    transaction_records,
+)
+from edgegw.security.loggable import loggable
+from edgegw.store.sessions201 import open_201, write_meter_start, write_start, write_stop
+from edgegw.store.store import Store
+from edgegw.tasks import TaskOwner
+
+log = logging.getLogger(__name__)
+
+MISSING_STARTS = 64
+"""Running transactions of one charger followed for their meter start (oldest dropped)."""
+
+
+class Sessions201:
+    """A 2.x charger's sessions, written through the store's bookkeeper."""
+
+    def __init__(self, charger_id: str, store: Store, clock: Callable[[], float]) -> None:
+        self._charger_id = charger_id
+        self._store = store
+        self._clock = clock
+        self._missing: dict[str, None] = {}
+        """Transactions recorded without a meter start, oldest first."""
+
+    def carry_out(self, record: RecordStart201 | RecordStop201 | RecordMeter201) -> None:
+        """Hand the record's write to the bookkeeper (a meter reading only when it is the
+        meter start a running session still waits for)."""
+        store, charger_id, now = self._store, self._charger_id, self._clock()
+        if isinstance(record, RecordStart201):
+            start = record.start
+            if start.meter_start_wh is None:
+                self._missing[start.tx_ref] = None
+                while len(self._missing) > MISSING_STARTS:
+                    del self._missing[next(iter(self._missing))]
+            store.bookkeeping.post(
+                lambda: write_start(store, charger_id, start, now), "a 2.x session's start"
+            )
+        elif isinstance(record, RecordMeter201):
+            if record.tx_ref not in self._missing:
+                return
+            del self._missing[record.tx_ref]
+            tx_ref, wh = record.tx_ref, record.energy_wh
+            store.bookkeeping.post(
+                lambda: write_meter_start(store, charger_id, tx_ref, wh),
+                "a 2.x session's meter start",
+            )
+        else:
+            stop = record.stop
+            self._missing.pop(stop.tx_ref, None)
+            store.bookkeeping.post(
+                lambda: write_stop(store, charger_id, stop, now), "a 2.x session's stop"
+            )
+
+    def delivered(self, action: str, payload: dict[str, Any]) -> None:
+        """A TransactionEvent the gateway answered and queued reached the cloud: its session
+        is recorded if it is missing (the gateway stopped between the answer and the record).
+        Writes that find it recorded change nothing."""
+        if action != "TransactionEvent":
+            return
+        for record in transaction_records(payload, queued=True):
+            if not isinstance(record, RecordMeter201):
+                self.carry_out(record)
+
+
+class Caller(Protocol):
+    def __call__(
+        self, action: str, payload: dict[str, Any], timeout: float = ..., version: str = ...
+    ) -> Awaitable[dict[str, Any]]: ...
+
+
+class LateRefusals:
+    """StopTransactionOnInvalidId for sessions answered offline (see the module)."""
+
+    def __init__(
+        self,
+        charger_id: str,
+        *,
+        store: Store,
+        stop_on_invalid_id: bool,
+        free_charging: Callable[[], bool],
+        call: Caller,
+        tasks: TaskOwner,
+        post_event: Callable[[str, str, dict[str, Any]], None],
+        failures: tuple[type[BaseException], ...],
+    ) -> None:
+        self._charger_id = charger_id
+        self._store = store
+        self._stop_on_invalid_id = stop_on_invalid_id
+        self._free_charging = free_charging
+        self._call = call
+        self._tasks = tasks
+        self._post_event = post_event
+        self._failures: tuple[type[BaseException], ...] = (*failures, TimeoutError)
+
+    async def start_refused(self, refused: OfflineStartRefused) -> None:
+        """The cloud refused the card of a 1.6 session started offline.
+
+        The gateway may have refused it too (the charger then usually ended the session at
+        once): the wording says what the cloud answered, not that the gateway had accepted.
+        Whether the session still runs is read after every record handed in before; the stop
+        is a call of its own task.
+        """
+        local_id, id_tag, status = refused.transaction_id, refused.id_tag, refused.status
+        running = await self._store.transaction_open(self._charger_id, local_id)
+        act = self._decide(running, status, id_tag, f"transaction {local_id} started offline")
+        self._post_event(
+            "auth.refused_after_offline_start",
+            f"cloud answered {status} for card {id_tag} (transaction {local_id}); {act.outcome}",
+            {"transaction_id": local_id, "id_tag": id_tag, "status": status},
+        )
+        if act.stop:
+            self._tasks.spawn(
+                self._stop("RemoteStopTransaction", {"transactionId": local_id}, OCPP16, local_id),
+                f"invalid-id-stop:{local_id}",
+            )
+
+    async def token_refused(self, refused: OfflineTokenRefused) -> None:
+        """The cloud refused the idToken of a 2.x transaction answered offline: the same,
+        with RequestStopTransaction (2.0.1) for the charger's own transaction id."""
+        tx_ref, token, status = refused.tx_ref, refused.id_token, refused.status
+        running = await open_201(self._store, self._charger_id, tx_ref)
+        act = self._decide(
+            running, status, token, f"transaction {loggable(tx_ref)} answered offline"
+        )
+        self._post_event(
+            "auth.refused_after_offline_start",
+            f"cloud answered {status} for token {token} (transaction {tx_ref}); {act.outcome}",
+            {"transaction_id": tx_ref, "id_tag": token, "status": status},
+        )
+        if act.stop:
+            self._tasks.spawn(
+                self._stop("RequestStopTransaction", {"transactionId": tx_ref}, OCPP201, tx_ref),
+                f"invalid-id-stop:{tx_ref}",
+            )
+
+    def _decide(self, running: bool, status: Any, card: str, what: str) -> InvalidIdAction:
+        action = invalid_id_action(
+            running=running,
+            stop_on_invalid_id=self._stop_on_invalid_id,
+            free=self._free_charging(),
+        )
+        log.warning(
+            "%s: the cloud answered %s for card %s of %s; %s",
+            self._charger_id,
+            loggable(status),
+            loggable(card),
+            what,
+            action.outcome,
+        )
+        return action
+
+    async def _stop(
+        self, action: str, payload: dict[str, Any], version: str, transaction: object
+    ) -> None:
+        try:
+            answer = await self._call(action, payload, version=version)
+        except self._failures as exc:
+            log.warning("%s: could not stop transaction %s: %s", self._charger_id, transaction, exc)
+            return
+        log.info("%s: %s %s: %s", self._charger_id, action, transaction, answer.get("status"))
