@@ -250,3 +250,36 @@ async def test_the_site_setting_off_lets_a_refused_201_transaction_finish(
             await _stop(server)
     assert rows[0][0].endswith("it may finish")
     assert not [a for a, _ in cs.calls_received if a == "RequestStopTransaction"]
+
+
+async def test_a_delivered_event_records_its_session_if_the_answer_did_not(
+    tmp_path: Path,
+) -> None:
+    """The gateway stopped between answering (and queuing) an event and recording it: the
+    outbox's delivery after the restart records the session, once."""
+    from edgegw.proxy.session_records import Sessions201
+
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        sessions = Sessions201("CS", store, lambda: 5.0)
+        started = {
+            "eventType": "Started",
+            "timestamp": "2026-12-07T10:00:00Z",
+            "triggerReason": "Authorized",
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": "tx-9"},
+            "evse": {"id": 1, "connectorId": 1},
+            "idToken": {"idToken": "CARD", "type": "ISO14443"},
+            "offline": True,
+        }
+        ended = {**started, "eventType": "Ended", "seqNo": 1}
+        del ended["idToken"]
+        for payload in (started, started, ended, ended):  # copies change nothing
+            sessions.delivered("TransactionEvent", payload)
+        await store.bookkeeping.settled()
+        rows = await store.db.conn.execute_fetchall(
+            "SELECT tx_ref, origin, queued, id_tag, stopped_at FROM transactions"
+        )
+        assert [tuple(r) for r in rows] == [("tx-9", "gateway", 1, "CARD", "2026-12-07T10:00:00Z")]
+    finally:
+        await store.close()
