@@ -4,6 +4,9 @@ returns to the I/O shell, who sent a call, which calls are transaction messages,
 
 from __future__ import annotations
 
+import itertools
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -49,6 +52,18 @@ TRANSACTION_EVENT = "TransactionEvent"
 
 GATEWAY_ANSWERS_CLOUD = frozenset({"SendLocalList", "GetLocalListVersion"})
 """Cloud calls the gateway answers itself: it owns each charger's local list (see auth)."""
+
+
+def message_ids() -> Callable[[], str]:
+    """Message ids for the gateway's own calls on one connection (a link's ``new_id``): unique,
+    and cheap to make.
+
+    A random prefix per connection (ids never repeat across reconnects), then a counter; a
+    uuid4 per message cost an ``os.urandom`` call on every replayed message.
+    """
+    prefix = secrets.token_hex(6)
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):x}"
 
 
 def _usable_transaction_message(call: Call) -> bool:

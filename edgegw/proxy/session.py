@@ -16,9 +16,7 @@ A charger that connects again meanwhile takes over the same session (:meth:`serv
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -54,6 +52,7 @@ from edgegw.proxy.link import (
     ToCharger,
     ToCloud,
 )
+from edgegw.proxy.link_commands import message_ids
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.rules import (
     LearnCard,
@@ -121,7 +120,7 @@ class ChargerSession:
             validate=config.server.validate_schemas,
             call_timeout=cloud.call_timeout if cloud else 30.0,
             clock=clock,
-            new_id=_message_ids(),
+            new_id=message_ids(),
             authorize_timeout=config.auth.online_timeout,
             sync=SyncParams(
                 config.sync.max_attempts,
@@ -587,17 +586,6 @@ class ChargerSession:
             lambda: self._store.event(kind, message, charger_id=self.charger_id, data=data),
             "an event",
         )
-
-
-def _message_ids() -> Callable[[], str]:
-    """Message ids for the gateway's own calls on one connection: unique, and cheap to make.
-
-    A random prefix per connection (ids never repeat across reconnects), then a counter; a
-    uuid4 per message cost an ``os.urandom`` call on every replayed message.
-    """
-    prefix = secrets.token_hex(6)
-    counter = itertools.count(1)
-    return lambda: f"{prefix}{next(counter):x}"
 
 
 def _loggable(message: str | bytes) -> str:
