@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from edgegw.control.protocol import get_arg
+from edgegw.control.protocol import ControlError, ErrorCode, get_arg
 from edgegw.control.server import ControlServer
 from edgegw.services.charger_actions import Answered, ChargerActions, overall_status
 
@@ -41,8 +41,18 @@ class ActionOps:
                 self.stop_session,
                 "Stop running sessions remotely (args: charger, connector, transaction_id).",
             ),
-            ("chargers.unlock", self.unlock, "Unlock a connector (args: charger, connector)."),
-            ("chargers.reset", self.reset, "Restart a charger (args: charger, type=Soft|Hard)."),
+            (
+                "chargers.unlock",
+                self.unlock,
+                "Unlock a connector (args: charger, connector; a 2.x charger: connector is the "
+                "EVSE, plug=1 its connector).",
+            ),
+            (
+                "chargers.reset",
+                self.reset,
+                "Restart a charger (args: charger, type=Soft|Hard; a 2.x charger also "
+                "OnIdle|Immediate, evse).",
+            ),
             (
                 "chargers.availability",
                 self.availability,
@@ -57,11 +67,11 @@ class ActionOps:
         stopped = await self._actions.stop_sessions(
             charger_id,
             connector=get_arg(args, "connector", int, None),
-            transaction_id=get_arg(args, "transaction_id", int, None),
+            transaction_id=_transaction_id(args),
         )
         return {
             "charger": charger_id,
-            "action": "RemoteStopTransaction",
+            "action": stopped[0].action,
             "status": overall_status(stopped),
             "sessions": [
                 {"connector": s.connector, "transaction_id": s.transaction_id, "status": s.status}
@@ -71,17 +81,32 @@ class ActionOps:
 
     async def unlock(self, args: dict[str, Any]) -> dict[str, Any]:
         charger_id = _charger(args)
-        return _result(await self._actions.unlock(charger_id, get_arg(args, "connector", int)))
+        connector = get_arg(args, "connector", int)
+        plug = get_arg(args, "plug", int, 1)
+        return _result(await self._actions.unlock(charger_id, connector, plug=plug))
 
     async def reset(self, args: dict[str, Any]) -> dict[str, Any]:
         charger_id = _charger(args)
-        return _result(await self._actions.reset(charger_id, get_arg(args, "type", str, "Soft")))
+        kind = get_arg(args, "type", str, "Soft")
+        evse = get_arg(args, "evse", int, None)
+        return _result(await self._actions.reset(charger_id, kind, evse=evse))
 
     async def availability(self, args: dict[str, Any]) -> dict[str, Any]:
         charger_id = _charger(args)
         available = get_arg(args, "available", bool)
         connector = get_arg(args, "connector", int, 0)
         return _result(await self._actions.set_availability(charger_id, available, connector))
+
+
+def _transaction_id(args: dict[str, Any]) -> int | str | None:
+    """An OCPP 1.6 transaction id is an integer, a 2.0.1 one the charger's own string."""
+    value = args.get("transaction_id")
+    if value is None or (isinstance(value, int | str) and not isinstance(value, bool)):
+        return value
+    raise ControlError(
+        ErrorCode.BAD_ARGS,
+        f"argument 'transaction_id' must be int or str, not {type(value).__name__}",
+    )
 
 
 def _charger(args: dict[str, Any]) -> str:

@@ -1,6 +1,23 @@
 """Charger actions someone asks for: stop a session, unlock, reset, enable or disable.
 
-Each sends one OCPP call of the gateway's own to a connected charger (ids that never collide
+Each sends one OCPP call, in the version the charger speaks (the one place each is built):
+
+============  ===============================  ==============================================
+action        OCPP 1.6                         OCPP 2.0.1 (and 2.1: same payloads)
+============  ===============================  ==============================================
+stop          RemoteStopTransaction            RequestStopTransaction, the charger's own
+              (integer ``transactionId``)      string ``transactionId``
+unlock        UnlockConnector ``connectorId``  UnlockConnector ``evseId`` (the connector a
+                                               2.x charger shows is its EVSE) + ``connectorId``
+                                               (the EVSE's plug, 1 unless asked)
+reset         Reset ``Soft``/``Hard``          Reset ``OnIdle``/``Immediate`` (``Soft`` asks
+                                               ``OnIdle``: no session is cut; ``Hard`` asks
+                                               ``Immediate``), ``evseId`` for one EVSE
+enable        ChangeAvailability               ChangeAvailability ``operationalStatus``, and
+              ``connectorId`` + ``type``       ``evse`` ``{"id": n}`` unless the whole station
+============  ===============================  ==============================================
+
+Each call is a gateway call of the gateway's own to a connected charger (ids that never collide
 with the cloud's, answers that never go upstream) and records what was asked and answered as
 an ``action.<Action>`` event, whichever transport asked (the control socket, MQTT): the
 caretaker screen and ``edgegw events`` show who stopped what. What the charger answers
@@ -15,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
+from edgegw.ocpp.versions import OCPP16, is_v2
 from edgegw.proxy.session import CallFailed
 from edgegw.services.errors import BadRequest, Conflict, NotFound, Unavailable
 from edgegw.services.ports import (
@@ -35,6 +53,15 @@ log = logging.getLogger(__name__)
 
 CALL_TIMEOUT: Final = 20.0
 RESET_TYPES: Final = ("Soft", "Hard")
+RESET_TYPES_V2: Final = {
+    "onidle": "OnIdle",
+    "immediate": "Immediate",
+    "soft": "OnIdle",
+    "hard": "Immediate",
+}
+"""A 2.x charger's reset types (any case), 1.6's names taken as the nearest 2.0.1 one."""
+MAX_TX_LENGTH_V2: Final = 36
+"""2.0.1's ``transactionId`` is an identifierString of at most 36 characters."""
 
 TransactionId = int | str
 """A transaction id as the charger knows it (OCPP 1.6: an integer; 2.0.1: a string)."""
@@ -99,6 +126,8 @@ class Stopped:
     connector: int
     transaction_id: TransactionId
     status: str
+    action: str = "RemoteStopTransaction"
+    """The call it took (``RequestStopTransaction`` for a 2.x charger)."""
 
 
 class ChargerActions:
@@ -128,9 +157,11 @@ class ChargerActions:
         transaction_id: TransactionId | None = None,
         via: str = VIA_CONTROL,
     ) -> list[Stopped]:
-        """RemoteStopTransaction of the charger's running sessions: all of them, or the one on
-        ``connector`` / with ``transaction_id``; :class:`NotFound` when none matches."""
+        """RemoteStopTransaction (2.x: RequestStopTransaction) of the charger's running
+        sessions: all of them, or the one on ``connector`` (2.x: EVSE) / with
+        ``transaction_id``; :class:`NotFound` when none matches."""
         require_connected(self.chargers, charger_id)
+        version = self.chargers.version_of(charger_id)
         running = await self._sessions.running(charger_id)
         which = ""
         if connector is not None:
@@ -143,34 +174,74 @@ class ChargerActions:
             raise NotFound(f"no session runs on {charger_id}{which}")
         stopped = []
         for conn, tx in running:
+            if is_v2(version):
+                action = "RequestStopTransaction"
+                payload: JsonDict = {"transactionId": _ocpp2_transaction_id(charger_id, tx)}
+                where = f"EVSE {conn}"
+            else:
+                action = "RemoteStopTransaction"
+                payload = {"transactionId": _ocpp16_transaction_id(charger_id, tx)}
+                where = f"connector {conn}"
             done = await self._send(
                 charger_id,
-                "RemoteStopTransaction",
-                {"transactionId": _ocpp16_transaction_id(charger_id, tx)},
-                what=f"stop transaction {tx} on connector {conn}",
+                action,
+                payload,
+                what=f"stop transaction {tx} on {where}",
                 via=via,
+                version=version,
             )
-            stopped.append(Stopped(conn, tx, done.status))
+            stopped.append(Stopped(conn, tx, done.status, action))
         return stopped
 
-    async def unlock(self, charger_id: str, connector: int, *, via: str = VIA_CONTROL) -> Answered:
+    async def unlock(
+        self, charger_id: str, connector: int, *, plug: int = 1, via: str = VIA_CONTROL
+    ) -> Answered:
+        """UnlockConnector of ``connector`` (a 2.x charger: of EVSE ``connector``'s ``plug``)."""
         require_connected(self.chargers, charger_id)
-        if connector < 1:
+        if connector < 1 or plug < 1:
             raise BadRequest("connector must be 1 or more")
+        version = self.chargers.version_of(charger_id)
+        if is_v2(version):
+            payload: JsonDict = {"evseId": connector, "connectorId": plug}
+            what = f"unlock EVSE {connector}" + (f" connector {plug}" if plug != 1 else "")
+        else:
+            payload, what = {"connectorId": connector}, f"unlock connector {connector}"
         return await self._send(
-            charger_id,
-            "UnlockConnector",
-            {"connectorId": connector},
-            what=f"unlock connector {connector}",
-            via=via,
+            charger_id, "UnlockConnector", payload, what=what, via=via, version=version
         )
 
-    async def reset(self, charger_id: str, kind: str, *, via: str = VIA_CONTROL) -> Answered:
-        """Reset ``Soft`` or ``Hard`` (any case)."""
+    async def reset(
+        self, charger_id: str, kind: str, *, evse: int | None = None, via: str = VIA_CONTROL
+    ) -> Answered:
+        """Reset ``Soft`` or ``Hard`` (any case); a 2.x charger ``OnIdle`` or ``Immediate``
+        (``Soft``/``Hard`` taken as those), the whole station or one ``evse``."""
         require_connected(self.chargers, charger_id)
+        version = self.chargers.version_of(charger_id)
+        if is_v2(version):
+            wanted = RESET_TYPES_V2.get(kind.strip().lower())
+            if wanted is None:
+                raise BadRequest(
+                    f"type must be 'OnIdle' or 'Immediate' ({charger_id} speaks OCPP 2.x)"
+                )
+            if evse is not None and evse < 1:
+                raise BadRequest("evse must be 1 or more (none: the whole station)")
+            payload: JsonDict = {"type": wanted}
+            if evse is not None:
+                payload["evseId"] = evse
+            where = "" if evse is None else f" of EVSE {evse}"
+            return await self._send(
+                charger_id,
+                "Reset",
+                payload,
+                what=f"{wanted} reset{where}",
+                via=via,
+                version=version,
+            )
         kind = kind.strip().capitalize()
         if kind not in RESET_TYPES:
             raise BadRequest("type must be 'Soft' or 'Hard'")
+        if evse is not None:
+            raise BadRequest(f"{charger_id} speaks OCPP 1.6: a reset is of the whole charger")
         return await self._send(
             charger_id, "Reset", {"type": kind}, what=f"{kind.lower()} reset", via=via
         )
@@ -184,20 +255,36 @@ class ChargerActions:
         if connector < 0:
             raise BadRequest("connector must be 0 (the charger) or more")
         kind = "Operative" if available else "Inoperative"
-        where = "the charger" if connector == 0 else f"connector {connector}"
+        version = self.chargers.version_of(charger_id)
+        if is_v2(version):  # the connector a 2.x charger shows is its EVSE
+            payload: JsonDict = {"operationalStatus": kind}
+            if connector:
+                payload["evse"] = {"id": connector}
+            where = "the station" if connector == 0 else f"EVSE {connector}"
+        else:
+            payload = {"connectorId": connector, "type": kind}
+            where = "the charger" if connector == 0 else f"connector {connector}"
         return await self._send(
             charger_id,
             "ChangeAvailability",
-            {"connectorId": connector, "type": kind},
+            payload,
             what=f"{'enable' if available else 'disable'} {where}",
             via=via,
+            version=version,
         )
 
     async def _send(
-        self, charger_id: str, action: str, payload: JsonDict, *, what: str, via: str
+        self,
+        charger_id: str,
+        action: str,
+        payload: JsonDict,
+        *,
+        what: str,
+        via: str,
+        version: str = OCPP16,
     ) -> Answered:
         try:
-            answer = await self._call(charger_id, action, payload, self._timeout)
+            answer = await self._call(charger_id, action, payload, self._timeout, version=version)
         except (CallFailed, LookupError) as exc:
             # LookupError: ChargerNotConnected, the charger left between the check and the call.
             reason = str(exc) if isinstance(exc, CallFailed) else "it disconnected"
@@ -244,6 +331,17 @@ def overall_status(stopped: Sequence[Stopped]) -> str:
     """One status for several stops: theirs if they agree, else ``Mixed``."""
     statuses = {s.status for s in stopped}
     return statuses.pop() if len(statuses) == 1 else "Mixed"
+
+
+def _ocpp2_transaction_id(charger_id: str, tx: TransactionId) -> str:
+    """RequestStopTransaction in OCPP 2.0.1 takes the charger's own string id."""
+    text = str(tx)
+    if not text or len(text) > MAX_TX_LENGTH_V2:
+        raise Conflict(
+            f"{charger_id}: transaction {tx!r} is not an OCPP 2.0.1 transaction id "
+            f"(1 to {MAX_TX_LENGTH_V2} characters)"
+        )
+    return text
 
 
 def _ocpp16_transaction_id(charger_id: str, tx: TransactionId) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol
 
 from edgegw.config import ChargerConfig, Config
+from edgegw.ocpp.versions import OCPP16
 from edgegw.services.errors import NotConnected, NotFound
 from edgegw.store.events import EventRecorder
 
@@ -28,8 +29,16 @@ class ChargerCall(Protocol):
     ``CallFailed`` on a CALLERROR or no answer, ``LookupError`` when it is not connected."""
 
     def __call__(
-        self, charger_id: str, action: str, payload: JsonDict, timeout: float = ...
-    ) -> Awaitable[JsonDict]: ...
+        self,
+        charger_id: str,
+        action: str,
+        payload: JsonDict,
+        timeout: float = ...,
+        *,
+        version: str = ...,
+    ) -> Awaitable[JsonDict]:
+        """``version``: the OCPP version the call is written in (default 1.6); a charger that
+        speaks another gets nothing (``CallFailed``)."""
 
 
 class ChargerDirectory(Protocol):
@@ -43,12 +52,28 @@ class ChargerDirectory(Protocol):
 
     def connected_ids(self) -> list[str]: ...
 
+    def version_of(self, charger_id: str) -> str:
+        """The OCPP version the connected charger speaks (``ocpp1.6`` when not known)."""
+
+
+class _Link(Protocol):
+    @property
+    def version(self) -> str: ...
+
+
+class Connection(Protocol):
+    """A connected charger as the daemon keeps it (a charger session): its relay link says
+    the OCPP version it negotiated."""
+
+    @property
+    def link(self) -> _Link: ...
+
 
 class Chargers:
     """A :class:`ChargerDirectory` over the daemon's configuration (read at each use: a reload
     replaces it) and its map of connected chargers (kept up to date by the daemon)."""
 
-    def __init__(self, config: Callable[[], Config], connected: Mapping[str, object]) -> None:
+    def __init__(self, config: Callable[[], Config], connected: Mapping[str, Connection]) -> None:
         self._config = config
         self._connected = connected
 
@@ -63,6 +88,10 @@ class Chargers:
 
     def connected_ids(self) -> list[str]:
         return list(self._connected)
+
+    def version_of(self, charger_id: str) -> str:
+        connection = self._connected.get(charger_id)
+        return OCPP16 if connection is None else connection.link.version
 
 
 def require_configured(chargers: ChargerDirectory, charger_id: str) -> ChargerConfig:

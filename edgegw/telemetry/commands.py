@@ -11,7 +11,8 @@ Commands are off unless ``mqtt.commands_enabled``. Three exist:
     charger; a running session finishes first (the charger answers Scheduled).
 ``<prefix>/charger/<id>/stop/set``
     ``{}`` stops every session of the charger, ``{"connector": 2}`` or
-    ``{"transaction_id": 17}`` one of them (RemoteStopTransaction).
+    ``{"transaction_id": 17}`` one of them (RemoteStopTransaction; an OCPP 2.x charger:
+    RequestStopTransaction, its transaction ids are strings, its connectors EVSEs).
 
 A command is carried out by the gateway's services (:mod:`edgegw.services`), the same use cases
 the control socket's ops run, so it is recorded the same way (``action.*`` and
@@ -69,7 +70,7 @@ class EnableCharger:
 class StopSession:
     charger_id: str
     connector: int | None = None
-    transaction_id: int | None = None
+    transaction_id: int | str | None = None
 
 
 Command = SiteLimit | EnableCharger | StopSession
@@ -174,11 +175,20 @@ def parse_command(
             StopSession(
                 route.charger_id,
                 None if connector is None else _integer(connector, "connector", 1),
-                None if tx is None else _integer(tx, "transaction_id", -(2**31)),
+                None if tx is None else _transaction_id(tx),
             ),
             request_id,
         )
     raise CommandRefused(f"unknown charger command {route.name!r}; a charger has: enabled, stop")
+
+
+def _transaction_id(value: Any) -> int | str:
+    """A 1.6 transaction id (an integer) or a 2.x one (the charger's string, 1..36 chars)."""
+    if isinstance(value, str):
+        if not 1 <= len(value) <= 36:
+            raise CommandRefused("transaction_id as text must be 1 to 36 characters")
+        return value
+    return _integer(value, "transaction_id", -(2**31))
 
 
 def _site_limit(fields: JsonDict, site: SiteConfig | None, max_duration: float) -> SiteLimit:

@@ -207,8 +207,6 @@ class ChargersView(View):
             note = " - this daemon has no charger actions (update edgegw)"
         if not c.connected:
             note += " - offline: actions wait until it is back"
-        if c.is_v2:
-            note += " - OCPP 2.x: the actions are OCPP 1.6 calls, not sent to it yet"
         return "Actions: " + ", ".join(parts) + note
 
     # ------------------------------------------------------------ actions
@@ -274,13 +272,14 @@ class ChargersView(View):
         if charger is None:
             return
         connectors = [c.connector_id for c in charger.connectors] or [1]
-        choices = [(str(n), f"Unlock connector {n}") for n in connectors]
+        place = "EVSE" if charger.is_v2 else "connector"
+        choices = [(str(n), f"Unlock {place} {n}") for n in connectors]
 
         async def unlock(choice: str) -> None:
             result = await self.call(
                 "chargers.unlock", {"charger": charger.id, "connector": int(choice)}
             )
-            self._answered(charger.id, f"unlock connector {choice}", result)
+            self._answered(charger.id, f"unlock {place} {choice}", result)
 
         self.confirm(
             f"Unlock a connector of {charger.name}?",
@@ -304,12 +303,13 @@ class ChargersView(View):
         if running:
             verb = "ends" if running == 1 else "end"
             body += f"\n{plural(running, 'running session')} on it {verb}."
+        kinds = [("Soft", "Soft restart"), ("Hard", "Hard restart")]
+        how = "\nSoft: the charger restarts its software. Hard: like switching it off and on."
+        if charger.is_v2:  # OCPP 2.x: Reset OnIdle / Immediate
+            kinds = [("OnIdle", "Restart when idle"), ("Immediate", "Restart now")]
+            how = "\nWhen idle: once no session runs. Now: sessions end at once."
         self.confirm(
-            f"Restart {charger.name}?",
-            body + "\nSoft: the charger restarts its software. Hard: like switching it off and on.",
-            [("Soft", "Soft restart"), ("Hard", "Hard restart")],
-            reset,
-            name=f"reset:{charger.id}",
+            f"Restart {charger.name}?", body + how, kinds, reset, name=f"reset:{charger.id}"
         )
 
     def action_enable(self) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -184,7 +185,8 @@ async def test_gateway_controls_need_load_capping_for_a_site_limit(tmp_path: Pat
         with pytest.raises(CommandRefused, match="no charger 'CP9' is configured"):
             await controls.stop_session(StopSession("CP9"))
     assert controller.limits == [((20.0, 20.0, 20.0), 60), ((20.0, 20.0, 16.0), 60), (None, None)]
-    async with _services(config, None, {"CP1": object()}) as (controls, _store):
+    connected = SimpleNamespace(link=SimpleNamespace(version="ocpp1.6"))  # a session's shape
+    async with _services(config, None, {"CP1": connected}) as (controls, _store):
         with pytest.raises(CommandRefused, match="no session runs on CP1"):
             await controls.stop_session(StopSession("CP1"))
 
