@@ -7,8 +7,12 @@ call and records the event, as it does for MQTT). All are admin-only.
   the charger's running sessions (all of them, or the one on ``connector`` / with
   ``transaction_id``). The transaction id sent is the one the charger knows (for a session
   started offline, the gateway's local id), read from the live state, else from the store.
-- ``chargers.unlock`` (charger, connector): UnlockConnector.
-- ``chargers.reset`` (charger, type=Soft|Hard): Reset.
+- ``chargers.unlock`` (charger, connector, plug=1): UnlockConnector.
+- ``chargers.reset`` (charger, type=Soft|Hard, evse?): Reset.
+
+An OCPP 2.x charger gets each in 2.0.1 form (RequestStopTransaction with its own string
+transaction id; its connectors are its EVSEs, ``plug`` the EVSE's connector; Reset
+OnIdle|Immediate, Soft and Hard taken as those): see :mod:`edgegw.services.charger_actions`.
 - ``chargers.availability`` (charger, available, connector=0): ChangeAvailability
   Operative/Inoperative; a charger with a running session answers Scheduled and changes
   when the session ends.
