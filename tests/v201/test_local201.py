@@ -33,7 +33,7 @@ class _Cards:
             "APP-1": {"status": "Accepted", "parentIdTag": "FLEET"},
         }
 
-    def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
+    def id_tag_info(self, charger_id: str, id_tag: str, *, literal: bool = False) -> dict[str, Any]:
         self.asked.append(id_tag)
         return dict(self.table.get(id_tag, {"status": "Invalid"}))
 

@@ -19,6 +19,7 @@ from edgegw.config import AuthConfig
 from edgegw.proxy.frames import Call
 from edgegw.proxy.local201 import LocalResponder201
 from edgegw.store.db import Database
+from tests.conftest import GatewayFactory
 
 F = IdTagFormat
 NOW = 1_700_000_000.0
@@ -118,3 +119,28 @@ def test_local201_decides_plain_tokens_with_the_literal_decider() -> None:
     }
     answer = responder.payload("CP1", Call("2", "TransactionEvent", event, ""))
     assert answer == {"idTokenInfo": {"status": "Invalid"}}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the wiring of decide_literal in proxy/local.py and auth/authority.py "
+    "(integrator): remove this marker when it lands",
+)
+async def test_offline_a_central_token_shaped_like_a_reversed_uid_is_not_that_card(
+    make_gateway: GatewayFactory,
+) -> None:
+    from edgegw.sim.charger201 import SimCharger201
+    from tests.conftest import gateway_url
+
+    gateway = await make_gateway(chargers=[{"id": "CS201", "idtag_format": "auto"}])
+    assert gateway.authorizer is not None
+    await gateway.authorizer.add_card(Card(ALICE, owner="Alice"))
+    reversed_tag = render(ALICE, F.HEX_REVERSED)
+    async with SimCharger201("CS201", gateway_url(gateway)) as cs:
+        await cs.boot()
+        as_card = await cs.authorize(reversed_tag, "ISO14443")
+        assert as_card["idTokenInfo"]["status"] == "Accepted"
+        as_token = await cs.authorize(reversed_tag, "Central")
+        assert as_token["idTokenInfo"]["status"] == "Invalid"
+        _, started = await cs.start(1, reversed_tag, "eMAID")
+        assert started["idTokenInfo"]["status"] == "Invalid"
