@@ -125,6 +125,19 @@ class SessionStopped(ChargerEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceReported(ChargerEvent):
+    """One part of a 2.x station's device model report (a ``NotifyReport`` call): the
+    ``requestId`` of the GetBaseReport/GetReport it answers, its ``seqNo`` (from 0), ``tbc``
+    (more parts follow) and its ``reportData`` entries as sent (read by
+    :mod:`edgegw.commission.devicemodel`)."""
+
+    request_id: int
+    seq_no: int
+    tbc: bool = False
+    report_data: tuple[dict[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Measured(ChargerEvent):
     """What a connector measured, from its latest sampled values (later values win).
 
@@ -180,5 +193,6 @@ Event = (
     | SessionStarted
     | SessionStopped
     | Measured
+    | DeviceReported
 )
 """Every event a subscriber may receive (match on the type)."""

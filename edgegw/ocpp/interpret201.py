@@ -35,6 +35,7 @@ as 1.6's connector 0.
   reading by :class:`TransactionEvses` (the hub holds one).
 - ``MeterValues`` on an EVSE ≥ 1 → :class:`Measured` (no transaction id: 2.0.1 sends those in
   TransactionEvent).
+- ``NotifyReport`` → :class:`DeviceReported` (one part of a device model report).
 - ``Heartbeat`` and every other action → :class:`CallExchanged` only.
 """
 
@@ -49,6 +50,7 @@ from edgegw.ocpp.events import (
     CardAnswered,
     ChargerBooted,
     ConnectorStatus,
+    DeviceReported,
     Event,
     Measured,
     SessionStarted,
@@ -293,6 +295,26 @@ def _meter_values(
     return (_measured(charger_id, at, evse, transaction_id=None, found=values, trigger=None),)
 
 
+def _report(charger_id: str, at: float, request: JsonDict, response: JsonDict) -> tuple[Event, ...]:
+    """NotifyReport → :class:`DeviceReported` (``requestId`` and ``seqNo`` ≥ 0 or no event;
+    ``reportData`` entries that are objects, as sent)."""
+    request_id, seq_no = _connector(request.get("requestId")), _connector(request.get("seqNo"))
+    if request_id is None or seq_no is None:
+        return ()
+    data = request.get("reportData")
+    entries = tuple(e for e in data if isinstance(e, dict)) if isinstance(data, list) else ()
+    return (
+        DeviceReported(
+            charger_id=charger_id,
+            at=at,
+            request_id=request_id,
+            seq_no=seq_no,
+            tbc=request.get("tbc") is True,
+            report_data=entries,
+        ),
+    )
+
+
 _Reader = Callable[[str, float, JsonDict, JsonDict], tuple[Event, ...]]
 _READERS: Final[Mapping[str, _Reader]] = {
     "BootNotification": _boot,
@@ -300,6 +322,7 @@ _READERS: Final[Mapping[str, _Reader]] = {
     "Authorize": _authorize,
     "TransactionEvent": _transaction,
     "MeterValues": _meter_values,
+    "NotifyReport": _report,
 }
 
 
