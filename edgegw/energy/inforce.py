@@ -78,7 +78,7 @@ def rescaled(amps: float, planned: float, kept: float) -> float:
     """``amps`` of a profile planned at ``planned`` A, for the same profile kept at ``kept``."""
     if amps == planned or planned <= 0:
         return kept if amps == planned else amps
-    return amps * kept / planned
+    return amps / planned * kept  # amps <= planned: no overflow for subnormal limits
 
 
 def kept_command(old: ProfileCommand, planned: ProfileCommand) -> ProfileCommand:
