@@ -44,9 +44,8 @@ async def test_below_the_target_nothing_is_lowered(
 ) -> None:
     meter.set_currents(2.0, 2.0, 2.0)
     meter.set_power(1380.0)
-    gateway = await make_gateway(
-        **_sections(meter, tmp_path / "gw.db", 30.0)
-    )  # 30 kW: above the 22.1 kW the site can draw at any time of the quarter
+    # 30 kW: above the 22.1 kW the site can draw, whatever the time in the quarter-hour
+    gateway = await make_gateway(**_sections(meter, tmp_path / "gw.db", 30.0))
     assert gateway.outside_limits is not None and gateway.outside_limits.peak is not None
     peak = gateway.outside_limits.peak
     assert gateway.controller is not None
