@@ -29,8 +29,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from edgegw.control.client import ControlClientError, RemoteError
-from edgegw.tui import circuits
 from edgegw.tui.base import View, sync_table
+from edgegw.tui.circuits import COLUMNS as CIRCUIT_COLUMNS
+from edgegw.tui.circuits import tree_rows
 from edgegw.tui.context import TuiContext
 from edgegw.tui.history import DaemonHistory, LoadHistory, LoadPoint
 from edgegw.tui.link import OpUnavailable
@@ -68,7 +69,7 @@ class EnergyView(View):
         yield Static(id="energy-head", markup=False)
         yield Static(id="energy-chart", markup=False)
         tree: DataTable[Any] = DataTable(id="circuit-table", cursor_type="row")
-        for label, key in circuits.COLUMNS:
+        for label, key in CIRCUIT_COLUMNS:
             tree.add_column(label, key=key)
         tree.display = False
         yield tree
@@ -148,7 +149,7 @@ class EnergyView(View):
         snapshot = self.ctx.data.snapshot
         tree.display = snapshot is not None and bool(snapshot.circuits)
         if snapshot is not None and snapshot.circuits:
-            sync_table(tree, circuits.tree_rows(snapshot))
+            sync_table(tree, tree_rows(snapshot))
 
     def _chart(
         self, name: str, values: Sequence[float | None], height: int, top: float | None
