@@ -92,7 +92,7 @@ class SiteCards:
         """``charger_id`` is set to free charging."""
         return charger_id in self._free_charging
 
-    def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
+    def id_tag_info(self, charger_id: str, id_tag: str, *, literal: bool = False) -> dict[str, Any]:
         if charger_id in self._free_charging:
             log.info("%s: card %s Accepted locally (free charging)", charger_id, id_tag)
             return {"status": "Accepted"}
@@ -101,6 +101,7 @@ class SiteCards:
             id_tag,
             fmt=self.authorizer.charger_format(charger_id),
             free_tag=self._free.get(charger_id),
+            literal=literal,
         )
         level = logging.INFO if decision.accepted else logging.WARNING
         log.log(

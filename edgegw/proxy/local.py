@@ -70,8 +70,9 @@ class CardAuthority(SiteAuthority, Protocol):
     the cards the site's records refuse, while the cloud answers.
     """
 
-    def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
-        """The OCPP idTagInfo for ``id_tag`` presented at ``charger_id``, decided locally."""
+    def id_tag_info(self, charger_id: str, id_tag: str, *, literal: bool = False) -> dict[str, Any]:
+        """The OCPP idTagInfo for ``id_tag`` presented at ``charger_id``, decided locally
+        (``literal``: a token that is no card UID, matched on its text only)."""
 
     def learn(
         self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]
@@ -120,6 +121,10 @@ class LocalResponder:
             decide=cards.id_tag_info,
             decide_start=self._start_info,
             now=lambda: iso_now(self._clock),
+            decide_literal=lambda charger, token: cards.id_tag_info(charger, token, literal=True),
+            decide_start_literal=lambda charger, token: self._start_info(
+                charger, token, literal=True
+            ),
         )
 
     def cloud_started(self, charger_id: str, id_tag: str) -> None:
@@ -225,7 +230,7 @@ class LocalResponder:
         answer, _ = await self.queue(charger_id, call, v2=v2)  # the outbox recognises the copy
         return answer
 
-    def _start_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
+    def _start_info(self, charger_id: str, id_tag: str, *, literal: bool = False) -> dict[str, Any]:
         if self._remote_starts.honoured(charger_id, id_tag, self._clock()):
             # The cloud's word, as if it had answered: unless the site refuses the card since.
             info: dict[str, Any] = {"status": "Accepted"}
@@ -233,7 +238,7 @@ class LocalResponder:
                 charger_id, "StartTransaction", {"idTag": id_tag}, {"idTagInfo": info}
             )
             return info if refused is None else dict(refused.payload["idTagInfo"])
-        return self.cards.id_tag_info(charger_id, id_tag)
+        return self.cards.id_tag_info(charger_id, id_tag, literal=literal)
 
     async def _boot(self, charger_id: str, call: Call) -> dict[str, Any]:
         return {

@@ -537,7 +537,7 @@ def _check_store(path: Path, chargers: list[Charger]) -> None:
 class _AcceptEveryCard:
     """A card authority that accepts everything (the cards are not the point here)."""
 
-    def id_tag_info(self, charger_id: str, id_tag: str) -> dict[str, Any]:
+    def id_tag_info(self, charger_id: str, id_tag: str, *, literal: bool = False) -> dict[str, Any]:
         return {"status": "Accepted"}
 
     async def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> None:

@@ -121,11 +121,6 @@ def test_local201_decides_plain_tokens_with_the_literal_decider() -> None:
     assert answer == {"idTokenInfo": {"status": "Invalid"}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the wiring of decide_literal in proxy/local.py and auth/authority.py "
-    "(integrator): remove this marker when it lands",
-)
 async def test_offline_a_central_token_shaped_like_a_reversed_uid_is_not_that_card(
     make_gateway: GatewayFactory,
 ) -> None:
