@@ -172,6 +172,8 @@ def _render_probe(r: dict[str, Any]) -> str:
         lines.append(
             f"  Device model:     OCPP 2.0.1, {report.get('parts', '?')} report part(s), {whole}"
         )
+        if report.get("missing"):
+            lines.append(f"                    missing: {report['missing']}")
     else:
         lines.append(f"  Feature profiles: {', '.join(r['feature_profiles']) or 'not reported'}")
     sc = r["smart_charging"]

@@ -22,9 +22,11 @@ from edgegw.ocpp.events import (
     ChargerConnected,
     ChargerDisconnected,
     ConnectorStatus,
+    DeviceReported,
     Event,
     Measured,
 )
+from edgegw.ocpp.versions import OCPP16
 
 MEANT: Final = frozenset(
     {"BootNotification", "StatusNotification", "MeterValues", "Authorize", "StartTransaction"}
@@ -58,6 +60,71 @@ class Exchange:
         return None
 
 
+class ReportParts:
+    """The NotifyReport parts of one device model report (one ``requestId``) as they come,
+    kept only while a probe collects them (:meth:`CommissionObserver.collect_reports`)."""
+
+    def __init__(self, charger_id: str, request_id: int) -> None:
+        self.charger_id = charger_id
+        self.request_id = request_id
+        self.parts: dict[int, DeviceReported] = {}
+        self._done = asyncio.Event()
+        self.gone = False
+        """The charger disconnected while they were collected."""
+
+    def add(self, part: DeviceReported) -> None:
+        self.parts[part.seq_no] = part
+        if self.complete:
+            self._done.set()
+
+    def disconnected(self) -> None:
+        self.gone = True
+        self._done.set()
+
+    @property
+    def last(self) -> int | None:
+        """The ``seqNo`` of the last part (``tbc`` false), if it came."""
+        return next((seq for seq, p in sorted(self.parts.items()) if not p.tbc), None)
+
+    @property
+    def complete(self) -> bool:
+        last = self.last
+        return last is not None and all(seq in self.parts for seq in range(last + 1))
+
+    def missing(self) -> str | None:
+        """What is missing, in words (None: nothing)."""
+        last = self.last
+        top = last if last is not None else max(self.parts, default=-1)
+        gaps = [seq for seq in range(top + 1) if seq not in self.parts]
+        words = []
+        if gaps:
+            words.append("part(s) seqNo " + ", ".join(str(g) for g in gaps))
+        if last is None:
+            words.append(
+                "the last part (tbc false)"
+                + (f" after seqNo {top}" if top >= 0 else ": no part came at all")
+            )
+        return "; ".join(words) or None
+
+    def payloads(self) -> list[dict[str, object]]:
+        """The parts as NotifyReport payloads (what
+        :func:`~edgegw.commission.devicemodel.read_reports` reads)."""
+        return [
+            {
+                "requestId": p.request_id,
+                "seqNo": p.seq_no,
+                "tbc": p.tbc,
+                "reportData": list(p.report_data),
+            }
+            for p in self.parts.values()
+        ]
+
+    async def wait(self, timeout: float) -> None:
+        """Until complete or the charger gone; ``TimeoutError`` after ``timeout`` s."""
+        async with asyncio.timeout(timeout):
+            await self._done.wait()
+
+
 @dataclass(slots=True)
 class _Waiter:
     charger_id: str
@@ -82,6 +149,8 @@ class CommissionObserver:
         self._recent: dict[str, dict[tuple[str, object], Exchange]] = {}
         self._connected_at: dict[str, float] = {}
         self._waiters: list[_Waiter] = []
+        self._versions: dict[str, str] = {}
+        self._reports: list[ReportParts] = []
 
     # ------------------------------------------------------------------ events
 
@@ -89,8 +158,13 @@ class CommissionObserver:
         charger_id = event.charger_id
         if isinstance(event, ChargerConnected):
             self._connected_at[charger_id] = self._clock()
+            self._versions[charger_id] = event.version or OCPP16
         elif isinstance(event, ChargerDisconnected):
             self._gone(charger_id)
+        elif isinstance(event, DeviceReported):
+            for parts in self._reports:
+                if parts.charger_id == charger_id and parts.request_id == event.request_id:
+                    parts.add(event)
         else:
             action = _action(event)
             if action is not None:
@@ -98,6 +172,10 @@ class CommissionObserver:
 
     def _gone(self, charger_id: str) -> None:
         self._connected_at.pop(charger_id, None)
+        self._versions.pop(charger_id, None)
+        for parts in self._reports:
+            if parts.charger_id == charger_id:
+                parts.disconnected()
         for waiter in [w for w in self._waiters if w.charger_id == charger_id]:
             self._waiters.remove(waiter)
             if not waiter.future.done():
@@ -115,6 +193,21 @@ class CommissionObserver:
                     waiter.future.set_result(exchange)
 
     # ------------------------------------------------------------------ queries
+
+    def version_of(self, charger_id: str) -> str:
+        """The OCPP version of the charger's current connection (``ocpp1.6`` if not seen)."""
+        return self._versions.get(charger_id, OCPP16)
+
+    def collect_reports(self, charger_id: str, request_id: int) -> ReportParts:
+        """Keep the charger's NotifyReport parts of ``request_id`` from now on, until
+        :meth:`stop_collecting` (ask before sending the request: parts may come at once)."""
+        parts = ReportParts(charger_id, request_id)
+        self._reports.append(parts)
+        return parts
+
+    def stop_collecting(self, parts: ReportParts) -> None:
+        if parts in self._reports:
+            self._reports.remove(parts)
 
     def connected_since(self, charger_id: str) -> float | None:
         """When the charger's current connection started (None: not seen connecting)."""

@@ -3,9 +3,12 @@
 All three talk to a connected charger with the gateway's own calls (``Gateway.call``: ids that
 never collide with the cloud's, answers that never go upstream) and are admin-only.
 
-- ``chargers.probe`` (charger, profile_id?): ``GetConfiguration`` of every key, read into what
-  the gateway cares about (feature profiles, smart-charging keys, local-list sizes, measurands,
-  connectors and phase rotation) next to the BootNotification's vendor and model. Says which
+- ``chargers.probe`` (charger, profile_id?, report_timeout=60): ``GetConfiguration`` of every
+  key (an OCPP 2.x station: its device model, ``GetBaseReport`` and the ``NotifyReport`` parts
+  it sends, see :mod:`edgegw.commission.probe201`; every variable as a row, a report that did
+  not complete in time said so with what is missing), read into what the gateway cares about
+  (feature profiles, smart-charging keys, local-list sizes, measurands, connectors and phase
+  rotation) next to the BootNotification's vendor and model. Says which
   ``hardware/chargers/`` profile fits, and proposes the text of a profile built from what was
   probed (:func:`~edgegw.energy.chargermodels.model_from_configuration`) for the installer to
   review and keep. Recorded in ``chargers.capabilities.probe``.
@@ -47,11 +50,14 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from edgegw.auth.idtags import CardId, CardIdError, parse_card_id
 from edgegw.commission.checklist import Checklist
 from edgegw.commission.configure import set_interval, set_measurands
+from edgegw.commission.devicemodel import missing_variables, summarize_device_model
+from edgegw.commission.devicemodel import rows as device_model_rows
 from edgegw.commission.observer import CommissionObserver
 from edgegw.commission.probe import (
     CURRENT,
@@ -60,6 +66,12 @@ from edgegw.commission.probe import (
     profile_differences,
     proposed_profile_id,
     summarize_configuration,
+)
+from edgegw.commission.probe201 import (
+    REPORT_TIMEOUT,
+    ReportRefused,
+    as_configuration,
+    read_device_model,
 )
 from edgegw.commission.run import JsonDict, NoAnswer, RunOptions, SiteView, iso, status_of
 from edgegw.control.protocol import ControlError, ErrorCode, get_arg
@@ -80,6 +92,7 @@ from edgegw.energy.sampling import (
     int_value,
 )
 from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
+from edgegw.ocpp.versions import is_v2
 from edgegw.proxy.session import CallFailed
 from edgegw.security.redact import MASK, SECRET_KEYS
 from edgegw.services.ports import ChargerCall
@@ -96,6 +109,21 @@ STEP_TIMEOUT: Final = 15.0
 TAP_TIMEOUT: Final = 60.0
 DEFAULT_INTERVAL_S: Final = 10
 _PROFILE_ID: Final = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Probed:
+    """What a probe read, 1.6 or 2.x, before the part both share (profile, record, event)."""
+
+    summary: JsonDict
+    missing: list[str]
+    keys: JsonDict
+    answer: JsonDict
+    """A GetConfiguration answer (2.x: :func:`as_configuration`) the proposed profile is
+    built from."""
+    source: str
+    count: str
+    extra: JsonDict = field(default_factory=dict)
 
 
 class CommissionOps:
@@ -128,6 +156,9 @@ class CommissionOps:
         self._timeout = call_timeout
         self.observer = observer
         self._running: set[str] = set()
+        self._report_ids = int(clock()) % 1_000_000 * 1000
+        """GetBaseReport requestIds: from the clock, so a restarted daemon does not reuse one
+        a station may still be reporting on."""
 
     def register(self, server: ControlServer) -> None:
         ops: list[tuple[str, Callable[[dict[str, Any]], Awaitable[Any]], str]] = [
@@ -163,9 +194,30 @@ class CommissionOps:
                 f"profile_id {wanted_id!r}: use lowercase letters, digits and '-', starting "
                 "with a letter or digit (it is also the file name)",
             )
-        answer = await self._ask(charger_id, "GetConfiguration", {})
-        keys = configuration_keys(answer)
-        summary = summarize_configuration(keys)
+        version = self.observer.version_of(charger_id)
+        if is_v2(version):
+            timeout = get_arg(args, "report_timeout", float, REPORT_TIMEOUT)
+            if not 0 < timeout <= 600:
+                raise ControlError(ErrorCode.BAD_ARGS, "report_timeout must be 0..600 s")
+            probed = await self._device_model(charger_id, version, timeout)
+        else:
+            answer = await self._ask(charger_id, "GetConfiguration", {})
+            keys = configuration_keys(answer)
+            summary = summarize_configuration(keys)
+            probed = _Probed(
+                summary=summary,
+                missing=missing_keys(keys, summary["feature_profiles"]),
+                keys={
+                    k: {
+                        "value": MASK if k.casefold() in SECRET_KEYS else e.value,
+                        "readonly": e.readonly,
+                    }
+                    for k, e in sorted(keys.items())
+                },
+                answer=answer,
+                source="GetConfiguration",
+                count=f"{len(keys)} configuration keys",
+            )
         row = await self._row(charger_id)
         vendor, model = (row.vendor, row.model) if row is not None else (None, None)
         models = self._load_models()
@@ -175,13 +227,16 @@ class CommissionOps:
         profile_id = wanted_id or proposed_profile_id(vendor, model, charger_id)
         label = " ".join(x for x in (vendor, model) if x) or charger_id
         proposed = model_from_configuration(
-            answer, base=base, model_id=profile_id, name=label, products=[label]
+            probed.answer, base=base, model_id=profile_id, name=label, products=[label]
         )
         firmware = row.firmware if row is not None and row.firmware else "unknown"
+        notes = list(proposed.notes)
+        if probed.source != "GetConfiguration":
+            notes = [n.replace("from GetConfiguration", f"from {probed.source}") for n in notes]
         proposed = proposed.model_copy(
             update={
                 "notes": [
-                    *proposed.notes,
+                    *notes,
                     f"probed from {charger_id} ({label}, firmware {firmware}) on "
                     f"{iso(self._clock())[:10]}",
                 ]
@@ -195,8 +250,9 @@ class CommissionOps:
             "model": model,
             "serial": row.serial if row is not None else None,
             "firmware": row.firmware if row is not None else None,
-            **summary,
-            "missing_keys": missing_keys(keys, summary["feature_profiles"]),
+            "ocpp_version": version,
+            **probed.summary,
+            "missing_keys": probed.missing,
             "profile": {
                 "fits": match.model_id,
                 "match": match.how,
@@ -204,24 +260,19 @@ class CommissionOps:
                 "configured": in_use,
                 "differences": differences,
             },
-            "keys": {
-                k: {
-                    "value": MASK if k.casefold() in SECRET_KEYS else e.value,
-                    "readonly": e.readonly,
-                }
-                for k, e in sorted(keys.items())
-            },
+            "keys": probed.keys,
+            **probed.extra,
         }
         store = self.store()
         await CapabilityStore(store.db, clock=self._clock).set_probe(charger_id, record)
         fits = match.model_id or f"none (the default {DEFAULT_MODEL_ID} applies)"
         await self._event(
             "probe",
-            f"{charger_id} probed: {len(keys)} configuration keys, profile {fits}",
+            f"{charger_id} probed: {probed.count}, profile {fits}",
             charger_id,
             {"profile": record["profile"], "missing_keys": record["missing_keys"]},
         )
-        log.info("%s probed: %d keys, profile %s", charger_id, len(keys), fits)
+        log.info("%s probed: %s, profile %s", charger_id, probed.count, fits)
         return {
             "charger": charger_id,
             **record,
@@ -231,6 +282,48 @@ class CommissionOps:
                 "toml": model_to_toml(proposed),
             },
         }
+
+    async def _device_model(self, charger_id: str, version: str, timeout: float) -> _Probed:
+        """A 2.x station's probe: its device model (GetBaseReport, NotifyReport parts)."""
+
+        async def ask(cid: str, action: str, payload: JsonDict, version: str) -> JsonDict:
+            return await self._call(cid, action, payload, self._timeout, version=version)
+
+        self._report_ids += 1
+        try:
+            reported = await read_device_model(
+                ask,
+                self.observer,
+                charger_id,
+                version,
+                request_id=self._report_ids,
+                timeout=timeout,
+            )
+        except ReportRefused as exc:
+            raise ControlError(
+                ErrorCode.UNAVAILABLE, f"{charger_id} answered GetBaseReport with {exc}"
+            ) from None
+        except (CallFailed, LookupError) as exc:
+            reason = str(exc) if isinstance(exc, CallFailed) else "it disconnected"
+            raise ControlError(
+                ErrorCode.UNAVAILABLE, f"{charger_id} did not answer GetBaseReport: {reason}"
+            ) from None
+        model = reported.model
+        summary = summarize_device_model(model)
+        summary["report"]["missing"] = reported.missing
+        variables = device_model_rows(model)
+        return _Probed(
+            summary=summary,
+            missing=missing_variables(model),
+            keys={
+                r["variable"]: {"value": r["value"], "readonly": r["readonly"]} for r in variables
+            },
+            answer=as_configuration(summary),
+            source="a 2.0.1 device model (GetBaseReport)",
+            count=f"{len(variables)} device model variables"
+            + ("" if model.complete else " (report incomplete)"),
+            extra={"variables": variables, "report_request_id": reported.request_id},
+        )
 
     # ------------------------------------------------------------------ chargers.configure
 

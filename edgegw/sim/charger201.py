@@ -5,9 +5,11 @@ assert on bytes, and a test may send exactly what it writes (:meth:`SimCharger20
 It keeps what a station keeps: a ``seqNo`` per station counting every TransactionEvent, its own
 string transaction ids (a fresh UUID per session), a device model of variables
 (``GetVariables``/``SetVariables``), and answers to ``RequestStartTransaction`` (a session is
-started, its ``remoteStartId`` carried), ``RequestStopTransaction``, ``Reset`` and
-``TriggerMessage``. Any other call the CSMS sends is answered ``NotImplemented``, or from
-``handlers`` (action → payload function) when a test gives one.
+started, its ``remoteStartId`` carried), ``RequestStopTransaction``, ``Reset``,
+``TriggerMessage`` and ``GetBaseReport`` (Accepted, then its device model in ``NotifyReport``
+parts of ``report_part_size`` entries: ``report_data`` when given, else its variables). Any
+other call the CSMS sends is answered ``NotImplemented``, or from ``handlers`` (action →
+payload function) when a test gives one.
 
 ``sent`` and ``received`` hold every raw frame in each direction, in order.
 """
@@ -80,6 +82,8 @@ class SimCharger201:
         variables: Mapping[tuple[str, str], str] | None = None,
         clock: Callable[[], float] | None = None,
         call_timeout: float = 10.0,
+        report_data: Sequence[JsonDict] | None = None,
+        report_part_size: int = 4,
     ) -> None:
         self.charger_id = charger_id
         self.url = url
@@ -94,6 +98,8 @@ class SimCharger201:
             }
         )
         self.call_timeout = call_timeout
+        self.report_data = None if report_data is None else list(report_data)
+        self.report_part_size = report_part_size
         self.sent: list[str] = []
         self.received: list[str] = []
         self.calls_received: list[tuple[str, JsonDict]] = []
@@ -133,13 +139,16 @@ class SimCharger201:
         self._owner.spawn(self._read(ws), "read")
 
     async def close(self) -> None:
+        # The socket closes first: a call arriving meanwhile is answered, or meets a closed
+        # socket in _answer, never a station that forgot its socket under its read task.
         ws, owner = self._ws, self._owner
-        self._ws = None
-        self._owner = None
         if ws is not None:
             await ws.close()
         if owner is not None:
             await owner.close()
+        if self._ws is ws:
+            self._ws = None
+            self._owner = None
         self._closed.set()
 
     async def __aenter__(self) -> Self:
@@ -206,11 +215,13 @@ class SimCharger201:
         self.calls_received.append((action, request))
         handler = self.handlers.get(action) or self._own_handlers().get(action)
         if handler is None:
-            await self.send_raw(
-                json.dumps([4, message_id, "NotImplemented", f"{action} not implemented", {}])
-            )
-            return
-        await self.send_raw(json.dumps([3, message_id, handler(request)]))
+            frame = [4, message_id, "NotImplemented", f"{action} not implemented", {}]
+        else:
+            frame = [3, message_id, handler(request)]
+        try:
+            await self.send_raw(json.dumps(frame))
+        except (ConnectionError, ConnectionClosed):  # closing: the CSMS gets no answer
+            log.info("sim charger %s: %s not answered, closing", self.charger_id, action)
 
     # ------------------------------------------------------------------ outgoing
 
@@ -370,8 +381,50 @@ class SimCharger201:
             "RequestStartTransaction": self._request_start,
             "RequestStopTransaction": self._request_stop,
             "Reset": lambda _p: {"status": "Accepted"},
+            "GetBaseReport": self._base_report,
             "TriggerMessage": lambda _p: {"status": "Accepted"},
         }
+
+    def device_model(self) -> list[JsonDict]:
+        """The report entries of GetBaseReport: ``report_data`` when given, else one entry per
+        variable (its value as the ``Actual`` attribute)."""
+        if self.report_data is not None:
+            return list(self.report_data)
+        return [
+            {
+                "component": {"name": component},
+                "variable": {"name": variable},
+                "variableAttribute": [{"type": "Actual", "value": value}],
+            }
+            for (component, variable), value in self.variables.items()
+        ]
+
+    def _base_report(self, payload: JsonDict) -> JsonDict:
+        """Accepted, then the device model in NotifyReport parts of ``report_part_size``
+        entries (sent after the answer, as a station does)."""
+        request_id = payload.get("requestId")
+        if not isinstance(request_id, int) or self._owner is None:
+            return {"status": "Rejected"}
+        self._owner.spawn(self._notify_report(request_id), f"report:{request_id}")
+        return {"status": "Accepted"}
+
+    async def _notify_report(self, request_id: int) -> None:
+        entries = self.device_model()
+        size = max(1, self.report_part_size)
+        chunks = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
+        try:
+            for seq, chunk in enumerate(chunks):
+                part: JsonDict = {
+                    "requestId": request_id,
+                    "generatedAt": self.now(),
+                    "seqNo": seq,
+                    "tbc": seq < len(chunks) - 1,
+                }
+                if chunk:
+                    part["reportData"] = chunk
+                await self.call("NotifyReport", part)
+        except (ConnectionError, TimeoutError, SimCallError) as exc:
+            log.info("sim charger %s: report %d cut short: %s", self.charger_id, request_id, exc)
 
     def _get_variables(self, payload: JsonDict) -> JsonDict:
         results = []
