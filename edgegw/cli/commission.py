@@ -45,6 +45,7 @@ from edgegw.cli.output import (
 from edgegw.control.commission_ops import (
     CALL_TIMEOUT,
     DEFAULT_INTERVAL_S,
+    REPORT_TIMEOUT,
     STEP_TIMEOUT,
     TAP_TIMEOUT,
 )
@@ -88,8 +89,9 @@ def probe(
 ) -> None:
     """Ask a connected charger what it supports and which hardware profile fits.
 
-    Reads every configuration key (GetConfiguration), records the charger's capabilities, and
-    with --write-profile writes a profile built from them for you to review.
+    Reads every configuration key (GetConfiguration; an OCPP 2.x station: its device model,
+    GetBaseReport), records the charger's capabilities, and with --write-profile writes a
+    profile built from them for you to review.
     """
     cfg = load_config_or_fail(config, json_mode=as_json)
     site_folder = HardwareCatalogue.for_config(cfg).site_folder("chargers")
@@ -100,7 +102,9 @@ def probe(
     if profile_id is not None:
         args["profile_id"] = profile_id
     with control_errors(json_mode=as_json):
-        result = control_client(cfg, timeout=CALL_TIMEOUT + 10).call("chargers.probe", **args)
+        # A 2.x station's report may take REPORT_TIMEOUT after its GetBaseReport answer.
+        client = control_client(cfg, timeout=CALL_TIMEOUT + REPORT_TIMEOUT + 10)
+        result = client.call("chargers.probe", **args)
     if target is not None:
         proposed = result["proposed_profile"]
         path = target / f"{proposed['id']}.toml" if profile_id is None else target
