@@ -42,10 +42,10 @@ from edgegw.cli.output import (
     note,
     plural,
 )
+from edgegw.commission.probe201 import REPORT_TIMEOUT
 from edgegw.control.commission_ops import (
     CALL_TIMEOUT,
     DEFAULT_INTERVAL_S,
-    REPORT_TIMEOUT,
     STEP_TIMEOUT,
     TAP_TIMEOUT,
 )
