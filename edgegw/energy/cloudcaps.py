@@ -6,6 +6,8 @@ RemoteStartTransaction), no clock and no I/O; a 2.0.1 charger's are clamped in t
 (:func:`edgegw.energy.profiles201.as_v16`):
 
 * :func:`filter_cloud_call`: the call as it may be relayed, its profile clamped under the cap;
+* :func:`placed`: the cloud's call as the charger holds it, with the cloud's own limits (what
+  the site model records);
 * :func:`install`, :func:`clear`, :func:`remote_start`: the cloud profiles a charger holds once
   it accepted such a call;
 * :func:`cloud_cap`: the cloud's own limit for a session now (its profiles, composited), which
@@ -99,6 +101,22 @@ def filter_cloud_call201(
     elif action == "ClearChargingProfile":
         out = profiles201.remap_cloud_clear(payload, model.smart_charging.profile_id_base)
     return payload if out == payload else out
+
+
+def placed(action: str, payload: JsonDict, model: ChargerModel, *, v2: bool) -> JsonDict:
+    """The cloud's call (``v2``: in 2.0.1 form) as a charger of ``model`` holds it once
+    relayed, but with the cloud's own limits: its profile ids and stack levels moved as the
+    filter moves them (that does not depend on the cap), no limit clamped. What the site model
+    records of an accepted cloud call: the cloud's limit is honoured through
+    :func:`cloud_cap`, never the clamped copy, which would hold the charger at whatever the
+    cap was when the cloud's call came (the safe limit while idle)."""
+    if v2:
+        return filter_cloud_call201(action, payload, model, _no_cap)
+    return filter_cloud_call(action, payload, model, _no_cap)
+
+
+def _no_cap(_connector: object) -> float | None:
+    return None
 
 
 def accepted(response: Mapping[str, Any] | None) -> bool:

@@ -372,12 +372,18 @@ class LoadController:
     def cloud_call_answered(
         self, charger_id: str, action: str, payload: JsonDict, response: JsonDict | None
     ) -> None:
+        """``payload`` is the call as the cloud asked it, before :meth:`filter_cloud_call`
+        clamped it: the site model keeps the cloud's own limits (the clamped copy on the
+        charger sits dormant below the gateway's stack level), placed where the charger holds
+        the profile (its id and stack level as relayed, which do not depend on the cap)."""
         if not cloudcaps.accepted(response):
             return
         ch = self._model.known(charger_id)
         if ch is None:
             return
-        if is_v2(self.version_of(charger_id)):  # the site model reads the 1.6 form
+        v2 = is_v2(self.version_of(charger_id))
+        payload = cloudcaps.placed(action, payload, ch.model, v2=v2)
+        if v2:  # the site model reads the 1.6 form
             read = profiles201.as_v16(action, payload)
             if read is None:
                 return

@@ -142,7 +142,7 @@ class Link(_PendingCalls):
                     pending.call.action,
                     loggable(answer.id),
                 )
-            out.append(CloudExchanged(pending.call, answer))
+            out.append(CloudExchanged(pending.asked or pending.call, answer))
         else:
             out.append(GatewayDone(answer.id, answer))
         out.extend(self._pump_charger())
@@ -249,8 +249,8 @@ class Link(_PendingCalls):
                     frame.id, "GenericError", "too many calls queued for this charge point"
                 )
                 return [self._cloud_frame(error.raw)]
-            call = self._for_charger(frame)
-            self._to_charger.append(_Pending(Origin.CLOUD, call, epoch=self._epoch))
+            asked, call = self._for_charger(frame)
+            self._to_charger.append(_Pending(Origin.CLOUD, call, epoch=self._epoch, asked=asked))
             return self._pump_charger()
         return self._cloud_answer(frame)
 

@@ -192,7 +192,11 @@ class CloudCallForGateway:
 
 @dataclass(frozen=True, slots=True)
 class CloudExchanged:
-    """A cloud call relayed to the charger ended (``answer`` None: no answer)."""
+    """A cloud call relayed to the charger ended (``answer`` None: no answer).
+
+    ``call`` is the call as the cloud asked it (with the charger's transaction ids), before
+    the cloud-call filters rewrote it: a profile clamped under the site cap is the cloud's own
+    limit here, not the clamped copy the charger got."""
 
     call: Call
     answer: CallResult | CallError | None

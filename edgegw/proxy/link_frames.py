@@ -65,8 +65,21 @@ class _FrameHandling(_LinkState):
                 )
         return call
 
-    def _for_charger(self, call: Call) -> Call:
-        """The cloud's call as the charger must see it: its own transaction id, the site cap."""
+    def _for_charger(self, call: Call) -> tuple[Call, Call]:
+        """The cloud's call with the charger's own transaction ids, and as the charger must see
+        it: those ids and the site cap (the filter's rewrite). The first is what the cloud asked
+        for (the filters hear it once the charger answered); either is ``call`` itself when
+        nothing changes, so a call nobody rewrites is relayed byte for byte."""
+        own = self._own_ids(call)
+        if self._cloud_filter is None:
+            return own, own
+        payload = self._cloud_filter(own.action, own.payload)
+        if payload is own.payload:
+            return own, own
+        return own, frames.make_call(call.id, call.action, payload)
+
+    def _own_ids(self, call: Call) -> Call:
+        """The cloud's call with the charger's own transaction ids (1.6 only)."""
         payload = call.payload  # 2.x: the charger's own transaction ids, nothing to map
         if self._v16 and call.action == "RemoteStopTransaction":
             local = self._to_local.get(payload.get("transactionId"))  # type: ignore[arg-type]
@@ -78,8 +91,6 @@ class _FrameHandling(_LinkState):
                 local = self._to_local.get(profile.get("transactionId"))  # type: ignore[arg-type]
                 if local is not None:
                     payload = {**payload, "csChargingProfiles": {**profile, "transactionId": local}}
-        if self._cloud_filter is not None:
-            payload = self._cloud_filter(call.action, payload)
         if payload is call.payload:
             return call
         return frames.make_call(call.id, call.action, payload)

@@ -42,6 +42,7 @@ class _Pending:
     late: CallResult | CallError | None = None  # the cloud's answer, waiting for the local one
     maybe_sent: bool = False  # sent on a cloud connection that closed before it answered
     local_wanted: bool = False  # overdue while the local responder was busy
+    asked: Call | None = None  # CLOUD: the cloud's call before the filters (charger's ids)
 
 
 @dataclass(slots=True)
