@@ -430,6 +430,7 @@ async def _run(
         drained=drained,
         fuses=watch.lines() if park is not None else None,
         v201=judge201(drivers, front) if front is not None else None,
+        stations=len(drivers),
     )
 
 

@@ -194,20 +194,28 @@ def _summary(
     drained: bool,
     fuses: list[str] | None = None,
     v201: tuple[bool, list[str]] | None = None,
+    stations: int = 0,
 ) -> bool:
+    """The closing summary; True when the cloud's record is complete (``v201``: the 2.0.1
+    stations' verdict too). ``ids`` are the 1.6 chargers, ``stations`` the 2.0.1 ones."""
     stats = fleet.stats
     started = [t for (cid, _), t in cloud.transactions.items() if cid in ids]
     stopped = [t for t in started if t.stopped]
     verdict = judge(stats, len(started), len(stopped), queued=queued, drained=drained)
+    fleet_size = f"{len(ids)}"
+    of_16 = ""
+    if stations:
+        fleet_size = f"{len(ids) + stations} ({len(ids)} OCPP 1.6, {stations} OCPP 2.0.1)"
+        of_16 = " (1.6)"
     lines = [
         "",
         "edgegw demo summary",
-        f"  chargers:                {len(ids)}",
-        f"  frames sent by chargers: {stats.messages_sent}",
+        f"  chargers:                {fleet_size}",
+        f"  frames sent by chargers: {stats.messages_sent}{of_16}",
         f"  sessions started:        {stats.sessions_started} (refused cards: "
-        f"{stats.sessions_refused})",
-        f"  sessions completed:      {stats.sessions_completed}",
-        f"  cloud transactions:      {len(started)} started, {len(stopped)} stopped",
+        f"{stats.sessions_refused}){of_16}",
+        f"  sessions completed:      {stats.sessions_completed}{of_16}",
+        f"  cloud transactions:      {len(started)} started, {len(stopped)} stopped{of_16}",
     ]
     if cloud.serial or cloud.held:
         lines.append(

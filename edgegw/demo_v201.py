@@ -198,11 +198,61 @@ class MixedCloud:
         return None
 
 
+CAR_A: Final = 16.0
+"""What a demo car draws per phase when nothing holds it lower."""
+VOLTS_3P: Final = 230.0 * 3
+SAMPLED: Final = {
+    ("SampledDataCtrlr", "TxUpdatedMeasurands"): "Energy.Active.Import.Register,Current.Import",
+    ("AlignedDataCtrlr", "Interval"): "0",
+    ("AlignedDataCtrlr", "Measurands"): "",
+}
+"""The device model variables load capping samples through, beside the simulator's own."""
+
+
 class _Station(SimCharger201):
-    """A simulated station that, once told it is being switched off, lets an answer to a call
-    the gateway sent in the last moment go unsent instead of failing its reader."""
+    """A simulated station that takes the gateway's load capping as a 2.0.1 station does
+    (SetChargingProfile on EVSE 0 or 1, ClearChargingProfile, its sampling variables), and
+    that, once told it is being switched off, lets an answer to a call the gateway sent in the
+    last moment go unsent instead of failing its reader."""
 
     switched_off = False
+
+    def __init__(self, charger_id: str, url: str, **options: Any) -> None:
+        super().__init__(charger_id, url, **options)
+        self.variables.update(SAMPLED)
+        self.handlers.update(
+            {
+                "SetChargingProfile": self._set_profile,
+                "ClearChargingProfile": self._clear_profile,
+            }
+        )
+        self.profiles: dict[tuple[int, int], float] = {}
+        """(EVSE, profile id) → the limit (A per phase) of its first period."""
+
+    def limit_a(self, evse: int) -> float:
+        """What a car on ``evse`` may draw: the lowest limit on the station or that EVSE."""
+        limits = [a for (where, _id), a in self.profiles.items() if where in (0, evse)]
+        return min([CAR_A, *limits])
+
+    def _set_profile(self, payload: dict[str, Any]) -> dict[str, Any]:
+        profile = payload.get("chargingProfile") or {}
+        try:
+            (schedule, *_more) = profile["chargingSchedule"]
+            period = schedule["chargingSchedulePeriod"][0]
+            limit = float(period["limit"])
+            if schedule.get("chargingRateUnit") == "W":
+                limit /= VOLTS_3P
+            self.profiles[int(payload["evseId"]), int(profile["id"])] = limit
+        except (KeyError, IndexError, TypeError, ValueError):
+            return {"status": "Rejected"}
+        return {"status": "Accepted"}
+
+    def _clear_profile(self, payload: dict[str, Any]) -> dict[str, Any]:
+        wanted = payload.get("chargingProfileId")
+        cleared = [k for k in self.profiles if wanted is None or k[1] == wanted]
+        for key in cleared:
+            del self.profiles[key]
+        return {"status": "Accepted" if cleared else "Unknown"}
 
     async def send_raw(self, text: str) -> None:
         try:
@@ -336,8 +386,9 @@ class Driver201:
                 steps = max(1, round(self.session_seconds / self.meter_interval))
                 for _ in range(steps):
                     await asyncio.sleep(self.meter_interval)
-                    energy += 16 * 230 * 3 * self.meter_interval / 3600
-                    await self._event(partial(self.station.meter, 1, 16.0, energy))
+                    current = self.station.limit_a(1)  # the car follows the cap
+                    energy += current * VOLTS_3P * self.meter_interval / 3600
+                    await self._event(partial(self.station.meter, 1, current, energy))
                 await self._event(partial(self.station.stop, 1), ended=True)
                 await self.station.status(1, "Available")
             except (ConnectionError, ConnectionClosed, TimeoutError, SimCallError):

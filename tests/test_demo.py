@@ -3,6 +3,7 @@ verdict on the cloud's record."""
 
 import asyncio
 import io
+import json
 import random
 import re
 import shutil
@@ -12,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from ocpp.messages import get_validator
 
 from edgegw.auth.passwords import hash_password
 from edgegw.config import parse_config
@@ -22,6 +24,7 @@ from edgegw.ocpp.versions import OCPP201, site_versions
 from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
 from edgegw.sim.fleet import FleetStats
+from edgegw.sim.meter import SimMeter
 from tests.conftest import GatewayFactory, gateway_url
 
 
@@ -76,6 +79,9 @@ async def test_demo_plays_an_outage_and_a_load_cap_event_and_says_where_to_look(
     assert len(lines) < 60
     assert "cloud record:            complete" in text
     assert "INCOMPLETE" not in text
+    # The mixed fleet (issue 23): a third are 2.0.1 stations, and their record is judged too.
+    assert "chargers:                4 (3 OCPP 1.6, 1 OCPP 2.0.1)" in text
+    assert "2.0.1 record:            complete" in text
 
     config = re.findall(r"edgegw tui -c (\S+)", text)[0]
     assert await asyncio.to_thread(Path(config).is_file)
@@ -264,3 +270,55 @@ def test_no_201_stations_where_the_gateway_would_refuse_them() -> None:
     takes = OCPP201 in site_versions(cloud=True, capped=True)[0]
     assert stations_201(6, None) == (2 if takes else 0)
     assert stations_201(6, 10) == (5 if takes else 0)  # at least one 1.6 charger stays
+
+
+async def test_the_demos_201_station_is_capped_and_its_car_follows(
+    make_gateway: GatewayFactory,
+) -> None:
+    """On a capped site (the demo's) the gateway caps a 2.0.1 station with a 2.0.1 profile and
+    samples it through its device model; the demo's station takes both, and its car draws what
+    the profile allows (was: SetChargingProfile NotImplemented, the car at 16 A regardless)."""
+    if OCPP201 not in site_versions(cloud=True, capped=True)[0]:
+        pytest.skip("this gateway does not take 2.0.1 chargers on a capped site")
+    cloud = SimCloud(accepted_tags={"DEADBEEF"})
+    front = MixedCloud(cloud, ["DEADBEEF"], [])
+    await front.start()
+    try:
+        async with SimMeter("eastron-sdm630") as meter:
+            meter.set_currents(10, 10, 10)
+            gateway = await make_gateway(
+                cloud_url=front.url,
+                chargers=[{"id": "CS201", "max_current_a": 32}],
+                site={"limit_a": 20, "margin_a": 2},
+                buses={"main": {"transport": "tcp", "host": "127.0.0.1", "port": meter.port}},
+                meters=[{"name": "grid", "profile": "eastron-sdm630", "poll_interval": 0.2}],
+            )
+            driver = Driver201(
+                "CS201",
+                gateway_url(gateway),
+                password=None,
+                tags=["DEADBEEF"],
+                session_seconds=0.6,
+                meter_interval=0.2,
+                rng=random.Random(1),
+            )
+            driver.start()
+            station = driver.station
+            async with asyncio.timeout(20):
+                while not station.profiles or driver.stats.sessions_ended < 1:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await driver.stop()
+    finally:
+        await front.stop()
+    room = 20 - 2 - 10  # the site's limit less margin and building: what the car may take
+    assert station.limit_a(1) <= room
+    set_profiles = [p for a, p in station.calls_received if a == "SetChargingProfile"]
+    for payload in set_profiles:
+        get_validator(2, "SetChargingProfile", "2.0.1").validate(payload)
+    assert station.variables["SampledDataCtrlr", "TxUpdatedMeasurands"].count("Current.Import")
+    currents = [
+        json.loads(frame)[3]["meterValue"][0]["sampledValue"][0]["value"]
+        for frame in station.sent
+        if '"TransactionEvent"' in frame and '"Updated"' in frame
+    ]
+    assert currents and max(currents) <= room  # 16 A uncapped
