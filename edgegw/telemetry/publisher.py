@@ -44,15 +44,9 @@ from edgegw.live.changes import LiveChange, LiveEvent, Scope
 from edgegw.live.snapshot import ChargerLive, CircuitLive
 from edgegw.live.state import LiveState
 from edgegw.tasks import TaskOwner
-from edgegw.telemetry.commands import (
-    CommandRefused,
-    Controls,
-    Parsed,
-    execute,
-    parse_command,
-    request_id_of,
-)
+from edgegw.telemetry.commands import Controls
 from edgegw.telemetry.discovery import Discovery, DiscoveryMessage, SiteFeatures
+from edgegw.telemetry.incoming import CommandInbox
 from edgegw.telemetry.payloads import (
     charger_payload,
     circuit_payload,
@@ -61,7 +55,7 @@ from edgegw.telemetry.payloads import (
     split_state,
 )
 from edgegw.telemetry.settings import MqttConfig
-from edgegw.telemetry.topics import CommandRoute, Topics
+from edgegw.telemetry.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +64,6 @@ _SITE = ""
 """The dirty-set key of the site state (charger keys are their ids, never empty)."""
 _CIRCUIT = "\x00"
 """Circuit keys are this and the circuit's name (no charger id holds a NUL)."""
-MAX_RUNNING_COMMANDS = 4
-MAX_PENDING_RESULTS = 50
-COMMAND_TIMEOUT = 40.0
 OUTGOING_QUEUE_LIMIT = 1000
 """Safety net on paho's own queue (messages not yet acknowledged by a slow broker)."""
 
@@ -159,6 +150,18 @@ class MqttPublisher:
         self._unsubscribe: Callable[[], None] | None = None
         self._up = asyncio.Event()
         self._wake = asyncio.Event()
+        self._inbox = (
+            None
+            if self._controls is None
+            else CommandInbox(
+                config,
+                self._cfg,
+                self._controls,
+                self._tasks,
+                known_charger=lambda cid: cid in self._live.charger_ids(),
+                wake=self._wake.set,
+            )
+        )
         self._online = asyncio.Event()
         self._generation = 0
         self._dirty: set[str] = set()
@@ -170,12 +173,10 @@ class MqttPublisher:
         self._forced: set[str] = set()
         """State topics sent at their next chance whatever changed (connect, refresh)."""
         self._events: deque[LiveEvent] = deque(maxlen=self._cfg.event_buffer)
-        self._results: deque[tuple[str, JsonDict]] = deque(maxlen=MAX_PENDING_RESULTS)
         self._discovered: dict[str, tuple[str | None, ...]] = {}
         self._circuits: dict[str, CircuitLive] | None = None
         self._rediscover = False
         self._next_full = 0.0
-        self._running_commands = 0
         self._closing = False
         self.dropped_events = 0
         """Events dropped because the broker was away longer than the ring could hold."""
@@ -250,7 +251,7 @@ class MqttPublisher:
         return {
             "states": len(self._dirty),
             "events": len(self._events),
-            "results": len(self._results),
+            "results": len(self._results()),
         }
 
     # ------------------------------------------------------------ from the live state
@@ -420,12 +421,13 @@ class MqttPublisher:
             if text is not None:
                 await self._send(client, self.topics.events, text, retain=False, qos=cfg.qos)
             self._events.popleft()
-        while self._results:
-            topic, result = self._results[0]
+        results = self._results()
+        while results:
+            topic, result = results[0]
             text = _encoded(result, f"result on {topic}")
             if text is not None:
                 await self._send(client, topic, text, retain=False, qos=1)
-            self._results.popleft()
+            results.popleft()
         for key in sorted(self._dirty):
             state_payload = self._state_payload(key)
             if state_payload is None:
@@ -513,6 +515,10 @@ class MqttPublisher:
 
     # ------------------------------------------------------------ incoming
 
+    def _results(self) -> deque[tuple[str, JsonDict]]:
+        """Command answers waiting to be sent."""
+        return self._inbox.results if self._inbox is not None else deque()
+
     def _on_message(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
         payload = _payload_bytes(message.payload)
@@ -522,80 +528,5 @@ class MqttPublisher:
                 self._wake.set()
             return
         route = self.topics.parse_command(topic)
-        if route is None or self._controls is None:
-            return
-        result_topic = self.topics.result_for(topic)
-        if message.retain:
-            self._answer(
-                result_topic,
-                route,
-                request_id_of(payload),
-                reason="retained commands are ignored: publish commands without the retain flag",
-            )
-            return
-        if self._running_commands >= MAX_RUNNING_COMMANDS:
-            self._answer(
-                result_topic,
-                route,
-                request_id_of(payload),
-                reason=f"busy: {self._running_commands} commands run",
-            )
-            return
-        try:
-            parsed = parse_command(
-                route,
-                payload,
-                site=self._config.site,
-                max_duration=self._cfg.max_limit_duration,
-                known_charger=lambda cid: cid in self._live.charger_ids(),
-            )
-        except CommandRefused as exc:
-            log.info("mqtt: refused %s: %s", topic, exc)
-            self._answer(result_topic, route, request_id_of(payload), reason=str(exc))
-            return
-        self._running_commands += 1
-        self._tasks.spawn(self._run_command(parsed, route, result_topic), f"command:{route.name}")
-
-    async def _run_command(self, parsed: Parsed, route: CommandRoute, result_topic: str) -> None:
-        assert self._controls is not None
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
-                detail = await execute(self._controls, parsed.command)
-        except CommandRefused as exc:
-            log.info("mqtt: command %s refused: %s", parsed.command, exc)
-            self._answer(result_topic, route, parsed.request_id, reason=str(exc))
-        except TimeoutError:
-            self._answer(
-                result_topic, route, parsed.request_id, reason="timed out; the outcome is unknown"
-            )
-        except Exception as exc:
-            log.exception("mqtt: command %s failed", parsed.command)
-            self._answer(result_topic, route, parsed.request_id, reason=f"internal error: {exc}")
-        else:
-            log.info("mqtt: command %s done: %s", parsed.command, detail)
-            self._answer(result_topic, route, parsed.request_id, detail=detail)
-        finally:
-            self._running_commands -= 1
-
-    def _answer(
-        self,
-        topic: str,
-        route: CommandRoute,
-        request_id: str | None,
-        *,
-        reason: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        result: JsonDict = {
-            "ok": reason is None,
-            "command": route.name,
-            "charger": route.charger_id,
-            "request_id": request_id,
-            "at": round(time.time(), 3),
-        }
-        if reason is not None:
-            result["reason"] = reason
-        if detail is not None:
-            result["detail"] = detail
-        self._results.append((topic, result))
-        self._wake.set()
+        if route is not None and self._inbox is not None:
+            self._inbox.take(route, self.topics.result_for(topic), payload, bool(message.retain))
