@@ -58,7 +58,7 @@ class EventHub:
         self._version_of = version_of
         self._v2 = TransactionEvses()
         """2.x calls are read with each running transaction's EVSE (only its first event names
-        it); a charger's map is forgotten when it disconnects."""
+        it); kept across the charger's reconnects (a running transaction sends no new Started)."""
 
     @property
     def subscribers(self) -> tuple[EventSubscriber, ...]:
@@ -69,12 +69,19 @@ class EventHub:
         """A new hub with ``more`` subscribers after these (same clock and interpreter): for a
         test or tool that follows the chargers too. It takes effect where it is installed
         (``Gateway.hub``) for the sessions that start after."""
-        return EventHub(
+        hub = EventHub(
             (*self._subscribers, *more),
             clock=self._clock,
             interpreter=self._interpret,
             version_of=self._version_of,
         )
+        hub._v2 = self._v2  # the running 2.x transactions' EVSEs are the same
+        return hub
+
+    def running201(self, charger_id: str, transaction_id: str, evse: int) -> None:
+        """A 2.x transaction the store recorded as running on ``evse``, put back at start: its
+        later events, which name no EVSE, are read on that one."""
+        self._v2.running(charger_id, transaction_id, evse)
 
     # ------------------------------------------------------------------ ChargerObserver
 
@@ -83,7 +90,6 @@ class EventHub:
         self._deliver((ChargerConnected(charger_id=charger_id, at=self._clock(), version=version),))
 
     def charger_disconnected(self, charger_id: str) -> None:
-        self._v2.forget(charger_id)
         self._deliver((ChargerDisconnected(charger_id=charger_id, at=self._clock()),))
 
     def charger_exchanged(

@@ -113,7 +113,8 @@ def interpret201(
 
 PER_CHARGER: Final = 64
 """Running transactions a charger's EVSE map keeps (a station has a few EVSEs; a transaction
-whose Ended never came is dropped, oldest first, beyond this)."""
+whose Ended never came is dropped, oldest first, beyond this); as many ended ones and EVSE ids
+are kept too."""
 
 
 class TransactionEvses:
@@ -123,24 +124,42 @@ class TransactionEvses:
 
     Called as the hub's 2.x interpreter (same signature as :func:`interpret201`): it reads the
     call with the EVSE it knows, then notes the call (:meth:`note`). A transaction is noted from
-    its first event that names an EVSE (normally Started) and stays on that EVSE; it is forgotten
-    when it ends, and a charger's whole map when the charger disconnects (:meth:`forget`: a
-    station's events after a reconnect name their EVSE again on Started; one that does not
-    is counted at the limit, as before). At most ``per_charger`` transactions per charger.
+    its first event that names an EVSE (normally Started) and stays on that EVSE until it ends.
+    The map outlives the charger's connection: a running transaction sends no second Started
+    after a reconnect, and its Updated events name no EVSE. After a gateway restart the
+    transactions the store recorded as running are put back (:meth:`running`).
+
+    A transaction the map does not know (nothing recorded: a TransactionEvent without ``evse``
+    whose Started the gateway never read) is placed by what the station has said about its
+    EVSEs (every ``evseId``/``evse`` of its calls since the gateway started, and the EVSEs of
+    its recorded transactions):
+
+    * a station that named no EVSE but 1 (or none at all: most 2.0.1 stations have one) → EVSE 1,
+      unless EVSE 1 already runs another known transaction;
+    * else the one named EVSE that runs no known transaction, when there is exactly one;
+    * else it is not placed: its events give no session, load or status (as an event of a
+      transaction that ended, which is never placed again).
+
+    Once placed it stays on that EVSE, as if its Started had said so, so its Updated events
+    open the EVSE's session for load purposes (:mod:`edgegw.ocpp.lifecycle`: a measurement with
+    a transaction id, an active ``chargingState``). At most ``per_charger`` transactions,
+    ended transactions and EVSE ids are kept per charger (oldest dropped first).
     """
 
     def __init__(self, per_charger: int = PER_CHARGER) -> None:
         self._per_charger = per_charger
         self._evses: dict[str, OrderedDict[str, int]] = {}
+        self._ended: dict[str, OrderedDict[str, None]] = {}
+        self._named: dict[str, OrderedDict[int, None]] = {}
 
     def __call__(
         self, charger_id: str, action: str, request: Any, response: Any, at: float
     ) -> tuple[Event, ...]:
         known = None
         if action == "TransactionEvent":
-            known = self.evse_of(charger_id, _request_transaction(request))
+            known = self._locate(charger_id, request)
         events = interpret201(charger_id, action, request, response, at, known_evse=known)
-        self.note(charger_id, action, request)
+        self.note(charger_id, action, request, located=known)
         return events
 
     def evse_of(self, charger_id: str, transaction_id: str | None) -> int | None:
@@ -150,12 +169,51 @@ class TransactionEvses:
             return None
         return held.get(transaction_id)
 
-    def note(self, charger_id: str, action: str, request: Any) -> None:
-        """Follow one answered call: a TransactionEvent naming an EVSE for a transaction not
-        known yet is noted; an Ended one forgets its transaction. Never raises."""
-        if action != "TransactionEvent" or not isinstance(request, dict):
+    def running(self, charger_id: str, transaction_id: str, evse: int) -> None:
+        """The store recorded ``transaction_id`` as running on ``evse`` (read at start): its
+        events are read on that EVSE. One already known or ended is left as it is."""
+        if evse <= 0 or transaction_id in self._ended.get(charger_id, ()):
+            return
+        self._named_evse(charger_id, evse)
+        held = self._evses.get(charger_id)
+        if held is None or transaction_id not in held:
+            self._hold(charger_id, transaction_id, evse)
+
+    def _locate(self, charger_id: str, request: Any) -> int | None:
+        """The EVSE to read a TransactionEvent on when it names none (see the class text)."""
+        transaction_id = _request_transaction(request)
+        if transaction_id is None or not isinstance(request, dict) or "evse" in request:
+            return None
+        held: Mapping[str, int] = self._evses.get(charger_id, {})
+        if transaction_id in held:
+            return held[transaction_id]
+        if transaction_id in self._ended.get(charger_id, ()):
+            return None
+        busy = set(held.values())
+        named = set(self._named.get(charger_id, ()))
+        if named <= {1}:
+            return None if 1 in busy else 1
+        free = named - busy
+        return free.pop() if len(free) == 1 else None
+
+    def note(self, charger_id: str, action: str, request: Any, located: int | None = None) -> None:
+        """Follow one answered call: the EVSEs it names; a TransactionEvent naming an EVSE (or
+        ``located`` on one) for a transaction not known yet is noted; an Ended one forgets its
+        transaction. Never raises."""
+        if not isinstance(request, dict):
+            return
+        if action in ("StatusNotification", "MeterValues"):
+            named = _connector(request.get("evseId"))
+            if named is not None and named > 0:
+                self._named_evse(charger_id, named)
+            return
+        if action != "TransactionEvent":
             return
         transaction_id = _request_transaction(request)
+        evse_field = request.get("evse")
+        evse = _connector(evse_field.get("id")) if isinstance(evse_field, dict) else None
+        if evse is not None and evse > 0:
+            self._named_evse(charger_id, evse)
         if transaction_id is None:
             return
         held = self._evses.get(charger_id)
@@ -164,22 +222,30 @@ class TransactionEvses:
                 held.pop(transaction_id, None)
                 if not held:
                     del self._evses[charger_id]
+            ended = self._ended.setdefault(charger_id, OrderedDict())
+            ended[transaction_id] = None
+            while len(ended) > self._per_charger:
+                ended.popitem(last=False)
             return
         if held is not None and transaction_id in held:
             return
-        evse_field = request.get("evse")
-        evse = _connector(evse_field.get("id")) if isinstance(evse_field, dict) else None
+        evse = evse if evse is not None else located
         if evse is None or evse == 0:
             return
-        if held is None:
-            held = self._evses[charger_id] = OrderedDict()
+        self._hold(charger_id, transaction_id, evse)
+
+    def _hold(self, charger_id: str, transaction_id: str, evse: int) -> None:
+        held = self._evses.setdefault(charger_id, OrderedDict())
         held[transaction_id] = evse
         while len(held) > self._per_charger:
             held.popitem(last=False)
 
-    def forget(self, charger_id: str) -> None:
-        """The charger disconnected: forget its transactions."""
-        self._evses.pop(charger_id, None)
+    def _named_evse(self, charger_id: str, evse: int) -> None:
+        named = self._named.setdefault(charger_id, OrderedDict())
+        named[evse] = None
+        named.move_to_end(evse)
+        while len(named) > self._per_charger:
+            named.popitem(last=False)
 
     def size(self, charger_id: str) -> int:
         """How many transactions of ``charger_id`` are followed."""
