@@ -4,16 +4,17 @@ site meter, the load controller's limit, the chargers' cloud links, the outbox b
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from edgegw.config import Config
-from edgegw.live.snapshot import MeterLive
+from edgegw.live.chargers import on_site_phases, sum_known, sum_phases
+from edgegw.live.snapshot import ChargerLive, MeterLive, SiteLive
 
 if TYPE_CHECKING:
     from edgegw.auth.authorizer import Authorizer
     from edgegw.energy.controller import ControllerState, LoadController
-    from edgegw.energy.meters import MeterPoller, MeterService
+    from edgegw.energy.meters import MeterPoller, MeterSample, MeterService
     from edgegw.proxy.session import ChargerSession
     from edgegw.store.store import Store
 
@@ -126,4 +127,50 @@ async def outbox_backlog(store: Store) -> Backlog | None:
         sum(r.queued for r in rows),
         sum(r.parked for r in rows),
         min(oldest) if oldest else None,
+    )
+
+
+def site_live(
+    config: Config,
+    cstate: ControllerState | None,
+    chargers: tuple[ChargerLive, ...],
+    *,
+    sample: MeterSample | None,
+    meter: MeterLive | None,
+    links: Mapping[str, int],
+    backlog: Backlog | None,
+    now: float,
+    wiring: Callable[[str], tuple[int, ...]],
+) -> SiteLive:
+    """The site's live view: its meter's latest ``sample``, the controller's state, the
+    chargers' loads on the site phases each is wired to (``wiring``), cloud links, backlog."""
+    reading = sample.reading if sample is not None else None
+    cloud, cloud_online = cloud_summary(config, links)
+    connected = [c for c in chargers if c.connected]
+    return SiteLive(
+        at=now,
+        limit_a=limit_of(config, cstate),
+        margin_a=config.site.margin_a if config.site is not None else None,
+        mode=cstate.mode if cstate is not None else None,
+        current_a=None
+        if reading is None
+        else (reading.current_l1_a, reading.current_l2_a, reading.current_l3_a),
+        power_w=None if reading is None else reading.power_w,
+        energy_import_wh=None if reading is None else reading.energy_import_wh,
+        meter=meter,
+        ev_current_a=sum_phases(on_site_phases(c.current_a, wiring(c.id)) for c in connected),
+        ev_power_w=sum_known(c.power_w for c in connected),
+        cloud=cloud,
+        cloud_online=cloud_online,
+        links=dict(links),
+        sync_queued=None if backlog is None else backlog[0],
+        sync_parked=None if backlog is None else backlog[1],
+        sync_oldest_age_s=None
+        if backlog is None or backlog[2] is None
+        else round(max(0.0, now - backlog[2]), 1),
+        chargers_total=len(chargers),
+        chargers_connected=len(connected),
+        sessions_active=sum(c.sessions_active for c in chargers),
+        allocated_a=None if cstate is None else cstate.used_a,
+        headroom_a=None if cstate is None else cstate.headroom_a,
     )

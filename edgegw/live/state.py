@@ -39,9 +39,6 @@ from edgegw.live.chargers import (
     SessionBook,
     charger_live,
     energy,
-    on_site_phases,
-    sum_known,
-    sum_phases,
 )
 from edgegw.live.circuits import circuits_live
 from edgegw.live.site import (
@@ -53,6 +50,7 @@ from edgegw.live.site import (
     link_state,
     meter_live,
     outbox_backlog,
+    site_live,
 )
 from edgegw.live.snapshot import (
     ChargerLive,
@@ -558,41 +556,16 @@ class LiveState:
         self, cstate: ControllerState | None, chargers: tuple[ChargerLive, ...]
     ) -> SiteLive:
         poller = self._site_poller()
-        sample = poller.latest if poller is not None else None
-        reading = sample.reading if sample is not None else None
-        links = self._link_counts()
-        cloud, cloud_online = self._cloud_summary(links)
-        connected = [c for c in chargers if c.connected]
-        backlog = self._backlog
-        now = self._clock()
-        return SiteLive(
-            at=now,
-            limit_a=self._limit_of(cstate),
-            margin_a=self._config.site.margin_a if self._config.site is not None else None,
-            mode=cstate.mode if cstate is not None else None,
-            current_a=None
-            if reading is None
-            else (reading.current_l1_a, reading.current_l2_a, reading.current_l3_a),
-            power_w=None if reading is None else reading.power_w,
-            energy_import_wh=None if reading is None else reading.energy_import_wh,
+        return site_live(
+            self._config,
+            cstate,
+            chargers,
+            sample=poller.latest if poller is not None else None,
             meter=self._meter_live(cstate),
-            ev_current_a=sum_phases(
-                on_site_phases(c.current_a, self._wiring(c.id)) for c in connected
-            ),
-            ev_power_w=sum_known(c.power_w for c in connected),
-            cloud=cloud,
-            cloud_online=cloud_online,
-            links=links,
-            sync_queued=None if backlog is None else backlog[0],
-            sync_parked=None if backlog is None else backlog[1],
-            sync_oldest_age_s=None
-            if backlog is None or backlog[2] is None
-            else round(max(0.0, now - backlog[2]), 1),
-            chargers_total=len(chargers),
-            chargers_connected=len(connected),
-            sessions_active=sum(c.sessions_active for c in chargers),
-            allocated_a=None if cstate is None else cstate.used_a,
-            headroom_a=None if cstate is None else cstate.headroom_a,
+            links=self._link_counts(),
+            backlog=self._backlog,
+            now=self._clock(),
+            wiring=self._wiring,
         )
 
     def _charger_live(self, charger_id: str, cstate: ControllerState | None) -> ChargerLive:
