@@ -49,8 +49,11 @@ class Grant:
     """What a signal lowers its node to while active."""
 
     limit_a: PerPhase
+    """§14a: what the controllable chargers under the circuit may draw together, per phase
+    (:func:`edgegw.energy.para14a.phase_limits_a`); the planner caps their draw with it, not
+    the circuit (no margin taken off, the board's other load on top: :mod:`chargercap`)."""
     granted_kw: float | None
-    """§14a: the power the dimmed chargers keep."""
+    """§14a: the power the dimmed chargers can draw (their phases, their maximum currents)."""
     chargers: int | None
     """§14a: the number of controllable chargers it is computed for."""
 
@@ -93,11 +96,16 @@ def grant_for(limit: LimitConfig, config: Config) -> Grant:
     if fixed is not None:
         return Grant(fixed, None, None)
     assert limit.circuit is not None  # the configuration requires it for §14a
-    n = limit.controllable or len(chargers_under(limit.circuit, config.circuits, config.chargers))
+    ids = set(chargers_under(limit.circuit, config.circuits, config.chargers))
+    under = [c for c in config.chargers if c.id in ids]
+    n = max(1, limit.controllable or len(under))
     phases = config.site.phases if config.site is not None else 3
-    amps = para14a.limit_a(max(1, n), phases=phases, voltage_v=limit.voltage_v)
-    kw = para14a.granted_kw(amps, phases=phases, voltage_v=limit.voltage_v)
-    return Grant((amps, amps, amps), round(kw, 3), max(1, n))
+    wiring = [c.site_phases() for c in under] or [tuple(range(phases))]
+    amps = para14a.phase_limits_a(n, wiring, voltage_v=limit.voltage_v)
+    most = [sum(c.max_current_a for c in under if p in c.site_phases()) for p in range(3)]
+    drawable = [min(amps[p], most[p]) if under else amps[p] for p in range(3)]
+    kw = sum(drawable) * limit.voltage_v / 1000.0
+    return Grant(amps, round(kw, 3), n)
 
 
 class ExternalLimits:

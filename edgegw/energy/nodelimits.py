@@ -69,13 +69,27 @@ class NodeLimits:
         for key in [k for k in self.by_source if k[1] is not None and k[1] not in names]:
             del self.by_source[key]
 
-    def lowered(self, limits: PerPhase, node: str | None) -> PerPhase:
-        """``limits`` (a node's configured ones) lowered by every source that lowers it."""
+    def lowered(
+        self, limits: PerPhase, node: str | None, *, skip: Collection[str] = ()
+    ) -> PerPhase:
+        """``limits`` (a node's configured ones) lowered by every source that lowers it (but
+        those in ``skip``)."""
         out = list(limits)
-        for (_, lowered_node), lowered in self.by_source.items():
-            if lowered_node == node:
+        for (source, lowered_node), lowered in self.by_source.items():
+            if lowered_node == node and source not in skip:
                 out = [min(out[p], lowered[p]) for p in Phase]
         return (out[0], out[1], out[2])
+
+    def lowest(self, node: str | None, sources: Collection[str]) -> PerPhase | None:
+        """The lowest of the lowerings of ``node`` by ``sources``, per phase (None: none)."""
+        found = [v for (s, n), v in self.by_source.items() if n == node and s in sources]
+        if not found:
+            return None
+        return (
+            min(v[0] for v in found),
+            min(v[1] for v in found),
+            min(v[2] for v in found),
+        )
 
     def site(self, configured: PerPhase, now: float) -> PerPhase:
         """The site's limit in force: ``configured``, lowered by the temporary limit while it

@@ -45,6 +45,7 @@ from edgegw.energy.boardload import (
     holding_boards,
     observe_boards,
 )
+from edgegw.energy.chargercap import capped_for_chargers
 from edgegw.energy.cloudcaps import cloud_cap
 from edgegw.energy.inforce import EPS
 from edgegw.energy.nonev import NO_ESTIMATE, estimate_non_ev
@@ -233,7 +234,7 @@ def plan_round(
         tuple(forced),
         tuple(pinned),
         profiles,
-        circuits(model, pinned, forced, boards),
+        capped_for_chargers(model, circuits(model, pinned, forced, boards), boards),
     )
 
 
@@ -399,7 +400,9 @@ def allocate_around_fixed(
             sessions=tuple(s for _, _, s in eligible),
             now=now,
             dt_s=dt,
-            circuits=circuits(model, pinned, forced, boards),
+            circuits=capped_for_chargers(
+                model, circuits(model, pinned, forced, boards), boards or {}
+            ),
         )
         result = allocate(state, params)
         holding = holding_boards(boards or {})
