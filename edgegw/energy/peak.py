@@ -21,6 +21,12 @@ average under the target (:meth:`PeakShaver.cap_a`):
 * the **effective target** is the month's peak once that exceeds the target: the tariff bills
   the month's highest quarter-hour, so holding later quarter-hours below it gains nothing.
 
+Across a meter gap (no sample for over ``max_gap_s``: 60 s, or three of the site meter's poll
+intervals if longer) nothing is interpolated: the quarter-hours it leaves unmeasured are
+dropped (never kept, exported or counted toward the month's peak) and the quarter after it
+starts by the first-sample rule; a gap inside one quarter takes the first sample's power after
+it for the time it lasted.
+
 A quarter-hour that ends is returned by :meth:`observe` (:class:`QuarterResult`) for the
 caller to keep; what was shaved is reported per quarter as the highest projection seen minus
 the average reached, for quarters during which the cap was below the site's limit.
@@ -36,6 +42,9 @@ from datetime import UTC, datetime, tzinfo
 PerPhase = tuple[float, float, float]
 
 QUARTER_S = 900.0
+
+MAX_GAP_S = 60.0
+"""A longer time between two meter samples is a gap: nothing is interpolated across it."""
 
 
 def quarter_start(wall: float) -> float:
@@ -120,9 +129,14 @@ class PeakShaver:
         phases: int = 3,
         tz: tzinfo = UTC,
         history: Iterable[QuarterResult] = (),
+        max_gap_s: float = MAX_GAP_S,
     ) -> None:
         if not math.isfinite(target_kw) or target_kw <= 0:
             raise ValueError("the peak target must be a positive number of kW")
+        self.max_gap_s = max_gap_s
+        self.gap: tuple[float, float] | None = None
+        """Set by the last :meth:`observe` that followed a gap: the start of the first
+        quarter-hour it dropped and the end of the last (see :meth:`_across_gap`)."""
         self.target_kw = target_kw
         self._limit = site_limit_a
         self._margin_w = margin_kw * 1000.0
@@ -184,11 +198,11 @@ class PeakShaver:
         if last is not None and wall <= last[0]:
             return []  # a sample out of order changes nothing
         finished: list[QuarterResult] = []
+        self.gap = None
         if last is None or self._start is None:
-            self._start = quarter_start(wall)
-            self._energy_j = import_w * (wall - self._start)  # the part before: assumed alike
-            self._projected_max_w = 0.0
-            self._limited_s = 0.0
+            self._begin(wall, import_w)
+        elif wall - last[0] > self.max_gap_s:
+            self._across_gap(last[0], wall, import_w)
         else:
             t0, p0 = last
             while self._start + QUARTER_S <= wall:
@@ -205,6 +219,26 @@ class PeakShaver:
         self._last = (wall, import_w)
         self._projected_max_w = max(self._projected_max_w, self._projection_w(wall, import_w))
         return finished
+
+    def _begin(self, wall: float, import_w: float) -> None:
+        """The first-sample rule: the part of ``wall``'s quarter already gone is taken at
+        ``import_w``."""
+        self._start = quarter_start(wall)
+        self._energy_j = import_w * (wall - self._start)
+        self._projected_max_w = 0.0
+        self._limited_s = 0.0
+
+    def _across_gap(self, since: float, wall: float, import_w: float) -> None:
+        """No sample from ``since`` to ``wall`` (longer than ``max_gap_s``): nothing is
+        interpolated. The quarter-hours the gap ended unmeasured are dropped (never kept, never
+        the month's peak, ``gap`` says which); the gap's part of ``wall``'s quarter is taken at
+        the first sample's power after it, as after a restart."""
+        assert self._start is not None
+        if self._start + QUARTER_S > wall:  # the same quarter: its measured part is kept
+            self._energy_j += import_w * (wall - since)
+            return
+        self.gap = (self._start, quarter_start(wall))
+        self._begin(wall, import_w)
 
     def _close(self, end: float) -> QuarterResult:
         assert self._start is not None

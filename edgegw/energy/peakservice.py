@@ -21,7 +21,7 @@ from edgegw.config import Config
 from edgegw.energy.allocator import PerPhase
 from edgegw.energy.external import LimitSink
 from edgegw.energy.meterreading import Reading
-from edgegw.energy.peak import PeakShaver, QuarterResult
+from edgegw.energy.peak import MAX_GAP_S, PeakShaver, QuarterResult
 from edgegw.store.limitlog import LimitLog
 from edgegw.tasks import TaskOwner
 
@@ -43,6 +43,13 @@ def import_w(reading: Reading, phases: int, voltage_v: float) -> float | None:
     if currents is None:
         return None
     return sum(currents[:phases]) * voltage_v
+
+
+def max_gap_s(config: Config) -> float:
+    """What counts as a site-meter gap: over :data:`~edgegw.energy.peak.MAX_GAP_S` and over
+    three of its poll intervals."""
+    polls = [m.poll_interval for m in config.meters if m.role == "site"]
+    return max([MAX_GAP_S, *(3.0 * p for p in polls)])
 
 
 class PeakService:
@@ -76,6 +83,7 @@ class PeakService:
             phases=self._site.phases,
             tz=ZoneInfo(self._peak.timezone),
             history=history,
+            max_gap_s=max_gap_s(self._config),
         )
 
     async def start(self) -> None:
@@ -98,7 +106,17 @@ class PeakService:
         grid = reading.site_currents_a(self._site.phases)
         if power is None or grid is None:
             return
-        for quarter in self.shaver.observe(self._wall(), power):
+        finished = self.shaver.observe(self._wall(), power)
+        if self.shaver.gap is not None:
+            first, end = self.shaver.gap
+            log.warning(
+                "peak shaving: no site-meter sample for over %g s: the quarter-hours from %s to "
+                "%s are not counted (not measured)",
+                self.shaver.max_gap_s,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(first)),
+                time.strftime("%H:%M", time.localtime(end)),
+            )
+        for quarter in finished:
             log.info(
                 "quarter-hour from %s: %.2f kW average (target %.2f kW)%s",
                 time.strftime("%H:%M", time.localtime(quarter.start)),
