@@ -468,6 +468,7 @@ class Gateway:
         except TimeoutError:
             log.warning("shutdown budget of %.0f s exceeded; cancelling the rest", budget)
         await self._tasks.close("shutdown")
+        await self._cloud_return.close()  # its probe
         if self.certwatch is not None:
             await self.certwatch.close()
         if self.mqtt is not None:

@@ -1,11 +1,13 @@
 """One client connection to the cloud CSMS per connected charger.
 
-websockets' own reconnect iterator (``async for ws in connect(...)``) does the reconnecting; we
-supply the backoff (exponential with full jitter, bounded by the configured delays) and classify
-every failure as retryable: a charger stays connected to the gateway through any cloud outage,
-and an operator may still fix a refused identity at the CSMS. State changes are logged once.
-When another charger's link gets through, a link waiting out its backoff is told so
-(:mod:`edgegw.proxy.cloudreturn`) and retries soon, once, instead of up to a minute later.
+Each attempt is one ``await connect(...)``; the link keeps its own backoff (exponential with full
+jitter, bounded by the configured delays) and retries every failure: a charger stays connected
+to the gateway through any cloud outage, and an operator may still fix a refused identity at the
+CSMS. State changes are logged once. While it waits out its backoff the link is registered with
+the site's :class:`~edgegw.proxy.cloudreturn.CloudReturn`: it may be *probed* (make the next
+attempt now; a failed probe leaves the backoff where it was) or *nudged* when another charger's
+link gets through (retry after a short random delay, once between two connections), so the
+outbox drains about a second after the cloud returns instead of up to a minute later.
 
 Security Profiles towards the cloud: the scheme of ``cloud.url`` is fixed for the life of the
 link. A ``wss://`` link that fails (bad certificate, TLS refused) is retried as ``wss://`` and
@@ -106,8 +108,11 @@ class Upstream:
         self._failing: str | None = None
         self._stopping = False
         self._cloud_return = cloud_return
-        self._hint: asyncio.Future[float] | None = None
-        self._hinted = False  # a hint was taken since this link last connected
+        self._wake: asyncio.Future[float | None] | None = None  # set while backing off
+        self._attempt = "first"
+        self.reconnected_by = ""
+        """What started the attempt that last connected: ``first`` (no failure before it),
+        ``backoff`` (the link's own), ``probe`` or ``nudge`` (see :mod:`.cloudreturn`)."""
         self._tasks = TaskOwner(f"upstream:{charger_id}")
         self.url = f"{cloud.url}/{charger_id}"
         self._headers = self._auth_headers(charger, charger_authorization)
@@ -189,25 +194,32 @@ class Upstream:
         except ConnectionClosed as exc:
             raise NotConnected(self.charger_id) from exc
 
-    def _classify(self, exc: Exception) -> Exception | None:
+    def _failed(self, exc: Exception, *, refused: bool = False) -> None:
+        """An attempt failed (always retried); ``refused``: the cloud is up but said no."""
         reason = describe(exc)
         if self._failing != reason:
             log.warning("%s: cloud unreachable at %s: %s", self.charger_id, self.url, reason)
             self._failing = reason
         else:
             log.debug("%s: cloud still unreachable: %s", self.charger_id, reason)
-        if self._cloud_return is not None and not self._hinted:
-            self._cloud_return.waiting(self)
+        if self._cloud_return is not None:
+            refused = refused or (isinstance(exc, InvalidStatus) and exc.response.status_code < 500)
+            self._cloud_return.waiting(self, probe=not refused)
         self._on_failed()
-        return None  # always retry
 
     def hint(self, delay: float) -> None:
         """Another link got through: retry after ``delay`` s rather than after the backoff."""
-        hint = self._hint
-        if self._ws is not None or self._hinted or hint is None or hint.done():
-            return
-        self._hinted = True
-        hint.set_result(delay)
+        wake = self._wake
+        if self._ws is None and wake is not None and not wake.done():
+            wake.set_result(delay)
+
+    def probe(self) -> bool:
+        """Make the next attempt now, if waiting out the backoff (the backoff stays as it was)."""
+        wake = self._wake
+        if self._ws is not None or wake is None or wake.done():
+            return False
+        wake.set_result(None)
+        return True
 
     async def run(self) -> None:
         """Connect, relay, reconnect — until cancelled."""
@@ -216,42 +228,92 @@ class Upstream:
             log.error("%s: cloud link disabled: %s", self.charger_id, self._tls_error)
             self._on_failed()
             await asyncio.Event().wait()
+        attempts = self._tasks.spawn(self._attempts(), "connect")  # close() cancels it
+        try:
+            await asyncio.wait({attempts})
+        finally:
+            if not attempts.done():
+                attempts.cancel()
+                await asyncio.wait({attempts})
+        if not attempts.cancelled():
+            attempts.result()  # raises what it raised
+
+    async def _attempts(self) -> None:
         loop = asyncio.get_running_loop()
+        delays: Generator[float] | None = None
+        retry_at: float | None = None  # when the backoff itself retries
+        self._attempt = "first"
         while True:
-            hint: asyncio.Future[float] = loop.create_future()
-            self._hint = hint
-            attempts = self._tasks.spawn(self._connect(), "connect")
-            either: set[asyncio.Future[Any]] = {attempts, hint}
-            hinted = False
             try:
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                while hint.done() and not attempts.done() and self._ws is not None:
-                    # It connected just as the hint came: keep that connection.
-                    await asyncio.wait({attempts})
-                hinted = not attempts.done()
+                ws = await self._open()
+            except Exception as exc:  # every failure is retried (see the module docstring)
+                self._failed(exc)
+                now = loop.time()
+                if retry_at is None or now >= retry_at:  # (not after a probe: it keeps its turn)
+                    delays = (
+                        delays
+                        or backoff(
+                            self._cloud.reconnect_min_delay, self._cloud.reconnect_max_delay
+                        )()
+                    )
+                    retry_at = now + next(delays)
+                if await self._wait(retry_at):
+                    retry_at = None  # nudged: the backoff goes on from the nudged attempt
+                continue
+            delays = retry_at = None
+            try:
+                wanted = self._subprotocol
+                if ws.subprotocol != wanted:
+                    await ws.close(1002, f"{wanted} required")
+                    refused = self._version_refused
+                    if is_v2(wanted) and refused is not None:
+                        # Told first: the charger's connection also closes when the cloud fails.
+                        await refused(f"the cloud does not accept {wanted}")
+                    error = ConnectionError(f"cloud did not agree to subprotocol {wanted}")
+                    self._failed(error, refused=True)
+                    await self._wait(loop.time() + self._cloud.reconnect_max_delay)
+                    continue
+                started = time.monotonic()
+                await self._session(ws)
             finally:
-                if not attempts.done():
-                    attempts.cancel()
-                    await asyncio.wait({attempts})
-            if not hinted:  # the attempts ended: stopping, closed, or crashed
-                if not attempts.cancelled():
-                    attempts.result()  # raises what it raised
-                return
+                await ws.close()
             if self._stopping:
                 return
-            delay = hint.result()
-            log.debug(  # the hub logs one line for all of them
-                "%s: other chargers reach the cloud again; retrying in %.1f s",
-                self.charger_id,
-                delay,
-            )
-            await asyncio.sleep(delay)
+            self._attempt = "first"
+            if time.monotonic() - started < self._cloud.reconnect_min_delay:
+                # The cloud accepted and hung up at once: don't hammer it.
+                await asyncio.sleep(random.uniform(0, self._cloud.reconnect_max_delay))
 
-    async def _connect(self) -> None:
+    async def _wait(self, deadline: float) -> bool:
+        """Wait until ``deadline`` (loop time) or a probe; True when nudged (and waited for it)."""
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[float | None] = loop.create_future()
+        self._wake = wake
+        try:
+            await asyncio.wait({wake}, timeout=max(0.0, deadline - loop.time()))
+        finally:
+            self._wake = None
+        if not wake.done():
+            wake.cancel()
+            self._attempt = "backoff"
+            return False
+        delay = wake.result()
+        if delay is None:
+            self._attempt = "probe"
+            return False
+        self._attempt = "nudge"
+        log.debug(  # CloudReturn logs one line for all of them
+            "%s: other chargers reach the cloud again; retrying in %.1f s", self.charger_id, delay
+        )
+        await asyncio.sleep(delay)
+        return True
+
+    async def _open(self) -> ClientConnection:
+        """One attempt: TCP, TLS, the WebSocket handshake."""
         kwargs: dict[str, Any] = {}
         if self._ssl is not None:
             kwargs["ssl"] = self._ssl
-        async for ws in connect(
+        return await connect(
             self.url,
             subprotocols=[self._subprotocol],
             additional_headers=self._headers,
@@ -263,35 +325,14 @@ class Upstream:
             ping_interval=self._cloud.ping_interval or None,
             ping_timeout=self._cloud.ping_timeout,
             max_size=self._cloud.max_message_size,
-            process_exception=self._classify,
-            reconnect_delays=backoff(
-                self._cloud.reconnect_min_delay, self._cloud.reconnect_max_delay
-            ),
             logger=logging.getLogger("edgegw.websockets.client"),
             **kwargs,
-        ):
-            wanted = self._subprotocol
-            if ws.subprotocol != wanted:
-                await ws.close(1002, f"{wanted} required")
-                refused = self._version_refused
-                if is_v2(wanted) and refused is not None:
-                    # Told first: the charger's connection also closes when the cloud fails.
-                    await refused(f"the cloud does not accept {wanted}")
-                self._classify(ConnectionError(f"cloud did not agree to subprotocol {wanted}"))
-                await asyncio.sleep(self._cloud.reconnect_max_delay)
-                continue
-            started = time.monotonic()
-            await self._session(ws)
-            if self._stopping:
-                break
-            if time.monotonic() - started < self._cloud.reconnect_min_delay:
-                # The cloud accepted and hung up at once: don't hammer it.
-                await asyncio.sleep(random.uniform(0, self._cloud.reconnect_max_delay))
+        )
 
     async def _session(self, ws: ClientConnection) -> None:
         self._failing = None
         self._ws = ws
-        self._hinted = False
+        self.reconnected_by = self._attempt
         if self._cloud_return is not None:
             self._cloud_return.got_through(self)
         log.info("%s: cloud link up (%s)", self.charger_id, self.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 
@@ -12,15 +13,24 @@ from tests.conftest import GatewayFactory, gateway_url
 
 
 class Link:
-    def __init__(self) -> None:
+    def __init__(self, *, takes_probes: bool = True, probed: asyncio.Event | None = None) -> None:
         self.hints: list[float] = []
+        self.probes = 0
+        self.takes_probes = takes_probes
+        self.probed = probed or asyncio.Event()  # set when a probe is taken
 
     def hint(self, delay: float) -> None:
         self.hints.append(delay)
 
+    def probe(self) -> bool:
+        if self.takes_probes:
+            self.probes += 1
+            self.probed.set()
+        return self.takes_probes
 
-def test_waiting_links_are_hinted_once_spread_by_their_number() -> None:
-    hub = CloudReturn(random.Random(1))
+
+async def test_waiting_links_are_hinted_once_spread_by_their_number() -> None:
+    hub = CloudReturn(random.Random(1), probe_interval=3600)
     links = [Link() for _ in range(300)]
     for link in links:
         hub.waiting(link)
@@ -33,9 +43,58 @@ def test_waiting_links_are_hinted_once_spread_by_their_number() -> None:
     delays = [d for link in links[2:] for d in link.hints]
     assert len(delays) == 298 and all(0 <= d <= spread for d in delays)
     assert max(delays) > spread / 2  # spread out, not all at once
-    assert len(hub) == 0
-    hub.got_through(Link())  # nobody waits: nothing happens
+    assert len(hub) == 298  # still waiting until they connect, but hinted
+    for link in links[2:]:
+        hub.waiting(link)  # the hinted attempt failed too
+    hub.got_through(Link())  # another link gets through: none of them is hinted again
     assert all(len(link.hints) <= 1 for link in links)
+    hub.got_through(links[2])  # it connected: the next time it waits it may be hinted again
+    hub.waiting(links[2])
+    hub.got_through(Link())
+    assert len(links[2].hints) == 2
+    await hub.close()
+
+
+async def next_probed(links: list[Link], probed: asyncio.Event) -> Link:
+    """The link the hub probes next (the hub's interval is short; the wait is bounded)."""
+    before = [link.probes for link in links]
+    probed.clear()
+    async with asyncio.timeout(10):
+        await probed.wait()
+    (link,) = [link for link, n in zip(links, before, strict=True) if link.probes != n]
+    return link
+
+
+async def test_one_probe_at_a_time_in_turns_never_a_link_the_cloud_refused() -> None:
+    hub = CloudReturn(random.Random(1), probe_interval=0.01)
+    probed_one = asyncio.Event()
+    a, b, refused = (Link(probed=probed_one) for _ in range(3))
+    busy = Link(takes_probes=False)
+    links = [a, busy, b, refused]
+    for link in links[:3]:
+        hub.waiting(link)
+    hub.waiting(refused, probe=False)  # an HTTP 404, say: the cloud is up and said no
+    probed = []
+    for _ in range(4):
+        link = await next_probed(links, probed_one)
+        probed.append(link)
+        for _ in range(5):  # no other probe until this one's outcome
+            await asyncio.sleep(0.01)
+        assert sum(link.probes for link in links) == len(probed)
+        hub.waiting(link)  # it failed: the cloud is still away
+    assert probed == [a, b, a, b]  # in turns; the busy link let its turn go, refused has none
+    hub.waiting(refused)  # failed on the network this time: it takes turns again, last
+    for expected in (a, b, refused):
+        link = await next_probed(links, probed_one)
+        assert link is expected
+        if link is not refused:
+            hub.waiting(link)
+    hub.got_through(refused)  # the cloud is back: the others are nudged
+    assert all(len(link.hints) == 1 for link in (a, busy, b))
+    for link in (a, busy, b):
+        hub.got_through(link)
+    assert len(hub) == 0
+    await hub.close()
 
 
 async def test_a_waiting_link_retries_soon_when_another_charger_gets_through(
