@@ -63,6 +63,7 @@ from edgegw.services.caretaker import CaretakerSettings
 from edgegw.services.charger_actions import ChargerActions, LiveSessions
 from edgegw.services.errors import ReloadError
 from edgegw.services.ports import Chargers
+from edgegw.store import sessions201
 from edgegw.store.cards import CardStore
 from edgegw.store.decisions import DecisionLog
 from edgegw.store.journal import Journal
@@ -191,6 +192,9 @@ class Gateway:
         await self.control.start()
         self._start_telemetry()
         self._start_hub()
+        assert self.hub is not None
+        for charger_id, tx_ref, evse in await sessions201.running_201(self.store):
+            self.hub.running201(charger_id, tx_ref, evse)  # their later events name no EVSE
         self.server = OcppServer(
             cfg, self.store, self._serve_charger, record_event=self.journal.event
         )

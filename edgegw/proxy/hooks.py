@@ -43,7 +43,9 @@ class CloudCallFilter(Protocol):
     def cloud_call_answered(
         self, charger_id: str, action: str, payload: JsonDict, response: JsonDict | None
     ) -> None:
-        """The charger answered a relayed cloud call (``None``: CALLERROR or no answer)."""
+        """The charger answered a relayed cloud call (``None``: CALLERROR or no answer).
+        ``payload`` is the call as the cloud sent it (the charger's transaction ids), before
+        any filter rewrote it."""
 
 
 SITE_CHECKED_ANSWERS: Final = frozenset({"Authorize", "StartTransaction"})

@@ -139,3 +139,19 @@ async def open_201(store: Store, charger_id: str, tx_ref: str) -> bool:
         (printable(charger_id), printable(tx_ref)),
     )
     return await cursor.fetchone() is not None
+
+
+async def running_201(store: Store) -> list[tuple[str, str, int]]:
+    """Every 2.x transaction recorded and not stopped: (charger, its transaction id, EVSE),
+    oldest first. Read at start: the hub reads their later events, which name no EVSE, on
+    that EVSE."""
+    await store.bookkeeping.settled()
+    cursor = await store.db.conn.execute(
+        "SELECT charger_id, tx_ref, connector_id FROM transactions"
+        " WHERE tx_ref IS NOT NULL AND stopped_at IS NULL ORDER BY id"
+    )
+    return [
+        (str(charger), str(tx_ref), evse)
+        for charger, tx_ref, evse in await cursor.fetchall()
+        if isinstance(evse, int)
+    ]
