@@ -21,7 +21,9 @@ replayed, so the cloud keeps every frame verbatim (:attr:`SimCloud201.records`, 
 * :meth:`SimCloud201.stop` and :meth:`SimCloud201.start` on the same port (an outage, a CSMS
   restart): it forgets nothing across them. A CALL still being processed (waiting out its
   delay) when its connection closes is dropped without effect, as a CSMS that goes down drops
-  what it had not committed: a TransactionEvent is recorded when it is answered, not before;
+  what it had not committed: a TransactionEvent is recorded once its answer went out, not
+  before (a CSMS whose answer is lost after its commit gets the event again: at least once is
+  OCPP's promise, and such a copy would say nothing about the gateway);
 * ``personal_message``: a text each TransactionEvent answer carries as
   ``updatedPersonalMessage``, so a station can tell the cloud's answers from those of a local
   controller (tests use it to check the ``offline`` flag against who answered).
@@ -140,7 +142,7 @@ class SimCloud201:
         self.records: list[CloudRecord] = []
         """Every frame in arrival order, both directions, copies included."""
         self.events: list[TxEventRecord] = []
-        """Every TransactionEvent the cloud answered, in the order it answered them."""
+        """Every TransactionEvent the cloud answered, in the order its answers went out."""
         self.refused: list[CloudRecord] = []
         """CALLs refused because another was being processed on their connection."""
         self.dropped: list[str] = []
@@ -180,9 +182,9 @@ class SimCloud201:
         server, self._server = self._server, None
         if server is None:
             return
+        await self._tasks.close("sim 2.0.1 cloud stopped")  # what is being processed first
         server.close()
         await server.wait_closed()
-        await self._tasks.close("sim 2.0.1 cloud stopped")
         log.info("sim 2.0.1 cloud on port %d stopped", self._port)
 
     async def __aenter__(self) -> Self:
@@ -426,10 +428,13 @@ class SimCloud201:
                 reply = [4, message_id, "NotImplemented", f"{action} not implemented", {}]
             else:
                 reply = [3, message_id, answer]
-                if action == "TransactionEvent":
-                    self._take_event(conn, message_id, payload)
-        with contextlib.suppress(ConnectionClosed):
+        try:
             await conn.tap.send(json.dumps(reply, separators=(",", ":")))
+        except ConnectionClosed:
+            self.dropped.append(message_id)  # no answer went out: taken as never received
+            return
+        if reply[0] == 3 and action == "TransactionEvent":
+            self._take_event(conn, message_id, payload)
 
     def _take_event(self, conn: _Connection, message_id: str, payload: JsonDict) -> None:
         raw = next(
