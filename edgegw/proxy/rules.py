@@ -154,7 +154,9 @@ def records_of(
     from the cloud's own answers, never from the gateway's. A 2.x charger (``v2``): its boot and
     status, read from their 2.0.1 fields (:func:`records_of_v2`), the cloud's ``idTokenInfo``
     learnt as for 1.6, and its TransactionEvents' sessions whoever answered them
-    (:func:`transaction_records`; ``queued``: answered by the gateway on a site with a cloud).
+    (:func:`transaction_records`; ``queued``: answered by the gateway on a site with a cloud),
+    except on a cloudless site, where the gateway's answer waited for them
+    (:meth:`~edgegw.proxy.session_records.Sessions201.answered_standalone`).
     """
     records: list[Record] = []
     by_cloud = answered_by == "cloud"
@@ -164,7 +166,9 @@ def records_of(
             if learn is not None:
                 records.append(learn)
         if action == "TransactionEvent":
-            queued = cloud_configured and not by_cloud
+            if not cloud_configured:  # recorded before its answer (the durability rule)
+                return records
+            queued = not by_cloud
             return [*records, *transaction_records(request, queued=queued, by_cloud=by_cloud)]
         return [*records, *records_of_v2(action, request)]
     if by_cloud and action in CARD_ANSWERS:

@@ -426,6 +426,8 @@ class ChargerSession:
                 self._feed(self.link.local_answer(command.call.id, answer, queued))
             else:
                 answer = await self._responder.answer(self.charger_id, command.call, v2=v2)
+                if v2 and self._config.cloud is None:  # its records first: the durability rule
+                    answer = await self._sessions201.answered_standalone(command.call, answer)
                 self._feed(self.link.local_answer(command.call.id, answer))
         elif isinstance(command, AnswerIfResent):
             resent = await self._responder.answer_if_resent(

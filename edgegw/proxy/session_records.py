@@ -2,7 +2,10 @@
 
 * :class:`Sessions201` — a 2.x charger's sessions written to the records
   (:mod:`edgegw.store.sessions201`) through the store's bookkeeper, in order after every record
-  handed in before; it keeps which running transactions still wait for their meter start.
+  handed in before; it keeps which running transactions still wait for their meter start. On a
+  cloudless site the gateway's answer to a TransactionEvent waits for its records
+  (:meth:`Sessions201.answered_standalone`); elsewhere nobody waits (a relayed event is the
+  cloud's to keep, a queued one is in the outbox and recorded again if missing on delivery).
 * :class:`LateRefusals` — StopTransactionOnInvalidId: the cloud refused, in its answer to a
   replayed message, the card of a session the gateway answered while it was away (1.6: the
   StartTransaction's ``idTagInfo``; 2.x: a TransactionEvent's ``idTokenInfo``). A session still
@@ -20,17 +23,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from edgegw.ocpp.versions import OCPP16, OCPP201
+from edgegw.proxy import frames
+from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.rules import (
     InvalidIdAction,
     OfflineStartRefused,
     OfflineTokenRefused,
+    Record201,
     RecordMeter201,
     RecordStart201,
-    RecordStop201,
     invalid_id_action,
     transaction_records,
 )
 from edgegw.security.loggable import loggable
+from edgegw.store.bookkeeper import Job
 from edgegw.store.sessions201 import open_201, write_meter_start, write_start, write_stop
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
@@ -51,9 +57,37 @@ class Sessions201:
         self._missing: dict[str, None] = {}
         """Transactions recorded without a meter start, oldest first."""
 
-    def carry_out(self, record: RecordStart201 | RecordStop201 | RecordMeter201) -> None:
+    def carry_out(self, record: Record201) -> None:
         """Hand the record's write to the bookkeeper (a meter reading only when it is the
         meter start a running session still waits for)."""
+        write = self._write(record)
+        if write is not None:
+            self._store.bookkeeping.post(*write)
+
+    async def answered_standalone(
+        self, call: Call, answer: CallResult | CallError
+    ) -> CallResult | CallError:
+        """A cloudless site's answer to a 2.x call: a TransactionEvent's records are committed
+        before the answer goes out (the durability rule, as 1.6 standalone sessions are), in
+        the bookkeeper's order after every record handed in before. A write that fails turns
+        the answer into a CALLERROR: the station keeps the event and sends it again (every
+        write is idempotent). Any other call's answer is returned as it is."""
+        if call.action != "TransactionEvent" or not isinstance(answer, CallResult):
+            return answer
+        try:
+            for record in transaction_records(call.payload, queued=False):
+                write = self._write(record)
+                if write is not None:
+                    await self._store.bookkeeping.run(write[0])
+        except Exception:
+            log.exception("%s: could not record TransactionEvent", self._charger_id)
+            return frames.make_error(
+                call.id, "InternalError", "gateway could not store the message; retry"
+            )
+        return answer
+
+    def _write(self, record: Record201) -> tuple[Job, str] | None:
+        """The record's write and what to call it; None when there is nothing to write."""
         store, charger_id, now = self._store, self._charger_id, self._clock()
         if isinstance(record, RecordStart201):
             start = record.start
@@ -61,24 +95,19 @@ class Sessions201:
                 self._missing[start.tx_ref] = None
                 while len(self._missing) > MISSING_STARTS:
                     del self._missing[next(iter(self._missing))]
-            store.bookkeeping.post(
-                lambda: write_start(store, charger_id, start, now), "a 2.x session's start"
-            )
-        elif isinstance(record, RecordMeter201):
+            return lambda: write_start(store, charger_id, start, now), "a 2.x session's start"
+        if isinstance(record, RecordMeter201):
             if record.tx_ref not in self._missing:
-                return
+                return None
             del self._missing[record.tx_ref]
             tx_ref, wh = record.tx_ref, record.energy_wh
-            store.bookkeeping.post(
+            return (
                 lambda: write_meter_start(store, charger_id, tx_ref, wh),
                 "a 2.x session's meter start",
             )
-        else:
-            stop = record.stop
-            self._missing.pop(stop.tx_ref, None)
-            store.bookkeeping.post(
-                lambda: write_stop(store, charger_id, stop, now), "a 2.x session's stop"
-            )
+        stop = record.stop
+        self._missing.pop(stop.tx_ref, None)
+        return lambda: write_stop(store, charger_id, stop, now), "a 2.x session's stop"
 
     def delivered(self, action: str, payload: dict[str, Any]) -> None:
         """A TransactionEvent the gateway answered and queued reached the cloud: its session
