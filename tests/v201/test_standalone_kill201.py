@@ -8,11 +8,16 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from edgegw.proxy.frames import CallError, make_call, make_result
+from edgegw.proxy.session_records import Sessions201
 from edgegw.sim.charger201 import SimCharger201
+from edgegw.store.sessions201 import open_201
+from edgegw.store.store import Store
 from tests.sync.gateway_process import GatewayProcess, NotifySocket, free_port
 from tests.sync.test_outage import KNOWN, enrol_cards, write_config
 
@@ -79,3 +84,38 @@ async def test_a_kill_right_after_a_standalone_answer_loses_no_201_session(
         finally:
             await cs.close()
     assert "Traceback" not in process.log_text()
+
+
+STARTED = {
+    "eventType": "Started",
+    "timestamp": "2026-12-07T10:00:00.000Z",
+    "triggerReason": "Authorized",
+    "seqNo": 0,
+    "transactionInfo": {"transactionId": "tx-1"},
+    "evse": {"id": 1, "connectorId": 1},
+    "idToken": {"idToken": KNOWN[0], "type": "ISO14443"},
+}
+
+
+async def test_the_standalone_answer_waits_for_the_record_and_a_failed_one_is_an_error(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "s.db")
+    try:
+        sessions = Sessions201("CP00", store, time.time)
+        call = make_call("m1", "TransactionEvent", STARTED)
+        answer = make_result("m1", {"idTokenInfo": {"status": "Accepted"}})
+        assert await sessions.answered_standalone(call, answer) is answer
+        assert await open_201(store, "CP00", "tx-1")  # on disk when the answer is returned
+        heartbeat = make_result("m2", {"currentTime": STARTED["timestamp"]})
+        assert await sessions.answered_standalone(make_call("m2", "Heartbeat", {}), heartbeat) is (
+            heartbeat
+        )
+        await store.db.conn.execute("DROP TABLE transactions")  # a write that cannot succeed
+        again = make_call(
+            "m3", "TransactionEvent", {**STARTED, "transactionInfo": {"transactionId": "tx-2"}}
+        )
+        failed = await sessions.answered_standalone(again, make_result("m3", {}))
+        assert isinstance(failed, CallError) and failed.code == "InternalError", failed
+    finally:
+        await store.close()
