@@ -178,11 +178,13 @@ class SimCloud201:
 
     async def stop(self) -> None:
         """Close every station's connection (1001) and stop listening; what was being
-        processed is dropped unanswered and without effect."""
+        processed is dropped unanswered and without effect (also when a front that hands its
+        connections to :meth:`handle` goes down and calls this)."""
         server, self._server = self._server, None
-        if server is None:
+        tasks, self._tasks = self._tasks, TaskOwner(f"sim-cloud201:{self._port}")
+        await tasks.close("sim 2.0.1 cloud stopped")  # what is being processed first
+        if server is None:  # a front serves the connections (handle): theirs to close
             return
-        await self._tasks.close("sim 2.0.1 cloud stopped")  # what is being processed first
         server.close()
         await server.wait_closed()
         log.info("sim 2.0.1 cloud on port %d stopped", self._port)
