@@ -15,6 +15,7 @@ from edgegw.auth.idtags import parse_card_id
 from edgegw.auth.locallist import Card
 from edgegw.config import Config, parse_config
 from edgegw.daemon import Gateway
+from edgegw.energy.controlstate import CircuitState
 from edgegw.live.snapshot import snapshot_transaction_id
 from edgegw.livestate import EventKind, LiveChange, LiveState, Scope
 from edgegw.ocpp.events import (
@@ -676,25 +677,26 @@ def test_the_circuit_tree_shows_limits_allocation_and_the_load_under_each_board(
     )
     controller = FakeController()
     controller.circuits = (
-        SimpleNamespace(
+        CircuitState(
             name="main-board",
+            parent=None,
             limit_a=(40.0, 40.0, 40.0),
             margin_a=2.0,
             used_a=(26.0, 26.0, 16.0),
             headroom_a=(12.0,) * 3,
-            measured_a=None,
-            meter=None,
-            fallback=False,
         ),
-        SimpleNamespace(
+        CircuitState(
             name="row-b",
+            parent="main-board",
             limit_a=(20.0, 20.0, 16.0),
             margin_a=1.0,
             used_a=(0.0, 10.0, 0.0),
             headroom_a=(19.0, 9.0, 15.0),
             measured_a=(3.0, 13.0, 2.5),
             meter="ok",
-            fallback=False,
+            meter_hold=True,
+            meter_age_s=4.5,
+            other_a=(3.0, 3.0, 2.5),
         ),
     )
     live = LiveState(Parts(config, controller=controller))
@@ -723,6 +725,8 @@ def test_the_circuit_tree_shows_limits_allocation_and_the_load_under_each_board(
     assert main.load_a == (16.0, 26.0, 16.0)  # A1 and B1, not SITE
     assert main.measured_a is None and main.meter is None  # no board meter
     assert row.measured_a == (3.0, 13.0, 2.5) and row.meter == "ok" and not row.fallback
+    assert (row.other_a, row.meter_hold, row.meter_age_s) == ((3.0, 3.0, 2.5), True, 4.5)
+    assert (main.other_a, main.meter_hold, main.meter_age_s) == (None, False, None)
     a1, b1 = snapshot.charger("A1"), snapshot.charger("B1")
     assert a1 is not None and b1 is not None
     assert (a1.circuit, a1.ocpp_version, a1.version_label) == ("main-board", "ocpp1.6", "1.6")

@@ -167,9 +167,20 @@ def _render_tree(state: dict[str, Any]) -> list[str]:
         if circuit.get("fallback"):
             lines.append(f"{indent}  board meter lost: its chargers share its fallback current")
         elif circuit.get("measured_a") is not None:
-            lines.append(f"{indent}  board meter {_format_a(circuit['measured_a'])} A")
+            age = circuit.get("meter_age_s")
+            read = "" if age is None else f", read {age:.0f} s ago"
+            other = circuit.get("other_a")
+            others = "" if other is None else f"; other load {_format_a(other)} A"
+            lines.append(
+                f"{indent}  board meter {_format_a(circuit['measured_a'])} A{read}{others}"
+            )
         elif circuit.get("load_a") is not None:
             lines.append(f"{indent}  its chargers draw {_format_a(circuit['load_a'])} A")
+        if circuit.get("meter_hold"):
+            lines.append(
+                f"{indent}  board meter's last read failed: no charger under it is raised "
+                "until it reads again"
+            )
         for child in children.get(circuit["name"], []):
             board(child, depth + 1)
         for charger_id in circuit.get("chargers") or []:

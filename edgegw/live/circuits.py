@@ -95,6 +95,9 @@ def circuits_live(
                 chargers=tuple(hung[c.name]),
                 meter=None if state is None else state.meter,
                 fallback=state is not None and state.fallback,
+                other_a=None if state is None else _phases3(state.other_a),
+                meter_hold=state is not None and state.meter_hold,
+                meter_age_s=None if state is None else state.meter_age_s,
             )
         )
     return tuple(out)

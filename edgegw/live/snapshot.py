@@ -183,6 +183,56 @@ class CircuitLive:
     """Its own meter: 'ok', 'lost' or 'waiting' (None: it has none)."""
     fallback: bool = False
     """Its meter is lost: its chargers share the board's fallback current."""
+    other_a: PerPhase | None = None
+    """The load under it besides the chargers, as the last round counted it (its meter's
+    reading less what the chargers draw; None: no meter, or before a round)."""
+    meter_hold: bool = False
+    """Its meter's last read failed: no charger under it is raised until it reads again."""
+    meter_age_s: float | None = None
+    """How old its meter's reading is (s; None: no meter or no reading)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitLive:
+    """One limit from outside (``[[limits]]``: a control box's relay or register, a GPIO, an
+    MQTT topic, §14a), as the daemon follows it."""
+
+    name: str
+    source: str
+    node: str
+    """What it lowers: ``site`` or a circuit's name."""
+    para14a: bool
+    active: bool
+    since: float | None
+    """When it became active (None: not active)."""
+    limit_a: PerPhase
+    """What its node is lowered to while it is active (§14a: what the dimmed chargers may
+    draw together)."""
+    granted_kw: float | None
+    """§14a: the power granted to the dimmed chargers."""
+    chargers: int | None
+    """§14a: how many controllable chargers the grant is for."""
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeakLive:
+    """Capacity-peak shaving (``[peak]``): the month's peak and what was shaved."""
+
+    month: str
+    target_kw: float
+    effective_target_kw: float
+    """The target in force (raised to the month's peak once that is over the target)."""
+    month_peak_kw: float
+    month_peak_at: float | None
+    projected_kw: float | None
+    """The running quarter-hour's average as projected to its end."""
+    limiting: bool
+    """The cap acts now."""
+    shaved_quarters: int
+    """Quarter-hours of the month during which the cap acted."""
+    shaved_kw_max: float
+    """The most a quarter-hour's average was brought down this month."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +275,10 @@ class LiveSnapshot:
     circuits: tuple[CircuitLive, ...] = ()
     """The circuits below the site, in configuration order (none: every charger hangs on the
     site)."""
+    limits: tuple[LimitLive, ...] = ()
+    """The limits from outside, configured order (none configured: empty)."""
+    peak: PeakLive | None = None
+    """Peak shaving (None: no ``[peak]``)."""
 
     def as_dict(self) -> JsonDict:
         """Plain JSON types (tuples become lists)."""

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from edgegw.auth.idtags import parse_card_id
 from edgegw.config import Config
@@ -41,6 +41,7 @@ from edgegw.live.chargers import (
     energy,
 )
 from edgegw.live.circuits import circuits_live
+from edgegw.live.outside import limits_live, outside_signature, peak_live
 from edgegw.live.site import (
     Backlog,
     GatewayParts,
@@ -78,6 +79,7 @@ from edgegw.tasks import TaskOwner
 if TYPE_CHECKING:
     from edgegw.energy.controller import ControllerState
     from edgegw.energy.meters import MeterHealth, MeterPoller, MeterSample
+    from edgegw.energy.outside import OutsideLimits
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class _SiteSignature:
     cloud: str
     links: tuple[tuple[str, int], ...]
     backlog: tuple[int, int] | None
+    outside: tuple[Any, ...] = ()
+    """The limits from outside and peak shaving (:func:`outside_signature`)."""
 
 
 class LiveState:
@@ -482,6 +486,7 @@ class LiveState:
                 )
             self._limit = limit
         links = self._link_counts()
+        outside = self._outside()
         signature = _SiteSignature(
             limit_a=limit,
             mode=cstate.mode if cstate is not None else None,
@@ -490,6 +495,7 @@ class LiveState:
             cloud=self._cloud_summary(links)[0],
             links=tuple(sorted(links.items())),
             backlog=self._backlog[:2] if self._backlog is not None else None,
+            outside=outside_signature(limits_live(outside), peak_live(outside)),
         )
         if signature != self._site_signature:
             self._site_signature = signature
@@ -532,7 +538,11 @@ class LiveState:
         cstate = controller.state() if controller is not None else None
         chargers = tuple(self._charger_live(cid, cstate) for cid in self.charger_ids())
         circuits = circuits_live(self._config, cstate, chargers, self._wiring)
-        return LiveSnapshot(self._site_live(cstate, chargers), chargers, circuits)
+        outside, site = self._outside(), self._site_live(cstate, chargers)
+        return LiveSnapshot(site, chargers, circuits, limits_live(outside), peak_live(outside))
+
+    def _outside(self) -> OutsideLimits | None:  # limits from outside, peak (None: neither)
+        return cast("OutsideLimits | None", getattr(self._parts, "outside_limits", None))
 
     def site(self) -> SiteLive:
         return self.snapshot().site

@@ -55,6 +55,10 @@ class SiteFeatures:
     commands: bool
     limit_min_a: float = 0.0
     limit_max_a: float = 0.0
+    limits: tuple[str, ...] = ()
+    """The names of the limits from outside (``[[limits]]``): a binary sensor each."""
+    peak: bool = False
+    """Peak shaving (``[peak]``): the month's peak, the projection, what was shaved."""
 
 
 def _measurement(template: str, device_class: str, unit: str, **extra: Any) -> JsonDict:
@@ -161,6 +165,7 @@ def site_sensors(features: SiteFeatures) -> list[Sensor]:
                 },
             )
         )
+    sensors += outside_sensors(features)
     if features.commands and features.load_capping:
         sensors.append(
             Sensor(
@@ -179,6 +184,74 @@ def site_sensors(features: SiteFeatures) -> list[Sensor]:
                 },
             )
         )
+    return sensors
+
+
+def outside_sensors(features: SiteFeatures) -> list[Sensor]:
+    """The site's limits from outside (one binary sensor each: active) and peak shaving."""
+    sensors = [
+        Sensor(
+            "binary_sensor",
+            f"limit_{object_id(name)}",
+            f"Limit {name}",
+            {
+                "value_template": (
+                    f"{{{{ 'ON' if (value_json.limits or {{}}).get({name!r}, {{}}).active "
+                    "else 'OFF' }}"
+                ),
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "icon": "mdi:transmission-tower-export",
+            },
+        )
+        for name in features.limits
+    ]
+    if not features.peak:
+        return sensors
+    kw = {"device_class": "power", "unit_of_measurement": "kW"}
+    sensors += [
+        Sensor(
+            "sensor",
+            "peak_month",
+            "Month's peak (15 min)",
+            {"value_template": "{{ value_json.peak_month_kw }}", **kw},
+        ),
+        Sensor(
+            "sensor",
+            "peak_target",
+            "Peak target in force",
+            {"value_template": "{{ value_json.peak_effective_target_kw }}", **kw},
+        ),
+        Sensor(
+            "sensor",
+            "peak_projected",
+            "Quarter-hour projected",
+            _measurement("{{ value_json.peak_projected_kw }}", "power", "kW"),
+        ),
+        Sensor(
+            "binary_sensor",
+            "peak_limiting",
+            "Peak shaving",
+            {
+                "value_template": "{{ 'ON' if value_json.peak_limiting else 'OFF' }}",
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "icon": "mdi:chart-bell-curve-cumulative",
+            },
+        ),
+        Sensor(
+            "sensor",
+            "peak_shaved_quarters",
+            "Quarter-hours shaved this month",
+            {"value_template": "{{ value_json.peak_shaved_quarters }}", "icon": "mdi:counter"},
+        ),
+        Sensor(
+            "sensor",
+            "peak_shaved_max",
+            "Most shaved this month",
+            {"value_template": "{{ value_json.peak_shaved_kw_max }}", **kw},
+        ),
+    ]
     return sensors
 
 

@@ -12,14 +12,32 @@ from __future__ import annotations
 from typing import Any
 
 from edgegw.live.changes import LiveEvent
-from edgegw.live.snapshot import ChargerLive, CircuitLive, ConnectorLive, Phases, SiteLive
+from edgegw.live.snapshot import (
+    ChargerLive,
+    CircuitLive,
+    ConnectorLive,
+    LimitLive,
+    PeakLive,
+    Phases,
+    SiteLive,
+)
 
 JsonDict = dict[str, Any]
 CARD_FIELDS = frozenset({"id_tag", "owner"})
 TIMESTAMP_FIELDS = frozenset({"at", "meter_age_s", "sync_oldest_age_s", "last_seen"})
 """Values that change with every look at the site: never by themselves worth a message."""
-MEASURED_FIELDS = frozenset({"power_w", "ev_power_w", "energy_wh", "energy_import_wh"})
-MEASURED_PREFIXES = ("current_l", "ev_current_l", "allocated_l", "headroom", "load_l", "measured_l")
+MEASURED_FIELDS = frozenset(
+    {"power_w", "ev_power_w", "energy_wh", "energy_import_wh", "peak_projected_kw"}
+)
+MEASURED_PREFIXES = (
+    "current_l",
+    "ev_current_l",
+    "allocated_l",
+    "headroom",
+    "load_l",
+    "measured_l",
+    "other_l",
+)
 """Measured values: they move all the time, so they are sent at a slower pace."""
 
 
@@ -57,7 +75,48 @@ def _phases(name: str, values: Phases | tuple[float, float, float] | None) -> Js
     return {f"{name}_l{i}_a": _round(v, 2) for i, v in enumerate(per_phase, 1)}
 
 
-def site_payload(site: SiteLive) -> JsonDict:
+def site_payload(
+    site: SiteLive, limits: tuple[LimitLive, ...] = (), peak: PeakLive | None = None
+) -> JsonDict:
+    """The site's state; with limits from outside (``limits``: each by name, and how many
+    are active) and peak shaving (``peak_*``: the month's peak, the target in force, the
+    running quarter-hour's projection, whether it shaves now, what it shaved this month)."""
+    return {**_site(site), **outside_payload(limits, peak)}
+
+
+def outside_payload(limits: tuple[LimitLive, ...], peak: PeakLive | None) -> JsonDict:
+    out: JsonDict = {}
+    if limits:
+        out["limits_active"] = sum(1 for x in limits if x.active)
+        out["limits"] = {
+            x.name: {
+                "active": x.active,
+                "node": x.node,
+                "source": x.source,
+                "para14a": x.para14a,
+                "limit_a": min(x.limit_a),
+                "granted_kw": x.granted_kw,
+                "since": x.since,
+                "error": x.last_error,
+            }
+            for x in limits
+        }
+    if peak is not None:
+        out.update(
+            peak_month=peak.month,
+            peak_month_kw=_round(peak.month_peak_kw, 3),
+            peak_month_at=peak.month_peak_at,
+            peak_target_kw=peak.target_kw,
+            peak_effective_target_kw=peak.effective_target_kw,
+            peak_projected_kw=_round(peak.projected_kw, 3),
+            peak_limiting=peak.limiting,
+            peak_shaved_quarters=peak.shaved_quarters,
+            peak_shaved_kw_max=_round(peak.shaved_kw_max, 3),
+        )
+    return out
+
+
+def _site(site: SiteLive) -> JsonDict:
     meter = site.meter
     return {
         "at": round(site.at, 3),
@@ -108,6 +167,9 @@ def circuit_payload(circuit: CircuitLive) -> JsonDict:
         **_phases("load", circuit.load_a),
         **_phases("measured", circuit.measured_a),
         "meter": circuit.meter,
+        "meter_hold": circuit.meter_hold,
+        "meter_age_s": circuit.meter_age_s,
+        **_phases("other", circuit.other_a),
         "fallback": circuit.fallback,
         "chargers": list(circuit.chargers),
     }

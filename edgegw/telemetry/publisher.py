@@ -140,6 +140,8 @@ class MqttPublisher:
                 commands=self._controls is not None,
                 limit_min_a=math.floor(site.margin_a) + 1.0 if site is not None else 0.0,
                 limit_max_a=min(site.limits()) if site is not None else 0.0,
+                limits=tuple(x.name for x in config.limits),
+                peak=config.peak is not None,
             ),
             site_name=f"edgegw {self._cfg.topic_prefix.rsplit('/', 1)[-1]}",
         )
@@ -465,7 +467,8 @@ class MqttPublisher:
     def _state_payload(self, key: str) -> JsonDict | None:
         """The state of the site (key "") or of a charger, as published; None if gone."""
         if key == _SITE:
-            return site_payload(self._live.site())
+            snapshot = self._live.snapshot()
+            return site_payload(snapshot.site, snapshot.limits, snapshot.peak)
         if key.startswith(_CIRCUIT):
             circuit = self._circuit(key)
             return None if circuit is None else circuit_payload(circuit)

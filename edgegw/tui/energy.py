@@ -1,4 +1,5 @@
-"""Energy: the last 24 h of site and EV load, the circuit tree, the load-capping decision log.
+"""Energy: the last 24 h of site and EV load, the limits from outside and the month's peak
+(:mod:`edgegw.tui.outside`), the circuit tree, the load-capping decision log.
 
 On a site with circuits, the tree (site → boards → chargers) shows each node's limit, what
 load capping allocated under it, the load now and the headroom left
@@ -35,6 +36,7 @@ from edgegw.tui.circuits import tree_rows
 from edgegw.tui.context import TuiContext
 from edgegw.tui.history import DaemonHistory, LoadHistory, LoadPoint
 from edgegw.tui.link import OpUnavailable
+from edgegw.tui.outside import outside_lines
 from edgegw.tui.text import chart, clock_time, number, phase_max, phase_values, resample, short
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class EnergyView(View):
     def compose(self) -> ComposeResult:
         yield Static(id="energy-head", markup=False)
         yield Static(id="energy-chart", markup=False)
+        yield Static(id="energy-outside", markup=False)
         tree: DataTable[Any] = DataTable(id="circuit-table", cursor_type="row")
         for label, key in CIRCUIT_COLUMNS:
             tree.add_column(label, key=key)
@@ -141,6 +144,10 @@ class EnergyView(View):
         lines = self._chart("Site", grid, height, limit) + self._chart("EV", ev, height, None)
         lines.append(" " * 11 + _axis(width))
         self.query_one("#energy-chart", Static).update("\n".join(lines))
+        outside = self.query_one("#energy-outside", Static)
+        outside_text = outside_lines(snapshot, self.ctx.tz, now)
+        outside.display = bool(outside_text)
+        outside.update("\n".join(outside_text))
         self._show_tree()
 
     def _show_tree(self) -> None:

@@ -69,7 +69,10 @@ def test_a_snapshot_of_another_shape_is_refused_in_words() -> None:
     junks: list[tuple[Any, str]] = [
         (None, "snapshot: expected an object, got null"),
         ([], "snapshot: expected an object, got list"),
-        ({"site": {}, "chargers": [], "circuits": []}, "snapshot.site: missing at, limit_a"),
+        (
+            {"site": {}, "chargers": [], "circuits": [], "limits": [], "peak": None},
+            "snapshot.site: missing at, limit_a",
+        ),
         ({**site_snapshot(), "extra": 1}, "snapshot: unknown extra"),
     ]
     for junk, words in junks:
