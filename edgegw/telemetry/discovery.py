@@ -6,7 +6,9 @@ limit, the sync backlog; cloud link and meter health as binary sensors); each ch
 device connected through it (status, power, session energy; connected and fault as binary
 sensors; its firmware and serial number in its device block); so is each circuit (board) of
 load capping (its limit, headroom, the current allocated under it and its load per phase: its
-own meter's reading where it has one, else what its chargers measure). With commands enabled,
+own meter's reading where it has one, else what its chargers measure). The site's limits from
+outside are a binary sensor each (active), and peak shaving gives the month's peak, the target
+in force, the quarter-hour's projection, shaving now and what was shaved. With commands enabled,
 controls are announced too: a number for the temporary site limit, and per charger a switch
 (enabled) and a button (stop charging).
 
