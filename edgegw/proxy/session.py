@@ -372,6 +372,12 @@ class ChargerSession:
         if deadline == self._timer_at:
             return
         if self._timer is not None:
+            at = self._timer_at
+            if at is not None and (deadline is None or at <= deadline):
+                # It fires first: link.on_timer compares every deadline with the clock and
+                # _on_timer re-arms for whatever is due next (one timer per call_timeout, not
+                # a cancel and a new timer per relayed call).
+                return
             self._timer.cancel()
             self._timer = None
         self._timer_at = deadline
