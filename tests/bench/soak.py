@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python tests/bench/soak.py --chargers 200 --minutes 30 [--seed N]
 Quick shake-out:  .venv/bin/python tests/bench/soak.py --chargers 50 --minutes 3
+Mixed site:  .venv/bin/python tests/bench/soak.py --chargers 50 --v201 20 --minutes 3
 Slow, serial cloud:  .venv/bin/python tests/bench/soak.py --slow-cloud --call-timeout 10
 
 The gateway runs as its own process (``edgegw run``, like systemd runs it) on a fixed port, its
@@ -16,6 +17,10 @@ running realistic sessions) live in ``--workers`` processes of their own; the cl
   connection at a time (an overlapping one is refused "Call already in progress"), and every
   1 - 4 min it stalls for 1.2 - 2.5 times the gateway's ``call_timeout`` (``--call-timeout``,
   30 s unless given): CALLs that arrive meanwhile are answered when the stall ends.
+* with ``--v201 N`` N OCPP 2.0.1 stations run beside, in this process
+  (:mod:`tests.v201.stations201`), their cloud a SimCloud201 on the same URL; at the end each
+  station's TransactionEvents are judged against the cloud's record (every seqNo there, in
+  order, ``offline`` exactly on what the gateway answered; copies counted).
 
 Below 30 minutes every chaos interval shrinks in proportion, so a 3-minute run still sees
 several outages and kills. Every ``--sample-every`` seconds of each gateway life (on the life's
@@ -62,6 +67,7 @@ from tests.bench.soak_chargers import Pipe, Plan, SharedValue, worker_main
 from tests.bench.soak_check import ChargerSide, check_all
 from tests.bench.soak_cloud import SoakCloud
 from tests.sync.gateway_process import GatewayProcess, NotifySocket, free_port
+from tests.v201.stations201 import Driver, Judgement, Station, judge
 
 FULL_MINUTES = 30.0  # the chaos intervals below are for a run this long
 OUTAGE_S = (20.0, 180.0)
@@ -401,6 +407,10 @@ class Soak:
             stalls = random.Random(f"stalls-{args.seed}")
             self.chaos.stalls = plan_stalls(stalls, self.duration, self.scale, self.call_timeout)
         self.charger_ids = [f"SOAK{n:04d}" for n in range(args.chargers)]
+        self.v201_ids = [f"SOAK201-{n:03d}" for n in range(args.v201)]
+        self.drivers201: list[Driver] = []
+        self.runs201: list[asyncio.Task[None]] = []
+        self.verdict201: Judgement | None = None
         self.known = tags("known", 40)
         self.unknown = tags("unknown", 8)
         self.cloud = SoakCloud(
@@ -449,7 +459,7 @@ class Soak:
             self.workdir,
             port,
             self.cloud.url,
-            self.charger_ids,
+            self.charger_ids + self.v201_ids,
             args.log_level,
             call_timeout=args.call_timeout or None,
         )
@@ -469,6 +479,7 @@ class Soak:
             self.workers = Workers(args.workers, self.charger_ids, plan, self.workdir, self.abort)
             self.new_life(None)
             self.workers.set_up(True)
+            self.start_v201(plan.url)
             self.say(
                 f"gateway pid {self.gateway.pid} on port {port}; cloud {self.cloud.url}; "
                 f"{len(self.charger_ids)} chargers in {args.workers} workers "
@@ -503,6 +514,25 @@ class Soak:
             await self.cloud.stop()
             if hasattr(self, "workers"):
                 self.workers.join(10.0 if self.failure is None else 0.0)
+
+    def start_v201(self, url: str) -> None:
+        """The ``--v201`` stations, in this process: sessions of Started, two Updated (one
+        every ``--meter-interval``), Ended, one after another (tests/v201/stations201)."""
+        for cid in self.v201_ids:
+            driver = Driver(
+                Station(cid, url), self.gateway.up, self.known, gap_s=self.args.meter_interval
+            )
+            self.drivers201.append(driver)
+            self.runs201.append(self.tasks.spawn(driver.run(), f"v201-{cid}"))
+
+    async def finish_v201(self) -> bool:
+        """The 2.0.1 stations end their sessions; False if they did not in time."""
+        for driver in self.drivers201:
+            driver.stopping.set()
+        if not self.runs201:
+            return True
+        _, running = await asyncio.wait(self.runs201, timeout=END_TIMEOUT_S)
+        return not running
 
     async def until(self, at: float) -> bool:
         """Wait until ``at`` s into the soak; False if the soak began to end meanwhile."""
@@ -599,7 +629,8 @@ class Soak:
             self.queued_max = (self.queued, self.now())
         self.parked_max = max(self.parked_max, self.parked)
         connected = sum(1 for c in status["chargers"] if c["connected"])
-        if life.reconnected_s is None and connected == len(self.charger_ids):
+        everyone = len(self.charger_ids) + len(self.v201_ids)
+        if life.reconnected_s is None and connected == everyone:
             life.reconnected_s = now - life.started
         for outage in self.outages:
             if outage.back_at is None:
@@ -662,6 +693,9 @@ class Soak:
         if not await self.workers.wait_until(lambda: all(self.workers.idle), END_TIMEOUT_S):
             self.failure = f"the chargers did not finish in {END_TIMEOUT_S:.0f} s"
             return False
+        if not await self.finish_v201():
+            self.failure = f"the 2.0.1 stations did not finish in {END_TIMEOUT_S:.0f} s"
+            return False
         idle_at = time.monotonic()
         self.say(f"every charger stopped its sessions in {idle_at - load_end:.1f} s")
         status = await self.wait_drained()
@@ -675,6 +709,10 @@ class Soak:
             return False
         self.say(f"outbox empty {self.final_drain_s:.1f} s after the last charger call")
         self.final_status = status
+        for driver in self.drivers201:
+            await driver.station.close()
+        if self.drivers201:
+            self.verdict201 = judge(self.cloud.v201, self.drivers201)
         life = self.lives[-1]
         with contextlib.suppress(OSError):
             proc = read_proc(life.pid)
@@ -716,7 +754,7 @@ class Soak:
                 if (
                     status["queued"] == 0
                     and status["parked"] == 0
-                    and links == {"online": len(self.charger_ids)}
+                    and links == {"online": len(self.charger_ids) + len(self.v201_ids)}
                 ):
                     return status
                 self.links = dict(links)
@@ -800,7 +838,8 @@ def report(soak: Soak, ok: bool) -> bool:
     args = soak.args
     workers = soak.workers
     print()
-    print(f"== soak: {args.chargers} chargers x {args.minutes:g} min, seed {args.seed} ==")
+    mixed = f" + {args.v201} 2.0.1 stations" if args.v201 else ""
+    print(f"== soak: {args.chargers} chargers{mixed} x {args.minutes:g} min, seed {args.seed} ==")
     print(machine())
     if not ok:
         print(f"FAILED before the verdict: {soak.failure}")
@@ -968,8 +1007,32 @@ def report(soak: Soak, ok: bool) -> bool:
         f"of each life {_signed(statistics.median(tail_slopes) if tail_slopes else None)} MB/h "
         f"({len(slopes)} lives)"
     )
+    sound201 = report_v201(soak)
     print(f"workdir (store, logs): {soak.workdir}")
-    return nothing_lost and refused == 0
+    return nothing_lost and refused == 0 and sound201
+
+
+def report_v201(soak: Soak) -> bool:
+    """The ``--v201`` stations' figures and verdict; True if there are none or all is well."""
+    verdict = soak.verdict201
+    if verdict is None:
+        return True
+    print(
+        f"2.0.1: {len(soak.v201_ids)} stations, {verdict.sessions} sessions, {verdict.events} "
+        f"TransactionEvents ({verdict.offline} flagged offline: answered by the gateway), "
+        f"{verdict.resent} re-sent by the stations; at the cloud: copies {verdict.copies} "
+        f"({verdict.copies_resent} of events the station sent twice), refused CALLs "
+        f"{verdict.refused}"
+    )
+    print(
+        "VERDICT 2.0.1: "
+        + (
+            "every seqNo there, in order, offline flags as answered"
+            if verdict.sound
+            else "; ".join(verdict.problems()) or f"{verdict.unanswered} left unanswered"
+        )
+    )
+    return verdict.sound
 
 
 async def main() -> int:
@@ -981,6 +1044,9 @@ async def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2, help="charger processes")
     parser.add_argument("--connectors", type=int, default=2)
+    parser.add_argument(
+        "--v201", type=int, default=0, help="OCPP 2.0.1 stations besides (in this process)"
+    )
     parser.add_argument("--meter-interval", type=float, default=5.0, help="s between MeterValues")
     parser.add_argument("--sample-every", type=float, default=0.0, help="s (default 30, scaled)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])

@@ -14,7 +14,8 @@ arrives meanwhile CALLERROR ``GenericError`` "Call already in progress" (counted
 :data:`~edgegw.sim.cloud.AnswerDelay`, e.g. a :class:`~edgegw.sim.cloud.Stall` the soak
 switches on now and then) holds answers. A CALL whose connection closes while it is processed
 is processed all the same and recorded unanswered; one the cloud is processing when it stops
-is dropped.
+is dropped. ``ocpp2.0.1`` connections (the soak's ``--v201`` stations) are handed to a
+:class:`~edgegw.sim.cloud201.SimCloud201` (:attr:`SoakCloud.v201`), serial and slow alike.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from edgegw.sim.cloud import CALL_IN_PROGRESS, AnswerDelay, IncomingCall
+from edgegw.sim.cloud201 import SimCloud201
 from edgegw.tasks import TaskOwner
 from tests.bench.soak_check import CloudCall, JsonDict
+from tests.v201.stations201 import CLOUD_MARK
 
 
 def _now() -> str:
@@ -69,6 +72,13 @@ class SoakCloud:
         self._server: Server | None = None
         self._open: dict[str, ServerConnection] = {}
         self._next_tx: dict[str, int] = {}
+        self.v201 = SimCloud201(
+            tokens=dict.fromkeys(self.accepted_tags, "Accepted"),
+            serial=serial,
+            delay_answers=delay or 0.0,
+            personal_message=CLOUD_MARK,
+        )
+        """Serves the ``ocpp2.0.1`` connections (``--v201``), on the same URL."""
 
     @property
     def running(self) -> bool:
@@ -86,7 +96,7 @@ class SoakCloud:
             self._handle,
             "127.0.0.1",
             self._port,
-            subprotocols=[Subprotocol("ocpp1.6")],
+            subprotocols=[Subprotocol("ocpp1.6"), Subprotocol("ocpp2.0.1")],
             compression=None,
             max_queue=None,
             backlog=4096,
@@ -98,6 +108,7 @@ class SoakCloud:
         server, self._server = self._server, None
         if server is None:
             return
+        await self.v201.stop()  # what it was processing is dropped
         server.close()
         await server.wait_closed()
         await self._tasks.close("soak cloud stopped")  # what it was processing is dropped
@@ -109,6 +120,10 @@ class SoakCloud:
     async def _handle(self, ws: ServerConnection) -> None:
         path = urlsplit(ws.request.path if ws.request else "").path
         charger_id = unquote(path.rsplit("/", 1)[-1]) if path.startswith("/ocpp/") else ""
+        if charger_id and ws.subprotocol == "ocpp2.0.1":
+            self.connections += 1
+            await self.v201.handle(ws)
+            return
         if not charger_id or ws.subprotocol != "ocpp1.6":
             self.refused_connections += 1
             await ws.close(1008, "unknown charge point or no ocpp1.6")
