@@ -300,14 +300,15 @@ class ChargersView(View):
 
         running = len(charger.sessions)
         body = "The charger restarts and is offline for a moment."
-        if running:
-            verb = "ends" if running == 1 else "end"
-            body += f"\n{plural(running, 'running session')} on it {verb}."
         kinds = [("Soft", "Soft restart"), ("Hard", "Hard restart")]
         how = "\nSoft: the charger restarts its software. Hard: like switching it off and on."
         if charger.is_v2:  # OCPP 2.x: Reset OnIdle / Immediate
             kinds = [("OnIdle", "Restart when idle"), ("Immediate", "Restart now")]
-            how = "\nWhen idle: once no session runs. Now: sessions end at once."
+            how = "\nWhen idle: once no session runs. Now: at once."
+        if running:
+            verb = "ends" if running == 1 else "end"
+            when = " if restarted now" if charger.is_v2 else ""
+            body += f"\n{plural(running, 'running session')} on it {verb}{when}."
         self.confirm(
             f"Restart {charger.name}?", body + how, kinds, reset, name=f"reset:{charger.id}"
         )
