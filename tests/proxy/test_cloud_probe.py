@@ -38,11 +38,11 @@ def upstream(gateway: Gateway, charger_id: str) -> Upstream:
     return link
 
 
-async def links_up(gateway: Gateway, *charger_ids: str) -> None:
-    """Until the gateway's side of each link is up (the cloud sees it a moment earlier)."""
+async def links(gateway: Gateway, *charger_ids: str, up: bool = True) -> None:
+    """Until the gateway's side of each link is up (or down); the cloud sees it a moment earlier."""
     async with asyncio.timeout(BOUND):
-        while not all(upstream(gateway, c).connected for c in charger_ids):  # noqa: ASYNC110 - no event
-            await asyncio.sleep(0.01)
+        while any(upstream(gateway, c).connected != up for c in charger_ids):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # (the links have no event to wait on)
 
 
 async def test_the_queued_message_leaves_by_a_probe_not_after_the_backoff(
@@ -66,7 +66,7 @@ async def test_the_queued_message_leaves_by_a_probe_not_after_the_backoff(
             await cloud.wait_for(
                 lambda r: r.action == "StartTransaction" and r.direction == "in", timeout=BOUND
             )
-        await links_up(gateway, "CP1", "CP2")
+        await links(gateway, "CP1", "CP2")
         # One link was probed and got through; it nudged the other. Neither used its backoff.
         assert sorted(upstream(gateway, c).reconnected_by for c in ("CP1", "CP2")) == [
             "nudge",
@@ -114,6 +114,6 @@ async def test_a_cloud_that_accepts_tcp_but_refuses_handshakes_is_not_back(
         assert all(a != b for a, b in itertools.pairwise(attempts)), attempts
         assert not any(upstream(gateway, c).connected for c in ("CP1", "CP2"))
         await cloud.start()  # now a real CSMS on that port
-        await links_up(gateway, "CP1", "CP2")
+        await links(gateway, "CP1", "CP2")
         assert {upstream(gateway, c).reconnected_by for c in ("CP1", "CP2")} <= {"probe", "nudge"}
     await cloud.stop()

@@ -22,6 +22,7 @@ from pathlib import Path
 from edgegw.sim.cloud import SimCloud
 from edgegw.store.outbox import LOCAL_ID_BASE
 from tests.sync.exactly_once import (
+    HANG_GUARD_S,
     GatewaySite,
     PatientCharger,
     assert_exactly_once,
@@ -102,7 +103,7 @@ async def test_the_sessions_of_chargers_that_never_return_reach_the_cloud(
     cloud = realistic_cloud()
     await cloud.start()
     try:
-        async with asyncio.timeout(28), gateway_process(tmp_path, cloud.url) as gateway:
+        async with asyncio.timeout(HANG_GUARD_S), gateway_process(tmp_path, cloud.url) as gateway:
             chargers = site_chargers(gateway)
             try:
                 await outage_sessions(cloud, gateway, chargers)
@@ -123,7 +124,7 @@ async def test_a_gateway_restarted_while_chargers_are_away_still_delivers_their_
     cloud = realistic_cloud()
     await cloud.start()
     try:
-        async with asyncio.timeout(28), gateway_process(tmp_path, cloud.url) as gateway:
+        async with asyncio.timeout(HANG_GUARD_S), gateway_process(tmp_path, cloud.url) as gateway:
             chargers = site_chargers(gateway)
             staying = [c for c in chargers if c.id not in LEAVING]
             try:

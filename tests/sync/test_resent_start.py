@@ -23,6 +23,7 @@ from edgegw.sim.cloud import SimCloud, nth_call
 from edgegw.tasks import TaskOwner
 from tests.sync.driver import JsonDict, RetryingCharger
 from tests.sync.exactly_once import (
+    HANG_GUARD_S,
     PatientCharger,
     assert_exactly_once,
     everything_arrived,
@@ -64,7 +65,7 @@ async def test_a_start_on_its_way_when_the_charger_drops_reaches_the_cloud_once(
 
     tasks = TaskOwner("resent-start-test")
     try:
-        async with asyncio.timeout(28), gateway_process(tmp_path, cloud.url) as gateway:
+        async with asyncio.timeout(HANG_GUARD_S), gateway_process(tmp_path, cloud.url) as gateway:
             up = gateway.process.up
             driver = DroppingCharger("CP00", gateway.url, gateway_up=up, on_sent=on_sent)
             charger = Charger(0, driver, register_wh=4_000_000)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edgegw.sim.cloud import IncomingCall, SimCloud
 from tests.sync.exactly_once import (
+    HANG_GUARD_S,
     PatientCharger,
     assert_exactly_once,
     everything_arrived,
@@ -53,7 +54,7 @@ async def test_a_slow_serial_cloud_gets_every_message_exactly_once(tmp_path: Pat
     await cloud.start()
     try:
         async with (
-            asyncio.timeout(28),
+            asyncio.timeout(HANG_GUARD_S),
             gateway_process(tmp_path, cloud.url, call_timeout=CALL_TIMEOUT) as gateway,
         ):
             drivers = [

@@ -10,6 +10,7 @@ from edgegw.sim.charger import SimCharger
 from edgegw.sim.cloud import SimCloud
 from edgegw.store.outbox import LOCAL_ID_BASE
 from tests.conftest import GatewayFactory, gateway_url
+from tests.proxy.test_cloud_probe import links
 from tests.sync.record import charger_record, check_cloud_has
 
 TAG = "04A1B2C3"
@@ -19,6 +20,12 @@ FAST_RETRY = {"retry_interval": 0.05, "max_retry_interval": 0.2}
 async def test_cloud_flapping_during_sessions_loses_and_invents_nothing(
     make_gateway: GatewayFactory,
 ) -> None:
+    """Six sessions a charger: one with the cloud up, four while it flaps, one while it is away.
+
+    The first and the last round make both paths certain whatever the flaps' timing under load
+    (sessions the cloud numbered, sessions started offline and replayed); the flaps in between
+    land wherever they land. Nothing may be lost or invented either way.
+    """
     cloud = SimCloud(accepted_tags={TAG})
     await cloud.start()
     ids = [f"CP{i}" for i in range(5)]
@@ -40,24 +47,33 @@ async def test_cloud_flapping_during_sessions_loses_and_invents_nothing(
             else:
                 await cloud.start()
 
-    async def drive(charger: SimCharger) -> int:
+    async def sessions(charger: SimCharger, n: int) -> list[int | None]:
+        return [await charger.run_session(TAG, meter_interval=0.03, samples=3) for _ in range(n)]
+
+    async def round_of(n: int) -> list[int | None]:
+        done = await asyncio.gather(*(sessions(c, n) for c in chargers))
+        return [tx for txs in done for tx in txs]
+
+    for charger in chargers:
         await charger.connect()
         await charger.boot()
-        started = 0
-        for _ in range(4):
-            tx = await charger.run_session(TAG, meter_interval=0.03, samples=3)
-            started += tx is not None
-        return started
-
+    await links(gateway, *ids)  # nothing queued, every link up: the cloud numbers these
+    online = await round_of(1)
+    assert all(tx is not None and tx < LOCAL_ID_BASE for tx in online), online
     flapper = asyncio.create_task(flap())  # noqa: TID251
     try:
-        started = await asyncio.gather(*(drive(c) for c in chargers))
+        flapping = await round_of(4)
     finally:
         stop_flapping.set()
         await flapper
-    if not cloud.running:
-        await cloud.start()
-    assert sum(started) == 20
+    if cloud.running:
+        await cloud.stop()
+    await links(gateway, *ids, up=False)  # every link down: these are started offline
+    offline = await round_of(1)
+    assert all(tx is not None and tx >= LOCAL_ID_BASE for tx in offline), offline
+    await cloud.start()
+    started = [tx is not None for tx in online + flapping + offline]
+    assert sum(started) == 30
     expected_stops = sum(started)
     await cloud.wait_for(
         lambda _r: (
@@ -77,7 +93,7 @@ async def test_cloud_flapping_during_sessions_loses_and_invents_nothing(
         timeout=30,
     )
     for charger in chargers:
-        assert check_cloud_has(cloud, charger.charger_id, charger.sent) == 4
+        assert check_cloud_has(cloud, charger.charger_id, charger.sent) == 6
         await charger.close()
     await cloud.stop()
     # Both paths were exercised: sessions the cloud numbered and sessions started offline.
