@@ -184,8 +184,9 @@ class Authorizer(_InstallerCards):
     @staticmethod
     def _literal_lookup(index: CardIndex, token: str) -> CardLookup:
         """The card whose own text ``token`` is (stripped, case-insensitive), and only that:
-        a UID card's match in a format (reversed, decimal, truncated...) is dropped."""
-        found = index.lookup(token, IdTagFormat.AUTO)
+        a UID card's match in a format (reversed, decimal, truncated...) is dropped. A 2.x
+        token of the cloud's list (a ``LiteralToken``: KeyCode, eMAID...) matches only here."""
+        found = index.lookup(token, IdTagFormat.AUTO, literal=True)
         key = token.strip().upper()
         matches = tuple(m for m in found.matches if m.canonical and m.card.key == key)
         card = matches[0].card if len({m.card for m in matches}) == 1 else None

@@ -6,7 +6,7 @@ exactly one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgegw.auth.cardid import (
     _CANONICAL_FORMATS,
@@ -20,6 +20,24 @@ from edgegw.auth.cardid import (
 )
 from edgegw.auth.cardparse import _DIGITS, _SEPARATED_HEX, _SEPARATORS, parse_card_id
 from edgegw.auth.cardrender import _key_renderers, _render_uid, is_lossless
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class LiteralToken(CardId):
+    """A token whose sender said it is no card UID: an OCPP 2.x ``IdTokenType`` of type
+    ``kind`` (``KeyCode``, ``eMAID``, ``Central``...) from the cloud's list. Its text is matched
+    only by a literal lookup (a 2.x token presented as such), never read as a UID or matched
+    by an idTag a card reader produced, however hex-shaped it is (a keypad code ``12345678``
+    is not the card with UID 12345678). Build one with :meth:`of`."""
+
+    kind: str = field(default="Central", kw_only=True)
+
+    @classmethod
+    def of(cls, text: str, kind: str) -> LiteralToken:
+        return cls(token=text, kind=kind)
+
+    def __repr__(self) -> str:
+        return f"LiteralToken({self.canonical!r}, {self.kind!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,13 +209,16 @@ class CardIndex:
                 out[key] = others
         return out
 
-    def lookup(self, presented: str, fmt: IdTagFormat = IdTagFormat.AUTO) -> CardLookup:
+    def lookup(
+        self, presented: str, fmt: IdTagFormat = IdTagFormat.AUTO, *, literal: bool = False
+    ) -> CardLookup:
         """Find the card behind an idTag reported by a charger whose format is ``fmt``.
 
         ``AUTO`` tries every indexed format and reports in :attr:`CardLookup.fmt` which one
         matched. A concrete format matches that format and the canonical form (what a charger
         echoes after a RemoteStart). Opaque tokens match verbatim, case-insensitively. Never
-        raises for odd input: it just does not match.
+        raises for odd input: it just does not match. A :class:`LiteralToken` matches only
+        when ``literal`` (the presented text is itself such a token), and then verbatim.
         """
         if fmt is not IdTagFormat.AUTO and fmt not in self._formats:
             raise ValueError(f"this index was built without {fmt.value}; add it to formats")
@@ -206,7 +227,7 @@ class CardIndex:
         lowercase = text != key and text.lower() == text
         found: dict[tuple[CardId, IdTagFormat | None], tuple[int, CardMatch]] = {}
 
-        self._probe(key, None, fmt, lowercase, found)
+        self._probe(key, None, fmt, lowercase, found, literal=literal)
         if len(key) <= 64 and _SEPARATED_HEX.fullmatch(key):
             joined = "".join(g.rjust(2, "0") for g in _SEPARATORS.split(key))
             self._probe(joined, False, fmt, lowercase, found)
@@ -244,6 +265,8 @@ class CardIndex:
         requested: IdTagFormat,
         lowercase: bool,
         found: dict[tuple[CardId, IdTagFormat | None], tuple[int, CardMatch]],
+        *,
+        literal: bool = False,
     ) -> None:
         """Record the matches of one normalised key.
 
@@ -255,6 +278,8 @@ class CardIndex:
             return
         for card in _as_tuple(held):
             if card.uid is None:
+                if isinstance(card, LiteralToken) and not literal:
+                    continue
                 if decimal is None and key == card.key:
                     found[card, None] = (0, CardMatch(card, None, canonical=True, lossless=True))
                 continue

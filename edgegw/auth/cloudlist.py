@@ -1,16 +1,34 @@
 """The mirror of the cloud's local list, kept exactly as OCPP 1.6 §5.15 / §6.41 say a charge
 point keeps it (``Full`` and ``Differential`` updates, versions, duplicates), plus one
 addition: a repeat of the update that made the current version is ``Accepted``.
+
+An entry read from a 2.x list (:mod:`edgegw.auth.cloudlist201`) carries its ``IdTokenType``
+type under :data:`TOKEN_TYPE`: a type that is no card UID (``KeyCode``, ``eMAID``...) makes
+the entry a :class:`~edgegw.auth.cardindex.LiteralToken`, never read as a UID.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from edgegw.auth.cardindex import LiteralToken
 from edgegw.auth.cardinfo import IdTagInfo, ListStatus
 from edgegw.auth.idtags import CardId, CardIdError
+
+TOKEN_TYPE: Final = "idTokenType"  # noqa: S105 - a member name
+"""Member of a mirrored entry (next to ``idTag``) holding its 2.x ``IdTokenType`` type."""
+UID_TYPES: Final = frozenset({"ISO14443", "ISO15693"})
+"""2.x token types whose text is a card UID."""
+
+
+def listed_card(id_tag: str, kind: object = None) -> CardId:
+    """The card of a list entry: a :class:`LiteralToken` for a 2.x token ``kind`` that is no
+    card UID, else the idTag read literally (:meth:`CardId.from_idtag`)."""
+    if isinstance(kind, str) and kind not in UID_TYPES:
+        return LiteralToken.of(id_tag, kind)
+    return CardId.from_idtag(id_tag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +211,7 @@ def _read_request(payload: Mapping[str, Any]) -> tuple[int, bool, list[_Requeste
         if not isinstance(id_tag, str):
             raise ValueError(f"entry {position} has no idTag string")
         try:
-            card = CardId.from_idtag(id_tag)
+            card = listed_card(id_tag, item.get(TOKEN_TYPE))
         except CardIdError as exc:
             raise ValueError(f"entry {position}: idTag {id_tag!r}: {exc}") from None
         if card.key in seen:

@@ -11,8 +11,12 @@ cloud speaks to each charger. The request is read here into the mirror's 1.6 ter
   logic (:meth:`~edgegw.auth.cardid.CardId.from_idtag`: hex of a 4-, 7- or 10-byte UID is that
   UID, in either case), so the cloud's card matches however a charger writes it. Every other
   type (``Central``, ``eMAID``, ``KeyCode``, ``Local``, ``MacAddress``) is kept as a token, its
-  text verbatim. The token's ``type`` itself is not kept: a 2.0.1 charger gets UIDs back as
-  ``ISO14443`` and tokens as ``Central`` (:func:`token_type`).
+  text verbatim, *with its type* (:data:`~edgegw.auth.cloudlist.TOKEN_TYPE`): a
+  :class:`~edgegw.auth.cardindex.LiteralToken`, matched only by a 2.x token presented as such,
+  never read as a UID however hex-shaped (a KeyCode ``12345678`` is not the card with UID
+  12345678), left out of 1.6 chargers' lists. A 2.0.1 charger gets UIDs back as ``ISO14443`` in
+  its format, tokens with their own type (a 1.6 cloud's tokens as ``Central``,
+  :func:`token_type`).
 * ``idTokenInfo`` becomes 1.6's ``idTagInfo``: ``cacheExpiryDateTime`` the expiry,
   ``groupIdToken`` the parent. The statuses 1.6 has are kept; ``NoCredit``,
   ``NotAllowedTypeEVSE``, ``NotAtThisLocation``, ``NotAtThisTime`` and ``Unknown`` refuse the
@@ -31,6 +35,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
+from edgegw.auth.cloudlist import TOKEN_TYPE
 from edgegw.auth.idtags import IDTAG_MAX_LEN
 from edgegw.ocpp.versions import OCPP201
 from edgegw.proxy.idtokens import LEARNT_STATUSES, id_tag_info, id_token_info, token_text
@@ -38,9 +43,6 @@ from edgegw.proxy.idtokens import LEARNT_STATUSES, id_tag_info, id_token_info, t
 log = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
-
-UID_TYPES: Final = frozenset({"ISO14443", "ISO15693"})
-"""IdTokenType types whose text is a card UID."""
 
 MIRRORED_VERSIONS: Final = frozenset({OCPP201})
 """2.x versions whose cloud list calls the gateway answers (2.1's are relayed to the charger)."""
@@ -88,7 +90,7 @@ def _entry_in_16(item: object, left_out: list[str]) -> object:
             f"{kind} token {text!r} has {len(text)} characters; the card layers hold 20 at most"
         )
         return None
-    entry: JsonDict = {"idTag": text}
+    entry: JsonDict = {"idTag": text, TOKEN_TYPE: kind}
     info = item.get("idTokenInfo")
     if info is not None:
         entry["idTagInfo"] = info_in_16(info, text, left_out)
@@ -138,15 +140,17 @@ async def answer_cloud_in(
     return answer_in_201(action, await answer_cloud(action, request))
 
 
-def token_type(is_uid: bool) -> str:
-    """The IdTokenType ``type`` a 2.0.1 charger gets for an entry of its list."""
-    return "ISO14443" if is_uid else "Central"
+def token_type(kind: str | None) -> str:
+    """The IdTokenType ``type`` a 2.0.1 charger gets for an entry of its list whose own type
+    is ``kind`` (``ISO14443`` for a UID, a 2.x token's type); None (a 1.6 token): ``Central``."""
+    return kind or "Central"
 
 
-def entry_201(tag: str, info: Mapping[str, Any] | None, is_uid: bool) -> JsonDict:
+def entry_201(tag: str, info: Mapping[str, Any] | None, kind: str | None) -> JsonDict:
     """One ``AuthorizationData`` of a 2.0.1 ``SendLocalList``: ``tag`` as the charger writes
-    it, ``info`` the 1.6 ``idTagInfo`` (None: a Differential's deletion)."""
-    entry: JsonDict = {"idToken": {"idToken": tag, "type": token_type(is_uid)}}
+    it, ``kind`` its type (None: ``Central``), ``info`` the 1.6 ``idTagInfo`` (None: a
+    Differential's deletion)."""
+    entry: JsonDict = {"idToken": {"idToken": tag, "type": token_type(kind)}}
     if info is not None:
         entry["idTokenInfo"] = id_token_info(info)
     return entry

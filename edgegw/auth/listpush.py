@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from edgegw.auth import listpush201 as v201
+from edgegw.auth.cardindex import LiteralToken
 from edgegw.auth.cloudlist201 import entry_201
 from edgegw.auth.idtags import IdTagFormat, UnrepresentableError, render
 from edgegw.auth.listrendered import (
@@ -158,7 +159,8 @@ class _Charger:
     last_error: str | None = None
     reported: str = ""  # the last overflow / collision message logged, to log each once
     ocpp: str | None = None  # the OCPP version it speaks (None: 1.6 or not known)
-    uid_keys: set[str] = field(default_factory=set)  # 2.0.1: entries written as ISO14443
+    # 2.0.1: the IdTokenType type of each entry by its key (absent: a 1.6 token, Central)
+    token_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def v201(self) -> bool:
@@ -399,8 +401,10 @@ class ListPusher:
         """The charger's list in its format, cut to its size; reports what was left out."""
         fmt = self._format(ch.charger_id)
         entries = self._entries(ch.charger_id)
+        if not ch.v201:  # a 2.x token (KeyCode...): a 1.6 charger would take it for a card
+            entries = [e for e in entries if not isinstance(e.card, LiteralToken)]
         out: Rendered = {}
-        ch.uid_keys = set()
+        ch.token_types = {}
         clashes: list[str] = []
         unwritable: list[str] = []
         unwritable_refused = 0
@@ -418,7 +422,9 @@ class ListPusher:
                 continue
             key = tag.upper()
             if entry.card.is_uid:
-                ch.uid_keys.add(key)
+                ch.token_types[key] = "ISO14443"
+            elif isinstance(entry.card, LiteralToken):
+                ch.token_types[key] = entry.card.kind
             info = entry.info.to_ocpp()
             held = out.get(key)
             if held is not None:
@@ -577,7 +583,7 @@ class ListPusher:
 
     def _in_201(self, ch: _Charger, entry: JsonDict) -> JsonDict:
         tag = entry["idTag"]
-        return entry_201(tag, entry.get("idTagInfo"), tag.upper() in ch.uid_keys)
+        return entry_201(tag, entry.get("idTagInfo"), ch.token_types.get(tag.upper()))
 
     def _messages(
         self, ch: _Charger, caps: ListCapabilities, items: list[JsonDict]

@@ -16,7 +16,8 @@
   holds) is only recorded.
 * Messages: ``versionNumber`` for ``listVersion``, ``AuthorizationData`` entries with an
   ``IdTokenType`` (:func:`~edgegw.auth.cloudlist201.entry_201`: UIDs in the charger's format as
-  ``ISO14443``, tokens as ``Central``; statuses, expiry and parent in 2.0.1 terms), and no
+  ``ISO14443``, a 2.x token of the cloud's list with its own type, a 1.6 token as ``Central``;
+  statuses, expiry and parent in 2.0.1 terms), and no
   ``localAuthorizationList`` at all for an empty one (the 2.0.1 schema wants at least one item).
 """
 

@@ -1,7 +1,8 @@
 """Persistence of everything cards: installer cards, the cloud list mirror, the auth cache, and
 what the gateway knows about each charger's idTag format and local list.
 
-Tables (schema migration 2): ``cards``, ``cloud_list`` (its version in ``settings`` under
+Tables (schema migration 2): ``cards``, ``cloud_list`` (with a 2.x entry's ``token_type``
+since migration 7; its version in ``settings`` under
 ``cloud_list_version``), ``auth_cache``, and the ``chargers`` columns ``idtag_format`` /
 ``idtag_format_seen`` (the format detected for a charger set to ``auto``),
 ``local_list_version`` (the list version the gateway last pushed to the charger) and
@@ -28,6 +29,8 @@ import aiosqlite
 
 from edgegw.auth.access import Access
 from edgegw.auth.cache import CacheEntry
+from edgegw.auth.cardindex import LiteralToken
+from edgegw.auth.cloudlist import listed_card
 from edgegw.auth.idtags import CardId, IdTagFormat
 from edgegw.auth.locallist import (
     AuthStatus,
@@ -111,11 +114,11 @@ class CardStore:
     async def load_cloud_list(self) -> tuple[int, list[CloudEntry]]:
         """The mirror's version and entries (entries that no longer parse are skipped)."""
         rows = await self.db.conn.execute_fetchall(
-            "SELECT id_tag, status, expiry, parent_id_tag FROM cloud_list"
+            "SELECT id_tag, status, expiry, parent_id_tag, token_type FROM cloud_list"
         )
         entries = [
-            CloudEntry(id_tag, CardId.from_idtag(id_tag), _info(status, expiry, parent))
-            for id_tag, status, expiry, parent in rows
+            CloudEntry(id_tag, listed_card(id_tag, kind), _info(status, expiry, parent))
+            for id_tag, status, expiry, parent, kind in rows
         ]
         version = await self.get_setting(CLOUD_LIST_VERSION)
         return (0 if version is None else int(version)), entries
@@ -129,8 +132,8 @@ class CardStore:
                 if update.changed:
                     await conn.execute("DELETE FROM cloud_list")
                     await conn.executemany(
-                        "INSERT INTO cloud_list (id_tag, status, expiry, parent_id_tag)"
-                        " VALUES (?, ?, ?, ?)",
+                        "INSERT INTO cloud_list (id_tag, status, expiry, parent_id_tag, token_type)"
+                        " VALUES (?, ?, ?, ?, ?)",
                         [_cloud_row(e) for e in update.upserts],
                     )
             else:
@@ -138,8 +141,8 @@ class CardStore:
                     "DELETE FROM cloud_list WHERE id_tag = ?", [(e.id_tag,) for e in update.deletes]
                 )
                 await conn.executemany(
-                    "INSERT OR REPLACE INTO cloud_list (id_tag, status, expiry, parent_id_tag)"
-                    " VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO cloud_list"
+                    " (id_tag, status, expiry, parent_id_tag, token_type) VALUES (?, ?, ?, ?, ?)",
                     [_cloud_row(e) for e in update.upserts],
                 )
             await _set_setting(conn, CLOUD_LIST_VERSION, str(update.version))
@@ -301,13 +304,14 @@ def _info(status: str, expiry: str | None, parent: str | None) -> IdTagInfo:
     )
 
 
-def _cloud_row(entry: CloudEntry) -> tuple[str, str, str | None, str | None]:
+def _cloud_row(entry: CloudEntry) -> tuple[str, str, str | None, str | None, str | None]:
     info = entry.info
     return (
         entry.id_tag,
         info.status.value,
         None if info.expiry is None else format_datetime(info.expiry),
         info.parent_id,
+        entry.card.kind if isinstance(entry.card, LiteralToken) else None,
     )
 
 

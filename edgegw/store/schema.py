@@ -177,4 +177,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX transactions_by_ref ON transactions (charger_id, tx_ref)
         WHERE tx_ref IS NOT NULL;
     """,
+    # 6 -> 7: a cloud list entry's OCPP 2.x token type (edgegw.store.cards): KeyCode, eMAID...
+    # entries are tokens matched literally, never card UIDs (NULL: a 1.6 idTag)
+    """
+    ALTER TABLE cloud_list ADD COLUMN token_type TEXT;
+    """,
 )
