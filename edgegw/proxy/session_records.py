@@ -2,8 +2,9 @@
 
 * :class:`Sessions201` — a 2.x charger's sessions written to the records
   (:mod:`edgegw.store.sessions201`) through the store's bookkeeper, in order after every record
-  handed in before; it keeps which running transactions still wait for their meter start. On a
-  cloudless site the gateway's answer to a TransactionEvent waits for its records
+  handed in before; it keeps which running transactions have their meter start recorded,
+  so later readings write only what a record may lack. On a cloudless site the
+  gateway's answer to a TransactionEvent waits for its records
   (:meth:`Sessions201.answered_standalone`); elsewhere nobody waits (a relayed event is the
   cloud's to keep, a queued one is in the outbox and recorded again if missing on delivery).
 * :class:`LateRefusals` — StopTransactionOnInvalidId: the cloud refused, in its answer to a
@@ -37,14 +38,20 @@ from edgegw.proxy.rules import (
 )
 from edgegw.security.loggable import loggable
 from edgegw.store.bookkeeper import Job
-from edgegw.store.sessions201 import open_201, write_meter_start, write_start, write_stop
+from edgegw.store.sessions201 import (
+    open_201,
+    write_meter_start,
+    write_start,
+    write_stop,
+)
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
-MISSING_STARTS = 64
-"""Running transactions of one charger followed for their meter start (oldest dropped)."""
+KNOWN_TRANSACTIONS = 64
+"""Transactions of one charger whose meter start is known recorded, kept while they run
+(oldest dropped: one more write, which changes nothing, if it comes again)."""
 
 
 class Sessions201:
@@ -54,12 +61,15 @@ class Sessions201:
         self._charger_id = charger_id
         self._store = store
         self._clock = clock
-        self._missing: dict[str, None] = {}
-        """Transactions recorded without a meter start, oldest first."""
+        self._meter_known: dict[str, None] = {}
+        """Transactions whose meter start is recorded (their Started had one, or a reading was
+        written as it), oldest first. Any other one's next reading is written as its meter
+        start where the record has none: a transaction started before this connection (the
+        station reconnected, the gateway restarted) is asked once, not forgotten."""
 
     def carry_out(self, record: Record201) -> None:
-        """Hand the record's write to the bookkeeper (a meter reading only when it is the
-        meter start a running session still waits for)."""
+        """Hand the record's write to the bookkeeper (a later reading only where the record
+        may lack its meter start: :meth:`_later`)."""
         write = self._write(record)
         if write is not None:
             self._store.bookkeeping.post(*write)
@@ -91,23 +101,27 @@ class Sessions201:
         store, charger_id, now = self._store, self._charger_id, self._clock()
         if isinstance(record, RecordStart201):
             start = record.start
-            if start.meter_start_wh is None:
-                self._missing[start.tx_ref] = None
-                while len(self._missing) > MISSING_STARTS:
-                    del self._missing[next(iter(self._missing))]
+            _known(self._meter_known, start.tx_ref, start.meter_start_wh is not None)
             return lambda: write_start(store, charger_id, start, now), "a 2.x session's start"
         if isinstance(record, RecordMeter201):
-            if record.tx_ref not in self._missing:
-                return None
-            del self._missing[record.tx_ref]
-            tx_ref, wh = record.tx_ref, record.energy_wh
-            return (
-                lambda: write_meter_start(store, charger_id, tx_ref, wh),
-                "a 2.x session's meter start",
-            )
+            return self._later(record)
         stop = record.stop
-        self._missing.pop(stop.tx_ref, None)
+        _known(self._meter_known, stop.tx_ref, False)
         return lambda: write_stop(store, charger_id, stop, now), "a 2.x session's stop"
+
+    def _later(self, record: RecordMeter201) -> tuple[Job, str] | None:
+        """A later reading, written as the meter start where the record may lack one (a write
+        that finds one there changes nothing); known once written."""
+        store, charger_id = self._store, self._charger_id
+        tx_ref, wh = record.tx_ref, record.energy_wh
+        if tx_ref in self._meter_known:
+            return None
+
+        async def write() -> None:
+            await write_meter_start(store, charger_id, tx_ref, wh)
+            _known(self._meter_known, tx_ref, True)
+
+        return write, "a 2.x session's meter start"
 
     def delivered(self, action: str, payload: dict[str, Any]) -> None:
         """A TransactionEvent the gateway answered and queued reached the cloud: its session
@@ -118,6 +132,16 @@ class Sessions201:
         for record in transaction_records(payload, queued=True):
             if not isinstance(record, RecordMeter201):
                 self.carry_out(record)
+
+
+def _known(known: dict[str, None], tx_ref: str, recorded: bool) -> None:
+    """Note whether ``tx_ref``'s fact is recorded; at most :data:`KNOWN_TRANSACTIONS`."""
+    if not recorded:
+        known.pop(tx_ref, None)
+        return
+    known[tx_ref] = None
+    while len(known) > KNOWN_TRANSACTIONS:
+        del known[next(iter(known))]
 
 
 class Caller(Protocol):

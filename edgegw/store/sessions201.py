@@ -81,11 +81,13 @@ async def write_start(store: Store, charger_id: str, start: Start201, now: float
 
 
 async def write_meter_start(store: Store, charger_id: str, tx_ref: str, energy_wh: int) -> bool:
-    """The first reading of a transaction whose Started had none: its meter start."""
+    """The first reading of a running transaction whose Started had none: its meter start.
+    Changes nothing (False) when the record has one, or the session has stopped."""
     async with store.db.transaction() as conn:
         cursor = await conn.execute(
             "UPDATE transactions SET meter_start = ?, meter_start_missing = 0"
-            " WHERE charger_id = ? AND tx_ref = ? AND meter_start_missing = 1",
+            " WHERE charger_id = ? AND tx_ref = ? AND meter_start_missing = 1"
+            " AND stopped_at IS NULL",
             (energy_wh, printable(charger_id), printable(tx_ref)),
         )
         return cursor.rowcount == 1
