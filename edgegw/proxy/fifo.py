@@ -2,15 +2,15 @@
 
 Every connected charger has one (its session's commands). ``asyncio.Queue`` carries machinery
 this use never needs (a bound, waiting producers, many consumers): three deques and an Event per
-queue, and a round of bookkeeping per item. At 2,000 chargers this one is a deque and, while the
-consumer waits, one future. ``task_done``/``join`` keep ``asyncio.Queue``'s meaning: ``join``
-returns once every item put has been taken *and* marked done.
+queue, and a round of bookkeeping per item. At 2,000 chargers this one is a list (56 bytes empty
+against an empty deque's ~770: it holds a command or two, so taking its head is cheap) and,
+while the consumer waits, one future. ``task_done``/``join`` keep ``asyncio.Queue``'s meaning:
+``join`` returns once every item put has been taken *and* marked done.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -22,7 +22,7 @@ class Fifo(Generic[T]):
     __slots__ = ("_items", "_joiners", "_unfinished", "_waiter")
 
     def __init__(self) -> None:
-        self._items: deque[T] = deque()
+        self._items: list[T] = []
         self._waiter: asyncio.Future[None] | None = None
         self._unfinished = 0
         self._joiners: list[asyncio.Future[None]] = []
@@ -46,7 +46,7 @@ class Fifo(Generic[T]):
                 await waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        return self._items.pop(0)
 
     def task_done(self) -> None:
         """The item last taken was dealt with."""

@@ -47,7 +47,6 @@ answers) and here the events from each side. The commands are in
 from __future__ import annotations
 
 import logging
-from collections import deque
 
 from edgegw.ocpp.versions import OCPP16, OCPP21, is_v2
 from edgegw.proxy import frames, schemas
@@ -186,7 +185,7 @@ class Link(_PendingCalls):
         # Its calls not yet sent go no further: nobody waits for their answers, and a charger
         # re-sends the transaction messages it got no answer for. A call the cloud is working
         # on stays outstanding until it answers (its answer completes it) or the link closes.
-        kept = deque[_Pending]()
+        kept: list[_Pending] = []
         dropped = 0
         for item in self._to_cloud:
             if item.origin is Origin.CHARGER and item.late is None:
@@ -277,7 +276,7 @@ class Link(_PendingCalls):
         self.cloud_up = False
         self._epoch += 1
         # Cloud calls still queued for the charger came over the lost link: drop them.
-        self._to_charger = deque(p for p in self._to_charger if p.origin is not Origin.CLOUD)
+        self._to_charger = [p for p in self._to_charger if p.origin is not Origin.CLOUD]
         out: list[Command] = []
         pending = self._cloud_inflight
         self._cloud_inflight = None
@@ -292,7 +291,7 @@ class Link(_PendingCalls):
                     pass  # its local answer is being made
                 elif not pending.overdue or pending.local_wanted:  # not answered yet
                     pending.local_wanted = False
-                    self._to_cloud.appendleft(pending)
+                    self._to_cloud.insert(0, pending)
                 # else: answered locally at its deadline (a status or boot kept for replay)
             elif pending.origin is Origin.REPLAY:
                 self._replay_failed(pending.call)
@@ -300,7 +299,7 @@ class Link(_PendingCalls):
                 # OUTBOX: still at the head of the outbox; it goes again next time.
                 self._maybe_delivered.add(pending.message.seq)
         # Replays not yet sent are kept for the next connection, but not duplicated.
-        kept = deque[_Pending]()
+        kept: list[_Pending] = []
         for item in self._to_cloud:
             if item.origin is Origin.REPLAY:
                 self._replay_failed(item.call)

@@ -71,7 +71,7 @@ class _OfflineQueue(_FrameHandling):
             if isinstance(local, int) and local in self._tx_map:
                 cloud = self._tx_map[local]
                 if cloud is None:
-                    self._outbox.popleft()
+                    self._outbox.pop(0)
                     reason = self._no_cloud_id.get(local, "its StartTransaction was not accepted")
                     out.extend(self._park(message, reason))
                     continue
@@ -140,7 +140,7 @@ class _OfflineQueue(_FrameHandling):
     def _take_out(self, message: QueuedMessage) -> None:
         """Remove a finished message from the window (or skip it when it is read from disk)."""
         if self._outbox and self._outbox[0] is message:
-            self._outbox.popleft()
+            self._outbox.pop(0)
         elif message in self._outbox:
             self._outbox.remove(message)
         else:
@@ -185,7 +185,7 @@ class _OfflineQueue(_FrameHandling):
         replays.extend(self._replay.status[c] for c in sorted(self._replay.status))
         for call in reversed(replays):
             fresh = frames.with_id(call, f"edgegw-{self._new_id()}")
-            self._to_cloud.appendleft(_Pending(Origin.REPLAY, fresh))
+            self._to_cloud.insert(0, _Pending(Origin.REPLAY, fresh))
         self._replay.errors.clear()
         self._replay.status.clear()
 

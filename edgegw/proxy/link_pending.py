@@ -109,7 +109,7 @@ class _PendingCalls(_OfflineQueue):
             self._may_resend = self._check_resent
         if pending is not self._local_inflight:
             # Not handed to the local responder yet: it goes first, then this answer completes it.
-            self._to_cloud.appendleft(pending)
+            self._to_cloud.insert(0, pending)
         return self._pump_cloud()
 
     def _complete_queued(
@@ -189,7 +189,7 @@ class _PendingCalls(_OfflineQueue):
             return self._pump_cloud()
         # The first new message: from here on the charger sends only new ones.
         self._may_resend = False
-        self._to_cloud.appendleft(pending)
+        self._to_cloud.insert(0, pending)
         return self._pump_cloud()
 
     def on_timer(self) -> list[Command]:
@@ -290,18 +290,18 @@ class _PendingCalls(_OfflineQueue):
             if head.late is not None or not self.cloud_up:
                 out.extend(self._answer_locally_next())
             elif head.origin is Origin.CHARGER and self._must_queue(head.call):
-                self._to_cloud.popleft()
+                self._to_cloud.pop(0)
                 self._local_inflight = head
                 out.append(AnswerLocally(head.call, queue=True))
             elif self._may_resend and head.origin is Origin.CHARGER and self._is_tx(head.call):
                 if cloud is None or not cloud.orphaned:
                     # (After the cloud answered what the charger's previous connection sent:
                     # that answer may be what makes this message a copy.)
-                    self._to_cloud.popleft()
+                    self._to_cloud.pop(0)
                     self._local_inflight = head
                     out.append(AnswerIfResent(head.call))
             elif cloud is None:
-                self._to_cloud.popleft()
+                self._to_cloud.pop(0)
                 now = self._clock()
                 head.sent_at = now
                 if head.origin is not Origin.CHARGER:  # a charger's: since the charger sent it
@@ -323,7 +323,7 @@ class _PendingCalls(_OfflineQueue):
         """Hand the oldest queued charger call to the local responder (one at a time)."""
         out: list[Command] = []
         while self._to_cloud:
-            pending = self._to_cloud.popleft()
+            pending = self._to_cloud.pop(0)
             if pending.origin is Origin.REPLAY:
                 self._replay_failed(pending.call)
                 continue

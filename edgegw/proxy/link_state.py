@@ -7,7 +7,6 @@ add behaviour, never state.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,7 +119,7 @@ class _LinkState:
         # Queued messages completed by a late answer before they were read into the window.
         self._done_seqs: set[int] = set()
         # The outbox: a window of the queued messages, the rest stay on disk until needed.
-        self._outbox: deque[QueuedMessage] = deque()
+        self._outbox: list[QueuedMessage] = []  # (lists: a few items at most, 56 B empty)
         self._outbox_more = False
         self._outbox_loading = cloud_configured  # the shell loads it first thing
         self._outbox_last_seq = 0
@@ -133,10 +132,10 @@ class _LinkState:
         # wait: answering them locally in that moment would make the gateway visible.
         self.cloud_connecting = cloud_configured
         self._epoch = 0
-        self._to_cloud: deque[_Pending] = deque()
+        self._to_cloud: list[_Pending] = []
         self._cloud_inflight: _Pending | None = None
         self._local_inflight: _Pending | None = None
-        self._to_charger: deque[_Pending] = deque()
+        self._to_charger: list[_Pending] = []
         self._charger_inflight: _Pending | None = None
         self._replay = _Replay()
         self._charger_gone = False
@@ -222,7 +221,7 @@ class _LinkState:
     def _pump_charger(self) -> list[Command]:
         if self._charger_inflight is not None or not self._to_charger:
             return []
-        pending = self._to_charger.popleft()
+        pending = self._to_charger.pop(0)
         pending.deadline = self._clock() + self._call_timeout
         self._charger_inflight = pending
         return [ToCharger(pending.call.raw)]
