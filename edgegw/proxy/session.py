@@ -31,6 +31,7 @@ from edgegw.proxy import frames
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.fifo import Fifo
 from edgegw.proxy.frames import Call, CallError, CallResult
+from edgegw.proxy.handshake_trim import trim_server_handshake
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter, SiteOverride
 from edgegw.proxy.link import (
     OUTBOX_WINDOW,
@@ -244,6 +245,7 @@ class ChargerSession:
         request = ws.request
         if self.upstream is not None and request is not None:
             self.upstream.use_credentials(request.headers.get("Authorization"))
+        trim_server_handshake(ws)  # (read: the daemon's new session, the line above)
         self.link.use_version(version)
         if self.upstream is not None:
             self.upstream.use_subprotocol(version, lambda reason: self.close(1002, reason))
@@ -374,9 +376,7 @@ class ChargerSession:
         if self._timer is not None:
             at = self._timer_at
             if at is not None and (deadline is None or at <= deadline):
-                # It fires first: link.on_timer compares every deadline with the clock and
-                # _on_timer re-arms for whatever is due next (one timer per call_timeout, not
-                # a cancel and a new timer per relayed call).
+                # It fires first; link.on_timer checks the clock, _on_timer re-arms for the next.
                 return
             self._timer.cancel()
             self._timer = None

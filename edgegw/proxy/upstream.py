@@ -42,6 +42,7 @@ from websockets.typing import Subprotocol
 from edgegw.config import ChargerConfig, CloudConfig
 from edgegw.ocpp.versions import is_v2
 from edgegw.proxy.cloudreturn import CloudReturn
+from edgegw.proxy.handshake_trim import trim_client_handshake
 from edgegw.security.tls import TlsSetupError, client_context
 from edgegw.tasks import TaskOwner
 
@@ -274,6 +275,7 @@ class Upstream:
                     await self._wait(loop.time() + self._cloud.reconnect_max_delay)
                     continue
                 started = time.monotonic()
+                trim_client_handshake(ws)
                 await self._session(ws)
             finally:
                 await ws.close()
