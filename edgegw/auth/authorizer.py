@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from edgegw.auth.authstate import ChangeCallback, ImportResult, _Groups
+from edgegw.auth.cardindex import LiteralToken
 from edgegw.auth.decision import Decision, Layer, _ambiguous, _cache_decision, _cloud_decision, _how
 from edgegw.auth.idtags import CardIndex, CardLookup, IdTagFormat
 from edgegw.auth.installercards import _InstallerCards
@@ -165,7 +166,7 @@ class Authorizer(_InstallerCards):
             )
 
         cached = self._cache.get(id_tag, t)
-        if cached is not None:
+        if cached is not None and (literal or not self._listed_token(id_tag)):
             return _cache_decision(cached, id_tag, t)
 
         unknown = f"{id_tag!r} is on no list and the cache has no recent cloud answer for it"
@@ -180,6 +181,12 @@ class Authorizer(_InstallerCards):
             Layer.POLICY,
             f"{unknown}; the site refuses unknown cards (auth.unknown_cards = reject)",
         )
+
+    def _listed_token(self, id_tag: str) -> bool:
+        """``id_tag`` is the text of a 2.x token (KeyCode...) on the cloud's list: a card
+        reader's idTag of that text is no answer the cloud gave about the token."""
+        entry = self._cloud.get(id_tag.strip().upper())
+        return entry is not None and isinstance(entry.card, LiteralToken)
 
     @staticmethod
     def _literal_lookup(index: CardIndex, token: str) -> CardLookup:

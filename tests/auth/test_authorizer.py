@@ -13,6 +13,7 @@ import pytest
 from edgegw.auth.access import CardGroup, Share
 from edgegw.auth.authorizer import Authorizer, Decision, Layer
 from edgegw.auth.cache import REWRITE_AFTER
+from edgegw.auth.cloudlist201 import request_in_16
 from edgegw.auth.idtags import CardId, IdTagFormat, render
 from edgegw.auth.locallist import (
     AuthStatus,
@@ -498,3 +499,43 @@ async def test_a_card_removed_by_a_replacing_import_leaves_its_groups_and_shares
 
     auth = await open_auth()  # and so it stays after a restart
     assert auth.access.card_groups["residents"].members == frozenset()
+
+
+# ------------------------------------------------------------------ 2.x tokens of the cloud's list
+
+
+def list_201(version: int, *entries: tuple[str, str, str]) -> dict[str, Any]:
+    """A 2.0.1 Full SendLocalList of (token, type, status), read into the mirror's form."""
+    request, left_out = request_in_16(
+        {
+            "versionNumber": version,
+            "updateType": "Full",
+            "localAuthorizationList": [
+                {"idToken": {"idToken": t, "type": k}, "idTokenInfo": {"status": s}}
+                for t, k, s in entries
+            ],
+        }
+    )
+    assert not left_out
+    return request
+
+
+async def test_a_listed_keycode_is_never_a_card_uid(open_auth: Opener) -> None:
+    """A hex-shaped KeyCode on the cloud's 2.0.1 list matches only a KeyCode-like token
+    presented as such, never a reader's idTag (the card with UID 12345678, in any format),
+    not even through the cloud's cached answer about the code; it survives a restart so."""
+    auth = await open_auth({"HEX": F.HEX, "REV": F.HEX_REVERSED})
+    answer = await auth.send_local_list(
+        list_201(3, ("12345678", "KeyCode", "Accepted"), ("E43AC9D2", "ISO14443", "Accepted"))
+    )
+    assert answer == {"status": "Accepted"}
+    await auth.learn("12345678", {"status": "Accepted"})  # the cloud's Authorize of the code
+    for _ in range(2):
+        assert auth.decide("REV", "12345678", fmt=F.HEX_REVERSED, literal=True).accepted
+        assert not auth.decide("HEX", "12345678", fmt=F.HEX).accepted  # card UID 12345678
+        assert not auth.decide("REV", "78563412", fmt=F.HEX_REVERSED).accepted  # the same
+        assert not auth.decide("AUTO", "305419896", fmt=F.AUTO).accepted  # decimal of it
+        assert auth.decide("REV", "D2C93AE4", fmt=F.HEX_REVERSED).accepted  # the listed card
+        kinds = {e.card.canonical: type(e.card).__name__ for e in auth.local_list("REV")}
+        assert kinds == {"12345678": "LiteralToken", "E43AC9D2": "CardId"}
+        auth = await open_auth({"HEX": F.HEX, "REV": F.HEX_REVERSED})  # and after a restart

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from edgegw.auth.authorizer import Authorizer
+from edgegw.auth.cloudlist201 import request_in_16
 from edgegw.auth.idtags import CardId, IdTagFormat, render
 from edgegw.auth.listpush import CallFn, ListPusher
 from edgegw.auth.locallist import AuthStatus, Card
@@ -339,3 +340,24 @@ async def test_a_slow_charger_holds_up_nobody(site: Site) -> None:
     gate.set()
     await pusher.wait_idle("SLOW")
     assert held(slow) == {tag(ALICE): "Accepted"}
+
+
+async def test_a_2x_token_of_the_clouds_list_stays_off_a_16_chargers_list(site: Site) -> None:
+    """A KeyCode on the cloud's 2.0.1 list is no idTag a 1.6 charger could hold: written there
+    it would read as the card with that UID (hex-shaped text), so it is left out."""
+    auth, _ = await site.start(formats={"KEBA": F.HEX_REVERSED})
+    request, _ = request_in_16(
+        {
+            "versionNumber": 2,
+            "updateType": "Full",
+            "localAuthorizationList": [
+                {"idToken": {"idToken": t, "type": k}, "idTokenInfo": {"status": "Accepted"}}
+                for t, k in (("12345678", "KeyCode"), ("AA11BB22", "ISO14443"))
+            ],
+        }
+    )
+    await auth.send_local_list(request)
+    cp1 = await site.plug("CP1")
+    keba = await site.plug("KEBA")
+    assert held(cp1) == {"aa11bb22": "Accepted"}
+    assert held(keba) == {"22bb11aa": "Accepted"}

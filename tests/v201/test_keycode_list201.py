@@ -1,9 +1,12 @@
-"""R5 repro: the cloud's 2.0.1 local list holds a KeyCode (a PIN typed on the station's keypad)
-that happens to be hex-shaped, "12345678". The gateway mirrors it as a 1.6 idTag, where it
-reads as a 4-byte card UID: it pushes the station an ISO14443 entry in the station's UID
-format ("78563412", hex_reversed) and, offline, accepts an RFID card whose UID is 12345678
+"""A hex-shaped KeyCode on the cloud's 2.0.1 list is no card (a reviewer's repro, R5).
+
+The cloud's 2.0.1 local list holds a KeyCode (a PIN typed on the station's keypad)
+that happens to be hex-shaped, "12345678". The gateway mirrored it as a 1.6 idTag, where it
+read as a 4-byte card UID: it pushed the station an ISO14443 entry in the station's UID
+format ("78563412", hex_reversed) and, offline, accepted an RFID card whose UID is 12345678
 (presented as ISO14443 "78563412") on that KeyCode entry. The cloud granted a keypad code,
-never a card. Real gateway, real sockets (cloud: the ocpp library's v201)."""
+never a card. Now the station gets the KeyCode back as a KeyCode and only the code opens.
+Real gateway, real sockets (cloud: the ocpp library's v201)."""
 
 from __future__ import annotations
 
@@ -52,14 +55,15 @@ async def test_a_hex_shaped_keycode_is_no_card(make_gateway: GatewayFactory) -> 
         assert answer.status == "Accepted"
         await asyncio.sleep(0)
         await pusher.wait_idle("CS201")
-        print("station list:", held.statuses())
+        assert held.statuses() == {
+            f"{bytes.fromhex(UID)[::-1].hex().upper()}/ISO14443": "Accepted",  # the site's card
+            f"{PIN}/KeyCode": "Accepted",  # its own type, its own text
+        }
         await _stop(server)
         card = await cs.authorize("78563412", "ISO14443")  # an RFID card, UID 12345678
-        print("RFID card offline:", card)
         other = await cs.authorize("44332211", "ISO14443")  # control: an unknown card
         assert other["idTokenInfo"]["status"] == "Invalid", other
         pin = await cs.authorize(PIN, "KeyCode")
-        print("KeyCode offline:", pin)
         assert pin["idTokenInfo"]["status"] == "Accepted"
         assert "78563412/ISO14443" not in held.statuses(), held.statuses()
         assert card["idTokenInfo"]["status"] != "Accepted", card

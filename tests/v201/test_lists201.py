@@ -14,6 +14,7 @@ from ocpp.messages import get_validator
 from ocpp.v201 import call as call201
 
 from edgegw.auth.cardid import CardId
+from edgegw.auth.cardindex import LiteralToken
 from edgegw.auth.cardinfo import AuthStatus, Card
 from edgegw.auth.cloudlist import CloudList
 from edgegw.auth.cloudlist201 import answer_in_201, request_in_16
@@ -83,6 +84,7 @@ def test_the_clouds_201_list_is_read_into_the_one_mirror() -> None:
     assert card is not None and card.card.is_uid and card.info.status is AuthStatus.ACCEPTED
     emaid = mirror.get(EMAID)
     assert emaid is not None and emaid.card.is_token
+    assert isinstance(emaid.card, LiteralToken) and emaid.card.kind == "eMAID"
     assert emaid.info.status is AuthStatus.BLOCKED and emaid.info.parent_id == "FLEET-1"
     assert emaid.info.expiry is not None and emaid.info.expiry.year == 2027
     away = mirror.get(AWAY)
@@ -255,7 +257,7 @@ async def test_a_201_station_gets_the_sites_list_and_the_clouds_which_serves_off
         assert held.statuses() == {
             f"{REVERSED}/ISO14443": "Accepted",
             f"{reversed_cloud}/ISO14443": "Accepted",
-            f"{EMAID}/Central": "Accepted",
+            f"{EMAID}/eMAID": "Accepted",  # its own type
             f"{bytes.fromhex(AWAY)[::-1].hex().upper()}/ISO14443": "Invalid",
         }
         assert all(len(r.get("localAuthorizationList", [])) <= 2 for r in held.requests)
