@@ -81,10 +81,13 @@ class RecordStop201:
 
 @dataclass(frozen=True, slots=True)
 class RecordMeter201:
-    """A reading of a running 2.x transaction: its meter start when its Started had none."""
+    """What a later event tells of a running 2.x transaction: a reading (``energy_wh``), its
+    meter start when its Started had none; an ``idToken`` (``id_tag``), its card when its
+    Started had none (a station whose transactions start before the driver is identified)."""
 
     tx_ref: str
-    energy_wh: int
+    energy_wh: int | None
+    id_tag: str = ""
 
 
 Record = (
@@ -230,9 +233,11 @@ def transaction_records(
     ``Started`` records the session (the EVSE: ``evse.id``, 0 when it has none; the card:
     ``idToken.idToken``, empty without one; the meter start: its energy register, None
     without one); ``Ended`` stops it (the energy register, ``stoppedReason`` else ``Local``);
-    an ``Updated`` with an energy register gives :class:`RecordMeter201` (the meter start of
-    a session whose Started had none; the session keeps which those are). An Ended's reading
-    is never a meter start: such a session's energy is unknown, not 0.
+    an ``Updated`` with an energy register or an ``idToken`` gives :class:`RecordMeter201`
+    (the meter start, the card of a session whose Started had none: written only where the
+    record has none), as does an ``Ended`` with an ``idToken``, before its stop (a stop is
+    priced by its session's card). An Ended's reading is never a meter start: such a
+    session's energy is unknown, not 0.
     An event without a usable transaction id or timestamp records nothing.
     """
     info = request.get("transactionInfo")
@@ -244,10 +249,10 @@ def transaction_records(
     kind = request.get("eventType")
     energy = energy_wh(request.get("meterValue"))
     wh = None if energy is None else round(energy)
+    token = token_text(request.get("idToken"))
     if kind == "Started":
         evse = request.get("evse")
         evse_id = evse.get("id") if isinstance(evse, Mapping) else None
-        token = token_text(request.get("idToken"))
         start = Start201(
             tx_ref,
             evse_id if isinstance(evse_id, int) and not isinstance(evse_id, bool) else 0,
@@ -258,10 +263,13 @@ def transaction_records(
             by_cloud,
         )
         return [RecordStart201(start)]
+    id_tag = "" if token is None or token[1] == "NoAuthorization" else token[0]
     if kind == "Updated":
-        return [] if wh is None else [RecordMeter201(tx_ref, wh)]
+        return [] if wh is None and not id_tag else [RecordMeter201(tx_ref, wh, id_tag)]
     records: list[Record201] = []
     if kind == "Ended":
+        if id_tag:
+            records.append(RecordMeter201(tx_ref, None, id_tag))
         reason = info.get("stoppedReason")
         reason = reason if isinstance(reason, str) and reason else "Local"
         records.append(RecordStop201(Stop201(tx_ref, wh, timestamp, reason)))

@@ -2,8 +2,8 @@
 
 * :class:`Sessions201` — a 2.x charger's sessions written to the records
   (:mod:`edgegw.store.sessions201`) through the store's bookkeeper, in order after every record
-  handed in before; it keeps which running transactions have their meter start recorded,
-  so later readings write only what a record may lack. On a cloudless site the
+  handed in before; it keeps which running transactions have their meter start and card
+  recorded, so later events write only what a record may lack. On a cloudless site the
   gateway's answer to a TransactionEvent waits for its records
   (:meth:`Sessions201.answered_standalone`); elsewhere nobody waits (a relayed event is the
   cloud's to keep, a queued one is in the outbox and recorded again if missing on delivery).
@@ -40,6 +40,7 @@ from edgegw.security.loggable import loggable
 from edgegw.store.bookkeeper import Job
 from edgegw.store.sessions201 import (
     open_201,
+    write_card,
     write_meter_start,
     write_start,
     write_stop,
@@ -50,7 +51,7 @@ from edgegw.tasks import TaskOwner
 log = logging.getLogger(__name__)
 
 KNOWN_TRANSACTIONS = 64
-"""Transactions of one charger whose meter start is known recorded, kept while they run
+"""Transactions of one charger whose meter start (card) is known recorded, kept while they run
 (oldest dropped: one more write, which changes nothing, if it comes again)."""
 
 
@@ -66,10 +67,12 @@ class Sessions201:
         written as it), oldest first. Any other one's next reading is written as its meter
         start where the record has none: a transaction started before this connection (the
         station reconnected, the gateway restarted) is asked once, not forgotten."""
+        self._card_known: dict[str, None] = {}
+        """Transactions whose card is recorded, the same way (a token named after Started)."""
 
     def carry_out(self, record: Record201) -> None:
-        """Hand the record's write to the bookkeeper (a later reading only where the record
-        may lack its meter start: :meth:`_later`)."""
+        """Hand the record's write to the bookkeeper (a later event's reading or token only
+        where the record may lack it: :meth:`_later`)."""
         write = self._write(record)
         if write is not None:
             self._store.bookkeeping.post(*write)
@@ -102,26 +105,34 @@ class Sessions201:
         if isinstance(record, RecordStart201):
             start = record.start
             _known(self._meter_known, start.tx_ref, start.meter_start_wh is not None)
+            _known(self._card_known, start.tx_ref, bool(start.id_tag))
             return lambda: write_start(store, charger_id, start, now), "a 2.x session's start"
         if isinstance(record, RecordMeter201):
             return self._later(record)
         stop = record.stop
         _known(self._meter_known, stop.tx_ref, False)
+        _known(self._card_known, stop.tx_ref, False)
         return lambda: write_stop(store, charger_id, stop, now), "a 2.x session's stop"
 
     def _later(self, record: RecordMeter201) -> tuple[Job, str] | None:
-        """A later reading, written as the meter start where the record may lack one (a write
-        that finds one there changes nothing); known once written."""
+        """A later event's reading and token, written where the record may lack them (a write
+        that finds them there changes nothing); known once written."""
         store, charger_id = self._store, self._charger_id
-        tx_ref, wh = record.tx_ref, record.energy_wh
-        if tx_ref in self._meter_known:
+        tx_ref, wh, id_tag = record.tx_ref, record.energy_wh, record.id_tag
+        meter = wh if tx_ref not in self._meter_known else None
+        card = id_tag if tx_ref not in self._card_known else ""
+        if meter is None and not card:
             return None
 
         async def write() -> None:
-            await write_meter_start(store, charger_id, tx_ref, wh)
-            _known(self._meter_known, tx_ref, True)
+            if meter is not None:
+                await write_meter_start(store, charger_id, tx_ref, meter)
+                _known(self._meter_known, tx_ref, True)
+            if card:
+                await write_card(store, charger_id, tx_ref, card)
+                _known(self._card_known, tx_ref, True)
 
-        return write, "a 2.x session's meter start"
+        return write, "a 2.x session's meter start or card"
 
     def delivered(self, action: str, payload: dict[str, Any]) -> None:
         """A TransactionEvent the gateway answered and queued reached the cloud: its session
@@ -132,6 +143,8 @@ class Sessions201:
         for record in transaction_records(payload, queued=True):
             if not isinstance(record, RecordMeter201):
                 self.carry_out(record)
+            elif record.id_tag:  # its card, not its reading (a later one may be the start)
+                self.carry_out(RecordMeter201(record.tx_ref, None, record.id_tag))
 
 
 def _known(known: dict[str, None], tx_ref: str, recorded: bool) -> None:

@@ -9,9 +9,10 @@ where a 1.6 connector stood), ``id_tag`` the ``idToken.idToken`` of the event th
 A Started event without that register leaves ``meter_start_missing`` set (``meter_start`` 0):
 the first later reading of the transaction fills it (:func:`write_meter_start`), and a
 session stopped while it is still missing gets no ``meter_stop`` (its energy is unknown, never
-the whole register). ``queued``: the gateway answered the Started itself while the cloud was
-away and queued it (the session's mode is *offline*); a cloudless site's sessions and those
-the cloud answered have it 0.
+the whole register). A Started without an ``idToken`` leaves ``id_tag`` empty: the first
+later event naming one gives the session its card (:func:`write_card`). ``queued``: the
+gateway answered the Started itself while the cloud was away and queued it (the session's
+mode is *offline*); a cloudless site's sessions and those the cloud answered have it 0.
 
 Every write is idempotent: a start already recorded (a copy the station sent again, or the
 replay delivering what was recorded when it was answered) is not recorded again, a stop of a
@@ -89,6 +90,20 @@ async def write_meter_start(store: Store, charger_id: str, tx_ref: str, energy_w
             " WHERE charger_id = ? AND tx_ref = ? AND meter_start_missing = 1"
             " AND stopped_at IS NULL",
             (energy_wh, printable(charger_id), printable(tx_ref)),
+        )
+        return cursor.rowcount == 1
+
+
+async def write_card(store: Store, charger_id: str, tx_ref: str, id_tag: str) -> bool:
+    """The ``idToken`` a later event of a transaction carries, as its card when it has none
+    (its Started named no token: the station started it before the driver was identified).
+    Written as a Started's token is (the token's text; cards are matched to it when read).
+    Changes nothing (False) when the session has a card already: the first one stays."""
+    async with store.db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE transactions SET id_tag = ?"
+            " WHERE charger_id = ? AND tx_ref = ? AND id_tag = ''",
+            (printable(id_tag), printable(charger_id), printable(tx_ref)),
         )
         return cursor.rowcount == 1
 

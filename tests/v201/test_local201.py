@@ -11,7 +11,13 @@ from edgegw.proxy.frames import CallError, CallResult, make_call
 from edgegw.proxy.idtokens import id_tag_info, id_token_info
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.local201 import offline_event
-from edgegw.proxy.rules import LearnCard, card_answer, records_of, remote_start_token
+from edgegw.proxy.rules import (
+    LearnCard,
+    RecordMeter201,
+    card_answer,
+    records_of,
+    remote_start_token,
+)
 from edgegw.store.store import Store
 
 EVENT = {
@@ -199,7 +205,10 @@ def test_the_clouds_answer_to_a_201_card_is_learnt() -> None:
     assert records_of("Authorize", request, response, "cloud", v2=True) == [learn]
     assert records_of("Authorize", request, response, "gateway", v2=True) == []
     event = {**EVENT, **request}
-    assert records_of("TransactionEvent", event, response, "cloud", v2=True) == [learn]
+    assert records_of("TransactionEvent", event, response, "cloud", v2=True) == [
+        learn,
+        RecordMeter201("tx-1", None, "04A1B2C3"),  # the session's card if it has none
+    ]
     free = {"idToken": {"idToken": "", "type": "NoAuthorization"}}
     assert card_answer(free, {"idTokenInfo": {"status": "Accepted"}}) is None
     assert card_answer({"idTag": "ABC"}, {"idTagInfo": {"status": "Invalid"}}) == LearnCard(
