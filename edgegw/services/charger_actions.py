@@ -44,6 +44,7 @@ from edgegw.services.ports import (
     require_connected,
 )
 from edgegw.store.events import EventRecorder
+from edgegw.store.sessions201 import running_201
 
 if TYPE_CHECKING:
     from edgegw.live.state import LiveState
@@ -92,7 +93,8 @@ class LiveSessions:
 
 
 class StoredSessions:
-    """:class:`RunningSessions` from the store's open transactions (no live state)."""
+    """:class:`RunningSessions` from the store's open transactions (no live state): 1.6 ones
+    by their integer id, a 2.x charger's by its own string id (on its EVSE)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -102,6 +104,8 @@ class StoredSessions:
         for row in await self._store.transactions(charger_id):  # oldest first: newer wins
             if row.stopped_at is None and row.transaction_id is not None:
                 latest[row.connector_id] = row.transaction_id
+        for _, tx_ref, evse in await running_201(self._store, charger_id):  # oldest first
+            latest[evse] = tx_ref
         return sorted(latest.items())
 
 

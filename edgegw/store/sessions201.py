@@ -158,15 +158,22 @@ async def open_201(store: Store, charger_id: str, tx_ref: str) -> bool:
     return await cursor.fetchone() is not None
 
 
-async def running_201(store: Store) -> list[tuple[str, str, int]]:
-    """Every 2.x transaction recorded and not stopped: (charger, its transaction id, EVSE),
-    oldest first. Read at start: the hub reads their later events, which name no EVSE, on
-    that EVSE."""
+async def running_201(store: Store, charger_id: str | None = None) -> list[tuple[str, str, int]]:
+    """Every 2.x transaction recorded and not stopped (of ``charger_id``, or of every charger):
+    (charger, its transaction id, EVSE), oldest first. Read at start: the hub reads their
+    later events, which name no EVSE, on that EVSE; read by the charger actions without live
+    state (:class:`~edgegw.services.charger_actions.StoredSessions`)."""
     await store.bookkeeping.settled()
-    cursor = await store.db.conn.execute(
+    query = (
         "SELECT charger_id, tx_ref, connector_id FROM transactions"
-        " WHERE tx_ref IS NOT NULL AND stopped_at IS NULL ORDER BY id"
+        " WHERE tx_ref IS NOT NULL AND stopped_at IS NULL"
     )
+    if charger_id is not None:
+        cursor = await store.db.conn.execute(
+            query + " AND charger_id = ? ORDER BY id", (printable(charger_id),)
+        )
+    else:
+        cursor = await store.db.conn.execute(query + " ORDER BY id")
     return [
         (str(charger), str(tx_ref), evse)
         for charger, tx_ref, evse in await cursor.fetchall()
