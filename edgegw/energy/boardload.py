@@ -94,12 +94,16 @@ def charger_draws(eligible: Sequence[Eligible], sample_at: float) -> list[Charge
             # Limits changed (acknowledged) after the meter read: the reading may still
             # carry the car's draw at any limit in force since, the highest of them counts.
             before_a=session.highest_earlier_offer(sample_at),
+            # ... and a raise acknowledged since: the reading may show the car at the lower one.
+            since_a=session.lowest_earlier_offer(sample_at),
+            # A cut sent and not acknowledged yet: the reading may already show the car at it.
+            cut_to_a=ch.planned(session.connector),
             measured_a=session.measured_a,
             settled=session.measured_a is not None
             and session.measured_at is not None
             and session.measured_at >= session.offered_since,
         )
-        for _, session, s in eligible
+        for ch, session, s in eligible
     ]
 
 

@@ -160,6 +160,11 @@ class SessionRecord:
         (None: none, the current one was already in force at ``at``)."""
         return max((amps for until, amps in self.earlier_offers if until > at), default=None)
 
+    def lowest_earlier_offer(self, at: float) -> float | None:
+        """The lowest limit in force at some moment after ``at`` before the current one (None:
+        none): a reading taken at ``at`` may show the car at it, before a raise took effect."""
+        return min((amps for until, amps in self.earlier_offers if until > at), default=None)
+
     @property
     def tx_number(self) -> int | None:
         """The transaction id as OCPP 1.6's integer, for what is built with it (a TxProfile's
@@ -228,6 +233,19 @@ class ChargerRecord:
         session = self.sessions.get(connector)
         return offered_a(
             self.acked,
+            connector,
+            session=session is not None,
+            transaction_id=None if session is None else session.tx_number,
+            unlimited_a=self.config.max_current_a,
+        )
+
+    def planned(self, connector: int) -> float:
+        """The limit on ``connector`` once the charger has acknowledged every profile the
+        gateway wants it to hold (sent or about to be): below :meth:`offered` while a cut is on
+        its way, and the charger may already draw at it before its answer arrives."""
+        session = self.sessions.get(connector)
+        return offered_a(
+            self.desired,
             connector,
             session=session is not None,
             transaction_id=None if session is None else session.tx_number,
