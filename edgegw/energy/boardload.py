@@ -96,14 +96,12 @@ def charger_draws(eligible: Sequence[Eligible], sample_at: float) -> list[Charge
             before_a=session.highest_earlier_offer(sample_at),
             # ... and a raise acknowledged since: the reading may show the car at the lower one.
             since_a=session.lowest_earlier_offer(sample_at),
-            # A cut sent and not acknowledged yet: the reading may already show the car at it.
-            cut_to_a=ch.planned(session.connector),
             measured_a=session.measured_a,
             settled=session.measured_a is not None
             and session.measured_at is not None
             and session.measured_at >= session.offered_since,
         )
-        for ch, session, s in eligible
+        for _, session, s in eligible
     ]
 
 

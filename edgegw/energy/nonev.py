@@ -10,14 +10,13 @@ the site, so what it guarantees is stated and property-tested (``tests/energy/te
   highest limit in force since the grid reading was taken when that is higher: a cut
   acknowledged after the meter read is not in the reading yet) and
   ``known`` what they provably draw (what they last measured, capped at their limits and at
-  a lower limit already sent, since a charger may obey a cut before the gateway hears its
-  answer, and at the lowest limit in force since the reading was taken):
-  it is never below the metered load minus what the chargers can be drawing;
+  the lowest limit in force since the reading was taken): it is never below the metered
+  load minus what the chargers can be drawing;
 * a phase on which every session has measured since its limit last changed gets the upper
   bound (the safe one), and so does any phase without a held estimate or whose held estimate
   left the bounds (the building load provably changed);
-* only a phase with a session still ramping to a new limit (or with a cut on its way, or
-  raised since the reading was taken) may keep the held estimate.
+* only a phase with a session still ramping to a new limit (or raised since the reading was
+  taken) may keep the held estimate.
 
 A lost meter gives no grid reading at all: the controller then allocates the fallback budget
 and calls none of this (the held estimate is dropped).
@@ -57,10 +56,6 @@ class ChargerDraw:
     reading may show the car at it (a raise taken after the meter measured), so it is what the
     session provably draws at most in that reading, and its phases are not settled; None: the
     reading is newer than the change."""
-    cut_to_a: float | None = None
-    """A lower limit sent and not acknowledged yet (None: none): the charger may already draw
-    at it, before its answer arrives, so it is what the session provably draws at most, and
-    the session is not settled (it ramps down) until it measured after the cut took effect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +83,9 @@ def draw_bounds(draws: Iterable[ChargerDraw], follow_tolerance_a: float) -> NonE
             draw.settled and measured is not None and max(measured) >= offered - follow_tolerance_a
         )
         most = max(offered, draw.before_a or 0.0)  # what it may draw in the reading
-        # What it surely draws in the reading: not above a cut on its way, nor above a lower
-        # limit in force since the reading was taken.
-        least = min(
-            offered,
-            offered if draw.cut_to_a is None else draw.cut_to_a,
-            offered if draw.since_a is None else draw.since_a,
-        )
+        # What it surely draws in the reading: not above a lower limit in force since the
+        # reading was taken (a raise the meter did not see yet).
+        least = offered if draw.since_a is None else min(offered, draw.since_a)
         lower = least < offered - EPS  # the reading may show it below its limit in force
         for p in draw.phases:
             possible[p] += most

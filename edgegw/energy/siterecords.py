@@ -239,19 +239,6 @@ class ChargerRecord:
             unlimited_a=self.config.max_current_a,
         )
 
-    def planned(self, connector: int) -> float:
-        """The limit on ``connector`` once the charger has acknowledged every profile the
-        gateway wants it to hold (sent or about to be): below :meth:`offered` while a cut is on
-        its way, and the charger may already draw at it before its answer arrives."""
-        session = self.sessions.get(connector)
-        return offered_a(
-            self.desired,
-            connector,
-            session=session is not None,
-            transaction_id=None if session is None else session.tx_number,
-            unlimited_a=self.config.max_current_a,
-        )
-
     def safe_limit(self) -> float:
         """What the whole charger may draw per phase when nothing else is known."""
         fallback = self.config.fallback_current_a
