@@ -48,10 +48,13 @@ class Cloud:
         self.back = 0.0  # when the cloud started listening again
         self.first: float | None = None
         self.last = 0.0
+        self.firsts: dict[str, float] = {}  # each charger's first message
         self._ids = itertools.count(1)
 
     async def handler(self, ws: ServerConnection) -> None:
+        charger = ws.request.path.rsplit("/", 1)[-1] if ws.request is not None else "?"
         async for message in ws:
+            self.firsts.setdefault(charger, time.monotonic())
             frame = json.loads(message)
             if frame[0] != 2:
                 continue
@@ -178,6 +181,11 @@ async def main() -> None:
             ).fetchone()[0]
         print(
             f"first queued message at the cloud {cloud.first - cloud.back:.2f} s after it came back"
+        )
+        firsts = sorted(t - cloud.back for t in cloud.firsts.values())
+        print(
+            f"each charger's first message: median {firsts[len(firsts) // 2]:.2f} s, "
+            f"last {firsts[-1]:.2f} s after the cloud came back ({len(firsts)} chargers)"
         )
         print(
             f"replayed {cloud.received} messages in {elapsed:.1f} s: "
