@@ -552,14 +552,10 @@ class ChargerSession:
         """Tell the observers, then hand what the exchange means for the records to the
         store's bookkeeping writer: the next call of this charger does not wait for them."""
         if isinstance(answer, CallError):
+            if call.action == "NotifyReport":  # the report reached the gateway, whatever the
+                self._tell_observers(call, {})  # cloud said of it (a probe waits for it)
             return
-        for observer in self._observers:
-            try:
-                observer.charger_exchanged(
-                    self.charger_id, call.action, call.payload, answer.payload
-                )
-            except Exception:
-                log.exception("%s: observer failed on %s", self.charger_id, call.action)
+        self._tell_observers(call, answer.payload)
         for record in records_of(
             call.action,
             call.payload,
@@ -569,6 +565,13 @@ class ChargerSession:
             cloud_configured=self._config.cloud is not None,
         ):
             self._carry_out(record)
+
+    def _tell_observers(self, call: Call, answer: dict[str, Any]) -> None:
+        for observer in self._observers:
+            try:
+                observer.charger_exchanged(self.charger_id, call.action, call.payload, answer)
+            except Exception:
+                log.exception("%s: observer failed on %s", self.charger_id, call.action)
 
     def _carry_out(self, record: Record) -> None:
         store = self._store

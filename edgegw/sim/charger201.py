@@ -422,8 +422,11 @@ class SimCharger201:
                 }
                 if chunk:
                     part["reportData"] = chunk
-                await self.call("NotifyReport", part)
-        except (ConnectionError, TimeoutError, SimCallError) as exc:
+                try:
+                    await self.call("NotifyReport", part)
+                except SimCallError as exc:  # as stations do: the next part all the same
+                    log.info("sim charger %s: report part %d: %s", self.charger_id, seq, exc)
+        except (ConnectionError, TimeoutError) as exc:
             log.info("sim charger %s: report %d cut short: %s", self.charger_id, request_id, exc)
 
     def _get_variables(self, payload: JsonDict) -> JsonDict:

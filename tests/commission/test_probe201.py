@@ -189,3 +189,36 @@ async def test_a_station_that_refuses_the_report_is_told(make_gateway: GatewayFa
         await station.boot()
         with pytest.raises(RemoteError, match="CS201 answered GetBaseReport with NotSupported"):
             await client.call("chargers.probe", charger="CS201")
+
+
+class _CsmsWithoutReports(ChargePoint):  # type: ignore[misc]  # ocpp ships no type information
+    """A 2.0.1 CSMS with no NotifyReport handler: the library answers it with a CALLERROR."""
+
+    @on("BootNotification")
+    def on_boot(self, **_: Any) -> Any:
+        return call_result.BootNotification(
+            current_time="2026-12-07T10:00:00Z", interval=300, status="Accepted"
+        )
+
+
+async def test_the_report_is_read_when_the_cloud_answers_it_with_an_error(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The station's report reached the gateway whatever the cloud said of it."""
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        peer = _CsmsWithoutReports(ws.request.path.rsplit("/", 1)[-1], ws)
+        with contextlib.suppress(ConnectionClosed):
+            await peer.start()
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp2.0.1")]) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/csms"
+        gateway = await make_gateway(cloud_url=url, chargers=[{"id": "CS201"}])
+        station = SimCharger201(
+            "CS201", gateway_url(gateway), report_data=_model_entries(), report_part_size=5
+        )
+        async with station, await ControlClient.connect(gateway.config.control.socket) as client:
+            await station.boot()
+            result = await client.call("chargers.probe", charger="CS201", report_timeout=10)
+    assert result["report"] == {"parts": 5, "complete": True, "skipped": 0, "missing": None}
