@@ -13,9 +13,11 @@ case that leaves them that (``limit_a - margin_a - fallback_ev_a``).
 
 :func:`circuits` turns all that, with the sessions held outside the allocator, into the
 allocator's :class:`~edgegw.energy.allocator.Circuit` list. A board's count covers everything
-under it: its own load is at least what its meter says is there besides the allocated
-sessions, and never less than what its sub-boards count (so a metered board above a metered
-board does not count the lower board's load twice).
+under it: its other load is at least what its meter says is there besides every session under
+it, and never less than what its sub-boards count of other load (so a metered board above a
+metered board does not count the lower board's load twice). A session held outside the
+allocator or forced to its minimum counts apart, at its held current, once, at its own
+circuit, whatever meters sit above it: a reading holds only what its car draws now.
 """
 
 from __future__ import annotations
@@ -62,8 +64,6 @@ class BoardLoad:
     """Its non-EV load (measured or estimated), or the worst case while lost."""
     lost: bool
     hold: bool
-    sees_chargers: bool
-    """Its meter is fresh and measures the chargers too: a held session's draw is in it."""
 
 
 def _per_phase(values: Sequence[float]) -> PerPhase:
@@ -163,10 +163,17 @@ def _observe(
 
 
 def observe_boards(
-    model: SiteModel, samples: CircuitSamples, eligible: Sequence[Eligible], now: float
+    model: SiteModel,
+    samples: CircuitSamples,
+    eligible: Sequence[Eligible],
+    now: float,
+    pinned: Sequence[Pinned] = (),
 ) -> dict[str, BoardLoad]:
     """Each metered board's load for this round, by circuit name (records it on
-    ``model.boards``)."""
+    ``model.boards``). A ``total`` meter's other load has every session under the board taken
+    out: the allocated ones by the estimate's bounds, the ``pinned`` ones (held outside the
+    allocator) by what they last measured; :func:`circuits` counts each held session at its
+    held current, once, at its own circuit."""
     boards: dict[str, BoardLoad] = {}
     configured = model.config.circuits
     above = chains(configured)
@@ -174,6 +181,13 @@ def observe_boards(
     for entry in eligible:
         for name in above.get(entry[2].circuit, ()):
             under[name].append(entry)
+    held_drawn = {c.name: [0.0, 0.0, 0.0] for c in configured}
+    for ch, session, _, _ in pinned:
+        if session.measured_a is None:
+            continue  # nothing known: its draw stays in the reading (counted twice, safe)
+        for name in above.get(ch.config.circuit, ()):
+            for p in session.car_phases or ch.site_phases:
+                held_drawn[name][p] += session.measured_a[p]
     for circuit in configured:
         role = circuit.metered_as
         if role is None:
@@ -188,9 +202,7 @@ def observe_boards(
             room = [limit - circuit.margin(model.site) for limit in model.circuit_limits(circuit)]
             allowed = circuit.fallback() or (0.0, 0.0, 0.0)
             view.other_a = _per_phase([max(0.0, room[p] - allowed[p]) for p in Phase])
-            boards[circuit.name] = BoardLoad(
-                view.other_a, lost=True, hold=False, sees_chargers=False
-            )
+            boards[circuit.name] = BoardLoad(view.other_a, lost=True, hold=False)
             continue
         view.measured_a = reading
         if role == "total":
@@ -200,12 +212,12 @@ def observe_boards(
                 view.held_non_ev,
                 model.tuning.follow_tolerance_a,
             )
+            drawn = held_drawn[circuit.name]
+            other = _per_phase([max(0.0, other[p] - drawn[p]) for p in Phase])
         else:
             other = reading
         view.other_a = other
-        boards[circuit.name] = BoardLoad(
-            other, lost=False, hold=view.hold, sees_chargers=role == "total"
-        )
+        boards[circuit.name] = BoardLoad(other, lost=False, hold=view.hold)
     return boards
 
 
@@ -254,47 +266,51 @@ def circuits(
     forced: Sequence[Eligible],
     boards: Mapping[str, BoardLoad] | None = None,
 ) -> tuple[Circuit, ...]:
-    """The configured circuits for the allocator, each with the load it does not decide:
-    the sessions held outside it on the chargers directly under it (at the higher of their new
-    limit and the one in force, :func:`held_draw`; under a board whose fresh meter sees them,
-    only what they may add to what it measured), and a metered board's other load."""
+    """The configured circuits for the allocator, each with the load it does not decide.
+
+    A session held outside the allocator counts at its own circuit, in full, at the higher of
+    its new limit and the one in force (:func:`held_draw`); a session forced to its minimum at
+    its minimum (or its limit in force if higher). The allocator's tree sum carries both to
+    every circuit above, once: no board's meter reading stands in for them, since a reading
+    holds only what such a car draws now, not what it may draw (a ``total`` meter's other load
+    has their draw taken out, :func:`observe_boards`). A metered board's other load counts at
+    the board, less what its sub-boards already count of it (a metered board above a metered
+    board does not count the lower board's load twice)."""
     configured = model.config.circuits
     if not configured:
         return ()
     boards = boards or {}
-    held = {c.name: [0.0, 0.0, 0.0] for c in configured}
+    own = {c.name: [0.0, 0.0, 0.0] for c in configured}
     for ch, session, amps, _ in pinned:
         name = ch.config.circuit
-        if name in held:
+        if name in own:
             most = held_draw(ch, session, amps)
-            board = boards.get(name)
-            seen = board is not None and board.sees_chargers
             for p in session.car_phases or ch.site_phases:
-                drawn = session.measured_a[p] if seen and session.measured_a is not None else 0.0
-                held[name][p] += max(0.0, most - drawn)
+                own[name][p] += most
     for ch, _, s in forced:
         name = ch.config.circuit
-        if name in held:
+        if name in own:
             for p in s.phases:
-                held[name][p] += max(s.min_a, s.offered_a)
-    own = {name: list(values) for name, values in held.items()}
+                own[name][p] += max(s.min_a, s.offered_a)
     if boards:
         above = chains(configured)
         depth = {c.name: len(above[c.name]) for c in configured}
-        under: dict[str, list[float]] = {}
+        other_under: dict[str, list[float]] = {}  # the boards' other load counted under each
         for c in sorted(configured, key=lambda c: -depth[c.name]):  # the deepest first
             below = [0.0, 0.0, 0.0]
             for k in configured:
                 if k.parent == c.name:
                     for p in Phase:
-                        below[p] += under[k.name][p]
+                        below[p] += other_under[k.name][p]
             board = boards.get(c.name)
+            counted = [0.0, 0.0, 0.0]
             if board is not None:
                 for p in Phase:
-                    own[c.name][p] += (
+                    counted[p] = (
                         board.other_a[p] if board.lost else max(0.0, board.other_a[p] - below[p])
                     )
-            under[c.name] = [own[c.name][p] + below[p] for p in Phase]
+                    own[c.name][p] += counted[p]
+            other_under[c.name] = [counted[p] + below[p] for p in Phase]
     return tuple(
         Circuit(
             name=c.name,

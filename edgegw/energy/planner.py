@@ -202,7 +202,7 @@ def plan_round(
             base_non_ev = grid
     if circuit_samples is None:
         circuit_samples = model.circuit_samples()
-    boards = observe_boards(model, circuit_samples, eligible, now)
+    boards = observe_boards(model, circuit_samples, eligible, now, pinned)
     hold = grid is not None and model.meter.hold
     result, eligible, forced, non_ev = allocate_around_fixed(
         model,

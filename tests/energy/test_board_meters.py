@@ -397,6 +397,8 @@ def test_a_site_limit_lowered_to_nothing_pauses_everyone_instead_of_failing_the_
 
 
 PHASES = st.sampled_from(["L1L2L3", "L2L3L1", "L3L1L2", "L1", "L2", "L3"])
+MODEL_KINDS = [None, None, "easee", "abb-terra-ac"]
+"""Chargers the allocator decides, one without smart charging, one that cannot pause."""
 
 
 @st.composite
@@ -404,7 +406,8 @@ def parks(draw: st.DrawFn) -> Park:
     circuits: list[dict[str, Any]] = []
     limits: dict[str, int] = {}
     for index in range(draw(st.integers(min_value=1, max_value=4))):
-        parent: str | None = draw(st.none() | st.sampled_from(sorted(limits))) if limits else None
+        # mostly nested: what a board counts of the load under its sub-boards matters most
+        parent: str | None = draw(st.sampled_from([None, *sorted(limits) * 2])) if limits else None
         top = 250 if parent is None else limits[parent]
         limit = draw(st.integers(min_value=20, max_value=top))
         name = f"B{index}"
@@ -433,12 +436,17 @@ def parks(draw: st.DrawFn) -> Park:
             "phases": draw(PHASES),
             "fallback_current_a": draw(st.sampled_from([0, 6, 8])),
             "priority": draw(st.sampled_from(["normal", "normal", "vip"])),
+            # held outside the allocator (no smart charging: at its maximum), or held at its
+            # minimum when paused (cannot pause), or allocated
+            "model": draw(st.sampled_from(MODEL_KINDS)),
         }
         for i in range(draw(st.integers(min_value=1, max_value=8)))
     ]
     for charger in chargers:
         if charger["circuit"] is None:
             del charger["circuit"]
+        if charger["model"] is None:
+            del charger["model"]
     load = st.integers(min_value=0, max_value=60).map(float)
     try:
         park = Park(circuits, chargers)
@@ -454,18 +462,32 @@ def parks(draw: st.DrawFn) -> Park:
     for i, charger in enumerate(chargers):
         if draw(st.booleans()) or i == 0:
             park.plug(charger["id"], i)
+        if charger.get("model") == "easee":
+            # its car draws less than it is held at, for now (an allocated car drawing less
+            # than offered has its unused share given to others by design: not here)
+            park.car_max[charger["id"]] = float(draw(st.integers(min_value=0, max_value=10)))
     return park
 
 
-def decided_under(park: Park, names: set[str] | None) -> list[float]:
+def decided_under(park: Park, names: set[str] | None, held: set[int] | None = None) -> list[float]:
+    """The limits decided under ``names`` (None: the site) per phase; with ``held`` (ids of
+    the sessions held outside the allocator or forced to their minimum) only those."""
     total = [0.0, 0.0, 0.0]
     for ch in park.model.chargers.values():
         if names is not None and ch.config.circuit not in names:
             continue
         for session in ch.sessions.values():
+            if held is not None and id(session) not in held:
+                continue
             for p in session.car_phases or ch.site_phases:
                 total[p] += session.limit_a or 0.0
     return total
+
+
+def within(decided: float, held: float, room: float) -> bool:
+    """Everything decided fits ``room``, or only what is held outside the allocator is left
+    (it alone does not fit: the allocator pauses every car it decides)."""
+    return decided <= room + EPS or decided <= held + EPS
 
 
 @settings(max_examples=150, deadline=None)
@@ -473,37 +495,100 @@ def decided_under(park: Park, names: set[str] | None) -> list[float]:
 def test_no_node_is_planned_over_its_limit_on_any_phase_with_the_boards_real_loads(
     park: Park,
 ) -> None:
+    no_node_over_its_limit(park)
+
+
+def no_node_over_its_limit(park: Park) -> None:
     """Every round, at every board: the limits decided under it plus the real other load
     under it stay within limit - margin (a board whose other load alone is over pauses its
     chargers); a board whose meter is lost plans no more than its fallback budget; the same
-    at the site. The cars follow their limits between rounds."""
+    at the site. Sessions held outside the allocator (no smart charging: at its maximum) or
+    forced to their minimum (cannot pause) count at that, as their cars may draw it, even
+    while they draw less now; when they alone do not fit, every other car is paused. The
+    cars follow their limits between rounds."""
     for _ in range(5):
-        park.round()
+        plan = park.round()
+        held = {id(entry[1]) for entry in (*plan.pinned, *plan.forced)}
         for circuit in park.circuits:
             name = circuit["name"]
             under = park.subtree(name)
             decided = decided_under(park, under)
+            fixed = decided_under(park, under, held)
             other = park.other(under)
             margin = circuit["margin_a"]
             for p in Phase:
                 room = circuit["limit_a"] - margin
-                if name in park.lost and "fallback_ev_a" in circuit:
-                    assert decided[p] <= circuit["fallback_ev_a"] + EPS, (name, p, decided)
-                elif name in park.lost:
-                    assert decided[p] <= EPS, (name, p, decided)
                 if name in park.lost:
+                    budget = circuit.get("fallback_ev_a", 0)
+                    assert within(decided[p], fixed[p], budget), (name, p, decided, fixed)
                     continue
-                if "meter" in circuit and other[p] <= room:
-                    assert decided[p] + other[p] <= room + EPS, (name, p, decided, other)
-                elif "meter" in circuit:
-                    assert decided[p] <= EPS, (name, p, decided, other)
+                if "meter" in circuit:
+                    assert within(decided[p], fixed[p], room - other[p]), (
+                        name,
+                        p,
+                        decided,
+                        fixed,
+                        other,
+                    )
                 else:
-                    assert decided[p] <= room + EPS, (name, p, decided)
+                    assert within(decided[p], fixed[p], room), (name, p, decided, fixed)
         site = decided_under(park, None)
+        site_fixed = decided_under(park, None, held)
         others = park.other(set(park.own))
         for p in Phase:
             load = park.building[p] + others[p]
-            assert site[p] + load <= 245 + EPS or site[p] <= EPS
+            assert within(site[p], site_fixed[p], 245 - load), (p, site, site_fixed, load)
         park.ack_all()
         park.now += 0.2
         park.follow()
+
+
+@st.composite
+def held_under_sub_boards(draw: st.DrawFn) -> Park:
+    """A metered board A with a chain of one or two sub-boards (metered or not), under a
+    sub-board a charger held outside the allocator (no smart charging: its car drawing less
+    than it may for now) or one that cannot pause, and a smart charger somewhere under A."""
+    names = ["A", "B", "C"][: draw(st.integers(min_value=2, max_value=3))]
+    circuits: list[dict[str, Any]] = []
+    top = 80
+    for i, name in enumerate(names):
+        top = draw(st.integers(min_value=40, max_value=top))
+        circuit: dict[str, Any] = {"name": name, "limit_a": top}
+        circuit["margin_a"] = draw(st.sampled_from([0, 2]))
+        if i:
+            circuit["parent"] = names[i - 1]
+        if i == 0 or draw(st.booleans()):
+            circuit["meter"] = f"m{name}"
+            circuit["meter_role"] = draw(st.sampled_from(["total", "non_ev"]))
+        circuits.append(circuit)
+    model = draw(st.sampled_from(["easee", "abb-terra-ac"]))
+    chargers = [
+        {
+            "id": "held",
+            "circuit": draw(st.sampled_from(names[1:])),
+            "max_current_a": 32,
+            "model": model,
+        },
+        {
+            "id": "smart",
+            "circuit": draw(st.sampled_from(names)),
+            "max_current_a": 32,
+            "priority": draw(st.sampled_from(["normal", "vip"])),
+        },
+    ]
+    park = Park(circuits, chargers)
+    load = st.integers(min_value=0, max_value=40).map(float)
+    park.own = {name: (draw(load), draw(load), draw(load)) for name in names}
+    if model == "easee":  # its car draws less than its held 32 A for now
+        park.car_max = {"held": float(draw(st.integers(min_value=0, max_value=10)))}
+    park.plug("held", 1)
+    park.plug("smart", 2)
+    return park
+
+
+@settings(max_examples=100, deadline=None)
+@given(held_under_sub_boards())
+def test_a_held_session_under_sub_boards_never_takes_a_board_over_its_limit(park: Park) -> None:
+    """The property above where it matters most: a board whose meter sees only what a held
+    car draws now, above the sub-board holding it."""
+    no_node_over_its_limit(park)
