@@ -148,7 +148,7 @@ class MeterPoller:
         now = self._clock()
         self.last_cycle_s = now - started
         try:
-            reading = self._check(blocks, now)
+            reading = self._check(blocks, now, started)
         except BadReading as exc:
             self._fail(HealthState.ERROR, "bad_reading", f"meter {self.name!r}: {exc}")
             return None
@@ -169,7 +169,9 @@ class MeterPoller:
                 log.exception("meter %s: listener %r failed", self.name, listener)
         return sample
 
-    def _check(self, blocks: Mapping[tuple[int, int], Sequence[int]], now: float) -> Reading:
+    def _check(
+        self, blocks: Mapping[tuple[int, int], Sequence[int]], now: float, started: float
+    ) -> Reading:
         reading = decode(self.profile, blocks, self._quantities, strict=True)
         problems = implausible(reading, self._limits)
         if problems:
@@ -179,7 +181,7 @@ class MeterPoller:
             self._same += 1
         else:
             self._same = 1
-            self._image_since = now
+            self._image_since = started  # the meter measured after the request went out
         self._last_image = image
         unchanged = now - self._image_since
         if self.frozen_after and self._same > 1 and unchanged >= self.frozen_after:

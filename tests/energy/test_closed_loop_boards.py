@@ -41,6 +41,8 @@ RAMP = 5.0  # A/s
 CONTROL_INTERVAL = 0.5
 METER_LOST_AFTER = 1.5
 REACTION_S = 2.0
+TURNAROUND_S = 0.1
+"""How long after measuring a meter answers."""
 SAMPLE_SCALE = 0.1
 """One second of the chargers' MeterValueSampleInterval lasts this long here."""
 TAG = "04A1B2C3"
@@ -237,9 +239,11 @@ async def test_three_level_car_park_keeps_every_fuse_and_a_lost_board_meter_fall
         plant.wiring[cid] = site_phases(str(charger["phases"]))
         circuit = charger.get("circuit")
         plant.board_of[cid] = None if circuit is None else str(circuit)
-    grid = SimMeter("eastron-sdm630")
-    level1 = SimMeter("eastron-sdm630")
-    level2 = SimMeter("eastron-sdm630")
+    # A real meter answers some time after it measured (its turnaround, the bus): a cut the
+    # controller hears of meanwhile is not in the reading it gets.
+    grid = SimMeter("eastron-sdm630", response_delay=TURNAROUND_S)
+    level1 = SimMeter("eastron-sdm630", response_delay=TURNAROUND_S)
+    level2 = SimMeter("eastron-sdm630", response_delay=TURNAROUND_S)
     # Each meter measures at the moment it is asked, like a real one.
     grid.add_request_listener(lambda *_: grid.set_currents(*plant.grid()))
     level1.add_request_listener(lambda *_: level1.set_currents(*plant.board_total("level-1")))

@@ -14,18 +14,11 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
-
 from edgegw.config import BusConfig, MeterConfig
 from edgegw.energy.meters import MeterPoller, ModbusBus, find_profile
 from edgegw.sim.meter import SimMeter
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MeterPoller stamps a sample when its read completed: the edit of "
-    "energy/meterpoller.py in helper D3's report (remove this mark with it)",
-)
 async def test_a_sample_is_stamped_no_later_than_the_meter_measured() -> None:
     ticks = itertools.count(100)
 
