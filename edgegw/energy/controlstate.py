@@ -66,7 +66,9 @@ class CircuitState:
     parent: str | None
     """The circuit it hangs on (None: the site)."""
     limit_a: PerPhase
-    """In force: the configured limit, lowered from outside if it is."""
+    """In force: the limit the last round used (before the first round: the configured limit,
+    lowered from outside if it is). While §14a dims the circuit, that is the grant plus the
+    margin and the board's other load (the grant caps the chargers, not the board)."""
     margin_a: float
     used_a: PerPhase | None
     """What the last round counted under it: the sessions' limits, held sessions, sub-circuits
@@ -187,12 +189,15 @@ def snapshot(model: SiteModel, limits: PerPhase) -> ControllerState:
 def circuit_states(model: SiteModel) -> tuple[CircuitState, ...]:
     """The configured circuits, with what the last round allocated under each."""
     result = model.last_result
-    used = {} if result is None else {c.name: c.used_a for c in result.circuits}
+    uses = {} if result is None else {c.name: c for c in result.circuits}
     states = []
     for c in model.config.circuits:
-        limit = model.circuit_limits(c)
+        use = uses.get(c.name)
+        # The limit the round used: a §14a grant raised by the margin and the board's other
+        # load (energy.chargercap), so the headroom is what the round left.
+        limit = model.circuit_limits(c) if use is None else use.limit_a
         margin = c.margin(model.site)
-        used_a = used.get(c.name)
+        used_a = None if use is None else use.used_a
         board = model.boards.get(c.name) if c.meter is not None else None
         states.append(
             CircuitState(

@@ -70,6 +70,19 @@ def _circuit_limit(controller: LoadController) -> tuple[float, float, float]:
     return circuit.limit_a
 
 
+def _dimmed_to(controller: LoadController, amps: float) -> bool:
+    """The last round left the chargers under the circuit exactly ``amps`` per phase: §14a caps
+    the chargers, so the round's limit is the grant plus the circuit's margin and its board's
+    other load (none here: no board meter)."""
+    (circuit,) = controller.state().circuits
+    if circuit.used_a is None:
+        return False  # no round yet
+    other = circuit.other_a or (0.0, 0.0, 0.0)
+    return all(
+        abs(circuit.limit_a[p] - circuit.margin_a - other[p] - amps) < 1e-9 for p in range(3)
+    )
+
+
 class Rig:
     """A load controller, the external limits and their readers, on a real database."""
 
@@ -101,6 +114,9 @@ class Rig:
     async def until_circuit(self, amps: float) -> None:
         await self.controller.wait_until(lambda: _circuit_limit(self.controller)[0] == amps, 10)
 
+    async def until_dimmed(self, amps: float) -> None:
+        await self.controller.wait_until(lambda: _dimmed_to(self.controller, amps), 10)
+
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
@@ -123,8 +139,8 @@ async def test_a_modbus_contact_dims_the_circuit_for_para14a_and_logs_it(db: Dat
             assert not state.active
 
             box.image()[3][REGISTER] = 1  # the grid operator's box closes its contact
-            await rig.until_circuit(STEUVE_A)
-            assert _circuit_limit(rig.controller) == (STEUVE_A,) * 3
+            await rig.until_dimmed(STEUVE_A)
+            assert _circuit_limit(rig.controller) == (STEUVE_A + 2.0,) * 3  # + the 2 A margin
             await rig.controller.wait_until(lambda: state.activation_id is not None, 10)
             (row,) = await activations(db.conn, para14a_only=True)
             assert row.ended_at is None
@@ -135,7 +151,7 @@ async def test_a_modbus_contact_dims_the_circuit_for_para14a_and_logs_it(db: Dat
             await box.stop()  # the box cannot be read: the dimming holds
             await rig.controller.wait_until(lambda: state.last_error is not None, 10)
             assert rig.limits.states["dso"].active  # (not narrowed by the assert above)
-            assert _circuit_limit(rig.controller) == (STEUVE_A,) * 3
+            assert _dimmed_to(rig.controller, STEUVE_A)
 
             box.image()[3][REGISTER] = 0
             await box.start()
@@ -254,7 +270,7 @@ async def test_para14a_holds_across_a_restart_before_its_signal_is_read(
         first, run = await _running(config, tasks)
         assert first.controller is not None and first.outside_limits is not None
         controller = first.controller
-        await controller.wait_until(lambda: _circuit_limit(controller) == (STEUVE_A,) * 3)
+        await controller.wait_until(lambda: _dimmed_to(controller, STEUVE_A))
         state = first.outside_limits.external.states["dso"]
         await controller.wait_until(lambda: state.activation_id is not None)
         first.shutdown()
@@ -267,9 +283,9 @@ async def test_para14a_holds_across_a_restart_before_its_signal_is_read(
         again = second.outside_limits.external.states["dso"]
         assert again.restored and again.active and not again.read
         # In force at once, before any read of the signal has completed.
-        assert _circuit_limit(controller) == (STEUVE_A,) * 3
+        assert _dimmed_to(controller, STEUVE_A)
         await controller.wait_until(lambda: again.last_error is not None)
-        assert _circuit_limit(controller) == (STEUVE_A,) * 3
+        assert _dimmed_to(controller, STEUVE_A)
         assert again.activation_id == state.activation_id  # the same activation goes on
 
         value.write_text("0")  # released: the same activation ends
@@ -335,7 +351,7 @@ async def test_a_para14a_grant_follows_the_chargers_a_reload_puts_under_its_circ
     await rig.start()
     try:
         state = rig.limits.states["dso"]
-        await rig.until_circuit(STEUVE_A)
+        await rig.until_dimmed(STEUVE_A)
         await rig.controller.wait_until(lambda: state.activation_id is not None, 10)
         first = state.activation_id
         data = config.model_dump(mode="json", exclude_none=True)
@@ -344,7 +360,7 @@ async def test_a_para14a_grant_follows_the_chargers_a_reload_puts_under_its_circ
         rig.controller.use_config(reloaded)
         await rig.limits.use_config(reloaded)
         four = para14a.phase_limits_a(4, [(0, 1, 2)] * 4)[0]
-        await rig.until_circuit(four)
+        await rig.until_dimmed(four)
         rows = await activations(db.conn)
         assert [(r.id == first, r.chargers, r.ended_at is None) for r in rows] == [
             (True, 3, False),
