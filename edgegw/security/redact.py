@@ -3,8 +3,10 @@
 The gateway relays frames byte for byte, and may log them (``logging.frames``) and keep them in
 the message log. A few frames carry a charger's password in clear: the cloud setting a new
 Basic-auth key with ``ChangeConfiguration(AuthorizationKey, ...)`` and a charger that (against
-the spec) returns it in ``GetConfiguration``. :func:`redact_frame` masks those values in the
-copy that is logged or stored; the relayed frame itself is never changed.
+the spec) returns it in ``GetConfiguration``; in OCPP 2.x the cloud setting
+``SecurityCtrlr.BasicAuthPassword`` with ``SetVariables`` (and a station returning it in a
+GetVariables result or a NotifyReport, also against the spec). :func:`redact_frame` masks
+those values in the copy that is logged or stored; the relayed frame itself is never changed.
 
 Keys are matched after JSON decoding: ``"Authorization\\u004bey"`` is the same key to the
 charger, so it is the same key here. Text that names a secret key but does not parse is masked
@@ -38,6 +40,8 @@ def _mask(value: Any) -> tuple[Any, bool]:
         key = value.get("key")
         if isinstance(key, str) and key.casefold() in SECRET_KEYS and "value" in value:
             return {**value, "value": MASK}, True
+        if _names_secret_variable(value):
+            return _mask_attributes(value), True
         changed = False
         out = {}
         for k, v in value.items():
@@ -45,6 +49,28 @@ def _mask(value: Any) -> tuple[Any, bool]:
             changed |= hit
         return out, changed
     return value, False
+
+
+def _names_secret_variable(value: dict[str, Any]) -> bool:
+    """An OCPP 2.x device-model entry (SetVariableData, GetVariableResult, ReportData...)
+    whose ``variable`` is a secret one (``SecurityCtrlr.BasicAuthPassword``)."""
+    variable = value.get("variable")
+    name = variable.get("name") if isinstance(variable, dict) else None
+    return isinstance(name, str) and name.casefold() in SECRET_KEYS
+
+
+def _mask_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    """The entry with its values masked: ``attributeValue`` (Set/GetVariables) and each
+    ``variableAttribute``'s ``value`` (NotifyReport)."""
+    out = dict(value)
+    if "attributeValue" in out:
+        out["attributeValue"] = MASK
+    attributes = out.get("variableAttribute")
+    if isinstance(attributes, list):
+        out["variableAttribute"] = [
+            {**a, "value": MASK} if isinstance(a, dict) and "value" in a else a for a in attributes
+        ]
+    return out
 
 
 def _maybe_secret(raw: str) -> bool:

@@ -247,11 +247,6 @@ async def test_sign_certificate_offline_is_rejected_and_never_queued(
 # ------------------------------------------------------------------ a new password, relayed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edgegw.security.redact masks 1.6 KeyValue secrets only: a 2.0.1 BasicAuthPassword "
-    "(SetVariables attributeValue) is kept in clear in the message log (fix in L1's report)",
-)
 async def test_a_new_basic_auth_password_reaches_the_station_and_is_masked_in_the_log(
     cloud: Cloud, make_gateway: GatewayFactory
 ) -> None:
