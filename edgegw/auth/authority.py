@@ -115,8 +115,12 @@ class SiteCards:
         )
         return dict(decision.id_tag_info)
 
-    def learn(self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]) -> CardWrite | None:
-        return self.authorizer.learn_now(id_tag, id_tag_info, charger_id=charger_id)[1]
+    def learn(
+        self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any], *, literal: bool = False
+    ) -> CardWrite | None:
+        return self.authorizer.learn_now(
+            id_tag, id_tag_info, charger_id=charger_id, literal=literal
+        )[1]
 
     async def answer_cloud(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         if action == "GetLocalListVersion":

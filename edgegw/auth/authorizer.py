@@ -8,7 +8,8 @@ that knows the card:
 1. the charger's free-charging tag (a charger set to free vend sends a fixed idTag);
 2. the installer's cards (:class:`~edgegw.auth.locallist.Card`): the site's own authority;
 3. the mirror of the cloud's local list (``SendLocalList``);
-4. the authorisation cache (what the cloud last said about that idTag);
+4. the authorisation cache (what the cloud last said about that idTag, or about that 2.x
+   token when ``literal``: the two kinds never answer for each other);
 5. the site policy for unknown cards (``auth.unknown_cards``: reject or accept).
 
 A card a list knows as Blocked, Expired or Invalid, or past its expiry, is refused whatever the
@@ -45,7 +46,7 @@ from datetime import UTC, datetime
 from edgegw.auth.authstate import ChangeCallback, ImportResult, _Groups
 from edgegw.auth.cardindex import LiteralToken
 from edgegw.auth.decision import Decision, Layer, _ambiguous, _cache_decision, _cloud_decision, _how
-from edgegw.auth.idtags import CardIndex, CardLookup, IdTagFormat
+from edgegw.auth.idtags import CardLookup, IdTagFormat
 from edgegw.auth.installercards import _InstallerCards
 from edgegw.auth.locallist import AuthStatus, Card, CloudList, IdTagInfo, ListEntry, format_datetime
 from edgegw.config import AuthConfig
@@ -165,7 +166,7 @@ class Authorizer(_InstallerCards):
                 "UID on every tap, so it cannot be recognised",
             )
 
-        cached = self._cache.get(id_tag, t)
+        cached = self._cache.get(id_tag, t, literal=literal)
         if cached is not None and (literal or not self._listed_token(id_tag)):
             return _cache_decision(cached, id_tag, t)
 
@@ -187,25 +188,6 @@ class Authorizer(_InstallerCards):
         reader's idTag of that text is no answer the cloud gave about the token."""
         entry = self._cloud.get(id_tag.strip().upper())
         return entry is not None and isinstance(entry.card, LiteralToken)
-
-    @staticmethod
-    def _literal_lookup(index: CardIndex, token: str) -> CardLookup:
-        """The card whose own text ``token`` is (stripped, case-insensitive), and only that:
-        a UID card's match in a format (reversed, decimal, truncated...) is dropped. A 2.x
-        token of the cloud's list (a ``LiteralToken``: KeyCode, eMAID...) matches only here."""
-        found = index.lookup(token, IdTagFormat.AUTO, literal=True)
-        key = token.strip().upper()
-        matches = tuple(m for m in found.matches if m.canonical and m.card.key == key)
-        card = matches[0].card if len({m.card for m in matches}) == 1 else None
-        return CardLookup(
-            presented=token,
-            requested=IdTagFormat.AUTO,
-            matches=matches,
-            card=card,
-            fmt=None,
-            ambiguous=len({m.card for m in matches}) > 1,
-            random_uid=False,
-        )
 
     def site_refusal(
         self,

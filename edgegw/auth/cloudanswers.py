@@ -9,8 +9,8 @@ from collections.abc import Generator, Mapping
 from typing import Any
 
 from edgegw.auth.authstate import _CONFIRMATIONS, _AuthorizerState, _bulk
-from edgegw.auth.cache import CacheEntry, cache_key
-from edgegw.auth.idtags import CardId, CardLookup, IdTagFormat
+from edgegw.auth.cache import CacheEntry, CacheKey, cache_key
+from edgegw.auth.idtags import CardId, CardIndex, CardLookup, IdTagFormat
 from edgegw.auth.locallist import CloudEntry, IdTagInfo, ListUpdate
 from edgegw.store.cards import CardStore, DetectedFormat
 
@@ -26,7 +26,7 @@ class CardWrite:
         self,
         store: CardStore,
         entry: CacheEntry | None = None,
-        deleted: tuple[str, ...] = (),
+        deleted: tuple[CacheKey, ...] = (),
     ) -> None:
         self._store = store
         self._entry = entry
@@ -94,10 +94,13 @@ class _CloudAnswers(_AuthorizerState):
         *,
         charger_id: str | None = None,
         now: float | None = None,
+        literal: bool = False,
     ) -> bool:
         """Cache the cloud's ``idTagInfo`` for ``id_tag`` and write it to disk (see
         :meth:`learn_now`). Returns whether it was cached."""
-        cached, write = self.learn_now(id_tag, id_tag_info, charger_id=charger_id, now=now)
+        cached, write = self.learn_now(
+            id_tag, id_tag_info, charger_id=charger_id, now=now, literal=literal
+        )
         if write is not None:
             await write
         return cached
@@ -109,6 +112,7 @@ class _CloudAnswers(_AuthorizerState):
         *,
         charger_id: str | None = None,
         now: float | None = None,
+        literal: bool = False,
     ) -> tuple[bool, CardWrite | None]:
         """Cache the cloud's ``idTagInfo`` for ``id_tag`` (from Authorize, Start- or
         StopTransaction) in memory at once, where every decision reads it, and return whether
@@ -116,32 +120,61 @@ class _CloudAnswers(_AuthorizerState):
 
         Tags on a local list are never cached, and ``charger_id`` (when given) says which
         format to read the tag in for that check. The write may run later (the bookkeeper's
-        queue), as long as the writes of one tag run in the order they were made."""
+        queue), as long as the writes of one tag run in the order they were made.
+
+        ``literal``: the answer is about a 2.x token that is no card UID (``KeyCode``,
+        ``eMAID``, ``Central``...): it is looked up on the lists as such (its own text only,
+        :meth:`~edgegw.auth.authorizer.Authorizer._literal_lookup`) and cached in the tokens' key
+        space, so it never decides a card's idTag of the same text, nor the other way round."""
         try:
             info = IdTagInfo.from_ocpp(id_tag_info)
         except ValueError as exc:
             log.warning("cloud answer for %r not cached: %s", id_tag, exc)
             return False, None
         t = self._clock() if now is None else now
-        fmt = IdTagFormat.AUTO if charger_id is None else self._configured_format(charger_id)
-        hit = self._installer.lookup(id_tag, fmt)
-        if hit.card is None:
-            hit = self._cloud_index.lookup(id_tag, fmt)
+        if literal:
+            hit = self._literal_lookup(self._installer, id_tag)
+            if hit.card is None:
+                hit = self._literal_lookup(self._cloud_index, id_tag)
+        else:
+            fmt = IdTagFormat.AUTO if charger_id is None else self._configured_format(charger_id)
+            hit = self._installer.lookup(id_tag, fmt)
+            if hit.card is None:
+                hit = self._cloud_index.lookup(id_tag, fmt)
         if hit.card is not None:
-            if charger_id is not None:
+            if charger_id is not None and not literal:
                 self._detect(charger_id, hit, t)
             self._note_conflict(hit.card, info, id_tag)
-            if self._cache.discard(id_tag):
-                return False, CardWrite(self._store, deleted=(cache_key(id_tag),))
+            if self._cache.discard(id_tag, literal=literal):
+                return False, CardWrite(self._store, deleted=(cache_key(id_tag, literal),))
             return False, None
         if hit.random_uid:
             return False, None
-        learned = self._cache.learn(id_tag, info, t)
+        learned = self._cache.learn(id_tag, info, t, literal=literal)
         if learned is None:
             return False, None
         if learned.unchanged:
             return True, None
         return True, CardWrite(self._store, learned.entry, learned.evicted)
+
+    @staticmethod
+    def _literal_lookup(index: CardIndex, token: str) -> CardLookup:
+        """The card whose own text ``token`` is (stripped, case-insensitive), and only that:
+        a UID card's match in a format (reversed, decimal, truncated...) is dropped. A 2.x
+        token of the cloud's list (a ``LiteralToken``: KeyCode, eMAID...) matches only here."""
+        found = index.lookup(token, IdTagFormat.AUTO, literal=True)
+        key = token.strip().upper()
+        matches = tuple(m for m in found.matches if m.canonical and m.card.key == key)
+        card = matches[0].card if len({m.card for m in matches}) == 1 else None
+        return CardLookup(
+            presented=token,
+            requested=IdTagFormat.AUTO,
+            matches=matches,
+            card=card,
+            fmt=None,
+            ambiguous=len({m.card for m in matches}) > 1,
+            random_uid=False,
+        )
 
     def _note_conflict(self, card: CardId, info: IdTagInfo, id_tag: str) -> None:
         listed: IdTagInfo | None = None
@@ -159,9 +192,12 @@ class _CloudAnswers(_AuthorizerState):
                 listed.status.value,
             )
 
-    def cached(self, id_tag: str, now: float | None = None) -> CacheEntry | None:
-        """The cache entry the gateway would use for ``id_tag`` (for the CLI and tests)."""
-        return self._cache.get(id_tag, self._clock() if now is None else now)
+    def cached(
+        self, id_tag: str, now: float | None = None, *, literal: bool = False
+    ) -> CacheEntry | None:
+        """The cache entry the gateway would use for ``id_tag`` (``literal``: the 2.x token
+        ``id_tag``), for the CLI and tests."""
+        return self._cache.get(id_tag, self._clock() if now is None else now, literal=literal)
 
     async def send_local_list(self, payload: Mapping[str, Any]) -> dict[str, str]:
         """Answer the cloud's ``SendLocalList``: mirror it, then keep the chargers in step."""

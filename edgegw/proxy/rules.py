@@ -28,6 +28,7 @@ from typing import Any
 from edgegw.ocpp.interpret201 import energy_wh
 from edgegw.ocpp.versions import OCPP201
 from edgegw.proxy.idtokens import id_tag_info, token_text
+from edgegw.proxy.local201 import UID_TOKENS
 from edgegw.store.sessions201 import Start201, Stop201
 
 CARD_ANSWERS = frozenset({"Authorize", "StartTransaction", "StopTransaction"})
@@ -38,10 +39,12 @@ CARD_ANSWERS_V2 = frozenset({"Authorize", "TransactionEvent"})
 
 @dataclass(frozen=True, slots=True)
 class LearnCard:
-    """Remember what the cloud answered for a card presented at this charger."""
+    """Remember what the cloud answered for a card presented at this charger; ``literal``: a
+    2.x token that is no card UID (``KeyCode``, ``eMAID``...), cached apart from card idTags."""
 
     id_tag: str
     info: dict[str, Any]
+    literal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,7 @@ def card_answer(request: Mapping[str, Any], response: Mapping[str, Any]) -> Lear
     if token is None or not token[0] or token[1] == "NoAuthorization":
         return None
     learnt = id_tag_info(response.get("idTokenInfo"))
-    return None if learnt is None else LearnCard(token[0], learnt)
+    return None if learnt is None else LearnCard(token[0], learnt, token[1] not in UID_TOKENS)
 
 
 def records_of(

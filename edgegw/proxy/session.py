@@ -580,7 +580,9 @@ class ChargerSession:
             return
         if isinstance(record, LearnCard):
             # Memory now (decisions read it), the disk in the bookkeeper's order.
-            write = self._responder.cards.learn(self.charger_id, record.id_tag, record.info)
+            write = self._responder.cards.learn(
+                self.charger_id, record.id_tag, record.info, literal=record.literal
+            )
             if write is not None:
                 store.bookkeeping.post(lambda: write, "a card answer")
         elif isinstance(record, RecordBoot):

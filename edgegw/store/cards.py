@@ -3,7 +3,9 @@ what the gateway knows about each charger's idTag format and local list.
 
 Tables (schema migration 2): ``cards``, ``cloud_list`` (with a 2.x entry's ``token_type``
 since migration 7; its version in ``settings`` under
-``cloud_list_version``), ``auth_cache``, and the ``chargers`` columns ``idtag_format`` /
+``cloud_list_version``), ``auth_cache`` (keyed by the idTag's text and, since migration 8,
+``literal``: an answer about a 2.x token that is no card UID), and the ``chargers`` columns
+``idtag_format`` /
 ``idtag_format_seen`` (the format detected for a charger set to ``auto``),
 ``local_list_version`` (the list version the gateway last pushed to the charger) and
 ``capabilities`` (a JSON object; this module owns its ``local_list`` and ``local_list_pushed``
@@ -28,7 +30,7 @@ from typing import Any, Final
 import aiosqlite
 
 from edgegw.auth.access import Access
-from edgegw.auth.cache import CacheEntry
+from edgegw.auth.cache import CacheEntry, CacheKey
 from edgegw.auth.cardindex import LiteralToken
 from edgegw.auth.cloudlist import listed_card
 from edgegw.auth.idtags import CardId, IdTagFormat
@@ -47,6 +49,7 @@ CLOUD_LIST_VERSION: Final = "cloud_list_version"
 """``settings`` key holding the cloud list mirror's ``listVersion``."""
 CARD_ACCESS: Final = "card_access"
 """``settings`` key holding the charger groups, card groups and shares (one JSON document)."""
+_CACHE_DELETE: Final = "DELETE FROM auth_cache WHERE id_tag = ? AND literal = ?"
 
 _CARD_COLUMNS: Final = (
     "id_tag, owner, label, status, expiry, parent_id_tag, chargers, created_at, updated_at"
@@ -151,27 +154,29 @@ class CardStore:
 
     async def load_cache(self) -> list[CacheEntry]:
         rows = await self.db.conn.execute_fetchall(
-            "SELECT id_tag, status, expiry, parent_id_tag, learned_at FROM auth_cache"
+            "SELECT id_tag, status, expiry, parent_id_tag, learned_at, literal FROM auth_cache"
             " ORDER BY learned_at"
         )
         return [
-            CacheEntry(id_tag, _info(status, expiry, parent), float(learned_at))
-            for id_tag, status, expiry, parent, learned_at in rows
+            CacheEntry(
+                id_tag, _info(status, expiry, parent), float(learned_at), literal=bool(literal)
+            )
+            for id_tag, status, expiry, parent, learned_at, literal in rows
         ]
 
-    async def cache_put(self, entry: CacheEntry, evicted: Sequence[str] = ()) -> None:
+    async def cache_put(self, entry: CacheEntry, evicted: Sequence[CacheKey] = ()) -> None:
         """Write one cache entry and drop the evicted ones, in one transaction."""
         info = entry.info
         async with self.db.transaction() as conn:
             if evicted:
-                await conn.executemany(
-                    "DELETE FROM auth_cache WHERE id_tag = ?", [(k,) for k in evicted]
-                )
+                await conn.executemany(_CACHE_DELETE, [(k, int(lit)) for k, lit in evicted])
             await conn.execute(
                 "INSERT OR REPLACE INTO auth_cache"
-                " (id_tag, status, expiry, parent_id_tag, learned_at) VALUES (?, ?, ?, ?, ?)",
+                " (id_tag, literal, status, expiry, parent_id_tag, learned_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     entry.id_tag,
+                    int(entry.literal),
                     info.status.value,
                     None if info.expiry is None else format_datetime(info.expiry),
                     info.parent_id,
@@ -179,11 +184,11 @@ class CardStore:
                 ),
             )
 
-    async def cache_delete(self, keys: Sequence[str]) -> None:
+    async def cache_delete(self, keys: Sequence[CacheKey]) -> None:
         if not keys:
             return
         async with self.db.transaction() as conn:
-            await conn.executemany("DELETE FROM auth_cache WHERE id_tag = ?", [(k,) for k in keys])
+            await conn.executemany(_CACHE_DELETE, [(k, int(lit)) for k, lit in keys])
 
     # ------------------------------------------------------------ chargers
 

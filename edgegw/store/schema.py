@@ -182,4 +182,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE cloud_list ADD COLUMN token_type TEXT;
     """,
+    # 7 -> 8: the auth cache's key spaces (edgegw.auth.cache): an answer about a 2.x token that
+    # is no card UID (KeyCode, eMAID...: literal = 1) is kept apart from one about a card's
+    # idTag of the same text; the rows so far are all about idTags (literal = 0)
+    """
+    CREATE TABLE auth_cache_typed (
+        id_tag TEXT NOT NULL,
+        literal INTEGER NOT NULL DEFAULT 0 CHECK (literal IN (0, 1)),
+        status TEXT NOT NULL,
+        expiry TEXT,
+        parent_id_tag TEXT,
+        learned_at REAL NOT NULL,
+        PRIMARY KEY (id_tag, literal)
+    );
+    INSERT INTO auth_cache_typed (id_tag, literal, status, expiry, parent_id_tag, learned_at)
+        SELECT id_tag, 0, status, expiry, parent_id_tag, learned_at FROM auth_cache;
+    DROP TABLE auth_cache;
+    ALTER TABLE auth_cache_typed RENAME TO auth_cache;
+    """,
 )

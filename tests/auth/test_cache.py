@@ -49,11 +49,11 @@ def test_eviction_takes_not_valid_first_then_oldest() -> None:
     cache.learn("BLOCKED", BLOCKED, NOW + 1)
     cache.learn("VALID-MID", ACCEPTED, NOW + 2)
     learned = cache.learn("VALID-NEW", ACCEPTED, NOW + 3)
-    assert learned is not None and learned.evicted == ("BLOCKED",)
+    assert learned is not None and learned.evicted == (("BLOCKED", False),)
     learned = cache.learn("INVALID", INVALID, NOW + 4)
-    assert learned is not None and learned.evicted == ("VALID-OLD",)
+    assert learned is not None and learned.evicted == (("VALID-OLD", False),)
     learned = cache.learn("ANOTHER", ACCEPTED, NOW + 5)
-    assert learned is not None and learned.evicted == ("INVALID",)
+    assert learned is not None and learned.evicted == (("INVALID", False),)
     assert [e.id_tag for e in cache] == ["VALID-MID", "VALID-NEW", "ANOTHER"]
 
 
@@ -62,7 +62,7 @@ def test_entries_past_their_expiry_are_evicted_before_valid_ones() -> None:
     cache.learn("OLD-BUT-VALID", ACCEPTED, NOW)
     cache.learn("EXPIRES", IdTagInfo(AuthStatus.ACCEPTED, expiry=at(NOW + 60)), NOW + 1)
     learned = cache.learn("NEW", ACCEPTED, NOW + 120)
-    assert learned is not None and learned.evicted == ("EXPIRES",)
+    assert learned is not None and learned.evicted == (("EXPIRES", False),)
 
 
 def test_size_zero_disables_the_cache() -> None:
@@ -77,7 +77,7 @@ def test_load_keeps_learned_order_and_shrinks_to_size() -> None:
         source.learn(f"T{i}", info, NOW + i)
     smaller = AuthCache(size=2, max_age=100 * DAY)
     evicted = smaller.load(reversed(list(source)), NOW + 10)
-    assert evicted == ["T1", "T0"]
+    assert evicted == [("T1", False), ("T0", False)]
     assert [e.id_tag for e in smaller] == ["T2", "T3"]
 
 
