@@ -75,7 +75,7 @@ class CardAuthority(SiteAuthority, Protocol):
         (``literal``: a token that is no card UID, matched on its text only)."""
 
     def learn(
-        self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any]
+        self, charger_id: str, id_tag: str, id_tag_info: dict[str, Any], *, literal: bool = False
     ) -> Awaitable[None] | None:
         """Remember what the cloud answered for ``id_tag`` presented at ``charger_id``, at once
         (the next decision, at any charger, reads it); return the disk write still to do, to
