@@ -24,8 +24,7 @@ import math
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from ssl import SSLContext
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import quote
 
 from ocpp.v16.enums import Action
@@ -49,6 +48,7 @@ from edgegw.sim import (
     route_after,
     utc_timestamp,
 )
+from edgegw.sim.lifecycle import ConnectedSim
 from edgegw.tasks import TaskOwner
 
 __all__ = [
@@ -282,7 +282,7 @@ class _ChargerPeer(OcppPeer):
 # ---------------------------------------------------------------------- charger
 
 
-class SimCharger:
+class SimCharger(ConnectedSim):
     """One simulated charge point connecting to ``<url>/<charger_id>`` with ``ocpp1.6``.
 
     Outgoing calls return the CALLRESULT payload (camelCase dict) and raise
@@ -438,22 +438,6 @@ class SimCharger:
         self._ws = None
         self._peer = None
         self._closed.set()
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @property
-    def connected(self) -> bool:
-        return self._ws is not None and not self._closed.is_set()
 
     async def wait_closed(self, timeout: float | None = None) -> int | None:
         """Wait until the connection is gone; return the close code."""

@@ -24,8 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -34,6 +33,7 @@ from websockets.headers import build_authorization_basic
 from websockets.typing import Subprotocol
 
 from edgegw.sim import JsonDict, SimCallError, utc_timestamp
+from edgegw.sim.lifecycle import ConnectedSim
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class _Pending:
     )
 
 
-class SimCharger201:
+class SimCharger201(ConnectedSim):
     """One simulated OCPP 2.0.1 station connecting to ``<url>/<charger_id>``.
 
     ``subprotocols`` are offered in that order (default: ``ocpp2.0.1`` only). :meth:`call`
@@ -150,22 +150,6 @@ class SimCharger201:
             self._ws = None
             self._owner = None
         self._closed.set()
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @property
-    def connected(self) -> bool:
-        return self._ws is not None and not self._closed.is_set()
 
     async def wait_closed(self, timeout: float | None = None) -> int | None:
         """Wait until the connection is gone; return the close code (reason: ``close_reason``)."""

@@ -35,8 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from ssl import SSLContext
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from ocpp.v16.enums import Action
@@ -59,6 +58,7 @@ from edgegw.sim import (
     route,
     utc_timestamp,
 )
+from edgegw.sim.lifecycle import ServedSim
 from edgegw.tasks import TaskOwner
 
 __all__ = [
@@ -260,7 +260,7 @@ class _CloudPeer(OcppPeer):
     on_stop_transaction = route(Action.stop_transaction)
 
 
-class SimCloud:
+class SimCloud(ServedSim):
     """A cloud CSMS over ``websockets``: chargers connect to ``ws://host:port/<path>/<id>``.
 
     ``accepted_tags`` and ``blocked_tags`` are live sets (compared case-insensitively, blocked
@@ -359,28 +359,6 @@ class SimCloud:
         await server.wait_closed()
         await self._tasks.close("sim cloud stopped")
         log.info("sim cloud on port %d stopped", self._port)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("SimCloud has no port before its first start()")
-        return self._port
 
     @property
     def url(self) -> str:

@@ -44,8 +44,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -54,6 +53,7 @@ from websockets.typing import Subprotocol
 
 from edgegw.sim import Frame, FrameTap, JsonDict, SimCallError, Waiters, utc_timestamp
 from edgegw.sim.cloud import CALL_IN_PROGRESS, AnswerDelay, CloudRecord, IncomingCall
+from edgegw.sim.lifecycle import ServedSim
 from edgegw.tasks import TaskOwner
 
 __all__ = ["OCPP201", "SimCloud201", "TxEventRecord", "by_transaction"]
@@ -105,7 +105,7 @@ class _Connection:
         self.ids = itertools.count(1)
 
 
-class SimCloud201:
+class SimCloud201(ServedSim):
     """A 2.0.1 CSMS over ``websockets``: stations connect to ``ws://host:port/<path>/<id>``.
 
     ``tokens``, ``boot_status``, ``heartbeat_interval``, ``delay_answers``,
@@ -188,28 +188,6 @@ class SimCloud201:
         server.close()
         await server.wait_closed()
         log.info("sim 2.0.1 cloud on port %d stopped", self._port)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("SimCloud201 has no port before its first start()")
-        return self._port
 
     @property
     def url(self) -> str:
