@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
@@ -34,24 +32,14 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
 from edgegw.ocpp.versions import OCPP16, OCPP201
-from edgegw.sim import SimCallError, utc_timestamp
+from edgegw.sim import SimCallError
 from edgegw.sim.charger201 import SimCharger201
 from edgegw.sim.cloud import SimCloud
+from edgegw.sim.cloud201 import SimCloud201
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
-ANSWERED_EMPTY: Final = frozenset(
-    {
-        "StatusNotification",
-        "NotifyEvent",
-        "NotifyReport",
-        "SecurityEventNotification",
-        "MeterValues",
-        "FirmwareStatusNotification",
-        "LogStatusNotification",
-    }
-)
 RETRY_S: Final = 1.0
 
 
@@ -66,13 +54,15 @@ class Record201:
 
 
 class MixedCloud:
-    """The demo's cloud URL: 1.6 relayed to ``cloud`` (a SimCloud), 2.0.1 answered here."""
+    """The demo's cloud URL: 1.6 relayed to ``cloud`` (a SimCloud), 2.0.1 handed to a
+    :class:`~edgegw.sim.cloud201.SimCloud201` (``v201``)."""
 
     def __init__(self, cloud: SimCloud, accepted: Sequence[str], blocked: Sequence[str]) -> None:
         self.cloud = cloud
-        self.accepted = frozenset(accepted)
-        self.blocked = frozenset(blocked)
-        self.records: dict[str, Record201] = {}
+        self.v201 = SimCloud201(
+            tokens={**dict.fromkeys(accepted, "Accepted"), **dict.fromkeys(blocked, "Blocked")},
+            serial=False,
+        )
         self._server: Server | None = None
         self._port = 0
         self._tasks = TaskOwner("demo-cloud")
@@ -104,13 +94,28 @@ class MixedCloud:
             server.close()
             await server.wait_closed()
         await self._tasks.close("demo cloud stopped")
+        await self.v201.stop()
         await self.cloud.stop()
+
+    @property
+    def records(self) -> dict[str, Record201]:
+        """What the 2.0.1 CSMS heard, per station."""
+        out: dict[str, Record201] = {}
+        for event in self.v201.events:
+            record = out.setdefault(event.charger_id, Record201())
+            record.seq_nos.append(event.seq_no)
+            if event.event_type == "Started":
+                record.started.add(event.transaction_id)
+            elif event.event_type == "Ended":
+                record.ended.add(event.transaction_id)
+            record.offline += event.offline
+        return out
 
     async def _handle(self, ws: ServerConnection) -> None:
         path = ws.request.path if ws.request is not None else ""
         identity = path.rsplit("/", 1)[-1]
         if ws.subprotocol == OCPP201:
-            await self._serve201(ws, identity)
+            await self.v201.handle(ws)
         elif ws.subprotocol == OCPP16:
             await self._relay16(ws, identity)
         else:
@@ -144,58 +149,6 @@ class MixedCloud:
             one.cancel()
             two.cancel()
         await ws.close()
-
-    async def _serve201(self, ws: ServerConnection, identity: str) -> None:
-        record = self.records.setdefault(identity, Record201())
-        with contextlib.suppress(ConnectionClosed):
-            async for message in ws:
-                try:
-                    frame = json.loads(message)
-                except ValueError:
-                    continue
-                if not isinstance(frame, list) or len(frame) != 4 or frame[0] != 2:
-                    continue
-                _, message_id, action, payload = frame
-                answer = self._answer(record, str(action), payload)
-                if answer is None:
-                    reply = [4, message_id, "NotImplemented", f"{action} not implemented", {}]
-                else:
-                    reply = [3, message_id, answer]
-                await ws.send(json.dumps(reply))
-
-    def _token(self, token: Any) -> dict[str, Any]:
-        value = token.get("idToken") if isinstance(token, Mapping) else None
-        status = "Accepted" if value in self.accepted else "Invalid"
-        if value in self.blocked:
-            status = "Blocked"
-        return {"status": status}
-
-    def _answer(self, record: Record201, action: str, payload: Any) -> dict[str, Any] | None:
-        request = payload if isinstance(payload, Mapping) else {}
-        now = utc_timestamp(time.time())
-        if action == "BootNotification":
-            return {"currentTime": now, "interval": 300, "status": "Accepted"}
-        if action == "Heartbeat":
-            return {"currentTime": now}
-        if action in ANSWERED_EMPTY:
-            return {}
-        if action == "Authorize":
-            return {"idTokenInfo": self._token(request.get("idToken"))}
-        if action == "TransactionEvent":
-            seq = request.get("seqNo")
-            if isinstance(seq, int):
-                record.seq_nos.append(seq)
-            info = request.get("transactionInfo")
-            tx = info.get("transactionId") if isinstance(info, Mapping) else None
-            if request.get("eventType") == "Started" and isinstance(tx, str):
-                record.started.add(tx)
-            if request.get("eventType") == "Ended" and isinstance(tx, str):
-                record.ended.add(tx)
-            if request.get("offline") is True:
-                record.offline += 1
-            token = request.get("idToken")
-            return {} if token is None else {"idTokenInfo": self._token(token)}
-        return None
 
 
 CAR_A: Final = 16.0
@@ -404,9 +357,10 @@ def judge201(drivers: Sequence[Driver201], cloud: MixedCloud) -> tuple[bool, lis
         return True, [f"the gateway refused the 2.0.1 stations: {'; '.join(sorted(refused))}"]
     problems = []
     started = ended = 0
+    records = cloud.records
     for driver in drivers:
         charger = driver.station.charger_id
-        record = cloud.records.get(charger, Record201())
+        record = records.get(charger, Record201())
         sent = driver.station.seq_no
         seen = record.seq_nos
         if sorted(set(seen)) != list(range(sent)) or driver.unanswered:
