@@ -14,13 +14,12 @@ import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Self
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from edgegw.sim import SimCallError, Waiters
 from edgegw.sim.charger import SimCharger
+from edgegw.sim.lifecycle import StartedSim
 from edgegw.tasks import TaskOwner
 
 __all__ = ["FleetStats", "SimFleet"]
@@ -43,7 +42,7 @@ class FleetStats:
     messages_sent: int = 0
 
 
-class SimFleet:
+class SimFleet(StartedSim):
     """Runs one :class:`SimCharger` per id against ``url`` until :meth:`stop`.
 
     Each charger connects, boots, reports every connector Available, then sessions start at
@@ -121,18 +120,6 @@ class SimFleet:
             await owner.close()
         for charger in self.chargers.values():
             await charger.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ------------------------------------------------------------------ per charger
 

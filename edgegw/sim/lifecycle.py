@@ -7,12 +7,8 @@ from types import TracebackType
 from typing import Any, Self
 
 
-class ServedSim:
-    """A simulated server: ``start()`` listens (port 0 picks one), ``stop()`` closes; the port
-    stays the same across restarts."""
-
-    _server: Any
-    _port: int
+class StartedSim:
+    """A simulated part that ``start()``s and ``stop()``s (``async with`` does both)."""
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -31,6 +27,14 @@ class ServedSim:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class ServedSim(StartedSim):
+    """A simulated server: ``start()`` listens (port 0 picks one), ``stop()`` closes; the port
+    stays the same across restarts."""
+
+    _server: Any
+    _port: int
 
     @property
     def running(self) -> bool:

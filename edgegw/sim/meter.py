@@ -38,8 +38,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, cast
 
 from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
@@ -60,6 +59,7 @@ from edgegw.energy.registers import (
     plan_reads,
     value_to_words,
 )
+from edgegw.sim.lifecycle import ServedSim
 
 __all__ = ["SimMeter", "SimUnit", "default_reading", "virtual_serial_pair"]
 
@@ -341,7 +341,7 @@ class SimUnit:
         return spans
 
 
-class SimMeter(SimUnit):
+class SimMeter(SimUnit, ServedSim):
     """A simulated meter served by a real pymodbus server, on TCP or on a serial device.
 
     It is itself the first unit (``unit_id``, default 1); :meth:`add_unit` puts more meters
@@ -522,18 +522,6 @@ class SimMeter(SimUnit):
     def address(self) -> str:
         """``host:port`` for TCP, the device path for RTU."""
         return f"{self.host}:{self._port}" if self.transport != "rtu" else str(self.device)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- pymodbus plumbing ----------------------------------------------------------------
 
