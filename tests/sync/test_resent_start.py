@@ -4,7 +4,10 @@ The cloud is up but slow: it holds the charger's StartTransaction. The charger's
 (no closing handshake), it connects again without booting and sends the same StartTransaction
 again, as OCPP 1.6 asks of a transaction message that got no answer. Either the cloud answers
 the first copy while the charger is back and waiting for the second (``"while back"``), or it
-answers before the charger is back (``"while away"``). Nothing closes the gateway's connection
+answers before the charger is back (``"while away"``), or the gateway passes the cloud's answer
+on before it notices that the charger's connection is dead, and the answer is lost on the way
+(``"lost on the way"``: the charger's network fails silently, or its close reaches the gateway
+just after the cloud's answer). Nothing closes the gateway's connection
 to the cloud on its own account, so the cloud must receive the StartTransaction exactly once,
 and the charger must end up with one transaction id for the session: the cloud's, or a local
 one that every later message reaching the cloud carries as the cloud's (never 0).
@@ -21,7 +24,7 @@ import pytest
 
 from edgegw.sim.cloud import SimCloud, nth_call
 from edgegw.tasks import TaskOwner
-from tests.sync.driver import JsonDict, RetryingCharger
+from tests.sync.driver import JsonDict, RetryingCharger, _AnswerLost
 from tests.sync.exactly_once import (
     HANG_GUARD_S,
     PatientCharger,
@@ -41,8 +44,30 @@ class DroppingCharger(PatientCharger):
         assert ws is not None, f"{self.charger_id} is not connected"
         ws.transport.abort()
 
+    def lose_network(self) -> None:
+        """The network fails without a word: nothing the gateway sends on this connection
+        reaches the charger any more (the answer on its way is lost), and the gateway is not
+        told: the connection stays open at its end until the charger's next one replaces it."""
+        ws, self._ws = self._ws, None
+        assert ws is not None, f"{self.charger_id} is not connected"
+        inflight = self._inflight
+        if inflight is not None and inflight.ws is ws and not inflight.answer.done():
+            inflight.answer.set_exception(_AnswerLost())  # sent again on the next connection
 
-@pytest.mark.parametrize("answered", ["while back", "while away"])
+
+async def relayed_start_recorded(db_path: Path) -> None:
+    """Until the gateway recorded the start the cloud accepted (it passed the answer on first)."""
+    while True:
+        with contextlib.closing(sqlite3.connect(db_path)) as db:
+            row = db.execute(
+                "SELECT 1 FROM transactions WHERE charger_id = 'CP00' AND origin = 'cloud'"
+            ).fetchone()
+        if row is not None:
+            return
+        await asyncio.sleep(0.05)  # polling the gateway's records
+
+
+@pytest.mark.parametrize("answered", ["while back", "while away", "lost on the way"])
 async def test_a_start_on_its_way_when_the_charger_drops_reaches_the_cloud_once(
     tmp_path: Path, answered: str
 ) -> None:
@@ -73,9 +98,15 @@ async def test_a_start_on_its_way_when_the_charger_drops_reaches_the_cloud_once(
                 await driver.call("Heartbeat", {})  # boots while the cloud answers at once
                 session = tasks.spawn(charge(charger, KNOWN[0], samples=2), "session")
                 await cloud.wait_held(lambda c: c.action == "StartTransaction")
-                if answered == "while away":
+                if answered != "while back":
                     up.clear()  # the charger waits for its network before connecting again
-                driver.drop_connection()
+                if answered == "lost on the way":
+                    driver.lose_network()
+                    cloud.release_delayed()
+                    await relayed_start_recorded(tmp_path / "edgegw.db")
+                    up.set()
+                else:
+                    driver.drop_connection()
                 if answered == "while away":
                     cloud.release_delayed()
                     await cloud.wait_for(
