@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from edgegw.proxy import frames
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.hooks import SiteAuthority
+from edgegw.proxy.link_commands import TRANSACTION_EVENT, is_transaction_message
 from edgegw.proxy.local201 import LocalResponder201
 from edgegw.proxy.rules import QueuedRecord, RemoteStarts, queued_record
 from edgegw.store.outbox import QueuedMessage
@@ -106,6 +107,10 @@ class LocalResponder:
         self.cards = cards
         self._clock = clock
         self._remote_starts = RemoteStarts()
+        self._relayed: dict[str, tuple[str, str]] = {}
+        """Per charger, its last transaction message the cloud answered through the relay and
+        the answer the charger was sent, as their frames (:meth:`relayed`): the texts the
+        relay had anyway, not their parsed payloads (a few hundred bytes per charger)."""
         self._handlers: dict[str, Callable[[str, Call], Awaitable[dict[str, Any]]]] = {
             "BootNotification": self._boot,
             "Heartbeat": self._heartbeat,
@@ -212,17 +217,55 @@ class LocalResponder:
             return error, None
         return frames.make_result(call.id, payload), message
 
+    def relayed(self, charger_id: str, call: Call, answer: CallResult | CallError) -> None:
+        """The charger was sent the cloud's ``answer`` to ``call`` (relayed, or late).
+
+        The last transaction message of each charger is kept with that answer, in memory: if
+        the charger's connection died as the answer went (the gateway hears of it after, or
+        never), the charger sends the message again on its next connection, and
+        :meth:`answer_if_resent` answers the copy as the cloud did instead of relaying it.
+        """
+        if isinstance(answer, CallResult) and (
+            call.action == TRANSACTION_EVENT or is_transaction_message(call)
+        ):
+            self._relayed[charger_id] = (call.raw, answer.raw)
+
+    def _relayed_answer(self, charger_id: str, call: Call) -> dict[str, Any] | None:
+        """The cloud's answer to ``call`` if it is a copy of the charger's last relayed one."""
+        kept = self._relayed.get(charger_id)
+        if kept is None:
+            return None
+        before, answer = frames.parse(kept[0]), frames.parse(kept[1])
+        if not isinstance(before, Call) or not isinstance(answer, CallResult):
+            return None
+        if (before.action, before.payload) != (call.action, call.payload):
+            return None
+        return answer.payload
+
     async def answer_if_resent(
         self, charger_id: str, call: Call, *, v2: bool = False
     ) -> CallResult | CallError | None:
         """Answer a copy of a message already in the outbox as before; None if it is new.
 
-        A 1.6 StartTransaction the cloud already accepted through the relay is a copy too: the
+        A transaction message the cloud already answered through the relay is a copy too: the
         gateway passed the cloud's answer on just as the charger's connection died (its close
         arrived after the answer, or never), so the charger sends it again on its next
-        connection. Its recorded start (the cloud's id) answers it; it never reaches the cloud
-        twice.
+        connection. It is answered as the cloud answered it (:meth:`relayed`; a 1.6 start from
+        its record, the cloud's id, after a restart) and never reaches the cloud twice.
         """
+        try:
+            relayed_answer = self._relayed_answer(charger_id, call)
+        except Exception:
+            log.exception("%s: could not compare %s with its last one", charger_id, call.action)
+            relayed_answer = None
+        if relayed_answer is not None:
+            log.info(
+                "%s: %s sent again after the cloud's answer was lost on the way; answered as the "
+                "cloud answered it",
+                charger_id,
+                call.action,
+            )
+            return frames.make_result(call.id, relayed_answer)
         try:
             if v2:
                 known = await self._v2.contains(charger_id, call)

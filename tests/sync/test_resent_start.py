@@ -44,15 +44,19 @@ class DroppingCharger(PatientCharger):
         assert ws is not None, f"{self.charger_id} is not connected"
         ws.transport.abort()
 
-    def lose_network(self) -> None:
+    def lose_network(self) -> str | None:
         """The network fails without a word: nothing the gateway sends on this connection
         reaches the charger any more (the answer on its way is lost), and the gateway is not
-        told: the connection stays open at its end until the charger's next one replaces it."""
+        told: the connection stays open at its end until the charger's next one replaces it.
+
+        Returns the message id of the CALL whose answer is lost (None: none in flight)."""
         ws, self._ws = self._ws, None
         assert ws is not None, f"{self.charger_id} is not connected"
         inflight = self._inflight
-        if inflight is not None and inflight.ws is ws and not inflight.answer.done():
-            inflight.answer.set_exception(_AnswerLost())  # sent again on the next connection
+        if inflight is None or inflight.ws is not ws or inflight.answer.done():
+            return None
+        inflight.answer.set_exception(_AnswerLost())  # sent again on the next connection
+        return inflight.message_id
 
 
 async def relayed_start_recorded(db_path: Path) -> None:
