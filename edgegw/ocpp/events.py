@@ -169,13 +169,19 @@ class Measured(ChargerEvent):
         any current, ``from_power`` derives one from the total active power at
         :data:`NOMINAL_VOLTAGE`, spread over ``phases``.
         """
-        count = max(1, min(3, phases))
-        if self.current_a is not None and any(c is not None for c in self.current_a):
-            within = self.current_a[:count]
-            if all(c is None for c in within):
-                beyond = max(c for c in self.current_a[count:] if c is not None)
-                return (max(0.0, beyond),) * count
-            return tuple(max(0.0, c or 0.0) for c in within)
+        count = 1 if phases < 1 else 3 if phases > 3 else phases
+        current = self.current_a  # read once per MeterValues: no generator, no call per phase
+        if current is not None:
+            l1, l2, l3 = current
+            if l1 is not None or l2 is not None or l3 is not None:
+                if l1 is None and (count < 2 or l2 is None) and (count < 3 or l3 is None):
+                    beyond = max(c for c in current[count:] if c is not None)
+                    return (max(0.0, beyond),) * count
+                return (
+                    l1 if l1 is not None and l1 > 0.0 else 0.0,
+                    l2 if l2 is not None and l2 > 0.0 else 0.0,
+                    l3 if l3 is not None and l3 > 0.0 else 0.0,
+                )[:count]
         if self.overall_current_a is not None:
             return (max(0.0, self.overall_current_a),) * count
         if from_power and self.power_w is not None:

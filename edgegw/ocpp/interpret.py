@@ -280,53 +280,98 @@ _READERS: Final[Mapping[str, _Reader]] = {
 _TOTAL: Final = -1
 """The phase index of a value reported without a phase."""
 _PHASE_KEYS: Final = {kind: [(kind, i) for i in range(3)] for kind, _, _ in _MEASURANDS.values()}
+_ABSENT: Final = object()
+"""A key a sampled value does not have (its unit: the measurand's default)."""
+_PLAIN_KEYS: Final = frozenset({"value", "measurand", "unit", "phase"})
+"""A sampled value with no other keys is at the default location (``Outlet``), in the default
+context (``Sample.Periodic``) and not signed: a load measurement of now."""
+_PLAIN: Final[Mapping[tuple[object, object, object], tuple[str, float, int]]] = {
+    (measurand, unit, phase): (kind, scale, index)
+    for measurand, (kind, units, default) in _MEASURANDS.items()
+    for unit, scale in (*units.items(), (_ABSENT, units[default]))
+    for phase, index in (*_PHASE_INDEX.items(), (None, _TOTAL))
+}
+"""(measurand, unit or :data:`_ABSENT`, phase or None) of a plain sampled value → (kind, scale,
+phase index): every usable combination, read in one look-up."""
 
 
 def _samples(entries: list[Any]) -> tuple[dict[str, None], dict[tuple[str, int], float]]:
     """The measurands seen (in order), and each usable value by (kind, phase index or
-    :data:`_TOTAL`), later values winning. One loop with local names: this runs for every
-    MeterValues of every charger."""
+    :data:`_TOTAL`), later values winning. This runs for every MeterValues of every charger:
+    a sampled value of the common form (:data:`_PLAIN_KEYS`, a known measurand, unit and
+    phase) is read by one look-up in :data:`_PLAIN`; any other goes through
+    :func:`_sample`, the full rule (the same result for a plain one)."""
     measurands: dict[str, None] = {}
     values: dict[tuple[str, int], float] = {}
-    known_measurands, phases, locations = _MEASURANDS, _PHASE_INDEX, LOAD_LOCATIONS
-    contexts, isfinite = READING_CONTEXTS, math.isfinite
+    plain, plain_keys, isfinite = _PLAIN, _PLAIN_KEYS, math.isfinite
     for entry in entries:
         items = entry.get("sampledValue") if isinstance(entry, dict) else None
         if not isinstance(items, list):
             continue
         for item in items:
-            if not isinstance(item, dict):
-                continue
-            measurand = item.get("measurand", DEFAULT_MEASURAND)
-            if not isinstance(measurand, str):
+            rule = None
+            if item.__class__ is dict and item.keys() <= plain_keys:
+                measurand = item.get("measurand", DEFAULT_MEASURAND)
+                try:
+                    rule = plain.get((measurand, item.get("unit", _ABSENT), item.get("phase")))
+                except TypeError:  # an unhashable measurand, unit or phase: not plain
+                    rule = None
+            if rule is None:
+                _sample(item, measurands, values)
                 continue
             if measurand not in measurands and len(measurands) < _MAX_MEASURANDS:
                 measurands[measurand] = None
-            known = known_measurands.get(measurand)
-            location = item.get("location", DEFAULT_LOCATION)
-            if known is None or not isinstance(location, str) or location not in locations:
-                continue
-            context = item.get("context", DEFAULT_CONTEXT)
-            if not isinstance(context, str) or context not in contexts:
-                continue  # not a measurement of now (Alfen's replayed "CurrentMax")
-            if item.get("format") == "SignedData":
-                continue  # a signed blob, not a number
-            kind, units, default_unit = known
-            unit = item.get("unit", default_unit)
-            scale = units.get(unit) if isinstance(unit, str) else None
-            number = _number(item.get("value"))
-            if scale is None or number is None:
-                continue
-            number *= scale
-            if not isfinite(number):
-                continue  # finite as written, not once in W or Wh ("1e306" kW)
-            phase = item.get("phase")
-            if phase is None:
-                values[kind, _TOTAL] = number
-            elif isinstance(phase, str) and phase in phases:
-                values[kind, phases[phase]] = number
-            # line-to-line and N are not what a load is measured by: skipped
+            value = item.get("value")
+            if value.__class__ is str and "_" not in value:
+                try:
+                    number = float(value)
+                except ValueError:
+                    continue
+            else:
+                read = _number(value)
+                if read is None:
+                    continue
+                number = read
+            number *= rule[1]
+            if isfinite(number):  # finite as written and once in W or Wh ("1e306" kW)
+                values[rule[0], rule[2]] = number
     return measurands, values
+
+
+def _sample(item: Any, measurands: dict[str, None], values: dict[tuple[str, int], float]) -> None:
+    """One sampled value read by the full rule: its measurand listed, its value kept in
+    ``values`` when it is a usable measurement of now."""
+    if not isinstance(item, dict):
+        return
+    measurand = item.get("measurand", DEFAULT_MEASURAND)
+    if not isinstance(measurand, str):
+        return
+    if measurand not in measurands and len(measurands) < _MAX_MEASURANDS:
+        measurands[measurand] = None
+    known = _MEASURANDS.get(measurand)
+    location = item.get("location", DEFAULT_LOCATION)
+    if known is None or not isinstance(location, str) or location not in LOAD_LOCATIONS:
+        return
+    context = item.get("context", DEFAULT_CONTEXT)
+    if not isinstance(context, str) or context not in READING_CONTEXTS:
+        return  # not a measurement of now (Alfen's replayed "CurrentMax")
+    if item.get("format") == "SignedData":
+        return  # a signed blob, not a number
+    kind, units, default_unit = known
+    unit = item.get("unit", default_unit)
+    scale = units.get(unit) if isinstance(unit, str) else None
+    number = _number(item.get("value"))
+    if scale is None or number is None:
+        return
+    number *= scale
+    if not math.isfinite(number):
+        return  # finite as written, not once in W or Wh ("1e306" kW)
+    phase = item.get("phase")
+    if phase is None:
+        values[kind, _TOTAL] = number
+    elif isinstance(phase, str) and phase in _PHASE_INDEX:
+        values[kind, _PHASE_INDEX[phase]] = number
+    # line-to-line and N are not what a load is measured by: skipped
 
 
 def _summed(values: dict[tuple[str, int], float], kind: str) -> float | None:

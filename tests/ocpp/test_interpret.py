@@ -796,3 +796,83 @@ def test_readable_values_with_large_exponents_give_finite_numbers(
 ) -> None:
     """Values every filter lets through, scaled (kW, kWh) and added up (phases): still finite."""
     assert_every_number_finite(measured(*samples))
+
+
+_near_plain_value = st.one_of(
+    st.sampled_from(["16", "1_6", " 7.5 ", "nan", "-inf", "1e306", "x", "", "0x10", "1e-400"]),
+    st.floats(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+_near_plain_sample = st.fixed_dictionaries(
+    {"value": _near_plain_value},
+    optional={
+        "measurand": st.one_of(
+            st.sampled_from([CUR, PWR, NRG, "Current.Offered", "Voltage"]), _json
+        ),
+        "unit": st.one_of(st.sampled_from(["A", "W", "kW", "Wh", "kWh", "V"]), _json),
+        "phase": st.one_of(st.sampled_from(["L1", "L2", "L3", "L1-N", "L1-L2", "N"]), _json),
+        "location": st.sampled_from(["Outlet", "Inlet", "Body"]),
+        "context": st.sampled_from(["Sample.Periodic", "CurrentMax"]),
+        "format": st.sampled_from(["Raw", "SignedData"]),
+    },
+)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(samples=st.lists(_near_plain_sample, max_size=10))
+def test_the_plain_fast_path_reads_as_the_full_rule(samples: list[dict[str, Any]]) -> None:
+    """Sampled values of the common form are read by one table look-up (the hot path); every
+    sampled value, plain or not, must read exactly as the full rule reads it on its own."""
+    from edgegw.ocpp.interpret import _sample, _samples
+
+    want_measurands: dict[str, None] = {}
+    want_values: dict[tuple[str, int], float] = {}
+    for item in samples:
+        _sample(item, want_measurands, want_values)
+    got_measurands, got_values = _samples([{"sampledValue": samples}])
+    assert list(got_measurands) == list(want_measurands)
+    assert got_values == want_values
+
+
+def _currents_as_written(event: Measured, phases: int) -> tuple[float, ...] | None:
+    """:meth:`Measured.currents` as its rule reads in words (the oracle for its fast form)."""
+    count = max(1, min(3, phases))
+    if event.current_a is not None and any(c is not None for c in event.current_a):
+        within = event.current_a[:count]
+        if all(c is None for c in within):
+            beyond = max(c for c in event.current_a[count:] if c is not None)
+            return (max(0.0, beyond),) * count
+        return tuple(max(0.0, c or 0.0) for c in within)
+    if event.overall_current_a is not None:
+        return (max(0.0, event.overall_current_a),) * count
+    if event.power_w is not None:
+        return (max(0.0, event.power_w / (230.0 * count)),) * count
+    return None
+
+
+_amps = st.one_of(st.none(), st.floats(-50, 50), st.integers(-5, 5), st.just(-0.0))
+
+
+@settings(max_examples=500)
+@given(
+    current=st.one_of(st.none(), st.tuples(_amps, _amps, _amps)),
+    overall=st.one_of(st.none(), st.floats(-50, 50)),
+    power=st.one_of(st.none(), st.floats(-1e5, 1e5)),
+    phases=st.integers(-1, 5),
+)
+def test_currents_follow_the_rule_as_written(
+    current: Any, overall: float | None, power: float | None, phases: int
+) -> None:
+    event = Measured(
+        charger_id=C,
+        at=AT,
+        connector=1,
+        current_a=current,
+        overall_current_a=overall,
+        power_w=power,
+    )
+    got, want = event.currents(phases), _currents_as_written(event, phases)
+    assert got == want and [type(x) for x in got or ()] == [type(x) for x in want or ()]
