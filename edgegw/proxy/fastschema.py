@@ -1,16 +1,24 @@
 """Compile a JSON schema (draft 4, as the OCPP 1.6 and 2.0.1 schemas are read) into a quick
-"valid?" check.
+"valid?" check: one generated Python function per schema.
 
 The check is one-sided on purpose: it answers True only when the instance is certainly valid,
 and False when it is invalid *or* when it cannot tell (a float where an integer is expected, a
-keyword it does not know, ...). The caller then asks ``jsonschema``, which decides and explains.
+NaN next to a bound, ...). The caller then asks ``jsonschema``, which decides and explains.
 So this module never has to reproduce an error message, only never to call an invalid payload
 valid. It knows the keywords the OCPP 1.6 and 2.0.1 schemas use; a schema with any other
 keyword is not compiled at all (:func:`compile_schema` returns None).
 
+The schema is turned into the source of one function, every check written out in place
+(``$ref`` inlined, a loop per array, plain ``in`` and ``type(x) is ...`` tests), which is
+compiled once: checking a payload is then a single call plus a ``dict.keys()`` per object
+that allows no other members, instead of a call per schema node. The source holds no text of
+the schema but property names (as ``repr`` literals) and integer limits; enum sets and float
+limits are handed in as named constants.
+
 Draft-4 details kept: a keyword only constrains the instances of its type (``properties`` is
 ignored for a string, ``maxLength`` for an object); ``$ref`` replaces its siblings; ``integer``
-excludes booleans; ``format`` is an annotation (no format checker is used).
+excludes booleans (and integral floats: jsonschema decides those); ``format`` is an annotation
+(no format checker is used).
 """
 
 from __future__ import annotations
@@ -55,28 +63,22 @@ _HANDLED = frozenset(
 )
 _MAX_DEPTH = 32
 
+# Exact types: whatever json.loads makes. Anything else is "cannot tell" (False).
+_TYPE_TESTS = {
+    "string": "type({v}) is str",
+    "integer": "type({v}) is int",
+    "number": "type({v}) is int or type({v}) is float",
+    "boolean": "type({v}) is bool",
+    "object": "type({v}) is dict",
+    "array": "type({v}) is list",
+    "null": "{v} is None",
+}
+_OBJECT_KEYWORDS = ("properties", "additionalProperties", "required")
+_ARRAY_KEYWORDS = ("items", "minItems", "maxItems", "additionalItems")
+
 
 class _Unsupported(Exception):
     """The schema uses something this compiler does not handle: let jsonschema do it all."""
-
-
-def _is_type(name: str) -> Check:
-    # Exact types: whatever json.loads makes. Anything else is "cannot tell" (False).
-    if name == "string":
-        return lambda v: type(v) is str
-    if name == "integer":
-        return lambda v: type(v) is int
-    if name == "number":
-        return lambda v: type(v) is int or type(v) is float
-    if name == "boolean":
-        return lambda v: type(v) is bool
-    if name == "object":
-        return lambda v: type(v) is dict
-    if name == "array":
-        return lambda v: type(v) is list
-    if name == "null":
-        return lambda v: v is None
-    raise _Unsupported(f"type {name!r}")
 
 
 def _resolve(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
@@ -92,130 +94,178 @@ def _resolve(root: Mapping[str, Any], ref: str) -> Mapping[str, Any]:
     return node
 
 
-def _compile(schema: Any, root: Mapping[str, Any], depth: int) -> Check:
+class _Source:
+    """The function's source being written: its constants and its variable names."""
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root
+        self.constants: dict[str, Any] = {}
+        self._variables = 0
+
+    def constant(self, value: Any) -> str:
+        name = f"_k{len(self.constants)}"
+        self.constants[name] = value
+        return name
+
+    def variable(self) -> str:
+        self._variables += 1
+        return f"v{self._variables}"
+
+    def number(self, value: Any, keyword: str) -> str:
+        if type(value) is int:
+            return repr(value)
+        if type(value) is float:
+            return self.constant(value)
+        raise _Unsupported(keyword)
+
+
+def _indented(lines: list[str]) -> list[str]:
+    return ["    " + line for line in lines]
+
+
+def _node(source: _Source, schema: Any, var: str, depth: int) -> list[str]:
+    """Statements that ``return False`` unless ``var`` certainly meets ``schema``."""
     if depth > _MAX_DEPTH or not isinstance(schema, Mapping):
         raise _Unsupported("schema too deep or not an object")
     if "$ref" in schema:  # draft 4: $ref replaces every sibling keyword
-        return _compile(_resolve(root, schema["$ref"]), root, depth + 1)
+        return _node(source, _resolve(source.root, schema["$ref"]), var, depth + 1)
     unknown = set(schema) - _HANDLED - _IGNORED
     if unknown:
         raise _Unsupported(", ".join(sorted(unknown)))
-    checks: list[Check] = []
+    lines: list[str] = []
 
+    known = None  # the one type the instance is known to have once the type test passed
     kind = schema.get("type")
     if kind is not None:
         names = [kind] if isinstance(kind, str) else kind
         if not isinstance(names, list) or not names:
             raise _Unsupported("type")
-        type_checks = [_is_type(n) for n in names]
-        if len(type_checks) == 1:
-            checks.append(type_checks[0])
-        else:
-            checks.append(lambda v: any(c(v) for c in type_checks))
+        if not all(isinstance(n, str) and n in _TYPE_TESTS for n in names):
+            raise _Unsupported(f"type {kind!r}")
+        tests = " or ".join(_TYPE_TESTS[n].format(v=var) for n in names)
+        lines.append(f"if not ({tests}): return False")
+        if len(names) == 1:
+            known = names[0]
+
+    def applies(type_name: str) -> bool:
+        return known is None or known == type_name or (known == "integer" == type_name)
 
     if "enum" in schema:
         members = schema["enum"]
         if not isinstance(members, list) or not all(type(m) is str for m in members):
             raise _Unsupported("enum of non-strings")
-        allowed = frozenset(members)
-        checks.append(lambda v: type(v) is str and v in allowed)
+        allowed = source.constant(frozenset(members))
+        test = f"{var} in {allowed}"
+        if known != "string":
+            test = f"type({var}) is str and {test}"
+        lines.append(f"if not ({test}): return False")
 
     if "maxLength" in schema:
         limit = schema["maxLength"]
         if type(limit) is not int:
             raise _Unsupported("maxLength")
-        checks.append(lambda v: type(v) is not str or len(v) <= limit)
+        if known == "string":
+            lines.append(f"if len({var}) > {limit}: return False")
+        elif known is None:
+            lines.append(f"if type({var}) is str and len({var}) > {limit}: return False")
 
-    for keyword in ("minimum", "maximum"):
+    for keyword, passes in (("minimum", ">="), ("maximum", "<=")):
         if keyword in schema:
-            checks.append(_bound_check(keyword, schema[keyword]))
+            # Inclusive (no exclusive* keyword is handled); numbers only. Written as
+            # "not (v >= limit)" so that a NaN is "cannot tell": jsonschema decides it.
+            limit_text = source.number(schema[keyword], keyword)
+            test = f"not ({var} {passes} {limit_text})"
+            if known not in ("integer", "number"):
+                test = f"(type({var}) is int or type({var}) is float) and {test}"
+            lines.append(f"if {test}: return False")
 
-    if any(k in schema for k in ("properties", "additionalProperties", "required")):
-        checks.append(_object_check(schema, root, depth))
+    if any(k in schema for k in _OBJECT_KEYWORDS) and applies("object"):
+        body = _object(source, schema, var, depth)
+        lines += body if known == "object" else _guarded(f"type({var}) is dict", body)
 
-    if any(k in schema for k in ("items", "minItems", "maxItems", "additionalItems")):
-        checks.append(_array_check(schema, root, depth))
+    if any(k in schema for k in _ARRAY_KEYWORDS) and applies("array"):
+        body = _array(source, schema, var, depth)
+        lines += body if known == "array" else _guarded(f"type({var}) is list", body)
 
-    return _all_of(checks)
-
-
-def _all_of(checks: list[Check]) -> Check:
-    """One check that passes when every one of ``checks`` does (no generator per call)."""
-    if not checks:
-        return lambda v: True
-    if len(checks) == 1:
-        return checks[0]
-    first, rest = checks[0], _all_of(checks[1:])
-    return lambda v: first(v) and rest(v)
+    return lines
 
 
-def _bound_check(keyword: str, limit: Any) -> Check:
-    """``minimum`` / ``maximum`` (inclusive: no ``exclusive*`` keyword is handled): numbers
-    only; anything else is for the other keywords to decide (NaN compares False: jsonschema
-    decides it)."""
-    if type(limit) is not int and type(limit) is not float:
-        raise _Unsupported(keyword)
-    if keyword == "minimum":
-        return lambda v: (type(v) is not int and type(v) is not float) or v >= limit
-    return lambda v: (type(v) is not int and type(v) is not float) or v <= limit
+def _guarded(test: str, body: list[str]) -> list[str]:
+    return [f"if {test}:", *_indented(body)] if body else []
 
 
-def _object_check(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> Check:
+def _object(source: _Source, schema: Mapping[str, Any], var: str, depth: int) -> list[str]:
     properties = schema.get("properties", {})
-    if not isinstance(properties, Mapping):
+    if not isinstance(properties, Mapping) or not all(type(k) is str for k in properties):
         raise _Unsupported("properties")
-    members = {k: _compile(v, root, depth + 1) for k, v in properties.items()}
     additional = schema.get("additionalProperties", True)
     if type(additional) is not bool:
         raise _Unsupported("additionalProperties as a schema")
     required = schema.get("required", [])
     if not isinstance(required, list) or not all(type(r) is str for r in required):
         raise _Unsupported("required")
-    needed = frozenset(required)
+    lines: list[str] = []
+    if required:
+        missing = " or ".join(f"{name!r} not in {var}" for name in dict.fromkeys(required))
+        lines.append(f"if {missing}: return False")
+    if not additional:
+        if properties:
+            allowed = source.constant(frozenset(properties))
+            lines.append(f"if not {var}.keys() <= {allowed}: return False")
+        else:
+            lines.append(f"if {var}: return False")
+    for name, sub in properties.items():
+        member = source.variable()
+        body = _node(source, sub, member, depth + 1)
+        if not body:
+            continue
+        fetch = f"{member} = {var}[{name!r}]"
+        if name in required:
+            lines += [fetch, *body]
+        else:
+            lines += [f"if {name!r} in {var}:", *_indented([fetch, *body])]
+    return lines
 
-    def check(value: Any) -> bool:
-        if type(value) is not dict:
-            return True  # other keywords (type) decide about non-objects
-        for key, item in value.items():
-            member = members.get(key)
-            if member is None:
-                if not additional:
-                    return False
-            elif not member(item):
-                return False
-        return value.keys() >= needed
 
-    return check
-
-
-def _array_check(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> Check:
+def _array(source: _Source, schema: Mapping[str, Any], var: str, depth: int) -> list[str]:
     items = schema.get("items")
     if items is not None and not isinstance(items, Mapping):
         raise _Unsupported("items as a list of schemas")
-    item_check = None if items is None else _compile(items, root, depth + 1)
     least = schema.get("minItems", 0)
-    most = schema.get("maxItems", 2**63)
-    if type(least) is not int or type(most) is not int:
+    most = schema.get("maxItems")
+    if type(least) is not int or (most is not None and type(most) is not int):
         raise _Unsupported("minItems or maxItems")
+    lines: list[str] = []
+    if least == 1:
+        lines.append(f"if not {var}: return False")
+    elif least > 1:
+        lines.append(f"if len({var}) < {least}: return False")
+    if most is not None:
+        lines.append(f"if len({var}) > {most}: return False")
+    if items is not None:
+        item = source.variable()
+        body = _node(source, items, item, depth + 1)
+        if body:
+            lines += [f"for {item} in {var}:", *_indented(body)]
+    return lines
 
-    def check(value: Any) -> bool:
-        if type(value) is not list:
-            return True
-        if not least <= len(value) <= most:
-            return False
-        if item_check is not None:
-            for item in value:
-                if not item_check(item):
-                    return False
-        return True
 
-    return check
+def compile_source(schema: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The generated function's source and the constants it names (raises _Unsupported)."""
+    source = _Source(schema)
+    body = _node(source, schema, "v0", 0)
+    text = "\n".join(["def certainly_valid(v0):", *_indented([*body, "return True"])])
+    return text + "\n", source.constants
 
 
 def compile_schema(schema: Mapping[str, Any]) -> Check | None:
     """A function that is True only for instances ``schema`` certainly accepts; None if the
     schema uses something this module does not handle (then always ask jsonschema)."""
     try:
-        return _compile(schema, schema, 0)
-    except _Unsupported:
+        text, constants = compile_source(schema)
+        namespace: dict[str, Any] = dict(constants)
+        exec(compile(text, "<fastschema>", "exec"), namespace)  # noqa: S102 - our own source
+    except (_Unsupported, SyntaxError, RecursionError, MemoryError):
         return None
+    check: Check = namespace["certainly_valid"]
+    return check
