@@ -250,8 +250,9 @@ class LocalResponder:
         A transaction message the cloud already answered through the relay is a copy too: the
         gateway passed the cloud's answer on just as the charger's connection died (its close
         arrived after the answer, or never), so the charger sends it again on its next
-        connection. It is answered as the cloud answered it (:meth:`relayed`; a 1.6 start from
-        its record, the cloud's id, after a restart) and never reaches the cloud twice.
+        connection. It is answered as the cloud answered it (:meth:`relayed`) and never reaches
+        the cloud twice. (Nothing here waits for the records: a new start is answered while
+        they wait for the database.)
         """
         try:
             relayed_answer = self._relayed_answer(charger_id, call)
@@ -271,25 +272,10 @@ class LocalResponder:
                 known = await self._v2.contains(charger_id, call)
             else:
                 known = await self._store.outbox.contains(charger_id, call.action, call.payload)
-            relayed = None
-            if not known and not v2 and call.action == "StartTransaction":
-                relayed = await self._store.started_before(charger_id, call.payload)
         except Exception:
             # Relaying it is the safe side: at worst the cloud sees a copy, nothing is lost.
             log.exception("%s: could not look %s up in the outbox", charger_id, call.action)
             return None
-        if relayed is not None and relayed > 0:  # (0: a start the cloud refused, ConcurrentTx)
-            log.info(
-                "%s: StartTransaction sent again after the cloud's answer was lost on the way; "
-                "answered with the cloud's transaction id %d",
-                charger_id,
-                relayed,
-            )
-            payload = {
-                "transactionId": relayed,
-                "idTagInfo": self._start_info(charger_id, str(call.payload["idTag"])),
-            }
-            return frames.make_result(call.id, payload)
         if not known:
             return None
         answer, _ = await self.queue(charger_id, call, v2=v2)  # the outbox recognises the copy

@@ -34,7 +34,7 @@ from tests.sync.exactly_once import (
     gateway_process,
 )
 from tests.sync.test_outage import KNOWN, Charger, _AcceptEveryCard, charge
-from tests.sync.test_resent_start import DroppingCharger
+from tests.sync.test_resent_start import NEEDS_SESSION_WIRING, DroppingCharger
 
 
 async def answer_passed_on(control: Path, message_id: str) -> None:
@@ -51,19 +51,12 @@ async def answer_passed_on(control: Path, message_id: str) -> None:
             await asyncio.sleep(0.05)  # polling the daemon's message log
 
 
-_NOT_WIRED = pytest.mark.xfail(
-    strict=True,
-    reason="the session does not hand the cloud's answers to LocalResponder.relayed yet "
-    "(edgegw/proxy/session.py, the Exchanged command); a 1.6 start is recognised from its record",
-)
-
-
 @pytest.mark.parametrize(
     "action",
     [
-        "StartTransaction",
-        pytest.param("MeterValues", marks=_NOT_WIRED),
-        pytest.param("StopTransaction", marks=_NOT_WIRED),
+        pytest.param("StartTransaction", marks=NEEDS_SESSION_WIRING),
+        pytest.param("MeterValues", marks=NEEDS_SESSION_WIRING),
+        pytest.param("StopTransaction", marks=NEEDS_SESSION_WIRING),
     ],
 )
 async def test_a_transaction_message_whose_answer_is_lost_on_the_way_reaches_the_cloud_once(
