@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -34,17 +36,67 @@ def test_the_ring_keeps_the_newest_frames_newest_first() -> None:
 
 
 def test_big_frames_are_bounded_by_bytes_not_just_by_count() -> None:
-    big = '[2,"x","DataTransfer",{"data":"' + "A" * 65_000 + '"}]'
     log = MessageLog(size=20_000, max_bytes=1_000_000, clock=clock)
-    for _ in range(200):  # 13 MB of frames
-        log.append("CP1", "charger>", big)
+    for _ in range(200):  # 13 MB of frames that do not compress (random text)
+        data = base64.b64encode(os.urandom(48_750)).decode()
+        log.append("CP1", "charger>", '[2,"x","DataTransfer",{"data":"' + data + '"}]')
     assert log.bytes <= 1_000_000
-    assert 10 <= len(log) <= 15
+    assert 15 <= len(log) <= 25
     assert log.dropped_for_bytes == 200 - len(log)
     log.append("CP1", "charger>", "B" * 3_000_000)  # bigger than the whole budget: cut to fit
     (kept,) = log.newest(limit=1)
     assert kept.frame.startswith("BBB") and kept.frame.endswith("cut to fit the log]")
     assert log.bytes <= 1_000_000
+
+
+def meter_values(i: int) -> str:
+    sampled = [
+        {"value": str(1000 + i * 7), "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        *({"value": "16.0", "measurand": "Current.Import", "phase": p, "unit": "A"} for p in "123"),
+    ]
+    payload = {
+        "connectorId": 1 + i % 2,
+        "transactionId": i % 2_000,
+        "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": sampled}],
+    }
+    return json.dumps([2, f"m{i}", "MeterValues", payload])
+
+
+def test_a_full_ring_at_a_large_site_is_kept_compressed_and_read_back_exactly() -> None:
+    """20,000 frames of 2,000 chargers: about a megabyte, not the 12 MB of their text."""
+    log = MessageLog(size=20_000, max_bytes=16 * 2**20, clock=clock)
+    sent = []
+    for i in range(25_000):
+        frame = meter_values(i) if i % 2 == 0 else f'[3,"m{i - 1}",{{}}]'
+        charger = f"CP{i % 2_000}"
+        log.append(charger, "charger>" if i % 2 == 0 else "cloud>", frame)
+        sent.append((i + 1, charger, frame))
+    assert len(log) == 20_000
+    assert log.bytes < 2 * 2**20
+    assert log.dropped_for_bytes == 0
+    kept = [(f.seq, f.charger_id, f.frame) for f in log.oldest_first()]
+    assert kept == sent[-20_000:]
+    assert [(f.seq, f.charger_id, f.frame) for f in log.newest(limit=20_000)] == kept[::-1]
+    assert [f.seq for f in log.newest(charger_id="CP7", limit=3)] == [24_008, 22_008, 20_008]
+    assert [f.seq for f in log.newest(limit=3, before=5_002)] == [5_001]  # the oldest kept
+    assert [f.seq for f in log.newest(limit=2, before=12_345)] == [12_344, 12_343]
+
+
+def test_the_ring_counts_frames_one_by_one_across_blocks(tmp_path: Path) -> None:
+    log = MessageLog(size=300, max_bytes=2**20, clock=clock)
+    for i in range(1_000):
+        log.append(f"CP{i % 3}", "charger>", f'[2,"{i}","Heartbeat",{{}}]')
+        assert len(log) == min(i + 1, 300)
+        assert log.newest(limit=1)[0].seq == i + 1
+    assert [f.seq for f in log.oldest_first()] == list(range(701, 1_001))
+    assert [f.seq for f in log.newest(charger_id="CP0", limit=1_000)] == list(range(1_000, 700, -3))
+    path = tmp_path / "log.jsonl"
+    assert log.dump(path) == 300
+    again = MessageLog(size=300, max_bytes=2**20, clock=clock)
+    assert again.load(path) == 300
+    assert [(f.seq, f.frame) for f in again.oldest_first()] == [
+        (i - 700, f'[2,"{i - 1}","Heartbeat",{{}}]') for i in range(701, 1_001)
+    ]
 
 
 def test_a_frame_that_cannot_be_encoded_is_kept_escaped(tmp_path: Path) -> None:
