@@ -46,7 +46,7 @@ from edgegw.energy.meters import MeterService
 from edgegw.energy.outside import OutsideLimits
 from edgegw.energy.sampling import MeterSampling
 from edgegw.hardware_catalogue import HardwareCatalogue
-from edgegw.livestate import LiveState
+from edgegw.livestate import LiveState, Scope
 from edgegw.ocpp.hub import EventHub, EventSubscriber
 from edgegw.ocpp.versions import OCPP16
 from edgegw.proxy.cloudreturn import CloudReturn
@@ -276,7 +276,7 @@ class Gateway:
         assert self.control is not None
         self.live = LiveState(self, clock=self._clock)  # the hub's clock: events carry it
         if self.journal is not None:
-            self.live.on_change(self.journal.live_listener)
+            self.live.on_change(self.journal.live_listener, scopes=(Scope.EVENT,))  # its events
         self.live.start()
         self.live_ops = LiveOps(self.live)
         self.actions = ChargerActions(

@@ -733,3 +733,25 @@ def test_the_circuit_tree_shows_limits_allocation_and_the_load_under_each_board(
     assert (b1.circuit, b1.is_v2, b1.version_label) == ("row-b", True, "2.0.1")
     # The document round-trips through the strict reader.
     assert type(snapshot).from_dict(json.loads(json.dumps(snapshot.as_dict()))) == snapshot
+
+
+def test_a_listener_is_told_only_the_scopes_it_asked_for() -> None:
+    """The journal asks for events only: no change of a charger or the site is made for it."""
+    live = LiveState(Parts(parse_config({"chargers": [{"id": "CP1"}]})))
+    only_events: list[LiveChange] = []
+    everything: list[LiveChange] = []
+    remove = live.on_change(only_events.append, scopes=(Scope.EVENT,))
+    live.on_change(everything.append)
+    connect(live, "CP1")
+    feed(live, "CP1", "StatusNotification", {"connectorId": 1, "status": "Charging"}, {})
+    assert [c.scope for c in only_events] == [Scope.EVENT]  # CHARGER_CONNECTED
+    assert [c.scope for c in everything] == [
+        Scope.EVENT,
+        Scope.CHARGER,
+        Scope.SITE,
+        Scope.CHARGER,
+        Scope.SITE,
+    ]
+    remove()
+    disconnect(live, "CP1")
+    assert len(only_events) == 1 and len(everything) == 8

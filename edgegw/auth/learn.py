@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from edgegw.auth.idtags import CardId, CardIdError, IdTagFormat, interpretations, parse_card_id
 from edgegw.ocpp.events import CardAnswered, Event
@@ -82,6 +82,10 @@ class CardLearner:
             await self._changed.wait_for(lambda: bool(self._waiting.get(charger_id)))
 
     # ------------------------------------------------------------ events
+
+    def event_routes(self) -> Mapping[type[Event], Callable[[Any], None]]:
+        """It uses only the cards chargers present (the hub's routing)."""
+        return {CardAnswered: self.handle}
 
     def handle(self, event: Event) -> None:
         """A wait outlives a reconnect (the charger may come back before the tap): only the

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from edgegw.ocpp.events import (
     CallExchanged,
@@ -11,6 +12,7 @@ from edgegw.ocpp.events import (
     ChargerDisconnected,
     Event,
 )
+from edgegw.ocpp.hub import route
 from edgegw.ocpp.versions import OCPP201, is_v2
 
 
@@ -35,25 +37,45 @@ class PushWhenReady:
     def __init__(self, pusher: Pusher) -> None:
         self._pusher = pusher
         self._waiting: dict[str, str | None] = {}  # charger id -> OCPP version (None: 1.6)
+        self._routes: Mapping[type[Event], Callable[[Any], None]] = {
+            ChargerConnected: self._connected,
+            ChargerDisconnected: self._disconnected,
+            CallExchanged: self._call,
+            ChargerBooted: self._booted,
+        }
+
+    def event_routes(self) -> Mapping[type[Event], Callable[[Any], None]]:
+        """The events it uses, each to its handler (the hub's routing)."""
+        return self._routes
 
     def handle(self, event: Event) -> None:
+        handler = route(self._routes, event)
+        if handler is not None:
+            handler(event)
+
+    def _connected(self, event: ChargerConnected) -> None:
         charger_id = event.charger_id
-        if isinstance(event, ChargerConnected):
-            if is_v2(event.version) and event.version != OCPP201:
-                self._waiting.pop(charger_id, None)
-                self._pusher.charger_connected(charger_id, event.version)
-            else:
-                self._waiting[charger_id] = event.version if is_v2(event.version) else None
-        elif isinstance(event, ChargerDisconnected):
+        if is_v2(event.version) and event.version != OCPP201:
             self._waiting.pop(charger_id, None)
-            self._pusher.charger_disconnected(charger_id)
-        elif charger_id not in self._waiting:
-            return
-        elif (isinstance(event, CallExchanged) and event.action != "BootNotification") or (
-            isinstance(event, ChargerBooted) and event.accepted
-        ):
-            version = self._waiting.pop(charger_id)
-            if version is None:
-                self._pusher.charger_connected(charger_id)
-            else:
-                self._pusher.charger_connected(charger_id, version)
+            self._pusher.charger_connected(charger_id, event.version)
+        else:
+            self._waiting[charger_id] = event.version if is_v2(event.version) else None
+
+    def _disconnected(self, event: ChargerDisconnected) -> None:
+        self._waiting.pop(event.charger_id, None)
+        self._pusher.charger_disconnected(event.charger_id)
+
+    def _call(self, event: CallExchanged) -> None:
+        if event.action != "BootNotification" and event.charger_id in self._waiting:
+            self._ready(event.charger_id)
+
+    def _booted(self, event: ChargerBooted) -> None:
+        if event.accepted and event.charger_id in self._waiting:
+            self._ready(event.charger_id)
+
+    def _ready(self, charger_id: str) -> None:
+        version = self._waiting.pop(charger_id)
+        if version is None:
+            self._pusher.charger_connected(charger_id)
+        else:
+            self._pusher.charger_connected(charger_id, version)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from edgegw.ocpp.events import (
     CallExchanged,
@@ -26,6 +26,7 @@ from edgegw.ocpp.events import (
     Event,
     Measured,
 )
+from edgegw.ocpp.hub import route
 from edgegw.ocpp.versions import OCPP16
 
 MEANT: Final = frozenset(
@@ -151,24 +152,56 @@ class CommissionObserver:
         self._waiters: list[_Waiter] = []
         self._versions: dict[str, str] = {}
         self._reports: list[ReportParts] = []
+        self._routes: Mapping[type[Event], Callable[[Any], None]] = {
+            ChargerConnected: self._connected,
+            ChargerDisconnected: self._disconnected,
+            DeviceReported: self._reported,
+            CallExchanged: self._call,
+            ChargerBooted: self._booted,
+            ConnectorStatus: self._status,
+            Measured: self._measured,
+            CardAnswered: self._card,
+        }
 
     # ------------------------------------------------------------------ events
 
+    def event_routes(self) -> Mapping[type[Event], Callable[[Any], None]]:
+        """Every event but a session's start and stop, each to its handler (the hub's routing:
+        no ``isinstance`` chain per event)."""
+        return self._routes
+
     def handle(self, event: Event) -> None:
-        charger_id = event.charger_id
-        if isinstance(event, ChargerConnected):
-            self._connected_at[charger_id] = self._clock()
-            self._versions[charger_id] = event.version or OCPP16
-        elif isinstance(event, ChargerDisconnected):
-            self._gone(charger_id)
-        elif isinstance(event, DeviceReported):
-            for parts in self._reports:
-                if parts.charger_id == charger_id and parts.request_id == event.request_id:
-                    parts.add(event)
-        else:
-            action = _action(event)
-            if action is not None:
-                self._keep(Exchange(self._clock(), action, event), charger_id)
+        handler = route(self._routes, event)
+        if handler is not None:
+            handler(event)
+
+    def _connected(self, event: ChargerConnected) -> None:
+        self._connected_at[event.charger_id] = self._clock()
+        self._versions[event.charger_id] = event.version or OCPP16
+
+    def _disconnected(self, event: ChargerDisconnected) -> None:
+        self._gone(event.charger_id)
+
+    def _reported(self, event: DeviceReported) -> None:
+        for parts in self._reports:
+            if parts.charger_id == event.charger_id and parts.request_id == event.request_id:
+                parts.add(event)
+
+    def _call(self, event: CallExchanged) -> None:
+        if event.action not in MEANT:  # the others are kept as the event they meant
+            self._keep(event.charger_id, event.action, None, event)
+
+    def _booted(self, event: ChargerBooted) -> None:
+        self._keep(event.charger_id, "BootNotification", None, event)
+
+    def _status(self, event: ConnectorStatus) -> None:
+        self._keep(event.charger_id, "StatusNotification", event.connector, event)
+
+    def _measured(self, event: Measured) -> None:
+        self._keep(event.charger_id, "MeterValues", event.connector, event)
+
+    def _card(self, event: CardAnswered) -> None:
+        self._keep(event.charger_id, event.during, event.connector, event)
 
     def _gone(self, charger_id: str) -> None:
         self._connected_at.pop(charger_id, None)
@@ -181,11 +214,20 @@ class CommissionObserver:
             if not waiter.future.done():
                 waiter.future.set_exception(ChargerGone(f"{charger_id} disconnected"))
 
-    def _keep(self, exchange: Exchange, charger_id: str) -> None:
-        recent = self._recent.setdefault(charger_id, {})
-        key = (exchange.action, exchange.connector)
-        recent.pop(key, None)  # re-inserted last: the values stay oldest first
+    def _keep(self, charger_id: str, action: str, connector: int | None, event: Event) -> None:
+        """Keep the event (a reference, not a copy) as the charger's latest call of ``action``
+        on ``connector``; hand it to the steps waiting for it."""
+        exchange = Exchange(self._clock(), action, event)
+        key = (action, connector)
+        try:
+            recent = self._recent[charger_id]
+        except KeyError:
+            recent = self._recent[charger_id] = {}
+        if key in recent:
+            del recent[key]  # re-inserted last: the values stay oldest first
         recent[key] = exchange
+        if not self._waiters:
+            return
         for waiter in list(self._waiters):
             if waiter.charger_id == charger_id and _wanted(waiter, exchange):
                 self._waiters.remove(waiter)
@@ -277,18 +319,3 @@ def on_connector(connector: int) -> Callable[[Exchange], bool]:
         return exchange.connector == connector
 
     return matches
-
-
-def _action(event: Event) -> str | None:
-    """The call an event is kept as (None: not kept)."""
-    if isinstance(event, CallExchanged):
-        return None if event.action in MEANT else event.action
-    if isinstance(event, ChargerBooted):
-        return "BootNotification"
-    if isinstance(event, ConnectorStatus):
-        return "StatusNotification"
-    if isinstance(event, Measured):
-        return "MeterValues"
-    if isinstance(event, CardAnswered):
-        return event.during
-    return None

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -68,11 +68,13 @@ from edgegw.ocpp.events import (
     ChargerConnected,
     ChargerDisconnected,
     ConnectorStatus,
+    DeviceReported,
     Event,
     Measured,
     SessionStarted,
     SessionStopped,
 )
+from edgegw.ocpp.hub import route
 from edgegw.ocpp.lifecycle import measured_opens, record_ends, status_ends, stop_ends
 from edgegw.tasks import TaskOwner
 
@@ -129,12 +131,25 @@ class LiveState:
         self._refresh_interval = refresh_interval
         self._backlog_interval = backlog_interval
         self._tasks = TaskOwner("livestate")
-        self._listeners: list[ChangeListener] = []
+        self._listeners: dict[Scope, list[ChangeListener]] = {scope: [] for scope in Scope}
+        """Each scope's listeners: a change nobody listens to is not even made."""
+        self._routes: Mapping[type[Event], Callable[[Any], None]] = {
+            CallExchanged: self._call,
+            ChargerConnected: self._connected,
+            ChargerDisconnected: self._disconnected,
+            ChargerBooted: self._booted,
+            ConnectorStatus: self._status,
+            CardAnswered: self._card,
+            SessionStarted: self._started,
+            SessionStopped: self._stopped,
+            Measured: self._measured,
+            DeviceReported: self._other,
+        }
         self._chargers: dict[str, ChargerBook] = {}
         self._config_seen: Config | None = None
         self._events: deque[LiveEvent] = deque(maxlen=event_history)
-        self._links: dict[str, str] = {}
-        self._charger_extra: dict[str, tuple[Any, ...]] = {}
+        self._seen: dict[str, tuple[str, tuple[Any, ...]]] = {}
+        """Each charger's cloud link and load-capping view as last told."""
         self._backlog: Backlog | None = None
         self._site_signature: _SiteSignature | None = None
         self._meter_ok: bool | None = None
@@ -184,13 +199,19 @@ class LiveState:
             poller.remove_health_listener(self._meter_health)
         await self._tasks.close("live state closing")
 
-    def on_change(self, callback: ChangeListener) -> Callable[[], None]:
-        """Call ``callback`` on every change; it must return at once. Returns an unsubscriber."""
-        self._listeners.append(callback)
+    def on_change(
+        self, callback: ChangeListener, *, scopes: Iterable[Scope] = tuple(Scope)
+    ) -> Callable[[], None]:
+        """Call ``callback`` on every change of ``scopes`` (default: all); it must return at
+        once. Returns an unsubscriber."""
+        wanted = tuple(scopes)
+        for scope in wanted:
+            self._listeners[scope].append(callback)
 
         def remove() -> None:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
+            for scope in wanted:
+                if callback in self._listeners[scope]:
+                    self._listeners[scope].remove(callback)
 
         return remove
 
@@ -202,58 +223,92 @@ class LiveState:
 
     # ------------------------------------------------------------ charger events
 
+    def event_routes(self) -> Mapping[type[Event], Callable[[Any], None]]:
+        """Each event type to its handler (the hub's routing: no type test per event)."""
+        return self._routes
+
     def handle(self, event: Event) -> None:
         """Take one charger event (the hub's subscriber call; quick, never raises)."""
-        self._sync_config()  # a reload may have added or removed chargers
-        if isinstance(event, ChargerDisconnected) and event.charger_id not in self._chargers:
+        handler = route(self._routes, event)
+        (self._other if handler is None else handler)(event)
+
+    def _book(self, charger_id: str) -> ChargerBook:
+        """The charger's book (made if new), the configuration followed first: a reload may
+        have added or removed chargers."""
+        if self._parts.config is not self._config_seen:
+            self._sync_config()
+        ch = self._chargers.get(charger_id)
+        if ch is None:
+            ch = self._chargers[charger_id] = ChargerBook(charger_id, "")
+        return ch
+
+    def _call(self, event: CallExchanged) -> None:
+        self._book(event.charger_id).last_seen = event.at
+
+    def _connected(self, event: ChargerConnected) -> None:
+        ch = self._book(event.charger_id)
+        ch.connected = True
+        ch.version = event.version or ch.version
+        ch.connected_since = ch.last_seen = event.at
+        self._event(EventKind.CHARGER_CONNECTED, ch.id, at=event.at)
+        self._changed(ch.id, site=True)
+
+    def _disconnected(self, event: ChargerDisconnected) -> None:
+        self._sync_config()
+        ch = self._chargers.get(event.charger_id)
+        if ch is None:
             return
-        ch = self._charger(event.charger_id)
-        site = False
-        match event:
-            case CallExchanged():
-                ch.last_seen = event.at
-                return
-            case ChargerConnected():
-                ch.connected = True
-                ch.version = event.version or ch.version
-                ch.connected_since = ch.last_seen = event.at
-                self._event(EventKind.CHARGER_CONNECTED, ch.id, at=event.at)
-                site = True
-            case ChargerDisconnected():
-                ch.connected = False
-                ch.connected_since = None
-                for conn in ch.connectors.values():  # nobody measures them now
-                    conn.current_a = None
-                    conn.power_w = None
-                self._event(EventKind.CHARGER_DISCONNECTED, ch.id, at=event.at)
-                site = True
-            case ChargerBooted():
-                ch.vendor, ch.model = event.vendor, event.model
-                ch.firmware, ch.serial = event.firmware, event.serial
-            case ConnectorStatus():
-                self._on_status(ch, event)
-                site = True
-            case CardAnswered():
-                if not event.accepted:
-                    self._event(
-                        EventKind.CARD_REFUSED,
-                        ch.id,
-                        event.connector,
-                        at=event.at,
-                        id_tag=event.id_tag,
-                        owner=self._owner(ch.id, event.id_tag),
-                        status=event.status,
-                        during=event.during,
-                    )
-            case SessionStarted():
-                self._on_start(ch, event)
-                site = True
-            case SessionStopped():
-                site = self._on_stop(ch, event)
-            case Measured():
-                self._on_measured(ch, event)
-                site = True
-        self._changed(ch.id, site=site)
+        ch.connected = False
+        ch.connected_since = None
+        for conn in ch.connectors.values():  # nobody measures them now
+            conn.current_a = None
+            conn.power_w = None
+        self._event(EventKind.CHARGER_DISCONNECTED, ch.id, at=event.at)
+        self._changed(ch.id, site=True)
+
+    def _booted(self, event: ChargerBooted) -> None:
+        ch = self._book(event.charger_id)
+        ch.vendor, ch.model = event.vendor, event.model
+        ch.firmware, ch.serial = event.firmware, event.serial
+        self._changed(ch.id)
+
+    def _status(self, event: ConnectorStatus) -> None:
+        ch = self._book(event.charger_id)
+        self._on_status(ch, event)
+        self._changed(ch.id, site=True)
+
+    def _card(self, event: CardAnswered) -> None:
+        ch = self._book(event.charger_id)
+        if not event.accepted:
+            self._event(
+                EventKind.CARD_REFUSED,
+                ch.id,
+                event.connector,
+                at=event.at,
+                id_tag=event.id_tag,
+                owner=self._owner(ch.id, event.id_tag),
+                status=event.status,
+                during=event.during,
+            )
+        self._changed(ch.id)
+
+    def _started(self, event: SessionStarted) -> None:
+        ch = self._book(event.charger_id)
+        self._on_start(ch, event)
+        self._changed(ch.id, site=True)
+
+    def _stopped(self, event: SessionStopped) -> None:
+        ch = self._book(event.charger_id)
+        self._changed(ch.id, site=self._on_stop(ch, event))
+
+    def _measured(self, event: Measured) -> None:
+        ch = self._book(event.charger_id)
+        self._on_measured(ch, event)
+        self._changed(ch.id, site=True)
+
+    def _other(self, event: Event) -> None:
+        """Any other event (a device model report): its charger is known, and told about."""
+        self._changed(self._book(event.charger_id).id)
 
     def _on_status(self, ch: ChargerBook, event: ConnectorStatus) -> None:
         conn = ch.connector(event.connector)
@@ -373,9 +428,10 @@ class LiveState:
         return ch
 
     def _changed(self, charger_id: str | None, *, site: bool = False) -> None:
-        if charger_id is not None:
+        listeners = self._listeners
+        if charger_id is not None and listeners[Scope.CHARGER]:
             self._tell(LiveChange(Scope.CHARGER, charger_id))
-        if site:
+        if site and listeners[Scope.SITE]:
             self._tell(LiveChange(Scope.SITE))
 
     def _event(
@@ -393,7 +449,7 @@ class LiveState:
         self._tell(LiveChange(Scope.EVENT, charger_id, event))
 
     def _tell(self, change: LiveChange) -> None:
-        for listener in tuple(self._listeners):
+        for listener in tuple(self._listeners[change.scope]):
             try:
                 listener(change)
             except Exception:  # a listener's bug must not reach the relay path
@@ -431,8 +487,9 @@ class LiveState:
             if now >= next_backlog:
                 next_backlog = now + self._backlog_interval
                 await self._refresh_backlog()
-            self._check_links()
-            self._check_site()
+            controller = self._parts.controller
+            cstate = controller.state() if controller is not None else None
+            self._check_site(cstate, self._check_links(cstate))
             event, self._refreshed = self._refreshed, asyncio.Event()
             event.set()
             await asyncio.sleep(self._refresh_interval)
@@ -442,29 +499,41 @@ class LiveState:
         if store is not None:
             self._backlog = await outbox_backlog(store) or self._backlog
 
-    def _check_links(self) -> None:
-        """Tell about chargers whose cloud link or load-capping view changed."""
+    def _check_links(self, cstate: ControllerState | None) -> dict[str, int]:
+        """Tell about chargers whose cloud link or load-capping view changed; the connected
+        chargers' links counted by state (:func:`link_counts`, from the same one walk: this
+        runs every second over every charger)."""
+        config = self._config
         sessions = self._parts.sessions
-        controller = self._parts.controller
         extra: dict[str, tuple[Any, ...]] = {}
-        if controller is not None:
-            for state in controller.state().chargers:
+        if cstate is not None:
+            for state in cstate.chargers:
                 extra[state.id] = (
                     state.flags,
                     tuple((s.connector, s.offered_a) for s in state.sessions),
                 )
-        for charger_id in list(self._chargers):
-            link = link_state(self._config, sessions.get(charger_id))
-            seen = extra.get(charger_id, ())
-            if self._links.get(charger_id) != link or self._charger_extra.get(charger_id) != seen:
-                self._links[charger_id] = link
-                self._charger_extra[charger_id] = seen
+        counted = config.cloud is not None
+        counts: dict[str, int] = {}
+        seen = self._seen
+        for charger_id, ch in list(self._chargers.items()):
+            session = sessions.get(charger_id)
+            link = link_state(config, session)
+            if counted and session is not None and ch.connected:
+                counts[link] = counts[link] + 1 if link in counts else 1
+            now = (link, extra.get(charger_id, ()) if extra else ())
+            if seen.get(charger_id) != now:
+                seen[charger_id] = now
                 self._changed(charger_id)
+        return counts
 
-    def _check_site(self) -> None:
-        """Tell about a changed site; raise meter and limit events on their transitions."""
-        controller = self._parts.controller
-        cstate = controller.state() if controller is not None else None
+    def _check_site(
+        self, cstate: ControllerState | None = None, links: dict[str, int] | None = None
+    ) -> None:
+        """Tell about a changed site; raise meter and limit events on their transitions.
+        ``cstate`` and ``links`` as the refresh round read them (None: read them now)."""
+        if cstate is None:
+            controller = self._parts.controller
+            cstate = controller.state() if controller is not None else None
         meter = self._meter_live(cstate)
         limit = self._limit_of(cstate)
         if meter is not None and meter.ok is not None and meter.ok != self._meter_ok:
@@ -485,7 +554,8 @@ class LiveState:
                     previous_limit_a=list(self._limit),
                 )
             self._limit = limit
-        links = self._link_counts()
+        if links is None:
+            links = self._link_counts()
         outside = self._outside()
         signature = _SiteSignature(
             limit_a=limit,

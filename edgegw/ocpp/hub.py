@@ -6,14 +6,19 @@ observer. For each charger call the proxy reports, the hub runs :func:`interpret
 hands the events to each subscriber in turn (each subscriber gets all the events of a call
 before the next subscriber gets any). A subscriber that raises is logged and skipped for that
 event: the relay path and the other subscribers go on.
+
+Routing by type: a subscriber that names its handler per event type (:class:`RoutedSubscriber`)
+is handed each event by the hub's look-up, made once at construction, instead of running its
+own ``isinstance`` chain per event; the types it does not name are not handed to it at all.
+This runs for every relayed charger call.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol, get_args
 
 from edgegw.ocpp.events import CallExchanged, ChargerConnected, ChargerDisconnected, Event
 from edgegw.ocpp.interpret import interpret
@@ -30,6 +35,41 @@ class EventSubscriber(Protocol):
 
     def handle(self, event: Event) -> None:
         """Called synchronously inside the relay path: return quickly, hand slow work on."""
+
+
+class RoutedSubscriber(EventSubscriber, Protocol):
+    """A subscriber that names its handler per event type: the hub calls it directly."""
+
+    def event_routes(self) -> Mapping[type[Event], Callable[[Any], None]]:
+        """The handler of each event type it uses (an event of a type not named here is not
+        handed to it). ``handle`` must mean the same: a test or tool may call it directly."""
+
+
+EVENT_TYPES: Final[tuple[type[Event], ...]] = get_args(Event)
+"""Every event type (the members of :data:`~edgegw.ocpp.events.Event`)."""
+
+_Table = dict[type, Callable[[Any], None] | None]
+
+
+def route(
+    routes: Mapping[type[Event], Callable[[Any], None]], event: Event
+) -> Callable[[Any], None] | None:
+    """The handler ``routes`` names for ``event``'s type (or a base of it; None: none): what a
+    :class:`RoutedSubscriber`'s ``handle`` does with an event handed to it directly."""
+    for kind in type(event).__mro__:
+        handler = routes.get(kind)
+        if handler is not None:
+            return handler
+    return None
+
+
+def _table(subscriber: EventSubscriber) -> _Table:
+    """The subscriber's handler per event type (None: not handed to it)."""
+    routes = getattr(subscriber, "event_routes", None)
+    if routes is None:
+        return dict.fromkeys(EVENT_TYPES, subscriber.handle)
+    named = routes()
+    return {kind: named.get(kind) for kind in EVENT_TYPES}
 
 
 Interpreter = Callable[[str, str, Any, Any, float], tuple[Event, ...]]
@@ -53,6 +93,7 @@ class EventHub:
         """``version_of`` names a charger's negotiated OCPP version: a 2.x charger's calls are
         read by :func:`~edgegw.ocpp.interpret201.interpret201` instead of ``interpreter``."""
         self._subscribers = tuple(subscribers)
+        self._tables = tuple((s, _table(s)) for s in self._subscribers)
         self._clock = clock
         self._interpret = interpreter
         self._version_of = version_of
@@ -109,10 +150,16 @@ class EventHub:
     # ------------------------------------------------------------------ delivery
 
     def _deliver(self, events: tuple[Event, ...]) -> None:
-        for subscriber in self._subscribers:
+        for subscriber, table in self._tables:
             for event in events:
                 try:
-                    subscriber.handle(event)
+                    handler = table[event.__class__]
+                except KeyError:  # not one of the event types (a subclass): the full entry
+                    handler = subscriber.handle
+                if handler is None:
+                    continue  # a type the subscriber does not use
+                try:
+                    handler(event)
                 except Exception:  # one part's bug must not reach the relay or the others
                     log.exception(
                         "%s: %r failed on %s", event.charger_id, subscriber, type(event).__name__
