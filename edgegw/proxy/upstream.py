@@ -44,7 +44,6 @@ from edgegw.ocpp.versions import is_v2
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.handshake_trim import trim_client_handshake
 from edgegw.security.tls import TlsSetupError, client_context
-from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ class Upstream:
         self.reconnected_by = ""
         """What started the attempt that last connected: ``first`` (no failure before it),
         ``backoff`` (the link's own), ``probe`` or ``nudge`` (see :mod:`.cloudreturn`)."""
-        self._tasks = TaskOwner(f"upstream:{charger_id}")
+        self._runner: asyncio.Task[Any] | None = None  # the task in run(), while it runs
         self.url = f"{cloud.url}/{charger_id}"
         self._headers = self._auth_headers(charger, charger_authorization)
         self._configured_credentials = charger is not None and charger.cloud_password is not None
@@ -223,21 +222,23 @@ class Upstream:
         return True
 
     async def run(self) -> None:
-        """Connect, relay, reconnect — until cancelled."""
-        if self._tls_error is not None:
-            # Never fall back to plain text: without its TLS material the link stays down.
-            log.error("%s: cloud link disabled: %s", self.charger_id, self._tls_error)
-            self._on_failed()
-            await asyncio.Event().wait()
-        attempts = self._tasks.spawn(self._attempts(), "connect")  # close() cancels it
+        """Connect, relay, reconnect — until cancelled or closed (:meth:`close`).
+
+        The link's attempts run in the caller's task (no task of its own: one task fewer per
+        charger); :meth:`close` cancels that task and waits for its end.
+        """
+        if self._stopping:
+            return
+        self._runner = asyncio.current_task()
         try:
-            await asyncio.wait({attempts})
+            if self._tls_error is not None:
+                # Never fall back to plain text: without its TLS material the link stays down.
+                log.error("%s: cloud link disabled: %s", self.charger_id, self._tls_error)
+                self._on_failed()
+                await asyncio.Event().wait()
+            await self._attempts()
         finally:
-            if not attempts.done():
-                attempts.cancel()
-                await asyncio.wait({attempts})
-        if not attempts.cancelled():
-            attempts.result()  # raises what it raised
+            self._runner = None
 
     async def _attempts(self) -> None:
         loop = asyncio.get_running_loop()
@@ -361,4 +362,7 @@ class Upstream:
         ws = self._ws
         if ws is not None:
             await ws.close(1001, "charger disconnected")
-        await self._tasks.close("charger disconnected")
+        runner = self._runner
+        if runner is not None and runner is not asyncio.current_task():
+            runner.cancel("charger disconnected")
+            await asyncio.wait({runner})
