@@ -258,13 +258,17 @@ def compile_source(schema: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return text + "\n", source.constants
 
 
-def compile_schema(schema: Mapping[str, Any]) -> Check | None:
+def compile_schema(schema: Mapping[str, Any], name: str = "schema") -> Check | None:
     """A function that is True only for instances ``schema`` certainly accepts; None if the
-    schema uses something this module does not handle (then always ask jsonschema)."""
+    schema uses something this module does not handle (then always ask jsonschema).
+
+    ``name`` labels the function's code (``<fastschema name>``), so that profilers and
+    tracebacks tell one schema's check from another's."""
     try:
         text, constants = compile_source(schema)
         namespace: dict[str, Any] = dict(constants)
-        exec(compile(text, "<fastschema>", "exec"), namespace)  # noqa: S102 - our own source
+        code = compile(text, f"<fastschema {name}>", "exec")
+        exec(code, namespace)  # noqa: S102 - our own source
     except (_Unsupported, SyntaxError, RecursionError, MemoryError):
         return None
     check: Check = namespace["certainly_valid"]

@@ -146,11 +146,14 @@ def _validator(kind: int, action: str, use_decimal: bool) -> Draft4Validator:
     return validator
 
 
+_SUFFIX = {2: "Request", 3: "Response"}
+
+
 @cache
 def _fast(kind: int, action: str) -> Callable[[Any], bool] | None:
     """The compiled "certainly valid" check of a float-parsed schema (None: none could be made)."""
     schema: dict[str, Any] = _validator(kind, action, False).schema
-    return compile_schema(schema)
+    return compile_schema(schema, f"1.6 {action}{_SUFFIX[kind]}")
 
 
 def _check(kind: int, action: str, payload: dict[str, Any], use_decimal: bool) -> None:
@@ -206,7 +209,7 @@ def _validator_201(kind: int, action: str) -> Draft4Validator:
 
 @cache
 def _fast_201(kind: int, action: str) -> Callable[[Any], bool] | None:
-    return compile_schema(_validator_201(kind, action).schema)
+    return compile_schema(_validator_201(kind, action).schema, f"2.0.1 {action}{_SUFFIX[kind]}")
 
 
 def check_call_201(action: str, payload: dict[str, Any]) -> None:

@@ -521,6 +521,7 @@ def test_a_check_is_one_call_whatever_the_frame() -> None:
         sys.setprofile(None)
     assert verdict
     assert python_calls == [fast.__name__]
+    assert fast.__code__.co_filename == "<fastschema 1.6 MeterValuesRequest>"  # for profiles
     # keys(): the payload, each meterValue, each sample (all closed objects); nothing else.
     assert [name for name in builtin_calls if name != "setprofile"] == ["keys"] * (1 + 2 + 10)
 
