@@ -62,6 +62,7 @@ _HANDLED = frozenset(
     }
 )
 _MAX_DEPTH = 32
+_MAX_NODES = 5000  # schema nodes written out (refs inlined): the largest OCPP schema has ~300
 
 # Exact types: whatever json.loads makes. Anything else is "cannot tell" (False).
 _TYPE_TESTS = {
@@ -101,6 +102,13 @@ class _Source:
         self.root = root
         self.constants: dict[str, Any] = {}
         self._variables = 0
+        self._nodes = 0
+
+    def visit(self) -> None:
+        """Count a node: refs used many times could otherwise make a source without end."""
+        self._nodes += 1
+        if self._nodes > _MAX_NODES:
+            raise _Unsupported("schema too large when written out")
 
     def constant(self, value: Any) -> str:
         name = f"_k{len(self.constants)}"
@@ -127,6 +135,7 @@ def _node(source: _Source, schema: Any, var: str, depth: int) -> list[str]:
     """Statements that ``return False`` unless ``var`` certainly meets ``schema``."""
     if depth > _MAX_DEPTH or not isinstance(schema, Mapping):
         raise _Unsupported("schema too deep or not an object")
+    source.visit()
     if "$ref" in schema:  # draft 4: $ref replaces every sibling keyword
         return _node(source, _resolve(source.root, schema["$ref"]), var, depth + 1)
     unknown = set(schema) - _HANDLED - _IGNORED

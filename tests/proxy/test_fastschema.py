@@ -550,3 +550,9 @@ def test_what_cannot_compile_is_left_to_jsonschema() -> None:
     assert compile_schema({"$ref": "#/definitions/a", "definitions": {"a": {"$ref": "#"}}}) is None
     assert compile_schema({"type": "integer", "minimum": True}) is None
     assert compile_schema({"type": "nothing"}) is None
+    doubling: dict[str, Any] = {"d0": {"type": "integer"}}
+    for level in range(1, 16):  # each definition uses the one before twice: 2**16 nodes
+        ref = {"$ref": f"#/definitions/d{level - 1}"}
+        doubling[f"d{level}"] = {"properties": {"a": ref, "b": ref}}
+    # Written out, that is 5 s of compiling and a 200,000-line function: refused instead.
+    assert compile_schema({"$ref": "#/definitions/d15", "definitions": doubling}) is None
