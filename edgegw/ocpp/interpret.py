@@ -282,9 +282,6 @@ _TOTAL: Final = -1
 _PHASE_KEYS: Final = {kind: [(kind, i) for i in range(3)] for kind, _, _ in _MEASURANDS.values()}
 _ABSENT: Final = object()
 """A key a sampled value does not have (its unit: the measurand's default)."""
-_PLAIN_KEYS: Final = frozenset({"value", "measurand", "unit", "phase"})
-"""A sampled value with no other keys is at the default location (``Outlet``), in the default
-context (``Sample.Periodic``) and not signed: a load measurement of now."""
 _PLAIN: Final[Mapping[tuple[object, object, object], tuple[str, float, int]]] = {
     (measurand, unit, phase): (kind, scale, index)
     for measurand, (kind, units, default) in _MEASURANDS.items()
@@ -298,19 +295,25 @@ phase index): every usable combination, read in one look-up."""
 def _samples(entries: list[Any]) -> tuple[dict[str, None], dict[tuple[str, int], float]]:
     """The measurands seen (in order), and each usable value by (kind, phase index or
     :data:`_TOTAL`), later values winning. This runs for every MeterValues of every charger:
-    a sampled value of the common form (:data:`_PLAIN_KEYS`, a known measurand, unit and
-    phase) is read by one look-up in :data:`_PLAIN`; any other goes through
-    :func:`_sample`, the full rule (the same result for a plain one)."""
+    a sampled value of the common form (no location, context or format: the defaults, a load
+    measured now; a known measurand, unit and phase) is read by one look-up in
+    :data:`_PLAIN`; any other goes through :func:`_sample`, the full rule (the same result
+    for a plain one)."""
     measurands: dict[str, None] = {}
     values: dict[tuple[str, int], float] = {}
-    plain, plain_keys, isfinite = _PLAIN, _PLAIN_KEYS, math.isfinite
+    plain, isfinite = _PLAIN, math.isfinite
     for entry in entries:
         items = entry.get("sampledValue") if isinstance(entry, dict) else None
         if not isinstance(items, list):
             continue
         for item in items:
             rule = None
-            if item.__class__ is dict and item.keys() <= plain_keys:
+            if (
+                item.__class__ is dict
+                and "location" not in item
+                and "context" not in item
+                and "format" not in item
+            ):
                 measurand = item.get("measurand", DEFAULT_MEASURAND)
                 try:
                     rule = plain.get((measurand, item.get("unit", _ABSENT), item.get("phase")))
