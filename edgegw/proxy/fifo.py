@@ -30,6 +30,15 @@ class Fifo(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def idle(self) -> bool:
+        """Every item put was taken and marked done: nothing waits, nothing is being dealt with."""
+        return self._unfinished == 0
+
+    def take(self) -> T:
+        """The first item, without waiting (:exc:`IndexError` when there is none)."""
+        return self._items.pop(0)
+
     def put(self, item: T) -> None:
         self._items.append(item)
         self._unfinished += 1

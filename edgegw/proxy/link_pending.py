@@ -309,7 +309,8 @@ class _PendingCalls(_OfflineQueue):
                 self._cloud_inflight = head
                 out.append(self._cloud_frame(self._for_cloud(head.call).raw))
         if (
-            self.cloud_up
+            (self._outbox or self._outbox_more)  # (else there is nothing to send or load)
+            and self.cloud_up
             and self._cloud_inflight is None
             and (
                 not self._to_cloud

@@ -1,10 +1,13 @@
 """The I/O shell around one charger's :class:`~edgegw.proxy.link.Link`.
 
 A session owns the charger's cloud :class:`~edgegw.proxy.upstream.Upstream` (when a cloud is
-configured), the charger's WebSocket while it is connected, and a single executor task that
-carries out the link's commands in order. Readers (charger socket, cloud socket) and the call
-timer only feed events to the link, which answers at once with commands; the executor does the
-awaiting.
+configured), the charger's WebSocket while it is connected, and the link's commands. Readers
+(charger socket, cloud socket) and the call timer feed events to the link, which answers at
+once with commands, carried out in order: while nothing is queued, the task that fed the event
+carries out what waits for nothing (frame sends the connection takes at once, the records and
+observers) itself; what must wait (the store, a full socket buffer) and everything after it
+goes to the session's executor task, started for it and ended when the queue is empty. So a
+relayed frame costs no hand-off between tasks, and an idle charger no task.
 
 A session lives from the charger's first connection (or from start-up, for a charger whose
 queued messages are still owed to the cloud) until the charger has gone **and** the cloud is
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -72,14 +75,26 @@ from edgegw.proxy.rules import (
     records_of,
     remote_start_token,
 )
+from edgegw.proxy.sendnow import send_now
 from edgegw.proxy.session_records import LateRefusals, Sessions201
 from edgegw.proxy.upstream import NotConnected, Upstream
+from edgegw.security.guarded import GuardedConnection
 from edgegw.security.loggable import loggable
 from edgegw.security.redact import redact_frame
 from edgegw.store.store import Store
 from edgegw.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
+
+
+class _Upstream(Upstream):
+    """The charger's cloud link, with a send that does not wait (see ChargerSession._feed)."""
+
+    def send_now(self, frame: str) -> bool:
+        """Write ``frame`` at once if the cloud connection can take it without waiting; False:
+        nothing written, await :meth:`send` (see :func:`edgegw.proxy.sendnow.send_now`)."""
+        ws = self._ws
+        return ws is not None and send_now(ws, frame)
 
 
 class CallFailed(RuntimeError):
@@ -137,6 +152,9 @@ class ChargerSession:
             site_call=self._site_call if cloud is not None else None,
         )
         self._commands: Fifo[Command] = Fifo()
+        self._executor: asyncio.Task[None] | None = None
+        self._started = False  # the executor may run (run() has set the link's version)
+        self._batch: list[Command] | None = None  # the commands being carried out inline
         self._tasks = TaskOwner(f"charger:{charger_id}")
         self._sessions201 = Sessions201(charger_id, store, clock)
         self._late_refusals = LateRefusals(
@@ -159,9 +177,9 @@ class ChargerSession:
         """The OCPP version of this session's connections (and cloud link); None: none yet."""
         self._refusal: str | None = None
         """Why the attached connection is closed unserved (another version, see attach)."""
-        self.upstream: Upstream | None = None
+        self.upstream: _Upstream | None = None
         if cloud is not None:
-            self.upstream = Upstream(
+            self.upstream = _Upstream(
                 charger_id,
                 cloud,
                 charger,
@@ -179,7 +197,7 @@ class ChargerSession:
     async def run(self) -> None:
         """The session's life: until the charger has gone and the cloud is owed nothing."""
         if self._config.cloud is not None:
-            self._commands.put(LoadOutbox(0))
+            self._queue(LoadOutbox(0))
         if self.ws is None:  # an orphan drain: the charger is away, cloud calls get an error
             # Delivered over a cloud link of the version of the oldest queued message.
             version = await self._orphan_version()
@@ -189,7 +207,9 @@ class ChargerSession:
                 if self.upstream is not None:
                     self.upstream.use_subprotocol(version)
                 self._feed(self.link.charger_closed())
-        self._tasks.spawn(self._execute(), "executor")
+        self._started = True
+        if len(self._commands):
+            self._executor = self._tasks.spawn(self._execute(), "executor")
         if self.upstream is not None:
             self._tasks.spawn(self.upstream.run(), "upstream")
         try:
@@ -265,7 +285,12 @@ class ChargerSession:
                     log.debug("%s <- charger %s", self.charger_id, _loggable(message))
                 if isinstance(message, str):
                     self._store.log_frame(self.charger_id, "charger>", message)
-                self._event(self.link.on_charger_message, message)
+                try:
+                    commands = self.link.on_charger_message(message)
+                except Exception as exc:
+                    self._relay_failed(message, exc)
+                else:
+                    self._feed(commands)
         except ConnectionClosed:
             pass
         finally:
@@ -286,7 +311,7 @@ class ChargerSession:
 
     async def _finish(self) -> None:
         for command in self.link.charger_closed():
-            self._commands.put(command)
+            self._queue(command)
         # Let the executor send what the link produced on the way out (errors to the cloud).
         try:
             await self._drain(timeout=1.0)
@@ -348,43 +373,84 @@ class ChargerSession:
             log.debug("%s <- cloud %s", self.charger_id, _loggable(message))
         if isinstance(message, str):
             self._store.log_frame(self.charger_id, "cloud>", message)
-        self._event(self.link.on_cloud_message, message)
-
-    def _event(self, handler: Callable[[str | bytes], list[Command]], message: str | bytes) -> None:
-        """Feed one frame to the link; a bug it hits costs that frame, never the connection."""
         try:
-            commands = handler(message)
-        except Exception:
-            log.exception(
-                "%s: the relay failed on a frame (%s); frame dropped",
-                self.charger_id,
-                loggable(message, 200),
-            )
-            return
-        self._feed(commands)
+            commands = self.link.on_cloud_message(message)
+        except Exception as exc:
+            self._relay_failed(message, exc)
+        else:
+            self._feed(commands)
 
-    def _feed(self, commands: Iterable[Command]) -> None:
-        for command in commands:
-            self._commands.put(command)
-        self._arm_timer()
-        self._check_released()  # an event may settle what the cloud was owed, with no command
+    def _relay_failed(self, message: str | bytes, exc: Exception) -> None:
+        """A bug the link hit on a frame costs that frame, never the connection."""
+        log.error(
+            "%s: the relay failed on a frame (%s); frame dropped",
+            self.charger_id,
+            loggable(message, 200),
+            exc_info=exc,
+        )
 
-    def _arm_timer(self) -> None:
-        deadline = self.link.next_deadline()
-        if deadline == self._timer_at:
-            return
+    def _feed(self, commands: list[Command]) -> None:
+        """Carry out the link's commands in order: at once while nothing is queued (see the
+        module's doc), else (and from the first that must wait) through the executor."""
+        if commands:
+            batch = self._batch
+            if batch is not None:
+                # Fed by a command being carried out inline: after the rest of its batch.
+                batch.extend(commands)
+            elif self._commands.idle:
+                self._carry_out_now(commands)
+            else:
+                for command in commands:
+                    self._queue(command)
+        deadline, at = self.link.next_deadline(), self._timer_at
+        if deadline is not None and (at is None or deadline < at):
+            self._arm_timer(deadline)
+        if self.ws is None:
+            self._check_released()  # an event may settle what the cloud was owed, no command
+
+    def _carry_out_now(self, commands: list[Command]) -> None:
+        """Carry out in this task what waits for nothing, up to the first command that must
+        wait: it and the rest go to the executor, in order (so nothing sent here overtakes a
+        queued frame: the executor runs only while something is queued, and this only while
+        nothing is)."""
+        self._batch = commands
+        done = 0
+        try:
+            for command in commands:  # (a command may feed more: appended, so carried out too)
+                now = _NOW.get(type(command))
+                if now is None:
+                    break
+                try:
+                    if now(self, command) is False:  # the connection cannot take it at once
+                        break
+                except Exception:
+                    log.exception(
+                        "%s: failed to carry out %s", self.charger_id, type(command).__name__
+                    )
+                done += 1
+        finally:
+            self._batch = None
+        for command in commands[done:]:
+            self._queue(command)
+
+    def _queue(self, command: Command) -> None:
+        """Hand a command to the executor (started for it: it ends when nothing is queued)."""
+        self._commands.put(command)
+        if self._executor is None and self._started and not self.closing:
+            self._executor = self._tasks.spawn(self._execute(), "executor")
+
+    def _arm_timer(self, deadline: float) -> None:
+        """Have the timer fire at ``deadline``, earlier than it would (or it was not armed).
+
+        A deadline that moves later or goes away keeps the armed timer: it fires first,
+        link.on_timer checks the clock and finds nothing due, _on_timer re-arms for the next.
+        """
         if self._timer is not None:
-            at = self._timer_at
-            if at is not None and (deadline is None or at <= deadline):
-                # It fires first; link.on_timer checks the clock, _on_timer re-arms for the next.
-                return
             self._timer.cancel()
-            self._timer = None
         self._timer_at = deadline
-        if deadline is not None:
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, deadline - self._clock())
-            self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - self._clock())
+        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -392,95 +458,136 @@ class ChargerSession:
         self._feed(self.link.on_timer())
 
     async def _execute(self) -> None:
-        while True:
-            command = await self._commands.get()
-            try:
-                await self._run(command)
-            except Exception:
-                log.exception("%s: failed to carry out %s", self.charger_id, type(command).__name__)
-            finally:
-                self._commands.task_done()
-            self._check_released()
+        commands = self._commands
+        try:
+            while len(commands):
+                command = commands.take()
+                try:
+                    wait = _WAIT.get(type(command))
+                    if wait is None:
+                        _NOW[type(command)](self, command)
+                    else:
+                        await wait(self, command)
+                except Exception:
+                    log.exception(
+                        "%s: failed to carry out %s", self.charger_id, type(command).__name__
+                    )
+                finally:
+                    commands.task_done()
+                self._check_released()
+        finally:
+            self._executor = None
 
-    async def _run(self, command: Command) -> None:
-        if isinstance(command, ToCharger):
-            ws = self.ws
-            if ws is None:
-                log.debug("%s: charger gone before a frame could be sent", self.charger_id)
-                return
-            self._store.log_frame(self.charger_id, ">charger", command.frame)
-            try:
-                await ws.send(command.frame)
-            except ConnectionClosed:
-                log.debug("%s: charger gone before a frame could be sent", self.charger_id)
-        elif isinstance(command, ToCloud):
-            if command.epoch != self.link.cloud_epoch:
-                # Decided for a cloud connection that has gone since: the link re-routed it.
-                log.debug("%s: frame for a closed cloud link dropped", self.charger_id)
-                return
-            self._store.log_frame(self.charger_id, ">cloud", command.frame)
-            try:
-                assert self.upstream is not None
-                await self.upstream.send(command.frame)
-            except NotConnected:
-                # The disconnect event follows and the link re-routes what was in flight.
-                log.debug("%s: cloud gone before a frame could be sent", self.charger_id)
-        elif isinstance(command, AnswerLocally):
-            v2 = is_v2(self.link.version)
-            if command.queue:
-                answer, queued = await self._responder.queue(self.charger_id, command.call, v2=v2)
-                self._feed(self.link.local_answer(command.call.id, answer, queued))
-            else:
-                answer = await self._responder.answer(self.charger_id, command.call, v2=v2)
-                if v2 and self._config.cloud is None:  # its records first: the durability rule
-                    answer = await self._sessions201.answered_standalone(command.call, answer)
-                self._feed(self.link.local_answer(command.call.id, answer))
-        elif isinstance(command, AnswerIfResent):
-            resent = await self._responder.answer_if_resent(
-                self.charger_id, command.call, v2=is_v2(self.link.version)
-            )
-            self._feed(self.link.resent_checked(command.call.id, resent))
-        elif isinstance(command, LoadOutbox):
-            messages, more = await self._store.outbox.load(
-                self.charger_id, after=command.after, limit=OUTBOX_WINDOW
-            )
-            self._feed(self.link.outbox_loaded(messages, more))
-        elif isinstance(command, Delivered):
-            await self._delivered(command)
-        elif isinstance(command, DeliveryFailed):
-            await self._store.outbox.failed(command.message, command.error, parked=command.parked)
-            if command.parked:
-                self._post_event(
-                    "sync.parked",
-                    f"{command.message.action} parked: {command.error}",
-                    {"seq": command.message.seq},
-                )
-        elif isinstance(command, CloudVerdict):
-            learn = card_answer(command.call.payload, command.answer.payload)
-            if learn is not None:
-                self._carry_out(learn)
-        elif isinstance(command, CloseCloud):
-            if command.epoch == self.link.cloud_epoch and self.upstream is not None:
-                await self.upstream.reconnect(command.reason)
-        elif isinstance(command, CloudCallForGateway):
-            await self._answer_cloud(command.call)
-        elif isinstance(command, CloudExchanged):
-            self._cloud_exchanged(command.call, command.answer)
-        elif isinstance(command, GatewayDone):
-            waiter = self._waiters.get(command.message_id)
-            if waiter is not None and not waiter.done():
-                if command.answer is None:
-                    waiter.set_exception(CallFailed(command.reason))
-                else:
-                    waiter.set_result(command.answer)
-        elif isinstance(command, Exchanged):
-            self._record(command.call, command.answer, command.answered_by)
-        elif isinstance(command, SiteOverridden):
-            override = command.override
-            log.warning("%s: %s", self.charger_id, override.reason)
+    # ------------------------------------------------------------ commands
+
+    def _to_charger_now(self, command: ToCharger) -> bool:
+        ws = self.ws
+        if ws is None:
+            log.debug("%s: charger gone before a frame could be sent", self.charger_id)
+            return True
+        frame = command.frame
+        if not (ws.send_now(frame) if isinstance(ws, GuardedConnection) else send_now(ws, frame)):
+            return False
+        self._store.log_frame(self.charger_id, ">charger", frame)
+        return True
+
+    async def _send_to_charger(self, command: ToCharger) -> None:
+        if self._to_charger_now(command):
+            return
+        ws = self.ws
+        assert ws is not None
+        self._store.log_frame(self.charger_id, ">charger", command.frame)
+        try:
+            await ws.send(command.frame)
+        except ConnectionClosed:
+            log.debug("%s: charger gone before a frame could be sent", self.charger_id)
+
+    def _to_cloud_now(self, command: ToCloud) -> bool:
+        if command.epoch != self.link.cloud_epoch:
+            # Decided for a cloud connection that has gone since: the link re-routed it.
+            log.debug("%s: frame for a closed cloud link dropped", self.charger_id)
+            return True
+        assert self.upstream is not None
+        if not self.upstream.send_now(command.frame):
+            return False
+        self._store.log_frame(self.charger_id, ">cloud", command.frame)
+        return True
+
+    async def _send_to_cloud(self, command: ToCloud) -> None:
+        if self._to_cloud_now(command):
+            return
+        self._store.log_frame(self.charger_id, ">cloud", command.frame)
+        try:
+            assert self.upstream is not None
+            await self.upstream.send(command.frame)
+        except NotConnected:
+            # The disconnect event follows and the link re-routes what was in flight.
+            log.debug("%s: cloud gone before a frame could be sent", self.charger_id)
+
+    async def _answer_locally(self, command: AnswerLocally) -> None:
+        v2 = is_v2(self.link.version)
+        if command.queue:
+            answer, queued = await self._responder.queue(self.charger_id, command.call, v2=v2)
+            self._feed(self.link.local_answer(command.call.id, answer, queued))
+        else:
+            answer = await self._responder.answer(self.charger_id, command.call, v2=v2)
+            if v2 and self._config.cloud is None:  # its records first: the durability rule
+                answer = await self._sessions201.answered_standalone(command.call, answer)
+            self._feed(self.link.local_answer(command.call.id, answer))
+
+    async def _answer_if_resent(self, command: AnswerIfResent) -> None:
+        resent = await self._responder.answer_if_resent(
+            self.charger_id, command.call, v2=is_v2(self.link.version)
+        )
+        self._feed(self.link.resent_checked(command.call.id, resent))
+
+    async def _load_outbox(self, command: LoadOutbox) -> None:
+        messages, more = await self._store.outbox.load(
+            self.charger_id, after=command.after, limit=OUTBOX_WINDOW
+        )
+        self._feed(self.link.outbox_loaded(messages, more))
+
+    async def _delivery_failed(self, command: DeliveryFailed) -> None:
+        await self._store.outbox.failed(command.message, command.error, parked=command.parked)
+        if command.parked:
             self._post_event(
-                "auth.site_override", override.reason, {"action": command.action, **override.data}
+                "sync.parked",
+                f"{command.message.action} parked: {command.error}",
+                {"seq": command.message.seq},
             )
+
+    def _cloud_verdict(self, command: CloudVerdict) -> None:
+        learn = card_answer(command.call.payload, command.answer.payload)
+        if learn is not None:
+            self._carry_out(learn)
+
+    async def _close_cloud(self, command: CloseCloud) -> None:
+        if command.epoch == self.link.cloud_epoch and self.upstream is not None:
+            await self.upstream.reconnect(command.reason)
+
+    async def _cloud_call_for_gateway(self, command: CloudCallForGateway) -> None:
+        await self._answer_cloud(command.call)
+
+    def _cloud_call_done(self, command: CloudExchanged) -> None:
+        self._cloud_exchanged(command.call, command.answer)
+
+    def _gateway_done(self, command: GatewayDone) -> None:
+        waiter = self._waiters.get(command.message_id)
+        if waiter is not None and not waiter.done():
+            if command.answer is None:
+                waiter.set_exception(CallFailed(command.reason))
+            else:
+                waiter.set_result(command.answer)
+
+    def _exchanged(self, command: Exchanged) -> None:
+        self._record(command.call, command.answer, command.answered_by)
+
+    def _site_overridden(self, command: SiteOverridden) -> None:
+        override = command.override
+        log.warning("%s: %s", self.charger_id, override.reason)
+        self._post_event(
+            "auth.site_override", override.reason, {"action": command.action, **override.data}
+        )
 
     def _site_answer(
         self, action: str, request: dict[str, Any], response: dict[str, Any]
@@ -528,7 +635,7 @@ class ChargerSession:
         except Exception:
             log.exception("%s: answering the cloud's %s failed", self.charger_id, call.action)
             answer = frames.make_error(call.id, "InternalError", "gateway failed to process")
-        await self._run(ToCloud(answer.raw, self.link.cloud_epoch))
+        await self._send_to_cloud(ToCloud(answer.raw, self.link.cloud_epoch))
 
     async def _delivered(self, command: Delivered) -> None:
         message = command.message
@@ -599,6 +706,32 @@ class ChargerSession:
             lambda: self._store.event(kind, message, charger_id=self.charger_id, data=data),
             "an event",
         )
+
+
+_NOW: dict[type[Any], Callable[[ChargerSession, Any], bool | None]] = {
+    ToCharger: ChargerSession._to_charger_now,
+    ToCloud: ChargerSession._to_cloud_now,
+    Exchanged: ChargerSession._exchanged,
+    GatewayDone: ChargerSession._gateway_done,
+    CloudExchanged: ChargerSession._cloud_call_done,
+    CloudVerdict: ChargerSession._cloud_verdict,
+    SiteOverridden: ChargerSession._site_overridden,
+}
+"""Commands carried out without waiting, by command type; False: it must wait after all (a
+frame the connection cannot take at once: the executor sends it with :data:`_WAIT`'s)."""
+
+_WAIT: dict[type[Any], Callable[[ChargerSession, Any], Awaitable[None]]] = {
+    ToCharger: ChargerSession._send_to_charger,
+    ToCloud: ChargerSession._send_to_cloud,
+    AnswerLocally: ChargerSession._answer_locally,
+    AnswerIfResent: ChargerSession._answer_if_resent,
+    LoadOutbox: ChargerSession._load_outbox,
+    Delivered: ChargerSession._delivered,
+    DeliveryFailed: ChargerSession._delivery_failed,
+    CloseCloud: ChargerSession._close_cloud,
+    CloudCallForGateway: ChargerSession._cloud_call_for_gateway,
+}
+"""Commands the executor awaits, by command type (the others: :data:`_NOW`'s)."""
 
 
 def _loggable(message: str | bytes) -> str:

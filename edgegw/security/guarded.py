@@ -21,7 +21,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -29,6 +29,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.typing import Data, DataLike
 
+from edgegw.proxy.sendnow import send_now
 from edgegw.security.admission import ConnectionGuard, Refused, Ticket
 from edgegw.security.loggable import loggable
 from edgegw.security.quiet_log import QuietLog
@@ -238,15 +239,25 @@ class GuardedConnection(ServerConnection):
 
     # ------------------------------------------------------------ messages
 
-    async def send(
+    def send(
         self,
         message: DataLike | Iterable[DataLike] | AsyncIterable[DataLike],
         *,
         text: bool | None = None,
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
+        # (Not a coroutine itself: websockets' send is the one awaited, no frame in between.)
         if isinstance(message, str | bytes) and frame_type(message) == "2":
             self._owed += 1
-        await super().send(message, text=text)
+        return super().send(message, text=text)
+
+    def send_now(self, frame: str) -> bool:
+        """Write ``frame`` at once if the connection can take it without waiting; False:
+        nothing written, await :meth:`send` (see :func:`edgegw.proxy.sendnow.send_now`)."""
+        if not send_now(self, frame):
+            return False
+        if frame_type(frame) == "2":
+            self._owed += 1
+        return True
 
     async def __aiter__(self) -> AsyncIterator[Data]:
         try:
