@@ -21,6 +21,7 @@ from edgegw.livestate import EventKind, LiveChange, LiveState, Scope
 from edgegw.ocpp.events import (
     ChargerConnected,
     ChargerDisconnected,
+    Measured,
     SessionStarted,
     SessionStopped,
 )
@@ -755,3 +756,37 @@ def test_a_listener_is_told_only_the_scopes_it_asked_for() -> None:
     remove()
     disconnect(live, "CP1")
     assert len(only_events) == 1 and len(everything) == 8
+
+
+def test_a_garbage_meter_value_loses_nothing_else_of_its_call() -> None:
+    """A garbage value among plain sampled values (the fast path) is skipped on its own: the
+    call's other values and every measurand it carried still reach the live view, and a later
+    call without a current keeps the one before (later values win, missing ones do not)."""
+    live = LiveState(Parts(parse_config({"chargers": [{"id": "CP1"}]})))
+    connect(live, "CP1")
+    feed(live, "CP1", "StatusNotification", {"connectorId": 1, "status": "Charging"}, {})
+    good: list[dict[str, Any]] = [
+        {"value": "10", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+        {"value": "11", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+        {"value": "1_2", "measurand": "Current.Import", "phase": "L3", "unit": "A"},
+        {"value": ["12"], "measurand": "Power.Active.Import", "unit": "W"},
+        {"value": "5", "measurand": "Power.Active.Import", "unit": "kW"},
+        {"value": "nan", "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+        {"value": "1e306", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
+    ]
+    request = {"connectorId": 1, "transactionId": 4, "meterValue": sampled(*good)}
+    _heard, event = interpret("CP1", "MeterValues", request, {}, NOW)
+    assert isinstance(event, Measured)
+    assert event.measurands == (
+        "Current.Import",
+        "Power.Active.Import",
+        "Energy.Active.Import.Register",
+    )
+    feed(live, "CP1", "MeterValues", request, {})
+    cp1 = live.charger("CP1")
+    assert cp1 is not None
+    assert cp1.connectors[0].current_a == (10.0, 11.0, 0.0) and cp1.connectors[0].power_w == 5000.0
+    later = {"connectorId": 1, "meterValue": sampled({"value": "x", "measurand": "Current.Import"})}
+    feed(live, "CP1", "MeterValues", later, {})
+    cp1 = live.charger("CP1")
+    assert cp1 is not None and cp1.connectors[0].current_a == (10.0, 11.0, 0.0)
