@@ -126,6 +126,10 @@ class ReportParts:
             await self._done.wait()
 
 
+_Kept = tuple[float, str, Event]
+"""A kept call no step asked about yet: (when, action, the event)."""
+
+
 @dataclass(slots=True)
 class _Waiter:
     charger_id: str
@@ -147,7 +151,10 @@ class CommissionObserver:
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._recent: dict[str, dict[tuple[str, object], Exchange]] = {}
+        self._recent: dict[str, dict[tuple[str, object], Exchange | _Kept]] = {}
+        """Per charger, its latest call per (action, connector): kept as (when, action, the
+        event), made an :class:`Exchange` (and kept as that one) only when a step asks: this
+        runs for every call of every charger."""
         self._connected_at: dict[str, float] = {}
         self._waiters: list[_Waiter] = []
         self._versions: dict[str, str] = {}
@@ -217,7 +224,7 @@ class CommissionObserver:
     def _keep(self, charger_id: str, action: str, connector: int | None, event: Event) -> None:
         """Keep the event (a reference, not a copy) as the charger's latest call of ``action``
         on ``connector``; hand it to the steps waiting for it."""
-        exchange = Exchange(self._clock(), action, event)
+        kept = (self._clock(), action, event)
         key = (action, connector)
         try:
             recent = self._recent[charger_id]
@@ -225,9 +232,10 @@ class CommissionObserver:
             recent = self._recent[charger_id] = {}
         if key in recent:
             del recent[key]  # re-inserted last: the values stay oldest first
-        recent[key] = exchange
+        recent[key] = kept
         if not self._waiters:
             return
+        exchange = recent[key] = Exchange(*kept)
         for waiter in list(self._waiters):
             if waiter.charger_id == charger_id and _wanted(waiter, exchange):
                 self._waiters.remove(waiter)
@@ -265,11 +273,20 @@ class CommissionObserver:
     ) -> list[Exchange]:
         """The calls of ``actions`` the charger made since ``since``, oldest first."""
         wanted = frozenset(actions)
-        return [
-            e
-            for e in self._recent.get(charger_id, {}).values()
-            if e.action in wanted and e.at >= since and (predicate is None or _safe(predicate, e))
-        ]
+        recent = self._recent.get(charger_id, {})
+        found: list[Exchange] = []
+        for key, kept in recent.items():
+            if isinstance(kept, tuple):
+                if kept[1] not in wanted or kept[0] < since:
+                    continue
+                exchange = recent[key] = Exchange(*kept)  # the same one for every later asker
+            elif kept.action not in wanted or kept.at < since:
+                continue
+            else:
+                exchange = kept
+            if predicate is None or _safe(predicate, exchange):
+                found.append(exchange)
+        return found
 
     async def wait(
         self,

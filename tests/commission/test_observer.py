@@ -145,3 +145,21 @@ def test_sampled_reports_what_load_capping_reads() -> None:
         # the Inlet's L3 is the supply side: load capping does not read it, nor does this step
         "current_import": {"L1": 10.12, "L2": 11.0, "total": 16.0},
     }
+
+
+def test_a_kept_call_is_the_same_exchange_for_every_asker() -> None:
+    """A call is kept cheaply (every call of every charger goes through here) and made an
+    :class:`Exchange` when a step asks: the same one for each later question, in call order."""
+    now = [5.0]
+    observer = CommissionObserver(clock=lambda: now[0])
+    exchanged(observer, "CP1", "Heartbeat", {}, {"currentTime": "x"})
+    now[0] = 6.0
+    exchanged(observer, "CP1", "StatusNotification", {"connectorId": 1, "status": "Charging"}, {})
+    first = observer.seen("CP1", ["Heartbeat", "StatusNotification"])
+    assert [(e.action, e.at, e.connector) for e in first] == [
+        ("Heartbeat", 5.0, None),
+        ("StatusNotification", 6.0, 1),
+    ]
+    assert observer.seen("CP1", ["StatusNotification"], since=5.5)[0] is first[1]
+    assert observer.seen("CP1", ["Heartbeat"], since=5.5) == []
+    assert observer.seen("CP1", ["Heartbeat"], predicate=lambda e: e.at > 5) == []
