@@ -1,0 +1,196 @@
+"""What one relayed message costs the gateway: Python calls, event-loop iterations, CPU.
+
+Run:  .venv/bin/python tests/bench/relaycore.py [--calls 3000] [--action Heartbeat]
+
+One charger sends ``--calls`` calls one after the other through a gateway process (``edgegw
+run``) to the minimal cloud (its own process, answers at once); each call and its answer are two
+relayed messages. With one call in flight at a time nothing is batched, so the figures do not
+depend on the load of the machine: the calls per message and loop iterations per message are
+exact counts (a deterministic cProfile of the gateway over a second window of the same calls;
+a profiled gateway runs several times slower, so the CPU figure comes from the unprofiled
+window). Printed per relayed message: the gateway's CPU (µs, unprofiled), its Python calls
+(all, and those of the relay plumbing: the session, its queue, the link, the frame sends, the
+event loop and websockets' send), and event-loop iterations (``_run_once``). ``--action
+MeterValues`` sends a transaction's MeterValues instead of Heartbeats. Not part of the test
+suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pstats
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+sys.path.insert(0, str(Path(__file__).parent))
+from loadgen import CloudProcess
+from relay_load import BOOT, meter_values, proc_stats
+
+PROFILER = """\
+import os, signal
+if os.environ.get("RELAYCORE_PROFILE"):
+    import cProfile
+    _profile = cProfile.Profile()
+    def _start(*_):
+        _profile.enable()
+    def _stop(*_):
+        _profile.disable()
+        _profile.dump_stats(os.environ["RELAYCORE_PROFILE"])
+    signal.signal(signal.SIGUSR1, _start)
+    signal.signal(signal.SIGUSR2, _stop)
+"""
+
+PLUMBING = (
+    "edgegw/proxy/session.py",
+    "edgegw/proxy/fifo.py",
+    "edgegw/proxy/link",
+    "edgegw/proxy/sendnow.py",
+    "edgegw/proxy/upstream.py",
+    "edgegw/security/guarded.py",
+    "websockets/asyncio/connection.py",
+    "contextlib.py",
+    "asyncio/base_events.py",
+    "asyncio/events.py",
+    "asyncio/futures.py",
+    "asyncio/tasks.py",
+)
+"""Files whose calls count as the relay's plumbing (what moves a frame, not what reads it)."""
+
+
+async def start_gateway(
+    tmp: Path, cloud_port: int
+) -> tuple[asyncio.subprocess.Process, str, socket.socket]:
+    """``edgegw run`` in front of the cloud, without a message-rate limit (one charger sends
+    as fast as it is answered here); returns the process, its URL and notify socket."""
+    config = tmp / "relaycore.toml"
+    config.write_text(
+        '[server]\nhost = "127.0.0.1"\nport = 0\nallow_unknown_chargers = true\n'
+        "max_messages_per_second = 0\n"
+        f'[cloud]\nurl = "ws://127.0.0.1:{cloud_port}/ocpp"\n'
+        f'[store]\npath = "{tmp / "relaycore.db"}"\n[logging]\nlevel = "warning"\n'
+        f'[control]\nsocket = "{tmp / "relaycore.control"}"\ngroup = ""\n'
+    )
+    notify = tmp / "relaycore.notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.setblocking(False)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "edgegw",
+        "run",
+        "--config",
+        str(config),
+        env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
+    )
+    ready = (await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 4096), 60)).decode()
+    return proc, f"ws://127.0.0.1:{int(ready.rsplit(' ', 1)[1])}/ocpp", sock
+
+
+async def calls(ws: ClientConnection, action: str, count: int, first: int) -> None:
+    for n in range(first, first + count):
+        payload = meter_values(n) if action == "MeterValues" else {}
+        await ws.send(json.dumps([2, f"m{n}", action, payload]))
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame[0] != 2:
+                break
+            # The gateway's own calls (its commissioning probe): not supported here.
+            await ws.send(json.dumps([4, frame[1], "NotSupported", "", {}]))
+        if frame[:2] != [3, f"m{n}"]:
+            raise RuntimeError(f"unexpected answer {frame!r}")
+
+
+def figures(path: Path, messages: int) -> tuple[float, float, float]:
+    """Python calls per message (all, plumbing) and loop iterations per message."""
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    total = plumbing = loops = 0
+    for (filename, _line, name), (_cc, ncalls, _tt, _ct, callers) in stats.items():
+        if "poll" in name:
+            continue
+        total += ncalls
+        if name == "_run_once":
+            loops += ncalls
+        if any(part in filename for part in PLUMBING):
+            plumbing += ncalls
+        elif filename == "~":  # builtins: counted where a plumbing file calls them
+            plumbing += sum(
+                c[1] for f, c in callers.items() if any(part in f[0] for part in PLUMBING)
+            )
+    return total / messages, plumbing / messages, loops / messages
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--action", choices=("Heartbeat", "MeterValues"), default="Heartbeat")
+    parser.add_argument("--keep", type=Path, help="keep the gateway's cProfile dump here")
+    args = parser.parse_args()
+    cloud = CloudProcess()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "sitecustomize.py").write_text(PROFILER)
+        profile = tmp / "gateway.prof"
+        saved = dict(os.environ)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(tmp), saved.get("PYTHONPATH", "")) if p
+        )
+        os.environ["RELAYCORE_PROFILE"] = str(profile)
+        try:
+            proc, url, sock = await start_gateway(tmp, cloud.port)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        try:
+            async with connect(
+                f"{url}/RC1", subprotocols=[Subprotocol("ocpp1.6")], proxy=None
+            ) as ws:
+                await ws.send(json.dumps([2, "boot", "BootNotification", BOOT]))
+                await ws.recv()
+                await calls(ws, args.action, 300, 0)  # warm-up
+                cpu0, _ = proc_stats(proc.pid)
+                started = time.perf_counter()
+                await calls(ws, args.action, args.calls, 1000)
+                wall = time.perf_counter() - started
+                cpu1, _ = proc_stats(proc.pid)
+                os.kill(proc.pid, signal.SIGUSR1)
+                await asyncio.sleep(0.2)
+                await calls(ws, args.action, args.calls, 1000 + args.calls)
+                os.kill(proc.pid, signal.SIGUSR2)
+                for _ in range(100):
+                    if profile.exists():
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)  # (written at once; let the file be complete)
+        finally:
+            proc.terminate()
+            await proc.wait()
+            sock.close()
+            cloud.stop()
+        messages = 2 * args.calls
+        total, plumbing, loops = figures(profile, messages)
+        if args.keep is not None:
+            args.keep.write_bytes(profile.read_bytes())
+    print(
+        f"{args.action}, {args.calls} calls one at a time (2 relayed messages each): "
+        f"gateway CPU {(cpu1 - cpu0) * 1e6 / messages:.0f} us/msg (unprofiled; noisy), "
+        f"round trip {wall * 1e3 / args.calls:.2f} ms/call"
+    )
+    print(
+        f"per relayed message: {total:.1f} Python calls ({plumbing:.1f} relay plumbing), "
+        f"{loops:.2f} event-loop iterations"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
