@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Final
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from typing import TYPE_CHECKING, Final
 
 from edgegw.config import Config
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = [
     "CERT_WARN_DAYS",
@@ -62,6 +62,8 @@ class CertificateInfo:
 
     @classmethod
     def of(cls, certificate: x509.Certificate) -> CertificateInfo:
+        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 (read_certificates)
+
         return cls(
             subject=certificate.subject.rfc4514_string() or "(empty subject)",
             not_before=certificate.not_valid_before_utc,
@@ -101,6 +103,10 @@ def read_certificates(path: Path) -> list[CertificateInfo]:
     no PEM certificate: callers word the two differently (a path or permission problem, or the
     wrong file).
     """
+    # Imported here, not at the top: cryptography (its Rust bindings) is 8 MiB of the daemon's
+    # memory, which a site that names no certificate file never needs.
+    from cryptography import x509  # noqa: PLC0415
+
     return [CertificateInfo.of(c) for c in x509.load_pem_x509_certificates(path.read_bytes())]
 
 
