@@ -580,6 +580,8 @@ class ChargerSession:
                 waiter.set_result(command.answer)
 
     def _exchanged(self, command: Exchanged) -> None:
+        if command.answered_by == "cloud":  # a copy sent after a lost answer gets this one
+            self._responder.relayed(self.charger_id, command.call, command.answer)
         self._record(command.call, command.answer, command.answered_by)
 
     def _site_overridden(self, command: SiteOverridden) -> None:

@@ -34,7 +34,7 @@ from tests.sync.exactly_once import (
     gateway_process,
 )
 from tests.sync.test_outage import KNOWN, Charger, _AcceptEveryCard, charge
-from tests.sync.test_resent_start import NEEDS_SESSION_WIRING, DroppingCharger
+from tests.sync.test_resent_start import DroppingCharger
 
 
 async def answer_passed_on(control: Path, message_id: str) -> None:
@@ -54,9 +54,9 @@ async def answer_passed_on(control: Path, message_id: str) -> None:
 @pytest.mark.parametrize(
     "action",
     [
-        pytest.param("StartTransaction", marks=NEEDS_SESSION_WIRING),
-        pytest.param("MeterValues", marks=NEEDS_SESSION_WIRING),
-        pytest.param("StopTransaction", marks=NEEDS_SESSION_WIRING),
+        "StartTransaction",
+        "MeterValues",
+        "StopTransaction",
     ],
 )
 async def test_a_transaction_message_whose_answer_is_lost_on_the_way_reaches_the_cloud_once(

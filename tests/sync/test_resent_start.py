@@ -59,14 +59,6 @@ class DroppingCharger(PatientCharger):
         return inflight.message_id
 
 
-NEEDS_SESSION_WIRING = pytest.mark.xfail(
-    strict=True,
-    reason="the session does not hand the cloud's answers to LocalResponder.relayed yet "
-    "(edgegw/proxy/session.py, the Exchanged command: helper X1's report)",
-)
-"""Until that line is in, a copy of a message whose relayed answer was lost reaches the cloud."""
-
-
 async def relayed_start_recorded(db_path: Path) -> None:
     """Until the gateway recorded the start the cloud accepted (it passed the answer on first)."""
     while True:
@@ -81,7 +73,7 @@ async def relayed_start_recorded(db_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "answered",
-    ["while back", "while away", pytest.param("lost on the way", marks=NEEDS_SESSION_WIRING)],
+    ["while back", "while away", "lost on the way"],
 )
 async def test_a_start_on_its_way_when_the_charger_drops_reaches_the_cloud_once(
     tmp_path: Path, answered: str
