@@ -27,9 +27,10 @@ How (OCPP 1.6 §5.15, §9.4):
   the entries, then a Full is no longer); otherwise a ``Full``. A list
   longer than ``SendLocalListMaxLength`` is sent as a Full of the first part followed by
   Differentials. A Differential answered ``Failed`` or ``VersionMismatch`` is followed by a Full.
-* Each charger has its own worker task, so a slow charger holds up nobody else. Changes are
-  coalesced: the worker waits ``settle`` seconds after the first change of a burst and then
-  sends one Differential for all of it (blocking ten cards is one message).
+* Each charger has its own worker task while there is something to do (the checks on connect,
+  a change to send, a retry), so a slow charger holds up nobody else; a charger in step has no
+  task. Changes are coalesced: the worker waits ``settle`` seconds after the first change of a
+  burst and then sends one Differential for all of it (blocking ten cards is one message).
 * A call that fails (timeout, CALLERROR, lost connection) makes the content unknown; the
   worker tries again with backoff while the charger stays connected.
 
@@ -145,8 +146,10 @@ class PushStatus:
 @dataclass(slots=True)
 class _Charger:
     charger_id: str
-    dirty: asyncio.Event = field(default_factory=asyncio.Event)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    dirty: bool = False  # the list changed since the worker last computed it
+    idle: bool = False  # the worker has nothing left to do (or there is none)
+    # made by the first wait_idle only: an Event costs ~0.7 KiB, times every connected charger
+    idle_event: asyncio.Event | None = None
     connected: bool = False
     active: bool = False
     task: asyncio.Task[None] | None = None
@@ -165,6 +168,21 @@ class _Charger:
     @property
     def v201(self) -> bool:
         return self.ocpp == OCPP201
+
+    def set_idle(self, idle: bool) -> None:
+        self.idle = idle
+        if self.idle_event is not None:
+            if idle:
+                self.idle_event.set()
+            else:
+                self.idle_event.clear()
+
+    async def wait_idle(self) -> None:
+        if self.idle:
+            return
+        if self.idle_event is None:
+            self.idle_event = asyncio.Event()
+        await self.idle_event.wait()
 
 
 class ListPusher:
@@ -217,8 +235,8 @@ class ListPusher:
         ch.connected = True
         ch.active = True
         ch.ocpp = version
-        ch.idle.clear()
-        ch.task = self._tasks.spawn(self._run(ch), charger_id)
+        ch.set_idle(False)
+        ch.task = self._tasks.spawn(self._run(ch, checked=False), charger_id)
         arrival = self._arrivals.pop(charger_id, None)
         if arrival is not None:
             arrival.set()
@@ -232,14 +250,19 @@ class ListPusher:
         if ch.task is not None:
             ch.task.cancel("charger disconnected")
             ch.task = None
-        ch.idle.set()
+        ch.set_idle(True)
 
     def list_changed(self) -> None:
-        """The effective list changed: every connected charger gets a (coalesced) update."""
+        """The effective list changed: every connected charger gets a (coalesced) update (by
+        its worker, started for it when the charger had none)."""
+        if self._closed:
+            return
         for ch in self._chargers.values():
             if ch.active:
-                ch.dirty.set()
-                ch.idle.clear()
+                ch.dirty = True
+                ch.set_idle(False)
+                if ch.task is None:
+                    ch.task = self._tasks.spawn(self._run(ch, checked=True), ch.charger_id)
 
     # ------------------------------------------------------------ status
 
@@ -255,7 +278,7 @@ class ListPusher:
             entries=None if ch.pushed is None else len(ch.pushed),
             left_out=ch.left_out,
             refused_left_out=ch.refused_left_out,
-            synced=ch.idle.is_set() and ch.active and ch.last_error is None,
+            synced=ch.idle and ch.active and ch.last_error is None,
             last_error=ch.last_error,
         )
 
@@ -267,7 +290,7 @@ class ListPusher:
             if ch is None:
                 await self._arrivals.setdefault(charger_id, asyncio.Event()).wait()
                 ch = self._chargers[charger_id]
-            await ch.idle.wait()
+            await ch.wait_idle()
         status = self.status(charger_id)
         assert status is not None
         return status
@@ -279,10 +302,17 @@ class ListPusher:
 
     # ------------------------------------------------------------ the worker
 
-    async def _run(self, ch: _Charger) -> None:
+    async def _run(self, ch: _Charger, *, checked: bool) -> None:
+        """The charger's worker: the checks on connect and the updates after them (``checked``:
+        they were made, only the changes are to send); ends when nothing is left to do."""
         while True:
             try:
-                await self._session(ch)
+                if checked and ch.caps is not None:
+                    await self._keep(ch, ch.caps, None)
+                else:
+                    await self._session(ch)
+                if ch.task is asyncio.current_task():  # (not if replaced on a reconnection)
+                    ch.task = None  # nothing left to do: list_changed starts the next worker
                 return
             except asyncio.CancelledError:
                 raise
@@ -300,11 +330,12 @@ class ListPusher:
                 )
                 ch.failures += 1
                 ch.last_error = message
+                checked = False  # the content is unknown: check again, as on connect
                 await asyncio.sleep(delay)
 
     async def _session(self, ch: _Charger) -> None:
         cid = ch.charger_id
-        ch.dirty.clear()
+        ch.dirty = False
         if is_v2(ch.ocpp) and not ch.v201:
             ch.caps = caps = ListCapabilities(False, reason=V2_NOT_MANAGED)
             await self._store.set_list_capabilities(cid, caps.to_json())
@@ -329,26 +360,33 @@ class ListPusher:
             ch.pushed, ch.version = dict(desired), reported  # pushed before a restart
         else:
             ch.pushed, ch.version = None, max(reported, stored.version or 0)
+        await self._keep(ch, caps, desired)
+
+    async def _keep(self, ch: _Charger, caps: ListCapabilities, desired: Rendered | None) -> None:
+        """Send ``desired`` (None: a change, computed after ``settle``), then every change made
+        meanwhile; returns when the charger is in step and nothing changed since."""
         while True:
+            if desired is None:
+                await asyncio.sleep(self._settle)  # let the rest of a burst of changes arrive
+                ch.dirty = False
+                desired = self._desired(ch, caps)
             try:
                 await self._sync(ch, caps, desired)
             except _NotSupported:
                 caps = ListCapabilities(False, caps.enabled, reason="SendLocalList: NotSupported")
-                await self._store.set_list_capabilities(cid, caps.to_json())
+                await self._store.set_list_capabilities(ch.charger_id, caps.to_json())
                 self._stand_down(ch, caps)
                 return
             ch.failures = 0
-            if not ch.dirty.is_set():
-                ch.idle.set()
-                await ch.dirty.wait()
-            await asyncio.sleep(self._settle)  # let the rest of a burst of changes arrive
-            ch.dirty.clear()
-            desired = self._desired(ch, caps)
+            if not ch.dirty:
+                ch.set_idle(True)
+                return
+            desired = None
 
     def _stand_down(self, ch: _Charger, caps: ListCapabilities) -> None:
         log.info("%s: no local list pushed (%s)", ch.charger_id, caps.reason)
         ch.active = False
-        ch.idle.set()
+        ch.set_idle(True)
 
     async def _ask(self, ch: _Charger, action: str, payload: JsonDict) -> JsonDict:
         async with asyncio.timeout(self._call_timeout):

@@ -361,3 +361,34 @@ async def test_a_2x_token_of_the_clouds_list_stays_off_a_16_chargers_list(site: 
     keba = await site.plug("KEBA")
     assert held(cp1) == {"aa11bb22": "Accepted"}
     assert held(keba) == {"22bb11aa": "Accepted"}
+
+
+def push_workers() -> list[str]:
+    return sorted(t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("listpush/"))
+
+
+async def test_an_idle_charger_has_no_worker_and_still_gets_updates(site: Site) -> None:
+    auth, pusher = await site.start()
+    await auth.add_card(Card(ALICE))
+    cp1 = await site.plug("CP1")
+    cp2 = await site.plug("CP2")
+    assert held(cp1) == held(cp2) == {tag(ALICE): "Accepted"}
+    assert push_workers() == []  # in step: nothing waits per connected charger
+
+    await auth.add_card(Card(BOB))
+    assert push_workers() == ["listpush/CP1", "listpush/CP2"]
+    await pusher.wait_idle("CP1")
+    await pusher.wait_idle("CP2")
+
+    for charger in (cp1, cp2):
+        (diff,) = pushes(charger)[1:]
+        assert diff["updateType"] == "Differential" and diff["listVersion"] == 2
+        assert held(charger) == {tag(ALICE): "Accepted", tag(BOB): "Accepted"}
+    status = pusher.status("CP1")
+    assert status is not None and status.synced and status.version == 2
+    assert push_workers() == []
+
+    await auth.block(ALICE)  # and again, by a worker started anew
+    await pusher.wait_idle("CP1")
+    assert held(cp1) == {tag(ALICE): "Blocked", tag(BOB): "Accepted"}
+    assert push_workers() in ([], ["listpush/CP2"])
