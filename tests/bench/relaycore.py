@@ -13,6 +13,9 @@ window). Printed per relayed message: the gateway's CPU (µs, unprofiled), its P
 event loop and websockets' send), and event-loop iterations (``_run_once``). ``--action
 MeterValues`` sends a transaction's MeterValues instead of Heartbeats. Not part of the test
 suite.
+
+The same calls then go through the byte-pipe relay (``bytepipe.py``: copies frames, nothing
+else) as the floor, its figures printed beside (``--no-floor`` skips it).
 """
 
 from __future__ import annotations
@@ -130,66 +133,95 @@ def figures(path: Path, messages: int) -> tuple[float, float, float]:
     return total / messages, plumbing / messages, loops / messages
 
 
+async def start_bytepipe(cloud_port: int) -> tuple[asyncio.subprocess.Process, str]:
+    """The byte-pipe relay (``bytepipe.py``) in front of the cloud: the floor."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).parent / "bytepipe.py"),
+        "--cloud",
+        f"ws://127.0.0.1:{cloud_port}/ocpp",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    ready = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    return proc, f"ws://127.0.0.1:{int(ready.split()[1])}/ocpp"
+
+
+async def measure(
+    relay: str, cloud_port: int, tmp: Path, action: str, count: int
+) -> tuple[float, float, Path]:
+    """Run the calls through ``relay`` ("gateway" or "floor"): its CPU (s), the calls' wall
+    time (s, both unprofiled) and its cProfile dump of the same calls again."""
+    profile = tmp / f"{relay}.prof"
+    saved = dict(os.environ)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(tmp), saved.get("PYTHONPATH", "")) if p
+    )
+    os.environ["RELAYCORE_PROFILE"] = str(profile)
+    sock: socket.socket | None = None
+    try:
+        if relay == "gateway":
+            proc, url, sock = await start_gateway(tmp, cloud_port)
+        else:
+            proc, url = await start_bytepipe(cloud_port)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        async with connect(f"{url}/RC1", subprotocols=[Subprotocol("ocpp1.6")], proxy=None) as ws:
+            await ws.send(json.dumps([2, "boot", "BootNotification", BOOT]))
+            await ws.recv()
+            await calls(ws, action, 300, 0)  # warm-up
+            cpu0, _ = proc_stats(proc.pid)
+            started = time.perf_counter()
+            await calls(ws, action, count, 1000)
+            wall = time.perf_counter() - started
+            cpu1, _ = proc_stats(proc.pid)
+            os.kill(proc.pid, signal.SIGUSR1)
+            await asyncio.sleep(0.2)
+            await calls(ws, action, count, 1000 + count)
+            os.kill(proc.pid, signal.SIGUSR2)
+            for _ in range(100):
+                if profile.exists():
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # (written at once; let the file be complete)
+    finally:
+        proc.terminate()
+        await proc.wait()
+        if sock is not None:
+            sock.close()
+    return cpu1 - cpu0, wall, profile
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--action", choices=("Heartbeat", "MeterValues"), default="Heartbeat")
     parser.add_argument("--keep", type=Path, help="keep the gateway's cProfile dump here")
+    parser.add_argument("--no-floor", action="store_true", help="skip the byte-pipe relay")
     args = parser.parse_args()
+    messages = 2 * args.calls
+    print(f"{args.action}, {args.calls} calls one at a time (2 relayed messages each)")
     cloud = CloudProcess()
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        (tmp / "sitecustomize.py").write_text(PROFILER)
-        profile = tmp / "gateway.prof"
-        saved = dict(os.environ)
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(tmp), saved.get("PYTHONPATH", "")) if p
-        )
-        os.environ["RELAYCORE_PROFILE"] = str(profile)
-        try:
-            proc, url, sock = await start_gateway(tmp, cloud.port)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        try:
-            async with connect(
-                f"{url}/RC1", subprotocols=[Subprotocol("ocpp1.6")], proxy=None
-            ) as ws:
-                await ws.send(json.dumps([2, "boot", "BootNotification", BOOT]))
-                await ws.recv()
-                await calls(ws, args.action, 300, 0)  # warm-up
-                cpu0, _ = proc_stats(proc.pid)
-                started = time.perf_counter()
-                await calls(ws, args.action, args.calls, 1000)
-                wall = time.perf_counter() - started
-                cpu1, _ = proc_stats(proc.pid)
-                os.kill(proc.pid, signal.SIGUSR1)
-                await asyncio.sleep(0.2)
-                await calls(ws, args.action, args.calls, 1000 + args.calls)
-                os.kill(proc.pid, signal.SIGUSR2)
-                for _ in range(100):
-                    if profile.exists():
-                        break
-                    await asyncio.sleep(0.1)
-                await asyncio.sleep(0.5)  # (written at once; let the file be complete)
-        finally:
-            proc.terminate()
-            await proc.wait()
-            sock.close()
-            cloud.stop()
-        messages = 2 * args.calls
-        total, plumbing, loops = figures(profile, messages)
-        if args.keep is not None:
-            args.keep.write_bytes(profile.read_bytes())
-    print(
-        f"{args.action}, {args.calls} calls one at a time (2 relayed messages each): "
-        f"gateway CPU {(cpu1 - cpu0) * 1e6 / messages:.0f} us/msg (unprofiled; noisy), "
-        f"round trip {wall * 1e3 / args.calls:.2f} ms/call"
-    )
-    print(
-        f"per relayed message: {total:.1f} Python calls ({plumbing:.1f} relay plumbing), "
-        f"{loops:.2f} event-loop iterations"
-    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            (tmp / "sitecustomize.py").write_text(PROFILER)
+            for relay in ("gateway",) if args.no_floor else ("gateway", "floor"):
+                cpu, wall, profile = await measure(relay, cloud.port, tmp, args.action, args.calls)
+                total, plumbing, loops = figures(profile, messages)
+                if args.keep is not None and relay == "gateway":
+                    args.keep.write_bytes(profile.read_bytes())
+                name = "edgegw   " if relay == "gateway" else "byte-pipe"
+                print(
+                    f"{name}: {total:6.1f} Python calls/msg ({plumbing:5.1f} relay plumbing), "
+                    f"{loops:.2f} event-loop iterations/msg; "
+                    f"CPU {cpu * 1e6 / messages:4.0f} us/msg, "
+                    f"round trip {wall * 1e3 / args.calls:.2f} ms/call (unprofiled; noisy)"
+                )
+    finally:
+        cloud.stop()
 
 
 if __name__ == "__main__":
