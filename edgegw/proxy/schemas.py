@@ -7,7 +7,10 @@ Every charger call is checked, so the check is on the relay's hot path: ``jsonsc
 a MeterValues was a quarter of the gateway's CPU at 2,000 chargers. Each schema is therefore
 also compiled (:mod:`edgegw.proxy.fastschema`, on an action's first use) into one generated
 function that can only say "valid"; ``jsonschema`` still has the last word on everything else
-and writes every error message.
+and writes every error message. The compiled check reads the schema file itself, so
+``jsonschema`` (and the ``ocpp`` library's validators) are imported only by the first payload
+the fast check cannot pass or the decimal schemas below: ~3 MiB of the daemon's memory that a
+site whose chargers send valid frames never needs.
 
 ``multipleOf`` is ours: jsonschema's raises (``TypeError``, ``decimal.InvalidOperation``) on a
 decimal limit as large as Java's ``Float.MAX_VALUE`` (3.4028235E38, a real CSMS's "no limit")
@@ -24,14 +27,13 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from functools import cache
 from importlib import resources
-from typing import Any
-
-from jsonschema import Draft4Validator
-from jsonschema.exceptions import ValidationError as SchemaError
-from jsonschema.validators import extend
-from ocpp.messages import get_validator
+from typing import TYPE_CHECKING, Any
 
 from edgegw.proxy.fastschema import compile_schema
+
+if TYPE_CHECKING:
+    from jsonschema import Draft4Validator
+    from jsonschema.exceptions import ValidationError as SchemaError
 
 # Calls a charge point sends to its CSMS (core, security extension).
 CHARGER_ACTIONS = frozenset(
@@ -122,6 +124,8 @@ def _exact(number: Any) -> Fraction:
 def _multiple_of(
     validator: Draft4Validator, step: Any, instance: Any, schema: dict[str, Any]
 ) -> Iterator[SchemaError]:
+    from jsonschema.exceptions import ValidationError as SchemaError  # noqa: PLC0415
+
     if not validator.is_type(instance, "number"):
         return
     try:
@@ -133,27 +137,48 @@ def _multiple_of(
         yield SchemaError(f"{instance} is not a multiple of {step}")
 
 
-_Validator = extend(Draft4Validator, {"multipleOf": _multiple_of})
+@cache
+def _validator_class() -> type[Draft4Validator]:
+    """Draft 4 with our ``multipleOf`` (jsonschema imported here: see the module docstring)."""
+    from jsonschema import Draft4Validator  # noqa: PLC0415
+    from jsonschema.validators import extend  # noqa: PLC0415
+
+    validator: type[Draft4Validator] = extend(Draft4Validator, {"multipleOf": _multiple_of})
+    return validator
 
 
 @cache
 def _validator(kind: int, action: str, use_decimal: bool) -> Draft4Validator:
+    from ocpp.messages import get_validator  # noqa: PLC0415 (it imports jsonschema)
+
     parse_float: Any = decimal.Decimal if use_decimal else float
     # The ocpp library caches one validator per schema, whichever parse_float came first;
     # ours copes with either (see _exact).
     schema = get_validator(kind, action, "1.6", parse_float=parse_float).schema
-    validator: Draft4Validator = _Validator(schema)
-    return validator
+    return _validator_class()(schema)
 
 
 _SUFFIX = {2: "Request", 3: "Response"}
+_SCHEMAS_16 = resources.files("ocpp") / "v16" / "schemas"
+
+
+def _schema_file(kind: int, action: str, version: str) -> dict[str, Any]:
+    """An action's schema read as the ``ocpp`` library's ``get_validator`` reads it (numbers
+    as floats), without its validator: the compiled check needs the schema only."""
+    if version == "1.6":
+        name = f"{action}Response" if kind == 3 else action
+        entry = _SCHEMAS_16 / f"{name}.json"
+    else:
+        entry = _SCHEMAS_201 / f"{action}{_SUFFIX[kind]}.json"
+    # utf-8-sig: the 2.0.1 schema files start with a byte order mark
+    schema: dict[str, Any] = json.loads(entry.read_text(encoding="utf-8-sig"))
+    return schema
 
 
 @cache
 def _fast(kind: int, action: str) -> Callable[[Any], bool] | None:
     """The compiled "certainly valid" check of a float-parsed schema (None: none could be made)."""
-    schema: dict[str, Any] = _validator(kind, action, False).schema
-    return compile_schema(schema, f"1.6 {action}{_SUFFIX[kind]}")
+    return compile_schema(_schema_file(kind, action, "1.6"), f"1.6 {action}{_SUFFIX[kind]}")
 
 
 def _check(kind: int, action: str, payload: dict[str, Any], use_decimal: bool) -> None:
@@ -202,14 +227,16 @@ _CODES_201 = {
 
 @cache
 def _validator_201(kind: int, action: str) -> Draft4Validator:
+    from ocpp.messages import get_validator  # noqa: PLC0415 (it imports jsonschema)
+
     schema = get_validator(kind, action, "2.0.1").schema
-    validator: Draft4Validator = _Validator(schema)
-    return validator
+    return _validator_class()(schema)
 
 
 @cache
 def _fast_201(kind: int, action: str) -> Callable[[Any], bool] | None:
-    return compile_schema(_validator_201(kind, action).schema, f"2.0.1 {action}{_SUFFIX[kind]}")
+    schema = _schema_file(kind, action, "2.0.1")
+    return compile_schema(schema, f"2.0.1 {action}{_SUFFIX[kind]}")
 
 
 def check_call_201(action: str, payload: dict[str, Any]) -> None:

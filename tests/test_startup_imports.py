@@ -1,0 +1,44 @@
+"""What the daemon loads and when: packages a site without them never needs stay unloaded.
+
+Each check runs in a fresh interpreter (this one has loaded everything the other tests use).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+
+def _run(code: str) -> Any:
+    """Run ``code`` in a fresh interpreter; what it printed last, as JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_jsonschema_is_loaded_by_the_first_frame_the_fast_check_cannot_pass() -> None:
+    seen = _run(
+        """
+import json, sys
+from edgegw.proxy import schemas
+loaded = []
+schemas.check_call("Heartbeat", {})
+schemas.check_call("StatusNotification",
+    {"connectorId": 1, "errorCode": "NoError", "status": "Available"})
+schemas.check_result("BootNotification",
+    {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 60})
+schemas.check_call_201("Heartbeat", {})
+loaded.append("jsonschema" in sys.modules)
+try:
+    schemas.check_call("StatusNotification",
+        {"connectorId": 1, "errorCode": "NoError", "status": "Sleeping"})
+except schemas.SchemaViolation as exc:
+    loaded.append(exc.code)
+loaded.append("jsonschema" in sys.modules)
+print(json.dumps(loaded))
+"""
+    )
+    assert seen == [False, "PropertyConstraintViolation", True]
