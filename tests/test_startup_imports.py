@@ -42,3 +42,18 @@ print(json.dumps(loaded))
 """
     )
     assert seen == [False, "PropertyConstraintViolation", True]
+
+
+def test_the_daemon_loads_no_package_only_some_sites_use() -> None:
+    # What `edgegw run` imports before it reads the configuration: Modbus (meters, a Modbus
+    # limit), X.509 (certificate files) and jsonschema (a frame the fast check cannot pass)
+    # are each imported by what uses them.
+    loaded = _run(
+        """
+import json, sys
+import edgegw.cli.main, edgegw.daemon
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules}
+    & {"cryptography", "jsonschema", "pymodbus"})))
+"""
+    )
+    assert loaded == []

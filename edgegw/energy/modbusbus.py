@@ -1,6 +1,10 @@
 """One physical Modbus bus (an RS-485 line or a TCP gateway): one pymodbus client, every request
 serialised behind a lock (two in flight garble each other), the RTU silent interval kept,
 connected lazily and reconnected with a backoff.
+
+pymodbus is imported when a bus makes its client (or reads a garbled RTU answer), not with this
+module: the daemon imports it on every site, and ~2 MiB of its memory is pymodbus, which a site
+without a meter or a Modbus limit never uses.
 """
 
 from __future__ import annotations
@@ -11,13 +15,9 @@ import termios
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import serial
-from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusIOException
-from pymodbus.framer import FramerRTU
-from pymodbus.pdu import ModbusPDU
 
 from edgegw.config import BusConfig
 from edgegw.energy.modbuserrors import (
@@ -34,6 +34,10 @@ from edgegw.energy.modbuserrors import (
 )
 from edgegw.energy.readplan import PlanRead, ReadPlan, Split
 from edgegw.energy.registers import BlockRead
+
+if TYPE_CHECKING:
+    from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+    from pymodbus.pdu import ModbusPDU
 
 log = logging.getLogger("edgegw.energy.meters")
 
@@ -67,6 +71,8 @@ def describe_bus(config: BusConfig) -> str:
 
 def _describe_rtu_garbage(data: bytes, unit_id: int) -> str:
     """Why received RTU bytes were not an answer, as precisely as the bytes allow."""
+    from pymodbus.framer import FramerRTU  # noqa: PLC0415 (see the module docstring)
+
     shown = data[:32].hex(" ") + (" ..." if len(data) > 32 else "")
     if len(data) >= 4 and FramerRTU.check_CRC(data[:-2], int.from_bytes(data[-2:], "big")):
         if data[0] != unit_id:
@@ -250,6 +256,9 @@ class ModbusBus:
     # -- connection ---------------------------------------------------------------------
 
     def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        from pymodbus import FramerType  # noqa: PLC0415 (see the module docstring)
+        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient  # noqa: PLC0415
+
         config = self.config
         # retries=0 and reconnect_delay=0: this class retries and reconnects itself, so
         # that each attempt's failure can be classified and logged once.
@@ -412,6 +421,9 @@ class ModbusBus:
         raise failure
 
     async def _execute(self, unit_id: int, block: BlockRead) -> list[int]:
+        # loaded by _make_client (see the module docstring): a dictionary look-up here
+        from pymodbus.exceptions import ConnectionException, ModbusIOException  # noqa: PLC0415
+
         client = self._client
         if client is None or not client.connected:
             self._lost("not connected")
