@@ -87,16 +87,6 @@ from edgegw.tasks import TaskOwner
 log = logging.getLogger(__name__)
 
 
-class _Upstream(Upstream):
-    """The charger's cloud link, with a send that does not wait (see ChargerSession._feed)."""
-
-    def send_now(self, frame: str) -> bool:
-        """Write ``frame`` at once if the cloud connection can take it without waiting; False:
-        nothing written, await :meth:`send` (see :func:`edgegw.proxy.sendnow.send_now`)."""
-        ws = self._ws
-        return ws is not None and send_now(ws, frame)
-
-
 class CallFailed(RuntimeError):
     """A gateway call got a CALLERROR, timed out, or the charger went away."""
 
@@ -177,9 +167,9 @@ class ChargerSession:
         """The OCPP version of this session's connections (and cloud link); None: none yet."""
         self._refusal: str | None = None
         """Why the attached connection is closed unserved (another version, see attach)."""
-        self.upstream: _Upstream | None = None
+        self.upstream: Upstream | None = None
         if cloud is not None:
-            self.upstream = _Upstream(
+            self.upstream = Upstream(
                 charger_id,
                 cloud,
                 charger,

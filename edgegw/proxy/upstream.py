@@ -43,6 +43,7 @@ from edgegw.config import ChargerConfig, CloudConfig
 from edgegw.ocpp.versions import is_v2
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.handshake_trim import trim_client_handshake
+from edgegw.proxy.sendnow import send_now
 from edgegw.security.tls import TlsSetupError, client_context
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,12 @@ class Upstream:
             await ws.send(frame)
         except ConnectionClosed as exc:
             raise NotConnected(self.charger_id) from exc
+
+    def send_now(self, frame: str) -> bool:
+        """Write ``frame`` at once if the cloud connection can take it without waiting; False:
+        nothing written, await :meth:`send` (see :func:`edgegw.proxy.sendnow.send_now`)."""
+        ws = self._ws
+        return ws is not None and send_now(ws, frame)
 
     def _failed(self, exc: Exception, *, refused: bool = False) -> None:
         """An attempt failed (always retried); ``refused``: the cloud is up but said no."""
