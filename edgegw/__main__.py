@@ -1,3 +1,3 @@
-from edgegw.cli.main import main
+from edgegw.cli.entry import main
 
 main()

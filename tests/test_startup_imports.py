@@ -51,9 +51,31 @@ def test_the_daemon_loads_no_package_only_some_sites_use() -> None:
     loaded = _run(
         """
 import json, sys
-import edgegw.cli.main, edgegw.daemon
+import edgegw.cli.entry, edgegw.cli.run, edgegw.daemon
 print(json.dumps(sorted({m.split(".")[0] for m in sys.modules}
     & {"cryptography", "jsonschema", "pymodbus"})))
 """
     )
     assert loaded == []
+
+
+def test_edgegw_run_imports_no_other_command() -> None:
+    loaded = _run(
+        """
+import json, sys
+sys.argv = ["edgegw", "run", "--help"]
+from edgegw.cli.entry import main
+try:
+    main()
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("edgegw.cli."))))
+"""
+    )
+    assert loaded == [
+        "edgegw.cli.completion",
+        "edgegw.cli.entry",
+        "edgegw.cli.helpflags",
+        "edgegw.cli.output",
+        "edgegw.cli.run",
+    ]

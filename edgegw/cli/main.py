@@ -11,7 +11,7 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
@@ -21,6 +21,7 @@ from edgegw.auth.passwords import hash_password
 from edgegw.cli import doctor as doctor_cli
 from edgegw.cli import dump as dump_cli
 from edgegw.cli import enroll as _enroll  # noqa: F401 - adds `cards enroll` and `cards learn`
+from edgegw.cli import run as run_cli
 from edgegw.cli import status as status_cli
 from edgegw.cli import tui as tui_cli
 from edgegw.cli.cards import cards_app
@@ -29,6 +30,7 @@ from edgegw.cli.cloudcheck import cloud_app
 from edgegw.cli.commission import register_commission, register_probe_commands
 from edgegw.cli.configcheck import every_problem, merge
 from edgegw.cli.energy import energy_app
+from edgegw.cli.helpflags import plain_flags
 from edgegw.cli.init import init as init_command
 from edgegw.cli.messages import messages_app
 from edgegw.cli.meter import meter_app
@@ -38,12 +40,10 @@ from edgegw.cli.output import (
     EXIT_FAILURE,
     ConfigOption,
     JsonOption,
-    fail,
-    load_config_or_fail,
 )
 from edgegw.cli.sessions import sessions_app
 from edgegw.config import Config, ConfigError, load_config
-from edgegw.hardware_catalogue import HardwareCatalogue, HardwareError
+from edgegw.hardware_catalogue import HardwareCatalogue
 from edgegw.logs import setup_logging
 from edgegw.startcheck import device_file_problems, serial_problems
 
@@ -72,54 +72,7 @@ dump_cli.register(app)
 tui_cli.register(app)
 
 
-@app.command()
-def run(config: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
-    """Run the gateway daemon (what systemd starts)."""
-    from edgegw.daemon import Gateway  # noqa: PLC0415
-    from edgegw.energy.chargermodels import ChargerModelError  # noqa: PLC0415
-    from edgegw.energy.meters import MeterConfigError  # noqa: PLC0415
-    from edgegw.proxy import gctuning  # noqa: PLC0415
-    from edgegw.sdnotify import Notifier  # noqa: PLC0415
-    from edgegw.security.tls import TlsSetupError  # noqa: PLC0415
-    from edgegw.store.db import StoreError, StoreSchemaError  # noqa: PLC0415
-    from edgegw.telemetry.settings import MqttSetupError  # noqa: PLC0415
-
-    cfg = load_config_or_fail(config)
-    setup_logging(cfg.logging.level)
-    # Exit 3 (systemd does not restart it) for what only an edit of the site fixes.
-    problems = device_file_problems(cfg, HardwareCatalogue.for_config(cfg))
-    if problems:
-        _cannot_start(problems, config)
-    # A serial adapter that is missing or refused does not stop the gateway: without it the
-    # chargers would have no server and no cap at all; with it running, its meters count as
-    # lost and load capping applies the safe fallback limits until the device can be opened.
-    for problem in serial_problems(cfg):
-        typer.echo(
-            f"edgegw: {problem}; its meters count as lost (load capping uses the fallback "
-            "limits) until the device can be opened",
-            err=True,
-        )
-    gctuning.tune()  # thousands of connections: no 0.5 s collector pauses (see gctuning)
-    try:
-        asyncio.run(Gateway(cfg, notifier=Notifier(), config_path=config).run())
-    except (HardwareError, ChargerModelError, MeterConfigError, StoreSchemaError) as exc:
-        _cannot_start(str(exc).splitlines(), config)
-    except (StoreError, TlsSetupError, MqttSetupError) as exc:
-        fail(str(exc), EXIT_FAILURE)
-    except OSError as exc:
-        fail(f"cannot start: {exc}", EXIT_FAILURE)
-
-
-def _cannot_start(problems: list[str], config: Path) -> NoReturn:
-    """One line per problem (the journal shows each), then exit 3: restarting cannot help."""
-    for problem in problems[:-1]:
-        typer.echo(f"edgegw: cannot start: {problem}", err=True)
-    fail(
-        f"cannot start: {problems[-1]}",
-        EXIT_CONFIG,
-        f"fix the configuration or the device files, check with `edgegw config check {config}`, "
-        "then start again",
-    )
+app.command("run")(run_cli.run)
 
 
 def _readable_problem(path: Path, what: str) -> str | None:
@@ -403,7 +356,7 @@ def main() -> None:
     """The ``edgegw`` command. With ``--json`` a usage error (an unknown option, a bad value)
     is a JSON document on stdout too, so a script always gets one."""
     command = typer.main.get_command(app)
-    _plain_flags(command, "edgegw")
+    plain_flags(command, "edgegw")
     if "--json" not in sys.argv[1:]:
         command.main(prog_name="edgegw")
         return
@@ -428,16 +381,3 @@ def main() -> None:
         typer.echo(f"edgegw: {exc.format_message()}", err=True)
         sys.exit(exit_code)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _plain_flags(command: Any, name: str) -> None:
-    """On/off options show no ``<bool>`` type in ``--help`` (nor ``--help`` itself)."""
-    for param in getattr(command, "params", ()):
-        if getattr(param, "is_flag", False):
-            param.metavar = ""
-    context = command.context_class(command, info_name=name)
-    help_option = command.get_help_option(context)
-    if help_option is not None:
-        help_option.metavar = ""
-    for sub_name, sub in getattr(command, "commands", {}).items():
-        _plain_flags(sub, sub_name)
