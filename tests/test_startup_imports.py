@@ -46,14 +46,14 @@ print(json.dumps(loaded))
 
 def test_the_daemon_loads_no_package_only_some_sites_use() -> None:
     # What `edgegw run` imports before it reads the configuration: Modbus (meters, a Modbus
-    # limit), X.509 (certificate files) and jsonschema (a frame the fast check cannot pass)
-    # are each imported by what uses them.
+    # limit), MQTT (telemetry, limits over MQTT), X.509 (certificate files) and jsonschema (a
+    # frame the fast check cannot pass) are each imported by what uses them.
     loaded = _run(
         """
 import json, sys
 import edgegw.cli.entry, edgegw.cli.run, edgegw.daemon
 print(json.dumps(sorted({m.split(".")[0] for m in sys.modules}
-    & {"cryptography", "jsonschema", "pymodbus"})))
+    & {"aiomqtt", "cryptography", "jsonschema", "paho", "pymodbus"})))
 """
     )
     assert loaded == []

@@ -22,8 +22,6 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 
-import aiomqtt
-
 from edgegw.config import Config
 from edgegw.config.limits import LimitConfig
 from edgegw.config.mqtttls import MqttSetupError, mqtt_tls_context
@@ -139,6 +137,8 @@ class ExternalLimitService:
             await asyncio.sleep(limit.poll_interval)
 
     async def _mqtt(self) -> None:
+        import aiomqtt  # noqa: PLC0415 (~1 MiB: loaded only where limits come over MQTT)
+
         cfg = self._config.mqtt
         assert cfg is not None
         try:

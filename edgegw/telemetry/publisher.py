@@ -34,9 +34,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
-
-import aiomqtt
+from typing import TYPE_CHECKING, Any
 
 from edgegw.config import Config
 from edgegw.config.mqtttls import mqtt_tls_context
@@ -56,6 +54,9 @@ from edgegw.telemetry.payloads import (
 )
 from edgegw.telemetry.settings import MqttConfig
 from edgegw.telemetry.topics import Topics
+
+if TYPE_CHECKING:
+    import aiomqtt  # imported by the methods that use it: see start()
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,12 @@ class MqttPublisher:
         Raises :class:`~edgegw.telemetry.settings.MqttSetupError` when the password file, the CA,
         the certificate or the key cannot be used; the broker itself being away is not an
         error (it is retried).
+
+        aiomqtt is imported here, not with the module: the daemon imports this module on every
+        site and aiomqtt (with paho) is ~1 MiB of its memory.
         """
+        import aiomqtt  # noqa: PLC0415
+
         cfg = self._cfg
         password = cfg.read_password()
         self._client = aiomqtt.Client(
@@ -216,6 +222,8 @@ class MqttPublisher:
 
     async def close(self) -> None:
         """Say ``stopped`` (if connected), disconnect cleanly, end every task."""
+        import aiomqtt  # noqa: PLC0415 (loaded only where MQTT is configured)
+
         self._closing = True
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -284,6 +292,8 @@ class MqttPublisher:
         return f"{self._cfg.host}:{self._cfg.port}"
 
     async def _connection_loop(self) -> None:
+        import aiomqtt  # noqa: PLC0415 (loaded only where MQTT is configured)
+
         assert self._client is not None
         client = self._client
         delay = self._cfg.reconnect_min_delay
@@ -334,6 +344,8 @@ class MqttPublisher:
     # ------------------------------------------------------------ publishing
 
     async def _publish_loop(self) -> None:
+        import aiomqtt  # noqa: PLC0415 (loaded only where MQTT is configured)
+
         sent_generation = 0
         while not self._closing:
             await self._up.wait()
