@@ -12,7 +12,7 @@ statuses). The outbox window holds only messages of the link's version.
 from __future__ import annotations
 
 import logging
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from edgegw.proxy import frames
 from edgegw.proxy.frames import Call, CallError, CallResult
@@ -76,7 +76,7 @@ class _OfflineQueue(_FrameHandling):
                     out.extend(self._park(message, reason))
                     continue
                 payload = {**payload, "transactionId": cloud}
-            call = frames.make_call(f"edgegw-{self._new_id()}", message.action, payload)
+            call = _outbox_call(f"edgegw-{self._new_id()}", message, payload)
             self._cloud_inflight = _Pending(
                 Origin.OUTBOX, call, deadline=now + self._call_timeout, message=message, sent_at=now
             )
@@ -253,6 +253,33 @@ class _OfflineQueue(_FrameHandling):
         boot = self._replay.boot
         if call.action == "BootNotification" and boot is not None and boot.payload == call.payload:
             self._replay.boot = None
+
+
+def _outbox_call(message_id: str, message: QueuedMessage, payload: dict[str, Any]) -> Call:
+    """The call that sends a queued message, its frame built from the stored text when known
+    (the same characters encoding ``payload`` gives: the text is compact ASCII JSON with its
+    keys sorted, as the payload read from it is): no encoding per replayed message. A payload
+    whose transaction id was remapped has that one number replaced in the text, when the text
+    has one ``"transactionId":`` key (in JSON text a quote inside a string is escaped, so each
+    occurrence is a key); otherwise the payload is encoded."""
+    text = message.text
+    if text is None or message.action not in _OUTBOX_ACTIONS:
+        return frames.make_call(message_id, message.action, payload)
+    if payload is not message.payload:
+        cloud = payload.get("transactionId")
+        if not _is_int(cloud) or text.count('"transactionId":') != 1:
+            return frames.make_call(message_id, message.action, payload)
+        local = message.payload["transactionId"]
+        text = text.replace(f'"transactionId":{local}', f'"transactionId":{cloud}', 1)
+    return Call(
+        message_id, message.action, payload, f'[2,"{message_id}","{message.action}",{text}]'
+    )
+
+
+_OUTBOX_ACTIONS = frozenset(
+    {"StartTransaction", "StopTransaction", "MeterValues", TRANSACTION_EVENT}
+)
+"""The actions the outbox holds (names a frame can carry unescaped)."""
 
 
 def _is_int(value: object) -> TypeGuard[int]:

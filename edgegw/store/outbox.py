@@ -167,6 +167,9 @@ class QueuedMessage:
     attempts: int = 0
     transaction_id: int | None = None
     """For a StartTransaction the local id it was given; else the payload's transactionId."""
+    text: str | None = None
+    """The payload as stored (compact JSON, keys sorted, ASCII): a replay sends it as it is
+    rather than encoding the payload again; None when not known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +232,9 @@ class Outbox:
         seq = await self._writer.write(insert)
         if seq is None:
             return None
-        return QueuedMessage(seq, charger_id, action, payload, now, 0, _transaction_id(payload))
+        return QueuedMessage(
+            seq, charger_id, action, payload, now, 0, _transaction_id(payload), text
+        )
 
     async def enqueue_start(
         self, charger_id: str, payload: dict[str, Any]
@@ -270,7 +275,9 @@ class Outbox:
         seq, local_id = await self._writer.write(insert)
         if seq is None:
             return None, local_id
-        message = QueuedMessage(seq, charger_id, "StartTransaction", payload, now, 0, local_id)
+        message = QueuedMessage(
+            seq, charger_id, "StartTransaction", payload, now, 0, local_id, text
+        )
         return message, local_id
 
     async def contains(self, charger_id: str, action: str, payload: dict[str, Any]) -> bool:
@@ -292,7 +299,7 @@ class Outbox:
         rows = list(await cursor.fetchall())
         more = len(rows) > limit
         messages = [
-            QueuedMessage(r[0], charger_id, r[1], json.loads(r[2]), r[3], r[4], r[5])
+            QueuedMessage(r[0], charger_id, r[1], json.loads(r[2]), r[3], r[4], r[5], r[2])
             for r in rows[:limit]
         ]
         return messages, more

@@ -358,3 +358,39 @@ def test_the_next_message_goes_before_a_delivered_meter_value_is_committed() -> 
     kinds = [type(c).__name__ for c in out]
     assert kinds.index("ToCloud") < kinds.index("Delivered")
     assert [c.message.action for c in out if isinstance(c, Delivered)] == ["MeterValues"]
+
+
+def _stored(seq: int, action: str, payload: dict[str, Any], tx: int | None) -> QueuedMessage:
+    """A queued message as the store loads it: with its payload's stored text."""
+    text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    return QueuedMessage(seq, "CP1", action, json.loads(text), 0.0, 0, tx, text)
+
+
+def test_a_replayed_frame_built_from_the_stored_text_is_the_payload_s_encoding() -> None:
+    """The frame is the stored text (remapped id replaced in it), character for character what
+    encoding the payload gives; a text with a second transactionId key is encoded instead."""
+    nested = {**METER, "meterValue": [{"transactionId": LOCAL, "x": '"transactionId":1'}]}
+    odd = {**STOP, "idTag": 'a"transactionId":2000000001', "reason": "é"}
+    queued = [
+        _stored(1, "StartTransaction", START, LOCAL),
+        _stored(2, "MeterValues", METER, LOCAL),
+        _stored(3, "MeterValues", nested, LOCAL),
+        _stored(4, "StopTransaction", odd, LOCAL),
+    ]
+    h = Harness()
+    h.load(queued)
+    out = h.link.cloud_connected()
+    frames_sent: list[str] = []
+    while True:
+        (frame,) = [c.frame for c in out if isinstance(c, ToCloud)]
+        frames_sent.append(frame)
+        message = json.loads(frame)
+        if message[2] == "StopTransaction":
+            break
+        answer = {"transactionId": 77, "idTagInfo": {"status": "Accepted"}}
+        out = h.link.on_cloud_message(result(message[1], answer if len(frames_sent) == 1 else {}))
+    expected = [START, *({**q.payload, "transactionId": 77} for q in queued[1:])]
+    for frame, payload in zip(frames_sent, expected, strict=True):
+        message = json.loads(frame)
+        assert message[3] == payload
+        assert frame == frames.make_call(message[1], message[2], message[3]).raw
