@@ -76,13 +76,36 @@ def _mask_attributes(value: dict[str, Any]) -> dict[str, Any]:
 def _maybe_secret(raw: str) -> bool:
     """Whether ``raw`` could name a secret key once decoded: a ``\\u`` escape (which could
     spell one), or a key's name in the case-folded text. Case folding is per character, so a
-    key that folds to a secret one (long s U+017F, Kelvin sign U+212A) is found too. Plain substring
-    scans: a tenth of a case-insensitive regular expression's cost on a usual frame, which
-    every logged frame pays."""
-    if "\\u" in raw:
+    key that folds to a secret one (long s U+017F, Kelvin sign U+212A) is found too.
+
+    Every logged frame pays this, so the usual (ASCII) frame is let go after a few
+    one-character scans, without folding a copy of it: no backslash, no ``b`` or ``B`` (for
+    ``basicauthpassword``), no ``z`` and no ``Z`` followed by an ``a`` or ``A`` (for
+    ``authorizationkey``; a bare ``Z`` ends every UTC timestamp) means no key."""
+    if "\\" in raw and "\\u" in raw:
         return True
-    folded = raw.lower() if raw.isascii() else raw.casefold()
+    if raw.isascii():
+        if (
+            "z" not in raw
+            and "b" not in raw
+            and "B" not in raw
+            and ("Z" not in raw or not _za(raw))
+        ):
+            return False
+        folded = raw.lower()
+    else:
+        folded = raw.casefold()
     return _KEY_A in folded or _KEY_B in folded
+
+
+def _za(raw: str) -> bool:
+    """Whether ``raw`` holds a ``Z`` followed by ``a`` or ``A``."""
+    at = raw.find("Z")
+    while at >= 0:
+        if raw[at + 1 : at + 2] in ("a", "A"):
+            return True
+        at = raw.find("Z", at + 1)
+    return False
 
 
 def redact_frame(raw: str) -> str:

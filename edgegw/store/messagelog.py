@@ -30,14 +30,15 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import zlib
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from sys import getsizeof
 from typing import Any, Final, TextIO
 
 log = logging.getLogger(__name__)
@@ -96,35 +97,72 @@ BLOCK_BYTES: Final = 64 * 1024
 BLOCK_OVERHEAD: Final = 200
 """Bytes a sealed block costs besides its compressed data (the tuple, its numbers, headers)."""
 
+_SEP: Final = "\x00"
+_ASCII_ENTRY: Final = 2 * getsizeof("") + ENTRY_OVERHEAD
+"""What an entry costs besides the lengths of its two texts when both are ASCII."""
+
+
+def _cost(charger_id: str, frame: str) -> int:
+    """Memory an open entry costs, as estimated."""
+    return getsizeof(frame) + getsizeof(charger_id) + ENTRY_OVERHEAD
+
 
 class _Block:
-    """Sealed frames: ``count`` entries from ``first_seq`` on, as zlib-compressed JSON."""
+    """Sealed frames: ``count`` entries from ``first_seq`` on (consecutive), zlib-compressed.
 
-    __slots__ = ("cost", "count", "data", "first_seq")
+    Stored by column: the times as doubles, then the charger ids, directions and frames joined
+    by NUL characters (a tenth of a JSON encoding's cost, and alike texts side by side compress
+    better). A block whose texts hold a NUL themselves is stored as JSON instead.
+    """
+
+    __slots__ = ("columns", "cost", "count", "data", "first_seq")
 
     def __init__(self, entries: list[_Entry]) -> None:
         self.first_seq = entries[0][0]
-        self.count = len(entries)
-        # The texts are printable (UTF-8 encodable), so no ASCII escapes are needed.
-        text = json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
-        self.data = zlib.compress(text.encode("utf-8"), 1)
+        self.count = count = len(entries)
+        ats = array("d", [e[1] for e in entries])
+        chargers, directions = [e[2] for e in entries], [e[3] for e in entries]
+        text = _SEP.join(chargers + directions + [e[4] for e in entries])
+        self.columns = text.count(_SEP) == 3 * count - 1
+        if self.columns:  # the texts are printable (UTF-8 encodable): see MessageLog.append
+            payload = ats.tobytes() + text.encode("utf-8")
+        else:
+            payload = json.dumps(entries, ensure_ascii=False, separators=(",", ":")).encode()
+        self.data = zlib.compress(payload, 1)
         self.cost = len(self.data) + BLOCK_OVERHEAD
 
     def entries(self) -> list[_Entry]:
-        return [tuple(e) for e in json.loads(zlib.decompress(self.data))]
+        data = zlib.decompress(self.data)
+        if not self.columns:
+            return [tuple(e) for e in json.loads(data)]
+        count, first = self.count, self.first_seq
+        ats = array("d")
+        ats.frombytes(data[: 8 * count])
+        texts = data[8 * count :].decode("utf-8").split(_SEP)
+        seqs = range(first, first + count)
+        return list(
+            zip(seqs, ats, texts[:count], texts[count : 2 * count], texts[2 * count :], strict=True)
+        )
+
+    @property
+    def end(self) -> int:
+        """The seq after the block's last frame."""
+        return self.first_seq + self.count
 
 
 class MessageLog:
     """The newest frames: at most ``size`` of them and ``max_bytes`` of memory (0 = none kept).
 
     Stored compactly: the newest frames (up to :data:`BLOCK_FRAMES`) as tuples of strings and
-    numbers, the older ones in sealed blocks of JSON compressed with zlib (a site's frames are
-    alike: a block of MeterValues takes a fifteenth of its text). A full ring at a large site
-    is then about a megabyte instead of twelve or more, for ~3 µs per frame when a block is
-    sealed and a decompression when one is read (the ``messages`` op, a dump). The ring still
-    counts frames one by one: a frame evicted from the oldest block is no longer shown, and
-    the block's memory is given back with its last frame. Neither tuples of strings nor bytes
-    are tracked by CPython's collector, so a full ring does not slow garbage collection down.
+    numbers, the older ones in sealed blocks compressed with zlib (a site's frames are alike: a
+    block of MeterValues takes a twentieth of its text). A full ring at a large site is then
+    about half a megabyte instead of twelve or more; keeping a frame costs one tuple appended
+    and, once per block, well under a microsecond a frame to seal it; reading (the ``messages``
+    op, a dump) decompresses. Frames are counted one by one: the ring shows the newest ``size``
+    (seqs from ``_first`` on); the older ones of the oldest block are hidden, and the block
+    (its memory counted in :attr:`bytes` until then) goes when the next block is sealed after
+    its last frame is hidden. Neither tuples of strings nor bytes are tracked by CPython's
+    collector, so a full ring does not slow garbage collection down.
     """
 
     def __init__(self, *, size: int, max_bytes: int, clock: Callable[[], float]) -> None:
@@ -134,21 +172,26 @@ class MessageLog:
         self.max_bytes = max_bytes
         self._clock = clock
         self._blocks: deque[_Block] = deque()
-        self._skip = 0  # frames of the oldest block evicted already
         self._open: list[_Entry] = []
         self._open_bytes = 0
         self._bytes = 0
-        self._count = 0
+        self._first = 1  # the oldest frame shown (frames before it are hidden or gone)
         self._next_seq = 1
         self.dropped_for_bytes = 0
         """Frames evicted before their turn because the byte bound was reached."""
 
     def __len__(self) -> int:
-        return self._count
+        return self._next_seq - self._first
+
+    @property
+    def held(self) -> int:
+        """Frames in memory, shown or hidden: at most ``size`` plus two blocks' worth (the
+        oldest block's hidden frames, the open block's)."""
+        return sum(block.count for block in self._blocks) + len(self._open)
 
     @property
     def bytes(self) -> int:
-        """Memory the kept frames cost, as estimated: the sealed blocks' compressed size and the
+        """Memory the held frames cost, as estimated: the sealed blocks' compressed size and the
         open block's ``sys.getsizeof``, each plus an overhead."""
         return self._bytes
 
@@ -157,70 +200,74 @@ class MessageLog:
         bounds. A frame larger than the whole byte budget is kept cut to fit it."""
         if not self.size or not self.max_bytes:
             return
-        frame = printable(frame)
-        charger_id = printable(charger_id)
-        cost = sys.getsizeof(frame) + sys.getsizeof(charger_id) + ENTRY_OVERHEAD
-        if cost > self.max_bytes:
-            keep = max(0, (self.max_bytes - ENTRY_OVERHEAD) // 4 - 64)
-            frame = f"{frame[:keep]}...[{len(frame)} characters, cut to fit the log]"
-            cost = sys.getsizeof(frame) + sys.getsizeof(charger_id) + ENTRY_OVERHEAD
-        while self._count and self._count >= self.size:
-            self._evict_one()
-        while self._count and self._bytes + cost > self.max_bytes:
-            self.dropped_for_bytes += self._evict_for_bytes()
+        if frame.isascii() and charger_id.isascii():
+            cost = len(frame) + len(charger_id) + _ASCII_ENTRY  # = _cost(...), two calls fewer
+        else:
+            frame, charger_id = printable(frame), printable(charger_id)
+            cost = _cost(charger_id, frame)
+        if self._bytes + cost > self.max_bytes:
+            frame, cost = self._make_room(charger_id, frame, cost)
         seq = self._next_seq
-        self._next_seq += 1
+        self._next_seq = seq + 1
+        if seq - self._first >= self.size:
+            self._first = seq + 1 - self.size
         self._open.append((seq, self._clock() if at is None else at, charger_id, direction, frame))
         self._open_bytes += cost
         self._bytes += cost
-        self._count += 1
         if len(self._open) >= BLOCK_FRAMES or self._open_bytes >= BLOCK_BYTES:
             self._seal()
 
     def _seal(self) -> None:
-        block = _Block(self._open)
+        """The open frames (those still shown) into a block; blocks wholly hidden go."""
+        shown = self._open[max(0, self._first - self._open[0][0]) :]
+        block = _Block(shown)
         self._blocks.append(block)
         self._bytes += block.cost - self._open_bytes
         self._open = []
         self._open_bytes = 0
+        while self._blocks[0].end <= self._first:
+            self._bytes -= self._blocks.popleft().cost
 
-    def _evict_one(self) -> None:
-        """The oldest frame goes (its block's memory with the block's last frame)."""
-        if not self._blocks:
-            entry = self._open.pop(0)
-            cost = sys.getsizeof(entry[4]) + sys.getsizeof(entry[2]) + ENTRY_OVERHEAD
-            self._open_bytes -= cost
-            self._bytes -= cost
-        else:
-            self._skip += 1
-            if self._skip == self._blocks[0].count:
-                self._bytes -= self._blocks.popleft().cost
-                self._skip = 0
-        self._count -= 1
-
-    def _evict_for_bytes(self) -> int:
-        """Free memory: the oldest block (or the oldest open frame); how many frames went."""
-        if not self._blocks:
-            self._evict_one()
-            return 1
-        block = self._blocks.popleft()
-        gone = block.count - self._skip
-        self._bytes -= block.cost
-        self._count -= gone
-        self._skip = 0
-        return gone
+    def _make_room(self, charger_id: str, frame: str, cost: int) -> tuple[str, int]:
+        """Free memory for a frame costing ``cost``: the oldest blocks go (without blocks, the
+        oldest open frames). Returns the frame and its cost, cut if it exceeds the budget."""
+        if cost > self.max_bytes:
+            keep = max(0, (self.max_bytes - ENTRY_OVERHEAD) // 4 - 64)
+            frame = f"{frame[:keep]}...[{len(frame)} characters, cut to fit the log]"
+            cost = _cost(charger_id, frame)
+        # The frames this append hides anyway (the count bound) are not dropped for bytes.
+        shown = max(self._first, self._next_seq + 1 - self.size)
+        while self._bytes + cost > self.max_bytes and (self._blocks or self._open):
+            if self._blocks:
+                block = self._blocks.popleft()
+                end, freed = block.end, block.cost
+            else:
+                entry = self._open.pop(0)
+                end = entry[0] + 1
+                freed = _cost(entry[2], entry[4])
+                self._open_bytes -= freed
+            self._bytes -= freed
+            self.dropped_for_bytes += max(0, end - shown)
+            self._first = max(self._first, end)
+            shown = max(shown, end)
+        return frame, cost
 
     def _newest_first(self, before: int | None) -> Iterator[_Entry]:
-        """The kept entries, newest first, from the one before ``before`` (a seq) on."""
-        yield from reversed(self._open)
-        oldest = self._blocks[0] if self._blocks else None
+        """The shown entries, newest first, from the one before ``before`` (a seq) on."""
+        first = self._first
+        for entry in reversed(self._open):
+            if entry[0] < first:
+                return
+            yield entry
         for block in reversed(self._blocks):
+            if block.end <= first:
+                return
             if before is not None and block.first_seq >= before:
                 continue  # all of it is newer: not even decompressed
-            entries = block.entries()
-            if block is oldest:
-                entries = entries[self._skip :]
-            yield from reversed(entries)
+            for entry in reversed(block.entries()):
+                if entry[0] < first:
+                    return
+                yield entry
 
     def newest(
         self, *, charger_id: str | None = None, limit: int = 100, before: int | None = None
@@ -240,13 +287,15 @@ class MessageLog:
         return found
 
     def oldest_first(self) -> Iterator[LoggedFrame]:
-        """Every kept frame, oldest first (taken at once: appends meanwhile do not show)."""
-        blocks, skip, tail = list(self._blocks), self._skip, list(self._open)
-        for i, block in enumerate(blocks):
-            for seq, at, charger, direction, frame in block.entries()[skip if i == 0 else 0 :]:
-                yield LoggedFrame(seq, at, charger, direction, frame)
-        for seq, at, charger, direction, frame in tail:
-            yield LoggedFrame(seq, at, charger, direction, frame)
+        """Every shown frame, oldest first (taken at once: appends meanwhile do not show)."""
+        first, blocks, tail = self._first, list(self._blocks), list(self._open)
+        for block in blocks:
+            if block.end > first:
+                for entry in block.entries()[max(0, first - block.first_seq) :]:
+                    yield LoggedFrame(*entry)
+        if tail:
+            for entry in tail[max(0, first - tail[0][0]) :]:
+                yield LoggedFrame(*entry)
 
     # ------------------------------------------------------------ files
 
@@ -265,7 +314,8 @@ class MessageLog:
                 for line in lines:
                     frame = read_frame(line)
                     if frame is not None:
-                        self.append(frame.charger_id, frame.direction, frame.frame, frame.at)
+                        direction = printable(frame.direction)  # the others: append
+                        self.append(frame.charger_id, direction, frame.frame, frame.at)
                         count += 1
         except FileNotFoundError:
             return 0

@@ -66,3 +66,17 @@ def test_a_key_spelled_with_characters_that_fold_to_it_is_masked() -> None:
             [2, "c1", "ChangeConfiguration", {"key": key, "value": "pw3"}], ensure_ascii=False
         )
         assert "pw3" not in redact_frame(raw)
+
+
+def test_every_spelling_of_a_key_is_found_past_the_quick_letter_check() -> None:
+    # The quick check lets a frame go when it holds no "b", "B", "z" nor "Z" followed by an "a"
+    # or "A": each case of each key's letter must still be caught, also beside the "Z" of a
+    # UTC timestamp (which alone says nothing).
+    for key in ("AUTHORIZATIONKEY", "authoriZAtionkey", "AuthoriZation", "BASICAUTHPASSWORD"):
+        for at in ("2026-01-01T00:00:00Z", "none"):
+            raw = json.dumps(
+                [3, "g", {"at": at, "configurationKey": [{"key": key, "value": "pw4"}]}]
+            )
+            assert ("pw4" in redact_frame(raw)) is (key == "AuthoriZation"), (key, at)
+    meter = '[2,"m","MeterValues",{"meterValue":[{"timestamp":"2026-01-01T00:00:00Z"}]}]'
+    assert redact_frame(meter) is meter

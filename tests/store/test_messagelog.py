@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgegw.config import StoreConfig
 from edgegw.control.message_ops import MessageOps
-from edgegw.store.messagelog import MessageLog, dump_path, read_dump
+from edgegw.store.messagelog import BLOCK_FRAMES, MessageLog, dump_path, read_dump
 from edgegw.store.schema import MIGRATIONS
 from edgegw.store.store import Store
 
@@ -96,6 +96,43 @@ def test_the_ring_counts_frames_one_by_one_across_blocks(tmp_path: Path) -> None
     assert again.load(path) == 300
     assert [(f.seq, f.frame) for f in again.oldest_first()] == [
         (i - 700, f'[2,"{i - 1}","Heartbeat",{{}}]') for i in range(701, 1_001)
+    ]
+
+
+def test_a_burst_keeps_both_bounds_and_shows_exactly_the_newest() -> None:
+    """Frames are hidden one by one but freed a block at a time: memory stays bounded."""
+    log = MessageLog(size=1_000, max_bytes=2**20, clock=clock)
+    for i in range(20_000):
+        log.append(f"CP{i % 7}", "charger>", meter_values(i))
+        assert len(log) == min(i + 1, 1_000)
+        assert log.held <= 1_000 + 2 * BLOCK_FRAMES
+    assert [f.seq for f in log.oldest_first()] == list(range(19_001, 20_001))
+    assert [f.frame for f in log.newest(limit=2)] == [meter_values(19_999), meter_values(19_998)]
+    tight = MessageLog(size=20_000, max_bytes=60_000, clock=clock)  # the byte bound rules
+    for i in range(5_000):
+        tight.append("CP1", "charger>", meter_values(i))
+        assert tight.bytes <= 60_000
+        shown = [f.seq for f in tight.oldest_first()]
+        assert shown == list(range(i + 2 - len(tight), i + 2)) and len(tight) >= 1
+    assert tight.dropped_for_bytes == 5_000 - len(tight)
+
+
+def test_a_ring_smaller_than_a_block_shows_only_its_size() -> None:
+    log = MessageLog(size=5, max_bytes=2**20, clock=clock)
+    for i in range(3 * BLOCK_FRAMES + 3):
+        log.append("CP1", "charger>", f'[2,"{i}","Heartbeat",{{}}]')
+        assert [f.seq for f in log.oldest_first()] == list(range(max(1, i - 3), i + 2))
+        assert [f.seq for f in log.newest(limit=3)] == [i + 1, i, i - 1][: min(3, i + 1)]
+        assert log.held <= 5 + 2 * BLOCK_FRAMES
+
+
+def test_frames_holding_the_column_separator_are_kept_exactly() -> None:
+    log = MessageLog(size=1_000, max_bytes=2**20, clock=clock)
+    sent = [("CP\x00", f'[2,"{i}","DataTransfer",{{"data":"a\x00b"}}]') for i in range(300)]
+    for charger, frame in sent:
+        log.append(charger, "charger>", frame, at=1.5)
+    assert [(f.charger_id, f.frame, f.at) for f in log.oldest_first()] == [
+        (c, f, 1.5) for c, f in sent
     ]
 
 
