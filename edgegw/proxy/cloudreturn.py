@@ -17,6 +17,14 @@ minute late. :class:`CloudReturn` is the site's one watch on the cloud:
   :data:`LINKS_PER_SECOND`)] for n waiting links (1 s for up to 100 links, 20 s for 2,000),
   so that thousands do not hit the CSMS in the same second.
 
+- **Log.** The outage is logged once for the site, not once per link (a 2,000-charger site
+  logged 2,000 warnings per outage, again for each new session): a warning when links have
+  been waiting for a probe interval (``cloud unreachable at URL: N charger link(s) waiting
+  (reason)``) and one when a link gets through again. Each link's failures are at debug. A
+  link's failure is its own, and the link warns itself, when the cloud refused it (below) or
+  when other links are connected and no other waiting link failed for the same reason (its
+  own TLS client certificate refused, say).
+
 A link takes at most one nudge between two connections of its own. A link the cloud refused
 with an HTTP status below 500 (an identity it does not know, say) or whose OCPP version it
 refused is not probed: the cloud is up and would refuse it again. It keeps its own back-off,
@@ -29,6 +37,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from typing import Protocol
 
 from edgegw.tasks import TaskOwner
@@ -71,12 +80,31 @@ class CloudReturn:
         self._tasks = TaskOwner("cloud-return")
         self._prober: asyncio.Task[None] | None = None
         self._closed = False
+        self._failure = ("", "")  # the cloud's url and the latest failure of a probed link
+        self._down = False  # "cloud unreachable" was logged, "reachable again" not yet
+        self._failed_since = False  # a probed link failed since a link last got through
+        self._up: set[Waiting] = set()  # connected (got through, not failed or gone since)
+        self._reasons: Counter[str] = Counter()  # why the waiting links failed (not refused)
+        self._reason_of: dict[Waiting, str] = {}
 
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def waiting(self, link: Waiting, *, probe: bool = True) -> None:
-        """An attempt of ``link`` failed; ``probe`` False: the cloud refused it (it is up)."""
+    def waiting(
+        self, link: Waiting, *, probe: bool = True, url: str = "", reason: str = ""
+    ) -> bool:
+        """An attempt of ``link`` failed; ``probe`` False: the cloud refused it (it is up).
+        ``url`` and ``reason`` (the cloud's and the failure's) go into the site's warning.
+
+        True: the failure is the link's own, for it to log (see the module docstring)."""
+        self._up.discard(link)
+        self._set_reason(link, None)
+        own = not probe or (bool(self._up) and not self._reasons[reason])
+        if probe:
+            self._set_reason(link, reason)
+        if not own:
+            self._failure = (url, reason)
+            self._failed_since = True
         self._waiting.add(link)
         if link not in self._nudged:
             self._nudge.add(link)
@@ -87,24 +115,38 @@ class CloudReturn:
         self._reported(link)
         if self._probe and (self._prober is None or self._prober.done()) and not self._closed:
             self._prober = self._tasks.spawn(self._probe_while_waiting(), "probe")
+        return own
 
     def discard(self, link: Waiting) -> None:
         """``link`` is gone (its charger left)."""
         self._forget(link)
+        self._up.discard(link)
+
+    def disconnected(self, link: Waiting) -> None:
+        """The connection of ``link`` has ended (it will retry)."""
+        self._up.discard(link)
 
     def got_through(self, link: Waiting) -> None:
         """``link`` connected: every link waiting to retry that was not nudged yet is nudged."""
         self._forget(link)
-        if not self._nudge:
-            return
+        self._up.add(link)
+        self._failed_since = False  # the links nudged now are not failing yet
         nudge, self._nudge = self._nudge, set()
         self._nudged |= nudge
         spread = max(MIN_SPREAD_S, len(nudge) / LINKS_PER_SECOND)
-        log.info(
-            "the cloud answers again: %d waiting cloud link(s) retry within %.0f s",
-            len(nudge),
-            spread,
-        )
+        if self._down:  # the other end of the site's "cloud unreachable"
+            self._down = False
+            log.warning(
+                "cloud reachable again: %d waiting charger link(s) retry within %.0f s",
+                len(nudge),
+                spread,
+            )
+        elif nudge:
+            log.info(
+                "the cloud answers again: %d waiting cloud link(s) retry within %.0f s",
+                len(nudge),
+                spread,
+            )
         for other in nudge:
             other.hint(self._random.uniform(0.0, spread))
 
@@ -113,7 +155,18 @@ class CloudReturn:
         self._closed = True
         await self._tasks.close("shutdown")
 
+    def _set_reason(self, link: Waiting, reason: str | None) -> None:
+        old = self._reason_of.pop(link, None)
+        if old is not None:
+            self._reasons[old] -= 1
+            if not self._reasons[old]:
+                del self._reasons[old]
+        if reason is not None:
+            self._reason_of[link] = reason
+            self._reasons[reason] += 1
+
     def _forget(self, link: Waiting) -> None:
+        self._set_reason(link, None)
         self._waiting.discard(link)
         self._nudge.discard(link)
         self._nudged.discard(link)
@@ -128,6 +181,15 @@ class CloudReturn:
     async def _probe_while_waiting(self) -> None:
         while self._probe:
             await asyncio.sleep(self._interval)
+            if not self._down and self._failed_since and self._reason_of:
+                self._down = True
+                url, reason = self._failure
+                log.warning(
+                    "cloud unreachable%s: %d charger link(s) waiting (%s)",
+                    f" at {url}" if url else "",
+                    len(self._reason_of),
+                    reason or "no reason given",
+                )
             link = self._next_probe()
             if link is None:
                 continue  # every candidate is trying already

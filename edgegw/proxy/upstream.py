@@ -204,14 +204,17 @@ class Upstream:
     def _failed(self, exc: Exception, *, refused: bool = False) -> None:
         """An attempt failed (always retried); ``refused``: the cloud is up but said no."""
         reason = describe(exc)
+        own = True  # the site's failure is logged once, by CloudReturn
+        cloud_return = self._cloud_return
+        if cloud_return is not None:
+            refused = refused or (isinstance(exc, InvalidStatus) and exc.response.status_code < 500)
+            own = cloud_return.waiting(self, probe=not refused, url=self._cloud.url, reason=reason)
         if self._failing != reason:
-            log.warning("%s: cloud unreachable at %s: %s", self.charger_id, self.url, reason)
+            level = logging.WARNING if own else logging.DEBUG
+            log.log(level, "%s: cloud unreachable at %s: %s", self.charger_id, self.url, reason)
             self._failing = reason
         else:
             log.debug("%s: cloud still unreachable: %s", self.charger_id, reason)
-        if self._cloud_return is not None:
-            refused = refused or (isinstance(exc, InvalidStatus) and exc.response.status_code < 500)
-            self._cloud_return.waiting(self, probe=not refused)
         self._on_failed()
 
     def hint(self, delay: float) -> None:
@@ -355,6 +358,8 @@ class Upstream:
             reason = f"code {exc.rcvd.code if exc.rcvd else 1006}"
         finally:
             self._ws = None
+            if self._cloud_return is not None:
+                self._cloud_return.disconnected(self)
             if ws.close_code is not None:
                 reason = f"code {ws.close_code} {ws.close_reason}".strip()
             level = logging.INFO if self._stopping else logging.WARNING

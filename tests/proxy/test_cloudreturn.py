@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import time
+from collections.abc import Callable
+
+import pytest
 
 from edgegw.proxy.cloudreturn import LINKS_PER_SECOND, MIN_SPREAD_S, CloudReturn
 from edgegw.sim.charger import SimCharger
@@ -126,3 +131,109 @@ async def test_a_waiting_link_retries_soon_when_another_charger_gets_through(
                 lambda r: r.charger_id == "CP1" and r.action == "BootNotification", timeout=5
             )
     await cloud.stop()
+
+
+PASSWORD = "cloud-password-0123"
+
+
+class Logged(logging.Handler):
+    """The gateway's log records, and a wait for one that makes a condition true."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self._changed.set()
+
+    def lines(self, text: str, level: int = logging.WARNING) -> list[str]:
+        messages = (r.getMessage() for r in self.records if r.levelno == level)
+        return [m for m in messages if text in m]
+
+    def links(self, text: str, level: int = logging.DEBUG) -> set[str]:
+        """The chargers with a line saying ``text``."""
+        return {line.split(":")[0] for line in self.lines(text, level)}
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def test_an_outage_is_one_warning_for_the_site_a_refused_link_warns_on_its_own(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """20 chargers, the cloud away: one site warning, each link's failures at debug; when the
+    cloud is back one line says so, and the one charger it refuses (404) warns itself."""
+    caplog.set_level(logging.DEBUG, logger="edgegw")
+    log = Logged()
+    logging.getLogger("edgegw").addHandler(log)
+    cloud = SimCloud()
+    await cloud.start()
+    url, port = cloud.url, cloud.port
+    await cloud.stop()
+    ids = [f"CP{i:02}" for i in range(1, 21)]
+    gateway = await make_gateway(
+        cloud_url=url, chargers=[{"id": i, "cloud_password": PASSWORD} for i in ids]
+    )
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            chargers = [
+                await stack.enter_async_context(SimCharger(i, gateway_url(gateway), connectors=1))
+                for i in ids
+            ]
+            await asyncio.gather(*(c.boot() for c in chargers))  # answered by the gateway
+            # Every link fails (a back-off of 0.05-0.2 s here: several times each), at debug.
+            await log.until(lambda: log.links("cloud still unreachable") >= set(ids))
+            await log.until(lambda: bool(log.lines("cloud unreachable")))
+            (site,) = log.lines("cloud unreachable")
+            assert site.startswith(f"cloud unreachable at {url}: ")
+            assert "charger link(s) waiting (ConnectionRefusedError" in site
+            assert log.links("cloud unreachable at") == set(ids)
+
+            # Back, knowing every charger but CP20 (its URL answers 404).
+            cloud = SimCloud(port=port, passwords=dict.fromkeys(ids[:-1], PASSWORD))
+            await cloud.start()
+            try:
+                for i in ids[:-1]:
+                    await cloud.wait_connected(i, timeout=10)
+                await log.until(lambda: bool(log.lines("CP20: cloud unreachable")))
+                assert log.lines("cloud reachable again")
+                (refused,) = log.lines("CP20: cloud unreachable")
+                assert refused.endswith("HTTP 404 (identity unknown to the CSMS?)")
+                assert log.lines("cloud unreachable") == [site, refused]  # no other warning
+            finally:
+                await cloud.stop()
+    finally:
+        logging.getLogger("edgegw").removeHandler(log)
+
+
+async def test_a_failure_is_a_link_s_own_when_others_are_connected_and_none_shares_it() -> None:
+    hub = CloudReturn(random.Random(1), probe_interval=3600)
+    up, a, b, c = Link(), Link(), Link(), Link()
+    assert not hub.waiting(a, reason="ConnectionRefusedError")  # nobody connected: the site's
+    assert hub.waiting(b, probe=False, reason="HTTP 401")  # refused: always its own
+    hub.got_through(up)
+    assert hub.waiting(c, reason="SSLError: bad certificate")  # others are up, no one shares it
+    assert not hub.waiting(c, reason="ConnectionRefusedError")  # a's reason: the site's
+    hub.disconnected(up)
+    assert not hub.waiting(b, reason="SSLError: bad certificate")  # nobody connected now
+    await hub.close()
+
+
+async def test_links_failing_alike_while_others_are_still_connected_are_the_site_s() -> None:
+    """A network cut: the links notice one by one; the first warns, the next are the site's."""
+    hub = CloudReturn(random.Random(1), probe_interval=3600)
+    links = [Link() for _ in range(5)]
+    for link in links:
+        hub.got_through(link)
+    hub.disconnected(links[0])
+    assert hub.waiting(links[0], reason="TimeoutError")  # the others look connected still
+    hub.disconnected(links[1])
+    assert not hub.waiting(links[1], reason="TimeoutError")
+    hub.disconnected(links[2])
+    assert not hub.waiting(links[2], reason="TimeoutError")
+    await hub.close()
