@@ -85,27 +85,16 @@ def _maybe_secret(raw: str) -> bool:
     if "\\" in raw and "\\u" in raw:
         return True
     if raw.isascii():
-        if (
-            "z" not in raw
-            and "b" not in raw
-            and "B" not in raw
-            and ("Z" not in raw or not _za(raw))
-        ):
-            return False
+        if "z" not in raw and "b" not in raw and "B" not in raw:
+            at = raw.find("Z") if "Z" in raw else -1
+            while at >= 0 and raw[at + 1 : at + 2] not in ("a", "A"):
+                at = raw.find("Z", at + 1)
+            if at < 0:
+                return False
         folded = raw.lower()
     else:
         folded = raw.casefold()
     return _KEY_A in folded or _KEY_B in folded
-
-
-def _za(raw: str) -> bool:
-    """Whether ``raw`` holds a ``Z`` followed by ``a`` or ``A``."""
-    at = raw.find("Z")
-    while at >= 0:
-        if raw[at + 1 : at + 2] in ("a", "A"):
-            return True
-        at = raw.find("Z", at + 1)
-    return False
 
 
 def redact_frame(raw: str) -> str:
