@@ -632,6 +632,8 @@ class ChargerSession:
     async def _delivered(self, command: Delivered) -> None:
         message = command.message
         await self._store.outbox.delivered(message, command.cloud_transaction_id)
+        if message.action == "MeterValues":
+            return  # no card, no start, no token: most of a replay, nothing more to read
         learn = card_answer(message.payload, command.answer.payload)
         if learn is not None:
             self._carry_out(learn)
