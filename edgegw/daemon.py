@@ -51,6 +51,7 @@ from edgegw.ocpp.hub import EventHub, EventSubscriber
 from edgegw.ocpp.versions import OCPP16
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.hooks import CloudCallFilter
+from edgegw.proxy.keepalive import Keepalive
 from edgegw.proxy.local import LocalResponder
 from edgegw.proxy.relays import Relays
 from edgegw.proxy.server import OcppServer
@@ -103,6 +104,7 @@ class Gateway:
         self.actions: ChargerActions | None = None
         self._session_changed = asyncio.Condition()
         self._cloud_return = CloudReturn()  # one link through: the others retry now
+        self._keepalive = Keepalive()  # pings every charger connection and cloud link
         self.store: Store | None = None
         self.server: OcppServer | None = None
         self.control: ControlServer | None = None
@@ -196,7 +198,11 @@ class Gateway:
         for charger_id, tx_ref, evse in await sessions201.running_201(self.store):
             self.hub.running201(charger_id, tx_ref, evse)  # their later events name no EVSE
         self.server = OcppServer(
-            cfg, self.store, self._serve_charger, record_event=self.journal.event
+            cfg,
+            self.store,
+            self._serve_charger,
+            record_event=self.journal.event,
+            keepalive=self._keepalive,
         )
         await self.server.start()
         # After the server: it judges the server certificate the server has just loaded.
@@ -473,6 +479,7 @@ class Gateway:
             log.warning("shutdown budget of %.0f s exceeded; cancelling the rest", budget)
         await self._tasks.close("shutdown")
         await self._cloud_return.close()  # its probe
+        await self._keepalive.close()
         if self.certwatch is not None:
             await self.certwatch.close()
         if self.mqtt is not None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 from ssl import SSLContext
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -60,6 +61,7 @@ from edgegw.proxy.handshake import (
     _where,
     parse_basic_auth,
 )
+from edgegw.proxy.keepalive import Keepalive
 from edgegw.proxy.unknownids import (
     MAX_PENDING_IDENTITIES,
     UNKNOWN_BURST,
@@ -87,7 +89,14 @@ SUBPROTOCOLS = [Subprotocol(name) for name in SUPPORTED]
 
 
 class OcppServer(_HandshakeChecks):
-    """Accepts chargers and hands each accepted connection to ``on_session``."""
+    """Accepts chargers and hands each accepted connection to ``on_session``.
+
+    With a ``keepalive`` the charger connections are pinged by it (the site's one keepalive
+    task) while their session runs, not by a websockets task each."""
+
+    def __init__(self, *args: Any, keepalive: Keepalive | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._keepalive = keepalive
 
     @property
     def port(self) -> int:
@@ -195,7 +204,7 @@ class OcppServer(_HandshakeChecks):
             compression=None,
             max_size=server.max_message_size,
             open_timeout=server.handshake_timeout,
-            ping_interval=server.ping_interval or None,
+            ping_interval=None if self._keepalive is not None else server.ping_interval or None,
             ping_timeout=server.ping_timeout,
             create_connection=connection_class(policy),
             logger=logging.getLogger("edgegw.websockets.server"),
@@ -266,6 +275,10 @@ class OcppServer(_HandshakeChecks):
             )
             await connection.close(1002, reason)
             return
+        keepalive = self._keepalive
+        if keepalive is not None:
+            server = self._config.server
+            keepalive.register(connection, server.ping_interval, server.ping_timeout)
         try:
             await self._on_session(identity, connection)
         except ConnectionClosed:
@@ -283,6 +296,9 @@ class OcppServer(_HandshakeChecks):
                 exc_info=True,
             )
             await connection.close(1011, "internal error")
+        finally:
+            if keepalive is not None:
+                keepalive.unregister(connection)
 
 
 def _port_of(server: Server) -> int:

@@ -43,6 +43,7 @@ from edgegw.config import ChargerConfig, CloudConfig
 from edgegw.ocpp.versions import is_v2
 from edgegw.proxy.cloudreturn import CloudReturn
 from edgegw.proxy.handshake_trim import trim_client_handshake
+from edgegw.proxy.keepalive import Keepalive
 from edgegw.proxy.sendnow import send_now
 from edgegw.security.tls import TlsSetupError, client_context
 
@@ -98,6 +99,7 @@ class Upstream:
         on_message: Callable[[str | bytes], None],
         on_disconnected: Callable[[str], None],
         cloud_return: CloudReturn | None = None,
+        keepalive: Keepalive | None = None,
     ) -> None:
         self.charger_id = charger_id
         self._cloud = cloud
@@ -109,6 +111,7 @@ class Upstream:
         self._failing: str | None = None
         self._stopping = False
         self._cloud_return = cloud_return
+        self._keepalive = keepalive  # pings the open link; None: websockets' own ping task
         self._wake: asyncio.Future[float | None] | None = None  # set while backing off
         self._attempt = "first"
         self.reconnected_by = ""
@@ -335,7 +338,9 @@ class Upstream:
             compression=None,
             open_timeout=self._cloud.connect_timeout,
             close_timeout=2,
-            ping_interval=self._cloud.ping_interval or None,
+            ping_interval=None
+            if self._keepalive is not None
+            else self._cloud.ping_interval or None,
             ping_timeout=self._cloud.ping_timeout,
             max_size=self._cloud.max_message_size,
             logger=logging.getLogger("edgegw.websockets.client"),
@@ -351,12 +356,16 @@ class Upstream:
         log.info("%s: cloud link up (%s)", self.charger_id, self.url)
         self._on_connected()
         reason = "closed"
+        if self._keepalive is not None:
+            self._keepalive.register(ws, self._cloud.ping_interval, self._cloud.ping_timeout)
         try:
             async for message in ws:
                 self._on_message(message)
         except ConnectionClosed as exc:
             reason = f"code {exc.rcvd.code if exc.rcvd else 1006}"
         finally:
+            if self._keepalive is not None:
+                self._keepalive.unregister(ws)
             self._ws = None
             if self._cloud_return is not None:
                 self._cloud_return.disconnected(self)
