@@ -267,7 +267,7 @@ def _outbox_call(message_id: str, message: QueuedMessage, payload: dict[str, Any
         return frames.make_call(message_id, message.action, payload)
     if payload is not message.payload:
         cloud = payload.get("transactionId")
-        if not _is_int(cloud) or text.count('"transactionId":') != 1:
+        if type(cloud) is not int or text.count('"transactionId":') != 1:
             return frames.make_call(message_id, message.action, payload)
         local = message.payload["transactionId"]
         text = text.replace(f'"transactionId":{local}', f'"transactionId":{cloud}', 1)
