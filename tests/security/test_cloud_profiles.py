@@ -82,7 +82,7 @@ async def test_never_falls_back_to_plaintext(
         )
         async with raw_charger(gateway_url(gateway), "CP1") as cp:
             await cp.call("BootNotification", BOOT)
-            await logs.wait_for("CP1: cloud unreachable at wss://")
+            await logs.wait_for("cloud unreachable at wss://")
             # Let it retry a few times (reconnect delays are 0.05-0.2 s in tests).
             for _ in range(3):
                 await cp.call("Heartbeat", {})
@@ -121,7 +121,7 @@ async def test_sp3_per_charger_certificate_takes_precedence(
         await boot_reaches_cloud(gateway_url(gateway), cloud, "CP1")
         async with raw_charger(gateway_url(gateway), "CP2") as cp:
             await cp.call("BootNotification", BOOT)
-            await logs.wait_for("CP2: cloud unreachable")
+            await logs.wait_for("cloud unreachable at wss://")
         assert cloud.connected <= {"CP1"} and not cloud.find(charger_id="CP2")
 
 
@@ -134,7 +134,7 @@ async def test_sp3_without_a_client_certificate_is_refused_by_the_cloud(
         )
         async with raw_charger(gateway_url(gateway), "CP1") as cp:
             await cp.call("BootNotification", BOOT)
-            await logs.wait_for("CP1: cloud unreachable")
+            await logs.wait_for("cloud unreachable at wss://")
         assert not cloud.records
 
 
