@@ -61,6 +61,7 @@ class Keepalive:
         self._changed = asyncio.Event()
         self._tasks = TaskOwner("keepalive")
         self._runner: asyncio.Task[None] | None = None
+        self._closed = False
 
     def __len__(self) -> int:
         """How many connections are registered."""
@@ -69,7 +70,7 @@ class Keepalive:
     def register(self, ws: Connection, interval: float, timeout: float) -> None:
         """Keep ``ws`` alive until :meth:`unregister`: a ping every ``interval`` seconds (0:
         none), closed when a pong is ``timeout`` seconds late."""
-        if interval <= 0 or ws in self._entries:
+        if interval <= 0 or ws in self._entries or self._closed:
             return
         at = asyncio.get_running_loop().time() + interval
         self._entries[ws] = _Entry(interval, timeout, at)
@@ -82,7 +83,8 @@ class Keepalive:
         self._entries.pop(ws, None)
 
     async def close(self) -> None:
-        """Stop pinging (at shutdown)."""
+        """Stop pinging (at shutdown); connections registered later are not pinged."""
+        self._closed = True
         await self._tasks.close("keepalive stopping")
         self._entries.clear()
         self._heap.clear()
