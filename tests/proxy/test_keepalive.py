@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import Close
 from websockets.protocol import State
@@ -152,4 +153,19 @@ async def test_a_cloud_that_stops_answering_pings_is_closed(tmp_path: Path) -> N
                 for link in links:
                     await link.close()
                 await asyncio.gather(*runners, return_exceptions=True)
+            assert len(site) == 0
+
+
+async def test_an_interval_of_0_registers_nothing() -> None:
+    async def echo(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(echo, "127.0.0.1", 0, ping_interval=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with keepalive() as site, connect(f"ws://127.0.0.1:{port}", ping_interval=None) as ws:
+            site.register(ws, 0, TIMEOUT)
+            assert len(site) == 0
+            site.register(ws, INTERVAL, TIMEOUT)
+            assert len(site) == 1
+            site.unregister(ws)
             assert len(site) == 0
