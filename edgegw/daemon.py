@@ -540,6 +540,7 @@ class Gateway:
             observers=(self.hub,) if self.hub is not None else (),
             cloud_filters=self.cloud_filters,
             cloud_return=self._cloud_return,
+            keepalive=self._keepalive,
             charger_authorization=headers.get("Authorization") if headers else None,
             user_agent=headers.get("User-Agent") if headers else None,
         )

@@ -36,6 +36,7 @@ from edgegw.proxy.fifo import Fifo
 from edgegw.proxy.frames import Call, CallError, CallResult
 from edgegw.proxy.handshake_trim import trim_server_handshake
 from edgegw.proxy.hooks import ChargerObserver, CloudCallFilter, SiteOverride
+from edgegw.proxy.keepalive import Keepalive
 from edgegw.proxy.link import (
     OUTBOX_WINDOW,
     AnswerIfResent,
@@ -108,6 +109,7 @@ class ChargerSession:
         observers: Sequence[ChargerObserver] = (),
         cloud_filters: Sequence[CloudCallFilter] = (),
         cloud_return: CloudReturn | None = None,
+        keepalive: Keepalive | None = None,
         charger_authorization: str | None = None,
         user_agent: str | None = None,
     ) -> None:
@@ -180,6 +182,7 @@ class ChargerSession:
                 on_message=self._from_cloud,
                 on_disconnected=lambda _reason: self._feed(self.link.cloud_disconnected()),
                 cloud_return=cloud_return,
+                keepalive=keepalive,
             )
 
     # ------------------------------------------------------------ lifecycle
