@@ -130,6 +130,7 @@ async def start_gateway(
         f'[control]\nsocket = "{tmp / f"{name}.control"}"\ngroup = ""\n'
     )
     notify = tmp / f"{name}.notify"
+    notify.unlink(missing_ok=True)  # a step run again with the same charger count
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(notify))
     sock.setblocking(False)
