@@ -6,7 +6,9 @@ Here the connections are opened with ``ping_interval=None`` and registered with 
 :class:`Keepalive` while they are open. It keeps them in a heap by the time their next ping (or
 the deadline of the pong they owe) is due and sleeps until the earliest: each connection is
 pinged ``interval`` seconds after it was registered and every ``interval`` seconds after that,
-so the pings are spread as the connections arrived, never all at once. A connection whose pong
+so the pings are spread as the connections arrived, never all at once (the next ping goes
+``interval`` seconds after the last once that one is answered, however long ``timeout`` is, as
+with websockets' own keepalive). A connection whose pong
 has not come ``timeout`` seconds after its ping is closed as websockets closes it: code 1011,
 "keepalive ping timeout". An interval of 0 (the configuration's "off") registers nothing.
 
@@ -120,10 +122,12 @@ class Keepalive:
             entry.pinged_at = now
             entry.pong = None
             self._tasks.spawn(self._ping(ws, entry), "ping")
-            entry.at = now + entry.timeout
+            entry.at = now + min(entry.interval, entry.timeout)
         elif entry.pong is not None and entry.pong.done():  # answered in time
             entry.at = max(entry.pinged_at + entry.interval, now)
             entry.pinged_at = None
+        elif now < entry.pinged_at + entry.timeout:  # not answered yet, still in time
+            entry.at = entry.pinged_at + entry.timeout
         else:  # no pong within the timeout
             self._entries.pop(ws, None)
             self._tasks.spawn(self._fail(ws), "ping-timeout")

@@ -169,3 +169,27 @@ async def test_an_interval_of_0_registers_nothing() -> None:
             assert len(site) == 1
             site.unregister(ws)
             assert len(site) == 0
+
+
+async def test_pings_come_every_interval_when_the_timeout_is_longer() -> None:
+    """As websockets does: a ping every ``ping_interval`` once the last was answered, however
+    long ``ping_timeout`` is (the pong is not waited for up to the timeout before the next)."""
+
+    async def echo(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(echo, "127.0.0.1", 0, ping_interval=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with keepalive() as site, connect(f"ws://127.0.0.1:{port}", ping_interval=None) as ws:
+            pings = 0
+            ping = ws.ping
+
+            async def counted(data: str | bytes | None = None) -> asyncio.Future[float]:
+                nonlocal pings
+                pings += 1
+                return await ping(data)
+
+            ws.ping = counted  # type: ignore[method-assign]  # counts the real connection's pings
+            site.register(ws, 0.05, 5.0)
+            await until(lambda: pings >= 6)  # 0.3 s; one per 5 s (the timeout) would take 25 s
+            assert ws.state is State.OPEN
