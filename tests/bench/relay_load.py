@@ -112,9 +112,10 @@ def proc_stats(pid: int) -> tuple[float, int]:
 
 
 async def start_gateway(
-    tmp: Path, name: str, cloud_port: int, extra: str = ""
+    tmp: Path, name: str, cloud_port: int, extra: str = "", server: str = ""
 ) -> tuple[asyncio.subprocess.Process, str, socket.socket]:
     """Run `edgegw run` on a generated config; returns the process, its URL and notify socket.
+    ``server``: more lines for the ``[server]`` table, ``extra``: more tables.
 
     The gateway logs at ``warning`` to this process's stderr; set ``BENCH_GATEWAY_LOG=info`` to
     see more (long garbage-collector pauses are logged at info).
@@ -125,6 +126,7 @@ async def start_gateway(
         f'[server]\nhost = "127.0.0.1"\nport = 0\nallow_unknown_chargers = true\n'
         # All simulated chargers come from 127.0.0.1: lift the per-address admission limits.
         "max_connections_per_address = 100000\nmax_pending_handshakes = 100000\n"
+        f"{server}"
         f'[cloud]\nurl = "ws://127.0.0.1:{cloud_port}/ocpp"\n'
         f'[store]\npath = "{tmp / f"{name}.db"}"\n{extra}\n[logging]\nlevel = "{level}"\n'
         f'[control]\nsocket = "{tmp / f"{name}.control"}"\ngroup = ""\n'

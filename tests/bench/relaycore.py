@@ -37,21 +37,9 @@ from websockets.typing import Subprotocol
 
 sys.path.insert(0, str(Path(__file__).parent))
 from loadgen import CloudProcess
-from relay_load import BOOT, meter_values, proc_stats
+from relay_load import BOOT, meter_values, proc_stats, start_gateway
 
-PROFILER = """\
-import os, signal
-if os.environ.get("RELAYCORE_PROFILE"):
-    import cProfile
-    _profile = cProfile.Profile()
-    def _start(*_):
-        _profile.enable()
-    def _stop(*_):
-        _profile.disable()
-        _profile.dump_stats(os.environ["RELAYCORE_PROFILE"])
-    signal.signal(signal.SIGUSR1, _start)
-    signal.signal(signal.SIGUSR2, _stop)
-"""
+PROFILER = Path(__file__).parent / "cprofsite"  # the sitecustomize: SIGUSR1/SIGUSR2
 
 PLUMBING = (
     "edgegw/proxy/session.py",
@@ -68,36 +56,6 @@ PLUMBING = (
     "asyncio/tasks.py",
 )
 """Files whose calls count as the relay's plumbing (what moves a frame, not what reads it)."""
-
-
-async def start_gateway(
-    tmp: Path, cloud_port: int
-) -> tuple[asyncio.subprocess.Process, str, socket.socket]:
-    """``edgegw run`` in front of the cloud, without a message-rate limit (one charger sends
-    as fast as it is answered here); returns the process, its URL and notify socket."""
-    config = tmp / "relaycore.toml"
-    config.write_text(
-        '[server]\nhost = "127.0.0.1"\nport = 0\nallow_unknown_chargers = true\n'
-        "max_messages_per_second = 0\n"
-        f'[cloud]\nurl = "ws://127.0.0.1:{cloud_port}/ocpp"\n'
-        f'[store]\npath = "{tmp / "relaycore.db"}"\n[logging]\nlevel = "warning"\n'
-        f'[control]\nsocket = "{tmp / "relaycore.control"}"\ngroup = ""\n'
-    )
-    notify = tmp / "relaycore.notify"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(notify))
-    sock.setblocking(False)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edgegw",
-        "run",
-        "--config",
-        str(config),
-        env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
-    )
-    ready = (await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 4096), 60)).decode()
-    return proc, f"ws://127.0.0.1:{int(ready.rsplit(' ', 1)[1])}/ocpp", sock
 
 
 async def calls(ws: ClientConnection, action: str, count: int, first: int) -> None:
@@ -152,16 +110,18 @@ async def measure(
 ) -> tuple[float, float, Path]:
     """Run the calls through ``relay`` ("gateway" or "floor"): its CPU (s), the calls' wall
     time (s, both unprofiled) and its cProfile dump of the same calls again."""
-    profile = tmp / f"{relay}.prof"
+    profile = tmp / f"{relay}.{'edgegw' if relay == 'gateway' else 'bytepipe'}"
     saved = dict(os.environ)
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(tmp), saved.get("PYTHONPATH", "")) if p
+        p for p in (str(PROFILER), saved.get("PYTHONPATH", "")) if p
     )
-    os.environ["RELAYCORE_PROFILE"] = str(profile)
+    os.environ["EDGEGW_CPROF"] = str(tmp / relay)
     sock: socket.socket | None = None
     try:
         if relay == "gateway":
-            proc, url, sock = await start_gateway(tmp, cloud_port)
+            proc, url, sock = await start_gateway(
+                tmp, "relaycore", cloud_port, server="max_messages_per_second = 0\n"
+            )
         else:
             proc, url = await start_bytepipe(cloud_port)
     finally:
@@ -207,7 +167,6 @@ async def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
-            (tmp / "sitecustomize.py").write_text(PROFILER)
             for relay in ("gateway",) if args.no_floor else ("gateway", "floor"):
                 cpu, wall, profile = await measure(relay, cloud.port, tmp, args.action, args.calls)
                 total, plumbing, loops = figures(profile, messages)

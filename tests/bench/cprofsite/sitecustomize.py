@@ -32,12 +32,11 @@ def _install(prefix: str, relay: str) -> None:
 
 
 def _relay() -> str | None:
-    command = Path("/proc/self/cmdline").read_bytes().decode(errors="replace")
-    if "capacity.py" in command or "replay.py" in command:
-        return None
-    if "bytepipe" in command:
+    """Which relay this process is: ``-m edgegw run`` or ``bytepipe.py`` (None: another)."""
+    args = Path("/proc/self/cmdline").read_bytes().decode(errors="replace").split("\0")
+    if any(Path(arg).name == "bytepipe.py" for arg in args):
         return "bytepipe"
-    return "edgegw" if "edgegw" in command else None
+    return "edgegw" if "edgegw" in args and "run" in args else None
 
 
 _prefix = os.environ.get("EDGEGW_CPROF")
